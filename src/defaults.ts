@@ -1,0 +1,53 @@
+/**
+ * Every default and every limit udpcast has, in one place. Each cap says what happens past it.
+ */
+
+// ---- Datagram size: the MTU arithmetic -------------------------------------------------------
+// A datagram must cross the path unfragmented: a lost fragment loses the whole datagram, and many
+// firewalls drop fragments outright. Ethernet's MTU is 1500 bytes, but tunnels (VPN, PPPoE, Wi-Fi
+// bridges) take some of it, so like WebRTC and QUIC (RFC 9000 §14: every path must carry 1200-byte
+// UDP payloads) we budget 1200 bytes of UDP payload per datagram:
+//   1200 UDP payload
+//   - 12 RTP fixed header (RFC 3550 §5.1)
+//   - 12 room for a header extension (RFC 8285 one-byte form: 4-byte header + 8 bytes of elements)
+//   - 16 room for an authentication tag (AES-GCM tag, or HMAC-SHA-256 truncated to 16 bytes)
+//   = 1160 bytes of RTP payload.
+// On top of that the IP and UDP headers (20 + 8 for IPv4, 40 + 8 for IPv6) give 1228 / 1248 bytes
+// on the wire, well under 1500 and under the 1280 every IPv6 link must carry (RFC 8200 §5).
+export const UDP_PAYLOAD_BUDGET = 1200;
+export const RTP_HEADER_ROOM = 12 + 12;
+export const AUTH_TAG_ROOM = 16;
+export const DEFAULT_PAYLOAD_LIMIT = UDP_PAYLOAD_BUDGET - RTP_HEADER_ROOM - AUTH_TAG_ROOM; // 1160
+/** Smallest payload limit we accept: an FU-A needs 2 header bytes plus at least 1 byte of NAL. */
+export const MIN_PAYLOAD_LIMIT = 64;
+/** Largest datagram we read or forward; anything longer is counted and dropped. */
+export const MAX_DATAGRAM = 1500;
+
+// ---- Reassembly caps (per stream) ------------------------------------------------------------
+/** Bytes in one reassembled frame (access unit or JPEG). A bigger frame is dropped and counted. */
+export const MAX_FRAME_BYTES = 8 * 1024 * 1024;
+/** NAL units in one H.264 access unit. More are dropped with the access unit. */
+export const MAX_NALUS_PER_AU = 1024;
+
+// ---- Payload types and clocks ------------------------------------------------------------------
+/** Dynamic payload type for H.264 (RFC 3551 §6 leaves 96-127 to signalling). */
+export const PT_H264 = 96;
+/** Static payload type for JPEG (RFC 3551 §6, table 5). */
+export const PT_JPEG = 26;
+/** Video RTP clock rate (RFC 6184 §8.2.1, RFC 2435 §3.1.3). */
+export const VIDEO_CLOCK_RATE = 90000;
+
+// ---- RTCP ---------------------------------------------------------------------------------
+/** Sender and receiver report interval. RFC 3550 §6.2 allows a shorter one than 5 s for small sessions. */
+export const RTCP_INTERVAL_MS = 1000;
+/** RFC 3550 A.1: packets in sequence needed before a new source is valid. */
+export const MIN_SEQUENTIAL = 2;
+/** RFC 3550 A.1: jumps larger than this are treated as a restart. */
+export const MAX_DROPOUT = 3000;
+/** RFC 3550 A.1: packets this far behind are misordered, beyond it a restart. */
+export const MAX_MISORDER = 100;
+
+// ---- Network defaults ------------------------------------------------------------------------
+export const DEFAULT_PORT = 5004;
+export const DEFAULT_HOST = '127.0.0.1';
+export const DEFAULT_STREAM = 'main';

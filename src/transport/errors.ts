@@ -1,0 +1,14 @@
+/**
+ * A datagram or payload that does not follow its format. Receive loops catch exactly this
+ * type, count it and drop the datagram; anything else escaping a parser is a bug in udpcast.
+ */
+export class PacketError extends Error {
+  override name = 'PacketError';
+}
+
+/** Throws a PacketError unless `need` bytes are available; the message counts bytes. */
+export function need(what: string, have: number, need: number): void {
+  if (have < need) {
+    throw new PacketError(`${what}: need ${need} bytes, have ${have}`);
+  }
+}
