@@ -51,3 +51,33 @@ export const MAX_MISORDER = 100;
 export const DEFAULT_PORT = 5004;
 export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_STREAM = 'main';
+
+// ---- Relay and session timing ----------------------------------------------------------------
+/** How often a viewer re-sends its subscription and a publisher its announcement. */
+export const KEEPALIVE_MS = 1000;
+/** A viewer silent this long is dropped by the relay. */
+export const VIEWER_TIMEOUT_MS = 10_000;
+/** A publisher silent this long ends its stream; viewers are told. */
+export const PUBLISHER_TIMEOUT_MS = 5000;
+/** A viewer that has heard nothing from the relay this long says "reconnecting". */
+export const VIEWER_STALL_MS = 2000;
+/** Streams one relay carries; a publish past it is counted and ignored. */
+export const MAX_STREAMS = 64;
+/** Viewers of one stream; a subscription past it is counted and refused. */
+export const MAX_VIEWERS_PER_STREAM = 1000;
+/** Viewers across all streams of one relay. */
+export const MAX_VIEWERS = 4000;
+/** Longest stream name (bytes of UTF-8); names are letters, digits, '-', '_', '.'. */
+export const MAX_STREAM_NAME = 64;
+
+// ---- Share defaults ---------------------------------------------------------------------------
+export const DEFAULT_FPS = 30;
+export const DEFAULT_BITRATE_KBPS = 2500;
+/** Keyframe interval in frames: 2 s at 30 fps, so a lost reference heals within 2 s at worst. */
+export const DEFAULT_GOP = 60;
+/** MJPEG quality (FFmpeg -q:v, 2 best - 31 worst). */
+export const DEFAULT_MJPEG_QUALITY = 5;
+export const DEFAULT_TEST_SIZE = { width: 1280, height: 720 };
+/** Interval of --stats-json lines and of the plain-text summary when there is no dashboard. */
+export const STATS_INTERVAL_MS = 1000;
+export const SUMMARY_INTERVAL_MS = 5000;

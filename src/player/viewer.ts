@@ -1,0 +1,211 @@
+/**
+ * The viewer's protocol state as a pure object: datagrams and the clock in, whole frames and the
+ * datagrams to send out. watch.ts wires it to a socket, a timer and a player.
+ *
+ * Clean frames only: a frame is handed to the player when it arrived whole and everything it
+ * depends on did too. After a gap the viewer waits for the next keyframe (and asks for one with
+ * RTCP PLI, RFC 4585 §6.3.1), so the decoder never sees a damaged picture.
+ */
+import { PT_H264, PT_JPEG, VIDEO_CLOCK_RATE, VIEWER_STALL_MS } from '../defaults.ts';
+import { ControlType, controlApp, parseControl } from '../transport/control.ts';
+import { PacketError } from '../transport/errors.ts';
+import type { Depacketizer, Frame } from '../transport/frame.ts';
+import { H264Depacketizer } from '../transport/h264/depacketize.ts';
+import { JpegDepacketizer } from '../transport/jpeg/depacketize.ts';
+import { isRtcp, parseRtcp, serializeRtcp, type RtcpPacket } from '../transport/rtcp.ts';
+import { isRtp, parseRtp, type RtpPacket } from '../transport/rtp.ts';
+import { seqAdd } from '../transport/seq.ts';
+import { ReceiverStats } from '../transport/stats.ts';
+import { randomBytes } from 'node:crypto';
+
+export type ConnectionState = 'connecting' | 'live' | 'reconnecting' | 'ended';
+
+export interface ViewerCounters {
+  datagrams: number;
+  bytes: number;
+  malformed: number;
+  /** RTP from an SSRC other than the current publisher's (a stale one after a restart). */
+  foreign: number;
+  framesComplete: number;
+  /** Frames lost on the way or held back because a frame they depend on was lost. */
+  framesDropped: number;
+  /** Frames discarded while waiting for a keyframe after a loss. */
+  framesSkipped: number;
+  keyframeRequests: number;
+  publisherRestarts: number;
+}
+
+export interface CompletedFrame extends Frame {
+  codec: 'h264' | 'mjpeg';
+  /** Capture → complete here, in ms, once an SR gave the sender's clock mapping. */
+  latencyMs?: number;
+}
+
+export interface ViewerOutput {
+  frames: CompletedFrame[];
+  /** Datagrams for the relay (PLI, ACK-triggered reports). */
+  send: Buffer[];
+}
+
+/** Keyframe requests at most this often (RFC 4585 leaves the rate to the application). */
+const PLI_MIN_INTERVAL_MS = 500;
+
+export class ViewerCore {
+  readonly ssrc = randomBytes(4).readUInt32BE(0);
+  readonly stream: string;
+  state: ConnectionState = 'connecting';
+  codec?: 'h264' | 'mjpeg';
+  publisherSsrc?: number;
+  stats = new ReceiverStats({ clockRate: VIDEO_CLOCK_RATE });
+  readonly counters: ViewerCounters = {
+    datagrams: 0,
+    bytes: 0,
+    malformed: 0,
+    foreign: 0,
+    framesComplete: 0,
+    framesDropped: 0,
+    framesSkipped: 0,
+    keyframeRequests: 0,
+    publisherRestarts: 0,
+  };
+  lastLatencyMs?: number;
+  private depacketizer?: Depacketizer;
+  private lastSeq?: number;
+  private needKeyframe = true;
+  private lastHeard = -Infinity;
+  private lastPli = -Infinity;
+  private droppedSeen = 0;
+  /** The newest SR, kept so a sharer's first SR is not lost when its first RTP packet resets stats. */
+  private lastSr?: { sr: { ssrc: number; ntpSec: number; ntpFrac: number; rtpTimestamp: number }; at: number };
+  onLog?: (line: string) => void;
+
+  constructor(stream: string) {
+    this.stream = stream;
+  }
+
+  onDatagram(buf: Buffer, now: number): ViewerOutput {
+    const out: ViewerOutput = { frames: [], send: [] };
+    this.counters.datagrams++;
+    this.counters.bytes += buf.length;
+    this.lastHeard = now;
+    try {
+      if (isRtcp(buf)) this.onRtcp(parseRtcp(buf), now);
+      else if (isRtp(buf)) this.onRtp(parseRtp(buf), now, out);
+      else this.counters.malformed++;
+    } catch (err) {
+      if (!(err instanceof PacketError)) throw err;
+      this.counters.malformed++;
+    }
+    return out;
+  }
+
+  /** Subscription keepalive with our receiver report; also moves live → reconnecting on silence. */
+  keepalive(now: number): Buffer {
+    if (this.state === 'live' && now - this.lastHeard > VIEWER_STALL_MS) this.state = 'reconnecting';
+    const packets: RtcpPacket[] = [
+      {
+        type: 'rr',
+        ssrc: this.ssrc,
+        reports: this.publisherSsrc !== undefined ? [this.stats.reportBlock(this.publisherSsrc, now)] : [],
+      },
+      controlApp({ kind: ControlType.Subscribe, stream: this.stream }, this.ssrc),
+    ];
+    return serializeRtcp(packets);
+  }
+
+  /** LEAVE + BYE, sent when watch ends. */
+  goodbye(): Buffer {
+    return serializeRtcp([
+      { type: 'rr', ssrc: this.ssrc, reports: [] },
+      { type: 'bye', ssrcs: [this.ssrc], reason: 'viewer left' },
+      controlApp({ kind: ControlType.Leave, stream: this.stream }, this.ssrc),
+    ]);
+  }
+
+  private onRtcp(packets: RtcpPacket[], now: number): void {
+    for (const p of packets) {
+      if (p.type === 'app') {
+        const msg = parseControl(p);
+        if (!msg || msg.stream !== this.stream) continue;
+        if (msg.kind === ControlType.Ack && this.state !== 'live') {
+          this.state = msg.live ? 'live' : 'connecting';
+        } else if (msg.kind === ControlType.Ended) {
+          this.state = 'ended';
+          this.onLog?.(`stream ${this.stream} ended by its sharer`);
+        }
+      } else if (p.type === 'sr') {
+        this.lastSr = { sr: p, at: now };
+        if (p.ssrc === this.publisherSsrc) this.stats.onSenderReport(p, now);
+      } else if (p.type === 'bye' && this.publisherSsrc !== undefined && p.ssrcs.includes(this.publisherSsrc)) {
+        this.state = 'ended';
+        this.onLog?.(`stream ${this.stream}: sharer said goodbye`);
+      }
+    }
+  }
+
+  private onRtp(pkt: RtpPacket, now: number, out: ViewerOutput): void {
+    const codec = pkt.payloadType === PT_H264 ? 'h264' : pkt.payloadType === PT_JPEG ? 'mjpeg' : undefined;
+    if (!codec) {
+      this.counters.malformed++;
+      return;
+    }
+    if (pkt.ssrc !== this.publisherSsrc || codec !== this.codec) this.newPublisher(pkt.ssrc, codec);
+    this.state = 'live';
+    const verdict = this.stats.onRtp(pkt.sequenceNumber, pkt.timestamp, now);
+    if (verdict === 'duplicate') return;
+    if (this.lastSeq !== undefined && pkt.sequenceNumber !== seqAdd(this.lastSeq, 1)) {
+      // A gap (or a late packet): whatever the next frames reference may be gone.
+      this.loss(now, out);
+    }
+    this.lastSeq = pkt.sequenceNumber;
+    const frame = this.depacketizer!.push(pkt);
+    const dropped = this.depacketizer!.counters.framesDropped;
+    if (dropped !== this.droppedSeen) {
+      this.counters.framesDropped += dropped - this.droppedSeen;
+      this.droppedSeen = dropped;
+      this.loss(now, out);
+    }
+    if (!frame) return;
+    if (this.needKeyframe && !frame.keyframe) {
+      this.counters.framesSkipped++;
+      return;
+    }
+    this.needKeyframe = false;
+    this.counters.framesComplete++;
+    const captured = this.stats.captureTimeMs(frame.timestamp);
+    const latencyMs = captured === undefined ? undefined : now - captured;
+    if (latencyMs !== undefined) this.lastLatencyMs = latencyMs;
+    out.frames.push({ ...frame, codec, latencyMs });
+  }
+
+  private loss(now: number, out: ViewerOutput): void {
+    if (this.codec === 'mjpeg') return; // every JPEG stands alone
+    this.needKeyframe = true;
+    if (this.publisherSsrc !== undefined && now - this.lastPli >= PLI_MIN_INTERVAL_MS) {
+      this.lastPli = now;
+      this.counters.keyframeRequests++;
+      out.send.push(
+        serializeRtcp([
+          { type: 'rr', ssrc: this.ssrc, reports: [] },
+          { type: 'pli', senderSsrc: this.ssrc, mediaSsrc: this.publisherSsrc },
+        ]),
+      );
+    }
+  }
+
+  private newPublisher(ssrc: number, codec: 'h264' | 'mjpeg'): void {
+    if (this.publisherSsrc !== undefined) {
+      this.counters.publisherRestarts++;
+      this.onLog?.(`stream ${this.stream}: new sharer session (ssrc ${ssrc.toString(16)}), following it`);
+    }
+    this.publisherSsrc = ssrc;
+    this.codec = codec;
+    this.stats = new ReceiverStats({ clockRate: VIDEO_CLOCK_RATE });
+    if (this.lastSr?.sr.ssrc === ssrc) this.stats.onSenderReport(this.lastSr.sr, this.lastSr.at);
+    this.depacketizer = codec === 'h264' ? new H264Depacketizer() : new JpegDepacketizer();
+    this.depacketizer.onDrop = (reason) => this.onLog?.(`frame dropped: ${reason}`);
+    this.droppedSeen = 0;
+    this.lastSeq = undefined;
+    this.needKeyframe = true;
+  }
+}

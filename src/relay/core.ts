@@ -1,0 +1,349 @@
+/**
+ * The relay's routing table as a pure object: datagrams and the clock go in, datagrams to send come
+ * out. No sockets or timers here (server.ts wires them), so every rule is tested without a network.
+ *
+ * Rules:
+ * - A stream is created by a PUBLISH from its sharer and latched to that sharer's address; RTP and
+ *   RTCP from any other address for it are dropped and counted, until the sharer says BYE or goes
+ *   silent for PUBLISHER_TIMEOUT_MS.
+ * - A viewer SUBSCRIBEs by name (repeating it as keepalive) and gets an ACK no larger than its
+ *   request; it may subscribe before the stream exists and gets the stream once it starts.
+ * - Media and the sharer's RTCP (SR, SDES, BYE) go to every viewer as the same buffer, received once,
+ *   sent as is. Viewers' RTCP (RR, NACK, PLI) goes to the sharer.
+ */
+import {
+  MAX_DATAGRAM,
+  MAX_STREAMS,
+  MAX_VIEWERS,
+  MAX_VIEWERS_PER_STREAM,
+  PUBLISHER_TIMEOUT_MS,
+  VIEWER_TIMEOUT_MS,
+} from '../defaults.ts';
+import { ControlType, controlApp, parseControl } from '../transport/control.ts';
+import { PacketError } from '../transport/errors.ts';
+import { isRtcp, parseRtcp, serializeRtcp, type RtcpPacket, type ReportBlock } from '../transport/rtcp.ts';
+import { isRtp } from '../transport/rtp.ts';
+
+export interface Endpoint {
+  address: string;
+  port: number;
+}
+
+/** One buffer for many destinations: the relay serializes once and sends the same bytes to all. */
+export interface Output {
+  data: Buffer;
+  to: readonly Endpoint[];
+}
+
+export interface ViewerState {
+  endpoint: Endpoint;
+  key: string;
+  since: number;
+  lastSeen: number;
+  /** The latest report block this viewer sent about the stream, for the dashboard. */
+  lastReport?: ReportBlock;
+  packetsOut: number;
+  sendErrors: number;
+}
+
+export interface StreamState {
+  name: string;
+  publisher?: { endpoint: Endpoint; key: string; ssrc: number; since: number; lastSeen: number };
+  viewers: Map<string, ViewerState>;
+  /** Cached list of viewer endpoints, rebuilt when membership changes (the hot path reuses it). */
+  targets: Endpoint[];
+  packetsIn: number;
+  bytesIn: number;
+  packetsOut: number;
+  bytesOut: number;
+}
+
+export interface RelayCounters {
+  datagramsIn: number;
+  bytesIn: number;
+  packetsOut: number;
+  bytesOut: number;
+  /** Datagrams that were not RTP/RTCP or failed to parse. */
+  malformed: number;
+  /** Datagrams larger than MAX_DATAGRAM. */
+  oversize: number;
+  /** Media or RTCP from an address that is neither a publisher nor a viewer. */
+  unknownSource: number;
+  /** PUBLISH for a stream latched to another address. */
+  hijackAttempts: number;
+  /** Streams or viewers refused because a cap was reached. */
+  overLimit: number;
+  sendErrors: number;
+}
+
+export function endpointKey(e: Endpoint): string {
+  return `${e.address}|${e.port}`;
+}
+
+/** The relay's own SSRC for the control messages it originates. */
+const RELAY_SSRC = 0;
+
+export class RelayCore {
+  readonly streams = new Map<string, StreamState>();
+  /** Which stream each publisher address feeds: the lookup for every media packet. */
+  private readonly byPublisher = new Map<string, StreamState>();
+  readonly counters: RelayCounters = {
+    datagramsIn: 0,
+    bytesIn: 0,
+    packetsOut: 0,
+    bytesOut: 0,
+    malformed: 0,
+    oversize: 0,
+    unknownSource: 0,
+    hijackAttempts: 0,
+    overLimit: 0,
+    sendErrors: 0,
+  };
+  private viewerCount = 0;
+  /** Logged once per kind of limit, so a flood does not flood the log. */
+  private readonly warned = new Set<string>();
+  onLog?: (line: string) => void;
+
+  get viewers(): number {
+    return this.viewerCount;
+  }
+
+  /** Handles one datagram; returns what to send. Never throws for bad input. */
+  onDatagram(buf: Buffer, from: Endpoint, now: number): Output[] {
+    this.counters.datagramsIn++;
+    this.counters.bytesIn += buf.length;
+    if (buf.length > MAX_DATAGRAM) {
+      this.counters.oversize++;
+      return [];
+    }
+    const key = endpointKey(from);
+    if (isRtcp(buf)) return this.onRtcp(buf, from, key, now);
+    if (isRtp(buf)) {
+      const stream = this.byPublisher.get(key);
+      if (!stream) {
+        this.counters.unknownSource++;
+        return [];
+      }
+      stream.publisher!.lastSeen = now;
+      stream.packetsIn++;
+      stream.bytesIn += buf.length;
+      return this.fanOut(stream, buf);
+    }
+    this.counters.malformed++;
+    return [];
+  }
+
+  /** Expires silent viewers and publishers; returns the ENDED notices to send. */
+  tick(now: number): Output[] {
+    const out: Output[] = [];
+    for (const stream of this.streams.values()) {
+      for (const [k, v] of stream.viewers) {
+        if (now - v.lastSeen > VIEWER_TIMEOUT_MS) this.removeViewer(stream, k);
+      }
+      if (stream.publisher && now - stream.publisher.lastSeen > PUBLISHER_TIMEOUT_MS) {
+        this.log(`stream ${stream.name}: publisher ${fmt(stream.publisher.endpoint)} silent, stream ended`);
+        out.push(...this.endStream(stream));
+      }
+      if (!stream.publisher && stream.viewers.size === 0) this.streams.delete(stream.name);
+    }
+    return out;
+  }
+
+  /** Counts a failed send to one viewer; the loop over the others goes on. */
+  sendFailed(to: Endpoint): void {
+    this.counters.sendErrors++;
+    for (const s of this.streams.values()) {
+      const v = s.viewers.get(endpointKey(to));
+      if (v) v.sendErrors++;
+    }
+  }
+
+  private onRtcp(buf: Buffer, from: Endpoint, key: string, now: number): Output[] {
+    let packets: RtcpPacket[];
+    try {
+      packets = parseRtcp(buf);
+    } catch (err) {
+      if (err instanceof PacketError) {
+        this.counters.malformed++;
+        return [];
+      }
+      throw err;
+    }
+    const out: Output[] = [];
+    let controlOnly = true;
+    for (const p of packets) {
+      if (p.type !== 'app') {
+        controlOnly = false;
+        continue;
+      }
+      let msg;
+      try {
+        msg = parseControl(p);
+      } catch (err) {
+        if (err instanceof PacketError) {
+          this.counters.malformed++;
+          return out;
+        }
+        throw err;
+      }
+      if (!msg) {
+        controlOnly = false;
+        continue;
+      }
+      switch (msg.kind) {
+        case ControlType.Publish:
+          this.publish(msg.stream, from, key, p.ssrc, now);
+          break;
+        case ControlType.Subscribe: {
+          const ack = this.subscribe(msg.stream, from, key, now);
+          if (ack) out.push(ack);
+          break;
+        }
+        case ControlType.Leave: {
+          const s = this.streams.get(msg.stream);
+          if (s?.viewers.has(key)) this.removeViewer(s, key);
+          break;
+        }
+        default:
+          this.counters.malformed++; // ACK/ENDED travel from the relay, never to it
+      }
+    }
+    if (controlOnly) return out;
+    // Reports and feedback: the publisher's go to its viewers, a viewer's to the publisher.
+    const published = this.byPublisher.get(key);
+    if (published) {
+      published.publisher!.lastSeen = now;
+      out.push(...this.fanOut(published, buf));
+      if (packets.some((p) => p.type === 'bye')) out.push(...this.endStream(published, false));
+      return out;
+    }
+    let forwarded = false;
+    for (const s of this.streams.values()) {
+      const v = s.viewers.get(key);
+      if (!v) continue;
+      v.lastSeen = now;
+      for (const p of packets) {
+        if (p.type === 'rr' || p.type === 'sr') {
+          const block = p.reports.find((r) => r.ssrc === s.publisher?.ssrc);
+          if (block) v.lastReport = block;
+        }
+      }
+      if (s.publisher) {
+        out.push({ data: buf, to: [s.publisher.endpoint] });
+        this.counters.packetsOut++;
+        this.counters.bytesOut += buf.length;
+      }
+      forwarded = true;
+    }
+    if (!forwarded && out.length === 0) this.counters.unknownSource++;
+    return out;
+  }
+
+  private publish(name: string, from: Endpoint, key: string, ssrc: number, now: number): void {
+    let stream = this.streams.get(name);
+    if (!stream) {
+      if (this.streams.size >= MAX_STREAMS) {
+        this.overLimit('streams', `relay carries ${MAX_STREAMS} streams already; refusing ${name}`);
+        return;
+      }
+      stream = newStream(name);
+      this.streams.set(name, stream);
+    }
+    const current = stream.publisher;
+    if (current && current.key !== key) {
+      this.counters.hijackAttempts++;
+      return;
+    }
+    const other = this.byPublisher.get(key);
+    if (other && other !== stream) {
+      // One address publishes one stream; a second name from it is refused.
+      this.counters.hijackAttempts++;
+      return;
+    }
+    if (!current) this.log(`stream ${name}: publisher ${fmt(from)} (ssrc ${hex(ssrc)})`);
+    else if (current.ssrc !== ssrc) this.log(`stream ${name}: publisher restarted (ssrc ${hex(ssrc)})`);
+    stream.publisher = { endpoint: from, key, ssrc, since: current?.since ?? now, lastSeen: now };
+    this.byPublisher.set(key, stream);
+  }
+
+  private subscribe(name: string, from: Endpoint, key: string, now: number): Output | null {
+    let stream = this.streams.get(name);
+    const existing = stream?.viewers.get(key);
+    if (existing) {
+      existing.lastSeen = now;
+    } else {
+      if (!stream) {
+        if (this.streams.size >= MAX_STREAMS) {
+          this.overLimit('streams', `relay carries ${MAX_STREAMS} streams already; refusing a viewer of ${name}`);
+          return null;
+        }
+        stream = newStream(name);
+        this.streams.set(name, stream);
+      }
+      if (stream.viewers.size >= MAX_VIEWERS_PER_STREAM || this.viewerCount >= MAX_VIEWERS) {
+        this.overLimit('viewers', `viewer limit reached (${MAX_VIEWERS_PER_STREAM} a stream, ${MAX_VIEWERS} in all)`);
+        return null;
+      }
+      stream.viewers.set(key, { endpoint: from, key, since: now, lastSeen: now, packetsOut: 0, sendErrors: 0 });
+      stream.targets = [...stream.viewers.values()].map((v) => v.endpoint);
+      this.viewerCount++;
+      this.log(`stream ${name}: viewer ${fmt(from)} joined (${stream.viewers.size} watching)`);
+    }
+    const ack = serializeRtcp([controlApp({ kind: ControlType.Ack, stream: name, live: !!stream.publisher }, RELAY_SSRC)]);
+    this.counters.packetsOut++;
+    this.counters.bytesOut += ack.length;
+    return { data: ack, to: [from] };
+  }
+
+  private fanOut(stream: StreamState, buf: Buffer): Output[] {
+    const n = stream.targets.length;
+    if (n === 0) return [];
+    stream.packetsOut += n;
+    stream.bytesOut += n * buf.length;
+    this.counters.packetsOut += n;
+    this.counters.bytesOut += n * buf.length;
+    return [{ data: buf, to: stream.targets }];
+  }
+
+  private endStream(stream: StreamState, notify = true): Output[] {
+    const pub = stream.publisher;
+    if (pub) this.byPublisher.delete(pub.key);
+    stream.publisher = undefined;
+    if (!notify || stream.targets.length === 0) return [];
+    const ended = serializeRtcp([controlApp({ kind: ControlType.Ended, stream: stream.name }, RELAY_SSRC)]);
+    return this.fanOut(stream, ended);
+  }
+
+  private removeViewer(stream: StreamState, key: string): void {
+    const v = stream.viewers.get(key);
+    if (!v) return;
+    stream.viewers.delete(key);
+    stream.targets = [...stream.viewers.values()].map((x) => x.endpoint);
+    this.viewerCount--;
+    this.log(`stream ${stream.name}: viewer ${fmt(v.endpoint)} left (${stream.viewers.size} watching)`);
+  }
+
+  private overLimit(kind: string, line: string): void {
+    this.counters.overLimit++;
+    if (!this.warned.has(kind)) {
+      this.warned.add(kind);
+      this.log(line);
+    }
+  }
+
+  private log(line: string): void {
+    this.onLog?.(line);
+  }
+}
+
+function newStream(name: string): StreamState {
+  return { name, viewers: new Map(), targets: [], packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0 };
+}
+
+export function fmt(e: Endpoint): string {
+  return e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
+}
+
+function hex(n: number): string {
+  return n.toString(16).padStart(8, '0');
+}

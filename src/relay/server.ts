@@ -1,0 +1,80 @@
+/**
+ * The relay's socket adapter: one UDP socket carries media and RTCP for publishers and viewers.
+ * All routing decisions are RelayCore's; this file only moves bytes and runs the timer.
+ */
+import dgram from 'node:dgram';
+import { RelayCore, type Endpoint, type Output } from './core.ts';
+
+export interface RelayServerOptions {
+  host: string;
+  port: number;
+  log?: (line: string) => void;
+  now?: () => number;
+}
+
+const TICK_MS = 500;
+/** Kernel buffers: a burst of a keyframe to many viewers must not overflow them. */
+const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
+
+export class RelayServer {
+  readonly core = new RelayCore();
+  private readonly socket: dgram.Socket;
+  private timer?: NodeJS.Timeout;
+  private closed = false;
+  private readonly now: () => number;
+
+  private constructor(socket: dgram.Socket, now: () => number) {
+    this.socket = socket;
+    this.now = now;
+  }
+
+  static async start(opts: RelayServerOptions): Promise<RelayServer> {
+    const type = opts.host.includes(':') ? 'udp6' : 'udp4';
+    const socket = dgram.createSocket({ type, reuseAddr: false });
+    const server = new RelayServer(socket, opts.now ?? Date.now);
+    server.core.onLog = opts.log;
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(opts.port, opts.host, () => {
+        socket.off('error', reject);
+        resolve();
+      });
+    });
+    try {
+      socket.setRecvBufferSize(SOCKET_BUFFER_BYTES);
+      socket.setSendBufferSize(SOCKET_BUFFER_BYTES);
+    } catch {
+      // The kernel may cap buffer sizes (net.core.rmem_max); the defaults still work.
+    }
+    // A send error on one datagram (ICMP unreachable from a viewer that left) must not end the relay.
+    socket.on('error', (err) => opts.log?.(`relay socket: ${err.message}`));
+    socket.on('message', (msg, rinfo) => {
+      server.send(server.core.onDatagram(msg, { address: rinfo.address, port: rinfo.port }, server.now()));
+    });
+    server.timer = setInterval(() => server.send(server.core.tick(server.now())), TICK_MS);
+    server.timer.unref();
+    return server;
+  }
+
+  get address(): Endpoint {
+    const a = this.socket.address();
+    return { address: a.address, port: a.port };
+  }
+
+  private send(outputs: Output[]): void {
+    for (const o of outputs) {
+      for (const to of o.to) {
+        this.socket.send(o.data, to.port, to.address, (err) => {
+          if (err) this.core.sendFailed(to);
+        });
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    await new Promise<void>((resolve) => this.socket.close(() => resolve()));
+  }
+}

@@ -1,0 +1,209 @@
+/**
+ * The sharer's side of the wire: packetizes each captured frame, numbers it with RtpSender, sends it
+ * to the relay, and keeps the session alive with RTCP (SR + SDES CNAME + PUBLISH every second).
+ *
+ * RTP timestamps are the capture wall clock on the 90 kHz clock plus a random offset, so SR's
+ * NTP ↔ RTP pair maps every frame back to the moment it was captured (RFC 3550 §6.4.1).
+ */
+import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
+import { hostname } from 'node:os';
+import { KEEPALIVE_MS, PT_H264, PT_JPEG, VIDEO_CLOCK_RATE, DEFAULT_PAYLOAD_LIMIT } from '../defaults.ts';
+import type { Endpoint } from '../relay/core.ts';
+import { ControlType, controlApp } from './control.ts';
+import { PacketError } from './errors.ts';
+import type { Payload } from './frame.ts';
+import { H264Packetizer } from './h264/packetize.ts';
+import { JpegPacketizer } from './jpeg/packetize.ts';
+import { msToNtp, rttMs } from './ntp.ts';
+import { isRtcp, parseRtcp, serializeRtcp, SDES_CNAME, type RtcpPacket } from './rtcp.ts';
+import { RtpSender } from './sender.ts';
+import { TS_MOD } from './seq.ts';
+
+export interface PublishableFrame {
+  codec: 'h264' | 'mjpeg';
+  nalus?: Buffer[];
+  jpeg?: Buffer;
+  keyframe: boolean;
+  captureUnixMs: number;
+}
+
+export interface PublisherOptions {
+  relay: Endpoint;
+  stream: string;
+  codec: 'h264' | 'mjpeg';
+  payloadLimit?: number;
+  log?: (line: string) => void;
+  now?: () => number;
+}
+
+export interface ViewerReport {
+  ssrc: number;
+  fractionLost: number;
+  cumulativeLost: number;
+  jitterMs: number;
+  rttMs?: number;
+  at: number;
+}
+
+export interface PublisherCounters {
+  framesSent: number;
+  keyframesSent: number;
+  packetsSent: number;
+  bytesSent: number;
+  sendErrors: number;
+  /** Keyframe requests (RTCP PLI) that came back through the relay. */
+  keyframeRequests: number;
+  /** Malformed datagrams received (counted and dropped). */
+  malformed: number;
+}
+
+export class Publisher {
+  readonly sender: RtpSender;
+  readonly counters: PublisherCounters = {
+    framesSent: 0,
+    keyframesSent: 0,
+    packetsSent: 0,
+    bytesSent: 0,
+    sendErrors: 0,
+    keyframeRequests: 0,
+    malformed: 0,
+  };
+  /** Latest receiver report from each viewer (relayed), by the viewer's SSRC. */
+  readonly viewerReports = new Map<number, ViewerReport>();
+  onKeyframeRequest?: () => void;
+  private readonly socket: dgram.Socket;
+  private readonly opts: PublisherOptions;
+  private readonly h264?: H264Packetizer;
+  private readonly jpeg?: JpegPacketizer;
+  private readonly tsOffset = randomBytes(4).readUInt32BE(0);
+  private readonly cname = `udpcast@${hostname()}`;
+  private readonly now: () => number;
+  private timer?: NodeJS.Timeout;
+  private closed = false;
+
+  private constructor(socket: dgram.Socket, opts: PublisherOptions) {
+    this.socket = socket;
+    this.opts = opts;
+    this.now = opts.now ?? Date.now;
+    const payloadLimit = opts.payloadLimit ?? DEFAULT_PAYLOAD_LIMIT;
+    this.sender = new RtpSender({ payloadType: opts.codec === 'h264' ? PT_H264 : PT_JPEG });
+    if (opts.codec === 'h264') this.h264 = new H264Packetizer({ payloadLimit });
+    else this.jpeg = new JpegPacketizer({ payloadLimit });
+  }
+
+  static async start(opts: PublisherOptions): Promise<Publisher> {
+    const socket = dgram.createSocket(opts.relay.address.includes(':') ? 'udp6' : 'udp4');
+    const pub = new Publisher(socket, opts);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(0, () => {
+        socket.off('error', reject);
+        resolve();
+      });
+    });
+    // ICMP port unreachable while the relay is down surfaces here; we keep announcing until it is back.
+    socket.on('error', () => pub.counters.sendErrors++);
+    socket.on('message', (msg) => pub.onDatagram(msg));
+    pub.announce();
+    pub.timer = setInterval(() => pub.announce(), KEEPALIVE_MS);
+    return pub;
+  }
+
+  /** RTP timestamp of a capture instant: 90 kHz wall clock plus this sender's random offset. */
+  rtpTimestamp(unixMs: number): number {
+    return (Math.round(unixMs * (VIDEO_CLOCK_RATE / 1000)) + this.tsOffset) % TS_MOD;
+  }
+
+  /** Packetizes and sends one frame. A frame the payload format cannot carry throws PacketError. */
+  send(frame: PublishableFrame): void {
+    if (this.closed) return;
+    let payloads: Payload[];
+    if (frame.codec === 'h264') payloads = this.h264!.packetize(frame.nalus!);
+    else payloads = this.jpeg!.packetize(frame.jpeg!);
+    const datagrams = this.sender.frame(payloads, this.rtpTimestamp(frame.captureUnixMs));
+    for (const d of datagrams) this.transmit(d);
+    this.counters.framesSent++;
+    if (frame.keyframe) this.counters.keyframesSent++;
+  }
+
+  private transmit(d: Buffer[]): void {
+    let bytes = 0;
+    for (const c of d) bytes += c.length;
+    this.counters.packetsSent++;
+    this.counters.bytesSent += bytes;
+    this.socket.send(d, this.opts.relay.port, this.opts.relay.address, (err) => {
+      if (err) this.counters.sendErrors++;
+    });
+  }
+
+  private rtcp(extra: RtcpPacket[]): Buffer {
+    const now = this.now();
+    const ntp = msToNtp(now);
+    return serializeRtcp([
+      {
+        type: 'sr',
+        ssrc: this.sender.ssrc,
+        ntpSec: ntp.sec,
+        ntpFrac: ntp.frac,
+        rtpTimestamp: this.rtpTimestamp(now),
+        packetCount: this.sender.packetCount >>> 0,
+        octetCount: this.sender.octetCount >>> 0,
+        reports: [],
+      },
+      { type: 'sdes', chunks: [{ ssrc: this.sender.ssrc, items: [{ type: SDES_CNAME, text: this.cname }] }] },
+      ...extra,
+    ]);
+  }
+
+  /** SR + SDES + PUBLISH: keeps the relay's latch and gives viewers the clock mapping. */
+  private announce(): void {
+    if (this.closed) return;
+    this.transmit([this.rtcp([controlApp({ kind: ControlType.Publish, stream: this.opts.stream }, this.sender.ssrc)])]);
+  }
+
+  private onDatagram(msg: Buffer): void {
+    if (!isRtcp(msg)) return;
+    let packets: RtcpPacket[];
+    try {
+      packets = parseRtcp(msg);
+    } catch (err) {
+      if (err instanceof PacketError) {
+        this.counters.malformed++;
+        return;
+      }
+      throw err;
+    }
+    const now = this.now();
+    for (const p of packets) {
+      if (p.type === 'rr' || p.type === 'sr') {
+        for (const b of p.reports) {
+          if (b.ssrc !== this.sender.ssrc) continue;
+          this.viewerReports.set(p.ssrc, {
+            ssrc: p.ssrc,
+            fractionLost: b.fractionLost / 256,
+            cumulativeLost: b.cumulativeLost,
+            jitterMs: (b.jitter / VIDEO_CLOCK_RATE) * 1000,
+            rttMs: rttMs(b, now),
+            at: now,
+          });
+        }
+      } else if (p.type === 'pli' && p.mediaSsrc === this.sender.ssrc) {
+        this.counters.keyframeRequests++;
+        this.onKeyframeRequest?.();
+      }
+    }
+  }
+
+  /** Sends BYE (RFC 3550 §6.6) so the relay ends the stream at once, then closes the socket. */
+  async close(reason = 'sharer stopped'): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    const bye = this.rtcp([{ type: 'bye', ssrcs: [this.sender.ssrc], reason }]);
+    await new Promise<void>((resolve) => {
+      this.socket.send(bye, this.opts.relay.port, this.opts.relay.address, () => resolve());
+    });
+    await new Promise<void>((resolve) => this.socket.close(() => resolve()));
+  }
+}
