@@ -1,0 +1,148 @@
+/**
+ * The input half of the FFmpeg command line for `udpcast share`: where the pictures come from.
+ *
+ *   --source screen  the desktop: x11grab (Linux/X11), ddagrab or gdigrab (Windows),
+ *                    avfoundation (macOS); the cursor is always drawn, since a screen share
+ *                    without it is hard to follow
+ *   --source test    a moving synthetic pattern (lavfi testsrc2) that needs no display at all
+ *   anything else    handed to FFmpeg as `-i VALUE` (a file, a device, a PipeWire-capable input …)
+ *
+ * Live inputs must not run faster than real time: a grabber is paced by the screen, but lavfi
+ * sources and files are not, so those get `-re` (read input at its native rate).
+ */
+import { UsageError } from '../util/errors.ts';
+import { DEFAULT_TEST_SIZE } from '../defaults.ts';
+
+export interface Region {
+  width: number;
+  height: number;
+  x: number;
+  y: number;
+}
+
+export interface CaptureOptions {
+  /** 'screen' | 'test' | any FFmpeg input. */
+  source: string;
+  /** X11 display (":0", ":99"); defaults to $DISPLAY. Ignored off Linux. */
+  display?: string;
+  /** Part of the screen to grab. */
+  region?: Region;
+  fps: number;
+  /** Output size; for `test` it is also the size the pattern is generated at. */
+  size?: { width: number; height: number };
+  /** For tests: the platform to build for (default process.platform). */
+  platform?: NodeJS.Platform;
+  /** For tests: the environment to read DISPLAY / XDG_SESSION_TYPE from (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** Windows: whether this FFmpeg has the `ddagrab` filter (Desktop Duplication, FFmpeg ≥ 6.0). */
+  hasDdagrab?: boolean;
+}
+
+/** Arguments that keep FFmpeg from buffering input before it starts work: a live source. */
+export const LOW_LATENCY_INPUT_ARGS = ['-fflags', 'nobuffer', '-probesize', '32', '-analyzeduration', '0'];
+
+/** "WxH+X+Y", the X11 geometry syntax (e.g. 1280x720+0+0). */
+export function parseRegion(s: string): Region {
+  const m = /^(\d{1,5})x(\d{1,5})\+(\d{1,5})\+(\d{1,5})$/i.exec(String(s).trim());
+  const width = m ? Number(m[1]) : 0;
+  const height = m ? Number(m[2]) : 0;
+  if (!m || width < 16 || height < 16 || width > 16384 || height > 16384) {
+    throw new UsageError(
+      `--region must be WIDTHxHEIGHT+X+Y with a size of at least 16x16 (e.g. 1280x720+0+0), got ${JSON.stringify(s)}`,
+    );
+  }
+  return { width, height, x: Number(m[3]), y: Number(m[4]) };
+}
+
+/** True on a Wayland session with no XWayland to grab through. */
+export function isWaylandOnly(env: NodeJS.ProcessEnv): boolean {
+  return (env.XDG_SESSION_TYPE ?? '').toLowerCase() === 'wayland' && !env.DISPLAY && !env.WAYLAND_X11_DISPLAY;
+}
+
+export const WAYLAND_MESSAGE =
+  'screen capture is not possible on a pure Wayland session: run udpcast under XWayland or an X11 session (or pass --display :N), use --source test, or pass a PipeWire-capable FFmpeg input via --source';
+
+/** The input half of the FFmpeg argv (everything up to and including `-i …`). */
+export function captureInputArgs(o: CaptureOptions): string[] {
+  const platform = o.platform ?? process.platform;
+  const env = o.env ?? process.env;
+  const rate = String(o.fps);
+  if (o.source === 'test') {
+    const size = o.size ?? DEFAULT_TEST_SIZE;
+    // -re paces the synthetic source at real time, like a screen: lavfi otherwise runs flat out.
+    return ['-re', '-f', 'lavfi', '-i', `testsrc2=size=${size.width}x${size.height}:rate=${rate}`];
+  }
+  if (o.source !== 'screen') {
+    // A file or a device: FFmpeg detects the format, so it keeps its usual probe size (a file's
+    // codec parameters may need more than a few bytes). -re paces files; live devices pace
+    // themselves and -re only holds them to their own rate, so it costs nothing there.
+    return ['-re', '-fflags', 'nobuffer', '-i', o.source];
+  }
+  switch (platform) {
+    case 'linux':
+    case 'freebsd':
+    case 'openbsd': {
+      const display = o.display ?? env.DISPLAY;
+      if (!o.display && isWaylandOnly(env)) throw new UsageError(WAYLAND_MESSAGE);
+      if (!display) {
+        throw new UsageError(
+          'no X display to capture: set DISPLAY or pass --display :N (e.g. --display :0), or use --source test',
+        );
+      }
+      const args = [...LOW_LATENCY_INPUT_ARGS, '-f', 'x11grab', '-draw_mouse', '1', '-framerate', rate];
+      if (o.region) args.push('-video_size', `${o.region.width}x${o.region.height}`);
+      const offset = o.region ? `+${o.region.x},${o.region.y}` : '';
+      args.push('-i', `${display}${offset}`);
+      return args;
+    }
+    case 'win32': {
+      if (o.hasDdagrab) {
+        // Desktop Duplication is a lavfi source filter; it yields GPU frames, hwdownload brings
+        // them to system memory so any encoder (and scale) can take them.
+        const opts = [`framerate=${rate}`, 'draw_mouse=1'];
+        if (o.region) {
+          opts.push(`video_size=${o.region.width}x${o.region.height}`, `offset_x=${o.region.x}`, `offset_y=${o.region.y}`);
+        }
+        return [
+          ...LOW_LATENCY_INPUT_ARGS,
+          '-f', 'lavfi',
+          '-i', `ddagrab=${opts.join(':')},hwdownload,format=bgra`,
+        ];
+      }
+      const args = [...LOW_LATENCY_INPUT_ARGS, '-f', 'gdigrab', '-draw_mouse', '1', '-framerate', rate];
+      if (o.region) {
+        args.push('-offset_x', String(o.region.x), '-offset_y', String(o.region.y));
+        args.push('-video_size', `${o.region.width}x${o.region.height}`);
+      }
+      args.push('-i', 'desktop');
+      return args;
+    }
+    case 'darwin': {
+      // Screen index: avfoundation lists cameras first, then screens; "--display N" picks one.
+      const screen = (o.display ?? env.UDPCAST_SCREEN_INDEX ?? '1').replace(/^:/, '');
+      const args = [
+        ...LOW_LATENCY_INPUT_ARGS,
+        '-f', 'avfoundation', '-capture_cursor', '1', '-framerate', rate,
+        '-i', `${screen}:none`,
+      ];
+      return args;
+    }
+    default:
+      throw new UsageError(
+        `screen capture is not supported on ${platform}: use --source test or pass an FFmpeg input via --source`,
+      );
+  }
+}
+
+/**
+ * A video filter that crops the region out of the whole screen, for grabbers that cannot grab a
+ * region themselves (avfoundation). Empty when no cropping is needed.
+ */
+export function captureFilters(o: CaptureOptions): string[] {
+  const platform = o.platform ?? process.platform;
+  if (o.source === 'screen' && platform === 'darwin' && o.region) {
+    const r = o.region;
+    return [`crop=${r.width}:${r.height}:${r.x}:${r.y}`];
+  }
+  return [];
+}
