@@ -1,0 +1,137 @@
+// The relay's routing rules, driven by datagrams and a fake clock: no sockets, no sleeping.
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { RelayCore, type Endpoint } from '../src/relay/core.ts';
+import { ControlType, controlApp, parseControl } from '../src/transport/control.ts';
+import { parseRtcp, serializeRtcp } from '../src/transport/rtcp.ts';
+import { serializeRtpToBuffer } from '../src/transport/rtp.ts';
+import { PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS, MAX_DATAGRAM } from '../src/defaults.ts';
+
+const sharer: Endpoint = { address: '10.0.0.1', port: 4000 };
+const intruder: Endpoint = { address: '10.0.0.66', port: 4000 };
+const viewerA: Endpoint = { address: '10.0.0.2', port: 5000 };
+const viewerB: Endpoint = { address: '10.0.0.3', port: 5000 };
+
+const publish = (stream = 'main', ssrc = 0x1234) => serializeRtcp([controlApp({ kind: ControlType.Publish, stream }, ssrc)]);
+const subscribe = (stream = 'main', ssrc = 0x777) => serializeRtcp([controlApp({ kind: ControlType.Subscribe, stream }, ssrc)]);
+const media = (seq: number, ssrc = 0x1234) =>
+  serializeRtpToBuffer({ padding: 0, marker: true, payloadType: 96, sequenceNumber: seq, timestamp: seq * 3000, ssrc, csrc: [], payload: Buffer.from([0x65, 1, 2, 3]) });
+
+function setup() {
+  const relay = new RelayCore();
+  relay.onDatagram(publish(), sharer, 0);
+  relay.onDatagram(subscribe(), viewerA, 0);
+  relay.onDatagram(subscribe('main', 0x888), viewerB, 0);
+  return relay;
+}
+
+describe('relay core', () => {
+  test('media from the publisher goes to every viewer as the same buffer', () => {
+    const relay = setup();
+    const pkt = media(1);
+    const out = relay.onDatagram(pkt, sharer, 10);
+    assert.equal(out.length, 1);
+    assert.equal(out[0].data, pkt, 'the received buffer itself is forwarded: serialized once');
+    assert.deepEqual(out[0].to, [viewerA, viewerB]);
+    assert.equal(relay.streams.get('main')!.packetsOut, 2);
+  });
+
+  test('a subscription is answered with an ACK no larger than the request', () => {
+    const relay = new RelayCore();
+    const req = subscribe();
+    const out = relay.onDatagram(req, viewerA, 0);
+    assert.equal(out.length, 1);
+    assert.ok(out[0].data.length <= req.length, `ack ${out[0].data.length} bytes > request ${req.length}`);
+    const [app] = parseRtcp(out[0].data);
+    assert.equal(app.type, 'app');
+    const msg = parseControl(app as never)!;
+    assert.equal(msg.kind, ControlType.Ack);
+    assert.equal(msg.live, false, 'no publisher yet');
+    relay.onDatagram(publish(), sharer, 1);
+    const again = parseControl(parseRtcp(relay.onDatagram(req, viewerA, 2)[0].data)[0] as never)!;
+    assert.equal(again.live, true);
+  });
+
+  test('a stream is latched to its publisher: another address cannot publish or inject media', () => {
+    const relay = setup();
+    assert.deepEqual(relay.onDatagram(publish('main', 0x9999), intruder, 5), []);
+    assert.equal(relay.counters.hijackAttempts, 1);
+    assert.deepEqual(relay.onDatagram(media(1, 0x9999), intruder, 6), []);
+    assert.equal(relay.counters.unknownSource, 1);
+    assert.equal(relay.onDatagram(media(2), sharer, 7).length, 1, 'the real publisher still gets through');
+  });
+
+  test('a silent publisher ends its stream, viewers are told, and a new publisher may take it', () => {
+    const relay = setup();
+    assert.deepEqual(relay.tick(PUBLISHER_TIMEOUT_MS), []);
+    const out = relay.tick(PUBLISHER_TIMEOUT_MS + 1);
+    assert.equal(out.length, 1);
+    assert.deepEqual(out[0].to, [viewerA, viewerB]);
+    assert.equal(parseControl(parseRtcp(out[0].data)[0] as never)!.kind, ControlType.Ended);
+    relay.onDatagram(publish('main', 0x4444), intruder, PUBLISHER_TIMEOUT_MS + 2);
+    assert.equal(relay.counters.hijackAttempts, 0);
+    assert.equal(relay.streams.get('main')!.publisher!.ssrc, 0x4444);
+  });
+
+  test('BYE from the publisher is forwarded and frees the stream at once', () => {
+    const relay = setup();
+    const bye = serializeRtcp([{ type: 'rr', ssrc: 0x1234, reports: [] }, { type: 'bye', ssrcs: [0x1234] }]);
+    const out = relay.onDatagram(bye, sharer, 10);
+    assert.equal(out[0].data, bye);
+    assert.equal(relay.streams.get('main')!.publisher, undefined);
+  });
+
+  test("a viewer's receiver report goes to the publisher and is kept for the dashboard", () => {
+    const relay = setup();
+    const rr = serializeRtcp([
+      { type: 'rr', ssrc: 0x777, reports: [{ ssrc: 0x1234, fractionLost: 64, cumulativeLost: 3, highestSeq: 100, jitter: 90, lsr: 0, dlsr: 0 }] },
+      controlApp({ kind: ControlType.Subscribe, stream: 'main' }, 0x777),
+    ]);
+    const out = relay.onDatagram(rr, viewerA, 20);
+    const toPublisher = out.find((o) => o.to[0] === sharer);
+    assert.ok(toPublisher, 'forwarded to the publisher');
+    assert.equal(toPublisher!.data, rr);
+    assert.equal(relay.streams.get('main')!.viewers.get('10.0.0.2|5000')!.lastReport!.fractionLost, 64);
+  });
+
+  test('silent viewers are dropped; keepalives keep them', () => {
+    const relay = setup();
+    relay.onDatagram(subscribe(), viewerA, VIEWER_TIMEOUT_MS);
+    relay.onDatagram(publish(), sharer, VIEWER_TIMEOUT_MS);
+    relay.tick(VIEWER_TIMEOUT_MS + 1);
+    assert.deepEqual(relay.onDatagram(media(3), sharer, VIEWER_TIMEOUT_MS + 2)[0].to, [viewerA]);
+    assert.equal(relay.viewers, 1);
+  });
+
+  test('LEAVE removes a viewer at once', () => {
+    const relay = setup();
+    relay.onDatagram(serializeRtcp([controlApp({ kind: ControlType.Leave, stream: 'main' }, 0x888)]), viewerB, 3);
+    assert.deepEqual(relay.onDatagram(media(4), sharer, 4)[0].to, [viewerA]);
+  });
+
+  test('oversize, garbage and unknown-source datagrams are counted and dropped', () => {
+    const relay = setup();
+    assert.deepEqual(relay.onDatagram(Buffer.alloc(MAX_DATAGRAM + 1, 0x80), sharer, 1), []);
+    assert.deepEqual(relay.onDatagram(Buffer.from('hello relay'), viewerA, 1), []);
+    assert.deepEqual(relay.onDatagram(Buffer.from([0x80, 0xc8, 0xff, 0xff]), viewerA, 1), []);
+    assert.deepEqual(relay.onDatagram(media(5), viewerA, 1), []);
+    assert.equal(relay.counters.oversize, 1);
+    assert.equal(relay.counters.malformed, 2);
+    assert.equal(relay.counters.unknownSource, 1);
+  });
+
+  test('random datagrams from anywhere never throw and never reach viewers as media from strangers', () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ minLength: 0, maxLength: 1600 }), { maxLength: 50 }), (dgrams) => {
+        const relay = setup();
+        for (const d of dgrams) {
+          const out = relay.onDatagram(Buffer.from(d), intruder, 1);
+          // An intruder may at most get an ACK back to itself (it may subscribe like anyone).
+          for (const o of out) assert.deepEqual(o.to, [intruder]);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
