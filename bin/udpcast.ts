@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+/**
+ * udpcast's command line: turns argv (and UDPCAST_* environment variables) into one typed options
+ * object per command and hands it to src/cli. Nothing else happens here.
+ */
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { run, type Command } from '../src/cli/main.ts';
+import {
+  DEFAULT_BITRATE_KBPS,
+  DEFAULT_FPS,
+  DEFAULT_GOP,
+  DEFAULT_MJPEG_QUALITY,
+  DEFAULT_PORT,
+  DEFAULT_STREAM,
+} from '../src/defaults.ts';
+
+const common = (y: Argv) =>
+  y
+    .option('stats-json', { type: 'string', describe: 'append one JSON object of statistics per second to FILE' })
+    .option('dashboard', { type: 'boolean', default: true, describe: 'live dashboard on a terminal (--no-dashboard: a summary line on stderr)' })
+    .option('duration', { type: 'number', describe: 'stop after S seconds' });
+
+let chosen: Command | undefined;
+
+const parser = yargs(hideBin(process.argv))
+  .scriptName('udpcast')
+  .usage('$0 <command> [options]\n\nLive screen sharing over UDP: share → relay → watch, standard RTP/RTCP on one port.')
+  .env('UDPCAST')
+  .command(
+    'share',
+    'capture the screen (or a test pattern), encode it with FFmpeg and publish it',
+    (y) =>
+      common(y)
+        .option('relay', { type: 'string', describe: 'publish to this relay (HOST:PORT) instead of running one here' })
+        .option('port', { type: 'number', default: DEFAULT_PORT, describe: 'UDP port of the embedded relay' })
+        .option('host', { type: 'string', default: '0.0.0.0', describe: 'address the embedded relay listens on' })
+        .option('source', { type: 'string', default: 'screen', describe: "'screen', 'test' (synthetic pattern) or any FFmpeg input" })
+        .option('display', { type: 'string', describe: 'X display to grab (Linux), default $DISPLAY' })
+        .option('region', { type: 'string', describe: 'grab only WxH+X+Y of the screen' })
+        .option('codec', { choices: ['h264', 'mjpeg'] as const, default: 'h264' as const })
+        .option('encoder', { type: 'string', describe: 'FFmpeg H.264 encoder: libx264, h264_nvenc, h264_vaapi, h264_qsv, h264_videotoolbox' })
+        .option('size', { type: 'string', describe: 'scale to WxH (e.g. 1280x720)' })
+        .option('fps', { type: 'number', default: DEFAULT_FPS, describe: 'frames per second, 1-120' })
+        .option('bitrate', { type: 'string', default: `${DEFAULT_BITRATE_KBPS}k`, describe: 'video bitrate, e.g. 2500k or 4M' })
+        .option('gop', { type: 'number', default: DEFAULT_GOP, describe: 'frames between keyframes' })
+        .option('quality', { type: 'number', default: DEFAULT_MJPEG_QUALITY, describe: 'MJPEG quality, 2 (best) - 31' })
+        .option('stream', { type: 'string', default: DEFAULT_STREAM, describe: 'stream name' })
+        .option('ffmpeg', { type: 'string', describe: 'path of the ffmpeg binary (else $FFMPEG_PATH, PATH, the bundled one)' })
+        .example('$0 share', 'share the screen; viewers run: udpcast watch THIS_HOST')
+        .example('$0 share --source test --duration 10', 'a moving test pattern for 10 s, no screen needed')
+        .example('$0 share --relay relay.example.org:5004 --stream demo', 'publish through a separate relay'),
+    (a) => (chosen = { name: 'share', args: a }),
+  )
+  .command(
+    'relay',
+    'receive streams and fan them out to every subscribed viewer',
+    (y) =>
+      common(y)
+        .option('port', { type: 'number', default: DEFAULT_PORT, describe: 'UDP port for publishers and viewers' })
+        .option('host', { type: 'string', default: '0.0.0.0', describe: 'address to listen on' })
+        .example('$0 relay --port 5004', 'relay on UDP 5004 for every stream published to it'),
+    (a) => (chosen = { name: 'relay', args: a }),
+  )
+  .command(
+    'watch [target]',
+    'subscribe to a stream and play it with ffplay (or write it to a file)',
+    (y) =>
+      common(y)
+        .positional('target', { type: 'string', default: `127.0.0.1:${DEFAULT_PORT}`, describe: 'relay or sharer, HOST[:PORT]' })
+        .option('stream', { type: 'string', default: DEFAULT_STREAM, describe: 'stream name' })
+        .option('player', { choices: ['ffplay', 'none'] as const, default: 'ffplay' as const })
+        .option('output', { type: 'string', describe: "write the reassembled stream (.h264 or .mjpeg) to FILE, '-' for stdout" })
+        .example('$0 watch 192.168.1.20', "watch the sharer at 192.168.1.20's default port")
+        .example('$0 watch relay:5004 --player none --output - | ffplay -f h264 -', 'pipe into any player'),
+    (a) => (chosen = { name: 'watch', args: a }),
+  )
+  .command(
+    'demo',
+    'share a test pattern, relay it and watch it, all in this process',
+    (y) =>
+      common(y)
+        .option('port', { type: 'number', default: DEFAULT_PORT, describe: 'UDP port of the embedded relay (0: any free port)' })
+        .option('codec', { choices: ['h264', 'mjpeg'] as const, default: 'h264' as const })
+        .option('player', { choices: ['auto', 'ffplay', 'none'] as const, default: 'auto' as const, describe: 'auto: ffplay when it and a display are present' })
+        .example('$0 demo --duration 10', 'ten seconds of the whole pipeline on this machine'),
+    (a) => (chosen = { name: 'demo', args: a }),
+  )
+  .demandCommand(1, 'name a command: share, relay, watch or demo (udpcast --help)')
+  .strict()
+  .help()
+  .alias('h', 'help')
+  .version()
+  .wrap(Math.min(110, process.stdout.columns || 100))
+  .fail((msg, err) => {
+    process.stderr.write(`udpcast: ${msg ?? err?.message}\n`);
+    process.exit(2);
+  });
+
+await parser.parseAsync();
+if (chosen) {
+  const code = await run(chosen);
+  process.exitCode = code;
+  // Everything we own is closed by now; a stray handle must not keep a finished command alive.
+  setTimeout(() => process.exit(code), 2000).unref();
+}

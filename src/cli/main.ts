@@ -1,0 +1,150 @@
+/**
+ * Runs one command: validates its options into a typed object, starts it, ends it cleanly on
+ * SIGINT/SIGTERM or --duration, and maps errors to exit codes (2: a person's mistake, 1: a failure).
+ */
+import { DEFAULT_PORT, DEFAULT_STREAM, DEFAULT_TEST_SIZE, DEFAULT_FPS, DEFAULT_BITRATE_KBPS, DEFAULT_GOP, DEFAULT_MJPEG_QUALITY } from '../defaults.ts';
+import { locateFfplay } from '../encode/locate.ts';
+import { startWatch } from '../player/watch.ts';
+import { UsageError } from '../util/errors.ts';
+import {
+  checkChoice,
+  checkDuration,
+  checkInt,
+  checkPort,
+  checkStream,
+  parseBitrate,
+  parseHostPort,
+  parseRegion,
+  parseSize,
+  type RelayOptions,
+  type ShareOptions,
+  type WatchOptions,
+} from './options.ts';
+import { startRelay } from './relay.ts';
+import { startShare } from './share.ts';
+
+export interface Command {
+  name: 'share' | 'relay' | 'watch' | 'demo';
+  args: Record<string, unknown>;
+}
+
+interface Handle {
+  done: Promise<number>;
+  stop(code?: number): void;
+}
+
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+export function shareOptions(a: Record<string, unknown>): ShareOptions {
+  return {
+    relay: a.relay !== undefined ? parseHostPort('relay', String(a.relay)) : undefined,
+    host: String(a.host ?? '0.0.0.0'),
+    port: checkPort('port', a.port ?? DEFAULT_PORT, true),
+    source: String(a.source ?? 'screen'),
+    display: a.display !== undefined ? String(a.display) : undefined,
+    region: a.region !== undefined ? parseRegion(String(a.region)) : undefined,
+    codec: checkChoice('codec', a.codec ?? 'h264', ['h264', 'mjpeg'] as const),
+    encoder: a.encoder !== undefined ? String(a.encoder) : undefined,
+    size: a.size !== undefined ? parseSize('size', String(a.size)) : undefined,
+    fps: checkInt('fps', a.fps ?? DEFAULT_FPS, 1, 120),
+    bitrateKbps: parseBitrate('bitrate', a.bitrate ?? DEFAULT_BITRATE_KBPS),
+    gop: checkInt('gop', a.gop ?? DEFAULT_GOP, 1, 10_000),
+    quality: checkInt('quality', a.quality ?? DEFAULT_MJPEG_QUALITY, 2, 31),
+    stream: checkStream(a.stream ?? DEFAULT_STREAM),
+    ffmpeg: a.ffmpeg !== undefined ? String(a.ffmpeg) : undefined,
+    statsJson: a.statsJson !== undefined ? String(a.statsJson) : undefined,
+    dashboard: a.dashboard !== false,
+    duration: checkDuration('duration', a.duration),
+  };
+}
+
+export function relayOptions(a: Record<string, unknown>): RelayOptions {
+  return {
+    host: String(a.host ?? '0.0.0.0'),
+    port: checkPort('port', a.port ?? DEFAULT_PORT, true),
+    statsJson: a.statsJson !== undefined ? String(a.statsJson) : undefined,
+    dashboard: a.dashboard !== false,
+    duration: checkDuration('duration', a.duration),
+  };
+}
+
+export function watchOptions(a: Record<string, unknown>): WatchOptions {
+  return {
+    target: parseHostPort('target', String(a.target ?? `127.0.0.1:${DEFAULT_PORT}`)),
+    stream: checkStream(a.stream ?? DEFAULT_STREAM),
+    player: checkChoice('player', a.player ?? 'ffplay', ['ffplay', 'none'] as const),
+    output: a.output !== undefined ? String(a.output) : undefined,
+    statsJson: a.statsJson !== undefined ? String(a.statsJson) : undefined,
+    dashboard: a.dashboard !== false,
+    duration: checkDuration('duration', a.duration),
+  };
+}
+
+async function start(c: Command): Promise<Handle> {
+  switch (c.name) {
+    case 'share':
+      return startShare(shareOptions(c.args), log);
+    case 'relay':
+      return startRelay(relayOptions(c.args), log);
+    case 'watch':
+      return startWatch(watchOptions(c.args), log);
+    case 'demo':
+      return startDemo(c.args);
+  }
+}
+
+/** Share a test pattern through an embedded relay and watch it, in one process. */
+async function startDemo(a: Record<string, unknown>): Promise<Handle> {
+  const duration = checkDuration('duration', a.duration);
+  const player = checkChoice('player', a.player ?? 'auto', ['auto', 'ffplay', 'none'] as const);
+  const withWindow = player === 'ffplay' || (player === 'auto' && !!locateFfplay() && !!process.env.DISPLAY);
+  let share;
+  const shareArgs = { ...a, source: 'test', host: '127.0.0.1', size: `${DEFAULT_TEST_SIZE.width}x${DEFAULT_TEST_SIZE.height}`, statsJson: undefined };
+  try {
+    share = await startShare(shareOptions(shareArgs), log);
+  } catch (err) {
+    if (!(err instanceof UsageError && /is in use/.test(err.message)) || a.port === 0) throw err;
+    log(`port ${String(a.port ?? DEFAULT_PORT)} is busy; the demo takes any free port instead`);
+    share = await startShare(shareOptions({ ...shareArgs, port: 0 }), log);
+  }
+  const port = share.relay!.address.port;
+  const watch = await startWatch(
+    watchOptions({ target: `127.0.0.1:${port}`, player: withWindow ? 'ffplay' : 'none', statsJson: a.statsJson, dashboard: a.dashboard, duration }),
+    log,
+  );
+  if (!withWindow) log('no ffplay window (no ffplay or no display): showing statistics only');
+  let stopped = false;
+  const stop = (code = 0) => {
+    if (stopped) return;
+    stopped = true;
+    watch.stop(code);
+    share.stop(code);
+  };
+  watch.done.then((code) => stop(code));
+  if (duration) setTimeout(() => stop(0), duration * 1000).unref();
+  return {
+    done: Promise.all([watch.done, share.done]).then(([w, s]) => w || s),
+    stop,
+  };
+}
+
+export async function run(c: Command): Promise<number> {
+  let handle: Handle;
+  try {
+    handle = await start(c);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      log(`udpcast ${c.name}: ${err.message}`);
+      return 2;
+    }
+    log(`udpcast ${c.name}: ${(err as Error).message}`);
+    return 1;
+  }
+  const onSignal = () => handle.stop(0);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const code = await handle.done;
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  return code;
+}

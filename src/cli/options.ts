@@ -1,0 +1,137 @@
+/**
+ * One options object per command, validated once at the edge. Every check names the option and the
+ * valid range, so a person knows what to type instead.
+ */
+import { UsageError } from '../util/errors.ts';
+import { STREAM_NAME_RE } from '../transport/control.ts';
+import { DEFAULT_PORT } from '../defaults.ts';
+import { parseRegion, type Region } from '../capture/source.ts';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface Size {
+  width: number;
+  height: number;
+}
+
+export interface CommonOptions {
+  statsJson?: string;
+  dashboard: boolean;
+  duration?: number;
+}
+
+export interface ShareOptions extends CommonOptions {
+  relay?: HostPort;
+  host: string;
+  port: number;
+  source: string;
+  display?: string;
+  region?: Region;
+  codec: 'h264' | 'mjpeg';
+  encoder?: string;
+  size?: Size;
+  fps: number;
+  bitrateKbps: number;
+  gop: number;
+  quality: number;
+  stream: string;
+  ffmpeg?: string;
+}
+
+export interface RelayOptions extends CommonOptions {
+  host: string;
+  port: number;
+}
+
+export interface WatchOptions extends CommonOptions {
+  target: HostPort;
+  stream: string;
+  player: 'ffplay' | 'none';
+  output?: string;
+}
+
+export function checkPort(name: string, v: unknown, allowZero = false): number {
+  const n = Number(v);
+  const min = allowZero ? 0 : 1;
+  if (!Number.isInteger(n) || n < min || n > 65535) {
+    throw new UsageError(`--${name} must be ${min}-65535, got ${String(v)}`);
+  }
+  return n;
+}
+
+export function checkInt(name: string, v: unknown, min: number, max: number): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new UsageError(`--${name} must be a whole number ${min}-${max}, got ${String(v)}`);
+  }
+  return n;
+}
+
+/** Seconds, > 0 (fractions allowed). */
+export function checkDuration(name: string, v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0 || n > 31 * 24 * 3600) {
+    throw new UsageError(`--${name} must be seconds greater than 0, got ${String(v)}`);
+  }
+  return n;
+}
+
+/** "HOST", "HOST:PORT", "[v6]:PORT" or ":PORT". */
+export function parseHostPort(name: string, v: string, defaultPort = DEFAULT_PORT): HostPort {
+  const s = String(v).trim();
+  const bracket = /^\[([^\]]+)\](?::(.*))?$/.exec(s);
+  let host: string;
+  let port: string | undefined;
+  if (bracket) {
+    host = bracket[1];
+    port = bracket[2];
+  } else if ((s.match(/:/g) ?? []).length > 1) {
+    host = s; // a bare IPv6 address
+  } else {
+    const i = s.lastIndexOf(':');
+    host = i >= 0 ? s.slice(0, i) : s;
+    port = i >= 0 ? s.slice(i + 1) : undefined;
+  }
+  if (!host) host = '127.0.0.1';
+  if (/\s/.test(host)) throw new UsageError(`--${name} must be HOST[:PORT], got ${JSON.stringify(v)}`);
+  return { host, port: port === undefined || port === '' ? defaultPort : checkPort(name, port) };
+}
+
+export function parseSize(name: string, v: string): Size {
+  const m = /^(\d{1,5})x(\d{1,5})$/i.exec(String(v).trim());
+  const w = m ? Number(m[1]) : 0;
+  const h = m ? Number(m[2]) : 0;
+  if (!m || w < 16 || h < 16 || w > 8192 || h > 8192 || w % 2 || h % 2) {
+    throw new UsageError(`--${name} must be WIDTHxHEIGHT, even numbers 16-8192 (e.g. 1280x720), got ${String(v)}`);
+  }
+  return { width: w, height: h };
+}
+
+/** "2500", "2500k", "2.5M" → kbit/s. */
+export function parseBitrate(name: string, v: unknown): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kKmM]?)(?:bps|bit\/s)?$/.exec(String(v).trim());
+  const kbps = m ? Number(m[1]) * (m[2].toLowerCase() === 'm' ? 1000 : 1) : NaN;
+  if (!Number.isFinite(kbps) || kbps < 50 || kbps > 200_000) {
+    throw new UsageError(`--${name} must be 50k-200M (e.g. 2500k or 4M), got ${String(v)}`);
+  }
+  return Math.round(kbps);
+}
+
+export function checkStream(v: unknown): string {
+  const s = String(v);
+  if (!STREAM_NAME_RE.test(s)) {
+    throw new UsageError(`--stream must be 1-64 letters, digits, '.', '_' or '-', got ${JSON.stringify(s)}`);
+  }
+  return s;
+}
+
+export function checkChoice<T extends string>(name: string, v: unknown, choices: readonly T[]): T {
+  if (!choices.includes(v as T)) throw new UsageError(`--${name} must be one of ${choices.join(', ')}, got ${String(v)}`);
+  return v as T;
+}
+
+export { parseRegion };

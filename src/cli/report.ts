@@ -1,0 +1,48 @@
+/**
+ * Periodic statistics for every role: one JSON object per second appended to --stats-json, and,
+ * when no dashboard is drawn, a one-line summary on stderr every few seconds.
+ */
+import { appendFileSync, writeFileSync } from 'node:fs';
+import { STATS_INTERVAL_MS, SUMMARY_INTERVAL_MS } from '../defaults.ts';
+
+export interface Reporter {
+  stop(): void;
+}
+
+export interface ReporterOptions {
+  statsJson?: string;
+  /** Print `summary()` to stderr every SUMMARY_INTERVAL_MS (no dashboard). */
+  summaries: boolean;
+  snapshot: () => Record<string, unknown>;
+  summary: (snap: Record<string, unknown>) => string;
+  intervalMs?: number;
+}
+
+export function startReporter(o: ReporterOptions): Reporter {
+  if (o.statsJson) writeFileSync(o.statsJson, ''); // each run starts its own file
+  let ticks = 0;
+  const every = Math.max(1, Math.round(SUMMARY_INTERVAL_MS / (o.intervalMs ?? STATS_INTERVAL_MS)));
+  const timer = setInterval(() => {
+    const snap = { t: new Date().toISOString(), ...o.snapshot() };
+    if (o.statsJson) appendFileSync(o.statsJson, JSON.stringify(snap) + '\n');
+    if (o.summaries && ++ticks % every === 0) process.stderr.write(o.summary(snap) + '\n');
+  }, o.intervalMs ?? STATS_INTERVAL_MS);
+  return { stop: () => clearInterval(timer) };
+}
+
+/** Bits per second from byte counters sampled once a second. */
+export class RateMeter {
+  private last?: { at: number; value: number };
+  rate = 0;
+  sample(value: number, at: number): number {
+    if (this.last && at > this.last.at) this.rate = ((value - this.last.value) * 1000) / (at - this.last.at);
+    this.last = { at, value };
+    return this.rate;
+  }
+}
+
+export function round(n: number | undefined, digits = 1): number | null {
+  if (n === undefined || !Number.isFinite(n)) return null;
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}

@@ -1,0 +1,139 @@
+/**
+ * `udpcast share`: capture → encode (FFmpeg) → packetize → relay. Without --relay an embedded relay
+ * serves viewers on --port, so `udpcast watch SHARER_HOST` needs no separate server.
+ */
+import { DEFAULT_TEST_SIZE } from '../defaults.ts';
+import { Encoder, type CapturedFrame } from '../encode/encoder.ts';
+import { locateFfmpeg } from '../encode/locate.ts';
+import { RelayServer } from '../relay/server.ts';
+import { fmt } from '../relay/core.ts';
+import { Publisher } from '../transport/publisher.ts';
+import { PacketError } from '../transport/errors.ts';
+import { UsageError } from '../util/errors.ts';
+import { resolveHost } from '../player/watch.ts';
+import type { ShareOptions } from './options.ts';
+import { RateMeter, round, startReporter } from './report.ts';
+
+/** RFC 2435 §3.1.5-3.1.6: width and height travel as one byte each, in units of 8 pixels. */
+const JPEG_MAX_DIMENSION = 2040;
+
+export interface ShareHandle {
+  publisher: Publisher;
+  relay?: RelayServer;
+  encoder: Encoder;
+  done: Promise<number>;
+  stop(code?: number): void;
+}
+
+export function checkMjpegSize(size: { width: number; height: number } | undefined): void {
+  if (!size) return;
+  const { width, height } = size;
+  if (width % 8 || height % 8 || width > JPEG_MAX_DIMENSION || height > JPEG_MAX_DIMENSION) {
+    throw new UsageError(
+      `--codec mjpeg carries at most ${JPEG_MAX_DIMENSION}x${JPEG_MAX_DIMENSION} in multiples of 8 (RFC 2435), ` +
+        `got ${width}x${height}: pick --size like 1280x720, or use --codec h264`,
+    );
+  }
+}
+
+export async function startShare(o: ShareOptions, log: (line: string) => void): Promise<ShareHandle> {
+  const ffmpeg = await locateFfmpeg({ flag: o.ffmpeg });
+  const size = o.size ?? (o.source === 'test' ? DEFAULT_TEST_SIZE : undefined);
+  if (o.codec === 'mjpeg') checkMjpegSize(size);
+
+  let relay: RelayServer | undefined;
+  let target: { address: string; port: number };
+  if (o.relay) {
+    const r = await resolveHost(o.relay.host);
+    target = { address: r.address, port: o.relay.port };
+  } else {
+    try {
+      relay = await RelayServer.start({ host: o.host, port: o.port, log: (l) => log(`relay: ${l}`) });
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'EADDRINUSE') throw new UsageError(`--port ${o.port} is in use on ${o.host}: pick another port`);
+      if (e.code === 'EADDRNOTAVAIL') throw new UsageError(`--host ${o.host} is not an address of this machine`);
+      throw err;
+    }
+    const bound = relay.address;
+    target = { address: o.host.includes(':') ? '::1' : '127.0.0.1', port: bound.port };
+    log(`relay listening on ${fmt(bound)}; viewers run: udpcast watch THIS_HOST:${bound.port}` + (o.stream !== 'main' ? ` --stream ${o.stream}` : ''));
+  }
+  const publisher = await Publisher.start({ relay: target, stream: o.stream, codec: o.codec });
+  const encoder = new Encoder({
+    ffmpegPath: ffmpeg.path,
+    capture: { source: o.source, display: o.display, region: o.region, fps: o.fps, size },
+    encode: { codec: o.codec, encoder: o.encoder, bitrateKbps: o.bitrateKbps, fps: o.fps, gop: o.gop, quality: o.quality, size },
+    log: (l: string) => log(`ffmpeg: ${l}`),
+  });
+  let finish!: (code: number) => void;
+  const done = new Promise<number>((resolve) => (finish = resolve));
+  let stopping = false;
+
+  encoder.on('frame', (f: CapturedFrame) => {
+    try {
+      publisher.send(f);
+    } catch (err) {
+      if (!(err instanceof PacketError)) throw err;
+      log(`cannot send frame: ${err.message}`);
+      stop(2);
+    }
+  });
+  encoder.on('restart', (attempt: number, delayMs: number) => log(`ffmpeg stopped; restarting in ${delayMs} ms (attempt ${attempt})`));
+  encoder.on('fatal', (err: Error) => {
+    log(err.message);
+    stop(1);
+  });
+  encoder.start();
+
+  const bitrate = new RateMeter();
+  const fps = new RateMeter();
+  const reporter = startReporter({
+    statsJson: o.statsJson,
+    summaries: !o.dashboard || !process.stderr.isTTY,
+    snapshot: () => {
+      const now = Date.now();
+      const c = publisher.counters;
+      const reports = [...publisher.viewerReports.values()].filter((r) => now - r.at < 10_000);
+      const viewers = relay ? (relay.core.streams.get(o.stream)?.viewers.size ?? 0) : reports.length;
+      return {
+        stream: o.stream,
+        codec: o.codec,
+        framesEncoded: encoder.framesEncoded,
+        framesSent: c.framesSent,
+        keyframesSent: c.keyframesSent,
+        packetsSent: c.packetsSent,
+        bytesSent: c.bytesSent,
+        fps: round(fps.sample(c.framesSent, now)),
+        bitrateKbps: round(bitrate.sample(c.bytesSent * 8, now) / 1000),
+        viewers,
+        worstLossPercent: round(Math.max(0, ...reports.map((r) => r.fractionLost * 100)), 2),
+        worstRttMs: round(Math.max(0, ...reports.map((r) => r.rttMs ?? 0))),
+        keyframeRequests: c.keyframeRequests,
+        encoderRestarts: encoder.restarts,
+        sendErrors: c.sendErrors,
+        ...(relay ? { relay: { ...relay.core.counters } } : {}),
+      };
+    },
+    summary: (s) =>
+      `share ${s.stream}: ${s.fps} fps ${s.bitrateKbps} kbit/s, ${s.framesEncoded} frames, ${s.viewers} viewer(s), ` +
+      `worst loss ${s.worstLossPercent}%, worst RTT ${s.worstRttMs} ms`,
+  });
+  const timer = o.duration ? setTimeout(() => stop(0), o.duration * 1000) : undefined;
+
+  function stop(code = 0): void {
+    if (stopping) return;
+    stopping = true;
+    clearTimeout(timer);
+    reporter.stop();
+    (async () => {
+      await encoder.stop();
+      await publisher.close();
+      await relay?.close();
+    })().then(
+      () => finish(code),
+      () => finish(code),
+    );
+  }
+  return { publisher, relay, encoder, done, stop };
+}

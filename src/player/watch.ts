@@ -1,0 +1,132 @@
+/**
+ * `udpcast watch`: subscribes to a stream on a relay, reassembles whole frames and hands them to
+ * ffplay and/or a file. The protocol lives in ViewerCore; this file owns the socket, the timers,
+ * the player and the shutdown.
+ */
+import dgram from 'node:dgram';
+import { lookup } from 'node:dns/promises';
+import { KEEPALIVE_MS, VIDEO_CLOCK_RATE } from '../defaults.ts';
+import { RateMeter, round, startReporter } from '../cli/report.ts';
+import type { WatchOptions } from '../cli/options.ts';
+import { locateFfplay } from '../encode/locate.ts';
+import { UsageError } from '../util/errors.ts';
+import { FfplaySink, FileSink, type FrameSink } from './sinks.ts';
+import { ViewerCore } from './viewer.ts';
+
+export interface WatchHandle {
+  viewer: ViewerCore;
+  /** Resolves with the exit code once watch has ended and cleaned up. */
+  done: Promise<number>;
+  stop(code?: number): void;
+}
+
+export async function resolveHost(host: string): Promise<{ address: string; family: 4 | 6 }> {
+  try {
+    const r = await lookup(host);
+    return { address: r.address, family: r.family === 6 ? 6 : 4 };
+  } catch {
+    throw new UsageError(`cannot resolve host ${JSON.stringify(host)}: check the name or use an IP address`);
+  }
+}
+
+export async function startWatch(o: WatchOptions, log: (line: string) => void): Promise<WatchHandle> {
+  const relay = await resolveHost(o.target.host);
+  const ffplay = o.player === 'ffplay' ? locateFfplay() : null;
+  if (o.player === 'ffplay' && !ffplay) {
+    throw new UsageError(
+      'ffplay not found on PATH (Debian/Ubuntu: apt-get install ffmpeg; macOS: brew install ffmpeg); ' +
+        'or watch without a window: --player none --output FILE',
+    );
+  }
+  const viewer = new ViewerCore(o.stream);
+  viewer.onLog = log;
+  const socket = dgram.createSocket(relay.family === 6 ? 'udp6' : 'udp4');
+  const sinks: FrameSink[] = [];
+  if (o.output) sinks.push(new FileSink(o.output));
+  let player: FrameSink | undefined;
+  let finish!: (code: number) => void;
+  const done = new Promise<number>((resolve) => (finish = resolve));
+  let stopping = false;
+
+  const send = (b: Buffer) => socket.send(b, o.target.port, relay.address, () => {});
+  socket.on('error', () => {}); // ICMP unreachable while the relay is down: keep trying
+  socket.on('message', (msg) => {
+    const out = viewer.onDatagram(msg, Date.now());
+    for (const b of out.send) send(b);
+    for (const f of out.frames) {
+      if (ffplay && !player && !stopping) {
+        player = new FfplaySink(ffplay.path, f.codec, `udpcast: ${o.stream}`, (code, err) => {
+          if (stopping) return;
+          if (err) {
+            log(`ffplay failed to start: ${err.message}`);
+            stop(1);
+          } else if (code === 0) {
+            stop(0); // the window was closed
+          } else {
+            log(`ffplay exited with code ${code}`);
+            stop(1);
+          }
+        }, log);
+        sinks.push(player);
+      }
+      for (const s of sinks) s.write(f.data);
+    }
+  });
+  await new Promise<void>((resolve) => socket.bind(0, resolve));
+  send(viewer.keepalive(Date.now()));
+  const keepalive = setInterval(() => send(viewer.keepalive(Date.now())), KEEPALIVE_MS);
+
+  const bitrate = new RateMeter();
+  const fps = new RateMeter();
+  const snapshot = () => {
+    const now = Date.now();
+    const s = viewer.stats.snapshot();
+    const c = viewer.counters;
+    return {
+      stream: o.stream,
+      state: viewer.state,
+      codec: viewer.codec ?? null,
+      packetsReceived: s.packetsReceived,
+      packetsLost: Math.max(0, s.packetsLost),
+      lossPercent: round(s.packetsExpected > 0 ? (100 * Math.max(0, s.packetsLost)) / s.packetsExpected : 0, 2),
+      jitterMs: round(s.jitterMs, 2),
+      bitrateKbps: round(bitrate.sample(c.bytes * 8, now) / 1000),
+      fps: round(fps.sample(c.framesComplete, now)),
+      framesComplete: c.framesComplete,
+      framesDropped: c.framesDropped,
+      framesSkipped: c.framesSkipped,
+      keyframeRequests: c.keyframeRequests,
+      latencyMs: round(viewer.lastLatencyMs),
+      duplicates: s.duplicates,
+      reordered: s.reordered,
+      malformed: c.malformed,
+      clockRate: VIDEO_CLOCK_RATE,
+    };
+  };
+  const reporter = startReporter({
+    statsJson: o.statsJson,
+    summaries: !o.dashboard || !process.stderr.isTTY,
+    snapshot,
+    summary: (s) =>
+      `watch ${s.stream} [${s.state}] ${s.fps} fps ${s.bitrateKbps} kbit/s, lost ${s.packetsLost} (${s.lossPercent}%), ` +
+      `jitter ${s.jitterMs} ms, latency ${s.latencyMs ?? '-'} ms, frames ${s.framesComplete} ok / ${s.framesDropped} dropped`,
+  });
+  const timer = o.duration ? setTimeout(() => stop(0), o.duration * 1000) : undefined;
+
+  function stop(code = 0): void {
+    if (stopping) return;
+    stopping = true;
+    clearInterval(keepalive);
+    clearTimeout(timer);
+    reporter.stop();
+    socket.send(viewer.goodbye(), o.target.port, relay.address, () => {
+      socket.close();
+      Promise.all(sinks.map((s) => s.close())).then(
+        () => finish(code),
+        () => finish(code),
+      );
+    });
+  }
+
+  return { viewer, done, stop };
+}
