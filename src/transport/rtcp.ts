@@ -14,6 +14,8 @@
  * compound packet is a run of such packets laid end to end. `count` is RC, SC, subtype or FMT
  * depending on PT. With P set, the last byte of that packet counts the padding bytes (§6.4.1).
  *
+ * Byte counts in errors about one packet's contents are of its body (after the 4-byte header).
+ *
  * Parsing returns views into the caller's buffer for the binary fields (APP data, unknown bodies);
  * the caller's buffer is never written. Every count and length is checked against the bytes
  * present before anything is read, and a lie throws a PacketError that names both numbers.
@@ -331,7 +333,7 @@ const SR_FIXED = 4 + 20;
 const RR_FIXED = 4;
 
 function parseSr(rc: number, body: Buffer, at: string): SenderReport {
-  need(`${at}: SR with ${rc} report blocks`, body.length, SR_FIXED + rc * REPORT_BLOCK_BYTES);
+  need(`${at}: SR body with ${rc} report blocks`, body.length, SR_FIXED + rc * REPORT_BLOCK_BYTES);
   return {
     type: 'sr',
     ssrc: body.readUInt32BE(0),
@@ -345,7 +347,7 @@ function parseSr(rc: number, body: Buffer, at: string): SenderReport {
 }
 
 function parseRr(rc: number, body: Buffer, at: string): ReceiverReport {
-  need(`${at}: RR with ${rc} report blocks`, body.length, RR_FIXED + rc * REPORT_BLOCK_BYTES);
+  need(`${at}: RR body with ${rc} report blocks`, body.length, RR_FIXED + rc * REPORT_BLOCK_BYTES);
   return { type: 'rr', ssrc: body.readUInt32BE(0), reports: parseReportBlocks(body, RR_FIXED, rc) };
 }
 
@@ -394,7 +396,7 @@ function parseSdes(sc: number, body: Buffer, at: string): Sdes {
 }
 
 function parseBye(sc: number, body: Buffer, at: string): Bye {
-  need(`${at}: BYE with ${sc} SSRCs`, body.length, sc * 4);
+  need(`${at}: BYE body with ${sc} SSRCs`, body.length, sc * 4);
   const ssrcs: number[] = [];
   for (let i = 0; i < sc; i++) ssrcs.push(body.readUInt32BE(i * 4));
   const o = sc * 4;
@@ -405,7 +407,7 @@ function parseBye(sc: number, body: Buffer, at: string): Bye {
 }
 
 function parseApp(subtype: number, body: Buffer, at: string): App {
-  need(`${at}: APP SSRC and name`, body.length, 8);
+  need(`${at}: APP body (SSRC and name)`, body.length, 8);
   return {
     type: 'app',
     subtype,
@@ -420,7 +422,7 @@ const FB_FIXED = 8;
 const NACK_FCI_BYTES = 4;
 
 function parseNack(body: Buffer, at: string): Nack {
-  need(`${at}: Generic NACK with one FCI`, body.length, FB_FIXED + NACK_FCI_BYTES);
+  need(`${at}: Generic NACK body with one FCI`, body.length, FB_FIXED + NACK_FCI_BYTES);
   const fciBytes = body.length - FB_FIXED;
   if (fciBytes % NACK_FCI_BYTES !== 0) {
     throw new PacketError(`${at}: Generic NACK FCI is ${fciBytes} bytes, not a multiple of ${NACK_FCI_BYTES}`);
