@@ -46,6 +46,8 @@ export interface EncodedFrame {
   /** For IDR frames, SPS and PPS from the configuration record come first. */
   nalus: Buffer[];
   keyframe: boolean;
+  /** When the tag's first byte arrived, by the reader's clock (only when one was given). */
+  firstByteAt?: number;
 }
 
 // §E.2 / §E.4.1 sizes and codes.
@@ -183,7 +185,16 @@ type State = 'header' | 'tag' | 'trailer';
  * (a new FFmpeg), holding nothing from before. Buffering is bounded by one tag of MAX_FRAME_BYTES.
  */
 export class FlvReader {
+  /**
+   * `clock` (e.g. performance.now) stamps each frame with the arrival of its first byte, which
+   * shows how long a frame spends on the pipe and proves no frame waits for the next.
+   */
+  private readonly clock?: () => number;
+  constructor(clock?: () => number) {
+    this.clock = clock;
+  }
   private q = new ByteQueue();
+  private tagFirstByteAt: number | undefined;
   private state: State = 'header';
   private lastTagSize = 0;
   private config: AvcConfig | null = null;
@@ -272,6 +283,7 @@ export class FlvReader {
     if (this.q.length === 0) return null;
     if (!this.tagStarted) {
       this.tagStarted = true;
+      this.tagFirstByteAt = this.clock?.();
       this.onTagStart?.(this.q.peek(1)[0] & 0x1f);
     }
     if (this.q.length < FLV_TAG_HEADER_SIZE) return null;
@@ -334,6 +346,8 @@ export class FlvReader {
       if (lastSps < 0) nalus.unshift(...this.config.sps);
     }
     const keyframe = hasIdr || frameType === FRAME_TYPE_KEY;
-    return { ptsMs: timestamp + compositionTime, nalus, keyframe };
+    const frame: EncodedFrame = { ptsMs: timestamp + compositionTime, nalus, keyframe };
+    if (this.tagFirstByteAt !== undefined) frame.firstByteAt = this.tagFirstByteAt;
+    return frame;
   }
 }

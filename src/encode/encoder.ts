@@ -1,0 +1,237 @@
+/**
+ * The share side's picture source: runs FFmpeg (capture + encode), reads whole frames off its
+ * stdout the moment each is complete (FLV tags for H.264, EOI for MJPEG) and emits them.
+ *
+ * If FFmpeg dies mid-share it is restarted with backoff (0.5 s, 1 s, 2 s, 4 s, then every 5 s; back
+ * to 0.5 s after a healthy run). If it cannot be started at all, or its very first run ends before
+ * a single frame (a bad display, an encoder this machine lacks), that is 'fatal': restarting would
+ * only repeat the same error.
+ *
+ *   FFmpeg ──stdout──▶ FlvReader / MjpegSplitter ──▶ 'frame' (CapturedFrame)
+ *          ──stderr──▶ log, line by line
+ */
+import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import type { CaptureOptions } from '../capture/source.ts';
+import { PacketError } from '../transport/errors.ts';
+import { OwnedProcess, type SpawnFn } from '../util/child.ts';
+import { buildShareArgs, type EncodeOptions } from './ffmpeg-args.ts';
+import { FlvReader } from './flv.ts';
+import { MjpegSplitter } from './mjpeg-stream.ts';
+
+export interface CapturedFrame {
+  codec: 'h264' | 'mjpeg';
+  /** H.264: the access unit's NAL units; SPS and PPS lead every IDR. */
+  nalus?: Buffer[];
+  /** MJPEG: one whole JPEG, SOI to EOI. */
+  jpeg?: Buffer;
+  keyframe: boolean;
+  /** FFmpeg's presentation time in ms, starting near 0 at each (re)start. */
+  ptsMs: number;
+  /**
+   * Wall-clock estimate of when the picture was captured: ptsMs + offset, where offset is the
+   * smallest (arrival − ptsMs) seen so far in this FFmpeg run. It is the arrival time of the
+   * fastest frame, so it excludes the encoder's minimum latency (it is a lower bound on how long
+   * capture-to-pipe took, not a measurement of it). Reset at each restart.
+   */
+  captureUnixMs: number;
+  /** Monotonic time (performance.now()) when the frame's first byte arrived on the pipe. */
+  firstByteMs: number;
+  /** Monotonic time (performance.now()) when the frame was complete and emitted. */
+  readyMs: number;
+}
+
+export interface EncoderEvents {
+  frame: [frame: CapturedFrame];
+  /** FFmpeg died mid-share; it will be started again after delayMs. */
+  restart: [attempt: number, delayMs: number];
+  /** FFmpeg cannot run (missing binary, or its first run failed before any frame). The encoder has stopped. */
+  fatal: [err: Error];
+  /** FFmpeg (re)started with this pid. */
+  started: [pid: number];
+  /** FFmpeg's stdout ended with exit code 0 (a file --source ran out). The encoder has stopped. */
+  end: [];
+}
+
+export interface EncoderOptions {
+  ffmpegPath: string;
+  capture: CaptureOptions;
+  encode: EncodeOptions;
+  spawn?: SpawnFn;
+  log?: (line: string) => void;
+  /** Extra output arguments inserted before the output (tests: -frames:v N). */
+  extraOutputArgs?: string[];
+  /** Wall clock, default Date.now. */
+  now?: () => number;
+}
+
+/** Restart delays: doubling from 0.5 s, capped at 5 s. */
+export const RESTART_INITIAL_MS = 500;
+export const RESTART_MAX_MS = 5000;
+/** A run this long that produced frames counts as healthy: the next failure starts again at 0.5 s. */
+export const HEALTHY_RUN_MS = 10_000;
+/** Stderr lines kept to explain a fatal failure. */
+const STDERR_TAIL_LINES = 5;
+
+export function restartDelayMs(attempt: number): number {
+  return Math.min(RESTART_MAX_MS, RESTART_INITIAL_MS * 2 ** Math.max(0, attempt - 1));
+}
+
+export class Encoder extends EventEmitter<EncoderEvents> {
+  private readonly opts: EncoderOptions;
+  private readonly args: string[];
+  private readonly log: (line: string) => void;
+  private readonly now: () => number;
+  private proc: OwnedProcess | null = null;
+  private stopped = false;
+  private started = false;
+  private stopPromise: Promise<void> | null = null;
+  private restartTimer: NodeJS.Timeout | null = null;
+  /** Consecutive failed runs; 0 after a healthy one. */
+  private attempt = 0;
+  private everProducedFrame = false;
+  private stderrTail: string[] = [];
+  private _framesEncoded = 0;
+  private _restarts = 0;
+
+  constructor(opts: EncoderOptions) {
+    super();
+    this.opts = opts;
+    // Built now, so a usage mistake (a bad --encoder, Wayland) surfaces before anything runs.
+    const args = buildShareArgs(opts.capture, opts.encode);
+    if (opts.extraOutputArgs?.length) args.splice(args.lastIndexOf('-f'), 0, ...opts.extraOutputArgs);
+    this.args = args;
+    this.log = opts.log ?? (() => {});
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** The FFmpeg argv (without the binary), for logs and tests. */
+  get argv(): readonly string[] {
+    return this.args;
+  }
+  get framesEncoded(): number {
+    return this._framesEncoded;
+  }
+  get restarts(): number {
+    return this._restarts;
+  }
+  /** pid of the running FFmpeg, if any. */
+  get pid(): number | undefined {
+    return this.proc?.running ? this.proc.pid : undefined;
+  }
+
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.run();
+  }
+
+  /** Ends FFmpeg and any pending restart. Idempotent; resolves when FFmpeg is gone. */
+  stop(): Promise<void> {
+    if (this.stopPromise) return this.stopPromise;
+    this.stopped = true;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = null;
+    this.stopPromise = this.proc ? this.proc.kill() : Promise.resolve();
+    return this.stopPromise;
+  }
+
+  private run(): void {
+    const codec = this.opts.encode.codec;
+    const proc = new OwnedProcess({ command: this.opts.ffmpegPath, args: this.args, name: 'ffmpeg', spawn: this.opts.spawn });
+    this.proc = proc;
+    const runStartedAt = this.now();
+    let framesThisRun = 0;
+    // The wall-clock anchor: min over frames of (arrival − pts). Fresh per run, since a new FFmpeg
+    // starts its timestamps near 0 again.
+    let offset = Infinity;
+    const emitFrame = (f: Omit<CapturedFrame, 'captureUnixMs' | 'readyMs'>): void => {
+      const arrival = this.now();
+      offset = Math.min(offset, arrival - f.ptsMs);
+      framesThisRun++;
+      this._framesEncoded++;
+      this.everProducedFrame = true;
+      this.emit('frame', { ...f, captureUnixMs: f.ptsMs + offset, readyMs: performance.now() });
+    };
+
+    let push: (chunk: Buffer) => void;
+    if (codec === 'h264') {
+      const reader = new FlvReader(() => performance.now());
+      push = (chunk) => {
+        for (const f of reader.push(chunk)) {
+          if (this.stopped) return;
+          emitFrame({ codec, nalus: f.nalus, keyframe: f.keyframe, ptsMs: f.ptsMs, firstByteMs: f.firstByteAt! });
+        }
+      };
+    } else {
+      const splitter = new MjpegSplitter();
+      const starts: number[] = [];
+      splitter.onImageStart = () => starts.push(performance.now());
+      // The mjpeg muxer carries no timestamps, but -r makes the output constant-rate.
+      const frameMs = 1000 / this.opts.encode.fps;
+      let index = 0;
+      push = (chunk) => {
+        for (const jpeg of splitter.push(chunk)) {
+          if (this.stopped) return;
+          const ptsMs = Math.round(index++ * frameMs);
+          emitFrame({ codec, jpeg, keyframe: true, ptsMs, firstByteMs: starts.shift()! });
+        }
+      };
+    }
+
+    proc.on('started', (pid) => {
+      this.log(`ffmpeg started (pid ${pid})`);
+      this.emit('started', pid);
+    });
+    proc.on('stderr-line', (line) => {
+      this.stderrTail.push(line);
+      if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
+      this.log(`ffmpeg: ${line}`);
+    });
+    proc.stdout?.on('data', (chunk: Buffer) => {
+      if (this.stopped || this.proc !== proc) return;
+      try {
+        push(chunk);
+      } catch (err) {
+        if (!(err instanceof PacketError)) throw err;
+        // A broken stream cannot be resynchronised reliably: start FFmpeg afresh.
+        this.log(`ffmpeg output is malformed (${err.message}); restarting ffmpeg`);
+        void proc.kill();
+      }
+    });
+    proc.on('failed-to-start', (err) => {
+      this.proc = null;
+      if (this.stopped) return;
+      this.stopped = true;
+      this.emit('fatal', new Error(`${err.message} (pass --ffmpeg PATH to use another FFmpeg)`, { cause: err }));
+    });
+    proc.on('died', (code, signal) => {
+      if (this.proc === proc) this.proc = null;
+      if (this.stopped) return;
+      const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+      if (!this.everProducedFrame) {
+        this.stopped = true;
+        const tail = this.stderrTail.length ? `: ${this.stderrTail.join(' | ')}` : '';
+        this.emit('fatal', new Error(`ffmpeg ${how} before producing a frame${tail}`));
+        return;
+      }
+      if (code === 0 && !signal) {
+        this.stopped = true;
+        this.log('ffmpeg finished: the input ended');
+        this.emit('end');
+        return;
+      }
+      if (framesThisRun > 0 && this.now() - runStartedAt >= HEALTHY_RUN_MS) this.attempt = 0;
+      this.attempt++;
+      const delay = restartDelayMs(this.attempt);
+      this.log(`ffmpeg ${how} mid-share; restarting it in ${delay / 1000} s (attempt ${this.attempt})`);
+      this.emit('restart', this.attempt, delay);
+      this.restartTimer = setTimeout(() => {
+        this.restartTimer = null;
+        if (this.stopped) return;
+        this._restarts++;
+        this.run();
+      }, delay);
+    });
+  }
+}
