@@ -297,6 +297,14 @@ describe('RTCP golden packets (RFC 3550 §6.4-6.7)', () => {
     assert.deepEqual([...u.body], [1, 2, 3, 4]);
   });
 
+  test('profile-specific extensions after the report blocks are skipped (§6.4.1)', () => {
+    const bytes = Buffer.from([0x80, 0xc9, 0x00, 0x02, 0, 0, 0, 5, 0xee, 0xee, 0xee, 0xee, 0x80, 0xc9, 0x00, 0x01, 0, 0, 0, 6]);
+    assert.deepEqual(parseRtcp(bytes), [
+      { type: 'rr', ssrc: 5, reports: [] },
+      { type: 'rr', ssrc: 6, reports: [] },
+    ]);
+  });
+
   test('parsed APP data and unknown bodies are views into the datagram', () => {
     const bytes = Buffer.from([0x80, 0xcc, 0x00, 0x03, 0, 0, 0, 1, ...ascii('TEST'), 1, 2, 3, 4]);
     const [app] = parseRtcp(bytes);
