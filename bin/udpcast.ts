@@ -50,7 +50,9 @@ const parser = yargs(hideBin(process.argv))
         .example('$0 share', 'share the screen; viewers run: udpcast watch THIS_HOST')
         .example('$0 share --source test --duration 10', 'a moving test pattern for 10 s, no screen needed')
         .example('$0 share --relay relay.example.org:5004 --stream demo', 'publish through a separate relay'),
-    (a) => (chosen = { name: 'share', args: a }),
+    (a) => {
+      chosen = { name: 'share', args: a };
+    },
   )
   .command(
     'relay',
@@ -60,7 +62,9 @@ const parser = yargs(hideBin(process.argv))
         .option('port', { type: 'number', default: DEFAULT_PORT, describe: 'UDP port for publishers and viewers' })
         .option('host', { type: 'string', default: '0.0.0.0', describe: 'address to listen on' })
         .example('$0 relay --port 5004', 'relay on UDP 5004 for every stream published to it'),
-    (a) => (chosen = { name: 'relay', args: a }),
+    (a) => {
+      chosen = { name: 'relay', args: a };
+    },
   )
   .command(
     'watch [target]',
@@ -73,7 +77,9 @@ const parser = yargs(hideBin(process.argv))
         .option('output', { type: 'string', describe: "write the reassembled stream (.h264 or .mjpeg) to FILE, '-' for stdout" })
         .example('$0 watch 192.168.1.20', "watch the sharer at 192.168.1.20's default port")
         .example('$0 watch relay:5004 --player none --output - | ffplay -f h264 -', 'pipe into any player'),
-    (a) => (chosen = { name: 'watch', args: a }),
+    (a) => {
+      chosen = { name: 'watch', args: a };
+    },
   )
   .command(
     'demo',
@@ -84,7 +90,9 @@ const parser = yargs(hideBin(process.argv))
         .option('codec', { choices: ['h264', 'mjpeg'] as const, default: 'h264' as const })
         .option('player', { choices: ['auto', 'ffplay', 'none'] as const, default: 'auto' as const, describe: 'auto: ffplay when it and a display are present' })
         .example('$0 demo --duration 10', 'ten seconds of the whole pipeline on this machine'),
-    (a) => (chosen = { name: 'demo', args: a }),
+    (a) => {
+      chosen = { name: 'demo', args: a };
+    },
   )
   .demandCommand(1, 'name a command: share, relay, watch or demo (udpcast --help)')
   .strict()

@@ -56,19 +56,18 @@ export class FfplaySink implements FrameSink {
       name: 'ffplay',
       command: ffplayPath,
       args: ffplayArgs(codec, title),
-      stdio: ['pipe', 'ignore', 'pipe'],
+      stdin: 'pipe', // the elementary stream, one whole frame per write
+      stdout: 'ignore',
     });
     this.proc.on('stderr-line', (line: string) => log(`ffplay: ${line}`));
     this.proc.on('failed-to-start', (err: Error) => {
       this.gone = true;
       onExit(null, err);
     });
-    this.proc.on('died', (code: number | null) => {
+    this.proc.on('died', (code: number | null, _signal, expected: boolean) => {
       this.gone = true;
-      onExit(code);
+      if (!expected) onExit(code);
     });
-    this.proc.start();
-    this.proc.stdin?.on('error', () => {}); // EPIPE once the window is closed
   }
   write(data: Buffer): void {
     if (!this.gone) this.proc.stdin?.write(data);

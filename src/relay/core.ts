@@ -289,7 +289,7 @@ export class RelayCore {
       this.viewerCount++;
       this.log(`stream ${name}: viewer ${fmt(from)} joined (${stream.viewers.size} watching)`);
     }
-    const ack = serializeRtcp([controlApp({ kind: ControlType.Ack, stream: name, live: !!stream.publisher }, RELAY_SSRC)]);
+    const ack = serializeRtcp([controlApp({ kind: ControlType.Ack, stream: name, live: !!stream!.publisher }, RELAY_SSRC)]);
     this.counters.packetsOut++;
     this.counters.bytesOut += ack.length;
     return { data: ack, to: [from] };

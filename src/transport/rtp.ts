@@ -83,7 +83,7 @@ export function parseRtp(buf: Buffer): RtpPacket {
   let padding = 0;
   if (hasPadding) {
     padding = buf[buf.length - 1];
-    if (padding === 0) throw new PacketError('RTP: padding bit set but pad count is 0');
+    if (padding === 0) throw new PacketError(`RTP: padding bit set but pad count is 0 in a ${buf.length}-byte packet`);
     if (padding > buf.length - offset) {
       throw new PacketError(`RTP: pad count ${padding} exceeds the ${buf.length - offset} bytes after the header`);
     }
