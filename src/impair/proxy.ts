@@ -1,0 +1,409 @@
+/**
+ * `udpcast impair`'s socket adapter: a UDP proxy between clients and one target that applies
+ * ImpairCore's decisions in both directions. Every decision is the core's; this file only moves
+ * bytes, keeps the client table and runs one timer for the delay line.
+ *
+ *   client A ──┐                 ┌── upstream socket A ──┐
+ *   client B ──┼─► listen socket ┼── upstream socket B ──┼─► target
+ *              │      (PORT)     └── …                  ─┘
+ *              └◄──── replies go back through the socket that carried the client's datagrams
+ *
+ * Each client address gets its own upstream socket, so the target sees one source port per client
+ * and its replies find their way back (a small NAT): at most maxClients, dropped after idleMs without
+ * traffic either way.
+ */
+import dgram from 'node:dgram';
+import { lookup } from 'node:dns/promises';
+import { randomInt } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { parseHostPort, checkPort, checkDuration, type HostPort } from '../cli/options.ts';
+import { UsageError } from '../util/errors.ts';
+import {
+  ClientTable,
+  ImpairCore,
+  MinHeap,
+  deriveSeed,
+  describeSettings,
+  impairSettings,
+  type CoreCounters,
+  type DropReason,
+  type ImpairSettings,
+} from './core.ts';
+
+/** Clients one proxy serves at once; a new client past it is refused and counted. */
+export const MAX_CLIENTS = 1024;
+/** A client with no datagram either way for this long loses its upstream socket (a NAT's UDP
+ *  mapping timeout is typically 30-120 s; RFC 4787 REQ-5 asks for at least 2 minutes, but a rehearsal
+ *  proxy can be quicker since our viewers refresh every KEEPALIVE_MS). */
+export const CLIENT_IDLE_MS = 60_000;
+/** Kernel buffers: a keyframe burst released at once by the delay line must not overflow them. */
+const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
+
+export type Direction = 'up' | 'down';
+
+export interface Counters extends CoreCounters {
+  /** Scheduled copies never sent because the proxy closed or the client expired first. */
+  cancelled: number;
+  /** Sends the kernel refused. */
+  sendErrors: number;
+}
+
+export interface NatCounters {
+  clients: number;
+  /** Datagrams from new clients while the table was full. */
+  refused: number;
+  expired: number;
+}
+
+export interface ImpairProxyOptions {
+  listenPort: number;
+  /** Default '0.0.0.0' (udp6 when it contains ':'). */
+  listenHost?: string;
+  target: HostPort;
+  up: ImpairSettings;
+  down: ImpairSettings;
+  seed: number;
+  /** A datagram was scheduled: it leaves at sendAtMs (performance.now() clock), `copies` times. */
+  onForward?: (dir: Direction, datagram: Buffer, sendAtMs: number, copies: number) => void;
+  onDrop?: (dir: Direction, datagram: Buffer, reason: DropReason | 'refused') => void;
+  log?: (line: string) => void;
+  maxClients?: number;
+  idleMs?: number;
+}
+
+interface Client {
+  key: string;
+  address: string;
+  port: number;
+  socket: dgram.Socket;
+  closed: boolean;
+}
+
+interface Scheduled {
+  at: number;
+  seq: number;
+  dir: Direction;
+  data: Buffer;
+  copies: number;
+  client: Client;
+}
+
+/** Label of the down direction's seed stream; up uses the seed as given. */
+const SEED_DOWN = 0xd0;
+
+export class ImpairProxy {
+  readonly target: HostPort;
+  private readonly cores: Record<Direction, ImpairCore>;
+  private readonly extra: Record<Direction, { cancelled: number; sendErrors: number }> = {
+    up: { cancelled: 0, sendErrors: 0 },
+    down: { cancelled: 0, sendErrors: 0 },
+  };
+  private readonly nat = { refused: 0, expired: 0 };
+  private readonly table: ClientTable<Client>;
+  private readonly line = new MinHeap<Scheduled>((a, b) => a.at < b.at || (a.at === b.at && a.seq < b.seq));
+  private seq = 0;
+  private timer?: NodeJS.Timeout;
+  private timerAt = Infinity;
+  private sweeper?: NodeJS.Timeout;
+  private closed = false;
+  private closing?: Promise<void>;
+  private readonly now = () => performance.now();
+
+  private constructor(
+    private readonly listen: dgram.Socket,
+    private readonly upstreamType: 'udp4' | 'udp6',
+    target: HostPort,
+    private readonly opts: ImpairProxyOptions,
+  ) {
+    this.target = target;
+    this.cores = { up: new ImpairCore(opts.up, opts.seed), down: new ImpairCore(opts.down, deriveSeed(opts.seed, SEED_DOWN)) };
+    this.table = new ClientTable(opts.maxClients ?? MAX_CLIENTS, opts.idleMs ?? CLIENT_IDLE_MS);
+  }
+
+  static async start(opts: ImpairProxyOptions): Promise<ImpairProxy> {
+    // Resolve the target once: every upstream socket sends to the same address, and replies are
+    // matched against it.
+    const resolved = await lookup(opts.target.host);
+    const target = { host: resolved.address, port: opts.target.port };
+    const host = opts.listenHost ?? '0.0.0.0';
+    const listen = dgram.createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', reuseAddr: false });
+    const proxy = new ImpairProxy(listen, resolved.family === 6 ? 'udp6' : 'udp4', target, opts);
+    await new Promise<void>((resolve, reject) => {
+      listen.once('error', reject);
+      listen.bind(opts.listenPort, host, () => {
+        listen.off('error', reject);
+        resolve();
+      });
+    });
+    setBuffers(listen);
+    // One failed send (ICMP unreachable from a client that left) must not end the proxy.
+    listen.on('error', (err) => opts.log?.(`impair listen socket: ${err.message}`));
+    listen.on('message', (msg, rinfo) => proxy.fromClient(msg, rinfo));
+    const idle = proxy.table.idleMs;
+    proxy.sweeper = setInterval(() => proxy.sweep(), Math.max(10, Math.min(idle / 2, 5000)));
+    proxy.sweeper.unref();
+    return proxy;
+  }
+
+  /** The port the proxy listens on (useful after listenPort 0). */
+  get port(): number {
+    return this.listen.address().port;
+  }
+
+  get address(): { address: string; port: number } {
+    const a = this.listen.address();
+    return { address: a.address, port: a.port };
+  }
+
+  get counters(): { up: Counters; down: Counters } {
+    return {
+      up: { ...this.cores.up.counters, ...this.extra.up },
+      down: { ...this.cores.down.counters, ...this.extra.down },
+    };
+  }
+
+  get natCounters(): NatCounters {
+    return { clients: this.table.size, ...this.nat };
+  }
+
+  /** Datagrams scheduled and not yet sent, both directions. */
+  get pending(): number {
+    return this.line.size;
+  }
+
+  /** One line per direction. */
+  summary(): string {
+    const c = this.counters;
+    const one = (dir: Direction, label: string, k: Counters) =>
+      `${dir.padEnd(4)} ${label}: received ${k.received}, forwarded ${k.forwarded} (+${k.duplicated} duplicates, ${k.reordered} reordered), ` +
+      `lost ${k.lost} random + ${k.lostBurst} burst, rate-dropped ${k.rateDropped}, overflow ${k.overflow}, ` +
+      `${formatBytes(k.bytes)} out` +
+      (k.cancelled || k.sendErrors ? `, ${k.cancelled} cancelled, ${k.sendErrors} send errors` : '');
+    const n = this.natCounters;
+    return [
+      one('up', 'client → target', c.up),
+      one('down', 'target → client', c.down) + (n.refused || n.expired ? `; clients: ${n.refused} refused, ${n.expired} expired` : ''),
+    ].join('\n');
+  }
+
+  private fromClient(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (this.closed) return;
+    const now = this.now();
+    const key = `${rinfo.address}|${rinfo.port}`;
+    let client = this.table.touch(key, now);
+    if (!client) {
+      if (this.table.size >= this.table.maxClients) this.sweep(); // make room if anyone is idle
+      if (this.table.size >= this.table.maxClients) {
+        this.nat.refused++;
+        this.opts.onDrop?.('up', msg, 'refused');
+        return;
+      }
+      const socket = dgram.createSocket(this.upstreamType);
+      const fresh: Client = { key, address: rinfo.address, port: rinfo.port, socket, closed: false };
+      this.table.add(key, fresh, now);
+      client = fresh;
+      // Bound to an ephemeral port on first use; replies from anyone but the target are ignored.
+      socket.bind(0);
+      socket.on('listening', () => setBuffers(socket));
+      socket.on('error', (err) => this.opts.log?.(`impair upstream socket for ${fmt(fresh)}: ${err.message}`));
+      socket.on('message', (reply, from) => {
+        if (from.address !== this.target.host || from.port !== this.target.port) return;
+        this.fromTarget(fresh, reply);
+      });
+    }
+    this.handle('up', client, msg, now);
+  }
+
+  private fromTarget(client: Client, msg: Buffer): void {
+    if (this.closed || client.closed) return;
+    const now = this.now();
+    this.table.touch(client.key, now);
+    this.handle('down', client, msg, now);
+  }
+
+  private handle(dir: Direction, client: Client, msg: Buffer, now: number): void {
+    const d = this.cores[dir].decide(msg.length, now);
+    if (d.kind === 'drop') {
+      this.opts.onDrop?.(dir, msg, d.reason);
+      return;
+    }
+    this.opts.onForward?.(dir, msg, d.sendAt, d.copies);
+    this.line.push({ at: d.sendAt, seq: this.seq++, dir, data: msg, copies: d.copies, client });
+    this.flush();
+  }
+
+  /** Sends everything due, in send-time order, and arms the timer for the next one. */
+  private flush(): void {
+    if (this.closed) return;
+    const now = this.now();
+    for (let head = this.line.peek(); head && head.at <= now; head = this.line.peek()) {
+      this.line.pop();
+      this.send(head);
+    }
+    const next = this.line.peek();
+    if (!next) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.timerAt = Infinity;
+    } else if (next.at < this.timerAt) {
+      clearTimeout(this.timer);
+      this.timerAt = next.at;
+      // Timers fire on whole milliseconds and can be a fraction early against performance.now():
+      // round up, and a datagram found not yet due is simply left for the next round.
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.timerAt = Infinity;
+        this.flush();
+      }, Math.max(1, Math.ceil(next.at - now)));
+    }
+  }
+
+  private send(s: Scheduled): void {
+    const extra = this.extra[s.dir];
+    if (s.client.closed) {
+      extra.cancelled += s.copies;
+      return;
+    }
+    const onSent = (err: Error | null) => {
+      if (err) extra.sendErrors++;
+    };
+    for (let i = 0; i < s.copies; i++) {
+      if (s.dir === 'up') s.client.socket.send(s.data, this.target.port, this.target.host, onSent);
+      else this.listen.send(s.data, s.client.port, s.client.address, onSent);
+    }
+  }
+
+  private sweep(): void {
+    for (const c of this.table.expire(this.now())) {
+      this.nat.expired++;
+      this.opts.log?.(`impair: client ${fmt(c)} idle for ${Math.round(this.table.idleMs / 1000)} s, forgotten`);
+      closeClient(c)?.close();
+    }
+  }
+
+  /** Stops forwarding, drops what is still scheduled (counted as cancelled) and closes every socket. */
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    this.closed = true;
+    clearTimeout(this.timer);
+    clearInterval(this.sweeper);
+    for (let s = this.line.pop(); s; s = this.line.pop()) this.extra[s.dir].cancelled += s.copies;
+    const sockets = [this.listen, ...this.table.clear().map((c) => closeClient(c))].filter((s): s is dgram.Socket => !!s);
+    this.closing = Promise.all(sockets.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))).then(() => undefined);
+    return this.closing;
+  }
+}
+
+/** Marks a client closed and hands back its socket for the caller to close (or closes it). */
+function closeClient(c: Client): dgram.Socket | undefined {
+  if (c.closed) return undefined;
+  c.closed = true;
+  return c.socket;
+}
+
+function setBuffers(s: dgram.Socket): void {
+  try {
+    s.setRecvBufferSize(SOCKET_BUFFER_BYTES);
+    s.setSendBufferSize(SOCKET_BUFFER_BYTES);
+  } catch {
+    // The kernel may cap buffer sizes (net.core.rmem_max); the defaults still work.
+  }
+}
+
+function fmt(c: { address: string; port: number }): string {
+  return c.address.includes(':') ? `[${c.address}]:${c.port}` : `${c.address}:${c.port}`;
+}
+
+function formatBytes(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} GB`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)} MB`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} kB`;
+  return `${n} B`;
+}
+
+// ---- The command: options and a handle for src/cli/main.ts -------------------------------------
+export interface ImpairOptions {
+  listenHost: string;
+  listenPort: number;
+  target: HostPort;
+  up: ImpairSettings;
+  down: ImpairSettings;
+  seed: number;
+  /** True when the seed was drawn at random (the start line then says how to repeat the run). */
+  seedChosen: boolean;
+  duration?: number;
+}
+
+/** An explicit port: "host:5004", "[::1]:5004" (a bare IPv6 address would hide a missing port). */
+const HOST_COLON_PORT = /^(\[[^\]]+\]|[^:\s]+):\d+$/;
+
+/** Largest --seed: the PRNG state is 32 bits. */
+export const MAX_SEED = 0xffffffff;
+
+/**
+ * Options of `udpcast impair` from yargs' camelCase arguments: listen ("PORT" binds every
+ * interface, "HOST:PORT" one), to (HOST:PORT), seed, duration, and the impairments (see
+ * impairSettings in core.ts for the up-/down- scheme).
+ */
+export function impairOptions(a: Record<string, unknown>): ImpairOptions {
+  if (a.listen === undefined) throw new UsageError('--listen is required: the UDP port clients send to, PORT or HOST:PORT');
+  if (a.to === undefined) throw new UsageError('--to is required: where datagrams go, HOST:PORT');
+  const l = String(a.listen).trim();
+  let listen: HostPort;
+  if (/^\d+$/.test(l)) listen = { host: '0.0.0.0', port: checkPort('listen', l, true) };
+  else if (HOST_COLON_PORT.test(l)) listen = parseHostPort('listen', l);
+  else throw new UsageError(`--listen must be PORT or HOST:PORT ([v6]:PORT), got ${l}`);
+  const t = String(a.to).trim();
+  if (!HOST_COLON_PORT.test(t)) throw new UsageError(`--to must be HOST:PORT ([v6]:PORT), got ${t}`);
+  const target = parseHostPort('to', t);
+  const seedChosen = a.seed === undefined;
+  const seed = seedChosen ? randomInt(MAX_SEED + 1) : parseSeed(a.seed);
+  return { listenHost: listen.host, listenPort: listen.port, target, ...impairSettings(a), seed, seedChosen, duration: checkDuration('duration', a.duration) };
+}
+
+function parseSeed(v: unknown): number {
+  const s = String(v).trim();
+  const n = /^\d+$/.test(s) ? Number(s) : NaN;
+  if (!Number.isSafeInteger(n) || n > MAX_SEED) throw new UsageError(`--seed must be a whole number 0-${MAX_SEED}, got ${s}`);
+  return n;
+}
+
+export interface ImpairHandle {
+  proxy: ImpairProxy;
+  done: Promise<number>;
+  stop(code?: number): void;
+}
+
+/** Runs the proxy until stop() (or --duration), then prints the summary, one line per direction. */
+export async function startImpair(o: ImpairOptions, log: (line: string) => void): Promise<ImpairHandle> {
+  let proxy: ImpairProxy;
+  try {
+    proxy = await ImpairProxy.start({ listenHost: o.listenHost, listenPort: o.listenPort, target: o.target, up: o.up, down: o.down, seed: o.seed, log });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'EADDRINUSE') throw new UsageError(`--listen port ${o.listenPort} is in use on ${o.listenHost}: pick another port`);
+    if (e.code === 'EADDRNOTAVAIL') throw new UsageError(`--listen host ${o.listenHost} is not an address of this machine`);
+    if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN') throw new UsageError(`--to host ${o.target.host} does not resolve`);
+    throw err;
+  }
+  log(
+    `impair: ${fmt(proxy.address)} → ${fmt({ address: proxy.target.host, port: proxy.target.port })}, seed ${o.seed}` +
+      (o.seedChosen ? ` (repeat this run with --seed ${o.seed})` : ''),
+  );
+  log(`impair: up   (client → target): ${describeSettings(o.up)}`);
+  log(`impair: down (target → client): ${describeSettings(o.down)}`);
+  let finish!: (code: number) => void;
+  const done = new Promise<number>((resolve) => (finish = resolve));
+  const timer = o.duration ? setTimeout(() => stop(0), o.duration * 1000) : undefined;
+  let stopping = false;
+  function stop(code = 0): void {
+    if (stopping) return;
+    stopping = true;
+    clearTimeout(timer);
+    proxy.close().then(() => {
+      for (const line of proxy.summary().split('\n')) log(`impair: ${line}`);
+      finish(code);
+    });
+  }
+  return { proxy, done, stop };
+}
