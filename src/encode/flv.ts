@@ -246,6 +246,7 @@ export class FlvReader {
 
   /** §E.2 header plus PreviousTagSize0. */
   private readHeader(): boolean {
+    if (this.q.length === 0) return false;
     // Reject a wrong signature as soon as its bytes are in, rather than after 13 bytes.
     const sig = this.q.peek(Math.min(3, this.q.length));
     for (let i = 0; i < sig.length; i++) {
