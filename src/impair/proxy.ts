@@ -129,9 +129,12 @@ export class ImpairProxy {
     const listen = dgram.createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', reuseAddr: false });
     const proxy = new ImpairProxy(listen, resolved.family === 6 ? 'udp6' : 'udp4', target, opts);
     await new Promise<void>((resolve, reject) => {
-      listen.once('error', reject);
+      listen.once('error', (err) => {
+        listen.close(); // a failed bind must not leave a handle keeping the process alive
+        reject(err);
+      });
       listen.bind(opts.listenPort, host, () => {
-        listen.off('error', reject);
+        listen.removeAllListeners('error');
         resolve();
       });
     });
@@ -351,7 +354,10 @@ export function impairOptions(a: Record<string, unknown>): ImpairOptions {
   const l = String(a.listen).trim();
   let listen: HostPort;
   if (/^\d+$/.test(l)) listen = { host: '0.0.0.0', port: checkPort('listen', l, true) };
-  else if (HOST_COLON_PORT.test(l)) listen = parseHostPort('listen', l);
+  else if (HOST_COLON_PORT.test(l)) {
+    const i = l.lastIndexOf(':'); // split here so HOST:0 (any free port) is allowed like a bare 0
+    listen = { host: parseHostPort('listen', l.slice(0, i)).host, port: checkPort('listen', l.slice(i + 1), true) };
+  }
   else throw new UsageError(`--listen must be PORT or HOST:PORT ([v6]:PORT), got ${l}`);
   const t = String(a.to).trim();
   if (!HOST_COLON_PORT.test(t)) throw new UsageError(`--to must be HOST:PORT ([v6]:PORT), got ${t}`);
