@@ -74,7 +74,7 @@ const parser = yargs(hideBin(process.argv))
         .positional('target', { type: 'string', default: `127.0.0.1:${DEFAULT_PORT}`, describe: 'relay or sharer, HOST[:PORT]' })
         .option('stream', { type: 'string', default: DEFAULT_STREAM, describe: 'stream name' })
         .option('player', { choices: ['ffplay', 'none'] as const, default: 'ffplay' as const })
-        .option('output', { type: 'string', describe: "write the reassembled stream (.h264 or .mjpeg) to FILE, '-' for stdout" })
+        .option('output', { type: 'string', nargs: 1, describe: "write the reassembled stream (.h264 or .mjpeg) to FILE, '-' for stdout" })
         .example('$0 watch 192.168.1.20', "watch the sharer at 192.168.1.20's default port")
         .example('$0 watch relay:5004 --player none --output - | ffplay -f h264 -', 'pipe into any player'),
     (a) => {

@@ -59,6 +59,11 @@ export const KEEPALIVE_MS = 1000;
 export const VIEWER_TIMEOUT_MS = 10_000;
 /** A publisher silent this long ends its stream; viewers are told. */
 export const PUBLISHER_TIMEOUT_MS = 5000;
+/**
+ * A sharer or viewer that has never heard from its relay gives up after this long with a clear
+ * message (wrong address, relay not running, UDP blocked). Once connected, both retry forever.
+ */
+export const CONNECT_TIMEOUT_MS = 5000;
 /** A viewer that has heard nothing from the relay this long says "reconnecting". */
 export const VIEWER_STALL_MS = 2000;
 /** Streams one relay carries; a publish past it is counted and ignored. */

@@ -57,7 +57,7 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
     if (stopping) return;
     stopping = true;
     clearTimeout(timer);
-    reporter.stop();
+    reporter.stop(code === 0);
     server.close().then(() => finish(code));
   }
   return { server, done, stop };

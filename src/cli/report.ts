@@ -6,7 +6,8 @@ import { appendFileSync, writeFileSync } from 'node:fs';
 import { STATS_INTERVAL_MS, SUMMARY_INTERVAL_MS } from '../defaults.ts';
 
 export interface Reporter {
-  stop(): void;
+  /** Writes the final JSON line; `summary` false leaves stderr to the error that ended the run. */
+  stop(summary?: boolean): void;
 }
 
 export interface ReporterOptions {
@@ -21,13 +22,23 @@ export interface ReporterOptions {
 export function startReporter(o: ReporterOptions): Reporter {
   if (o.statsJson) writeFileSync(o.statsJson, ''); // each run starts its own file
   let ticks = 0;
+  let stopped = false;
   const every = Math.max(1, Math.round(SUMMARY_INTERVAL_MS / (o.intervalMs ?? STATS_INTERVAL_MS)));
-  const timer = setInterval(() => {
-    const snap = { t: new Date().toISOString(), ...o.snapshot() };
+  const write = (final: boolean, summary = true) => {
+    const snap = { t: new Date().toISOString(), ...o.snapshot(), ...(final ? { final: true } : {}) };
     if (o.statsJson) appendFileSync(o.statsJson, JSON.stringify(snap) + '\n');
-    if (o.summaries && ++ticks % every === 0) process.stderr.write(o.summary(snap) + '\n');
-  }, o.intervalMs ?? STATS_INTERVAL_MS);
-  return { stop: () => clearInterval(timer) };
+    if (o.summaries && summary && (final || ++ticks % every === 0)) process.stderr.write(o.summary(snap) + '\n');
+  };
+  const timer = setInterval(() => write(false), o.intervalMs ?? STATS_INTERVAL_MS);
+  return {
+    // The last line carries the totals at exit, marked "final": true.
+    stop: (summary = true) => {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(timer);
+      write(true, summary);
+    },
+  };
 }
 
 /** Bits per second from byte counters sampled once a second. */

@@ -2,9 +2,9 @@
  * `udpcast share`: capture → encode (FFmpeg) → packetize → relay. Without --relay an embedded relay
  * serves viewers on --port, so `udpcast watch SHARER_HOST` needs no separate server.
  */
-import { DEFAULT_TEST_SIZE } from '../defaults.ts';
+import { CONNECT_TIMEOUT_MS, DEFAULT_TEST_SIZE } from '../defaults.ts';
 import { Encoder, type CapturedFrame } from '../encode/encoder.ts';
-import { locateFfmpeg } from '../encode/locate.ts';
+import { ffmpegHasFilter, locateFfmpeg } from '../encode/locate.ts';
 import { RelayServer } from '../relay/server.ts';
 import { fmt } from '../relay/core.ts';
 import { Publisher } from '../transport/publisher.ts';
@@ -16,6 +16,8 @@ import { RateMeter, round, startReporter } from './report.ts';
 
 /** RFC 2435 §3.1.5-3.1.6: width and height travel as one byte each, in units of 8 pixels. */
 const JPEG_MAX_DIMENSION = 2040;
+/** How long the embedded relay may take to forward the sharer's BYE at shutdown. */
+const BYE_FLUSH_MS = 300;
 
 export interface ShareHandle {
   publisher: Publisher;
@@ -38,6 +40,8 @@ export function checkMjpegSize(size: { width: number; height: number } | undefin
 
 export async function startShare(o: ShareOptions, log: (line: string) => void): Promise<ShareHandle> {
   const ffmpeg = await locateFfmpeg({ flag: o.ffmpeg });
+  // Windows: Desktop Duplication (ddagrab) is faster than GDI where this FFmpeg build has it.
+  const hasDdagrab = process.platform === 'win32' && o.source === 'screen' && (await ffmpegHasFilter(ffmpeg.path, 'ddagrab'));
   const size = o.size ?? (o.source === 'test' ? DEFAULT_TEST_SIZE : undefined);
   if (o.codec === 'mjpeg') checkMjpegSize(size);
 
@@ -62,9 +66,9 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   const publisher = await Publisher.start({ relay: target, stream: o.stream, codec: o.codec });
   const encoder = new Encoder({
     ffmpegPath: ffmpeg.path,
-    capture: { source: o.source, display: o.display, region: o.region, fps: o.fps, size },
+    capture: { source: o.source, display: o.display, region: o.region, fps: o.fps, size, hasDdagrab },
     encode: { codec: o.codec, encoder: o.encoder, bitrateKbps: o.bitrateKbps, fps: o.fps, gop: o.gop, quality: o.quality, size },
-    log: (l: string) => log(`ffmpeg: ${l}`),
+    log,
   });
   let finish!: (code: number) => void;
   const done = new Promise<number>((resolve) => (finish = resolve));
@@ -80,6 +84,10 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     }
   });
   encoder.on('restart', (attempt: number, delayMs: number) => log(`ffmpeg stopped; restarting in ${delayMs} ms (attempt ${attempt})`));
+  encoder.on('end', () => {
+    log('the source ended');
+    stop(0);
+  });
   encoder.on('fatal', (err: Error) => {
     log(err.message);
     stop(1);
@@ -120,16 +128,30 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
       `worst loss ${s.worstLossPercent}%, worst RTT ${s.worstRttMs} ms`,
   });
   const timer = o.duration ? setTimeout(() => stop(0), o.duration * 1000) : undefined;
+  const connectTimer = setTimeout(() => {
+    if (publisher.lastAckAt !== undefined) return;
+    log(
+      `no answer from relay ${fmt(target)} after ${CONNECT_TIMEOUT_MS / 1000} s: ` +
+        'is udpcast relay running there, and is its UDP port open?',
+    );
+    stop(1);
+  }, CONNECT_TIMEOUT_MS);
 
   function stop(code = 0): void {
     if (stopping) return;
     stopping = true;
     clearTimeout(timer);
-    reporter.stop();
+    clearTimeout(connectTimer);
     (async () => {
       await encoder.stop();
+      reporter.stop(code === 0); // after the encoder, so the final line counts every frame sent
       await publisher.close();
-      await relay?.close();
+      if (relay) {
+        // Let the embedded relay pass our BYE on to the viewers before its socket closes.
+        const end = Date.now() + BYE_FLUSH_MS;
+        while (relay.core.streams.get(o.stream)?.publisher && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+        await relay.close();
+      }
     })().then(
       () => finish(code),
       () => finish(code),

@@ -5,7 +5,7 @@
  */
 import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
-import { KEEPALIVE_MS, VIDEO_CLOCK_RATE } from '../defaults.ts';
+import { CONNECT_TIMEOUT_MS, KEEPALIVE_MS, VIDEO_CLOCK_RATE } from '../defaults.ts';
 import { RateMeter, round, startReporter } from '../cli/report.ts';
 import type { WatchOptions } from '../cli/options.ts';
 import { locateFfplay } from '../encode/locate.ts';
@@ -112,13 +112,24 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
       `jitter ${s.jitterMs} ms, latency ${s.latencyMs ?? '-'} ms, frames ${s.framesComplete} ok / ${s.framesDropped} dropped`,
   });
   const timer = o.duration ? setTimeout(() => stop(0), o.duration * 1000) : undefined;
+  // Never heard from the relay at all: most likely a wrong address or a blocked port, so say so.
+  // Once it has answered, a silent relay is "reconnecting" and watch keeps trying.
+  const connectTimer = setTimeout(() => {
+    if (viewer.counters.datagrams > 0) return;
+    log(
+      `no answer from relay ${o.target.host}:${o.target.port} after ${CONNECT_TIMEOUT_MS / 1000} s: ` +
+        'is udpcast share or udpcast relay running there, and is its UDP port open?',
+    );
+    stop(1);
+  }, CONNECT_TIMEOUT_MS);
 
   function stop(code = 0): void {
     if (stopping) return;
     stopping = true;
     clearInterval(keepalive);
     clearTimeout(timer);
-    reporter.stop();
+    clearTimeout(connectTimer);
+    reporter.stop(code === 0);
     socket.send(viewer.goodbye(), o.target.port, relay.address, () => {
       socket.close();
       Promise.all(sinks.map((s) => s.close())).then(

@@ -171,6 +171,7 @@ export class RelayCore {
     }
     const out: Output[] = [];
     let controlOnly = true;
+    let handled = false;
     for (const p of packets) {
       if (p.type !== 'app') {
         controlOnly = false;
@@ -190,10 +191,13 @@ export class RelayCore {
         controlOnly = false;
         continue;
       }
+      handled = true;
       switch (msg.kind) {
-        case ControlType.Publish:
-          this.publish(msg.stream, from, key, p.ssrc, now);
+        case ControlType.Publish: {
+          const ack = this.publish(msg.stream, from, key, p.ssrc, now);
+          if (ack) out.push(ack);
           break;
+        }
         case ControlType.Subscribe: {
           const ack = this.subscribe(msg.stream, from, key, now);
           if (ack) out.push(ack);
@@ -235,16 +239,17 @@ export class RelayCore {
       }
       forwarded = true;
     }
-    if (!forwarded && out.length === 0) this.counters.unknownSource++;
+    if (!forwarded && !handled) this.counters.unknownSource++;
     return out;
   }
 
-  private publish(name: string, from: Endpoint, key: string, ssrc: number, now: number): void {
+  /** Latches (or refreshes) a publisher; returns the ACK, or null when refused. */
+  private publish(name: string, from: Endpoint, key: string, ssrc: number, now: number): Output | null {
     let stream = this.streams.get(name);
     if (!stream) {
       if (this.streams.size >= MAX_STREAMS) {
         this.overLimit('streams', `relay carries ${MAX_STREAMS} streams already; refusing ${name}`);
-        return;
+        return null;
       }
       stream = newStream(name);
       this.streams.set(name, stream);
@@ -252,18 +257,27 @@ export class RelayCore {
     const current = stream.publisher;
     if (current && current.key !== key) {
       this.counters.hijackAttempts++;
-      return;
+      return null;
     }
     const other = this.byPublisher.get(key);
     if (other && other !== stream) {
       // One address publishes one stream; a second name from it is refused.
       this.counters.hijackAttempts++;
-      return;
+      return null;
     }
     if (!current) this.log(`stream ${name}: publisher ${fmt(from)} (ssrc ${hex(ssrc)})`);
     else if (current.ssrc !== ssrc) this.log(`stream ${name}: publisher restarted (ssrc ${hex(ssrc)})`);
     stream.publisher = { endpoint: from, key, ssrc, since: current?.since ?? now, lastSeen: now };
     this.byPublisher.set(key, stream);
+    return this.ack(name, true, from);
+  }
+
+  /** ACK: smaller than any PUBLISH or SUBSCRIBE it answers, so the relay never amplifies. */
+  private ack(name: string, live: boolean, to: Endpoint): Output {
+    const data = serializeRtcp([controlApp({ kind: ControlType.Ack, stream: name, live }, RELAY_SSRC)]);
+    this.counters.packetsOut++;
+    this.counters.bytesOut += data.length;
+    return { data, to: [to] };
   }
 
   private subscribe(name: string, from: Endpoint, key: string, now: number): Output | null {
@@ -289,10 +303,7 @@ export class RelayCore {
       this.viewerCount++;
       this.log(`stream ${name}: viewer ${fmt(from)} joined (${stream.viewers.size} watching)`);
     }
-    const ack = serializeRtcp([controlApp({ kind: ControlType.Ack, stream: name, live: !!stream!.publisher }, RELAY_SSRC)]);
-    this.counters.packetsOut++;
-    this.counters.bytesOut += ack.length;
-    return { data: ack, to: [from] };
+    return this.ack(name, !!stream!.publisher, from);
   }
 
   private fanOut(stream: StreamState, buf: Buffer): Output[] {

@@ -10,7 +10,7 @@ import dgram from 'node:dgram';
 import { hostname } from 'node:os';
 import { KEEPALIVE_MS, PT_H264, PT_JPEG, VIDEO_CLOCK_RATE, DEFAULT_PAYLOAD_LIMIT } from '../defaults.ts';
 import type { Endpoint } from '../relay/core.ts';
-import { ControlType, controlApp } from './control.ts';
+import { ControlType, controlApp, parseControl } from './control.ts';
 import { PacketError } from './errors.ts';
 import type { Payload } from './frame.ts';
 import { H264Packetizer } from './h264/packetize.ts';
@@ -72,6 +72,8 @@ export class Publisher {
   /** Latest receiver report from each viewer (relayed), by the viewer's SSRC. */
   readonly viewerReports = new Map<number, ViewerReport>();
   onKeyframeRequest?: () => void;
+  /** When the relay last acknowledged our PUBLISH (undefined: never). */
+  lastAckAt?: number;
   private readonly socket: dgram.Socket;
   private readonly opts: PublisherOptions;
   private readonly h264?: H264Packetizer;
@@ -188,6 +190,16 @@ export class Publisher {
             at: now,
           });
         }
+      } else if (p.type === 'app') {
+        let msg;
+        try {
+          msg = parseControl(p);
+        } catch (err) {
+          if (!(err instanceof PacketError)) throw err;
+          this.counters.malformed++;
+          continue;
+        }
+        if (msg?.kind === ControlType.Ack && msg.stream === this.opts.stream) this.lastAckAt = now;
       } else if (p.type === 'pli' && p.mediaSsrc === this.sender.ssrc) {
         this.counters.keyframeRequests++;
         this.onKeyframeRequest?.();
