@@ -94,7 +94,40 @@ const parser = yargs(hideBin(process.argv))
       chosen = { name: 'demo', args: a };
     },
   )
-  .demandCommand(1, 'name a command: share, relay, watch or demo (udpcast --help)')
+  .command(
+    'impair',
+    'a UDP proxy that loses, delays, reorders, duplicates and rate-limits datagrams, both ways',
+    (y) => {
+      y.option('listen', { type: 'string', demandOption: true, describe: 'PORT (every interface) or HOST:PORT to receive on' })
+        .option('to', { type: 'string', demandOption: true, describe: 'HOST:PORT to forward to (replies come back)' })
+        .option('seed', { type: 'number', describe: 'random seed, for a repeatable run (default: random, printed)' })
+        .option('duration', { type: 'number', describe: 'stop after S seconds' });
+      const impairments: [string, string][] = [
+        ['loss', 'datagrams lost at random, e.g. 5%'],
+        ['burst', 'a loss takes LEN datagrams in a row (mean loss stays --loss)'],
+        ['delay', 'added one-way delay, e.g. 10ms'],
+        ['jitter', 'random extra delay 0..J, order kept, e.g. 20ms'],
+        ['reorder', 'datagrams held back past later ones, e.g. 1%'],
+        ['reorder-gap', 'how long a reordered datagram is held back (default 20ms)'],
+        ['duplicate', 'datagrams sent twice, e.g. 1%'],
+        ['rate', 'bandwidth limit in bit/s, e.g. 10M'],
+        ['queue', 'datagrams that may wait for the rate limit (default 100)'],
+      ];
+      for (const [name, describe] of impairments) {
+        y.option(name, { type: 'string', describe: `${describe}, both directions` })
+          .option(`up-${name}`, { type: 'string', hidden: true })
+          .option(`down-${name}`, { type: 'string', hidden: true });
+      }
+      return y
+        .epilog('Each impairment also has --up-NAME (client → target) and --down-NAME (target → client), which override the shared value.')
+        .example('$0 impair --listen 6000 --to 127.0.0.1:5004 --loss 5% --delay 10ms', 'viewers watch 127.0.0.1:6000 through a lossy link')
+        .example('$0 impair --listen 6000 --to relay:5004 --down-loss 2% --down-burst 3 --seed 7', 'bursty loss towards the viewers only, repeatable');
+    },
+    (a) => {
+      chosen = { name: 'impair', args: a };
+    },
+  )
+  .demandCommand(1, 'name a command: share, relay, watch, demo or impair (udpcast --help)')
   .strict()
   .help()
   .alias('h', 'help')

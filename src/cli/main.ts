@@ -22,9 +22,10 @@ import {
 } from './options.ts';
 import { startRelay } from './relay.ts';
 import { startShare } from './share.ts';
+import { impairOptions, startImpair } from '../impair/proxy.ts';
 
 export interface Command {
-  name: 'share' | 'relay' | 'watch' | 'demo';
+  name: 'share' | 'relay' | 'watch' | 'demo' | 'impair';
   args: Record<string, unknown>;
 }
 
@@ -90,6 +91,8 @@ async function start(c: Command): Promise<Handle> {
       return startWatch(watchOptions(c.args), log);
     case 'demo':
       return startDemo(c.args);
+    case 'impair':
+      return startImpair(impairOptions(c.args), log);
   }
 }
 
