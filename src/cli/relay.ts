@@ -3,6 +3,8 @@ import { RelayServer } from '../relay/server.ts';
 import { fmt } from '../relay/core.ts';
 import { UsageError } from '../util/errors.ts';
 import type { RelayOptions } from './options.ts';
+import type { RelaySnapshot } from './snapshots.ts';
+import { VIDEO_CLOCK_RATE } from '../defaults.ts';
 import { RateMeter, round, startReporter } from './report.ts';
 
 export interface RelayHandle {
@@ -26,30 +28,63 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
   const done = new Promise<number>((resolve) => (finish = resolve));
   const inRate = new RateMeter();
   const outRate = new RateMeter();
+  const streamRates = new Map<string, RateMeter>();
   const reporter = startReporter({
     statsJson: o.statsJson,
     summaries: !o.dashboard || !process.stderr.isTTY,
-    snapshot: () => {
+    snapshot: (): RelaySnapshot => {
       const now = Date.now();
-      const c = server.core.counters;
+      const core = server.core;
+      const c = core.counters;
+      const streams = [...core.streams.values()];
       return {
-        streams: server.core.streams.size,
-        viewers: server.core.viewers,
-        ...c,
-        bitrateInKbps: round(inRate.sample(c.bytesIn * 8, now) / 1000),
-        bitrateOutKbps: round(outRate.sample(c.bytesOut * 8, now) / 1000),
-        perStream: [...server.core.streams.values()].map((s) => ({
-          name: s.name,
-          publisher: s.publisher ? fmt(s.publisher.endpoint) : null,
-          viewers: s.viewers.size,
-          packetsIn: s.packetsIn,
-          packetsOut: s.packetsOut,
-        })),
+        role: 'relay',
+        address: fmt(server.address),
+        streams: streams.length,
+        viewers: core.viewers,
+        bitrateInKbps: round(inRate.sample(c.bytesIn * 8, now) / 1000) ?? 0,
+        bitrateOutKbps: round(outRate.sample(c.bytesOut * 8, now) / 1000) ?? 0,
+        datagramsIn: c.datagramsIn,
+        packetsOut: c.packetsOut,
+        bytesIn: c.bytesIn,
+        bytesOut: c.bytesOut,
+        dropped: c.malformed + c.unknownSource + c.oversize + c.hijackAttempts + c.overLimit,
+        malformed: c.malformed,
+        unknownSource: c.unknownSource,
+        oversize: c.oversize,
+        hijackAttempts: c.hijackAttempts,
+        overLimit: c.overLimit,
+        sendErrors: c.sendErrors,
+        retransmissions: c.retransmissions,
+        perStream: streams.map((s) => {
+          let meter = streamRates.get(s.name);
+          if (!meter) streamRates.set(s.name, (meter = new RateMeter()));
+          return {
+            name: s.name,
+            publisher: s.publisher ? fmt(s.publisher.endpoint) : null,
+            bitrateInKbps: round(meter.sample(s.bytesIn * 8, now) / 1000) ?? 0,
+            packetsIn: s.packetsIn,
+            packetsOut: s.packetsOut,
+            viewers: s.viewers.size,
+          };
+        }),
+        perViewer: streams.flatMap((s) =>
+          [...s.viewers.values()].map((v) => ({
+            stream: s.name,
+            address: fmt(v.endpoint),
+            uptimeS: Math.round((now - v.since) / 1000),
+            lossPercent: v.lastReport ? round((v.lastReport.fractionLost / 256) * 100, 2) : null,
+            jitterMs: v.lastReport ? round((v.lastReport.jitter / VIDEO_CLOCK_RATE) * 1000, 2) : null,
+            rttMs: round(v.rttMs),
+            packetsOut: s.fanOuts - v.joinedAtFanOut,
+            sendErrors: v.sendErrors,
+          })),
+        ),
       };
     },
     summary: (s) =>
       `relay: ${s.streams} stream(s), ${s.viewers} viewer(s), in ${s.bitrateInKbps} kbit/s, out ${s.bitrateOutKbps} kbit/s, ` +
-      `dropped ${Number(s.malformed) + Number(s.unknownSource) + Number(s.oversize)}`,
+      `dropped ${s.dropped}`,
   });
   const timer = o.duration ? setTimeout(() => stop(0), o.duration * 1000) : undefined;
   let stopping = false;

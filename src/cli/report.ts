@@ -10,23 +10,24 @@ export interface Reporter {
   stop(summary?: boolean): void;
 }
 
-export interface ReporterOptions {
+export interface ReporterOptions<T extends object> {
   statsJson?: string;
   /** Print `summary()` to stderr every SUMMARY_INTERVAL_MS (no dashboard). */
   summaries: boolean;
-  snapshot: () => Record<string, unknown>;
-  summary: (snap: Record<string, unknown>) => string;
+  snapshot: () => T;
+  summary: (snap: T) => string;
   intervalMs?: number;
 }
 
-export function startReporter(o: ReporterOptions): Reporter {
+export function startReporter<T extends object>(o: ReporterOptions<T>): Reporter {
   if (o.statsJson) writeFileSync(o.statsJson, ''); // each run starts its own file
   let ticks = 0;
   let stopped = false;
   const every = Math.max(1, Math.round(SUMMARY_INTERVAL_MS / (o.intervalMs ?? STATS_INTERVAL_MS)));
   const write = (final: boolean, summary = true) => {
-    const snap = { t: new Date().toISOString(), ...o.snapshot(), ...(final ? { final: true } : {}) };
-    if (o.statsJson) appendFileSync(o.statsJson, JSON.stringify(snap) + '\n');
+    const snap = o.snapshot();
+    const line = { t: new Date().toISOString(), ...snap, ...(final ? { final: true } : {}) };
+    if (o.statsJson) appendFileSync(o.statsJson, JSON.stringify(line) + '\n');
     if (o.summaries && summary && (final || ++ticks % every === 0)) process.stderr.write(o.summary(snap) + '\n');
   };
   const timer = setInterval(() => write(false), o.intervalMs ?? STATS_INTERVAL_MS);

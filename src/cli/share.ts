@@ -2,7 +2,8 @@
  * `udpcast share`: capture → encode (FFmpeg) → packetize → relay. Without --relay an embedded relay
  * serves viewers on --port, so `udpcast watch SHARER_HOST` needs no separate server.
  */
-import { CONNECT_TIMEOUT_MS, DEFAULT_TEST_SIZE } from '../defaults.ts';
+import { CONNECT_TIMEOUT_MS, DEFAULT_TEST_SIZE, VIEWER_TIMEOUT_MS } from '../defaults.ts';
+import type { ShareSnapshot } from './snapshots.ts';
 import { Encoder, type CapturedFrame } from '../encode/encoder.ts';
 import { ffmpegHasFilter, locateFfmpeg } from '../encode/locate.ts';
 import { RelayServer } from '../relay/server.ts';
@@ -99,33 +100,42 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   const reporter = startReporter({
     statsJson: o.statsJson,
     summaries: !o.dashboard || !process.stderr.isTTY,
-    snapshot: () => {
+    snapshot: (): ShareSnapshot => {
       const now = Date.now();
       const c = publisher.counters;
-      const reports = [...publisher.viewerReports.values()].filter((r) => now - r.at < 10_000);
+      const reports = [...publisher.viewerReports.values()].filter((r) => now - r.at < VIEWER_TIMEOUT_MS);
       const viewers = relay ? (relay.core.streams.get(o.stream)?.viewers.size ?? 0) : reports.length;
+      const rtts = reports.map((r) => r.rttMs).filter((r): r is number => r !== undefined);
       return {
+        role: 'share',
         stream: o.stream,
         codec: o.codec,
+        source: o.source,
+        relay: relay ? `embedded, ${fmt(relay.address)}` : fmt(target),
+        fps: round(fps.sample(c.framesSent, now)) ?? 0,
+        bitrateKbps: round(bitrate.sample(c.bytesSent * 8, now) / 1000) ?? 0,
         framesEncoded: encoder.framesEncoded,
         framesSent: c.framesSent,
         keyframesSent: c.keyframesSent,
         packetsSent: c.packetsSent,
         bytesSent: c.bytesSent,
-        fps: round(fps.sample(c.framesSent, now)),
-        bitrateKbps: round(bitrate.sample(c.bytesSent * 8, now) / 1000),
         viewers,
-        worstLossPercent: round(Math.max(0, ...reports.map((r) => r.fractionLost * 100)), 2),
-        worstRttMs: round(Math.max(0, ...reports.map((r) => r.rttMs ?? 0))),
+        worstLossPercent: reports.length ? round(Math.max(...reports.map((r) => r.fractionLost * 100)), 2) : null,
+        worstRttMs: rtts.length ? round(Math.max(...rtts)) : null,
+        viewerReports: reports.map((r) => ({
+          ssrc: r.ssrc.toString(16).padStart(8, '0'),
+          lossPercent: round(r.fractionLost * 100, 2) ?? 0,
+          jitterMs: round(r.jitterMs, 2) ?? 0,
+          rttMs: round(r.rttMs),
+        })),
         keyframeRequests: c.keyframeRequests,
         encoderRestarts: encoder.restarts,
         sendErrors: c.sendErrors,
-        ...(relay ? { relay: { ...relay.core.counters } } : {}),
       };
     },
     summary: (s) =>
       `share ${s.stream}: ${s.fps} fps ${s.bitrateKbps} kbit/s, ${s.framesEncoded} frames, ${s.viewers} viewer(s), ` +
-      `worst loss ${s.worstLossPercent}%, worst RTT ${s.worstRttMs} ms`,
+      `worst loss ${s.worstLossPercent ?? '-'}%, worst RTT ${s.worstRttMs ?? '-'} ms`,
   });
   const timer = o.duration ? setTimeout(() => stop(0), o.duration * 1000) : undefined;
   const connectTimer = setTimeout(() => {

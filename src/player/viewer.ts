@@ -17,6 +17,9 @@ import { isRtp, parseRtp, type RtpPacket } from '../transport/rtp.ts';
 import { seqAdd } from '../transport/seq.ts';
 import { ReceiverStats } from '../transport/stats.ts';
 import { randomBytes } from 'node:crypto';
+import { NAL_SPS, nalType, splitAnnexB } from '../encode/annexb.ts';
+import { parseJpeg } from '../encode/jpeg.ts';
+import { spsSize } from '../encode/sps.ts';
 
 export type ConnectionState = 'connecting' | 'live' | 'reconnecting' | 'ended';
 
@@ -33,6 +36,12 @@ export interface ViewerCounters {
   framesSkipped: number;
   keyframeRequests: number;
   publisherRestarts: number;
+  /** Packets asked for again with RTCP NACK, and packets that came back that way or via FEC. */
+  nacksSent: number;
+  recoveredByRtx: number;
+  recoveredByFec: number;
+  /** Incomplete frames abandoned when their latency budget ran out. */
+  framesGivenUp: number;
 }
 
 export interface CompletedFrame extends Frame {
@@ -67,8 +76,18 @@ export class ViewerCore {
     framesSkipped: 0,
     keyframeRequests: 0,
     publisherRestarts: 0,
+    nacksSent: 0,
+    recoveredByRtx: 0,
+    recoveredByFec: 0,
+    framesGivenUp: 0,
   };
+  /** Picture size, read from the first SPS (H.264) or JPEG header seen. */
+  width?: number;
+  height?: number;
   lastLatencyMs?: number;
+  /** Viewer ↔ relay round trip, from each SUBSCRIBE to the ACK that answers it. */
+  rttMs?: number;
+  private keepaliveSentAt?: number;
   private depacketizer?: Depacketizer;
   private lastSeq?: number;
   private needKeyframe = true;
@@ -102,6 +121,7 @@ export class ViewerCore {
   /** Subscription keepalive with our receiver report; also moves live → reconnecting on silence. */
   keepalive(now: number): Buffer {
     if (this.state === 'live' && now - this.lastHeard > VIEWER_STALL_MS) this.state = 'reconnecting';
+    this.keepaliveSentAt = now;
     const packets: RtcpPacket[] = [
       {
         type: 'rr',
@@ -127,8 +147,10 @@ export class ViewerCore {
       if (p.type === 'app') {
         const msg = parseControl(p);
         if (!msg || msg.stream !== this.stream) continue;
-        if (msg.kind === ControlType.Ack && this.state !== 'live') {
-          this.state = msg.live ? 'live' : 'connecting';
+        if (msg.kind === ControlType.Ack) {
+          if (this.keepaliveSentAt !== undefined) this.rttMs = now - this.keepaliveSentAt;
+          this.keepaliveSentAt = undefined;
+          if (this.state !== 'live') this.state = msg.live ? 'live' : 'connecting';
         } else if (msg.kind === ControlType.Ended) {
           this.state = 'ended';
           this.onLog?.(`stream ${this.stream} ended by its sharer`);
@@ -171,11 +193,25 @@ export class ViewerCore {
       return;
     }
     this.needKeyframe = false;
+    if (frame.keyframe && this.width === undefined) this.readSize(frame.data, codec);
     this.counters.framesComplete++;
     const captured = this.stats.captureTimeMs(frame.timestamp);
     const latencyMs = captured === undefined ? undefined : now - captured;
     if (latencyMs !== undefined) this.lastLatencyMs = latencyMs;
     out.frames.push({ ...frame, codec, latencyMs });
+  }
+
+  private readSize(data: Buffer, codec: 'h264' | 'mjpeg'): void {
+    try {
+      if (codec === 'h264') {
+        const sps = splitAnnexB(data).find((n) => nalType(n) === NAL_SPS);
+        if (sps) ({ width: this.width, height: this.height } = spsSize(sps));
+      } else {
+        ({ width: this.width, height: this.height } = parseJpeg(data));
+      }
+    } catch {
+      // The size is for display only; a frame the decoder takes is not refused over it.
+    }
   }
 
   private loss(now: number, out: ViewerOutput): void {

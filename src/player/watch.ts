@@ -12,6 +12,7 @@ import { locateFfplay } from '../encode/locate.ts';
 import { UsageError } from '../util/errors.ts';
 import { FfplaySink, FileSink, type FrameSink } from './sinks.ts';
 import { ViewerCore } from './viewer.ts';
+import type { WatchSnapshot } from '../cli/snapshots.ts';
 
 export interface WatchHandle {
   viewer: ViewerCore;
@@ -78,29 +79,38 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
 
   const bitrate = new RateMeter();
   const fps = new RateMeter();
-  const snapshot = () => {
+  const snapshot = (): WatchSnapshot => {
     const now = Date.now();
     const s = viewer.stats.snapshot();
     const c = viewer.counters;
+    const lost = Math.max(0, s.packetsLost);
     return {
+      role: 'watch',
       stream: o.stream,
+      relay: `${o.target.host}:${o.target.port}`,
       state: viewer.state,
       codec: viewer.codec ?? null,
+      width: viewer.width ?? null,
+      height: viewer.height ?? null,
       packetsReceived: s.packetsReceived,
-      packetsLost: Math.max(0, s.packetsLost),
-      lossPercent: round(s.packetsExpected > 0 ? (100 * Math.max(0, s.packetsLost)) / s.packetsExpected : 0, 2),
-      jitterMs: round(s.jitterMs, 2),
-      bitrateKbps: round(bitrate.sample(c.bytes * 8, now) / 1000),
-      fps: round(fps.sample(c.framesComplete, now)),
+      packetsLost: lost,
+      lossPercent: round(s.packetsExpected > 0 ? (100 * lost) / s.packetsExpected : 0, 2) ?? 0,
+      jitterMs: round(s.jitterMs, 2) ?? 0,
+      bitrateKbps: round(bitrate.sample(c.bytes * 8, now) / 1000) ?? 0,
+      fps: round(fps.sample(c.framesComplete, now)) ?? 0,
       framesComplete: c.framesComplete,
       framesDropped: c.framesDropped,
       framesSkipped: c.framesSkipped,
-      keyframeRequests: c.keyframeRequests,
       latencyMs: round(viewer.lastLatencyMs),
       duplicates: s.duplicates,
       reordered: s.reordered,
       malformed: c.malformed,
-      clockRate: VIDEO_CLOCK_RATE,
+      keyframeRequests: c.keyframeRequests,
+      nacksSent: c.nacksSent,
+      recoveredByRtx: c.recoveredByRtx,
+      recoveredByFec: c.recoveredByFec,
+      framesGivenUp: c.framesGivenUp,
+      rttMs: round(viewer.rttMs),
     };
   };
   const reporter = startReporter({

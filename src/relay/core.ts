@@ -23,6 +23,7 @@ import { ControlType, controlApp, parseControl } from '../transport/control.ts';
 import { PacketError } from '../transport/errors.ts';
 import { isRtcp, parseRtcp, serializeRtcp, type RtcpPacket, type ReportBlock } from '../transport/rtcp.ts';
 import { isRtp } from '../transport/rtp.ts';
+import { ntpMiddle32 } from '../transport/ntp.ts';
 
 export interface Endpoint {
   address: string;
@@ -40,9 +41,12 @@ export interface ViewerState {
   key: string;
   since: number;
   lastSeen: number;
+  /** stream.fanOuts when this viewer joined: fanOuts since then is what it was sent. */
+  joinedAtFanOut: number;
   /** The latest report block this viewer sent about the stream, for the dashboard. */
   lastReport?: ReportBlock;
-  packetsOut: number;
+  /** Relay ↔ viewer round trip from that block's LSR/DLSR and when we forwarded that SR. */
+  rttMs?: number;
   sendErrors: number;
 }
 
@@ -56,7 +60,14 @@ export interface StreamState {
   bytesIn: number;
   packetsOut: number;
   bytesOut: number;
+  /** Datagrams fanned out to every viewer (each counts once, whatever the number of viewers). */
+  fanOuts: number;
+  /** When each recent SR (by its middle 32 NTP bits, the LSR viewers echo) went out to viewers. */
+  srForwarded: Map<number, number>;
 }
+
+/** Recent SRs remembered per stream for RTT; RRs echo the latest, so a few seconds' worth is plenty. */
+const SR_HISTORY = 8;
 
 export interface RelayCounters {
   datagramsIn: number;
@@ -74,6 +85,8 @@ export interface RelayCounters {
   /** Streams or viewers refused because a cap was reached. */
   overLimit: number;
   sendErrors: number;
+  /** Packets re-sent from history in answer to a viewer's NACK. */
+  retransmissions: number;
 }
 
 export function endpointKey(e: Endpoint): string {
@@ -98,6 +111,7 @@ export class RelayCore {
     hijackAttempts: 0,
     overLimit: 0,
     sendErrors: 0,
+    retransmissions: 0,
   };
   private viewerCount = 0;
   /** Logged once per kind of limit, so a flood does not flood the log. */
@@ -217,6 +231,13 @@ export class RelayCore {
     const published = this.byPublisher.get(key);
     if (published) {
       published.publisher!.lastSeen = now;
+      for (const p of packets) {
+        if (p.type !== 'sr') continue;
+        published.srForwarded.set(ntpMiddle32(p.ntpSec, p.ntpFrac), now);
+        if (published.srForwarded.size > SR_HISTORY) {
+          published.srForwarded.delete(published.srForwarded.keys().next().value!);
+        }
+      }
       out.push(...this.fanOut(published, buf));
       if (packets.some((p) => p.type === 'bye')) out.push(...this.endStream(published, false));
       return out;
@@ -229,7 +250,10 @@ export class RelayCore {
       for (const p of packets) {
         if (p.type === 'rr' || p.type === 'sr') {
           const block = p.reports.find((r) => r.ssrc === s.publisher?.ssrc);
-          if (block) v.lastReport = block;
+          if (!block) continue;
+          v.lastReport = block;
+          const sent = block.lsr ? s.srForwarded.get(block.lsr) : undefined;
+          if (sent !== undefined) v.rttMs = Math.max(0, now - sent - (block.dlsr * 1000) / 65536);
         }
       }
       if (s.publisher) {
@@ -298,7 +322,7 @@ export class RelayCore {
         this.overLimit('viewers', `viewer limit reached (${MAX_VIEWERS_PER_STREAM} a stream, ${MAX_VIEWERS} in all)`);
         return null;
       }
-      stream.viewers.set(key, { endpoint: from, key, since: now, lastSeen: now, packetsOut: 0, sendErrors: 0 });
+      stream.viewers.set(key, { endpoint: from, key, since: now, lastSeen: now, joinedAtFanOut: stream.fanOuts, sendErrors: 0 });
       stream.targets = [...stream.viewers.values()].map((v) => v.endpoint);
       this.viewerCount++;
       this.log(`stream ${name}: viewer ${fmt(from)} joined (${stream.viewers.size} watching)`);
@@ -309,6 +333,7 @@ export class RelayCore {
   private fanOut(stream: StreamState, buf: Buffer): Output[] {
     const n = stream.targets.length;
     if (n === 0) return [];
+    stream.fanOuts++;
     stream.packetsOut += n;
     stream.bytesOut += n * buf.length;
     this.counters.packetsOut += n;
@@ -348,7 +373,7 @@ export class RelayCore {
 }
 
 function newStream(name: string): StreamState {
-  return { name, viewers: new Map(), targets: [], packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0 };
+  return { name, viewers: new Map(), targets: [], packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, fanOuts: 0, srForwarded: new Map() };
 }
 
 export function fmt(e: Endpoint): string {

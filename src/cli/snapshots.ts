@@ -1,0 +1,112 @@
+/**
+ * The statistics each role reports once a second: the same object feeds --stats-json, the plain
+ * summary line and the dashboard, so all three always show the same numbers.
+ * `null` means "not known yet" (no frame, no report); counters start at 0.
+ */
+import type { ConnectionState } from '../player/viewer.ts';
+
+export interface WatchSnapshot {
+  role: 'watch';
+  stream: string;
+  relay: string;
+  state: ConnectionState;
+  codec: 'h264' | 'mjpeg' | null;
+  width: number | null;
+  height: number | null;
+  packetsReceived: number;
+  packetsLost: number;
+  lossPercent: number;
+  jitterMs: number;
+  bitrateKbps: number;
+  fps: number;
+  framesComplete: number;
+  framesDropped: number;
+  /** Frames held back while waiting for a keyframe after a loss. */
+  framesSkipped: number;
+  /** Capture → frame complete at this viewer, from the sharer's SR clock mapping. */
+  latencyMs: number | null;
+  duplicates: number;
+  reordered: number;
+  malformed: number;
+  keyframeRequests: number;
+  nacksSent: number;
+  recoveredByRtx: number;
+  recoveredByFec: number;
+  framesGivenUp: number;
+  rttMs: number | null;
+}
+
+export interface ShareViewerRow {
+  ssrc: string;
+  lossPercent: number;
+  jitterMs: number;
+  rttMs: number | null;
+}
+
+export interface ShareSnapshot {
+  role: 'share';
+  stream: string;
+  codec: 'h264' | 'mjpeg';
+  source: string;
+  relay: string;
+  fps: number;
+  bitrateKbps: number;
+  framesEncoded: number;
+  framesSent: number;
+  keyframesSent: number;
+  packetsSent: number;
+  bytesSent: number;
+  viewers: number;
+  worstLossPercent: number | null;
+  worstRttMs: number | null;
+  viewerReports: ShareViewerRow[];
+  keyframeRequests: number;
+  encoderRestarts: number;
+  sendErrors: number;
+}
+
+export interface RelayStreamRow {
+  name: string;
+  publisher: string | null;
+  bitrateInKbps: number;
+  packetsIn: number;
+  packetsOut: number;
+  viewers: number;
+}
+
+export interface RelayViewerRow {
+  stream: string;
+  address: string;
+  uptimeS: number;
+  lossPercent: number | null;
+  jitterMs: number | null;
+  rttMs: number | null;
+  packetsOut: number;
+  sendErrors: number;
+}
+
+export interface RelaySnapshot {
+  role: 'relay';
+  address: string;
+  streams: number;
+  viewers: number;
+  bitrateInKbps: number;
+  bitrateOutKbps: number;
+  datagramsIn: number;
+  packetsOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Malformed + unknown source + oversize + hijack attempts + over limit. */
+  dropped: number;
+  malformed: number;
+  unknownSource: number;
+  oversize: number;
+  hijackAttempts: number;
+  overLimit: number;
+  sendErrors: number;
+  retransmissions: number;
+  perStream: RelayStreamRow[];
+  perViewer: RelayViewerRow[];
+}
+
+export type Snapshot = WatchSnapshot | ShareSnapshot | RelaySnapshot;
