@@ -73,6 +73,9 @@ export const HEALTHY_RUN_MS = 10_000;
 /** Stderr lines kept to explain a fatal failure. */
 const STDERR_TAIL_LINES = 5;
 
+/** Keyframe requests closer together than this share one FFmpeg restart. */
+export const KEYFRAME_RESTART_MIN_MS = 1000;
+
 export function restartDelayMs(attempt: number): number {
   return Math.min(RESTART_MAX_MS, RESTART_INITIAL_MS * 2 ** Math.max(0, attempt - 1));
 }
@@ -93,6 +96,12 @@ export class Encoder extends EventEmitter<EncoderEvents> {
   private stderrTail: string[] = [];
   private _framesEncoded = 0;
   private _restarts = 0;
+  /** A second FFmpeg started to answer a keyframe request; it replaces `proc` at its first frame. */
+  private successor: OwnedProcess | null = null;
+  /** Runs ended on purpose (replaced by a successor): their death is not a crash. */
+  private readonly retired = new WeakSet<OwnedProcess>();
+  private lastKeyframeRestart = -Infinity;
+  private _keyframeRestarts = 0;
 
   constructor(opts: EncoderOptions) {
     super();
@@ -115,6 +124,29 @@ export class Encoder extends EventEmitter<EncoderEvents> {
   get restarts(): number {
     return this._restarts;
   }
+  /** FFmpeg runs started to answer keyframe requests. */
+  get keyframeRestarts(): number {
+    return this._keyframeRestarts;
+  }
+
+  /**
+   * A viewer lost a reference frame and asked for a keyframe (RTCP PLI). FFmpeg takes no commands
+   * at run time, so a second FFmpeg is started beside the running one: its first frame is an IDR
+   * (with SPS/PPS), and at that frame it takes over and the old run is ended. The stream never
+   * pauses; the IDR leaves about one FFmpeg start-up after the request (~0.2 s, measured by
+   * `npm run bench`). Requests within KEYFRAME_RESTART_MIN_MS of the last are coalesced into it.
+   * Returns whether a new run was started. MJPEG needs none: every JPEG stands alone.
+   */
+  requestKeyframe(): boolean {
+    if (this.stopped || !this.started || this.opts.encode.codec !== 'h264') return false;
+    if (this.successor || !this.proc) return false;
+    const now = this.now();
+    if (now - this.lastKeyframeRestart < KEYFRAME_RESTART_MIN_MS) return false;
+    this.lastKeyframeRestart = now;
+    this._keyframeRestarts++;
+    this.run(true);
+    return true;
+  }
   /** pid of the running FFmpeg, if any. */
   get pid(): number | undefined {
     return this.proc?.running ? this.proc.pid : undefined;
@@ -132,20 +164,35 @@ export class Encoder extends EventEmitter<EncoderEvents> {
     this.stopped = true;
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.restartTimer = null;
-    this.stopPromise = this.proc ? this.proc.kill() : Promise.resolve();
+    const procs = [this.proc, this.successor].filter((p): p is OwnedProcess => p !== null);
+    this.successor = null;
+    this.stopPromise = Promise.all(procs.map((p) => p.kill())).then(() => undefined);
     return this.stopPromise;
   }
 
-  private run(): void {
+  /** Starts an FFmpeg run; `successor` runs beside the current one until its first frame. */
+  private run(successor = false): void {
     const codec = this.opts.encode.codec;
     const proc = new OwnedProcess({ command: this.opts.ffmpegPath, args: this.args, name: 'ffmpeg', spawn: this.opts.spawn });
-    this.proc = proc;
+    if (successor) this.successor = proc;
+    else this.proc = proc;
     const runStartedAt = this.now();
     let framesThisRun = 0;
     // The wall-clock anchor: min over frames of (arrival − pts). Fresh per run, since a new FFmpeg
     // starts its timestamps near 0 again.
     let offset = Infinity;
     const emitFrame = (f: Omit<CapturedFrame, 'captureUnixMs' | 'readyMs'>): void => {
+      if (this.successor === proc) {
+        // The new run's first frame (an IDR): it takes over, the old run is ended.
+        const old = this.proc;
+        this.proc = proc;
+        this.successor = null;
+        if (old) {
+          this.retired.add(old);
+          void old.kill();
+        }
+      }
+      if (this.proc !== proc) return;
       const arrival = this.now();
       offset = Math.min(offset, arrival - f.ptsMs);
       framesThisRun++;
@@ -189,7 +236,7 @@ export class Encoder extends EventEmitter<EncoderEvents> {
       this.log(`ffmpeg: ${line}`);
     });
     proc.stdout?.on('data', (chunk: Buffer) => {
-      if (this.stopped || this.proc !== proc) return;
+      if (this.stopped || (this.proc !== proc && this.successor !== proc)) return;
       try {
         push(chunk);
       } catch (err) {
@@ -200,14 +247,31 @@ export class Encoder extends EventEmitter<EncoderEvents> {
       }
     });
     proc.on('failed-to-start', (err) => {
+      if (this.successor === proc) {
+        this.successor = null; // the running FFmpeg carries on; the keyframe comes with the GOP
+        this.log(`ffmpeg for a keyframe failed to start: ${err.message}`);
+        return;
+      }
       this.proc = null;
       if (this.stopped) return;
       this.stopped = true;
       this.emit('fatal', new Error(`${err.message} (pass --ffmpeg PATH to use another FFmpeg)`, { cause: err }));
     });
     proc.on('died', (code, signal) => {
+      if (this.retired.has(proc)) return; // replaced by a keyframe run, ended on purpose
+      if (this.successor === proc) {
+        this.successor = null;
+        if (!this.stopped) this.log('ffmpeg for a keyframe ended before its first frame; the running one carries on');
+        return;
+      }
       if (this.proc === proc) this.proc = null;
       if (this.stopped) return;
+      if (this.successor) {
+        // A keyframe run is already starting: it takes over now instead of a restart.
+        this.proc = this.successor;
+        this.successor = null;
+        return;
+      }
       const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
       if (!this.everProducedFrame) {
         this.stopped = true;

@@ -1,0 +1,51 @@
+// A keyframe on request: FFmpeg takes no commands, so the Encoder starts a second FFmpeg whose
+// first frame is an IDR and hands over to it. The stream must not pause, and the old run must end.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
+import { Encoder, type CapturedFrame } from '../src/encode/encoder.ts';
+import { killAllChildren, liveChildren } from '../src/util/child.ts';
+import { skipUnless } from './helpers/tools.ts';
+import { waitFor } from './helpers/cli.ts';
+
+after(() => killAllChildren());
+
+test('requestKeyframe: an IDR follows promptly, frames keep flowing, one FFmpeg remains', { skip: skipUnless('ffmpeg') }, async () => {
+  const enc = new Encoder({
+    ffmpegPath: 'ffmpeg',
+    capture: { source: 'test', fps: 30, size: { width: 640, height: 360 } },
+    encode: { codec: 'h264', bitrateKbps: 1000, fps: 30, gop: 600, quality: 5, size: { width: 640, height: 360 } },
+  });
+  const frames: (CapturedFrame & { at: number })[] = [];
+  enc.on('frame', (f) => frames.push({ ...f, at: performance.now() }));
+  enc.start();
+  try {
+    await waitFor(() => frames.length >= 20, 10_000, '20 frames');
+    const firstPid = enc.pid;
+    const keyframesBefore = frames.filter((f) => f.keyframe).length;
+    assert.equal(keyframesBefore, 1, 'with a 20 s GOP only the first frame is a keyframe');
+    const askedAt = performance.now();
+    const askedIndex = frames.length;
+    assert.equal(enc.requestKeyframe(), true);
+    assert.equal(enc.requestKeyframe(), false, 'a second request right away is coalesced');
+    await waitFor(() => frames.slice(askedIndex).some((f) => f.keyframe), 5000, 'the requested keyframe');
+    const idr = frames.slice(askedIndex).find((f) => f.keyframe)!;
+    const took = idr.at - askedAt;
+    console.log(`# keyframe ${took.toFixed(0)} ms after the request`);
+    assert.ok(took < 1000, `keyframe took ${took} ms`);
+    // No pause: between the request and the IDR the old run kept delivering.
+    const around = frames.filter((f) => f.at >= askedAt - 100 && f.at <= idr.at + 100);
+    for (let i = 1; i < around.length; i++) {
+      assert.ok(around[i].at - around[i - 1].at < 150, `a ${around[i].at - around[i - 1].at} ms pause in frames`);
+    }
+    assert.ok(idr.nalus!.some((n) => (n[0] & 0x1f) === 7), 'the IDR carries its SPS');
+    await waitFor(() => liveChildren() === 1 && enc.pid !== firstPid, 5000, 'the old FFmpeg to end');
+    assert.equal(enc.restarts, 0, 'a keyframe run is not counted as a crash restart');
+    assert.equal(enc.keyframeRestarts, 1);
+    const n = frames.length;
+    await waitFor(() => frames.length > n + 10, 5000, 'frames from the new run');
+  } finally {
+    await enc.stop();
+  }
+  assert.equal(liveChildren(), 0);
+});
