@@ -86,3 +86,23 @@ export const DEFAULT_TEST_SIZE = { width: 1280, height: 720 };
 /** Interval of --stats-json lines and of the plain-text summary when there is no dashboard. */
 export const STATS_INTERVAL_MS = 1000;
 export const SUMMARY_INTERVAL_MS = 5000;
+
+// ---- Loss repair (NACK/RTX), late join -------------------------------------------------------
+/** Media packets each stream keeps for retransmission: ~2.5 MB, about 3 s at 5 Mbit/s. */
+export const RTX_HISTORY_PACKETS = 2048;
+/** Retransmissions one viewer may ask for per second; beyond it NACKs are counted and ignored. */
+export const RTX_MAX_PER_SECOND = 1000;
+/** Bytes of the keyframe cache (everything since the last keyframe) per stream; past it, no cache until the next keyframe. */
+export const KEYFRAME_CACHE_BYTES = 8 * 1024 * 1024;
+/** A joining viewer's catch-up (the keyframe cache) is paced at 20 Mbit/s, after a 16 KB burst. */
+export const JOIN_PACE_BYTES_PER_MS = 2500;
+export const JOIN_BURST_BYTES = 16 * 1024;
+/** Packets queued for a viewer still catching up; past it, the viewer goes live at once. */
+export const CATCHUP_MAX_PACKETS = 8192;
+/** Viewer latency budget when none is given: 3 RTTs + 20 ms, within these bounds (ms). */
+export const LATENCY_BUDGET_MIN_MS = 40;
+export const LATENCY_BUDGET_MAX_MS = 500;
+/** Budget before the first RTT measurement. */
+export const LATENCY_BUDGET_INITIAL_MS = 120;
+/** Packets a viewer holds waiting for a gap to fill; past it, the oldest gap is given up. */
+export const JITTER_MAX_PACKETS = 4096;

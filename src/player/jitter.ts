@@ -1,0 +1,149 @@
+/**
+ * The viewer's reorder buffer and NACK scheduler, a pure object driven by (packet, now).
+ *
+ * Packets are released strictly in sequence order. A gap holds what follows it until the missing
+ * packets arrive (late, retransmitted or rebuilt by FEC) or the latency budget runs out; then the
+ * gap is given up and released past, and the depacketizer sees it as a loss (which drops the
+ * frame: clean frames only). While a gap is open, its sequence numbers are asked for again with
+ * RTCP generic NACK (RFC 4585 §6.2.1), repeated every `retryMs` until the budget runs out.
+ */
+import { JITTER_MAX_PACKETS } from '../defaults.ts';
+import type { RtpPacket } from '../transport/rtp.ts';
+import { seqAdd, seqDiff } from '../transport/seq.ts';
+
+/** A jump this far ahead is a new stream position (a sender restart), not a gap to repair. */
+const MAX_GAP = 1000;
+
+export interface JitterCounters {
+  /** Packets that arrived for a sequence number already released or given up. */
+  late: number;
+  duplicates: number;
+  /** Missing packets that arrived after we had asked for them. */
+  recoveredAfterNack: number;
+  /** Sequence numbers given up when the budget ran out. */
+  givenUp: number;
+  /** Times one or more gaps were given up (about one frame each). */
+  giveUps: number;
+  nacked: number;
+}
+
+export interface JitterOutput {
+  released: RtpPacket[];
+  /** Sequence numbers to ask for now. */
+  nack: number[];
+}
+
+interface Missing {
+  since: number;
+  lastNack: number;
+  tries: number;
+}
+
+export class JitterBuffer {
+  /** How long a gap may hold the stream before it is given up. */
+  latencyMs: number;
+  /** Interval between NACKs for the same packet. */
+  retryMs: number;
+  readonly counters: JitterCounters = { late: 0, duplicates: 0, recoveredAfterNack: 0, givenUp: 0, giveUps: 0, nacked: 0 };
+  private next?: number;
+  private readonly held = new Map<number, RtpPacket>();
+  private readonly missing = new Map<number, Missing>();
+
+  constructor(opts: { latencyMs: number; retryMs: number }) {
+    this.latencyMs = opts.latencyMs;
+    this.retryMs = opts.retryMs;
+  }
+
+  /** Packets waiting behind a gap. */
+  get holding(): number {
+    return this.held.size;
+  }
+
+  /** Feeds one packet; `recovered` marks one rebuilt by FEC (not counted as a NACK recovery). */
+  push(pkt: RtpPacket, now: number, recovered = false): JitterOutput {
+    const seq = pkt.sequenceNumber;
+    if (this.next === undefined) this.next = seq;
+    const d = seqDiff(this.next, seq);
+    if (d < 0) {
+      this.counters.late++;
+      return this.poll(now);
+    }
+    if (this.held.has(seq)) {
+      this.counters.duplicates++;
+      return this.poll(now);
+    }
+    let flushed: RtpPacket[] = [];
+    if (d > MAX_GAP) {
+      // The sender jumped (a restart): release what is held in order, give up the gaps, start here.
+      flushed = this.flush();
+      this.next = seq;
+    }
+    const m = this.missing.get(seq);
+    if (m) {
+      this.missing.delete(seq);
+      if (m.tries > 0 && !recovered) this.counters.recoveredAfterNack++;
+    } else {
+      for (let s = this.next; s !== seq; s = seqAdd(s, 1)) {
+        if (!this.held.has(s) && !this.missing.has(s)) this.missing.set(s, { since: now, lastNack: -Infinity, tries: 0 });
+      }
+    }
+    this.held.set(seq, pkt);
+    const out = this.poll(now);
+    if (flushed.length) out.released.unshift(...flushed);
+    return out;
+  }
+
+  /** Releases what is in order, gives up expired gaps, and lists the NACKs due. Call on a timer too. */
+  poll(now: number): JitterOutput {
+    const out: JitterOutput = { released: [], nack: [] };
+    if (this.next === undefined) return out;
+    let gaveUp = false;
+    for (;;) {
+      const pkt = this.held.get(this.next);
+      if (pkt) {
+        this.held.delete(this.next);
+        out.released.push(pkt);
+        this.next = seqAdd(this.next, 1);
+        continue;
+      }
+      const m = this.missing.get(this.next);
+      const overfull = this.held.size > JITTER_MAX_PACKETS;
+      if (m && (now - m.since >= this.latencyMs || overfull)) {
+        this.missing.delete(this.next);
+        this.counters.givenUp++;
+        gaveUp = true;
+        this.next = seqAdd(this.next, 1);
+        continue;
+      }
+      break;
+    }
+    if (gaveUp) this.counters.giveUps++;
+    for (const [seq, m] of this.missing) {
+      if (now - m.since < this.latencyMs && now - m.lastNack >= this.retryMs) {
+        m.lastNack = now;
+        m.tries++;
+        out.nack.push(seq);
+      }
+    }
+    this.counters.nacked += out.nack.length;
+    return out;
+  }
+
+  /** Forgets everything (a new sender). */
+  reset(): void {
+    this.next = undefined;
+    this.held.clear();
+    this.missing.clear();
+  }
+
+  /** Everything held, in sequence order; open gaps are given up. */
+  private flush(): RtpPacket[] {
+    const next = this.next!;
+    const pkts = [...this.held.values()].sort((a, b) => seqDiff(next, a.sequenceNumber) - seqDiff(next, b.sequenceNumber));
+    this.counters.givenUp += this.missing.size;
+    if (this.missing.size) this.counters.giveUps++;
+    this.held.clear();
+    this.missing.clear();
+    return pkts;
+  }
+}
