@@ -6,7 +6,8 @@ import { RelayCore, type Endpoint } from '../src/relay/core.ts';
 import { ControlType, controlApp, parseControl } from '../src/transport/control.ts';
 import { parseRtcp, serializeRtcp } from '../src/transport/rtcp.ts';
 import { serializeRtpToBuffer } from '../src/transport/rtp.ts';
-import { PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS, MAX_DATAGRAM } from '../src/defaults.ts';
+import { PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS, MAX_DATAGRAM, RTX_MAX_PER_SECOND, JOIN_BURST_BYTES, JOIN_PACE_BYTES_PER_MS } from '../src/defaults.ts';
+import { startsKeyframe } from '../src/relay/core.ts';
 
 const sharer: Endpoint = { address: '10.0.0.1', port: 4000 };
 const intruder: Endpoint = { address: '10.0.0.66', port: 4000 };
@@ -133,5 +134,88 @@ describe('relay core', () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  // H.264 packets: an IDR frame (STAP-A with SPS/PPS, then an FU-A start of an IDR), then P frames.
+  const h264 = (seq: number, ts: number, payload: number[]) =>
+    serializeRtpToBuffer({ padding: 0, marker: false, payloadType: 96, sequenceNumber: seq, timestamp: ts, ssrc: 0x1234, csrc: [], payload: Buffer.from(payload) });
+  const stapSps = [24, 0, 2, 0x67, 0x42, 0, 1, 0x68];
+  const fuIdrStart = [28, 0x85, 1, 2, 3];
+  const pSlice = [0x41, 9, 9, 9];
+
+  test('startsKeyframe reads SPS/IDR in single NAL, STAP-A and FU-A packets, and every JPEG', () => {
+    assert.equal(startsKeyframe(h264(1, 0, stapSps)), true);
+    assert.equal(startsKeyframe(h264(1, 0, fuIdrStart)), true);
+    assert.equal(startsKeyframe(h264(1, 0, [0x65, 1])), true);
+    assert.equal(startsKeyframe(h264(1, 0, pSlice)), false);
+    assert.equal(startsKeyframe(h264(1, 0, [28, 0x05, 1])), false, 'FU-A continuation');
+    assert.equal(startsKeyframe(h264(1, 0, [24, 0, 1])), false, 'truncated STAP-A');
+    assert.equal(startsKeyframe(h264(1, 0, [])), false);
+  });
+
+  test('a late viewer gets the SR and everything since the last keyframe, paced, then live in order', () => {
+    const relay = new RelayCore();
+    relay.onDatagram(publish(), sharer, 0);
+    const sr = serializeRtcp([{ type: 'sr', ssrc: 0x1234, ntpSec: 1, ntpFrac: 0, rtpTimestamp: 0, packetCount: 0, octetCount: 0, reports: [] }]);
+    relay.onDatagram(sr, sharer, 0);
+    const stream: Buffer[] = [];
+    let seq = 100;
+    const send = (ts: number, payload: number[]) => {
+      const b = h264(seq++, ts, payload);
+      stream.push(b);
+      relay.onDatagram(b, sharer, 1);
+    };
+    send(0, pSlice); // before the keyframe: not cached
+    send(3000, stapSps);
+    send(3000, fuIdrStart);
+    for (let i = 0; i < 40; i++) send(6000 + i * 3000, [...pSlice, ...new Array(1000).fill(i)]);
+    relay.onDatagram(subscribe(), viewerA, 10);
+    assert.equal(relay.pumping, true);
+    assert.equal(relay.counters.cacheJoins, 1);
+    // Live traffic while catching up queues behind the cache.
+    send(200_000, pSlice);
+    const got: Buffer[] = [];
+    let now = 10;
+    let maxPerStep = 0;
+    while (relay.pumping && now < 1000) {
+      now += 4;
+      const outs = relay.pump(now);
+      let bytes = 0;
+      for (const o of outs) {
+        assert.deepEqual(o.to, [viewerA]);
+        got.push(o.data);
+        bytes += o.data.length;
+      }
+      maxPerStep = Math.max(maxPerStep, bytes);
+    }
+    assert.equal(relay.pumping, false);
+    assert.equal(got[0], sr, 'the SR comes first');
+    assert.deepEqual(got.slice(1), stream.slice(1), 'from the keyframe on, every packet once, in order');
+    assert.ok(maxPerStep <= JOIN_BURST_BYTES + 1500, `a pump step sent ${maxPerStep} bytes`);
+    assert.ok(now - 10 >= ((40 * 1000 - JOIN_BURST_BYTES) / JOIN_PACE_BYTES_PER_MS) * 0.9, 'paced, not one burst');
+    // Now live: the next packet goes to the viewer directly.
+    const next = h264(seq++, 300_000, pSlice);
+    assert.deepEqual(relay.onDatagram(next, sharer, now)[0].to, [viewerA]);
+  });
+
+  test('NACKed packets come back from history to that viewer only, within its budget', () => {
+    const relay = setup();
+    const sent = [1, 2, 3, 4].map((s) => {
+      const b = h264(s, s * 3000, pSlice);
+      relay.onDatagram(b, sharer, 1);
+      return b;
+    });
+    const nack = serializeRtcp([{ type: 'rr', ssrc: 0x777, reports: [] }, { type: 'nack', senderSsrc: 0x777, mediaSsrc: 0x1234, lost: [2, 3, 99] }]);
+    const out = relay.onDatagram(nack, viewerA, 2);
+    const rtx = out.filter((o) => o.to[0] === viewerA);
+    assert.deepEqual(rtx.map((o) => o.data), [sent[1], sent[2]]);
+    assert.equal(relay.counters.retransmissions, 2);
+    assert.equal(relay.counters.rtxMisses, 1, 'seq 99 was never sent');
+    // Budget: RTX_MAX_PER_SECOND per viewer per second.
+    const many = serializeRtcp([{ type: 'nack', senderSsrc: 0x777, mediaSsrc: 0x1234, lost: [1] }]);
+    let resent = 0;
+    for (let i = 0; i < RTX_MAX_PER_SECOND + 50; i++) resent += relay.onDatagram(many, viewerA, 3).filter((o) => o.to[0] === viewerA).length;
+    assert.ok(resent <= RTX_MAX_PER_SECOND, `${resent} retransmissions in one instant`);
+    assert.ok(resent >= RTX_MAX_PER_SECOND - 5);
   });
 });

@@ -12,6 +12,14 @@
  *   sent as is. Viewers' RTCP (RR, NACK, PLI) goes to the sharer.
  */
 import {
+  CATCHUP_MAX_PACKETS,
+  JOIN_BURST_BYTES,
+  JOIN_PACE_BYTES_PER_MS,
+  KEYFRAME_CACHE_BYTES,
+  PT_H264,
+  PT_JPEG,
+  RTX_HISTORY_PACKETS,
+  RTX_MAX_PER_SECOND,
   MAX_DATAGRAM,
   MAX_STREAMS,
   MAX_VIEWERS,
@@ -43,6 +51,15 @@ export interface ViewerState {
   lastSeen: number;
   /** stream.fanOuts when this viewer joined: fanOuts since then is what it was sent. */
   joinedAtFanOut: number;
+  /**
+   * A joining viewer first gets the keyframe cache, paced; live packets queue behind it so the
+   * viewer sees one unbroken sequence. Undefined once it is live (in `targets`).
+   */
+  catchUp?: { stream: StreamState; queue: Buffer[]; head: number; credit: number; lastPump: number };
+  /** Retransmission budget: a token bucket of RTX_MAX_PER_SECOND. */
+  rtxTokens: number;
+  rtxRefilled: number;
+  retransmissions: number;
   /** The latest report block this viewer sent about the stream, for the dashboard. */
   lastReport?: ReportBlock;
   /** Relay ↔ viewer round trip from that block's LSR/DLSR and when we forwarded that SR. */
@@ -64,6 +81,15 @@ export interface StreamState {
   fanOuts: number;
   /** When each recent SR (by its middle 32 NTP bits, the LSR viewers echo) went out to viewers. */
   srForwarded: Map<number, number>;
+  /** The publisher's latest RTCP compound with an SR: a joining viewer gets it first (clock mapping). */
+  lastSr?: Buffer;
+  /** Recent media packets by sequence number modulo RTX_HISTORY_PACKETS, for retransmission. */
+  history: (Buffer | undefined)[];
+  /** Media packets since the start of the latest keyframe (JPEG: the latest frame); undefined when over the cap. */
+  cache?: Buffer[];
+  cacheBytes: number;
+  /** RTP timestamp of the previous media packet: a change marks the first packet of a frame. */
+  lastTimestamp?: number;
 }
 
 /** Recent SRs remembered per stream for RTT; RRs echo the latest, so a few seconds' worth is plenty. */
@@ -87,6 +113,10 @@ export interface RelayCounters {
   sendErrors: number;
   /** Packets re-sent from history in answer to a viewer's NACK. */
   retransmissions: number;
+  /** NACKed packets the history no longer had, or over a viewer's retransmission budget. */
+  rtxMisses: number;
+  /** Viewers that joined with the keyframe cache (instant start). */
+  cacheJoins: number;
 }
 
 export function endpointKey(e: Endpoint): string {
@@ -112,7 +142,11 @@ export class RelayCore {
     overLimit: 0,
     sendErrors: 0,
     retransmissions: 0,
+    rtxMisses: 0,
+    cacheJoins: 0,
   };
+  /** Viewers still being sent their catch-up. */
+  private readonly catchingUp = new Set<ViewerState>();
   private viewerCount = 0;
   /** Logged once per kind of limit, so a flood does not flood the log. */
   private readonly warned = new Set<string>();
@@ -141,10 +175,38 @@ export class RelayCore {
       stream.publisher!.lastSeen = now;
       stream.packetsIn++;
       stream.bytesIn += buf.length;
+      if (buf.readUInt32BE(8) === stream.publisher!.ssrc) this.remember(stream, buf);
       return this.fanOut(stream, buf);
     }
     this.counters.malformed++;
     return [];
+  }
+
+  /** True while a joining viewer's catch-up is being paced out: call pump() every few ms. */
+  get pumping(): boolean {
+    return this.catchingUp.size > 0;
+  }
+
+  /**
+   * Sends joining viewers the next part of their catch-up, within the pace JOIN_PACE_BYTES_PER_MS;
+   * a viewer whose queue is empty goes live.
+   */
+  pump(now: number): Output[] {
+    const out: Output[] = [];
+    for (const v of this.catchingUp) {
+      const c = v.catchUp!;
+      c.credit = Math.min(JOIN_BURST_BYTES, c.credit + (now - c.lastPump) * JOIN_PACE_BYTES_PER_MS);
+      c.lastPump = now;
+      while (c.head < c.queue.length && c.credit > 0) {
+        const data = c.queue[c.head++];
+        c.credit -= data.length;
+        out.push({ data, to: [v.endpoint] });
+        this.counters.packetsOut++;
+        this.counters.bytesOut += data.length;
+      }
+      if (c.head >= c.queue.length) out.push(...this.goLive(c.stream, v));
+    }
+    return out;
   }
 
   /** Expires silent viewers and publishers; returns the ENDED notices to send. */
@@ -233,6 +295,7 @@ export class RelayCore {
       published.publisher!.lastSeen = now;
       for (const p of packets) {
         if (p.type !== 'sr') continue;
+        published.lastSr = buf;
         published.srForwarded.set(ntpMiddle32(p.ntpSec, p.ntpFrac), now);
         if (published.srForwarded.size > SR_HISTORY) {
           published.srForwarded.delete(published.srForwarded.keys().next().value!);
@@ -247,6 +310,9 @@ export class RelayCore {
       const v = s.viewers.get(key);
       if (!v) continue;
       v.lastSeen = now;
+      for (const p of packets) {
+        if (p.type === 'nack' && p.mediaSsrc === s.publisher?.ssrc) out.push(...this.retransmit(s, v, p.lost, now));
+      }
       for (const p of packets) {
         if (p.type === 'rr' || p.type === 'sr') {
           const block = p.reports.find((r) => r.ssrc === s.publisher?.ssrc);
@@ -291,6 +357,7 @@ export class RelayCore {
     }
     if (!current) this.log(`stream ${name}: publisher ${fmt(from)} (ssrc ${hex(ssrc)})`);
     else if (current.ssrc !== ssrc) this.log(`stream ${name}: publisher restarted (ssrc ${hex(ssrc)})`);
+    if (current?.ssrc !== ssrc) forget(stream);
     stream.publisher = { endpoint: from, key, ssrc, since: current?.since ?? now, lastSeen: now };
     this.byPublisher.set(key, stream);
     return this.ack(name, true, from);
@@ -322,23 +389,108 @@ export class RelayCore {
         this.overLimit('viewers', `viewer limit reached (${MAX_VIEWERS_PER_STREAM} a stream, ${MAX_VIEWERS} in all)`);
         return null;
       }
-      stream.viewers.set(key, { endpoint: from, key, since: now, lastSeen: now, joinedAtFanOut: stream.fanOuts, sendErrors: 0 });
-      stream.targets = [...stream.viewers.values()].map((v) => v.endpoint);
+      const v: ViewerState = {
+        endpoint: from,
+        key,
+        since: now,
+        lastSeen: now,
+        joinedAtFanOut: stream.fanOuts,
+        sendErrors: 0,
+        rtxTokens: RTX_MAX_PER_SECOND,
+        rtxRefilled: now,
+        retransmissions: 0,
+      };
+      stream.viewers.set(key, v);
       this.viewerCount++;
+      if (stream.cache?.length) {
+        // Instant start: the SR (clock mapping) and everything since the last keyframe, paced.
+        v.catchUp = { stream, queue: stream.lastSr ? [stream.lastSr, ...stream.cache] : [...stream.cache], head: 0, credit: JOIN_BURST_BYTES, lastPump: now };
+        this.catchingUp.add(v);
+        this.counters.cacheJoins++;
+      } else {
+        stream.targets = [...stream.targets, from];
+      }
       this.log(`stream ${name}: viewer ${fmt(from)} joined (${stream.viewers.size} watching)`);
     }
     return this.ack(name, !!stream!.publisher, from);
   }
 
+  /** Keeps a media packet for retransmission and in the keyframe cache. */
+  private remember(stream: StreamState, buf: Buffer): void {
+    const seq = buf.readUInt16BE(2);
+    stream.history[seq % RTX_HISTORY_PACKETS] = buf;
+    const timestamp = buf.readUInt32BE(4);
+    const frameStart = timestamp !== stream.lastTimestamp;
+    stream.lastTimestamp = timestamp;
+    if (frameStart && startsKeyframe(buf)) {
+      stream.cache = [buf];
+      stream.cacheBytes = buf.length;
+    } else if (stream.cache) {
+      stream.cacheBytes += buf.length;
+      if (stream.cacheBytes > KEYFRAME_CACHE_BYTES) {
+        stream.cache = undefined; // too big to replay; none until the next keyframe
+        stream.cacheBytes = 0;
+      } else {
+        stream.cache.push(buf);
+      }
+    }
+  }
+
+  /** Answers a viewer's NACK from history, within its retransmission budget. */
+  private retransmit(stream: StreamState, v: ViewerState, lost: number[], now: number): Output[] {
+    v.rtxTokens = Math.min(RTX_MAX_PER_SECOND, v.rtxTokens + ((now - v.rtxRefilled) * RTX_MAX_PER_SECOND) / 1000);
+    v.rtxRefilled = now;
+    const out: Output[] = [];
+    for (const seq of lost) {
+      const buf = stream.history[seq % RTX_HISTORY_PACKETS];
+      if (!buf || buf.readUInt16BE(2) !== seq || v.rtxTokens < 1) {
+        this.counters.rtxMisses++;
+        continue;
+      }
+      v.rtxTokens--;
+      v.retransmissions++;
+      this.counters.retransmissions++;
+      this.counters.packetsOut++;
+      this.counters.bytesOut += buf.length;
+      out.push({ data: buf, to: [v.endpoint] });
+    }
+    return out;
+  }
+
+  /** Ends a viewer's catch-up: it joins the live targets; returns whatever was still queued for it. */
+  private goLive(stream: StreamState, v: ViewerState): Output[] {
+    this.catchingUp.delete(v);
+    const rest = v.catchUp ? v.catchUp.queue.slice(v.catchUp.head) : [];
+    v.catchUp = undefined;
+    stream.targets = [...stream.targets, v.endpoint];
+    for (const data of rest) {
+      this.counters.packetsOut++;
+      this.counters.bytesOut += data.length;
+    }
+    return rest.map((data) => ({ data, to: [v.endpoint] }));
+  }
+
   private fanOut(stream: StreamState, buf: Buffer): Output[] {
-    const n = stream.targets.length;
-    if (n === 0) return [];
+    const targets = stream.targets; // before any catch-up ends below, which would add to it
+    const out: Output[] = [];
+    for (const v of this.catchingUp) {
+      const c = v.catchUp!;
+      if (c.stream !== stream) continue;
+      c.queue.push(buf);
+      if (c.queue.length - c.head > CATCHUP_MAX_PACKETS) {
+        // Cannot catch up at this pace: it goes live now, with the rest of its queue in one go.
+        out.push(...this.goLive(stream, v));
+      }
+    }
+    const n = targets.length;
+    if (n === 0) return out;
     stream.fanOuts++;
     stream.packetsOut += n;
     stream.bytesOut += n * buf.length;
     this.counters.packetsOut += n;
     this.counters.bytesOut += n * buf.length;
-    return [{ data: buf, to: stream.targets }];
+    out.push({ data: buf, to: targets });
+    return out;
   }
 
   private endStream(stream: StreamState, notify = true): Output[] {
@@ -354,7 +506,8 @@ export class RelayCore {
     const v = stream.viewers.get(key);
     if (!v) return;
     stream.viewers.delete(key);
-    stream.targets = [...stream.viewers.values()].map((x) => x.endpoint);
+    this.catchingUp.delete(v);
+    stream.targets = stream.targets.filter((e) => e !== v.endpoint);
     this.viewerCount--;
     this.log(`stream ${stream.name}: viewer ${fmt(v.endpoint)} left (${stream.viewers.size} watching)`);
   }
@@ -373,7 +526,64 @@ export class RelayCore {
 }
 
 function newStream(name: string): StreamState {
-  return { name, viewers: new Map(), targets: [], packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, fanOuts: 0, srForwarded: new Map() };
+  return {
+    name,
+    viewers: new Map(),
+    targets: [],
+    packetsIn: 0,
+    bytesIn: 0,
+    packetsOut: 0,
+    bytesOut: 0,
+    fanOuts: 0,
+    srForwarded: new Map(),
+    history: new Array(RTX_HISTORY_PACKETS),
+    cacheBytes: 0,
+  };
+}
+
+/** A new publisher session: nothing of the old one may be replayed or retransmitted. */
+function forget(stream: StreamState): void {
+  stream.history = new Array(RTX_HISTORY_PACKETS);
+  stream.cache = undefined;
+  stream.cacheBytes = 0;
+  stream.lastSr = undefined;
+  stream.lastTimestamp = undefined;
+}
+
+/** NAL unit types (RFC 6184 §5.2 / H.264 Table 7-1) that mark a keyframe's first packet. */
+const NAL_IDR = 5;
+const NAL_SPS = 7;
+const NAL_STAP_A = 24;
+const NAL_FU_A = 28;
+/** RTP fixed header length; the media packets the relay inspects carry no CSRCs or extension. */
+function rtpPayloadOffset(buf: Buffer): number {
+  let o = 12 + (buf[0] & 0x0f) * 4;
+  if (buf[0] & 0x10 && buf.length >= o + 4) o += 4 + buf.readUInt16BE(o + 2) * 4;
+  return o;
+}
+
+/**
+ * Whether a frame's first packet begins a picture a new viewer can start from: for H.264 an SPS or
+ * IDR in a single-NAL, STAP-A or starting FU-A packet; for JPEG every frame.
+ */
+export function startsKeyframe(buf: Buffer): boolean {
+  const pt = buf[1] & 0x7f;
+  if (pt === PT_JPEG) return true;
+  if (pt !== PT_H264) return false;
+  const o = rtpPayloadOffset(buf);
+  if (o >= buf.length) return false;
+  const type = buf[o] & 0x1f;
+  if (type === NAL_SPS || type === NAL_IDR) return true;
+  if (type === NAL_FU_A) return o + 1 < buf.length && (buf[o + 1] & 0x80) !== 0 && (buf[o + 1] & 0x1f) === NAL_IDR;
+  if (type === NAL_STAP_A) {
+    for (let i = o + 1; i + 2 < buf.length; ) {
+      const size = buf.readUInt16BE(i);
+      const t = buf[i + 2] & 0x1f;
+      if (t === NAL_SPS || t === NAL_IDR) return true;
+      i += 2 + size;
+    }
+  }
+  return false;
 }
 
 export function fmt(e: Endpoint): string {

@@ -13,6 +13,8 @@ export interface RelayServerOptions {
 }
 
 const TICK_MS = 500;
+/** Catch-up pacing granularity: at 20 Mbit/s a 4 ms step is 10 KB, a few datagrams. */
+const PUMP_MS = 4;
 /** Kernel buffers: a burst of a keyframe to many viewers must not overflow them. */
 const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 
@@ -50,6 +52,7 @@ export class RelayServer {
     socket.on('error', (err) => opts.log?.(`relay socket: ${err.message}`));
     socket.on('message', (msg, rinfo) => {
       server.send(server.core.onDatagram(msg, { address: rinfo.address, port: rinfo.port }, server.now()));
+      if (server.core.pumping) server.schedulePump();
     });
     server.timer = setInterval(() => server.send(server.core.tick(server.now())), TICK_MS);
     server.timer.unref();
@@ -59,6 +62,19 @@ export class RelayServer {
   get address(): Endpoint {
     const a = this.socket.address();
     return { address: a.address, port: a.port };
+  }
+
+  private pumpTimer?: NodeJS.Timeout;
+
+  /** Paces joining viewers' catch-up: a pump every PUMP_MS while any is in progress. */
+  private schedulePump(): void {
+    if (this.pumpTimer || this.closed) return;
+    this.pumpTimer = setTimeout(() => {
+      this.pumpTimer = undefined;
+      if (this.closed) return;
+      this.send(this.core.pump(this.now()));
+      if (this.core.pumping) this.schedulePump();
+    }, PUMP_MS);
   }
 
   private send(outputs: Output[]): void {
@@ -75,6 +91,7 @@ export class RelayServer {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
+    clearTimeout(this.pumpTimer);
     await new Promise<void>((resolve) => this.socket.close(() => resolve()));
   }
 }
