@@ -23,6 +23,7 @@ import {
 import { startRelay } from './relay.ts';
 import { startShare } from './share.ts';
 import { impairOptions, startImpair } from '../impair/proxy.ts';
+import { dashboardLog } from '../dashboard/screen.ts';
 
 export interface Command {
   name: 'share' | 'relay' | 'watch' | 'demo' | 'impair';
@@ -34,7 +35,10 @@ interface Handle {
   stop(code?: number): void;
 }
 
-const log = (line: string) => process.stderr.write(`${line}\n`);
+// While a dashboard is drawn, log lines go to its log panel (written raw they would tear the screen).
+const log = (line: string) => {
+  if (!dashboardLog(line)) process.stderr.write(`${line}\n`);
+};
 
 export function shareOptions(a: Record<string, unknown>): ShareOptions {
   return {
@@ -102,7 +106,8 @@ async function startDemo(a: Record<string, unknown>): Promise<Handle> {
   const player = checkChoice('player', a.player ?? 'auto', ['auto', 'ffplay', 'none'] as const);
   const withWindow = player === 'ffplay' || (player === 'auto' && !!locateFfplay() && !!process.env.DISPLAY);
   let share;
-  const shareArgs = { ...a, source: 'test', host: '127.0.0.1', size: `${DEFAULT_TEST_SIZE.width}x${DEFAULT_TEST_SIZE.height}`, statsJson: undefined };
+  // The watch dashboard is the demo's screen; the sharer's numbers appear in it as one line.
+  const shareArgs = { ...a, source: 'test', host: '127.0.0.1', size: `${DEFAULT_TEST_SIZE.width}x${DEFAULT_TEST_SIZE.height}`, statsJson: undefined, dashboard: false };
   try {
     share = await startShare(shareOptions(shareArgs), log);
   } catch (err) {

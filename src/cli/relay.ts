@@ -31,7 +31,7 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
   const streamRates = new Map<string, RateMeter>();
   const reporter = startReporter({
     statsJson: o.statsJson,
-    summaries: !o.dashboard || !process.stderr.isTTY,
+    dashboard: o.dashboard && { onQuit: () => stop(0) },
     snapshot: (): RelaySnapshot => {
       const now = Date.now();
       const core = server.core;

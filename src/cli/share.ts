@@ -99,7 +99,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   const fps = new RateMeter();
   const reporter = startReporter({
     statsJson: o.statsJson,
-    summaries: !o.dashboard || !process.stderr.isTTY,
+    dashboard: o.dashboard && { onQuit: () => stop(0) },
     snapshot: (): ShareSnapshot => {
       const now = Date.now();
       const c = publisher.counters;

@@ -115,7 +115,7 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
   };
   const reporter = startReporter({
     statsJson: o.statsJson,
-    summaries: !o.dashboard || !process.stderr.isTTY,
+    dashboard: o.dashboard && { onQuit: () => stop(0), stdoutIsVideo: o.output === '-' },
     snapshot,
     summary: (s) =>
       `watch ${s.stream} [${s.state}] ${s.fps} fps ${s.bitrateKbps} kbit/s, lost ${s.packetsLost} (${s.lossPercent}%), ` +

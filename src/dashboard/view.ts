@@ -1,0 +1,542 @@
+/**
+ * The dashboards as text: pure functions from a role's snapshot (plus its last minute of history)
+ * to the lines blessed draws. No terminal, no clock, no colours: every line fits `width` columns, cut
+ * with an ellipsis rather than wrapped, so a narrow terminal shows less instead of garbage.
+ *
+ * The numbers are the snapshot's own (the same object feeds --stats-json and the summary line), with
+ * one exception: after `r`, the cumulative counters listed in *_COUNTERS are shown relative to a
+ * baseline taken at that moment. Rates and gauges (fps, bitrate, jitter, latency, RTT, per-viewer
+ * loss %) are never rebased; --stats-json keeps the totals since start.
+ */
+import type { RelaySnapshot, ShareSnapshot, Snapshot, WatchSnapshot } from '../cli/snapshots.ts';
+import type { History } from './history.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Number formatting: `null` (not known yet) is always "-".
+
+export const NONE = '-';
+
+/** 12345 → "12,345". */
+export function fmtInt(n: number | null | undefined): string {
+  if (n === null || n === undefined || !Number.isFinite(n)) return NONE;
+  const sign = n < 0 ? '-' : '';
+  const digits = String(Math.round(Math.abs(n)));
+  return sign + digits.replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+}
+
+/** kbit/s below 1000, Mbit/s (two decimals) from there. */
+export function fmtKbps(k: number | null | undefined): string {
+  if (k === null || k === undefined || !Number.isFinite(k)) return NONE;
+  if (Math.abs(k) >= 1000) return `${(k / 1000).toFixed(2)} Mbit/s`;
+  return `${k < 10 ? k.toFixed(1) : k.toFixed(0)} kbit/s`;
+}
+
+/** Milliseconds with the precision that matters at that size: 1.23, 12.3, 123. */
+export function fmtMs(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return NONE;
+  const a = Math.abs(ms);
+  return `${a < 10 ? ms.toFixed(2) : a < 100 ? ms.toFixed(1) : ms.toFixed(0)} ms`;
+}
+
+export function fmtPct(p: number | null | undefined): string {
+  if (p === null || p === undefined || !Number.isFinite(p)) return NONE;
+  return `${p.toFixed(2)}%`;
+}
+
+export function fmtFps(f: number | null | undefined): string {
+  if (f === null || f === undefined || !Number.isFinite(f)) return NONE;
+  return f.toFixed(1);
+}
+
+/** Uptime: "42s", "3m05s", "1h02m". */
+export function fmtDuration(s: number | null | undefined): string {
+  if (s === null || s === undefined || !Number.isFinite(s) || s < 0) return NONE;
+  const t = Math.floor(s);
+  if (t < 60) return `${t}s`;
+  if (t < 3600) return `${Math.floor(t / 60)}m${String(t % 60).padStart(2, '0')}s`;
+  return `${Math.floor(t / 3600)}h${String(Math.floor((t % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+/** Decimal units, as network people count bytes. */
+export function fmtBytes(b: number | null | undefined): string {
+  if (b === null || b === undefined || !Number.isFinite(b)) return NONE;
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let v = b;
+  let i = 0;
+  while (Math.abs(v) >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return i === 0 ? `${v} B` : `${v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0)} ${units[i]}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layout primitives.
+
+/** Cuts `line` to `width` columns, marking the cut. Never returns more than `width` characters. */
+export function fit(line: string, width: number, ascii = false): string {
+  if (width <= 0) return '';
+  const chars = [...line];
+  if (chars.length <= width) return line;
+  return chars.slice(0, width - 1).join('') + (ascii ? '~' : '…');
+}
+
+/** Left text and right text on one line, the right one dropped first when they do not fit. */
+export function spread(left: string, right: string, width: number, ascii = false): string {
+  const gap = width - [...left].length - [...right].length;
+  if (gap >= 1) return left + ' '.repeat(gap) + right;
+  return fit(left, width, ascii);
+}
+
+const LABEL_WIDTH = 12;
+const COLUMN_GAP = 3;
+/** More than three columns of label/value pairs stop being readable as groups. */
+const MAX_PAIR_COLUMNS = 3;
+
+export type Field = readonly [label: string, value: string];
+
+/**
+ * Label/value pairs in as many columns as fit (column-major, so neighbours in the list stay
+ * together vertically), one column on a narrow terminal.
+ */
+export function pairs(fields: readonly Field[], width: number, ascii = false): string[] {
+  if (fields.length === 0) return [];
+  const cells = fields.map(([l, v]) => l.padEnd(LABEL_WIDTH - 1) + ' ' + v);
+  const cellWidth = Math.max(...cells.map((c) => [...c].length));
+  const cols = Math.max(1, Math.min(MAX_PAIR_COLUMNS, Math.floor((width + COLUMN_GAP) / (cellWidth + COLUMN_GAP))));
+  const rows = Math.ceil(cells.length / cols);
+  const out: string[] = [];
+  for (let r = 0; r < rows; r++) {
+    const parts: string[] = [];
+    for (let c = 0; c < cols; c++) {
+      const cell = cells[c * rows + r];
+      if (cell !== undefined) parts.push(cell.padEnd(cellWidth));
+    }
+    out.push(fit(parts.join(' '.repeat(COLUMN_GAP)).trimEnd(), width, ascii));
+  }
+  return out;
+}
+
+export interface Column {
+  header: string;
+  /** Numbers read best right-aligned. */
+  align?: 'left' | 'right';
+}
+
+/** A table sized to its content; rows wider than `width` are cut, never wrapped. */
+export function table(columns: readonly Column[], rows: readonly (readonly string[])[], width: number, ascii = false): string[] {
+  const widths = columns.map((c, i) => Math.max([...c.header].length, ...rows.map((r) => [...(r[i] ?? '')].length)));
+  const line = (cells: readonly string[]) =>
+    fit(
+      columns
+        .map((c, i) => {
+          const v = cells[i] ?? '';
+          return c.align === 'right' ? v.padStart(widths[i]) : v.padEnd(widths[i]);
+        })
+        .join('  ')
+        .trimEnd(),
+      width,
+      ascii,
+    );
+  return [line(columns.map((c) => c.header)), ...rows.map(line)];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sparklines.
+
+export const SPARK_BLOCKS = '▁▂▃▄▅▆▇█';
+/** Eight rising ASCII shapes for terminals without UTF-8. */
+export const SPARK_ASCII = '_.-:=+*#';
+
+export interface SparkOptions {
+  ascii?: boolean;
+  /** The scale's top is at least this much, so noise near zero does not fill the chart. */
+  floor?: number;
+}
+
+/**
+ * One character per column, scaled so the largest value (or `floor`) is a full block. Zero is the
+ * lowest block and any positive value at least the second, so a single lost packet shows; `null`
+ * (no data) is a blank. Longer series are bucketed by their maximum, so a spike survives narrowing;
+ * shorter ones are right-aligned (the newest sample is always in the last column).
+ */
+export function sparkline(values: readonly (number | null)[], width: number, o: SparkOptions = {}): string {
+  if (width <= 0) return '';
+  const glyphs = [...(o.ascii ? SPARK_ASCII : SPARK_BLOCKS)];
+  let cols: (number | null)[];
+  if (values.length > width) {
+    cols = [];
+    for (let i = 0; i < width; i++) {
+      const bucket = values.slice(Math.floor((i * values.length) / width), Math.floor(((i + 1) * values.length) / width));
+      const known = bucket.filter((v): v is number => v !== null && Number.isFinite(v));
+      cols.push(known.length ? Math.max(...known) : null);
+    }
+  } else {
+    cols = values.map((v) => (v !== null && Number.isFinite(v) ? v : null));
+  }
+  const known = cols.filter((v): v is number => v !== null);
+  const top = Math.max(o.floor ?? 0, ...known);
+  const levels = glyphs.length - 1;
+  const chars = cols.map((v) => {
+    if (v === null) return ' ';
+    if (v <= 0 || top <= 0) return glyphs[0];
+    return glyphs[Math.min(levels, Math.max(1, Math.ceil((v / top) * levels)))];
+  });
+  return ' '.repeat(width - chars.length) + chars.join('');
+}
+
+/** Sparklines are at most one column per sample: 60 columns for 60 s. */
+const SPARK_MAX_WIDTH = 60;
+/** Below this many columns a chart says nothing; the line keeps its numbers only. */
+const SPARK_MIN_WIDTH = 8;
+
+function sparkRow(label: string, values: readonly (number | null)[], format: (v: number | null) => string, width: number, o: SparkOptions): string {
+  const known = values.filter((v): v is number => v !== null);
+  const now = values.length ? values[values.length - 1] : null;
+  const suffix = `now ${format(now)}  max ${format(known.length ? Math.max(...known) : null)}`;
+  const head = label.padEnd(LABEL_WIDTH - 1) + ' ';
+  const room = Math.min(SPARK_MAX_WIDTH, width - head.length - suffix.length - 2);
+  if (room < SPARK_MIN_WIDTH) return fit(head + suffix, width, o.ascii);
+  return fit(head + sparkline(values, room, o) + '  ' + suffix, width, o.ascii);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Counter reset (`r`).
+
+/** Cumulative counters of each role: the fields `r` rebases. Everything else is a rate or a gauge. */
+export const WATCH_COUNTERS = [
+  'packetsReceived',
+  'packetsLost',
+  'framesComplete',
+  'framesDropped',
+  'framesSkipped',
+  'duplicates',
+  'reordered',
+  'malformed',
+  'keyframeRequests',
+  'nacksSent',
+  'recoveredByRtx',
+  'recoveredByFec',
+  'framesGivenUp',
+] as const satisfies readonly (keyof WatchSnapshot)[];
+
+export const SHARE_COUNTERS = [
+  'framesEncoded',
+  'framesSent',
+  'keyframesSent',
+  'packetsSent',
+  'bytesSent',
+  'keyframeRequests',
+  'encoderRestarts',
+  'sendErrors',
+] as const satisfies readonly (keyof ShareSnapshot)[];
+
+export const RELAY_COUNTERS = [
+  'datagramsIn',
+  'packetsOut',
+  'bytesIn',
+  'bytesOut',
+  'dropped',
+  'malformed',
+  'unknownSource',
+  'oversize',
+  'hijackAttempts',
+  'overLimit',
+  'sendErrors',
+  'retransmissions',
+] as const satisfies readonly (keyof RelaySnapshot)[];
+
+/** Per-row counters of the relay, keyed by stream name and by viewer address. */
+const RELAY_STREAM_COUNTERS = ['packetsIn', 'packetsOut'] as const;
+const RELAY_VIEWER_COUNTERS = ['packetsOut', 'sendErrors'] as const;
+
+export interface Baseline {
+  role: Snapshot['role'];
+  values: Map<string, number>;
+}
+
+export function takeBaseline(s: Snapshot): Baseline {
+  const values = new Map<string, number>();
+  const rec = s as unknown as Record<string, number>;
+  for (const k of countersOf(s)) values.set(k, rec[k]);
+  if (s.role === 'relay') {
+    for (const r of s.perStream) for (const k of RELAY_STREAM_COUNTERS) values.set(`stream ${r.name} ${k}`, r[k]);
+    for (const r of s.perViewer) for (const k of RELAY_VIEWER_COUNTERS) values.set(`viewer ${r.stream} ${r.address} ${k}`, r[k]);
+  }
+  return { role: s.role, values };
+}
+
+/**
+ * The snapshot with its counters counted from the baseline. A counter below its baseline was
+ * restarted underneath us (a stream re-published): it is shown as it is.
+ */
+export function applyBaseline<T extends Snapshot>(s: T, b: Baseline | null | undefined): T {
+  if (!b || b.role !== s.role) return s;
+  const since = (key: string, v: number) => {
+    const base = b.values.get(key);
+    return base === undefined || v < base ? v : v - base;
+  };
+  const out = { ...s } as unknown as Record<string, unknown>;
+  const src = s as unknown as Record<string, number>;
+  for (const k of countersOf(s)) out[k] = since(k, src[k]);
+  if (s.role === 'watch') {
+    // Loss % over the same window as the counters: expected = received + lost (RFC 3550 A.3).
+    const w = out as unknown as WatchSnapshot;
+    const expected = w.packetsReceived + w.packetsLost;
+    w.lossPercent = expected > 0 ? Math.round((10_000 * w.packetsLost) / expected) / 100 : 0;
+  }
+  if (s.role === 'relay') {
+    const r = out as unknown as RelaySnapshot;
+    r.perStream = s.perStream.map((row) => ({
+      ...row,
+      packetsIn: since(`stream ${row.name} packetsIn`, row.packetsIn),
+      packetsOut: since(`stream ${row.name} packetsOut`, row.packetsOut),
+    }));
+    r.perViewer = s.perViewer.map((row) => ({
+      ...row,
+      packetsOut: since(`viewer ${row.stream} ${row.address} packetsOut`, row.packetsOut),
+      sendErrors: since(`viewer ${row.stream} ${row.address} sendErrors`, row.sendErrors),
+    }));
+  }
+  return out as unknown as T;
+}
+
+function countersOf(s: Snapshot): readonly string[] {
+  return s.role === 'watch' ? WATCH_COUNTERS : s.role === 'share' ? SHARE_COUNTERS : RELAY_COUNTERS;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The three dashboards.
+
+export interface ViewOptions {
+  /** Columns available inside the frame. */
+  width: number;
+  /** Rows available; without it every line is returned. */
+  height?: number;
+  /** No UTF-8: ASCII sparklines and cut marks. */
+  ascii?: boolean;
+  /** Taken on `r`: counters are shown since then. */
+  baseline?: Baseline | null;
+  /** One-line summaries of other roles running in this process (the demo's sharer). */
+  companions?: readonly string[];
+  /** Recent log lines (newest last): they would tear the screen if written to the terminal. */
+  log?: readonly string[];
+}
+
+export const KEYS_FOOTER = 'q quit   r reset counters   ? keys';
+
+export function helpLines(): string[] {
+  return [
+    'Keys',
+    '',
+    'q, Ctrl-C   quit (stops the player and the stream too)',
+    'r          reset the counters (packets, frames, ...) to zero;',
+    '           rates, jitter, latency and RTT are not counters',
+    '?          show or hide this help',
+    '',
+    '--stats-json keeps the totals since start whatever r does.',
+  ];
+}
+
+export function render(s: Snapshot, h: History, o: ViewOptions): string[] {
+  const shown = applyBaseline(s, o.baseline);
+  const body = shown.role === 'watch' ? watchBody(shown, h, o) : shown.role === 'share' ? shareBody(shown, h, o) : relayBody(shown, h, o);
+  return frame(body, o);
+}
+
+/** The plain one-line form of a snapshot (the demo's side panel; the summary line's numbers). */
+export function oneLine(s: Snapshot): string {
+  switch (s.role) {
+    case 'watch':
+      return (
+        `watch ${s.stream} [${s.state}] ${fmtFps(s.fps)} fps ${fmtKbps(s.bitrateKbps)}, lost ${fmtInt(s.packetsLost)} (${fmtPct(s.lossPercent)}), ` +
+        `jitter ${fmtMs(s.jitterMs)}, latency ${fmtMs(s.latencyMs)}`
+      );
+    case 'share':
+      return (
+        `share ${s.stream}: ${fmtFps(s.fps)} fps ${fmtKbps(s.bitrateKbps)}, ${fmtInt(s.framesEncoded)} frames encoded, ` +
+        `${s.viewers} viewer(s), worst loss ${fmtPct(s.worstLossPercent)}, worst RTT ${fmtMs(s.worstRttMs)}`
+      );
+    case 'relay':
+      return `relay: ${s.streams} stream(s), ${s.viewers} viewer(s), in ${fmtKbps(s.bitrateInKbps)}, out ${fmtKbps(s.bitrateOutKbps)}, dropped ${fmtInt(s.dropped)}`;
+  }
+}
+
+/** Body, then companions and the log in whatever room is left, the keys always on the last line. */
+function frame(body: string[], o: ViewOptions): string[] {
+  const w = o.width;
+  const extra: string[] = [];
+  if (o.companions?.length) extra.push('', 'Also in this process', ...o.companions.map((c) => fit(c, w, o.ascii)));
+  const footer = [fit(o.baseline ? `${KEYS_FOOTER}   (counters since reset)` : KEYS_FOOTER, w, o.ascii)];
+  let lines = [...body, ...extra];
+  if (o.height === undefined) {
+    if (o.log?.length) lines.push('', 'Log', ...o.log.map((l) => fit(l, w, o.ascii)));
+    return [...lines, '', ...footer];
+  }
+  const room = o.height - footer.length;
+  if (lines.length > room) lines = lines.slice(0, Math.max(0, room));
+  const free = room - lines.length - 1; // a blank line above the footer
+  if (o.log?.length && free >= 3) {
+    const take = o.log.slice(-(free - 2)).map((l) => fit(l, w, o.ascii));
+    lines.push('', 'Log', ...take);
+  }
+  while (lines.length < room) lines.push('');
+  return [...lines, ...footer].slice(-Math.max(0, o.height));
+}
+
+function title(left: string, right: string, o: ViewOptions): string[] {
+  return [spread(left, right, o.width, o.ascii), ''];
+}
+
+function watchBody(s: WatchSnapshot, h: History, o: ViewOptions): string[] {
+  const resolution = s.width !== null && s.height !== null ? `${s.width}x${s.height}` : NONE;
+  const fields: Field[] = [
+    ['Stream', s.stream],
+    ['Relay', s.relay],
+    ['State', s.state],
+    ['Codec', s.codec ?? NONE],
+    ['Resolution', resolution],
+    ['FPS', fmtFps(s.fps)],
+    ['Bitrate', fmtKbps(s.bitrateKbps)],
+    ['Latency', fmtMs(s.latencyMs)],
+    ['Packets', fmtInt(s.packetsReceived)],
+    ['Loss', `${fmtInt(s.packetsLost)} (${fmtPct(s.lossPercent)})`],
+    ['Jitter', fmtMs(s.jitterMs)],
+    ['RTT', fmtMs(s.rttMs)],
+    ['Frames', fmtInt(s.framesComplete)],
+    ['Dropped', fmtInt(s.framesDropped)],
+    ['Skipped', fmtInt(s.framesSkipped)],
+    ['NACKs sent', fmtInt(s.nacksSent)],
+    ['By RTX', fmtInt(s.recoveredByRtx)],
+    ['By FEC', fmtInt(s.recoveredByFec)],
+    ['Given up', fmtInt(s.framesGivenUp)],
+    ['Key req.', fmtInt(s.keyframeRequests)],
+    ['Dup/reorder', `${fmtInt(s.duplicates)} / ${fmtInt(s.reordered)}`],
+    ['Malformed', fmtInt(s.malformed)],
+  ];
+  const spark = { ascii: o.ascii };
+  return [
+    ...title(`udpcast watch  ${s.stream} @ ${s.relay}`, s.state.toUpperCase(), o),
+    ...pairs(fields, o.width, o.ascii),
+    '',
+    'Last 60 s',
+    sparkRow('Bitrate', h.series('bitrate'), fmtKbps, o.width, spark),
+    // A 1% loss or 1 ms jitter fills the chart: smaller wobbles stay low instead of looking alarming.
+    sparkRow('Loss', h.series('loss'), fmtPct, o.width, { ...spark, floor: 1 }),
+    sparkRow('Jitter', h.series('jitter'), fmtMs, o.width, { ...spark, floor: 1 }),
+  ];
+}
+
+function shareBody(s: ShareSnapshot, h: History, o: ViewOptions): string[] {
+  const fields: Field[] = [
+    ['Stream', s.stream],
+    ['Codec', s.codec],
+    ['Source', s.source],
+    ['Relay', s.relay],
+    ['FPS', fmtFps(s.fps)],
+    ['Bitrate', fmtKbps(s.bitrateKbps)],
+    ['Encoded', fmtInt(s.framesEncoded)],
+    ['Frames sent', fmtInt(s.framesSent)],
+    ['Keyframes', fmtInt(s.keyframesSent)],
+    ['Packets', fmtInt(s.packetsSent)],
+    ['Sent', fmtBytes(s.bytesSent)],
+    ['Viewers', fmtInt(s.viewers)],
+    ['Worst loss', fmtPct(s.worstLossPercent)],
+    ['Worst RTT', fmtMs(s.worstRttMs)],
+    ['Key req.', fmtInt(s.keyframeRequests)],
+    ['Restarts', fmtInt(s.encoderRestarts)],
+    ['Send errors', fmtInt(s.sendErrors)],
+  ];
+  const reports = s.viewerReports.length
+    ? table(
+        [{ header: 'VIEWER SSRC' }, { header: 'LOSS', align: 'right' }, { header: 'JITTER', align: 'right' }, { header: 'RTT', align: 'right' }],
+        s.viewerReports.map((r) => [r.ssrc, fmtPct(r.lossPercent), fmtMs(r.jitterMs), fmtMs(r.rttMs)]),
+        o.width,
+        o.ascii,
+      )
+    : ['(no receiver reports yet)'];
+  return [
+    ...title(`udpcast share  ${s.stream} (${s.codec}, ${s.source}) ${o.ascii ? '->' : '→'} ${s.relay}`, `${s.viewers} viewer${s.viewers === 1 ? '' : 's'}`, o),
+    ...pairs(fields, o.width, o.ascii),
+    '',
+    'Last 60 s',
+    sparkRow('Bitrate', h.series('bitrate'), fmtKbps, o.width, { ascii: o.ascii }),
+    sparkRow('FPS', h.series('fps'), fmtFps, o.width, { ascii: o.ascii }),
+    sparkRow('Worst loss', h.series('worstLoss'), fmtPct, o.width, { ascii: o.ascii, floor: 1 }),
+    '',
+    'Viewer reports',
+    ...reports,
+  ];
+}
+
+function relayBody(s: RelaySnapshot, h: History, o: ViewOptions): string[] {
+  const fields: Field[] = [
+    ['Bitrate in', fmtKbps(s.bitrateInKbps)],
+    ['Bitrate out', fmtKbps(s.bitrateOutKbps)],
+    ['Streams', fmtInt(s.streams)],
+    ['Viewers', fmtInt(s.viewers)],
+    ['Datagrams in', fmtInt(s.datagramsIn)],
+    ['Packets out', fmtInt(s.packetsOut)],
+    ['Dropped', fmtInt(s.dropped)],
+    ['Send errors', fmtInt(s.sendErrors)],
+    ['Retransmits', fmtInt(s.retransmissions)],
+    ['Malformed', fmtInt(s.malformed)],
+    ['Unknown src', fmtInt(s.unknownSource)],
+    ['Over limit', fmtInt(s.overLimit + s.oversize + s.hijackAttempts)],
+  ];
+  // Per-stream drops: the relay counts refused datagrams globally (most have no stream), so the
+  // per-stream column is what it failed to deliver to that stream's viewers.
+  const streams = s.perStream.length
+    ? table(
+        [
+          { header: 'STREAM' },
+          { header: 'PUBLISHER' },
+          { header: 'BITRATE IN', align: 'right' },
+          { header: 'PKTS IN', align: 'right' },
+          { header: 'PKTS OUT', align: 'right' },
+          { header: 'VIEWERS', align: 'right' },
+          { header: 'DROPS', align: 'right' },
+        ],
+        s.perStream.map((r) => [
+          r.name,
+          r.publisher ?? NONE,
+          fmtKbps(r.bitrateInKbps),
+          fmtInt(r.packetsIn),
+          fmtInt(r.packetsOut),
+          fmtInt(r.viewers),
+          fmtInt(s.perViewer.filter((v) => v.stream === r.name).reduce((n, v) => n + v.sendErrors, 0)),
+        ]),
+        o.width,
+        o.ascii,
+      )
+    : ['(no streams yet)'];
+  const viewers = s.perViewer.length
+    ? table(
+        [
+          { header: 'STREAM' },
+          { header: 'VIEWER' },
+          { header: 'UPTIME', align: 'right' },
+          { header: 'LOSS', align: 'right' },
+          { header: 'JITTER', align: 'right' },
+          { header: 'RTT', align: 'right' },
+          { header: 'PKTS OUT', align: 'right' },
+          { header: 'SEND ERR', align: 'right' },
+        ],
+        s.perViewer.map((r) => [r.stream, r.address, fmtDuration(r.uptimeS), fmtPct(r.lossPercent), fmtMs(r.jitterMs), fmtMs(r.rttMs), fmtInt(r.packetsOut), fmtInt(r.sendErrors)]),
+        o.width,
+        o.ascii,
+      )
+    : ['(no viewers yet)'];
+  return [
+    ...title(`udpcast relay  ${s.address}`, `${s.streams} stream${s.streams === 1 ? '' : 's'}, ${s.viewers} viewer${s.viewers === 1 ? '' : 's'}`, o),
+    ...pairs(fields, o.width, o.ascii),
+    sparkRow('In, 60 s', h.series('bitrateIn'), fmtKbps, o.width, { ascii: o.ascii }),
+    sparkRow('Out, 60 s', h.series('bitrateOut'), fmtKbps, o.width, { ascii: o.ascii }),
+    '',
+    'Streams',
+    ...streams,
+    '',
+    'Viewers',
+    ...viewers,
+  ];
+}
