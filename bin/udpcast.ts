@@ -75,6 +75,7 @@ const parser = yargs(hideBin(process.argv))
         .option('stream', { type: 'string', default: DEFAULT_STREAM, describe: 'stream name' })
         .option('player', { choices: ['ffplay', 'none'] as const, default: 'ffplay' as const })
         .option('output', { type: 'string', nargs: 1, describe: "write the reassembled stream (.h264 or .mjpeg) to FILE, '-' for stdout" })
+        .option('latency', { type: 'number', describe: 'ms a lost packet may hold frames back while it is re-sent (default: 3×RTT + 20, 40-500)' })
         .example('$0 watch 192.168.1.20', "watch the sharer at 192.168.1.20's default port")
         .example('$0 watch relay:5004 --player none --output - | ffplay -f h264 -', 'pipe into any player'),
     (a) => {

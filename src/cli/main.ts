@@ -79,6 +79,7 @@ export function watchOptions(a: Record<string, unknown>): WatchOptions {
     stream: checkStream(a.stream ?? DEFAULT_STREAM),
     player: checkChoice('player', a.player ?? 'ffplay', ['ffplay', 'none'] as const),
     output: a.output !== undefined ? String(a.output) : undefined,
+    latencyMs: a.latency !== undefined ? checkInt('latency', a.latency, 0, 10_000) : undefined,
     statsJson: a.statsJson !== undefined ? String(a.statsJson) : undefined,
     dashboard: a.dashboard !== false,
     duration: checkDuration('duration', a.duration),

@@ -51,6 +51,8 @@ export interface WatchOptions extends CommonOptions {
   stream: string;
   player: 'ffplay' | 'none';
   output?: string;
+  /** How long a lost packet may hold frames back while it is repaired; default from the RTT. */
+  latencyMs?: number;
 }
 
 export function checkPort(name: string, v: unknown, allowZero = false): number {

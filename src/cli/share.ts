@@ -84,6 +84,10 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
       stop(2);
     }
   });
+  // A viewer lost a reference frame and could not repair it: a keyframe from a fresh encoder run.
+  publisher.onKeyframeRequest = () => {
+    if (encoder.requestKeyframe()) log('keyframe requested by a viewer: starting a fresh encoder run');
+  };
   encoder.on('restart', (attempt: number, delayMs: number) => log(`ffmpeg stopped; restarting in ${delayMs} ms (attempt ${attempt})`));
   encoder.on('end', () => {
     log('the source ended');
@@ -129,6 +133,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
           rttMs: round(r.rttMs),
         })),
         keyframeRequests: c.keyframeRequests,
+        keyframeRestarts: encoder.keyframeRestarts,
         encoderRestarts: encoder.restarts,
         sendErrors: c.sendErrors,
       };

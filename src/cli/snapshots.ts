@@ -34,6 +34,10 @@ export interface WatchSnapshot {
   recoveredByFec: number;
   framesGivenUp: number;
   rttMs: number | null;
+  /** How long a gap may hold frames back while NACKs repair it. */
+  latencyBudgetMs: number;
+  /** From the first SUBSCRIBE to the first whole frame. */
+  firstFrameMs: number | null;
 }
 
 export interface ShareViewerRow {
@@ -61,6 +65,8 @@ export interface ShareSnapshot {
   worstRttMs: number | null;
   viewerReports: ShareViewerRow[];
   keyframeRequests: number;
+  /** Encoder runs started to answer keyframe requests. */
+  keyframeRestarts: number;
   encoderRestarts: number;
   sendErrors: number;
 }

@@ -6,7 +6,16 @@
  * depends on did too. After a gap the viewer waits for the next keyframe (and asks for one with
  * RTCP PLI, RFC 4585 §6.3.1), so the decoder never sees a damaged picture.
  */
-import { PT_H264, PT_JPEG, VIDEO_CLOCK_RATE, VIEWER_STALL_MS } from '../defaults.ts';
+import {
+  LATENCY_BUDGET_INITIAL_MS,
+  LATENCY_BUDGET_MAX_MS,
+  LATENCY_BUDGET_MIN_MS,
+  PT_H264,
+  PT_JPEG,
+  VIDEO_CLOCK_RATE,
+  VIEWER_STALL_MS,
+} from '../defaults.ts';
+import { JitterBuffer, type JitterOutput } from './jitter.ts';
 import { ControlType, controlApp, parseControl } from '../transport/control.ts';
 import { PacketError } from '../transport/errors.ts';
 import type { Depacketizer, Frame } from '../transport/frame.ts';
@@ -59,6 +68,14 @@ export interface ViewerOutput {
 /** Keyframe requests at most this often (RFC 4585 leaves the rate to the application). */
 const PLI_MIN_INTERVAL_MS = 500;
 
+/**
+ * NACK repeat interval: a little over one RTT, so a retransmission that is on its way is not asked
+ * for twice; 30 ms before the first RTT measurement.
+ */
+function retryFor(rttMs: number | undefined): number {
+  return rttMs === undefined ? 30 : Math.max(10, rttMs * 1.2 + 5);
+}
+
 export class ViewerCore {
   readonly ssrc = randomBytes(4).readUInt32BE(0);
   readonly stream: string;
@@ -85,6 +102,9 @@ export class ViewerCore {
   width?: number;
   height?: number;
   lastLatencyMs?: number;
+  /** From the first SUBSCRIBE to the first whole frame handed out: how long "instant start" took. */
+  firstFrameMs?: number;
+  private firstSubscribeAt?: number;
   /** Viewer ↔ relay round trip, from each SUBSCRIBE to the ACK that answers it. */
   rttMs?: number;
   private keepaliveSentAt?: number;
@@ -98,8 +118,28 @@ export class ViewerCore {
   private lastSr?: { sr: { ssrc: number; ntpSec: number; ntpFrac: number; rtpTimestamp: number }; at: number };
   onLog?: (line: string) => void;
 
-  constructor(stream: string) {
+  /** Holds packets behind a gap while NACKs repair it, within the latency budget. */
+  private jitter: JitterBuffer;
+  /** A fixed --latency; undefined: derived from the measured RTT. */
+  private readonly fixedLatencyMs?: number;
+
+  constructor(stream: string, opts: { latencyMs?: number } = {}) {
     this.stream = stream;
+    this.fixedLatencyMs = opts.latencyMs;
+    const latencyMs = opts.latencyMs ?? LATENCY_BUDGET_INITIAL_MS;
+    this.jitter = new JitterBuffer({ latencyMs, retryMs: retryFor(undefined) });
+  }
+
+  /** The current latency budget: how long a gap may hold frames back before it is given up. */
+  get latencyBudgetMs(): number {
+    return this.jitter.latencyMs;
+  }
+
+  /** Timer entry: gives up expired gaps (releasing what waited behind them) and repeats NACKs. */
+  poll(now: number): ViewerOutput {
+    const out: ViewerOutput = { frames: [], send: [] };
+    if (this.publisherSsrc !== undefined) this.drain(this.jitter.poll(now), now, out);
+    return out;
   }
 
   onDatagram(buf: Buffer, now: number): ViewerOutput {
@@ -122,6 +162,7 @@ export class ViewerCore {
   keepalive(now: number): Buffer {
     if (this.state === 'live' && now - this.lastHeard > VIEWER_STALL_MS) this.state = 'reconnecting';
     this.keepaliveSentAt = now;
+    this.firstSubscribeAt ??= now;
     const packets: RtcpPacket[] = [
       {
         type: 'rr',
@@ -148,7 +189,7 @@ export class ViewerCore {
         const msg = parseControl(p);
         if (!msg || msg.stream !== this.stream) continue;
         if (msg.kind === ControlType.Ack) {
-          if (this.keepaliveSentAt !== undefined) this.rttMs = now - this.keepaliveSentAt;
+          if (this.keepaliveSentAt !== undefined) this.setRtt(now - this.keepaliveSentAt);
           this.keepaliveSentAt = undefined;
           if (this.state !== 'live') this.state = msg.live ? 'live' : 'connecting';
         } else if (msg.kind === ControlType.Ended) {
@@ -175,30 +216,65 @@ export class ViewerCore {
     this.state = 'live';
     const verdict = this.stats.onRtp(pkt.sequenceNumber, pkt.timestamp, now);
     if (verdict === 'duplicate') return;
+    this.drain(this.jitter.push(pkt, now), now, out);
+  }
+
+  /** Depacketizes what the jitter buffer released, in order, and asks again for what is missing. */
+  private drain(j: JitterOutput, now: number, out: ViewerOutput): void {
+    for (const pkt of j.released) this.depacketize(pkt, now, out);
+    this.counters.recoveredByRtx = this.jitter.counters.recoveredAfterNack;
+    this.counters.framesGivenUp = this.jitter.counters.giveUps;
+    if (j.nack.length && this.publisherSsrc !== undefined) {
+      this.counters.nacksSent += j.nack.length;
+      // RFC 4585 §6.2.1 packs 17 sequence numbers per FCI; a long burst becomes several FCIs.
+      out.send.push(
+        serializeRtcp([
+          { type: 'rr', ssrc: this.ssrc, reports: [] },
+          { type: 'nack', senderSsrc: this.ssrc, mediaSsrc: this.publisherSsrc, lost: j.nack },
+        ]),
+      );
+    }
+  }
+
+  private depacketize(pkt: RtpPacket, now: number, out: ViewerOutput): void {
+    const codec = this.codec!;
     if (this.lastSeq !== undefined && pkt.sequenceNumber !== seqAdd(this.lastSeq, 1)) {
-      // A gap (or a late packet): whatever the next frames reference may be gone.
+      // A gap given up: whatever the next frames reference may be gone.
       this.loss(now, out);
     }
     this.lastSeq = pkt.sequenceNumber;
-    const frame = this.depacketizer!.push(pkt);
+    const frames = this.depacketizer!.pushAll(pkt);
     const dropped = this.depacketizer!.counters.framesDropped;
     if (dropped !== this.droppedSeen) {
       this.counters.framesDropped += dropped - this.droppedSeen;
       this.droppedSeen = dropped;
       this.loss(now, out);
     }
-    if (!frame) return;
-    if (this.needKeyframe && !frame.keyframe) {
-      this.counters.framesSkipped++;
-      return;
+    for (const frame of frames) {
+      if (this.needKeyframe && !frame.keyframe) {
+        this.counters.framesSkipped++;
+        continue;
+      }
+      this.needKeyframe = false;
+      if (frame.keyframe && this.width === undefined) this.readSize(frame.data, codec);
+      this.counters.framesComplete++;
+      if (this.firstFrameMs === undefined && this.firstSubscribeAt !== undefined) {
+        this.firstFrameMs = now - this.firstSubscribeAt;
+        this.onLog?.(`first frame ${this.firstFrameMs} ms after subscribing`);
+      }
+      const captured = this.stats.captureTimeMs(frame.timestamp);
+      const latencyMs = captured === undefined ? undefined : now - captured;
+      if (latencyMs !== undefined) this.lastLatencyMs = latencyMs;
+      out.frames.push({ ...frame, codec, latencyMs });
     }
-    this.needKeyframe = false;
-    if (frame.keyframe && this.width === undefined) this.readSize(frame.data, codec);
-    this.counters.framesComplete++;
-    const captured = this.stats.captureTimeMs(frame.timestamp);
-    const latencyMs = captured === undefined ? undefined : now - captured;
-    if (latencyMs !== undefined) this.lastLatencyMs = latencyMs;
-    out.frames.push({ ...frame, codec, latencyMs });
+  }
+
+  private setRtt(rtt: number): void {
+    this.rttMs = rtt;
+    this.jitter.retryMs = retryFor(rtt);
+    if (this.fixedLatencyMs === undefined) {
+      this.jitter.latencyMs = Math.min(LATENCY_BUDGET_MAX_MS, Math.max(LATENCY_BUDGET_MIN_MS, 3 * rtt + 20));
+    }
   }
 
   private readSize(data: Buffer, codec: 'h264' | 'mjpeg'): void {
@@ -240,6 +316,7 @@ export class ViewerCore {
     if (this.lastSr?.sr.ssrc === ssrc) this.stats.onSenderReport(this.lastSr.sr, this.lastSr.at);
     this.depacketizer = codec === 'h264' ? new H264Depacketizer() : new JpegDepacketizer();
     this.depacketizer.onDrop = (reason) => this.onLog?.(`frame dropped: ${reason}`);
+    this.jitter.reset();
     this.droppedSeen = 0;
     this.lastSeq = undefined;
     this.needKeyframe = true;

@@ -11,7 +11,10 @@ import type { WatchOptions } from '../cli/options.ts';
 import { locateFfplay } from '../encode/locate.ts';
 import { UsageError } from '../util/errors.ts';
 import { FfplaySink, FileSink, type FrameSink } from './sinks.ts';
-import { ViewerCore } from './viewer.ts';
+import { ViewerCore, type ViewerOutput } from './viewer.ts';
+
+/** How often the jitter buffer is polled for expired gaps and NACK repeats. */
+const POLL_MS = 5;
 import type { WatchSnapshot } from '../cli/snapshots.ts';
 
 export interface WatchHandle {
@@ -39,7 +42,7 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
         'or watch without a window: --player none --output FILE',
     );
   }
-  const viewer = new ViewerCore(o.stream);
+  const viewer = new ViewerCore(o.stream, { latencyMs: o.latencyMs });
   viewer.onLog = log;
   const socket = dgram.createSocket(relay.family === 6 ? 'udp6' : 'udp4');
   const sinks: FrameSink[] = [];
@@ -51,8 +54,7 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
 
   const send = (b: Buffer) => socket.send(b, o.target.port, relay.address, () => {});
   socket.on('error', () => {}); // ICMP unreachable while the relay is down: keep trying
-  socket.on('message', (msg) => {
-    const out = viewer.onDatagram(msg, Date.now());
+  const deliver = (out: ViewerOutput) => {
     for (const b of out.send) send(b);
     for (const f of out.frames) {
       if (ffplay && !player && !stopping) {
@@ -72,7 +74,10 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
       }
       for (const s of sinks) s.write(f.data);
     }
-  });
+  };
+  socket.on('message', (msg) => deliver(viewer.onDatagram(msg, Date.now())));
+  // Gaps are given up and NACKs repeated on time even when no packet arrives to trigger it.
+  const poller = setInterval(() => deliver(viewer.poll(Date.now())), POLL_MS);
   await new Promise<void>((resolve) => socket.bind(0, resolve));
   send(viewer.keepalive(Date.now()));
   const keepalive = setInterval(() => send(viewer.keepalive(Date.now())), KEEPALIVE_MS);
@@ -111,6 +116,8 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
       recoveredByFec: c.recoveredByFec,
       framesGivenUp: c.framesGivenUp,
       rttMs: round(viewer.rttMs),
+      latencyBudgetMs: viewer.latencyBudgetMs,
+      firstFrameMs: viewer.firstFrameMs ?? null,
     };
   };
   const reporter = startReporter({
@@ -137,6 +144,7 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
     if (stopping) return;
     stopping = true;
     clearInterval(keepalive);
+    clearInterval(poller);
     clearTimeout(timer);
     clearTimeout(connectTimer);
     reporter.stop(code === 0);

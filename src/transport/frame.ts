@@ -32,6 +32,11 @@ export interface Depacketizer {
    * Never throws on bad payloads: they are counted and the partial frame is discarded.
    */
   push(packet: RtpPacket): Frame | null;
+  /**
+   * Like push, but returns every frame the packet completed: one packet can close a frame that
+   * lacked its marker and complete the next (H.264). Prefer this in receive loops.
+   */
+  pushAll(packet: RtpPacket): Frame[];
   /** Forgets any partial frame (a new SSRC, a seek, a publisher restart). */
   reset(): void;
   readonly counters: DepacketizerCounters;

@@ -235,6 +235,12 @@ export class JpegDepacketizer implements Depacketizer {
     this.onDrop = opts.onDrop;
   }
 
+  /** Every JPEG frame ends at its marker, so a packet completes at most one frame. */
+  pushAll(packet: RtpPacket): Frame[] {
+    const f = this.push(packet);
+    return f ? [f] : [];
+  }
+
   push(packet: RtpPacket): Frame | null {
     const seq = packet.sequenceNumber;
     let lost = 0; // packets missing right before this one; -1 when unknown (a restart)
