@@ -189,15 +189,18 @@ export function sparkline(values: readonly (number | null)[], width: number, o: 
 const SPARK_MAX_WIDTH = 60;
 /** Below this many columns a chart says nothing; the line keeps its numbers only. */
 const SPARK_MIN_WIDTH = 8;
+/** "now 12.34 Mbit/s  max 12.34 Mbit/s" is 34 columns. */
+const SPARK_SUFFIX_WIDTH = 34;
 
 function sparkRow(label: string, values: readonly (number | null)[], format: (v: number | null) => string, width: number, o: SparkOptions): string {
   const known = values.filter((v): v is number => v !== null);
   const now = values.length ? values[values.length - 1] : null;
   const suffix = `now ${format(now)}  max ${format(known.length ? Math.max(...known) : null)}`;
   const head = label.padEnd(LABEL_WIDTH - 1) + ' ';
-  const room = Math.min(SPARK_MAX_WIDTH, width - head.length - suffix.length - 2);
+  // A fixed room for the numbers keeps every chart the same width, their newest columns aligned.
+  const room = Math.min(SPARK_MAX_WIDTH, width - head.length - SPARK_SUFFIX_WIDTH - 2);
   if (room < SPARK_MIN_WIDTH) return fit(head + suffix, width, o.ascii);
-  return fit(head + sparkline(values, room, o) + '  ' + suffix, width, o.ascii);
+  return fit((head + sparkline(values, room, o) + '  ' + suffix).trimEnd(), width, o.ascii);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -341,7 +344,8 @@ export function helpLines(): string[] {
 export function render(s: Snapshot, h: History, o: ViewOptions): string[] {
   const shown = applyBaseline(s, o.baseline);
   const body = shown.role === 'watch' ? watchBody(shown, h, o) : shown.role === 'share' ? shareBody(shown, h, o) : relayBody(shown, h, o);
-  return frame(body, o);
+  // Headings are cut too: whatever the width, one line is one screen row.
+  return frame(body, o).map((l) => fit(l, o.width, o.ascii));
 }
 
 /** The plain one-line form of a snapshot (the demo's side panel; the summary line's numbers). */
