@@ -158,6 +158,12 @@ describe('FEC packet format (RFC 5109 §7.3, §7.4)', () => {
     assert.deepEqual([...f.data], [0xf1, 0x0d, 0x03, 0x02]);
   });
 
+  test('pushMedia takes parsed packets too', () => {
+    const d = new FecDecoder();
+    assert.deepEqual(d.pushMedia(parseRtp(b)), []);
+    assert.deepEqual(d.pushFec(golden), [a]);
+  });
+
   test('the golden packet rebuilds either packet byte for byte (§8.2)', () => {
     const d1 = new FecDecoder();
     assert.deepEqual(d1.pushMedia(a), []);
@@ -409,6 +415,8 @@ describe('recovery, row mode', () => {
     for (const i of [0, 1, 1, 3, 4, 0]) assert.deepEqual(dec.pushMedia(media[i]), []);
     assert.deepEqual(dec.pushFec(fec), [media[2]]);
     assert.deepEqual(dec.pushFec(fec), []);
+    assert.equal(dec.seen(media[2].readUInt16BE(2)), true, 'rebuilt, so a late original can be dropped');
+    assert.equal(dec.seen(seqAdd(media[4].readUInt16BE(2), 1)), false);
     assert.deepEqual(dec.pushMedia(media[2]), [], 'the original arriving late');
     assert.equal(dec.counters.recovered, 1);
     assert.equal(dec.counters.fecReceived, 2);
@@ -576,7 +584,40 @@ describe('properties', () => {
     );
   });
 
-  test('random bytes to pushFec never throw and rebuild nothing; only malformed or received is counted', () => {
+  test('corrupted FEC packets never throw and never return a packet that was received', () => {
+    const media = stream(65534, 4, 31);
+    const after = encode({ groupSize: 4 }, media);
+    const fec = after[3][0];
+    const received = new Set([0, 2, 3].map((i) => media[i].readUInt16BE(2)));
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.integer({ min: 12, max: fec.length - 1 }), fc.integer({ min: 1, max: 255 })), {
+          minLength: 1,
+          maxLength: 4,
+        }),
+        fc.integer({ min: 0, max: 8 }),
+        (flips, cut) => {
+          const bad = Buffer.from(fec.subarray(0, fec.length - cut));
+          for (const [pos, x] of flips) if (pos < bad.length) bad[pos] ^= x;
+          const copy = Buffer.from(bad);
+          const dec = new FecDecoder();
+          for (const i of [0, 2, 3]) dec.pushMedia(media[i]);
+          const out = dec.pushFec(bad);
+          assert.deepEqual(bad, copy, 'input not mutated');
+          for (const r of out) {
+            assert.ok(!received.has(r.readUInt16BE(2)), 'a received packet returned');
+            parseRtp(r);
+          }
+          const c = dec.counters;
+          assert.equal(c.malformed + c.fecReceived, 1);
+          assert.equal(c.recovered, out.length);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  test('random bytes to pushFec never throw; each is counted malformed or received; anything rebuilt is valid', () => {
     const rtpLike = fc
       .tuple(fc.uint8Array({ minLength: 12, maxLength: 12 }), fc.uint8Array({ maxLength: 80 }))
       .map(([h, rest]) => {

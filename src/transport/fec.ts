@@ -441,6 +441,15 @@ export class FecDecoder {
     return { media: this.media.size, fec: this.fecs.size, indexedSeqs: this.bySeq.size };
   }
 
+  /**
+   * True when a media packet with this sequence number was received or rebuilt and is still in the
+   * window. Call it before pushMedia to drop an original that arrives after its rebuilt copy
+   * (recovery is eager, so a merely reordered packet may have been rebuilt already).
+   */
+  seen(seq: number): boolean {
+    return this.media.has(seq & 0xffff);
+  }
+
   /** Forgets every stored packet (counters stay). */
   reset(): void {
     this.media.clear();
