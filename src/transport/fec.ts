@@ -67,7 +67,7 @@ export const ULP_HEADER_LONG = 8;
 /** RFC 5109 §7.4: packets a mask can name, from SN base. */
 export const MASK_BITS_SHORT = 16;
 export const MASK_BITS_LONG = 48;
-/** Extra bytes of an FEC packet over the longest media packet it protects (FEC + ULP headers). */
+/** Extra bytes of an FEC packet over the longest media packet it protects, at most (14 with L = 0). */
 export const FEC_PACKET_OVERHEAD = FEC_HEADER_LENGTH + ULP_HEADER_LONG;
 /** Packets per parity: 1 would be plain repetition; 48 is the longest mask (L = 1). */
 export const MIN_GROUP_SIZE = 2;
