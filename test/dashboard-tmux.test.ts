@@ -1,0 +1,168 @@
+/**
+ * The dashboards on a real terminal: each role runs inside a detached tmux pane (120x40), the
+ * screen is read back with `capture-pane`, and we check what a person would: the labels are there,
+ * the numbers move while a stream runs, `?` shows the keys, and `q` (or Ctrl-C, or the run ending)
+ * gives back a normal terminal: no alternate screen, cursor visible, no dashboard frame left, the
+ * shell's next line printed below.
+ *
+ * A private tmux server (-L udpcast-test-PID) keeps a user's tmux untouched; it is killed afterwards.
+ */
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { freePort, killAll, ROOT, sleep, udpcast, waitFor } from './helpers/cli.ts';
+import { skipUnless } from './helpers/tools.ts';
+
+const skip = skipUnless('tmux', 'ffmpeg');
+const SOCKET = `udpcast-test-${process.pid}`;
+/** UTF-8 so tmux keeps the block characters in what it captures. */
+const ENV = { ...process.env, LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8' };
+/** Time for tsx to start, FFmpeg to deliver its first frames and the first snapshot to be drawn. */
+const READY_MS = 15_000;
+const EXIT_MS = 8_000;
+
+function tmux(...args: string[]): string {
+  return execFileSync('tmux', ['-L', SOCKET, ...args], { encoding: 'utf8', env: ENV });
+}
+
+let sessions = 0;
+/** Runs `udpcast ARGS` in a new pane; after it ends the pane prints EXITED:code and stays. */
+function inTmux(args: string[]): string {
+  const name = `dash${++sessions}`;
+  const cmd = `env NCURSES_NO_UTF8_ACS=1 node --import tsx bin/udpcast.ts ${args.join(' ')}; echo EXITED:$?; sleep 30`;
+  tmux('new-session', '-d', '-s', name, '-x', '120', '-y', '40', '-c', ROOT, 'sh', '-c', cmd);
+  return name;
+}
+
+const screen = (name: string) => tmux('capture-pane', '-p', '-t', name);
+
+async function waitScreen(name: string, re: RegExp, what: string): Promise<string> {
+  let last = '';
+  try {
+    await waitFor(() => re.test((last = screen(name))), READY_MS, what);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; the screen was:\n${last}`);
+  }
+  return last;
+}
+
+/** The first number after `re` (thousands separators removed). */
+function number(text: string, re: RegExp): number {
+  const m = re.exec(text);
+  assert.ok(m, `${re} not on screen:\n${text}`);
+  return Number(m[1].replace(/,/g, ''));
+}
+
+/** Two captures a couple of seconds apart: the counter went up. */
+async function assertMoves(name: string, re: RegExp): Promise<void> {
+  const a = number(screen(name), re);
+  await sleep(2200);
+  const b = number(screen(name), re);
+  assert.ok(b > a, `${re}: ${a} then ${b}, expected it to grow while the stream runs`);
+}
+
+async function assertHelp(name: string): Promise<void> {
+  tmux('send-keys', '-t', name, '?');
+  await waitScreen(name, /q, Ctrl-C\s+quit/, 'the key help');
+  tmux('send-keys', '-t', name, '?');
+  await waitFor(() => !/q, Ctrl-C\s+quit/.test(screen(name)), 3000, 'the key help to close');
+}
+
+/** The process ended with `code` and the terminal is as the shell left it. */
+async function assertRestored(name: string, code: number, title: RegExp): Promise<string> {
+  const text = await waitScreen(name, new RegExp(`EXITED:${code}`), `EXITED:${code}`);
+  assert.equal(tmux('display-message', '-p', '-t', name, '#{alternate_on}').trim(), '0', 'alternate screen left');
+  assert.equal(tmux('display-message', '-p', '-t', name, '#{cursor_flag}').trim(), '1', 'cursor visible again');
+  assert.doesNotMatch(text, /[┌┐└┘│]|^\+-{10}/m, `no dashboard frame left:\n${text}`);
+  assert.doesNotMatch(text, title, 'no dashboard title left');
+  return text;
+}
+
+describe('dashboards in a real terminal (tmux)', { skip }, () => {
+  after(() => {
+    try {
+      tmux('kill-server');
+    } catch {
+      // no server was started
+    }
+    killAll();
+  });
+
+  test('watch: every label, frames counting, r resets, ? helps, q quits and restores', async () => {
+    const port = await freePort();
+    udpcast(['share', '--source', 'test', '--host', '127.0.0.1', '--port', String(port), '--fps', '15', '--no-dashboard']);
+    const name = inTmux(['watch', `127.0.0.1:${port}`, '--player', 'none']);
+    const text = await waitScreen(name, /Frames\s+[1-9]/, 'frames on the watch dashboard');
+    for (const label of ['udpcast watch', 'Stream', 'Resolution', 'Codec', 'FPS', 'Bitrate', 'Packets', 'Loss', 'Jitter', 'Latency', 'Frames', 'Dropped', 'State', 'NACKs sent', 'By RTX', 'By FEC', 'Given up', 'Key req.', 'RTT', 'Last 60 s']) {
+      assert.ok(text.includes(label), `label ${label} missing:\n${text}`);
+    }
+    assert.equal(tmux('display-message', '-p', '-t', name, '#{alternate_on}').trim(), '1', 'drawn on the alternate screen');
+    assert.equal(tmux('display-message', '-p', '-t', name, '#{cursor_flag}').trim(), '0', 'cursor hidden while drawing');
+    assert.match(text, /LIVE/);
+    assert.match(text, /Resolution\s+1280x720/);
+    assert.match(text, /[▁▂▃▄▅▆▇█]/, 'sparklines drawn');
+    await assertMoves(name, /Frames\s+([\d,]+)/);
+
+    tmux('send-keys', '-t', name, 'r');
+    const reset = await waitScreen(name, /counters since reset/, 'the reset marker');
+    assert.ok(number(reset, /Frames\s+([\d,]+)/) < number(text, /Frames\s+([\d,]+)/) + 15, 'frames counted from the reset');
+
+    await assertHelp(name);
+    tmux('send-keys', '-t', name, 'q');
+    const after = await assertRestored(name, 0, /udpcast watch {2}main @/);
+    assert.match(after, /^watch main \[live\]/m, 'the final summary lands on the normal screen');
+  });
+
+  test('share: encoder numbers move, a viewer report row, Ctrl-C quits and restores', async () => {
+    const port = await freePort();
+    const name = inTmux(['share', '--source', 'test', '--host', '127.0.0.1', '--port', String(port), '--fps', '15']);
+    await waitScreen(name, /Encoded\s+[1-9]/, 'frames encoded on the share dashboard');
+    udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard']);
+    const text = await waitScreen(name, /^\W*[0-9a-f]{8}\s+\d+\.\d\d%/m, 'a viewer report row');
+    for (const label of ['udpcast share', 'FPS', 'Bitrate', 'Encoded', 'Viewers', 'Worst loss', 'Worst RTT', 'Viewer reports', 'VIEWER SSRC']) {
+      assert.ok(text.includes(label), `label ${label} missing:\n${text}`);
+    }
+    assert.match(text, /Viewers\s+1\b/);
+    await assertMoves(name, /Encoded\s+([\d,]+)/);
+    await assertHelp(name);
+    tmux('send-keys', '-t', name, 'C-c');
+    await assertRestored(name, 0, /udpcast share {2}main/);
+  });
+
+  test('relay: totals, a row per stream and per viewer, packets counting, q quits and restores', async () => {
+    const port = await freePort();
+    const name = inTmux(['relay', '--host', '127.0.0.1', '--port', String(port)]);
+    await waitScreen(name, /udpcast relay/, 'the relay dashboard');
+    udpcast(['share', '--source', 'test', '--relay', `127.0.0.1:${port}`, '--fps', '15', '--no-dashboard']);
+    udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard']);
+    const streamRow = /main\s+127\.0\.0\.1:\d+\s+[\d.]+ [kM]bit\/s\s+([\d,]+)/;
+    const text = await waitScreen(name, /main\s+127\.0\.0\.1:\d+\s+\d+s\s/, 'a viewer row on the relay dashboard');
+    for (const label of ['Bitrate in', 'Bitrate out', 'Dropped', 'Streams', 'Viewers', 'PUBLISHER', 'BITRATE IN', 'PKTS IN', 'PKTS OUT', 'DROPS', 'UPTIME', 'LOSS', 'JITTER', 'RTT']) {
+      assert.ok(text.includes(label), `label ${label} missing:\n${text}`);
+    }
+    assert.match(text, /1 stream, 1 viewer/);
+    await assertMoves(name, streamRow);
+    await assertHelp(name);
+    tmux('send-keys', '-t', name, 'q');
+    await assertRestored(name, 0, /udpcast relay {2}127/);
+  });
+
+  test('SIGTERM ends the relay cleanly and restores the terminal', async () => {
+    const name = inTmux(['relay', '--host', '127.0.0.1', '--port', String(await freePort())]);
+    await waitScreen(name, /\(no streams yet\)/, 'the relay dashboard');
+    // The pane runs `sh -c …`; its child is the udpcast process (env execs node).
+    const shell = tmux('display-message', '-p', '-t', name, '#{pane_pid}').trim();
+    const pid = Number(execFileSync('pgrep', ['-P', shell], { encoding: 'utf8' }).trim().split('\n')[0]);
+    assert.ok(pid > 0, 'udpcast pid');
+    process.kill(pid, 'SIGTERM');
+    const text = await assertRestored(name, 0, /udpcast relay {2}127/);
+    assert.match(text, /^relay: 0 stream\(s\)/m, 'final summary after the terminal is back');
+  });
+
+  test('demo: the watch dashboard with the sharer in a side line; the run ending restores the terminal', async () => {
+    const name = inTmux(['demo', '--port', '0', '--player', 'none', '--duration', '6']);
+    const text = await waitScreen(name, /Also in this process[\s\S]*share main: /, 'the demo dashboard');
+    assert.match(text, /udpcast watch {2}main @/);
+    await assertRestored(name, 0, /udpcast watch {2}main @/);
+  });
+});
