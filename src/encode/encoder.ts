@@ -74,7 +74,7 @@ export const HEALTHY_RUN_MS = 10_000;
 const STDERR_TAIL_LINES = 5;
 
 /** Keyframe requests closer together than this share one FFmpeg restart. */
-export const KEYFRAME_RESTART_MIN_MS = 1000;
+export const KEYFRAME_RESTART_MIN_MS = 500;
 
 export function restartDelayMs(attempt: number): number {
   return Math.min(RESTART_MAX_MS, RESTART_INITIAL_MS * 2 ** Math.max(0, attempt - 1));

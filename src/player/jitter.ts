@@ -25,6 +25,9 @@ export interface JitterCounters {
   /** Times one or more gaps were given up (about one frame each). */
   giveUps: number;
   nacked: number;
+  /** Packets that arrived in sequence or filled a gap, and sequence numbers first found missing. */
+  arrived: number;
+  missed: number;
 }
 
 export interface JitterOutput {
@@ -44,7 +47,16 @@ export class JitterBuffer {
   latencyMs: number;
   /** Interval between NACKs for the same packet. */
   retryMs: number;
-  readonly counters: JitterCounters = { late: 0, duplicates: 0, recoveredAfterNack: 0, givenUp: 0, giveUps: 0, nacked: 0 };
+  readonly counters: JitterCounters = {
+    late: 0,
+    duplicates: 0,
+    recoveredAfterNack: 0,
+    givenUp: 0,
+    giveUps: 0,
+    nacked: 0,
+    arrived: 0,
+    missed: 0,
+  };
   private next?: number;
   private readonly held = new Map<number, RtpPacket>();
   private readonly missing = new Map<number, Missing>();
@@ -78,13 +90,17 @@ export class JitterBuffer {
       flushed = this.flush();
       this.next = seq;
     }
+    this.counters.arrived++;
     const m = this.missing.get(seq);
     if (m) {
       this.missing.delete(seq);
       if (m.tries > 0 && !recovered) this.counters.recoveredAfterNack++;
     } else {
       for (let s = this.next; s !== seq; s = seqAdd(s, 1)) {
-        if (!this.held.has(s) && !this.missing.has(s)) this.missing.set(s, { since: now, lastNack: -Infinity, tries: 0 });
+        if (!this.held.has(s) && !this.missing.has(s)) {
+          this.missing.set(s, { since: now, lastNack: -Infinity, tries: 0 });
+          this.counters.missed++;
+        }
       }
     }
     this.held.set(seq, pkt);
