@@ -10,6 +10,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { freePort, killAll, ROOT, sleep, udpcast, waitFor } from './helpers/cli.ts';
 import { skipUnless } from './helpers/tools.ts';
 
@@ -81,7 +82,9 @@ async function assertRestored(name: string, code: number, title: RegExp): Promis
 describe('dashboards in a real terminal (tmux)', { skip }, () => {
   after(() => {
     try {
+      const socketPath = tmux('display-message', '-p', '#{socket_path}').trim();
       tmux('kill-server');
+      rmSync(socketPath, { force: true }); // tmux leaves the socket file behind
     } catch {
       // no server was started
     }

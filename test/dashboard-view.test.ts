@@ -490,6 +490,7 @@ describe('which terminal', () => {
     assert.equal(pickTerminal(false, { stdin: pipe, stdout: pipe, stderr: pipe }), null);
     assert.equal(pickTerminal(true, { stdin: tty, stdout: tty, stderr: pipe }), null);
     assert.equal(pickTerminal(false, { stdin: pipe, stdout: tty, stderr: pipe })?.input, undefined, 'no keys without a terminal on stdin');
+    assert.equal(pickTerminal(false, { stdin: tty, stdout: tty, stderr: tty }, { TERM: 'dumb' }), null, 'a dumb terminal gets the summary line');
   });
   test('UTF-8 from the locale, as ncurses reads it', () => {
     assert.equal(localeIsUtf8({ LANG: 'en_US.UTF-8' }), true);

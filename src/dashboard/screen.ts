@@ -37,7 +37,8 @@ interface Stdio {
 }
 
 /** The terminal a dashboard may draw on, or null: then there is no dashboard and no escape code. */
-export function pickTerminal(stdoutIsVideo: boolean, io: Stdio = process): TerminalPick | null {
+export function pickTerminal(stdoutIsVideo: boolean, io: Stdio = process, env: NodeJS.ProcessEnv = process.env): TerminalPick | null {
+  if (env.TERM === 'dumb') return null; // emacs shells and the like: no cursor addressing
   const input = io.stdin.isTTY ? (io.stdin as NodeJS.ReadStream) : undefined;
   if (!stdoutIsVideo && io.stdout.isTTY) return { output: io.stdout as NodeJS.WriteStream, input };
   if (io.stderr.isTTY) return { output: io.stderr as NodeJS.WriteStream, input };
