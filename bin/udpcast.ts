@@ -47,9 +47,13 @@ const parser = yargs(hideBin(process.argv))
         .option('quality', { type: 'number', default: DEFAULT_MJPEG_QUALITY, describe: 'MJPEG quality, 2 (best) - 31' })
         .option('stream', { type: 'string', default: DEFAULT_STREAM, describe: 'stream name' })
         .option('ffmpeg', { type: 'string', describe: 'path of the ffmpeg binary (else $FFMPEG_PATH, PATH, the bundled one)' })
+        .option('fec', { type: 'string', describe: 'forward error correction: PCT of parity (2-50), repairs isolated losses without a round trip' })
+        .option('fec-mode', { choices: ['row', 'column', '2d'] as const, describe: 'row: single losses; column: bursts up to --fec-depth; 2d: both (default row)' })
+        .option('fec-depth', { type: 'number', describe: 'burst length column FEC repairs (default up to 5)' })
         .example('$0 share', 'share the screen; viewers run: udpcast watch THIS_HOST')
         .example('$0 share --source test --duration 10', 'a moving test pattern for 10 s, no screen needed')
-        .example('$0 share --relay relay.example.org:5004 --stream demo', 'publish through a separate relay'),
+        .example('$0 share --relay relay.example.org:5004 --stream demo', 'publish through a separate relay')
+        .example('$0 share --fec 10', 'add 10% parity: isolated losses heal without waiting a round trip'),
     (a) => {
       chosen = { name: 'share', args: a };
     },

@@ -63,6 +63,15 @@ describe('loss resilience through udpcast impair, 20 ms RTT', { skip }, () => {
     assert.ok(r.seen.recoveredByRtx > 0, 'repair by retransmission happened');
   });
 
+  test('5% random loss with --fec 10: parity repairs losses without a round trip, output clean', async () => {
+    const r = await run('fec10', { ...NO_IMPAIRMENT, loss: 0.05 }, 6, ['--fec', '10']);
+    assert.equal(r.decoded.errors, '');
+    console.log(`# 5% loss, --fec 10: ${r.decoded.frames}/${r.sent.framesSent} frames, FEC rebuilt ${r.seen.recoveredByFec}, RTX ${r.seen.recoveredByRtx}`);
+    assert.ok(r.seen.recoveredByFec > 10, `FEC rebuilt only ${r.seen.recoveredByFec} packets`);
+    assert.ok(r.sent.fecPacketsSent >= r.sent.packetsSent / 12, 'about one parity packet per 10 media packets');
+    assert.ok(r.decoded.frames >= 0.97 * r.sent.framesSent);
+  });
+
   test('1% random loss: every frame arrives', async () => {
     const r = await run('loss1', { ...NO_IMPAIRMENT, loss: 0.01 }, 6);
     assert.ok(r.counters.lost > 5, `the proxy lost only ${r.counters.lost} packets`);

@@ -39,6 +39,8 @@ export interface ShareOptions extends CommonOptions {
   quality: number;
   stream: string;
   ffmpeg?: string;
+  /** --fec PCT: parity overhead; undefined: no FEC. */
+  fec?: { groupSize: number; mode: 'row' | 'column' | '2d'; depth?: number };
 }
 
 export interface RelayOptions extends CommonOptions {
@@ -134,6 +136,26 @@ export function checkStream(v: unknown): string {
 export function checkChoice<T extends string>(name: string, v: unknown, choices: readonly T[]): T {
   if (!choices.includes(v as T)) throw new UsageError(`--${name} must be one of ${choices.join(', ')}, got ${String(v)}`);
   return v as T;
+}
+
+/** RFC 5109 masks reach 48 packets: a column group spans (K − 1)·D + 1 of them. */
+const FEC_MAX_SPAN = 47;
+
+/**
+ * --fec PCT [--fec-mode row|column|2d] [--fec-depth D]: one parity packet per K = 100/PCT media
+ * packets (row), or per column of a K×D block (column: bursts up to D), or both (2d).
+ */
+export function parseFec(pct: unknown, mode: unknown, depth: unknown): ShareOptions['fec'] {
+  if (pct === undefined) return undefined;
+  const p = Number(String(pct).replace(/%$/, ''));
+  if (!Number.isFinite(p) || p < 2 || p > 50) throw new UsageError(`--fec must be 2-50 (percent of parity), got ${String(pct)}`);
+  const groupSize = Math.round(100 / p);
+  const m = checkChoice('fec-mode', mode ?? 'row', ['row', 'column', '2d'] as const);
+  if (m === 'row') return { groupSize, mode: m };
+  const maxDepth = Math.floor(FEC_MAX_SPAN / (groupSize - 1));
+  const d = depth === undefined ? Math.min(5, maxDepth) : checkInt('fec-depth', depth, 2, maxDepth);
+  if (d < 2) throw new UsageError(`--fec-mode ${m} needs --fec of at least 5 (column groups of at most 24 packets)`);
+  return { groupSize, mode: m, depth: d };
 }
 
 export { parseRegion };

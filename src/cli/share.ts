@@ -64,7 +64,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     target = { address: o.host.includes(':') ? '::1' : '127.0.0.1', port: bound.port };
     log(`relay listening on ${fmt(bound)}; viewers run: udpcast watch THIS_HOST:${bound.port}` + (o.stream !== 'main' ? ` --stream ${o.stream}` : ''));
   }
-  const publisher = await Publisher.start({ relay: target, stream: o.stream, codec: o.codec });
+  const publisher = await Publisher.start({ relay: target, stream: o.stream, codec: o.codec, fec: o.fec });
   const encoder = new Encoder({
     ffmpegPath: ffmpeg.path,
     capture: { source: o.source, display: o.display, region: o.region, fps: o.fps, size, hasDdagrab },
@@ -132,6 +132,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
           jitterMs: round(r.jitterMs, 2) ?? 0,
           rttMs: round(r.rttMs),
         })),
+        fecPacketsSent: c.fecPacketsSent,
         keyframeRequests: c.keyframeRequests,
         keyframeRestarts: encoder.keyframeRestarts,
         encoderRestarts: encoder.restarts,

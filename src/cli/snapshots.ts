@@ -64,6 +64,8 @@ export interface ShareSnapshot {
   worstLossPercent: number | null;
   worstRttMs: number | null;
   viewerReports: ShareViewerRow[];
+  /** FEC parity packets among packetsSent (--fec). */
+  fecPacketsSent: number;
   keyframeRequests: number;
   /** Encoder runs started to answer keyframe requests. */
   keyframeRestarts: number;

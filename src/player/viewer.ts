@@ -16,6 +16,7 @@ import {
   VIEWER_STALL_MS,
 } from '../defaults.ts';
 import { JitterBuffer, type JitterOutput } from './jitter.ts';
+import { FecDecoder, PT_FEC, fecSsrcFor } from '../transport/fec.ts';
 import { ControlType, controlApp, parseControl } from '../transport/control.ts';
 import { PacketError } from '../transport/errors.ts';
 import type { Depacketizer, Frame } from '../transport/frame.ts';
@@ -122,6 +123,9 @@ export class ViewerCore {
 
   /** Holds packets behind a gap while NACKs repair it, within the latency budget. */
   private jitter: JitterBuffer;
+  /** Rebuilds single losses from the sharer's parity packets, when it sends them (--fec). */
+  private readonly fec = new FecDecoder();
+  private fecSsrc?: number;
   /** A fixed --latency; undefined: derived from the measured RTT. */
   private readonly fixedLatencyMs?: number;
 
@@ -151,7 +155,7 @@ export class ViewerCore {
     this.lastHeard = now;
     try {
       if (isRtcp(buf)) this.onRtcp(parseRtcp(buf), now);
-      else if (isRtp(buf)) this.onRtp(parseRtp(buf), now, out);
+      else if (isRtp(buf)) this.onRtp(buf, parseRtp(buf), now, out);
       else this.counters.malformed++;
     } catch (err) {
       if (!(err instanceof PacketError)) throw err;
@@ -209,7 +213,13 @@ export class ViewerCore {
     }
   }
 
-  private onRtp(pkt: RtpPacket, now: number, out: ViewerOutput): void {
+  private onRtp(buf: Buffer, pkt: RtpPacket, now: number, out: ViewerOutput): void {
+    if (pkt.payloadType === PT_FEC) {
+      // Parity: never counted as media; whatever it rebuilds joins the stream as if it had arrived.
+      if (this.publisherSsrc === undefined || pkt.ssrc !== this.fecSsrc) return;
+      for (const r of this.fec.pushFec(buf)) this.recovered(r, now, out);
+      return;
+    }
     const codec = pkt.payloadType === PT_H264 ? 'h264' : pkt.payloadType === PT_JPEG ? 'mjpeg' : undefined;
     if (!codec) {
       this.counters.malformed++;
@@ -219,7 +229,20 @@ export class ViewerCore {
     this.state = 'live';
     const verdict = this.stats.onRtp(pkt.sequenceNumber, pkt.timestamp, now);
     if (verdict === 'duplicate') return;
-    this.drain(this.jitter.push(pkt, now), now, out);
+    const rebuilt = this.fec.seen(pkt.sequenceNumber); // FEC got there first; the original is redundant
+    const more = this.fec.pushMedia(pkt);
+    if (!rebuilt) this.drain(this.jitter.push(pkt, now), now, out);
+    for (const buf of more) this.recovered(buf, now, out);
+  }
+
+  /** A packet FEC rebuilt: counted as received (it is no longer lost) and fed in order. */
+  private recovered(buf: Buffer, now: number, out: ViewerOutput): void {
+    const pkt = parseRtp(buf);
+    if (pkt.ssrc !== this.publisherSsrc) return;
+    const verdict = this.stats.onRtp(pkt.sequenceNumber, pkt.timestamp, now);
+    if (verdict === 'duplicate') return;
+    this.counters.recoveredByFec++;
+    this.drain(this.jitter.push(pkt, now, true), now, out);
   }
 
   /** Depacketizes what the jitter buffer released, in order, and asks again for what is missing. */
@@ -348,6 +371,8 @@ export class ViewerCore {
     this.depacketizer = codec === 'h264' ? new H264Depacketizer() : new JpegDepacketizer();
     this.depacketizer.onDrop = (reason) => this.onLog?.(`frame dropped: ${reason}`);
     this.jitter.reset();
+    this.fec.reset();
+    this.fecSsrc = fecSsrcFor(ssrc);
     this.lossSample = { arrived: 0, missed: 0 };
     this.droppedSeen = 0;
     this.lastSeq = undefined;

@@ -14,6 +14,7 @@ import { ControlType, controlApp, parseControl } from './control.ts';
 import { PacketError } from './errors.ts';
 import type { Payload } from './frame.ts';
 import { H264Packetizer } from './h264/packetize.ts';
+import { FecEncoder, type FecMode } from './fec.ts';
 import { JpegPacketizer } from './jpeg/packetize.ts';
 import { msToNtp, rttMs } from './ntp.ts';
 import { isRtcp, parseRtcp, serializeRtcp, SDES_CNAME, type RtcpPacket } from './rtcp.ts';
@@ -33,6 +34,8 @@ export interface PublisherOptions {
   stream: string;
   codec: 'h264' | 'mjpeg';
   payloadLimit?: number;
+  /** Forward error correction: one parity packet per `groupSize` media packets (RFC 5109). */
+  fec?: { groupSize: number; mode: FecMode; depth?: number };
   log?: (line: string) => void;
   now?: () => number;
 }
@@ -56,6 +59,8 @@ export interface PublisherCounters {
   keyframeRequests: number;
   /** Malformed datagrams received (counted and dropped). */
   malformed: number;
+  /** FEC parity packets among packetsSent. */
+  fecPacketsSent: number;
 }
 
 export class Publisher {
@@ -68,6 +73,7 @@ export class Publisher {
     sendErrors: 0,
     keyframeRequests: 0,
     malformed: 0,
+    fecPacketsSent: 0,
   };
   /** Latest receiver report from each viewer (relayed), by the viewer's SSRC. */
   readonly viewerReports = new Map<number, ViewerReport>();
@@ -78,6 +84,7 @@ export class Publisher {
   private readonly opts: PublisherOptions;
   private readonly h264?: H264Packetizer;
   private readonly jpeg?: JpegPacketizer;
+  private readonly fec?: FecEncoder;
   private readonly tsOffset = randomBytes(4).readUInt32BE(0);
   private readonly cname = `udpcast@${hostname()}`;
   private readonly now: () => number;
@@ -92,6 +99,7 @@ export class Publisher {
     this.sender = new RtpSender({ payloadType: opts.codec === 'h264' ? PT_H264 : PT_JPEG });
     if (opts.codec === 'h264') this.h264 = new H264Packetizer({ payloadLimit });
     else this.jpeg = new JpegPacketizer({ payloadLimit });
+    if (opts.fec) this.fec = new FecEncoder({ mediaSsrc: this.sender.ssrc, ...opts.fec });
   }
 
   static async start(opts: PublisherOptions): Promise<Publisher> {
@@ -124,16 +132,20 @@ export class Publisher {
     if (frame.codec === 'h264') payloads = this.h264!.packetize(frame.nalus!);
     else payloads = this.jpeg!.packetize(frame.jpeg!);
     const datagrams = this.sender.frame(payloads, this.rtpTimestamp(frame.captureUnixMs));
-    for (const d of datagrams) this.transmit(d);
+    for (const d of datagrams) {
+      this.transmit(d);
+      if (this.fec) for (const f of this.fec.push(d)) this.transmit([f], true);
+    }
     this.counters.framesSent++;
     if (frame.keyframe) this.counters.keyframesSent++;
   }
 
-  private transmit(d: Buffer[]): void {
+  private transmit(d: Buffer[], fec = false): void {
     let bytes = 0;
     for (const c of d) bytes += c.length;
     this.counters.packetsSent++;
     this.counters.bytesSent += bytes;
+    if (fec) this.counters.fecPacketsSent++;
     this.socket.send(d, this.opts.relay.port, this.opts.relay.address, (err) => {
       if (err) this.counters.sendErrors++;
     });
@@ -212,6 +224,7 @@ export class Publisher {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
+    if (this.fec) for (const f of this.fec.flush()) this.transmit([f], true);
     const bye = this.rtcp([{ type: 'bye', ssrcs: [this.sender.ssrc], reason }]);
     await new Promise<void>((resolve) => {
       this.socket.send(bye, this.opts.relay.port, this.opts.relay.address, () => resolve());
