@@ -102,6 +102,12 @@ export class Dashboard {
       autoPadding: true,
       title: 'udpcast',
     });
+    // In a UTF-8 locale draw the frame with Unicode box characters, as ncurses does, rather than
+    // the VT100 alternate character set, which some terminals (and tmux's capture) show as "lqqk".
+    // NCURSES_NO_UTF8_ACS, when set, still decides (blessed reads it itself).
+    if (process.env.NCURSES_NO_UTF8_ACS === undefined && !this.ascii) {
+      (this.screen as unknown as { tput: { brokenACS: boolean } }).tput.brokenACS = true;
+    }
     this.box = blessed.box({
       parent: this.screen,
       top: 0,
