@@ -19,11 +19,21 @@ const subscribe = (stream = 'main', ssrc = 0x777) => serializeRtcp([controlApp({
 const media = (seq: number, ssrc = 0x1234) =>
   serializeRtpToBuffer({ padding: 0, marker: true, payloadType: 96, sequenceNumber: seq, timestamp: seq * 3000, ssrc, csrc: [], payload: Buffer.from([0x65, 1, 2, 3]) });
 
+/** SUBSCRIBE, take the CHALLENGE's cookie, SUBSCRIBE again with it: what every viewer does. */
+function join(relay: RelayCore, viewer: Endpoint, now: number, stream = 'main', ssrc = 0x777) {
+  const challenge = relay.onDatagram(subscribe(stream, ssrc), viewer, now);
+  assert.equal(challenge.length, 1, 'an unproven SUBSCRIBE gets exactly one CHALLENGE');
+  const msg = parseControl(parseRtcp(challenge[0].data)[0] as never)!;
+  assert.equal(msg.kind, ControlType.Challenge);
+  const proven = serializeRtcp([controlApp({ kind: ControlType.Subscribe, stream, cookie: msg.cookie }, ssrc)]);
+  return { out: relay.onDatagram(proven, viewer, now), proven };
+}
+
 function setup() {
-  const relay = new RelayCore();
+  const relay = new RelayCore(0);
   relay.onDatagram(publish(), sharer, 0);
-  relay.onDatagram(subscribe(), viewerA, 0);
-  relay.onDatagram(subscribe('main', 0x888), viewerB, 0);
+  join(relay, viewerA, 0);
+  join(relay, viewerB, 0, 'main', 0x888);
   return relay;
 }
 
@@ -38,20 +48,60 @@ describe('relay core', () => {
     assert.equal(relay.streams.get('main')!.packetsOut, 2);
   });
 
-  test('a subscription is answered with an ACK no larger than the request', () => {
-    const relay = new RelayCore();
+  test('an unproven SUBSCRIBE gets only a CHALLENGE no larger than itself, and no state', () => {
+    const relay = new RelayCore(0);
+    relay.onDatagram(publish(), sharer, 0);
     const req = subscribe();
     const out = relay.onDatagram(req, viewerA, 0);
     assert.equal(out.length, 1);
-    assert.ok(out[0].data.length <= req.length, `ack ${out[0].data.length} bytes > request ${req.length}`);
-    const [app] = parseRtcp(out[0].data);
-    assert.equal(app.type, 'app');
-    const msg = parseControl(app as never)!;
+    assert.ok(out[0].data.length <= req.length, `challenge ${out[0].data.length} bytes > request ${req.length}`);
+    assert.equal(relay.viewers, 0, 'nothing stored for an unproven address');
+    assert.deepEqual(relay.onDatagram(media(1), sharer, 1), [], 'no media to it');
+  });
+
+  test('a cookie is bound to its address: another address cannot use it', () => {
+    const relay = new RelayCore(0);
+    const challenge = relay.onDatagram(subscribe(), viewerA, 0);
+    const cookie = parseControl(parseRtcp(challenge[0].data)[0] as never)!.cookie;
+    const stolen = serializeRtcp([controlApp({ kind: ControlType.Subscribe, stream: 'main', cookie }, 0x777)]);
+    const out = relay.onDatagram(stolen, viewerB, 1);
+    assert.equal(parseControl(parseRtcp(out[0].data)[0] as never)!.kind, ControlType.Challenge);
+    assert.equal(relay.viewers, 0);
+  });
+
+  test('a proven SUBSCRIBE is answered with an ACK saying whether the stream is live', () => {
+    const relay = new RelayCore(0);
+    const { out, proven } = join(relay, viewerA, 0);
+    assert.ok(out[0].data.length <= proven.length);
+    const msg = parseControl(parseRtcp(out[0].data)[0] as never)!;
     assert.equal(msg.kind, ControlType.Ack);
     assert.equal(msg.live, false, 'no publisher yet');
     relay.onDatagram(publish(), sharer, 1);
-    const again = parseControl(parseRtcp(relay.onDatagram(req, viewerA, 2)[0].data)[0] as never)!;
+    const again = parseControl(parseRtcp(relay.onDatagram(proven, viewerA, 2)[0].data)[0] as never)!;
     assert.equal(again.live, true);
+  });
+
+  test('cookies expire after two rotations of the secret', () => {
+    const relay = new RelayCore(0);
+    const challenge = relay.onDatagram(subscribe(), viewerA, 0);
+    const cookie = parseControl(parseRtcp(challenge[0].data)[0] as never)!.cookie;
+    relay.tick(30_000);
+    relay.tick(60_000);
+    const late = serializeRtcp([controlApp({ kind: ControlType.Subscribe, stream: 'main', cookie }, 0x777)]);
+    assert.equal(parseControl(parseRtcp(relay.onDatagram(late, viewerA, 60_001)[0].data)[0] as never)!.kind, ControlType.Challenge);
+  });
+
+  test('challenges to one address are rate-limited; keepalives of a known viewer too', () => {
+    const relay = new RelayCore(0);
+    let replies = 0;
+    for (let i = 0; i < 100; i++) replies += relay.onDatagram(subscribe(), viewerA, 5).length;
+    assert.ok(replies <= 10, `${replies} challenges in one instant`);
+    assert.ok(relay.counters.rateLimited >= 90);
+    const r2 = new RelayCore(0);
+    const { proven } = join(r2, viewerB, 0);
+    let acks = 0;
+    for (let i = 0; i < 100; i++) acks += r2.onDatagram(proven, viewerB, 1).length;
+    assert.ok(acks <= 11, `${acks} ACKs in one instant`);
   });
 
   test('a stream is latched to its publisher: another address cannot publish or inject media', () => {
@@ -98,7 +148,7 @@ describe('relay core', () => {
 
   test('silent viewers are dropped; keepalives keep them', () => {
     const relay = setup();
-    relay.onDatagram(subscribe(), viewerA, VIEWER_TIMEOUT_MS);
+    relay.onDatagram(subscribe(), viewerA, VIEWER_TIMEOUT_MS); // a known viewer's keepalive needs no cookie
     relay.onDatagram(publish(), sharer, VIEWER_TIMEOUT_MS);
     relay.tick(VIEWER_TIMEOUT_MS + 1);
     assert.deepEqual(relay.onDatagram(media(3), sharer, VIEWER_TIMEOUT_MS + 2)[0].to, [viewerA]);
@@ -128,8 +178,11 @@ describe('relay core', () => {
         const relay = setup();
         for (const d of dgrams) {
           const out = relay.onDatagram(Buffer.from(d), intruder, 1);
-          // An intruder may at most get an ACK back to itself (it may subscribe like anyone).
-          for (const o of out) assert.deepEqual(o.to, [intruder]);
+          // An intruder may at most get a reply no larger than what it sent, and only to itself.
+          for (const o of out) {
+            assert.deepEqual(o.to, [intruder]);
+            assert.ok(o.data.length <= d.length);
+          }
         }
       }),
       { numRuns: 300 },
@@ -169,7 +222,7 @@ describe('relay core', () => {
     send(3000, stapSps);
     send(3000, fuIdrStart);
     for (let i = 0; i < 40; i++) send(6000 + i * 3000, [...pSlice, ...new Array(1000).fill(i)]);
-    relay.onDatagram(subscribe(), viewerA, 10);
+    join(relay, viewerA, 10);
     assert.equal(relay.pumping, true);
     assert.equal(relay.counters.cacheJoins, 1);
     // Live traffic while catching up queues behind the cache.

@@ -111,6 +111,8 @@ export class ViewerCore {
   /** Viewer ↔ relay round trip, from each SUBSCRIBE to the ACK that answers it. */
   rttMs?: number;
   private keepaliveSentAt?: number;
+  /** The relay's address cookie, echoed in every SUBSCRIBE. */
+  private cookie?: Buffer;
   private depacketizer?: Depacketizer;
   private lastSeq?: number;
   private needKeyframe = true;
@@ -154,7 +156,7 @@ export class ViewerCore {
     this.counters.bytes += buf.length;
     this.lastHeard = now;
     try {
-      if (isRtcp(buf)) this.onRtcp(parseRtcp(buf), now);
+      if (isRtcp(buf)) this.onRtcp(parseRtcp(buf), now, out);
       else if (isRtp(buf)) this.onRtp(buf, parseRtp(buf), now, out);
       else this.counters.malformed++;
     } catch (err) {
@@ -176,7 +178,7 @@ export class ViewerCore {
         ssrc: this.ssrc,
         reports: this.publisherSsrc !== undefined ? [this.stats.reportBlock(this.publisherSsrc, now)] : [],
       },
-      controlApp({ kind: ControlType.Subscribe, stream: this.stream }, this.ssrc),
+      controlApp({ kind: ControlType.Subscribe, stream: this.stream, cookie: this.cookie }, this.ssrc),
     ];
     return serializeRtcp(packets);
   }
@@ -190,12 +192,16 @@ export class ViewerCore {
     ]);
   }
 
-  private onRtcp(packets: RtcpPacket[], now: number): void {
+  private onRtcp(packets: RtcpPacket[], now: number, out: ViewerOutput): void {
     for (const p of packets) {
       if (p.type === 'app') {
         const msg = parseControl(p);
         if (!msg || msg.stream !== this.stream) continue;
-        if (msg.kind === ControlType.Ack) {
+        if (msg.kind === ControlType.Challenge) {
+          // The relay wants proof that we receive at our address: echo its cookie at once.
+          this.cookie = msg.cookie;
+          out.send.push(this.keepalive(now));
+        } else if (msg.kind === ControlType.Ack) {
           if (this.keepaliveSentAt !== undefined) this.setRtt(now - this.keepaliveSentAt);
           this.keepaliveSentAt = undefined;
           if (this.state !== 'live') this.state = msg.live ? 'live' : 'connecting';

@@ -27,7 +27,8 @@ import {
   PUBLISHER_TIMEOUT_MS,
   VIEWER_TIMEOUT_MS,
 } from '../defaults.ts';
-import { ControlType, controlApp, parseControl } from '../transport/control.ts';
+import { ControlType, controlApp, parseControl, type ControlMessage } from '../transport/control.ts';
+import { CookieJar } from './cookie.ts';
 import { PacketError } from '../transport/errors.ts';
 import { isRtcp, parseRtcp, serializeRtcp, type RtcpPacket, type ReportBlock } from '../transport/rtcp.ts';
 import { isRtp } from '../transport/rtp.ts';
@@ -56,6 +57,8 @@ export interface ViewerState {
    * viewer sees one unbroken sequence. Undefined once it is live (in `targets`).
    */
   catchUp?: { stream: StreamState; queue: Buffer[]; head: number; credit: number; lastPump: number };
+  /** Keepalive budget: KEEPALIVES_PER_SECOND, bursts of KEEPALIVE_BURST. */
+  keepaliveTokens: number;
   /** Retransmission budget: a token bucket of RTX_MAX_PER_SECOND. */
   rtxTokens: number;
   rtxRefilled: number;
@@ -92,6 +95,39 @@ export interface StreamState {
   lastTimestamp?: number;
 }
 
+/** A viewer keepalives once a second; this leaves room for retries and bursts, not floods. */
+const KEEPALIVES_PER_SECOND = 10;
+const KEEPALIVE_BURST = 10;
+/** Challenges per hashed address per second, over this many buckets (a fixed 64 KB). */
+const UNPROVEN_PER_SECOND = 10;
+const UNPROVEN_BUCKETS = 4096;
+
+/**
+ * Token buckets for addresses that have no state of their own: addresses hash into a fixed
+ * table, so a flood from many forged addresses costs no memory (and shares buckets).
+ */
+class HashedRateLimiter {
+  private readonly tokens: Float64Array;
+  private readonly at: Float64Array;
+  constructor(
+    private readonly size: number,
+    private readonly perSecond: number,
+  ) {
+    this.tokens = new Float64Array(size).fill(perSecond);
+    this.at = new Float64Array(size);
+  }
+  take(key: string, now: number): boolean {
+    let h = 0x811c9dc5; // FNV-1a
+    for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+    const i = (h >>> 0) % this.size;
+    this.tokens[i] = Math.min(this.perSecond, this.tokens[i] + ((now - this.at[i]) * this.perSecond) / 1000);
+    this.at[i] = now;
+    if (this.tokens[i] < 1) return false;
+    this.tokens[i]--;
+    return true;
+  }
+}
+
 /** Recent SRs remembered per stream for RTT; RRs echo the latest, so a few seconds' worth is plenty. */
 const SR_HISTORY = 8;
 
@@ -117,6 +153,10 @@ export interface RelayCounters {
   rtxMisses: number;
   /** Viewers that joined with the keyframe cache (instant start). */
   cacheJoins: number;
+  /** CHALLENGEs sent to unproven addresses. */
+  challenges: number;
+  /** Control messages dropped for arriving faster than an address may send them. */
+  rateLimited: number;
 }
 
 export function endpointKey(e: Endpoint): string {
@@ -144,7 +184,16 @@ export class RelayCore {
     retransmissions: 0,
     rtxMisses: 0,
     cacheJoins: 0,
+    challenges: 0,
+    rateLimited: 0,
   };
+  private readonly cookies: CookieJar;
+  /** Challenge rate per (hashed) address: bounded memory whatever the number of addresses. */
+  private readonly unproven = new HashedRateLimiter(UNPROVEN_BUCKETS, UNPROVEN_PER_SECOND);
+
+  constructor(now = Date.now()) {
+    this.cookies = new CookieJar(now);
+  }
   /** Viewers still being sent their catch-up. */
   private readonly catchingUp = new Set<ViewerState>();
   private viewerCount = 0;
@@ -212,6 +261,7 @@ export class RelayCore {
   /** Expires silent viewers and publishers; returns the ENDED notices to send. */
   tick(now: number): Output[] {
     const out: Output[] = [];
+    this.cookies.tick(now);
     for (const stream of this.streams.values()) {
       for (const [k, v] of stream.viewers) {
         if (now - v.lastSeen > VIEWER_TIMEOUT_MS) this.removeViewer(stream, k);
@@ -275,8 +325,8 @@ export class RelayCore {
           break;
         }
         case ControlType.Subscribe: {
-          const ack = this.subscribe(msg.stream, from, key, now);
-          if (ack) out.push(ack);
+          const reply = this.subscribe(msg, buf.length, from, key, now);
+          if (reply) out.push(reply);
           break;
         }
         case ControlType.Leave: {
@@ -371,11 +421,25 @@ export class RelayCore {
     return { data, to: [to] };
   }
 
-  private subscribe(name: string, from: Endpoint, key: string, now: number): Output | null {
+  /**
+   * A SUBSCRIBE: a known viewer's keepalive is answered with an ACK (within its rate); an unknown
+   * address must first prove it receives at the address it claims, by echoing a cookie (CHALLENGE).
+   * Nothing is stored for a peer until it has.
+   */
+  private subscribe(msg: ControlMessage, requestBytes: number, from: Endpoint, key: string, now: number): Output | null {
+    const name = msg.stream;
     let stream = this.streams.get(name);
     const existing = stream?.viewers.get(key);
     if (existing) {
+      existing.keepaliveTokens = Math.min(KEEPALIVE_BURST, existing.keepaliveTokens + ((now - existing.lastSeen) * KEEPALIVES_PER_SECOND) / 1000);
       existing.lastSeen = now;
+      if (existing.keepaliveTokens < 1) {
+        this.counters.rateLimited++;
+        return null;
+      }
+      existing.keepaliveTokens--;
+    } else if (!this.cookies.verify(from, msg.cookie)) {
+      return this.challenge(name, requestBytes, from, key, now);
     } else {
       if (!stream) {
         if (this.streams.size >= MAX_STREAMS) {
@@ -399,6 +463,7 @@ export class RelayCore {
         rtxTokens: RTX_MAX_PER_SECOND,
         rtxRefilled: now,
         retransmissions: 0,
+        keepaliveTokens: KEEPALIVE_BURST,
       };
       stream.viewers.set(key, v);
       this.viewerCount++;
@@ -413,6 +478,24 @@ export class RelayCore {
       this.log(`stream ${name}: viewer ${fmt(from)} joined (${stream.viewers.size} watching)`);
     }
     return this.ack(name, !!stream!.publisher, from);
+  }
+
+  /** CHALLENGE: a cookie for this address, no larger than the request, within the unproven rate. */
+  private challenge(name: string, requestBytes: number, from: Endpoint, key: string, now: number): Output | null {
+    if (!this.unproven.take(key, now)) {
+      this.counters.rateLimited++;
+      return null;
+    }
+    const data = serializeRtcp([controlApp({ kind: ControlType.Challenge, stream: name, cookie: this.cookies.issue(from) }, RELAY_SSRC)]);
+    if (data.length > requestBytes) {
+      // Never more bytes to an unproven address than it sent (a SUBSCRIBE without its cookie field).
+      this.counters.malformed++;
+      return null;
+    }
+    this.counters.challenges++;
+    this.counters.packetsOut++;
+    this.counters.bytesOut += data.length;
+    return { data, to: [from] };
   }
 
   /** Keeps a media packet for retransmission and in the keyframe cache. */

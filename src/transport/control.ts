@@ -8,9 +8,14 @@
  *     2 ACK        relay → viewer     "subscribed to NAME; state live/waiting"
  *     3 ENDED      relay → viewer     "NAME's publisher left or went silent"
  *     4 LEAVE      viewer → relay     "stop sending me NAME"
+ *     5 CHALLENGE  relay → viewer     "prove your address: echo this cookie in your SUBSCRIBE"
  *
- * Application-dependent data: one byte of name length, the UTF-8 name, one state byte (ACK only),
- * zero padding to 32 bits.
+ * Application-dependent data: one byte of name length, the UTF-8 name, then by kind:
+ *     SUBSCRIBE, CHALLENGE  16-byte address cookie (all zero: none yet). A SUBSCRIBE always carries
+ *                           the field, so a CHALLENGE is never larger than what it answers.
+ *     ACK                   one state byte (1: the stream has a live publisher)
+ *     PUBLISH               optional 16-byte salt of the stream's keys (--encrypt / --key)
+ * then zero padding to 32 bits.
  */
 import { MAX_STREAM_NAME } from '../defaults.ts';
 import { PacketError } from './errors.ts';
@@ -23,7 +28,11 @@ export const enum ControlType {
   Ack = 2,
   Ended = 3,
   Leave = 4,
+  Challenge = 5,
 }
+/** Bytes of the address cookie (RFC 7983-style stateless proof; see relay/cookie.ts). */
+export const COOKIE_BYTES = 16;
+export const SALT_BYTES = 16;
 export const STREAM_NAME_RE = /^[A-Za-z0-9._-]{1,64}$/;
 
 export interface ControlMessage {
@@ -31,6 +40,24 @@ export interface ControlMessage {
   stream: string;
   /** ACK only: true when the stream has a live publisher. */
   live?: boolean;
+  /** SUBSCRIBE and CHALLENGE: the address cookie (undefined in a SUBSCRIBE: none yet). */
+  cookie?: Buffer;
+  /** PUBLISH: the per-stream salt of the keys, when the stream is keyed. */
+  salt?: Buffer;
+}
+
+function extraBytes(msg: ControlMessage): number {
+  switch (msg.kind) {
+    case ControlType.Ack:
+      return 1;
+    case ControlType.Subscribe:
+    case ControlType.Challenge:
+      return COOKIE_BYTES;
+    case ControlType.Publish:
+      return msg.salt ? SALT_BYTES : 0;
+    default:
+      return 0;
+  }
 }
 
 export function controlApp(msg: ControlMessage, ssrc: number): App {
@@ -38,28 +65,45 @@ export function controlApp(msg: ControlMessage, ssrc: number): App {
   if (name.length === 0 || name.length > MAX_STREAM_NAME) {
     throw new PacketError(`stream name is ${name.length} bytes, must be 1-${MAX_STREAM_NAME}`);
   }
-  const body = 1 + name.length + (msg.kind === ControlType.Ack ? 1 : 0);
-  const data = Buffer.alloc(Math.ceil(body / 4) * 4);
+  const at = 1 + name.length;
+  const data = Buffer.alloc(Math.ceil((at + extraBytes(msg)) / 4) * 4);
   data[0] = name.length;
   name.copy(data, 1);
-  if (msg.kind === ControlType.Ack) data[1 + name.length] = msg.live ? 1 : 0;
+  if (msg.kind === ControlType.Ack) data[at] = msg.live ? 1 : 0;
+  if (msg.cookie && (msg.kind === ControlType.Subscribe || msg.kind === ControlType.Challenge)) {
+    if (msg.cookie.length !== COOKIE_BYTES) throw new PacketError(`UDPC: cookie is ${msg.cookie.length} bytes, must be ${COOKIE_BYTES}`);
+    msg.cookie.copy(data, at);
+  }
+  if (msg.salt && msg.kind === ControlType.Publish) {
+    if (msg.salt.length !== SALT_BYTES) throw new PacketError(`UDPC: salt is ${msg.salt.length} bytes, must be ${SALT_BYTES}`);
+    msg.salt.copy(data, at);
+  }
   return { type: 'app', subtype: msg.kind, ssrc, name: APP_NAME, data };
 }
 
 /** The control message in an APP packet, or null when the APP is not ours. */
 export function parseControl(app: App): ControlMessage | null {
   if (app.name !== APP_NAME) return null;
-  if (app.subtype > ControlType.Leave) throw new PacketError(`UDPC: unknown subtype ${app.subtype}`);
+  if (app.subtype > ControlType.Challenge) throw new PacketError(`UDPC: unknown subtype ${app.subtype}`);
   const d = app.data;
   if (d.length < 1) throw new PacketError('UDPC: need 1 byte of name length, have 0');
   const len = d[0];
-  const extra = app.subtype === ControlType.Ack ? 1 : 0;
-  if (len === 0 || 1 + len + extra > d.length) {
-    throw new PacketError(`UDPC: name length ${len} does not fit ${d.length} bytes of data`);
+  const at = 1 + len;
+  const kind = app.subtype as ControlType;
+  const required = kind === ControlType.Ack ? 1 : kind === ControlType.Subscribe || kind === ControlType.Challenge ? COOKIE_BYTES : 0;
+  if (len === 0 || at + required > d.length) {
+    throw new PacketError(`UDPC: ${len}-byte name and ${required} bytes of fields need ${at + required} bytes of data, have ${d.length}`);
   }
-  const stream = d.subarray(1, 1 + len).toString('utf8');
+  const stream = d.subarray(1, at).toString('utf8');
   if (!STREAM_NAME_RE.test(stream)) throw new PacketError(`UDPC: invalid stream name`);
-  const msg: ControlMessage = { kind: app.subtype, stream };
-  if (app.subtype === ControlType.Ack) msg.live = d[1 + len] === 1;
+  const msg: ControlMessage = { kind, stream };
+  if (kind === ControlType.Ack) msg.live = d[at] === 1;
+  if (kind === ControlType.Subscribe || kind === ControlType.Challenge) {
+    const cookie = d.subarray(at, at + COOKIE_BYTES);
+    if (cookie.some((b) => b !== 0)) msg.cookie = cookie;
+  }
+  if (kind === ControlType.Publish && d.length >= at + SALT_BYTES && d.subarray(at, at + SALT_BYTES).some((b) => b !== 0)) {
+    msg.salt = d.subarray(at, at + SALT_BYTES);
+  }
   return msg;
 }
