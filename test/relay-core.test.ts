@@ -106,7 +106,14 @@ describe('relay core', () => {
 
   test('a stream is latched to its publisher: another address cannot publish or inject media', () => {
     const relay = setup();
-    assert.deepEqual(relay.onDatagram(publish('main', 0x9999), intruder, 5), []);
+    const req = publish('main', 0x9999);
+    const refused = relay.onDatagram(req, intruder, 5);
+    assert.equal(refused.length, 1);
+    assert.deepEqual(refused[0].to, [intruder]);
+    assert.ok(refused[0].data.length <= req.length);
+    const msg = parseControl(parseRtcp(refused[0].data)[0] as never)!;
+    assert.equal(msg.kind, ControlType.Refused);
+    assert.equal(msg.reason, 1, 'taken');
     assert.equal(relay.counters.hijackAttempts, 1);
     assert.deepEqual(relay.onDatagram(media(1, 0x9999), intruder, 6), []);
     assert.equal(relay.counters.unknownSource, 1);

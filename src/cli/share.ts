@@ -10,6 +10,7 @@ import { RelayServer } from '../relay/server.ts';
 import { fmt } from '../relay/core.ts';
 import { Publisher } from '../transport/publisher.ts';
 import { PacketError } from '../transport/errors.ts';
+import { RefuseReason } from '../transport/control.ts';
 import { UsageError } from '../util/errors.ts';
 import { resolveHost } from '../player/watch.ts';
 import type { ShareOptions } from './options.ts';
@@ -84,6 +85,16 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
       stop(2);
     }
   });
+  publisher.onRefused = (reason) => {
+    const why =
+      reason === RefuseReason.Taken
+        ? `stream ${o.stream} is being published by another sharer: pick another --stream, or wait until it ends`
+        : reason === RefuseReason.Full
+          ? `relay ${fmt(target)} carries as many streams as it may`
+          : `relay ${fmt(target)} refused our key: check --key`;
+    log(`cannot publish: ${why}`);
+    stop(1);
+  };
   // A viewer lost a reference frame and could not repair it: a keyframe from a fresh encoder run.
   publisher.onKeyframeRequest = () => {
     if (encoder.requestKeyframe()) log('keyframe requested by a viewer: starting a fresh encoder run');

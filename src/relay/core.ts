@@ -27,7 +27,7 @@ import {
   PUBLISHER_TIMEOUT_MS,
   VIEWER_TIMEOUT_MS,
 } from '../defaults.ts';
-import { ControlType, controlApp, parseControl, type ControlMessage } from '../transport/control.ts';
+import { ControlType, RefuseReason, controlApp, parseControl, type ControlMessage } from '../transport/control.ts';
 import { CookieJar } from './cookie.ts';
 import { PacketError } from '../transport/errors.ts';
 import { isRtcp, parseRtcp, serializeRtcp, type RtcpPacket, type ReportBlock } from '../transport/rtcp.ts';
@@ -389,21 +389,17 @@ export class RelayCore {
     if (!stream) {
       if (this.streams.size >= MAX_STREAMS) {
         this.overLimit('streams', `relay carries ${MAX_STREAMS} streams already; refusing ${name}`);
-        return null;
+        return this.refuse(name, RefuseReason.Full, from, now);
       }
       stream = newStream(name);
       this.streams.set(name, stream);
     }
     const current = stream.publisher;
-    if (current && current.key !== key) {
-      this.counters.hijackAttempts++;
-      return null;
-    }
     const other = this.byPublisher.get(key);
-    if (other && other !== stream) {
-      // One address publishes one stream; a second name from it is refused.
+    if ((current && current.key !== key) || (other && other !== stream)) {
+      // Latched to another sharer (or this address already publishes another name).
       this.counters.hijackAttempts++;
-      return null;
+      return this.refuse(name, RefuseReason.Taken, from, now);
     }
     if (!current) this.log(`stream ${name}: publisher ${fmt(from)} (ssrc ${hex(ssrc)})`);
     else if (current.ssrc !== ssrc) this.log(`stream ${name}: publisher restarted (ssrc ${hex(ssrc)})`);
@@ -478,6 +474,18 @@ export class RelayCore {
       this.log(`stream ${name}: viewer ${fmt(from)} joined (${stream.viewers.size} watching)`);
     }
     return this.ack(name, !!stream!.publisher, from);
+  }
+
+  /** REFUSED: tells a sharer why, in fewer bytes than its PUBLISH, within the unproven rate. */
+  private refuse(name: string, reason: RefuseReason, from: Endpoint, now: number): Output | null {
+    if (!this.unproven.take(endpointKey(from), now)) {
+      this.counters.rateLimited++;
+      return null;
+    }
+    const data = serializeRtcp([controlApp({ kind: ControlType.Refused, stream: name, reason }, RELAY_SSRC)]);
+    this.counters.packetsOut++;
+    this.counters.bytesOut += data.length;
+    return { data, to: [from] };
   }
 
   /** CHALLENGE: a cookie for this address, no larger than the request, within the unproven rate. */

@@ -9,11 +9,13 @@
  *     3 ENDED      relay → viewer     "NAME's publisher left or went silent"
  *     4 LEAVE      viewer → relay     "stop sending me NAME"
  *     5 CHALLENGE  relay → viewer     "prove your address: echo this cookie in your SUBSCRIBE"
+ *     6 REFUSED    relay → sharer     "you may not publish NAME" (reason byte: 1 taken, 2 relay full, 3 bad key)
  *
  * Application-dependent data: one byte of name length, the UTF-8 name, then by kind:
  *     SUBSCRIBE, CHALLENGE  16-byte address cookie (all zero: none yet). A SUBSCRIBE always carries
  *                           the field, so a CHALLENGE is never larger than what it answers.
  *     ACK                   one state byte (1: the stream has a live publisher)
+ *     REFUSED               one reason byte
  *     PUBLISH               optional 16-byte salt of the stream's keys (--encrypt / --key)
  * then zero padding to 32 bits.
  */
@@ -29,6 +31,12 @@ export const enum ControlType {
   Ended = 3,
   Leave = 4,
   Challenge = 5,
+  Refused = 6,
+}
+export const enum RefuseReason {
+  Taken = 1,
+  Full = 2,
+  BadKey = 3,
 }
 /** Bytes of the address cookie (RFC 7983-style stateless proof; see relay/cookie.ts). */
 export const COOKIE_BYTES = 16;
@@ -44,11 +52,14 @@ export interface ControlMessage {
   cookie?: Buffer;
   /** PUBLISH: the per-stream salt of the keys, when the stream is keyed. */
   salt?: Buffer;
+  /** REFUSED: why. */
+  reason?: RefuseReason;
 }
 
 function extraBytes(msg: ControlMessage): number {
   switch (msg.kind) {
     case ControlType.Ack:
+    case ControlType.Refused:
       return 1;
     case ControlType.Subscribe:
     case ControlType.Challenge:
@@ -70,6 +81,7 @@ export function controlApp(msg: ControlMessage, ssrc: number): App {
   data[0] = name.length;
   name.copy(data, 1);
   if (msg.kind === ControlType.Ack) data[at] = msg.live ? 1 : 0;
+  if (msg.kind === ControlType.Refused) data[at] = msg.reason ?? 0;
   if (msg.cookie && (msg.kind === ControlType.Subscribe || msg.kind === ControlType.Challenge)) {
     if (msg.cookie.length !== COOKIE_BYTES) throw new PacketError(`UDPC: cookie is ${msg.cookie.length} bytes, must be ${COOKIE_BYTES}`);
     msg.cookie.copy(data, at);
@@ -84,13 +96,13 @@ export function controlApp(msg: ControlMessage, ssrc: number): App {
 /** The control message in an APP packet, or null when the APP is not ours. */
 export function parseControl(app: App): ControlMessage | null {
   if (app.name !== APP_NAME) return null;
-  if (app.subtype > ControlType.Challenge) throw new PacketError(`UDPC: unknown subtype ${app.subtype}`);
+  if (app.subtype > ControlType.Refused) throw new PacketError(`UDPC: unknown subtype ${app.subtype}`);
   const d = app.data;
   if (d.length < 1) throw new PacketError('UDPC: need 1 byte of name length, have 0');
   const len = d[0];
   const at = 1 + len;
   const kind = app.subtype as ControlType;
-  const required = kind === ControlType.Ack ? 1 : kind === ControlType.Subscribe || kind === ControlType.Challenge ? COOKIE_BYTES : 0;
+  const required = kind === ControlType.Ack || kind === ControlType.Refused ? 1 : kind === ControlType.Subscribe || kind === ControlType.Challenge ? COOKIE_BYTES : 0;
   if (len === 0 || at + required > d.length) {
     throw new PacketError(`UDPC: ${len}-byte name and ${required} bytes of fields need ${at + required} bytes of data, have ${d.length}`);
   }
@@ -98,6 +110,7 @@ export function parseControl(app: App): ControlMessage | null {
   if (!STREAM_NAME_RE.test(stream)) throw new PacketError(`UDPC: invalid stream name`);
   const msg: ControlMessage = { kind, stream };
   if (kind === ControlType.Ack) msg.live = d[at] === 1;
+  if (kind === ControlType.Refused) msg.reason = d[at] as RefuseReason;
   if (kind === ControlType.Subscribe || kind === ControlType.Challenge) {
     const cookie = d.subarray(at, at + COOKIE_BYTES);
     if (cookie.some((b) => b !== 0)) msg.cookie = cookie;

@@ -10,7 +10,7 @@ import dgram from 'node:dgram';
 import { hostname } from 'node:os';
 import { KEEPALIVE_MS, PT_H264, PT_JPEG, VIDEO_CLOCK_RATE, DEFAULT_PAYLOAD_LIMIT } from '../defaults.ts';
 import type { Endpoint } from '../relay/core.ts';
-import { ControlType, controlApp, parseControl } from './control.ts';
+import { ControlType, RefuseReason, controlApp, parseControl } from './control.ts';
 import { PacketError } from './errors.ts';
 import type { Payload } from './frame.ts';
 import { H264Packetizer } from './h264/packetize.ts';
@@ -80,6 +80,8 @@ export class Publisher {
   onKeyframeRequest?: () => void;
   /** When the relay last acknowledged our PUBLISH (undefined: never). */
   lastAckAt?: number;
+  /** The relay refused our PUBLISH (the stream is another sharer's, the relay is full, a bad key). */
+  onRefused?: (reason: RefuseReason) => void;
   private readonly socket: dgram.Socket;
   private readonly opts: PublisherOptions;
   private readonly h264?: H264Packetizer;
@@ -211,7 +213,9 @@ export class Publisher {
           this.counters.malformed++;
           continue;
         }
-        if (msg?.kind === ControlType.Ack && msg.stream === this.opts.stream) this.lastAckAt = now;
+        if (msg?.stream !== this.opts.stream) continue;
+        if (msg.kind === ControlType.Ack) this.lastAckAt = now;
+        else if (msg.kind === ControlType.Refused && this.lastAckAt === undefined) this.onRefused?.(msg.reason!);
       } else if (p.type === 'pli' && p.mediaSsrc === this.sender.ssrc) {
         this.counters.keyframeRequests++;
         this.onKeyframeRequest?.();
