@@ -48,7 +48,7 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
         packetsOut: c.packetsOut,
         bytesIn: c.bytesIn,
         bytesOut: c.bytesOut,
-        dropped: c.malformed + c.unknownSource + c.oversize + c.hijackAttempts + c.overLimit,
+        dropped: c.malformed + c.unknownSource + c.oversize + c.hijackAttempts + c.overLimit + c.rateLimited,
         malformed: c.malformed,
         unknownSource: c.unknownSource,
         oversize: c.oversize,
@@ -56,6 +56,10 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
         overLimit: c.overLimit,
         sendErrors: c.sendErrors,
         retransmissions: c.retransmissions,
+        rtxMisses: c.rtxMisses,
+        cacheJoins: c.cacheJoins,
+        challenges: c.challenges,
+        rateLimited: c.rateLimited,
         perStream: streams.map((s) => {
           let meter = streamRates.get(s.name);
           if (!meter) streamRates.set(s.name, (meter = new RateMeter()));

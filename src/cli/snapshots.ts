@@ -38,6 +38,8 @@ export interface WatchSnapshot {
   latencyBudgetMs: number;
   /** From the first SUBSCRIBE to the first whole frame. */
   firstFrameMs: number | null;
+  /** Times the stream's sender changed (a new SSRC): a sharer restart, never an intruder. */
+  publisherRestarts: number;
 }
 
 export interface ShareViewerRow {
@@ -104,7 +106,7 @@ export interface RelaySnapshot {
   packetsOut: number;
   bytesIn: number;
   bytesOut: number;
-  /** Malformed + unknown source + oversize + hijack attempts + over limit. */
+  /** Malformed + unknown source + oversize + hijack attempts + over limit + rate limited. */
   dropped: number;
   malformed: number;
   unknownSource: number;
@@ -113,6 +115,13 @@ export interface RelaySnapshot {
   overLimit: number;
   sendErrors: number;
   retransmissions: number;
+  /** NACKed packets no longer in history, or over a viewer's budget. */
+  rtxMisses: number;
+  /** Viewers started from the keyframe cache. */
+  cacheJoins: number;
+  /** Address proofs asked of unknown viewers, and control messages dropped for their rate. */
+  challenges: number;
+  rateLimited: number;
   perStream: RelayStreamRow[];
   perViewer: RelayViewerRow[];
 }

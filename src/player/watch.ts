@@ -118,6 +118,7 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
       rttMs: round(viewer.rttMs),
       latencyBudgetMs: viewer.latencyBudgetMs,
       firstFrameMs: viewer.firstFrameMs ?? null,
+      publisherRestarts: c.publisherRestarts,
     };
   };
   const reporter = startReporter({

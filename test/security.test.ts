@@ -1,0 +1,176 @@
+// SECURITY.md's claims, each as a test against real processes on 127.0.0.1.
+import { test, describe, after } from 'node:test';
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { udpcast, killAll, exited, freePort, sleep, waitFor, type Running } from './helpers/cli.ts';
+import { decode, lastStats } from './helpers/decode.ts';
+import { skipUnless } from './helpers/tools.ts';
+import { ControlType, controlApp } from '../src/transport/control.ts';
+import { serializeRtcp, isRtcp } from '../src/transport/rtcp.ts';
+import { serializeRtpToBuffer, isRtp } from '../src/transport/rtp.ts';
+
+after(killAll);
+const dir = mkdtempSync(join(tmpdir(), 'udpcast-sec-'));
+const skip = skipUnless('ffmpeg');
+
+async function socket(): Promise<dgram.Socket> {
+  const s = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve));
+  return s;
+}
+
+function rssKb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : NaN;
+}
+
+/** A relay, a sharer publishing to it, and one viewer writing its output; all separate processes. */
+async function stream(name: string, seconds: number) {
+  const port = await freePort();
+  const relay = udpcast(['relay', '--host', '127.0.0.1', '--port', String(port), '--no-dashboard', '--stats-json', join(dir, `${name}-relay.json`)]);
+  await waitFor(() => relay.stderrText().includes('listening'), 5000, 'the relay');
+  const out = join(dir, `${name}.h264`);
+  const stats = join(dir, `${name}.json`);
+  const watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--output', out, '--stats-json', stats]);
+  await sleep(500);
+  const share = udpcast(['share', '--relay', `127.0.0.1:${port}`, '--source', 'test', '--size', '320x240', '--duration', String(seconds), '--no-dashboard']);
+  await waitFor(() => /publisher/.test(relay.stderrText()), 8000, 'the publisher');
+  return { port, relay, watch, share, out, stats };
+}
+
+async function finish(s: { relay: Running; watch: Running; share: Running }) {
+  await exited(s.share, 30_000);
+  await sleep(500);
+  s.watch.child.kill('SIGTERM');
+  await exited(s.watch, 5000);
+  s.relay.child.kill('SIGTERM');
+  await exited(s.relay, 5000);
+}
+
+describe('security', { skip }, () => {
+  test('no amplification: a viewer whose later datagrams never arrive gets back no more bytes than its first, and no media', async () => {
+    const s = await stream('amp', 4);
+    const spoof = await socket();
+    const received: Buffer[] = [];
+    spoof.on('message', (m) => received.push(m));
+    try {
+      // What a real viewer sends first; this "viewer" never answers the challenge (as a forged source cannot).
+      const first = serializeRtcp([{ type: 'rr', ssrc: 42, reports: [] }, controlApp({ kind: ControlType.Subscribe, stream: 'main' }, 42)]);
+      spoof.send(first, s.port, '127.0.0.1');
+      await sleep(3000);
+      const bytes = received.reduce((n, b) => n + b.length, 0);
+      assert.ok(bytes <= first.length, `relay sent ${bytes} bytes for a ${first.length}-byte datagram`);
+      assert.equal(received.filter((b) => isRtp(b)).length, 0, 'no media');
+      assert.ok(received.every((b) => isRtcp(b)));
+    } finally {
+      spoof.close();
+    }
+    await finish(s);
+  });
+
+  test('a second sharer of the same stream, and forged media, reach no viewer', async () => {
+    const s = await stream('hijack', 6);
+    const intruder = udpcast(['share', '--relay', `127.0.0.1:${s.port}`, '--source', 'test', '--size', '320x240', '--no-dashboard']);
+    const e = await exited(intruder, 15_000);
+    assert.equal(e.code, 1);
+    assert.match(intruder.stderrText(), /being published by another sharer/);
+    // Forged media: RTP with made-up SSRCs from another address.
+    const forger = await socket();
+    try {
+      for (let i = 0; i < 200; i++) {
+        const pkt = serializeRtpToBuffer({ padding: 0, marker: true, payloadType: 96, sequenceNumber: i, timestamp: i * 3000, ssrc: 0xbad00000 + i, csrc: [], payload: Buffer.from([0x65, ...randomBytes(100)]) });
+        forger.send(pkt, s.port, '127.0.0.1');
+      }
+      await sleep(200);
+    } finally {
+      forger.close();
+    }
+    await finish(s);
+    const seen = lastStats(readFileSync(s.stats, 'utf8'));
+    assert.equal(seen.publisherRestarts, 0, 'the viewer only ever saw the first sharer');
+    const relayStats = lastStats(readFileSync(join(dir, 'hijack-relay.json'), 'utf8'));
+    assert.ok(relayStats.hijackAttempts >= 1);
+    assert.ok(relayStats.unknownSource >= 200);
+    assert.equal(decode(s.out, 'h264').errors, '');
+  });
+
+  test('40,000 hostile datagrams: the relay stays up, its memory stays bounded, the viewer decodes cleanly', async () => {
+    const s = await stream('flood', 12);
+    await sleep(1000);
+    const rssBefore = rssKb(s.relay.pid);
+    const attacker = await socket();
+    const kinds = [
+      () => randomBytes(1 + Math.floor(Math.random() * 1400)), // random bytes
+      () => Buffer.alloc(0), // empty
+      () => randomBytes(65_000), // oversize
+      () => { // RTP-shaped, lying CSRC count and extension length
+        const b = randomBytes(40);
+        b[0] = 0x90 | 0x0f;
+        b[1] = 96;
+        return b;
+      },
+      () => { // RTCP-shaped, lying length and count
+        const b = randomBytes(24);
+        b[0] = 0x9f;
+        b[1] = 200 + Math.floor(Math.random() * 7);
+        b.writeUInt16BE(0xffff, 2);
+        return b;
+      },
+      () => serializeRtcp([controlApp({ kind: ControlType.Subscribe, stream: 'main' }, 7)]), // unproven subscriptions
+      () => serializeRtcp([controlApp({ kind: ControlType.Publish, stream: `s${Math.floor(Math.random() * 1e6)}` }, 7)]), // stream squatting
+    ];
+    try {
+      for (let i = 0; i < 40_000; i++) {
+        attacker.send(kinds[i % kinds.length](), s.port, '127.0.0.1');
+        if (i % 500 === 499) await sleep(20); // ~20,000 a second: a flood, without starving the test itself
+      }
+      await sleep(1000);
+    } finally {
+      attacker.close();
+    }
+    const rssAfter = rssKb(s.relay.pid);
+    assert.ok(rssAfter - rssBefore < 60_000, `relay RSS grew ${rssAfter - rssBefore} kB`);
+    process.kill(s.relay.pid, 0); // still running
+    await finish(s);
+    const d = decode(s.out, 'h264');
+    assert.equal(d.errors, '', 'the viewer decoded cleanly through the flood');
+    assert.ok(d.frames > 100);
+    const r = lastStats(readFileSync(join(dir, 'flood-relay.json'), 'utf8'));
+    assert.ok(r.malformed + r.oversize + r.unknownSource + r.overLimit + r.rateLimited > 10_000, JSON.stringify(r));
+    assert.ok(r.streams <= 64, 'stream squatting is capped');
+  });
+});
+
+describe('faults', { skip }, () => {
+  test('FFmpeg killed on the sharer: restarted with a clear message, the viewer resumes', async () => {
+    const s = await stream('ffcrash', 9);
+    await waitFor(() => /ffmpeg started \(pid \d+\)/.test(s.share.stderrText()), 5000, 'ffmpeg');
+    await sleep(1500);
+    const pid = Number(/ffmpeg started \(pid (\d+)\)/.exec(s.share.stderrText())![1]);
+    const before = lastStats(readFileSync(s.stats, 'utf8')).framesComplete;
+    process.kill(pid, 'SIGKILL');
+    await waitFor(() => /restarting it in/.test(s.share.stderrText()), 5000, 'the restart message');
+    await waitFor(() => lastStats(readFileSync(s.stats, 'utf8')).framesComplete > before + 30, 8000, 'frames after the restart');
+    await finish(s);
+    assert.equal(decode(s.out, 'h264').errors, '');
+  });
+
+  test('ffplay crashing on a viewer: a clear message and a non-zero exit', async () => {
+    const port = await freePort();
+    const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(port), '--source', 'test', '--size', '320x240', '--duration', '8', '--no-dashboard']);
+    await waitFor(() => share.stderrText().includes('listening'), 5000, 'the sharer');
+    const fake = join(dir, 'crashing-ffplay');
+    writeFileSync(fake, '#!/bin/sh\nhead -c 20000 >/dev/null\necho "fake ffplay: giving up" >&2\nexit 3\n');
+    chmodSync(fake, 0o755);
+    const watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard'], { FFPLAY_PATH: fake });
+    const e = await exited(watch, 15_000);
+    assert.notEqual(e.code, 0);
+    assert.match(watch.stderrText(), /ffplay exited with code 3/);
+    share.child.kill('SIGTERM');
+    await exited(share, 5000);
+  });
+});
