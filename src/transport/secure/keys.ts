@@ -4,7 +4,7 @@
  * Two steps, so that the slow one runs once per process and never because of a packet:
  *
  *   master  = scrypt(NFC(passphrase), "udpcast v1 passphrase", N = 2^15, r = 8, p = 1) → 32 bytes
- *             (RFC 7914; ~0.4-0.6 s and 32 MiB here, once at start-up)
+ *             (RFC 7914; 0.3-0.6 s and 32 MiB on the 2-core dev box, once at start-up)
  *   per stream, with the sharer's 16-byte random salt (HKDF-SHA-256, RFC 5869):
  *   rtpAuth   = HKDF(master, salt, "udpcast v1 rtp auth",   32)   HMAC key, publisher → relay
  *   rtcpAuth  = HKDF(master, salt, "udpcast v1 rtcp auth",  32)   HMAC key, publisher → relay
@@ -82,7 +82,7 @@ export function hkdf(ikm: Buffer, salt: Buffer, info: Buffer | string, length: n
   return Buffer.from(hkdfSync('sha256', ikm, salt, info, length));
 }
 
-/** The slow step: run once per passphrase per process (≈0.5 s). */
+/** The slow step: run once per passphrase per process (0.3-0.6 s measured). */
 export function deriveMasterKey(passphrase: string): MasterKey {
   if (passphrase.length === 0) throw new Error('a passphrase must not be empty');
   // NFC so the same passphrase typed on two systems (composed or decomposed accents) gives one key.
