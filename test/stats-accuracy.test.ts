@@ -20,13 +20,15 @@
  * ("final": true) covers the whole stream.
  *
  * Jitter is compared at every --stats-json line, not only the last. The A.8 estimate has a memory of
- * about 16 packets (two frames here), so one line is one short sample; a scheduling stall of ~10 ms
- * in the viewer or in this process near that moment (the machine runs four processes and FFmpeg)
- * moves it by more than 25% although the viewer computes correctly. Each line is matched to the
- * judge's estimate after the same number of counted packets (the same packets, since both count the
- * same ones in the same order), and the run-long mean of the viewer's values must be within 25%
- * (or 0.5 ms) of the judge's. A wrong clock rate, gain, unit or packet set shifts every line and
- * fails that; a single noisy line does not.
+ * about 16 packets (two frames here), so one line is one short sample, and the judge's arrival times
+ * are the proxy's schedule, not the viewer's clock: a scheduling stall in the viewer or in this
+ * process near that moment (four processes and FFmpeg on a shared machine; the end of the stream,
+ * when the sharer and FFmpeg exit, is the worst) moves one line by more than 25% although the viewer
+ * computes correctly. Measured here: about one line in nine, up to +84% on a final line. So each
+ * line is matched to the judge's estimate after the same number of counted packets (the same
+ * packets, since both count the same ones in the same order), and the median line must be within
+ * 25% (or 0.5 ms). A wrong clock rate, gain, unit or packet set moves every line and fails that;
+ * one or two noisy lines do not.
  */
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -115,10 +117,15 @@ interface Outcome {
   ssrcs: Set<number>;
   /** Distinct window sequence numbers the proxy dropped (the first sending or a retransmission). */
   droppedInWindow: number;
-  /** Of those, the ones a retransmission (same SSRC and sequence number) later got through. */
+  /**
+   * Of those, the ones a retransmission (same SSRC and sequence number) later got through in time
+   * to be counted: A.1 ignores a packet more than MAX_MISORDER behind the highest, so a repair that
+   * late is no repair.
+   */
   repairedInWindow: number;
-  /** Distinct window sequence numbers that never got through at all. */
-  neverDelivered: number;
+  /** Window sequence numbers the judge never counted, and those of them the proxy did forward (too late). */
+  notCounted: number[];
+  forwardedTooLate: number;
   /** Counted packets older than base_seq (a late packet from before the window). */
   countedBeforeBase: number;
   /** Extra copies of media packets the proxy sent. */
@@ -202,8 +209,8 @@ async function run(name: string, down: ImpairSettings, seed: number): Promise<Ou
   const inWindow = (ext: number) => ext >= judge.baseSeq && ext <= judge.extendedMax;
   const delivered = new Set(forwarded.map((f) => extend(f.seq)));
   const droppedSet = new Set(dropped.map((d) => extend(d.seq)).filter(inWindow));
-  let neverDelivered = 0;
-  for (let e = judge.baseSeq; e <= judge.extendedMax; e++) if (!delivered.has(e)) neverDelivered++;
+  const notCounted: number[] = [];
+  for (let e = judge.baseSeq; e <= judge.extendedMax; e++) if (!judge.counted.has(e)) notCounted.push(e);
   return {
     lines,
     viewer,
@@ -212,8 +219,9 @@ async function run(name: string, down: ImpairSettings, seed: number): Promise<Ou
     dropped,
     ssrcs: new Set([...forwarded, ...dropped].map((m) => m.ssrc)),
     droppedInWindow: droppedSet.size,
-    repairedInWindow: [...droppedSet].filter((e) => delivered.has(e)).length,
-    neverDelivered,
+    repairedInWindow: [...droppedSet].filter((e) => judge.counted.has(e)).length,
+    notCounted,
+    forwardedTooLate: notCounted.filter((e) => delivered.has(e)).length,
     countedBeforeBase: [...judge.counted].filter((e) => e < judge.baseSeq).length,
     duplicatesSent: forwarded.reduce((n, f) => n + f.copies - 1, 0),
     mediaSeen: forwarded.length + dropped.length,
@@ -227,52 +235,73 @@ interface JitterPair {
   judgeMs: number;
 }
 
-/** Every stats line that counted packets, with the judge's estimate after the same packet count. */
+/**
+ * Every stats line that counted packets, with the judge's estimate after the same packet count. A
+ * line with the same count as the one before (the stream had ended) is the same sample, kept once.
+ */
 function jitterPairs(o: Outcome): JitterPair[] {
-  return o.lines
-    .filter((l) => l.packetsReceived > 0)
-    .map((l) => {
-      const at = o.judge.trace[l.packetsReceived - 1];
-      assert.ok(at, `a stats line counts ${l.packetsReceived} packets, the judge only ${o.judge.trace.length}`);
-      return { packets: l.packetsReceived, viewerMs: l.jitterMs, judgeMs: at.jitterMs };
-    });
+  const pairs: JitterPair[] = [];
+  for (const l of o.lines) {
+    if (l.packetsReceived === 0 || l.packetsReceived === pairs.at(-1)?.packets) continue;
+    const at = o.judge.trace[l.packetsReceived - 1];
+    assert.ok(at, `a stats line counts ${l.packetsReceived} packets, the judge only ${o.judge.trace.length}`);
+    pairs.push({ packets: l.packetsReceived, viewerMs: l.jitterMs, judgeMs: at.jitterMs });
+  }
+  return pairs;
 }
 
+/** Issue 4's jitter bound for one judge value. */
+const jitterTolerance = (judgeMs: number) => Math.max(JITTER_TOLERANCE_FRACTION * judgeMs, JITTER_TOLERANCE_MS);
+/** How far a line is off, in units of its tolerance: ≤ 1 is within it. */
+const offBy = (p: JitterPair) => Math.abs(p.viewerMs - p.judgeMs) / jitterTolerance(p.judgeMs);
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+const showPairs = (pairs: JitterPair[]) => pairs.map((p) => `${p.viewerMs}/${p.judgeMs.toFixed(2)}`).join(' ');
 
 function report(name: string, o: Outcome): void {
   const v = o.viewer;
   const j = o.judge;
   const pairs = jitterPairs(o);
-  const mv = mean(pairs.map((p) => p.viewerMs));
-  const mj = mean(pairs.map((p) => p.judgeMs));
+  const within = pairs.filter((p) => offBy(p) <= 1).length;
   console.log(
     `${name}: media ${o.mediaSeen} (forwarded ${o.forwarded.length}, dropped ${o.dropped.length}, +${o.duplicatesSent} copies); ` +
       `window ${j.baseSeq}..${j.extendedMax}, expected ${j.expected}; ` +
-      `lost viewer ${v.packetsLost} vs judge ${j.lost} (dropped ${o.droppedInWindow} - retransmitted through ${o.repairedInWindow}; ` +
+      `lost viewer ${v.packetsLost} vs judge ${j.lost} (dropped ${o.droppedInWindow} - retransmitted in time ${o.repairedInWindow}, ${o.forwardedTooLate} forwarded too late; ` +
       `viewer nacksSent ${v.nacksSent} recoveredByRtx ${v.recoveredByRtx} recoveredByFec ${v.recoveredByFec}); ` +
       `received viewer ${v.packetsReceived} vs judge ${j.received}; ` +
-      `jitter mean of ${pairs.length} lines viewer ${mv.toFixed(3)} vs judge ${mj.toFixed(3)} ms (${(100 * (mv / mj - 1)).toFixed(1)}%), ` +
+      `jitter: ${within} of ${pairs.length} lines within tolerance, median line off by ${median(pairs.map(offBy)).toFixed(2)} of its tolerance, ` +
       `final viewer ${v.jitterMs} vs judge ${j.jitterMs.toFixed(3)} ms (${(100 * (v.jitterMs / j.jitterMs - 1)).toFixed(1)}%), ` +
-      `per line ${pairs.map((p) => `${p.viewerMs}/${p.judgeMs.toFixed(2)}`).join(' ')}; ` +
+      `per line viewer/judge ms ${showPairs(pairs)}; ` +
       `duplicates viewer ${v.duplicates} vs judge ${j.duplicates}; late viewer ${v.reordered} vs judge ${j.late}`,
   );
 }
 
 /**
  * The setup and the judge hold: one sender session, A.3's expected - received equals the window
- * sequence numbers that never got through, and each of those was dropped by the proxy (nothing is
- * lost anywhere else on loopback).
+ * sequence numbers the judge never counted, and each of those was dropped by the proxy at least
+ * once (nothing is lost anywhere else on loopback).
  */
 function judgeIsConsistent(o: Outcome): void {
   assert.equal(o.ssrcs.size, 1, `one media SSRC throughout, saw ${[...o.ssrcs].map((s) => s.toString(16))}\n${o.logs}`);
-  assert.equal(o.judge.restarts, 0, `no A.1 restart in the judge\n${o.logs}`);
+  // A restart would mean packets far behind the stream (more than MAX_MISORDER) arrived in
+  // sequence, e.g. stale history replayed to the viewer: both sides would then count a new window.
+  assert.equal(
+    o.judge.restarts,
+    0,
+    `no A.1 restart: ${o.judge.ignored} arrivals ignored, window now ${o.judge.baseSeq}..${o.judge.extendedMax}\n${o.logs}`,
+  );
   assert.equal(
     o.judge.lost,
-    o.neverDelivered - o.countedBeforeBase,
-    'A.3 expected - received equals the window sequence numbers the proxy never delivered',
+    o.notCounted.length - o.countedBeforeBase,
+    'A.3 expected - received equals the window sequence numbers never counted (less any counted from before the window)',
   );
-  assert.equal(o.neverDelivered, o.droppedInWindow - o.repairedInWindow, `every packet that never arrived was dropped by the proxy\n${o.logs}`);
+  const droppedSet = new Set(o.dropped.map((d) => d.seq));
+  const notDropped = o.notCounted.filter((e) => !droppedSet.has(e % SEQ_MOD));
+  assert.deepEqual(notDropped, [], `every packet missing in the window was dropped by the proxy\n${o.logs}`);
 }
 
 /**
@@ -296,7 +325,7 @@ function assertAccurate(o: Outcome): void {
   const expectedLost = o.droppedInWindow - o.repairedInWindow - byFec;
   assert.ok(
     Math.abs(v.packetsLost - expectedLost) <= LOSS_TOLERANCE_PACKETS,
-    `viewer lost ${v.packetsLost}; judge: ${o.droppedInWindow} dropped in the window - ${o.repairedInWindow} retransmitted through - ` +
+    `viewer lost ${v.packetsLost}; judge: ${o.droppedInWindow} dropped in the window - ${o.repairedInWindow} retransmitted in time - ` +
       `${byFec} rebuilt by FEC = ${expectedLost} (±${LOSS_TOLERANCE_PACKETS})`,
   );
   assert.ok(
@@ -306,14 +335,13 @@ function assertAccurate(o: Outcome): void {
 
   const pairs = jitterPairs(o);
   assert.ok(pairs.length >= MIN_JITTER_LINES, `${pairs.length} stats lines with packets`);
-  const viewerMs = mean(pairs.map((p) => p.viewerMs));
   const judgeMs = mean(pairs.map((p) => p.judgeMs));
-  assert.ok(judgeMs > MIN_JUDGE_JITTER_MS, `judge jitter ${judgeMs} ms on average`);
-  const tolerance = Math.max(JITTER_TOLERANCE_FRACTION * judgeMs, JITTER_TOLERANCE_MS);
+  assert.ok(judgeMs > MIN_JUDGE_JITTER_MS, `judge jitter ${judgeMs} ms on average over the lines`);
+  const off = median(pairs.map(offBy));
   assert.ok(
-    Math.abs(viewerMs - judgeMs) <= tolerance,
-    `viewer jitter ${viewerMs.toFixed(3)} ms on average over ${pairs.length} lines, judge ${judgeMs.toFixed(3)} ms (± ${tolerance.toFixed(3)} ms); ` +
-      `per line viewer/judge: ${pairs.map((p) => `${p.viewerMs}/${p.judgeMs.toFixed(2)}`).join(' ')}`,
+    off <= 1,
+    `the median stats line's jitter is off by ${off.toFixed(2)} times the tolerance (25% or 0.5 ms); ` +
+      `per line viewer/judge ms: ${showPairs(pairs)}`,
   );
 }
 
@@ -352,5 +380,73 @@ describe('watch statistics against an independent RFC 3550 judge', { skip }, () 
       `viewer ${o.viewer.reordered} reordered, judge ${o.judge.late} late`,
     );
     assertAccurate(o);
+  });
+});
+
+// ---- The judge checked by hand, so a bug in it cannot pass for agreement --------------------------
+describe('the judge itself, on a schedule worked out by hand', () => {
+  // 90 kHz clock (1 ms = 90 units); the sender sends every 20 ms (1800 units). Packet k has
+  // seq (65534 + k) mod 2^16 and timestamp (2^32 - 3600 + 1800 k) mod 2^32, so both wrap at k = 2.
+  const ts = (k: number) => (2 ** 32 - 3600 + 1800 * k) % 2 ** 32;
+  const seq = (k: number) => (65534 + k) % SEQ_MOD;
+  const at = (k: number, arrivalMs: number): Arrival => ({ seq: seq(k), timestamp: ts(k), arrivalMs });
+  //   k  seq    arrival  A.1                              D = (Rj-Ri) - (Sj-Si), units    J
+  //   0  65534  1000     probation, not counted
+  //   1  65535  1020     valid: base_seq 65535            (first counted: reference only) 0
+  //   2  0      1045     wrapped: cycles 65536            25·90 - 1800 = 450              450/16 = 28.125
+  //   4  2      1080     gap (k=3 not yet here)           35·90 - 3600 = -450             28.125 + (450-28.125)/16 = 54.4921875
+  //   3  1      1085     late                             5·90 + 1800 = 2250              54.4921875 + (2250-54.4921875)/16 = 191.71142578125
+  //   4  2      1086     duplicate: not counted, no D
+  //   5  3      -        lost
+  //   6  4      1120     in order                         35·90 - 5400 = -2250            191.71142578125 + (2250-191.71142578125)/16
+  const schedule = [at(0, 1000), at(1, 1020), at(2, 1045), at(4, 1080), at(3, 1085), at(4, 1086), at(6, 1120)];
+  const jitter = 191.71142578125 + (2250 - 191.71142578125) / 16;
+
+  test('A.1 window, A.3 loss, duplicates and late packets across the 16-bit wrap', () => {
+    const r = judgeRfc3550(schedule, { clockRate: VIDEO_CLOCK_RATE });
+    assert.equal(r.valid, true);
+    assert.equal(r.firstCounted, 1, 'the second arrival ends probation');
+    assert.equal(r.baseSeq, 65535);
+    assert.equal(r.extendedMax, 65536 + 4);
+    assert.equal(r.expected, 6, 'k = 1..6');
+    assert.equal(r.received, 5);
+    assert.equal(r.lost, 1, 'k = 5');
+    assert.equal(r.duplicates, 1);
+    assert.equal(r.lostCountingDuplicates, 0, '§6.4.1 literally: the duplicate hides the loss');
+    assert.equal(r.late, 1);
+    assert.deepEqual([...r.counted].sort((a, b) => a - b), [65535, 65536, 65537, 65538, 65540]);
+  });
+
+  test('A.8 jitter across the 32-bit timestamp wrap, in units and ms', () => {
+    const r = judgeRfc3550(schedule, { clockRate: VIDEO_CLOCK_RATE });
+    assert.equal(r.jitter, jitter);
+    assert.equal(r.jitterMs, jitter / 90);
+    assert.deepEqual(
+      r.trace.map((t) => t.jitterMs * 90),
+      [0, 28.125, 54.4921875, 191.71142578125, jitter],
+      'one estimate per counted packet, none for the duplicate',
+    );
+  });
+
+  test('probation starts again when the first two packets are not in sequence', () => {
+    const r = judgeRfc3550(
+      [
+        { seq: 10, timestamp: 0, arrivalMs: 0 },
+        { seq: 12, timestamp: 3600, arrivalMs: 40 },
+        { seq: 13, timestamp: 5400, arrivalMs: 60 },
+        { seq: 14, timestamp: 7200, arrivalMs: 80 },
+      ],
+      { clockRate: VIDEO_CLOCK_RATE },
+    );
+    assert.deepEqual([r.firstCounted, r.baseSeq, r.expected, r.received, r.lost, r.ignored], [2, 13, 2, 2, 0, 2]);
+  });
+
+  test('a jump of MAX_DROPOUT or more is ignored, unless its successor follows: then a restart', () => {
+    const p = (s: number, t: number) => ({ seq: s, timestamp: 1800 * t, arrivalMs: 20 * t });
+    const r = judgeRfc3550([p(100, 0), p(101, 1), p(102, 2), p(9000, 3), p(103, 4), p(20000, 5), p(20001, 6), p(20002, 7)], {
+      clockRate: VIDEO_CLOCK_RATE,
+    });
+    // 9000 is ignored (its successor does not come); 20000 too, but 20001 follows it: restart there.
+    assert.deepEqual([r.restarts, r.baseSeq, r.expected, r.received, r.ignored], [1, 20001, 2, 2, 3]);
   });
 });
