@@ -47,6 +47,9 @@ const parser = yargs(hideBin(process.argv))
         .option('quality', { type: 'number', default: DEFAULT_MJPEG_QUALITY, describe: 'MJPEG quality, 2 (best) - 31' })
         .option('stream', { type: 'string', default: DEFAULT_STREAM, describe: 'stream name' })
         .option('ffmpeg', { type: 'string', describe: 'path of the ffmpeg binary (else $FFMPEG_PATH, PATH, the bundled one)' })
+        .option('key', { type: 'string', describe: 'passphrase shared with the relay: every datagram is signed (relay needs the same --key)' })
+        .option('key-file', { type: 'string', describe: 'read --key from the first line of FILE' })
+        .option('encrypt', { type: 'string', describe: 'passphrase shared with viewers only: pictures are AES-GCM encrypted end to end' })
         .option('fec', { type: 'string', describe: 'forward error correction: PCT of parity (2-50), repairs isolated losses without a round trip' })
         .option('fec-mode', { choices: ['row', 'column', '2d'] as const, describe: 'row: single losses; column: bursts up to --fec-depth; 2d: both (default row)' })
         .option('fec-depth', { type: 'number', describe: 'burst length column FEC repairs (default up to 5)' })
@@ -65,7 +68,11 @@ const parser = yargs(hideBin(process.argv))
       common(y)
         .option('port', { type: 'number', default: DEFAULT_PORT, describe: 'UDP port for publishers and viewers' })
         .option('host', { type: 'string', default: '0.0.0.0', describe: 'address to listen on' })
-        .example('$0 relay --port 5004', 'relay on UDP 5004 for every stream published to it'),
+        .option('key', { type: 'string', describe: 'accept only sharers that sign with this passphrase' })
+        .option('key-file', { type: 'string', describe: 'read --key from the first line of FILE' })
+        .option('watch-key', { type: 'string', describe: 'accept only viewers that know this passphrase' })
+        .example('$0 relay --port 5004', 'relay on UDP 5004 for every stream published to it')
+        .example('$0 relay --key-file /etc/udpcast.key', 'only sharers with the key may publish'),
     (a) => {
       chosen = { name: 'relay', args: a };
     },
@@ -79,6 +86,8 @@ const parser = yargs(hideBin(process.argv))
         .option('stream', { type: 'string', default: DEFAULT_STREAM, describe: 'stream name' })
         .option('player', { choices: ['ffplay', 'none'] as const, default: 'ffplay' as const })
         .option('output', { type: 'string', nargs: 1, describe: "write the reassembled stream (.h264 or .mjpeg) to FILE, '-' for stdout" })
+        .option('encrypt', { type: 'string', describe: "the sharer's --encrypt passphrase, to decrypt the pictures" })
+        .option('watch-key', { type: 'string', describe: "the relay's --watch-key, when it has one" })
         .option('latency', { type: 'number', describe: 'ms a lost packet may hold frames back while it is re-sent (default: 3×RTT + 20, 40-500)' })
         .example('$0 watch 192.168.1.20', "watch the sharer at 192.168.1.20's default port")
         .example('$0 watch relay:5004 --player none --output - | ffplay -f h264 -', 'pipe into any player'),

@@ -84,7 +84,7 @@ describe('share → relay → watch', { skip }, () => {
     await waitFor(() => relay.stderrText().includes('listening'), 5000, 'the relay');
     const watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', '14', '--output', '-']);
     const share = udpcast(['share', '--relay', `127.0.0.1:${port}`, '--source', 'test', '--size', '320x240', '--gop', '30', '--duration', '13', '--no-dashboard']);
-    await waitFor(() => watch.stdout.length > 10, 8000, 'video before the restart');
+    await waitFor(() => watch.stdout.length > 10, 15_000, 'video before the restart');
     relay.child.kill('SIGKILL');
     await exited(relay, 5000);
     await sleep(1000);

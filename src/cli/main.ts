@@ -6,6 +6,7 @@ import { DEFAULT_PORT, DEFAULT_STREAM, DEFAULT_TEST_SIZE, DEFAULT_FPS, DEFAULT_B
 import { locateFfplay } from '../encode/locate.ts';
 import { startWatch } from '../player/watch.ts';
 import { UsageError } from '../util/errors.ts';
+import { secretsProblem } from '../transport/secure.ts';
 import {
   checkChoice,
   checkDuration,
@@ -14,6 +15,7 @@ import {
   checkStream,
   parseBitrate,
   parseFec,
+  readSecret,
   parseHostPort,
   parseRegion,
   parseSize,
@@ -42,7 +44,7 @@ const log = (line: string) => {
 };
 
 export function shareOptions(a: Record<string, unknown>): ShareOptions {
-  return {
+  const o: ShareOptions = {
     relay: a.relay !== undefined ? parseHostPort('relay', String(a.relay)) : undefined,
     host: String(a.host ?? '0.0.0.0'),
     port: checkPort('port', a.port ?? DEFAULT_PORT, true),
@@ -59,14 +61,21 @@ export function shareOptions(a: Record<string, unknown>): ShareOptions {
     stream: checkStream(a.stream ?? DEFAULT_STREAM),
     ffmpeg: a.ffmpeg !== undefined ? String(a.ffmpeg) : undefined,
     fec: parseFec(a.fec, a.fecMode, a.fecDepth),
+    key: readSecret('key', a.key, a.keyFile),
+    encrypt: readSecret('encrypt', a.encrypt),
     statsJson: a.statsJson !== undefined ? String(a.statsJson) : undefined,
     dashboard: a.dashboard !== false,
     duration: checkDuration('duration', a.duration),
   };
+  const problem = secretsProblem(o);
+  if (problem) throw new UsageError(problem);
+  return o;
 }
 
 export function relayOptions(a: Record<string, unknown>): RelayOptions {
   return {
+    key: readSecret('key', a.key, a.keyFile),
+    watchKey: readSecret('watch-key', a.watchKey),
     host: String(a.host ?? '0.0.0.0'),
     port: checkPort('port', a.port ?? DEFAULT_PORT, true),
     statsJson: a.statsJson !== undefined ? String(a.statsJson) : undefined,
@@ -77,6 +86,8 @@ export function relayOptions(a: Record<string, unknown>): RelayOptions {
 
 export function watchOptions(a: Record<string, unknown>): WatchOptions {
   return {
+    encrypt: readSecret('encrypt', a.encrypt),
+    watchKey: readSecret('watch-key', a.watchKey),
     target: parseHostPort('target', String(a.target ?? `127.0.0.1:${DEFAULT_PORT}`)),
     stream: checkStream(a.stream ?? DEFAULT_STREAM),
     player: checkChoice('player', a.player ?? 'ffplay', ['ffplay', 'none'] as const),

@@ -2,6 +2,7 @@
  * One options object per command, validated once at the edge. Every check names the option and the
  * valid range, so a person knows what to type instead.
  */
+import { readFileSync } from 'node:fs';
 import { UsageError } from '../util/errors.ts';
 import { STREAM_NAME_RE } from '../transport/control.ts';
 import { DEFAULT_PORT } from '../defaults.ts';
@@ -17,13 +18,23 @@ export interface Size {
   height: number;
 }
 
+/** Passphrases (never logged). */
+export interface Secrets {
+  /** --key / --key-file / UDPCAST_KEY: shared by sharer and relay; publishers sign with it. */
+  key?: string;
+  /** --encrypt / UDPCAST_ENCRYPT: shared by sharer and viewers only; the relay never sees pictures. */
+  encrypt?: string;
+  /** --watch-key / UDPCAST_WATCH_KEY: shared by relay and viewers; only they may subscribe. */
+  watchKey?: string;
+}
+
 export interface CommonOptions {
   statsJson?: string;
   dashboard: boolean;
   duration?: number;
 }
 
-export interface ShareOptions extends CommonOptions {
+export interface ShareOptions extends CommonOptions, Pick<Secrets, 'key' | 'encrypt'> {
   relay?: HostPort;
   host: string;
   port: number;
@@ -43,12 +54,12 @@ export interface ShareOptions extends CommonOptions {
   fec?: { groupSize: number; mode: 'row' | 'column' | '2d'; depth?: number };
 }
 
-export interface RelayOptions extends CommonOptions {
+export interface RelayOptions extends CommonOptions, Pick<Secrets, 'key' | 'watchKey'> {
   host: string;
   port: number;
 }
 
-export interface WatchOptions extends CommonOptions {
+export interface WatchOptions extends CommonOptions, Pick<Secrets, 'encrypt' | 'watchKey'> {
   target: HostPort;
   stream: string;
   player: 'ffplay' | 'none';
@@ -136,6 +147,25 @@ export function checkStream(v: unknown): string {
 export function checkChoice<T extends string>(name: string, v: unknown, choices: readonly T[]): T {
   if (!choices.includes(v as T)) throw new UsageError(`--${name} must be one of ${choices.join(', ')}, got ${String(v)}`);
   return v as T;
+}
+
+/** Shortest passphrase we accept: scrypt slows guessing, it cannot save a short secret. */
+const MIN_SECRET = 8;
+
+/** A passphrase option, or the first line of --key-file. */
+export function readSecret(name: string, value: unknown, file?: unknown): string | undefined {
+  let v = value === undefined ? undefined : String(value);
+  if (file !== undefined) {
+    try {
+      v = readFileSync(String(file), 'utf8').split(/\r?\n/)[0];
+    } catch (err) {
+      throw new UsageError(`--${name}-file ${String(file)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
+  if (v !== undefined && v.length < MIN_SECRET) {
+    throw new UsageError(`--${name} must be at least ${MIN_SECRET} characters (a random one: openssl rand -base64 24)`);
+  }
+  return v;
 }
 
 /** RFC 5109 masks reach 48 packets: a column group spans (K − 1)·D + 1 of them. */

@@ -2,6 +2,7 @@
 import { RelayServer } from '../relay/server.ts';
 import { fmt } from '../relay/core.ts';
 import { UsageError } from '../util/errors.ts';
+import { deriveMasterKey, deriveWatchKey } from '../transport/secure.ts';
 import type { RelayOptions } from './options.ts';
 import type { RelaySnapshot } from './snapshots.ts';
 import { VIDEO_CLOCK_RATE } from '../defaults.ts';
@@ -16,7 +17,13 @@ export interface RelayHandle {
 export async function startRelay(o: RelayOptions, log: (line: string) => void): Promise<RelayHandle> {
   let server: RelayServer;
   try {
-    server = await RelayServer.start({ host: o.host, port: o.port, log });
+    server = await RelayServer.start({
+      host: o.host,
+      port: o.port,
+      log,
+      key: o.key !== undefined ? deriveMasterKey(o.key) : undefined,
+      watchKey: o.watchKey !== undefined ? deriveWatchKey(deriveMasterKey(o.watchKey)) : undefined,
+    });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'EADDRINUSE') throw new UsageError(`--port ${o.port} is in use on ${o.host}: pick another port`);
@@ -60,6 +67,7 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
         cacheJoins: c.cacheJoins,
         challenges: c.challenges,
         rateLimited: c.rateLimited,
+        authFailures: c.authFailures,
         perStream: streams.map((s) => {
           let meter = streamRates.get(s.name);
           if (!meter) streamRates.set(s.name, (meter = new RateMeter()));

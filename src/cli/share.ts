@@ -11,6 +11,7 @@ import { fmt } from '../relay/core.ts';
 import { Publisher } from '../transport/publisher.ts';
 import { PacketError } from '../transport/errors.ts';
 import { RefuseReason } from '../transport/control.ts';
+import { deriveMasterKey } from '../transport/secure.ts';
 import { UsageError } from '../util/errors.ts';
 import { resolveHost } from '../player/watch.ts';
 import type { ShareOptions } from './options.ts';
@@ -47,6 +48,9 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   const size = o.size ?? (o.source === 'test' ? DEFAULT_TEST_SIZE : undefined);
   if (o.codec === 'mjpeg') checkMjpegSize(size);
 
+  // scrypt takes ~0.5 s per passphrase: once here, shared by the publisher and the embedded relay.
+  const keyMaster = o.key !== undefined ? deriveMasterKey(o.key) : undefined;
+  const encryptMaster = o.encrypt !== undefined ? deriveMasterKey(o.encrypt) : undefined;
   let relay: RelayServer | undefined;
   let target: { address: string; port: number };
   if (o.relay) {
@@ -54,7 +58,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     target = { address: r.address, port: o.relay.port };
   } else {
     try {
-      relay = await RelayServer.start({ host: o.host, port: o.port, log: (l) => log(`relay: ${l}`) });
+      relay = await RelayServer.start({ host: o.host, port: o.port, key: keyMaster, log: (l) => log(`relay: ${l}`) });
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       if (e.code === 'EADDRINUSE') throw new UsageError(`--port ${o.port} is in use on ${o.host}: pick another port`);
@@ -65,7 +69,13 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     target = { address: o.host.includes(':') ? '::1' : '127.0.0.1', port: bound.port };
     log(`relay listening on ${fmt(bound)}; viewers run: udpcast watch THIS_HOST:${bound.port}` + (o.stream !== 'main' ? ` --stream ${o.stream}` : ''));
   }
-  const publisher = await Publisher.start({ relay: target, stream: o.stream, codec: o.codec, fec: o.fec });
+  const publisher = await Publisher.start({
+    relay: target,
+    stream: o.stream,
+    codec: o.codec,
+    fec: o.fec,
+    security: keyMaster || encryptMaster ? { key: keyMaster, encrypt: encryptMaster } : undefined,
+  });
   const encoder = new Encoder({
     ffmpegPath: ffmpeg.path,
     capture: { source: o.source, display: o.display, region: o.region, fps: o.fps, size, hasDdagrab },
@@ -91,7 +101,9 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
         ? `stream ${o.stream} is being published by another sharer: pick another --stream, or wait until it ends`
         : reason === RefuseReason.Full
           ? `relay ${fmt(target)} carries as many streams as it may`
-          : `relay ${fmt(target)} refused our key: check --key`;
+          : reason === RefuseReason.RelayHasNoKey
+            ? `relay ${fmt(target)} runs without --key, so it cannot check ours: give it the same --key, or share without one`
+            : `relay ${fmt(target)} refused our key: ${o.key === undefined ? 'it requires --key' : 'check --key'}`;
     log(`cannot publish: ${why}`);
     stop(1);
   };

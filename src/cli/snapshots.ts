@@ -40,6 +40,8 @@ export interface WatchSnapshot {
   firstFrameMs: number | null;
   /** Times the stream's sender changed (a new SSRC): a sharer restart, never an intruder. */
   publisherRestarts: number;
+  /** Encrypted packets that would not decrypt (--encrypt). */
+  undecryptable: number;
 }
 
 export interface ShareViewerRow {
@@ -122,6 +124,8 @@ export interface RelaySnapshot {
   /** Address proofs asked of unknown viewers, and control messages dropped for their rate. */
   challenges: number;
   rateLimited: number;
+  /** Datagrams failing --key, SUBSCRIBEs failing --watch-key. */
+  authFailures: number;
   perStream: RelayStreamRow[];
   perViewer: RelayViewerRow[];
 }

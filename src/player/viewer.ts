@@ -17,7 +17,8 @@ import {
 } from '../defaults.ts';
 import { JitterBuffer, type JitterOutput } from './jitter.ts';
 import { FecDecoder, PT_FEC, fecSsrcFor } from '../transport/fec.ts';
-import { ControlType, controlApp, parseControl } from '../transport/control.ts';
+import { ControlType, RefuseReason, controlApp, parseControl } from '../transport/control.ts';
+import { MediaUnprotector, readRoc, streamKeys, watchProof, type MasterKey } from '../transport/secure.ts';
 import { PacketError } from '../transport/errors.ts';
 import type { Depacketizer, Frame } from '../transport/frame.ts';
 import { H264Depacketizer } from '../transport/h264/depacketize.ts';
@@ -52,6 +53,8 @@ export interface ViewerCounters {
   recoveredByFec: number;
   /** Incomplete frames abandoned when their latency budget ran out. */
   framesGivenUp: number;
+  /** Encrypted packets that failed authentication (wrong key, damage) or came before the salt. */
+  undecryptable: number;
 }
 
 export interface CompletedFrame extends Frame {
@@ -68,6 +71,8 @@ export interface ViewerOutput {
 
 /** Keyframe requests at most this often (RFC 4585 leaves the rate to the application). */
 const PLI_MIN_INTERVAL_MS = 300;
+/** Failed decryptions before any frame that mean the passphrase is wrong, not a damaged packet. */
+const UNDECRYPTABLE_LIMIT = 50;
 /** The latency budget aims to leave at most this fraction of packets unrepaired. */
 const RESIDUAL_LOSS = 1e-4;
 
@@ -100,6 +105,7 @@ export class ViewerCore {
     recoveredByRtx: 0,
     recoveredByFec: 0,
     framesGivenUp: 0,
+    undecryptable: 0,
   };
   /** Picture size, read from the first SPS (H.264) or JPEG header seen. */
   width?: number;
@@ -131,8 +137,19 @@ export class ViewerCore {
   /** A fixed --latency; undefined: derived from the measured RTT. */
   private readonly fixedLatencyMs?: number;
 
-  constructor(stream: string, opts: { latencyMs?: number } = {}) {
+  /** --encrypt: the master key; media keys follow from the salt the relay's ACK carries. */
+  private readonly encryptMaster?: MasterKey;
+  /** --watch-key: proves to the relay that we may watch. */
+  private readonly watchKey?: Buffer;
+  private unprotector?: MediaUnprotector;
+  private salt?: Buffer;
+  /** Set when watching cannot go on (wrong key, encrypted stream without --encrypt): watch exits 2. */
+  fatal?: string;
+
+  constructor(stream: string, opts: { latencyMs?: number; encrypt?: MasterKey; watchKey?: Buffer } = {}) {
     this.stream = stream;
+    this.encryptMaster = opts.encrypt;
+    this.watchKey = opts.watchKey;
     this.fixedLatencyMs = opts.latencyMs;
     const latencyMs = opts.latencyMs ?? LATENCY_BUDGET_INITIAL_MS;
     this.jitter = new JitterBuffer({ latencyMs, retryMs: retryFor(undefined) });
@@ -141,6 +158,32 @@ export class ViewerCore {
   /** The current latency budget: how long a gap may hold frames back before it is given up. */
   get latencyBudgetMs(): number {
     return this.jitter.latencyMs;
+  }
+
+  /**
+   * With --encrypt, every RTP packet is AES-GCM (RFC 7714) under keys from the stream's salt;
+   * a packet that fails is counted and dropped. Without it, an encrypted packet is a clear error.
+   */
+  private decrypt(buf: Buffer): Buffer | undefined {
+    const encrypted = readRoc(buf) !== undefined;
+    if (!this.encryptMaster) {
+      if (encrypted) this.fatal ??= 'the stream is encrypted: watch with --encrypt PASSPHRASE (the sharer\'s --encrypt)';
+      return encrypted ? undefined : buf;
+    }
+    if (!this.unprotector) {
+      this.counters.undecryptable++; // no salt yet (the ACK carries it)
+      return undefined;
+    }
+    try {
+      return this.unprotector.unprotect(buf);
+    } catch (err) {
+      if (!(err instanceof PacketError)) throw err;
+      this.counters.undecryptable++;
+      if (this.counters.undecryptable >= UNDECRYPTABLE_LIMIT && this.counters.framesComplete === 0) {
+        this.fatal ??= 'cannot decrypt the stream: check --encrypt (it must be the sharer\'s --encrypt)';
+      }
+      return undefined;
+    }
   }
 
   /** Timer entry: gives up expired gaps (releasing what waited behind them) and repeats NACKs. */
@@ -157,7 +200,10 @@ export class ViewerCore {
     this.lastHeard = now;
     try {
       if (isRtcp(buf)) this.onRtcp(parseRtcp(buf), now, out);
-      else if (isRtp(buf)) this.onRtp(buf, parseRtp(buf), now, out);
+      else if (isRtp(buf)) {
+        const plain = this.decrypt(buf);
+        if (plain) this.onRtp(plain, parseRtp(plain), now, out);
+      }
       else this.counters.malformed++;
     } catch (err) {
       if (!(err instanceof PacketError)) throw err;
@@ -178,7 +224,15 @@ export class ViewerCore {
         ssrc: this.ssrc,
         reports: this.publisherSsrc !== undefined ? [this.stats.reportBlock(this.publisherSsrc, now)] : [],
       },
-      controlApp({ kind: ControlType.Subscribe, stream: this.stream, cookie: this.cookie }, this.ssrc),
+      controlApp(
+        {
+          kind: ControlType.Subscribe,
+          stream: this.stream,
+          cookie: this.cookie,
+          proof: this.watchKey && this.cookie ? watchProof(this.watchKey, this.cookie, Buffer.from(this.stream, 'utf8')) : undefined,
+        },
+        this.ssrc,
+      ),
     ];
     return serializeRtcp(packets);
   }
@@ -201,7 +255,16 @@ export class ViewerCore {
           // The relay wants proof that we receive at our address: echo its cookie at once.
           this.cookie = msg.cookie;
           out.send.push(this.keepalive(now));
+        } else if (msg.kind === ControlType.Refused) {
+          this.fatal ??=
+            msg.reason === RefuseReason.BadKey
+              ? 'the relay refused us: it needs the right --watch-key'
+              : `the relay refused us (reason ${msg.reason})`;
         } else if (msg.kind === ControlType.Ack) {
+          if (msg.salt && this.encryptMaster && !this.salt?.equals(msg.salt)) {
+            this.salt = Buffer.from(msg.salt);
+            this.unprotector = new MediaUnprotector(streamKeys(this.encryptMaster, this.salt).media);
+          }
           if (this.keepaliveSentAt !== undefined) this.setRtt(now - this.keepaliveSentAt);
           this.keepaliveSentAt = undefined;
           if (this.state !== 'live') this.state = msg.live ? 'live' : 'connecting';

@@ -10,6 +10,7 @@ import { RateMeter, round, startReporter } from '../cli/report.ts';
 import type { WatchOptions } from '../cli/options.ts';
 import { locateFfplay } from '../encode/locate.ts';
 import { UsageError } from '../util/errors.ts';
+import { deriveMasterKey, deriveWatchKey } from '../transport/secure.ts';
 import { FfplaySink, FileSink, type FrameSink } from './sinks.ts';
 import { ViewerCore, type ViewerOutput } from './viewer.ts';
 
@@ -42,7 +43,11 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
         'or watch without a window: --player none --output FILE',
     );
   }
-  const viewer = new ViewerCore(o.stream, { latencyMs: o.latencyMs });
+  const viewer = new ViewerCore(o.stream, {
+    latencyMs: o.latencyMs,
+    encrypt: o.encrypt !== undefined ? deriveMasterKey(o.encrypt) : undefined,
+    watchKey: o.watchKey !== undefined ? deriveWatchKey(deriveMasterKey(o.watchKey)) : undefined,
+  });
   viewer.onLog = log;
   const socket = dgram.createSocket(relay.family === 6 ? 'udp6' : 'udp4');
   const sinks: FrameSink[] = [];
@@ -75,7 +80,13 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
       for (const s of sinks) s.write(f.data);
     }
   };
-  socket.on('message', (msg) => deliver(viewer.onDatagram(msg, Date.now())));
+  socket.on('message', (msg) => {
+    deliver(viewer.onDatagram(msg, Date.now()));
+    if (viewer.fatal && !stopping) {
+      log(`udpcast watch: ${viewer.fatal}`);
+      stop(2);
+    }
+  });
   // Gaps are given up and NACKs repeated on time even when no packet arrives to trigger it.
   const poller = setInterval(() => deliver(viewer.poll(Date.now())), POLL_MS);
   await new Promise<void>((resolve) => socket.bind(0, resolve));
@@ -119,6 +130,7 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
       latencyBudgetMs: viewer.latencyBudgetMs,
       firstFrameMs: viewer.firstFrameMs ?? null,
       publisherRestarts: c.publisherRestarts,
+      undecryptable: c.undecryptable,
     };
   };
   const reporter = startReporter({

@@ -16,8 +16,6 @@ import {
   JOIN_BURST_BYTES,
   JOIN_PACE_BYTES_PER_MS,
   KEYFRAME_CACHE_BYTES,
-  PT_H264,
-  PT_JPEG,
   RTX_HISTORY_PACKETS,
   RTX_MAX_PER_SECOND,
   MAX_DATAGRAM,
@@ -29,9 +27,22 @@ import {
 } from '../defaults.ts';
 import { ControlType, RefuseReason, controlApp, parseControl, type ControlMessage } from '../transport/control.ts';
 import { CookieJar } from './cookie.ts';
+import {
+  AUTH_TRAILER_BYTES,
+  ReplayGuard,
+  readFrameInfo,
+  streamKeys,
+  verifyAuthTag,
+  verifyWatchProof,
+  type AuthKeys,
+  type MasterKey,
+} from '../transport/secure.ts';
 import { PacketError } from '../transport/errors.ts';
 import { isRtcp, parseRtcp, serializeRtcp, type RtcpPacket, type ReportBlock } from '../transport/rtcp.ts';
 import { isRtp } from '../transport/rtp.ts';
+import { startsKeyframe } from '../transport/keyframe.ts';
+
+export { startsKeyframe };
 import { ntpMiddle32 } from '../transport/ntp.ts';
 
 export interface Endpoint {
@@ -93,6 +104,11 @@ export interface StreamState {
   cacheBytes: number;
   /** RTP timestamp of the previous media packet: a change marks the first packet of a frame. */
   lastTimestamp?: number;
+  /** The salt the sharer announced (--key / --encrypt); viewers get it in their ACK. */
+  salt?: Buffer;
+  /** --key: the publisher's authentication keys and replay state. */
+  auth?: AuthKeys;
+  guard?: ReplayGuard;
 }
 
 /** A viewer keepalives once a second; this leaves room for retries and bursts, not floods. */
@@ -153,11 +169,23 @@ export interface RelayCounters {
   rtxMisses: number;
   /** Viewers that joined with the keyframe cache (instant start). */
   cacheJoins: number;
+  /** Datagrams that failed --key authentication (tag, replay) or SUBSCRIBEs without a valid --watch-key proof. */
+  authFailures: number;
   /** CHALLENGEs sent to unproven addresses. */
   challenges: number;
   /** Control messages dropped for arriving faster than an address may send them. */
   rateLimited: number;
 }
+
+export interface RelayCoreOptions {
+  /** Master key from --key (deriveMasterKey): publishers must authenticate every datagram. */
+  key?: MasterKey;
+  /** From --watch-key (deriveWatchKey): viewers must prove it in their SUBSCRIBE. */
+  watchKey?: Buffer;
+}
+
+/** How a publisher datagram was authenticated before it reached the RTCP handler. */
+type Authenticated = { keys: AuthKeys; guard: ReplayGuard; salt: Buffer } | 'latched' | undefined;
 
 export function endpointKey(e: Endpoint): string {
   return `${e.address}|${e.port}`;
@@ -186,13 +214,21 @@ export class RelayCore {
     cacheJoins: 0,
     challenges: 0,
     rateLimited: 0,
+    authFailures: 0,
   };
   private readonly cookies: CookieJar;
   /** Challenge rate per (hashed) address: bounded memory whatever the number of addresses. */
   private readonly unproven = new HashedRateLimiter(UNPROVEN_BUCKETS, UNPROVEN_PER_SECOND);
 
-  constructor(now = Date.now()) {
+  /** --key: publishers must sign every datagram with keys derived from it. */
+  private readonly master?: MasterKey;
+  /** --watch-key: viewers must prove they know it. */
+  private readonly watchKey?: Buffer;
+
+  constructor(now = Date.now(), opts: RelayCoreOptions = {}) {
     this.cookies = new CookieJar(now);
+    this.master = opts.key;
+    this.watchKey = opts.watchKey;
   }
   /** Viewers still being sent their catch-up. */
   private readonly catchingUp = new Set<ViewerState>();
@@ -214,9 +250,21 @@ export class RelayCore {
       return [];
     }
     const key = endpointKey(from);
-    if (isRtcp(buf)) return this.onRtcp(buf, from, key, now);
+    const latched = this.byPublisher.get(key);
+    let auth: Authenticated;
+    if (latched?.auth) {
+      // Everything a keyed publisher sends carries a trailer: verified, then forwarded without it.
+      const r = verifyAuthTag(buf, latched.auth, latched.guard);
+      if (!r.ok) {
+        this.counters.authFailures++;
+        return [];
+      }
+      buf = r.packet;
+      auth = 'latched';
+    }
+    if (isRtcp(buf)) return this.onRtcp(buf, from, key, now, auth);
     if (isRtp(buf)) {
-      const stream = this.byPublisher.get(key);
+      const stream = latched;
       if (!stream) {
         this.counters.unknownSource++;
         return [];
@@ -284,16 +332,16 @@ export class RelayCore {
     }
   }
 
-  private onRtcp(buf: Buffer, from: Endpoint, key: string, now: number): Output[] {
+  private onRtcp(buf: Buffer, from: Endpoint, key: string, now: number, auth: Authenticated): Output[] {
     let packets: RtcpPacket[];
     try {
       packets = parseRtcp(buf);
     } catch (err) {
-      if (err instanceof PacketError) {
-        this.counters.malformed++;
-        return [];
-      }
-      throw err;
+      if (!(err instanceof PacketError)) throw err;
+      // Perhaps a signed PUBLISH from a sharer we do not know yet: the trailer made it unparsable.
+      if (!auth) return this.signedPublish(buf, from, key, now);
+      this.counters.malformed++;
+      return [];
     }
     const out: Output[] = [];
     let controlOnly = true;
@@ -320,7 +368,7 @@ export class RelayCore {
       handled = true;
       switch (msg.kind) {
         case ControlType.Publish: {
-          const ack = this.publish(msg.stream, from, key, p.ssrc, now);
+          const ack = this.publish(msg, from, key, p.ssrc, now, auth);
           if (ack) out.push(ack);
           break;
         }
@@ -384,7 +432,12 @@ export class RelayCore {
   }
 
   /** Latches (or refreshes) a publisher; returns the ACK, or null when refused. */
-  private publish(name: string, from: Endpoint, key: string, ssrc: number, now: number): Output | null {
+  private publish(msg: ControlMessage, from: Endpoint, key: string, ssrc: number, now: number, auth: Authenticated): Output | null {
+    const name = msg.stream;
+    if (this.master && !auth) {
+      this.counters.authFailures++;
+      return this.refuse(name, RefuseReason.BadKey, from, now); // a keyed relay takes only signed publishers
+    }
     let stream = this.streams.get(name);
     if (!stream) {
       if (this.streams.size >= MAX_STREAMS) {
@@ -405,13 +458,18 @@ export class RelayCore {
     else if (current.ssrc !== ssrc) this.log(`stream ${name}: publisher restarted (ssrc ${hex(ssrc)})`);
     if (current?.ssrc !== ssrc) forget(stream);
     stream.publisher = { endpoint: from, key, ssrc, since: current?.since ?? now, lastSeen: now };
+    if (auth && auth !== 'latched') {
+      stream.auth = auth.keys;
+      stream.guard = auth.guard;
+    }
+    if (!current) stream.salt = msg.salt ? Buffer.from(msg.salt) : undefined;
     this.byPublisher.set(key, stream);
-    return this.ack(name, true, from);
+    return this.ack(name, true, from, stream.salt);
   }
 
   /** ACK: smaller than any PUBLISH or SUBSCRIBE it answers, so the relay never amplifies. */
-  private ack(name: string, live: boolean, to: Endpoint): Output {
-    const data = serializeRtcp([controlApp({ kind: ControlType.Ack, stream: name, live }, RELAY_SSRC)]);
+  private ack(name: string, live: boolean, to: Endpoint, salt?: Buffer): Output {
+    const data = serializeRtcp([controlApp({ kind: ControlType.Ack, stream: name, live, salt }, RELAY_SSRC)]);
     this.counters.packetsOut++;
     this.counters.bytesOut += data.length;
     return { data, to: [to] };
@@ -436,6 +494,10 @@ export class RelayCore {
       existing.keepaliveTokens--;
     } else if (!this.cookies.verify(from, msg.cookie)) {
       return this.challenge(name, requestBytes, from, key, now);
+    } else if (this.watchKey && !(msg.proof && verifyWatchProof(this.watchKey, msg.cookie!, Buffer.from(name, 'utf8'), msg.proof))) {
+      // The address is proven (the cookie), so a REFUSED to it amplifies nothing.
+      this.counters.authFailures++;
+      return this.refuse(name, RefuseReason.BadKey, from, now);
     } else {
       if (!stream) {
         if (this.streams.size >= MAX_STREAMS) {
@@ -473,7 +535,43 @@ export class RelayCore {
       }
       this.log(`stream ${name}: viewer ${fmt(from)} joined (${stream.viewers.size} watching)`);
     }
-    return this.ack(name, !!stream!.publisher, from);
+    return this.ack(name, !!stream!.publisher, from, stream!.publisher ? stream!.salt : undefined);
+  }
+
+  /**
+   * A datagram that did not parse as RTCP from an address that is not a keyed publisher: if it is
+   * a PUBLISH followed by an auth trailer, verify it with the keys of the salt it announces and
+   * latch the sharer; a relay without --key says so instead of leaving the sharer guessing.
+   */
+  private signedPublish(buf: Buffer, from: Endpoint, key: string, now: number): Output[] {
+    let msg: ControlMessage | undefined;
+    try {
+      if (buf.length > AUTH_TRAILER_BYTES) {
+        for (const p of parseRtcp(buf.subarray(0, buf.length - AUTH_TRAILER_BYTES))) {
+          const m = p.type === 'app' ? parseControl(p) : null;
+          if (m?.kind === ControlType.Publish && m.salt) msg = m;
+        }
+      }
+    } catch (err) {
+      if (!(err instanceof PacketError)) throw err;
+    }
+    if (!msg) {
+      this.counters.malformed++;
+      return [];
+    }
+    if (!this.master) {
+      const r = this.refuse(msg.stream, RefuseReason.RelayHasNoKey, from, now);
+      return r ? [r] : [];
+    }
+    const keys = streamKeys(this.master, msg.salt!).auth;
+    const guard = new ReplayGuard();
+    const v = verifyAuthTag(buf, keys, guard);
+    if (!v.ok) {
+      this.counters.authFailures++;
+      const r = this.refuse(msg.stream, RefuseReason.BadKey, from, now);
+      return r ? [r] : [];
+    }
+    return this.onRtcp(v.packet, from, key, now, { keys, guard, salt: msg.salt! });
   }
 
   /** REFUSED: tells a sharer why, in fewer bytes than its PUBLISH, within the unproven rate. */
@@ -513,7 +611,7 @@ export class RelayCore {
     const timestamp = buf.readUInt32BE(4);
     const frameStart = timestamp !== stream.lastTimestamp;
     stream.lastTimestamp = timestamp;
-    if (frameStart && startsKeyframe(buf)) {
+    if (frameStart && (readFrameInfo(buf)?.keyframeStart ?? startsKeyframe(buf))) {
       stream.cache = [buf];
       stream.cacheBytes = buf.length;
     } else if (stream.cache) {
@@ -588,6 +686,9 @@ export class RelayCore {
     const pub = stream.publisher;
     if (pub) this.byPublisher.delete(pub.key);
     stream.publisher = undefined;
+    stream.auth = undefined;
+    stream.guard = undefined;
+    stream.salt = undefined;
     if (!notify || stream.targets.length === 0) return [];
     const ended = serializeRtcp([controlApp({ kind: ControlType.Ended, stream: stream.name }, RELAY_SSRC)]);
     return this.fanOut(stream, ended);
@@ -641,41 +742,7 @@ function forget(stream: StreamState): void {
   stream.lastTimestamp = undefined;
 }
 
-/** NAL unit types (RFC 6184 §5.2 / H.264 Table 7-1) that mark a keyframe's first packet. */
-const NAL_IDR = 5;
-const NAL_SPS = 7;
-const NAL_STAP_A = 24;
-const NAL_FU_A = 28;
-/** RTP fixed header length; the media packets the relay inspects carry no CSRCs or extension. */
-function rtpPayloadOffset(buf: Buffer): number {
-  let o = 12 + (buf[0] & 0x0f) * 4;
-  if (buf[0] & 0x10 && buf.length >= o + 4) o += 4 + buf.readUInt16BE(o + 2) * 4;
-  return o;
-}
 
-/**
- * Whether a frame's first packet begins a picture a new viewer can start from: for H.264 an SPS or
- * IDR in a single-NAL, STAP-A or starting FU-A packet; for JPEG every frame.
- */
-export function startsKeyframe(buf: Buffer): boolean {
-  const pt = buf[1] & 0x7f;
-  if (pt === PT_JPEG) return true;
-  if (pt !== PT_H264) return false;
-  const o = rtpPayloadOffset(buf);
-  if (o >= buf.length) return false;
-  const type = buf[o] & 0x1f;
-  if (type === NAL_SPS || type === NAL_IDR) return true;
-  if (type === NAL_FU_A) return o + 1 < buf.length && (buf[o + 1] & 0x80) !== 0 && (buf[o + 1] & 0x1f) === NAL_IDR;
-  if (type === NAL_STAP_A) {
-    for (let i = o + 1; i + 2 < buf.length; ) {
-      const size = buf.readUInt16BE(i);
-      const t = buf[i + 2] & 0x1f;
-      if (t === NAL_SPS || t === NAL_IDR) return true;
-      i += 2 + size;
-    }
-  }
-  return false;
-}
 
 export function fmt(e: Endpoint): string {
   return e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;

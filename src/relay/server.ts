@@ -3,9 +3,9 @@
  * All routing decisions are RelayCore's; this file only moves bytes and runs the timer.
  */
 import dgram from 'node:dgram';
-import { RelayCore, type Endpoint, type Output } from './core.ts';
+import { RelayCore, type Endpoint, type Output, type RelayCoreOptions } from './core.ts';
 
-export interface RelayServerOptions {
+export interface RelayServerOptions extends RelayCoreOptions {
   host: string;
   port: number;
   log?: (line: string) => void;
@@ -19,21 +19,22 @@ const PUMP_MS = 4;
 const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 
 export class RelayServer {
-  readonly core = new RelayCore();
+  readonly core: RelayCore;
   private readonly socket: dgram.Socket;
   private timer?: NodeJS.Timeout;
   private closed = false;
   private readonly now: () => number;
 
-  private constructor(socket: dgram.Socket, now: () => number) {
+  private constructor(socket: dgram.Socket, now: () => number, opts: RelayCoreOptions) {
     this.socket = socket;
     this.now = now;
+    this.core = new RelayCore(now(), opts);
   }
 
   static async start(opts: RelayServerOptions): Promise<RelayServer> {
     const type = opts.host.includes(':') ? 'udp6' : 'udp4';
     const socket = dgram.createSocket({ type, reuseAddr: false });
-    const server = new RelayServer(socket, opts.now ?? Date.now);
+    const server = new RelayServer(socket, opts.now ?? Date.now, { key: opts.key, watchKey: opts.watchKey });
     server.core.onLog = opts.log;
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);

@@ -9,7 +9,8 @@
  *     3 ENDED      relay → viewer     "NAME's publisher left or went silent"
  *     4 LEAVE      viewer → relay     "stop sending me NAME"
  *     5 CHALLENGE  relay → viewer     "prove your address: echo this cookie in your SUBSCRIBE"
- *     6 REFUSED    relay → sharer     "you may not publish NAME" (reason byte: 1 taken, 2 relay full, 3 bad key)
+ *     6 REFUSED    relay → peer       "you may not publish / watch NAME" (reason byte: 1 taken,
+ *                                     2 relay full, 3 wrong or missing key, 4 relay has no --key)
  *
  * Application-dependent data: one byte of name length, the UTF-8 name, then by kind:
  *     SUBSCRIBE, CHALLENGE  16-byte address cookie (all zero: none yet). A SUBSCRIBE always carries
@@ -37,7 +38,9 @@ export const enum RefuseReason {
   Taken = 1,
   Full = 2,
   BadKey = 3,
+  RelayHasNoKey = 4,
 }
+export const PROOF_BYTES = 16;
 /** Bytes of the address cookie (RFC 7983-style stateless proof; see relay/cookie.ts). */
 export const COOKIE_BYTES = 16;
 export const SALT_BYTES = 16;
@@ -50,8 +53,10 @@ export interface ControlMessage {
   live?: boolean;
   /** SUBSCRIBE and CHALLENGE: the address cookie (undefined in a SUBSCRIBE: none yet). */
   cookie?: Buffer;
-  /** PUBLISH: the per-stream salt of the keys, when the stream is keyed. */
+  /** PUBLISH and ACK: the per-stream salt of the keys, when the stream is keyed. */
   salt?: Buffer;
+  /** SUBSCRIBE: proof of the --watch-key (after the cookie). */
+  proof?: Buffer;
   /** REFUSED: why. */
   reason?: RefuseReason;
 }
@@ -59,9 +64,11 @@ export interface ControlMessage {
 function extraBytes(msg: ControlMessage): number {
   switch (msg.kind) {
     case ControlType.Ack:
+      return 1 + (msg.salt ? SALT_BYTES : 0);
     case ControlType.Refused:
       return 1;
     case ControlType.Subscribe:
+      return COOKIE_BYTES + (msg.proof ? PROOF_BYTES : 0);
     case ControlType.Challenge:
       return COOKIE_BYTES;
     case ControlType.Publish:
@@ -86,9 +93,13 @@ export function controlApp(msg: ControlMessage, ssrc: number): App {
     if (msg.cookie.length !== COOKIE_BYTES) throw new PacketError(`UDPC: cookie is ${msg.cookie.length} bytes, must be ${COOKIE_BYTES}`);
     msg.cookie.copy(data, at);
   }
-  if (msg.salt && msg.kind === ControlType.Publish) {
+  if (msg.salt && (msg.kind === ControlType.Publish || msg.kind === ControlType.Ack)) {
     if (msg.salt.length !== SALT_BYTES) throw new PacketError(`UDPC: salt is ${msg.salt.length} bytes, must be ${SALT_BYTES}`);
-    msg.salt.copy(data, at);
+    msg.salt.copy(data, msg.kind === ControlType.Ack ? at + 1 : at);
+  }
+  if (msg.proof && msg.kind === ControlType.Subscribe) {
+    if (msg.proof.length !== PROOF_BYTES) throw new PacketError(`UDPC: proof is ${msg.proof.length} bytes, must be ${PROOF_BYTES}`);
+    msg.proof.copy(data, at + COOKIE_BYTES);
   }
   return { type: 'app', subtype: msg.kind, ssrc, name: APP_NAME, data };
 }
@@ -115,8 +126,14 @@ export function parseControl(app: App): ControlMessage | null {
     const cookie = d.subarray(at, at + COOKIE_BYTES);
     if (cookie.some((b) => b !== 0)) msg.cookie = cookie;
   }
-  if (kind === ControlType.Publish && d.length >= at + SALT_BYTES && d.subarray(at, at + SALT_BYTES).some((b) => b !== 0)) {
-    msg.salt = d.subarray(at, at + SALT_BYTES);
+  const saltAt = kind === ControlType.Ack ? at + 1 : at;
+  if ((kind === ControlType.Publish || kind === ControlType.Ack) && d.length >= saltAt + SALT_BYTES) {
+    const salt = d.subarray(saltAt, saltAt + SALT_BYTES);
+    if (salt.some((b) => b !== 0)) msg.salt = salt;
+  }
+  if (kind === ControlType.Subscribe && d.length >= at + COOKIE_BYTES + PROOF_BYTES) {
+    const proof = d.subarray(at + COOKIE_BYTES, at + COOKIE_BYTES + PROOF_BYTES);
+    if (proof.some((b) => b !== 0)) msg.proof = proof;
   }
   return msg;
 }

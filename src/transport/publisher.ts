@@ -14,12 +14,27 @@ import { ControlType, RefuseReason, controlApp, parseControl } from './control.t
 import { PacketError } from './errors.ts';
 import type { Payload } from './frame.ts';
 import { H264Packetizer } from './h264/packetize.ts';
-import { FecEncoder, type FecMode } from './fec.ts';
+import { FecEncoder, PT_FEC, type FecMode } from './fec.ts';
+import {
+  AuthSigner,
+  MediaProtector,
+  newStreamSalt,
+  payloadLimitFor,
+  streamKeys,
+  type MasterKey,
+} from './secure.ts';
+import { startsKeyframe } from './keyframe.ts';
 import { JpegPacketizer } from './jpeg/packetize.ts';
 import { msToNtp, rttMs } from './ntp.ts';
 import { isRtcp, parseRtcp, serializeRtcp, SDES_CNAME, type RtcpPacket } from './rtcp.ts';
 import { RtpSender } from './sender.ts';
 import { TS_MOD } from './seq.ts';
+
+/** RTP, not RTCP: RFC 5761 §4's payload-type rule on the second byte. */
+function isRtpHeader(b: Buffer): boolean {
+  const pt = b[1] & 0x7f;
+  return pt < 64 || pt > 95;
+}
 
 export interface PublishableFrame {
   codec: 'h264' | 'mjpeg';
@@ -34,6 +49,11 @@ export interface PublisherOptions {
   stream: string;
   codec: 'h264' | 'mjpeg';
   payloadLimit?: number;
+  /**
+   * --key: sign every datagram for the relay; --encrypt: encrypt every RTP payload end to end.
+   * Each is the master key of its passphrase (deriveMasterKey, run once per process).
+   */
+  security?: { key?: MasterKey; encrypt?: MasterKey };
   /** Forward error correction: one parity packet per `groupSize` media packets (RFC 5109). */
   fec?: { groupSize: number; mode: FecMode; depth?: number };
   log?: (line: string) => void;
@@ -87,6 +107,12 @@ export class Publisher {
   private readonly h264?: H264Packetizer;
   private readonly jpeg?: JpegPacketizer;
   private readonly fec?: FecEncoder;
+  /** Per-run salt of the stream keys, announced in PUBLISH; undefined without --key/--encrypt. */
+  readonly salt?: Buffer;
+  private readonly signer?: AuthSigner;
+  private readonly protector?: MediaProtector;
+  /** RTP timestamp of the previous packet protected: a change marks a frame start (frame info). */
+  private lastProtectedTs?: number;
   private readonly tsOffset = randomBytes(4).readUInt32BE(0);
   private readonly cname = `udpcast@${hostname()}`;
   private readonly now: () => number;
@@ -97,7 +123,21 @@ export class Publisher {
     this.socket = socket;
     this.opts = opts;
     this.now = opts.now ?? Date.now;
-    const payloadLimit = opts.payloadLimit ?? DEFAULT_PAYLOAD_LIMIT;
+    const sec = opts.security;
+    if (sec?.key || sec?.encrypt) this.salt = newStreamSalt();
+    if (sec?.key) this.signer = new AuthSigner(streamKeys(sec.key, this.salt!).auth);
+    if (sec?.encrypt) {
+      // The relay cannot see inside encrypted payloads, so each packet says in a clear header
+      // extension whether it starts a frame, and a keyframe, for the relay's keyframe cache.
+      this.protector = new MediaProtector(streamKeys(sec.encrypt, this.salt!).media, (plain) => {
+        if ((plain[1] & 0x7f) === PT_FEC) return { frameStart: false, keyframeStart: false };
+        const ts = plain.readUInt32BE(4);
+        const frameStart = ts !== this.lastProtectedTs;
+        this.lastProtectedTs = ts;
+        return { frameStart, keyframeStart: frameStart && startsKeyframe(plain) };
+      });
+    }
+    const payloadLimit = opts.payloadLimit ?? (sec ? payloadLimitFor({ auth: !!sec.key, encrypt: !!sec.encrypt }) : DEFAULT_PAYLOAD_LIMIT);
     this.sender = new RtpSender({ payloadType: opts.codec === 'h264' ? PT_H264 : PT_JPEG });
     if (opts.codec === 'h264') this.h264 = new H264Packetizer({ payloadLimit });
     else this.jpeg = new JpegPacketizer({ payloadLimit });
@@ -142,7 +182,10 @@ export class Publisher {
     if (frame.keyframe) this.counters.keyframesSent++;
   }
 
+  /** Sends one datagram: encrypted (RTP, --encrypt), then signed (--key), as the relay expects. */
   private transmit(d: Buffer[], fec = false): void {
+    if (this.protector && (d[0][0] >> 6) === 2 && isRtpHeader(d[0])) d = this.protector.protect(d);
+    if (this.signer) d = this.signer.sign(d);
     let bytes = 0;
     for (const c of d) bytes += c.length;
     this.counters.packetsSent++;
@@ -175,7 +218,7 @@ export class Publisher {
   /** SR + SDES + PUBLISH: keeps the relay's latch and gives viewers the clock mapping. */
   private announce(): void {
     if (this.closed) return;
-    this.transmit([this.rtcp([controlApp({ kind: ControlType.Publish, stream: this.opts.stream }, this.sender.ssrc)])]);
+    this.transmit([this.rtcp([controlApp({ kind: ControlType.Publish, stream: this.opts.stream, salt: this.salt }, this.sender.ssrc)])]);
   }
 
   private onDatagram(msg: Buffer): void {
@@ -229,7 +272,8 @@ export class Publisher {
     this.closed = true;
     clearInterval(this.timer);
     if (this.fec) for (const f of this.fec.flush()) this.transmit([f], true);
-    const bye = this.rtcp([{ type: 'bye', ssrcs: [this.sender.ssrc], reason }]);
+    let bye: Buffer[] = [this.rtcp([{ type: 'bye', ssrcs: [this.sender.ssrc], reason }])];
+    if (this.signer) bye = this.signer.sign(bye);
     await new Promise<void>((resolve) => {
       this.socket.send(bye, this.opts.relay.port, this.opts.relay.address, () => resolve());
     });
