@@ -1,0 +1,338 @@
+/**
+ * What every benchmark shares: owned child processes (all killed on every exit path), CPU time
+ * from /proc, percentiles, free ports, the udpcast command line, the tiny FFmpeg decoder that
+ * timestamps frames on arrival, and the x264 settings both sides of a comparison use.
+ */
+import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import dgram from 'node:dgram';
+import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const OUT = path.join(ROOT, 'bench', 'out');
+mkdirSync(OUT, { recursive: true });
+
+export interface BenchContext {
+  quick: boolean;
+  log: (line: string) => void;
+}
+
+/** What one benchmark hands back: its rows (raw numbers and ratios) and notes on what it measured. */
+export interface BenchResult {
+  name: string;
+  title: string;
+  /** Skipped with a reason (a tool missing); rows may still hold what did run. */
+  skipped?: string;
+  rows: Record<string, unknown>[];
+  /** Markdown: the table(s) and a few sentences. */
+  markdown: string;
+  targets?: { target: string; met: boolean | null; detail: string }[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Owned child processes
+
+const children = new Set<ChildProcess>();
+
+export function run(cmd: string, args: string[], opts: SpawnOptions = {}): ChildProcess {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], ...opts, cwd: opts.cwd ?? ROOT });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  child.on('error', () => children.delete(child));
+  // A child's stderr that nobody reads must not fill its pipe and stall it.
+  if (child.stderr && !opts.stdio) child.stderr.resume();
+  return child;
+}
+
+/** SIGTERM, then SIGKILL after `graceMs` if it is still there; resolves when it has exited. */
+export async function stop(child: ChildProcess | undefined, graceMs = 2000, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  try {
+    child.kill(signal);
+  } catch {
+    return;
+  }
+  const t = setTimeout(() => {
+    try {
+      child.kill('SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }, graceMs);
+  await exited;
+  clearTimeout(t);
+}
+
+export async function stopAll(): Promise<void> {
+  await Promise.all([...children].map((c) => stop(c, 1000)));
+}
+
+/** Last resort on the way out: nothing we started outlives the bench. */
+export function killAllSync(): void {
+  for (const c of children) {
+    try {
+      c.kill('SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
+
+export function exited(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((r) => child.once('exit', (code) => r(code)));
+}
+
+/** `udpcast ARGS` as its own process, run from the sources through tsx (as `npm run` users would). */
+export function udpcast(args: string[], opts: SpawnOptions = {}): ChildProcess {
+  return run(process.execPath, ['--import', 'tsx', 'bin/udpcast.ts', ...args], opts);
+}
+
+export function which(name: string): string | null {
+  const r = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' });
+  return r.status === 0 && r.stdout.trim() ? r.stdout.trim() : null;
+}
+
+/** null when every tool is there, else the reason to print. */
+export function missing(...names: string[]): string | null {
+  const gone = names.filter((n) => !which(n));
+  return gone.length ? `needs ${gone.join(', ')} on PATH` : null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU time from /proc (proc(5): fields 14 utime and 15 stime, in clock ticks)
+
+export const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+function statFields(pid: number): string[] | null {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // comm may contain spaces and parentheses: fields start after the last ')'.
+    return s.slice(s.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return null;
+  }
+}
+
+/** CPU seconds (user + system) a process has used so far, or null when it is gone. */
+export function cpuSeconds(pid: number): number | null {
+  const f = statFields(pid);
+  if (!f) return null;
+  // After the comm: state is field 3, so utime (14) is index 11 and stime (15) index 12.
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+}
+
+/** Pids whose parent is `pid`. */
+export function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const f = statFields(Number(name));
+    if (f && Number(f[1]) === pid) out.push(Number(name));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Numbers
+
+export function percentile(values: number[], p: number): number | null {
+  if (values.length === 0) return null;
+  const s = [...values].sort((a, b) => a - b);
+  const i = Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1));
+  return s[i];
+}
+
+export function mean(values: number[]): number | null {
+  return values.length ? values.reduce((a, b) => a + b, 0) / values.length : null;
+}
+
+export function round(x: number | null | undefined, digits = 2): number | null {
+  if (x === null || x === undefined || !Number.isFinite(x)) return null;
+  const k = 10 ** digits;
+  return Math.round(x * k) / k;
+}
+
+export function ratio(a: number | null | undefined, b: number | null | undefined, digits = 2): number | null {
+  if (a === null || a === undefined || b === null || b === undefined || b === 0) return null;
+  return round(a / b, digits);
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export function fmt(x: unknown): string {
+  if (x === null || x === undefined) return '–';
+  if (typeof x === 'number') return Number.isInteger(x) ? String(x) : String(round(x, 2));
+  return String(x);
+}
+
+export function table(headers: string[], rows: unknown[][]): string {
+  const lines = [`| ${headers.join(' | ')} |`, `|${headers.map(() => '---').join('|')}|`];
+  for (const r of rows) lines.push(`| ${r.map(fmt).join(' | ')} |`);
+  return lines.join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports
+
+/** A UDP port free right now on 127.0.0.1 (bind 0, read it back, close). */
+export async function freePort(): Promise<number> {
+  const s = dgram.createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  const port = s.address().port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** An even free port whose successor is free too (RTP on P, RTCP on P+1, as FFmpeg wants). */
+export async function freePortPair(): Promise<number> {
+  for (;;) {
+    const p = await freePort();
+    const even = p & ~1;
+    const ok = await Promise.all([even, even + 1].map(portIsFree));
+    if (ok.every(Boolean) && even > 1024) return even;
+  }
+}
+
+async function portIsFree(port: number): Promise<boolean> {
+  const s = dgram.createSocket('udp4');
+  return new Promise((resolve) => {
+    s.once('error', () => resolve(false));
+    s.bind(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/** Resolves when `pred` holds, polling every `everyMs`; rejects after `timeoutMs`. */
+export async function waitFor(what: string, pred: () => boolean, timeoutMs: number, everyMs = 20): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// FFmpeg pieces shared by both sides of every comparison
+
+/** The H.264 settings `udpcast share` gives libx264 (src/encode/ffmpeg-args.ts), for the baselines. */
+export function x264Args(gop: number, kbps = 2500): string[] {
+  return [
+    '-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency',
+    '-bf', '0', '-g', String(gop),
+    '-b:v', `${kbps}k`, '-maxrate', `${kbps}k`, '-bufsize', `${Math.round(kbps / 2)}k`,
+    '-pix_fmt', 'yuv420p',
+  ];
+}
+
+/** Low-delay input flags every FFmpeg reader here uses. */
+export const LOW_DELAY_IN = ['-fflags', 'nobuffer', '-flags', 'low_delay', '-probesize', '32', '-analyzeduration', '0'];
+
+/** Side of the tiny decoded frames: 8x8 grey, 64 bytes each. */
+export const TINY = 8;
+const TINY_BYTES = TINY * TINY;
+
+/** Output half of a decoder that writes one 8x8 grey frame per decoded picture, unbuffered. */
+export const TINY_OUT = ['-vf', `scale=${TINY}:${TINY}`, '-fps_mode', 'passthrough', '-f', 'rawvideo', '-pix_fmt', 'gray', '-flush_packets', '1', 'pipe:1'];
+
+export interface TinyFrame {
+  /** performance.now() when the frame's last byte arrived. */
+  at: number;
+  /** Mean grey level 0-255. */
+  level: number;
+}
+
+/** Splits a stream of 8x8 grey frames and stamps each one on arrival. */
+export function tinyFrames(stream: NodeJS.ReadableStream, onFrame: (f: TinyFrame) => void): void {
+  let pending = Buffer.alloc(0);
+  stream.on('data', (chunk: Buffer) => {
+    const at = performance.now();
+    pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+    while (pending.length >= TINY_BYTES) {
+      let sum = 0;
+      for (let i = 0; i < TINY_BYTES; i++) sum += pending[i];
+      onFrame({ at, level: sum / TINY_BYTES });
+      pending = pending.subarray(TINY_BYTES);
+    }
+  });
+}
+
+/** The version line of a tool (first line of `TOOL -version` / `--version`), or null. */
+export function versionOf(cmd: string, flag = '-version'): string | null {
+  const r = spawnSync(cmd, [flag], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.split('\n')[0].trim() : null;
+}
+
+/** Counters read from `--stats-json` files: one JSON object a line; the last complete one. */
+export function lastStats(file: string): Record<string, unknown> | null {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+  const lines = text.trim().split('\n').filter(Boolean);
+  for (let i = lines.length - 1; i >= 0; i--) {
+    try {
+      return JSON.parse(lines[i]);
+    } catch {
+      /* a line being written */
+    }
+  }
+  return null;
+}
+
+export function allStats(file: string): Record<string, unknown>[] {
+  try {
+    return readFileSync(file, 'utf8')
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .flatMap((l) => {
+        try {
+          return [JSON.parse(l)];
+        } catch {
+          return [];
+        }
+      });
+  } catch {
+    return [];
+  }
+}
+
+/** Seeded PRNG (mulberry32) so a run's schedule can be repeated. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Resolves when the child's stderr (or stdout) has printed a line matching `re`; rejects on timeout or exit. */
+export function waitForLine(child: ChildProcess, re: RegExp, timeoutMs: number, what = String(re)): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const streams = [child.stderr, child.stdout].filter((s): s is NonNullable<typeof s> => !!s);
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      for (const s of streams) s.off('data', onData);
+      child.off('exit', onExit);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onData = (c: Buffer) => {
+      seen = (seen + c.toString()).slice(-4096);
+      if (re.test(seen)) done();
+    };
+    const onExit = () => done(new Error(`${what}: process exited first; it said: ${seen.slice(-300)}`));
+    const timer = setTimeout(() => done(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+    for (const s of streams) s.on('data', onData);
+    child.once('exit', onExit);
+  });
+}
