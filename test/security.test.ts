@@ -145,6 +145,77 @@ describe('security', { skip }, () => {
   });
 });
 
+describe('keys and encryption', { skip }, () => {
+  test('--key: a sharer with the wrong key, or none, is refused and none of its frames reach viewers', async () => {
+    const port = await freePort();
+    const relay = udpcast(['relay', '--host', '127.0.0.1', '--port', String(port), '--key', 'relay-secret-1', '--no-dashboard', '--stats-json', join(dir, 'key-relay.json')]);
+    await waitFor(() => relay.stderrText().includes('listening'), 10_000, 'the relay');
+    const out = join(dir, 'key.h264');
+    const stats = join(dir, 'key.json');
+    const watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--output', out, '--stats-json', stats]);
+    const good = udpcast(['share', '--relay', `127.0.0.1:${port}`, '--key', 'relay-secret-1', '--source', 'test', '--size', '320x240', '--duration', '8', '--no-dashboard']);
+    await waitFor(() => /publisher/.test(relay.stderrText()), 10_000, 'the keyed sharer');
+    for (const args of [['--key', 'wrong-secret-9'], []]) {
+      const bad = udpcast(['share', '--relay', `127.0.0.1:${port}`, ...args, '--source', 'test', '--size', '320x240', '--no-dashboard']);
+      const e = await exited(bad, 20_000);
+      assert.equal(e.code, 1);
+      assert.match(bad.stderrText(), args.length ? /refused our key: check --key/ : /refused our key: it requires --key/);
+    }
+    await exited(good, 30_000);
+    await sleep(500);
+    watch.child.kill('SIGTERM');
+    await exited(watch, 5000);
+    relay.child.kill('SIGTERM');
+    await exited(relay, 5000);
+    assert.equal(lastStats(readFileSync(stats, 'utf8')).publisherRestarts, 0, 'only the keyed sharer was ever seen');
+    assert.ok(lastStats(readFileSync(join(dir, 'key-relay.json'), 'utf8')).authFailures >= 2);
+    const d = decode(out, 'h264');
+    assert.equal(d.errors, '');
+    assert.ok(d.frames > 100);
+  });
+
+  test('--encrypt: what crosses relay → viewer decodes to nothing without the key; the viewer with it decodes cleanly', async () => {
+    const { ImpairProxy } = await import('../src/impair/proxy.ts');
+    const { NO_IMPAIRMENT } = await import('../src/impair/core.ts');
+    const { H264Depacketizer } = await import('../src/transport/h264/depacketize.ts');
+    const { parseRtp } = await import('../src/transport/rtp.ts');
+    const port = await freePort();
+    const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(port), '--source', 'test', '--size', '320x240', '--encrypt', 'viewers-only-7', '--duration', '8', '--no-dashboard']);
+    await waitFor(() => share.stderrText().includes('listening'), 10_000, 'the sharer');
+    const captured: Buffer[] = [];
+    // A tap on the relay → viewer path: what anyone on that path (or the relay itself) could see.
+    const tap = await ImpairProxy.start({
+      listenPort: 0, listenHost: '127.0.0.1', target: { host: '127.0.0.1', port }, up: NO_IMPAIRMENT, down: NO_IMPAIRMENT, seed: 1,
+      onForward: (dir, dgram) => { if (dir === 'down' && isRtp(dgram)) captured.push(Buffer.from(dgram)); },
+    });
+    try {
+      const out = join(dir, 'encrypted.h264');
+      const watch = udpcast(['watch', `127.0.0.1:${tap.port}`, '--encrypt', 'viewers-only-7', '--player', 'none', '--no-dashboard', '--duration', '4', '--output', out]);
+      assert.equal((await exited(watch, 20_000)).code, 0, watch.stderrText());
+      const d = decode(out, 'h264');
+      assert.equal(d.errors, '');
+      assert.ok(d.frames > 60, `${d.frames} frames with the key`);
+      assert.ok(captured.length > 300);
+      // Without the key: depacketize the captured packets as plain RTP and let FFmpeg try.
+      const dep = new H264Depacketizer();
+      const frames: Buffer[] = [];
+      for (const b of captured) {
+        try {
+          for (const f of dep.pushAll(parseRtp(b))) frames.push(f.data);
+        } catch {
+          // a ciphertext that does not even parse is as good as nothing
+        }
+      }
+      const raw = join(dir, 'captured.h264');
+      writeFileSync(raw, Buffer.concat(frames));
+      assert.equal(decode(raw, 'h264').frames, 0, 'no picture from the captured traffic');
+    } finally {
+      await tap.close();
+    }
+    await exited(share, 20_000);
+  });
+});
+
 describe('faults', { skip }, () => {
   test('FFmpeg killed on the sharer: restarted with a clear message, the viewer resumes', async () => {
     const s = await stream('ffcrash', 9);
