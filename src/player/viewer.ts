@@ -267,7 +267,8 @@ export class ViewerCore {
           }
           if (this.keepaliveSentAt !== undefined) this.setRtt(now - this.keepaliveSentAt);
           this.keepaliveSentAt = undefined;
-          if (this.state !== 'live') this.state = msg.live ? 'live' : 'connecting';
+          // An ACK without a publisher keeps 'ended' (the sharer left) rather than 'connecting'.
+          if (this.state !== 'live' && (msg.live || this.state !== 'ended')) this.state = msg.live ? 'live' : 'connecting';
         } else if (msg.kind === ControlType.Ended) {
           this.state = 'ended';
           this.onLog?.(`stream ${this.stream} ended by its sharer`);
