@@ -19,7 +19,7 @@ const SOCKET = `udpcast-test-${process.pid}`;
 /** UTF-8 so tmux keeps the block characters in what it captures. */
 const ENV = { ...process.env, LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8' };
 /** Time for tsx to start, FFmpeg to deliver its first frames and the first snapshot to be drawn. */
-const READY_MS = 15_000;
+const READY_MS = 20_000;
 const EXIT_MS = 8_000;
 
 function tmux(...args: string[]): string {
@@ -56,10 +56,11 @@ function number(text: string, re: RegExp): number {
 
 /** Two captures a couple of seconds apart: the counter went up. */
 async function assertMoves(name: string, re: RegExp): Promise<void> {
-  const a = number(screen(name), re);
+  const first = screen(name);
   await sleep(2200);
-  const b = number(screen(name), re);
-  assert.ok(b > a, `${re}: ${a} then ${b}, expected it to grow while the stream runs`);
+  const second = screen(name);
+  const [a, b] = [number(first, re), number(second, re)];
+  assert.ok(b > a, `${re}: ${a} then ${b}, expected it to grow while the stream runs; screens:\n${first}\n${second}`);
 }
 
 async function assertHelp(name: string): Promise<void> {
@@ -93,7 +94,9 @@ describe('dashboards in a real terminal (tmux)', { skip }, () => {
 
   test('watch: every label, frames counting, r resets, ? helps, q quits and restores', async () => {
     const port = await freePort();
-    udpcast(['share', '--source', 'test', '--host', '127.0.0.1', '--port', String(port), '--fps', '15', '--no-dashboard']);
+    const share = udpcast(['share', '--source', 'test', '--host', '127.0.0.1', '--port', String(port), '--fps', '15', '--no-dashboard']);
+    // watch gives up after 5 s without an answer: start it once the sharer's relay is listening.
+    await waitFor(() => /relay listening on/.test(share.stderrText()), READY_MS, 'the sharer to listen');
     const name = inTmux(['watch', `127.0.0.1:${port}`, '--player', 'none']);
     const text = await waitScreen(name, /Frames\s+[1-9]/, 'frames on the watch dashboard');
     for (const label of ['udpcast watch', 'Stream', 'Resolution', 'Codec', 'FPS', 'Bitrate', 'Packets', 'Loss', 'Jitter', 'Latency', 'Frames', 'Dropped', 'State', 'NACKs sent', 'By RTX', 'By FEC', 'Given up', 'Key req.', 'RTT', 'Last 60 s']) {
@@ -120,8 +123,10 @@ describe('dashboards in a real terminal (tmux)', { skip }, () => {
     const port = await freePort();
     const name = inTmux(['share', '--source', 'test', '--host', '127.0.0.1', '--port', String(port), '--fps', '15']);
     await waitScreen(name, /Encoded\s+[1-9]/, 'frames encoded on the share dashboard');
-    udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard']);
-    const text = await waitScreen(name, /^\W*[0-9a-f]{8}\s+\d+\.\d\d%/m, 'a viewer report row');
+    const watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard']);
+    const text = await waitScreen(name, /^\W*[0-9a-f]{8}\s+\d+\.\d\d%/m, 'a viewer report row').catch((err: Error) => {
+      throw new Error(`${err.message}\nwatch's stderr:\n${watch.stderrText()}`);
+    });
     for (const label of ['udpcast share', 'FPS', 'Bitrate', 'Encoded', 'Viewers', 'Worst loss', 'Worst RTT', 'Viewer reports', 'VIEWER SSRC']) {
       assert.ok(text.includes(label), `label ${label} missing:\n${text}`);
     }
@@ -136,9 +141,12 @@ describe('dashboards in a real terminal (tmux)', { skip }, () => {
     const port = await freePort();
     const name = inTmux(['relay', '--host', '127.0.0.1', '--port', String(port)]);
     await waitScreen(name, /udpcast relay/, 'the relay dashboard');
-    udpcast(['share', '--source', 'test', '--relay', `127.0.0.1:${port}`, '--fps', '15', '--no-dashboard']);
-    udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard']);
+    const share = udpcast(['share', '--source', 'test', '--relay', `127.0.0.1:${port}`, '--fps', '15', '--no-dashboard']);
     const streamRow = /main\s+127\.0\.0\.1:\d+\s+[\d.]+ [kM]bit\/s\s+([\d,]+)/;
+    await waitScreen(name, streamRow, 'a stream row with its publisher').catch((err: Error) => {
+      throw new Error(`${err.message}\nshare's stderr:\n${share.stderrText()}`);
+    });
+    udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard']);
     const text = await waitScreen(name, /main\s+127\.0\.0\.1:\d+\s+\d+s\s/, 'a viewer row on the relay dashboard');
     for (const label of ['Bitrate in', 'Bitrate out', 'Dropped', 'Streams', 'Viewers', 'PUBLISHER', 'BITRATE IN', 'PKTS IN', 'PKTS OUT', 'DROPS', 'UPTIME', 'LOSS', 'JITTER', 'RTT']) {
       assert.ok(text.includes(label), `label ${label} missing:\n${text}`);
