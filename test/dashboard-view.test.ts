@@ -60,6 +60,10 @@ function watchSnap(over: Partial<WatchSnapshot> = {}): WatchSnapshot {
     recoveredByFec: 11,
     framesGivenUp: 12,
     rttMs: 13.4,
+    latencyBudgetMs: 80,
+    firstFrameMs: 40,
+    publisherRestarts: 0,
+    undecryptable: 0,
     ...over,
   };
 }
@@ -88,6 +92,8 @@ function shareSnap(over: Partial<ShareSnapshot> = {}): ShareSnapshot {
     keyframeRequests: 1,
     encoderRestarts: 0,
     sendErrors: 0,
+    fecPacketsSent: 0,
+    keyframeRestarts: 0,
     ...over,
   };
 }
@@ -111,6 +117,11 @@ function relaySnap(over: Partial<RelaySnapshot> = {}): RelaySnapshot {
     hijackAttempts: 0,
     overLimit: 0,
     sendErrors: 3,
+    rtxMisses: 0,
+    cacheJoins: 1,
+    challenges: 2,
+    rateLimited: 0,
+    authFailures: 0,
     retransmissions: 4,
     perStream: [
       { name: 'main', publisher: '10.0.0.2:40000', bitrateInKbps: 2500, packetsIn: 10_000, packetsOut: 20_000, viewers: 2 },
