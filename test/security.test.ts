@@ -174,6 +174,30 @@ describe('keys and encryption', { skip }, () => {
     assert.ok(d.frames > 100);
   });
 
+  test('--watch-key: only viewers with the key are accepted; others get a clear refusal', async () => {
+    const port = await freePort();
+    const relay = udpcast(['relay', '--host', '127.0.0.1', '--port', String(port), '--watch-key', 'viewers-key-3', '--no-dashboard']);
+    await waitFor(() => relay.stderrText().includes('listening'), 10_000, 'the relay');
+    const share = udpcast(['share', '--relay', `127.0.0.1:${port}`, '--source', 'test', '--size', '320x240', '--duration', '8', '--no-dashboard']);
+    await waitFor(() => /publisher/.test(relay.stderrText()), 10_000, 'the sharer');
+    for (const args of [[], ['--watch-key', 'not-the-key-1']]) {
+      const out = join(dir, `nokey-${args.length}.h264`);
+      const w = udpcast(['watch', `127.0.0.1:${port}`, ...args, '--player', 'none', '--no-dashboard', '--output', out]);
+      const e = await exited(w, 20_000);
+      assert.equal(e.code, 2);
+      assert.match(w.stderrText(), /needs the right --watch-key/);
+      assert.equal(readFileSync(out).length, 0, 'not one byte of video');
+    }
+    const out = join(dir, 'withkey.h264');
+    const ok = udpcast(['watch', `127.0.0.1:${port}`, '--watch-key', 'viewers-key-3', '--player', 'none', '--no-dashboard', '--duration', '3', '--output', out]);
+    assert.equal((await exited(ok, 20_000)).code, 0, ok.stderrText());
+    assert.equal(decode(out, 'h264').errors, '');
+    assert.ok(decode(out, 'h264').frames > 30);
+    await exited(share, 20_000);
+    relay.child.kill('SIGTERM');
+    await exited(relay, 5000);
+  });
+
   test('--encrypt: what crosses relay → viewer decodes to nothing without the key; the viewer with it decodes cleanly', async () => {
     const { ImpairProxy } = await import('../src/impair/proxy.ts');
     const { NO_IMPAIRMENT } = await import('../src/impair/core.ts');
@@ -228,6 +252,20 @@ describe('faults', { skip }, () => {
     await waitFor(() => lastStats(readFileSync(s.stats, 'utf8')).framesComplete > before + 30, 8000, 'frames after the restart');
     await finish(s);
     assert.equal(decode(s.out, 'h264').errors, '');
+  });
+
+  test('closing the ffplay window ends watch with exit 0', async () => {
+    const port = await freePort();
+    const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(port), '--source', 'test', '--size', '320x240', '--duration', '8', '--no-dashboard']);
+    await waitFor(() => share.stderrText().includes('listening'), 10_000, 'the sharer');
+    // A stand-in for ffplay whose window a person closes after a moment: it reads, then exits 0.
+    const fake = join(dir, 'closing-ffplay');
+    writeFileSync(fake, '#!/bin/sh\nhead -c 20000 >/dev/null\nexit 0\n');
+    chmodSync(fake, 0o755);
+    const watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard'], { FFPLAY_PATH: fake });
+    assert.equal((await exited(watch, 15_000)).code, 0, watch.stderrText());
+    share.child.kill('SIGTERM');
+    await exited(share, 5000);
   });
 
   test('ffplay crashing on a viewer: a clear message and a non-zero exit', async () => {
