@@ -8,12 +8,12 @@
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import dgram from 'node:dgram';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { skipUnless } from './helpers/tools.ts';
+import { bindRtpPair, bindUdp, waitForUdpListener } from './helpers/net.ts';
 import { NalType, splitAnnexB } from '../src/encode/annexb.ts';
 import { H264Packetizer } from '../src/transport/h264/packetize.ts';
 import { H264Depacketizer } from '../src/transport/h264/depacketize.ts';
@@ -91,58 +91,6 @@ async function frameMd5(inputArgs: string[], timeoutMs = 15_000): Promise<{ md5s
 
 // ---- Sockets -----------------------------------------------------------------------------------
 
-function bind(port: number): Promise<dgram.Socket> {
-  return new Promise((resolve, reject) => {
-    const s = dgram.createSocket('udp4');
-    s.once('error', reject);
-    s.bind(port, '127.0.0.1', () => {
-      s.off('error', reject);
-      resolve(s);
-    });
-  });
-}
-
-/**
- * Two sockets on ports P and P+1 of 127.0.0.1: FFmpeg's RTP muxer sends RTCP to P+1 (RFC 3550
- * §11), and its demuxer listens on both. P comes from the kernel (port 0); retried if P+1 is taken.
- */
-async function bindPair(): Promise<[dgram.Socket, dgram.Socket]> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const rtp = await bind(0);
-    const port = rtp.address().port;
-    if (port < 65535) {
-      try {
-        return [rtp, await bind(port + 1)];
-      } catch {
-        // P+1 is in use: try another P.
-      }
-    }
-    rtp.close();
-  }
-  throw new Error('no free pair of adjacent UDP ports on 127.0.0.1');
-}
-
-/** Whether something has a UDP socket bound on `port` (Linux /proc/net/udp; hex local port). */
-function udpPortBound(port: number): boolean {
-  const suffix = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  return readFileSync('/proc/net/udp', 'utf8')
-    .split('\n')
-    .slice(1) // header line
-    .some((line) => line.trim().split(/\s+/)[1]?.endsWith(suffix)); // field 1: local_address
-}
-
-async function waitUntilListening(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
-  if (!existsSync('/proc/net/udp')) {
-    await sleep(1000); // no way to look: FFmpeg opens its socket well within a second
-    return;
-  }
-  const deadline = Date.now() + timeoutMs;
-  while (!udpPortBound(port)) {
-    if (child.exitCode !== null) throw new Error(`ffmpeg exited (${child.exitCode}) before listening on ${port}`);
-    if (Date.now() > deadline) throw new Error(`ffmpeg did not bind UDP ${port} within ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}
 
 /** Groups NAL units into access units: with `h264_metadata=aud=insert` each one starts at an AUD. */
 function accessUnits(nalus: Buffer[]): Buffer[][] {
@@ -158,7 +106,7 @@ function accessUnits(nalus: Buffer[]): Buffer[][] {
 
 describe('FFmpeg judges RFC 6184', { skip: skipUnless('ffmpeg', 'ffprobe'), timeout: 30_000 }, () => {
   test('(a) FFmpeg RTP muxer → our depacketizer → Annex B that FFmpeg decodes, every frame', async () => {
-    const [rtpSock, rtcpSock] = await bindPair();
+    const [rtpSock, rtcpSock] = await bindRtpPair();
     const port = rtpSock.address().port;
     const depacketizer = new H264Depacketizer();
     const drops: string[] = [];
@@ -220,7 +168,7 @@ describe('FFmpeg judges RFC 6184', { skip: skipUnless('ffmpeg', 'ffprobe'), time
     assert.equal(reference.md5s.length, FRAMES);
 
     // A free port pair for FFmpeg (RTP on P, RTCP on P+1): found by binding, then released.
-    const [probeRtp, probeRtcp] = await bindPair();
+    const [probeRtp, probeRtcp] = await bindRtpPair();
     const port = probeRtp.address().port;
     probeRtp.close();
     probeRtcp.close();
@@ -235,13 +183,13 @@ describe('FFmpeg judges RFC 6184', { skip: skipUnless('ffmpeg', 'ffprobe'), time
       ['-nostdin', '-v', 'error', '-protocol_whitelist', 'file,udp,rtp', '-listen_timeout', '1', '-i', sdp, '-f', 'framemd5', '-'],
       20_000,
     );
-    const sock = await bind(0);
+    const sock = await bindUdp(0);
     const packetizer = new H264Packetizer();
     const sender = new RtpSender({ payloadType: PT_H264 });
     let packets = 0;
     const structures = new Set<number>(); // first-byte types of our payloads: 24 STAP-A, 28 FU-A, else single
     try {
-      await waitUntilListening(port, receiver.child, 5000);
+      await waitForUdpListener(port, receiver.child, 5000);
       for (let i = 0; i < aus.length; i++) {
         const payloads = packetizer.packetize(aus[i]);
         for (const p of payloads) structures.add(p[0][0] & 0x1f);

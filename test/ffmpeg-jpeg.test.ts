@@ -15,12 +15,12 @@
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import dgram from 'node:dgram';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { skipUnless } from './helpers/tools.ts';
+import { bindRtpPair, bindUdp, waitForUdpListener } from './helpers/net.ts';
 import { parseJpeg } from '../src/encode/jpeg.ts';
 import { JpegPacketizer } from '../src/transport/jpeg/packetize.ts';
 import { JpegDepacketizer } from '../src/transport/jpeg/depacketize.ts';
@@ -91,47 +91,6 @@ function pictures(framemd5: string): string[] {
 
 // ---- Sockets ------------------------------------------------------------------------------------
 
-function bindUdp(port: number): Promise<dgram.Socket> {
-  return new Promise((resolve, reject) => {
-    const s = dgram.createSocket('udp4');
-    s.once('error', reject);
-    s.bind(port, '127.0.0.1', () => {
-      s.off('error', reject);
-      resolve(s);
-    });
-  });
-}
-
-/** Ports P and P+1 (RTP and RTCP, RFC 3550 §11), both bound; P picked by the kernel. */
-async function bindRtpPair(): Promise<[dgram.Socket, dgram.Socket]> {
-  for (let i = 0; i < 20; i++) {
-    const a = await bindUdp(0);
-    const p = a.address().port;
-    if (p < 65535) {
-      const b = await bindUdp(p + 1).catch(() => null);
-      if (b) return [a, b];
-    }
-    a.close();
-  }
-  throw new Error('no two adjacent free UDP ports on 127.0.0.1');
-}
-
-/** Waits until some socket is bound to UDP `port` (Linux /proc/net/udp, ports in hex). */
-async function waitForUdpListener(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
-  if (!existsSync('/proc/net/udp')) {
-    await sleep(1000); // cannot look: FFmpeg binds well within a second
-    return;
-  }
-  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const rows = readFileSync('/proc/net/udp', 'utf8').split('\n').slice(1);
-    if (rows.some((r) => r.trim().split(/\s+/)[1]?.endsWith(hex))) return;
-    if (child.exitCode !== null) throw new Error(`ffmpeg exited with ${child.exitCode} before binding UDP ${port}`);
-    if (Date.now() > deadline) throw new Error(`ffmpeg did not bind UDP ${port} within ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}
 
 // ---- The tests ----------------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 /** `udpcast relay`: a standalone relay that fans streams out to their viewers. */
-import { RelayServer } from '../relay/server.ts';
+import { RelayServer, type RelayServerOptions } from '../relay/server.ts';
 import { fmt } from '../relay/core.ts';
 import { UsageError } from '../util/errors.ts';
 import { deriveMasterKey, deriveWatchKey } from '../transport/secure.ts';
@@ -14,22 +14,26 @@ export interface RelayHandle {
   stop(code?: number): void;
 }
 
-export async function startRelay(o: RelayOptions, log: (line: string) => void): Promise<RelayHandle> {
-  let server: RelayServer;
+/** Starts a relay server, turning a port or address that cannot be bound into a person's error. */
+export async function listen(opts: RelayServerOptions): Promise<RelayServer> {
   try {
-    server = await RelayServer.start({
-      host: o.host,
-      port: o.port,
-      log,
-      key: o.key !== undefined ? deriveMasterKey(o.key) : undefined,
-      watchKey: o.watchKey !== undefined ? deriveWatchKey(deriveMasterKey(o.watchKey)) : undefined,
-    });
+    return await RelayServer.start(opts);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    if (e.code === 'EADDRINUSE') throw new UsageError(`--port ${o.port} is in use on ${o.host}: pick another port`);
-    if (e.code === 'EADDRNOTAVAIL') throw new UsageError(`--host ${o.host} is not an address of this machine`);
+    if (e.code === 'EADDRINUSE') throw new UsageError(`--port ${opts.port} is in use on ${opts.host}: pick another port`);
+    if (e.code === 'EADDRNOTAVAIL') throw new UsageError(`--host ${opts.host} is not an address of this machine`);
     throw err;
   }
+}
+
+export async function startRelay(o: RelayOptions, log: (line: string) => void): Promise<RelayHandle> {
+  const server = await listen({
+    host: o.host,
+    port: o.port,
+    log,
+    key: o.key !== undefined ? deriveMasterKey(o.key) : undefined,
+    watchKey: o.watchKey !== undefined ? deriveWatchKey(deriveMasterKey(o.watchKey)) : undefined,
+  });
   log(`relay listening on ${fmt(server.address)}`);
   let finish!: (code: number) => void;
   const done = new Promise<number>((resolve) => (finish = resolve));
@@ -51,23 +55,8 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
         viewers: core.viewers,
         bitrateInKbps: round(inRate.sample(c.bytesIn * 8, now) / 1000) ?? 0,
         bitrateOutKbps: round(outRate.sample(c.bytesOut * 8, now) / 1000) ?? 0,
-        datagramsIn: c.datagramsIn,
-        packetsOut: c.packetsOut,
-        bytesIn: c.bytesIn,
-        bytesOut: c.bytesOut,
+        ...c,
         dropped: c.malformed + c.unknownSource + c.oversize + c.hijackAttempts + c.overLimit + c.rateLimited,
-        malformed: c.malformed,
-        unknownSource: c.unknownSource,
-        oversize: c.oversize,
-        hijackAttempts: c.hijackAttempts,
-        overLimit: c.overLimit,
-        sendErrors: c.sendErrors,
-        retransmissions: c.retransmissions,
-        rtxMisses: c.rtxMisses,
-        cacheJoins: c.cacheJoins,
-        challenges: c.challenges,
-        rateLimited: c.rateLimited,
-        authFailures: c.authFailures,
         perStream: streams.map((s) => {
           let meter = streamRates.get(s.name);
           if (!meter) streamRates.set(s.name, (meter = new RateMeter()));

@@ -6,7 +6,8 @@ import { CONNECT_TIMEOUT_MS, DEFAULT_TEST_SIZE, VIEWER_TIMEOUT_MS } from '../def
 import type { ShareSnapshot } from './snapshots.ts';
 import { Encoder, type CapturedFrame } from '../encode/encoder.ts';
 import { ffmpegHasFilter, locateFfmpeg } from '../encode/locate.ts';
-import { RelayServer } from '../relay/server.ts';
+import type { RelayServer } from '../relay/server.ts';
+import { listen } from './relay.ts';
 import { fmt } from '../relay/core.ts';
 import { Publisher } from '../transport/publisher.ts';
 import { PacketError } from '../transport/errors.ts';
@@ -57,14 +58,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     const r = await resolveHost(o.relay.host);
     target = { address: r.address, port: o.relay.port };
   } else {
-    try {
-      relay = await RelayServer.start({ host: o.host, port: o.port, key: keyMaster, log: (l) => log(`relay: ${l}`) });
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      if (e.code === 'EADDRINUSE') throw new UsageError(`--port ${o.port} is in use on ${o.host}: pick another port`);
-      if (e.code === 'EADDRNOTAVAIL') throw new UsageError(`--host ${o.host} is not an address of this machine`);
-      throw err;
-    }
+    relay = await listen({ host: o.host, port: o.port, key: keyMaster, log: (l) => log(`relay: ${l}`) });
     const bound = relay.address;
     target = { address: o.host.includes(':') ? '::1' : '127.0.0.1', port: bound.port };
     log(`relay listening on ${fmt(bound)}; viewers run: udpcast watch THIS_HOST:${bound.port}` + (o.stream !== 'main' ? ` --stream ${o.stream}` : ''));

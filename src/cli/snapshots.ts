@@ -4,6 +4,7 @@
  * `null` means "not known yet" (no frame, no report); counters start at 0.
  */
 import type { ConnectionState } from '../player/viewer.ts';
+import type { RelayCounters } from '../relay/core.ts';
 
 export interface WatchSnapshot {
   role: 'watch';
@@ -97,35 +98,16 @@ export interface RelayViewerRow {
   sendErrors: number;
 }
 
-export interface RelaySnapshot {
+/** The relay's own counters (src/relay/core.ts RelayCounters, each documented there) and rows. */
+export interface RelaySnapshot extends RelayCounters {
   role: 'relay';
   address: string;
   streams: number;
   viewers: number;
   bitrateInKbps: number;
   bitrateOutKbps: number;
-  datagramsIn: number;
-  packetsOut: number;
-  bytesIn: number;
-  bytesOut: number;
   /** Malformed + unknown source + oversize + hijack attempts + over limit + rate limited. */
   dropped: number;
-  malformed: number;
-  unknownSource: number;
-  oversize: number;
-  hijackAttempts: number;
-  overLimit: number;
-  sendErrors: number;
-  retransmissions: number;
-  /** NACKed packets no longer in history, or over a viewer's budget. */
-  rtxMisses: number;
-  /** Viewers started from the keyframe cache. */
-  cacheJoins: number;
-  /** Address proofs asked of unknown viewers, and control messages dropped for their rate. */
-  challenges: number;
-  rateLimited: number;
-  /** Datagrams failing --key, SUBSCRIBEs failing --watch-key. */
-  authFailures: number;
   perStream: RelayStreamRow[];
   perViewer: RelayViewerRow[];
 }
