@@ -20,6 +20,12 @@ const FPS = 30;
 const GOP_MS = (GOP / FPS) * 1000;
 /** A join that has no frame after this long has failed (more than one whole GOP). */
 const JOIN_TIMEOUT_MS = GOP_MS + 3000;
+/**
+ * Decoder input flags for a join: LOW_DELAY_IN without `-fflags nobuffer`, which throws away the
+ * packets FFmpeg reads while probing, so a stream that opens with its only keyframe for 10 s (the
+ * relay's catch-up) would decode nothing until the next one. Same flags for both systems.
+ */
+const JOIN_IN = LOW_DELAY_IN.filter((a, i, all) => a !== 'nobuffer' && !(a === '-fflags' && all[i + 1] === 'nobuffer'));
 
 interface Join {
   /** Where in the GOP the join happened, ms since the stream started, modulo the GOP. */
@@ -43,7 +49,7 @@ async function timeFirstFrame(child: ChildProcess, frames: NodeJS.ReadableStream
 }
 
 function decoder(): ChildProcess {
-  return run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', ...LOW_DELAY_IN, '-f', 'h264', '-i', 'pipe:0', ...TINY_OUT], { stdio: ['pipe', 'pipe', 'pipe'] });
+  return run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', ...JOIN_IN, '-f', 'h264', '-i', 'pipe:0', ...TINY_OUT], { stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
 export async function lateJoinBench(ctx: BenchContext): Promise<BenchResult> {
@@ -104,7 +110,7 @@ export async function lateJoinBench(ctx: BenchContext): Promise<BenchResult> {
       for (let i = 0; i < joins; i++) {
         await sleep(500 + r() * 3000);
         const t0 = performance.now();
-        const rx = run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-protocol_whitelist', 'file,udp,rtp', ...LOW_DELAY_IN, '-i', sdp, ...TINY_OUT], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const rx = run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', '-protocol_whitelist', 'file,udp,rtp', ...JOIN_IN, '-i', sdp, ...TINY_OUT], { stdio: ['ignore', 'pipe', 'pipe'] });
         rx.stderr!.resume();
         try {
           const t = await timeFirstFrame(rx, rx.stdout!, t0);
@@ -139,7 +145,9 @@ export async function lateJoinBench(ctx: BenchContext): Promise<BenchResult> {
     `${joins} joins per system, one after another, 0.5-3.5 s apart (seeded), into a 720p30 testsrc2 stream with ` +
       `GOP ${GOP} (one keyframe every ${GOP_MS / 1000} s); join points in the GOP (ms): udpcast ` +
       `${udp.map((j) => j.gopPhaseMs).join(', ')}; FFmpeg ${ff.map((j) => j.gopPhaseMs).join(', ')}. Both decoders are FFmpeg ` +
-      'with `-fflags nobuffer -flags low_delay -probesize 32 -analyzeduration 0` writing 8x8 grey frames. The spawn ' +
+      'with `-flags low_delay -probesize 32 -analyzeduration 0` writing 8x8 grey frames; not `-fflags nobuffer`, which ' +
+      'discards the packets read while probing: with it the decoder loses the keyframe a joining udpcast viewer gets ' +
+      'first and shows nothing until the next one (an earlier run measured 5-9 s that way). The spawn ' +
       'times include starting node + tsx (udpcast) or FFmpeg; a join with no frame within ' +
       `${JOIN_TIMEOUT_MS / 1000} s counts as missing.`,
   ].join('\n');

@@ -165,7 +165,11 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 
 export function fmt(x: unknown): string {
   if (x === null || x === undefined) return '–';
-  if (typeof x === 'number') return Number.isInteger(x) ? String(x) : String(round(x, 2));
+  if (typeof x === 'number') {
+    if (Number.isInteger(x)) return String(x);
+    // Small ratios keep two significant digits instead of rounding to 0.
+    return Math.abs(x) < 0.1 ? String(Number(x.toPrecision(2))) : String(round(x, 2));
+  }
   return String(x);
 }
 

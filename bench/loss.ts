@@ -87,7 +87,8 @@ async function udpcastRun(loss: number, fec: boolean, seconds: number, seed: num
     framesDecoded: d.md5s.length,
     decodeErrors: d.errors,
     clean,
-    cleanPct: round((100 * clean) / framesSent, 2)!,
+    // The last stats line may predate the last frames: never count more clean frames than sent.
+    cleanPct: round((100 * clean) / Math.max(framesSent, d.md5s.length), 2)!,
     latencyP50Ms: round(percentile(lat, 50), 1),
     nacksSent: Number(w.nacksSent ?? 0),
     recoveredByRtx: Number(w.recoveredByRtx ?? 0),
@@ -112,7 +113,7 @@ async function ffmpegRun(loss: number, ref: string, refMd5: Set<string>, refFram
   let errors = 0;
   try {
     await waitForLine(impair, /impair: up/, 20_000, 'impair');
-    rx = run('ffmpeg', ['-hide_banner', '-v', 'error', '-nostdin', '-protocol_whitelist', 'file,udp,rtp', '-i', sdp, '-fps_mode', 'passthrough', '-f', 'framemd5', '-y', md5File], { stdio: ['ignore', 'ignore', 'pipe'] });
+    rx = run('ffmpeg', ['-hide_banner', '-v', 'error', '-nostdin', '-protocol_whitelist', 'file,udp,rtp', '-i', sdp, '-fps_mode', 'passthrough', '-f', 'framemd5', '-flush_packets', '1', '-y', md5File], { stdio: ['ignore', 'ignore', 'pipe'] });
     rx.stderr!.on('data', (c: Buffer) => (errors += c.toString().split('\n').filter((l) => l.trim()).length));
     await sleep(1000);
     tx = run('ffmpeg', ['-hide_banner', '-v', 'error', '-nostdin', '-re', '-framerate', String(FPS), '-f', 'h264', '-i', ref, '-c', 'copy', '-f', 'rtp', `rtp://127.0.0.1:${inPort}`]);
@@ -120,7 +121,8 @@ async function ffmpegRun(loss: number, ref: string, refMd5: Set<string>, refFram
     await sleep(1500);
   } finally {
     await stop(tx);
-    await stop(rx);
+    // SIGINT: FFmpeg finishes its output and exits (a SIGKILL would lose what it buffered).
+    await stop(rx, 5000, 'SIGINT');
     await stop(impair);
     await new Promise<void>((r) => rtcpSink.close(() => r()));
   }

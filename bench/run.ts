@@ -26,7 +26,9 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchResult>> = {
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
 const onlyIdx = argv.indexOf('--only');
-const only = onlyIdx >= 0 ? (argv[onlyIdx + 1] ?? '').split(',').filter(Boolean) : Object.keys(BENCHES);
+/** --report: rewrite BENCHMARKS.md from bench/results.json, measuring nothing. */
+const reportOnly = argv.includes('--report');
+const only = reportOnly ? [] : onlyIdx >= 0 ? (argv[onlyIdx + 1] ?? '').split(',').filter(Boolean) : Object.keys(BENCHES);
 for (const n of only) {
   if (!BENCHES[n]) {
     process.stderr.write(`bench: unknown benchmark ${JSON.stringify(n)}; one of ${Object.keys(BENCHES).join(', ')}\n`);
@@ -61,18 +63,24 @@ function machine() {
 const log = (line: string) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${line}\n`);
 const ctx: BenchContext = { quick, log };
 
-let previous: { results?: Record<string, BenchResult> } = {};
+let previous: { results?: Record<string, BenchResult>; secondsPerBench?: Record<string, number>; loadAverageBeforeAfter?: Record<string, [number, number]>; generated?: string } = {};
 try {
   previous = JSON.parse(readFileSync(RESULTS, 'utf8'));
 } catch {
   /* first run */
 }
-const results: Record<string, BenchResult> = onlyIdx >= 0 ? { ...(previous.results ?? {}) } : {};
+const keep = onlyIdx >= 0 || reportOnly;
+const results: Record<string, BenchResult> = keep ? { ...(previous.results ?? {}) } : {};
 const started = Date.now();
-const timings: Record<string, number> = {};
+const timings: Record<string, number> = keep ? { ...(previous.secondsPerBench ?? {}) } : {};
+/** Load average (1 min) before and after each benchmark: other work on the machine shows here. */
+const load: Record<string, [number, number]> = keep ? { ...(previous.loadAverageBeforeAfter ?? {}) } : {};
+/** When each benchmark's figures were measured (an --only run keeps the others' from before). */
+const measuredAt: Record<string, string> = keep ? { ...((previous as { measuredAt?: Record<string, string> }).measuredAt ?? {}) } : {};
 for (const name of only) {
   const t0 = Date.now();
-  log(`── ${name} ──`);
+  const load0 = os.loadavg()[0];
+  log(`── ${name} ── (load average ${load0.toFixed(1)})`);
   try {
     results[name] = await BENCHES[name](ctx);
     if (results[name].skipped) log(`${name}: skipped: ${results[name].skipped}`);
@@ -84,6 +92,8 @@ for (const name of only) {
     await stopAll();
   }
   timings[name] = Math.round((Date.now() - t0) / 1000);
+  measuredAt[name] = `${new Date().toISOString()}, in \`npm run bench${argv.length ? ' -- ' + argv.join(' ') : ''}\``;
+  load[name] = [Math.round(load0 * 10) / 10, Math.round(os.loadavg()[0] * 10) / 10];
   log(`${name}: ${timings[name]} s`);
 }
 
@@ -94,6 +104,8 @@ const doc = {
   quick,
   machine: m,
   secondsPerBench: timings,
+  loadAverageBeforeAfter: load,
+  measuredAt,
   totalSeconds: Math.round((Date.now() - started) / 1000),
   results,
 };
@@ -126,7 +138,10 @@ const md: string[] = [
   `- CPU: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB RAM; ${m.kernel}`,
   `- Node ${m.node}; ${m.ffmpeg ?? 'no ffmpeg'}; ${m.gstreamer ?? 'no GStreamer'}`,
   `- Run: \`${doc.command}\` at ${doc.generated}, ${doc.totalSeconds} s` +
-    (onlyIdx >= 0 ? ' (only some benchmarks re-run; the others are from an earlier run)' : ''),
+    (keep ? ' (this run measured only what it names; each section says when it was measured)' : ''),
+  '',
+  `- 1-minute load average before → after each benchmark (${m.cores} cores; other jobs shared the machine when it ` +
+    `exceeds that): ${Object.entries(load).map(([k, [a, b]]) => `${k} ${a} → ${b ?? '?'}`).join(', ')}`,
   '',
   '## Targets',
   '',
@@ -141,6 +156,7 @@ for (const n of order) {
 for (const n of order) {
   const r = results[n];
   md.push('', `## ${r.title}`, '');
+  if (measuredAt[n]) md.push(`Measured ${measuredAt[n]}${timings[n] ? `; took ${timings[n]} s` : ''}.`, '');
   if (r.skipped) md.push(`Skipped: ${r.skipped}`, '');
   if (r.markdown) md.push(r.markdown);
 }
