@@ -250,7 +250,7 @@ export interface TinyFrame {
 
 /** Splits a stream of 8x8 grey frames and stamps each one on arrival. */
 export function tinyFrames(stream: NodeJS.ReadableStream, onFrame: (f: TinyFrame) => void): void {
-  let pending = Buffer.alloc(0);
+  let pending: Buffer = Buffer.alloc(0);
   stream.on('data', (chunk: Buffer) => {
     const at = performance.now();
     pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;

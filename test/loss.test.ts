@@ -11,6 +11,8 @@ import { NO_IMPAIRMENT, type ImpairSettings } from '../src/impair/core.ts';
 import { udpcast, killAll, exited, freePort, sleep, waitFor } from './helpers/cli.ts';
 import { decode, lastStats } from './helpers/decode.ts';
 import { skipUnless } from './helpers/tools.ts';
+import { spawnSync } from 'node:child_process';
+import { playerInputArgs } from '../src/player/sinks.ts';
 
 after(killAll);
 const dir = mkdtempSync(join(tmpdir(), 'udpcast-loss-'));
@@ -102,6 +104,9 @@ describe('instant start', { skip }, () => {
     const d = decode(out, 'h264');
     assert.equal(d.errors, '', 'decodes from its first frame');
     assert.ok(d.frames >= 60, `${d.frames} frames`);
+    // The player's own input options must not throw the cached keyframe away.
+    const asPlayer = spawnSync('ffmpeg', ['-v', 'error', ...playerInputArgs('h264'), '-i', out, '-f', 'framemd5', '-'], { encoding: 'utf8' });
+    assert.equal(asPlayer.stdout.split('\n').filter((l) => l && !l.startsWith('#')).length, d.frames, 'the player decodes every frame, the first included');
     const first = lastStats(readFileSync(stats, 'utf8')).firstFrameMs;
     console.log(`# late join with a 10 s GOP: first frame ${first} ms after subscribing`);
     assert.ok(first !== null && first <= 300, `first frame after ${first} ms`);
