@@ -16,6 +16,8 @@ import { performance } from 'node:perf_hooks';
 import { PT_H264, PT_JPEG } from '../src/defaults.ts';
 import { NAL_SPS, nalType } from '../src/encode/annexb.ts';
 import { FlvReader } from '../src/encode/flv.ts';
+import { RelayCore } from '../src/relay/core.ts';
+import { ViewerCore } from '../src/player/viewer.ts';
 import { JpegUnsupportedError, parseJpeg } from '../src/encode/jpeg.ts';
 import { MjpegSplitter } from '../src/encode/mjpeg-stream.ts';
 import { spsSize } from '../src/encode/sps.ts';
@@ -37,7 +39,7 @@ const packetError: Allowed = (e) => e instanceof PacketError;
 const jpegErrors: Allowed = (e) => e instanceof PacketError || e instanceof JpegUnsupportedError;
 const nothing: Allowed = () => false;
 
-interface Target {
+export interface Target {
   name: string;
   allowed: Allowed;
   /** What may escape, for the report. */
@@ -71,7 +73,8 @@ function flvSample(): Buffer {
   return readFileSync(file);
 }
 
-function targets(): Target[] {
+/** Every parser with its seeds and declared errors (real x264/MJPEG material from bench/sample.ts). */
+export function targets(): Target[] {
   const aus = h264AccessUnits(10).slice(0, 90);
   const h264 = new H264Packetizer();
   const sender = new RtpSender({ payloadType: PT_H264, ssrc: 0xabc, initialSequence: 65500 });
@@ -114,6 +117,16 @@ function targets(): Target[] {
   let fecD = new FecDecoder();
   let flvR = new FlvReader();
   let mjS = new MjpegSplitter();
+  const publisher = { address: '10.0.0.1', port: 1 };
+  /** A relay with a latched publisher, so mutated media from it is routed, not just refused. */
+  const newRelay = () => {
+    const r = new RelayCore(0);
+    r.onDatagram(rtcpPackets[1], publisher, 0);
+    return r;
+  };
+  let relay = newRelay();
+  const stranger = { address: '10.0.0.9', port: 9 };
+  let viewer = new ViewerCore('main');
   let n = 0;
   /** Start every so often from a fresh object, so both fresh and long-lived state get inputs. */
   const fresh = () => ++n % 5000 === 0;
@@ -170,6 +183,23 @@ function targets(): Target[] {
         mjS.push(b);
       },
     },
+    {
+      // The receive loops themselves: whatever arrives, they count and drop, never throw.
+      name: 'RelayCore.onDatagram', allowed: nothing, declared: 'nothing (counts and drops)', seeds: [...rtcpPackets, ...h264Packets.slice(0, 100), ...fecPackets.slice(0, 20)],
+      feed: (b) => {
+        if (fresh()) relay = newRelay();
+        relay.onDatagram(b, (b[0] & 1) === 0 ? publisher : stranger, n);
+        relay.tick(n);
+      },
+    },
+    {
+      name: 'ViewerCore.onDatagram', allowed: nothing, declared: 'nothing (counts and drops)', seeds: [...h264Packets.slice(0, 200), ...fecPackets.slice(0, 50), ...rtcpPackets, ...jpegPackets.slice(0, 50)],
+      feed: (b) => {
+        if (fresh()) viewer = new ViewerCore('main');
+        viewer.onDatagram(b, n);
+        viewer.poll(n);
+      },
+    },
     { name: 'parseJpeg', allowed: jpegErrors, declared: 'JpegFormatError (PacketError), JpegUnsupportedError', seeds: jpegs, feed: (b) => void parseJpeg(b) },
     { name: 'spsSize', allowed: packetError, declared: 'PacketError', seeds: sps.slice(0, 4), feed: (b) => void spsSize(b) },
   ];
@@ -224,6 +254,51 @@ function randomBytes(r: () => number, max: number): Buffer {
   return b.subarray(0, len);
 }
 
+export interface FuzzRun<C> {
+  execs: number;
+  /** Inputs that raised a declared error. */
+  rejected: number;
+  /** Inputs that raised anything else, and the first five of them as `record` described them. */
+  crashes: number;
+  found: C[];
+  seconds: number;
+}
+
+/**
+ * Feeds `t` random or mutated inputs for `ms` milliseconds from a fixed seed (repeatable), and
+ * records any error its module does not declare.
+ */
+export function runFuzz<C>(t: Target, mode: 'random' | 'mutation', ms: number, record: (input: Buffer, index: number, err: unknown) => C): FuzzRun<C> {
+  const r = rng(0x5eed ^ t.name.length ^ (mode === 'random' ? 0 : 0x1000));
+  let execs = 0;
+  let rejected = 0;
+  let crashes = 0;
+  const found: C[] = [];
+  const start = performance.now();
+  let now = start;
+  while (now - start < ms) {
+    for (let k = 0; k < 256; k++) {
+      const input =
+        mode === 'random'
+          ? randomBytes(r, 1500)
+          : mutate(t.seeds[Math.floor(r() * t.seeds.length)], t.seeds[Math.floor(r() * t.seeds.length)], r);
+      execs++;
+      try {
+        t.feed(input);
+      } catch (err) {
+        if (t.allowed(err)) {
+          rejected++;
+          continue;
+        }
+        crashes++;
+        if (found.length < 5) found.push(record(input, found.length, err));
+      }
+    }
+    now = performance.now();
+  }
+  return { execs, rejected, crashes, found, seconds: (now - start) / 1000 };
+}
+
 export async function fuzzBench(ctx: BenchContext): Promise<BenchResult> {
   const perMode = ctx.quick ? 1000 : 8000;
   const all = targets();
@@ -231,39 +306,13 @@ export async function fuzzBench(ctx: BenchContext): Promise<BenchResult> {
   let crashes = 0;
   for (const t of all) {
     for (const mode of ['random', 'mutation'] as const) {
-      const r = rng(0x5eed ^ t.name.length ^ (mode === 'random' ? 0 : 0x1000));
-      let execs = 0;
-      let rejected = 0;
-      const found: { file: string; error: string }[] = [];
-      // Valid seeds first: the fuzzer must not call a good input a crash.
-      const start = performance.now();
-      let now = start;
-      while (now - start < perMode) {
-        for (let k = 0; k < 256; k++) {
-          const input =
-            mode === 'random'
-              ? randomBytes(r, 1500)
-              : mutate(t.seeds[Math.floor(r() * t.seeds.length)], t.seeds[Math.floor(r() * t.seeds.length)], r);
-          execs++;
-          try {
-            t.feed(input);
-          } catch (err) {
-            if (t.allowed(err)) {
-              rejected++;
-              continue;
-            }
-            if (found.length < 5) {
-              const file = path.join(OUT, `crash-${t.name}-${mode}-${found.length}.bin`);
-              writeFileSync(file, input);
-              const e = err as Error;
-              found.push({ file: path.relative(process.cwd(), file), error: `${e?.name}: ${e?.message}`.slice(0, 200) });
-            }
-            crashes++;
-          }
-        }
-        now = performance.now();
-      }
-      const secs = (now - start) / 1000;
+      const { execs, rejected, crashes: n, found, seconds: secs } = runFuzz(t, mode, perMode, (input, i, err) => {
+        const file = path.join(OUT, `crash-${t.name}-${mode}-${i}.bin`);
+        writeFileSync(file, input);
+        const e = err as Error;
+        return { file: path.relative(process.cwd(), file), error: `${e?.name}: ${e?.message}`.slice(0, 200) };
+      });
+      crashes += n;
       rows.push({ parser: t.name, mode, declared: t.declared, seconds: round(secs, 1), execs, execsPerSec: Math.round(execs / secs), rejectedPct: round((100 * rejected) / execs, 1), crashes: found.length ? found : 0 });
       ctx.log(`fuzz ${t.name} ${mode}: ${execs} execs, ${Math.round(execs / secs)}/s, ${found.length} crash kinds`);
     }
