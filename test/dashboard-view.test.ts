@@ -124,8 +124,8 @@ function relaySnap(over: Partial<RelaySnapshot> = {}): RelaySnapshot {
     authFailures: 0,
     retransmissions: 4,
     perStream: [
-      { name: 'main', publisher: '10.0.0.2:40000', bitrateInKbps: 2500, packetsIn: 10_000, packetsOut: 20_000, viewers: 2 },
-      { name: 'slides', publisher: null, bitrateInKbps: 0, packetsIn: 0, packetsOut: 0, viewers: 1 },
+      { name: 'main', publisher: '10.0.0.2:40000', bitrateInKbps: 2500, packetsIn: 10_000, packetsOut: 20_000, viewers: 2, dropped: 3 },
+      { name: 'slides', publisher: null, bitrateInKbps: 0, packetsIn: 0, packetsOut: 0, viewers: 1, dropped: 0 },
     ],
     perViewer: [
       { stream: 'main', address: '10.0.0.3:50000', uptimeS: 185, lossPercent: 0.39, jitterMs: 1.5, rttMs: 12, packetsOut: 10_000, sendErrors: 2 },

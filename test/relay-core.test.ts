@@ -115,6 +115,7 @@ describe('relay core', () => {
     assert.equal(msg.kind, ControlType.Refused);
     assert.equal(msg.reason, 1, 'taken');
     assert.equal(relay.counters.hijackAttempts, 1);
+    assert.equal(relay.streams.get('main')!.dropped, 1, 'counted against the stream it tried to take');
     assert.deepEqual(relay.onDatagram(media(1, 0x9999), intruder, 6), []);
     assert.equal(relay.counters.unknownSource, 1);
     assert.equal(relay.onDatagram(media(2), sharer, 7).length, 1, 'the real publisher still gets through');

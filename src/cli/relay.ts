@@ -67,6 +67,7 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
             packetsIn: s.packetsIn,
             packetsOut: s.packetsOut,
             viewers: s.viewers.size,
+            dropped: s.dropped,
           };
         }),
         perViewer: streams.flatMap((s) =>

@@ -85,6 +85,8 @@ export interface RelayStreamRow {
   packetsIn: number;
   packetsOut: number;
   viewers: number;
+  /** Refused PUBLISHes, failed --key datagrams, failed sends to its viewers (RelayCore StreamState.dropped). */
+  dropped: number;
 }
 
 export interface RelayViewerRow {

@@ -250,7 +250,7 @@ export const RELAY_COUNTERS = [
 ] as const satisfies readonly (keyof RelaySnapshot)[];
 
 /** Per-row counters of the relay, keyed by stream name and by viewer address. */
-const RELAY_STREAM_COUNTERS = ['packetsIn', 'packetsOut'] as const;
+const RELAY_STREAM_COUNTERS = ['packetsIn', 'packetsOut', 'dropped'] as const;
 const RELAY_VIEWER_COUNTERS = ['packetsOut', 'sendErrors'] as const;
 
 export interface Baseline {
@@ -294,6 +294,7 @@ export function applyBaseline<T extends Snapshot>(s: T, b: Baseline | null | und
       ...row,
       packetsIn: since(`stream ${row.name} packetsIn`, row.packetsIn),
       packetsOut: since(`stream ${row.name} packetsOut`, row.packetsOut),
+      dropped: since(`stream ${row.name} dropped`, row.dropped),
     }));
     r.perViewer = s.perViewer.map((row) => ({
       ...row,
@@ -488,8 +489,8 @@ function relayBody(s: RelaySnapshot, h: History, o: ViewOptions): string[] {
     ['Unknown src', fmtInt(s.unknownSource)],
     ['Over limit', fmtInt(s.overLimit + s.oversize + s.hijackAttempts)],
   ];
-  // Per-stream drops: the relay counts refused datagrams globally (most have no stream), so the
-  // per-stream column is what it failed to deliver to that stream's viewers.
+  // Per-stream drops: refused PUBLISHes, failed --key datagrams and failed sends to its viewers.
+  // Garbage from strangers belongs to no stream: it is in the totals above.
   const streams = s.perStream.length
     ? table(
         [
@@ -508,7 +509,7 @@ function relayBody(s: RelaySnapshot, h: History, o: ViewOptions): string[] {
           fmtInt(r.packetsIn),
           fmtInt(r.packetsOut),
           fmtInt(r.viewers),
-          fmtInt(s.perViewer.filter((v) => v.stream === r.name).reduce((n, v) => n + v.sendErrors, 0)),
+          fmtInt(r.dropped),
         ]),
         o.width,
         o.ascii,

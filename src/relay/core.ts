@@ -93,6 +93,11 @@ export interface StreamState {
   bytesOut: number;
   /** Datagrams fanned out to every viewer (each counts once, whatever the number of viewers). */
   fanOuts: number;
+  /**
+   * What this stream lost or refused: PUBLISHes from another address, its publisher's datagrams
+   * that failed --key, and sends to its viewers that failed.
+   */
+  dropped: number;
   /** When each recent SR (by its middle 32 NTP bits, the LSR viewers echo) went out to viewers. */
   srForwarded: Map<number, number>;
   /** The publisher's latest RTCP compound with an SR: a joining viewer gets it first (clock mapping). */
@@ -257,6 +262,7 @@ export class RelayCore {
       const r = verifyAuthTag(buf, latched.auth, latched.guard);
       if (!r.ok) {
         this.counters.authFailures++;
+        latched.dropped++;
         return [];
       }
       buf = r.packet;
@@ -328,7 +334,9 @@ export class RelayCore {
     this.counters.sendErrors++;
     for (const s of this.streams.values()) {
       const v = s.viewers.get(endpointKey(to));
-      if (v) v.sendErrors++;
+      if (!v) continue;
+      v.sendErrors++;
+      s.dropped++;
     }
   }
 
@@ -452,6 +460,7 @@ export class RelayCore {
     if ((current && current.key !== key) || (other && other !== stream)) {
       // Latched to another sharer (or this address already publishes another name).
       this.counters.hijackAttempts++;
+      stream.dropped++;
       return this.refuse(name, RefuseReason.Taken, from, now);
     }
     if (!current) this.log(`stream ${name}: publisher ${fmt(from)} (ssrc ${hex(ssrc)})`);
@@ -727,6 +736,7 @@ function newStream(name: string): StreamState {
     packetsOut: 0,
     bytesOut: 0,
     fanOuts: 0,
+    dropped: 0,
     srForwarded: new Map(),
     history: new Array(RTX_HISTORY_PACKETS),
     cacheBytes: 0,
