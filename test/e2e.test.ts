@@ -134,7 +134,15 @@ describe('command-line errors are one clear line and a non-zero exit', () => {
 
   test('bad port', () => fails(['share', '--port', '70000'], 2, /--port must be 0-65535, got 70000/));
   test('bad port from the environment', () => fails(['relay'], 2, /--port must be 0-65535, got 99999/, { UDPCAST_PORT: '99999' }));
-  test('bad watch target port', () => fails(['watch', '127.0.0.1:0'], 2, /--target must be 1-65535, got 0/));
+  test('bad watch target port', () => fails(['watch', '127.0.0.1:0'], 2, /the relay to watch must be HOST\[:PORT\] with a port 1-65535, got 127\.0\.0\.1:0/));
+  test('a port that is not a number says so, not NaN', () => fails(['relay', '--port', 'abc'], 2, /--port must be 0-65535, got something that is not a number/));
+  test('an --output that cannot be written', () => fails(['watch', '--player', 'none', '--output', '/nonexistent/dir/x.h264'], 2, /--output \/nonexistent\/dir\/x\.h264: cannot write there \(its folder does not exist\)/));
+  test('a variable for another command is not an unknown option here', async () => {
+    const port = await freePort();
+    await fails(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard'], 1, /no answer from relay/, { UDPCAST_KEY: 'relay-secret-1', UDPCAST_PORT: '6000' });
+  });
+  test('choice errors are one line too', () => fails(['share', '--codec', 'vp9'], 2, /Invalid values: .*codec/));
+  test('--fec-mode without --fec', () => fails(['share', '--source', 'test', '--fec-mode', 'column'], 2, /--fec-mode and --fec-depth go with --fec PCT/));
   test('bad size', () => fails(['share', '--size', '1280by720'], 2, /--size must be WIDTHxHEIGHT/));
   test('bad stream name', () => fails(['watch', '--stream', 'no spaces'], 2, /--stream must be 1-64 letters/));
   test('unknown option', () => fails(['relay', '--prot', '5004'], 2, /Unknown argument/));

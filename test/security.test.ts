@@ -158,7 +158,7 @@ describe('keys and encryption', { skip }, () => {
     for (const args of [['--key', 'wrong-secret-9'], []]) {
       const bad = udpcast(['share', '--relay', `127.0.0.1:${port}`, ...args, '--source', 'test', '--size', '320x240', '--no-dashboard']);
       const e = await exited(bad, 20_000);
-      assert.equal(e.code, 1);
+      assert.equal(e.code, 2, 'a key that does not match is a setting to fix');
       assert.match(bad.stderrText(), args.length ? /refused our key: check --key/ : /refused our key: it requires --key/);
     }
     await exited(good, 30_000);
@@ -169,6 +169,8 @@ describe('keys and encryption', { skip }, () => {
     await exited(relay, 5000);
     assert.equal(lastStats(readFileSync(stats, 'utf8')).publisherRestarts, 0, 'only the keyed sharer was ever seen');
     assert.ok(lastStats(readFileSync(join(dir, 'key-relay.json'), 'utf8')).authFailures >= 2);
+    assert.match(relay.stderrText(), /sharers need --key/);
+    assert.match(relay.stderrText(), /refused 127\.0\.0\.1:\d+ \(wrong or missing key\)/);
     const d = decode(out, 'h264');
     assert.equal(d.errors, '');
     assert.ok(d.frames > 100);
@@ -196,6 +198,19 @@ describe('keys and encryption', { skip }, () => {
     await exited(share, 20_000);
     relay.child.kill('SIGTERM');
     await exited(relay, 5000);
+  });
+
+  test('--encrypt on a viewer of a plain stream: refused with a clear message, nothing written', async () => {
+    const port = await freePort();
+    const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(port), '--source', 'test', '--size', '320x240', '--duration', '6', '--no-dashboard']);
+    await waitFor(() => share.stderrText().includes('listening'), 10_000, 'the sharer');
+    const out = join(dir, 'plain-with-encrypt.h264');
+    const w = udpcast(['watch', `127.0.0.1:${port}`, '--encrypt', 'expected-secret', '--player', 'none', '--no-dashboard', '--output', out]);
+    assert.equal((await exited(w, 20_000)).code, 2);
+    assert.match(w.stderrText(), /the stream is not encrypted/);
+    assert.equal(readFileSync(out).length, 0);
+    share.child.kill('SIGTERM');
+    await exited(share, 5000);
   });
 
   test('--encrypt: what crosses relay → viewer decodes to nothing without the key; the viewer with it decodes cleanly', async () => {

@@ -16,6 +16,7 @@ import {
   parseBitrate,
   parseFec,
   readSecret,
+  checkOutput,
   parseHostPort,
   parseRegion,
   parseSize,
@@ -62,7 +63,7 @@ export function shareOptions(a: Record<string, unknown>): ShareOptions {
     ffmpeg: a.ffmpeg !== undefined ? String(a.ffmpeg) : undefined,
     fec: parseFec(a.fec, a.fecMode, a.fecDepth),
     key: readSecret('key', a.key, a.keyFile),
-    encrypt: readSecret('encrypt', a.encrypt),
+    encrypt: readSecret('encrypt', a.encrypt, a.encryptFile),
     statsJson: a.statsJson !== undefined ? String(a.statsJson) : undefined,
     dashboard: a.dashboard !== false,
     duration: checkDuration('duration', a.duration),
@@ -75,7 +76,7 @@ export function shareOptions(a: Record<string, unknown>): ShareOptions {
 export function relayOptions(a: Record<string, unknown>): RelayOptions {
   return {
     key: readSecret('key', a.key, a.keyFile),
-    watchKey: readSecret('watch-key', a.watchKey),
+    watchKey: readSecret('watch-key', a.watchKey, a.watchKeyFile),
     host: String(a.host ?? '0.0.0.0'),
     port: checkPort('port', a.port ?? DEFAULT_PORT, true),
     statsJson: a.statsJson !== undefined ? String(a.statsJson) : undefined,
@@ -85,18 +86,27 @@ export function relayOptions(a: Record<string, unknown>): RelayOptions {
 }
 
 export function watchOptions(a: Record<string, unknown>): WatchOptions {
-  return {
-    encrypt: readSecret('encrypt', a.encrypt),
-    watchKey: readSecret('watch-key', a.watchKey),
-    target: parseHostPort('target', String(a.target ?? `127.0.0.1:${DEFAULT_PORT}`)),
+  let target;
+  try {
+    target = parseHostPort('target', String(a.target ?? `127.0.0.1:${DEFAULT_PORT}`));
+  } catch {
+    throw new UsageError(`the relay to watch must be HOST[:PORT] with a port 1-65535, got ${String(a.target)}`);
+  }
+  const o: WatchOptions = {
+    encrypt: readSecret('encrypt', a.encrypt, a.encryptFile),
+    watchKey: readSecret('watch-key', a.watchKey, a.watchKeyFile),
+    target,
     stream: checkStream(a.stream ?? DEFAULT_STREAM),
     player: checkChoice('player', a.player ?? 'ffplay', ['ffplay', 'none'] as const),
-    output: a.output !== undefined ? String(a.output) : undefined,
+    output: checkOutput(a.output),
     latencyMs: a.latency !== undefined ? checkInt('latency', a.latency, 0, 10_000) : undefined,
     statsJson: a.statsJson !== undefined ? String(a.statsJson) : undefined,
     dashboard: a.dashboard !== false,
     duration: checkDuration('duration', a.duration),
   };
+  const problem = secretsProblem(o);
+  if (problem) throw new UsageError(problem);
+  return o;
 }
 
 async function start(c: Command): Promise<Handle> {

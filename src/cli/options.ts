@@ -2,7 +2,7 @@
  * One options object per command, validated once at the edge. Every check names the option and the
  * valid range, so a person knows what to type instead.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { UsageError } from '../util/errors.ts';
 import { STREAM_NAME_RE } from '../transport/control.ts';
 import { DEFAULT_PORT } from '../defaults.ts';
@@ -68,11 +68,16 @@ export interface WatchOptions extends CommonOptions, Pick<Secrets, 'encrypt' | '
   latencyMs?: number;
 }
 
+/** A value as the person typed it; yargs has already turned "abc" given for a number into NaN. */
+function shown(v: unknown): string {
+  return typeof v === 'number' && Number.isNaN(v) ? 'something that is not a number' : String(v);
+}
+
 export function checkPort(name: string, v: unknown, allowZero = false): number {
   const n = Number(v);
   const min = allowZero ? 0 : 1;
   if (!Number.isInteger(n) || n < min || n > 65535) {
-    throw new UsageError(`--${name} must be ${min}-65535, got ${String(v)}`);
+    throw new UsageError(`--${name} must be ${min}-65535, got ${shown(v)}`);
   }
   return n;
 }
@@ -80,7 +85,7 @@ export function checkPort(name: string, v: unknown, allowZero = false): number {
 export function checkInt(name: string, v: unknown, min: number, max: number): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < min || n > max) {
-    throw new UsageError(`--${name} must be a whole number ${min}-${max}, got ${String(v)}`);
+    throw new UsageError(`--${name} must be a whole number ${min}-${max}, got ${shown(v)}`);
   }
   return n;
 }
@@ -90,7 +95,7 @@ export function checkDuration(name: string, v: unknown): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0 || n > 31 * 24 * 3600) {
-    throw new UsageError(`--${name} must be seconds greater than 0, got ${String(v)}`);
+    throw new UsageError(`--${name} must be seconds greater than 0, got ${shown(v)}`);
   }
   return n;
 }
@@ -152,20 +157,42 @@ export function checkChoice<T extends string>(name: string, v: unknown, choices:
 /** Shortest passphrase we accept: scrypt slows guessing, it cannot save a short secret. */
 const MIN_SECRET = 8;
 
-/** A passphrase option, or the first line of --key-file. */
+/**
+ * A passphrase option, or the first line of its --NAME-file (which keeps it out of `ps` and shell
+ * history). Giving both is a mistake, not a choice.
+ */
 export function readSecret(name: string, value: unknown, file?: unknown): string | undefined {
+  if (value !== undefined && file !== undefined) throw new UsageError(`give --${name} or --${name}-file, not both`);
   let v = value === undefined ? undefined : String(value);
+  let from = `--${name}`;
   if (file !== undefined) {
+    from = `--${name}-file ${String(file)}`;
     try {
       v = readFileSync(String(file), 'utf8').split(/\r?\n/)[0];
     } catch (err) {
-      throw new UsageError(`--${name}-file ${String(file)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      const e = err as NodeJS.ErrnoException;
+      throw new UsageError(`${from}: cannot read it (${e.code ?? e.message})`);
     }
   }
   if (v !== undefined && v.length < MIN_SECRET) {
-    throw new UsageError(`--${name} must be at least ${MIN_SECRET} characters (a random one: openssl rand -base64 24)`);
+    throw new UsageError(`${from} must hold at least ${MIN_SECRET} characters (a random one: openssl rand -base64 24)`);
   }
   return v;
+}
+
+/** --output: '-' (stdout) or a file we can create now, so a lost recording is an error at once. */
+export function checkOutput(v: unknown): string | undefined {
+  if (v === undefined) return undefined;
+  const path = String(v);
+  if (path === '-') return path;
+  try {
+    closeSync(openSync(path, 'w'));
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'ENOENT' ? 'its folder does not exist' : e.code === 'EISDIR' ? 'it is a folder' : (e.code ?? e.message);
+    throw new UsageError(`--output ${path}: cannot write there (${why})`);
+  }
+  return path;
 }
 
 /** RFC 5109 masks reach 48 packets: a column group spans (K − 1)·D + 1 of them. */
@@ -176,12 +203,18 @@ const FEC_MAX_SPAN = 47;
  * packets (row), or per column of a K×D block (column: bursts up to D), or both (2d).
  */
 export function parseFec(pct: unknown, mode: unknown, depth: unknown): ShareOptions['fec'] {
-  if (pct === undefined) return undefined;
+  if (pct === undefined) {
+    if (mode !== undefined || depth !== undefined) throw new UsageError(`--fec-mode and --fec-depth go with --fec PCT (e.g. --fec 10)`);
+    return undefined;
+  }
   const p = Number(String(pct).replace(/%$/, ''));
   if (!Number.isFinite(p) || p < 2 || p > 50) throw new UsageError(`--fec must be 2-50 (percent of parity), got ${String(pct)}`);
   const groupSize = Math.round(100 / p);
   const m = checkChoice('fec-mode', mode ?? 'row', ['row', 'column', '2d'] as const);
-  if (m === 'row') return { groupSize, mode: m };
+  if (m === 'row') {
+    if (depth !== undefined) throw new UsageError('--fec-depth goes with --fec-mode column or 2d');
+    return { groupSize, mode: m };
+  }
   const maxDepth = Math.floor(FEC_MAX_SPAN / (groupSize - 1));
   const d = depth === undefined ? Math.min(5, maxDepth) : checkInt('fec-depth', depth, 2, maxDepth);
   if (d < 2) throw new UsageError(`--fec-mode ${m} needs --fec of at least 5 (column groups of at most 24 packets)`);

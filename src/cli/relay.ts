@@ -34,7 +34,8 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
     key: o.key !== undefined ? deriveMasterKey(o.key) : undefined,
     watchKey: o.watchKey !== undefined ? deriveWatchKey(deriveMasterKey(o.watchKey)) : undefined,
   });
-  log(`relay listening on ${fmt(server.address)}`);
+  const locks = [o.key !== undefined && 'sharers need --key', o.watchKey !== undefined && 'viewers need --watch-key'].filter(Boolean);
+  log(`relay listening on ${fmt(server.address)}${locks.length ? ` (${locks.join(', ')})` : ' (open: anyone may publish and watch)'}`);
   let finish!: (code: number) => void;
   const done = new Promise<number>((resolve) => (finish = resolve));
   const inRate = new RateMeter();

@@ -4,6 +4,7 @@
  * one-line summary on stderr every few seconds with no escape codes at all. The same snapshot
  * object feeds all three, so they always agree.
  */
+import { UsageError } from '../util/errors.ts';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { STATS_INTERVAL_MS, SUMMARY_INTERVAL_MS } from '../defaults.ts';
 import { activeDashboard, Dashboard, pickTerminal } from '../dashboard/screen.ts';
@@ -50,7 +51,14 @@ export function openDashboard(req: DashboardRequest): Dashboard | null {
 }
 
 export function startReporter<T extends Snapshot>(o: ReporterOptions<T>): Reporter {
-  if (o.statsJson) writeFileSync(o.statsJson, ''); // each run starts its own file
+  if (o.statsJson) {
+    try {
+      writeFileSync(o.statsJson, ''); // each run starts its own file
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new UsageError(`--stats-json ${o.statsJson}: cannot write there (${e.code === 'ENOENT' ? 'its folder does not exist' : (e.code ?? e.message)})`);
+    }
+  }
   let ticks = 0;
   let stopped = false;
   const every = Math.max(1, Math.round(SUMMARY_INTERVAL_MS / (o.intervalMs ?? STATS_INTERVAL_MS)));

@@ -49,6 +49,13 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   const size = o.size ?? (o.source === 'test' ? DEFAULT_TEST_SIZE : undefined);
   if (o.codec === 'mjpeg') checkMjpegSize(size);
 
+  // Built first: a bad display, region or encoder is a person's error before anything listens.
+  const encoder = new Encoder({
+    ffmpegPath: ffmpeg.path,
+    capture: { source: o.source, display: o.display, region: o.region, fps: o.fps, size, hasDdagrab },
+    encode: { codec: o.codec, encoder: o.encoder, bitrateKbps: o.bitrateKbps, fps: o.fps, gop: o.gop, quality: o.quality, size },
+    log,
+  });
   // scrypt takes ~0.5 s per passphrase: once here, shared by the publisher and the embedded relay.
   const keyMaster = o.key !== undefined ? deriveMasterKey(o.key) : undefined;
   const encryptMaster = o.encrypt !== undefined ? deriveMasterKey(o.encrypt) : undefined;
@@ -69,12 +76,6 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     codec: o.codec,
     fec: o.fec,
     security: keyMaster || encryptMaster ? { key: keyMaster, encrypt: encryptMaster } : undefined,
-  });
-  const encoder = new Encoder({
-    ffmpegPath: ffmpeg.path,
-    capture: { source: o.source, display: o.display, region: o.region, fps: o.fps, size, hasDdagrab },
-    encode: { codec: o.codec, encoder: o.encoder, bitrateKbps: o.bitrateKbps, fps: o.fps, gop: o.gop, quality: o.quality, size },
-    log,
   });
   let finish!: (code: number) => void;
   const done = new Promise<number>((resolve) => (finish = resolve));
@@ -99,7 +100,8 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
             ? `relay ${fmt(target)} runs without --key, so it cannot check ours: give it the same --key, or share without one`
             : `relay ${fmt(target)} refused our key: ${o.key === undefined ? 'it requires --key' : 'check --key'}`;
     log(`cannot publish: ${why}`);
-    stop(1);
+    // A key that does not match is a person's setting (2); a taken or full relay is a failure (1).
+    stop(reason === RefuseReason.BadKey || reason === RefuseReason.RelayHasNoKey ? 2 : 1);
   };
   // A viewer lost a reference frame and could not repair it: a keyframe from a fresh encoder run.
   publisher.onKeyframeRequest = () => {

@@ -170,6 +170,11 @@ export class ViewerCore {
       if (encrypted) this.fatal ??= 'the stream is encrypted: watch with --encrypt PASSPHRASE (the sharer\'s --encrypt)';
       return encrypted ? undefined : buf;
     }
+    if (!encrypted) {
+      // We were told to expect encryption: plain pictures mean the sharer is not using --encrypt.
+      this.fatal ??= 'the stream is not encrypted: the sharer runs without --encrypt (watch without it, or ask them to use it)';
+      return undefined;
+    }
     if (!this.unprotector) {
       this.counters.undecryptable++; // no salt yet (the ACK carries it)
       return undefined;

@@ -116,6 +116,8 @@ export interface StreamState {
   guard?: ReplayGuard;
 }
 
+/** Distinct log-once keys remembered before starting over. */
+const MAX_WARNED = 1000;
 /** A viewer keepalives once a second; this leaves room for retries and bursts, not floods. */
 const KEEPALIVES_PER_SECOND = 10;
 const KEEPALIVE_BURST = 10;
@@ -585,6 +587,8 @@ export class RelayCore {
 
   /** REFUSED: tells a sharer why, in fewer bytes than its PUBLISH, within the unproven rate. */
   private refuse(name: string, reason: RefuseReason, from: Endpoint, now: number): Output | null {
+    const why = ['', 'the stream is taken', 'the relay is full', 'wrong or missing key', 'this relay has no --key'][reason] ?? `reason ${reason}`;
+    this.logOnce(`refuse ${reason} ${endpointKey(from)} ${name}`, `stream ${name}: refused ${fmt(from)} (${why})`);
     if (!this.unproven.take(endpointKey(from), now)) {
       this.counters.rateLimited++;
       return null;
@@ -711,6 +715,17 @@ export class RelayCore {
     stream.targets = stream.targets.filter((e) => e !== v.endpoint);
     this.viewerCount--;
     this.log(`stream ${stream.name}: viewer ${fmt(v.endpoint)} left (${stream.viewers.size} watching)`);
+  }
+
+  /** Logs `line` the first time `key` is seen (bounded: a flood of forged addresses logs once per 1000). */
+  private logOnce(key: string, line: string): void {
+    if (this.warned.has(key)) return;
+    if (this.warned.size >= MAX_WARNED) {
+      this.warned.clear();
+      this.log('(further refusals are counted, not logged one by one)');
+    }
+    this.warned.add(key);
+    this.log(line);
   }
 
   private overLimit(kind: string, line: string): void {
