@@ -107,7 +107,6 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   publisher.onKeyframeRequest = () => {
     if (encoder.requestKeyframe()) log('keyframe requested by a viewer: starting a fresh encoder run');
   };
-  encoder.on('restart', (attempt: number, delayMs: number) => log(`ffmpeg stopped; restarting in ${delayMs} ms (attempt ${attempt})`));
   encoder.on('end', () => {
     log('the source ended');
     stop(0);

@@ -71,7 +71,7 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
           } else if (code === 0) {
             stop(0); // the window was closed
           } else {
-            log(`ffplay exited with code ${code}`);
+            log(code === null ? 'ffplay was ended by a signal' : `ffplay exited with code ${code}`);
             stop(1);
           }
         }, log);
