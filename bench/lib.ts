@@ -3,6 +3,7 @@
  * from /proc, percentiles, free ports, the udpcast command line, the tiny FFmpeg decoder that
  * timestamps frames on arrival, and the x264 settings both sides of a comparison use.
  */
+import { Prng } from '../src/impair/core.ts';
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import dgram from 'node:dgram';
 import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
@@ -306,16 +307,10 @@ export function allStats(file: string): Record<string, unknown>[] {
   }
 }
 
-/** Seeded PRNG (mulberry32) so a run's schedule can be repeated. */
+/** A repeatable uniform [0, 1) generator: the impair proxy's mulberry32, one copy for the project. */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const p = new Prng(seed);
+  return () => p.next();
 }
 
 /** Resolves when the child's stderr (or stdout) has printed a line matching `re`; rejects on timeout or exit. */

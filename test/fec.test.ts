@@ -3,6 +3,7 @@
  * byte by byte from §7.3 and §7.4, recovery of every single loss in row groups of 2-10 packets,
  * bursts in column mode, cascades in 2-D mode, and fast-check properties.
  */
+import { Prng } from '../src/impair/core.ts';
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
@@ -24,16 +25,10 @@ import { seqAdd } from '../src/transport/seq.ts';
 
 const SSRC = 0xdeadbeef;
 
-/** Deterministic PRNG (mulberry32) so table tests vary packets without being flaky. */
+/** Deterministic PRNG (the impair proxy's mulberry32) so table tests vary packets without being flaky. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const p = new Prng(seed);
+  return () => p.next();
 }
 
 interface MediaShape {
