@@ -7,13 +7,13 @@
  */
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { skipUnless } from './helpers/tools.ts';
 import { bindRtpPair, bindUdp, waitForUdpListener } from './helpers/net.ts';
+import { killRuns, run, startRun } from './helpers/run.ts';
 import { NalType, splitAnnexB } from '../src/encode/annexb.ts';
 import { H264Packetizer } from '../src/transport/h264/packetize.ts';
 import { H264Depacketizer } from '../src/transport/h264/depacketize.ts';
@@ -32,49 +32,11 @@ const TESTSRC = ['-f', 'lavfi', '-i', `testsrc=size=320x240:rate=${FPS}`, '-t', 
 
 // ---- Owning child processes and temp files -----------------------------------------------------
 
-const children = new Set<ChildProcess>();
 const tmp = mkdtempSync(join(tmpdir(), 'udpcast-h264-'));
 after(() => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null && c.pid) process.kill(c.pid, 'SIGKILL');
+  killRuns();
   rmSync(tmp, { recursive: true, force: true });
 });
-
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Spawns `cmd`, collects its output, and SIGKILLs it by pid if it outlives `timeoutMs`. */
-function start(cmd: string, args: string[], timeoutMs: number): { child: ChildProcess; done: Promise<Run> } {
-  // stdin ignored (FFmpeg would otherwise read keys from it); stdout and stderr collected.
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  const timer = setTimeout(() => {
-    if (child.pid && child.exitCode === null) process.kill(child.pid, 'SIGKILL');
-  }, timeoutMs);
-  const done = new Promise<Run>((resolve, reject) => {
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(new Error(`${cmd} failed to start: ${err.message}`));
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      children.delete(child);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-  return { child, done };
-}
-
-function run(cmd: string, args: string[], timeoutMs = 15_000): Promise<Run> {
-  return start(cmd, args, timeoutMs).done;
-}
 
 /** ffprobe's decoded frame count for the first video stream of a file. */
 async function countFrames(file: string): Promise<number> {
@@ -178,7 +140,7 @@ describe('FFmpeg judges RFC 6184', { skip: skipUnless('ffmpeg', 'ffprobe'), time
     // FFmpeg's parser hands out a frame when the next one begins, so the last one waits for the
     // end of input: -listen_timeout 1 makes 1 s without packets the end. The timeout below only
     // bounds a failure.
-    const receiver = start(
+    const receiver = startRun(
       'ffmpeg',
       ['-nostdin', '-v', 'error', '-protocol_whitelist', 'file,udp,rtp', '-listen_timeout', '1', '-i', sdp, '-f', 'framemd5', '-'],
       20_000,

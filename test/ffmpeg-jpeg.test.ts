@@ -14,13 +14,13 @@
  */
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { skipUnless } from './helpers/tools.ts';
 import { bindRtpPair, bindUdp, waitForUdpListener } from './helpers/net.ts';
+import { killRuns, run, startRun } from './helpers/run.ts';
 import { parseJpeg } from '../src/encode/jpeg.ts';
 import { JpegPacketizer } from '../src/transport/jpeg/packetize.ts';
 import { JpegDepacketizer } from '../src/transport/jpeg/depacketize.ts';
@@ -40,46 +40,13 @@ const MJPEG = ['-c:v', 'mjpeg', '-huffman', '0', '-pix_fmt', 'yuvj420p', '-q:v',
 
 // ---- Child processes: each one tracked and killed by pid whatever happens ------------------------
 
-const children = new Set<ChildProcess>();
 const tmp = mkdtempSync(join(tmpdir(), 'udpcast-mjpeg-'));
 after(() => {
-  for (const c of children) if (c.pid && c.exitCode === null && c.signalCode === null) process.kill(c.pid, 'SIGKILL');
+  killRuns();
   rmSync(tmp, { recursive: true, force: true });
 });
 
-interface Exit {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Starts `cmd` (stdin closed, stdout and stderr collected); SIGKILLs it by pid after `timeoutMs`. */
-function start(cmd: string, args: string[], timeoutMs: number): { child: ChildProcess; exit: Promise<Exit> } {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  const killer = setTimeout(() => {
-    if (child.pid && child.exitCode === null) process.kill(child.pid, 'SIGKILL');
-  }, timeoutMs);
-  const exit = new Promise<Exit>((resolve, reject) => {
-    child.once('error', (e) => {
-      clearTimeout(killer);
-      children.delete(child);
-      reject(new Error(`${cmd} did not start: ${e.message}`));
-    });
-    child.once('close', (code) => {
-      clearTimeout(killer);
-      children.delete(child);
-      resolve({ code, stdout, stderr });
-    });
-  });
-  return { child, exit };
-}
-
-const ffmpeg = (args: string[], timeoutMs = 15_000) => start('ffmpeg', ['-nostdin', '-v', 'error', ...args], timeoutMs).exit;
+const ffmpeg = (args: string[], timeoutMs = 15_000) => run('ffmpeg', ['-nostdin', '-v', 'error', ...args], timeoutMs);
 
 /** framemd5 picture hashes (size and md5 of each decoded frame; timestamps left out). */
 function pictures(framemd5: string): string[] {
@@ -170,7 +137,7 @@ describe('FFmpeg judges RFC 2435', { skip: skipUnless('ffmpeg'), timeout: 30_000
     writeFileSync(sdp, buildSdp({ codec: 'mjpeg', address: '127.0.0.1', port }));
 
     // -listen_timeout 1: one second without packets ends the input, so FFmpeg exits by itself.
-    const receiver = start(
+    const receiver = startRun(
       'ffmpeg',
       ['-nostdin', '-v', 'error', '-protocol_whitelist', 'file,udp,rtp', '-listen_timeout', '1', '-i', sdp, '-f', 'framemd5', '-'],
       20_000,
@@ -194,7 +161,7 @@ describe('FFmpeg judges RFC 2435', { skip: skipUnless('ffmpeg'), timeout: 30_000
     } finally {
       sock.close();
     }
-    const r = await receiver.exit;
+    const r = await receiver.done;
     // The only line we expect is how the input ends: the timeout we asked for.
     const timedOut = `${sdp}: Connection timed out`;
     const lines = r.stderr.split('\n').filter((l) => l.trim() !== '');
