@@ -20,7 +20,9 @@ import {
   parseHostPort,
   parseRegion,
   parseSize,
+  type CommonOptions,
   type RelayOptions,
+  type Secrets,
   type ShareOptions,
   type WatchOptions,
 } from './options.ts';
@@ -44,6 +46,22 @@ const log = (line: string) => {
   if (!dashboardLog(line)) process.stderr.write(`${line}\n`);
 };
 
+/** --stats-json, --dashboard and --duration, which every role takes. */
+function commonOptions(a: Record<string, unknown>): CommonOptions {
+  return {
+    statsJson: a.statsJson !== undefined ? String(a.statsJson) : undefined,
+    dashboard: a.dashboard !== false,
+    duration: checkDuration('duration', a.duration),
+  };
+}
+
+/** Refuses passphrases that would let the relay read the pictures (secretsProblem). */
+function checkSecrets<T extends Secrets>(o: T): T {
+  const problem = secretsProblem(o);
+  if (problem) throw new UsageError(problem);
+  return o;
+}
+
 export function shareOptions(a: Record<string, unknown>): ShareOptions {
   const o: ShareOptions = {
     relay: a.relay !== undefined ? parseHostPort('relay', String(a.relay)) : undefined,
@@ -64,13 +82,9 @@ export function shareOptions(a: Record<string, unknown>): ShareOptions {
     fec: parseFec(a.fec, a.fecMode, a.fecDepth),
     key: readSecret('key', a.key, a.keyFile),
     encrypt: readSecret('encrypt', a.encrypt, a.encryptFile),
-    statsJson: a.statsJson !== undefined ? String(a.statsJson) : undefined,
-    dashboard: a.dashboard !== false,
-    duration: checkDuration('duration', a.duration),
+    ...commonOptions(a),
   };
-  const problem = secretsProblem(o);
-  if (problem) throw new UsageError(problem);
-  return o;
+  return checkSecrets(o);
 }
 
 export function relayOptions(a: Record<string, unknown>): RelayOptions {
@@ -79,9 +93,7 @@ export function relayOptions(a: Record<string, unknown>): RelayOptions {
     watchKey: readSecret('watch-key', a.watchKey, a.watchKeyFile),
     host: String(a.host ?? '0.0.0.0'),
     port: checkPort('port', a.port ?? DEFAULT_PORT, true),
-    statsJson: a.statsJson !== undefined ? String(a.statsJson) : undefined,
-    dashboard: a.dashboard !== false,
-    duration: checkDuration('duration', a.duration),
+    ...commonOptions(a),
   };
 }
 
@@ -100,13 +112,9 @@ export function watchOptions(a: Record<string, unknown>): WatchOptions {
     player: checkChoice('player', a.player ?? 'ffplay', ['ffplay', 'none'] as const),
     output: checkOutput(a.output),
     latencyMs: a.latency !== undefined ? checkInt('latency', a.latency, 0, 10_000) : undefined,
-    statsJson: a.statsJson !== undefined ? String(a.statsJson) : undefined,
-    dashboard: a.dashboard !== false,
-    duration: checkDuration('duration', a.duration),
+    ...commonOptions(a),
   };
-  const problem = secretsProblem(o);
-  if (problem) throw new UsageError(problem);
-  return o;
+  return checkSecrets(o);
 }
 
 async function start(c: Command): Promise<Handle> {
