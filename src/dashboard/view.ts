@@ -221,6 +221,8 @@ export const WATCH_COUNTERS = [
   'recoveredByRtx',
   'recoveredByFec',
   'framesGivenUp',
+  'publisherRestarts',
+  'undecryptable',
 ] as const satisfies readonly (keyof WatchSnapshot)[];
 
 export const SHARE_COUNTERS = [
@@ -229,7 +231,9 @@ export const SHARE_COUNTERS = [
   'keyframesSent',
   'packetsSent',
   'bytesSent',
+  'fecPacketsSent',
   'keyframeRequests',
+  'keyframeRestarts',
   'encoderRestarts',
   'sendErrors',
 ] as const satisfies readonly (keyof ShareSnapshot)[];
@@ -247,6 +251,11 @@ export const RELAY_COUNTERS = [
   'overLimit',
   'sendErrors',
   'retransmissions',
+  'rtxMisses',
+  'cacheJoins',
+  'challenges',
+  'rateLimited',
+  'authFailures',
 ] as const satisfies readonly (keyof RelaySnapshot)[];
 
 /** Per-row counters of the relay, keyed by stream name and by viewer address. */
