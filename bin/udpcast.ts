@@ -57,6 +57,11 @@ const relay: Table = {
   'key-file': { type: 'string', describe: 'read --key from the first line of FILE' },
   'watch-key': { type: 'string', describe: 'accept only viewers that know this passphrase' },
   'watch-key-file': { type: 'string', describe: 'read --watch-key from the first line of FILE' },
+  sendmmsg: {
+    type: 'boolean',
+    default: true,
+    describe: 'fan out with one sendmmsg(2) per batch of viewers when the native helper is built (Linux); --no-sendmmsg: one send per viewer',
+  },
 };
 
 const watch: Table = {

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { udpcast, killAll, exited, freePort, sleep, waitFor, type Running } from './helpers/cli.ts';
 import { decode, lastStats } from './helpers/decode.ts';
 import { skipUnless } from './helpers/tools.ts';
+import { loadNative } from '../src/relay/fanout-send.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'udpcast-e2e-'));
 after(killAll);
@@ -19,11 +20,17 @@ function statsOf(file: string): Record<string, any> {
 }
 
 describe('share → relay → watch', { skip }, () => {
-  for (const codec of ['h264', 'mjpeg'] as const) {
-    test(`${codec}: three viewers get the same clean frames, ≥ 95% of those sent`, async () => {
+  // The relay's two send paths, one per codec: the native sendmmsg helper (when built) and dgram.
+  const native = loadNative().native !== undefined;
+  for (const [codec, sendmmsg] of [['h264', true], ['mjpeg', false]] as const) {
+    const path = sendmmsg && native ? 'sendmmsg' : 'dgram';
+    test(`${codec}, relay sending by ${path}: three viewers get the same clean frames, ≥ 95% of those sent`, async () => {
       const port = await freePort();
-      const relay = udpcast(['relay', '--host', '127.0.0.1', '--port', String(port), '--no-dashboard', '--duration', '14']);
+      const relay = udpcast([
+        'relay', '--host', '127.0.0.1', '--port', String(port), '--no-dashboard', '--duration', '14', ...(sendmmsg ? [] : ['--no-sendmmsg']),
+      ]);
       await waitFor(() => relay.stderrText().includes('listening'), 5000, 'the relay');
+      assert.match(relay.stderrText(), path === 'sendmmsg' ? /fan-out: sendmmsg/ : /fan-out: one send per viewer \(/);
       const viewers: Running[] = [];
       for (let i = 0; i < 3; i++) {
         viewers.push(

@@ -110,6 +110,10 @@ export interface RelaySnapshot extends RelayCounters {
   bitrateOutKbps: number;
   /** Malformed + unknown source + oversize + hijack attempts + over limit + rate limited. */
   dropped: number;
+  /** 'sendmmsg': the native batch sender; 'dgram': one socket.send per viewer (--no-sendmmsg, or not built). */
+  sendPath: 'sendmmsg' | 'dgram';
+  /** Datagrams the sendmmsg path left to dgram's queue because the kernel's send buffer was full. */
+  handedToDgram: number;
   perStream: RelayStreamRow[];
   perViewer: RelayViewerRow[];
 }

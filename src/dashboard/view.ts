@@ -256,6 +256,7 @@ export const RELAY_COUNTERS = [
   'challenges',
   'rateLimited',
   'authFailures',
+  'handedToDgram',
 ] as const satisfies readonly (keyof RelaySnapshot)[];
 
 /** Per-row counters of the relay, keyed by stream name and by viewer address. */
@@ -497,6 +498,8 @@ function relayBody(s: RelaySnapshot, h: History, o: ViewOptions): string[] {
     ['Malformed', fmtInt(s.malformed)],
     ['Unknown src', fmtInt(s.unknownSource)],
     ['Over limit', fmtInt(s.overLimit + s.oversize + s.hijackAttempts)],
+    // 'queued': datagrams the sendmmsg path left to dgram because the kernel's buffer was full.
+    ['Fan-out', s.handedToDgram ? `${s.sendPath}, ${fmtInt(s.handedToDgram)} queued` : s.sendPath],
   ];
   // Per-stream drops: refused PUBLISHes, failed --key datagrams and failed sends to its viewers.
   // Garbage from strangers belongs to no stream: it is in the totals above.

@@ -53,6 +53,10 @@ export interface Endpoint {
 /** One buffer for many destinations: the relay serializes once and sends the same bytes to all. */
 export interface Output {
   data: Buffer;
+  /**
+   * Never changed after it is returned: stream.targets is replaced on every join and leave, not
+   * edited, so a sender may cache per list (fanout-send.ts does).
+   */
   to: readonly Endpoint[];
 }
 

@@ -4,12 +4,15 @@
  */
 import dgram from 'node:dgram';
 import { RelayCore, type Endpoint, type Output, type RelayCoreOptions } from './core.ts';
+import { FanoutSender, loadNative, type SendPath } from './fanout-send.ts';
 
 export interface RelayServerOptions extends RelayCoreOptions {
   host: string;
   port: number;
   log?: (line: string) => void;
   now?: () => number;
+  /** Fan out with the native sendmmsg helper when it is built (default true); false: dgram only. */
+  sendmmsg?: boolean;
 }
 
 const TICK_MS = 500;
@@ -24,18 +27,18 @@ export class RelayServer {
   private timer?: NodeJS.Timeout;
   private closed = false;
   private readonly now: () => number;
+  private readonly sender: FanoutSender;
 
-  private constructor(socket: dgram.Socket, now: () => number, opts: RelayCoreOptions) {
+  private constructor(socket: dgram.Socket, now: () => number, opts: RelayCoreOptions, sendmmsg: boolean) {
     this.socket = socket;
     this.now = now;
     this.core = new RelayCore(now(), opts);
+    this.sender = new FanoutSender(socket, (to) => this.core.sendFailed(to), sendmmsg ? loadNative() : { why: '--no-sendmmsg' });
   }
 
   static async start(opts: RelayServerOptions): Promise<RelayServer> {
     const type = opts.host.includes(':') ? 'udp6' : 'udp4';
     const socket = dgram.createSocket({ type, reuseAddr: false });
-    const server = new RelayServer(socket, opts.now ?? Date.now, { key: opts.key, watchKey: opts.watchKey });
-    server.core.onLog = opts.log;
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
       socket.bind(opts.port, opts.host, () => {
@@ -43,6 +46,9 @@ export class RelayServer {
         resolve();
       });
     });
+    // Made after bind: the native sender needs the socket's descriptor, which exists from bind on.
+    const server = new RelayServer(socket, opts.now ?? Date.now, { key: opts.key, watchKey: opts.watchKey }, opts.sendmmsg ?? true);
+    server.core.onLog = opts.log;
     try {
       socket.setRecvBufferSize(SOCKET_BUFFER_BYTES);
       socket.setSendBufferSize(SOCKET_BUFFER_BYTES);
@@ -78,27 +84,15 @@ export class RelayServer {
     }, PUMP_MS);
   }
 
-  /**
-   * One send callback per destination, made once: the fan-out loop calls send for every viewer
-   * of every packet, and a fresh closure per call was measurable garbage (npm run bench, fanout).
-   */
-  private readonly sentTo = new WeakMap<Endpoint, (err: Error | null) => void>();
-
-  private callbackFor(to: Endpoint): (err: Error | null) => void {
-    let cb = this.sentTo.get(to);
-    if (!cb) {
-      cb = (err) => {
-        if (err) this.core.sendFailed(to);
-      };
-      this.sentTo.set(to, cb);
-    }
-    return cb;
+  /** How datagrams leave: 'sendmmsg' (native, batched) or 'dgram', and why when it is dgram. */
+  get sendPath(): { path: SendPath; why?: string; handedToDgram: number } {
+    return { path: this.sender.path, why: this.sender.why, handedToDgram: this.sender.handedToDgram };
   }
 
   private send(outputs: Output[]): void {
-    for (const o of outputs) {
-      for (const to of o.to) this.socket.send(o.data, to.port, to.address, this.callbackFor(to));
-    }
+    // After close the descriptor number may already belong to another socket of this process.
+    if (this.closed) return;
+    for (const o of outputs) this.sender.send(o.data, o.to);
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,167 @@
+/**
+ * How the relay puts one datagram on the wire for many viewers.
+ *
+ * - `dgram`: one `socket.send` per viewer. Portable; libuv queues a datagram the kernel will not
+ *   take yet. Its cost is per call: about 5 µs of CPU per forwarded packet here, five times what
+ *   the kernel itself spends (BENCHMARKS.md, relay fan-out).
+ * - `sendmmsg`: the optional native helper (native/sendmmsg.c, built by native/build.mjs
+ *   on Linux when a C compiler and Node's headers are present): one sendmmsg(2) per batch of up to
+ *   1024 viewers, all pointing at the same bytes. It never queues, so this class hands dgram
+ *   whatever the kernel pushes back (EAGAIN, ENOBUFS), every datagram while libuv still holds
+ *   queued sends (so order is kept), and destinations it cannot pack (an IPv6 zone such as %eth0).
+ *
+ * Either way, one viewer's failed send is counted through `onFail` and the others still get theirs.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { constants } from 'node:os';
+import type dgram from 'node:dgram';
+import type { Endpoint } from './core.ts';
+
+export type SendPath = 'sendmmsg' | 'dgram';
+
+/** The native helper's exports (native/sendmmsg.c). */
+export interface NativeSendmmsg {
+  /** A sockaddr_in / sockaddr_in6 for `sendToMany`; throws TypeError for anything else. */
+  packAddress(ip: string, port: number): Buffer;
+  /** Sends `data` to addresses[start..]: how many went (> 0), or -errno when the first failed. */
+  sendToMany(fd: number, data: Buffer | readonly Buffer[], addresses: readonly Buffer[], start: number): number;
+}
+
+/** Where the build puts the helper, from this file in src/relay (tsx) or dist/src/relay (tsc). */
+const CANDIDATES = ['../../native/build/sendmmsg.node', '../../../native/build/sendmmsg.node'];
+
+/** Loads the native helper, or says in a few words why the relay will use dgram instead. */
+export function loadNative(): { native: NativeSendmmsg } | { native?: undefined; why: string } {
+  if (process.platform !== 'linux') return { why: `sendmmsg(2) is Linux only (this is ${process.platform})` };
+  const path = CANDIDATES.map((c) => new URL(c, import.meta.url)).find((u) => existsSync(u));
+  if (!path) return { why: 'the native helper is not built; npm run build:native builds it' };
+  try {
+    const native = createRequire(import.meta.url)(path.pathname) as NativeSendmmsg;
+    if (typeof native.sendToMany !== 'function' || typeof native.packAddress !== 'function') {
+      return { why: `${path.pathname} is not udpcast's native helper` };
+    }
+    return { native };
+  } catch (err) {
+    return { why: `the native helper did not load: ${(err as Error).message.split('\n')[0]}` };
+  }
+}
+
+/**
+ * The OS descriptor of a bound dgram socket. Node has no public accessor; its UDP handle has had an
+ * `fd` property on Unix since Node 0.x, behind the socket's internal state symbol. Undefined when
+ * that changes, and the relay then uses dgram.
+ */
+export function socketFd(socket: dgram.Socket): number | undefined {
+  const state = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'state symbol');
+  const handle = state && (socket as unknown as Record<symbol, { handle?: { fd?: unknown } }>)[state]?.handle;
+  const fd = handle?.fd;
+  return typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 ? fd : undefined;
+}
+
+const { EAGAIN, ENOBUFS } = constants.errno;
+
+export class FanoutSender {
+  readonly path: SendPath;
+  /** Why `path` is dgram, when it is. */
+  readonly why?: string;
+  /** Datagrams the native path handed to dgram because the kernel pushed back or libuv was queueing. */
+  handedToDgram = 0;
+
+  private readonly fd?: number;
+  private readonly native?: NativeSendmmsg;
+  /** Packed address per viewer; null when it cannot be packed (that viewer always goes by dgram). */
+  private readonly packed = new WeakMap<Endpoint, Buffer | null>();
+  /**
+   * Packed addresses per destination list. RelayCore never mutates an `Output.to` it returned
+   * (stream.targets is replaced, not edited), so a list seen again is the same viewers.
+   */
+  private readonly lists = new WeakMap<readonly Endpoint[], Buffer[] | null>();
+  /** One dgram callback per destination, made once: a closure per send was measurable garbage. */
+  private readonly callbacks = new WeakMap<Endpoint, (err: Error | null) => void>();
+
+  constructor(
+    private readonly socket: dgram.Socket,
+    private readonly onFail: (to: Endpoint) => void,
+    /** The native helper; undefined or a `why` string selects dgram. */
+    native: { native?: NativeSendmmsg; why?: string },
+  ) {
+    const fd = native.native ? socketFd(socket) : undefined;
+    if (native.native && fd !== undefined) {
+      this.path = 'sendmmsg';
+      this.native = native.native;
+      this.fd = fd;
+    } else {
+      this.path = 'dgram';
+      this.why = native.why ?? "this Node does not expose the socket's descriptor";
+    }
+  }
+
+  send(data: Buffer, to: readonly Endpoint[]): void {
+    const addresses = this.native && this.socket.getSendQueueCount() === 0 ? this.addressesOf(to) : null;
+    if (!addresses) {
+      this.sendByDgram(data, to, 0);
+      return;
+    }
+    let i = 0;
+    while (i < to.length) {
+      const r = this.native!.sendToMany(this.fd!, data, addresses, i);
+      if (r > 0) {
+        i += r;
+      } else if (-r === EAGAIN || -r === ENOBUFS) {
+        // The kernel is full right now: libuv waits for it to drain, so nothing accepted is lost.
+        this.handedToDgram += to.length - i;
+        this.sendByDgram(data, to, i);
+        return;
+      } else {
+        this.onFail(to[i]);
+        i++;
+      }
+    }
+  }
+
+  private addressesOf(to: readonly Endpoint[]): Buffer[] | null {
+    let list = this.lists.get(to);
+    if (list === undefined) {
+      list = [];
+      for (const e of to) {
+        const a = this.addressOf(e);
+        if (!a) {
+          list = null;
+          break;
+        }
+        list.push(a);
+      }
+      this.lists.set(to, list);
+    }
+    return list;
+  }
+
+  private addressOf(e: Endpoint): Buffer | null {
+    let a = this.packed.get(e);
+    if (a === undefined) {
+      try {
+        a = this.native!.packAddress(e.address, e.port);
+      } catch {
+        a = null;
+      }
+      this.packed.set(e, a);
+    }
+    return a;
+  }
+
+  private sendByDgram(data: Buffer, to: readonly Endpoint[], from: number): void {
+    for (let i = from; i < to.length; i++) this.socket.send(data, to[i].port, to[i].address, this.callbackFor(to[i]));
+  }
+
+  private callbackFor(to: Endpoint): (err: Error | null) => void {
+    let cb = this.callbacks.get(to);
+    if (!cb) {
+      cb = (err) => {
+        if (err) this.onFail(to);
+      };
+      this.callbacks.set(to, cb);
+    }
+    return cb;
+  }
+}

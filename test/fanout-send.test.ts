@@ -1,0 +1,209 @@
+// The relay's two ways out: the native sendmmsg helper (native/sendmmsg.c) judged by real sockets
+// on 127.0.0.1, and FanoutSender's hand-over to dgram driven by a fake helper that pushes back.
+import { test, describe, after } from 'node:test';
+import assert from 'node:assert/strict';
+import type dgram from 'node:dgram';
+import { closeSync, openSync } from 'node:fs';
+import { constants } from 'node:os';
+import { FanoutSender, loadNative, socketFd, type NativeSendmmsg } from '../src/relay/fanout-send.ts';
+import type { Endpoint } from '../src/relay/core.ts';
+import { bindUdp } from './helpers/net.ts';
+import { waitFor } from './helpers/cli.ts';
+
+const loaded = loadNative();
+const native = loaded.native;
+const skipNative = native ? false : `the native helper is not available: ${loaded.why} (CI builds it: npm ci runs native/build.mjs)`;
+if (skipNative) console.log(`# skipped: ${skipNative}`);
+
+const sockets: dgram.Socket[] = [];
+after(() => {
+  for (const s of sockets) s.close();
+});
+
+/** `n` receivers on 127.0.0.1, each collecting what it is sent and from which port. */
+async function receivers(n: number): Promise<{ socket: dgram.Socket; endpoint: Endpoint; got: { data: Buffer; fromPort: number }[] }[]> {
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    const socket = await bindUdp(0);
+    sockets.push(socket);
+    const got: { data: Buffer; fromPort: number }[] = [];
+    socket.on('message', (data, rinfo) => got.push({ data, fromPort: rinfo.port }));
+    out.push({ socket, endpoint: { address: '127.0.0.1', port: socket.address().port }, got });
+  }
+  return out;
+}
+
+async function sender(): Promise<dgram.Socket> {
+  const s = await bindUdp(0);
+  sockets.push(s);
+  return s;
+}
+
+describe('native sendmmsg helper', { skip: skipNative }, () => {
+  test('packAddress: sockaddr_in and sockaddr_in6 with the port in network order; anything else is a TypeError', () => {
+    const v4 = native!.packAddress('127.0.0.1', 5004);
+    assert.equal(v4.length, 16); // sizeof(struct sockaddr_in)
+    assert.equal(v4.readUInt16LE(0), 2); // AF_INET; sa_family_t is host order, little-endian on x86 and arm64
+    assert.equal(v4.readUInt16BE(2), 5004);
+    assert.deepEqual([...v4.subarray(4, 8)], [127, 0, 0, 1]);
+    const v6 = native!.packAddress('::1', 65535);
+    assert.equal(v6.length, 28); // sizeof(struct sockaddr_in6)
+    assert.equal(v6.readUInt16LE(0), 10); // AF_INET6 on Linux
+    assert.equal(v6.readUInt16BE(2), 65535);
+    assert.equal(v6[23], 1);
+    assert.throws(() => native!.packAddress('relay.example.org', 5004), TypeError);
+    assert.throws(() => native!.packAddress('fe80::1%eth0', 5004), TypeError);
+    assert.throws(() => native!.packAddress('127.0.0.1', 70000), TypeError);
+    assert.throws(() => (native!.packAddress as (...a: unknown[]) => Buffer)('127.0.0.1'), TypeError);
+  });
+
+  test('one call puts the same bytes on 300 sockets, from the sending socket’s own port', async () => {
+    const tx = await sender();
+    const fd = socketFd(tx);
+    assert.ok(fd !== undefined, 'a bound dgram socket has a descriptor');
+    const rx = await receivers(300);
+    const data = Buffer.from(Array.from({ length: 1200 }, (_, i) => i % 251));
+    const addresses = rx.map((r) => native!.packAddress(r.endpoint.address, r.endpoint.port));
+    assert.equal(native!.sendToMany(fd!, data, addresses, 0), 300);
+    // Header and payload as two pieces make one datagram, as the packetizer's Buffer[] does.
+    assert.equal(native!.sendToMany(fd!, [data.subarray(0, 12), data.subarray(12)], addresses, 100), 200);
+    await waitFor(() => rx.every((r, i) => r.got.length === (i < 100 ? 1 : 2)), 3000, 'every datagram');
+    for (const r of rx) {
+      for (const g of r.got) {
+        assert.ok(g.data.equals(data));
+        assert.equal(g.fromPort, tx.address().port);
+      }
+    }
+  });
+
+  test('more destinations than one batch (1024) all get it', async () => {
+    const tx = await sender();
+    const rx = await receivers(100); // 11 times each: 1100 destinations without 1100 descriptors
+    const addresses = Array.from({ length: 1100 }, (_, i) => native!.packAddress('127.0.0.1', rx[i % 100].endpoint.port));
+    assert.equal(native!.sendToMany(socketFd(tx)!, Buffer.from('x'), addresses, 0), 1100);
+    await waitFor(() => rx.every((r) => r.got.length === 11), 5000, 'every datagram');
+  });
+
+  test('a destination the kernel refuses stops the call there; the next call reports its errno', async () => {
+    const tx = await sender();
+    const rx = await receivers(4);
+    const addresses = rx.map((r) => native!.packAddress(r.endpoint.address, r.endpoint.port));
+    addresses.splice(2, 0, native!.packAddress('127.0.0.1', 0)); // UDP to port 0: EINVAL on Linux
+    const fd = socketFd(tx)!;
+    assert.equal(native!.sendToMany(fd, Buffer.from('a'), addresses, 0), 2);
+    assert.equal(native!.sendToMany(fd, Buffer.from('a'), addresses, 2), -constants.errno.EINVAL);
+    assert.equal(native!.sendToMany(fd, Buffer.from('a'), addresses, 3), 2);
+    await waitFor(() => rx.every((r) => r.got.length === 1), 3000, 'the four good destinations');
+  });
+
+  test('bad arguments are TypeErrors, and the helper still sends afterwards', async () => {
+    const tx = await sender();
+    const [r] = await receivers(1);
+    const fd = socketFd(tx)!;
+    const addr = [native!.packAddress('127.0.0.1', r.endpoint.port)];
+    const file = openSync(new URL(import.meta.url), 'r');
+    try {
+      assert.throws(() => native!.sendToMany(file, Buffer.from('a'), addr, 0), /not a datagram socket/);
+    } finally {
+      closeSync(file);
+    }
+    assert.throws(() => native!.sendToMany(-1, Buffer.from('a'), addr, 0), TypeError);
+    assert.throws(() => native!.sendToMany(fd, 'a' as unknown as Buffer, addr, 0), TypeError);
+    assert.throws(() => native!.sendToMany(fd, [], addr, 0), TypeError);
+    assert.throws(() => native!.sendToMany(fd, Buffer.from('a'), [Buffer.alloc(3)], 0), /packAddress/);
+    assert.throws(() => native!.sendToMany(fd, Buffer.from('a'), addr, 2), TypeError);
+    assert.equal(native!.sendToMany(fd, Buffer.from('still works'), addr, 0), 1);
+    await waitFor(() => r.got.length === 1, 3000, 'the datagram');
+    assert.equal(r.got[0].data.toString(), 'still works');
+  });
+
+  test('FanoutSender on the real helper: every viewer gets it, a refused one is counted, the rest still get theirs', async () => {
+    const tx = await sender();
+    const rx = await receivers(20);
+    const failed: Endpoint[] = [];
+    const s = new FanoutSender(tx, (to) => failed.push(to), loaded);
+    assert.equal(s.path, 'sendmmsg');
+    const bad = { address: '127.0.0.1', port: 0 };
+    const to = [...rx.slice(0, 10).map((r) => r.endpoint), bad, ...rx.slice(10).map((r) => r.endpoint)];
+    s.send(Buffer.from('frame'), to);
+    s.send(Buffer.from('frame'), to); // the same list again: the cached addresses
+    await waitFor(() => rx.every((r) => r.got.length === 2), 3000, 'two datagrams each');
+    assert.deepEqual(failed, [bad, bad]);
+    assert.equal(s.handedToDgram, 0);
+  });
+});
+
+/** A stand-in helper: records calls, sends nothing, and answers as `answer` says for each start. */
+function fakeNative(answer: (start: number, count: number) => number): NativeSendmmsg & { calls: number[] } {
+  const calls: number[] = [];
+  return {
+    calls,
+    packAddress(ip, port) {
+      if (ip.includes('%')) throw new TypeError('not an IPv4 or IPv6 address');
+      return Buffer.from(`${ip}:${port}`);
+    },
+    sendToMany(_fd, _data, addresses, start) {
+      calls.push(start);
+      return answer(start, addresses.length);
+    },
+  };
+}
+
+describe('FanoutSender hands dgram what the helper cannot send', () => {
+  test('EAGAIN part-way: the helper’s share is its, the rest go by dgram, nothing is lost or sent twice', async () => {
+    const tx = await sender();
+    const rx = await receivers(10);
+    // The "kernel" took 4, then pushed back: a real helper would have sent those 4 itself.
+    const fake = fakeNative((start, count) => (start === 0 ? 4 : start === 4 ? -constants.errno.EAGAIN : count - start));
+    const s = new FanoutSender(tx, () => assert.fail('no send failed'), { native: fake });
+    assert.equal(s.path, 'sendmmsg');
+    s.send(Buffer.from('late'), rx.map((r) => r.endpoint));
+    assert.deepEqual(fake.calls, [0, 4]);
+    assert.equal(s.handedToDgram, 6);
+    await waitFor(() => rx.slice(4).every((r) => r.got.length === 1), 3000, 'the six by dgram');
+    assert.ok(rx.slice(0, 4).every((r) => r.got.length === 0), 'the four the helper took are not sent again');
+  });
+
+  test('ENOBUFS is a push-back too', async () => {
+    const tx = await sender();
+    const rx = await receivers(3);
+    const s = new FanoutSender(tx, () => assert.fail('no send failed'), { native: fakeNative(() => -constants.errno.ENOBUFS) });
+    s.send(Buffer.from('x'), rx.map((r) => r.endpoint));
+    assert.equal(s.handedToDgram, 3);
+    await waitFor(() => rx.every((r) => r.got.length === 1), 3000, 'all three by dgram');
+  });
+
+  test('any other errno is that viewer’s failure; the loop goes on', async () => {
+    const tx = await sender();
+    const failed: Endpoint[] = [];
+    const fake = fakeNative((start, count) => (start === 1 ? -constants.errno.EPERM : start === 0 ? 1 : count - start));
+    const s = new FanoutSender(tx, (to) => failed.push(to), { native: fake });
+    const to = [0, 1, 2, 3].map((i) => ({ address: '127.0.0.1', port: 40000 + i }));
+    s.send(Buffer.from('x'), to);
+    assert.deepEqual(fake.calls, [0, 1, 2]);
+    assert.deepEqual(failed, [to[1]]);
+    assert.equal(s.handedToDgram, 0);
+  });
+
+  test('a list with an address the helper cannot pack goes by dgram, all of it', async () => {
+    const tx = await sender();
+    const rx = await receivers(3);
+    const failed: Endpoint[] = [];
+    const fake = fakeNative(() => assert.fail('the helper is not called'));
+    const s = new FanoutSender(tx, (to) => failed.push(to), { native: fake });
+    const zoned = { address: 'fe80::1%lo', port: 5004 }; // no IPv6 on this udp4 socket: dgram says so
+    s.send(Buffer.from('x'), [...rx.map((r) => r.endpoint), zoned]);
+    await waitFor(() => rx.every((r) => r.got.length === 1) && failed.length === 1, 3000, 'the three, and the one failure');
+    assert.deepEqual(failed, [zoned]);
+  });
+
+  test('without the helper it is dgram, and says why', async () => {
+    const tx = await sender();
+    const rx = await receivers(2);
+    const s = new FanoutSender(tx, () => assert.fail('no send failed'), { why: '--no-sendmmsg' });
+    assert.equal(s.path, 'dgram');
+    assert.equal(s.why, '--no-sendmmsg');
+    s.send(Buffer.from('x'), rx.map((r) => r.endpoint));
+    await waitFor(() => rx.every((r) => r.got.length === 1), 3000, 'both');
+  });
+});
