@@ -2,6 +2,7 @@
 // on 127.0.0.1, and FanoutSender's hand-over to dgram driven by a fake helper that pushes back.
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import type dgram from 'node:dgram';
 import { closeSync, openSync } from 'node:fs';
 import { constants } from 'node:os';
@@ -205,5 +206,45 @@ describe('FanoutSender hands dgram what the helper cannot send', () => {
     assert.equal(s.why, '--no-sendmmsg');
     s.send(Buffer.from('x'), rx.map((r) => r.endpoint));
     await waitFor(() => rx.every((r) => r.got.length === 1), 3000, 'both');
+  });
+});
+
+describe('FanoutSender property: each viewer gets the datagram exactly once, or is counted as failed', () => {
+  test('under any mix of partial sends, push-back and refusals (fast-check)', () => {
+    const answer = fc.oneof(
+      { weight: 3, arbitrary: fc.integer({ min: 1, max: 40 }).map((n) => ({ kind: 'sent' as const, n })) },
+      { weight: 1, arbitrary: fc.constantFrom('EAGAIN', 'ENOBUFS', 'EPERM', 'EINVAL', 'EHOSTUNREACH').map((e) => ({ kind: 'errno' as const, e })) },
+    );
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 60 }), fc.array(answer, { maxLength: 30 }), fc.integer({ min: 0, max: 2 }), (n, script, queued) => {
+        const to = Array.from({ length: n }, (_, i) => ({ address: '127.0.0.1', port: 1000 + i }));
+        const byHelper: number[] = [];
+        const byDgram: number[] = [];
+        const failed: number[] = [];
+        let turn = 0;
+        const fake: NativeSendmmsg = {
+          packAddress: (ip, port) => Buffer.from(`${ip}:${port}`),
+          sendToMany(_fd, _data, addresses, start) {
+            const a = script[turn++] ?? { kind: 'sent' as const, n: addresses.length };
+            if (a.kind === 'errno') return -constants.errno[a.e as keyof typeof constants.errno];
+            const k = Math.min(a.n, addresses.length - start);
+            for (let i = start; i < start + k; i++) byHelper.push(i);
+            return k;
+          },
+        };
+        // A stand-in socket: what dgram would queue, and whether libuv already holds sends.
+        const socket = {
+          getSendQueueCount: () => queued,
+          send: (_d: Buffer, port: number) => void byDgram.push(port - 1000),
+        } as unknown as dgram.Socket;
+        const s = new FanoutSender(socket, (e) => failed.push(e.port - 1000), { native: fake, fd: 3 });
+        s.send(Buffer.from('x'), to);
+        const all = [...byHelper, ...byDgram, ...failed].sort((a, b) => a - b);
+        assert.deepEqual(all, to.map((_, i) => i), 'every viewer once: sent by the helper, queued in dgram, or counted');
+        if (queued > 0) assert.deepEqual(byHelper, [], 'behind queued dgram sends, the helper waits its turn');
+        assert.equal(s.handedToDgram, byDgram.length, 'every datagram dgram queued is counted');
+      }),
+      { numRuns: 500 },
+    );
   });
 });

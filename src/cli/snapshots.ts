@@ -112,7 +112,7 @@ export interface RelaySnapshot extends RelayCounters {
   dropped: number;
   /** 'sendmmsg': the native batch sender; 'dgram': one socket.send per viewer (--no-sendmmsg, or not built). */
   sendPath: 'sendmmsg' | 'dgram';
-  /** Datagrams the sendmmsg path left to dgram's queue because the kernel's send buffer was full. */
+  /** Datagrams the sendmmsg path left to dgram's queue: the kernel's send buffer was full (fanout-send.ts). */
   handedToDgram: number;
   perStream: RelayStreamRow[];
   perViewer: RelayViewerRow[];

@@ -65,7 +65,10 @@ export class FanoutSender {
   readonly path: SendPath;
   /** Why `path` is dgram, when it is. */
   readonly why?: string;
-  /** Datagrams the native path handed to dgram because the kernel pushed back or libuv was queueing. */
+  /**
+   * Datagrams the sendmmsg path left to dgram's queue: the kernel's send buffer was full, or earlier
+   * ones it left there were still waiting.
+   */
   handedToDgram = 0;
 
   private readonly fd?: number;
@@ -83,10 +86,10 @@ export class FanoutSender {
   constructor(
     private readonly socket: dgram.Socket,
     private readonly onFail: (to: Endpoint) => void,
-    /** The native helper; undefined or a `why` string selects dgram. */
-    native: { native?: NativeSendmmsg; why?: string },
+    /** The native helper (undefined, with `why`, selects dgram); `fd` overrides the socket's, for tests. */
+    native: { native?: NativeSendmmsg; why?: string; fd?: number },
   ) {
-    const fd = native.native ? socketFd(socket) : undefined;
+    const fd = native.native ? (native.fd ?? socketFd(socket)) : undefined;
     if (native.native && fd !== undefined) {
       this.path = 'sendmmsg';
       this.native = native.native;
@@ -98,7 +101,17 @@ export class FanoutSender {
   }
 
   send(data: Buffer, to: readonly Endpoint[]): void {
-    const addresses = this.native && this.socket.getSendQueueCount() === 0 ? this.addressesOf(to) : null;
+    if (!this.native) {
+      this.sendByDgram(data, to, 0);
+      return;
+    }
+    if (this.socket.getSendQueueCount() > 0) {
+      // Earlier push-back is still queued in libuv: these go behind it, so order is kept.
+      this.handedToDgram += to.length;
+      this.sendByDgram(data, to, 0);
+      return;
+    }
+    const addresses = this.addressesOf(to);
     if (!addresses) {
       this.sendByDgram(data, to, 0);
       return;
