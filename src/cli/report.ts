@@ -31,7 +31,11 @@ export interface ReporterOptions<T extends Snapshot> {
   /** Summary lines on stderr when no dashboard is drawn (default true). */
   summaries?: boolean;
   snapshot: () => T;
-  summary: (snap: T) => string;
+  /**
+   * The one-line summary; undefined while there is nothing to say yet (before the relay's first
+   * answer), so the only line of a run that cannot connect is the error that ends it.
+   */
+  summary: (snap: T) => string | undefined;
   intervalMs?: number;
   /** For tests: how a dashboard is opened (default: blessed on the picked terminal). */
   openDashboard?: (req: DashboardRequest) => Dashboard | null;
@@ -72,7 +76,10 @@ export function startReporter<T extends Snapshot>(o: ReporterOptions<T>): Report
     // Another role's dashboard is on this terminal (the demo's watch): show our numbers in it.
     const other = activeDashboard();
     if (!final && other) return other.companion(snap);
-    if (summaries && summary && (final || ++ticks % every === 0)) process.stderr.write(o.summary(snap) + '\n');
+    if (summaries && summary && (final || ++ticks % every === 0)) {
+      const text = o.summary(snap);
+      if (text !== undefined) process.stderr.write(text + '\n');
+    }
   };
   const timer = setInterval(() => write(false), o.intervalMs ?? STATS_INTERVAL_MS);
   // Something to look at right away rather than after the first interval (no JSON line for it).

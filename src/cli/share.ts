@@ -157,7 +157,9 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
         sendErrors: c.sendErrors,
       };
     },
+    // Nothing to say before the relay's first answer: the connect timeout's error is the line then.
     summary: (s) =>
+      publisher.lastAckAt === undefined ? undefined :
       `share ${s.stream}: ${s.fps} fps ${s.bitrateKbps} kbit/s, ${s.framesEncoded} frames, ${s.viewers} viewer(s), ` +
       `worst loss ${s.worstLossPercent ?? '-'}%, worst RTT ${s.worstRttMs ?? '-'} ms`,
   });

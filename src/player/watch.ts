@@ -137,7 +137,9 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
     statsJson: o.statsJson,
     dashboard: o.dashboard && { onQuit: () => stop(0), stdoutIsVideo: o.output === '-' },
     snapshot,
+    // Nothing to say before the first answer: the connect timeout's error is the line then.
     summary: (s) =>
+      s.state === 'connecting' ? undefined :
       `watch ${s.stream} [${s.state}] ${s.fps} fps ${s.bitrateKbps} kbit/s, lost ${s.packetsLost} (${s.lossPercent}%), ` +
       `jitter ${s.jitterMs} ms, latency ${s.latencyMs ?? '-'} ms, frames ${s.framesComplete} ok / ${s.framesDropped} dropped`,
   });
