@@ -16,7 +16,7 @@ import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { WorkerCmd, WorkerInit } from './fanout-worker.ts';
-import { loadNative } from '../src/relay/fanout-send.ts';
+import { loadNative } from '../src/relay/native.ts';
 import { performance } from 'node:perf_hooks';
 import { ControlType, controlApp, parseControl } from '../src/transport/control.ts';
 import { isRtcp, parseRtcp, serializeRtcp } from '../src/transport/rtcp.ts';
@@ -203,9 +203,9 @@ async function drain(ports: number[], forwarder: number): Promise<void> {
 }
 
 /**
- * The forwarders compared: udpcast's relay with its native sendmmsg helper (the default when it is
- * built), the same relay with --no-sendmmsg (one dgram send per viewer: what it does without the
- * helper), and GStreamer.
+ * The forwarders compared: udpcast's relay with its native helper (recvmmsg/sendmmsg, the default
+ * when it is built), the same relay with --no-native (node:dgram, a system call per datagram: what
+ * it does without the helper), and GStreamer.
  */
 type System = 'udpcast' | 'udpcast-dgram' | 'gstreamer';
 
@@ -288,10 +288,10 @@ export async function fanoutBench(ctx: BenchContext): Promise<BenchResult> {
   const gstMissing = missing('gst-launch-1.0');
   if (gstMissing) ctx.log(`fanout: GStreamer baseline skipped: ${gstMissing} (apt-get install gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good)`);
   const helper = loadNative();
-  if (!helper.native) ctx.log(`fanout: udpcast's sendmmsg rows skipped: ${helper.why}`);
+  if (!helper.native) ctx.log(`fanout: udpcast's native-helper rows skipped: ${helper.why}`);
   const relays: { system: System; flags: string[] }[] = [
     ...(helper.native ? [{ system: 'udpcast' as const, flags: [] }] : []),
-    { system: 'udpcast-dgram', flags: ['--no-sendmmsg'] },
+    { system: 'udpcast-dgram', flags: ['--no-native'] },
   ];
   const steps: Step[] = [];
   for (const n of viewerCounts) {
@@ -362,7 +362,7 @@ export async function fanoutBench(ctx: BenchContext): Promise<BenchResult> {
   });
   const cols = (who: string) => [`${who} out pkt/s`, 'delivery', 'CPU µs/pkt', 'CPU', 'delay p50 / p99 ms'];
   const md = table(
-    ['viewers', 'target out pkt/s', ...cols('udpcast'), ...cols('udpcast --no-sendmmsg'), ...cols('GStreamer'), 'CPU/pkt × GStreamer', '--no-sendmmsg × GStreamer'],
+    ['viewers', 'target out pkt/s', ...cols('udpcast'), ...cols('udpcast --no-native'), ...cols('GStreamer'), 'CPU/pkt × GStreamer', '--no-native × GStreamer'],
     rows.map((r) => [r.viewers, r.targetOutPps, ...cells(r.u), ...cells(r.d), ...cells(r.g), r.uRatio, r.dRatio]),
   );
   // Target: at a step of ≥ 300k out, 100% delivery, and CPU per packet within 1.25× GStreamer's,
@@ -392,9 +392,9 @@ export async function fanoutBench(ctx: BenchContext): Promise<BenchResult> {
     markdown: [
       md,
       '',
-      '"udpcast" is `udpcast relay` as it runs by default, fanning out with the native sendmmsg helper (native/sendmmsg.c: ' +
-        'one system call per batch of viewers); "udpcast --no-sendmmsg" is the same relay with one `socket.send` per viewer, ' +
-        'which is also what it does where the helper is not built. "CPU" is the forwarder\'s CPU over wall time (100% = one core). ' +
+      '"udpcast" is `udpcast relay` as it runs by default, with its native helper (native/mmsg.c: datagrams in by ' +
+        'recvmmsg, out by sendmmsg, a batch per system call); "udpcast --no-native" is the same relay on node:dgram, one ' +
+        'system call and one JS call per datagram, which is also what it does where the helper is not built. "CPU" is the forwarder\'s CPU over wall time (100% = one core). ' +
         `1200-byte RTP packets, one publisher, all on 127.0.0.1; the publisher sends for ${stepMs / 1000} s a step and ` +
         'stops the ladder once delivery falls below 99.9%; the step ends when the forwarder has worked off its backlog (input queue empty, no CPU for 100 ms), and "out pkt/s" is what it delivered over that time. "Delivery" counts packets that reached a viewer socket: ' +
         'those the load generator read plus those the kernel dropped at a viewer socket because the one-process load ' +

@@ -57,10 +57,10 @@ const relay: Table = {
   'key-file': { type: 'string', describe: 'read --key from the first line of FILE' },
   'watch-key': { type: 'string', describe: 'accept only viewers that know this passphrase' },
   'watch-key-file': { type: 'string', describe: 'read --watch-key from the first line of FILE' },
-  sendmmsg: {
+  native: {
     type: 'boolean',
     default: true,
-    describe: 'fan out with one sendmmsg(2) per batch of viewers when the native helper is built (Linux); --no-sendmmsg: one send per viewer',
+    describe: 'datagrams in and out a batch per system call (recvmmsg/sendmmsg) when the native helper is built (Linux); --no-native: node:dgram, one call per datagram',
   },
 };
 

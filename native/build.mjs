@@ -1,20 +1,20 @@
-// Builds udpcast's optional native helper (sendmmsg.c → build/sendmmsg.node) with the system C
+// Builds udpcast's optional native helper (mmsg.c → build/mmsg.node) with the system C
 // compiler against the running Node's own headers: no node-gyp, no download. N-API is ABI-stable,
 // so one build serves every later Node. It never fails the install: without Linux, a compiler or
-// the headers it prints why in one line and the relay uses one dgram send per viewer instead.
+// the headers it prints why in one line and the relay uses node:dgram, one system call per datagram, instead.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const out = join(here, 'build', 'sendmmsg.node');
+const out = join(here, 'build', 'mmsg.node');
 const skip = (why) => {
-  console.log(`udpcast: native sendmmsg helper not built (${why}); the relay will send with dgram`);
+  console.log(`udpcast: native mmsg helper not built (${why}); the relay will use node:dgram`);
   process.exit(0);
 };
 
-if (process.platform !== 'linux') skip(`sendmmsg(2) is Linux only, this is ${process.platform}`);
+if (process.platform !== 'linux') skip(`sendmmsg(2) and recvmmsg(2) are Linux only, this is ${process.platform}`);
 if (process.env.UDPCAST_SKIP_NATIVE) skip('UDPCAST_SKIP_NATIVE is set');
 
 const includeDirs = [
@@ -31,11 +31,11 @@ mkdirSync(dirname(out), { recursive: true });
 let lastError = 'no C compiler (cc, gcc or clang) found';
 for (const cc of compilers) {
   try {
-    execFileSync(cc, ['-O2', '-std=c11', '-shared', '-fPIC', `-I${include}`, '-o', tmp, join(here, 'sendmmsg.c')], {
+    execFileSync(cc, ['-O2', '-std=c11', '-shared', '-fPIC', `-I${include}`, '-o', tmp, join(here, 'mmsg.c')], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     renameSync(tmp, out);
-    console.log(`udpcast: built the native sendmmsg helper with ${cc} (${out})`);
+    console.log(`udpcast: built the native mmsg helper with ${cc} (${out})`);
     process.exit(0);
   } catch (err) {
     rmSync(tmp, { force: true });

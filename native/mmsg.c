@@ -1,9 +1,12 @@
 /*
- * udpcast's one native helper: the relay's fan-out in one system call per batch.
+ * udpcast's one native helper: the relay's datagrams in and out, a batch per system call.
  *
- * The relay sends the same datagram to every viewer. Through node:dgram that is one JS call, one
- * libuv try-send and one sendmsg(2) per viewer; here it is one sendmmsg(2) (Linux >= 3.0) carrying
- * up to UIO_MAXIOV messages that all point at the same bytes and differ only in msg_name.
+ * Out: the relay sends the same datagram to every viewer. Through node:dgram that is one JS call,
+ * one libuv try-send and one sendmsg(2) per viewer; here it is one sendmmsg(2) (Linux >= 3.0)
+ * carrying up to UIO_MAXIOV messages that all point at the same bytes and differ only in msg_name.
+ *
+ * In: node:dgram makes one recvmsg(2), one 64 KiB allocation and one JS call per datagram; the
+ * receiver here takes up to RECV_BATCH datagrams per recvmmsg(2) and hands them to JS in one call.
  *
  * It is optional: src/relay/fanout-send.ts loads it when it was built (native/build.mjs) and
  * falls back to dgram otherwise. It never queues: a datagram the kernel will not take now
@@ -14,17 +17,31 @@
  *   sendToMany(fd: number, data: Buffer | Buffer[], addresses: Buffer[], start: number): number
  *       sends data to addresses[start..]; returns how many were sent (> 0), or -errno when the
  *       first of them failed. Never throws for a send error; throws TypeError for bad arguments.
+ *   startReceiving(fd: number, slotBytes: number,
+ *                  onBatch: (data: Buffer, ends: number[], addresses: string[], ports: number[]) => void,
+ *                  onError: (errno: number) => void): object
+ *       reads the socket on this thread's event loop through a dup(2) of fd (so node's own handle
+ *       keeps its epoll registration for sends). Datagram i of a batch is data[ends[i-1] .. ends[i]),
+ *       from addresses[i]:ports[i]. A datagram longer than slotBytes arrives cut to
+ *       slotBytes + 1 bytes, so the caller's size check still sees it as too long. The caller stops
+ *       node's own reading first (handle.recvStop()).
+ *   stopReceiving(receiver): void   idempotent; call it before closing the socket.
  */
 #define _GNU_SOURCE
 #define NAPI_VERSION 8
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <netinet/in.h>
 #include <node_api.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/uio.h>
+#include <unistd.h>
+#include <uv.h>
 
 /* One batch: the kernel takes at most UIO_MAXIOV (1024) messages per sendmmsg call. */
 #define BATCH 1024
@@ -160,11 +177,279 @@ static napi_value send_to_many(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* ---- receiving ---------------------------------------------------------------------------- */
+
+/* Datagrams per recvmmsg(2) call, and calls per readable event before the loop gets its turn back. */
+#define RECV_BATCH 64
+#define RECV_ROUNDS 16
+#define MAX_SLOT 65536
+
+typedef struct receiver receiver_t;
+
+/* What JS holds: outlives the receiver (cleared when it is freed) and is freed by the GC. */
+typedef struct {
+  receiver_t *r;
+} box_t;
+
+struct receiver {
+  uv_poll_t poll; /* first: the uv handle's address is the receiver's */
+  box_t *box;
+  napi_env env;
+  napi_ref on_batch;
+  napi_ref on_error;
+  napi_async_context async;
+  int fd; /* our dup of the socket */
+  size_t slot;
+  int stopped;
+  char *slab; /* RECV_BATCH slots of slot + 1 bytes */
+  struct mmsghdr msgs[RECV_BATCH];
+  struct iovec iov[RECV_BATCH];
+  struct sockaddr_storage names[RECV_BATCH];
+};
+
+static void receiver_free(uv_handle_t *h) {
+  receiver_t *r = (receiver_t *)h;
+  if (r->box) r->box->r = NULL;
+  free(r->slab);
+  free(r);
+}
+
+static void receiver_stop(receiver_t *r) {
+  if (r->stopped) return;
+  r->stopped = 1;
+  uv_poll_stop(&r->poll);
+  napi_delete_reference(r->env, r->on_batch);
+  napi_delete_reference(r->env, r->on_error);
+  napi_async_destroy(r->env, r->async);
+  close(r->fd);
+  uv_close((uv_handle_t *)&r->poll, receiver_free);
+}
+
+static void receiver_cleanup_hook(void *arg) { receiver_stop((receiver_t *)arg); }
+
+/* Calls fn(args) from the event loop: a callback scope, so promises and nextTicks it queues run. */
+static void call_js(receiver_t *r, napi_ref fn_ref, size_t argc, napi_value *argv) {
+  napi_value fn, recv, ignored;
+  if (napi_get_reference_value(r->env, fn_ref, &fn) != napi_ok || fn == NULL) return;
+  napi_get_global(r->env, &recv); /* napi_make_callback wants an object receiver */
+  napi_make_callback(r->env, r->async, recv, fn, argc, argv, &ignored);
+  bool pending = false;
+  napi_is_exception_pending(r->env, &pending);
+  if (pending) {
+    /* An exception in the JS handler is the handler's bug: report it the way node reports one. */
+    napi_value err;
+    napi_get_and_clear_last_exception(r->env, &err);
+    napi_fatal_exception(r->env, err);
+  }
+}
+
+static void report_errno(receiver_t *r, int err) {
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(r->env, &scope) != napi_ok) return;
+  napi_value arg;
+  napi_create_int32(r->env, err, &arg);
+  call_js(r, r->on_error, 1, &arg);
+  napi_close_handle_scope(r->env, scope);
+}
+
+static void on_readable(uv_poll_t *handle, int status, int events) {
+  receiver_t *r = (receiver_t *)handle;
+  (void)events;
+  if (r->stopped) return;
+  if (status < 0) {
+    report_errno(r, -status);
+    return;
+  }
+  for (int round = 0; round < RECV_ROUNDS && !r->stopped; round++) {
+    for (int i = 0; i < RECV_BATCH; i++) {
+      r->msgs[i].msg_hdr.msg_namelen = sizeof r->names[i];
+      r->msgs[i].msg_hdr.msg_flags = 0;
+    }
+    int n;
+    do {
+      n = recvmmsg(r->fd, r->msgs, RECV_BATCH, MSG_DONTWAIT, NULL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK) return;
+      report_errno(r, err);
+      /* A descriptor that is gone would report forever: stop rather than spin. */
+      if (err == EBADF || err == ENOTSOCK) receiver_stop(r);
+      return;
+    }
+    if (n == 0) return;
+
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(r->env, &scope) != napi_ok) return;
+    /* One Buffer for the whole batch, packed tight: datagram i is data[ends[i-1] .. ends[i]). A
+       datagram the caller keeps (the relay's NACK history) keeps only this batch's bytes alive. */
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += r->msgs[i].msg_len;
+    void *base = NULL;
+    napi_value data, ends, addrs, ports;
+    if (napi_create_buffer(r->env, total ? total : 1, &base, &data) != napi_ok) {
+      napi_close_handle_scope(r->env, scope);
+      return;
+    }
+    napi_create_array_with_length(r->env, (size_t)n, &ends);
+    napi_create_array_with_length(r->env, (size_t)n, &addrs);
+    napi_create_array_with_length(r->env, (size_t)n, &ports);
+    size_t at = 0;
+    napi_value addr = NULL, port = NULL;
+    for (int i = 0; i < n; i++) {
+      struct mmsghdr *m = &r->msgs[i];
+      /* A cut datagram keeps its extra byte, so the caller's length check sees it as too long. */
+      memcpy((char *)base + at, r->iov[i].iov_base, m->msg_len);
+      at += m->msg_len;
+      napi_value end;
+      napi_create_uint32(r->env, (uint32_t)at, &end);
+      napi_set_element(r->env, ends, (uint32_t)i, end);
+      /* Media comes in runs from one publisher: a sender's address is made once per run. */
+      const struct sockaddr_storage *ss = &r->names[i];
+      if (!addr || m->msg_hdr.msg_namelen != r->msgs[i - 1].msg_hdr.msg_namelen ||
+          memcmp(ss, &r->names[i - 1], m->msg_hdr.msg_namelen) != 0) {
+        char text[INET6_ADDRSTRLEN] = "";
+        uint16_t p = 0;
+        if (ss->ss_family == AF_INET) {
+          const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+          inet_ntop(AF_INET, &a->sin_addr, text, sizeof text);
+          p = ntohs(a->sin_port);
+        } else if (ss->ss_family == AF_INET6) {
+          const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+          inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof text);
+          p = ntohs(a->sin6_port);
+        }
+        napi_create_string_latin1(r->env, text, NAPI_AUTO_LENGTH, &addr);
+        napi_create_uint32(r->env, p, &port);
+      }
+      napi_set_element(r->env, addrs, (uint32_t)i, addr);
+      napi_set_element(r->env, ports, (uint32_t)i, port);
+    }
+    napi_value argv[4] = {data, ends, addrs, ports};
+    call_js(r, r->on_batch, 4, argv);
+    napi_close_handle_scope(r->env, scope);
+    if (n < RECV_BATCH) return; /* the queue is empty */
+  }
+}
+
+static void receiver_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  /* A running receiver lives on until stopReceiving or the environment's cleanup hook. */
+  box_t *box = data;
+  if (box->r) box->r->box = NULL;
+  free(box);
+}
+
+static napi_value start_receiving(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 4) return throw_type(env, "startReceiving(fd, slotBytes, onBatch, onError): four arguments");
+  int32_t fd = -1;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0)
+    return throw_type(env, "startReceiving: fd must be a non-negative integer");
+  int type = 0;
+  socklen_t type_len = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) != 0 || type != SOCK_DGRAM)
+    return throw_type(env, "startReceiving: fd is not a datagram socket");
+  uint32_t slot = 0;
+  if (napi_get_value_uint32(env, argv[1], &slot) != napi_ok || slot == 0 || slot > MAX_SLOT)
+    return throw_type(env, "startReceiving: slotBytes must be 1-65536");
+  for (int i = 2; i < 4; i++) {
+    napi_valuetype t;
+    CHECK(env, napi_typeof(env, argv[i], &t));
+    if (t != napi_function) return throw_type(env, "startReceiving: onBatch and onError must be functions");
+  }
+  uv_loop_t *loop = NULL;
+  CHECK(env, napi_get_uv_event_loop(env, &loop));
+
+  receiver_t *r = calloc(1, sizeof *r);
+  char *slab = r ? malloc((size_t)RECV_BATCH * (slot + 1)) : NULL;
+  box_t *box = slab ? malloc(sizeof *box) : NULL;
+  if (!r || !slab || !box) {
+    free(slab);
+    free(r);
+    napi_throw_error(env, "ENOMEM", "startReceiving: out of memory");
+    return NULL;
+  }
+  r->env = env;
+  r->slot = slot;
+  r->slab = slab;
+  box->r = r;
+  r->box = box;
+  r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (r->fd < 0) {
+    int err = errno;
+    free(box);
+    free(slab);
+    free(r);
+    char msg[96];
+    snprintf(msg, sizeof msg, "startReceiving: dup failed: %s", strerror(err));
+    napi_throw_error(env, NULL, msg);
+    return NULL;
+  }
+  for (int i = 0; i < RECV_BATCH; i++) {
+    r->iov[i].iov_base = slab + (size_t)i * (slot + 1);
+    r->iov[i].iov_len = slot + 1;
+    r->msgs[i].msg_hdr.msg_iov = &r->iov[i];
+    r->msgs[i].msg_hdr.msg_iovlen = 1;
+    r->msgs[i].msg_hdr.msg_name = &r->names[i];
+  }
+  napi_value name;
+  CHECK(env, napi_create_string_utf8(env, "udpcast:recvmmsg", NAPI_AUTO_LENGTH, &name));
+  CHECK(env, napi_async_init(env, NULL, name, &r->async));
+  CHECK(env, napi_create_reference(env, argv[2], 1, &r->on_batch));
+  CHECK(env, napi_create_reference(env, argv[3], 1, &r->on_error));
+  int rc = uv_poll_init(loop, &r->poll, r->fd);
+  if (rc == 0) rc = uv_poll_start(&r->poll, UV_READABLE, on_readable);
+  if (rc != 0) {
+    /* Not started: undo what was made, and say why. */
+    napi_delete_reference(env, r->on_batch);
+    napi_delete_reference(env, r->on_error);
+    napi_async_destroy(env, r->async);
+    close(r->fd);
+    r->stopped = 1;
+    r->box = NULL;
+    free(box);
+    uv_close((uv_handle_t *)&r->poll, receiver_free);
+    char msg[96];
+    snprintf(msg, sizeof msg, "startReceiving: %s", uv_strerror(rc));
+    napi_throw_error(env, NULL, msg);
+    return NULL;
+  }
+  CHECK(env, napi_add_env_cleanup_hook(env, receiver_cleanup_hook, r));
+  napi_value out;
+  CHECK(env, napi_create_external(env, box, receiver_finalize, NULL, &out));
+  return out;
+}
+
+static napi_value stop_receiving(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  void *data = NULL;
+  napi_valuetype t = napi_undefined;
+  if (argc == 1) CHECK(env, napi_typeof(env, argv[0], &t));
+  if (t != napi_external || napi_get_value_external(env, argv[0], &data) != napi_ok || !data)
+    return throw_type(env, "stopReceiving: not a receiver from startReceiving");
+  receiver_t *r = ((box_t *)data)->r;
+  if (r && !r->stopped) {
+    napi_remove_env_cleanup_hook(env, receiver_cleanup_hook, r);
+    receiver_stop(r);
+  }
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   CHECK(env, napi_create_function(env, "packAddress", NAPI_AUTO_LENGTH, pack_address, NULL, &fn));
   CHECK(env, napi_set_named_property(env, exports, "packAddress", fn));
   CHECK(env, napi_create_function(env, "sendToMany", NAPI_AUTO_LENGTH, send_to_many, NULL, &fn));
   CHECK(env, napi_set_named_property(env, exports, "sendToMany", fn));
+  CHECK(env, napi_create_function(env, "startReceiving", NAPI_AUTO_LENGTH, start_receiving, NULL, &fn));
+  CHECK(env, napi_set_named_property(env, exports, "startReceiving", fn));
+  CHECK(env, napi_create_function(env, "stopReceiving", NAPI_AUTO_LENGTH, stop_receiving, NULL, &fn));
+  CHECK(env, napi_set_named_property(env, exports, "stopReceiving", fn));
   return exports;
 }

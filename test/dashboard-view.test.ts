@@ -123,7 +123,7 @@ function relaySnap(over: Partial<RelaySnapshot> = {}): RelaySnapshot {
     rateLimited: 0,
     authFailures: 0,
     retransmissions: 4,
-    sendPath: 'sendmmsg',
+    io: 'native',
     handedToDgram: 0,
     perStream: [
       { name: 'main', publisher: '10.0.0.2:40000', bitrateInKbps: 2500, packetsIn: 10_000, packetsOut: 20_000, viewers: 2, dropped: 3 },

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { udpcast, killAll, exited, freePort, sleep, waitFor, type Running } from './helpers/cli.ts';
 import { decode, lastStats } from './helpers/decode.ts';
 import { skipUnless } from './helpers/tools.ts';
-import { loadNative } from '../src/relay/fanout-send.ts';
+import { loadNative } from '../src/relay/native.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'udpcast-e2e-'));
 after(killAll);
@@ -20,17 +20,17 @@ function statsOf(file: string): Record<string, any> {
 }
 
 describe('share → relay → watch', { skip }, () => {
-  // The relay's two send paths, one per codec: the native sendmmsg helper (when built) and dgram.
-  const native = loadNative().native !== undefined;
-  for (const [codec, sendmmsg] of [['h264', true], ['mjpeg', false]] as const) {
-    const path = sendmmsg && native ? 'sendmmsg' : 'dgram';
+  // The relay's two ways in and out, one per codec: the native helper (when built) and node:dgram.
+  const built = loadNative().native !== undefined;
+  for (const [codec, native] of [['h264', true], ['mjpeg', false]] as const) {
+    const path = native && built ? 'native' : 'dgram';
     test(`${codec}, relay sending by ${path}: three viewers get the same clean frames, ≥ 95% of those sent`, async () => {
       const port = await freePort();
       const relay = udpcast([
-        'relay', '--host', '127.0.0.1', '--port', String(port), '--no-dashboard', '--duration', '14', ...(sendmmsg ? [] : ['--no-sendmmsg']),
+        'relay', '--host', '127.0.0.1', '--port', String(port), '--no-dashboard', '--duration', '14', ...(native ? [] : ['--no-native']),
       ]);
       await waitFor(() => relay.stderrText().includes('listening'), 5000, 'the relay');
-      assert.match(relay.stderrText(), path === 'sendmmsg' ? /fan-out: sendmmsg/ : /fan-out: one send per viewer \(/);
+      assert.match(relay.stderrText(), path === 'native' ? /datagrams: native helper, recvmmsg and sendmmsg/ : /datagrams: node:dgram, one system call each \(/);
       const viewers: Running[] = [];
       for (let i = 0; i < 3; i++) {
         viewers.push(

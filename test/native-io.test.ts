@@ -1,12 +1,14 @@
-// The relay's two ways out: the native sendmmsg helper (native/sendmmsg.c) judged by real sockets
-// on 127.0.0.1, and FanoutSender's hand-over to dgram driven by a fake helper that pushes back.
+// The relay's native helper (native/mmsg.c), judged by real sockets on 127.0.0.1: sendToMany and
+// FanoutSender's hand-over to dgram (driven by a fake helper that pushes back), and the batch receiver.
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import type dgram from 'node:dgram';
 import { closeSync, openSync } from 'node:fs';
 import { constants } from 'node:os';
-import { FanoutSender, loadNative, socketFd, type NativeSendmmsg } from '../src/relay/fanout-send.ts';
+import { FanoutSender, type NativeSend } from '../src/relay/fanout-send.ts';
+import { loadNative, socketFd } from '../src/relay/native.ts';
+import { receiveInBatches } from '../src/relay/batch-receive.ts';
 import type { Endpoint } from '../src/relay/core.ts';
 import { bindUdp } from './helpers/net.ts';
 import { waitFor } from './helpers/cli.ts';
@@ -40,7 +42,7 @@ async function sender(): Promise<dgram.Socket> {
   return s;
 }
 
-describe('native sendmmsg helper', { skip: skipNative }, () => {
+describe('native helper: sendToMany', { skip: skipNative }, () => {
   test('packAddress: sockaddr_in and sockaddr_in6 with the port in network order; anything else is a TypeError', () => {
     const v4 = native!.packAddress('127.0.0.1', 5004);
     assert.equal(v4.length, 16); // sizeof(struct sockaddr_in)
@@ -123,7 +125,7 @@ describe('native sendmmsg helper', { skip: skipNative }, () => {
     const rx = await receivers(20);
     const failed: Endpoint[] = [];
     const s = new FanoutSender(tx, (to) => failed.push(to), loaded);
-    assert.equal(s.path, 'sendmmsg');
+    assert.equal(s.path, 'native');
     const bad = { address: '127.0.0.1', port: 0 };
     const to = [...rx.slice(0, 10).map((r) => r.endpoint), bad, ...rx.slice(10).map((r) => r.endpoint)];
     s.send(Buffer.from('frame'), to);
@@ -134,8 +136,99 @@ describe('native sendmmsg helper', { skip: skipNative }, () => {
   });
 });
 
+describe('native helper: receiving in batches', { skip: skipNative }, () => {
+  type Got = { data: Buffer; from: Endpoint };
+  async function batchSocket(maxBytes = 1500) {
+    const socket = await sender();
+    const got: Got[] = [];
+    const errors: number[] = [];
+    let viaDgram = 0;
+    socket.on('message', () => viaDgram++);
+    const r = receiveInBatches(socket, native!, maxBytes, (data, from) => got.push({ data, from }), (e) => errors.push(e));
+    assert.ok(r, 'the helper takes over reading');
+    return { socket, r: r!, got, errors, viaDgram: () => viaDgram, port: socket.address().port };
+  }
+
+  test('every datagram arrives once, whole, with its sender, in order per sender; none through dgram', async () => {
+    const rx = await batchSocket();
+    try {
+      const senders = [await sender(), await sender(), await sender()];
+      const sent = new Map<number, Buffer[]>();
+      for (let i = 0; i < 600; i++) {
+        const s = senders[i % 3];
+        const d = Buffer.alloc(2 + ((i * 37) % 1499), i & 0xff);
+        d.writeUInt16BE(i, 0);
+        const list = sent.get(s.address().port) ?? [];
+        list.push(d);
+        sent.set(s.address().port, list);
+        s.send(d, rx.port, '127.0.0.1');
+        if (i % 50 === 49) await new Promise((r) => setImmediate(r)); // some batches, not one
+      }
+      await waitFor(() => rx.got.length === 600, 5000, 'all 600 datagrams');
+      for (const [port, list] of sent) {
+        const mine = rx.got.filter((g) => g.from.port === port);
+        assert.equal(mine.length, list.length);
+        mine.forEach((g, k) => {
+          assert.equal(g.from.address, '127.0.0.1');
+          assert.ok(g.data.equals(list[k]), `datagram ${k} from ${port}`);
+        });
+      }
+      assert.equal(rx.viaDgram(), 0, "node's own reading is stopped");
+      assert.deepEqual(rx.errors, []);
+    } finally {
+      rx.r.stop();
+    }
+  });
+
+  test('a datagram longer than the limit arrives one byte over it, so the size check still refuses it', async () => {
+    const rx = await batchSocket(1500);
+    try {
+      const tx = await sender();
+      tx.send(Buffer.alloc(4000, 7), rx.port, '127.0.0.1');
+      tx.send(Buffer.alloc(1500, 8), rx.port, '127.0.0.1');
+      await waitFor(() => rx.got.length === 2, 3000, 'both');
+      assert.deepEqual(rx.got.map((g) => g.data.length), [1501, 1500]);
+    } finally {
+      rx.r.stop();
+    }
+  });
+
+  test("a batch from one sender is views of one buffer; a mixed batch is copied, so a kept packet pins only its own bytes", async () => {
+    const rx = await batchSocket();
+    try {
+      const [a, b] = [await sender(), await sender()];
+      for (let i = 0; i < 20; i++) a.send(Buffer.alloc(100, 1), rx.port, '127.0.0.1'); // one tick: one batch
+      await waitFor(() => rx.got.length === 20, 3000, 'the first batch');
+      assert.equal(new Set(rx.got.map((g) => g.data.buffer)).size, 1, 'one sender: views of one batch');
+      assert.equal(rx.got[0].data.buffer.byteLength, 2000);
+      rx.got.length = 0;
+      for (let i = 0; i < 20; i++) (i % 2 ? a : b).send(Buffer.alloc(100, 2), rx.port, '127.0.0.1');
+      await waitFor(() => rx.got.length === 20, 3000, 'the mixed batch');
+      assert.ok(rx.got.every((g) => g.data.buffer.byteLength !== 2000), 'mixed: no datagram holds the whole batch');
+    } finally {
+      rx.r.stop();
+    }
+  });
+
+  test('the socket still sends while the helper reads it; after stop nothing more arrives and it closes', async () => {
+    const rx = await batchSocket();
+    const [peer] = await receivers(1);
+    rx.socket.send(Buffer.from('out'), peer.endpoint.port, '127.0.0.1');
+    peer.socket.send(Buffer.from('in'), rx.port, '127.0.0.1');
+    await waitFor(() => peer.got.length === 1 && rx.got.length === 1, 3000, 'one each way');
+    assert.equal(peer.got[0].fromPort, rx.port);
+    rx.r.stop();
+    rx.r.stop(); // idempotent
+    peer.socket.send(Buffer.from('late'), rx.port, '127.0.0.1');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(rx.got.length, 1, 'nothing after stop');
+    assert.throws(() => native!.stopReceiving({}), TypeError);
+    assert.throws(() => native!.startReceiving(0, 1500, () => {}, () => {}), /not a datagram socket/);
+  });
+});
+
 /** A stand-in helper: records calls, sends nothing, and answers as `answer` says for each start. */
-function fakeNative(answer: (start: number, count: number) => number): NativeSendmmsg & { calls: number[] } {
+function fakeNative(answer: (start: number, count: number) => number): NativeSend & { calls: number[] } {
   const calls: number[] = [];
   return {
     calls,
@@ -157,7 +250,7 @@ describe('FanoutSender hands dgram what the helper cannot send', () => {
     // The "kernel" took 4, then pushed back: a real helper would have sent those 4 itself.
     const fake = fakeNative((start, count) => (start === 0 ? 4 : start === 4 ? -constants.errno.EAGAIN : count - start));
     const s = new FanoutSender(tx, () => assert.fail('no send failed'), { native: fake });
-    assert.equal(s.path, 'sendmmsg');
+    assert.equal(s.path, 'native');
     s.send(Buffer.from('late'), rx.map((r) => r.endpoint));
     assert.deepEqual(fake.calls, [0, 4]);
     assert.equal(s.handedToDgram, 6);
@@ -201,9 +294,9 @@ describe('FanoutSender hands dgram what the helper cannot send', () => {
   test('without the helper it is dgram, and says why', async () => {
     const tx = await sender();
     const rx = await receivers(2);
-    const s = new FanoutSender(tx, () => assert.fail('no send failed'), { why: '--no-sendmmsg' });
+    const s = new FanoutSender(tx, () => assert.fail('no send failed'), { why: '--no-native' });
     assert.equal(s.path, 'dgram');
-    assert.equal(s.why, '--no-sendmmsg');
+    assert.equal(s.why, '--no-native');
     s.send(Buffer.from('x'), rx.map((r) => r.endpoint));
     await waitFor(() => rx.every((r) => r.got.length === 1), 3000, 'both');
   });
@@ -222,7 +315,7 @@ describe('FanoutSender property: each viewer gets the datagram exactly once, or 
         const byDgram: number[] = [];
         const failed: number[] = [];
         let turn = 0;
-        const fake: NativeSendmmsg = {
+        const fake: NativeSend = {
           packAddress: (ip, port) => Buffer.from(`${ip}:${port}`),
           sendToMany(_fd, _data, addresses, start) {
             const a = script[turn++] ?? { kind: 'sent' as const, n: addresses.length };

@@ -93,7 +93,7 @@ export function relayOptions(a: Record<string, unknown>): RelayOptions {
     watchKey: readSecret('watch-key', a.watchKey, a.watchKeyFile),
     host: String(a.host ?? '0.0.0.0'),
     port: checkPort('port', a.port ?? DEFAULT_PORT, true),
-    sendmmsg: a.sendmmsg !== false,
+    native: a.native !== false,
     ...commonOptions(a),
   };
 }

@@ -57,8 +57,8 @@ export interface ShareOptions extends CommonOptions, Pick<Secrets, 'key' | 'encr
 export interface RelayOptions extends CommonOptions, Pick<Secrets, 'key' | 'watchKey'> {
   host: string;
   port: number;
-  /** Batch the fan-out with the native sendmmsg helper when it is built (--no-sendmmsg: false). */
-  sendmmsg: boolean;
+  /** Datagrams through the native recvmmsg/sendmmsg helper when it is built (--no-native: false). */
+  native: boolean;
 }
 
 export interface WatchOptions extends CommonOptions, Pick<Secrets, 'encrypt' | 'watchKey'> {

@@ -33,12 +33,16 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
     log,
     key: o.key !== undefined ? deriveMasterKey(o.key) : undefined,
     watchKey: o.watchKey !== undefined ? deriveWatchKey(deriveMasterKey(o.watchKey)) : undefined,
-    sendmmsg: o.sendmmsg,
+    native: o.native,
   });
   const locks = [o.key !== undefined && 'sharers need --key', o.watchKey !== undefined && 'viewers need --watch-key'].filter(Boolean);
   log(`relay listening on ${fmt(server.address)}${locks.length ? ` (${locks.join(', ')})` : ' (open: anyone may publish and watch)'}`);
-  const sending = server.sendPath;
-  log(sending.path === 'sendmmsg' ? 'fan-out: sendmmsg, one system call per batch of viewers' : `fan-out: one send per viewer (${sending.why})`);
+  const io = server.io;
+  log(
+    io.path === 'native'
+      ? `datagrams: native helper, ${io.batchReceive ? 'recvmmsg and ' : ''}sendmmsg, a batch per system call`
+      : `datagrams: node:dgram, one system call each (${io.why})`,
+  );
   let finish!: (code: number) => void;
   const done = new Promise<number>((resolve) => (finish = resolve));
   const inRate = new RateMeter();
@@ -61,8 +65,8 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
         bitrateOutKbps: round(outRate.sample(c.bytesOut * 8, now) / 1000) ?? 0,
         ...c,
         dropped: c.malformed + c.unknownSource + c.oversize + c.hijackAttempts + c.overLimit + c.rateLimited,
-        sendPath: server.sendPath.path,
-        handedToDgram: server.sendPath.handedToDgram,
+        io: server.io.path,
+        handedToDgram: server.io.handedToDgram,
         perStream: streams.map((s) => {
           let meter = streamRates.get(s.name);
           if (!meter) streamRates.set(s.name, (meter = new RateMeter()));

@@ -110,9 +110,9 @@ export interface RelaySnapshot extends RelayCounters {
   bitrateOutKbps: number;
   /** Malformed + unknown source + oversize + hijack attempts + over limit + rate limited. */
   dropped: number;
-  /** 'sendmmsg': the native batch sender; 'dgram': one socket.send per viewer (--no-sendmmsg, or not built). */
-  sendPath: 'sendmmsg' | 'dgram';
-  /** Datagrams the sendmmsg path left to dgram's queue: the kernel's send buffer was full (fanout-send.ts). */
+  /** 'native': batches through the recvmmsg/sendmmsg helper; 'dgram': node:dgram (--no-native, or not built). */
+  io: 'native' | 'dgram';
+  /** Datagrams the native path left to dgram's queue: the kernel's send buffer was full (fanout-send.ts). */
   handedToDgram: number;
   perStream: RelayStreamRow[];
   perViewer: RelayViewerRow[];

@@ -498,8 +498,8 @@ function relayBody(s: RelaySnapshot, h: History, o: ViewOptions): string[] {
     ['Malformed', fmtInt(s.malformed)],
     ['Unknown src', fmtInt(s.unknownSource)],
     ['Over limit', fmtInt(s.overLimit + s.oversize + s.hijackAttempts)],
-    // 'queued': datagrams the sendmmsg path left to dgram because the kernel's buffer was full.
-    ['Fan-out', s.handedToDgram ? `${s.sendPath}, ${fmtInt(s.handedToDgram)} queued` : s.sendPath],
+    // 'queued': datagrams the native path left to dgram because the kernel's buffer was full.
+    ['Datagrams', s.handedToDgram ? `${s.io}, ${fmtInt(s.handedToDgram)} queued` : s.io],
   ];
   // Per-stream drops: refused PUBLISHes, failed --key datagrams and failed sends to its viewers.
   // Garbage from strangers belongs to no stream: it is in the totals above.

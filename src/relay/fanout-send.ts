@@ -2,77 +2,39 @@
  * How the relay puts one datagram on the wire for many viewers.
  *
  * - `dgram`: one `socket.send` per viewer. Portable; libuv queues a datagram the kernel will not
- *   take yet. Its cost is per call: about 5 µs of CPU per forwarded packet here, five times what
- *   the kernel itself spends (BENCHMARKS.md, relay fan-out).
- * - `sendmmsg`: the optional native helper (native/sendmmsg.c, built by native/build.mjs
- *   on Linux when a C compiler and Node's headers are present): one sendmmsg(2) per batch of up to
- *   1024 viewers, all pointing at the same bytes. It never queues, so this class hands dgram
- *   whatever the kernel pushes back (EAGAIN, ENOBUFS), every datagram while libuv still holds
- *   queued sends (so order is kept), and destinations it cannot pack (an IPv6 zone such as %eth0).
+ *   take yet. Its cost is per call: several times what the kernel itself spends per packet
+ *   (BENCHMARKS.md, relay fan-out).
+ * - `native`: the helper's sendToMany (native.ts): one sendmmsg(2) per batch of up to 1024 viewers,
+ *   all pointing at the same bytes. It never queues, so this class hands dgram whatever the kernel
+ *   pushes back (EAGAIN, ENOBUFS), every datagram while libuv still holds queued sends (so order is
+ *   kept), and destination lists with an address it cannot pack (an IPv6 zone such as %eth0).
  *
  * Either way, one viewer's failed send is counted through `onFail` and the others still get theirs.
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { constants } from 'node:os';
 import type dgram from 'node:dgram';
 import type { Endpoint } from './core.ts';
+import { socketFd, type NativeHelper } from './native.ts';
 
-export type SendPath = 'sendmmsg' | 'dgram';
+export type IoPath = 'native' | 'dgram';
 
-/** The native helper's exports (native/sendmmsg.c). */
-export interface NativeSendmmsg {
-  /** A sockaddr_in / sockaddr_in6 for `sendToMany`; throws TypeError for anything else. */
-  packAddress(ip: string, port: number): Buffer;
-  /** Sends `data` to addresses[start..]: how many went (> 0), or -errno when the first failed. */
-  sendToMany(fd: number, data: Buffer | readonly Buffer[], addresses: readonly Buffer[], start: number): number;
-}
-
-/** Where the build puts the helper, from this file in src/relay (tsx) or dist/src/relay (tsc). */
-const CANDIDATES = ['../../native/build/sendmmsg.node', '../../../native/build/sendmmsg.node'];
-
-/** Loads the native helper, or says in a few words why the relay will use dgram instead. */
-export function loadNative(): { native: NativeSendmmsg } | { native?: undefined; why: string } {
-  if (process.platform !== 'linux') return { why: `sendmmsg(2) is Linux only (this is ${process.platform})` };
-  const path = CANDIDATES.map((c) => new URL(c, import.meta.url)).find((u) => existsSync(u));
-  if (!path) return { why: 'the native helper is not built; npm run build:native builds it' };
-  try {
-    const native = createRequire(import.meta.url)(path.pathname) as NativeSendmmsg;
-    if (typeof native.sendToMany !== 'function' || typeof native.packAddress !== 'function') {
-      return { why: `${path.pathname} is not udpcast's native helper` };
-    }
-    return { native };
-  } catch (err) {
-    return { why: `the native helper did not load: ${(err as Error).message.split('\n')[0]}` };
-  }
-}
-
-/**
- * The OS descriptor of a bound dgram socket. Node has no public accessor; its UDP handle has had an
- * `fd` property on Unix since Node 0.x, behind the socket's internal state symbol. Undefined when
- * that changes, and the relay then uses dgram.
- */
-export function socketFd(socket: dgram.Socket): number | undefined {
-  const state = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'state symbol');
-  const handle = state && (socket as unknown as Record<symbol, { handle?: { fd?: unknown } }>)[state]?.handle;
-  const fd = handle?.fd;
-  return typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 ? fd : undefined;
-}
+/** What the sender needs of the helper. */
+export type NativeSend = Pick<NativeHelper, 'packAddress' | 'sendToMany'>;
 
 const { EAGAIN, ENOBUFS } = constants.errno;
 
 export class FanoutSender {
-  readonly path: SendPath;
+  readonly path: IoPath;
   /** Why `path` is dgram, when it is. */
   readonly why?: string;
   /**
-   * Datagrams the sendmmsg path left to dgram's queue: the kernel's send buffer was full, or earlier
+   * Datagrams the native path left to dgram's queue: the kernel's send buffer was full, or earlier
    * ones it left there were still waiting.
    */
   handedToDgram = 0;
 
   private readonly fd?: number;
-  private readonly native?: NativeSendmmsg;
+  private readonly native?: NativeSend;
   /** Packed address per viewer; null when it cannot be packed (that viewer always goes by dgram). */
   private readonly packed = new WeakMap<Endpoint, Buffer | null>();
   /**
@@ -87,11 +49,11 @@ export class FanoutSender {
     private readonly socket: dgram.Socket,
     private readonly onFail: (to: Endpoint) => void,
     /** The native helper (undefined, with `why`, selects dgram); `fd` overrides the socket's, for tests. */
-    native: { native?: NativeSendmmsg; why?: string; fd?: number },
+    native: { native?: NativeSend; why?: string; fd?: number },
   ) {
     const fd = native.native ? (native.fd ?? socketFd(socket)) : undefined;
     if (native.native && fd !== undefined) {
-      this.path = 'sendmmsg';
+      this.path = 'native';
       this.native = native.native;
       this.fd = fd;
     } else {

@@ -4,15 +4,18 @@
  */
 import dgram from 'node:dgram';
 import { RelayCore, type Endpoint, type Output, type RelayCoreOptions } from './core.ts';
-import { FanoutSender, loadNative, type SendPath } from './fanout-send.ts';
+import { FanoutSender, type IoPath } from './fanout-send.ts';
+import { receiveInBatches, type BatchReceiver } from './batch-receive.ts';
+import { loadNative, type Loaded } from './native.ts';
+import { MAX_DATAGRAM } from '../defaults.ts';
 
 export interface RelayServerOptions extends RelayCoreOptions {
   host: string;
   port: number;
   log?: (line: string) => void;
   now?: () => number;
-  /** Fan out with the native sendmmsg helper when it is built (default true); false: dgram only. */
-  sendmmsg?: boolean;
+  /** Datagrams in and out through the native helper when it is built (default true); false: dgram only. */
+  native?: boolean;
 }
 
 const TICK_MS = 500;
@@ -28,12 +31,13 @@ export class RelayServer {
   private closed = false;
   private readonly now: () => number;
   private readonly sender: FanoutSender;
+  private receiver?: BatchReceiver;
 
-  private constructor(socket: dgram.Socket, now: () => number, opts: RelayCoreOptions, sendmmsg: boolean) {
+  private constructor(socket: dgram.Socket, now: () => number, opts: RelayCoreOptions, helper: Loaded) {
     this.socket = socket;
     this.now = now;
     this.core = new RelayCore(now(), opts);
-    this.sender = new FanoutSender(socket, (to) => this.core.sendFailed(to), sendmmsg ? loadNative() : { why: '--no-sendmmsg' });
+    this.sender = new FanoutSender(socket, (to) => this.core.sendFailed(to), helper);
   }
 
   static async start(opts: RelayServerOptions): Promise<RelayServer> {
@@ -46,8 +50,9 @@ export class RelayServer {
         resolve();
       });
     });
-    // Made after bind: the native sender needs the socket's descriptor, which exists from bind on.
-    const server = new RelayServer(socket, opts.now ?? Date.now, { key: opts.key, watchKey: opts.watchKey }, opts.sendmmsg ?? true);
+    // Made after bind: the native helper needs the socket's descriptor, which exists from bind on.
+    const helper: Loaded = opts.native === false ? { why: '--no-native' } : loadNative();
+    const server = new RelayServer(socket, opts.now ?? Date.now, { key: opts.key, watchKey: opts.watchKey }, helper);
     server.core.onLog = opts.log;
     try {
       socket.setRecvBufferSize(SOCKET_BUFFER_BYTES);
@@ -57,10 +62,18 @@ export class RelayServer {
     }
     // A send error on one datagram (ICMP unreachable from a viewer that left) must not end the relay.
     socket.on('error', (err) => opts.log?.(`relay socket: ${err.message}`));
-    socket.on('message', (msg, rinfo) => {
-      server.send(server.core.onDatagram(msg, { address: rinfo.address, port: rinfo.port }, server.now()));
+    const onDatagram = (msg: Buffer, from: Endpoint) => {
+      server.send(server.core.onDatagram(msg, from, server.now()));
       if (server.core.pumping) server.schedulePump();
-    });
+    };
+    // Batches through the helper when it is there (the same path as the sends: --no-native turns
+    // off both), else node's 'message' event per datagram.
+    if (helper.native && server.sender.path === 'native') {
+      server.receiver = receiveInBatches(socket, helper.native, MAX_DATAGRAM, onDatagram, (errno) =>
+        opts.log?.(`relay socket: receive failed (errno ${errno})`),
+      );
+    }
+    if (!server.receiver) socket.on('message', (msg, rinfo) => onDatagram(msg, { address: rinfo.address, port: rinfo.port }));
     server.timer = setInterval(() => server.send(server.core.tick(server.now())), TICK_MS);
     server.timer.unref();
     return server;
@@ -84,9 +97,12 @@ export class RelayServer {
     }, PUMP_MS);
   }
 
-  /** How datagrams leave: 'sendmmsg' (native, batched) or 'dgram', and why when it is dgram. */
-  get sendPath(): { path: SendPath; why?: string; handedToDgram: number } {
-    return { path: this.sender.path, why: this.sender.why, handedToDgram: this.sender.handedToDgram };
+  /**
+   * How datagrams move: 'native' (the helper: batches in and out) or 'dgram', and why when it is
+   * dgram. With 'native', receiving may still be dgram's if the helper could not take it over.
+   */
+  get io(): { path: IoPath; batchReceive: boolean; why?: string; handedToDgram: number } {
+    return { path: this.sender.path, batchReceive: this.receiver !== undefined, why: this.sender.why, handedToDgram: this.sender.handedToDgram };
   }
 
   private send(outputs: Output[]): void {
@@ -100,6 +116,7 @@ export class RelayServer {
     this.closed = true;
     clearInterval(this.timer);
     clearTimeout(this.pumpTimer);
+    this.receiver?.stop(); // before the socket: the helper reads a dup of its descriptor
     await new Promise<void>((resolve) => this.socket.close(() => resolve()));
   }
 }
