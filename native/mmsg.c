@@ -19,12 +19,12 @@
  *       first of them failed. Never throws for a send error; throws TypeError for bad arguments.
  *   startReceiving(fd: number, slotBytes: number,
  *                  onBatch: (data: Buffer, ends: number[], addresses: string[], ports: number[]) => void,
- *                  onError: (errno: number) => void): object
+ *                  onError: (errno: number, stopped: boolean) => void): object
  *       reads the socket on this thread's event loop through a dup(2) of fd (so node's own handle
  *       keeps its epoll registration for sends). Datagram i of a batch is data[ends[i-1] .. ends[i]),
  *       from addresses[i]:ports[i]. A datagram longer than slotBytes arrives cut to
  *       slotBytes + 1 bytes, so the caller's size check still sees it as too long. The caller stops
- *       node's own reading first (handle.recvStop()).
+ *       node's own reading (handle.recvStop()) and starts it again if onError says `stopped`.
  *   stopReceiving(receiver): void   idempotent; call it before closing the socket.
  */
 #define _GNU_SOURCE
@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <node_api.h>
 #include <string.h>
@@ -135,6 +136,9 @@ static napi_value send_to_many(napi_env env, napi_callback_info info) {
   }
 
   uint32_t count = 0;
+  bool addresses_array = false;
+  CHECK(env, napi_is_array(env, argv[2], &addresses_array));
+  if (!addresses_array) return throw_type(env, "sendToMany: addresses must be an array");
   CHECK(env, napi_get_array_length(env, argv[2], &count));
   uint32_t start = 0;
   if (napi_get_value_uint32(env, argv[3], &start) != napi_ok || start > count)
@@ -210,22 +214,26 @@ struct receiver {
 static void receiver_free(uv_handle_t *h) {
   receiver_t *r = (receiver_t *)h;
   if (r->box) r->box->r = NULL;
+  close(r->fd); /* only now: libuv may still touch the descriptor until the close callback */
   free(r->slab);
   free(r);
 }
 
-static void receiver_stop(receiver_t *r) {
+static void receiver_cleanup_hook(void *arg);
+
+/* Stops reading; the memory goes in the close callback. `from_hook`: the env is being torn down. */
+static void receiver_stop(receiver_t *r, int from_hook) {
   if (r->stopped) return;
   r->stopped = 1;
+  if (!from_hook) napi_remove_env_cleanup_hook(r->env, receiver_cleanup_hook, r);
   uv_poll_stop(&r->poll);
   napi_delete_reference(r->env, r->on_batch);
   napi_delete_reference(r->env, r->on_error);
   napi_async_destroy(r->env, r->async);
-  close(r->fd);
   uv_close((uv_handle_t *)&r->poll, receiver_free);
 }
 
-static void receiver_cleanup_hook(void *arg) { receiver_stop((receiver_t *)arg); }
+static void receiver_cleanup_hook(void *arg) { receiver_stop((receiver_t *)arg, 1); }
 
 /* Calls fn(args) from the event loop: a callback scope, so promises and nextTicks it queues run. */
 static void call_js(receiver_t *r, napi_ref fn_ref, size_t argc, napi_value *argv) {
@@ -243,12 +251,14 @@ static void call_js(receiver_t *r, napi_ref fn_ref, size_t argc, napi_value *arg
   }
 }
 
-static void report_errno(receiver_t *r, int err) {
+/* onError(errno, stopped): stopped says the receiver has given up and the caller must read instead. */
+static void report_errno(receiver_t *r, int err, int stopped) {
   napi_handle_scope scope;
   if (napi_open_handle_scope(r->env, &scope) != napi_ok) return;
-  napi_value arg;
-  napi_create_int32(r->env, err, &arg);
-  call_js(r, r->on_error, 1, &arg);
+  napi_value argv[2];
+  napi_create_int32(r->env, err, &argv[0]);
+  napi_get_boolean(r->env, stopped != 0, &argv[1]);
+  call_js(r, r->on_error, 2, argv);
   napi_close_handle_scope(r->env, scope);
 }
 
@@ -257,7 +267,14 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   (void)events;
   if (r->stopped) return;
   if (status < 0) {
-    report_errno(r, -status);
+    /* libuv stopped the poll on POLLERR (a pending socket error, e.g. one recvmmsg kept from a
+       batch). Take the error off the socket and read on; if that fails, give reading back. */
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+    int again = uv_poll_start(&r->poll, UV_READABLE, on_readable);
+    report_errno(r, soerr ? soerr : -status, again != 0);
+    if (again != 0) receiver_stop(r, 0);
     return;
   }
   for (int round = 0; round < RECV_ROUNDS && !r->stopped; round++) {
@@ -272,9 +289,10 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
     if (n < 0) {
       int err = errno;
       if (err == EAGAIN || err == EWOULDBLOCK) return;
-      report_errno(r, err);
       /* A descriptor that is gone would report forever: stop rather than spin. */
-      if (err == EBADF || err == ENOTSOCK) receiver_stop(r);
+      int fatal = err == EBADF || err == ENOTSOCK;
+      report_errno(r, err, fatal);
+      if (fatal) receiver_stop(r, 0);
       return;
     }
     if (n == 0) return;
@@ -308,7 +326,7 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
       const struct sockaddr_storage *ss = &r->names[i];
       if (!addr || m->msg_hdr.msg_namelen != r->msgs[i - 1].msg_hdr.msg_namelen ||
           memcmp(ss, &r->names[i - 1], m->msg_hdr.msg_namelen) != 0) {
-        char text[INET6_ADDRSTRLEN] = "";
+        char text[INET6_ADDRSTRLEN + IF_NAMESIZE + 1] = "";
         uint16_t p = 0;
         if (ss->ss_family == AF_INET) {
           const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
@@ -318,6 +336,12 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
           const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
           inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof text);
           p = ntohs(a->sin6_port);
+          /* A link-local sender keeps its zone (fe80::1%eth0), as node's rinfo.address does. */
+          char ifname[IF_NAMESIZE];
+          if (a->sin6_scope_id != 0 && if_indextoname(a->sin6_scope_id, ifname)) {
+            size_t used = strlen(text);
+            snprintf(text + used, sizeof text - used, "%%%s", ifname);
+          }
         }
         napi_create_string_latin1(r->env, text, NAPI_AUTO_LENGTH, &addr);
         napi_create_uint32(r->env, p, &port);
@@ -362,16 +386,21 @@ static napi_value start_receiving(napi_env env, napi_callback_info info) {
     if (t != napi_function) return throw_type(env, "startReceiving: onBatch and onError must be functions");
   }
   uv_loop_t *loop = NULL;
+  napi_value name;
   CHECK(env, napi_get_uv_event_loop(env, &loop));
+  CHECK(env, napi_create_string_utf8(env, "udpcast:recvmmsg", NAPI_AUTO_LENGTH, &name));
 
+  /* Everything is made before the poll starts; any failure undoes what was made, in reverse. */
+  const char *failed = NULL;
+  int uv_rc = 0;
   receiver_t *r = calloc(1, sizeof *r);
   char *slab = r ? malloc((size_t)RECV_BATCH * (slot + 1)) : NULL;
   box_t *box = slab ? malloc(sizeof *box) : NULL;
+  int made_async = 0, made_batch = 0, made_error = 0;
+  napi_value out;
   if (!r || !slab || !box) {
-    free(slab);
-    free(r);
-    napi_throw_error(env, "ENOMEM", "startReceiving: out of memory");
-    return NULL;
+    failed = "out of memory";
+    goto undo;
   }
   r->env = env;
   r->slot = slot;
@@ -380,14 +409,8 @@ static napi_value start_receiving(napi_env env, napi_callback_info info) {
   r->box = box;
   r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (r->fd < 0) {
-    int err = errno;
-    free(box);
-    free(slab);
-    free(r);
-    char msg[96];
-    snprintf(msg, sizeof msg, "startReceiving: dup failed: %s", strerror(err));
-    napi_throw_error(env, NULL, msg);
-    return NULL;
+    failed = strerror(errno);
+    goto undo;
   }
   for (int i = 0; i < RECV_BATCH; i++) {
     r->iov[i].iov_base = slab + (size_t)i * (slot + 1);
@@ -396,32 +419,51 @@ static napi_value start_receiving(napi_env env, napi_callback_info info) {
     r->msgs[i].msg_hdr.msg_iovlen = 1;
     r->msgs[i].msg_hdr.msg_name = &r->names[i];
   }
-  napi_value name;
-  CHECK(env, napi_create_string_utf8(env, "udpcast:recvmmsg", NAPI_AUTO_LENGTH, &name));
-  CHECK(env, napi_async_init(env, NULL, name, &r->async));
-  CHECK(env, napi_create_reference(env, argv[2], 1, &r->on_batch));
-  CHECK(env, napi_create_reference(env, argv[3], 1, &r->on_error));
-  int rc = uv_poll_init(loop, &r->poll, r->fd);
-  if (rc == 0) rc = uv_poll_start(&r->poll, UV_READABLE, on_readable);
-  if (rc != 0) {
-    /* Not started: undo what was made, and say why. */
+  if (napi_async_init(env, NULL, name, &r->async) != napi_ok) goto napi_failed;
+  made_async = 1;
+  if (napi_create_reference(env, argv[2], 1, &r->on_batch) != napi_ok) goto napi_failed;
+  made_batch = 1;
+  if (napi_create_reference(env, argv[3], 1, &r->on_error) != napi_ok) goto napi_failed;
+  made_error = 1;
+  if (napi_create_external(env, box, receiver_finalize, NULL, &out) != napi_ok) goto napi_failed;
+  /* From here the external owns box: the GC frees it, whatever happens below. */
+  box = NULL;
+  if ((uv_rc = uv_poll_init(loop, &r->poll, r->fd)) != 0) {
+    failed = uv_strerror(uv_rc);
+    goto undo;
+  }
+  if ((uv_rc = uv_poll_start(&r->poll, UV_READABLE, on_readable)) != 0 ||
+      napi_add_env_cleanup_hook(env, receiver_cleanup_hook, r) != napi_ok) {
+    /* The handle was initialised: it must be closed through libuv, which frees r and the fd. */
+    r->stopped = 1;
     napi_delete_reference(env, r->on_batch);
     napi_delete_reference(env, r->on_error);
     napi_async_destroy(env, r->async);
-    close(r->fd);
-    r->stopped = 1;
-    r->box = NULL;
-    free(box);
     uv_close((uv_handle_t *)&r->poll, receiver_free);
     char msg[96];
-    snprintf(msg, sizeof msg, "startReceiving: %s", uv_strerror(rc));
+    snprintf(msg, sizeof msg, "startReceiving: %s", uv_rc ? uv_strerror(uv_rc) : "N-API call failed");
     napi_throw_error(env, NULL, msg);
     return NULL;
   }
-  CHECK(env, napi_add_env_cleanup_hook(env, receiver_cleanup_hook, r));
-  napi_value out;
-  CHECK(env, napi_create_external(env, box, receiver_finalize, NULL, &out));
   return out;
+
+napi_failed:
+  failed = "N-API call failed";
+undo:
+  if (made_error) napi_delete_reference(env, r->on_error);
+  if (made_batch) napi_delete_reference(env, r->on_batch);
+  if (made_async) napi_async_destroy(env, r->async);
+  if (r && r->box && !box) r->box->r = NULL; /* the external outlives r: leave it empty */
+  if (r && r->fd > 0) close(r->fd);
+  free(box);
+  free(slab);
+  free(r);
+  {
+    char msg[128];
+    snprintf(msg, sizeof msg, "startReceiving: %s", failed);
+    napi_throw_error(env, NULL, msg);
+  }
+  return NULL;
 }
 
 static napi_value stop_receiving(napi_env env, napi_callback_info info) {
@@ -434,10 +476,7 @@ static napi_value stop_receiving(napi_env env, napi_callback_info info) {
   if (t != napi_external || napi_get_value_external(env, argv[0], &data) != napi_ok || !data)
     return throw_type(env, "stopReceiving: not a receiver from startReceiving");
   receiver_t *r = ((box_t *)data)->r;
-  if (r && !r->stopped) {
-    napi_remove_env_cleanup_hook(env, receiver_cleanup_hook, r);
-    receiver_stop(r);
-  }
+  if (r) receiver_stop(r, 0);
   return NULL;
 }
 

@@ -6,8 +6,8 @@
  *   (BENCHMARKS.md, relay fan-out).
  * - `native`: the helper's sendToMany (native.ts): one sendmmsg(2) per batch of up to 1024 viewers,
  *   all pointing at the same bytes. It never queues, so this class hands dgram whatever the kernel
- *   pushes back (EAGAIN, ENOBUFS), every datagram while libuv still holds queued sends (so order is
- *   kept), and destination lists with an address it cannot pack (an IPv6 zone such as %eth0).
+ *   pushes back (EAGAIN, ENOBUFS), every datagram while dgram still holds sends it was handed (so
+ *   order is kept), and destination lists with an address it cannot pack (an IPv6 zone: %eth0).
  *
  * Either way, one viewer's failed send is counted through `onFail` and the others still get theirs.
  */
@@ -35,6 +35,8 @@ export class FanoutSender {
 
   private readonly fd?: number;
   private readonly native?: NativeSend;
+  /** Datagrams handed to dgram whose send callback has not run yet. */
+  private inDgram = 0;
   /** Packed address per viewer; null when it cannot be packed (that viewer always goes by dgram). */
   private readonly packed = new WeakMap<Endpoint, Buffer | null>();
   /**
@@ -67,8 +69,9 @@ export class FanoutSender {
       this.sendByDgram(data, to, 0);
       return;
     }
-    if (this.socket.getSendQueueCount() > 0) {
-      // Earlier push-back is still queued in libuv: these go behind it, so order is kept.
+    if (this.inDgram > 0) {
+      // Datagrams handed to dgram earlier have not left yet (dgram sends from the next tick, after
+      // an address lookup, then from libuv's queue): these go behind them, so order is kept.
       this.handedToDgram += to.length;
       this.sendByDgram(data, to, 0);
       return;
@@ -126,6 +129,7 @@ export class FanoutSender {
   }
 
   private sendByDgram(data: Buffer, to: readonly Endpoint[], from: number): void {
+    this.inDgram += to.length - from;
     for (let i = from; i < to.length; i++) this.socket.send(data, to[i].port, to[i].address, this.callbackFor(to[i]));
   }
 
@@ -133,6 +137,7 @@ export class FanoutSender {
     let cb = this.callbacks.get(to);
     if (!cb) {
       cb = (err) => {
+        this.inDgram--;
         if (err) this.onFail(to);
       };
       this.callbacks.set(to, cb);

@@ -22,7 +22,8 @@ export interface NativeHelper {
     fd: number,
     slotBytes: number,
     onBatch: (data: Buffer, ends: number[], addresses: string[], ports: number[]) => void,
-    onError: (errno: number) => void,
+    /** `stopped`: the receiver gave up (its descriptor is gone or cannot be polled): read another way. */
+    onError: (errno: number, stopped: boolean) => void,
   ): NativeReceiver;
   /** Idempotent; before the socket is closed. */
   stopReceiving(receiver: NativeReceiver): void;
@@ -55,7 +56,7 @@ function load(): Loaded {
   }
 }
 
-type Handle = { fd?: unknown; recvStop?: () => number };
+type Handle = { fd?: unknown; recvStop?: () => number; recvStart?: () => number };
 
 /**
  * Node's UDP handle behind a dgram socket. Node has no public accessor for the descriptor; the handle
@@ -76,7 +77,12 @@ export function socketFd(socket: dgram.Socket): number | undefined {
 /** Stops node's own reading of the socket (its 'message' events), so another reader can take over. */
 export function stopDgramReading(socket: dgram.Socket): boolean {
   const h = handleOf(socket);
-  if (typeof h?.recvStop !== 'function') return false;
+  if (typeof h?.recvStop !== 'function' || typeof h.recvStart !== 'function') return false;
   h.recvStop();
   return true;
+}
+
+/** Starts node's own reading again, after stopDgramReading. */
+export function startDgramReading(socket: dgram.Socket): void {
+  handleOf(socket)?.recvStart?.();
 }

@@ -8,6 +8,10 @@ import { FanoutSender, type IoPath } from './fanout-send.ts';
 import { receiveInBatches, type BatchReceiver } from './batch-receive.ts';
 import { loadNative, type Loaded } from './native.ts';
 import { MAX_DATAGRAM } from '../defaults.ts';
+import { constants } from 'node:os';
+
+/** 'ENOMEM' for 12: the name of an errno, for a log line. */
+const osErrorName = (errno: number) => Object.entries(constants.errno).find(([, v]) => v === errno)?.[0] ?? `errno ${errno}`;
 
 export interface RelayServerOptions extends RelayCoreOptions {
   host: string;
@@ -69,9 +73,16 @@ export class RelayServer {
     // Batches through the helper when it is there (the same path as the sends: --no-native turns
     // off both), else node's 'message' event per datagram.
     if (helper.native && server.sender.path === 'native') {
-      server.receiver = receiveInBatches(socket, helper.native, MAX_DATAGRAM, onDatagram, (errno) =>
-        opts.log?.(`relay socket: receive failed (errno ${errno})`),
-      );
+      // A lasting error would repeat at the loop's pace: one line a second, with the count.
+      let errors = 0;
+      let lastLog = -Infinity;
+      server.receiver = receiveInBatches(socket, helper.native, MAX_DATAGRAM, onDatagram, (errno, fellBack) => {
+        errors++;
+        const now = Date.now();
+        if (!fellBack && now - lastLog < 1000) return;
+        lastLog = now;
+        opts.log?.(`relay socket: receive failed (${osErrorName(errno)}${errors > 1 ? `, ${errors} so far` : ''})` + (fellBack ? '; reading through node:dgram from now on' : ''));
+      });
     }
     if (!server.receiver) socket.on('message', (msg, rinfo) => onDatagram(msg, { address: rinfo.address, port: rinfo.port }));
     server.timer = setInterval(() => server.send(server.core.tick(server.now())), TICK_MS);
