@@ -190,6 +190,18 @@ class LoadGen {
   }
 }
 
+/** Seconds of idle measured per forwarder: long enough for a couple of keepalive rounds. */
+const IDLE_MS = 3000;
+
+/** The forwarder's CPU (% of one core) with every viewer subscribed and no media flowing. */
+async function idleCpuPct(pid: number): Promise<number | null> {
+  const c0 = cpuSeconds(pid);
+  const t0 = performance.now();
+  await sleep(IDLE_MS);
+  const c1 = cpuSeconds(pid);
+  return c0 === null || c1 === null ? null : round((100 * (c1 - c0)) / ((performance.now() - t0) / 1000), 2);
+}
+
 /** Waits until every viewer socket's kernel queue (and the forwarder's) is empty. */
 async function drain(ports: number[], forwarder: number): Promise<void> {
   const end = Date.now() + 30_000;
@@ -294,6 +306,7 @@ export async function fanoutBench(ctx: BenchContext): Promise<BenchResult> {
     { system: 'udpcast-dgram', flags: ['--no-native'] },
   ];
   const steps: Step[] = [];
+  const idle: { system: System; viewers: number; cpuPct: number | null }[] = [];
   for (const n of viewerCounts) {
     // udpcast relay, viewers doing the real handshake
     for (const { system, flags } of relays) {
@@ -314,6 +327,8 @@ export async function fanoutBench(ctx: BenchContext): Promise<BenchResult> {
           return acked === n;
         }, 20_000, 200);
         await gen.send(port, 200, 500); // warm-up: the relay's JIT and the viewers' first packets
+        await sleep(200);
+        idle.push({ system, viewers: n, cpuPct: await idleCpuPct(relay.pid!) });
         await sleep(200);
         steps.push(...(await runSteps(system, gen, relay.pid!, port, n, rates, stepMs, ctx)));
       } finally {
@@ -341,6 +356,7 @@ export async function fanoutBench(ctx: BenchContext): Promise<BenchResult> {
         }, 15_000, 100);
         await gen.send(port, 200, 500);
         await sleep(200);
+        idle.push({ system: 'gstreamer', viewers: n, cpuPct: await idleCpuPct(gst.pid!) });
         steps.push(...(await runSteps('gstreamer', gen, gst.pid!, port, n, rates, stepMs, ctx)));
       } finally {
         await stop(gst);
@@ -365,6 +381,14 @@ export async function fanoutBench(ctx: BenchContext): Promise<BenchResult> {
     ['viewers', 'target out pkt/s', ...cols('udpcast'), ...cols('udpcast --no-native'), ...cols('GStreamer'), 'CPU/pkt × GStreamer', '--no-native × GStreamer'],
     rows.map((r) => [r.viewers, r.targetOutPps, ...cells(r.u), ...cells(r.d), ...cells(r.g), r.uRatio, r.dRatio]),
   );
+  const idleOf = (system: System, n: number) => idle.find((x) => x.system === system && x.viewers === n)?.cpuPct;
+  const idleMd = table(
+    ['viewers', 'udpcast', 'udpcast --no-native', 'GStreamer'],
+    viewerCounts.map((n) => [n, ...(['udpcast', 'udpcast-dgram', 'gstreamer'] as const).map((sys) => {
+      const v = idleOf(sys, n);
+      return v === undefined || v === null ? null : `${v}%`;
+    })]),
+  );
   // Target: at a step of ≥ 300k out, 100% delivery, and CPU per packet within 1.25× GStreamer's,
   // for the relay as it runs by default (with the helper when it is built).
   const main: System = helper.native ? 'udpcast' : 'udpcast-dgram';
@@ -388,9 +412,19 @@ export async function fanoutBench(ctx: BenchContext): Promise<BenchResult> {
     name: 'fanout',
     title: 'Relay fan-out (issue 7.2)',
     skipped: gstMissing ? `GStreamer baseline: ${gstMissing}` : undefined,
-    rows: steps as unknown as Record<string, unknown>[],
+    rows: [...steps, ...idle.map((x) => ({ ...x, idle: true }))] as unknown as Record<string, unknown>[],
     markdown: [
       md,
+      '',
+      `Forwarder CPU with every viewer subscribed and no media, over ${IDLE_MS / 1000} s (% of one core). udpcast's is the ` +
+        "viewers' handshake (each sends RR + SUBSCRIBE every second and is answered) and the relay's timers; GStreamer " +
+        'has no handshake. Spread over a step it adds p / 100 / R seconds per packet at R packets/s out: each 1% of ' +
+        'a core is 0.4 µs per packet at 25,000 packets/s, so it is most of the gap to GStreamer at 500 viewers and low ' +
+        'rates. With 10 viewers it is small, and the low-rate gap is per received datagram: at 2,500 a second they ' +
+        'arrive one at a time, so a recvmmsg batch holds one and there is nothing to share the call between (the ' +
+        'likeliest cause; not measured apart).',
+      '',
+      idleMd,
       '',
       '"udpcast" is `udpcast relay` as it runs by default, with its native helper (native/mmsg.c: datagrams in by ' +
         'recvmmsg, out by sendmmsg, a batch per system call); "udpcast --no-native" is the same relay on node:dgram, one ' +
