@@ -38,6 +38,27 @@ function setup() {
 }
 
 describe('relay core', () => {
+  test('RTP from the publisher whose CSRCs or extension overrun the datagram: counted and dropped, never thrown (fuzz finds)', () => {
+    const relay = setup();
+    const ssrc = 0x1234;
+    relay.onDatagram(media(1, ssrc), sharer, 1);
+    // Found by bench/fuzz.ts (RelayCore.onDatagram, mutation): CC=2 in 16 bytes; X with a 52-byte
+    // extension in 17. Both carry the publisher's SSRC and a new timestamp, so they reach the
+    // keyframe check, which read the header extension and threw.
+    const cc = Buffer.from('829d000581ce000200001234' + '00000abc', 'hex');
+    const ext = Buffer.from('9000000581ce000300001234' + 'bede000c' + '00', 'hex');
+    for (const bad of [cc, ext]) {
+      const before = relay.counters.malformed;
+      assert.deepEqual(relay.onDatagram(bad, sharer, 2), []);
+      assert.equal(relay.counters.malformed, before + 1);
+    }
+    assert.equal(relay.streams.get('main')!.dropped, 2);
+    // A frame-info element of the wrong size is not a reason to drop: the packet is forwarded.
+    const oddInfo = Buffer.concat([Buffer.from('9060000700000004' + '00001234' + 'bede0001' + '12abcd00', 'hex'), Buffer.from([0x65, 1])]);
+    assert.equal(relay.onDatagram(oddInfo, sharer, 3)[0].data, oddInfo);
+    assert.equal(relay.onDatagram(media(2, ssrc), sharer, 4)[0].to.length, 2, 'and the stream goes on');
+  });
+
   test('media from the publisher goes to every viewer as the same buffer', () => {
     const relay = setup();
     const pkt = media(1);

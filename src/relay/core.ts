@@ -31,6 +31,7 @@ import {
   AUTH_TRAILER_BYTES,
   ReplayGuard,
   readFrameInfo,
+  rtpHeaderLength,
   streamKeys,
   verifyAuthTag,
   verifyWatchProof,
@@ -282,6 +283,12 @@ export class RelayCore {
         return [];
       }
       stream.publisher!.lastSeen = now;
+      if (!wholeRtpHeader(buf)) {
+        // CSRCs or an extension longer than the datagram: no viewer could parse it either.
+        this.counters.malformed++;
+        stream.dropped++;
+        return [];
+      }
       stream.packetsIn++;
       stream.bytesIn += buf.length;
       if (buf.readUInt32BE(8) === stream.publisher!.ssrc) this.remember(stream, buf);
@@ -628,7 +635,7 @@ export class RelayCore {
     const timestamp = buf.readUInt32BE(4);
     const frameStart = timestamp !== stream.lastTimestamp;
     stream.lastTimestamp = timestamp;
-    if (frameStart && (readFrameInfo(buf)?.keyframeStart ?? startsKeyframe(buf))) {
+    if (frameStart && (frameInfo(buf)?.keyframeStart ?? startsKeyframe(buf))) {
       stream.cache = [buf];
       stream.cacheBytes = buf.length;
     } else if (stream.cache) {
@@ -772,6 +779,27 @@ function forget(stream: StreamState): void {
 }
 
 
+
+/** Whether the fixed header, CSRCs and extension all fit in the datagram (found by fuzzing: bench/fuzz.ts). */
+function wholeRtpHeader(buf: Buffer): boolean {
+  try {
+    rtpHeaderLength(buf);
+    return true;
+  } catch (err) {
+    if (err instanceof PacketError) return false;
+    throw err;
+  }
+}
+
+/** The sharer's frame-info element, or undefined when there is none or it is malformed. */
+function frameInfo(buf: Buffer): ReturnType<typeof readFrameInfo> {
+  try {
+    return readFrameInfo(buf);
+  } catch (err) {
+    if (err instanceof PacketError) return undefined;
+    throw err;
+  }
+}
 
 export function fmt(e: Endpoint): string {
   return e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
