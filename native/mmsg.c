@@ -99,6 +99,22 @@ static napi_value pack_address(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* argv's descriptor, checked to be a datagram socket; false (with a TypeError thrown) otherwise. */
+static bool dgram_fd_arg(napi_env env, napi_value v, const char *fn, int32_t *fd) {
+  char msg[96];
+  int type = 0;
+  socklen_t type_len = sizeof type;
+  if (napi_get_value_int32(env, v, fd) != napi_ok || *fd < 0) {
+    snprintf(msg, sizeof msg, "%s: fd must be a non-negative integer", fn);
+  } else if (getsockopt(*fd, SOL_SOCKET, SO_TYPE, &type, &type_len) != 0 || type != SOCK_DGRAM) {
+    snprintf(msg, sizeof msg, "%s: fd is not a datagram socket", fn);
+  } else {
+    return true;
+  }
+  napi_throw_type_error(env, NULL, msg);
+  return false;
+}
+
 static napi_value send_to_many(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -106,12 +122,7 @@ static napi_value send_to_many(napi_env env, napi_callback_info info) {
   if (argc != 4) return throw_type(env, "sendToMany(fd, data, addresses, start): four arguments");
 
   int32_t fd = -1;
-  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0)
-    return throw_type(env, "sendToMany: fd must be a non-negative integer");
-  int type = 0;
-  socklen_t type_len = sizeof type;
-  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) != 0 || type != SOCK_DGRAM)
-    return throw_type(env, "sendToMany: fd is not a datagram socket");
+  if (!dgram_fd_arg(env, argv[0], "sendToMany", &fd)) return NULL;
 
   /* data: one Buffer, or an array of up to MAX_PIECES Buffers sent as one datagram. */
   struct iovec iov[MAX_PIECES];
@@ -371,12 +382,7 @@ static napi_value start_receiving(napi_env env, napi_callback_info info) {
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc != 4) return throw_type(env, "startReceiving(fd, slotBytes, onBatch, onError): four arguments");
   int32_t fd = -1;
-  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0)
-    return throw_type(env, "startReceiving: fd must be a non-negative integer");
-  int type = 0;
-  socklen_t type_len = sizeof type;
-  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) != 0 || type != SOCK_DGRAM)
-    return throw_type(env, "startReceiving: fd is not a datagram socket");
+  if (!dgram_fd_arg(env, argv[0], "startReceiving", &fd)) return NULL;
   uint32_t slot = 0;
   if (napi_get_value_uint32(env, argv[1], &slot) != napi_ok || slot == 0 || slot > MAX_SLOT)
     return throw_type(env, "startReceiving: slotBytes must be 1-65536");
