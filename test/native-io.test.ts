@@ -8,7 +8,7 @@ import { closeSync, openSync } from 'node:fs';
 import { constants } from 'node:os';
 import { FanoutSender, type NativeSend } from '../src/relay/fanout-send.ts';
 import { loadNative, socketFd } from '../src/relay/native.ts';
-import { receiveInBatches } from '../src/relay/batch-receive.ts';
+import { receiveDatagrams } from '../src/relay/batch-receive.ts';
 import type { Endpoint } from '../src/relay/core.ts';
 import { bindUdp } from './helpers/net.ts';
 import { waitFor } from './helpers/cli.ts';
@@ -144,9 +144,9 @@ describe('native helper: receiving in batches', { skip: skipNative }, () => {
     const errors: number[] = [];
     let viaDgram = 0;
     socket.on('message', () => viaDgram++);
-    const r = receiveInBatches(socket, native!, maxBytes, (data, from) => got.push({ data, from }), (e) => errors.push(e));
-    assert.ok(r, 'the helper takes over reading');
-    return { socket, r: r!, got, errors, viaDgram: () => viaDgram, port: socket.address().port };
+    const r = receiveDatagrams(socket, native!, maxBytes, (data, from) => got.push({ data, from }), (e) => errors.push(e));
+    assert.ok(r.batched, 'the helper takes over reading');
+    return { socket, r, got, errors, viaDgram: () => viaDgram, port: socket.address().port };
   }
 
   test('every datagram arrives once, whole, with its sender, in order per sender; none through dgram', async () => {
@@ -224,6 +224,21 @@ describe('native helper: receiving in batches', { skip: skipNative }, () => {
     assert.equal(rx.got.length, 1, 'nothing after stop');
     assert.throws(() => native!.stopReceiving({}), TypeError);
     assert.throws(() => native!.startReceiving(0, 1500, () => {}, () => {}), /not a datagram socket/);
+  });
+});
+
+describe('receiving without the helper', () => {
+  test("node's 'message' events feed the same callback, with the sender", async () => {
+    const socket = await sender();
+    const got: { data: Buffer; from: Endpoint }[] = [];
+    const r = receiveDatagrams(socket, undefined, 1500, (data, from) => got.push({ data, from }), () => assert.fail('no error'));
+    assert.equal(r.batched, false);
+    const tx = await sender();
+    tx.send(Buffer.from('plain'), socket.address().port, '127.0.0.1');
+    await waitFor(() => got.length === 1, 3000, 'the datagram');
+    assert.equal(got[0].data.toString(), 'plain');
+    assert.deepEqual(got[0].from, { address: '127.0.0.1', port: tx.address().port });
+    r.stop();
   });
 });
 

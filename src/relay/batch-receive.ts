@@ -1,30 +1,38 @@
 /**
- * The relay's datagrams in, a batch per recvmmsg(2) through the native helper (native.ts). Node's
- * own reading of the socket is stopped; the helper reads a dup of the descriptor on the same event
- * loop, so sends through the dgram socket still work. Undefined when the helper or the socket's
- * descriptor is not there: then the caller listens for 'message' as usual. Should the helper give
- * up later, node's own reading takes over and the datagrams go on to `onDatagram` from there.
+ * The relay's datagrams in. With the native helper (native.ts): a batch per recvmmsg(2). Node's own
+ * reading of the socket is stopped; the helper reads a dup of the descriptor on the same event loop,
+ * so sends through the dgram socket still work. Without it, or when it cannot take the socket over,
+ * node's 'message' event per datagram; should the helper give up later, that takes over too. Either
+ * way every datagram reaches `onDatagram`.
  */
 import type dgram from 'node:dgram';
 import type { Endpoint } from './core.ts';
 import { socketFd, startDgramReading, stopDgramReading, type NativeHelper, type NativeReceiver } from './native.ts';
 
-export interface BatchReceiver {
+export interface Receiver {
+  /** Whether datagrams come in batches through the helper (false: node's 'message' events). */
+  readonly batched: boolean;
+  /** Before the socket is closed: the helper reads a dup of its descriptor. */
   stop(): void;
 }
 
-export function receiveInBatches(
+export function receiveDatagrams(
   socket: dgram.Socket,
-  native: NativeHelper,
+  /** The helper, or undefined for node's 'message' events. */
+  native: NativeHelper | undefined,
   /** Longest datagram accepted whole; longer ones arrive one byte longer than this, cut. */
   maxBytes: number,
   onDatagram: (data: Buffer, from: Endpoint) => void,
   /** `fellBack`: the helper gave up and node's own reading has taken over. */
   onError: (errno: number, fellBack: boolean) => void,
-): BatchReceiver | undefined {
-  const fd = socketFd(socket);
-  if (fd === undefined) return undefined;
+): Receiver {
   let stopped = false;
+  const byDgram = (): Receiver => {
+    socket.on('message', (msg, rinfo) => onDatagram(msg, { address: rinfo.address, port: rinfo.port }));
+    return { batched: false, stop: () => {} };
+  };
+  const fd = native && socketFd(socket);
+  if (!native || fd === undefined) return byDgram();
   const onBatch = (data: Buffer, ends: number[], addresses: string[], ports: number[]) => {
     // Views into the batch are free, but a view the relay keeps (NACK history, keyframe cache) keeps
     // the whole batch alive. A batch from one sender pins only that sender's bytes; in a mixed one a
@@ -38,24 +46,24 @@ export function receiveInBatches(
       at = ends[i];
     }
   };
-  const fallBack = () => {
-    socket.on('message', (msg, rinfo) => onDatagram(msg, { address: rinfo.address, port: rinfo.port }));
-    startDgramReading(socket);
-  };
   let receiver: NativeReceiver;
   try {
     receiver = native.startReceiving(fd, maxBytes, onBatch, (errno, gaveUp) => {
-      if (gaveUp && !stopped) fallBack();
+      if (gaveUp && !stopped) {
+        byDgram();
+        startDgramReading(socket);
+      }
       onError(errno, gaveUp);
     });
   } catch {
-    return undefined;
+    return byDgram();
   }
   if (!stopDgramReading(socket)) {
     native.stopReceiving(receiver);
-    return undefined;
+    return byDgram();
   }
   return {
+    batched: true,
     stop: () => {
       stopped = true;
       native.stopReceiving(receiver);

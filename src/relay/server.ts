@@ -5,13 +5,10 @@
 import dgram from 'node:dgram';
 import { RelayCore, type Endpoint, type Output, type RelayCoreOptions } from './core.ts';
 import { FanoutSender, type IoPath } from './fanout-send.ts';
-import { receiveInBatches, type BatchReceiver } from './batch-receive.ts';
+import { receiveDatagrams, type Receiver } from './batch-receive.ts';
 import { loadNative, type Loaded } from './native.ts';
 import { MAX_DATAGRAM } from '../defaults.ts';
-import { constants } from 'node:os';
-
-/** 'ENOMEM' for 12: the name of an errno, for a log line. */
-const osErrorName = (errno: number) => Object.entries(constants.errno).find(([, v]) => v === errno)?.[0] ?? `errno ${errno}`;
+import { getSystemErrorName } from 'node:util';
 
 export interface RelayServerOptions extends RelayCoreOptions {
   host: string;
@@ -35,7 +32,7 @@ export class RelayServer {
   private closed = false;
   private readonly now: () => number;
   private readonly sender: FanoutSender;
-  private receiver?: BatchReceiver;
+  private receiver?: Receiver;
 
   private constructor(socket: dgram.Socket, now: () => number, opts: RelayCoreOptions, helper: Loaded) {
     this.socket = socket;
@@ -70,21 +67,21 @@ export class RelayServer {
       server.send(server.core.onDatagram(msg, from, server.now()));
       if (server.core.pumping) server.schedulePump();
     };
-    // Batches through the helper when it is there (the same path as the sends: --no-native turns
-    // off both), else node's 'message' event per datagram.
-    if (helper.native && server.sender.path === 'native') {
-      // A lasting error would repeat at the loop's pace: one line a second, with the count.
-      let errors = 0;
-      let lastLog = -Infinity;
-      server.receiver = receiveInBatches(socket, helper.native, MAX_DATAGRAM, onDatagram, (errno, fellBack) => {
-        errors++;
-        const now = Date.now();
-        if (!fellBack && now - lastLog < 1000) return;
-        lastLog = now;
-        opts.log?.(`relay socket: receive failed (${osErrorName(errno)}${errors > 1 ? `, ${errors} so far` : ''})` + (fellBack ? '; reading through node:dgram from now on' : ''));
-      });
-    }
-    if (!server.receiver) socket.on('message', (msg, rinfo) => onDatagram(msg, { address: rinfo.address, port: rinfo.port }));
+    // Batches through the helper when the sends use it too (--no-native turns off both).
+    // A lasting receive error would repeat at the loop's pace: one line a second, with the count.
+    let errors = 0;
+    let lastLog = -Infinity;
+    const native = server.sender.path === 'native' ? helper.native : undefined;
+    server.receiver = receiveDatagrams(socket, native, MAX_DATAGRAM, onDatagram, (errno, fellBack) => {
+      errors++;
+      const now = Date.now();
+      if (!fellBack && now - lastLog < 1000) return;
+      lastLog = now;
+      opts.log?.(
+        `relay socket: receive failed (${getSystemErrorName(-errno)}${errors > 1 ? `, ${errors} so far` : ''})` +
+          (fellBack ? '; reading through node:dgram from now on' : ''),
+      );
+    });
     server.timer = setInterval(() => server.send(server.core.tick(server.now())), TICK_MS);
     server.timer.unref();
     return server;
@@ -113,7 +110,7 @@ export class RelayServer {
    * dgram. With 'native', receiving may still be dgram's if the helper could not take it over.
    */
   get io(): { path: IoPath; batchReceive: boolean; why?: string; handedToDgram: number } {
-    return { path: this.sender.path, batchReceive: this.receiver !== undefined, why: this.sender.why, handedToDgram: this.sender.handedToDgram };
+    return { path: this.sender.path, batchReceive: this.receiver?.batched ?? false, why: this.sender.why, handedToDgram: this.sender.handedToDgram };
   }
 
   private send(outputs: Output[]): void {
