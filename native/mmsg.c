@@ -52,7 +52,7 @@
 #define CHECK(env, call)                                                      \
   do {                                                                        \
     if ((call) != napi_ok) {                                                  \
-      napi_throw_error((env), NULL, "sendmmsg addon: N-API call failed: " #call); \
+      napi_throw_error((env), NULL, "udpcast mmsg helper: N-API call failed: " #call); \
       return NULL;                                                            \
     }                                                                         \
   } while (0)

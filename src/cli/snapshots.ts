@@ -112,7 +112,7 @@ export interface RelaySnapshot extends RelayCounters {
   dropped: number;
   /** 'native': batches through the recvmmsg/sendmmsg helper; 'dgram': node:dgram (--no-native, or not built). */
   io: 'native' | 'dgram';
-  /** Datagrams the native path left to dgram's queue: the kernel's send buffer was full (fanout-send.ts). */
+  /** Datagrams the native path left to dgram's queue: the kernel's send buffer was full, or earlier ones still waited (fanout-send.ts). */
   handedToDgram: number;
   perStream: RelayStreamRow[];
   perViewer: RelayViewerRow[];

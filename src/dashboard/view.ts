@@ -498,7 +498,7 @@ function relayBody(s: RelaySnapshot, h: History, o: ViewOptions): string[] {
     ['Malformed', fmtInt(s.malformed)],
     ['Unknown src', fmtInt(s.unknownSource)],
     ['Over limit', fmtInt(s.overLimit + s.oversize + s.hijackAttempts)],
-    // 'queued': datagrams the native path left to dgram because the kernel's buffer was full.
+    // 'queued': datagrams the native path left to dgram's queue (RelaySnapshot.handedToDgram).
     ['Datagrams', s.handedToDgram ? `${s.io}, ${fmtInt(s.handedToDgram)} queued` : s.io],
   ];
   // Per-stream drops: refused PUBLISHes, failed --key datagrams and failed sends to its viewers.

@@ -24,7 +24,6 @@ export type NativeSend = Pick<NativeHelper, 'packAddress' | 'sendToMany'>;
 const { EAGAIN, ENOBUFS } = constants.errno;
 
 export class FanoutSender {
-  readonly path: IoPath;
   /** Why `path` is dgram, when it is. */
   readonly why?: string;
   /**
@@ -33,6 +32,7 @@ export class FanoutSender {
    */
   handedToDgram = 0;
 
+  /** Both set, or neither (dgram). */
   private readonly fd?: number;
   private readonly native?: NativeSend;
   /** Datagrams handed to dgram whose send callback has not run yet. */
@@ -55,13 +55,15 @@ export class FanoutSender {
   ) {
     const fd = native.native ? (native.fd ?? socketFd(socket)) : undefined;
     if (native.native && fd !== undefined) {
-      this.path = 'native';
       this.native = native.native;
       this.fd = fd;
     } else {
-      this.path = 'dgram';
       this.why = native.why ?? "this Node does not expose the socket's descriptor";
     }
+  }
+
+  get path(): IoPath {
+    return this.native ? 'native' : 'dgram';
   }
 
   send(data: Buffer, to: readonly Endpoint[]): void {
@@ -99,6 +101,12 @@ export class FanoutSender {
   }
 
   private addressesOf(to: readonly Endpoint[]): Buffer[] | null {
+    // A single destination (an ACK, a retransmission, a catch-up packet) comes in a new list each
+    // time: caching it would only fill the WeakMap.
+    if (to.length === 1) {
+      const a = this.addressOf(to[0]);
+      return a && [a];
+    }
     let list = this.lists.get(to);
     if (list === undefined) {
       list = [];
