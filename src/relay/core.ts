@@ -38,7 +38,7 @@ import {
   type AuthKeys,
   type MasterKey,
 } from '../transport/secure.ts';
-import { PacketError } from '../transport/errors.ts';
+import { PacketError, unlessMalformed } from '../transport/errors.ts';
 import { isRtcp, parseRtcp, serializeRtcp, type RtcpPacket, type ReportBlock } from '../transport/rtcp.ts';
 import { isRtp } from '../transport/rtp.ts';
 import { startsKeyframe } from '../transport/keyframe.ts';
@@ -283,8 +283,8 @@ export class RelayCore {
         return [];
       }
       stream.publisher!.lastSeen = now;
-      if (!wholeRtpHeader(buf)) {
-        // CSRCs or an extension longer than the datagram: no viewer could parse it either.
+      if (unlessMalformed(() => rtpHeaderLength(buf), undefined) === undefined) {
+        // CSRCs or an extension longer than the datagram (found by fuzzing): no viewer could parse it either.
         this.counters.malformed++;
         stream.dropped++;
         return [];
@@ -635,7 +635,8 @@ export class RelayCore {
     const timestamp = buf.readUInt32BE(4);
     const frameStart = timestamp !== stream.lastTimestamp;
     stream.lastTimestamp = timestamp;
-    if (frameStart && (frameInfo(buf)?.keyframeStart ?? startsKeyframe(buf))) {
+    // A malformed frame-info element is no frame info: the payload still says whether it is a keyframe.
+    if (frameStart && (unlessMalformed(() => readFrameInfo(buf), undefined)?.keyframeStart ?? startsKeyframe(buf))) {
       stream.cache = [buf];
       stream.cacheBytes = buf.length;
     } else if (stream.cache) {
@@ -779,27 +780,6 @@ function forget(stream: StreamState): void {
 }
 
 
-
-/** Whether the fixed header, CSRCs and extension all fit in the datagram (found by fuzzing: bench/fuzz.ts). */
-function wholeRtpHeader(buf: Buffer): boolean {
-  try {
-    rtpHeaderLength(buf);
-    return true;
-  } catch (err) {
-    if (err instanceof PacketError) return false;
-    throw err;
-  }
-}
-
-/** The sharer's frame-info element, or undefined when there is none or it is malformed. */
-function frameInfo(buf: Buffer): ReturnType<typeof readFrameInfo> {
-  try {
-    return readFrameInfo(buf);
-  } catch (err) {
-    if (err instanceof PacketError) return undefined;
-    throw err;
-  }
-}
 
 export function fmt(e: Endpoint): string {
   return e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;

@@ -47,7 +47,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { MAX_DATAGRAM, MAX_DROPOUT } from '../defaults.ts';
-import { PacketError, need } from './errors.ts';
+import { PacketError, need, unlessMalformed } from './errors.ts';
 import { parseRtp, RTP_FIXED_HEADER, RTP_VERSION, serializeRtpToBuffer, type RtpPacket } from './rtp.ts';
 import { seqAdd, seqDiff } from './seq.ts';
 
@@ -464,14 +464,12 @@ export class FecDecoder {
    * do not reuse it). Returns the packets its arrival lets us rebuild. Malformed input returns [].
    */
   pushMedia(pkt: RtpPacket | Buffer): Buffer[] {
-    let buf: Buffer;
-    try {
-      buf = Buffer.isBuffer(pkt) ? pkt : serializeRtpToBuffer(pkt);
-      if (Buffer.isBuffer(pkt)) parseRtp(buf);
-    } catch (err) {
-      if (err instanceof PacketError) return [];
-      throw err;
-    }
+    const buf = unlessMalformed(() => {
+      if (!Buffer.isBuffer(pkt)) return serializeRtpToBuffer(pkt);
+      parseRtp(pkt);
+      return pkt;
+    }, undefined);
+    if (!buf) return [];
     const ssrc = buf.readUInt32BE(8);
     const seq = buf.readUInt16BE(2);
     if (this.mediaSsrc !== undefined && ssrc !== this.mediaSsrc) this.restart(ssrc);
@@ -484,15 +482,10 @@ export class FecDecoder {
 
   /** A received FEC packet. Never throws: a malformed one is counted. Returns rebuilt packets. */
   pushFec(buf: Buffer): Buffer[] {
-    let fec: FecPacket;
-    try {
-      fec = parseFec(buf);
-    } catch (err) {
-      if (err instanceof PacketError) {
-        this.counters.malformed++;
-        return [];
-      }
-      throw err;
+    const fec = unlessMalformed(() => parseFec(buf), undefined);
+    if (!fec) {
+      this.counters.malformed++;
+      return [];
     }
     this.counters.fecReceived++;
     const key = fec.ssrc * 0x10000 + fec.sequenceNumber;
@@ -631,13 +624,11 @@ export class FecDecoder {
       const n = Math.min(p.length, RTP_FIXED_HEADER + length);
       for (let i = RTP_FIXED_HEADER; i < n; i++) out[i] ^= p[i];
     }
-    try {
-      parseRtp(out); // a wrong FEC/media pairing shows up as an impossible header
-    } catch (err) {
-      if (err instanceof PacketError) return undefined;
-      throw err;
-    }
-    return out;
+    // A wrong FEC/media pairing shows up as an impossible header.
+    return unlessMalformed(() => {
+      parseRtp(out);
+      return out;
+    }, undefined);
   }
 
   private dropFec(e: FecEntry): void {

@@ -11,7 +11,7 @@ import { hostname } from 'node:os';
 import { KEEPALIVE_MS, PT_H264, PT_JPEG, VIDEO_CLOCK_RATE, DEFAULT_PAYLOAD_LIMIT } from '../defaults.ts';
 import type { Endpoint } from '../relay/core.ts';
 import { ControlType, RefuseReason, controlApp, parseControl } from './control.ts';
-import { PacketError } from './errors.ts';
+import { PacketError, unlessMalformed } from './errors.ts';
 import type { Payload } from './frame.ts';
 import { H264Packetizer } from './h264/packetize.ts';
 import { FecEncoder, PT_FEC, type FecMode } from './fec.ts';
@@ -223,15 +223,10 @@ export class Publisher {
 
   private onDatagram(msg: Buffer): void {
     if (!isRtcp(msg)) return;
-    let packets: RtcpPacket[];
-    try {
-      packets = parseRtcp(msg);
-    } catch (err) {
-      if (err instanceof PacketError) {
-        this.counters.malformed++;
-        return;
-      }
-      throw err;
+    const packets = unlessMalformed(() => parseRtcp(msg), undefined);
+    if (!packets) {
+      this.counters.malformed++;
+      return;
     }
     const now = this.now();
     for (const p of packets) {
