@@ -1,0 +1,118 @@
+/**
+ * What the containers (Matroska, MP4) need from an H.264 access unit: the decoder configuration
+ * record that goes in the track header, and the access unit rewritten from Annex B to 4-byte
+ * length prefixes. Both containers carry H.264 the ISO/IEC 14496-15 way.
+ *
+ * AVCDecoderConfigurationRecord (ISO/IEC 14496-15 §5.3.3.1):
+ *
+ *     configurationVersion = 1          8 bits
+ *     AVCProfileIndication              8 bits   (SPS byte 1: profile_idc)
+ *     profile_compatibility             8 bits   (SPS byte 2: constraint flags)
+ *     AVCLevelIndication                8 bits   (SPS byte 3: level_idc)
+ *     111111 lengthSizeMinusOne         8 bits   (we write 3: 4-byte lengths)
+ *     111 numOfSequenceParameterSets    8 bits
+ *     { 16-bit length, SPS NAL unit } * numOfSequenceParameterSets
+ *     numOfPictureParameterSets         8 bits
+ *     { 16-bit length, PPS NAL unit } * numOfPictureParameterSets
+ *
+ * The trailer the standard adds for High profiles (chroma format, bit depths) is left out: FFmpeg,
+ * GStreamer and browsers read the parameter sets themselves, and FFmpeg's own writer omitted it
+ * for years. The parameter sets also stay in band in every keyframe, so a decoder that joins a
+ * stream whose picture size changed still finds them.
+ */
+import { NAL_PPS, NAL_SPS, nalType, splitAnnexB } from '../encode/annexb.ts';
+import { MARKER_PREFIX, SOI, SOS } from '../encode/jpeg.ts';
+import { spsSize } from '../encode/sps.ts';
+
+/** Bytes in each NAL unit's length prefix (lengthSizeMinusOne + 1). */
+export const AVC_LENGTH_SIZE = 4;
+
+export interface AvcConfig {
+  /** The AVCDecoderConfigurationRecord, for Matroska's CodecPrivate or MP4's avcC box. */
+  record: Buffer;
+  width: number;
+  height: number;
+  /** profile_idc, constraint flags and level_idc: the `avc1.PPCCLL` codec string's bytes. */
+  profile: number;
+  compatibility: number;
+  level: number;
+}
+
+/**
+ * The configuration of a keyframe's first SPS and its PPSs, or undefined when the access unit
+ * carries no SPS/PPS (an encoder that sends them out of band, which ours never does).
+ */
+export function avcConfig(accessUnit: Buffer): AvcConfig | undefined {
+  const nalus = splitAnnexB(accessUnit);
+  const sps = nalus.find((n) => nalType(n) === NAL_SPS);
+  const ppss = nalus.filter((n) => nalType(n) === NAL_PPS);
+  if (!sps || sps.length < 4 || ppss.length === 0) return undefined;
+  const size = 7 + 2 + sps.length + ppss.reduce((s, p) => s + 2 + p.length, 0);
+  const r = Buffer.alloc(size);
+  let o = 0;
+  r[o++] = 1;
+  r[o++] = sps[1];
+  r[o++] = sps[2];
+  r[o++] = sps[3];
+  r[o++] = 0xfc | (AVC_LENGTH_SIZE - 1);
+  r[o++] = 0xe0 | 1;
+  o = r.writeUInt16BE(sps.length, o);
+  o += sps.copy(r, o);
+  r[o++] = ppss.length;
+  for (const p of ppss) {
+    o = r.writeUInt16BE(p.length, o);
+    o += p.copy(r, o);
+  }
+  const { width, height } = spsSize(sps);
+  return { record: r, width, height, profile: sps[1], compatibility: sps[2], level: sps[3] };
+}
+
+/** An Annex B access unit as 4-byte length-prefixed NAL units (a new buffer). */
+export function annexBToLengthPrefixed(accessUnit: Buffer): Buffer {
+  const nalus = splitAnnexB(accessUnit);
+  let size = 0;
+  for (const n of nalus) size += AVC_LENGTH_SIZE + n.length;
+  const out = Buffer.allocUnsafe(size);
+  let o = 0;
+  for (const n of nalus) {
+    o = out.writeUInt32BE(n.length, o);
+    o += n.copy(out, o);
+  }
+  return out;
+}
+
+/**
+ * A JPEG's size from its start-of-frame header (T.81 §B.2.2: SOFn = FFC0-FFCF except DHT C4, JPG
+ * C8 and DAC CC; then length, precision, height, width), walking marker segments from SOI.
+ * Any JPEG will do, not only the baseline subset RFC 2435 carries.
+ */
+function jpegSize(data: Buffer): { width: number; height: number } | undefined {
+  if (data.length < 4 || data[0] !== MARKER_PREFIX || data[1] !== SOI) return undefined;
+  let o = 2;
+  while (o + 4 <= data.length && data[o] === MARKER_PREFIX) {
+    const code = data[o + 1];
+    if (code === MARKER_PREFIX) {
+      o++; // fill byte
+      continue;
+    }
+    if (code === SOS) return undefined; // the scan started before any frame header
+    const length = data.readUInt16BE(o + 2);
+    if (code >= 0xc0 && code <= 0xcf && code !== 0xc4 && code !== 0xc8 && code !== 0xcc) {
+      if (o + 9 > data.length) return undefined;
+      return { height: data.readUInt16BE(o + 5), width: data.readUInt16BE(o + 7) };
+    }
+    o += 2 + length;
+  }
+  return undefined;
+}
+
+/** Picture size of a keyframe of either codec; undefined when it cannot be read. */
+export function frameSize(codec: 'h264' | 'mjpeg', data: Buffer): { width: number; height: number } | undefined {
+  try {
+    if (codec === 'mjpeg') return jpegSize(data);
+    const c = avcConfig(data);
+    return c && { width: c.width, height: c.height };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,228 @@
+/**
+ * A Matroska writer for one video track, written strictly forward so it can feed a pipe: the live
+ * player reads it on stdin, and `.mkv` recordings are the same bytes in a file.
+ *
+ * Why a container at all: a raw Annex B or MJPEG stream has no end-of-frame mark, so FFmpeg's
+ * parser holds each frame until the next one starts (one frame interval of delay), and has no
+ * timestamps, so the player paces frames at a guessed rate and never catches up. A SimpleBlock
+ * is one whole frame with its own time.
+ *
+ * Layout (Matroska, RFC 9559; EBML, RFC 8794), sizes "unknown" where the writer cannot know them
+ * yet (RFC 8794 §6.2: all VINT_DATA bits set), which is how live Matroska is streamed:
+ *
+ *     EBML header                 1A45DFA3  DocType "matroska"
+ *     Segment (unknown size)      18538067
+ *       Info                      1549A966  TimestampScale 1 ms, [Void for Duration], apps
+ *       Tracks                    1654AE6B
+ *         TrackEntry              AE        number 1, video, CodecID, CodecPrivate (avcC), size
+ *       Cluster (unknown size)    1F43B675  one per keyframe, or when 16-bit block times run out
+ *         Timestamp               E7        the cluster's time in ms
+ *         SimpleBlock             A3        track 1 (0x81), int16 time relative to the cluster,
+ *                                           flags (0x80 = keyframe), the frame
+ *
+ * SimpleBlock (RFC 9559 §10.2):
+ *
+ *     +--------------+----------------+--------+------------------------------+
+ *     | track (VINT) | rel. time (16) | flags  | frame bytes                  |
+ *     +--------------+----------------+--------+------------------------------+
+ *
+ * The Info element keeps an 11-byte Void where a Duration fits: a writer that owns a seekable file
+ * can put the real duration there at the end (`durationPatch`), so players show the length of a
+ * recording; a killed writer leaves the Void, which every reader skips.
+ */
+import { annexBToLengthPrefixed, avcConfig, frameSize } from './avc.ts';
+import { TICKS_PER_MS, type ContainerFrame, type ContainerWriter } from './container.ts';
+
+// Element IDs (RFC 8794 §11.2 for the EBML header, RFC 9559 §5.1 for the rest).
+const ID = {
+  EBML: 0x1a45dfa3,
+  EBMLVersion: 0x4286,
+  EBMLReadVersion: 0x42f7,
+  EBMLMaxIDLength: 0x42f2,
+  EBMLMaxSizeLength: 0x42f3,
+  DocType: 0x4282,
+  DocTypeVersion: 0x4287,
+  DocTypeReadVersion: 0x4285,
+  Segment: 0x18538067,
+  Info: 0x1549a966,
+  TimestampScale: 0x2ad7b1,
+  Duration: 0x4489,
+  MuxingApp: 0x4d80,
+  WritingApp: 0x5741,
+  Tracks: 0x1654ae6b,
+  TrackEntry: 0xae,
+  TrackNumber: 0xd7,
+  TrackUID: 0x73c5,
+  TrackType: 0x83,
+  FlagLacing: 0x9c,
+  CodecID: 0x86,
+  CodecPrivate: 0x63a2,
+  Video: 0xe0,
+  PixelWidth: 0xb0,
+  PixelHeight: 0xba,
+  Cluster: 0x1f43b675,
+  Timestamp: 0xe7,
+  SimpleBlock: 0xa3,
+  Void: 0xec,
+} as const;
+
+/** RFC 8794 §6.2: an 8-byte size with every data bit set means "unknown". */
+const UNKNOWN_SIZE = Buffer.from([0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+/** RFC 9559 §5.1.4.1.1: TrackType 1 is video. */
+const TRACK_TYPE_VIDEO = 1;
+/** One tick of the block timestamps: 1,000,000 ns = 1 ms (TimestampScale). */
+const TIMESTAMP_SCALE_NS = 1_000_000;
+/** A SimpleBlock's time is a signed 16-bit offset from its cluster's: start a new cluster before it overflows. */
+const MAX_BLOCK_OFFSET_MS = 32767;
+const FLAG_KEYFRAME = 0x80;
+/** Duration: 2-byte ID, 1-byte size, 8-byte float = 11 bytes, the size of the Void kept for it. */
+const DURATION_ELEMENT_BYTES = 11;
+
+const CODEC_IDS = { h264: 'V_MPEG4/ISO/AVC', mjpeg: 'V_MJPEG' } as const;
+
+/** An element ID: its bytes as written (the length marker is part of the ID). */
+function id(value: number): Buffer {
+  const n = value > 0xffffff ? 4 : value > 0xffff ? 3 : value > 0xff ? 2 : 1;
+  const b = Buffer.alloc(n);
+  b.writeUIntBE(value, 0, n);
+  return b;
+}
+
+/** A data size as an EBML variable-length integer (RFC 8794 §4), shortest form. */
+export function vint(size: number): Buffer {
+  for (let len = 1; len <= 8; len++) {
+    // 7 usable bits per byte; the all-ones value is reserved for "unknown".
+    if (size < 2 ** (7 * len) - 1) {
+      const b = Buffer.alloc(len);
+      let v = size;
+      for (let i = len - 1; i >= 0; i--) {
+        b[i] = v % 256;
+        v = Math.floor(v / 256);
+      }
+      b[0] |= 0x80 >> (len - 1);
+      return b;
+    }
+  }
+  throw new RangeError(`EBML: size ${size} does not fit 8 bytes`);
+}
+
+function element(elementId: number, ...body: Buffer[]): Buffer {
+  const data = Buffer.concat(body);
+  return Buffer.concat([id(elementId), vint(data.length), data]);
+}
+
+function uint(elementId: number, value: number): Buffer {
+  let n = 1;
+  while (n < 6 && value >= 2 ** (8 * n)) n++; // values here stay far below 2^48
+  const b = Buffer.alloc(n);
+  b.writeUIntBE(value, 0, n);
+  return element(elementId, b);
+}
+
+function str(elementId: number, value: string): Buffer {
+  return element(elementId, Buffer.from(value, 'utf8'));
+}
+
+function float(elementId: number, value: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeDoubleBE(value);
+  return element(elementId, b);
+}
+
+export class MkvWriter implements ContainerWriter {
+  /** Bytes written so far: where the next write lands in the file. */
+  private offset = 0;
+  private started = false;
+  private firstPts = 0;
+  private clusterMs = -Infinity;
+  private lastMs = 0;
+  private frameMs = 0;
+  /** Where the Void kept for Duration starts, from the start of the file. */
+  private durationAt = 0;
+
+  write(frame: ContainerFrame): Buffer[] {
+    const out: Buffer[] = [];
+    if (!this.started) {
+      if (!frame.keyframe) return out;
+      const header = this.header(frame);
+      if (!header) return out;
+      this.started = true;
+      this.firstPts = frame.pts;
+      out.push(header);
+    }
+    const ms = Math.round((frame.pts - this.firstPts) / TICKS_PER_MS);
+    if (ms > this.lastMs) this.frameMs = ms - this.lastMs;
+    this.lastMs = Math.max(this.lastMs, ms);
+    if (frame.keyframe || ms - this.clusterMs > MAX_BLOCK_OFFSET_MS || ms < this.clusterMs) {
+      this.clusterMs = ms;
+      out.push(id(ID.Cluster), UNKNOWN_SIZE, uint(ID.Timestamp, ms));
+    }
+    const payload = frame.codec === 'h264' ? annexBToLengthPrefixed(frame.data) : frame.data;
+    const head = Buffer.alloc(4);
+    head[0] = 0x81; // track number 1 as a 1-byte VINT
+    head.writeInt16BE(ms - this.clusterMs, 1);
+    head[3] = frame.keyframe ? FLAG_KEYFRAME : 0;
+    out.push(id(ID.SimpleBlock), vint(head.length + payload.length), head, payload);
+    for (const b of out) this.offset += b.length;
+    return out;
+  }
+
+  end(): Buffer[] {
+    return [];
+  }
+
+  /**
+   * For a seekable file, after the last write: the bytes and file offset that turn the Void kept
+   * in Info into the recording's Duration (last frame's time plus one frame). Undefined when
+   * nothing was written.
+   */
+  durationPatch(): { at: number; bytes: Buffer } | undefined {
+    if (!this.started) return undefined;
+    return { at: this.durationAt, bytes: float(ID.Duration, this.lastMs + this.frameMs) };
+  }
+
+  private header(frame: ContainerFrame): Buffer | undefined {
+    let size: { width: number; height: number } | undefined;
+    let codecPrivate: Buffer[] = [];
+    if (frame.codec === 'h264') {
+      const config = avcConfig(frame.data);
+      if (!config) return undefined;
+      size = config;
+      codecPrivate = [element(ID.CodecPrivate, config.record)];
+    } else {
+      size = frameSize('mjpeg', frame.data);
+    }
+    if (!size) return undefined;
+    const ebml = element(
+      ID.EBML,
+      uint(ID.EBMLVersion, 1),
+      uint(ID.EBMLReadVersion, 1),
+      uint(ID.EBMLMaxIDLength, 4),
+      uint(ID.EBMLMaxSizeLength, 8),
+      str(ID.DocType, 'matroska'),
+      uint(ID.DocTypeVersion, 4),
+      uint(ID.DocTypeReadVersion, 2),
+    );
+    const voidForDuration = element(ID.Void, Buffer.alloc(DURATION_ELEMENT_BYTES - 2));
+    const infoHead = uint(ID.TimestampScale, TIMESTAMP_SCALE_NS);
+    const infoBody = [infoHead, voidForDuration, str(ID.MuxingApp, 'udpcast'), str(ID.WritingApp, 'udpcast')];
+    const info = element(ID.Info, ...infoBody);
+    const segmentHead = Buffer.concat([id(ID.Segment), UNKNOWN_SIZE]);
+    const infoSizeBytes = vint(infoBody.reduce((n, b) => n + b.length, 0)).length;
+    this.durationAt = ebml.length + segmentHead.length + id(ID.Info).length + infoSizeBytes + infoHead.length;
+    const tracks = element(
+      ID.Tracks,
+      element(
+        ID.TrackEntry,
+        uint(ID.TrackNumber, 1),
+        uint(ID.TrackUID, 1),
+        uint(ID.TrackType, TRACK_TYPE_VIDEO),
+        uint(ID.FlagLacing, 0),
+        str(ID.CodecID, CODEC_IDS[frame.codec]),
+        ...codecPrivate,
+        element(ID.Video, uint(ID.PixelWidth, size.width), uint(ID.PixelHeight, size.height)),
+      ),
+    );
+    return Buffer.concat([ebml, segmentHead, info, tracks]);
+  }
+}

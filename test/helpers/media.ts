@@ -1,0 +1,87 @@
+/**
+ * Real encoded frames and FFmpeg's verdict on a file, for the container tests: frames come from
+ * FFmpeg's own encoders (x264 ultrafast with an access unit delimiter before each access unit, so
+ * they split exactly; MJPEG split at each SOI), and ffprobe says what a player would see.
+ */
+import { spawnSync } from 'node:child_process';
+import { NAL_AUD, NAL_IDR, joinAnnexB, nalType, splitAnnexB } from '../../src/encode/annexb.ts';
+
+export interface EncodedFrame {
+  data: Buffer;
+  keyframe: boolean;
+}
+
+const TESTSRC = ['-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=30'];
+
+/** `count` frames of FFmpeg's test pattern, 320x240, keyframe every 30 (H.264) or always (MJPEG). */
+export function encodeFrames(codec: 'h264' | 'mjpeg', count: number): EncodedFrame[] {
+  const encode =
+    codec === 'h264'
+      ? ['-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-g', '30', '-bf', '0', '-x264-params', 'aud=1', '-f', 'h264']
+      : ['-c:v', 'mjpeg', '-q:v', '5', '-pix_fmt', 'yuvj420p', '-f', 'mjpeg'];
+  const r = spawnSync('ffmpeg', ['-nostdin', '-v', 'error', ...TESTSRC, '-frames:v', String(count), ...encode, '-'], {
+    maxBuffer: 256 * 1024 * 1024,
+    timeout: 60_000,
+  });
+  if (r.status !== 0) throw new Error(`ffmpeg: ${r.stderr.toString()}`);
+  return codec === 'h264' ? accessUnits(r.stdout) : jpegs(r.stdout);
+}
+
+function accessUnits(stream: Buffer): EncodedFrame[] {
+  const out: EncodedFrame[] = [];
+  let nalus: Buffer[] = [];
+  const flush = () => {
+    if (nalus.length) out.push({ data: joinAnnexB(nalus), keyframe: nalus.some((n) => nalType(n) === NAL_IDR) });
+    nalus = [];
+  };
+  for (const n of splitAnnexB(stream)) {
+    if (nalType(n) === NAL_AUD) flush();
+    nalus.push(n);
+  }
+  flush();
+  return out;
+}
+
+function jpegs(stream: Buffer): EncodedFrame[] {
+  const out: EncodedFrame[] = [];
+  const boundary = Buffer.from([0xff, 0xd9, 0xff, 0xd8]); // EOI then the next SOI
+  let start = 0;
+  for (;;) {
+    const at = stream.indexOf(boundary, start);
+    const end = at < 0 ? stream.length : at + 2;
+    out.push({ data: stream.subarray(start, end), keyframe: true });
+    if (at < 0) return out;
+    start = end;
+  }
+}
+
+export interface Probe {
+  /** FFmpeg's decode errors (-v error), empty when clean. */
+  errors: string;
+  codec?: string;
+  width?: number;
+  height?: number;
+  /** Frames decoded. */
+  frames: number;
+  /** The container's duration in seconds, as ffprobe reports it. */
+  duration?: number;
+}
+
+/** ffprobe's view of a file: codec, size, duration, and every frame decoded (-count_frames). */
+export function probe(file: string): Probe {
+  const r = spawnSync(
+    'ffprobe',
+    ['-v', 'error', '-count_frames', '-show_entries', 'format=duration:stream=codec_name,width,height,nb_read_frames', '-of', 'json', file],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
+  const j = JSON.parse(r.stdout || '{}') as { streams?: Record<string, string | number>[]; format?: { duration?: string } };
+  const s = j.streams?.[0] ?? {};
+  return {
+    errors: r.stderr.trim(),
+    codec: s.codec_name as string | undefined,
+    width: s.width as number | undefined,
+    height: s.height as number | undefined,
+    frames: Number(s.nb_read_frames ?? 0),
+    duration: j.format?.duration !== undefined ? Number(j.format.duration) : undefined,
+  };
+}
