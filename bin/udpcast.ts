@@ -67,8 +67,16 @@ const relay: Table = {
 const watch: Table = {
   ...common,
   stream: { type: 'string', default: DEFAULT_STREAM, describe: 'stream name' },
-  player: { choices: ['ffplay', 'none'], default: 'ffplay' },
-  output: { type: 'string', nargs: 1, describe: "write the reassembled stream (.h264 or .mjpeg) to FILE, '-' for stdout" },
+  player: {
+    choices: ['ffplay', 'none'],
+    default: 'ffplay',
+    describe: 'ffplay: a window, always live (a player that falls behind is restarted); none: no window (with --output)',
+  },
+  output: {
+    type: 'string',
+    nargs: 1,
+    describe: "also write to FILE: .mkv or .mp4 (timestamped, playable even if watch is killed), .h264 or .mjpeg (raw); '-': Matroska on stdout, for a pipe",
+  },
   encrypt: { type: 'string', describe: "the sharer's --encrypt passphrase, to decrypt the pictures" },
   'encrypt-file': { type: 'string', describe: 'read --encrypt from the first line of FILE' },
   'watch-key': { type: 'string', describe: "the relay's --watch-key, when it has one" },
@@ -172,7 +180,13 @@ const parser = yargs(argv)
         .positional('target', { type: 'string', default: `127.0.0.1:${DEFAULT_PORT}`, describe: 'relay or sharer, HOST[:PORT]' })
         .options(watch)
         .example('$0 watch 192.168.1.20', "watch the sharer at 192.168.1.20's default port")
-        .example('$0 watch relay:5004 --player none --output - | ffplay -f h264 -', 'pipe into any player'),
+        .example('$0 watch relay:5004 --output talk.mkv', 'watch and record (the recording keeps real time)')
+        .example('$0 watch relay:5004 --player none --output - | ffplay -probesize 32 -', '')
+        .epilog(
+          'The last example pipes the stream (Matroska, stamped on arrival) into any player. Latency on ' +
+            'the dashboard is capture → frame handed to the player; the display adds its own refresh (up ' +
+            'to one refresh interval, ~17 ms at 60 Hz).',
+        ),
     choose('watch'),
   )
   .command(

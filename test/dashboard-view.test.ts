@@ -64,6 +64,9 @@ function watchSnap(over: Partial<WatchSnapshot> = {}): WatchSnapshot {
     firstFrameMs: 40,
     publisherRestarts: 0,
     undecryptable: 0,
+    player: null,
+    playerRestarts: 0,
+    framesHeldBack: 0,
     ...over,
   };
 }

@@ -269,6 +269,9 @@ describe('faults', { skip }, () => {
     assert.equal(decode(s.out, 'h264').errors, '');
   });
 
+  /** The stand-in players open no window, but watch asks for a display before it starts one. */
+  const STAND_IN_DISPLAY = ':1234';
+
   test('closing the ffplay window ends watch with exit 0', async () => {
     const port = await freePort();
     const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(port), '--source', 'test', '--size', '320x240', '--duration', '8', '--no-dashboard']);
@@ -277,7 +280,7 @@ describe('faults', { skip }, () => {
     const fake = join(dir, 'closing-ffplay');
     writeFileSync(fake, '#!/bin/sh\nhead -c 20000 >/dev/null\nexit 0\n');
     chmodSync(fake, 0o755);
-    const watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard'], { FFPLAY_PATH: fake });
+    const watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard'], { FFPLAY_PATH: fake, DISPLAY: STAND_IN_DISPLAY });
     assert.equal((await exited(watch, 15_000)).code, 0, watch.stderrText());
     share.child.kill('SIGTERM');
     await exited(share, 5000);
@@ -290,7 +293,7 @@ describe('faults', { skip }, () => {
     const fake = join(dir, 'crashing-ffplay');
     writeFileSync(fake, '#!/bin/sh\nhead -c 20000 >/dev/null\necho "fake ffplay: giving up" >&2\nexit 3\n');
     chmodSync(fake, 0o755);
-    const watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard'], { FFPLAY_PATH: fake });
+    const watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard'], { FFPLAY_PATH: fake, DISPLAY: STAND_IN_DISPLAY });
     const e = await exited(watch, 15_000);
     assert.notEqual(e.code, 0);
     assert.match(watch.stderrText(), /ffplay exited with code 3/);

@@ -5,6 +5,7 @@
 import { DEFAULT_PORT, DEFAULT_STREAM, DEFAULT_TEST_SIZE, DEFAULT_FPS, DEFAULT_BITRATE_KBPS, DEFAULT_GOP, DEFAULT_MJPEG_QUALITY } from '../defaults.ts';
 import { locateFfplay } from '../encode/locate.ts';
 import { startWatch } from '../player/watch.ts';
+import { displayMissing } from '../player/display.ts';
 import { UsageError } from '../util/errors.ts';
 import { secretsProblem } from '../transport/secure.ts';
 import {
@@ -137,7 +138,7 @@ async function start(c: Command): Promise<Handle> {
 async function startDemo(a: Record<string, unknown>): Promise<Handle> {
   const duration = checkDuration('duration', a.duration);
   const player = checkChoice('player', a.player ?? 'auto', ['auto', 'ffplay', 'none'] as const);
-  const withWindow = player === 'ffplay' || (player === 'auto' && !!locateFfplay() && !!process.env.DISPLAY);
+  const withWindow = player === 'ffplay' || (player === 'auto' && !!locateFfplay() && !displayMissing());
   let share;
   // The watch dashboard is the demo's screen; the sharer's numbers appear in it as one line.
   const shareArgs = { ...a, source: 'test', host: '127.0.0.1', size: `${DEFAULT_TEST_SIZE.width}x${DEFAULT_TEST_SIZE.height}`, statsJson: undefined, dashboard: false };
@@ -181,11 +182,15 @@ export async function run(c: Command): Promise<number> {
     log(`udpcast ${c.name}: ${(err as Error).message}`);
     return 1;
   }
+  // `on`, not `once`: a listener that removes itself while the signal is handled would leave the
+  // child-process registry believing it is alone and exiting with the signal's code first.
   const onSignal = () => handle.stop(0);
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onSignal); // the terminal closed: end as cleanly as on Ctrl-C
   const code = await handle.done;
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
+  process.off('SIGHUP', onSignal);
   return code;
 }

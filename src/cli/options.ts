@@ -2,6 +2,7 @@
  * One options object per command, validated once at the edge. Every check names the option and the
  * valid range, so a person knows what to type instead.
  */
+import { outputFormat } from '../player/sinks.ts';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { UsageError } from '../util/errors.ts';
 import { STREAM_NAME_RE } from '../transport/control.ts';
@@ -182,11 +183,20 @@ export function readSecret(name: string, value: unknown, file?: unknown): string
   return v;
 }
 
-/** --output: '-' (stdout) or a file we can create now, so a lost recording is an error at once. */
-export function checkOutput(v: unknown): string | undefined {
+/**
+ * --output: '-' (stdout, not a terminal) or a file of a known container (outputFormat) that we can
+ * create now, so a lost recording is an error at once.
+ */
+export function checkOutput(v: unknown, stdoutIsTTY = process.stdout.isTTY === true): string | undefined {
   if (v === undefined) return undefined;
   const path = String(v);
-  if (path === '-') return path;
+  if (path === '-') {
+    if (stdoutIsTTY) {
+      throw new UsageError('--output - would write video to this terminal: pipe it (udpcast watch --output - | ffplay -) or give a file such as rec.mkv');
+    }
+    return path;
+  }
+  outputFormat(path);
   try {
     closeSync(openSync(path, 'w'));
   } catch (err) {

@@ -24,7 +24,10 @@ export interface WatchSnapshot {
   framesDropped: number;
   /** Frames held back while waiting for a keyframe after a loss. */
   framesSkipped: number;
-  /** Capture → frame complete at this viewer, from the sharer's SR clock mapping. */
+  /**
+   * Capture → the frame handed to the player (or file), from the sharer's SR clock mapping. The
+   * display adds its own refresh on top (up to one refresh interval, ~17 ms at 60 Hz).
+   */
   latencyMs: number | null;
   duplicates: number;
   reordered: number;
@@ -43,6 +46,12 @@ export interface WatchSnapshot {
   publisherRestarts: number;
   /** Encrypted packets that would not decrypt (--encrypt). */
   undecryptable: number;
+  /** The player window: keeping up ('live'), or stopped reading ('behind'); null without one. */
+  player: 'live' | 'behind' | null;
+  /** Times a player that had fallen behind was restarted live. */
+  playerRestarts: number;
+  /** Frames not given to a player that had stopped reading. */
+  framesHeldBack: number;
 }
 
 export interface ShareViewerRow {

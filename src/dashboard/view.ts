@@ -223,6 +223,8 @@ export const WATCH_COUNTERS = [
   'framesGivenUp',
   'publisherRestarts',
   'undecryptable',
+  'playerRestarts',
+  'framesHeldBack',
 ] as const satisfies readonly (keyof WatchSnapshot)[];
 
 export const SHARE_COUNTERS = [
@@ -414,6 +416,7 @@ function watchBody(s: WatchSnapshot, h: History, o: ViewOptions): string[] {
     ['FPS', fmtFps(s.fps)],
     ['Bitrate', fmtKbps(s.bitrateKbps)],
     ['Latency', fmtMs(s.latencyMs)],
+    ['Player', s.player === null ? NONE : s.player === 'behind' ? 'BEHIND (held back)' : `live, ${fmtInt(s.playerRestarts)} restarts`],
     ['Packets', fmtInt(s.packetsReceived)],
     ['Loss', `${fmtInt(s.packetsLost)} (${fmtPct(s.lossPercent)})`],
     ['Jitter', fmtMs(s.jitterMs)],
@@ -431,7 +434,7 @@ function watchBody(s: WatchSnapshot, h: History, o: ViewOptions): string[] {
   ];
   const spark = { ascii: o.ascii };
   return [
-    ...title(`udpcast watch  ${s.stream} @ ${s.relay}`, s.state.toUpperCase(), o),
+    ...title(`udpcast watch  ${s.stream} @ ${s.relay}`, s.player === 'behind' ? 'PLAYER BEHIND' : s.state.toUpperCase(), o),
     ...pairs(fields, o.width, o.ascii),
     '',
     'Last 60 s',

@@ -12,6 +12,7 @@ import { locateFfplay } from '../encode/locate.ts';
 import { UsageError } from '../util/errors.ts';
 import { deriveMasterKey, deriveWatchKey } from '../transport/secure.ts';
 import { FfplaySink, FileSink, type FrameSink } from './sinks.ts';
+import { displayMissing } from './display.ts';
 import { ViewerCore, type ViewerOutput } from './viewer.ts';
 
 /** How often the jitter buffer is polled for expired gaps and NACK repeats. */
@@ -43,6 +44,8 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
         'or watch without a window: --player none --output FILE',
     );
   }
+  const noDisplay = o.player === 'ffplay' ? displayMissing() : undefined;
+  if (noDisplay) throw new UsageError(`${noDisplay}: no window can open; watch with --player none --output FILE (or - to pipe), or set DISPLAY`);
   const viewer = new ViewerCore(o.stream, {
     latencyMs: o.latencyMs,
     encrypt: o.encrypt !== undefined ? deriveMasterKey(o.encrypt) : undefined,
@@ -51,8 +54,9 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
   viewer.onLog = log;
   const socket = dgram.createSocket(relay.family === 6 ? 'udp6' : 'udp4');
   const sinks: FrameSink[] = [];
-  if (o.output) sinks.push(new FileSink(o.output));
-  let player: FrameSink | undefined;
+  const budgetMs = () => viewer.latencyBudgetMs;
+  if (o.output) sinks.push(new FileSink(o.output, { budgetMs, log }));
+  let player: FfplaySink | undefined;
   let finish!: (code: number) => void;
   const done = new Promise<number>((resolve) => (finish = resolve));
   let stopping = false;
@@ -61,23 +65,30 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
   socket.on('error', () => {}); // ICMP unreachable while the relay is down: keep trying
   const deliver = (out: ViewerOutput) => {
     for (const b of out.send) send(b);
+    const now = Date.now();
     for (const f of out.frames) {
       if (ffplay && !player && !stopping) {
-        player = new FfplaySink(ffplay.path, f.codec, `udpcast: ${o.stream}`, (code, err) => {
-          if (stopping) return;
-          if (err) {
-            log(`ffplay failed to start: ${err.message}`);
-            stop(1);
-          } else if (code === 0) {
-            stop(0); // the window was closed
-          } else {
-            log(code === null ? 'ffplay was ended by a signal' : `ffplay exited with code ${code}`);
-            stop(1);
-          }
-        }, log);
+        player = new FfplaySink({
+          ffplayPath: ffplay.path,
+          title: `udpcast: ${o.stream}`,
+          budgetMs,
+          log,
+          onExit: (code, err) => {
+            if (stopping) return;
+            if (err) {
+              log(`ffplay failed to start: ${err.message}`);
+              stop(1);
+            } else if (code === 0) {
+              stop(0); // the window was closed
+            } else {
+              log(code === null ? 'ffplay was ended by a signal' : `ffplay exited with code ${code}`);
+              stop(1);
+            }
+          },
+        });
         sinks.push(player);
       }
-      for (const s of sinks) s.write(f.data);
+      for (const s of sinks) s.write(f, now);
     }
   };
   socket.on('message', (msg) => {
@@ -131,6 +142,9 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
       firstFrameMs: viewer.firstFrameMs ?? null,
       publisherRestarts: c.publisherRestarts,
       undecryptable: c.undecryptable,
+      player: player ? player.state : null,
+      playerRestarts: player?.restarts ?? 0,
+      framesHeldBack: player?.framesHeldBack ?? 0,
     };
   };
   const reporter = startReporter({
@@ -141,7 +155,8 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
     summary: (s) =>
       s.state === 'connecting' ? undefined :
       `watch ${s.stream} [${s.state}] ${s.fps} fps ${s.bitrateKbps} kbit/s, lost ${s.packetsLost} (${s.lossPercent}%), ` +
-      `jitter ${s.jitterMs} ms, latency ${s.latencyMs ?? '-'} ms, frames ${s.framesComplete} ok / ${s.framesDropped} dropped`,
+      `jitter ${s.jitterMs} ms, latency ${s.latencyMs ?? '-'} ms, frames ${s.framesComplete} ok / ${s.framesDropped} dropped` +
+      (s.player === 'behind' ? ', PLAYER BEHIND' : s.playerRestarts > 0 ? `, player restarted ${s.playerRestarts}x` : ''),
   });
   const timer = o.duration ? setTimeout(() => stop(0), o.duration * 1000) : undefined;
   // Never heard from the relay at all: most likely a wrong address or a blocked port, so say so.

@@ -9,7 +9,7 @@ export interface Decoded {
   md5s: string[];
 }
 
-export function decode(file: string, format: 'h264' | 'mjpeg'): Decoded {
+export function decode(file: string, format: 'h264' | 'mjpeg' | 'matroska' | 'mp4'): Decoded {
   const r = spawnSync('ffmpeg', ['-v', 'error', '-f', format, '-i', file, '-f', 'framemd5', '-'], {
     encoding: 'utf8',
     timeout: 60_000,
@@ -23,7 +23,7 @@ export function decode(file: string, format: 'h264' | 'mjpeg'): Decoded {
 }
 
 /** Mean RGB of decoded frames (each scaled to 1x1), in order. */
-export function meanColours(file: string, format: 'h264' | 'mjpeg'): [number, number, number][] {
+export function meanColours(file: string, format: 'h264' | 'mjpeg' | 'matroska' | 'mp4'): [number, number, number][] {
   const r = spawnSync('ffmpeg', ['-v', 'error', '-f', format, '-i', file, '-vf', 'scale=1:1:flags=area', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], {
     timeout: 60_000,
     maxBuffer: 64 * 1024 * 1024,

@@ -1,0 +1,75 @@
+/**
+ * Presentation times for the frames watch hands on, as pure objects driven by (frame, now).
+ *
+ * Two clocks for two jobs:
+ * - `LiveClock`, for a player: a frame is due the moment it is whole, so its time is its arrival
+ *   (ms since the first frame, in 90 kHz ticks). A frame that is already stale when it arrives (the
+ *   catch-up the relay sends a joining viewer, frames released late after a long repair) keeps the
+ *   previous frame's time: the decoder needs it, but a player syncing to a running clock (ffplay
+ *   `-sync ext`) finds it late and drops it instead of showing the past at frame pace.
+ * - `RecordingClock`, for files: the sender's RTP timestamps, unwrapped, so a 60 s recording lasts
+ *   60 s and a freeze keeps its length; where RTP time and arrival disagree by seconds (a new
+ *   sharer session starts its RTP clock at random), the arrival clock bridges the jump.
+ */
+import { VIDEO_CLOCK_RATE } from '../defaults.ts';
+import { tsDiff } from '../transport/seq.ts';
+import { TICKS_PER_MS } from './container.ts';
+
+/**
+ * A frame whose capture → hand-over delay exceeds the viewer's repair budget by more than this is
+ * stale: live frames take capture + encode + network (tens of ms) plus at most the budget.
+ */
+export const STALE_SLACK_MS = 150;
+/**
+ * How far RTP time may run from arrival time before the recording clock stops trusting RTP (a
+ * sharer restart or a wrapped clock): well beyond any jitter or repair delay.
+ */
+export const RTP_TRUST_MS = 5000;
+
+export interface StampedFrame {
+  /** Capture → now, in ms, when the sender's clock mapping (RTCP SR) is known. */
+  latencyMs?: number;
+}
+
+export class LiveClock {
+  private start?: number;
+  private last = 0;
+  /** Frames stamped stale since the clock was made or reset. */
+  stale = 0;
+
+  /**
+   * The frame's time in 90 kHz ticks, and whether it is stale. `budgetMs` is how long a repair may
+   * hold frames back (the viewer's latency budget).
+   */
+  stamp(frame: StampedFrame, now: number, budgetMs: number): { pts: number; stale: boolean } {
+    this.start ??= now;
+    const stale = frame.latencyMs !== undefined && frame.latencyMs > budgetMs + STALE_SLACK_MS;
+    if (stale) this.stale++;
+    else this.last = Math.max(this.last, Math.round((now - this.start) * TICKS_PER_MS));
+    return { pts: this.last, stale };
+  }
+
+  /** A new player: its time starts again at zero. */
+  reset(): void {
+    this.start = undefined;
+    this.last = 0;
+  }
+}
+
+export class RecordingClock {
+  private last?: { rtp: number; pts: number; at: number };
+
+  /** The frame's time in 90 kHz ticks from the first frame, never decreasing. */
+  stamp(rtpTimestamp: number, now: number): number {
+    const prev = this.last;
+    let pts = 0;
+    if (prev) {
+      const byRtp = tsDiff(prev.rtp, rtpTimestamp);
+      const byArrival = (now - prev.at) * TICKS_PER_MS;
+      const trusted = Math.abs(byRtp - byArrival) <= (RTP_TRUST_MS * VIDEO_CLOCK_RATE) / 1000;
+      pts = prev.pts + Math.max(0, Math.round(trusted ? byRtp : byArrival));
+    }
+    this.last = { rtp: rtpTimestamp, pts, at: now };
+    return pts;
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * The real ffplay in a real (virtual) X server, owned by watch: it never outlives watch (SIGKILL,
+ * SIGHUP), a watch without a display says so instead of opening an invisible window, and a player
+ * that stops reading (a 2 s stall) is noticed and restarted live.
+ */
+import { test, describe, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { udpcast, killAll, exited, freePort, waitFor, sleep, type Running } from './helpers/cli.ts';
+import { skipUnless } from './helpers/tools.ts';
+
+const skip = skipUnless('ffmpeg', 'ffplay', 'Xvfb');
+const dir = mkdtempSync(join(tmpdir(), 'udpcast-window-'));
+let xvfb: ChildProcess | undefined;
+let display = '';
+
+before(async () => {
+  if (skip) return;
+  let n = 140 + Math.floor(Math.random() * 100);
+  while (existsSync(`/tmp/.X11-unix/X${n}`) || existsSync(`/tmp/.X${n}-lock`)) n++;
+  display = `:${n}`;
+  xvfb = spawn('Xvfb', [display, '-screen', '0', '1280x720x24', '-nolisten', 'tcp'], { stdio: 'ignore' });
+  await waitFor(() => existsSync(`/tmp/.X11-unix/X${n}`), 10_000, `Xvfb ${display}`);
+});
+after(() => {
+  killAll();
+  if (xvfb?.pid) {
+    try {
+      process.kill(xvfb.pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** A sharer of the test pattern with its embedded relay, and a watch with a window on our display. */
+async function shareAndWatch(extraWatch: string[] = []): Promise<{ share: Running; watch: Running; ffplayPid: () => number }> {
+  const port = await freePort();
+  const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(port), '--source', 'test', '--size', '320x240', '--gop', '30', '--no-dashboard']);
+  await waitFor(() => share.stderrText().includes('listening'), 8000, 'the sharer');
+  const watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard', ...extraWatch], { DISPLAY: display });
+  const pids = () => [...watch.stderrText().matchAll(/ffplay started \(pid (\d+)\)/g)].map((m) => Number(m[1]));
+  await waitFor(() => pids().length > 0, 10_000, 'ffplay to start');
+  return { share, watch, ffplayPid: () => pids().at(-1)! };
+}
+
+describe('watch and its ffplay window', { skip }, () => {
+  test('without a display: one line saying so, exit 2, no player started', async () => {
+    const w = udpcast(['watch', '127.0.0.1:9', '--no-dashboard'], { DISPLAY: undefined, WAYLAND_DISPLAY: undefined });
+    const { code } = await exited(w, 10_000);
+    assert.equal(code, 2);
+    assert.match(w.stderrText(), /^udpcast watch: no display \(neither DISPLAY nor WAYLAND_DISPLAY is set\): no window can open; watch with --player none/);
+    assert.equal(w.stderrText().trim().split('\n').length, 1);
+  });
+
+  test('watch killed with SIGKILL: its ffplay ends too (end of input, -autoexit)', async () => {
+    const { share, watch, ffplayPid } = await shareAndWatch();
+    const pid = ffplayPid();
+    await sleep(1000);
+    assert.ok(alive(pid), 'ffplay is playing');
+    watch.child.kill('SIGKILL');
+    await exited(watch, 5000);
+    await waitFor(() => !alive(pid), 5000, `ffplay ${pid} to end after its watch was killed`);
+    share.child.kill('SIGTERM');
+    await exited(share, 5000);
+  });
+
+  test('the terminal closed (SIGHUP): watch ends cleanly with 0 and takes ffplay with it', async () => {
+    const { share, watch, ffplayPid } = await shareAndWatch();
+    const pid = ffplayPid();
+    await sleep(500);
+    watch.child.kill('SIGHUP');
+    assert.equal((await exited(watch, 5000)).code, 0, watch.stderrText());
+    await waitFor(() => !alive(pid), 3000, `ffplay ${pid} to end with its watch`);
+    share.child.kill('SIGTERM');
+    await exited(share, 5000);
+  });
+
+  test('a 2 s player stall is noticed, frames are held back, and a new player starts live', async () => {
+    const stats = join(dir, 'stall.ndjson');
+    const { share, watch, ffplayPid } = await shareAndWatch(['--stats-json', stats]);
+    const first = ffplayPid();
+    await sleep(1500);
+    process.kill(first, 'SIGSTOP');
+    try {
+      await sleep(2000);
+    } finally {
+      process.kill(first, 'SIGCONT');
+    }
+    await waitFor(() => /player restarted live/.test(watch.stderrText()), 5000, 'the restart');
+    const second = ffplayPid();
+    assert.notEqual(second, first);
+    await waitFor(() => !alive(first), 5000, 'the stalled player to be gone');
+    await sleep(1500);
+    assert.ok(alive(second), 'the new player plays on');
+    assert.match(watch.stderrText(), /player fell behind \(nothing read for \d+ ms: paused or stalled\)/);
+    const lines = readFileSync(stats, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.ok(lines.some((s) => s.player === 'behind'), '--stats-json said the player was behind');
+    const last = lines.at(-1)!;
+    assert.equal(last.player, 'live');
+    assert.equal(last.playerRestarts, 1);
+    assert.ok((last.framesHeldBack as number) > 0);
+    watch.child.kill('SIGTERM');
+    assert.equal((await exited(watch, 5000)).code, 0);
+    await waitFor(() => !alive(second), 3000, 'the player to end with watch');
+    share.child.kill('SIGTERM');
+    await exited(share, 5000);
+  });
+});
