@@ -65,13 +65,15 @@ export interface Probe {
   frames: number;
   /** The container's duration in seconds, as ffprobe reports it. */
   duration?: number;
+  /** Frames per second over the stream (avg_frame_rate), from its timestamps. */
+  fps?: number;
 }
 
 /** ffprobe's view of a file: codec, size, duration, and every frame decoded (-count_frames). */
 export function probe(file: string): Probe {
   const r = spawnSync(
     'ffprobe',
-    ['-v', 'error', '-count_frames', '-show_entries', 'format=duration:stream=codec_name,width,height,nb_read_frames', '-of', 'json', file],
+    ['-v', 'error', '-count_frames', '-show_entries', 'format=duration:stream=codec_name,width,height,nb_read_frames,avg_frame_rate', '-of', 'json', file],
     { encoding: 'utf8', timeout: 60_000 },
   );
   const j = JSON.parse(r.stdout || '{}') as { streams?: Record<string, string | number>[]; format?: { duration?: string } };
@@ -83,5 +85,12 @@ export function probe(file: string): Probe {
     height: s.height as number | undefined,
     frames: Number(s.nb_read_frames ?? 0),
     duration: j.format?.duration !== undefined ? Number(j.format.duration) : undefined,
+    fps: rate(s.avg_frame_rate as string | undefined),
   };
+}
+
+/** ffprobe's "30000/1001" as a number; undefined for "0/0". */
+function rate(r: string | undefined): number | undefined {
+  const [n, d] = (r ?? '').split('/').map(Number);
+  return n > 0 && d > 0 ? n / d : undefined;
 }
