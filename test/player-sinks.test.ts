@@ -10,7 +10,8 @@ import { spawn as nodeSpawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FfplaySink, PLAYER_STALL_MS, outputFormat, type SinkFrame } from '../src/player/sinks.ts';
+import { FfplaySink, outputFormat, type SinkFrame } from '../src/player/sinks.ts';
+import { PLAYER_LAG_MS, PLAYER_STALL_MS, PlayerWatchdog, parseStatusLine } from '../src/player/watchdog.ts';
 import { LiveClock, RecordingClock, STALE_SLACK_MS } from '../src/player/clock.ts';
 import { displayMissing } from '../src/player/display.ts';
 import { checkOutput } from '../src/cli/options.ts';
@@ -97,6 +98,39 @@ describe('displayMissing', () => {
     assert.equal(displayMissing({ WAYLAND_DISPLAY: 'wayland-0' }, 'linux'), undefined);
     assert.equal(displayMissing({}, 'win32'), undefined);
     assert.equal(displayMissing({}, 'darwin'), undefined);
+  });
+});
+
+describe('PlayerWatchdog: is the player keeping up?', () => {
+  test("ffplay's status lines, as FFmpeg 5.1 prints them", () => {
+    assert.deepEqual(parseStatusLine('    nan    :  0.000 fd=   0 aq=    0KB vq=    0KB sq=    0B f=0/0   '), { clockSec: NaN, dropped: 0 });
+    assert.deepEqual(parseStatusLine('   0.12 M-V:  0.014 fd=   3 aq=    0KB vq=  222KB sq=    0B f=0/0   '), { clockSec: 0.12, dropped: 3 });
+    assert.deepEqual(parseStatusLine('1234.56 M-V: -0.001 fd=  35 aq=    0KB vq=    0KB sq=    0B f=0/0'), { clockSec: 1234.56, dropped: 35 });
+    assert.equal(parseStatusLine('[h264 @ 0x55] error while decoding MB 3 4'), undefined);
+  });
+
+  test('starting until it speaks; live while lines come; stalled when they stop; lagging after a pause', () => {
+    const w = new PlayerWatchdog();
+    assert.equal(w.check(0), 'starting');
+    // Clock 0.00 s at 1000 ms, then steady: every 30 ms a line, the clock advancing with us.
+    for (let t = 1000; t <= 2000; t += 30) w.status((t - 1000) / 1000, 0, t);
+    assert.equal(w.check(2000), 'live');
+    assert.ok(w.lagMs <= 10);
+    assert.equal(w.check(2000 + PLAYER_STALL_MS + 1), 'stalled', 'paused: the lines stop');
+    // Resumed after 6 s: its clock went on from where it stopped.
+    w.status(1.0, 0, 8000);
+    assert.equal(w.check(8000), 'lagging');
+    assert.ok(w.lagMs > PLAYER_LAG_MS);
+  });
+
+  test('writes left unread for PLAYER_STALL_MS are a stall too, until it drains', () => {
+    const w = new PlayerWatchdog();
+    w.blocked(100);
+    w.blocked(200); // the first time counts
+    assert.equal(w.check(100 + PLAYER_STALL_MS), 'starting');
+    assert.equal(w.check(101 + PLAYER_STALL_MS), 'stalled');
+    w.drained();
+    assert.equal(w.check(1000), 'starting');
   });
 });
 

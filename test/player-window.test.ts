@@ -5,7 +5,7 @@
  */
 import { test, describe, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -106,7 +106,7 @@ describe('watch and its ffplay window', { skip }, () => {
     await waitFor(() => !alive(first), 5000, 'the stalled player to be gone');
     await sleep(1500);
     assert.ok(alive(second), 'the new player plays on');
-    assert.match(watch.stderrText(), /player fell behind \(nothing read for \d+ ms: paused or stalled\)/);
+    assert.match(watch.stderrText(), /player fell behind \(nothing read or shown for \d+ ms: paused or stalled\)/);
     const lines = readFileSync(stats, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     assert.ok(lines.some((s) => s.player === 'behind'), '--stats-json said the player was behind');
     const last = lines.at(-1)!;
@@ -116,6 +116,29 @@ describe('watch and its ffplay window', { skip }, () => {
     watch.child.kill('SIGTERM');
     assert.equal((await exited(watch, 5000)).code, 0);
     await waitFor(() => !alive(second), 3000, 'the player to end with watch');
+    share.child.kill('SIGTERM');
+    await exited(share, 5000);
+  });
+
+  test('paused with p for 3 s (its clock stops and never catches up): noticed at once, restarted live on resume', { skip: skipUnless('xdotool') }, async () => {
+    const { share, watch, ffplayPid } = await shareAndWatch();
+    const first = ffplayPid();
+    await sleep(1500);
+    const key = () => {
+      const r = spawnSync('xdotool', ['search', '--onlyvisible', '--pid', String(first)], { env: { ...process.env, DISPLAY: display }, encoding: 'utf8', timeout: 5000 });
+      const win = r.stdout.trim().split('\n')[0];
+      assert.ok(win, `ffplay's window (${r.stderr})`);
+      spawnSync('xdotool', ['key', '--window', win, 'p'], { env: { ...process.env, DISPLAY: display }, timeout: 5000 });
+    };
+    key();
+    await waitFor(() => /player fell behind/.test(watch.stderrText()), 2000, 'the pause to be noticed');
+    await sleep(3000);
+    assert.ok(!/player restarted live/.test(watch.stderrText()), 'no restart while it stays paused');
+    key();
+    await waitFor(() => /player restarted live: it responds again/.test(watch.stderrText()), 3000, 'the restart on resume');
+    await waitFor(() => ffplayPid() !== first && !alive(first), 5000, 'the paused player replaced');
+    watch.child.kill('SIGTERM');
+    assert.equal((await exited(watch, 5000)).code, 0);
     share.child.kill('SIGTERM');
     await exited(share, 5000);
   });

@@ -14,6 +14,7 @@ import { UsageError } from '../util/errors.ts';
 import { LiveClock, RecordingClock } from './clock.ts';
 import type { ContainerCodec, ContainerWriter } from './container.ts';
 import { MkvWriter } from './mkv.ts';
+import { PlayerWatchdog, parseStatusLine } from './watchdog.ts';
 import { Mp4Writer } from './mp4.ts';
 
 /** A whole frame as watch hands it on. */
@@ -31,13 +32,6 @@ export interface FrameSink {
   write(frame: SinkFrame, now: number): void;
   close(): Promise<void>;
 }
-
-/**
- * How long the player may leave what we wrote unread before it counts as fallen behind (paused,
- * stalled, too slow). Writes only back up once ffplay's own queue (about 25 frames) and the pipe
- * (64 KB) are full, so this adds to roughly a second of frames already waiting there.
- */
-export const PLAYER_STALL_MS = 300;
 
 // ---- Output formats -------------------------------------------------------------------------
 
@@ -148,10 +142,11 @@ export class FileSink implements FrameSink {
  * - `-vf setpts=…RTCTIME…`: each picture is due the moment it is decoded, so ffplay's startup
  *   time never becomes a standing delay.
  * - `-autoexit`: end of input ends ffplay, so it never outlives watch, even when watch is killed.
+ * - `-stats`: a status line every 30 ms with ffplay's clock, which PlayerWatchdog reads.
  */
 export function ffplayArgs(title: string): string[] {
   return [
-    '-hide_banner', '-loglevel', 'warning', '-autoexit',
+    '-hide_banner', '-loglevel', 'warning', '-autoexit', '-stats',
     '-sync', 'ext', '-framedrop',
     '-window_title', title,
     ...playerInputArgs(),
@@ -178,29 +173,34 @@ export interface FfplaySinkOptions {
 
 export type PlayerState = 'live' | 'behind';
 
-/**
- * ffplay lines that say nothing a viewer can act on: the frame-rate guess it cannot make from a
- * 32-byte probe (the stream's timestamps are what counts), and SDL's note about XDG_RUNTIME_DIR.
- */
-const HARMLESS_FFPLAY_LINES = /not enough frames to estimate rate|XDG_RUNTIME_DIR/;
+/** Restarts of a player at most this often (see FfplaySink.restart). */
+export const PLAYER_RESTART_MIN_MS = 2000;
 
 /**
- * ffplay as a sink that stays live. When it stops reading (paused, stalled, too slow), frames are
- * held back instead of queued; once it reads again it is restarted from the last keyframe, which
- * this sink keeps with the frames after it, so the new window is live at once.
+ * ffplay lines that say nothing a viewer can act on: the frame-rate guess it cannot make from a
+ * 32-byte probe (the stream's timestamps are what counts), SDL's note about XDG_RUNTIME_DIR, and
+ * swscale's note on full-range JPEG pixel formats (yuvj420p), printed for every MJPEG picture.
+ */
+const HARMLESS_FFPLAY_LINES = /not enough frames to estimate rate|XDG_RUNTIME_DIR|deprecated pixel format used/;
+
+/**
+ * ffplay as a sink that stays live. When it stops keeping up (PlayerWatchdog: paused, stalled,
+ * its clock behind), frames are held back instead of queued; as soon as it shows signs of life it
+ * is replaced by a new player fed from the last keyframe, which this sink keeps with the frames
+ * after it, so the new window is live at once.
  */
 export class FfplaySink implements FrameSink {
   state: PlayerState = 'live';
   /** Times the player was restarted because it had fallen behind. */
   restarts = 0;
-  /** Frames not given to a player that had stopped reading. */
+  /** Frames not given to a player that had stopped keeping up. */
   framesHeldBack = 0;
   private proc!: OwnedProcess;
   private container!: MkvWriter;
+  private watchdog!: PlayerWatchdog;
   private readonly clock = new LiveClock();
   private closed = false;
-  /** When the player last left a write unread; undefined while it keeps up. */
-  private blockedSince?: number;
+  private lastRestart = -Infinity;
   /** The last keyframe and every frame after it, to restart a player from. */
   private gop: SinkFrame[] = [];
   private gopBytes = 0;
@@ -213,14 +213,19 @@ export class FfplaySink implements FrameSink {
     return this.proc.pid;
   }
 
+  /** Frames the current player dropped itself as late (its own count). */
+  get playerDropped(): number {
+    return this.watchdog.dropped;
+  }
+
   write(frame: SinkFrame, now: number): void {
     if (this.closed) return;
     this.remember(frame);
-    if (this.state === 'live' && this.blockedSince !== undefined && now - this.blockedSince > PLAYER_STALL_MS) {
+    if (this.state === 'live' && this.watchdog.check(now) === 'stalled') {
       this.state = 'behind';
       this.opts.log(
-        `player fell behind (nothing read for ${now - this.blockedSince} ms: paused or stalled); ` +
-          'holding frames back, it restarts live once it reads again',
+        `player fell behind (nothing read or shown for ${this.watchdog.silentMs(now)} ms: paused or stalled); ` +
+          'holding frames back, it restarts live once it responds again',
       );
     }
     if (this.state === 'behind') {
@@ -244,13 +249,19 @@ export class FfplaySink implements FrameSink {
       stdout: 'ignore',
       spawn: this.opts.spawn,
     });
+    const watchdog = new PlayerWatchdog();
     this.proc = proc;
+    this.watchdog = watchdog;
     this.container = new MkvWriter();
     this.clock.reset();
-    this.blockedSince = undefined;
     proc.on('started', (pid: number) => this.opts.log(`ffplay started (pid ${pid})`));
     proc.on('stderr-line', (line: string) => {
-      if (!HARMLESS_FFPLAY_LINES.test(line)) this.opts.log(`ffplay: ${line}`);
+      const status = parseStatusLine(line);
+      if (status) {
+        if (proc === this.proc) this.onStatus(status.clockSec, status.dropped, Date.now());
+      } else if (!HARMLESS_FFPLAY_LINES.test(line)) {
+        this.opts.log(`ffplay: ${line}`);
+      }
     });
     proc.on('failed-to-start', (err: Error) => {
       if (proc === this.proc && !this.closed) this.opts.onExit(null, err);
@@ -260,21 +271,34 @@ export class FfplaySink implements FrameSink {
     });
     proc.stdin?.on('drain', () => {
       if (proc !== this.proc) return;
-      this.blockedSince = undefined;
-      if (this.state === 'behind') this.restart();
+      watchdog.drained();
+      if (this.state === 'behind') this.restart(Date.now(), 'it reads again');
     });
   }
 
-  /** A fresh player, fed the last keyframe and what followed it as stale frames, then live ones. */
-  private restart(): void {
+  private onStatus(clockSec: number, dropped: number, now: number): void {
+    this.watchdog.status(clockSec, dropped, now);
+    if (this.state === 'behind') this.restart(now, 'it responds again');
+    else if (this.watchdog.check(now) === 'lagging') {
+      this.opts.log(`player is ${Math.round(this.watchdog.lagMs)} ms behind (resumed after a pause, or too slow)`);
+      this.restart(now, 'it was behind');
+    }
+  }
+
+  /**
+   * A fresh player, fed the last keyframe and what followed it as stale frames, then live ones.
+   * At most one restart per PLAYER_RESTART_MIN_MS: a machine too slow to keep up is not made
+   * slower by a new window every moment.
+   */
+  private restart(now: number, why: string): void {
+    if (this.closed || now - this.lastRestart < PLAYER_RESTART_MIN_MS) return;
+    this.lastRestart = now;
     this.restarts++;
     this.state = 'live';
-    const old = this.proc;
-    void old.kill();
+    void this.proc.kill();
     this.start();
-    const now = Date.now();
     for (const f of this.gop) this.send(f, now, true);
-    this.opts.log(`player restarted live (restart ${this.restarts})`);
+    this.opts.log(`player restarted live: ${why} (restart ${this.restarts})`);
   }
 
   private send(frame: SinkFrame, now: number, stale: boolean): void {
@@ -283,9 +307,8 @@ export class FfplaySink implements FrameSink {
     if (!stdin) return;
     let ok = true;
     for (const b of this.container.write({ codec: frame.codec, data: frame.data, keyframe: frame.keyframe, pts })) ok = stdin.write(b);
-    if (!ok) this.blockedSince ??= now;
+    if (!ok) this.watchdog.blocked(now);
   }
-
   private remember(frame: SinkFrame): void {
     if (frame.keyframe) {
       this.gop = [];
