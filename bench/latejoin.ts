@@ -48,8 +48,9 @@ async function timeFirstFrame(child: ChildProcess, frames: NodeJS.ReadableStream
   return { firstByteMs: firstByte, firstFrameMs: firstFrame };
 }
 
-function decoder(): ChildProcess {
-  return run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', ...JOIN_IN, '-f', 'h264', '-i', 'pipe:0', ...TINY_OUT], { stdio: ['pipe', 'pipe', 'pipe'] });
+/** The tiny decoder; udpcast's `watch --output -` is Matroska, the others raw H.264. */
+function decoder(format: 'h264' | 'matroska' = 'h264'): ChildProcess {
+  return run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', ...JOIN_IN, '-f', format, '-i', 'pipe:0', ...TINY_OUT], { stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
 export async function lateJoinBench(ctx: BenchContext): Promise<BenchResult> {
@@ -74,7 +75,7 @@ export async function lateJoinBench(ctx: BenchContext): Promise<BenchResult> {
         await sleep(500 + r() * 3000);
         const stats = path.join(OUT, `latejoin-watch-${i}.ndjson`);
         writeFileSync(stats, '');
-        const dec = decoder();
+        const dec = decoder('matroska');
         dec.stdin!.on('error', () => {});
         const t0 = performance.now();
         const watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--output', '-', '--stats-json', stats, '--no-dashboard'], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -9,92 +9,43 @@
  * Also the share process's CPU and its FFmpeg child's, from /proc, over the flips.
  */
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import {
-  LOW_DELAY_IN, OUT, TINY_OUT, childPids, cpuSeconds, exited, freePort, freePortPair, missing, percentile, ratio, rng, round,
-  run, sleep, stop, table, tinyFrames, udpcast, waitFor, x264Args, type BenchContext, type BenchResult, type TinyFrame,
+  Frames, LOW_DELAY_IN, OUT, TINY_OUT, childPids, cpuSeconds, flipLoop, flipSummary, freePort, freePortPair, missing, percentile, ratio,
+  rng, round, run, showColour, sleep, stop, table, udpcast, waitFor, x11grabIn, x264Args, xvfb, type BenchContext, type BenchResult,
 } from './lib.ts';
 
 const SIZE = '1280x720';
 const FPS = 30;
 const GOP = 60;
-const BLACK_MAX = 60;
-const WHITE_MIN = 195;
 
-type Colour = 'black' | 'white';
-const colourOf = (level: number): Colour | null => (level <= BLACK_MAX ? 'black' : level >= WHITE_MIN ? 'white' : null);
-
-class Frames {
-  list: TinyFrame[] = [];
-  attach(stream: NodeJS.ReadableStream): void {
-    tinyFrames(stream, (f) => this.list.push(f));
-  }
-  /** First frame at or after `since` showing `c`. */
-  firstAfter(since: number, c: Colour): TinyFrame | undefined {
-    return this.list.find((f) => f.at >= since && colourOf(f.level) === c);
-  }
-}
-
-async function xsetroot(display: string, c: Colour): Promise<number> {
-  const t0 = performance.now();
-  const p = run('xsetroot', ['-display', display, '-solid', c]);
-  await exited(p);
-  return performance.now() - t0;
-}
-
-function decoder(): ChildProcess {
-  return run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', ...LOW_DELAY_IN, '-f', 'h264', '-i', 'pipe:0', ...TINY_OUT], {
+/** The tiny decoder; udpcast's `watch --output -` is Matroska, the others raw H.264. */
+function decoder(format: 'h264' | 'matroska' = 'h264'): ChildProcess {
+  return run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', ...LOW_DELAY_IN, '-f', format, '-i', 'pipe:0', ...TINY_OUT], {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
 }
 
-const grabIn = (display: string) => ['-fflags', 'nobuffer', '-probesize', '32', '-analyzeduration', '0', '-f', 'x11grab', '-draw_mouse', '1', '-framerate', String(FPS), '-i', display];
+const grabIn = (display: string) => x11grabIn(display, FPS);
 
-interface VariantRun {
-  latencies: number[];
-  missed: number;
-  xsetrootMs: number[];
-}
-
-/** Flips the screen `flips` times at random moments; each latency is xsetroot's exit → first frame. */
-async function flipLoop(display: string, frames: Frames, flips: number, seed: number, log: (l: string) => void): Promise<VariantRun> {
-  const r = rng(seed);
-  const out: VariantRun = { latencies: [], missed: 0, xsetrootMs: [] };
-  await xsetroot(display, 'black');
-  await waitFor('a black frame', () => frames.firstAfter(performance.now() - 500, 'black') !== undefined, 15_000);
-  let colour: Colour = 'black';
-  for (let i = 0; i < flips; i++) {
-    await sleep(400 + r() * 600); // a random moment, not in step with the 33 ms frame clock
-    colour = colour === 'black' ? 'white' : 'black';
-    const took = await xsetroot(display, colour);
-    const at = performance.now();
-    out.xsetrootMs.push(took);
-    try {
-      await waitFor(`a ${colour} frame`, () => frames.firstAfter(at, colour) !== undefined, 3000, 2);
-      out.latencies.push(frames.firstAfter(at, colour)!.at - at);
-    } catch {
-      out.missed++;
-      log(`latency: flip ${i} to ${colour}: no frame within 3 s`);
-    }
-  }
-  return out;
+/** Black first, then `flips` flips at random moments; each latency is xsetroot's exit → first frame. */
+async function flipRun(display: string, frames: Frames, flips: number, seed: number, log: (l: string) => void) {
+  await showColour(display, frames, 'black', 15_000);
+  const done = await flipLoop(display, frames, 'black', rng(seed), { flips, gapMs: [400, 1000] });
+  done.forEach((f, i) => f.latencyMs === null && log(`latency: flip ${i} to ${f.colour}: no frame within 3 s`));
+  return flipSummary(done);
 }
 
 export async function latencyBench(ctx: BenchContext): Promise<BenchResult> {
   const gone = missing('Xvfb', 'xsetroot', 'ffmpeg');
   if (gone) return { name: 'latency', title: 'Screen → decoded frame latency (issues 3, 7.1)', skipped: gone, rows: [], markdown: '' };
   const flips = ctx.quick ? 10 : 25;
-  let n = 90 + Math.floor(Math.random() * 100);
-  while (existsSync(`/tmp/.X11-unix/X${n}`) || existsSync(`/tmp/.X${n}-lock`)) n++;
-  const display = `:${n}`;
-  const xvfb = run('Xvfb', [display, '-screen', '0', `${SIZE}x24`, '-noreset', '-nolisten', 'tcp']);
+  const { display, server } = await xvfb(SIZE);
   const rows: Record<string, unknown>[] = [];
   let cpu: Record<string, number | null> = {};
   try {
-    await waitFor('Xvfb', () => existsSync(`/tmp/.X11-unix/X${n}`), 10_000);
-    await sleep(300);
 
     // (a) floor
     {
@@ -108,10 +59,10 @@ export async function latencyBench(ctx: BenchContext): Promise<BenchResult> {
         await waitFor('floor frames', () => frames.list.length > 10, 15_000);
         const c0 = cpuSeconds(enc.pid!);
         const t0 = performance.now();
-        const res = await flipLoop(display, frames, flips, 1, ctx.log);
+        const res = await flipRun(display, frames, flips, 1, ctx.log);
         const c1 = cpuSeconds(enc.pid!);
         cpu.floorFfmpegPct = c0 !== null && c1 !== null ? round((100 * (c1 - c0)) / ((performance.now() - t0) / 1000), 1) : null;
-        rows.push({ variant: 'floor', ...summary(res) });
+        rows.push({ variant: 'floor', ...res });
       } finally {
         await stop(enc);
         await stop(dec);
@@ -133,8 +84,8 @@ export async function latencyBench(ctx: BenchContext): Promise<BenchResult> {
         rx.stderr!.resume();
         frames.attach(rx.stdout!);
         await waitFor('RTP frames', () => frames.list.length > 10, 15_000);
-        const res = await flipLoop(display, frames, flips, 2, ctx.log);
-        rows.push({ variant: 'ffmpeg-rtp', ...summary(res) });
+        const res = await flipRun(display, frames, flips, 2, ctx.log);
+        rows.push({ variant: 'ffmpeg-rtp', ...res });
       } finally {
         await stop(rx);
         await stop(enc);
@@ -149,7 +100,7 @@ export async function latencyBench(ctx: BenchContext): Promise<BenchResult> {
       writeFileSync(stats, '');
       const relay = udpcast(['relay', '--port', String(port), '--host', '127.0.0.1', '--no-dashboard']);
       const frames = new Frames();
-      const dec = decoder();
+      const dec = decoder('matroska');
       frames.attach(dec.stdout!);
       dec.stdin!.on('error', () => {});
       const watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--output', '-', '--no-dashboard'], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -159,12 +110,12 @@ export async function latencyBench(ctx: BenchContext): Promise<BenchResult> {
       const share = udpcast(['share', '--relay', `127.0.0.1:${port}`, '--source', 'screen', '--display', display, '--fps', String(FPS), '--gop', String(GOP), '--no-dashboard', '--stats-json', stats]);
       try {
         await waitFor('udpcast frames', () => frames.list.length > 10, 20_000);
-        const ff = childPids(share.pid!).find((p) => readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'ffmpeg');
+        const ff = childPids(share.pid!, 'ffmpeg')[0];
         const s0 = cpuSeconds(share.pid!);
         const f0 = ff ? cpuSeconds(ff) : null;
         const r0 = cpuSeconds(relay.pid!);
         const t0 = performance.now();
-        const res = await flipLoop(display, frames, flips, 3, ctx.log);
+        const res = await flipRun(display, frames, flips, 3, ctx.log);
         const secs = (performance.now() - t0) / 1000;
         const pct = (a: number | null, b: number | null) => (a !== null && b !== null ? round((100 * (b - a)) / secs, 1) : null);
         cpu = {
@@ -173,7 +124,7 @@ export async function latencyBench(ctx: BenchContext): Promise<BenchResult> {
           shareFfmpegPct: ff ? pct(f0, cpuSeconds(ff)) : null,
           relayPct: pct(r0, cpuSeconds(relay.pid!)),
         };
-        rows.push({ variant: 'udpcast', ...summary(res) });
+        rows.push({ variant: 'udpcast', ...res });
       } finally {
         await stop(share);
         await stop(watch);
@@ -183,7 +134,7 @@ export async function latencyBench(ctx: BenchContext): Promise<BenchResult> {
     }
     ctx.log(`latency udpcast: ${JSON.stringify(rows.at(-1))} cpu ${JSON.stringify(cpu)}`);
   } finally {
-    await stop(xvfb);
+    await stop(server);
   }
 
   const floor = rows.find((r) => r.variant === 'floor');
@@ -234,18 +185,5 @@ export async function latencyBench(ctx: BenchContext): Promise<BenchResult> {
         detail: `udpcast p50 ${u?.p50Ms} ms vs floor ${floor?.p50Ms} ms (${u?.p50VsFloor}×)`,
       },
     ],
-  };
-}
-
-function summary(r: VariantRun) {
-  return {
-    flips: r.latencies.length,
-    missed: r.missed,
-    p50Ms: round(percentile(r.latencies, 50), 1),
-    p95Ms: round(percentile(r.latencies, 95), 1),
-    minMs: round(Math.min(...r.latencies), 1),
-    maxMs: round(Math.max(...r.latencies), 1),
-    latenciesMs: r.latencies.map((x) => round(x, 1)),
-    xsetrootMs: r.xsetrootMs.map((x) => round(x, 1)!),
   };
 }

@@ -6,7 +6,7 @@
 import { Prng } from '../src/impair/core.ts';
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import dgram from 'node:dgram';
-import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -126,15 +126,41 @@ export function cpuSeconds(pid: number): number | null {
   return (Number(f[11]) + Number(f[12])) / CLK_TCK;
 }
 
-/** Pids whose parent is `pid`. */
-export function childPids(pid: number): number[] {
+/** A process's command name (proc(5) comm), or null when it is gone. */
+export function commOf(pid: number): string | null {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return null;
+  }
+}
+
+/** Pids whose parent is `pid`; with `name`, only those whose command name is `name`. */
+export function childPids(pid: number, name?: string): number[] {
   const out: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const f = statFields(Number(name));
-    if (f && Number(f[1]) === pid) out.push(Number(name));
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const f = statFields(Number(entry));
+    if (f && Number(f[1]) === pid && (name === undefined || commOf(Number(entry)) === name)) out.push(Number(entry));
   }
   return out;
+}
+
+/**
+ * stop(), then SIGKILL whatever children it leaves running (a player it spawned, say), by the pids
+ * read before it stopped and only while each still has the same name (a pid may be reused).
+ */
+export async function stopTree(child: ChildProcess | undefined, graceMs = 2000): Promise<void> {
+  const kids = child?.pid ? childPids(child.pid).map((pid) => ({ pid, name: commOf(pid) })) : [];
+  await stop(child, graceMs);
+  for (const k of kids) {
+    if (k.name === null || commOf(k.pid) !== k.name) continue;
+    try {
+      process.kill(k.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -334,4 +360,153 @@ export function waitForLine(child: ChildProcess, re: RegExp, timeoutMs: number, 
     for (const s of streams) s.on('data', onData);
     child.once('exit', onExit);
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Virtual screens: Xvfb, the root window flipped black ↔ white, and the frames that show it
+
+/** An Xvfb of `size` (WxH) on a display number nobody uses (no socket, no lock), ready when its socket is. */
+export async function xvfb(size: string): Promise<{ display: string; server: ChildProcess }> {
+  let n = 90 + Math.floor(Math.random() * 100);
+  while (existsSync(`/tmp/.X11-unix/X${n}`) || existsSync(`/tmp/.X${n}-lock`)) n++;
+  const server = run('Xvfb', [`:${n}`, '-screen', '0', `${size}x24`, '-noreset', '-nolisten', 'tcp']);
+  try {
+    await waitFor(`Xvfb :${n}`, () => existsSync(`/tmp/.X11-unix/X${n}`), 10_000);
+  } catch (err) {
+    await stop(server);
+    throw err;
+  }
+  await sleep(300);
+  return { display: `:${n}`, server };
+}
+
+/** x11grab input as `udpcast share --source screen` opens it (src/capture/source.ts): low-delay probing, cursor drawn. */
+export function x11grabIn(display: string, fps: number, opts: { drawMouse?: boolean; size?: string } = {}): string[] {
+  return [
+    '-fflags', 'nobuffer', '-probesize', '32', '-analyzeduration', '0',
+    '-f', 'x11grab', '-draw_mouse', opts.drawMouse === false ? '0' : '1', '-framerate', String(fps),
+    ...(opts.size ? ['-video_size', opts.size] : []),
+    '-i', display,
+  ];
+}
+
+export type Colour = 'black' | 'white';
+/** Mean grey levels at or below which a tiny frame is black, at or above which white; between is neither. */
+const BLACK_MAX = 60;
+const WHITE_MIN = 195;
+export const colourOf = (level: number): Colour | null => (level <= BLACK_MAX ? 'black' : level >= WHITE_MIN ? 'white' : null);
+
+/** Tiny frames as they arrive, in arrival order. */
+export class Frames {
+  list: TinyFrame[] = [];
+  attach(stream: NodeJS.ReadableStream): void {
+    tinyFrames(stream, (f) => this.list.push(f));
+  }
+  /** First frame at or after `since` showing `c` (a binary search to `since`: the list grows at 250 frames/s). */
+  firstAfter(since: number, c: Colour): TinyFrame | undefined {
+    let lo = 0;
+    let hi = this.list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.list[mid].at < since) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < this.list.length; i++) if (colourOf(this.list[i].level) === c) return this.list[i];
+    return undefined;
+  }
+}
+
+/** `xsetroot -solid COLOUR` on `display`; resolves with how long it took from spawn to exit, in ms. */
+export async function xsetroot(display: string, colour: string): Promise<number> {
+  const t0 = performance.now();
+  await exited(run('xsetroot', ['-display', display, '-solid', colour]));
+  return performance.now() - t0;
+}
+
+/** Sets the root window to `c` and waits until a frame shows it. */
+export async function showColour(display: string, frames: Frames, c: Colour, timeoutMs: number): Promise<void> {
+  await xsetroot(display, c);
+  const at = performance.now();
+  await waitFor(`a ${c} frame`, () => frames.firstAfter(at, c) !== undefined, timeoutMs);
+}
+
+export interface Flip {
+  /** performance.now() when xsetroot exited: the X server has the new colour by then. */
+  at: number;
+  colour: Colour;
+  /** xsetroot's exit → first frame of the new colour; null when none came within `missAfterMs`. */
+  latencyMs: number | null;
+  /** A missed flip's latency when it did show within `settleAfterMissMs` more (not counted as seen). */
+  lateMs?: number;
+  /** xsetroot from spawn to exit. */
+  xsetrootMs: number;
+}
+
+export interface FlipOptions {
+  /** At most this many flips. */
+  flips: number;
+  /** A random pause (seeded) before each flip, ms: [min, max). */
+  gapMs: [number, number];
+  /** A flip not seen within this long is missed. Default 3000. */
+  missAfterMs?: number;
+  /**
+   * After a miss, wait up to this long more for the colour before flipping again, so a player far
+   * behind does not later count an old frame of the next colour as new; a flip not seen by then
+   * ends the loop. Default 0 (flip on).
+   */
+  settleAfterMissMs?: number;
+  /** Stops early when this holds after a flip. */
+  until?: (done: Flip[]) => boolean;
+}
+
+/**
+ * Flips the root window of `display` between black and white, starting from `from`, at random
+ * moments not in step with any frame clock, and times each flip to the first frame of the new
+ * colour. The next flip waits until this one was seen or missed.
+ */
+export async function flipLoop(display: string, frames: Frames, from: Colour, r: () => number, o: FlipOptions): Promise<Flip[]> {
+  const missAfterMs = o.missAfterMs ?? 3000;
+  const done: Flip[] = [];
+  let colour = from;
+  for (let i = 0; i < o.flips && !o.until?.(done); i++) {
+    await sleep(o.gapMs[0] + r() * (o.gapMs[1] - o.gapMs[0]));
+    colour = colour === 'black' ? 'white' : 'black';
+    const xsetrootMs = await xsetroot(display, colour);
+    const at = performance.now();
+    const c = colour;
+    const flip: Flip = { at, colour: c, latencyMs: null, xsetrootMs };
+    try {
+      await waitFor(`a ${c} frame`, () => frames.firstAfter(at, c) !== undefined, missAfterMs, 2);
+      flip.latencyMs = frames.firstAfter(at, c)!.at - at;
+    } catch {
+      if (o.settleAfterMissMs) {
+        try {
+          await waitFor(`a ${c} frame`, () => frames.firstAfter(at, c) !== undefined, o.settleAfterMissMs, 5);
+          flip.lateMs = frames.firstAfter(at, c)!.at - at;
+        } catch {
+          /* not even late */
+        }
+      }
+    }
+    done.push(flip);
+    // Never shown even late: the player is stuck on the old colour, so a flip back to that colour
+    // would look seen at once. Stop here rather than count it.
+    if (o.settleAfterMissMs && flip.latencyMs === null && flip.lateMs === undefined) break;
+  }
+  return done;
+}
+
+/** p50/p95/min/max of the flips seen in time, how many were missed, and every raw number. */
+export function flipSummary(flips: Flip[]) {
+  const seen = flips.flatMap((f) => (f.latencyMs === null ? [] : [f.latencyMs]));
+  return {
+    flips: seen.length,
+    missed: flips.length - seen.length,
+    p50Ms: round(percentile(seen, 50), 1),
+    p95Ms: round(percentile(seen, 95), 1),
+    minMs: seen.length ? round(Math.min(...seen), 1) : null,
+    maxMs: seen.length ? round(Math.max(...seen), 1) : null,
+    latenciesMs: seen.map((x) => round(x, 1)),
+    xsetrootMs: flips.map((f) => round(f.xsetrootMs, 1)!),
+  };
 }

@@ -13,6 +13,8 @@ import { fanoutBench } from './fanout.ts';
 import { lossBench } from './loss.ts';
 import { lateJoinBench } from './latejoin.ts';
 import { fuzzBench } from './fuzz.ts';
+import { glassBench } from './glass.ts';
+import { recordingBench } from './recording.ts';
 
 const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchResult>> = {
   packetizer: packetizerBench,
@@ -21,6 +23,8 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchResult>> = {
   loss: lossBench,
   latejoin: lateJoinBench,
   fuzz: fuzzBench,
+  glass: glassBench,
+  recording: recordingBench,
 };
 
 const argv = process.argv.slice(2);
@@ -123,11 +127,11 @@ const md: string[] = [
   '## Reproduce',
   '',
   '```sh',
-  'apt-get install ffmpeg xvfb x11-xserver-utils gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good',
+  'apt-get install ffmpeg xvfb x11-xserver-utils xdotool gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good',
   'npm ci',
   'npm run bench                     # the whole suite, about 15 minutes on 2 cores',
   'npm run bench -- --quick          # shorter runs, fewer samples',
-  'npm run bench -- --only fanout    # one benchmark (packetizer, latency, fanout, loss, latejoin, fuzz)',
+  `npm run bench -- --only fanout    # one benchmark (${Object.keys(BENCHES).join(', ')})`,
   '```',
   '',
   'A baseline whose tool is missing (GStreamer, Xvfb) is skipped and the reason printed. The run writes',
