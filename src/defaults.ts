@@ -106,3 +106,37 @@ export const LATENCY_BUDGET_MAX_MS = 500;
 export const LATENCY_BUDGET_INITIAL_MS = 120;
 /** Packets a viewer holds waiting for a gap to fill; past it, the oldest gap is given up. */
 export const JITTER_MAX_PACKETS = 4096;
+
+// ---- The player window and recordings (src/player) ------------------------------------------
+// Measured on 2 cores, 720p30 (BENCHMARKS.md, glass to glass): live frames reach the player
+// 5-60 ms after capture plus the repair budget; ffplay prints its status line every 30 ms
+// (ffplay.c, video_refresh) while it refreshes its window.
+/**
+ * A frame later than the repair budget by more than this (capture → hand-over) is stale: decoded,
+ * not shown. Live frames take capture + encode + network, tens of ms.
+ */
+export const STALE_SLACK_MS = 150;
+/**
+ * When every frame of this long a window looked stale, the sharer's and viewer's clocks disagree
+ * (latency is read against the sharer's clock): staleness is then judged against the best
+ * latency of the window instead. Longer than any catch-up (8 MB at 20 Mbit/s: 3.4 s).
+ */
+export const CLOCK_SKEW_WINDOW_MS = 5000;
+/** RTP time and arrival time this far apart: a new sharer session, and recordings follow arrival. */
+export const RTP_TRUST_MS = 5000;
+/** No status line from the player, or writes left unread, this long: it has stopped keeping up. */
+export const PLAYER_STALL_MS = 300;
+/** The player's clock this far behind ours (against its best): it shows frames late. */
+export const PLAYER_LAG_MS = 250;
+/** Until its first status line a player may take this long to read what it was given (opening a window). */
+export const PLAYER_STARTUP_GRACE_MS = 3000;
+/** Restarts of a fallen-behind player at most this often. */
+export const PLAYER_RESTART_MIN_MS = 2000;
+/** How often watch checks its player (and whether watch's own event loop was held up). */
+export const PLAYER_CHECK_MS = 50;
+/** The last keyframe and the frames after it, kept to restart a player from; past it, the next keyframe. */
+export const PLAYER_GOP_CACHE_BYTES = 8 * 1024 * 1024;
+/** Bytes a recording or --output - may have waiting to be written; past it, frames wait for the next keyframe. */
+export const OUTPUT_BUFFER_MAX_BYTES = 32 * 1024 * 1024;
+/** MP4 recordings: a fragment at every keyframe and at least this often (what a SIGKILL can lose). */
+export const MP4_FRAGMENT_MS = 500;

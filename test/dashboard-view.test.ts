@@ -67,6 +67,9 @@ function watchSnap(over: Partial<WatchSnapshot> = {}): WatchSnapshot {
     player: null,
     playerRestarts: 0,
     framesHeldBack: 0,
+    framesStale: 0,
+    playerDropped: 0,
+    sinkErrors: 0,
     ...over,
   };
 }

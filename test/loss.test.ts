@@ -12,7 +12,7 @@ import { udpcast, killAll, exited, freePort, sleep, waitFor } from './helpers/cl
 import { decode, lastStats } from './helpers/decode.ts';
 import { skipUnless } from './helpers/tools.ts';
 import { spawnSync } from 'node:child_process';
-import { playerInputArgs } from '../src/player/sinks.ts';
+import { playerInputArgs } from '../src/player/ffplay.ts';
 
 after(killAll);
 const dir = mkdtempSync(join(tmpdir(), 'udpcast-loss-'));

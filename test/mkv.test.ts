@@ -93,6 +93,14 @@ describe('MkvWriter', () => {
     assert.ok(clusters(w.write({ codec: 'h264', data: au, keyframe: true, pts: 90 * 33100 })));
   });
 
+  test('a malformed access unit gives no bytes, and the writer goes on with good ones', () => {
+    const w = new MkvWriter();
+    assert.deepEqual(w.write({ codec: 'h264', data: Buffer.from([1, 2, 3, 0, 0, 1, 0x65]), keyframe: true, pts: 0 }), []);
+    assert.ok(Buffer.concat(w.write({ codec: 'h264', data: au, keyframe: true, pts: 3000 })).subarray(0, 4).equals(Buffer.from('1a45dfa3', 'hex')));
+    assert.deepEqual(w.write({ codec: 'h264', data: Buffer.from([9, 9]), keyframe: false, pts: 6000 }), []);
+    assert.ok(w.write({ codec: 'h264', data: au, keyframe: false, pts: 9000 }).length > 0);
+  });
+
   test('the duration patch lands on the Void the header kept', () => {
     const w = new MkvWriter();
     const head = Buffer.concat(w.write({ codec: 'h264', data: au, keyframe: true, pts: 0 }));

@@ -6,30 +6,25 @@
  */
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn as nodeSpawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { EventEmitter } from 'node:events';
+import { PassThrough, Writable } from 'node:stream';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FfplaySink, outputFormat, type SinkFrame } from '../src/player/sinks.ts';
-import { PLAYER_LAG_MS, PLAYER_STALL_MS, PlayerWatchdog, parseStatusLine } from '../src/player/watchdog.ts';
-import { LiveClock, RecordingClock, STALE_SLACK_MS } from '../src/player/clock.ts';
+import { outputFormat, type SinkFrame } from '../src/player/sinks.ts';
+import { FfplaySink } from '../src/player/ffplay.ts';
+import { PlayerWatchdog, parseStatusLine } from '../src/player/watchdog.ts';
+import { LiveClock, RecordingClock } from '../src/player/clock.ts';
+import {
+  CLOCK_SKEW_WINDOW_MS, PLAYER_CHECK_MS, PLAYER_LAG_MS, PLAYER_RESTART_MIN_MS, PLAYER_STALL_MS, PLAYER_STARTUP_GRACE_MS, STALE_SLACK_MS,
+} from '../src/defaults.ts';
 import { displayMissing } from '../src/player/display.ts';
 import { checkOutput } from '../src/cli/options.ts';
 import { UsageError } from '../src/util/errors.ts';
 import type { SpawnFn } from '../src/util/child.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'udpcast-sinks-'));
-const children: ChildProcess[] = [];
-after(() => {
-  for (const c of children) {
-    try {
-      if (c.pid) process.kill(c.pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-  rmSync(dir, { recursive: true, force: true });
-});
+after(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('--output: the container from the file name', () => {
   test('known extensions, any case; stdout is Matroska', () => {
@@ -72,6 +67,17 @@ describe('LiveClock: due on arrival, stale frames not advanced', () => {
     c.reset();
     assert.deepEqual(c.stamp({ latencyMs: 20 }, 5000, budget), { pts: 0, stale: false });
   });
+
+  test("the viewer's clock 2 s ahead of the sharer's: every frame looks late until a whole window says so", () => {
+    const c = new LiveClock();
+    const budget = 100;
+    let stale = 0;
+    for (let t = 0; t < CLOCK_SKEW_WINDOW_MS; t += 33) if (c.stamp({ latencyMs: 2030 + (t % 20) }, t, budget).stale) stale++;
+    assert.equal(stale, Math.ceil(CLOCK_SKEW_WINDOW_MS / 33), 'no better reference yet');
+    // From then on the window's best latency (2030 ms) stands in for zero.
+    assert.deepEqual(c.stamp({ latencyMs: 2040 }, CLOCK_SKEW_WINDOW_MS + 10, budget), { pts: (CLOCK_SKEW_WINDOW_MS + 10) * 90, stale: false });
+    assert.equal(c.stamp({ latencyMs: 2030 + budget + STALE_SLACK_MS + 1 }, CLOCK_SKEW_WINDOW_MS + 40, budget).stale, true, 'a frame late by more than the budget is still stale');
+  });
 });
 
 describe('RecordingClock: RTP time, unwrapped and bridged', () => {
@@ -110,7 +116,7 @@ describe('PlayerWatchdog: is the player keeping up?', () => {
   });
 
   test('starting until it speaks; live while lines come; stalled when they stop; lagging after a pause', () => {
-    const w = new PlayerWatchdog();
+    const w = new PlayerWatchdog(0);
     assert.equal(w.check(0), 'starting');
     // Clock 0.00 s at 1000 ms, then steady: every 30 ms a line, the clock advancing with us.
     for (let t = 1000; t <= 2000; t += 30) w.status((t - 1000) / 1000, 0, t);
@@ -123,8 +129,12 @@ describe('PlayerWatchdog: is the player keeping up?', () => {
     assert.ok(w.lagMs > PLAYER_LAG_MS);
   });
 
-  test('writes left unread for PLAYER_STALL_MS are a stall too, until it drains', () => {
-    const w = new PlayerWatchdog();
+  test('writes left unread for PLAYER_STALL_MS are a stall too (after the start-up grace), until it drains', () => {
+    const starting = new PlayerWatchdog(0);
+    starting.blocked(0);
+    assert.equal(starting.check(PLAYER_STARTUP_GRACE_MS), 'starting', 'still opening its window');
+    assert.equal(starting.check(PLAYER_STARTUP_GRACE_MS + 1), 'stalled');
+    const w = new PlayerWatchdog(-PLAYER_STARTUP_GRACE_MS);
     w.blocked(100);
     w.blocked(200); // the first time counts
     assert.equal(w.check(100 + PLAYER_STALL_MS), 'starting');
@@ -134,78 +144,195 @@ describe('PlayerWatchdog: is the player keeping up?', () => {
   });
 });
 
-/** Stands in for ffplay: a node child copying its stdin to a file, one file per start. */
-function standIns(): { spawn: SpawnFn; files: string[]; procs: ChildProcess[] } {
-  const files: string[] = [];
-  const procs: ChildProcess[] = [];
-  const spawn = ((_cmd: string, _args: string[], opts: object) => {
-    const file = join(dir, `player-${files.length}.mkv`);
-    files.push(file);
-    const script = "process.stdin.pipe(require('fs').createWriteStream(process.argv[1]))";
-    const child = nodeSpawn(process.execPath, ['-e', script, file], opts);
-    procs.push(child);
-    children.push(child);
-    return child;
-  }) as unknown as SpawnFn;
-  return { spawn, files, procs };
+/**
+ * Stands in for ffplay's ChildProcess: the test decides what it prints (status lines), whether it
+ * reads what it is given, and when it dies.
+ */
+class FakePlayer extends EventEmitter {
+  static count = 0;
+  pid = 5000 + FakePlayer.count++;
+  stdout = null;
+  stderr = new PassThrough();
+  received: Buffer[] = [];
+  reading = true;
+  private pending: (() => void)[] = [];
+  stdin = new Writable({
+    highWaterMark: 1024,
+    write: (chunk: Buffer, _enc, done) => {
+      this.received.push(chunk);
+      if (this.reading) done();
+      else this.pending.push(done);
+    },
+  });
+  killed = false;
+  constructor() {
+    super();
+    setImmediate(() => this.emit('spawn'));
+  }
+  /** One status line as ffplay prints it, with its clock at `clockSec`. */
+  say(clockSec: number, dropped = 0): void {
+    this.stderr.write(`${clockSec.toFixed(2).padStart(7)} M-V:  0.001 fd=${String(dropped).padStart(4)} aq=    0KB vq=    3KB sq=    0B f=0/0   \r`);
+  }
+  read(): void {
+    this.reading = true;
+    for (const done of this.pending.splice(0)) done();
+  }
+  kill(): boolean {
+    this.killed = true;
+    setImmediate(() => {
+      this.emit('exit', null, 'SIGTERM');
+      this.stderr.end();
+      setImmediate(() => this.emit('close', null, 'SIGTERM'));
+    });
+    return true;
+  }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const tick = () => new Promise((r) => setImmediate(r));
+const au = (idr: boolean, bytes = 100) =>
+  Buffer.concat([
+    Buffer.from('000000016742c01e8c8d40a0fd00f0884535000000016' + '8ce3c80', 'hex'),
+    Buffer.from([0, 0, 0, 1, idr ? 0x65 : 0x41]),
+    Buffer.alloc(bytes, 0x55),
+  ]);
+const jpeg = Buffer.from('ffd8ffdb0002ffc0000b0800f0014001011100ffda0008010100003f00aaffd9', 'hex');
 
-describe('FfplaySink', () => {
-  test('a player that stops reading is marked behind, fed nothing, then restarted live from the last keyframe', async () => {
-    const { spawn, files, procs } = standIns();
-    const logs: string[] = [];
-    const exits: unknown[] = [];
-    const sink = new FfplaySink({ ffplayPath: 'ffplay', title: 't', budgetMs: () => 100, log: (l) => logs.push(l), onExit: (c) => exits.push(c), spawn });
-    // A hand-made keyframe: SPS (320x240), PPS, and a 60 KB IDR so the pipe fills fast.
-    const au = (idr: boolean, bytes: number) => Buffer.concat([
-      Buffer.from('000000016742c01e8c8d40a0fd00f0884535000000016' + '8ce3c80', 'hex'),
-      Buffer.from([0, 0, 0, 1, idr ? 0x65 : 0x41]), Buffer.alloc(bytes, 0x55),
-    ]);
-    let ts = 0;
-    const frame = (keyframe: boolean): SinkFrame => ({ codec: 'h264', data: au(keyframe, 60_000), keyframe, timestamp: (ts += 3000), latencyMs: 20 });
-    try {
-      await sleep(200); // the stand-in is up
-      sink.write(frame(true), Date.now());
-      sink.write(frame(false), Date.now());
-      await sleep(100);
-      process.kill(procs[0].pid!, 'SIGSTOP'); // a CPU stall, or a paused player
-      const stalledAt = Date.now();
-      while (sink.state === 'live' && Date.now() - stalledAt < 5000) {
-        sink.write(frame(false), Date.now());
-        await sleep(20);
-      }
-      assert.equal(sink.state, 'behind', 'noticed');
-      assert.ok(Date.now() - stalledAt > PLAYER_STALL_MS);
-      assert.ok(logs.some((l) => /player fell behind/.test(l)), logs.join('\n'));
-      // A keyframe while it is stalled: the restart starts from it.
-      sink.write(frame(true), Date.now());
-      sink.write(frame(false), Date.now());
-      const held = sink.framesHeldBack;
-      assert.ok(held >= 2);
-      process.kill(procs[0].pid!, 'SIGCONT');
-      const resumedAt = Date.now();
-      while (sink.restarts === 0 && Date.now() - resumedAt < 5000) await sleep(10);
-      assert.equal(sink.restarts, 1, 'restarted once it read again');
-      assert.equal(sink.state, 'live');
-      assert.equal(files.length, 2, 'a second player');
-      sink.write(frame(false), Date.now());
-      await sleep(300);
-      const second = readFileSync(files[1]);
-      assert.deepEqual(second.subarray(0, 4), Buffer.from('1a45dfa3', 'hex'), 'a Matroska header first');
-      assert.ok(second.length > 3 * 60_000, `the keyframe, the frame after it and the live one: ${second.length} bytes`);
-      assert.deepEqual(exits, [], 'a restart is not the player ending');
-    } finally {
-      for (const p of procs) {
-        try {
-          if (p.pid) process.kill(p.pid, 'SIGCONT');
-        } catch {
-          // already gone (the restart ended it)
-        }
-      }
-      await sink.close();
+/** An FfplaySink on fake players and a fake clock, its checks driven by the test. */
+function harness() {
+  const players: FakePlayer[] = [];
+  const spawn = (() => {
+    const p = new FakePlayer();
+    players.push(p);
+    return p;
+  }) as unknown as SpawnFn;
+  let t = 0;
+  const logs: string[] = [];
+  const exits: unknown[] = [];
+  let keyframeAsks = 0;
+  const sink = new FfplaySink({
+    ffplayPath: 'ffplay', title: 't', budgetMs: () => 100, log: (l) => logs.push(l), onExit: (c) => exits.push(c),
+    onNeedKeyframe: () => keyframeAsks++, spawn, now: () => t, timer: false,
+  });
+  let ts = 0;
+  const frame = (keyframe: boolean, codec: 'h264' | 'mjpeg' = 'h264'): SinkFrame =>
+    ({ codec, data: codec === 'h264' ? au(keyframe) : jpeg, keyframe: codec === 'mjpeg' || keyframe, timestamp: (ts += 3000), latencyMs: 20 });
+  /** Time passes in PLAYER_CHECK_MS steps, the player saying its clock as it goes when `speaking`. */
+  const run = async (ms: number, speaking: (p: FakePlayer) => number | undefined) => {
+    for (let end = t + ms; t < end; ) {
+      t += PLAYER_CHECK_MS;
+      const p = players.at(-1)!;
+      const clock = speaking(p);
+      if (clock !== undefined) p.say(clock);
+      await tick();
+      sink.tick(t);
     }
-    assert.ok(files.every(existsSync));
+  };
+  return { sink, players, logs, exits, frame, run, now: () => t, keyframeAsks: () => keyframeAsks };
+}
+
+describe('FfplaySink (fake players, fake clock)', () => {
+  test('silent for PLAYER_STALL_MS: behind, frames held back; speaking again: a new player from the last keyframe', async () => {
+    const h = harness();
+    await tick();
+    h.sink.write(h.frame(true), h.now());
+    h.sink.write(h.frame(false), h.now());
+    let clock = 0;
+    await h.run(500, () => (clock += PLAYER_CHECK_MS / 1000));
+    assert.equal(h.sink.state, 'live');
+    await h.run(PLAYER_STALL_MS + 2 * PLAYER_CHECK_MS, () => undefined); // SIGSTOP
+    assert.equal(h.sink.state, 'behind');
+    assert.match(h.logs.join('\n'), /player fell behind \(nothing read or shown for \d+ ms: paused or stalled\)/);
+    h.sink.write(h.frame(false), h.now());
+    assert.equal(h.sink.framesHeldBack, 1);
+    assert.equal(h.players.length, 1, 'no restart while it stays silent');
+    // SIGCONT: its clock ran on meanwhile.
+    await h.run(PLAYER_RESTART_MIN_MS, (p) => (p === h.players[0] ? (clock = h.now() / 1000) : 0));
+    assert.equal(h.sink.restarts, 1);
+    assert.equal(h.sink.state, 'live');
+    assert.equal(h.players.length, 2);
+    assert.ok(h.players[0].killed, 'the old player is ended');
+    const fed = Buffer.concat(h.players[1].received);
+    assert.deepEqual(fed.subarray(0, 4), Buffer.from('1a45dfa3', 'hex'), 'Matroska from the start');
+    assert.ok(fed.includes(au(true)) === false, 'length-prefixed, not Annex B');
+    assert.ok(fed.length > 3 * 100, 'the keyframe and both frames after it');
+    assert.equal(h.keyframeAsks(), 0, 'it had a keyframe to start from');
+    assert.deepEqual(h.exits, [], 'a restart is not the player ending');
+    await h.sink.close();
+  });
+
+  test("paused: silent, then speaking with its clock where it stopped (lagging): restarted; a lag alone also, at most every PLAYER_RESTART_MIN_MS", async () => {
+    const h = harness();
+    await tick();
+    h.sink.write(h.frame(true), h.now());
+    await h.run(PLAYER_RESTART_MIN_MS, (p) => h.now() / 1000); // lived past the restart limit
+    await h.run(3000, () => undefined); // paused: no lines
+    const frozen = h.now() / 1000 - 3;
+    assert.equal(h.sink.state, 'behind');
+    await h.run(100, () => frozen);
+    assert.equal(h.sink.restarts, 1, 'restarted as soon as it spoke');
+    // The new player runs slow: its clock at half speed. A restart, but not before the limit.
+    const started = h.now();
+    await h.run(PLAYER_RESTART_MIN_MS + 500, () => (h.now() - started) / 2000);
+    assert.equal(h.sink.restarts, 2);
+    assert.ok(h.logs.some((l) => /player restarted live: it was \d+ ms behind/.test(l)), h.logs.join('\n'));
+    assert.equal(h.logs.filter((l) => /restarted/.test(l)).length, 2, 'no line per status line');
+    await h.sink.close();
+  });
+
+  test('the first player may take its time to open its window; unread writes count after PLAYER_STARTUP_GRACE_MS', async () => {
+    const h = harness();
+    await tick();
+    h.players[0].reading = false;
+    h.sink.write(h.frame(true, 'h264'), h.now());
+    for (let i = 0; i < 20; i++) h.sink.write(h.frame(false), h.now());
+    await h.run(PLAYER_STARTUP_GRACE_MS - 100, () => undefined);
+    assert.equal(h.sink.state, 'live', 'still starting');
+    await h.run(PLAYER_STALL_MS + 200, () => undefined);
+    assert.equal(h.sink.state, 'behind');
+    h.players[0].read();
+    await h.run(3 * PLAYER_CHECK_MS, () => undefined);
+    assert.equal(h.sink.restarts, 1, 'reads again: restarted');
+    await h.sink.close();
+  });
+
+  test("watch's own event loop held up: the player's silence is excused", async () => {
+    const h = harness();
+    await tick();
+    h.sink.write(h.frame(true), h.now());
+    await h.run(300, () => h.now() / 1000);
+    h.sink.tick(h.now() + 1000); // the timer fired a second late
+    assert.equal(h.sink.state, 'live');
+    await h.sink.close();
+  });
+
+  test('a sharer restarted with another codec: a new player at once, whatever the limit', async () => {
+    const h = harness();
+    await tick();
+    h.sink.write(h.frame(true, 'h264'), h.now());
+    h.sink.write(h.frame(true, 'mjpeg'), h.now());
+    assert.equal(h.sink.restarts, 1);
+    assert.ok(Buffer.concat(h.players[1].received).includes(Buffer.from('V_MJPEG')));
+    await h.sink.close();
+  });
+
+  test('restarted with nothing kept (no keyframe yet): a keyframe is asked for', async () => {
+    const h = harness();
+    await tick();
+    h.sink.write(h.frame(false), h.now()); // joined mid-GOP, nothing usable yet
+    await h.run(PLAYER_RESTART_MIN_MS, () => h.now() / 1000);
+    await h.run(PLAYER_STALL_MS + 100, () => undefined);
+    await h.run(100, () => h.now() / 1000);
+    assert.equal(h.sink.restarts, 1);
+    assert.equal(h.keyframeAsks(), 1);
+    await h.sink.close();
+  });
+
+  test('close() while a restarted player is still dying waits for both', async () => {
+    const h = harness();
+    await tick();
+    h.sink.write(h.frame(true, 'h264'), h.now());
+    h.sink.write(h.frame(true, 'mjpeg'), h.now());
+    await h.sink.close();
+    assert.ok(h.players.every((p) => p.killed));
   });
 });

@@ -50,8 +50,14 @@ export interface WatchSnapshot {
   player: 'live' | 'behind' | null;
   /** Times a player that had fallen behind was restarted live. */
   playerRestarts: number;
-  /** Frames not given to a player that had stopped reading. */
+  /** Frames not given to a player that had stopped keeping up. */
   framesHeldBack: number;
+  /** Frames handed to the player as stale (catch-up, or released late): decoded, not to be shown. */
+  framesStale: number;
+  /** Frames the current player dropped itself as late (ffplay's own count). */
+  playerDropped: number;
+  /** Frames no sink could take (counted and dropped). */
+  sinkErrors: number;
 }
 
 export interface ShareViewerRow {

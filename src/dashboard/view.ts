@@ -225,6 +225,8 @@ export const WATCH_COUNTERS = [
   'undecryptable',
   'playerRestarts',
   'framesHeldBack',
+  'framesStale',
+  'sinkErrors',
 ] as const satisfies readonly (keyof WatchSnapshot)[];
 
 export const SHARE_COUNTERS = [

@@ -26,6 +26,18 @@ import { spsSize } from '../encode/sps.ts';
 
 /** Bytes in each NAL unit's length prefix (lengthSizeMinusOne + 1). */
 export const AVC_LENGTH_SIZE = 4;
+/** The record's first six bytes, up to and including numOfSequenceParameterSets. */
+const RECORD_HEAD_BYTES = 6;
+/** '111111' before lengthSizeMinusOne and '111' before numOfSequenceParameterSets (§5.3.3.1). */
+const RESERVED_6_BITS = 0xfc;
+const RESERVED_3_BITS = 0xe0;
+/** An SPS: NAL header, profile_idc, constraint flags, level_idc, then at least one more byte. */
+const SPS_MIN_BYTES = 5;
+/** Parameter set lengths are 16-bit fields; numOfPictureParameterSets is 8 bits. */
+const PARAMETER_SET_MAX_BYTES = 0xffff;
+const MAX_PPS = 0xff;
+/** Width and height are 16-bit fields in Matroska's PixelWidth (as written) and MP4's tkhd/avc1. */
+const MAX_DIMENSION = 0xffff;
 
 export interface AvcConfig {
   /** The AVCDecoderConfigurationRecord, for Matroska's CodecPrivate or MP4's avcC box. */
@@ -46,16 +58,21 @@ export function avcConfig(accessUnit: Buffer): AvcConfig | undefined {
   const nalus = splitAnnexB(accessUnit);
   const sps = nalus.find((n) => nalType(n) === NAL_SPS);
   const ppss = nalus.filter((n) => nalType(n) === NAL_PPS);
-  if (!sps || sps.length < 4 || ppss.length === 0) return undefined;
-  const size = 7 + 2 + sps.length + ppss.reduce((s, p) => s + 2 + p.length, 0);
+  // What the record's fields can hold: 16-bit lengths, an 8-bit PPS count; and a picture size
+  // the containers' 16-bit width and height fields carry.
+  if (!sps || sps.length < SPS_MIN_BYTES || sps.length > PARAMETER_SET_MAX_BYTES) return undefined;
+  if (ppss.length === 0 || ppss.length > MAX_PPS || ppss.some((p) => p.length > PARAMETER_SET_MAX_BYTES)) return undefined;
+  const { width, height } = spsSize(sps);
+  if (!(width >= 1 && width <= MAX_DIMENSION && height >= 1 && height <= MAX_DIMENSION)) return undefined;
+  const size = RECORD_HEAD_BYTES + 2 + sps.length + 1 + ppss.reduce((s, p) => s + 2 + p.length, 0);
   const r = Buffer.alloc(size);
   let o = 0;
-  r[o++] = 1;
+  r[o++] = 1; // configurationVersion
   r[o++] = sps[1];
   r[o++] = sps[2];
   r[o++] = sps[3];
-  r[o++] = 0xfc | (AVC_LENGTH_SIZE - 1);
-  r[o++] = 0xe0 | 1;
+  r[o++] = RESERVED_6_BITS | (AVC_LENGTH_SIZE - 1);
+  r[o++] = RESERVED_3_BITS | 1; // one SPS
   o = r.writeUInt16BE(sps.length, o);
   o += sps.copy(r, o);
   r[o++] = ppss.length;
@@ -63,7 +80,6 @@ export function avcConfig(accessUnit: Buffer): AvcConfig | undefined {
     o = r.writeUInt16BE(p.length, o);
     o += p.copy(r, o);
   }
-  const { width, height } = spsSize(sps);
   return { record: r, width, height, profile: sps[1], compatibility: sps[2], level: sps[3] };
 }
 

@@ -11,20 +11,10 @@
  *   60 s and a freeze keeps its length; where RTP time and arrival disagree by seconds (a new
  *   sharer session starts its RTP clock at random), the arrival clock bridges the jump.
  */
-import { VIDEO_CLOCK_RATE } from '../defaults.ts';
+import { CLOCK_SKEW_WINDOW_MS, RTP_TRUST_MS, STALE_SLACK_MS, VIDEO_CLOCK_RATE } from '../defaults.ts';
 import { tsDiff } from '../transport/seq.ts';
 import { TICKS_PER_MS } from './container.ts';
 
-/**
- * A frame whose capture → hand-over delay exceeds the viewer's repair budget by more than this is
- * stale: live frames take capture + encode + network (tens of ms) plus at most the budget.
- */
-export const STALE_SLACK_MS = 150;
-/**
- * How far RTP time may run from arrival time before the recording clock stops trusting RTP (a
- * sharer restart or a wrapped clock): well beyond any jitter or repair delay.
- */
-export const RTP_TRUST_MS = 5000;
 
 export interface StampedFrame {
   /** Capture → now, in ms, when the sender's clock mapping (RTCP SR) is known. */
@@ -34,22 +24,39 @@ export interface StampedFrame {
 export class LiveClock {
   private start?: number;
   private last = 0;
-  /** Frames stamped stale since the clock was made or reset. */
+  /** Frames stamped stale since the clock was made. */
   stale = 0;
+  /** Recent (arrival, latency) pairs, for the clock-skew fallback; at most one window long. */
+  private recent: { at: number; latencyMs: number }[] = [];
+  private firstAt?: number;
 
   /**
-   * The frame's time in 90 kHz ticks, and whether it is stale. `budgetMs` is how long a repair may
-   * hold frames back (the viewer's latency budget).
+   * The frame's time in 90 kHz ticks, and whether it is stale. `now` is a monotonic clock in ms;
+   * `budgetMs` is how long a repair may hold frames back (the viewer's latency budget).
+   *
+   * Latency is read against the sharer's clock, so a viewer whose clock is ahead sees every frame
+   * as late. When every frame of a whole CLOCK_SKEW_WINDOW_MS looked stale, the best latency of
+   * that window stands in for zero.
    */
   stamp(frame: StampedFrame, now: number, budgetMs: number): { pts: number; stale: boolean } {
     this.start ??= now;
-    const stale = frame.latencyMs !== undefined && frame.latencyMs > budgetMs + STALE_SLACK_MS;
+    this.firstAt ??= now;
+    let stale = false;
+    if (frame.latencyMs !== undefined) {
+      this.recent.push({ at: now, latencyMs: frame.latencyMs });
+      while (this.recent.length && this.recent[0].at < now - CLOCK_SKEW_WINDOW_MS) this.recent.shift();
+      const limit = budgetMs + STALE_SLACK_MS;
+      let best = Infinity;
+      for (const r of this.recent) best = Math.min(best, r.latencyMs);
+      const skewed = now - this.firstAt >= CLOCK_SKEW_WINDOW_MS && best > limit;
+      stale = frame.latencyMs - (skewed ? best : 0) > limit;
+    }
     if (stale) this.stale++;
     else this.last = Math.max(this.last, Math.round((now - this.start) * TICKS_PER_MS));
     return { pts: this.last, stale };
   }
 
-  /** A new player: its time starts again at zero. */
+  /** A new player: its time starts again at zero (the skew history stays: the clocks are the same). */
   reset(): void {
     this.start = undefined;
     this.last = 0;

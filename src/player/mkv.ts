@@ -30,6 +30,7 @@
  * can put the real duration there at the end (`durationPatch`), so players show the length of a
  * recording; a killed writer leaves the Void, which every reader skips.
  */
+import { unlessMalformed } from '../transport/errors.ts';
 import { annexBToLengthPrefixed, avcConfig, frameSize } from './avc.ts';
 import { TICKS_PER_MS, type ContainerFrame, type ContainerWriter } from './container.ts';
 
@@ -75,6 +76,10 @@ const TIMESTAMP_SCALE_NS = 1_000_000;
 /** A SimpleBlock's time is a signed 16-bit offset from its cluster's: start a new cluster before it overflows. */
 const MAX_BLOCK_OFFSET_MS = 32767;
 const FLAG_KEYFRAME = 0x80;
+/** Track number 1 as a one-byte VINT (RFC 8794 §4: marker bit 0x80 | 1). */
+const TRACK_1_VINT = 0x81;
+/** A SimpleBlock's header: track VINT (1 byte), signed 16-bit relative time, flags (1 byte). */
+const BLOCK_HEADER_BYTES = 4;
 /** Duration: 2-byte ID, 1-byte size, 8-byte float = 11 bytes, the size of the Void kept for it. */
 const DURATION_ELEMENT_BYTES = 11;
 
@@ -142,6 +147,9 @@ export class MkvWriter implements ContainerWriter {
 
   write(frame: ContainerFrame): Buffer[] {
     const out: Buffer[] = [];
+    // Annex B our depacketizer did not build could be malformed: such a frame is dropped.
+    const payload = frame.codec === 'h264' ? unlessMalformed(() => annexBToLengthPrefixed(frame.data), undefined) : frame.data;
+    if (!payload) return out;
     if (!this.started) {
       if (!frame.keyframe) return out;
       const header = this.header(frame);
@@ -157,9 +165,8 @@ export class MkvWriter implements ContainerWriter {
       this.clusterMs = ms;
       out.push(id(ID.Cluster), UNKNOWN_SIZE, uint(ID.Timestamp, ms));
     }
-    const payload = frame.codec === 'h264' ? annexBToLengthPrefixed(frame.data) : frame.data;
-    const head = Buffer.alloc(4);
-    head[0] = 0x81; // track number 1 as a 1-byte VINT
+    const head = Buffer.alloc(BLOCK_HEADER_BYTES);
+    head[0] = TRACK_1_VINT;
     head.writeInt16BE(ms - this.clusterMs, 1);
     head[3] = frame.keyframe ? FLAG_KEYFRAME : 0;
     out.push(id(ID.SimpleBlock), vint(head.length + payload.length), head, payload);
@@ -185,7 +192,7 @@ export class MkvWriter implements ContainerWriter {
     let size: { width: number; height: number } | undefined;
     let codecPrivate: Buffer[] = [];
     if (frame.codec === 'h264') {
-      const config = avcConfig(frame.data);
+      const config = unlessMalformed(() => avcConfig(frame.data), undefined);
       if (!config) return undefined;
       size = config;
       codecPrivate = [element(ID.CodecPrivate, config.record)];

@@ -48,13 +48,11 @@
  * band, so a change of picture size mid-recording still decodes. MJPEG samples are the JPEGs; the
  * sample entry `jpeg` (QuickTime's Photo JPEG) is what FFmpeg's mov demuxer reads as MJPEG.
  */
-import { VIDEO_CLOCK_RATE } from '../defaults.ts';
+import { MP4_FRAGMENT_MS, VIDEO_CLOCK_RATE } from '../defaults.ts';
 import { unlessMalformed } from '../transport/errors.ts';
 import { annexBToLengthPrefixed, avcConfig, frameSize } from './avc.ts';
 import { TICKS_PER_MS, type ContainerCodec, type ContainerFrame, type ContainerWriter } from './container.ts';
 
-/** Short, because a SIGKILL loses what is buffered; 108 bytes per fragment is the cost. */
-export const DEFAULT_FRAGMENT_MS = 500;
 /** The last sample's duration when there is no previous one to copy: 1/30 s at 90 kHz. */
 export const LONE_FRAME_TICKS = 3000;
 export const TRACK_ID = 1;
@@ -193,7 +191,7 @@ export class Mp4Writer implements ContainerWriter {
   private ended = false;
 
   constructor(opts: { fragmentMs?: number } = {}) {
-    this.fragmentTicks = (opts.fragmentMs ?? DEFAULT_FRAGMENT_MS) * TICKS_PER_MS;
+    this.fragmentTicks = (opts.fragmentMs ?? MP4_FRAGMENT_MS) * TICKS_PER_MS;
   }
 
   write(frame: ContainerFrame): Buffer[] {

@@ -422,16 +422,23 @@ export class ViewerCore {
   private loss(now: number, out: ViewerOutput): void {
     if (this.codec === 'mjpeg') return; // every JPEG stands alone
     this.needKeyframe = true;
-    if (this.publisherSsrc !== undefined && now - this.lastPli >= PLI_MIN_INTERVAL_MS) {
-      this.lastPli = now;
-      this.counters.keyframeRequests++;
-      out.send.push(
-        serializeRtcp([
-          { type: 'rr', ssrc: this.ssrc, reports: [] },
-          { type: 'pli', senderSsrc: this.ssrc, mediaSsrc: this.publisherSsrc },
-        ]),
-      );
-    }
+    const pli = this.requestKeyframe(now);
+    if (pli) out.send.push(pli);
+  }
+
+  /**
+   * An RTCP PLI asking the sharer for a keyframe, or undefined when one was asked for less than
+   * PLI_MIN_INTERVAL_MS ago or there is no sharer yet. Also for a player restarted with nothing
+   * to start from.
+   */
+  requestKeyframe(now: number): Buffer | undefined {
+    if (this.publisherSsrc === undefined || now - this.lastPli < PLI_MIN_INTERVAL_MS) return undefined;
+    this.lastPli = now;
+    this.counters.keyframeRequests++;
+    return serializeRtcp([
+      { type: 'rr', ssrc: this.ssrc, reports: [] },
+      { type: 'pli', senderSsrc: this.ssrc, mediaSsrc: this.publisherSsrc },
+    ]);
   }
 
   private newPublisher(ssrc: number, codec: 'h264' | 'mjpeg'): void {

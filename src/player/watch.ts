@@ -11,7 +11,9 @@ import type { WatchOptions } from '../cli/options.ts';
 import { locateFfplay } from '../encode/locate.ts';
 import { UsageError } from '../util/errors.ts';
 import { deriveMasterKey, deriveWatchKey } from '../transport/secure.ts';
-import { FfplaySink, FileSink, type FrameSink } from './sinks.ts';
+import { FileSink, type FrameSink } from './sinks.ts';
+import { FfplaySink } from './ffplay.ts';
+import { performance } from 'node:perf_hooks';
 import { displayMissing } from './display.ts';
 import { ViewerCore, type ViewerOutput } from './viewer.ts';
 
@@ -57,6 +59,7 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
   const budgetMs = () => viewer.latencyBudgetMs;
   if (o.output) sinks.push(new FileSink(o.output, { budgetMs, log }));
   let player: FfplaySink | undefined;
+  let sinkErrors = 0;
   let finish!: (code: number) => void;
   const done = new Promise<number>((resolve) => (finish = resolve));
   let stopping = false;
@@ -65,7 +68,7 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
   socket.on('error', () => {}); // ICMP unreachable while the relay is down: keep trying
   const deliver = (out: ViewerOutput) => {
     for (const b of out.send) send(b);
-    const now = Date.now();
+    const now = performance.now(); // sinks time frames on a monotonic clock (a wall-clock step is not a stall)
     for (const f of out.frames) {
       if (ffplay && !player && !stopping) {
         player = new FfplaySink({
@@ -73,6 +76,10 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
           title: `udpcast: ${o.stream}`,
           budgetMs,
           log,
+          onNeedKeyframe: () => {
+            const pli = viewer.requestKeyframe(Date.now());
+            if (pli) send(pli);
+          },
           onExit: (code, err) => {
             if (stopping) return;
             if (err) {
@@ -88,7 +95,16 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
         });
         sinks.push(player);
       }
-      for (const s of sinks) s.write(f, now);
+      for (const s of sinks) {
+        try {
+          s.write(f, now);
+        } catch (err) {
+          // A frame no container could take (a malformed header that got past the depacketizer):
+          // counted and dropped; the receive loop goes on.
+          sinkErrors++;
+          if (sinkErrors === 1) log(`a frame could not be written: ${(err as Error).message}`);
+        }
+      }
     }
   };
   socket.on('message', (msg) => {
@@ -145,6 +161,9 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
       player: player ? player.state : null,
       playerRestarts: player?.restarts ?? 0,
       framesHeldBack: player?.framesHeldBack ?? 0,
+      framesStale: player?.framesStale ?? 0,
+      playerDropped: player?.playerDropped ?? 0,
+      sinkErrors,
     };
   };
   const reporter = startReporter({

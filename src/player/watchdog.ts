@@ -11,10 +11,7 @@
  *   and does not catch up afterwards: a player resumed after a pause shows frames late for good.
  */
 
-/** No status line, or writes left unread, this long: the player is not keeping up. */
-export const PLAYER_STALL_MS = 300;
-/** The player's clock this far behind the wall clock (against its best): it shows frames late. */
-export const PLAYER_LAG_MS = 250;
+import { PLAYER_LAG_MS, PLAYER_STALL_MS, PLAYER_STARTUP_GRACE_MS } from '../defaults.ts';
 
 export type PlayerHealth = 'starting' | 'live' | 'stalled' | 'lagging';
 
@@ -31,7 +28,7 @@ export function parseStatusLine(line: string): { clockSec: number; dropped: numb
 }
 
 export class PlayerWatchdog {
-  /** How far the player's clock is behind, against the best it did (ms). */
+  /** How far the player's clock is behind, against the best it did (ms), from its latest line. */
   lagMs = 0;
   /** Frames the player itself dropped as late (its `fd=`). */
   dropped = 0;
@@ -39,7 +36,10 @@ export class PlayerWatchdog {
   private bestOffset = Infinity;
   private blockedSince?: number;
 
-  /** A status line arrived at `now`. */
+  /** `startedAt`: when the player was started, on the same clock as every `now` given later. */
+  constructor(private readonly startedAt: number) {}
+
+  /** A status line arrived at `now`. Lines come in order, so the latest one says where the player is. */
   status(clockSec: number, dropped: number, now: number): void {
     this.lastStatus = now;
     this.dropped = dropped;
@@ -59,15 +59,27 @@ export class PlayerWatchdog {
     this.blockedSince = undefined;
   }
 
+  /**
+   * Watch itself was held up (its event loop ran late): the player's lines and reads may be
+   * waiting unhandled, so silence up to `now` is not held against it.
+   */
+  excuse(now: number): void {
+    if (this.lastStatus !== undefined) this.lastStatus = now;
+    if (this.blockedSince !== undefined) this.blockedSince = now;
+  }
+
   check(now: number): PlayerHealth {
     if (this.lastStatus !== undefined && now - this.lastStatus > PLAYER_STALL_MS) return 'stalled';
-    if (this.blockedSince !== undefined && now - this.blockedSince > PLAYER_STALL_MS) return 'stalled';
+    // Before its first line a player may still be opening its window: unread writes count only
+    // after a grace.
+    const spoke = this.lastStatus !== undefined || now - this.startedAt > PLAYER_STARTUP_GRACE_MS;
+    if (spoke && this.blockedSince !== undefined && now - this.blockedSince > PLAYER_STALL_MS) return 'stalled';
     if (this.lagMs > PLAYER_LAG_MS) return 'lagging';
     return this.lastStatus === undefined ? 'starting' : 'live';
   }
 
   /** Time since the last sign of life, for messages. */
   silentMs(now: number): number {
-    return Math.max(now - (this.lastStatus ?? now), now - (this.blockedSince ?? now));
+    return Math.round(Math.max(now - (this.lastStatus ?? now), now - (this.blockedSince ?? now)));
   }
 }

@@ -1,0 +1,241 @@
+/**
+ * The player window: ffplay, owned by watch and kept live.
+ *
+ * ffplay reads Matroska on stdin: one block per whole frame, so it decodes a frame the moment it
+ * arrives instead of waiting for the next frame's start code, stamped on arrival (LiveClock), so
+ * catch-up frames are decoded but not shown late. PlayerWatchdog reads ffplay's status lines and
+ * our writes to it; when it stops keeping up (paused, stalled, its clock behind) frames are held
+ * back instead of queued, and once it responds it is replaced by a new player fed from the last
+ * keyframe, which this sink keeps with the frames after it.
+ */
+import { performance } from 'node:perf_hooks';
+import { PLAYER_CHECK_MS, PLAYER_GOP_CACHE_BYTES, PLAYER_RESTART_MIN_MS } from '../defaults.ts';
+import { OwnedProcess, type SpawnFn } from '../util/child.ts';
+import { LiveClock } from './clock.ts';
+import type { ContainerCodec } from './container.ts';
+import { MkvWriter } from './mkv.ts';
+import type { FrameSink, SinkFrame } from './sinks.ts';
+import { PlayerWatchdog, parseStatusLine } from './watchdog.ts';
+
+/**
+ * ffplay reading our Matroska on stdin. Each option, and why:
+ * - `-probesize 32 -analyzeduration 0`: the track header says codec and size; nothing to guess.
+ *   (Not `-fflags nobuffer`: it throws away what was read while probing, the keyframe a joining
+ *   viewer starts from.)
+ * - `-sync ext -framedrop`: no audio clock to wait on; frames late against the running clock are
+ *   dropped, which is how stale catch-up frames are decoded but not shown.
+ * - `-vf setpts=…RTCTIME…`: each picture is due the moment it is decoded, so ffplay's startup
+ *   time never becomes a standing delay.
+ * - `-autoexit`: end of input ends ffplay (unless it is paused), so it does not outlive watch.
+ * - `-stats`: a status line every 30 ms with ffplay's clock, which PlayerWatchdog reads.
+ */
+export function ffplayArgs(title: string): string[] {
+  return [
+    '-hide_banner', '-loglevel', 'warning', '-autoexit', '-stats',
+    '-sync', 'ext', '-framedrop',
+    '-window_title', title,
+    ...playerInputArgs(),
+    '-vf', 'setpts=(RTCTIME-RTCSTART)/(TB*1000000)',
+    '-i', 'pipe:0',
+  ];
+}
+
+/** The input options of the player (and of any FFmpeg reading `--output -` the same way). */
+export function playerInputArgs(): string[] {
+  return ['-flags', 'low_delay', '-probesize', '32', '-analyzeduration', '0', '-f', 'matroska'];
+}
+
+/**
+ * ffplay lines that say nothing a viewer can act on: the frame-rate guess it cannot make from a
+ * 32-byte probe (the stream's timestamps are what counts), SDL's note about XDG_RUNTIME_DIR, and
+ * swscale's note on full-range JPEG pixel formats (yuvj420p), printed for every MJPEG picture.
+ */
+const HARMLESS_FFPLAY_LINES = /not enough frames to estimate rate|XDG_RUNTIME_DIR|deprecated pixel format used/;
+
+export interface FfplaySinkOptions {
+  ffplayPath: string;
+  title: string;
+  /** The viewer's current repair budget (ms): frames later than it are stale. */
+  budgetMs: () => number;
+  /** The player ended by itself: 0 when its window was closed; `err` when it never started. */
+  onExit: (code: number | null, err?: Error) => void;
+  log: (line: string) => void;
+  /** A new player has nothing to start from (no keyframe kept): ask the sharer for one. */
+  onNeedKeyframe?: () => void;
+  spawn?: SpawnFn;
+  /** A monotonic clock in ms; performance.now by default. */
+  now?: () => number;
+  /** Check the player every PLAYER_CHECK_MS on a timer (default); false: the caller calls tick(). */
+  timer?: boolean;
+}
+
+export type PlayerState = 'live' | 'behind';
+
+export class FfplaySink implements FrameSink {
+  state: PlayerState = 'live';
+  /** Times the player was restarted because it had fallen behind (or the codec changed). */
+  restarts = 0;
+  /** Frames not given to a player that had stopped keeping up. */
+  framesHeldBack = 0;
+  private proc!: OwnedProcess;
+  private container!: MkvWriter;
+  private watchdog!: PlayerWatchdog;
+  private codec?: ContainerCodec;
+  private readonly clock = new LiveClock();
+  private readonly now: () => number;
+  private readonly timer?: NodeJS.Timeout;
+  private lastTick: number;
+  private closed = false;
+  private lastRestart: number;
+  /** Players ended by a restart and not gone yet: close() waits for them too. */
+  private readonly dying = new Set<OwnedProcess>();
+  /** What the players before this one dropped. */
+  private droppedBefore = 0;
+  /** The last keyframe and every frame after it, to restart a player from. */
+  private gop: SinkFrame[] = [];
+  private gopBytes = 0;
+
+  constructor(private readonly opts: FfplaySinkOptions) {
+    this.now = opts.now ?? (() => performance.now());
+    this.lastTick = this.now();
+    this.lastRestart = this.lastTick;
+    this.start();
+    if (opts.timer !== false) {
+      this.timer = setInterval(() => this.tick(), PLAYER_CHECK_MS);
+      this.timer.unref();
+    }
+  }
+
+  get pid(): number | undefined {
+    return this.proc.pid;
+  }
+
+  /** Frames the players dropped themselves as late (ffplay's own count, over every restart). */
+  get playerDropped(): number {
+    return this.droppedBefore + this.watchdog.dropped;
+  }
+
+  /** Frames stamped stale (catch-up, or released late), so the player decodes but does not show them. */
+  get framesStale(): number {
+    return this.clock.stale;
+  }
+
+  write(frame: SinkFrame, now: number): void {
+    if (this.closed) return;
+    this.remember(frame);
+    // A sharer restarted with another codec: this player's track cannot carry it.
+    if (frame.keyframe && this.codec !== undefined && frame.codec !== this.codec) {
+      this.restart(now, `the stream is now ${frame.codec}`, true);
+      return;
+    }
+    if (this.state === 'behind') {
+      this.framesHeldBack++;
+      return;
+    }
+    this.send(frame, now, false);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    await Promise.all([this.proc.kill(), ...[...this.dying].map((p) => p.kill())]);
+  }
+
+  /** Every PLAYER_CHECK_MS: is the player keeping up? */
+  tick(now = this.now()): void {
+    const late = now - this.lastTick - PLAYER_CHECK_MS;
+    this.lastTick = now;
+    if (this.closed) return;
+    // Watch itself was held up: what the player said meanwhile may not have been read yet.
+    if (late > PLAYER_CHECK_MS) {
+      this.watchdog.excuse(now);
+      return;
+    }
+    const health = this.watchdog.check(now);
+    if (this.state === 'live' && health === 'stalled') {
+      this.state = 'behind';
+      this.opts.log(
+        `player fell behind (nothing read or shown for ${this.watchdog.silentMs(now)} ms: paused or stalled); ` +
+          'holding frames back, it restarts live once it responds again',
+      );
+    } else if (this.state === 'behind' && health !== 'stalled') {
+      this.restart(now, 'it responds again');
+    } else if (this.state === 'live' && health === 'lagging' && now - this.lastRestart >= PLAYER_RESTART_MIN_MS) {
+      this.restart(now, `it was ${Math.round(this.watchdog.lagMs)} ms behind (resumed after a pause, or too slow)`);
+    }
+  }
+
+  private start(): void {
+    const proc = new OwnedProcess({
+      name: 'ffplay',
+      command: this.opts.ffplayPath,
+      args: ffplayArgs(this.opts.title),
+      stdin: 'pipe', // Matroska, one block per whole frame
+      stdout: 'ignore',
+      spawn: this.opts.spawn,
+    });
+    const watchdog = new PlayerWatchdog(this.now());
+    this.proc = proc;
+    this.watchdog = watchdog;
+    this.container = new MkvWriter();
+    this.codec = undefined;
+    this.clock.reset();
+    proc.on('started', (pid: number) => this.opts.log(`ffplay started (pid ${pid})`));
+    proc.on('stderr-line', (line: string) => {
+      const status = parseStatusLine(line);
+      if (status) watchdog.status(status.clockSec, status.dropped, this.now());
+      else if (!HARMLESS_FFPLAY_LINES.test(line)) this.opts.log(`ffplay: ${line}`);
+    });
+    proc.on('failed-to-start', (err: Error) => {
+      if (proc === this.proc && !this.closed) this.opts.onExit(null, err);
+    });
+    proc.on('died', (code: number | null, _signal, expected: boolean) => {
+      if (proc === this.proc && !expected && !this.closed) this.opts.onExit(code);
+    });
+    proc.stdin?.on('drain', () => watchdog.drained());
+  }
+
+  /**
+   * A fresh player, fed the last keyframe and what followed it as stale frames, then live ones.
+   * At most one per PLAYER_RESTART_MIN_MS unless `now` says it must (a codec change): a machine
+   * too slow to keep up is not made slower by a new window every moment.
+   */
+  private restart(now: number, why: string, force = false): void {
+    if (this.closed || (!force && now - this.lastRestart < PLAYER_RESTART_MIN_MS)) return;
+    this.lastRestart = now;
+    this.restarts++;
+    this.state = 'live';
+    const old = this.proc;
+    this.droppedBefore += this.watchdog.dropped;
+    this.dying.add(old);
+    void old.kill().then(() => this.dying.delete(old));
+    this.start();
+    this.opts.log(`player restarted live: ${why} (restart ${this.restarts})`);
+    if (this.gop.length === 0) this.opts.onNeedKeyframe?.();
+    for (const f of this.gop) this.send(f, now, true);
+  }
+
+  private send(frame: SinkFrame, now: number, stale: boolean): void {
+    const { pts } = this.clock.stamp(stale ? { latencyMs: Infinity } : frame, now, this.opts.budgetMs());
+    const stdin = this.proc.stdin;
+    if (!stdin) return;
+    const bytes = this.container.write({ codec: frame.codec, data: frame.data, keyframe: frame.keyframe, pts });
+    if (bytes.length) this.codec ??= frame.codec;
+    let ok = true;
+    for (const b of bytes) ok = stdin.write(b);
+    if (!ok) this.watchdog.blocked(now);
+  }
+
+  private remember(frame: SinkFrame): void {
+    if (frame.keyframe) {
+      this.gop = [];
+      this.gopBytes = 0;
+    } else if (this.gop.length === 0) {
+      return;
+    }
+    this.gopBytes += frame.data.length;
+    // Past the cap, a restart waits for the next keyframe instead (and asks for one).
+    if (this.gopBytes > PLAYER_GOP_CACHE_BYTES) this.gop = [];
+    else this.gop.push(frame);
+  }
+}
