@@ -27,7 +27,7 @@ const SHARED_SCREEN = { width: 640, height: 360 };
 async function xvfb(size: { width: number; height: number }): Promise<string> {
   let n = 140 + Math.floor(Math.random() * 100);
   while (existsSync(`/tmp/.X11-unix/X${n}`) || existsSync(`/tmp/.X${n}-lock`)) n++;
-  servers.push(spawn('Xvfb', [`:${n}`, '-screen', '0', `${size.width}x${size.height}x24`, '-nolisten', 'tcp'], { stdio: 'ignore' }));
+  servers.push(spawn('Xvfb', [`:${n}`, '-screen', '0', `${size.width}x${size.height}x24`, '-nolisten', 'tcp', '-noreset'], { stdio: 'ignore' }));
   await waitFor(() => existsSync(`/tmp/.X11-unix/X${n}`), 10_000, `Xvfb :${n}`);
   return `:${n}`;
 }
@@ -164,7 +164,7 @@ describe('watch and its ffplay window', { skip }, () => {
       await exited(r, 5000);
       return performance.now();
     };
-    await xsetroot('black');
+    await xsetroot('white'); // ffplay's window is black before its first picture: white is a picture
     const port = await freePort();
     const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(port), '--source', 'screen', '--display', shared, '--fps', '30', '--gop', '90', '--no-dashboard']);
     await waitFor(() => /ffmpeg started/.test(share.stderrText()), 10_000, "the sharer's FFmpeg");
@@ -177,9 +177,9 @@ describe('watch and its ffplay window', { skip }, () => {
     const probe = start('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', ...x11grabIn(`${display}+${x},${y}`, 100, { drawMouse: false, size: '8x8' }), ...TINY_OUT]);
     const frames = new Frames();
     frames.attach(probe.child.stdout!);
-    await waitFor(() => frames.firstAfter(0, 'black') !== undefined, 15_000, 'the black shared screen in the window');
+    await waitFor(() => frames.firstAfter(0, 'white') !== undefined, 15_000, 'the white shared screen in the window');
     const latencies: number[] = [];
-    for (const colour of ['white', 'black', 'white', 'black'] as const) {
+    for (const colour of ['black', 'white', 'black', 'white'] as const) {
       const at = await xsetroot(colour);
       await waitFor(() => frames.firstAfter(at, colour) !== undefined, 5000, `the window to turn ${colour}`);
       latencies.push(Math.round(frames.firstAfter(at, colour)!.at - at));
