@@ -8,8 +8,8 @@ import { mkdtempSync, writeFileSync, chmodSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { buildShareArgs, resolveH264Encoder, type EncodeOptions } from '../src/encode/ffmpeg-args.ts';
-import { captureInputArgs, parseRegion, type CaptureOptions } from '../src/capture/source.ts';
+import { buildShareArgs, conformSize, resolveH264Encoder, sizeNotice, type EncodeOptions } from '../src/encode/ffmpeg-args.ts';
+import { captureInputArgs, parseRegion, parseSourceOption, type CaptureOptions } from '../src/capture/source.ts';
 import { locateFfmpeg, locateFfplay, ffmpegHasFilter } from '../src/encode/locate.ts';
 import { UsageError } from '../src/util/errors.ts';
 import { skipUnless, which } from './helpers/tools.ts';
@@ -98,7 +98,7 @@ describe('capture input per platform', () => {
     ]);
     assert.deepEqual(captureInputArgs({ ...o, display: '2' }).slice(-2), ['-i', '2:none']);
     const args = buildShareArgs({ ...o, region: { width: 640, height: 480, x: 4, y: 6 } }, h264);
-    assert.deepEqual(args.slice(args.indexOf('-vf'), args.indexOf('-vf') + 2), ['-vf', 'crop=640:480:4:6']);
+    assert.deepEqual(args.slice(args.indexOf('-vf'), args.indexOf('-vf') + 2), ['-vf', 'crop=640:480:4:6:exact=1']);
   });
 
   test('--source test: a paced lavfi pattern at --size (default 1280x720), same on every platform', () => {
@@ -112,14 +112,111 @@ describe('capture input per platform', () => {
     ]);
   });
 
-  test('any other --source is an FFmpeg input, read at its native rate', () => {
-    assert.deepEqual(captureInputArgs({ source: 'clip.mp4', fps: 30, env: {} }), ['-re', '-fflags', 'nobuffer', '-i', 'clip.mp4']);
+  test('any other --source is an FFmpeg input, read at its native rate with its usual probing', () => {
+    // No -fflags nobuffer: with it an H.264 file with B-frames fails ("co located POCs unavailable").
+    assert.deepEqual(captureInputArgs({ source: 'clip.mp4', fps: 30, env: {} }), ['-re', '-i', 'clip.mp4']);
+  });
+
+  test('--loop repeats a file; a still image becomes a still stream at the share rate', () => {
+    assert.deepEqual(captureInputArgs({ source: 'clip.mkv', fps: 30, env: {}, loop: true }), ['-re', '-stream_loop', '-1', '-i', 'clip.mkv']);
+    assert.deepEqual(captureInputArgs({ source: 'slide.PNG', fps: 29.97, env: {} }), ['-re', '-loop', '1', '-framerate', '29.97', '-i', 'slide.PNG']);
+    assert.deepEqual(captureInputArgs({ source: 'photo.jpeg', fps: 5, env: {}, loop: true }), ['-re', '-loop', '1', '-framerate', '5', '-i', 'photo.jpeg']);
+  });
+
+  test('--source-format and --source-option come before -i, in the order given', () => {
+    assert.deepEqual(
+      captureInputArgs({ source: 'testsrc2=size=641x361:rate=30', fps: 30, env: {}, format: 'lavfi', inputOptions: [['thread_queue_size', '64']] }),
+      ['-re', '-thread_queue_size', '64', '-f', 'lavfi', '-i', 'testsrc2=size=641x361:rate=30'],
+    );
+    assert.deepEqual(
+      captureInputArgs({ source: '/dev/video0', fps: 30, env: {}, format: 'v4l2', inputOptions: [['video_size', '1280x720'], ['input_format', 'mjpeg']] }),
+      ['-re', '-video_size', '1280x720', '-input_format', 'mjpeg', '-f', 'v4l2', '-i', '/dev/video0'],
+    );
+    assert.deepEqual(parseSourceOption('video_size=1280x720'), ['video_size', '1280x720']);
+    assert.deepEqual(parseSourceOption('-i:v=a=b'), ['i:v', 'a=b']);
+    for (const bad of ['video_size', '=1', 'a b=1', '']) {
+      assert.throws(() => parseSourceOption(bad), (e: Error) => e instanceof UsageError && /NAME=VALUE/.test(e.message) && !/\n/.test(e.message));
+    }
+  });
+
+  test('options that cannot apply are refused in one line, not ignored', () => {
+    const cases: [Partial<CaptureOptions>, RegExp][] = [
+      [{ source: 'test', region: { width: 640, height: 360, x: 0, y: 0 } }, /--region .*--size/],
+      [{ source: 'test', loop: true }, /--loop/],
+      [{ source: 'screen', loop: true }, /--loop/],
+      [{ source: 'screen', format: 'lavfi' }, /--source-format/],
+      [{ source: 'test', inputOptions: [['a', 'b']] }, /--source-option/],
+    ];
+    for (const [o, re] of cases) {
+      assert.throws(() => captureInputArgs(linux(o)), (e: Error) => e instanceof UsageError && re.test(e.message) && !/\n/.test(e.message), JSON.stringify(o));
+    }
+  });
+
+  test('--region crops a file (grabbers grab the region themselves)', () => {
+    const args = buildShareArgs({ source: 'clip.mp4', fps: 30, env: {}, region: { width: 640, height: 360, x: 8, y: 4 } }, h264);
+    assert.deepEqual(args.slice(args.indexOf('-vf'), args.indexOf('-vf') + 2), ['-vf', 'crop=640:360:8:4:exact=1']);
+    assert.ok(!buildShareArgs(linux({ region: { width: 640, height: 360, x: 8, y: 4 } }), h264).includes('-vf'));
+  });
+});
+
+describe('sizes each codec can carry', () => {
+  test('conformSize: H.264 even, RFC 2435 multiples of 8 up to 2040; padded, or scaled when too big', () => {
+    const table: [EncodeOptions['codec'], number, number, ReturnType<typeof conformSize>][] = [
+      ['h264', 1366, 768, undefined],
+      ['h264', 641, 361, { width: 642, height: 362, how: 'pad' }],
+      ['h264', 3840, 2160, undefined],
+      ['mjpeg', 1280, 720, undefined],
+      ['mjpeg', 1366, 768, { width: 1368, height: 768, how: 'pad' }],
+      ['mjpeg', 641, 361, { width: 648, height: 368, how: 'pad' }],
+      ['mjpeg', 2040, 2033, { width: 2040, height: 2040, how: 'pad' }],
+      ['mjpeg', 2560, 1440, { width: 2040, height: 1144, how: 'scale' }],
+      ['mjpeg', 1080, 2400, { width: 912, height: 2040, how: 'scale' }],
+    ];
+    for (const [codec, width, height, want] of table) assert.deepEqual(conformSize(codec, { width, height }), want, `${codec} ${width}x${height}`);
+  });
+
+  test('a size known to fit gets no filter; a size that does not, or one not known, gets the fitting stage', () => {
+    const vf = (c: CaptureOptions, e: EncodeOptions) => {
+      const a = buildShareArgs(c, e);
+      return a.includes('-vf') ? a[a.indexOf('-vf') + 1] : undefined;
+    };
+    const MJPEG_FIT =
+      "scale=w='if(gt(iw,2040)+gt(ih,2040),floor(min(2040,iw*2040/ih)/8)*8,iw)':h='if(gt(iw,2040)+gt(ih,2040),floor(min(2040,ih*2040/iw)/8)*8,ih)'," +
+      'pad=ceil(iw/8)*8:ceil(ih/8)*8';
+    assert.equal(vf(linux({ probedSize: { width: 1920, height: 1080 } }), h264), undefined);
+    assert.equal(vf(linux(), h264), 'pad=ceil(iw/2)*2:ceil(ih/2)*2');
+    assert.equal(vf(linux({ region: { width: 641, height: 361, x: 0, y: 0 } }), h264), 'pad=ceil(iw/2)*2:ceil(ih/2)*2');
+    assert.equal(vf(linux({ probedSize: { width: 1366, height: 768 } }), mjpeg), MJPEG_FIT);
+    assert.equal(vf(linux({ probedSize: { width: 1366, height: 768 } }), { ...mjpeg, size: { width: 1280, height: 720 } }), 'scale=1280:720');
+    assert.equal(vf({ source: 'clip.mp4', fps: 30, env: {} }, mjpeg), MJPEG_FIT);
+  });
+
+  test('an explicit --size the codec cannot carry is refused with one that would do', () => {
+    for (const [size, want] of [[{ width: 2560, height: 1440 }, '--size 2040x1144'], [{ width: 1366, height: 768 }, '--size 1368x768']] as const) {
+      assert.throws(
+        () => buildShareArgs(linux(), { ...mjpeg, size }),
+        (e: Error) => e instanceof UsageError && /at most 2040x2040 in multiples of 8 \(RFC 2435\)/.test(e.message) && e.message.includes(`pass ${want}`),
+      );
+    }
+  });
+
+  test('the notice names the rule, both sizes and what to pass instead', () => {
+    assert.equal(
+      sizeNotice(linux({ probedSize: { width: 1366, height: 768 } }), mjpeg),
+      'JPEG over RTP (RFC 2435) carries multiples of 8 up to 2040x2040: padding 1366x768 to 1368x768 (--size WxH picks another size)',
+    );
+    assert.equal(
+      sizeNotice(linux({ region: { width: 641, height: 361, x: 0, y: 0 } }), h264),
+      'H.264 needs an even width and height: padding 641x361 to 642x362 (--size WxH picks another size)',
+    );
+    assert.equal(sizeNotice(linux({ probedSize: { width: 1366, height: 768 } }), h264), undefined);
+    assert.equal(sizeNotice(linux(), mjpeg), undefined); // not known: nothing to say
   });
 });
 
 describe('whole argv', () => {
   test('linux screen, libx264: capture, first video stream only, rate, encoder, FLV on stdout', () => {
-    assert.deepEqual(buildShareArgs(linux(), h264), [
+    assert.deepEqual(buildShareArgs(linux({ probedSize: { width: 1920, height: 1080 } }), h264), [
       ...GLOBAL,
       ...LOW_LATENCY_IN, '-f', 'x11grab', '-draw_mouse', '1', '-framerate', '30', '-i', ':0',
       ...MAP, '-r', '30',
@@ -185,6 +282,12 @@ describe('whole argv', () => {
     assert.deepEqual(a.slice(a.indexOf('-b:v'), a.indexOf('-b:v') + 6), ['-b:v', '4000k', '-maxrate', '4000k', '-bufsize', '2000k']);
   });
 
+  test('mjpeg without a quality keeps to the bitrate: rate control instead of -q:v', () => {
+    const a = buildShareArgs(linux(), { ...mjpeg, quality: undefined, bitrateKbps: 1000 });
+    assert.ok(!a.includes('-q:v'));
+    assert.deepEqual(a.slice(a.indexOf('-b:v'), a.indexOf('-b:v') + 6), ['-b:v', '1000k', '-maxrate', '1000k', '-bufsize', '500k']);
+  });
+
   test('real FFmpeg accepts the test-source argv for both codecs', { skip: skipUnless('ffmpeg') }, () => {
     for (const enc of [h264, mjpeg]) {
       const args = buildShareArgs({ source: 'test', fps: 30, env: {} }, { ...enc, size: { width: 160, height: 96 } });
@@ -194,6 +297,29 @@ describe('whole argv', () => {
       assert.ok(r.stdout.length > 100, `${enc.codec}: ${r.stdout.length} bytes on stdout`);
     }
   });
+});
+
+test('real FFmpeg fits odd and oversized pictures: H.264 to even sizes, MJPEG to RFC 2435\'s', { skip: skipUnless('ffmpeg', 'ffprobe') }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'udpcast-fit-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const cases: [EncodeOptions, string, [number, number]][] = [
+    [h264, '641x361', [642, 362]],
+    [mjpeg, '641x361', [648, 368]],
+    [mjpeg, '2560x1440', [2040, 1144]],
+    [mjpeg, '1366x768', [1368, 768]],
+  ];
+  for (const [enc, input, want] of cases) {
+    // The size is not known beforehand (a lavfi graph, as from --source-format): the filter reads the
+    // frames'. testsrc, not testsrc2: testsrc2 makes 4:2:0 and rounds an odd size down to even.
+    const args = buildShareArgs({ source: `testsrc=size=${input}:rate=30`, format: 'lavfi', fps: 30, env: {} }, enc);
+    const out = join(dir, `${enc.codec}-${input}.${enc.codec === 'h264' ? 'flv' : 'mjpeg'}`);
+    args.splice(args.lastIndexOf('-f'), 0, '-frames:v', '2');
+    args[args.length - 1] = out;
+    const r = spawnSync(which('ffmpeg')!, args, { timeout: 20_000 });
+    assert.equal(r.status, 0, String(r.stderr));
+    const p = spawnSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=width,height', '-of', 'csv=p=0', out], { encoding: 'utf8' });
+    assert.equal(p.stdout.trim(), want.join(','), `${enc.codec} ${input}`);
+  }
 });
 
 describe('parseRegion', () => {

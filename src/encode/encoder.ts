@@ -12,11 +12,12 @@
  */
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
-import type { CaptureOptions } from '../capture/source.ts';
+import { isFileSource, type CaptureOptions } from '../capture/source.ts';
 import { PacketError } from '../transport/errors.ts';
 import { OwnedProcess, type SpawnFn } from '../util/child.ts';
 import { buildShareArgs, type EncodeOptions } from './ffmpeg-args.ts';
 import { FlvReader } from './flv.ts';
+import { MJPEG_RATE_OVERSHOOT, MJPEG_RATE_WINDOW_S } from '../defaults.ts';
 import { MjpegSplitter } from './mjpeg-stream.ts';
 
 export interface CapturedFrame {
@@ -73,8 +74,57 @@ export const HEALTHY_RUN_MS = 10_000;
 /** Stderr lines kept to explain a fatal failure. */
 const STDERR_TAIL_LINES = 5;
 
+/**
+ * FFmpeg warnings known to be harmless here, not shown (nor kept to explain a failure):
+ *  - the screen grabbers probe with -probesize 32, too little to estimate a frame rate; -framerate
+ *    sets it.
+ *  - swscale calls yuvj420p "deprecated", but it is the full-range 4:2:0 that RFC 2435 type 1
+ *    needs, and the mjpeg encoder takes no other full-range format.
+ *  - the mjpeg encoder's rate control warns at a single picture over its buffer; whether the
+ *    stream keeps to --bitrate is measured instead (MjpegRateCheck) and said in udpcast's words.
+ */
+const HARMLESS_FFMPEG_LINES = [
+  /\[(x11grab|gdigrab|avfoundation|lavfi) @ [^\]]*\] (Stream #\d+: )?not enough frames to estimate rate; consider increasing probesize/,
+  /\[swscaler @ [^\]]*\] deprecated pixel format used, make sure you did set range correctly/,
+  /\[mjpeg @ [^\]]*\] rc buffer underflow/,
+];
+
+export function isHarmlessFfmpegLine(line: string): boolean {
+  return HARMLESS_FFMPEG_LINES.some((re) => re.test(line));
+}
+
+/** FFmpeg's collapse of repeated lines ("    Last message repeated 85 times"): it belongs to the line before. */
+const REPEATED_LINE = /^\s*Last message repeated \d+ times?$/;
+
 /** Keyframe requests closer together than this share one FFmpeg restart. */
 export const KEYFRAME_RESTART_MIN_MS = 500;
+
+/**
+ * Whether MJPEG keeps to --bitrate: FFmpeg's rate control cannot go below its lowest quality
+ * (qscale 31), so a rate too low for the size and frame rate is exceeded. Measured over windows
+ * of MJPEG_RATE_WINDOW_S of pictures at the nominal rate; said once.
+ */
+export class MjpegRateCheck {
+  private bytes = 0;
+  private frames = 0;
+  private said = false;
+  constructor(
+    private readonly kbps: number,
+    private readonly fps: number,
+  ) {}
+  /** Counts one JPEG; returns the window's kbit/s the first time a window exceeds the rate by MJPEG_RATE_OVERSHOOT. */
+  push(jpegBytes: number): number | undefined {
+    if (this.said) return undefined;
+    this.bytes += jpegBytes;
+    if (++this.frames < Math.ceil(MJPEG_RATE_WINDOW_S * this.fps)) return undefined;
+    const kbps = (this.bytes * 8 * this.fps) / this.frames / 1000;
+    this.bytes = 0;
+    this.frames = 0;
+    if (kbps <= this.kbps * MJPEG_RATE_OVERSHOOT) return undefined;
+    this.said = true;
+    return kbps;
+  }
+}
 
 export function restartDelayMs(attempt: number): number {
   return Math.min(RESTART_MAX_MS, RESTART_INITIAL_MS * 2 ** Math.max(0, attempt - 1));
@@ -94,6 +144,8 @@ export class Encoder extends EventEmitter<EncoderEvents> {
   private attempt = 0;
   private everProducedFrame = false;
   private stderrTail: string[] = [];
+  /** MJPEG with --bitrate: whether the encoder keeps to it (null: a fixed quality, or H.264). */
+  private readonly rateCheck: MjpegRateCheck | null;
   private _framesEncoded = 0;
   private _restarts = 0;
   /** A second FFmpeg started to answer a keyframe request; it replaces `proc` at its first frame. */
@@ -102,6 +154,8 @@ export class Encoder extends EventEmitter<EncoderEvents> {
   private readonly retired = new WeakSet<OwnedProcess>();
   private lastKeyframeRestart = -Infinity;
   private _keyframeRestarts = 0;
+  /** The source is a file: each FFmpeg run plays it from its start. */
+  private readonly replays: boolean;
 
   constructor(opts: EncoderOptions) {
     super();
@@ -112,6 +166,9 @@ export class Encoder extends EventEmitter<EncoderEvents> {
     this.args = args;
     this.log = opts.log ?? (() => {});
     this.now = opts.now ?? Date.now;
+    this.replays = isFileSource(opts.capture);
+    const e = opts.encode;
+    this.rateCheck = e.codec === 'mjpeg' && e.quality === undefined ? new MjpegRateCheck(e.bitrateKbps, e.fps) : null;
   }
 
   /** The FFmpeg argv (without the binary), for logs and tests. */
@@ -135,10 +192,11 @@ export class Encoder extends EventEmitter<EncoderEvents> {
    * (with SPS/PPS), and at that frame it takes over and the old run is ended. The stream never
    * pauses; the IDR leaves about one FFmpeg start-up after the request (~0.2 s, measured by
    * `npm run bench`). Requests within KEYFRAME_RESTART_MIN_MS of the last are coalesced into it.
-   * Returns whether a new run was started. MJPEG needs none: every JPEG stands alone.
+   * Returns whether a new run was started. MJPEG needs none: every JPEG stands alone. Nor does a
+   * file: a new run would play it from its start again; the next keyframe comes with the GOP.
    */
   requestKeyframe(): boolean {
-    if (this.stopped || !this.started || this.opts.encode.codec !== 'h264') return false;
+    if (this.stopped || !this.started || this.opts.encode.codec !== 'h264' || this.replays) return false;
     if (this.successor || !this.proc) return false;
     const now = this.now();
     if (now - this.lastKeyframeRestart < KEYFRAME_RESTART_MIN_MS) return false;
@@ -221,6 +279,13 @@ export class Encoder extends EventEmitter<EncoderEvents> {
         for (const jpeg of splitter.push(chunk)) {
           if (this.stopped) return;
           const ptsMs = Math.round(index++ * frameMs);
+          const over = this.rateCheck?.push(jpeg.length);
+          if (over !== undefined) {
+            this.log(
+              `--bitrate ${this.opts.encode.bitrateKbps}k is less than MJPEG needs at this size and frame rate even at its lowest quality ` +
+                `(${Math.round(over)} kbit/s): lower --size or --fps, or use --codec h264`,
+            );
+          }
           emitFrame({ codec, jpeg, keyframe: true, ptsMs, firstByteMs: starts.shift()! });
         }
       };
@@ -230,7 +295,11 @@ export class Encoder extends EventEmitter<EncoderEvents> {
       this.log(`ffmpeg started (pid ${pid})`);
       this.emit('started', pid);
     });
+    let lastHidden = false;
     proc.on('stderr-line', (line) => {
+      if (REPEATED_LINE.test(line) && lastHidden) return;
+      lastHidden = isHarmlessFfmpegLine(line);
+      if (lastHidden) return;
       this.stderrTail.push(line);
       if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
       this.log(`ffmpeg: ${line}`);

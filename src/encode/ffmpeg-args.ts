@@ -12,7 +12,8 @@
  * bare concatenation of JPEGs.
  */
 import { UsageError } from '../util/errors.ts';
-import { captureFilters, captureInputArgs, type CaptureOptions } from '../capture/source.ts';
+import { captureFilters, captureInputArgs, knownCaptureSize, type CaptureOptions } from '../capture/source.ts';
+import { JPEG_DIMENSION_UNIT, JPEG_MAX_DIMENSION } from './jpeg.ts';
 
 export interface EncodeOptions {
   codec: 'h264' | 'mjpeg';
@@ -22,9 +23,88 @@ export interface EncodeOptions {
   fps: number;
   /** Keyframe interval in frames. */
   gop: number;
-  /** MJPEG quality, FFmpeg -q:v: 2 (best) to 31 (worst). */
-  quality: number;
+  /**
+   * MJPEG quality, FFmpeg -q:v: 2 (best) to 31 (worst). Absent for MJPEG: the encoder picks the
+   * quality of each picture so the stream keeps to bitrateKbps.
+   */
+  quality?: number;
   size?: { width: number; height: number };
+}
+
+/**
+ * Picture sizes each codec's encoder and payload format can carry: multiples of `unit`, at most
+ * `max` each way. 4:2:0 halves the chroma planes, so libx264 (and the GPU encoders) refuse an odd
+ * size; RFC 2435 §3.1.5-3.1.6 sends width and height as one byte each in units of 8 pixels.
+ */
+export const SIZE_RULES = {
+  h264: { unit: 2, max: Infinity, what: 'H.264 needs an even width and height' },
+  mjpeg: {
+    unit: JPEG_DIMENSION_UNIT,
+    max: JPEG_MAX_DIMENSION,
+    what: `JPEG over RTP (RFC 2435) carries multiples of ${JPEG_DIMENSION_UNIT} up to ${JPEG_MAX_DIMENSION}x${JPEG_MAX_DIMENSION}`,
+  },
+} as const;
+
+export interface Conformed {
+  width: number;
+  height: number;
+  /** pad: black columns/rows added right and bottom (under one unit); scale: shrunk to fit max. */
+  how: 'pad' | 'scale';
+}
+
+/** The size a picture of `size` is sent at, or undefined when it fits as it is. */
+export function conformSize(codec: EncodeOptions['codec'], size: { width: number; height: number }): Conformed | undefined {
+  const { unit, max } = SIZE_RULES[codec];
+  const { width: w, height: h } = size;
+  if (w % unit === 0 && h % unit === 0 && w <= max && h <= max) return undefined;
+  if (w <= max && h <= max) return { width: Math.ceil(w / unit) * unit, height: Math.ceil(h / unit) * unit, how: 'pad' };
+  // The longer side becomes max exactly (min picks the constant), so no rounding can cost a unit.
+  const fit = (a: number, b: number) => Math.floor(Math.min(max, (a * max) / b) / unit) * unit;
+  return { width: fit(w, h), height: fit(h, w), how: 'scale' };
+}
+
+/**
+ * The -vf stage doing what conformSize says, from each frame's own size (iw, ih) rather than from
+ * a size found out beforehand, so it is right whatever the input turns out to deliver. The scale is
+ * a pass-through when the size fits (libavfilter skips a same-size scale).
+ */
+function conformFilter(codec: EncodeOptions['codec']): string[] {
+  const { unit, max } = SIZE_RULES[codec];
+  const pad = `pad=ceil(iw/${unit})*${unit}:ceil(ih/${unit})*${unit}`;
+  if (!Number.isFinite(max)) return [pad];
+  const over = `gt(iw,${max})+gt(ih,${max})`;
+  const fit = (a: string, b: string) => `if(${over},floor(min(${max},${a}*${max}/${b})/${unit})*${unit},${a})`;
+  return [`scale=w='${fit('iw', 'ih')}':h='${fit('ih', 'iw')}'`, pad];
+}
+
+/**
+ * --size is what the person asked to send, so one the codec cannot carry is refused with the size
+ * that would do, rather than changed; other sizes (a screen, a region, a file) are fitted.
+ */
+function checkRequestedSize(encode: EncodeOptions): void {
+  const c = encode.size && conformSize(encode.codec, encode.size);
+  if (!encode.size || !c) return;
+  const { unit, max } = SIZE_RULES[encode.codec];
+  const limit = Number.isFinite(max) ? `at most ${max}x${max} in multiples of ${unit}` : `multiples of ${unit}`;
+  throw new UsageError(
+    `--codec ${encode.codec} carries ${limit}${encode.codec === 'mjpeg' ? ' (RFC 2435)' : ''}, got --size ${encode.size.width}x${encode.size.height}: ` +
+      `pass --size ${c.width}x${c.height}${encode.codec === 'mjpeg' ? ', or use --codec h264' : ''}`,
+  );
+}
+
+/** The size of the picture handed to the encoder when known: --size, else what the capture delivers. */
+export function encodedInputSize(capture: CaptureOptions, encode: EncodeOptions): { width: number; height: number } | undefined {
+  return encode.size ?? knownCaptureSize(capture);
+}
+
+/** The one log line saying a picture is padded or scaled to fit the codec; undefined when it fits (or --size decides). */
+export function sizeNotice(capture: CaptureOptions, encode: EncodeOptions): string | undefined {
+  if (encode.size) return undefined; // fits, or refused by checkRequestedSize
+  const size = knownCaptureSize(capture);
+  const c = size && conformSize(encode.codec, size);
+  if (!size || !c) return undefined;
+  const done = c.how === 'pad' ? 'padding' : 'scaling';
+  return `${SIZE_RULES[encode.codec].what}: ${done} ${size.width}x${size.height} to ${c.width}x${c.height} (--size WxH picks another size)`;
 }
 
 /** Quiet, non-interactive FFmpeg: warnings go to stderr (logged by line), stdin stays ours. */
@@ -99,11 +179,16 @@ function h264EncoderArgs(enc: H264Encoder, e: EncodeOptions): string[] {
   }
 }
 
-/** The -vf chain: cropping the grabber could not do, scaling to --size, VA-API upload. */
+/**
+ * The -vf chain: cropping the grabber could not do, scaling to --size, fitting the codec's size
+ * rules (unless the size is known to fit), VA-API upload.
+ */
 function videoFilter(capture: CaptureOptions, encode: EncodeOptions, enc: H264Encoder | null): string[] {
   const chain = [...captureFilters(capture)];
   // The test pattern is already generated at --size; anything else is scaled to it.
   if (encode.size && capture.source !== 'test') chain.push(`scale=${encode.size.width}:${encode.size.height}`);
+  const size = encodedInputSize(capture, encode);
+  if (!size || conformSize(encode.codec, size)) chain.push(...conformFilter(encode.codec));
   if (enc === 'h264_vaapi') chain.push('format=nv12', 'hwupload');
   return chain.length ? ['-vf', chain.join(',')] : [];
 }
@@ -111,6 +196,7 @@ function videoFilter(capture: CaptureOptions, encode: EncodeOptions, enc: H264En
 /** The whole FFmpeg argv for a share, without the binary. */
 export function buildShareArgs(capture: CaptureOptions, encode: EncodeOptions): string[] {
   if (!(encode.fps > 0)) throw new UsageError(`--fps must be greater than 0, got ${encode.fps}`);
+  checkRequestedSize(encode);
   const enc = encode.codec === 'h264' ? resolveH264Encoder(encode.encoder) : null;
   if (encode.codec === 'mjpeg' && encode.encoder && encode.encoder !== 'mjpeg') {
     throw new UsageError(`--encoder applies to --codec h264 only; MJPEG always uses FFmpeg's mjpeg encoder`);
@@ -137,8 +223,11 @@ export function buildShareArgs(capture: CaptureOptions, encode: EncodeOptions): 
     // -huffman 0: the standard Huffman tables (JPEG Annex K.3), the only ones RFC 2435 can signal.
     // yuvj420p: full-range 4:2:0, RFC 2435 type 1. -threads 1: FFmpeg's MJPEG encoder otherwise
     // uses frame threads, which hold back one picture per thread before the first comes out.
+    // A fixed quality (-q:v), or FFmpeg's rate control choosing each picture's quality to keep
+    // to --bitrate.
+    const quality = encode.quality !== undefined ? ['-q:v', String(encode.quality)] : rateArgs(encode.bitrateKbps);
     args.push(
-      '-c:v', 'mjpeg', '-huffman', '0', '-q:v', String(encode.quality), '-pix_fmt', 'yuvj420p', '-threads', '1',
+      '-c:v', 'mjpeg', '-huffman', '0', ...quality, '-pix_fmt', 'yuvj420p', '-threads', '1',
       '-f', 'mjpeg', '-flush_packets', '1', 'pipe:1',
     );
   }
