@@ -52,6 +52,29 @@ describe('jitter buffer', () => {
     assert.equal(jb.counters.late, 1);
   });
 
+  test('every packet lost on the wire ends in one count: RTX, FEC, reordered, given up, or pending', () => {
+    const jb = new JitterBuffer({ latencyMs: 100, retryMs: 20 });
+    jb.answerMs = 10;
+    jb.push(pkt(1), 0);
+    jb.push(pkt(6), 1); // 2-5 missing, NACKed now
+    jb.push(pkt(2), 3); // 2 ms after the NACK: the original, late (reordered)
+    jb.push(pkt(3), 25); // a re-sent copy
+    jb.push(pkt(4), 26, true); // rebuilt by FEC
+    jb.push(pkt(8), 27); // 7 missing
+    jb.push(pkt(9), 28, true); // rebuilt before anything after it came: lost too, and repaired
+    jb.poll(101); // 5 given up
+    const c = jb.counters;
+    assert.deepEqual(
+      [c.missed, c.reordered, c.recoveredAfterNack, c.recoveredByFec, c.givenUp, jb.pending],
+      [6, 1, 1, 2, 1, 1],
+    );
+    assert.equal(c.missed, c.reordered + c.recoveredAfterNack + c.recoveredByFec + c.givenUp + jb.pending);
+    assert.equal(c.firstTime + c.missed, 9, 'expected: sequence numbers 1-9');
+    jb.reset();
+    assert.equal(c.givenUp, 2, 'a reset gives up what was still pending');
+    assert.equal(jb.pending, 0);
+  });
+
   test('wraparound 65535 → 0 inside a gap', () => {
     const jb = new JitterBuffer({ latencyMs: 100, retryMs: 20 });
     jb.push(pkt(65534), 0);
@@ -68,6 +91,17 @@ describe('jitter buffer', () => {
     const o = jb.push(pkt(5000), 1);
     assert.deepEqual(seqs(o), [3, 5000]);
     assert.deepEqual(o.nack, []);
+    assert.deepEqual([jb.counters.missed, jb.counters.givenUp], [1, 1], 'past MAX_DROPOUT: a new position, not a loss');
+  });
+
+  test('a jump of 1000 to MAX_DROPOUT (an outage) is lost on the wire and given up at once', () => {
+    const jb = new JitterBuffer({ latencyMs: 100, retryMs: 20 });
+    jb.push(pkt(1), 0);
+    jb.push(pkt(3), 0); // 2 missing
+    const o = jb.push(pkt(2003), 1); // 4-2002 never came
+    assert.deepEqual(seqs(o), [3, 2003]);
+    assert.deepEqual(o.nack, []);
+    assert.deepEqual([jb.counters.missed, jb.counters.givenUp, jb.pending], [2000, 2000, 0]);
   });
 
   test('any arrival order with no loss releases every packet exactly once, in order', () => {

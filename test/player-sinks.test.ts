@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { outputFormat, type SinkFrame } from '../src/player/sinks.ts';
-import { FfplaySink } from '../src/player/ffplay.ts';
+import { FFPLAY_SIGNAL_EXIT, FfplaySink, type PlayerExit } from '../src/player/ffplay.ts';
 import { PlayerWatchdog, parseStatusLine } from '../src/player/watchdog.ts';
 import { LiveClock, RecordingClock } from '../src/player/clock.ts';
 import {
@@ -22,6 +22,7 @@ import { displayMissing } from '../src/player/display.ts';
 import { checkOutput } from '../src/cli/options.ts';
 import { UsageError } from '../src/util/errors.ts';
 import type { SpawnFn } from '../src/util/child.ts';
+import { waitFor } from './helpers/cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'udpcast-sinks-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -325,6 +326,37 @@ describe('FfplaySink (fake players, fake clock)', () => {
     assert.equal(h.sink.restarts, 1);
     assert.equal(h.keyframeAsks(), 1);
     await h.sink.close();
+  });
+
+  test('a player that ends by itself is described in words (issue 12: not "exited with code 123")', async () => {
+    const cases: Array<[stderr: string, code: number | null, signal: NodeJS.Signals | null, expected: PlayerExit]> = [
+      ['', 0, null, { line: 'the player window was closed', closed: true }],
+      ['X connection to :9 broken (explicit kill or server shutdown).', 1, null,
+        { line: 'the player window was closed by force (its connection to the display was cut)', closed: true }],
+      ['XIO:  fatal IO error 11 (Resource temporarily unavailable) on X server ":9"', 1, null,
+        { line: 'the player window was closed by force (its connection to the display was cut)', closed: true }],
+      ['X Error of failed request:  BadDrawable (invalid Pixmap or Window parameter)\n  Major opcode of failed request:  14 (X_GetGeometry)\n' +
+        '  Resource id in failed request:  0x200008\n  Serial number of failed request:  409\n  Current serial number in output stream:  409', 1, null,
+        { line: 'the player window was closed by force (the window was destroyed)', closed: true }],
+      ['', null, 'SIGKILL', { line: 'the player (ffplay) was killed (SIGKILL)', closed: false }],
+      ['', FFPLAY_SIGNAL_EXIT, null, { line: 'the player (ffplay) was killed (SIGTERM or SIGINT)', closed: false }],
+      ['', 1, null, { line: 'the player (ffplay) failed: it exited with code 1', closed: false }],
+    ];
+    for (const [stderr, code, signal, expected] of cases) {
+      const h = harness();
+      await tick();
+      const p = h.players[0];
+      if (stderr) p.stderr.write(stderr + '\n');
+      await tick();
+      p.emit('exit', code, signal);
+      p.stderr.end();
+      await tick();
+      p.emit('close', code, signal);
+      await waitFor(() => h.exits.length > 0, 2000, 'the exit report');
+      assert.deepEqual(h.exits, [expected]);
+      assert.deepEqual(h.logs.filter((l) => l.startsWith('ffplay:')), [], 'the X error itself is not echoed: the description says it');
+      await h.sink.close();
+    }
   });
 
   test('close() while a restarted player is still dying waits for both', async () => {

@@ -59,6 +59,17 @@ const alive = (pid: number): boolean => {
   }
 };
 
+/** `xdotool ARGS` on the viewer's display. */
+const xdotool = (...args: string[]) => spawnSync('xdotool', args, { env: { ...process.env, DISPLAY: display }, encoding: 'utf8', timeout: 5000 });
+
+/** The visible window of ffplay `pid`. */
+function windowOf(pid: number): string {
+  const r = xdotool('search', '--onlyvisible', '--pid', String(pid));
+  const win = r.stdout.trim().split('\n')[0];
+  assert.ok(win, `ffplay's window (${r.stderr})`);
+  return win;
+}
+
 /** A sharer of the test pattern with its embedded relay, and a watch with a window on our display. */
 async function shareAndWatch(extraWatch: string[] = []): Promise<{ share: Running; watch: Running; ffplayPid: () => number }> {
   const port = await freePort();
@@ -137,12 +148,7 @@ describe('watch and its ffplay window', { skip }, () => {
     const { share, watch, ffplayPid } = await shareAndWatch();
     const first = ffplayPid();
     await sleep(1500);
-    const key = () => {
-      const r = spawnSync('xdotool', ['search', '--onlyvisible', '--pid', String(first)], { env: { ...process.env, DISPLAY: display }, encoding: 'utf8', timeout: 5000 });
-      const win = r.stdout.trim().split('\n')[0];
-      assert.ok(win, `ffplay's window (${r.stderr})`);
-      spawnSync('xdotool', ['key', '--window', win, 'p'], { env: { ...process.env, DISPLAY: display }, timeout: 5000 });
-    };
+    const key = () => xdotool('key', '--window', windowOf(first), 'p');
     key();
     await waitFor(() => /player fell behind/.test(watch.stderrText()), 2000, 'the pause to be noticed');
     await sleep(3000);
@@ -155,6 +161,42 @@ describe('watch and its ffplay window', { skip }, () => {
     share.child.kill('SIGTERM');
     await exited(share, 5000);
   });
+
+  // Issue 12 (item 8): "ffplay exited with code 123 after the window was killed". Each way a
+  // player ends without watch asking is said in words; a person closing the window ends watch with 0.
+  const endings: Array<{ how: string; end: (pid: number) => void; line: RegExp; code: number }> = [
+    { how: 'q in the window (as its close button does)', end: (pid) => xdotool('key', '--window', windowOf(pid), 'q'), line: /^the player window was closed$/m, code: 0 },
+    {
+      how: 'its X connection cut (xkill, a window manager closing it by force)',
+      end: (pid) => xdotool('windowkill', windowOf(pid)),
+      line: /^the player window was closed by force \(its connection to the display was cut\)$/m,
+      code: 0,
+    },
+    {
+      how: 'its window destroyed (xdotool windowclose)',
+      end: (pid) => xdotool('windowclose', windowOf(pid)),
+      line: /^the player window was closed by force \(the window was destroyed\)$/m,
+      code: 0,
+    },
+    { how: 'SIGKILL', end: (pid) => process.kill(pid, 'SIGKILL'), line: /^the player \(ffplay\) was killed \(SIGKILL\)$/m, code: 1 },
+    { how: 'SIGTERM (kill, a force quit)', end: (pid) => process.kill(pid, 'SIGTERM'), line: /^the player \(ffplay\) was killed \(SIGTERM or SIGINT\)$/m, code: 1 },
+  ];
+  for (const e of endings) {
+    test(`the player ended by ${e.how}: watch says so in words and exits ${e.code}`, { skip: skipUnless('xdotool') }, async () => {
+      const { share, watch, ffplayPid } = await shareAndWatch();
+      const pid = ffplayPid();
+      await sleep(1500); // the window is up and playing
+      e.end(pid);
+      const { code } = await exited(watch, 8000);
+      const err = watch.stderrText();
+      assert.match(err, e.line);
+      assert.doesNotMatch(err, /exited with code/);
+      assert.equal(code, e.code, err);
+      await waitFor(() => !alive(pid), 3000, `ffplay ${pid} to be gone`);
+      share.child.kill('SIGTERM');
+      await exited(share, 5000);
+    });
+  }
 
   test('joined 2 s into a 3 s GOP, the window is live at once: each flip of the shared screen shows within 700 ms', { skip: skipUnless('xsetroot') }, async () => {
     // The old player replayed the catch-up at frame pace and stayed as far behind as the join

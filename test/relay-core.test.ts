@@ -6,7 +6,7 @@ import { RelayCore, type Endpoint } from '../src/relay/core.ts';
 import { ControlType, controlApp, parseControl } from '../src/transport/control.ts';
 import { parseRtcp, serializeRtcp } from '../src/transport/rtcp.ts';
 import { serializeRtpToBuffer } from '../src/transport/rtp.ts';
-import { PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS, MAX_DATAGRAM, RTX_MAX_PER_SECOND, JOIN_BURST_BYTES, JOIN_PACE_BYTES_PER_MS } from '../src/defaults.ts';
+import { PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS, MAX_DATAGRAM, MAX_STREAMS, RTX_MAX_PER_SECOND, JOIN_BURST_BYTES, JOIN_PACE_BYTES_PER_MS } from '../src/defaults.ts';
 import { startsKeyframe } from '../src/relay/core.ts';
 
 const sharer: Endpoint = { address: '10.0.0.1', port: 4000 };
@@ -38,6 +38,30 @@ function setup() {
 }
 
 describe('relay core', () => {
+  test('names only viewers asked for are no streams: they take no publisher\'s place (issue 12)', () => {
+    const relay = new RelayCore(0);
+    for (let i = 0; i < MAX_STREAMS; i++) join(relay, { address: `10.1.0.${i}`, port: 5000 }, 0, `awaited-${i}`);
+    assert.equal(relay.streams.size, MAX_STREAMS);
+    const ack = relay.onDatagram(publish('talk'), sharer, 1);
+    assert.equal(ack.length, 1);
+    const msg = parseControl(parseRtcp(ack[0].data)[0] as never)!;
+    assert.equal(msg.kind, ControlType.Ack, 'the sharer is taken although viewers wait on as many names as the cap');
+    assert.equal(relay.counters.overLimit, 0);
+    // And the other way: a viewer of one more unpublished name is over the cap of awaited names.
+    const more = { address: '10.2.0.1', port: 5000 };
+    const r = join(relay, more, 2, 'one-too-many');
+    assert.deepEqual(r.out, []);
+    assert.equal(relay.counters.overLimit, 1);
+  });
+
+  test('one address publishing thousands of names: refused as taken, and no name is stored', () => {
+    const relay = new RelayCore(0);
+    relay.onDatagram(publish('mine'), sharer, 0);
+    for (let i = 0; i < 5000; i++) relay.onDatagram(publish(`s${i}`), sharer, 1);
+    assert.equal(relay.streams.size, 1, 'only the stream it publishes');
+    assert.equal(relay.counters.hijackAttempts, 5000);
+  });
+
   test('RTP from the publisher whose CSRCs or extension overrun the datagram: counted and dropped, never thrown (fuzz finds)', () => {
     const relay = setup();
     const ssrc = 0x1234;

@@ -169,7 +169,8 @@ describe('A.1 sequence validation', () => {
     assert.equal(s.onRtp(500, 0, 0), 'probation');
     assert.deepEqual(
       s.snapshot(),
-      { packetsReceived: 0, packetsExpected: 0, packetsLost: 0, fractionLost: 0, jitterMs: 0, jitter: 0, duplicates: 0, reordered: 0, extendedHighestSeq: 0 },
+      { packetsReceived: 0, packetsExpected: 0, packetsLost: 0, fractionLost: 0, jitterMs: 0, jitter: 0, duplicates: 0, reordered: 0, extendedHighestSeq: 0,
+        sessionReceived: 0, sessionLost: 0 },
     );
     assert.equal(s.onRtp(501, 3000, 33), 'accepted');
     assert.equal(s.snapshot().packetsReceived, 1);
@@ -224,6 +225,25 @@ describe('A.1 sequence validation', () => {
     assert.equal(snap.packetsReceived, 2);
     assert.equal(snap.packetsExpected, 2);
     assert.equal(snap.extendedHighestSeq, 9007);
+    // The session totals carry on across the restart: nothing a person reads jumps back.
+    assert.equal(snap.sessionReceived, 6 + 2);
+    assert.equal(snap.sessionLost, 0);
+  });
+
+  test('session totals keep the loss counted before a restart', () => {
+    const s = new ReceiverStats();
+    s.onRtp(99, 0, 0);
+    s.onRtp(100, 0, 0); // base 100
+    s.onRtp(110, 0, 0); // 101-109 lost: expected 11, received 2
+    assert.equal(s.snapshot().packetsLost, 9);
+    assert.equal(s.onRtp(20000, 0, 0), 'invalid');
+    assert.equal(s.onRtp(20001, 0, 0), 'restarted');
+    const snap = s.snapshot();
+    assert.equal(snap.packetsLost, 0, 'A.1 counts again from the restart');
+    assert.equal(snap.sessionLost, 9);
+    assert.equal(snap.sessionReceived, 3);
+    s.reset();
+    assert.equal(s.snapshot().sessionLost, 0, 'reset() is a new source');
   });
 
   test('a packet more than MAX_MISORDER behind is ignored, one within it counts', () => {

@@ -55,11 +55,14 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
       const now = Date.now();
       const core = server.core;
       const c = core.counters;
-      const streams = [...core.streams.values()];
+      const all = [...core.streams.values()];
+      // A name only viewers asked for is not a stream: its viewers are in perViewer, waiting.
+      const streams = all.filter((s) => s.publisher);
       return {
         role: 'relay',
         address: fmt(server.address),
         streams: streams.length,
+        awaitedStreams: all.filter((s) => !s.publisher && s.viewers.size > 0).length,
         viewers: core.viewers,
         bitrateInKbps: round(inRate.sample(c.bytesIn * 8, now) / 1000) ?? 0,
         bitrateOutKbps: round(outRate.sample(c.bytesOut * 8, now) / 1000) ?? 0,
@@ -72,7 +75,7 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
           if (!meter) streamRates.set(s.name, (meter = new RateMeter()));
           return {
             name: s.name,
-            publisher: s.publisher ? fmt(s.publisher.endpoint) : null,
+            publisher: fmt(s.publisher!.endpoint),
             bitrateInKbps: round(meter.sample(s.bytesIn * 8, now) / 1000) ?? 0,
             packetsIn: s.packetsIn,
             packetsOut: s.packetsOut,
@@ -80,7 +83,7 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
             dropped: s.dropped,
           };
         }),
-        perViewer: streams.flatMap((s) =>
+        perViewer: all.flatMap((s) =>
           [...s.viewers.values()].map((v) => ({
             stream: s.name,
             address: fmt(v.endpoint),
@@ -95,8 +98,8 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
       };
     },
     summary: (s) =>
-      `relay: ${s.streams} stream(s), ${s.viewers} viewer(s), in ${s.bitrateInKbps} kbit/s, out ${s.bitrateOutKbps} kbit/s, ` +
-      `dropped ${s.dropped}`,
+      `relay: ${s.streams} stream(s)${s.awaitedStreams ? ` (+${s.awaitedStreams} awaited, no sharer yet)` : ''}, ${s.viewers} viewer(s), ` +
+      `in ${s.bitrateInKbps} kbit/s, out ${s.bitrateOutKbps} kbit/s, dropped ${s.dropped}`,
   });
   const timer = o.duration ? setTimeout(() => stop(0), o.duration * 1000) : undefined;
   let stopping = false;

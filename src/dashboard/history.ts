@@ -35,7 +35,7 @@ export type SeriesName = 'bitrate' | 'loss' | 'jitter' | 'fps' | 'worstLoss' | '
 export class History {
   private readonly rings = new Map<SeriesName, Ring>();
   /** Cumulative counters from the previous sample, to turn them into per-second values. */
-  private prev?: { received: number; lost: number };
+  private prev?: { expected: number; lost: number };
 
   constructor(readonly capacity = HISTORY_SAMPLES) {}
 
@@ -43,16 +43,16 @@ export class History {
   record(s: Snapshot): void {
     switch (s.role) {
       case 'watch': {
-        const prev = this.prev ?? { received: 0, lost: 0 };
-        // Loss during this interval as a percentage of the packets expected in it (RFC 3550 A.3:
-        // expected = received + lost). Lost can shrink when a late packet arrives: never below 0.
-        const received = Math.max(0, s.packetsReceived - prev.received);
-        const lost = Math.max(0, s.packetsLost - prev.lost);
-        this.prev = { received: s.packetsReceived, lost: s.packetsLost };
+        const prev = this.prev ?? { expected: 0, lost: 0 };
+        // Loss on the wire during this interval, as a percentage of the packets expected in it.
+        // Both are session counters; a smaller value is a counter reset: never below 0.
+        const expected = Math.max(0, s.packetsExpected - prev.expected);
+        const lost = Math.max(0, s.lostOnWire - prev.lost);
+        this.prev = { expected: s.packetsExpected, lost: s.lostOnWire };
         this.push('bitrate', s.bitrateKbps);
         this.push('fps', s.fps);
-        this.push('loss', received + lost > 0 ? (100 * lost) / (received + lost) : null);
-        this.push('jitter', s.state === 'live' || received > 0 ? s.jitterMs : null);
+        this.push('loss', expected > 0 ? (100 * lost) / expected : null);
+        this.push('jitter', s.state === 'live' || expected > 0 ? s.jitterMs : null);
         return;
       }
       case 'share':

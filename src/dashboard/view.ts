@@ -209,7 +209,11 @@ function sparkRow(label: string, values: readonly (number | null)[], format: (v:
 /** Cumulative counters of each role: the fields `r` rebases. Everything else is a rate or a gauge. */
 export const WATCH_COUNTERS = [
   'packetsReceived',
-  'packetsLost',
+  'packetsExpected',
+  'lostOnWire',
+  'unrepaired',
+  'tooLate',
+  'rfc3550Lost',
   'framesComplete',
   'framesDropped',
   'framesSkipped',
@@ -240,6 +244,7 @@ export const SHARE_COUNTERS = [
   'keyframeRestarts',
   'encoderRestarts',
   'sendErrors',
+  'relayOutages',
 ] as const satisfies readonly (keyof ShareSnapshot)[];
 
 export const RELAY_COUNTERS = [
@@ -297,10 +302,9 @@ export function applyBaseline<T extends Snapshot>(s: T, b: Baseline | null | und
   const src = s as unknown as Record<string, number>;
   for (const k of countersOf(s)) out[k] = since(k, src[k]);
   if (s.role === 'watch') {
-    // Loss % over the same window as the counters: expected = received + lost (RFC 3550 A.3).
+    // Loss % over the same window as the counters.
     const w = out as unknown as WatchSnapshot;
-    const expected = w.packetsReceived + w.packetsLost;
-    w.lossPercent = expected > 0 ? Math.round((10_000 * w.packetsLost) / expected) / 100 : 0;
+    w.lostOnWirePercent = w.packetsExpected > 0 ? Math.round((10_000 * w.lostOnWire) / w.packetsExpected) / 100 : 0;
   }
   if (s.role === 'relay') {
     const r = out as unknown as RelaySnapshot;
@@ -368,17 +372,26 @@ export function oneLine(s: Snapshot): string {
   switch (s.role) {
     case 'watch':
       return (
-        `watch ${s.stream} [${s.state}] ${fmtFps(s.fps)} fps ${fmtKbps(s.bitrateKbps)}, lost ${fmtInt(s.packetsLost)} (${fmtPct(s.lossPercent)}), ` +
+        `watch ${s.stream} [${s.state}] ${fmtFps(s.fps)} fps ${fmtKbps(s.bitrateKbps)}, ${lossText(s)}, ` +
         `jitter ${fmtMs(s.jitterMs)}, latency ${fmtMs(s.latencyMs)}`
       );
     case 'share':
+      if (s.relayState === 'not answering') return `share ${s.stream}: relay ${s.relay} not answering for ${s.relaySilentS} s, retrying`;
       return (
         `share ${s.stream}: ${fmtFps(s.fps)} fps ${fmtKbps(s.bitrateKbps)}, ${fmtInt(s.framesEncoded)} frames encoded, ` +
         `${s.viewers} viewer(s), worst loss ${fmtPct(s.worstLossPercent)}, worst RTT ${fmtMs(s.worstRttMs)}`
       );
     case 'relay':
-      return `relay: ${s.streams} stream(s), ${s.viewers} viewer(s), in ${fmtKbps(s.bitrateInKbps)}, out ${fmtKbps(s.bitrateOutKbps)}, dropped ${fmtInt(s.dropped)}`;
+      return `relay: ${s.streams} stream(s)${s.awaitedStreams ? ` (+${s.awaitedStreams} awaited, no sharer yet)` : ''}, ${s.viewers} viewer(s), in ${fmtKbps(s.bitrateInKbps)}, out ${fmtKbps(s.bitrateOutKbps)}, dropped ${fmtInt(s.dropped)}`;
   }
+}
+
+/** "lost 223 (4.97%) on the wire: 220 repaired, 3 unrepaired". */
+function lossText(s: WatchSnapshot): string {
+  return (
+    `lost ${fmtInt(s.lostOnWire)} (${fmtPct(s.lostOnWirePercent)}) on the wire: ` +
+    `${fmtInt(s.recoveredByRtx + s.recoveredByFec)} repaired, ${fmtInt(s.unrepaired)} unrepaired`
+  );
 }
 
 /** Body, then companions and the log in whatever room is left, the keys always on the last line. */
@@ -420,18 +433,22 @@ function watchBody(s: WatchSnapshot, h: History, o: ViewOptions): string[] {
     ['Latency', fmtMs(s.latencyMs)],
     ['Player', s.player === null ? NONE : s.player === 'behind' ? 'BEHIND (held back)' : `live, ${fmtInt(s.playerRestarts)} restarts`],
     ['Packets', fmtInt(s.packetsReceived)],
-    ['Loss', `${fmtInt(s.packetsLost)} (${fmtPct(s.lossPercent)})`],
+    // Loss before repair, then what became of it (one column), and RFC 3550's figure: loss after
+    // repair, as other RTP tools count it.
+    ['Lost (wire)', `${fmtInt(s.lostOnWire)} (${fmtPct(s.lostOnWirePercent)})`],
+    ['By RTX', fmtInt(s.recoveredByRtx)],
+    ['By FEC', fmtInt(s.recoveredByFec)],
+    ['Unrepaired', s.repairPending ? `${fmtInt(s.unrepaired)} (+${fmtInt(s.repairPending)} pending)` : fmtInt(s.unrepaired)],
+    ['Lost (RFC)', fmtInt(s.rfc3550Lost)],
+    ['NACKs sent', fmtInt(s.nacksSent)],
+    ['Dup/reorder', `${fmtInt(s.duplicates)} / ${fmtInt(s.reordered)}`],
     ['Jitter', fmtMs(s.jitterMs)],
     ['RTT', fmtMs(s.rttMs)],
     ['Frames', fmtInt(s.framesComplete)],
     ['Dropped', fmtInt(s.framesDropped)],
     ['Skipped', fmtInt(s.framesSkipped)],
-    ['NACKs sent', fmtInt(s.nacksSent)],
-    ['By RTX', fmtInt(s.recoveredByRtx)],
-    ['By FEC', fmtInt(s.recoveredByFec)],
     ['Given up', fmtInt(s.framesGivenUp)],
     ['Key req.', fmtInt(s.keyframeRequests)],
-    ['Dup/reorder', `${fmtInt(s.duplicates)} / ${fmtInt(s.reordered)}`],
     ['Malformed', fmtInt(s.malformed)],
   ];
   const spark = { ascii: o.ascii };
@@ -452,7 +469,7 @@ function shareBody(s: ShareSnapshot, h: History, o: ViewOptions): string[] {
     ['Stream', s.stream],
     ['Codec', s.codec],
     ['Source', s.source],
-    ['Relay', s.relay],
+    ['Relay', s.relayState === 'not answering' ? `${s.relay}: NOT ANSWERING (${s.relaySilentS} s)` : s.relay],
     ['FPS', fmtFps(s.fps)],
     ['Bitrate', fmtKbps(s.bitrateKbps)],
     ['Encoded', fmtInt(s.framesEncoded)],
@@ -476,7 +493,11 @@ function shareBody(s: ShareSnapshot, h: History, o: ViewOptions): string[] {
       )
     : ['(no receiver reports yet)'];
   return [
-    ...title(`udpcast share  ${s.stream} (${s.codec}, ${s.source}) ${o.ascii ? '->' : '→'} ${s.relay}`, `${s.viewers} viewer${s.viewers === 1 ? '' : 's'}`, o),
+    ...title(
+      `udpcast share  ${s.stream} (${s.codec}, ${s.source}) ${o.ascii ? '->' : '→'} ${s.relay}`,
+      s.relayState === 'not answering' ? 'RELAY NOT ANSWERING' : `${s.viewers} viewer${s.viewers === 1 ? '' : 's'}`,
+      o,
+    ),
     ...pairs(fields, o.width, o.ascii),
     '',
     'Last 60 s',
@@ -493,7 +514,8 @@ function relayBody(s: RelaySnapshot, h: History, o: ViewOptions): string[] {
   const fields: Field[] = [
     ['Bitrate in', fmtKbps(s.bitrateInKbps)],
     ['Bitrate out', fmtKbps(s.bitrateOutKbps)],
-    ['Streams', fmtInt(s.streams)],
+    // Names viewers wait on that nobody publishes are not streams; they are shown apart.
+    ['Streams', s.awaitedStreams ? `${fmtInt(s.streams)} (+${fmtInt(s.awaitedStreams)} awaited)` : fmtInt(s.streams)],
     ['Viewers', fmtInt(s.viewers)],
     ['Datagrams in', fmtInt(s.datagramsIn)],
     ['Packets out', fmtInt(s.packetsOut)],
@@ -521,7 +543,7 @@ function relayBody(s: RelaySnapshot, h: History, o: ViewOptions): string[] {
         ],
         s.perStream.map((r) => [
           r.name,
-          r.publisher ?? NONE,
+          r.publisher,
           fmtKbps(r.bitrateInKbps),
           fmtInt(r.packetsIn),
           fmtInt(r.packetsOut),

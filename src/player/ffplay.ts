@@ -52,13 +52,50 @@ export function playerInputArgs(): string[] {
  */
 const HARMLESS_FFPLAY_LINES = /not enough frames to estimate rate|XDG_RUNTIME_DIR|deprecated pixel format used/;
 
+/**
+ * ffplay's own exit status for SIGINT and SIGTERM: its handler calls exit(123) (fftools/ffplay.c
+ * sigterm_handler), so a player stopped by `kill` or a window manager's "force quit" ends with
+ * 123, not with a signal.
+ */
+export const FFPLAY_SIGNAL_EXIT = 123;
+/**
+ * What Xlib prints (then ffplay exits 1) when its window is taken away by force: the X server cut
+ * the connection (`xkill`, `xdotool windowkill`, a window manager's forced close: "X connection
+ * to :0 broken (explicit kill or server shutdown)", or "XIO: fatal IO error"), or the window was
+ * destroyed under it (`xdotool windowclose`: "X Error of failed request: BadDrawable").
+ */
+const X_CONNECTION_CUT = /^XIO:|fatal IO error|^X connection to .* broken/;
+const X_WINDOW_DESTROYED = /^X Error of failed request:\s+Bad(Drawable|Window)/;
+/** The lines Xlib prints under "X Error of failed request": the request's details. */
+const X_ERROR_DETAIL = /^\s*(Major|Minor) opcode of failed request|^\s*Resource id in failed request|^\s*(Current )?[Ss]erial number (of failed request|in output stream)/;
+
+/** How the player ended, in a person's words, and whether that is a normal end for watch. */
+export interface PlayerExit {
+  line: string;
+  /** True when a person closed the window: watch ends with 0. */
+  closed: boolean;
+}
+
+/**
+ * Describes a player that ended by itself (not by watch): closed by a person (its window's close
+ * button, `q`, or its X connection cut), killed by a signal, or failed.
+ */
+export function describePlayerExit(code: number | null, signal: NodeJS.Signals | null, forced?: 'cut' | 'destroyed'): PlayerExit {
+  if (forced === 'cut') return { line: 'the player window was closed by force (its connection to the display was cut)', closed: true };
+  if (forced === 'destroyed') return { line: 'the player window was closed by force (the window was destroyed)', closed: true };
+  if (code === 0) return { line: 'the player window was closed', closed: true };
+  if (code === null) return { line: `the player (ffplay) was killed${signal ? ` (${signal})` : ''}`, closed: false };
+  if (code === FFPLAY_SIGNAL_EXIT) return { line: 'the player (ffplay) was killed (SIGTERM or SIGINT)', closed: false };
+  return { line: `the player (ffplay) failed: it exited with code ${code}`, closed: false };
+}
+
 export interface FfplaySinkOptions {
   ffplayPath: string;
   title: string;
   /** The viewer's current repair budget (ms): frames later than it are stale. */
   budgetMs: () => number;
-  /** The player ended by itself: 0 when its window was closed; `err` when it never started. */
-  onExit: (code: number | null, err?: Error) => void;
+  /** The player ended by itself (`how` says how, see describePlayerExit); `err` when it never started. */
+  onExit: (how: PlayerExit | null, err?: Error) => void;
   log: (line: string) => void;
   /** A new player has nothing to start from (no keyframe kept): ask the sharer for one. */
   onNeedKeyframe?: () => void;
@@ -175,6 +212,8 @@ export class FfplaySink implements FrameSink {
       spawn: this.opts.spawn,
     });
     const watchdog = new PlayerWatchdog(this.now());
+    /** Set when Xlib says the window was taken away (then ffplay exits 1): said in words at its exit. */
+    let forced: 'cut' | 'destroyed' | undefined;
     this.proc = proc;
     this.watchdog = watchdog;
     this.container = new MkvWriter();
@@ -184,13 +223,16 @@ export class FfplaySink implements FrameSink {
     proc.on('stderr-line', (line: string) => {
       const status = parseStatusLine(line);
       if (status) watchdog.status(status.clockSec, status.dropped, this.now());
+      else if (X_CONNECTION_CUT.test(line)) forced = 'cut';
+      else if (X_WINDOW_DESTROYED.test(line)) forced ??= 'destroyed';
+      else if (forced && X_ERROR_DETAIL.test(line)) return;
       else if (!HARMLESS_FFPLAY_LINES.test(line)) this.opts.log(`ffplay: ${line}`);
     });
     proc.on('failed-to-start', (err: Error) => {
       if (proc === this.proc && !this.closed) this.opts.onExit(null, err);
     });
-    proc.on('died', (code: number | null, _signal, expected: boolean) => {
-      if (proc === this.proc && !expected && !this.closed) this.opts.onExit(code);
+    proc.on('died', (code: number | null, signal: NodeJS.Signals | null, expected: boolean) => {
+      if (proc === this.proc && !expected && !this.closed) this.opts.onExit(describePlayerExit(code, signal, forced));
     });
     proc.stdin?.on('drain', () => watchdog.drained());
   }

@@ -6,8 +6,12 @@
  * gap is given up and released past, and the depacketizer sees it as a loss (which drops the
  * frame: clean frames only). While a gap is open, its sequence numbers are asked for again with
  * RTCP generic NACK (RFC 4585 §6.2.1), repeated every `retryMs` until the budget runs out.
+ *
+ * Every sequence number found missing (`missed`, lost on the wire) ends in exactly one of:
+ * recoveredAfterNack, recoveredByFec, reordered, givenUp, or is still `pending`; so
+ * missed = recoveredAfterNack + recoveredByFec + reordered + givenUp + pending at any moment.
  */
-import { JITTER_MAX_PACKETS } from '../defaults.ts';
+import { JITTER_MAX_PACKETS, MAX_DROPOUT } from '../defaults.ts';
 import type { RtpPacket } from '../transport/rtp.ts';
 import { seqAdd, seqDiff } from '../transport/seq.ts';
 
@@ -18,16 +22,28 @@ export interface JitterCounters {
   /** Packets that arrived for a sequence number already released or given up. */
   late: number;
   duplicates: number;
-  /** Missing packets that arrived after we had asked for them. */
+  /**
+   * Missing packets that arrived after we had asked for them, once a re-sent copy could have come
+   * back (`answerMs`). A late original that arrives after that counts here too: the relay re-sends
+   * the same packet, so nothing on the wire tells the two apart (the re-sent copy that follows a
+   * late original is then a duplicate).
+   */
   recoveredAfterNack: number;
-  /** Sequence numbers given up when the budget ran out. */
+  /** Missing packets rebuilt from FEC parity (pushed with `recovered`). */
+  recoveredByFec: number;
+  /** Missing packets that arrived late by themselves: sooner than any answer to our NACK could. */
+  reordered: number;
+  /** Sequence numbers given up: the budget ran out, the buffer overflowed, or the sender changed. */
   givenUp: number;
   /** Times one or more gaps were given up (about one frame each). */
   giveUps: number;
   nacked: number;
   /** Packets that arrived in sequence or filled a gap, and sequence numbers first found missing. */
   arrived: number;
+  /** Lost on the wire: found missing when a later one arrived, or rebuilt by FEC before that. */
   missed: number;
+  /** Packets that arrived the first time, in sequence or ahead of a gap: expected = this + missed. */
+  firstTime: number;
 }
 
 export interface JitterOutput {
@@ -38,6 +54,8 @@ export interface JitterOutput {
 
 interface Missing {
   since: number;
+  /** When the first NACK for it went out. */
+  firstNack: number;
   lastNack: number;
   tries: number;
 }
@@ -47,15 +65,24 @@ export class JitterBuffer {
   latencyMs: number;
   /** Interval between NACKs for the same packet. */
   retryMs: number;
+  /**
+   * The soonest a re-sent packet can come back after its NACK (about half the round trip): a gap
+   * filled sooner was filled by the original, arriving out of order. 0: unknown, every fill after
+   * a NACK counts as a repair.
+   */
+  answerMs = 0;
   readonly counters: JitterCounters = {
     late: 0,
     duplicates: 0,
     recoveredAfterNack: 0,
+    recoveredByFec: 0,
+    reordered: 0,
     givenUp: 0,
     giveUps: 0,
     nacked: 0,
     arrived: 0,
     missed: 0,
+    firstTime: 0,
   };
   private next?: number;
   private readonly held = new Map<number, RtpPacket>();
@@ -69,6 +96,11 @@ export class JitterBuffer {
   /** Packets waiting behind a gap. */
   get holding(): number {
     return this.held.size;
+  }
+
+  /** Sequence numbers missing now and still waiting for a repair. */
+  get pending(): number {
+    return this.missing.size;
   }
 
   /** Feeds one packet; `recovered` marks one rebuilt by FEC (not counted as a NACK recovery). */
@@ -86,21 +118,34 @@ export class JitterBuffer {
     }
     let flushed: RtpPacket[] = [];
     if (d > MAX_GAP) {
-      // The sender jumped (a restart): release what is held in order, give up the gaps, start here.
-      flushed = this.flush();
+      // The sender jumped: release what is held in order, give up the gaps, start here. A jump
+      // within MAX_DROPOUT is an outage (a relay restart), lost on the wire as RFC 3550 A.1 counts
+      // it too; a longer one is a new stream position, as A.1 takes it.
+      const skipped = d < MAX_DROPOUT ? d - this.held.size - this.missing.size : 0;
+      this.counters.missed += skipped;
+      flushed = this.flush(skipped);
       this.next = seq;
     }
     this.counters.arrived++;
     const m = this.missing.get(seq);
     if (m) {
       this.missing.delete(seq);
-      if (m.tries > 0 && !recovered) this.counters.recoveredAfterNack++;
+      if (recovered) this.counters.recoveredByFec++;
+      else if (m.tries > 0 && now - m.firstNack >= this.answerMs) this.counters.recoveredAfterNack++;
+      else this.counters.reordered++;
     } else {
       for (let s = this.next; s !== seq; s = seqAdd(s, 1)) {
         if (!this.held.has(s) && !this.missing.has(s)) {
-          this.missing.set(s, { since: now, lastNack: -Infinity, tries: 0 });
+          this.missing.set(s, { since: now, firstNack: -Infinity, lastNack: -Infinity, tries: 0 });
           this.counters.missed++;
         }
+      }
+      if (recovered) {
+        // Rebuilt before anything after it arrived: it too was lost on the wire, and repaired.
+        this.counters.missed++;
+        this.counters.recoveredByFec++;
+      } else {
+        this.counters.firstTime++;
       }
     }
     this.held.set(seq, pkt);
@@ -136,6 +181,7 @@ export class JitterBuffer {
     if (gaveUp) this.counters.giveUps++;
     for (const [seq, m] of this.missing) {
       if (now - m.since < this.latencyMs && now - m.lastNack >= this.retryMs) {
+        if (m.tries === 0) m.firstNack = now;
         m.lastNack = now;
         m.tries++;
         out.nack.push(seq);
@@ -145,19 +191,21 @@ export class JitterBuffer {
     return out;
   }
 
-  /** Forgets everything (a new sender). */
+  /** Forgets everything (a new sender); open gaps count as given up. The counters go on. */
   reset(): void {
+    this.counters.givenUp += this.missing.size;
+    if (this.missing.size) this.counters.giveUps++;
     this.next = undefined;
     this.held.clear();
     this.missing.clear();
   }
 
-  /** Everything held, in sequence order; open gaps are given up. */
-  private flush(): RtpPacket[] {
+  /** Everything held, in sequence order; open gaps, and `skipped` more, are given up. */
+  private flush(skipped: number): RtpPacket[] {
     const next = this.next!;
     const pkts = [...this.held.values()].sort((a, b) => seqDiff(next, a.sequenceNumber) - seqDiff(next, b.sequenceNumber));
-    this.counters.givenUp += this.missing.size;
-    if (this.missing.size) this.counters.giveUps++;
+    this.counters.givenUp += this.missing.size + skipped;
+    if (this.missing.size + skipped) this.counters.giveUps++;
     this.held.clear();
     this.missing.clear();
     return pkts;

@@ -32,7 +32,11 @@ import { NAL_SPS, nalType, splitAnnexB } from '../encode/annexb.ts';
 import { parseJpeg } from '../encode/jpeg.ts';
 import { spsSize } from '../encode/sps.ts';
 
-export type ConnectionState = 'connecting' | 'live' | 'reconnecting' | 'ended';
+/**
+ * connecting: no answer from the relay yet; waiting: the relay answered, nobody publishes the
+ * stream; live; reconnecting: a live stream went silent; ended: its sharer left (we wait for the next).
+ */
+export type ConnectionState = 'connecting' | 'waiting' | 'live' | 'reconnecting' | 'ended';
 
 export interface ViewerCounters {
   datagrams: number;
@@ -49,8 +53,18 @@ export interface ViewerCounters {
   publisherRestarts: number;
   /** Packets asked for again with RTCP NACK, and packets that came back that way or via FEC. */
   nacksSent: number;
+  /**
+   * Loss before repair (JitterBuffer's counters, over the whole session): sequence numbers that
+   * did not arrive in sequence. Each ends repaired (recoveredByRtx, recoveredByFec), reordered
+   * (arrived late by itself), unrepaired (given up), or is still pending repair.
+   */
+  lostOnWire: number;
   recoveredByRtx: number;
   recoveredByFec: number;
+  reordered: number;
+  unrepaired: number;
+  /** Packets that arrived after their gap had been given up (already counted as unrepaired). */
+  tooLate: number;
   /** Incomplete frames abandoned when their latency budget ran out. */
   framesGivenUp: number;
   /** Encrypted packets that failed authentication (wrong key, damage) or came before the salt. */
@@ -75,6 +89,13 @@ const PLI_MIN_INTERVAL_MS = 300;
 const UNDECRYPTABLE_LIMIT = 50;
 /** The latency budget aims to leave at most this fraction of packets unrepaired. */
 const RESIDUAL_LOSS = 1e-4;
+/**
+ * Below this round trip (ms) the millisecond clock and event-loop delays (a few ms on a busy
+ * machine, measured through `udpcast impair` on loopback) are as large as the round trip itself,
+ * so arrival time cannot tell a re-sent packet from a late original: every fill after a NACK
+ * then counts as a repair.
+ */
+const RTX_MIN_RTT_MS = 10;
 
 /**
  * NACK repeat interval: a little over one RTT, so a retransmission that is on its way is not asked
@@ -102,11 +123,17 @@ export class ViewerCore {
     keyframeRequests: 0,
     publisherRestarts: 0,
     nacksSent: 0,
+    lostOnWire: 0,
     recoveredByRtx: 0,
     recoveredByFec: 0,
+    reordered: 0,
+    unrepaired: 0,
+    tooLate: 0,
     framesGivenUp: 0,
     undecryptable: 0,
   };
+  /** RFC 3550 counts of the sharer sessions before the current one (each has its own ReceiverStats). */
+  private priorSessions = { received: 0, lost: 0, duplicates: 0 };
   /** Picture size, read from the first SPS (H.264) or JPEG header seen. */
   width?: number;
   height?: number;
@@ -116,6 +143,8 @@ export class ViewerCore {
   private firstSubscribeAt?: number;
   /** Viewer ↔ relay round trip, from each SUBSCRIBE to the ACK that answers it. */
   rttMs?: number;
+  /** The shortest round trip seen: the soonest a re-sent packet can come back after its NACK. */
+  private minRttMs = Infinity;
   private keepaliveSentAt?: number;
   /** The relay's address cookie, echoed in every SUBSCRIBE. */
   private cookie?: Buffer;
@@ -153,6 +182,29 @@ export class ViewerCore {
     this.fixedLatencyMs = opts.latencyMs;
     const latencyMs = opts.latencyMs ?? LATENCY_BUDGET_INITIAL_MS;
     this.jitter = new JitterBuffer({ latencyMs, retryMs: retryFor(undefined) });
+  }
+
+  /**
+   * RFC 3550 receive counts over the whole session: A.1 starts them again for each sharer session
+   * and restart, and a person's counters must not jump back (only `r` on the dashboard rebases).
+   */
+  get receiveTotals(): { packetsReceived: number; rfc3550Lost: number; duplicates: number } {
+    const s = this.stats.snapshot();
+    return {
+      packetsReceived: this.priorSessions.received + s.sessionReceived,
+      rfc3550Lost: this.priorSessions.lost + s.sessionLost,
+      duplicates: this.priorSessions.duplicates + s.duplicates,
+    };
+  }
+
+  /** Packets that should have arrived in sequence so far: those that did, and those lost on the wire. */
+  get packetsExpected(): number {
+    return this.jitter.counters.firstTime + this.jitter.counters.missed;
+  }
+
+  /** Sequence numbers missing now and still waiting for a repair (not yet repaired or given up). */
+  get repairPending(): number {
+    return this.jitter.pending;
   }
 
   /** The current latency budget: how long a gap may hold frames back before it is given up. */
@@ -272,8 +324,8 @@ export class ViewerCore {
           }
           if (this.keepaliveSentAt !== undefined) this.setRtt(now - this.keepaliveSentAt);
           this.keepaliveSentAt = undefined;
-          // An ACK without a publisher keeps 'ended' (the sharer left) rather than 'connecting'.
-          if (this.state !== 'live' && (msg.live || this.state !== 'ended')) this.state = msg.live ? 'live' : 'connecting';
+          // An ACK without a publisher keeps 'ended' (the sharer left) rather than 'waiting'.
+          if (this.state !== 'live' && (msg.live || this.state !== 'ended')) this.state = msg.live ? 'live' : 'waiting';
         } else if (msg.kind === ControlType.Ended) {
           this.state = 'ended';
           this.onLog?.(`stream ${this.stream} ended by its sharer`);
@@ -316,15 +368,13 @@ export class ViewerCore {
     if (pkt.ssrc !== this.publisherSsrc) return;
     const verdict = this.stats.onRtp(pkt.sequenceNumber, pkt.timestamp, now);
     if (verdict === 'duplicate') return;
-    this.counters.recoveredByFec++;
     this.drain(this.jitter.push(pkt, now, true), now, out);
   }
 
   /** Depacketizes what the jitter buffer released, in order, and asks again for what is missing. */
   private drain(j: JitterOutput, now: number, out: ViewerOutput): void {
     for (const pkt of j.released) this.depacketize(pkt, now, out);
-    this.counters.recoveredByRtx = this.jitter.counters.recoveredAfterNack;
-    this.counters.framesGivenUp = this.jitter.counters.giveUps;
+    this.syncRepairCounters();
     if (j.nack.length && this.publisherSsrc !== undefined) {
       this.counters.nacksSent += j.nack.length;
       // RFC 4585 §6.2.1 packs 17 sequence numbers per FCI; a long burst becomes several FCIs.
@@ -335,6 +385,17 @@ export class ViewerCore {
         ]),
       );
     }
+  }
+
+  private syncRepairCounters(): void {
+    const j = this.jitter.counters;
+    this.counters.lostOnWire = j.missed;
+    this.counters.recoveredByRtx = j.recoveredAfterNack;
+    this.counters.recoveredByFec = j.recoveredByFec;
+    this.counters.reordered = j.reordered;
+    this.counters.unrepaired = j.givenUp;
+    this.counters.tooLate = j.late;
+    this.counters.framesGivenUp = j.giveUps;
   }
 
   private depacketize(pkt: RtpPacket, now: number, out: ViewerOutput): void {
@@ -373,6 +434,9 @@ export class ViewerCore {
   private setRtt(rtt: number): void {
     this.rttMs = rtt;
     this.jitter.retryMs = retryFor(rtt);
+    // Half the shortest round trip: a re-sent packet cannot be back sooner, a late original usually is.
+    this.minRttMs = Math.min(this.minRttMs, rtt);
+    this.jitter.answerMs = this.minRttMs >= RTX_MIN_RTT_MS ? this.minRttMs / 2 : 0;
     this.updateBudget();
   }
 
@@ -448,11 +512,15 @@ export class ViewerCore {
     }
     this.publisherSsrc = ssrc;
     this.codec = codec;
+    // The old session's counts stay in the totals: a sharer restart is not a counter reset.
+    const before = this.receiveTotals;
+    this.priorSessions = { received: before.packetsReceived, lost: before.rfc3550Lost, duplicates: before.duplicates };
     this.stats = new ReceiverStats({ clockRate: VIDEO_CLOCK_RATE });
     if (this.lastSr?.sr.ssrc === ssrc) this.stats.onSenderReport(this.lastSr.sr, this.lastSr.at);
     this.depacketizer = codec === 'h264' ? new H264Depacketizer() : new JpegDepacketizer();
     this.depacketizer.onDrop = (reason) => this.onLog?.(`frame dropped: ${reason}`);
     this.jitter.reset();
+    this.syncRepairCounters(); // the old session's open gaps are now given up
     this.fec.reset();
     this.fecSsrc = fecSsrcFor(ssrc);
     this.lossSample = { arrived: 0, missed: 0 };

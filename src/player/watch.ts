@@ -5,7 +5,7 @@
  */
 import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
-import { CONNECT_TIMEOUT_MS, KEEPALIVE_MS, VIDEO_CLOCK_RATE } from '../defaults.ts';
+import { CONNECT_TIMEOUT_MS, KEEPALIVE_MS, VIDEO_CLOCK_RATE, WAITING_NOTICE_MS } from '../defaults.ts';
 import { RateMeter, round, startReporter } from '../cli/report.ts';
 import type { WatchOptions } from '../cli/options.ts';
 import { locateFfplay } from '../encode/locate.ts';
@@ -80,16 +80,14 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
             const pli = viewer.requestKeyframe(Date.now());
             if (pli) send(pli);
           },
-          onExit: (code, err) => {
+          onExit: (how, err) => {
             if (stopping) return;
-            if (err) {
-              log(`ffplay failed to start: ${err.message}`);
+            if (!how) {
+              log(err?.message ?? 'ffplay failed to start'); // OwnedProcess says "ffplay failed to start: … not found"
               stop(1);
-            } else if (code === 0) {
-              stop(0); // the window was closed
             } else {
-              log(code === null ? 'ffplay was ended by a signal' : `ffplay exited with code ${code}`);
-              stop(1);
+              log(how.line);
+              stop(how.closed ? 0 : 1); // a person closing the window ends watch normally
             }
           },
         });
@@ -107,8 +105,22 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
       }
     }
   };
+  // The relay answered but nobody publishes the stream (yet, or any more): say so at once and
+  // again every WAITING_NOTICE_MS while it lasts, and keep waiting, as a call app waits for its host.
+  const where = `stream ${o.stream} at ${o.target.host}:${o.target.port}`;
+  let waitNoticeAt: number | undefined;
+  const noticeWaiting = (now: number) => {
+    if (viewer.state !== 'waiting' && viewer.state !== 'ended') {
+      waitNoticeAt = undefined;
+      return;
+    }
+    if (waitNoticeAt !== undefined && now - waitNoticeAt < WAITING_NOTICE_MS) return;
+    waitNoticeAt = now;
+    log(`waiting for a sharer on ${where}`);
+  };
   socket.on('message', (msg) => {
     deliver(viewer.onDatagram(msg, Date.now()));
+    if (!stopping) noticeWaiting(Date.now());
     if (viewer.fatal && !stopping) {
       log(`udpcast watch: ${viewer.fatal}`);
       stop(2);
@@ -118,15 +130,19 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
   const poller = setInterval(() => deliver(viewer.poll(Date.now())), POLL_MS);
   await new Promise<void>((resolve) => socket.bind(0, resolve));
   send(viewer.keepalive(Date.now()));
-  const keepalive = setInterval(() => send(viewer.keepalive(Date.now())), KEEPALIVE_MS);
+  const keepalive = setInterval(() => {
+    send(viewer.keepalive(Date.now()));
+    noticeWaiting(Date.now());
+  }, KEEPALIVE_MS);
 
   const bitrate = new RateMeter();
   const fps = new RateMeter();
   const snapshot = (): WatchSnapshot => {
     const now = Date.now();
     const s = viewer.stats.snapshot();
+    const totals = viewer.receiveTotals;
     const c = viewer.counters;
-    const lost = Math.max(0, s.packetsLost);
+    const expected = viewer.packetsExpected;
     return {
       role: 'watch',
       stream: o.stream,
@@ -135,9 +151,14 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
       codec: viewer.codec ?? null,
       width: viewer.width ?? null,
       height: viewer.height ?? null,
-      packetsReceived: s.packetsReceived,
-      packetsLost: lost,
-      lossPercent: round(s.packetsExpected > 0 ? (100 * lost) / s.packetsExpected : 0, 2) ?? 0,
+      packetsReceived: totals.packetsReceived,
+      packetsExpected: expected,
+      lostOnWire: c.lostOnWire,
+      lostOnWirePercent: round(expected > 0 ? (100 * c.lostOnWire) / expected : 0, 2) ?? 0,
+      unrepaired: c.unrepaired,
+      repairPending: viewer.repairPending,
+      tooLate: c.tooLate,
+      rfc3550Lost: totals.rfc3550Lost,
       jitterMs: round(s.jitterMs, 2) ?? 0,
       bitrateKbps: round(bitrate.sample(c.bytes * 8, now) / 1000) ?? 0,
       fps: round(fps.sample(c.framesComplete, now)) ?? 0,
@@ -145,8 +166,8 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
       framesDropped: c.framesDropped,
       framesSkipped: c.framesSkipped,
       latencyMs: round(viewer.lastLatencyMs),
-      duplicates: s.duplicates,
-      reordered: s.reordered,
+      duplicates: totals.duplicates,
+      reordered: c.reordered,
       malformed: c.malformed,
       keyframeRequests: c.keyframeRequests,
       nacksSent: c.nacksSent,
@@ -170,14 +191,26 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
     statsJson: o.statsJson,
     dashboard: o.dashboard && { onQuit: () => stop(0), stdoutIsVideo: o.output === '-' },
     snapshot,
-    // Nothing to say before the first answer: the connect timeout's error is the line then.
+    // Nothing to say before the first answer (the connect timeout's error is the line then), nor
+    // while no sharer publishes (the waiting notice is).
     summary: (s) =>
-      s.state === 'connecting' ? undefined :
-      `watch ${s.stream} [${s.state}] ${s.fps} fps ${s.bitrateKbps} kbit/s, lost ${s.packetsLost} (${s.lossPercent}%), ` +
+      s.state === 'connecting' || s.state === 'waiting' ? undefined :
+      `watch ${s.stream} [${s.state}] ${s.fps} fps ${s.bitrateKbps} kbit/s, lost ${s.lostOnWire} (${s.lostOnWirePercent}%) on the wire: ` +
+      `${s.recoveredByRtx + s.recoveredByFec} repaired, ${s.unrepaired} unrepaired, ` +
       `jitter ${s.jitterMs} ms, latency ${s.latencyMs ?? '-'} ms, frames ${s.framesComplete} ok / ${s.framesDropped} dropped` +
       (s.player === 'behind' ? ', PLAYER BEHIND' : s.playerRestarts > 0 ? `, player restarted ${s.playerRestarts}x` : ''),
   });
-  const timer = o.duration ? setTimeout(() => stop(0), o.duration * 1000) : undefined;
+  const timer = o.duration
+    ? setTimeout(() => {
+        // Nothing was ever published there: not a success, whatever the clock says.
+        if (viewer.publisherSsrc === undefined && viewer.state === 'waiting') {
+          log(`no sharer published ${where} in ${o.duration} s`);
+          stop(1);
+        } else {
+          stop(0);
+        }
+      }, o.duration * 1000)
+    : undefined;
   // Never heard from the relay at all: most likely a wrong address or a blocked port, so say so.
   // Once it has answered, a silent relay is "reconnecting" and watch keeps trying.
   const connectTimer = setTimeout(() => {

@@ -460,21 +460,24 @@ export class RelayCore {
       return this.refuse(name, RefuseReason.BadKey, from, now); // a keyed relay takes only signed publishers
     }
     let stream = this.streams.get(name);
-    if (!stream) {
-      if (this.streams.size >= MAX_STREAMS) {
-        this.overLimit('streams', `relay carries ${MAX_STREAMS} streams already; refusing ${name}`);
-        return this.refuse(name, RefuseReason.Full, from, now);
-      }
-      stream = newStream(name);
-      this.streams.set(name, stream);
-    }
-    const current = stream.publisher;
+    const current = stream?.publisher;
     const other = this.byPublisher.get(key);
+    // Refusals come before anything is stored: a refused name must leave no entry behind, or one
+    // address publishing random names would grow the table without bound.
     if ((current && current.key !== key) || (other && other !== stream)) {
       // Latched to another sharer (or this address already publishes another name).
       this.counters.hijackAttempts++;
-      stream.dropped++;
+      if (stream) stream.dropped++;
       return this.refuse(name, RefuseReason.Taken, from, now);
+    }
+    // Only published streams count: names viewers wait on must not keep a sharer out.
+    if (!current && this.byPublisher.size >= MAX_STREAMS) {
+      this.overLimit('streams', `relay carries ${MAX_STREAMS} streams already; refusing ${name}`);
+      return this.refuse(name, RefuseReason.Full, from, now);
+    }
+    if (!stream) {
+      stream = newStream(name);
+      this.streams.set(name, stream);
     }
     if (!current) this.log(`stream ${name}: publisher ${fmt(from)} (ssrc ${hex(ssrc)})`);
     else if (current.ssrc !== ssrc) this.log(`stream ${name}: publisher restarted (ssrc ${hex(ssrc)})`);
@@ -522,8 +525,9 @@ export class RelayCore {
       return this.refuse(name, RefuseReason.BadKey, from, now);
     } else {
       if (!stream) {
-        if (this.streams.size >= MAX_STREAMS) {
-          this.overLimit('streams', `relay carries ${MAX_STREAMS} streams already; refusing a viewer of ${name}`);
+        // A name nobody publishes yet: bounded apart from the published streams (byPublisher).
+        if (this.streams.size - this.byPublisher.size >= MAX_STREAMS) {
+          this.overLimit('awaited', `viewers wait on ${MAX_STREAMS} unpublished stream names already; refusing a viewer of ${name}`);
           return null;
         }
         stream = newStream(name);
@@ -555,7 +559,7 @@ export class RelayCore {
       } else {
         stream.targets = [...stream.targets, from];
       }
-      this.log(`stream ${name}: viewer ${fmt(from)} joined (${stream.viewers.size} watching)`);
+      this.log(`stream ${name}: viewer ${fmt(from)} joined (${stream.viewers.size} watching${stream.publisher ? '' : ', no sharer yet'})`);
     }
     return this.ack(name, !!stream!.publisher, from, stream!.publisher ? stream!.salt : undefined);
   }

@@ -46,6 +46,13 @@ export interface ReceiverSnapshot {
   duplicates: number;
   reordered: number;
   extendedHighestSeq: number;
+  /**
+   * received and lost added up over every restart of this source (A.1 starts counting again at a
+   * restart; a session total must not jump back). Equal to packetsReceived and packetsLost until
+   * the first restart; lost is never negative here.
+   */
+  sessionReceived: number;
+  sessionLost: number;
 }
 
 export class ReceiverStats {
@@ -75,6 +82,9 @@ export class ReceiverStats {
   private duplicates = 0;
   private reordered = 0;
   private lastFraction = 0;
+  /** What the counting windows before the last restart received and lost. */
+  private priorReceived = 0;
+  private priorLost = 0;
 
   // Last sender report: for LSR/DLSR and the NTP ↔ RTP mapping.
   private sr: { lsr: number; arrivalMs: number; ntpMs: number; rtpTimestamp: number } | undefined;
@@ -129,6 +139,8 @@ export class ReceiverStats {
         this.badSeq = (seq + 1) % SEQ_MOD;
         return 'invalid';
       }
+      this.priorReceived += this.received;
+      this.priorLost += Math.max(0, this.expected() - this.received);
       this.initSeq(seq);
       this.haveTransit = false; // a restarted sender has a new timestamp base
       verdict = 'restarted';
@@ -200,6 +212,8 @@ export class ReceiverStats {
       duplicates: this.duplicates,
       reordered: this.reordered,
       extendedHighestSeq: this.isValid() ? this.extendedMax() : 0,
+      sessionReceived: this.priorReceived + this.received,
+      sessionLost: this.priorLost + Math.max(0, expected - this.received),
     };
   }
 
@@ -214,6 +228,8 @@ export class ReceiverStats {
     this.duplicates = 0;
     this.reordered = 0;
     this.lastFraction = 0;
+    this.priorReceived = 0;
+    this.priorLost = 0;
     this.sr = undefined;
   }
 
