@@ -17,6 +17,8 @@ import {
 
 type Table = Record<string, Options>;
 
+const CODEC_HELP = 'h264: efficient; mjpeg: each picture stands alone, so a loss spoils one picture only, at several times the bitrate';
+
 const common: Table = {
   'stats-json': { type: 'string', describe: 'append one JSON object of statistics per second to FILE' },
   dashboard: { type: 'boolean', default: true, describe: 'live dashboard on a terminal (--no-dashboard: a summary line on stderr)' },
@@ -28,16 +30,32 @@ const share: Table = {
   relay: { type: 'string', describe: 'publish to this relay (HOST:PORT) instead of running one here' },
   port: { type: 'number', default: DEFAULT_PORT, describe: 'UDP port of the embedded relay' },
   host: { type: 'string', default: '0.0.0.0', describe: 'address the embedded relay listens on' },
-  source: { type: 'string', default: 'screen', describe: "'screen', 'test' (synthetic pattern) or any FFmpeg input" },
+  source: {
+    type: 'string',
+    default: 'screen',
+    describe: "'screen', 'test' (synthetic pattern), a video file (played in real time), an image (shown as a still) or any FFmpeg input",
+  },
+  'source-format': { type: 'string', describe: "FFmpeg input format for --source (its -f), e.g. lavfi or v4l2" },
+  'source-option': {
+    type: 'string',
+    array: true,
+    nargs: 1,
+    describe: 'FFmpeg input option NAME=VALUE for --source (its -NAME VALUE), repeatable, e.g. video_size=1280x720',
+  },
+  loop: { type: 'boolean', describe: 'play a --source file again and again' },
   display: { type: 'string', describe: 'X display to grab (Linux), default $DISPLAY' },
-  region: { type: 'string', describe: 'grab only WxH+X+Y of the screen' },
-  codec: { choices: ['h264', 'mjpeg'], default: 'h264' },
+  region: { type: 'string', describe: 'share only WxH+X+Y of the screen (or of a file)' },
+  codec: { choices: ['h264', 'mjpeg'], default: 'h264', describe: CODEC_HELP },
   encoder: { type: 'string', describe: 'FFmpeg H.264 encoder: libx264, h264_nvenc, h264_vaapi, h264_qsv, h264_videotoolbox' },
   size: { type: 'string', describe: 'scale to WxH (e.g. 1280x720)' },
-  fps: { type: 'number', default: DEFAULT_FPS, describe: 'frames per second, 1-120' },
-  bitrate: { type: 'string', default: `${DEFAULT_BITRATE_KBPS}k`, describe: 'H.264 bitrate, e.g. 2500k or 4M' },
+  fps: { type: 'number', default: DEFAULT_FPS, describe: 'frames per second, 1-120 (fractions allowed: 29.97)' },
+  // No yargs defaults for these two: with --codec mjpeg, whether --bitrate was given decides which one rules.
+  bitrate: {
+    type: 'string',
+    describe: `bitrate, e.g. 2500k or 4M (default ${DEFAULT_BITRATE_KBPS}k for H.264); with --codec mjpeg the quality of each picture follows it (down to the lowest; it says when that is not enough), instead of --quality`,
+  },
   gop: { type: 'number', default: DEFAULT_GOP, describe: 'frames between keyframes' },
-  quality: { type: 'number', default: DEFAULT_MJPEG_QUALITY, describe: 'MJPEG quality, 2 (best) - 31' },
+  quality: { type: 'number', describe: `MJPEG quality, 2 (best) - 31 (default ${DEFAULT_MJPEG_QUALITY}, unless --bitrate is given)` },
   stream: { type: 'string', default: DEFAULT_STREAM, describe: 'stream name' },
   ffmpeg: { type: 'string', describe: 'path of the ffmpeg binary (else $FFMPEG_PATH, PATH, the bundled one)' },
   key: { type: 'string', describe: 'passphrase shared with the relay: every datagram is signed (relay needs the same --key)' },
@@ -46,7 +64,7 @@ const share: Table = {
   'encrypt-file': { type: 'string', describe: 'read --encrypt from the first line of FILE' },
   fec: { type: 'string', describe: 'forward error correction: PCT of parity (2-50), repairs isolated losses without a round trip' },
   'fec-mode': { choices: ['row', 'column', '2d'], describe: 'with --fec: row (default) repairs single losses; column bursts up to --fec-depth; 2d both' },
-  'fec-depth': { type: 'number', describe: 'with --fec-mode column or 2d: burst length repaired (default up to 5)' },
+  'fec-depth': { type: 'number', describe: 'with --fec-mode column or 2d: the burst length repaired (default up to 5)' },
 };
 
 const relay: Table = {
@@ -87,7 +105,7 @@ const watch: Table = {
 const demo: Table = {
   ...common,
   port: { type: 'number', default: DEFAULT_PORT, describe: 'UDP port of the embedded relay (0: any free port)' },
-  codec: { choices: ['h264', 'mjpeg'], default: 'h264' },
+  codec: { choices: ['h264', 'mjpeg'], default: 'h264', describe: CODEC_HELP },
   player: { choices: ['auto', 'ffplay', 'none'], default: 'auto', describe: 'auto: ffplay when it and a display are present' },
 };
 
@@ -99,7 +117,7 @@ const IMPAIRMENTS: [string, string][] = [
   ['reorder', 'datagrams held back past later ones, e.g. 1%'],
   ['reorder-gap', 'how long a reordered datagram is held back (default 20ms)'],
   ['duplicate', 'datagrams sent twice, e.g. 1%'],
-  ['rate', 'bandwidth limit in bit/s, e.g. 10M'],
+  ['rate', 'bandwidth limit, e.g. 10M (bit/s)'],
   ['queue', 'datagrams that may wait for the rate limit (default 100)'],
 ];
 const impair: Table = {
@@ -118,6 +136,9 @@ const impair: Table = {
 
 const TABLES: Record<Command['name'], Table> = { share, relay, watch, demo, impair };
 
+const envName = (option: string) => `UDPCAST_${option.toUpperCase().replace(/-/g, '_')}`;
+const camel = (option: string) => option.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
 /**
  * UDPCAST_* variables: each command takes those that name one of its own options, so a variable
  * exported for one command (UDPCAST_KEY for share and relay) does not make another (watch) fail as
@@ -125,7 +146,6 @@ const TABLES: Record<Command['name'], Table> = { share, relay, watch, demo, impa
  * UDPCAST_NO_DASHBOARD=1 means --no-dashboard.
  */
 function scopeEnvironment(command: string | undefined): void {
-  const envName = (option: string) => `UDPCAST_${option.toUpperCase().replace(/-/g, '_')}`;
   const any = new Set(Object.values(TABLES).flatMap((t) => Object.keys(t).map(envName)));
   const mine = new Set(Object.keys(TABLES[command as Command['name']] ?? {}).map(envName));
   const noDashboard = process.env.UDPCAST_NO_DASHBOARD;
@@ -138,12 +158,56 @@ function scopeEnvironment(command: string | undefined): void {
   }
 }
 
-const argv = hideBin(process.argv);
-scopeEnvironment(argv.find((a) => !a.startsWith('-')));
+/**
+ * `--bitrate -1M`: yargs reads a value that starts with '-' and is not a plain number as short
+ * flags ("Unknown arguments: 1, M"). Joined as `--bitrate=-1M`, it reaches the option's own check,
+ * whose one line names the option and what it takes.
+ */
+function joinDashValues(args: string[], table: Table): string[] {
+  const takesValue = new Set(Object.entries(table).filter(([, o]) => o.type !== 'boolean').flatMap(([k]) => [k, camel(k)]));
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--') return [...out, ...args.slice(i)];
+    const name = /^--([^=]+)$/.exec(args[i])?.[1];
+    const next = args[i + 1];
+    if (name !== undefined && takesValue.has(name) && next !== undefined && /^-\.?\d/.test(next)) out.push(`${args[i]}=${args[++i]}`);
+    else out.push(args[i]);
+  }
+  return out;
+}
+
+/**
+ * Options whose value comes from a UDPCAST_* variable, not the command line, by option name: a bad
+ * value is then named as the variable (main.ts), since the person never typed the option.
+ */
+function fromEnvironment(args: string[], table: Table): Record<string, string> {
+  const given = (k: string) =>
+    [k, camel(k)].some((n) => args.some((a) => a === `--${n}` || a === `--no-${n}` || a.startsWith(`--${n}=`)));
+  return Object.fromEntries(Object.keys(table).filter((k) => process.env[envName(k)] !== undefined && !given(k)).map((k) => [k, envName(k)]));
+}
+
+/**
+ * An option given twice (`--port 6105 --port 6106`, a shell alias then the command line) takes the
+ * last value, as most command lines do; yargs would hand both over as a list.
+ */
+function lastWins(a: Record<string, unknown>, table: Table): Record<string, unknown> {
+  const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+  for (const [k, v] of Object.entries(a)) {
+    const o = table[k] ?? table[kebab(k)];
+    if (o && !o.array && Array.isArray(v)) a[k] = v.at(-1);
+  }
+  return a;
+}
+
+const command = hideBin(process.argv).find((a) => !a.startsWith('-')) as Command['name'] | undefined;
+const table: Table = TABLES[command!] ?? {};
+const argv = joinDashValues(hideBin(process.argv), table);
+scopeEnvironment(command);
+const environment = fromEnvironment(argv, table);
 
 let chosen: Command | undefined;
 const choose = (name: Command['name']) => (a: Record<string, unknown>) => {
-  chosen = { name, args: a };
+  chosen = { name, args: lastWins(a, TABLES[name]), environment };
 };
 
 const parser = yargs(argv)
@@ -156,10 +220,12 @@ const parser = yargs(argv)
     (y) =>
       y
         .options(share)
-        .example('$0 share', 'share the screen; viewers run: udpcast watch THIS_HOST')
-        .example('$0 share --source test --duration 10', 'a moving test pattern for 10 s, no screen needed')
-        .example('$0 share --relay relay.example.org:5004 --stream demo', 'publish through a separate relay')
-        .example('$0 share --fec 10', 'add 10% parity: isolated losses heal without waiting a round trip'),
+        // Each example fits one line of an 80-column help: the command within half of it (yargs's
+        // example column), the description within the rest.
+        .example('$0 share', 'share the screen; it prints what viewers run')
+        .example('$0 share --source test', 'a moving test pattern, no screen needed')
+        .example('$0 share --relay relay:5004', 'publish through a separate udpcast relay')
+        .example('$0 share --fec 10', '10% parity: repairs with no round trip'),
     choose('share'),
   )
   .command(
@@ -168,8 +234,8 @@ const parser = yargs(argv)
     (y) =>
       y
         .options(relay)
-        .example('$0 relay --port 5004', 'relay on UDP 5004 for every stream published to it')
-        .example('$0 relay --key-file /etc/udpcast.key', 'only sharers with the key may publish'),
+        .example('$0 relay --port 5004', 'relay every stream published to UDP 5004')
+        .example('$0 relay --key-file relay.key', 'only sharers with the key may publish'),
     choose('relay'),
   )
   .command(
@@ -179,8 +245,8 @@ const parser = yargs(argv)
       y
         .positional('target', { type: 'string', default: `127.0.0.1:${DEFAULT_PORT}`, describe: 'relay or sharer, HOST[:PORT]' })
         .options(watch)
-        .example('$0 watch 192.168.1.20', "watch the sharer at 192.168.1.20's default port")
-        .example('$0 watch relay:5004 --output talk.mkv', 'watch and record (the recording keeps real time)')
+        .example('$0 watch 192.168.1.20', 'the sharer at 192.168.1.20:5004')
+        .example('$0 watch relay --output talk.mkv', 'watch, and record in real time')
         .example('$0 watch relay:5004 --player none --output - | ffplay -probesize 32 -', '')
         .epilog(
           'The last example pipes the stream (Matroska, stamped on arrival) into any player. Latency on ' +
@@ -201,9 +267,14 @@ const parser = yargs(argv)
     (y) =>
       y
         .options(impair)
-        .epilog('Each impairment also has --up-NAME (client → target) and --down-NAME (target → client), which override the shared value.')
-        .example('$0 impair --listen 6000 --to 127.0.0.1:5004 --loss 5% --delay 10ms', 'viewers watch 127.0.0.1:6000 through a lossy link')
-        .example('$0 impair --listen 6000 --to relay:5004 --down-loss 2% --down-burst 3 --seed 7', 'bursty loss towards the viewers only, repeatable'),
+        // Too long for yargs's example column: each on a line of its own, explained below.
+        .example('$0 impair --listen 6000 --to 127.0.0.1:5004 --loss 5% --delay 10ms', '')
+        .example('$0 impair --listen 6000 --to relay:5004 --down-loss 2% --down-burst 3', '')
+        .epilog(
+          'In the first example viewers watch 127.0.0.1:6000 through a lossy, slower link; in the second, ' +
+            'losses come in bursts, towards the viewers only (--seed N repeats a run). Each impairment also has ' +
+            '--up-NAME (client → target) and --down-NAME (target → client), which override the shared value.',
+        ),
     choose('impair'),
   )
   .demandCommand(1, 'name a command: share, relay, watch, demo or impair (udpcast --help)')
@@ -211,10 +282,15 @@ const parser = yargs(argv)
   .help()
   .alias('h', 'help')
   .version()
-  .wrap(Math.min(110, process.stdout.columns || 100))
+  // The terminal's width; through a pipe, $COLUMNS if set (as `COLUMNS=80 udpcast --help | less`).
+  .wrap(Math.min(110, process.stdout.columns || Number(process.env.COLUMNS) || 100))
   .fail((msg, err) => {
     // One line, whatever yargs composed (its choice errors span several).
-    process.stderr.write(`udpcast: ${String(msg ?? err?.message).replace(/\s*\n\s*/g, ' ')}\n`);
+    let line = String(msg ?? err?.message).replace(/\s*\n\s*/g, ' ');
+    // A choice from a UDPCAST_* variable: say which one, as main.ts does for the other checks.
+    const variable = Object.entries(environment).find(([k]) => line.includes(`Argument: ${k},`))?.[1];
+    if (variable) line += ` (from ${variable})`;
+    process.stderr.write(`udpcast: ${line}\n`);
     process.exit(2);
   });
 

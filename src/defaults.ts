@@ -66,6 +66,13 @@ export const PUBLISHER_TIMEOUT_MS = 5000;
 export const CONNECT_TIMEOUT_MS = 5000;
 /** A viewer that has heard nothing from the relay this long says "reconnecting". */
 export const VIEWER_STALL_MS = 2000;
+/**
+ * A sharer whose relay has answered none of its PUBLISHes (one a KEEPALIVE_MS) this long says
+ * "relay not answering": three answers missed in a row, not one lost datagram.
+ */
+export const RELAY_SILENT_MS = 3000;
+/** A viewer whose stream has no sharer says so at once, then again this often while it waits. */
+export const WAITING_NOTICE_MS = 10_000;
 /** Streams one relay carries; a publish past it is counted and ignored. */
 export const MAX_STREAMS = 64;
 /** Viewers of one stream; a subscription past it is counted and refused. */
@@ -83,6 +90,16 @@ export const DEFAULT_GOP = 60;
 /** MJPEG quality (FFmpeg -q:v, 2 best - 31 worst). */
 export const DEFAULT_MJPEG_QUALITY = 5;
 export const DEFAULT_TEST_SIZE = { width: 1280, height: 720 };
+/**
+ * MJPEG with --bitrate: the rate is judged over windows of this many seconds of pictures, and a
+ * window above the rate by this factor (the lowest quality cannot go lower) is said once.
+ */
+export const MJPEG_RATE_WINDOW_S = 3;
+export const MJPEG_RATE_OVERSHOOT = 1.25;
+/** Asking FFmpeg an input's picture size (a whole screen, a file) before sharing: past this, share without knowing it. */
+export const PROBE_TIMEOUT_MS = 5000;
+/** Addresses of this machine named in the "viewers run: udpcast watch …" hint; past it, "…". */
+export const WATCH_HINT_MAX_ADDRESSES = 4;
 /** Interval of --stats-json lines and of the plain-text summary when there is no dashboard. */
 export const STATS_INTERVAL_MS = 1000;
 export const SUMMARY_INTERVAL_MS = 5000;

@@ -42,8 +42,13 @@ function watchSnap(over: Partial<WatchSnapshot> = {}): WatchSnapshot {
     width: 1280,
     height: 720,
     packetsReceived: 9990,
-    packetsLost: 10,
-    lossPercent: 0.1,
+    packetsExpected: 10_000,
+    lostOnWire: 30,
+    lostOnWirePercent: 0.3,
+    unrepaired: 4,
+    repairPending: 1,
+    tooLate: 2,
+    rfc3550Lost: 10,
     jitterMs: 1.234,
     bitrateKbps: 2500,
     fps: 30,
@@ -81,6 +86,9 @@ function shareSnap(over: Partial<ShareSnapshot> = {}): ShareSnapshot {
     codec: 'h264',
     source: 'test',
     relay: 'embedded, 0.0.0.0:5004',
+    relayState: 'ok',
+    relaySilentS: null,
+    relayOutages: 0,
     fps: 29.9,
     bitrateKbps: 2480,
     framesEncoded: 300,
@@ -108,7 +116,8 @@ function relaySnap(over: Partial<RelaySnapshot> = {}): RelaySnapshot {
   return {
     role: 'relay',
     address: '0.0.0.0:5004',
-    streams: 2,
+    streams: 1,
+    awaitedStreams: 1,
     viewers: 3,
     bitrateInKbps: 5000,
     bitrateOutKbps: 12500,
@@ -133,7 +142,6 @@ function relaySnap(over: Partial<RelaySnapshot> = {}): RelaySnapshot {
     handedToDgram: 0,
     perStream: [
       { name: 'main', publisher: '10.0.0.2:40000', bitrateInKbps: 2500, packetsIn: 10_000, packetsOut: 20_000, viewers: 2, dropped: 3 },
-      { name: 'slides', publisher: null, bitrateInKbps: 0, packetsIn: 0, packetsOut: 0, viewers: 1, dropped: 0 },
     ],
     perViewer: [
       { stream: 'main', address: '10.0.0.3:50000', uptimeS: 185, lossPercent: 0.39, jitterMs: 1.5, rttMs: 12, packetsOut: 10_000, sendErrors: 2 },
@@ -270,7 +278,7 @@ describe('watch dashboard', () => {
   const lines = render(watchSnap(), h, { width: 116 });
 
   test('every figure the issue asks for is labelled', () => {
-    for (const label of ['Stream', 'Resolution', 'Codec', 'FPS', 'Bitrate', 'Packets', 'Loss', 'Jitter', 'Latency', 'Frames', 'Dropped', 'State', 'NACKs sent', 'By RTX', 'By FEC', 'Given up', 'Key req.', 'RTT']) {
+    for (const label of ['Stream', 'Resolution', 'Codec', 'FPS', 'Bitrate', 'Packets', 'Lost (wire)', 'Unrepaired', 'Lost (RFC)', 'Jitter', 'Latency', 'Frames', 'Dropped', 'State', 'NACKs sent', 'By RTX', 'By FEC', 'Given up', 'Key req.', 'RTT']) {
       valueOf(lines, label);
     }
     assert.ok(lines.some((l) => l.trim() === 'Last 60 s'));
@@ -284,7 +292,10 @@ describe('watch dashboard', () => {
     assert.equal(valueOf(lines, 'FPS'), '30.0');
     assert.equal(valueOf(lines, 'Bitrate'), '2.50 Mbit/s');
     assert.equal(valueOf(lines, 'Packets'), '9,990');
-    assert.equal(valueOf(lines, 'Loss'), '10 (0.10%)');
+    assert.equal(valueOf(lines, 'Lost (wire)'), '30 (0.30%)');
+    assert.equal(valueOf(lines, 'Unrepaired'), '4 (+1 pending)');
+    assert.equal(valueOf(lines, 'Lost (RFC)'), '10');
+    assert.equal(valueOf(lines, 'Dup/reorder'), '4 / 5');
     assert.equal(valueOf(lines, 'Jitter'), '1.23 ms');
     assert.equal(valueOf(lines, 'Latency'), '45.6 ms');
     assert.equal(valueOf(lines, 'Frames'), '1,234');
@@ -307,14 +318,14 @@ describe('watch dashboard', () => {
   });
   test('sparklines show the last minute of bitrate, loss and jitter', () => {
     const hist = new History();
-    let received = 0;
+    let expected = 0;
     let lost = 0;
     for (let i = 0; i < 90; i++) {
       // One bad second, 30 s ago: 50 of 150 packets lost.
       const bad = i === 60;
-      received += bad ? 100 : 150;
+      expected += 150;
       lost += bad ? 50 : 0;
-      hist.record(watchSnap({ packetsReceived: received, packetsLost: lost, bitrateKbps: 2000, jitterMs: bad ? 8 : 1 }));
+      hist.record(watchSnap({ packetsExpected: expected, lostOnWire: lost, bitrateKbps: 2000, jitterMs: bad ? 8 : 1 }));
     }
     const l = render(watchSnap(), hist, { width: 116 });
     const lossLine = l.find((x) => x.startsWith('Loss '))!;
@@ -352,13 +363,17 @@ describe('watch dashboard', () => {
 describe('reset (r)', () => {
   test('counters count from the baseline; rates and gauges do not', () => {
     const before = watchSnap();
-    const after = watchSnap({ packetsReceived: 10_990, packetsLost: 20, framesComplete: 1300, fps: 25, jitterMs: 3, bitrateKbps: 1800, rttMs: 20 });
+    const after = watchSnap({
+      packetsReceived: 10_990, packetsExpected: 11_010, lostOnWire: 40, unrepaired: 6, framesComplete: 1300, fps: 25, jitterMs: 3, bitrateKbps: 1800, rttMs: 20,
+    });
     const shown = applyBaseline(after, takeBaseline(before));
     assert.equal(shown.packetsReceived, 1000);
-    assert.equal(shown.packetsLost, 10);
+    assert.equal(shown.lostOnWire, 10);
+    assert.equal(shown.unrepaired, 2);
     assert.equal(shown.framesComplete, 66);
     assert.equal(shown.nacksSent, 0);
-    assert.equal(shown.lossPercent, Math.round((10_000 * 10) / 1010) / 100, 'loss % over the window since the reset');
+    assert.equal(shown.repairPending, 1, 'a gauge, not rebased');
+    assert.equal(shown.lostOnWirePercent, Math.round((10_000 * 10) / 1010) / 100, 'loss % over the window since the reset');
     assert.equal(shown.fps, 25);
     assert.equal(shown.jitterMs, 3);
     assert.equal(shown.bitrateKbps, 1800);
@@ -369,7 +384,7 @@ describe('reset (r)', () => {
   test('the dashboard shows the rebased numbers and says so', () => {
     const l = render(watchSnap({ framesComplete: 1300 }), new History(), { width: 116, baseline: takeBaseline(watchSnap()) });
     assert.equal(valueOf(l, 'Frames'), '66');
-    assert.equal(valueOf(l, 'Loss'), '0 (0.00%)');
+    assert.equal(valueOf(l, 'Lost (wire)'), '0 (0.00%)');
     assert.match(l.at(-1)!, /counters since reset/);
   });
   test('a counter that restarted below its baseline is shown as it is', () => {
@@ -383,7 +398,7 @@ describe('reset (r)', () => {
     now.perViewer = [...now.perViewer, { stream: 'main', address: '10.0.0.9:1', uptimeS: 1, lossPercent: null, jitterMs: null, rttMs: null, packetsOut: 7, sendErrors: 0 }];
     const shown = applyBaseline(now, base);
     assert.equal(shown.datagramsIn, 500);
-    assert.deepEqual(shown.perStream.map((r) => r.packetsIn), [100, 100]);
+    assert.deepEqual(shown.perStream.map((r) => r.packetsIn), [100]);
     assert.deepEqual(shown.perViewer.map((r) => r.packetsOut), [0, 0, 0, 7], 'a viewer that joined later counts from its start');
   });
   test('a baseline of another role is ignored', () => {
@@ -394,6 +409,14 @@ describe('reset (r)', () => {
 
 describe('share dashboard', () => {
   const l = render(shareSnap(), new History(), { width: 116 });
+  test('a relay that stopped answering is in the title, its row and the one-line form', () => {
+    const down = shareSnap({ relayState: 'not answering', relaySilentS: 7 });
+    const d = render(down, new History(), { width: 116 });
+    assert.match(d[0], /RELAY NOT ANSWERING$/);
+    assert.match(valueOf(d, 'Relay') ?? '', /NOT ANSWERING \(7 s\)/);
+    assert.match(oneLine(down), /relay .* not answering for 7 s, retrying/);
+    assert.doesNotMatch(l[0], /NOT ANSWERING/);
+  });
   test('encoder, viewers and their worst figures', () => {
     assert.equal(valueOf(l, 'FPS'), '29.9');
     assert.equal(valueOf(l, 'Bitrate'), '2.48 Mbit/s');
@@ -425,17 +448,18 @@ describe('relay dashboard', () => {
     assert.ok(streamsAt > 0 && viewersAt > streamsAt);
     assert.ok(l.slice(0, streamsAt).some((x) => /Bitrate in\s+5\.00 Mbit\/s/.test(x)));
     assert.equal(valueOf(l.slice(0, streamsAt), 'Dropped'), '17');
-    assert.match(l[0], /2 streams, 3 viewers$/);
+    assert.match(l[0], /1 stream, 3 viewers$/);
+    assert.equal(valueOf(l.slice(0, streamsAt), 'Streams'), '1 (+1 awaited)', 'a name only a viewer asked for is no stream');
     assert.match(l[streamsAt + 1], /^STREAM\s+PUBLISHER\s+BITRATE IN\s+PKTS IN\s+PKTS OUT\s+VIEWERS\s+DROPS$/);
     assert.match(l[streamsAt + 2], /^main\s+10\.0\.0\.2:40000\s+2\.50 Mbit\/s\s+10,000\s+20,000\s+2\s+3$/);
-    assert.match(l[streamsAt + 3], /^slides\s+-\s+0\.0 kbit\/s\s+0\s+0\s+1\s+0$/);
+    assert.equal(l[streamsAt + 3], '', 'no row for a stream nobody publishes');
     assert.match(l[viewersAt + 1], /^STREAM\s+VIEWER\s+UPTIME\s+LOSS\s+JITTER\s+RTT\s+PKTS OUT\s+SEND ERR$/);
     assert.match(l[viewersAt + 2], /^main\s+10\.0\.0\.3:50000\s+3m05s\s+0\.39%\s+1\.50 ms\s+12\.0 ms\s+10,000\s+2$/);
     assert.match(l[viewersAt + 3], /^main\s+10\.0\.0\.4:50001\s+42s\s+-\s+-\s+-\s+10,000\s+1$/);
     assert.match(l[viewersAt + 4], /^slides\s+10\.0\.0\.5:50002\s+1h02m\s+/);
   });
   test('an idle relay says so', () => {
-    const e = render(relaySnap({ streams: 0, viewers: 0, perStream: [], perViewer: [] }), new History(), { width: 116 });
+    const e = render(relaySnap({ streams: 0, awaitedStreams: 0, viewers: 0, perStream: [], perViewer: [] }), new History(), { width: 116 });
     assert.ok(e.includes('(no streams yet)') && e.includes('(no viewers yet)'));
   });
 });
@@ -467,7 +491,7 @@ describe('narrow terminals', () => {
   });
   test('at 40 columns the labels survive and long values are cut with an ellipsis', () => {
     const l = render(watchSnap({ relay: 'a-very-long-host-name.example.org:5004' }), new History(), { width: 40 });
-    assert.equal(valueOf(l, 'Loss'), '10 (0.10%)');
+    assert.equal(valueOf(l, 'Lost (wire)'), '30 (0.30%)');
     assert.ok(l[0].endsWith('…'));
     assert.ok(l.some((x) => /^Bitrate\s+now 2\.50 Mbit\/s|^Bitrate\s+2\.50 Mbit\/s/.test(x)));
   });
@@ -488,12 +512,12 @@ describe('history', () => {
     assert.equal(b[0], 40);
     assert.equal(b.at(-1), 99);
   });
-  test('loss is per interval: lost / (received + lost) of that second; no packets, no point', () => {
+  test('loss is per interval: lost on the wire / expected of that second; no packets, no point', () => {
     const h = new History();
-    h.record(watchSnap({ packetsReceived: 100, packetsLost: 0 }));
-    h.record(watchSnap({ packetsReceived: 190, packetsLost: 10 }));
-    h.record(watchSnap({ packetsReceived: 190, packetsLost: 10, state: 'reconnecting' }));
-    h.record(watchSnap({ packetsReceived: 290, packetsLost: 8 })); // a late packet: lost shrinks
+    h.record(watchSnap({ packetsExpected: 100, lostOnWire: 0 }));
+    h.record(watchSnap({ packetsExpected: 200, lostOnWire: 10 }));
+    h.record(watchSnap({ packetsExpected: 200, lostOnWire: 10, state: 'reconnecting' }));
+    h.record(watchSnap({ packetsExpected: 300, lostOnWire: 8 })); // a counter reset: never below 0
     assert.deepEqual(h.series('loss'), [0, 10, null, 0]);
     assert.deepEqual(h.series('jitter'), [1.234, 1.234, null, 1.234]);
   });

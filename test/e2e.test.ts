@@ -57,7 +57,7 @@ describe('share → relay → watch', { skip }, () => {
         assert.ok(d.frames >= 0.95 * sent, `viewer ${i}: ${d.frames} of ${sent} frames`);
         const st = statsOf(join(dir, `${codec}-${i}.json`));
         assert.equal(st.framesComplete, d.frames, 'the stats count the frames written');
-        for (const k of ['t', 'packetsReceived', 'packetsLost', 'jitterMs', 'bitrateKbps', 'fps', 'framesComplete', 'framesDropped', 'latencyMs']) {
+        for (const k of ['t', 'packetsReceived', 'lostOnWire', 'rfc3550Lost', 'jitterMs', 'bitrateKbps', 'fps', 'framesComplete', 'framesDropped', 'latencyMs']) {
           assert.ok(k in st, `stats-json has ${k}`);
         }
         assert.ok(typeof st.latencyMs === 'number' && st.latencyMs >= 0 && st.latencyMs < 1000, `latency ${st.latencyMs} ms`);
@@ -141,7 +141,7 @@ describe('command-line errors are one clear line and a non-zero exit', () => {
   }
 
   test('bad port', () => fails(['share', '--port', '70000'], 2, /--port must be 0-65535, got 70000/));
-  test('bad port from the environment', () => fails(['relay'], 2, /--port must be 0-65535, got 99999/, { UDPCAST_PORT: '99999' }));
+  test('bad port from the environment', () => fails(['relay'], 2, /UDPCAST_PORT must be 0-65535, got 99999/, { UDPCAST_PORT: '99999' }));
   test('bad watch target port', () => fails(['watch', '127.0.0.1:0'], 2, /the relay to watch must be HOST\[:PORT\] with a port 1-65535, got 127\.0\.0\.1:0/));
   test('a port that is not a number says so, not NaN', () => fails(['relay', '--port', 'abc'], 2, /--port must be 0-65535, got something that is not a number/));
   test('an --output that cannot be written', () => fails(['watch', '--player', 'none', '--output', '/nonexistent/dir/x.h264'], 2, /--output \/nonexistent\/dir\/x\.h264: cannot write there \(its folder does not exist\)/));

@@ -159,7 +159,7 @@ describe('keys and encryption', { skip }, () => {
       const bad = udpcast(['share', '--relay', `127.0.0.1:${port}`, ...args, '--source', 'test', '--size', '320x240', '--no-dashboard']);
       const e = await exited(bad, 20_000);
       assert.equal(e.code, 2, 'a key that does not match is a setting to fix');
-      assert.match(bad.stderrText(), args.length ? /refused our key: check --key/ : /refused our key: it requires --key/);
+      assert.match(bad.stderrText(), args.length ? /refused our key: check --key/ : /requires a key: share with --key or --key-file/);
     }
     await exited(good, 30_000);
     await sleep(500);
@@ -296,7 +296,7 @@ describe('faults', { skip }, () => {
     const watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard'], { FFPLAY_PATH: fake, DISPLAY: STAND_IN_DISPLAY });
     const e = await exited(watch, 15_000);
     assert.notEqual(e.code, 0);
-    assert.match(watch.stderrText(), /ffplay exited with code 3/);
+    assert.match(watch.stderrText(), /^the player \(ffplay\) failed: it exited with code 3$/m);
     share.child.kill('SIGTERM');
     await exited(share, 5000);
   });

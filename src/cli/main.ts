@@ -12,6 +12,7 @@ import {
   checkChoice,
   checkDuration,
   checkInt,
+  checkNumber,
   checkPort,
   checkStream,
   parseBitrate,
@@ -21,6 +22,7 @@ import {
   parseHostPort,
   parseRegion,
   parseSize,
+  parseSourceOption,
   type CommonOptions,
   type RelayOptions,
   type Secrets,
@@ -35,6 +37,20 @@ import { dashboardLog } from '../dashboard/screen.ts';
 export interface Command {
   name: 'share' | 'relay' | 'watch' | 'demo' | 'impair';
   args: Record<string, unknown>;
+  /** Options set by a UDPCAST_* variable rather than on the command line: option name → variable. */
+  environment?: Record<string, string>;
+}
+
+/**
+ * A bad value from a UDPCAST_* variable is named as that variable, with the text it holds
+ * ("UDPCAST_FPS must be …, got abc"): the person never typed --fps, and yargs has already made
+ * a number of "abc".
+ */
+export function nameVariable(message: string, environment: Record<string, string> = {}, env = process.env): string {
+  const flag = /^--([a-z][a-z0-9-]*)/.exec(message);
+  const variable = flag ? environment[flag[1]] : undefined;
+  if (!variable) return message;
+  return variable + message.slice(flag![0].length).replace(/got something that is not a number$/, `got ${env[variable]}`);
 }
 
 interface Handle {
@@ -64,20 +80,29 @@ function checkSecrets<T extends Secrets>(o: T): T {
 }
 
 export function shareOptions(a: Record<string, unknown>): ShareOptions {
+  const codec = checkChoice('codec', a.codec ?? 'h264', ['h264', 'mjpeg'] as const);
+  // MJPEG has one knob: a fixed quality, or a rate its encoder keeps to by choosing the quality.
+  const mjpegByRate = codec === 'mjpeg' && a.bitrate !== undefined;
+  if (mjpegByRate && a.quality !== undefined) {
+    throw new UsageError('--codec mjpeg takes --quality (a fixed quality) or --bitrate (the quality follows the rate), not both');
+  }
   const o: ShareOptions = {
     relay: a.relay !== undefined ? parseHostPort('relay', String(a.relay)) : undefined,
     host: String(a.host ?? '0.0.0.0'),
     port: checkPort('port', a.port ?? DEFAULT_PORT, true),
     source: String(a.source ?? 'screen'),
+    sourceFormat: a.sourceFormat !== undefined ? checkSourceFormat(a.sourceFormat) : undefined,
+    sourceOptions: a.sourceOption !== undefined ? [a.sourceOption].flat().map((v) => parseSourceOption(String(v))) : undefined,
+    loop: a.loop === true,
     display: a.display !== undefined ? String(a.display) : undefined,
     region: a.region !== undefined ? parseRegion(String(a.region)) : undefined,
-    codec: checkChoice('codec', a.codec ?? 'h264', ['h264', 'mjpeg'] as const),
+    codec,
     encoder: a.encoder !== undefined ? String(a.encoder) : undefined,
     size: a.size !== undefined ? parseSize('size', String(a.size)) : undefined,
-    fps: checkInt('fps', a.fps ?? DEFAULT_FPS, 1, 120),
+    fps: checkNumber('fps', a.fps ?? DEFAULT_FPS, 1, 120, '30 or 29.97'),
     bitrateKbps: parseBitrate('bitrate', a.bitrate ?? DEFAULT_BITRATE_KBPS),
     gop: checkInt('gop', a.gop ?? DEFAULT_GOP, 1, 10_000),
-    quality: checkInt('quality', a.quality ?? DEFAULT_MJPEG_QUALITY, 2, 31),
+    quality: mjpegByRate ? undefined : checkInt('quality', a.quality ?? DEFAULT_MJPEG_QUALITY, 2, 31),
     stream: checkStream(a.stream ?? DEFAULT_STREAM),
     ffmpeg: a.ffmpeg !== undefined ? String(a.ffmpeg) : undefined,
     fec: parseFec(a.fec, a.fecMode, a.fecDepth),
@@ -86,6 +111,13 @@ export function shareOptions(a: Record<string, unknown>): ShareOptions {
     ...commonOptions(a),
   };
   return checkSecrets(o);
+}
+
+/** --source-format: an FFmpeg format name (lavfi, v4l2, pipewire, …). */
+function checkSourceFormat(v: unknown): string {
+  const s = String(v);
+  if (!/^[A-Za-z0-9_]+$/.test(s)) throw new UsageError(`--source-format must be an FFmpeg input format name (e.g. lavfi, v4l2), got ${JSON.stringify(s)}`);
+  return s;
 }
 
 export function relayOptions(a: Record<string, unknown>): RelayOptions {
@@ -176,7 +208,7 @@ export async function run(c: Command): Promise<number> {
     handle = await start(c);
   } catch (err) {
     if (err instanceof UsageError) {
-      log(`udpcast ${c.name}: ${err.message}`);
+      log(`udpcast ${c.name}: ${nameVariable(err.message, c.environment)}`);
       return 2;
     }
     log(`udpcast ${c.name}: ${(err as Error).message}`);

@@ -7,7 +7,7 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { UsageError } from '../util/errors.ts';
 import { STREAM_NAME_RE } from '../transport/control.ts';
 import { DEFAULT_PORT } from '../defaults.ts';
-import { parseRegion, type Region } from '../capture/source.ts';
+import { parseRegion, parseSourceOption, type Region } from '../capture/source.ts';
 
 export interface HostPort {
   host: string;
@@ -40,15 +40,23 @@ export interface ShareOptions extends CommonOptions, Pick<Secrets, 'key' | 'encr
   host: string;
   port: number;
   source: string;
+  /** --source-format: FFmpeg's `-f` for the input. */
+  sourceFormat?: string;
+  /** --source-option NAME=VALUE (repeatable): FFmpeg input options, in order. */
+  sourceOptions?: [string, string][];
+  /** --loop: repeat a file source. */
+  loop?: boolean;
   display?: string;
   region?: Region;
   codec: 'h264' | 'mjpeg';
   encoder?: string;
   size?: Size;
+  /** Frames per second; fractions allowed (29.97). */
   fps: number;
   bitrateKbps: number;
   gop: number;
-  quality: number;
+  /** MJPEG quality; undefined with --codec mjpeg --bitrate: the quality follows the bitrate. */
+  quality?: number;
   stream: string;
   ffmpeg?: string;
   /** --fec PCT: parity overhead; undefined: no FEC. */
@@ -89,6 +97,15 @@ export function checkInt(name: string, v: unknown, min: number, max: number): nu
   const n = Number(v);
   if (!Number.isInteger(n) || n < min || n > max) {
     throw new UsageError(`--${name} must be a whole number ${min}-${max}, got ${shown(v)}`);
+  }
+  return n;
+}
+
+/** A number min-max, fractions allowed (--fps 29.97). */
+export function checkNumber(name: string, v: unknown, min: number, max: number, example: string): number {
+  const n = Number(v);
+  if (typeof v === 'boolean' || v === '' || !Number.isFinite(n) || n < min || n > max) {
+    throw new UsageError(`--${name} must be a number ${min}-${max} (e.g. ${example}), got ${shown(v)}`);
   }
   return n;
 }
@@ -233,4 +250,4 @@ export function parseFec(pct: unknown, mode: unknown, depth: unknown): ShareOpti
   return { groupSize, mode: m, depth: d };
 }
 
-export { parseRegion };
+export { parseRegion, parseSourceOption };

@@ -2,9 +2,14 @@
  * `udpcast share`: capture → encode (FFmpeg) → packetize → relay. Without --relay an embedded relay
  * serves viewers on --port, so `udpcast watch SHARER_HOST` needs no separate server.
  */
-import { CONNECT_TIMEOUT_MS, DEFAULT_TEST_SIZE, VIEWER_TIMEOUT_MS } from '../defaults.ts';
+import { networkInterfaces } from 'node:os';
+import { CONNECT_TIMEOUT_MS, DEFAULT_TEST_SIZE, KEEPALIVE_MS, VIEWER_TIMEOUT_MS, WATCH_HINT_MAX_ADDRESSES } from '../defaults.ts';
 import type { ShareSnapshot } from './snapshots.ts';
+import { captureInputArgs, checkRegionInside, checkSourceExists, type CaptureOptions } from '../capture/source.ts';
+import { probeInputSize } from '../capture/probe.ts';
 import { Encoder, type CapturedFrame } from '../encode/encoder.ts';
+import { encodedInputSize, sizeNotice, type EncodeOptions } from '../encode/ffmpeg-args.ts';
+import { JpegUnsupportedError } from '../encode/jpeg.ts';
 import { ffmpegHasFilter, locateFfmpeg } from '../encode/locate.ts';
 import type { RelayServer } from '../relay/server.ts';
 import { listen } from './relay.ts';
@@ -18,8 +23,6 @@ import { resolveHost } from '../player/watch.ts';
 import type { ShareOptions } from './options.ts';
 import { RateMeter, round, startReporter } from './report.ts';
 
-/** RFC 2435 §3.1.5-3.1.6: width and height travel as one byte each, in units of 8 pixels. */
-const JPEG_MAX_DIMENSION = 2040;
 /** How long the embedded relay may take to forward the sharer's BYE at shutdown. */
 const BYE_FLUSH_MS = 300;
 
@@ -31,14 +34,34 @@ export interface ShareHandle {
   stop(code?: number): void;
 }
 
-export function checkMjpegSize(size: { width: number; height: number } | undefined): void {
-  if (!size) return;
-  const { width, height } = size;
-  if (width % 8 || height % 8 || width > JPEG_MAX_DIMENSION || height > JPEG_MAX_DIMENSION) {
-    throw new UsageError(
-      `--codec mjpeg carries at most ${JPEG_MAX_DIMENSION}x${JPEG_MAX_DIMENSION} in multiples of 8 (RFC 2435), ` +
-        `got ${width}x${height}: pick --size like 1280x720, or use --codec h264`,
-    );
+/**
+ * What viewers type to reach the embedded relay bound to `host`: this machine's own addresses when
+ * it listens on every interface (loopback only when it has no other), else the one it is bound to.
+ */
+export function watchHint(host: string, port: number, interfaces = networkInterfaces()): string {
+  const wildcard = host === '0.0.0.0' || host === '::';
+  const addresses = wildcard
+    ? Object.values(interfaces)
+        .flat()
+        .filter((i) => i !== undefined && !i.internal)
+        // '::' takes IPv4 and IPv6; a link-local IPv6 address needs a %zone no viewer would type.
+        .filter((i) => i!.family === 'IPv4' || (host === '::' && !i!.address.toLowerCase().startsWith('fe80:')))
+        .map((i) => i!.address)
+    : [host];
+  if (addresses.length === 0) addresses.push(host === '::' ? '::1' : '127.0.0.1');
+  const at = (a: string) => fmt({ address: a, port });
+  const more = addresses.length > WATCH_HINT_MAX_ADDRESSES ? ', …' : '';
+  const others = addresses.slice(1, WATCH_HINT_MAX_ADDRESSES).map(at);
+  return `udpcast watch ${at(addresses[0])}` + (others.length ? ` (or ${others.join(', ')}${more})` : '');
+}
+
+/** A host name from --host or --relay as an address; a name that does not resolve is the person's to fix. */
+async function resolveOption(option: string, host: string, hint: string) {
+  try {
+    return await resolveHost(host);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    throw new UsageError(`--${option}: cannot resolve ${JSON.stringify(host)}: ${hint}`);
   }
 }
 
@@ -47,28 +70,43 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   // Windows: Desktop Duplication (ddagrab) is faster than GDI where this FFmpeg build has it.
   const hasDdagrab = process.platform === 'win32' && o.source === 'screen' && (await ffmpegHasFilter(ffmpeg.path, 'ddagrab'));
   const size = o.size ?? (o.source === 'test' ? DEFAULT_TEST_SIZE : undefined);
-  if (o.codec === 'mjpeg') checkMjpegSize(size);
+  const capture: CaptureOptions = {
+    source: o.source,
+    display: o.display,
+    region: o.region,
+    fps: o.fps,
+    size,
+    hasDdagrab,
+    format: o.sourceFormat,
+    inputOptions: o.sourceOptions,
+    loop: o.loop,
+  };
+  const encode: EncodeOptions = { codec: o.codec, encoder: o.encoder, bitrateKbps: o.bitrateKbps, fps: o.fps, gop: o.gop, quality: o.quality, size };
+  checkSourceExists(capture);
+  // A size the codec cannot carry is padded or scaled, and said once; a whole screen or a file
+  // does not tell its size, so FFmpeg is asked.
+  if (!encodedInputSize(capture, encode)) capture.probedSize = await probeInputSize(ffmpeg.path, captureInputArgs(capture));
+  // A region outside a file's picture would fail in FFmpeg's crop filter with a cryptic message.
+  if (o.region && o.source !== 'screen') checkRegionInside(capture, await probeInputSize(ffmpeg.path, captureInputArgs(capture)));
 
   // Built first: a bad display, region or encoder is a person's error before anything listens.
-  const encoder = new Encoder({
-    ffmpegPath: ffmpeg.path,
-    capture: { source: o.source, display: o.display, region: o.region, fps: o.fps, size, hasDdagrab },
-    encode: { codec: o.codec, encoder: o.encoder, bitrateKbps: o.bitrateKbps, fps: o.fps, gop: o.gop, quality: o.quality, size },
-    log,
-  });
+  const encoder = new Encoder({ ffmpegPath: ffmpeg.path, capture, encode, log });
+  const notice = sizeNotice(capture, encode);
+  if (notice) log(notice);
   // scrypt takes ~0.5 s per passphrase: once here, shared by the publisher and the embedded relay.
   const keyMaster = o.key !== undefined ? deriveMasterKey(o.key) : undefined;
   const encryptMaster = o.encrypt !== undefined ? deriveMasterKey(o.encrypt) : undefined;
   let relay: RelayServer | undefined;
   let target: { address: string; port: number };
   if (o.relay) {
-    const r = await resolveHost(o.relay.host);
+    const r = await resolveOption('relay', o.relay.host, 'check the name or use the relay\'s IP address');
     target = { address: r.address, port: o.relay.port };
   } else {
-    relay = await listen({ host: o.host, port: o.port, key: keyMaster, log: (l) => log(`relay: ${l}`) });
+    const bind = await resolveOption('host', o.host, 'give an address of this machine (0.0.0.0: every interface, 127.0.0.1: this machine only)');
+    relay = await listen({ host: bind.address, port: o.port, key: keyMaster, log: (l) => log(`relay: ${l}`) });
     const bound = relay.address;
-    target = { address: o.host.includes(':') ? '::1' : '127.0.0.1', port: bound.port };
-    log(`relay listening on ${fmt(bound)}; viewers run: udpcast watch THIS_HOST:${bound.port}` + (o.stream !== 'main' ? ` --stream ${o.stream}` : ''));
+    target = { address: bind.family === 6 ? '::1' : '127.0.0.1', port: bound.port };
+    log(`relay listening on ${fmt(bound)}; viewers run: ${watchHint(bound.address, bound.port)}` + (o.stream !== 'main' ? ` --stream ${o.stream}` : ''));
   }
   const publisher = await Publisher.start({
     relay: target,
@@ -81,11 +119,16 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   const done = new Promise<number>((resolve) => (finish = resolve));
   let stopping = false;
 
+  const startedAt = Date.now();
+  let firstFrameAt: number | undefined;
+  let stoppedAt: number | undefined;
   encoder.on('frame', (f: CapturedFrame) => {
+    firstFrameAt ??= Date.now();
     try {
       publisher.send(f);
     } catch (err) {
-      if (!(err instanceof PacketError)) throw err;
+      // JpegUnsupportedError: a JPEG RFC 2435 cannot carry (its message says what to change).
+      if (!(err instanceof PacketError || err instanceof JpegUnsupportedError)) throw err;
       log(`cannot send frame: ${err.message}`);
       stop(2);
     }
@@ -98,10 +141,22 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
           ? `relay ${fmt(target)} carries as many streams as it may`
           : reason === RefuseReason.RelayHasNoKey
             ? `relay ${fmt(target)} runs without --key, so it cannot check ours: give it the same --key, or share without one`
-            : `relay ${fmt(target)} refused our key: ${o.key === undefined ? 'it requires --key' : 'check --key'}`;
+            : o.key === undefined
+              ? `relay ${fmt(target)} requires a key: share with --key or --key-file (the relay's passphrase)`
+              : `relay ${fmt(target)} refused our key: check --key (the relay's passphrase)`;
     log(`cannot publish: ${why}`);
     // A key that does not match is a person's setting (2); a taken or full relay is a failure (1).
     stop(reason === RefuseReason.BadKey || reason === RefuseReason.RelayHasNoKey ? 2 : 1);
+  };
+  // A relay that stops answering (killed, restarting, the path cut) is said once, and again when it is
+  // back; meanwhile we keep announcing, and a restarted relay takes the stream back by itself.
+  publisher.onRelayState = (state, silentMs) => {
+    const s = round(silentMs / 1000);
+    log(
+      state === 'not answering'
+        ? `relay ${fmt(target)} not answering for ${s} s: still sending, retrying every ${KEEPALIVE_MS / 1000} s`
+        : `relay ${fmt(target)} answering again after ${s} s`,
+    );
   };
   // A viewer lost a reference frame and could not repair it: a keyframe from a fresh encoder run.
   publisher.onKeyframeRequest = () => {
@@ -128,14 +183,21 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
       const reports = [...publisher.viewerReports.values()].filter((r) => now - r.at < VIEWER_TIMEOUT_MS);
       const viewers = relay ? (relay.core.streams.get(o.stream)?.viewers.size ?? 0) : reports.length;
       const rtts = reports.map((r) => r.rttMs).filter((r): r is number => r !== undefined);
+      // Once stopped the encoder sends nothing, so a rate over the last moment would read 0: the
+      // final line gives the averages from the first frame to the stop instead.
+      const sending = stoppedAt !== undefined && firstFrameAt !== undefined ? Math.max(1, stoppedAt - firstFrameAt) / 1000 : 0;
+      const average = (n: number) => (sending > 0 ? n / sending : 0);
       return {
         role: 'share',
         stream: o.stream,
         codec: o.codec,
         source: o.source,
         relay: relay ? `embedded, ${fmt(relay.address)}` : fmt(target),
-        fps: round(fps.sample(c.framesSent, now)) ?? 0,
-        bitrateKbps: round(bitrate.sample(c.bytesSent * 8, now) / 1000) ?? 0,
+        relayState: publisher.relay.state,
+        relaySilentS: publisher.relay.state === 'not answering' ? round(publisher.relay.silentFor(now) / 1000, 0) : null,
+        relayOutages: publisher.relay.outages,
+        fps: round(stopping ? average(c.framesSent) : fps.sample(c.framesSent, now)) ?? 0,
+        bitrateKbps: round((stopping ? average(c.bytesSent * 8) : bitrate.sample(c.bytesSent * 8, now)) / 1000) ?? 0,
         framesEncoded: encoder.framesEncoded,
         framesSent: c.framesSent,
         keyframesSent: c.keyframesSent,
@@ -160,8 +222,12 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     // Nothing to say before the relay's first answer: the connect timeout's error is the line then.
     summary: (s) =>
       publisher.lastAckAt === undefined ? undefined :
-      `share ${s.stream}: ${s.fps} fps ${s.bitrateKbps} kbit/s, ${s.framesEncoded} frames, ${s.viewers} viewer(s), ` +
-      `worst loss ${s.worstLossPercent ?? '-'}%, worst RTT ${s.worstRttMs ?? '-'} ms`,
+      // While the relay is silent, a sending rate and a viewer count would read as if all were fine.
+      s.relayState === 'not answering' && !stopping ? `share ${s.stream}: relay ${s.relay} not answering for ${s.relaySilentS} s, retrying; ${s.framesEncoded} frames encoded` :
+      (stopping
+        ? `share ${s.stream} ended after ${round(((stoppedAt ?? Date.now()) - startedAt) / 1000)} s: ${s.framesSent} frames sent, on average ${s.fps} fps ${s.bitrateKbps} kbit/s, `
+        : `share ${s.stream}: ${s.fps} fps ${s.bitrateKbps} kbit/s, ${s.framesEncoded} frames, `) +
+      `${s.viewers} viewer(s), worst loss ${s.worstLossPercent ?? '-'}%, worst RTT ${s.worstRttMs ?? '-'} ms`,
   });
   const timer = o.duration ? setTimeout(() => stop(0), o.duration * 1000) : undefined;
   const connectTimer = setTimeout(() => {
@@ -176,6 +242,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   function stop(code = 0): void {
     if (stopping) return;
     stopping = true;
+    stoppedAt = Date.now();
     clearTimeout(timer);
     clearTimeout(connectTimer);
     (async () => {

@@ -5,6 +5,7 @@
  */
 import type { ConnectionState } from '../player/viewer.ts';
 import type { RelayCounters } from '../relay/core.ts';
+import type { RelayState } from '../transport/publisher.ts';
 
 export interface WatchSnapshot {
   role: 'watch';
@@ -14,9 +15,31 @@ export interface WatchSnapshot {
   codec: 'h264' | 'mjpeg' | null;
   width: number | null;
   height: number | null;
+  /** Unique media packets received (arrived or rebuilt by FEC), over the whole session. */
   packetsReceived: number;
-  packetsLost: number;
-  lossPercent: number;
+  /**
+   * Packets the sharer sent that should have arrived in sequence so far: those that did, plus
+   * lostOnWire. The base of lostOnWirePercent.
+   */
+  packetsExpected: number;
+  /**
+   * Lost on the wire: sequence numbers that did not arrive in sequence (missing when a later one
+   * came). Each ends as recoveredByRtx, recoveredByFec, reordered or unrepaired, or is still
+   * repairPending: lostOnWire = recoveredByRtx + recoveredByFec + reordered + unrepaired + repairPending.
+   */
+  lostOnWire: number;
+  lostOnWirePercent: number;
+  /** Lost packets given up: the frames that needed them were dropped. */
+  unrepaired: number;
+  /** Lost packets still within their repair budget (a gauge, not a counter). */
+  repairPending: number;
+  /** Unrepaired packets that arrived after all, too late to use. */
+  tooLate: number;
+  /**
+   * RFC 3550 A.3 cumulative lost (expected - received, what a receiver report carries), added up
+   * over sharer restarts: loss after repair, as other RTP tools count it.
+   */
+  rfc3550Lost: number;
   jitterMs: number;
   bitrateKbps: number;
   fps: number;
@@ -30,10 +53,12 @@ export interface WatchSnapshot {
    */
   latencyMs: number | null;
   duplicates: number;
+  /** Lost packets that arrived late by themselves, sooner than a re-sent copy could have. */
   reordered: number;
   malformed: number;
   keyframeRequests: number;
   nacksSent: number;
+  /** Lost packets repaired by the relay re-sending them (NACK) and by FEC parity. */
   recoveredByRtx: number;
   recoveredByFec: number;
   framesGivenUp: number;
@@ -73,6 +98,15 @@ export interface ShareSnapshot {
   codec: 'h264' | 'mjpeg';
   source: string;
   relay: string;
+  /**
+   * Whether the relay answers our PUBLISH: 'not answering' after RELAY_SILENT_MS without an ACK
+   * (the sharer keeps sending and announcing, so the rates then say nothing about viewers).
+   */
+  relayState: RelayState;
+  /** Seconds since the relay last answered, while it is 'not answering'; else null. */
+  relaySilentS: number | null;
+  /** Times the relay stopped answering. */
+  relayOutages: number;
   fps: number;
   bitrateKbps: number;
   framesEncoded: number;
@@ -95,7 +129,7 @@ export interface ShareSnapshot {
 
 export interface RelayStreamRow {
   name: string;
-  publisher: string | null;
+  publisher: string;
   bitrateInKbps: number;
   packetsIn: number;
   packetsOut: number;
@@ -119,7 +153,11 @@ export interface RelayViewerRow {
 export interface RelaySnapshot extends RelayCounters {
   role: 'relay';
   address: string;
+  /** Streams with a sharer. */
   streams: number;
+  /** Stream names viewers wait on that nobody publishes (not counted in `streams`, not in perStream). */
+  awaitedStreams: number;
+  /** Every viewer, waiting ones included. */
   viewers: number;
   bitrateInKbps: number;
   bitrateOutKbps: number;

@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { hostname } from 'node:os';
-import { KEEPALIVE_MS, PT_H264, PT_JPEG, VIDEO_CLOCK_RATE, DEFAULT_PAYLOAD_LIMIT } from '../defaults.ts';
+import { KEEPALIVE_MS, PT_H264, PT_JPEG, RELAY_SILENT_MS, VIDEO_CLOCK_RATE, DEFAULT_PAYLOAD_LIMIT } from '../defaults.ts';
 import type { Endpoint } from '../relay/core.ts';
 import { ControlType, RefuseReason, controlApp, parseControl } from './control.ts';
 import { PacketError, unlessMalformed } from './errors.ts';
@@ -83,6 +83,44 @@ export interface PublisherCounters {
   fecPacketsSent: number;
 }
 
+/** 'connecting': no ACK yet; 'ok': the relay answers; 'not answering': it did, and has gone silent. */
+export type RelayState = 'connecting' | 'ok' | 'not answering';
+
+/**
+ * Whether the relay still answers the PUBLISH we send every KEEPALIVE_MS with an ACK. Silent for
+ * `silentMs` it is 'not answering' (killed, restarting, the path cut); its next ACK makes it 'ok'
+ * again. Driven by `nowMs` alone, so tests need no clock.
+ */
+export class RelayLiveness {
+  state: RelayState = 'connecting';
+  /** When the relay last answered (undefined: never). */
+  lastAnswerAt?: number;
+  /** Times an answering relay went silent. */
+  outages = 0;
+  constructor(private readonly silentMs = RELAY_SILENT_MS) {}
+
+  /** An ACK arrived. Returns how long the relay had been silent when this ends an outage. */
+  answered(nowMs: number): number | undefined {
+    const silent = this.state === 'not answering' ? nowMs - this.lastAnswerAt! : undefined;
+    this.state = 'ok';
+    this.lastAnswerAt = nowMs;
+    return silent;
+  }
+
+  /** Called at each announcement: true when the relay has just gone silent. */
+  check(nowMs: number): boolean {
+    if (this.state !== 'ok' || nowMs - this.lastAnswerAt! < this.silentMs) return false;
+    this.state = 'not answering';
+    this.outages++;
+    return true;
+  }
+
+  /** How long the relay has not answered, while it is 'not answering' (else 0). */
+  silentFor(nowMs: number): number {
+    return this.state === 'not answering' ? nowMs - this.lastAnswerAt! : 0;
+  }
+}
+
 export class Publisher {
   readonly sender: RtpSender;
   readonly counters: PublisherCounters = {
@@ -98,8 +136,13 @@ export class Publisher {
   /** Latest receiver report from each viewer (relayed), by the viewer's SSRC. */
   readonly viewerReports = new Map<number, ViewerReport>();
   onKeyframeRequest?: () => void;
-  /** When the relay last acknowledged our PUBLISH (undefined: never). */
-  lastAckAt?: number;
+  /** Whether the relay answers our PUBLISH. */
+  readonly relay = new RelayLiveness();
+  /**
+   * The relay went silent ('not answering', `silentMs` since its last answer) or answers again
+   * ('ok', after `silentMs` of silence). Not called for the first answer.
+   */
+  onRelayState?: (state: 'ok' | 'not answering', silentMs: number) => void;
   /** The relay refused our PUBLISH (the stream is another sharer's, the relay is full, a bad key). */
   onRefused?: (reason: RefuseReason) => void;
   private readonly socket: dgram.Socket;
@@ -162,6 +205,11 @@ export class Publisher {
     return pub;
   }
 
+  /** When the relay last acknowledged our PUBLISH (undefined: never). */
+  get lastAckAt(): number | undefined {
+    return this.relay.lastAnswerAt;
+  }
+
   /** RTP timestamp of a capture instant: 90 kHz wall clock plus this sender's random offset. */
   rtpTimestamp(unixMs: number): number {
     return (Math.round(unixMs * (VIDEO_CLOCK_RATE / 1000)) + this.tsOffset) % TS_MOD;
@@ -219,6 +267,10 @@ export class Publisher {
   private announce(): void {
     if (this.closed) return;
     this.transmit([this.rtcp([controlApp({ kind: ControlType.Publish, stream: this.opts.stream, salt: this.salt }, this.sender.ssrc)])]);
+    // Media keeps going out while the relay is silent: only its answers may be what is lost, and
+    // a restarted relay takes the stream back from the next PUBLISH without a restart here.
+    const now = this.now();
+    if (this.relay.check(now)) this.onRelayState?.('not answering', this.relay.silentFor(now));
   }
 
   private onDatagram(msg: Buffer): void {
@@ -252,8 +304,14 @@ export class Publisher {
           continue;
         }
         if (msg?.stream !== this.opts.stream) continue;
-        if (msg.kind === ControlType.Ack) this.lastAckAt = now;
-        else if (msg.kind === ControlType.Refused && this.lastAckAt === undefined) this.onRefused?.(msg.reason!);
+        if (msg.kind === ControlType.Ack) {
+          const silent = this.relay.answered(now);
+          if (silent !== undefined) this.onRelayState?.('ok', silent);
+        } else if (msg.kind === ControlType.Refused && this.relay.state !== 'ok') {
+          // At the start, or from a relay that came back and will not take us back (keyed now,
+          // or the stream taken meanwhile).
+          this.onRefused?.(msg.reason!);
+        }
       } else if (p.type === 'pli' && p.mediaSsrc === this.sender.ssrc) {
         this.counters.keyframeRequests++;
         this.onKeyframeRequest?.();

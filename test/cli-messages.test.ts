@@ -1,0 +1,99 @@
+/**
+ * What the command line says (issue 12, item 8): every option has a description in --help, every
+ * example fits one line at 80 and 100 columns, a value that looks like a negative number reaches
+ * its option's check, a repeated option takes its last value, and a bad value from a UDPCAST_*
+ * variable is named as that variable. Each mistake is one line and exit code 2.
+ */
+import { test, describe, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { udpcast, killAll, exited, freePort } from './helpers/cli.ts';
+import { nameVariable } from '../src/cli/main.ts';
+
+after(killAll);
+
+const COMMANDS = ['share', 'relay', 'watch', 'demo', 'impair'];
+
+/** `udpcast ARGS` to its end: exit code and trimmed stderr. */
+async function run(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const r = udpcast(args, env);
+  const e = await exited(r, 15_000);
+  return { code: e.code, out: Buffer.concat(r.stdout).toString(), err: r.stderrText().trim() };
+}
+
+/** Exit 2 and one line matching `pattern` (as e2e.test.ts's `fails`). */
+async function fails(args: string[], pattern: RegExp, env: NodeJS.ProcessEnv = {}) {
+  const { code, err } = await run(args, env);
+  assert.equal(code, 2, `exit code for ${args.join(' ')}: ${err}`);
+  assert.match(err, pattern);
+  assert.equal(err.split('\n').length, 1, `one line, got:\n${err}`);
+}
+
+/** The lines of one section of yargs's help ("Options:", "Examples:"), up to the blank line after it. */
+function section(help: string, title: string): string[] {
+  const lines = help.split('\n');
+  const start = lines.indexOf(title);
+  if (start < 0) return [];
+  const end = lines.indexOf('', start);
+  return lines.slice(start + 1, end < 0 ? undefined : end);
+}
+
+describe('--help', () => {
+  for (const columns of [80, 100]) {
+    for (const command of COMMANDS) {
+      test(`${command} --help at ${columns} columns: every option described, every example on one line`, async () => {
+        // Through a pipe yargs cannot ask the terminal: $COLUMNS sets the width.
+        const { code, out } = await run([command, '--help'], { COLUMNS: String(columns) });
+        assert.equal(code, 0);
+        for (const line of out.split('\n')) assert.ok(line.length <= columns, `wider than ${columns}: ${line}`);
+        const options = section(out, 'Options:');
+        assert.ok(options.length > 3);
+        for (const line of options) {
+          const m = /^\s+(?:-\w, )?--([\w-]+)\s+(.*)$/.exec(line);
+          if (m) assert.doesNotMatch(m[2], /^\[/, `--${m[1]} has no description`);
+          // yargs glues the type to a description that fills the line exactly: "5)[number]".
+          assert.doesNotMatch(line, /\S\[(string|number|boolean|array|choices|default)/, `glued: ${line}`);
+        }
+        const examples = section(out, 'Examples:');
+        assert.ok(examples.length > 0, `${command} has examples`);
+        // A flag or a pipe wrapped onto a line of its own, or a description on two lines, would
+        // start a line with something other than the command.
+        for (const line of examples) assert.match(line, /^ {2}udpcast /, `an example wrapped:\n${examples.join('\n')}`);
+      });
+    }
+  }
+});
+
+describe('values yargs would misread', () => {
+  test('--bitrate -1M names --bitrate and what it takes, not "Unknown arguments: 1, M"', () =>
+    fails(['share', '--bitrate', '-1M'], /^udpcast share: --bitrate must be 50k-200M \(e\.g\. 2500k or 4M\), got -1M$/));
+  test('the same for a delay', () =>
+    fails(['impair', '--listen', '6000', '--to', '127.0.0.1:5004', '--delay', '-10ms'], /^udpcast impair: --delay must be .*got -10ms$/));
+  test('a repeated option takes the last value, as most command lines do', async () => {
+    const [first, last] = [await freePort(), await freePort()];
+    const { code, err } = await run(['relay', '--host', '127.0.0.1', '--port', String(first), '--port', String(last), '--no-dashboard', '--duration', '0.5']);
+    assert.equal(code, 0, err);
+    assert.match(err, new RegExp(`listening on 127\\.0\\.0\\.1:${last}\\b`));
+    assert.doesNotMatch(err, new RegExp(`${first},${last}`), 'not both as a list');
+  });
+});
+
+describe('values from UDPCAST_* variables', () => {
+  test('UDPCAST_FPS=abc is named, with its text', () =>
+    fails(['share'], /^udpcast share: UDPCAST_FPS must be a number 1-120 \(e\.g\. 30 or 29\.97\), got abc$/, { UDPCAST_FPS: 'abc' }));
+  test('UDPCAST_PORT=99999 is named', () => fails(['relay'], /^udpcast relay: UDPCAST_PORT must be 0-65535, got 99999$/, { UDPCAST_PORT: '99999' }));
+  test('the command line wins over the variable, and is named as typed', () =>
+    fails(['share', '--fps', '500'], /^udpcast share: --fps must be a number 1-120 .*got 500$/, { UDPCAST_FPS: 'abc' }));
+  test('a choice from a variable says which variable', () =>
+    fails(['share'], /^udpcast: Invalid values: Argument: codec, Given: "vp9".*\(from UDPCAST_CODEC\)$/, { UDPCAST_CODEC: 'vp9' }));
+  test('nameVariable: only a message about an option that came from a variable changes', () => {
+    const env = { UDPCAST_LATENCY: '5ms' };
+    const from = { latency: 'UDPCAST_LATENCY' };
+    assert.equal(
+      nameVariable('--latency must be a whole number 0-10000, got something that is not a number', from, env),
+      'UDPCAST_LATENCY must be a whole number 0-10000, got 5ms',
+    );
+    assert.equal(nameVariable('--port must be 0-65535, got 0', from, env), '--port must be 0-65535, got 0');
+    assert.equal(nameVariable('--latency-x must be', from, env), '--latency-x must be', 'a longer option name is another option');
+    assert.equal(nameVariable('no display', from, env), 'no display');
+  });
+});
