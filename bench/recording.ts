@@ -5,34 +5,12 @@
  * here, plus one frame), every frame decodes, and the frame rate is the sharer's. Baseline: the
  * sharer's own 60 s (--duration), measured in the same run; the ratio is duration ÷ that span.
  */
-import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { OUT, exited, freePort, missing, ratio, round, sleep, stop, table, udpcast, waitForLine, type BenchContext, type BenchResult } from './lib.ts';
+import { probe } from '../test/helpers/media.ts';
 
 const FPS = 30;
-
-interface Probed {
-  duration: number | null;
-  frames: number;
-  fps: number | null;
-  errors: string;
-}
-
-function probe(file: string): Probed {
-  const p = spawnSync('ffprobe', ['-v', 'error', '-count_frames', '-show_entries', 'format=duration:stream=nb_read_frames,avg_frame_rate', '-of', 'json', file], {
-    encoding: 'utf8',
-    timeout: 120_000,
-  });
-  const j = JSON.parse(p.stdout || '{}') as { streams?: { nb_read_frames?: string; avg_frame_rate?: string }[]; format?: { duration?: string } };
-  const [n, d] = (j.streams?.[0]?.avg_frame_rate ?? '0/0').split('/').map(Number);
-  return {
-    duration: j.format?.duration !== undefined ? Number(j.format.duration) : null,
-    frames: Number(j.streams?.[0]?.nb_read_frames ?? 0),
-    fps: n > 0 && d > 0 ? n / d : null,
-    errors: p.stderr.trim(),
-  };
-}
 
 export async function recordingBench(ctx: BenchContext): Promise<BenchResult> {
   const title = 'Recordings: a 60 s share recorded to .mkv and .mp4 (issue 11)';
@@ -59,7 +37,7 @@ export async function recordingBench(ctx: BenchContext): Promise<BenchResult> {
       await sleep(1000);
       for (const w of watches) await stop(w, 5000, 'SIGINT');
       for (const f of files) {
-        const p = probe(f);
+        const p = probe(f, 120_000);
         const row = {
           codec,
           container: path.extname(f).slice(1),

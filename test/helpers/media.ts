@@ -70,11 +70,11 @@ export interface Probe {
 }
 
 /** ffprobe's view of a file: codec, size, duration, and every frame decoded (-count_frames). */
-export function probe(file: string): Probe {
+export function probe(file: string, timeoutMs = 60_000): Probe {
   const r = spawnSync(
     'ffprobe',
     ['-v', 'error', '-count_frames', '-show_entries', 'format=duration:stream=codec_name,width,height,nb_read_frames,avg_frame_rate', '-of', 'json', file],
-    { encoding: 'utf8', timeout: 60_000 },
+    { encoding: 'utf8', timeout: timeoutMs },
   );
   const j = JSON.parse(r.stdout || '{}') as { streams?: Record<string, string | number>[]; format?: { duration?: string } };
   const s = j.streams?.[0] ?? {};
