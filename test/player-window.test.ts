@@ -5,13 +5,13 @@
  */
 import { test, describe, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { udpcast, killAll, exited, freePort, waitFor, sleep, type Running } from './helpers/cli.ts';
 import { skipUnless } from './helpers/tools.ts';
-import { Frames, TINY_OUT, x11grabIn, type Colour } from '../bench/lib.ts';
+import { Frames, TINY_OUT, x11grabIn, xvfb as startXvfb, type Colour } from '../bench/lib.ts';
 import { start } from './helpers/cli.ts';
 import { performance } from 'node:perf_hooks';
 
@@ -24,12 +24,11 @@ let shared = '';
 const VIEWER_SCREEN = { width: 1280, height: 720 };
 const SHARED_SCREEN = { width: 640, height: 360 };
 
+/** An Xvfb of this size (bench/lib.ts's, with -noreset: the root keeps xsetroot's colour between clients). */
 async function xvfb(size: { width: number; height: number }): Promise<string> {
-  let n = 140 + Math.floor(Math.random() * 100);
-  while (existsSync(`/tmp/.X11-unix/X${n}`) || existsSync(`/tmp/.X${n}-lock`)) n++;
-  servers.push(spawn('Xvfb', [`:${n}`, '-screen', '0', `${size.width}x${size.height}x24`, '-nolisten', 'tcp', '-noreset'], { stdio: 'ignore' }));
-  await waitFor(() => existsSync(`/tmp/.X11-unix/X${n}`), 10_000, `Xvfb :${n}`);
-  return `:${n}`;
+  const x = await startXvfb(`${size.width}x${size.height}`);
+  servers.push(x.server);
+  return x.display;
 }
 
 before(async () => {
