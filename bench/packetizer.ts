@@ -7,9 +7,9 @@
  * (Buffer.concat: the copy the kernel would make in sendmsg), parseRtp, H264Depacketizer.pushAll.
  */
 import { performance } from 'node:perf_hooks';
-import { H264Depacketizer } from '../src/transport/h264/depacketize.ts';
-import { H264Packetizer } from '../src/transport/h264/packetize.ts';
-import { parseRtp } from '../src/transport/rtp.ts';
+import { H264Depacketizer } from '../src/codecs/h264/depacketize.ts';
+import { H264Packetizer } from '../src/codecs/h264/packetize.ts';
+import { parseRtp } from '../src/rtp/packet.ts';
 import { RtpSender } from '../src/transport/sender.ts';
 import { PT_H264, DEFAULT_PAYLOAD_LIMIT } from '../src/defaults.ts';
 import { h264AccessUnits } from './sample.ts';

@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { NAL_AUD, nalType, splitAnnexB } from '../src/encode/annexb.ts';
+import { NAL_AUD, nalType, splitAnnexB } from '../src/codecs/h264/annexb.ts';
 import { OUT, x264Args } from './lib.ts';
 
 /** Each access unit as its NAL units (without start codes), AUDs dropped (RFC 6184 senders may). */

@@ -5,7 +5,7 @@
  */
 import yargs, { type Options } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { run, type Command } from '../src/cli/main.ts';
+import { run, type Command } from '../src/apps/main.ts';
 import {
   DEFAULT_BITRATE_KBPS,
   DEFAULT_FPS,

@@ -7,7 +7,7 @@
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { udpcast, killAll, exited, freePort } from './helpers/cli.ts';
-import { nameVariable } from '../src/cli/main.ts';
+import { nameVariable } from '../src/apps/main.ts';
 
 after(killAll);
 

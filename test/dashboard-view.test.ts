@@ -6,7 +6,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import type { RelaySnapshot, ShareSnapshot, WatchSnapshot } from '../src/cli/snapshots.ts';
+import type { RelaySnapshot, ShareSnapshot, WatchSnapshot } from '../src/dashboard/snapshots.ts';
 import { History, HISTORY_SAMPLES, Ring } from '../src/dashboard/history.ts';
 import {
   applyBaseline,

@@ -19,9 +19,9 @@ import {
   PT_FEC,
   type FecEncoderOptions,
 } from '../src/transport/fec.ts';
-import { PacketError } from '../src/transport/errors.ts';
-import { buildExtension, parseRtp, serializeRtp, serializeRtpToBuffer } from '../src/transport/rtp.ts';
-import { seqAdd } from '../src/transport/seq.ts';
+import { PacketError } from '../src/util/errors.ts';
+import { buildExtension, parseRtp, serializeRtp, serializeRtpToBuffer } from '../src/rtp/packet.ts';
+import { seqAdd } from '../src/rtp/seq.ts';
 
 const SSRC = 0xdeadbeef;
 

@@ -13,7 +13,7 @@ import fc from 'fast-check';
 import { FlvReader, type EncodedFrame } from '../src/encode/flv.ts';
 import { MjpegSplitter } from '../src/encode/mjpeg-stream.ts';
 import { buildShareArgs } from '../src/encode/ffmpeg-args.ts';
-import { PacketError } from '../src/transport/errors.ts';
+import { PacketError } from '../src/util/errors.ts';
 import { MAX_FRAME_BYTES } from '../src/defaults.ts';
 import { skipUnless, which } from './helpers/tools.ts';
 

@@ -13,14 +13,14 @@ import {
   joinAnnexB,
   nalType,
   splitAnnexB,
-} from '../src/encode/annexb.ts';
-import { H264Packetizer } from '../src/transport/h264/packetize.ts';
-import { H264Depacketizer, depacketizeAll } from '../src/transport/h264/depacketize.ts';
-import { PacketError } from '../src/transport/errors.ts';
-import { parseRtp, serializeRtpToBuffer, type RtpPacket } from '../src/transport/rtp.ts';
-import { seqAdd } from '../src/transport/seq.ts';
+} from '../src/codecs/h264/annexb.ts';
+import { H264Packetizer } from '../src/codecs/h264/packetize.ts';
+import { H264Depacketizer, depacketizeAll } from '../src/codecs/h264/depacketize.ts';
+import { PacketError } from '../src/util/errors.ts';
+import { parseRtp, serializeRtpToBuffer, type RtpPacket } from '../src/rtp/packet.ts';
+import { seqAdd } from '../src/rtp/seq.ts';
 import { DEFAULT_PAYLOAD_LIMIT, MAX_FRAME_BYTES, MAX_NALUS_PER_AU, MIN_PAYLOAD_LIMIT } from '../src/defaults.ts';
-import type { Payload } from '../src/transport/frame.ts';
+import type { Payload } from '../src/rtp/frame.ts';
 
 // ---- RFC 6184 field builders -------------------------------------------------------------------
 

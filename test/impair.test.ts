@@ -23,7 +23,8 @@ import {
   type Decision,
   type ImpairSettings,
 } from '../src/impair/core.ts';
-import { ImpairProxy, impairOptions, type Direction } from '../src/impair/proxy.ts';
+import { ImpairProxy, type Direction } from '../src/impair/proxy.ts';
+import { impairOptions } from '../src/apps/impair.ts';
 import { UsageError } from '../src/util/errors.ts';
 
 const settings = (s: Partial<ImpairSettings>): ImpairSettings => ({ ...NO_IMPAIRMENT, ...s });

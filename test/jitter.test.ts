@@ -3,8 +3,8 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { JitterBuffer } from '../src/player/jitter.ts';
-import type { RtpPacket } from '../src/transport/rtp.ts';
-import { seqAdd } from '../src/transport/seq.ts';
+import type { RtpPacket } from '../src/rtp/packet.ts';
+import { seqAdd } from '../src/rtp/seq.ts';
 
 const pkt = (seq: number): RtpPacket => ({ padding: 0, marker: false, payloadType: 96, sequenceNumber: seq, timestamp: 0, ssrc: 1, csrc: [], payload: Buffer.from([seq & 0xff]) });
 const seqs = (o: { released: RtpPacket[] }) => o.released.map((p) => p.sequenceNumber);

@@ -20,15 +20,15 @@ import {
   JpegUnsupportedError,
   parseJpeg,
   type ParsedJpeg,
-} from '../src/encode/jpeg.ts';
-import { JpegPacketizer, MIN_JPEG_PAYLOAD_LIMIT } from '../src/transport/jpeg/packetize.ts';
-import { JpegDepacketizer } from '../src/transport/jpeg/depacketize.ts';
-import { AC_CHROMA, AC_LUMA, DC_CHROMA, DC_LUMA, type HuffmanSpec } from '../src/transport/jpeg/tables.ts';
-import { PacketError } from '../src/transport/errors.ts';
-import { parseRtp, type RtpPacket } from '../src/transport/rtp.ts';
+} from '../src/codecs/mjpeg/jpeg.ts';
+import { JpegPacketizer, MIN_JPEG_PAYLOAD_LIMIT } from '../src/codecs/mjpeg/packetize.ts';
+import { JpegDepacketizer } from '../src/codecs/mjpeg/depacketize.ts';
+import { AC_CHROMA, AC_LUMA, DC_CHROMA, DC_LUMA, type HuffmanSpec } from '../src/codecs/mjpeg/tables.ts';
+import { PacketError } from '../src/util/errors.ts';
+import { parseRtp, type RtpPacket } from '../src/rtp/packet.ts';
 import { RtpSender } from '../src/transport/sender.ts';
 import { DEFAULT_PAYLOAD_LIMIT, PT_JPEG } from '../src/defaults.ts';
-import type { Payload } from '../src/transport/frame.ts';
+import type { Payload } from '../src/rtp/frame.ts';
 
 // ---- A baseline JFIF image, byte by byte ---------------------------------------------------------
 

@@ -9,7 +9,7 @@ import { constants } from 'node:os';
 import { FanoutSender, type NativeSend } from '../src/relay/fanout-send.ts';
 import { loadNative, socketFd } from '../src/relay/native.ts';
 import { receiveDatagrams } from '../src/relay/batch-receive.ts';
-import type { Endpoint } from '../src/relay/core.ts';
+import type { Endpoint } from '../src/util/net.ts';
 import { bindUdp } from './helpers/net.ts';
 import { waitFor } from './helpers/cli.ts';
 

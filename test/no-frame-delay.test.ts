@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { Encoder, type CapturedFrame } from '../src/encode/encoder.ts';
 import { Publisher } from '../src/transport/publisher.ts';
-import { isRtp } from '../src/transport/rtp.ts';
+import { isRtp } from '../src/rtp/packet.ts';
 import { killAllChildren } from '../src/util/child.ts';
 import { bindUdp } from './helpers/net.ts';
 import { skipUnless } from './helpers/tools.ts';

@@ -19,7 +19,7 @@ import {
   CLOCK_SKEW_WINDOW_MS, PLAYER_CHECK_MS, PLAYER_LAG_MS, PLAYER_RESTART_MIN_MS, PLAYER_STALL_MS, PLAYER_STARTUP_GRACE_MS, STALE_SLACK_MS,
 } from '../src/defaults.ts';
 import { displayMissing } from '../src/player/display.ts';
-import { checkOutput } from '../src/cli/options.ts';
+import { checkOutput } from '../src/apps/options.ts';
 import { UsageError } from '../src/util/errors.ts';
 import type { SpawnFn } from '../src/util/child.ts';
 import { waitFor } from './helpers/cli.ts';

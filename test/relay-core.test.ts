@@ -2,10 +2,11 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { RelayCore, type Endpoint } from '../src/relay/core.ts';
+import { RelayCore } from '../src/relay/core.ts';
+import type { Endpoint } from '../src/util/net.ts';
 import { ControlType, controlApp, parseControl } from '../src/transport/control.ts';
 import { parseRtcp, serializeRtcp } from '../src/transport/rtcp.ts';
-import { serializeRtpToBuffer } from '../src/transport/rtp.ts';
+import { serializeRtpToBuffer } from '../src/rtp/packet.ts';
 import { PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS, MAX_DATAGRAM, MAX_STREAMS, RTX_MAX_PER_SECOND, JOIN_BURST_BYTES, JOIN_PACE_BYTES_PER_MS } from '../src/defaults.ts';
 import { startsKeyframe } from '../src/relay/core.ts';
 

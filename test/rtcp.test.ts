@@ -22,10 +22,10 @@ import {
   type RtcpPacket,
   type ReportBlock,
 } from '../src/transport/rtcp.ts';
-import { isRtp } from '../src/transport/rtp.ts';
-import { PacketError } from '../src/transport/errors.ts';
+import { isRtp } from '../src/rtp/packet.ts';
+import { PacketError } from '../src/util/errors.ts';
 import { ntpMiddle32 } from '../src/transport/ntp.ts';
-import { seqAdd } from '../src/transport/seq.ts';
+import { seqAdd } from '../src/rtp/seq.ts';
 
 function throwsPacketError(fn: () => unknown, ...patterns: RegExp[]): void {
   assert.throws(fn, (e: unknown) => {

@@ -16,9 +16,9 @@ import {
   serializeRtp,
   serializeRtpToBuffer,
   type RtpPacket,
-} from '../src/transport/rtp.ts';
-import { PacketError } from '../src/transport/errors.ts';
-import { seqAdd, seqDiff, seqGt, tsAdd, tsDiff, tsGt, SEQ_MOD, TS_MOD } from '../src/transport/seq.ts';
+} from '../src/rtp/packet.ts';
+import { PacketError } from '../src/util/errors.ts';
+import { seqAdd, seqDiff, seqGt, tsAdd, tsDiff, tsGt, SEQ_MOD, TS_MOD } from '../src/rtp/seq.ts';
 
 /** Asserts `fn` throws a PacketError whose message matches every pattern. */
 function throwsPacketError(fn: () => unknown, ...patterns: RegExp[]): void {

@@ -2,8 +2,8 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import fc from 'fast-check';
-import { PacketError } from '../src/transport/errors.ts';
-import { parseRtp, serializeRtpToBuffer } from '../src/transport/rtp.ts';
+import { PacketError } from '../src/util/errors.ts';
+import { parseRtp, serializeRtpToBuffer } from '../src/rtp/packet.ts';
 import { serializeRtcp } from '../src/transport/rtcp.ts';
 import { DEFAULT_PAYLOAD_LIMIT, UDP_PAYLOAD_BUDGET } from '../src/defaults.ts';
 import {

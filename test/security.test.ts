@@ -11,7 +11,7 @@ import { decode, lastStats } from './helpers/decode.ts';
 import { skipUnless } from './helpers/tools.ts';
 import { ControlType, controlApp } from '../src/transport/control.ts';
 import { serializeRtcp, isRtcp } from '../src/transport/rtcp.ts';
-import { serializeRtpToBuffer, isRtp } from '../src/transport/rtp.ts';
+import { serializeRtpToBuffer, isRtp } from '../src/rtp/packet.ts';
 
 after(killAll);
 const dir = mkdtempSync(join(tmpdir(), 'udpcast-sec-'));
@@ -216,8 +216,8 @@ describe('keys and encryption', { skip }, () => {
   test('--encrypt: what crosses relay → viewer decodes to nothing without the key; the viewer with it decodes cleanly', async () => {
     const { ImpairProxy } = await import('../src/impair/proxy.ts');
     const { NO_IMPAIRMENT } = await import('../src/impair/core.ts');
-    const { H264Depacketizer } = await import('../src/transport/h264/depacketize.ts');
-    const { parseRtp } = await import('../src/transport/rtp.ts');
+    const { H264Depacketizer } = await import('../src/codecs/h264/depacketize.ts');
+    const { parseRtp } = await import('../src/rtp/packet.ts');
     const port = await freePort();
     const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(port), '--source', 'test', '--size', '320x240', '--encrypt', 'viewers-only-7', '--duration', '8', '--no-dashboard']);
     await waitFor(() => share.stderrText().includes('listening'), 10_000, 'the sharer');

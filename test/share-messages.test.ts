@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { udpcast, killAll, exited, freePort, waitFor } from './helpers/cli.ts';
 import { probe } from './helpers/media.ts';
 import { skipUnless } from './helpers/tools.ts';
-import { watchHint } from '../src/cli/share.ts';
+import { watchHint } from '../src/apps/share.ts';
 import { videoSizeFromListing } from '../src/capture/probe.ts';
 import { isHarmlessFfmpegLine, MjpegRateCheck } from '../src/encode/encoder.ts';
 

@@ -2,9 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { spsSize } from '../src/encode/sps.ts';
-import { splitAnnexB, nalType, NAL_SPS } from '../src/encode/annexb.ts';
-import { PacketError } from '../src/transport/errors.ts';
+import { spsSize } from '../src/codecs/h264/sps.ts';
+import { splitAnnexB, nalType, NAL_SPS } from '../src/codecs/h264/annexb.ts';
+import { PacketError } from '../src/util/errors.ts';
 import { skipUnless } from './helpers/tools.ts';
 
 for (const [w, h, pixFmt] of [[320, 240, 'yuv420p'], [1280, 720, 'yuv420p'], [1918, 1078, 'yuv420p'], [642, 362, 'yuv444p']] as const) {

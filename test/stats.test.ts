@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ReceiverStats, type PacketVerdict } from '../src/transport/stats.ts';
 import { msToNtp, ntpMiddle32, ntpToMs, rttMs } from '../src/transport/ntp.ts';
-import { seqAdd } from '../src/transport/seq.ts';
+import { seqAdd } from '../src/rtp/seq.ts';
 import type { ReportBlock } from '../src/transport/rtcp.ts';
 
 function close(actual: number, expected: number, tolerance: number, what: string): void {

@@ -7,7 +7,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { ViewerCore } from '../src/player/viewer.ts';
-import { serializeRtpToBuffer } from '../src/transport/rtp.ts';
+import { serializeRtpToBuffer } from '../src/rtp/packet.ts';
 import { parseRtcp, serializeRtcp } from '../src/transport/rtcp.ts';
 import { ControlType, controlApp } from '../src/transport/control.ts';
 import { PT_H264 } from '../src/defaults.ts';

@@ -2,7 +2,7 @@
  * The last minute of each role's headline numbers, one sample per snapshot (one a second), for the
  * dashboard's sparklines. Pure and bounded: a fixed ring per series, no clock of its own.
  */
-import type { Snapshot } from '../cli/snapshots.ts';
+import type { Snapshot } from './snapshots.ts';
 
 /** Sparklines cover the last 60 s (issue 4); snapshots arrive once a second (STATS_INTERVAL_MS). */
 export const HISTORY_SAMPLES = 60;

@@ -14,7 +14,7 @@
 import { createRequire } from 'node:module';
 import { PassThrough } from 'node:stream';
 import type * as Blessed from 'blessed';
-import type { Snapshot } from '../cli/snapshots.ts';
+import type { Snapshot } from './snapshots.ts';
 import { History } from './history.ts';
 import { helpLines, oneLine, render, takeBaseline, type Baseline } from './view.ts';
 

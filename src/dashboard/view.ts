@@ -8,7 +8,7 @@
  * baseline taken at that moment. Rates and gauges (fps, bitrate, jitter, latency, RTT, per-viewer
  * loss %) are never rebased; --stats-json keeps the totals since start.
  */
-import type { RelaySnapshot, ShareSnapshot, Snapshot, WatchSnapshot } from '../cli/snapshots.ts';
+import type { RelaySnapshot, ShareSnapshot, Snapshot, WatchSnapshot } from './snapshots.ts';
 import type { History } from './history.ts';
 
 // ---------------------------------------------------------------------------------------------

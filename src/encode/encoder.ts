@@ -13,7 +13,7 @@
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { isFileSource, type CaptureOptions } from '../capture/source.ts';
-import { PacketError } from '../transport/errors.ts';
+import { PacketError } from '../util/errors.ts';
 import { OwnedProcess, type SpawnFn } from '../util/child.ts';
 import { buildShareArgs, type EncodeOptions } from './ffmpeg-args.ts';
 import { FlvReader } from './flv.ts';

@@ -13,7 +13,7 @@
  */
 import { UsageError } from '../util/errors.ts';
 import { captureFilters, captureInputArgs, knownCaptureSize, type CaptureOptions } from '../capture/source.ts';
-import { JPEG_DIMENSION_UNIT, JPEG_MAX_DIMENSION } from './jpeg.ts';
+import { JPEG_DIMENSION_UNIT, JPEG_MAX_DIMENSION } from '../codecs/mjpeg/jpeg.ts';
 
 export interface EncodeOptions {
   codec: 'h264' | 'mjpeg';

@@ -37,7 +37,7 @@
  * chunks), so a pushed chunk must not be reused afterwards; node's pipes hand out fresh ones.
  */
 import { MAX_FRAME_BYTES, MAX_NALUS_PER_AU } from '../defaults.ts';
-import { PacketError, need } from '../transport/errors.ts';
+import { PacketError, need } from '../util/errors.ts';
 
 /** One H.264 access unit, as NAL units without start codes or length prefixes. */
 export interface EncodedFrame {

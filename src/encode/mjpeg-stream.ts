@@ -16,7 +16,7 @@
  * One pass over each pushed byte; images come out as views when they sit in one chunk, else one copy.
  */
 import { MAX_FRAME_BYTES } from '../defaults.ts';
-import { PacketError } from '../transport/errors.ts';
+import { PacketError } from '../util/errors.ts';
 
 // T.81 Table B.1 marker codes (the byte after 0xFF).
 export const MARKER_PREFIX = 0xff;

@@ -14,17 +14,13 @@
  */
 import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
-import { randomInt } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { parseHostPort, checkPort, checkDuration, type HostPort } from '../cli/options.ts';
-import { UsageError } from '../util/errors.ts';
+import { formatEndpoint, type HostPort } from '../util/net.ts';
 import {
   ClientTable,
   ImpairCore,
   MinHeap,
   deriveSeed,
-  describeSettings,
-  impairSettings,
   type CoreCounters,
   type DropReason,
   type ImpairSettings,
@@ -208,7 +204,7 @@ export class ImpairProxy {
       // Bound to an ephemeral port on first use; replies from anyone but the target are ignored.
       socket.bind(0);
       socket.on('listening', () => setBuffers(socket));
-      socket.on('error', (err) => this.opts.log?.(`impair upstream socket for ${fmt(fresh)}: ${err.message}`));
+      socket.on('error', (err) => this.opts.log?.(`impair upstream socket for ${formatEndpoint(fresh)}: ${err.message}`));
       socket.on('message', (reply, from) => {
         if (from.address !== this.target.host || from.port !== this.target.port) return;
         this.fromTarget(fresh, reply);
@@ -279,7 +275,7 @@ export class ImpairProxy {
   private sweep(): void {
     for (const c of this.table.expire(this.now())) {
       this.nat.expired++;
-      this.opts.log?.(`impair: client ${fmt(c)} idle for ${Math.round(this.table.idleMs / 1000)} s, forgotten`);
+      this.opts.log?.(`impair: client ${formatEndpoint(c)} idle for ${Math.round(this.table.idleMs / 1000)} s, forgotten`);
       closeClient(c)?.close();
     }
   }
@@ -313,103 +309,9 @@ function setBuffers(s: dgram.Socket): void {
   }
 }
 
-function fmt(c: { address: string; port: number }): string {
-  return c.address.includes(':') ? `[${c.address}]:${c.port}` : `${c.address}:${c.port}`;
-}
-
 function formatBytes(n: number): string {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)} GB`;
   if (n >= 1e6) return `${(n / 1e6).toFixed(2)} MB`;
   if (n >= 1e3) return `${(n / 1e3).toFixed(1)} kB`;
   return `${n} B`;
-}
-
-// ---- The command: options and a handle for src/cli/main.ts -------------------------------------
-export interface ImpairOptions {
-  listenHost: string;
-  listenPort: number;
-  target: HostPort;
-  up: ImpairSettings;
-  down: ImpairSettings;
-  seed: number;
-  /** True when the seed was drawn at random (the start line then says how to repeat the run). */
-  seedChosen: boolean;
-  duration?: number;
-}
-
-/** An explicit port: "host:5004", "[::1]:5004" (a bare IPv6 address would hide a missing port). */
-const HOST_COLON_PORT = /^(\[[^\]]+\]|[^:\s]+):\d+$/;
-
-/** Largest --seed: the PRNG state is 32 bits. */
-export const MAX_SEED = 0xffffffff;
-
-/**
- * Options of `udpcast impair` from yargs' camelCase arguments: listen ("PORT" binds every
- * interface, "HOST:PORT" one), to (HOST:PORT), seed, duration, and the impairments (see
- * impairSettings in core.ts for the up-/down- scheme).
- */
-export function impairOptions(a: Record<string, unknown>): ImpairOptions {
-  if (a.listen === undefined) throw new UsageError('--listen is required: the UDP port clients send to, PORT or HOST:PORT');
-  if (a.to === undefined) throw new UsageError('--to is required: where datagrams go, HOST:PORT');
-  const l = String(a.listen).trim();
-  let listen: HostPort;
-  if (/^\d+$/.test(l)) listen = { host: '0.0.0.0', port: checkPort('listen', l, true) };
-  else if (HOST_COLON_PORT.test(l)) {
-    const i = l.lastIndexOf(':'); // split here so HOST:0 (any free port) is allowed like a bare 0
-    listen = { host: parseHostPort('listen', l.slice(0, i)).host, port: checkPort('listen', l.slice(i + 1), true) };
-  }
-  else throw new UsageError(`--listen must be PORT or HOST:PORT ([v6]:PORT), got ${l}`);
-  const t = String(a.to).trim();
-  if (!HOST_COLON_PORT.test(t)) throw new UsageError(`--to must be HOST:PORT ([v6]:PORT), got ${t}`);
-  const target = parseHostPort('to', t);
-  const seedChosen = a.seed === undefined;
-  const seed = seedChosen ? randomInt(MAX_SEED + 1) : parseSeed(a.seed);
-  return { listenHost: listen.host, listenPort: listen.port, target, ...impairSettings(a), seed, seedChosen, duration: checkDuration('duration', a.duration) };
-}
-
-function parseSeed(v: unknown): number {
-  const s = String(v).trim();
-  const n = /^\d+$/.test(s) ? Number(s) : NaN;
-  if (!Number.isSafeInteger(n) || n > MAX_SEED) throw new UsageError(`--seed must be a whole number 0-${MAX_SEED}, got ${s}`);
-  return n;
-}
-
-export interface ImpairHandle {
-  proxy: ImpairProxy;
-  done: Promise<number>;
-  stop(code?: number): void;
-}
-
-/** Runs the proxy until stop() (or --duration), then prints the summary, one line per direction. */
-export async function startImpair(o: ImpairOptions, log: (line: string) => void): Promise<ImpairHandle> {
-  let proxy: ImpairProxy;
-  try {
-    proxy = await ImpairProxy.start({ listenHost: o.listenHost, listenPort: o.listenPort, target: o.target, up: o.up, down: o.down, seed: o.seed, log });
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === 'EADDRINUSE') throw new UsageError(`--listen port ${o.listenPort} is in use on ${o.listenHost}: pick another port`);
-    if (e.code === 'EADDRNOTAVAIL') throw new UsageError(`--listen host ${o.listenHost} is not an address of this machine`);
-    if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN') throw new UsageError(`--to host ${o.target.host} does not resolve`);
-    throw err;
-  }
-  log(
-    `impair: ${fmt(proxy.address)} → ${fmt({ address: proxy.target.host, port: proxy.target.port })}, seed ${o.seed}` +
-      (o.seedChosen ? ` (repeat this run with --seed ${o.seed})` : ''),
-  );
-  log(`impair: up   (client → target): ${describeSettings(o.up)}`);
-  log(`impair: down (target → client): ${describeSettings(o.down)}`);
-  let finish!: (code: number) => void;
-  const done = new Promise<number>((resolve) => (finish = resolve));
-  const timer = o.duration ? setTimeout(() => stop(0), o.duration * 1000) : undefined;
-  let stopping = false;
-  function stop(code = 0): void {
-    if (stopping) return;
-    stopping = true;
-    clearTimeout(timer);
-    proxy.close().then(() => {
-      for (const line of proxy.summary().split('\n')) log(`impair: ${line}`);
-      finish(code);
-    });
-  }
-  return { proxy, done, stop };
 }

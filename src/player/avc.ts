@@ -20,9 +20,9 @@
  * for years. The parameter sets also stay in band in every keyframe, so a decoder that joins a
  * stream whose picture size changed still finds them.
  */
-import { NAL_PPS, NAL_SPS, nalType, splitAnnexB } from '../encode/annexb.ts';
-import { MARKER_PREFIX, SOI, SOS } from '../encode/jpeg.ts';
-import { spsSize } from '../encode/sps.ts';
+import { NAL_PPS, NAL_SPS, nalType, splitAnnexB } from '../codecs/h264/annexb.ts';
+import { MARKER_PREFIX, SOI, SOS } from '../codecs/mjpeg/jpeg.ts';
+import { spsSize } from '../codecs/h264/sps.ts';
 
 /** Bytes in each NAL unit's length prefix (lengthSizeMinusOne + 1). */
 export const AVC_LENGTH_SIZE = 4;

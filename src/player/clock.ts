@@ -12,7 +12,7 @@
  *   sharer session starts its RTP clock at random), the arrival clock bridges the jump.
  */
 import { CLOCK_SKEW_WINDOW_MS, RTP_TRUST_MS, STALE_SLACK_MS, VIDEO_CLOCK_RATE } from '../defaults.ts';
-import { tsDiff } from '../transport/seq.ts';
+import { tsDiff } from '../rtp/seq.ts';
 import { TICKS_PER_MS } from './container.ts';
 
 

@@ -12,8 +12,8 @@
  * missed = recoveredAfterNack + recoveredByFec + reordered + givenUp + pending at any moment.
  */
 import { JITTER_MAX_PACKETS, MAX_DROPOUT } from '../defaults.ts';
-import type { RtpPacket } from '../transport/rtp.ts';
-import { seqAdd, seqDiff } from '../transport/seq.ts';
+import type { RtpPacket } from '../rtp/packet.ts';
+import { seqAdd, seqDiff } from '../rtp/seq.ts';
 
 /** A jump this far ahead is a new stream position (a sender restart), not a gap to repair. */
 const MAX_GAP = 1000;

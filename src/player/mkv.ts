@@ -30,7 +30,7 @@
  * can put the real duration there at the end (`durationPatch`), so players show the length of a
  * recording; a killed writer leaves the Void, which every reader skips.
  */
-import { unlessMalformed } from '../transport/errors.ts';
+import { unlessMalformed } from '../util/errors.ts';
 import { annexBToLengthPrefixed, avcConfig, frameSize } from './avc.ts';
 import { TICKS_PER_MS, type ContainerFrame, type ContainerWriter } from './container.ts';
 

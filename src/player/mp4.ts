@@ -49,7 +49,7 @@
  * sample entry `jpeg` (QuickTime's Photo JPEG) is what FFmpeg's mov demuxer reads as MJPEG.
  */
 import { MP4_FRAGMENT_MS, VIDEO_CLOCK_RATE } from '../defaults.ts';
-import { unlessMalformed } from '../transport/errors.ts';
+import { unlessMalformed } from '../util/errors.ts';
 import { annexBToLengthPrefixed, avcConfig, frameSize } from './avc.ts';
 import { TICKS_PER_MS, type ContainerCodec, type ContainerFrame, type ContainerWriter } from './container.ts';
 

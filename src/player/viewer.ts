@@ -19,18 +19,18 @@ import { JitterBuffer, type JitterOutput } from './jitter.ts';
 import { FecDecoder, PT_FEC, fecSsrcFor } from '../transport/fec.ts';
 import { ControlType, RefuseReason, controlApp, parseControl } from '../transport/control.ts';
 import { MediaUnprotector, readRoc, streamKeys, watchProof, type MasterKey } from '../transport/secure.ts';
-import { PacketError } from '../transport/errors.ts';
-import type { Depacketizer, Frame } from '../transport/frame.ts';
-import { H264Depacketizer } from '../transport/h264/depacketize.ts';
-import { JpegDepacketizer } from '../transport/jpeg/depacketize.ts';
+import { PacketError } from '../util/errors.ts';
+import type { Depacketizer, Frame } from '../rtp/frame.ts';
+import { H264Depacketizer } from '../codecs/h264/depacketize.ts';
+import { JpegDepacketizer } from '../codecs/mjpeg/depacketize.ts';
 import { isRtcp, parseRtcp, serializeRtcp, type RtcpPacket } from '../transport/rtcp.ts';
-import { isRtp, parseRtp, type RtpPacket } from '../transport/rtp.ts';
-import { seqAdd } from '../transport/seq.ts';
+import { isRtp, parseRtp, type RtpPacket } from '../rtp/packet.ts';
+import { seqAdd } from '../rtp/seq.ts';
 import { ReceiverStats } from '../transport/stats.ts';
 import { randomBytes } from 'node:crypto';
-import { NAL_SPS, nalType, splitAnnexB } from '../encode/annexb.ts';
-import { parseJpeg } from '../encode/jpeg.ts';
-import { spsSize } from '../encode/sps.ts';
+import { NAL_SPS, nalType, splitAnnexB } from '../codecs/h264/annexb.ts';
+import { parseJpeg } from '../codecs/mjpeg/jpeg.ts';
+import { spsSize } from '../codecs/h264/sps.ts';
 
 /**
  * connecting: no answer from the relay yet; waiting: the relay answered, nobody publishes the

@@ -9,7 +9,7 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { COOKIE_BYTES } from '../transport/control.ts';
-import type { Endpoint } from './core.ts';
+import type { Endpoint } from '../util/net.ts';
 
 /** Secret lifetime: a cookie is accepted for 30-60 s after it was issued. */
 export const COOKIE_ROTATE_MS = 30_000;

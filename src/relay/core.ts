@@ -38,18 +38,15 @@ import {
   type AuthKeys,
   type MasterKey,
 } from '../transport/secure.ts';
-import { PacketError, unlessMalformed } from '../transport/errors.ts';
+import { PacketError, unlessMalformed } from '../util/errors.ts';
 import { isRtcp, parseRtcp, serializeRtcp, type RtcpPacket, type ReportBlock } from '../transport/rtcp.ts';
-import { isRtp } from '../transport/rtp.ts';
+import { isRtp } from '../rtp/packet.ts';
 import { startsKeyframe } from '../transport/keyframe.ts';
 
 export { startsKeyframe };
 import { ntpMiddle32 } from '../transport/ntp.ts';
 
-export interface Endpoint {
-  address: string;
-  port: number;
-}
+import type { Endpoint } from '../util/net.ts';
 
 /** One buffer for many destinations: the relay serializes once and sends the same bytes to all. */
 export interface Output {

@@ -21,7 +21,7 @@
  * then zero padding to 32 bits.
  */
 import { MAX_STREAM_NAME } from '../defaults.ts';
-import { PacketError } from './errors.ts';
+import { PacketError } from '../util/errors.ts';
 import type { App } from './rtcp.ts';
 
 export const APP_NAME = 'UDPC';

@@ -47,9 +47,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { MAX_DATAGRAM, MAX_DROPOUT } from '../defaults.ts';
-import { PacketError, need, unlessMalformed } from './errors.ts';
-import { parseRtp, RTP_FIXED_HEADER, RTP_VERSION, serializeRtpToBuffer, type RtpPacket } from './rtp.ts';
-import { seqAdd, seqDiff } from './seq.ts';
+import { PacketError, need, unlessMalformed } from '../util/errors.ts';
+import { parseRtp, RTP_FIXED_HEADER, RTP_VERSION, serializeRtpToBuffer, type RtpPacket } from '../rtp/packet.ts';
+import { seqAdd, seqDiff } from '../rtp/seq.ts';
 
 /** Dynamic payload type of the FEC stream (RFC 3551 §6 leaves 96-127 to signalling). */
 export const PT_FEC = 127;

@@ -15,7 +15,7 @@
  * 1968-2036 this is plain era 0.
  */
 import type { ReportBlock } from './rtcp.ts';
-import { tsAdd, tsDiff } from './seq.ts';
+import { tsAdd, tsDiff } from '../rtp/seq.ts';
 
 /** Seconds from 1900-01-01 (NTP epoch) to 1970-01-01 (Unix epoch): 70 years with 17 leap days. */
 export const NTP_UNIX_OFFSET_S = 2_208_988_800;

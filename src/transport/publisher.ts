@@ -9,11 +9,11 @@ import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { hostname } from 'node:os';
 import { KEEPALIVE_MS, PT_H264, PT_JPEG, RELAY_SILENT_MS, VIDEO_CLOCK_RATE, DEFAULT_PAYLOAD_LIMIT } from '../defaults.ts';
-import type { Endpoint } from '../relay/core.ts';
+import type { Endpoint } from '../util/net.ts';
 import { ControlType, RefuseReason, controlApp, parseControl } from './control.ts';
-import { PacketError, unlessMalformed } from './errors.ts';
-import type { Payload } from './frame.ts';
-import { H264Packetizer } from './h264/packetize.ts';
+import { PacketError, unlessMalformed } from '../util/errors.ts';
+import type { Payload } from '../rtp/frame.ts';
+import { H264Packetizer } from '../codecs/h264/packetize.ts';
 import { FecEncoder, PT_FEC, type FecMode } from './fec.ts';
 import {
   AuthSigner,
@@ -24,11 +24,11 @@ import {
   type MasterKey,
 } from './secure.ts';
 import { startsKeyframe } from './keyframe.ts';
-import { JpegPacketizer } from './jpeg/packetize.ts';
+import { JpegPacketizer } from '../codecs/mjpeg/packetize.ts';
 import { msToNtp, rttMs } from './ntp.ts';
 import { isRtcp, parseRtcp, serializeRtcp, SDES_CNAME, type RtcpPacket } from './rtcp.ts';
 import { RtpSender } from './sender.ts';
-import { TS_MOD } from './seq.ts';
+import { TS_MOD } from '../rtp/seq.ts';
 
 /** RTP, not RTCP: RFC 5761 §4's payload-type rule on the second byte. */
 function isRtpHeader(b: Buffer): boolean {

@@ -20,8 +20,8 @@
  * the caller's buffer is never written. Every count and length is checked against the bytes
  * present before anything is read, and a lie throws a PacketError that names both numbers.
  */
-import { PacketError, need } from './errors.ts';
-import { seqAdd, seqDiff } from './seq.ts';
+import { PacketError, need } from '../util/errors.ts';
+import { seqAdd, seqDiff } from '../rtp/seq.ts';
 
 export const RTCP_VERSION = 2;
 export const RTCP_HEADER = 4;

@@ -4,9 +4,9 @@
  * buffers (header first, payload chunks as views), with the marker bit on the frame's last packet.
  */
 import { randomBytes } from 'node:crypto';
-import type { Payload } from './frame.ts';
-import { serializeRtp } from './rtp.ts';
-import { seqAdd } from './seq.ts';
+import type { Payload } from '../rtp/frame.ts';
+import { serializeRtp } from '../rtp/packet.ts';
+import { seqAdd } from '../rtp/seq.ts';
 
 export interface RtpSenderOptions {
   payloadType: number;

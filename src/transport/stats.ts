@@ -15,7 +15,7 @@
 import { MAX_DROPOUT, MAX_MISORDER, MIN_SEQUENTIAL, VIDEO_CLOCK_RATE } from '../defaults.ts';
 import { ntpMiddle32, ntpToMs, SHORT_UNITS_PER_S } from './ntp.ts';
 import type { ReportBlock } from './rtcp.ts';
-import { SEQ_MOD, seqDiff, tsDiff } from './seq.ts';
+import { SEQ_MOD, seqDiff, tsDiff } from '../rtp/seq.ts';
 
 export type PacketVerdict = 'accepted' | 'duplicate' | 'probation' | 'restarted' | 'invalid';
 

@@ -4,7 +4,7 @@
  * they split exactly; MJPEG split at each SOI), and ffprobe says what a player would see.
  */
 import { spawnSync } from 'node:child_process';
-import { NAL_AUD, NAL_IDR, joinAnnexB, nalType, splitAnnexB } from '../../src/encode/annexb.ts';
+import { NAL_AUD, NAL_IDR, joinAnnexB, nalType, splitAnnexB } from '../../src/codecs/h264/annexb.ts';
 
 export interface EncodedFrame {
   data: Buffer;

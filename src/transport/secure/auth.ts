@@ -11,8 +11,8 @@
  * (udpcast never encrypts RTCP).
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { PacketError } from '../errors.ts';
-import { RTP_FIXED_HEADER } from '../rtp.ts';
+import { PacketError } from '../../util/errors.ts';
+import { RTP_FIXED_HEADER } from '../../rtp/packet.ts';
 import { isRtcp } from '../rtcp.ts';
 import type { AuthKeys } from './keys.ts';
 import { BoundedTable, IndexTracker, ReplayWindow, rocOf } from './window.ts';

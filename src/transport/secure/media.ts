@@ -22,7 +22,7 @@
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { DEFAULT_PAYLOAD_LIMIT, RTP_HEADER_ROOM, UDP_PAYLOAD_BUDGET } from '../../defaults.ts';
-import { PacketError, need } from '../errors.ts';
+import { PacketError, need } from '../../util/errors.ts';
 import { isRtcp } from '../rtcp.ts';
 import {
   buildExtension,
@@ -30,7 +30,7 @@ import {
   RTP_FIXED_HEADER,
   type ExtensionElement,
   type RtpHeaderExtension,
-} from '../rtp.ts';
+} from '../../rtp/packet.ts';
 import { AUTH_TRAILER_BYTES } from './auth.ts';
 import type { MediaKey } from './keys.ts';
 import { BoundedTable, IndexTracker, rocOf } from './window.ts';

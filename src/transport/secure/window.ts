@@ -5,7 +5,7 @@
  * An RTP packet's index is the 48-bit number ROC · 2^16 + SEQ, where ROC counts how often the
  * sender's 16-bit sequence number wrapped. It is exact in a JavaScript number (< 2^53).
  */
-import { SEQ_MOD, seqDiff } from '../seq.ts';
+import { SEQ_MOD, seqDiff } from '../../rtp/seq.ts';
 
 /** Packets the replay window remembers behind the highest one (RFC 3711 §3.3.2 asks for ≥ 64). */
 export const REPLAY_WINDOW = 128;

@@ -4,7 +4,7 @@
  */
 import { DEFAULT_PORT, DEFAULT_STREAM, DEFAULT_TEST_SIZE, DEFAULT_FPS, DEFAULT_BITRATE_KBPS, DEFAULT_GOP, DEFAULT_MJPEG_QUALITY } from '../defaults.ts';
 import { locateFfplay } from '../encode/locate.ts';
-import { startWatch } from '../player/watch.ts';
+import { startWatch } from './watch.ts';
 import { displayMissing } from '../player/display.ts';
 import { UsageError } from '../util/errors.ts';
 import { secretsProblem } from '../transport/secure.ts';
@@ -31,7 +31,7 @@ import {
 } from './options.ts';
 import { startRelay } from './relay.ts';
 import { startShare } from './share.ts';
-import { impairOptions, startImpair } from '../impair/proxy.ts';
+import { impairOptions, startImpair } from './impair.ts';
 import { dashboardLog } from '../dashboard/screen.ts';
 
 export interface Command {

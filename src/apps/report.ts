@@ -8,7 +8,7 @@ import { UsageError } from '../util/errors.ts';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { STATS_INTERVAL_MS, SUMMARY_INTERVAL_MS } from '../defaults.ts';
 import { activeDashboard, Dashboard, pickTerminal } from '../dashboard/screen.ts';
-import type { Snapshot } from './snapshots.ts';
+import type { Snapshot } from '../dashboard/snapshots.ts';
 
 export interface Reporter {
   /** Writes the final JSON line; `summary` false leaves stderr to the error that ended the run. */

@@ -42,11 +42,11 @@ import {
   NAL_STAP_A,
   NAL_STAP_B,
   START_CODE_4,
-} from '../../encode/annexb.ts';
-import { PacketError, need } from '../errors.ts';
-import type { Depacketizer, DepacketizerCounters, Frame } from '../frame.ts';
-import type { RtpPacket } from '../rtp.ts';
-import { seqAdd, seqDiff } from '../seq.ts';
+} from './annexb.ts';
+import { PacketError, need } from '../../util/errors.ts';
+import type { Depacketizer, DepacketizerCounters, Frame } from '../../rtp/frame.ts';
+import type { RtpPacket } from '../../rtp/packet.ts';
+import { seqAdd, seqDiff } from '../../rtp/seq.ts';
 
 const TYPE_MASK = 0x1f;
 const FU_START = 0x80;

@@ -21,7 +21,7 @@
  * Parsing returns views into the caller's buffer: nothing is copied, so a parsed packet is only
  * valid while that buffer is.
  */
-import { PacketError, need } from './errors.ts';
+import { PacketError, need } from '../util/errors.ts';
 
 export const RTP_VERSION = 2;
 export const RTP_FIXED_HEADER = 12;
@@ -55,6 +55,30 @@ export function isRtp(buf: Buffer): boolean {
   if (buf.length < RTP_FIXED_HEADER || buf[0] >> 6 !== RTP_VERSION) return false;
   const pt = buf[1] & 0x7f;
   return pt < 64 || pt > 95;
+}
+
+/*
+ * Field accessors on a raw datagram, for hot paths that route or count without parsing (the
+ * relay, FEC, the keyframe test). The caller has checked isRtp (so the fixed header is there);
+ * every other read of an RTP header's bytes goes through parseRtp.
+ */
+export const rtpMarker = (buf: Buffer): boolean => (buf[1] & 0x80) !== 0;
+export const rtpPayloadType = (buf: Buffer): number => buf[1] & 0x7f;
+export const rtpSequence = (buf: Buffer): number => buf.readUInt16BE(2);
+export const rtpTimestamp = (buf: Buffer): number => buf.readUInt32BE(4);
+export const rtpSsrc = (buf: Buffer): number => buf.readUInt32BE(8);
+export const setRtpSequence = (buf: Buffer, seq: number): void => void buf.writeUInt16BE(seq & 0xffff, 2);
+export const setRtpSsrc = (buf: Buffer, ssrc: number): void => void buf.writeUInt32BE(ssrc >>> 0, 8);
+
+/**
+ * Where the payload of a raw RTP datagram starts: after the fixed header, the CSRCs and any header
+ * extension. A header longer than the datagram gives its full length (beyond buf.length): the
+ * caller sees no payload rather than a wrong one.
+ */
+export function rtpPayloadOffset(buf: Buffer): number {
+  let o = RTP_FIXED_HEADER + (buf[0] & 0x0f) * 4;
+  if (buf[0] & 0x10) o += buf.length >= o + 4 ? 4 + buf.readUInt16BE(o + 2) * 4 : 4;
+  return o;
 }
 
 export function parseRtp(buf: Buffer): RtpPacket {

@@ -34,9 +34,9 @@
  * NAL units, so no NAL byte is copied before the socket.
  */
 import { DEFAULT_PAYLOAD_LIMIT, MIN_PAYLOAD_LIMIT } from '../../defaults.ts';
-import { NAL_FU_A, NAL_STAP_A } from '../../encode/annexb.ts';
-import { PacketError } from '../errors.ts';
-import type { Payload } from '../frame.ts';
+import { NAL_FU_A, NAL_STAP_A } from './annexb.ts';
+import { PacketError } from '../../util/errors.ts';
+import type { Payload } from '../../rtp/frame.ts';
 
 /**
  * Largest payload limit we accept: the biggest IPv4 UDP payload (65535 - 20 IP - 8 UDP = 65507)

@@ -34,8 +34,8 @@
  * Payloads are [header, view of the scan]: no scan byte is copied before the socket.
  */
 import { DEFAULT_PAYLOAD_LIMIT } from '../../defaults.ts';
-import { JPEG_DIMENSION_UNIT, JPEG_TYPE_RESTART, JpegUnsupportedError, parseJpeg } from '../../encode/jpeg.ts';
-import type { Payload } from '../frame.ts';
+import { JPEG_DIMENSION_UNIT, JPEG_TYPE_RESTART, JpegUnsupportedError, parseJpeg } from './jpeg.ts';
+import type { Payload } from '../../rtp/frame.ts';
 import { BLOCK_SIZE, Q_DYNAMIC } from './tables.ts';
 
 /** §3.1: main JPEG header. */

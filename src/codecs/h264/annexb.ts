@@ -22,7 +22,7 @@
  *
  * Splitting returns views (subarray) of the caller's buffer: no NAL byte is copied.
  */
-import { PacketError, need } from '../transport/errors.ts';
+import { PacketError, need } from '../../util/errors.ts';
 
 // NAL unit types, H.264 Table 7-1 (1-23) and RFC 6184 Table 1 / Table 4 (24-29, RTP only).
 export const NAL_SLICE = 1;

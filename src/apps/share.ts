@@ -4,22 +4,22 @@
  */
 import { networkInterfaces } from 'node:os';
 import { CONNECT_TIMEOUT_MS, DEFAULT_TEST_SIZE, KEEPALIVE_MS, VIEWER_TIMEOUT_MS, WATCH_HINT_MAX_ADDRESSES } from '../defaults.ts';
-import type { ShareSnapshot } from './snapshots.ts';
+import type { ShareSnapshot } from '../dashboard/snapshots.ts';
 import { captureInputArgs, checkRegionInside, checkSourceExists, type CaptureOptions } from '../capture/source.ts';
 import { probeInputSize } from '../capture/probe.ts';
 import { Encoder, type CapturedFrame } from '../encode/encoder.ts';
 import { encodedInputSize, sizeNotice, type EncodeOptions } from '../encode/ffmpeg-args.ts';
-import { JpegUnsupportedError } from '../encode/jpeg.ts';
+import { JpegUnsupportedError } from '../codecs/mjpeg/jpeg.ts';
 import { ffmpegHasFilter, locateFfmpeg } from '../encode/locate.ts';
 import type { RelayServer } from '../relay/server.ts';
 import { listen } from './relay.ts';
 import { fmt } from '../relay/core.ts';
 import { Publisher } from '../transport/publisher.ts';
-import { PacketError } from '../transport/errors.ts';
+import { PacketError } from '../util/errors.ts';
 import { RefuseReason } from '../transport/control.ts';
 import { deriveMasterKey } from '../transport/secure.ts';
 import { UsageError } from '../util/errors.ts';
-import { resolveHost } from '../player/watch.ts';
+import { resolveHost } from '../util/net.ts';
 import type { ShareOptions } from './options.ts';
 import { RateMeter, round, startReporter } from './report.ts';
 

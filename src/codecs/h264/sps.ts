@@ -2,7 +2,7 @@
  * Picture size from an H.264 sequence parameter set (ITU-T H.264 §7.3.2.1.1), for the dashboard.
  * Reads only as far as the frame size and cropping; throws PacketError on a truncated SPS.
  */
-import { PacketError } from '../transport/errors.ts';
+import { PacketError } from '../../util/errors.ts';
 
 /** profile_idc values whose SPS carries chroma_format_idc and friends (§7.3.2.1.1). */
 const HIGH_PROFILES = new Set([100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135]);

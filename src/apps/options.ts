@@ -9,10 +9,7 @@ import { STREAM_NAME_RE } from '../transport/control.ts';
 import { DEFAULT_PORT } from '../defaults.ts';
 import { parseRegion, parseSourceOption, type Region } from '../capture/source.ts';
 
-export interface HostPort {
-  host: string;
-  port: number;
-}
+import type { HostPort } from '../util/net.ts';
 
 export interface Size {
   width: number;

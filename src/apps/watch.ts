@@ -4,37 +4,28 @@
  * the player and the shutdown.
  */
 import dgram from 'node:dgram';
-import { lookup } from 'node:dns/promises';
-import { CONNECT_TIMEOUT_MS, KEEPALIVE_MS, VIDEO_CLOCK_RATE, WAITING_NOTICE_MS } from '../defaults.ts';
-import { RateMeter, round, startReporter } from '../cli/report.ts';
-import type { WatchOptions } from '../cli/options.ts';
+import { CONNECT_TIMEOUT_MS, KEEPALIVE_MS, WAITING_NOTICE_MS } from '../defaults.ts';
+import { RateMeter, round, startReporter } from './report.ts';
+import type { WatchOptions } from './options.ts';
 import { locateFfplay } from '../encode/locate.ts';
 import { UsageError } from '../util/errors.ts';
+import { resolveHost } from '../util/net.ts';
 import { deriveMasterKey, deriveWatchKey } from '../transport/secure.ts';
-import { FileSink, type FrameSink } from './sinks.ts';
-import { FfplaySink } from './ffplay.ts';
+import { FileSink, type FrameSink } from '../player/sinks.ts';
+import { FfplaySink } from '../player/ffplay.ts';
 import { performance } from 'node:perf_hooks';
-import { displayMissing } from './display.ts';
-import { ViewerCore, type ViewerOutput } from './viewer.ts';
+import { displayMissing } from '../player/display.ts';
+import { ViewerCore, type ViewerOutput } from '../player/viewer.ts';
 
 /** How often the jitter buffer is polled for expired gaps and NACK repeats. */
 const POLL_MS = 5;
-import type { WatchSnapshot } from '../cli/snapshots.ts';
+import type { WatchSnapshot } from '../dashboard/snapshots.ts';
 
 export interface WatchHandle {
   viewer: ViewerCore;
   /** Resolves with the exit code once watch has ended and cleaned up. */
   done: Promise<number>;
   stop(code?: number): void;
-}
-
-export async function resolveHost(host: string): Promise<{ address: string; family: 4 | 6 }> {
-  try {
-    const r = await lookup(host);
-    return { address: r.address, family: r.family === 6 ? 6 : 4 };
-  } catch {
-    throw new UsageError(`cannot resolve host ${JSON.stringify(host)}: check the name or use an IP address`);
-  }
 }
 
 export async function startWatch(o: WatchOptions, log: (line: string) => void): Promise<WatchHandle> {

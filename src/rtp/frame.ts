@@ -2,7 +2,7 @@
  * What the payload formats exchange with the rest of udpcast: one encoded frame in, RTP payloads
  * out, and back. Payload-format modules (h264/, jpeg/) implement these.
  */
-import type { RtpPacket } from './rtp.ts';
+import type { RtpPacket } from './packet.ts';
 
 /** One complete encoded frame: an H.264 access unit in Annex B, or one baseline JFIF image. */
 export interface Frame {

@@ -15,8 +15,8 @@
  * Huffman tables 0, chroma table 1, and the Huffman tables of T.81 Annex K.3. An image that breaks
  * one of these cannot be sent, and the error says which FFmpeg setting to change.
  */
-import { PacketError, need } from '../transport/errors.ts';
-import { BLOCK_SIZE, HUFFMAN_AC, HUFFMAN_DC, standardHuffman } from '../transport/jpeg/tables.ts';
+import { PacketError, need } from '../../util/errors.ts';
+import { BLOCK_SIZE, HUFFMAN_AC, HUFFMAN_DC, standardHuffman } from './tables.ts';
 
 // T.81 Table B.1: marker codes.
 export const MARKER_PREFIX = 0xff;

@@ -34,11 +34,11 @@ import {
   SOF0,
   SOI,
   SOS,
-} from '../../encode/jpeg.ts';
-import { PacketError, need } from '../errors.ts';
-import type { Depacketizer, DepacketizerCounters, Frame } from '../frame.ts';
-import type { RtpPacket } from '../rtp.ts';
-import { seqAdd, seqDiff } from '../seq.ts';
+} from './jpeg.ts';
+import { PacketError, need } from '../../util/errors.ts';
+import type { Depacketizer, DepacketizerCounters, Frame } from '../../rtp/frame.ts';
+import type { RtpPacket } from '../../rtp/packet.ts';
+import { seqAdd, seqDiff } from '../../rtp/seq.ts';
 import { MAIN_HEADER_BYTES, QTABLE_HEADER_BYTES, RESTART_HEADER_BYTES } from './packetize.ts';
 import {
   AC_CHROMA,

@@ -4,7 +4,7 @@ import { fmt } from '../relay/core.ts';
 import { UsageError } from '../util/errors.ts';
 import { deriveMasterKey, deriveWatchKey } from '../transport/secure.ts';
 import type { RelayOptions } from './options.ts';
-import type { RelaySnapshot } from './snapshots.ts';
+import type { RelaySnapshot } from '../dashboard/snapshots.ts';
 import { VIDEO_CLOCK_RATE } from '../defaults.ts';
 import { RateMeter, round, startReporter } from './report.ts';
 
