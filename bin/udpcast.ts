@@ -6,6 +6,7 @@
 import yargs, { type Options } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { run, type Command } from '../src/apps/main.ts';
+import { CODEC_NAMES, DEFAULT_CODEC } from '../src/codecs/registry.ts';
 import {
   DEFAULT_BITRATE_KBPS,
   DEFAULT_FPS,
@@ -45,7 +46,7 @@ const share: Table = {
   loop: { type: 'boolean', describe: 'play a --source file again and again' },
   display: { type: 'string', describe: 'X display to grab (Linux), default $DISPLAY' },
   region: { type: 'string', describe: 'share only WxH+X+Y of the screen (or of a file)' },
-  codec: { choices: ['h264', 'mjpeg'], default: 'h264', describe: CODEC_HELP },
+  codec: { choices: CODEC_NAMES, default: DEFAULT_CODEC, describe: CODEC_HELP },
   encoder: { type: 'string', describe: 'FFmpeg H.264 encoder: libx264, h264_nvenc, h264_vaapi, h264_qsv, h264_videotoolbox' },
   size: { type: 'string', describe: 'scale to WxH (e.g. 1280x720)' },
   fps: { type: 'number', default: DEFAULT_FPS, describe: 'frames per second, 1-120 (fractions allowed: 29.97)' },
@@ -105,7 +106,7 @@ const watch: Table = {
 const demo: Table = {
   ...common,
   port: { type: 'number', default: DEFAULT_PORT, describe: 'UDP port of the embedded relay (0: any free port)' },
-  codec: { choices: ['h264', 'mjpeg'], default: 'h264', describe: CODEC_HELP },
+  codec: { choices: CODEC_NAMES, default: DEFAULT_CODEC, describe: CODEC_HELP },
   player: { choices: ['auto', 'ffplay', 'none'], default: 'auto', describe: 'auto: ffplay when it and a display are present' },
 };
 

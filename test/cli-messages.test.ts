@@ -68,6 +68,8 @@ describe('values yargs would misread', () => {
     fails(['share', '--bitrate', '-1M'], /^udpcast share: --bitrate must be 50k-200M \(e\.g\. 2500k or 4M\), got -1M$/));
   test('the same for a delay', () =>
     fails(['impair', '--listen', '6000', '--to', '127.0.0.1:5004', '--delay', '-10ms'], /^udpcast impair: --delay must be .*got -10ms$/));
+  test('--quality with a codec driven by --bitrate is refused, not ignored', () =>
+    fails(['share', '--codec', 'h264', '--quality', '5'], /^udpcast share: --quality applies to --codec mjpeg; --codec h264 follows --bitrate$/));
   test('a repeated option takes the last value, as most command lines do', async () => {
     const [first, last] = [await freePort(), await freePort()];
     const { code, err } = await run(['relay', '--host', '127.0.0.1', '--port', String(first), '--port', String(last), '--no-dashboard', '--duration', '0.5']);

@@ -38,7 +38,7 @@ test('requestKeyframe: an IDR follows promptly, frames keep flowing, one FFmpeg 
     for (let i = 1; i < around.length; i++) {
       assert.ok(around[i].at - around[i - 1].at < 150, `a ${around[i].at - around[i - 1].at} ms pause in frames`);
     }
-    assert.ok(idr.nalus!.some((n) => (n[0] & 0x1f) === 7), 'the IDR carries its SPS');
+    assert.ok(idr.units.some((n) => (n[0] & 0x1f) === 7), 'the IDR carries its SPS');
     await waitFor(() => liveChildren() === 1 && enc.pid !== firstPid, 5000, 'the old FFmpeg to end');
     assert.equal(enc.restarts, 0, 'a keyframe run is not counted as a crash restart');
     assert.equal(enc.keyframeRestarts, 1);

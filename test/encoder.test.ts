@@ -93,8 +93,8 @@ describe('with real FFmpeg', { skip: skipUnless('ffmpeg') }, () => {
           assert.ok(wallAt - frame.captureUnixMs < 200, `capture estimate ${wallAt - frame.captureUnixMs} ms before arrival`);
         }
         assert.equal(got[0].frame.keyframe, true);
-        if (codec === 'h264') assert.deepEqual(got[0].frame.nalus!.slice(0, 2).map((n) => n[0] & 0x1f), [7, 8]);
-        else assert.deepEqual([...got[0].frame.jpeg!.subarray(0, 2)], [0xff, 0xd8]);
+        if (codec === 'h264') assert.deepEqual(got[0].frame.units.slice(0, 2).map((n) => n[0] & 0x1f), [7, 8]);
+        else assert.deepEqual([...got[0].frame.units[0].subarray(0, 2)], [0xff, 0xd8]);
         assert.equal(e.framesEncoded >= N, true);
       } finally {
         await e.stop();

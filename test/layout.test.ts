@@ -77,3 +77,13 @@ test('no import cycle between files', () => {
   for (const f of graph.keys()) visit(f, []);
   assert.deepEqual(cycles, []);
 });
+
+test('no file outside src/codecs names a codec: adding one is a folder and a registry line', () => {
+  const named: string[] = [];
+  for (const f of sources(SRC)) {
+    if (folderOf(f) === 'codecs') continue;
+    const text = readFileSync(f, 'utf8');
+    for (const m of text.matchAll(/['"`](h264|mjpeg)['"`]/g)) named.push(`${path.relative(SRC, f)}: ${m[0]}`);
+  }
+  assert.deepEqual(named, []);
+});

@@ -9,7 +9,8 @@ import { mkdtempSync, rmSync, writeFileSync, openSync, writeSync, closeSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MkvWriter, vint } from '../src/player/mkv.ts';
-import { avcConfig, annexBToLengthPrefixed, frameSize } from '../src/player/avc.ts';
+import { avcConfig, annexBToLengthPrefixed } from '../src/codecs/h264/avc.ts';
+import { codec } from '../src/codecs/registry.ts';
 import { skipUnless } from './helpers/tools.ts';
 import { encodeFrames, probe } from './helpers/media.ts';
 
@@ -55,8 +56,8 @@ describe('AVC decoder configuration (ISO/IEC 14496-15 §5.3.3.1)', () => {
   test('no SPS or PPS: no configuration; a JPEG size from its SOF0', () => {
     assert.equal(avcConfig(Buffer.concat([Buffer.from([0, 0, 1]), IDR])), undefined);
     const jpeg = Buffer.from('ffd8ffdb0002ffc0000b0800f0014001011100ffda', 'hex');
-    assert.deepEqual(frameSize('mjpeg', jpeg), { width: 320, height: 240 });
-    assert.equal(frameSize('mjpeg', Buffer.from('ffd8ffda', 'hex')), undefined);
+    assert.deepEqual(codec('mjpeg').frameSize(jpeg), { width: 320, height: 240 });
+    assert.equal(codec('mjpeg').frameSize(Buffer.from('ffd8ffda', 'hex')), undefined);
   });
 });
 

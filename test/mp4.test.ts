@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Mp4Writer, LONE_FRAME_TICKS, SAMPLE_FLAGS_NON_SYNC, SAMPLE_FLAGS_SYNC } from '../src/player/mp4.ts';
-import { annexBToLengthPrefixed, avcConfig } from '../src/player/avc.ts';
+import { annexBToLengthPrefixed, avcConfig } from '../src/codecs/h264/avc.ts';
 import type { ContainerCodec, ContainerFrame } from '../src/player/container.ts';
 import { VIDEO_CLOCK_RATE } from '../src/defaults.ts';
 import { skipUnless } from './helpers/tools.ts';

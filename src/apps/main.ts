@@ -2,7 +2,8 @@
  * Runs one command: validates its options into a typed object, starts it, ends it cleanly on
  * SIGINT/SIGTERM or --duration, and maps errors to exit codes (2: a person's mistake, 1: a failure).
  */
-import { DEFAULT_PORT, DEFAULT_STREAM, DEFAULT_TEST_SIZE, DEFAULT_FPS, DEFAULT_BITRATE_KBPS, DEFAULT_GOP, DEFAULT_MJPEG_QUALITY } from '../defaults.ts';
+import { DEFAULT_PORT, DEFAULT_STREAM, DEFAULT_TEST_SIZE, DEFAULT_FPS, DEFAULT_BITRATE_KBPS, DEFAULT_GOP } from '../defaults.ts';
+import { CODEC_NAMES, DEFAULT_CODEC, codec as codecOf } from '../codecs/registry.ts';
 import { locateFfplay } from '../encode/locate.ts';
 import { startWatch } from './watch.ts';
 import { displayMissing } from '../player/display.ts';
@@ -80,11 +81,17 @@ function checkSecrets<T extends Secrets>(o: T): T {
 }
 
 export function shareOptions(a: Record<string, unknown>): ShareOptions {
-  const codec = checkChoice('codec', a.codec ?? 'h264', ['h264', 'mjpeg'] as const);
-  // MJPEG has one knob: a fixed quality, or a rate its encoder keeps to by choosing the quality.
-  const mjpegByRate = codec === 'mjpeg' && a.bitrate !== undefined;
-  if (mjpegByRate && a.quality !== undefined) {
-    throw new UsageError('--codec mjpeg takes --quality (a fixed quality) or --bitrate (the quality follows the rate), not both');
+  const codec = checkChoice('codec', a.codec ?? DEFAULT_CODEC, CODEC_NAMES);
+  // A quality-driven codec (MJPEG) has one knob: a fixed quality, or a rate its encoder keeps to by
+  // choosing the quality.
+  const knob = codecOf(codec).quality;
+  if (!knob && a.quality !== undefined) {
+    const takers = CODEC_NAMES.filter((n) => codecOf(n).quality).map((n) => `--codec ${n}`);
+    throw new UsageError(`--quality applies to ${takers.join(', ')}; --codec ${codec} follows --bitrate`);
+  }
+  const byRate = knob !== undefined && a.bitrate !== undefined;
+  if (byRate && a.quality !== undefined) {
+    throw new UsageError(`--codec ${codec} takes --quality (a fixed quality) or --bitrate (the quality follows the rate), not both`);
   }
   const o: ShareOptions = {
     relay: a.relay !== undefined ? parseHostPort('relay', String(a.relay)) : undefined,
@@ -102,7 +109,7 @@ export function shareOptions(a: Record<string, unknown>): ShareOptions {
     fps: checkNumber('fps', a.fps ?? DEFAULT_FPS, 1, 120, '30 or 29.97'),
     bitrateKbps: parseBitrate('bitrate', a.bitrate ?? DEFAULT_BITRATE_KBPS),
     gop: checkInt('gop', a.gop ?? DEFAULT_GOP, 1, 10_000),
-    quality: mjpegByRate ? undefined : checkInt('quality', a.quality ?? DEFAULT_MJPEG_QUALITY, 2, 31),
+    quality: knob && !byRate ? checkInt('quality', a.quality ?? knob.default, knob.min, knob.max) : undefined,
     stream: checkStream(a.stream ?? DEFAULT_STREAM),
     ffmpeg: a.ffmpeg !== undefined ? String(a.ffmpeg) : undefined,
     fec: parseFec(a.fec, a.fecMode, a.fecDepth),

@@ -7,6 +7,7 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { UsageError } from '../util/errors.ts';
 import { STREAM_NAME_RE } from '../transport/control.ts';
 import { DEFAULT_PORT } from '../defaults.ts';
+import type { CodecName } from '../codecs/registry.ts';
 import { parseRegion, parseSourceOption, type Region } from '../capture/source.ts';
 
 import type { HostPort } from '../util/net.ts';
@@ -45,14 +46,14 @@ export interface ShareOptions extends CommonOptions, Pick<Secrets, 'key' | 'encr
   loop?: boolean;
   display?: string;
   region?: Region;
-  codec: 'h264' | 'mjpeg';
+  codec: CodecName;
   encoder?: string;
   size?: Size;
   /** Frames per second; fractions allowed (29.97). */
   fps: number;
   bitrateKbps: number;
   gop: number;
-  /** MJPEG quality; undefined with --codec mjpeg --bitrate: the quality follows the bitrate. */
+  /** A quality-driven codec's fixed quality (MJPEG's -q:v); undefined with --bitrate (the quality follows it) or for other codecs. */
   quality?: number;
   stream: string;
   ffmpeg?: string;

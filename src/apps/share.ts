@@ -9,7 +9,7 @@ import { captureInputArgs, checkRegionInside, checkSourceExists, type CaptureOpt
 import { probeInputSize } from '../capture/probe.ts';
 import { Encoder, type CapturedFrame } from '../encode/encoder.ts';
 import { encodedInputSize, sizeNotice, type EncodeOptions } from '../encode/ffmpeg-args.ts';
-import { JpegUnsupportedError } from '../codecs/mjpeg/jpeg.ts';
+import { FrameUnsupportedError } from '../codecs/codec.ts';
 import { ffmpegHasFilter, locateFfmpeg } from '../encode/locate.ts';
 import type { RelayServer } from '../relay/server.ts';
 import { listen } from './relay.ts';
@@ -127,8 +127,8 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     try {
       publisher.send(f);
     } catch (err) {
-      // JpegUnsupportedError: a JPEG RFC 2435 cannot carry (its message says what to change).
-      if (!(err instanceof PacketError || err instanceof JpegUnsupportedError)) throw err;
+      // FrameUnsupportedError: a frame the payload format cannot carry (its message says what to change).
+      if (!(err instanceof PacketError || err instanceof FrameUnsupportedError)) throw err;
       log(`cannot send frame: ${err.message}`);
       stop(2);
     }

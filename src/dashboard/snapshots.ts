@@ -3,6 +3,7 @@
  * summary line and the dashboard, so all three always show the same numbers.
  * `null` means "not known yet" (no frame, no report); counters start at 0.
  */
+import type { CodecName } from '../codecs/registry.ts';
 import type { ConnectionState } from '../player/viewer.ts';
 import type { RelayCounters } from '../relay/core.ts';
 import type { RelayState } from '../transport/publisher.ts';
@@ -12,7 +13,7 @@ export interface WatchSnapshot {
   stream: string;
   relay: string;
   state: ConnectionState;
-  codec: 'h264' | 'mjpeg' | null;
+  codec: CodecName | null;
   width: number | null;
   height: number | null;
   /** Unique media packets received (arrived or rebuilt by FEC), over the whole session. */
@@ -95,7 +96,7 @@ export interface ShareViewerRow {
 export interface ShareSnapshot {
   role: 'share';
   stream: string;
-  codec: 'h264' | 'mjpeg';
+  codec: CodecName;
   source: string;
   relay: string;
   /**

@@ -16,16 +16,15 @@ import { isFileSource, type CaptureOptions } from '../capture/source.ts';
 import { PacketError } from '../util/errors.ts';
 import { OwnedProcess, type SpawnFn } from '../util/child.ts';
 import { buildShareArgs, type EncodeOptions } from './ffmpeg-args.ts';
+import { codec as codecOf, type CodecName } from '../codecs/registry.ts';
 import { FlvReader } from './flv.ts';
 import { MJPEG_RATE_OVERSHOOT, MJPEG_RATE_WINDOW_S } from '../defaults.ts';
 import { MjpegSplitter } from './mjpeg-stream.ts';
 
 export interface CapturedFrame {
-  codec: 'h264' | 'mjpeg';
-  /** H.264: the access unit's NAL units; SPS and PPS lead every IDR. */
-  nalus?: Buffer[];
-  /** MJPEG: one whole JPEG, SOI to EOI. */
-  jpeg?: Buffer;
+  codec: CodecName;
+  /** The frame as the reader gives it: H.264's NAL units (SPS and PPS lead every IDR), or one JPEG. */
+  units: Buffer[];
   keyframe: boolean;
   /** FFmpeg's presentation time in ms, starting near 0 at each (re)start. */
   ptsMs: number;
@@ -146,6 +145,8 @@ export class Encoder extends EventEmitter<EncoderEvents> {
   private stderrTail: string[] = [];
   /** MJPEG with --bitrate: whether the encoder keeps to it (null: a fixed quality, or H.264). */
   private readonly rateCheck: MjpegRateCheck | null;
+  /** How FFmpeg's stdout is read (the codec's choice). */
+  private readonly reader: 'flv' | 'jpeg-sequence';
   private _framesEncoded = 0;
   private _restarts = 0;
   /** A second FFmpeg started to answer a keyframe request; it replaces `proc` at its first frame. */
@@ -168,7 +169,8 @@ export class Encoder extends EventEmitter<EncoderEvents> {
     this.now = opts.now ?? Date.now;
     this.replays = isFileSource(opts.capture);
     const e = opts.encode;
-    this.rateCheck = e.codec === 'mjpeg' && e.quality === undefined ? new MjpegRateCheck(e.bitrateKbps, e.fps) : null;
+    this.reader = codecOf(e.codec).ffmpeg(e).reader;
+    this.rateCheck = this.reader === 'jpeg-sequence' && e.quality === undefined ? new MjpegRateCheck(e.bitrateKbps, e.fps) : null;
   }
 
   /** The FFmpeg argv (without the binary), for logs and tests. */
@@ -196,7 +198,7 @@ export class Encoder extends EventEmitter<EncoderEvents> {
    * file: a new run would play it from its start again; the next keyframe comes with the GOP.
    */
   requestKeyframe(): boolean {
-    if (this.stopped || !this.started || this.opts.encode.codec !== 'h264' || this.replays) return false;
+    if (this.stopped || !this.started || codecOf(this.opts.encode.codec).everyFrameKey || this.replays) return false;
     if (this.successor || !this.proc) return false;
     const now = this.now();
     if (now - this.lastKeyframeRestart < KEYFRAME_RESTART_MIN_MS) return false;
@@ -260,12 +262,12 @@ export class Encoder extends EventEmitter<EncoderEvents> {
     };
 
     let push: (chunk: Buffer) => void;
-    if (codec === 'h264') {
+    if (this.reader === 'flv') {
       const reader = new FlvReader(() => performance.now());
       push = (chunk) => {
         for (const f of reader.push(chunk)) {
           if (this.stopped) return;
-          emitFrame({ codec, nalus: f.nalus, keyframe: f.keyframe, ptsMs: f.ptsMs, firstByteMs: f.firstByteAt! });
+          emitFrame({ codec, units: f.nalus, keyframe: f.keyframe, ptsMs: f.ptsMs, firstByteMs: f.firstByteAt! });
         }
       };
     } else {
@@ -286,7 +288,7 @@ export class Encoder extends EventEmitter<EncoderEvents> {
                 `(${Math.round(over)} kbit/s): lower --size or --fps, or use --codec h264`,
             );
           }
-          emitFrame({ codec, jpeg, keyframe: true, ptsMs, firstByteMs: starts.shift()! });
+          emitFrame({ codec, units: [jpeg], keyframe: true, ptsMs, firstByteMs: starts.shift()! });
         }
       };
     }

@@ -4,7 +4,9 @@
  * write as they go (no seeking back), so a killed watch still leaves a playable file, and both can
  * write to a pipe.
  */
-export type ContainerCodec = 'h264' | 'mjpeg';
+import type { CodecName } from '../codecs/registry.ts';
+
+export type ContainerCodec = CodecName;
 
 export interface ContainerFrame {
   codec: ContainerCodec;

@@ -30,8 +30,7 @@
  * can put the real duration there at the end (`durationPatch`), so players show the length of a
  * recording; a killed writer leaves the Void, which every reader skips.
  */
-import { unlessMalformed } from '../util/errors.ts';
-import { annexBToLengthPrefixed, avcConfig, frameSize } from './avc.ts';
+import { codec } from '../codecs/registry.ts';
 import { TICKS_PER_MS, type ContainerFrame, type ContainerWriter } from './container.ts';
 
 // Element IDs (RFC 8794 §11.2 for the EBML header, RFC 9559 §5.1 for the rest).
@@ -82,8 +81,6 @@ const TRACK_1_VINT = 0x81;
 const BLOCK_HEADER_BYTES = 4;
 /** Duration: 2-byte ID, 1-byte size, 8-byte float = 11 bytes, the size of the Void kept for it. */
 const DURATION_ELEMENT_BYTES = 11;
-
-const CODEC_IDS = { h264: 'V_MPEG4/ISO/AVC', mjpeg: 'V_MJPEG' } as const;
 
 /** An element ID: its bytes as written (the length marker is part of the ID). */
 function id(value: number): Buffer {
@@ -148,7 +145,7 @@ export class MkvWriter implements ContainerWriter {
   write(frame: ContainerFrame): Buffer[] {
     const out: Buffer[] = [];
     // Annex B our depacketizer did not build could be malformed: such a frame is dropped.
-    const payload = frame.codec === 'h264' ? unlessMalformed(() => annexBToLengthPrefixed(frame.data), undefined) : frame.data;
+    const payload = codec(frame.codec).container.sample(frame.data);
     if (!payload) return out;
     if (!this.started) {
       if (!frame.keyframe) return out;
@@ -189,17 +186,12 @@ export class MkvWriter implements ContainerWriter {
   }
 
   private header(frame: ContainerFrame): Buffer | undefined {
-    let size: { width: number; height: number } | undefined;
-    let codecPrivate: Buffer[] = [];
-    if (frame.codec === 'h264') {
-      const config = unlessMalformed(() => avcConfig(frame.data), undefined);
-      if (!config) return undefined;
-      size = config;
-      codecPrivate = [element(ID.CodecPrivate, config.record)];
-    } else {
-      size = frameSize('mjpeg', frame.data);
-    }
-    if (!size) return undefined;
+    const c = codec(frame.codec);
+    const config = c.container.config?.(frame.data);
+    const size = c.frameSize(frame.data);
+    // A keyframe without its decoder configuration, or whose size cannot be read, cannot start the file.
+    if (config === null || !size) return undefined;
+    const codecPrivate = config ? [element(ID.CodecPrivate, config.record)] : [];
     const ebml = element(
       ID.EBML,
       uint(ID.EBMLVersion, 1),
@@ -225,7 +217,7 @@ export class MkvWriter implements ContainerWriter {
         uint(ID.TrackUID, 1),
         uint(ID.TrackType, TRACK_TYPE_VIDEO),
         uint(ID.FlagLacing, 0),
-        str(ID.CodecID, CODEC_IDS[frame.codec]),
+        str(ID.CodecID, c.container.matroskaId),
         ...codecPrivate,
         element(ID.Video, uint(ID.PixelWidth, size.width), uint(ID.PixelHeight, size.height)),
       ),

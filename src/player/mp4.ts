@@ -49,9 +49,8 @@
  * sample entry `jpeg` (QuickTime's Photo JPEG) is what FFmpeg's mov demuxer reads as MJPEG.
  */
 import { MP4_FRAGMENT_MS, VIDEO_CLOCK_RATE } from '../defaults.ts';
-import { unlessMalformed } from '../util/errors.ts';
-import { annexBToLengthPrefixed, avcConfig, frameSize } from './avc.ts';
-import { TICKS_PER_MS, type ContainerCodec, type ContainerFrame, type ContainerWriter } from './container.ts';
+import { codec, type CodecName } from '../codecs/registry.ts';
+import { TICKS_PER_MS, type ContainerFrame, type ContainerWriter } from './container.ts';
 
 /** The last sample's duration when there is no previous one to copy: 1/30 s at 90 kHz. */
 export const LONE_FRAME_TICKS = 3000;
@@ -115,12 +114,13 @@ export function fullBox(type: string, version: number, flags: number, ...parts: 
 }
 
 /** ftyp and moov: everything before the first fragment. */
-function header(codec: ContainerCodec, width: number, height: number, avcC: Buffer | undefined): Buffer[] {
-  const brands = ['isom', 'iso5', 'iso6', 'mp41', ...(codec === 'h264' ? ['avc1'] : [])];
+function header(name: CodecName, width: number, height: number, config: { record: Buffer; box: string } | undefined): Buffer[] {
+  const { mp4SampleEntry, mp4Brands } = codec(name).container;
+  const brands = ['isom', 'iso5', 'iso6', 'mp41', ...mp4Brands];
   const ftyp = box('ftyp', Buffer.from('isom', 'latin1'), u32(0), Buffer.from(brands.join(''), 'latin1'));
   // VisualSampleEntry (§12.1.3.2) after SampleEntry's 6 reserved bytes and data_reference_index.
   const sampleEntry = box(
-    codec === 'h264' ? 'avc1' : 'jpeg',
+    mp4SampleEntry,
     Buffer.alloc(6), u16(1), // reserved, data_reference_index: the one dref entry
     Buffer.alloc(16), // pre_defined, reserved, pre_defined[3]
     u16(width, height),
@@ -128,7 +128,7 @@ function header(codec: ContainerCodec, width: number, height: number, avcC: Buff
     u16(1), // frame_count
     Buffer.alloc(32), // compressorname: empty Pascal string
     u16(DEPTH_COLOUR, 0xffff), // depth, pre_defined = -1
-    ...(avcC ? [box('avcC', avcC)] : []),
+    ...(config ? [box(config.box, config.record)] : []),
   );
   const stbl = box(
     'stbl',
@@ -181,7 +181,7 @@ interface Sample {
 export class Mp4Writer implements ContainerWriter {
   private readonly fragmentTicks: number;
   /** Set when the header is written, at the first usable keyframe. */
-  private codec: ContainerCodec | undefined;
+  private codec: CodecName | undefined;
   private firstPts = 0;
   private lastTime = 0;
   /** The time between the last two frames: what the very last frame is given at end(). */
@@ -199,18 +199,19 @@ export class Mp4Writer implements ContainerWriter {
     const out: Buffer[] = [];
     if (this.codec === undefined) {
       if (!frame.keyframe) return [];
-      const size = frameSize(frame.codec, frame.data);
-      const avc = frame.codec === 'h264' ? unlessMalformed(() => avcConfig(frame.data), undefined) : undefined;
-      // A keyframe whose size (or, for H.264, SPS/PPS) cannot be read cannot start the file.
-      if (!size || (frame.codec === 'h264' && !avc)) return [];
-      out.push(...header(frame.codec, size.width, size.height, avc?.record));
+      const c = codec(frame.codec);
+      const size = c.frameSize(frame.data);
+      const config = c.container.config?.(frame.data);
+      // A keyframe whose size (or decoder configuration: H.264's SPS/PPS) cannot be read cannot start the file.
+      if (!size || config === null) return [];
+      out.push(...header(frame.codec, size.width, size.height, config));
       this.codec = frame.codec;
       this.firstPts = frame.pts;
     } else if (frame.codec !== this.codec) {
       return []; // one track, one sample entry: another codec has nowhere to go
     }
     // Annex B our depacketizer did not build could be malformed: such a frame is dropped.
-    const data = frame.codec === 'h264' ? unlessMalformed(() => annexBToLengthPrefixed(frame.data), undefined) : frame.data;
+    const data = codec(frame.codec).container.sample(frame.data);
     if (!data) return out;
     // pts never decreasing is the caller's promise. If one goes back or repeats anyway, it is put
     // one tick after the previous frame: a sample lasting 0 ticks would give two frames one time,

@@ -1,6 +1,6 @@
 /**
  * Where reassembled frames go besides the player window (ffplay.ts): a recording or stdout. Each
- * sink takes whole frames only (an Annex B access unit or one JPEG) with the time, on a monotonic
+ * sink takes whole frames only (as the codec's depacketizer gives them: an Annex B access unit, a JPEG) with the time, on a monotonic
  * clock, they were handed over.
  *
  * Recordings take their container from the file name (outputFormat) and RTP's own timestamps.
@@ -10,6 +10,7 @@
 import { createWriteStream, openSync, writeSync, closeSync, type WriteStream } from 'node:fs';
 import { OUTPUT_BUFFER_MAX_BYTES } from '../defaults.ts';
 import { UsageError } from '../util/errors.ts';
+import { CODEC_NAMES, codec, type CodecName } from '../codecs/registry.ts';
 import { LiveClock, RecordingClock } from './clock.ts';
 import type { ContainerCodec, ContainerWriter } from './container.ts';
 import { MkvWriter } from './mkv.ts';
@@ -33,16 +34,16 @@ export interface FrameSink {
 
 // ---- Output formats -------------------------------------------------------------------------
 
-export type OutputFormat = 'mkv' | 'mp4' | 'h264' | 'mjpeg';
+/** A container (.mkv, .mp4), or a codec's raw bitstream (named by the codec). */
+export type OutputFormat = 'mkv' | 'mp4' | CodecName;
 
 const EXTENSIONS: Record<string, OutputFormat> = {
   '.mkv': 'mkv',
   '.mp4': 'mp4',
-  '.h264': 'h264',
-  '.264': 'h264',
-  '.mjpeg': 'mjpeg',
-  '.mjpg': 'mjpeg',
+  ...Object.fromEntries(CODEC_NAMES.flatMap((n) => codec(n).rawExtensions.map((ext) => [ext, n]))),
 };
+/** ".h264 or .mjpeg": each codec's first raw extension, for the error message. */
+const RAW_EXAMPLES = CODEC_NAMES.map((n) => codec(n).rawExtensions[0]).join(' or ');
 
 /** The container for `--output PATH`, from its extension; '-' (stdout) is Matroska. */
 export function outputFormat(path: string): OutputFormat {
@@ -52,7 +53,7 @@ export function outputFormat(path: string): OutputFormat {
   if (!format) {
     throw new UsageError(
       `--output ${path}: unknown extension ${ext ? JSON.stringify(ext) : '(none)'}; use .mkv or .mp4 (timestamped recordings), ` +
-        '.h264 or .mjpeg (the raw stream), or - for stdout',
+        `${RAW_EXAMPLES} (the raw stream), or - for stdout`,
     );
   }
   return format;

@@ -10,8 +10,6 @@ import {
   LATENCY_BUDGET_INITIAL_MS,
   LATENCY_BUDGET_MAX_MS,
   LATENCY_BUDGET_MIN_MS,
-  PT_H264,
-  PT_JPEG,
   VIDEO_CLOCK_RATE,
   VIEWER_STALL_MS,
 } from '../defaults.ts';
@@ -21,16 +19,12 @@ import { ControlType, RefuseReason, controlApp, parseControl } from '../transpor
 import { MediaUnprotector, readRoc, streamKeys, watchProof, type MasterKey } from '../transport/secure.ts';
 import { PacketError } from '../util/errors.ts';
 import type { Depacketizer, Frame } from '../rtp/frame.ts';
-import { H264Depacketizer } from '../codecs/h264/depacketize.ts';
-import { JpegDepacketizer } from '../codecs/mjpeg/depacketize.ts';
+import { codec, codecOfPayloadType, type CodecName } from '../codecs/registry.ts';
 import { isRtcp, parseRtcp, serializeRtcp, type RtcpPacket } from '../transport/rtcp.ts';
 import { isRtp, parseRtp, type RtpPacket } from '../rtp/packet.ts';
 import { seqAdd } from '../rtp/seq.ts';
 import { ReceiverStats } from '../transport/stats.ts';
 import { randomBytes } from 'node:crypto';
-import { NAL_SPS, nalType, splitAnnexB } from '../codecs/h264/annexb.ts';
-import { parseJpeg } from '../codecs/mjpeg/jpeg.ts';
-import { spsSize } from '../codecs/h264/sps.ts';
 
 /**
  * connecting: no answer from the relay yet; waiting: the relay answered, nobody publishes the
@@ -72,7 +66,7 @@ export interface ViewerCounters {
 }
 
 export interface CompletedFrame extends Frame {
-  codec: 'h264' | 'mjpeg';
+  codec: CodecName;
   /** Capture → complete here, in ms, once an SR gave the sender's clock mapping. */
   latencyMs?: number;
 }
@@ -109,7 +103,7 @@ export class ViewerCore {
   readonly ssrc = randomBytes(4).readUInt32BE(0);
   readonly stream: string;
   state: ConnectionState = 'connecting';
-  codec?: 'h264' | 'mjpeg';
+  codec?: CodecName;
   publisherSsrc?: number;
   stats = new ReceiverStats({ clockRate: VIDEO_CLOCK_RATE });
   readonly counters: ViewerCounters = {
@@ -347,7 +341,7 @@ export class ViewerCore {
       for (const r of this.fec.pushFec(buf)) this.recovered(r, now, out);
       return;
     }
-    const codec = pkt.payloadType === PT_H264 ? 'h264' : pkt.payloadType === PT_JPEG ? 'mjpeg' : undefined;
+    const codec = codecOfPayloadType(pkt.payloadType)?.name;
     if (!codec) {
       this.counters.malformed++;
       return;
@@ -470,21 +464,14 @@ export class ViewerCore {
     this.updateBudget();
   }
 
-  private readSize(data: Buffer, codec: 'h264' | 'mjpeg'): void {
-    try {
-      if (codec === 'h264') {
-        const sps = splitAnnexB(data).find((n) => nalType(n) === NAL_SPS);
-        if (sps) ({ width: this.width, height: this.height } = spsSize(sps));
-      } else {
-        ({ width: this.width, height: this.height } = parseJpeg(data));
-      }
-    } catch {
-      // The size is for display only; a frame the decoder takes is not refused over it.
-    }
+  /** The size is for display only; a frame whose size cannot be read is not refused over it. */
+  private readSize(data: Buffer, name: CodecName): void {
+    const size = codec(name).frameSize(data);
+    if (size) ({ width: this.width, height: this.height } = size);
   }
 
   private loss(now: number, out: ViewerOutput): void {
-    if (this.codec === 'mjpeg') return; // every JPEG stands alone
+    if (this.codec && codec(this.codec).everyFrameKey) return; // nothing refers to a lost picture
     this.needKeyframe = true;
     const pli = this.requestKeyframe(now);
     if (pli) out.send.push(pli);
@@ -505,19 +492,19 @@ export class ViewerCore {
     ]);
   }
 
-  private newPublisher(ssrc: number, codec: 'h264' | 'mjpeg'): void {
+  private newPublisher(ssrc: number, name: CodecName): void {
     if (this.publisherSsrc !== undefined) {
       this.counters.publisherRestarts++;
       this.onLog?.(`stream ${this.stream}: new sharer session (ssrc ${ssrc.toString(16)}), following it`);
     }
     this.publisherSsrc = ssrc;
-    this.codec = codec;
+    this.codec = name;
     // The old session's counts stay in the totals: a sharer restart is not a counter reset.
     const before = this.receiveTotals;
     this.priorSessions = { received: before.packetsReceived, lost: before.rfc3550Lost, duplicates: before.duplicates };
     this.stats = new ReceiverStats({ clockRate: VIDEO_CLOCK_RATE });
     if (this.lastSr?.sr.ssrc === ssrc) this.stats.onSenderReport(this.lastSr.sr, this.lastSr.at);
-    this.depacketizer = codec === 'h264' ? new H264Depacketizer() : new JpegDepacketizer();
+    this.depacketizer = codec(name).depacketizer();
     this.depacketizer.onDrop = (reason) => this.onLog?.(`frame dropped: ${reason}`);
     this.jitter.reset();
     this.syncRepairCounters(); // the old session's open gaps are now given up

@@ -8,12 +8,13 @@
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { hostname } from 'node:os';
-import { KEEPALIVE_MS, PT_H264, PT_JPEG, RELAY_SILENT_MS, VIDEO_CLOCK_RATE, DEFAULT_PAYLOAD_LIMIT } from '../defaults.ts';
+import { KEEPALIVE_MS, RELAY_SILENT_MS, VIDEO_CLOCK_RATE, DEFAULT_PAYLOAD_LIMIT } from '../defaults.ts';
 import type { Endpoint } from '../util/net.ts';
 import { ControlType, RefuseReason, controlApp, parseControl } from './control.ts';
 import { PacketError, unlessMalformed } from '../util/errors.ts';
 import type { Payload } from '../rtp/frame.ts';
-import { H264Packetizer } from '../codecs/h264/packetize.ts';
+import { codec, type CodecName, type Codec } from '../codecs/registry.ts';
+import type { Packetizer } from '../codecs/codec.ts';
 import { FecEncoder, PT_FEC, type FecMode } from './fec.ts';
 import {
   AuthSigner,
@@ -24,22 +25,16 @@ import {
   type MasterKey,
 } from './secure.ts';
 import { startsKeyframe } from './keyframe.ts';
-import { JpegPacketizer } from '../codecs/mjpeg/packetize.ts';
 import { msToNtp, rttMs } from './ntp.ts';
 import { isRtcp, parseRtcp, serializeRtcp, SDES_CNAME, type RtcpPacket } from './rtcp.ts';
 import { RtpSender } from './sender.ts';
 import { TS_MOD } from '../rtp/seq.ts';
-
-/** RTP, not RTCP: RFC 5761 §4's payload-type rule on the second byte. */
-function isRtpHeader(b: Buffer): boolean {
-  const pt = b[1] & 0x7f;
-  return pt < 64 || pt > 95;
-}
+import { isRtp } from '../rtp/packet.ts';
 
 export interface PublishableFrame {
-  codec: 'h264' | 'mjpeg';
-  nalus?: Buffer[];
-  jpeg?: Buffer;
+  codec: CodecName;
+  /** As the encoder's reader gives them: H.264's NAL units, or one JPEG (Codec.packetizer). */
+  units: Buffer[];
   keyframe: boolean;
   captureUnixMs: number;
 }
@@ -47,7 +42,7 @@ export interface PublishableFrame {
 export interface PublisherOptions {
   relay: Endpoint;
   stream: string;
-  codec: 'h264' | 'mjpeg';
+  codec: CodecName;
   payloadLimit?: number;
   /**
    * --key: sign every datagram for the relay; --encrypt: encrypt every RTP payload end to end.
@@ -147,8 +142,7 @@ export class Publisher {
   onRefused?: (reason: RefuseReason) => void;
   private readonly socket: dgram.Socket;
   private readonly opts: PublisherOptions;
-  private readonly h264?: H264Packetizer;
-  private readonly jpeg?: JpegPacketizer;
+  private readonly packetizer: Packetizer;
   private readonly fec?: FecEncoder;
   /** Per-run salt of the stream keys, announced in PUBLISH; undefined without --key/--encrypt. */
   readonly salt?: Buffer;
@@ -181,9 +175,9 @@ export class Publisher {
       });
     }
     const payloadLimit = opts.payloadLimit ?? (sec ? payloadLimitFor({ auth: !!sec.key, encrypt: !!sec.encrypt }) : DEFAULT_PAYLOAD_LIMIT);
-    this.sender = new RtpSender({ payloadType: opts.codec === 'h264' ? PT_H264 : PT_JPEG });
-    if (opts.codec === 'h264') this.h264 = new H264Packetizer({ payloadLimit });
-    else this.jpeg = new JpegPacketizer({ payloadLimit });
+    const c: Codec = codec(opts.codec);
+    this.sender = new RtpSender({ payloadType: c.payloadType });
+    this.packetizer = c.packetizer({ payloadLimit });
     if (opts.fec) this.fec = new FecEncoder({ mediaSsrc: this.sender.ssrc, ...opts.fec });
   }
 
@@ -218,9 +212,7 @@ export class Publisher {
   /** Packetizes and sends one frame. A frame the payload format cannot carry throws PacketError. */
   send(frame: PublishableFrame): void {
     if (this.closed) return;
-    let payloads: Payload[];
-    if (frame.codec === 'h264') payloads = this.h264!.packetize(frame.nalus!);
-    else payloads = this.jpeg!.packetize(frame.jpeg!);
+    const payloads: Payload[] = this.packetizer.packetize(frame.units);
     const datagrams = this.sender.frame(payloads, this.rtpTimestamp(frame.captureUnixMs));
     for (const d of datagrams) {
       this.transmit(d);
@@ -232,7 +224,7 @@ export class Publisher {
 
   /** Sends one datagram: encrypted (RTP, --encrypt), then signed (--key), as the relay expects. */
   private transmit(d: Buffer[], fec = false): void {
-    if (this.protector && (d[0][0] >> 6) === 2 && isRtpHeader(d[0])) d = this.protector.protect(d);
+    if (this.protector && isRtp(d[0])) d = this.protector.protect(d);
     if (this.signer) d = this.signer.sign(d);
     let bytes = 0;
     for (const c of d) bytes += c.length;

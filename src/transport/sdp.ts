@@ -1,11 +1,12 @@
 /**
  * Session descriptions (RFC 8866) for standard tools: FFmpeg, ffplay, VLC or GStreamer read one of
- * these and receive what udpcast sends without knowing anything about udpcast.
+ * these and receive what udpcast sends without knowing anything about udpcast. The media line,
+ * rtpmap and fmtp are the codec's.
  */
-import { PT_H264, PT_JPEG, VIDEO_CLOCK_RATE } from '../defaults.ts';
+import { codec, type CodecName } from '../codecs/registry.ts';
 
 export interface SdpOptions {
-  codec: 'h264' | 'mjpeg';
+  codec: CodecName;
   /** Where the receiver listens. */
   address: string;
   port: number;
@@ -17,6 +18,7 @@ export interface SdpOptions {
 }
 
 export function buildSdp(o: SdpOptions): string {
+  const c = codec(o.codec);
   const family = o.address.includes(':') ? 'IP6' : 'IP4';
   const lines = [
     'v=0',
@@ -24,16 +26,11 @@ export function buildSdp(o: SdpOptions): string {
     `s=${o.sessionName ?? 'udpcast'}`,
     `c=IN ${family} ${o.address}`,
     't=0 0',
+    `m=video ${o.port} RTP/AVP ${c.payloadType}`,
+    `a=rtpmap:${c.payloadType} ${c.rtpmapName}/${c.clockRate}`,
   ];
-  if (o.codec === 'h264') {
-    lines.push(`m=video ${o.port} RTP/AVP ${PT_H264}`, `a=rtpmap:${PT_H264} H264/${VIDEO_CLOCK_RATE}`);
-    const fmtp = ['packetization-mode=1'];
-    if (o.profileLevelId) fmtp.push(`profile-level-id=${o.profileLevelId}`);
-    if (o.spropParameterSets) fmtp.push(`sprop-parameter-sets=${o.spropParameterSets}`);
-    lines.push(`a=fmtp:${PT_H264} ${fmtp.join(';')}`);
-  } else {
-    lines.push(`m=video ${o.port} RTP/AVP ${PT_JPEG}`, `a=rtpmap:${PT_JPEG} JPEG/${VIDEO_CLOCK_RATE}`);
-  }
+  const fmtp = c.fmtp?.({ profileLevelId: o.profileLevelId, spropParameterSets: o.spropParameterSets });
+  if (fmtp) lines.push(`a=fmtp:${c.payloadType} ${fmtp}`);
   lines.push('a=recvonly');
   return lines.join('\r\n') + '\r\n';
 }

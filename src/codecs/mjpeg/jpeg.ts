@@ -16,6 +16,7 @@
  * one of these cannot be sent, and the error says which FFmpeg setting to change.
  */
 import { PacketError, need } from '../../util/errors.ts';
+import { FrameUnsupportedError } from '../codec.ts';
 import { BLOCK_SIZE, HUFFMAN_AC, HUFFMAN_DC, standardHuffman } from './tables.ts';
 
 // T.81 Table B.1: marker codes.
@@ -62,7 +63,7 @@ export class JpegFormatError extends PacketError {
  * A valid JPEG that RFC 2435 cannot carry (progressive, grayscale, custom Huffman tables, 4:4:4).
  * This is a settings problem, not line noise: the message says what to change.
  */
-export class JpegUnsupportedError extends Error {
+export class JpegUnsupportedError extends FrameUnsupportedError {
   override name = 'JpegUnsupportedError';
 }
 

@@ -20,9 +20,8 @@
  * for years. The parameter sets also stay in band in every keyframe, so a decoder that joins a
  * stream whose picture size changed still finds them.
  */
-import { NAL_PPS, NAL_SPS, nalType, splitAnnexB } from '../codecs/h264/annexb.ts';
-import { MARKER_PREFIX, SOI, SOS } from '../codecs/mjpeg/jpeg.ts';
-import { spsSize } from '../codecs/h264/sps.ts';
+import { NAL_PPS, NAL_SPS, nalType, splitAnnexB } from './annexb.ts';
+import { spsSize } from './sps.ts';
 
 /** Bytes in each NAL unit's length prefix (lengthSizeMinusOne + 1). */
 export const AVC_LENGTH_SIZE = 4;
@@ -95,40 +94,4 @@ export function annexBToLengthPrefixed(accessUnit: Buffer): Buffer {
     o += n.copy(out, o);
   }
   return out;
-}
-
-/**
- * A JPEG's size from its start-of-frame header (T.81 §B.2.2: SOFn = FFC0-FFCF except DHT C4, JPG
- * C8 and DAC CC; then length, precision, height, width), walking marker segments from SOI.
- * Any JPEG will do, not only the baseline subset RFC 2435 carries.
- */
-function jpegSize(data: Buffer): { width: number; height: number } | undefined {
-  if (data.length < 4 || data[0] !== MARKER_PREFIX || data[1] !== SOI) return undefined;
-  let o = 2;
-  while (o + 4 <= data.length && data[o] === MARKER_PREFIX) {
-    const code = data[o + 1];
-    if (code === MARKER_PREFIX) {
-      o++; // fill byte
-      continue;
-    }
-    if (code === SOS) return undefined; // the scan started before any frame header
-    const length = data.readUInt16BE(o + 2);
-    if (code >= 0xc0 && code <= 0xcf && code !== 0xc4 && code !== 0xc8 && code !== 0xcc) {
-      if (o + 9 > data.length) return undefined;
-      return { height: data.readUInt16BE(o + 5), width: data.readUInt16BE(o + 7) };
-    }
-    o += 2 + length;
-  }
-  return undefined;
-}
-
-/** Picture size of a keyframe of either codec; undefined when it cannot be read. */
-export function frameSize(codec: 'h264' | 'mjpeg', data: Buffer): { width: number; height: number } | undefined {
-  try {
-    if (codec === 'mjpeg') return jpegSize(data);
-    const c = avcConfig(data);
-    return c && { width: c.width, height: c.height };
-  } catch {
-    return undefined;
-  }
 }

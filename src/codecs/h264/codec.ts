@@ -1,0 +1,73 @@
+/**
+ * H.264 (RFC 6184, packetization-mode 1: single NAL units, STAP-A and FU-A).
+ */
+import { PT_H264, VIDEO_CLOCK_RATE } from '../../defaults.ts';
+import { unlessMalformed } from '../../util/errors.ts';
+import type { Codec } from '../codec.ts';
+import { NAL_FU_A, NAL_IDR, NAL_SPS, NAL_STAP_A, nalType, splitAnnexB } from './annexb.ts';
+import { spsSize } from './sps.ts';
+import { annexBToLengthPrefixed, avcConfig } from './avc.ts';
+import { H264Depacketizer } from './depacketize.ts';
+import { h264Ffmpeg } from './ffmpeg.ts';
+import { H264Packetizer } from './packetize.ts';
+
+/**
+ * Whether an RTP payload begins a keyframe: an SPS or IDR in a single-NAL packet, in a STAP-A, or
+ * at the start of an FU-A (RFC 6184 §5.6-5.8).
+ */
+export function h264StartsKeyframe(p: Buffer): boolean {
+  if (p.length === 0) return false;
+  const type = p[0] & 0x1f;
+  if (type === NAL_SPS || type === NAL_IDR) return true;
+  if (type === NAL_FU_A) return p.length > 1 && (p[1] & 0x80) !== 0 && (p[1] & 0x1f) === NAL_IDR;
+  if (type === NAL_STAP_A) {
+    for (let i = 1; i + 2 < p.length; ) {
+      const size = p.readUInt16BE(i);
+      const t = p[i + 2] & 0x1f;
+      if (t === NAL_SPS || t === NAL_IDR) return true;
+      i += 2 + size;
+    }
+  }
+  return false;
+}
+
+export const h264 = {
+  name: 'h264',
+  label: 'H.264',
+  payloadType: PT_H264,
+  clockRate: VIDEO_CLOCK_RATE,
+  rtpmapName: 'H264',
+  fmtp: ({ profileLevelId, spropParameterSets }) => {
+    const fmtp = ['packetization-mode=1'];
+    if (profileLevelId) fmtp.push(`profile-level-id=${profileLevelId}`);
+    if (spropParameterSets) fmtp.push(`sprop-parameter-sets=${spropParameterSets}`);
+    return fmtp.join(';');
+  },
+  everyFrameKey: false,
+  // 4:2:0 halves the chroma planes, so libx264 (and the GPU encoders) refuse an odd size.
+  sizeRule: { unit: 2, max: Infinity, what: 'H.264 needs an even width and height' },
+  rawExtensions: ['.h264', '.264'],
+  packetizer: ({ payloadLimit }) => new H264Packetizer({ payloadLimit }),
+  depacketizer: () => new H264Depacketizer(),
+  startsKeyframe: h264StartsKeyframe,
+  frameSize: (keyframe) => {
+    try {
+      const sps = splitAnnexB(keyframe).find((n) => nalType(n) === NAL_SPS);
+      return sps && spsSize(sps);
+    } catch {
+      return undefined; // a size is a nicety: any unreadable SPS gives none
+    }
+  },
+  ffmpeg: h264Ffmpeg,
+  // ISO/IEC 14496-15: avcC in the track header, NAL units with 4-byte lengths in the samples.
+  container: {
+    matroskaId: 'V_MPEG4/ISO/AVC',
+    mp4SampleEntry: 'avc1',
+    mp4Brands: ['avc1'],
+    config: (keyframe) => {
+      const c = unlessMalformed(() => avcConfig(keyframe), undefined);
+      return c ? { record: c.record, box: 'avcC' } : null;
+    },
+    sample: (frame) => unlessMalformed(() => annexBToLengthPrefixed(frame), undefined),
+  },
+} as const satisfies Codec;
