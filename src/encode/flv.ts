@@ -36,6 +36,7 @@
  * NAL units are returned as views of the chunks pushed in (copied only when a tag straddles
  * chunks), so a pushed chunk must not be reused afterwards; node's pipes hand out fresh ones.
  */
+import { NAL_IDR, NAL_PPS, NAL_SPS, nalType } from '../codecs/h264/annexb.ts';
 import { MAX_FRAME_BYTES, MAX_NALUS_PER_AU } from '../defaults.ts';
 import { PacketError, need } from '../util/errors.ts';
 
@@ -67,10 +68,6 @@ export const FRAME_TYPE_KEY = 1;
 /** FrameType + CodecID, AVCPacketType, CompositionTime (SI24). */
 const AVC_VIDEO_HEADER_SIZE = 5;
 
-// H.264 Table 7-1 NAL unit types this reader needs (src/encode/annexb.ts has the full set).
-const NAL_IDR = 5;
-const NAL_SPS = 7;
-const NAL_PPS = 8;
 
 /**
  * A FIFO of pushed chunks that hands out exactly n bytes: a view when they sit in one chunk, a
@@ -335,7 +332,7 @@ export class FlvReader {
     if (!this.config) throw new PacketError('FLV AVC NALU tag before the sequence header');
     const nalus = splitLengthPrefixed(payload, this.config.lengthSize);
     if (nalus.length === 0) return null;
-    const type = (n: Buffer) => n[0] & 0x1f;
+    const type = nalType;
     const hasIdr = nalus.some((n) => type(n) === NAL_IDR);
     if (hasIdr) {
       // Parameter sets in band with every IDR, so a viewer joining late can start at any keyframe.

@@ -81,6 +81,25 @@ export function rtpPayloadOffset(buf: Buffer): number {
   return o;
 }
 
+/**
+ * The header's length (fixed part, CSRCs, extension), checked: a PacketError when it runs past the
+ * datagram or the version is not 2. Padding is not looked at (an encrypted payload may hide it).
+ */
+export function checkedRtpHeaderLength(buf: Buffer): number {
+  need('RTP header', buf.length, RTP_FIXED_HEADER);
+  if (buf[0] >> 6 !== RTP_VERSION) throw new PacketError(`RTP: version ${buf[0] >> 6}, expected 2`);
+  let o = RTP_FIXED_HEADER + (buf[0] & 0x0f) * 4;
+  if (buf[0] & 0x10) {
+    need('RTP extension header', buf.length, o + 4);
+    o += 4 + buf.readUInt16BE(o + 2) * 4;
+  }
+  need('RTP header with extension', buf.length, o);
+  return o;
+}
+
+/** Where the CSRC list ends: the extension (if any) starts here. */
+export const rtpCsrcEnd = (buf: Buffer): number => RTP_FIXED_HEADER + (buf[0] & 0x0f) * 4;
+
 export function parseRtp(buf: Buffer): RtpPacket {
   need('RTP header', buf.length, RTP_FIXED_HEADER);
   const b0 = buf[0];

@@ -12,7 +12,7 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { PacketError } from '../../util/errors.ts';
-import { RTP_FIXED_HEADER } from '../../rtp/packet.ts';
+import { RTP_FIXED_HEADER, rtpSequence, rtpSsrc } from '../../rtp/packet.ts';
 import { isRtcp } from '../rtcp.ts';
 import type { AuthKeys } from './keys.ts';
 import { BoundedTable, IndexTracker, ReplayWindow, rocOf } from './window.ts';
@@ -87,8 +87,8 @@ export function verifyAuthTag(buf: Buffer, keys: AuthKeys, replay?: ReplayGuard)
   let ssrc: number;
   let index: number;
   if (kind === 'rtp') {
-    ssrc = packet.readUInt32BE(8);
-    index = counter * 0x10000 + packet.readUInt16BE(2);
+    ssrc = rtpSsrc(packet);
+    index = counter * 0x10000 + rtpSequence(packet);
   } else {
     if (counter & E_FLAG) return { ok: false, reason: 'format' }; // we never encrypt RTCP
     ssrc = packet.readUInt32BE(4);
@@ -140,8 +140,8 @@ export class AuthSigner {
     }
     const header = first.length >= RTP_FIXED_HEADER ? first : Buffer.concat(chunks).subarray(0, RTP_FIXED_HEADER);
     if (header.length < RTP_FIXED_HEADER) throw new PacketError(`auth: RTP packet needs 12 bytes, have ${header.length}`);
-    const tracker = this.rocs.get(header.readUInt32BE(8));
-    const index = tracker.estimate(header.readUInt16BE(2));
+    const tracker = this.rocs.get(rtpSsrc(header));
+    const index = tracker.estimate(rtpSequence(header));
     tracker.commit(index);
     return appendAuthTag(chunks, this.keys, rocOf(Math.max(index, 0)));
   }

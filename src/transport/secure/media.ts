@@ -26,8 +26,11 @@ import { PacketError, need } from '../../util/errors.ts';
 import { isRtcp } from '../rtcp.ts';
 import {
   buildExtension,
+  checkedRtpHeaderLength,
   parseExtensionElements,
-  RTP_FIXED_HEADER,
+  rtpCsrcEnd,
+  rtpSequence,
+  rtpSsrc,
   type ExtensionElement,
   type RtpHeaderExtension,
 } from '../../rtp/packet.ts';
@@ -51,27 +54,14 @@ export interface FrameInfo {
   frameStart: boolean;
 }
 
-/** Where the payload starts: fixed header, CSRCs, extension. Does not look at padding (it may be ciphertext). */
-export function rtpHeaderLength(buf: Buffer): number {
-  need('RTP header', buf.length, RTP_FIXED_HEADER);
-  if (buf[0] >> 6 !== 2) throw new PacketError(`RTP: version ${buf[0] >> 6}, expected 2`);
-  let o = RTP_FIXED_HEADER + (buf[0] & 0x0f) * 4;
-  if (buf[0] & X_BIT) {
-    need('RTP extension header', buf.length, o + 4);
-    o += 4 + buf.readUInt16BE(o + 2) * 4;
-  }
-  need('RTP header with extension', buf.length, o);
-  return o;
-}
-
 function headerExtension(buf: Buffer): RtpHeaderExtension | undefined {
   if (!(buf[0] & X_BIT)) return undefined;
-  const o = RTP_FIXED_HEADER + (buf[0] & 0x0f) * 4;
-  return { profile: buf.readUInt16BE(o), data: buf.subarray(o + 4, rtpHeaderLength(buf)) };
+  const o = rtpCsrcEnd(buf);
+  return { profile: buf.readUInt16BE(o), data: buf.subarray(o + 4, checkedRtpHeaderLength(buf)) };
 }
 
 function element(buf: Buffer, id: number): Buffer | undefined {
-  rtpHeaderLength(buf); // bounds first
+  checkedRtpHeaderLength(buf); // bounds first
   const ext = headerExtension(buf);
   if (!ext) return undefined;
   return parseExtensionElements(ext).find((e) => e.id === id)?.data;
@@ -110,8 +100,8 @@ export function readRoc(pkt: Buffer): number | undefined {
 
 /** Rewrites `pkt`'s header with `ext` (or none) in place of its own; payload and padding as they are. */
 function replaceExtension(pkt: Buffer, ext: RtpHeaderExtension | undefined): Buffer[] {
-  const hl = rtpHeaderLength(pkt);
-  const fixed = RTP_FIXED_HEADER + (pkt[0] & 0x0f) * 4;
+  const hl = checkedRtpHeaderLength(pkt);
+  const fixed = rtpCsrcEnd(pkt);
   const header = Buffer.allocUnsafe(fixed + (ext ? 4 + ext.data.length : 0));
   pkt.copy(header, 0, 0, fixed);
   header[0] = ext ? header[0] | X_BIT : header[0] & ~X_BIT;
@@ -171,9 +161,9 @@ function algorithm(key: MediaKey): 'aes-128-gcm' | 'aes-256-gcm' {
  */
 export function encryptRtp(pkt: Buffer | readonly Buffer[], key: MediaKey, roc: number): Buffer[] {
   const buf = Array.isArray(pkt) ? Buffer.concat(pkt as readonly Buffer[]) : (pkt as Buffer);
-  const hl = rtpHeaderLength(buf);
+  const hl = checkedRtpHeaderLength(buf);
   const header = buf.subarray(0, hl);
-  const iv = gcmIv(key.salt, buf.readUInt32BE(8), roc, buf.readUInt16BE(2));
+  const iv = gcmIv(key.salt, rtpSsrc(buf), roc, rtpSequence(buf));
   const c = createCipheriv(algorithm(key), key.key, iv, { authTagLength: GCM_TAG_BYTES });
   c.setAAD(header);
   const ct = c.update(buf.subarray(hl));
@@ -187,11 +177,11 @@ export function encryptRtp(pkt: Buffer | readonly Buffer[], key: MediaKey, roc: 
  * header, plaintext payload. Throws PacketError on anything short, malformed or forged.
  */
 export function decryptRtp(buf: Buffer, key: MediaKey, rocEstimate = 0): Buffer {
-  const hl = rtpHeaderLength(buf);
+  const hl = checkedRtpHeaderLength(buf);
   need('SRTP-GCM packet (header + tag)', buf.length, hl + GCM_TAG_BYTES);
   const roc = readRoc(buf) ?? rocEstimate;
-  const ssrc = buf.readUInt32BE(8);
-  const seq = buf.readUInt16BE(2);
+  const ssrc = rtpSsrc(buf);
+  const seq = rtpSequence(buf);
   const d = createDecipheriv(algorithm(key), key.key, gcmIv(key.salt, ssrc, roc, seq), { authTagLength: GCM_TAG_BYTES });
   d.setAAD(buf.subarray(0, hl));
   d.setAuthTag(buf.subarray(buf.length - GCM_TAG_BYTES));
@@ -220,9 +210,9 @@ export class MediaProtector {
   protect(datagram: Buffer | readonly Buffer[]): Buffer[] {
     const buf = Array.isArray(datagram) ? Buffer.concat(datagram as readonly Buffer[]) : (datagram as Buffer);
     if (isRtcp(buf)) return [buf];
-    rtpHeaderLength(buf); // throws PacketError before any state changes
-    const tracker = this.rocs.get(buf.readUInt32BE(8));
-    const index = Math.max(0, tracker.estimate(buf.readUInt16BE(2)));
+    checkedRtpHeaderLength(buf); // throws PacketError before any state changes
+    const tracker = this.rocs.get(rtpSsrc(buf));
+    const index = Math.max(0, tracker.estimate(rtpSequence(buf)));
     tracker.commit(index);
     const roc = rocOf(index);
     const withExt = Buffer.concat(withSecureExtension(buf, this.classify?.(buf), roc));
@@ -241,9 +231,9 @@ export class MediaUnprotector {
 
   unprotect(buf: Buffer): Buffer {
     if (isRtcp(buf)) return buf;
-    rtpHeaderLength(buf);
-    const seq = buf.readUInt16BE(2);
-    const tracker = this.rocs.get(buf.readUInt32BE(8));
+    checkedRtpHeaderLength(buf);
+    const seq = rtpSequence(buf);
+    const tracker = this.rocs.get(rtpSsrc(buf));
     const roc = readRoc(buf) ?? rocOf(Math.max(0, tracker.estimate(seq)));
     const plain = decryptRtp(buf, this.key, roc);
     tracker.commit(roc * 0x10000 + seq); // only after the tag verified (RFC 3711 §3.3.1)
