@@ -69,5 +69,3 @@ export * from './secure/keys.ts';
 export * from './secure/window.ts';
 export * from './secure/auth.ts';
 export * from './secure/media.ts';
-// The relay's import of the checked header length, until it takes it from src/rtp/packet.ts.
-export { checkedRtpHeaderLength as rtpHeaderLength } from '../rtp/packet.ts';

@@ -1,0 +1,111 @@
+/**
+ * Instant start for a late viewer. Without it a viewer that joins between keyframes sees nothing
+ * until the next one (seconds, with a long GOP); with it, it gets the stream's last SR (the clock
+ * mapping) and every media packet since the latest keyframe (JPEG: the latest frame) at once.
+ * "At once" is paced, JOIN_PACE_BYTES_PER_MS after a first JOIN_BURST_BYTES, so a megabyte of
+ * cache does not overflow the viewer's path, and live packets queue behind it so the viewer sees
+ * one unbroken sequence.
+ */
+import { CATCHUP_MAX_PACKETS, JOIN_BURST_BYTES, JOIN_PACE_BYTES_PER_MS, KEYFRAME_CACHE_BYTES } from '../defaults.ts';
+import { rtpTimestamp } from '../rtp/packet.ts';
+import { readFrameInfo } from '../transport/secure.ts';
+import { startsKeyframe } from '../transport/keyframe.ts';
+import { unlessMalformed } from '../util/errors.ts';
+import { TokenBucket } from '../util/token-bucket.ts';
+
+/** One stream's packets since its latest keyframe, and its latest SR. */
+export class KeyframeCache {
+  /** Undefined before the first keyframe, and after the frame outgrew KEYFRAME_CACHE_BYTES. */
+  private packets?: Buffer[];
+  private bytes = 0;
+  /** RTP timestamp of the previous media packet: a change marks the first packet of a frame. */
+  private lastTimestamp?: number;
+  /** The publisher's latest RTCP compound with an SR: a joining viewer gets it first. */
+  private lastSr?: Buffer;
+
+  /**
+   * Per media packet of the publisher's SSRC. Only a frame's first packet is tested for a
+   * keyframe; between keyframes this is a push onto an array (amortized, no allocation).
+   */
+  add(buf: Buffer): void {
+    const timestamp = rtpTimestamp(buf);
+    const frameStart = timestamp !== this.lastTimestamp;
+    this.lastTimestamp = timestamp;
+    // A malformed frame-info element is no frame info: the payload still says whether it is a keyframe.
+    if (frameStart && (unlessMalformed(() => readFrameInfo(buf), undefined)?.keyframeStart ?? startsKeyframe(buf))) {
+      this.packets = [buf];
+      this.bytes = buf.length;
+    } else if (this.packets) {
+      this.bytes += buf.length;
+      if (this.bytes > KEYFRAME_CACHE_BYTES) {
+        this.packets = undefined; // too big to replay; none until the next keyframe
+        this.bytes = 0;
+      } else {
+        this.packets.push(buf);
+      }
+    }
+  }
+
+  /** The publisher's RTCP compound `buf` carried an SR. */
+  sr(buf: Buffer): void {
+    this.lastSr = buf;
+  }
+
+  /** A new publisher session: nothing of the old one may be replayed. */
+  clear(): void {
+    this.packets = undefined;
+    this.bytes = 0;
+    this.lastSr = undefined;
+    this.lastTimestamp = undefined;
+  }
+
+  /** What a viewer joining now is sent before going live; undefined when there is no keyframe to start from. */
+  catchUp(now: number): CatchUp | undefined {
+    if (!this.packets?.length) return undefined;
+    return new CatchUp(this.lastSr ? [this.lastSr, ...this.packets] : [...this.packets], now);
+  }
+}
+
+/** One joining viewer's queue: the cache, then live packets, sent at the join pace. */
+export class CatchUp {
+  private head = 0;
+  /** In bytes: JOIN_PACE_BYTES_PER_MS, bursts of JOIN_BURST_BYTES. */
+  private readonly pace: TokenBucket;
+
+  constructor(
+    private readonly queue: Buffer[],
+    now: number,
+  ) {
+    this.pace = new TokenBucket(JOIN_PACE_BYTES_PER_MS * 1000, JOIN_BURST_BYTES, now);
+  }
+
+  /** Queues a live packet behind the cache. False when the queue is over CATCHUP_MAX_PACKETS: this pace cannot catch up, go live now. */
+  queueLive(buf: Buffer): boolean {
+    this.queue.push(buf);
+    return this.queue.length - this.head <= CATCHUP_MAX_PACKETS;
+  }
+
+  /** The packets due by `now`: while the pace has credit, whole datagrams (the last may overdraw it). */
+  due(now: number): Buffer[] {
+    const out: Buffer[] = [];
+    this.pace.refill(now);
+    while (this.head < this.queue.length && this.pace.tokens > 0) {
+      const data = this.queue[this.head++];
+      this.pace.spend(data.length);
+      out.push(data);
+    }
+    return out;
+  }
+
+  /** Everything is sent: the viewer can go live. */
+  get done(): boolean {
+    return this.head >= this.queue.length;
+  }
+
+  /** Whatever is still queued, for a viewer that goes live before it is done. */
+  rest(): Buffer[] {
+    const rest = this.queue.slice(this.head);
+    this.head = this.queue.length;
+    return rest;
+  }
+}

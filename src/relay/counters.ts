@@ -1,0 +1,55 @@
+/**
+ * The relay's counters: one object every part of the relay counts into, and the contract of the
+ * dashboard's relay view (src/dashboard/snapshots.ts) and of --stats-json.
+ */
+
+export interface RelayCounters {
+  datagramsIn: number;
+  bytesIn: number;
+  packetsOut: number;
+  bytesOut: number;
+  /** Datagrams that were not RTP/RTCP or failed to parse. */
+  malformed: number;
+  /** Datagrams larger than MAX_DATAGRAM. */
+  oversize: number;
+  /** Media or RTCP from an address that is neither a publisher nor a viewer. */
+  unknownSource: number;
+  /** PUBLISH for a stream latched to another address. */
+  hijackAttempts: number;
+  /** Streams or viewers refused because a cap was reached. */
+  overLimit: number;
+  sendErrors: number;
+  /** Packets re-sent from history in answer to a viewer's NACK. */
+  retransmissions: number;
+  /** NACKed packets the history no longer had, or over a viewer's retransmission budget. */
+  rtxMisses: number;
+  /** Viewers that joined with the keyframe cache (instant start). */
+  cacheJoins: number;
+  /** Datagrams that failed --key authentication (tag, replay) or SUBSCRIBEs without a valid --watch-key proof. */
+  authFailures: number;
+  /** CHALLENGEs sent to unproven addresses. */
+  challenges: number;
+  /** Control messages dropped for arriving faster than an address may send them. */
+  rateLimited: number;
+}
+
+export function newRelayCounters(): RelayCounters {
+  return {
+    datagramsIn: 0,
+    bytesIn: 0,
+    packetsOut: 0,
+    bytesOut: 0,
+    malformed: 0,
+    oversize: 0,
+    unknownSource: 0,
+    hijackAttempts: 0,
+    overLimit: 0,
+    sendErrors: 0,
+    retransmissions: 0,
+    rtxMisses: 0,
+    cacheJoins: 0,
+    challenges: 0,
+    rateLimited: 0,
+    authFailures: 0,
+  };
+}

@@ -1,0 +1,50 @@
+/**
+ * Retransmission history and the NACK responder (RFC 4585 §6.2.1 Generic NACK; the shape of pion's
+ * nack send_buffer + responder_interceptor). The relay repairs a viewer's loss itself, from the
+ * packets it has just forwarded, so one viewer's bad link costs the sharer and the other viewers
+ * nothing; each viewer's budget keeps a NACK flood from turning the relay into an amplifier.
+ */
+import { RTX_HISTORY_PACKETS, RTX_MAX_PER_SECOND } from '../defaults.ts';
+import { rtpSequence } from '../rtp/packet.ts';
+import { TokenBucket } from '../util/token-bucket.ts';
+
+/** Recent media packets of one stream, by sequence number modulo RTX_HISTORY_PACKETS. */
+export class RtxHistory {
+  private packets: (Buffer | undefined)[] = new Array(RTX_HISTORY_PACKETS);
+
+  /** Keeps a media packet (the received buffer, not a copy). Per media packet: no allocation. */
+  store(buf: Buffer): void {
+    this.packets[rtpSequence(buf) % RTX_HISTORY_PACKETS] = buf;
+  }
+
+  /** The packet with sequence number `seq`, unless a newer one has taken its slot. */
+  get(seq: number): Buffer | undefined {
+    const buf = this.packets[seq % RTX_HISTORY_PACKETS];
+    return buf && rtpSequence(buf) === seq ? buf : undefined;
+  }
+
+  /** A new publisher session: nothing of the old one may be retransmitted. */
+  clear(): void {
+    this.packets = new Array(RTX_HISTORY_PACKETS);
+  }
+}
+
+/** A viewer's retransmission budget: RTX_MAX_PER_SECOND packets a second, bursts as large. */
+export function rtxBudget(now: number): TokenBucket {
+  return new TokenBucket(RTX_MAX_PER_SECOND, RTX_MAX_PER_SECOND, now);
+}
+
+/**
+ * Answers one NACK: the packets to re-send, in the order asked, and how many it could not (no
+ * longer in history, or over the viewer's budget; a packet not held costs no budget).
+ */
+export function answerNack(history: RtxHistory, lost: readonly number[], budget: TokenBucket, now: number): { resend: Buffer[]; misses: number } {
+  const resend: Buffer[] = [];
+  let misses = 0;
+  for (const seq of lost) {
+    const buf = history.get(seq);
+    if (buf && budget.take(now)) resend.push(buf);
+    else misses++;
+  }
+  return { resend, misses };
+}

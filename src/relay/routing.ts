@@ -1,0 +1,266 @@
+/**
+ * The routing table: which streams exist, who publishes each (latched to one address), which
+ * viewers watch it, and the lists a packet is fanned out to. It is the only part that knows a
+ * viewer's sink kind: UDP viewers are kept as one cached endpoint list per stream (the sendmmsg
+ * fast path), other sinks get deliver(). The table's caps (MAX_STREAMS, MAX_VIEWERS...) bound it
+ * whatever peers send.
+ */
+import { MAX_STREAMS, MAX_VIEWERS, MAX_VIEWERS_PER_STREAM } from '../defaults.ts';
+import type { ReportBlock } from '../transport/rtcp.ts';
+import type { Endpoint } from '../util/net.ts';
+import type { TokenBucket } from '../util/token-bucket.ts';
+import type { PublisherAuth } from './admission.ts';
+import { KeyframeCache, type CatchUp } from './catch-up.ts';
+import type { RelayCounters } from './counters.ts';
+import { RtxHistory } from './history.ts';
+import { endpointKey, type DeliverySink, type Output, type ViewerSink } from './sink.ts';
+import { SrTimes } from './timing.ts';
+
+export interface PublisherState {
+  endpoint: Endpoint;
+  key: string;
+  ssrc: number;
+  since: number;
+  lastSeen: number;
+  /** The salt the sharer announced (--key / --encrypt); viewers get it in their ACK. */
+  salt?: Buffer;
+  /** --key: the publisher's authentication keys and replay state. */
+  auth?: PublisherAuth;
+}
+
+export interface ViewerState {
+  sink: ViewerSink;
+  /** sink.endpoint: where the viewer is. */
+  endpoint: Endpoint;
+  /** sink.id: its key in stream.viewers. */
+  key: string;
+  stream: StreamState;
+  since: number;
+  lastSeen: number;
+  /** stream.fanOuts when this viewer joined: fanOuts since then is what it was sent. */
+  joinedAtFanOut: number;
+  /** Undefined once it is live (in stream.targets or stream.delivered). */
+  catchUp?: CatchUp;
+  /** Keepalive budget (admission.ts). */
+  keepalive: TokenBucket;
+  /** Retransmission budget (history.ts). */
+  rtx: TokenBucket;
+  retransmissions: number;
+  /** The latest report block this viewer sent about the stream, for the dashboard. */
+  lastReport?: ReportBlock;
+  /** Relay ↔ viewer round trip from that block's LSR/DLSR and when we forwarded that SR. */
+  rttMs?: number;
+  sendErrors: number;
+}
+
+export interface StreamState {
+  name: string;
+  publisher?: PublisherState;
+  viewers: Map<string, ViewerState>;
+  /** Endpoints of the live UDP viewers: replaced on every change, never edited (see Output.to). */
+  targets: readonly Endpoint[];
+  /** The live viewers of every other sink kind, likewise replaced. */
+  delivered: readonly DeliverySink[];
+  packetsIn: number;
+  bytesIn: number;
+  packetsOut: number;
+  bytesOut: number;
+  /** Datagrams fanned out to every viewer (each counts once, whatever the number of viewers). */
+  fanOuts: number;
+  /**
+   * What this stream lost or refused: PUBLISHes from another address, its publisher's datagrams
+   * that failed --key, and sends to its viewers that failed.
+   */
+  dropped: number;
+  history: RtxHistory;
+  keyframes: KeyframeCache;
+  srTimes: SrTimes;
+}
+
+export class Routing {
+  readonly streams = new Map<string, StreamState>();
+  /** Which stream each publisher address feeds: the lookup for every media packet. */
+  private readonly byPublisher = new Map<string, StreamState>();
+  private viewerCount = 0;
+
+  constructor(private readonly counters: RelayCounters) {}
+
+  get viewers(): number {
+    return this.viewerCount;
+  }
+
+  /** The stream the address `key` publishes. */
+  publishedBy(key: string): StreamState | undefined {
+    return this.byPublisher.get(key);
+  }
+
+  /** Room for one more published stream. Only published streams count: names viewers wait on must not keep a sharer out. */
+  get roomForStream(): boolean {
+    return this.byPublisher.size < MAX_STREAMS;
+  }
+
+  /** Room for one more name nobody publishes yet: bounded apart from the published streams. */
+  get roomForAwaited(): boolean {
+    return this.streams.size - this.byPublisher.size < MAX_STREAMS;
+  }
+
+  roomForViewer(stream: StreamState): boolean {
+    return stream.viewers.size < MAX_VIEWERS_PER_STREAM && this.viewerCount < MAX_VIEWERS;
+  }
+
+  /** The stream called `name`, created if new (the caller has checked the room). */
+  open(name: string): StreamState {
+    let stream = this.streams.get(name);
+    if (!stream) {
+      stream = newStream(name);
+      this.streams.set(name, stream);
+    }
+    return stream;
+  }
+
+  /** Drops a stream with neither publisher nor viewers. */
+  close(stream: StreamState): void {
+    this.streams.delete(stream.name);
+  }
+
+  /**
+   * Latches stream `name` to the publisher `p`, or refreshes it. 'taken' (counted): latched to
+   * another sharer, or this address already publishes another name. 'full': MAX_STREAMS published.
+   * Refusals come before anything is stored: a refused name must leave no entry behind, or one
+   * address publishing random names would grow the table without bound.
+   */
+  publish(name: string, p: PublisherState): { stream: StreamState; previous?: PublisherState } | 'taken' | 'full' {
+    let stream = this.streams.get(name);
+    const current = stream?.publisher;
+    const other = this.byPublisher.get(p.key);
+    if ((current && current.key !== p.key) || (other && other !== stream)) {
+      this.counters.hijackAttempts++;
+      if (stream) stream.dropped++;
+      return 'taken';
+    }
+    if (!current && !this.roomForStream) return 'full';
+    stream ??= this.open(name);
+    if (current?.ssrc !== p.ssrc) {
+      // A new publisher session: nothing of the old one may be replayed or retransmitted.
+      stream.history.clear();
+      stream.keyframes.clear();
+    }
+    stream.publisher = {
+      ...p,
+      since: current?.since ?? p.since,
+      // Announced once, by the first PUBLISH; copied, so the datagram it came in is not kept.
+      salt: current ? current.salt : p.salt && Buffer.from(p.salt),
+      auth: p.auth ?? current?.auth,
+    };
+    this.byPublisher.set(p.key, stream);
+    return { stream, previous: current };
+  }
+
+  unlatch(stream: StreamState): void {
+    if (stream.publisher) this.byPublisher.delete(stream.publisher.key);
+    stream.publisher = undefined;
+  }
+
+  /** A new viewer, not yet live: goLive() puts it in the fan-out lists. */
+  addViewer(stream: StreamState, sink: ViewerSink, now: number, keepalive: TokenBucket, rtx: TokenBucket): ViewerState {
+    const v: ViewerState = {
+      sink,
+      endpoint: sink.endpoint,
+      key: sink.id,
+      stream,
+      since: now,
+      lastSeen: now,
+      joinedAtFanOut: stream.fanOuts,
+      keepalive,
+      rtx,
+      retransmissions: 0,
+      sendErrors: 0,
+    };
+    stream.viewers.set(sink.id, v);
+    this.viewerCount++;
+    return v;
+  }
+
+  goLive(v: ViewerState): void {
+    const s = v.sink;
+    if (s.kind === 'udp') v.stream.targets = [...v.stream.targets, s.endpoint];
+    else v.stream.delivered = [...v.stream.delivered, s];
+  }
+
+  removeViewer(stream: StreamState, key: string): ViewerState | undefined {
+    const v = stream.viewers.get(key);
+    if (!v) return undefined;
+    stream.viewers.delete(key);
+    const s = v.sink;
+    if (s.kind === 'udp') stream.targets = stream.targets.filter((e) => e !== s.endpoint);
+    else stream.delivered = stream.delivered.filter((d) => d !== s);
+    this.viewerCount--;
+    return v;
+  }
+
+  /**
+   * Sends `buf` to every live viewer of `stream`: one Output with the cached UDP list, deliver()
+   * for the rest. The hot path: it adds to `out` and allocates nothing else.
+   */
+  fanOut(stream: StreamState, buf: Buffer, out: Output[]): void {
+    const targets = stream.targets;
+    const delivered = stream.delivered;
+    const n = targets.length + delivered.length;
+    if (n === 0) return;
+    stream.fanOuts++;
+    stream.packetsOut += n;
+    stream.bytesOut += n * buf.length;
+    this.counters.packetsOut += n;
+    this.counters.bytesOut += n * buf.length;
+    if (targets.length > 0) out.push({ data: buf, to: targets });
+    for (let i = 0; i < delivered.length; i++) {
+      if (!delivered[i].deliver(buf)) this.failed(stream.viewers.get(delivered[i].id));
+    }
+  }
+
+  /** Sends `data` to one viewer (a retransmission, a catch-up packet). */
+  sendTo(v: ViewerState, data: Buffer, out: Output[]): void {
+    this.counters.packetsOut++;
+    this.counters.bytesOut += data.length;
+    const s = v.sink;
+    if (s.kind === 'udp') out.push({ data, to: [s.endpoint] });
+    else if (!s.deliver(data)) this.failed(v);
+  }
+
+  /** Counts a failed UDP send; the loop over the others goes on. */
+  sendFailed(to: Endpoint): void {
+    this.counters.sendErrors++;
+    const key = endpointKey(to);
+    for (const s of this.streams.values()) {
+      const v = s.viewers.get(key);
+      if (!v) continue;
+      v.sendErrors++;
+      s.dropped++;
+    }
+  }
+
+  private failed(v: ViewerState | undefined): void {
+    this.counters.sendErrors++;
+    if (!v) return;
+    v.sendErrors++;
+    v.stream.dropped++;
+  }
+}
+
+function newStream(name: string): StreamState {
+  return {
+    name,
+    viewers: new Map(),
+    targets: [],
+    delivered: [],
+    packetsIn: 0,
+    bytesIn: 0,
+    packetsOut: 0,
+    bytesOut: 0,
+    fanOuts: 0,
+    dropped: 0,
+    history: new RtxHistory(),
+    keyframes: new KeyframeCache(),
+    srTimes: new SrTimes(),
+  };
+}
