@@ -16,7 +16,7 @@ import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { WorkerCmd, WorkerInit } from './fanout-worker.ts';
-import { loadNative } from '../src/relay/native.ts';
+import { loadNative } from '../src/relay/io/native.ts';
 import { performance } from 'node:perf_hooks';
 import { ControlType, controlApp, parseControl } from '../src/transport/control.ts';
 import { isRtcp, parseRtcp, serializeRtcp } from '../src/transport/rtcp.ts';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { udpcast, killAll, exited, freePort, sleep, waitFor, type Running } from './helpers/cli.ts';
 import { decode, lastStats } from './helpers/decode.ts';
 import { skipUnless } from './helpers/tools.ts';
-import { loadNative } from '../src/relay/native.ts';
+import { loadNative } from '../src/relay/io/native.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'udpcast-e2e-'));
 after(killAll);

@@ -1,5 +1,5 @@
 /** `udpcast relay`: a standalone relay that fans streams out to their viewers. */
-import { RelayServer, type RelayServerOptions } from '../relay/server.ts';
+import { RelayServer, type RelayServerOptions } from '../relay/io/server.ts';
 import { fmt } from '../relay/core.ts';
 import { UsageError } from '../util/errors.ts';
 import { deriveMasterKey, deriveWatchKey } from '../transport/secure.ts';

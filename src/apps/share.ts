@@ -11,7 +11,7 @@ import { Encoder, type CapturedFrame } from '../encode/encoder.ts';
 import { encodedInputSize, sizeNotice, type EncodeOptions } from '../encode/ffmpeg-args.ts';
 import { FrameUnsupportedError } from '../codecs/codec.ts';
 import { ffmpegHasFilter, locateFfmpeg } from '../encode/locate.ts';
-import type { RelayServer } from '../relay/server.ts';
+import type { RelayServer } from '../relay/io/server.ts';
 import { listen } from './relay.ts';
 import { fmt } from '../relay/core.ts';
 import { Publisher } from '../transport/publisher.ts';

@@ -13,7 +13,7 @@
  */
 import { constants } from 'node:os';
 import type dgram from 'node:dgram';
-import type { Endpoint } from '../util/net.ts';
+import type { Endpoint } from '../../util/net.ts';
 import { socketFd, type NativeHelper } from './native.ts';
 
 export type IoPath = 'native' | 'dgram';

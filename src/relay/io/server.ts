@@ -3,12 +3,12 @@
  * All routing decisions are RelayCore's; this file only moves bytes and runs the timer.
  */
 import dgram from 'node:dgram';
-import { RelayCore, type Output, type RelayCoreOptions } from './core.ts';
-import type { Endpoint } from '../util/net.ts';
+import { RelayCore, type Output, type RelayCoreOptions } from '../core.ts';
+import type { Endpoint } from '../../util/net.ts';
 import { FanoutSender, type IoPath } from './fanout-send.ts';
 import { receiveDatagrams, type Receiver } from './batch-receive.ts';
 import { loadNative, type Loaded } from './native.ts';
-import { MAX_DATAGRAM } from '../defaults.ts';
+import { MAX_DATAGRAM } from '../../defaults.ts';
 import { getSystemErrorName } from 'node:util';
 
 export interface RelayServerOptions extends RelayCoreOptions {

@@ -31,8 +31,8 @@ export interface NativeHelper {
 
 export type Loaded = { native: NativeHelper; why?: undefined } | { native?: undefined; why: string };
 
-/** Where the build puts the helper, from this file in src/relay (tsx) or dist/src/relay (tsc). */
-const CANDIDATES = ['../../native/build/mmsg.node', '../../../native/build/mmsg.node'];
+/** Where the build puts the helper, from this file in src/relay/io (tsx) or dist/src/relay/io (tsc). */
+const CANDIDATES = ['../../../native/build/mmsg.node', '../../../../native/build/mmsg.node'];
 const EXPORTS = ['packAddress', 'sendToMany', 'startReceiving', 'stopReceiving'] as const;
 
 let loaded: Loaded | undefined;

@@ -6,7 +6,7 @@
  * way every datagram reaches `onDatagram`.
  */
 import type dgram from 'node:dgram';
-import type { Endpoint } from '../util/net.ts';
+import type { Endpoint } from '../../util/net.ts';
 import { socketFd, startDgramReading, stopDgramReading, type NativeHelper, type NativeReceiver } from './native.ts';
 
 export interface Receiver {
