@@ -3,6 +3,10 @@
  * from real packets. Only each module's declared errors may escape; anything else is a crash, and
  * its input is saved to bench/out/ so it can be replayed.
  *
+ * Seeds: the material of test/helpers/fuzz-seeds.ts (H.264, JPEG and FLV written field by field,
+ * no FFmpeg needed) plus real x264, MJPEG and FLV output from FFmpeg. test/fuzz.test.ts runs the same
+ * targets briefly, with the FFmpeg material only when FFmpeg is there.
+ *
  * Declared errors, from each module's doc comments: parseRtp, parseRtcp, parseControl, spsSize,
  * FlvReader.push and MjpegSplitter.push raise PacketError; parseJpeg raises JpegFormatError (a
  * PacketError) or JpegUnsupportedError/JpegSizeError; the depacketizers' push never throws, and
@@ -31,6 +35,7 @@ import { JpegPacketizer } from '../src/codecs/mjpeg/packetize.ts';
 import { parseRtcp, serializeRtcp, type App } from '../src/transport/rtcp.ts';
 import { parseRtp, serializeRtpToBuffer, type RtpPacket } from '../src/rtp/packet.ts';
 import { RtpSender } from '../src/transport/sender.ts';
+import { concatMaterial, generatedMaterial, type SeedMaterial } from '../test/helpers/fuzz-seeds.ts';
 import { OUT, rng, round, table, x264Args, type BenchContext, type BenchResult } from './lib.ts';
 import { h264AccessUnits, mjpegFrames } from './sample.ts';
 
@@ -73,16 +78,24 @@ function flvSample(): Buffer {
   return readFileSync(file);
 }
 
-/** Every parser with its seeds and declared errors (real x264/MJPEG material from bench/sample.ts). */
-export function targets(): Target[] {
-  const aus = h264AccessUnits(10).slice(0, 90);
+/** Real encoder output (bench/sample.ts, cached in bench/out/): needs FFmpeg on PATH. */
+export function encodedMaterial(): SeedMaterial {
+  return { accessUnits: h264AccessUnits(10).slice(0, 90), jpegs: mjpegFrames(10), flv: [flvSample()] };
+}
+
+/**
+ * Every parser with its seeds and declared errors. Seeds come from `material`: by default the
+ * generated material and FFmpeg's; the test passes the generated one alone when FFmpeg is missing.
+ */
+export function targets(material: SeedMaterial = concatMaterial(generatedMaterial(), encodedMaterial())): Target[] {
+  const aus = material.accessUnits;
   const h264 = new H264Packetizer();
   const sender = new RtpSender({ payloadType: PT_H264, ssrc: 0xabc, initialSequence: 65500 });
   const h264Packets: Buffer[] = [];
   aus.forEach((au, i) => {
     for (const d of sender.frame(h264.packetize(au), i * 3000)) h264Packets.push(Buffer.concat(d));
   });
-  const jpegs = mjpegFrames(10);
+  const jpegs = material.jpegs;
   const jpegSender = new RtpSender({ payloadType: PT_JPEG, ssrc: 0xdef, initialSequence: 65530 });
   const jp = new JpegPacketizer();
   const jpegPackets: Buffer[] = [];
@@ -105,9 +118,8 @@ export function targets(): Target[] {
   ];
   const appSeeds = rtcpPackets.flatMap((b) => parseRtcp(b).filter((p): p is App => p.type === 'app').map((a) => Buffer.concat([Buffer.from([a.subtype]), a.data])));
   const sps = aus.flat().filter((n) => nalType(n) === NAL_SPS);
-  const flv = flvSample();
   const flvChunks: Buffer[] = [];
-  for (let o = 0; o < flv.length; o += 4096) flvChunks.push(flv.subarray(o, o + 4096));
+  for (const flv of material.flv) for (let o = 0; o < flv.length; o += 4096) flvChunks.push(flv.subarray(o, o + 4096));
   const mjpegStream = Buffer.concat(jpegs);
   const mjChunks: Buffer[] = [];
   for (let o = 0; o < mjpegStream.length; o += 2048) mjChunks.push(mjpegStream.subarray(o, o + 2048));
@@ -324,9 +336,11 @@ export async function fuzzBench(ctx: BenchContext): Promise<BenchResult> {
     ),
     '',
     `${perMode / 1000} s per parser and input kind on one core. Random: 0-1499 random bytes. Mutation: 1-8 edits (bit ` +
-      'flips, byte sets, boundary values, cuts, insertions, 16-bit fields, splices) of real inputs: RTP packets from ' +
-      'the H.264 and JPEG packetizers over x264/mjpeg encodes, RTCP compounds of every kind udpcast sends, 2-D FEC ' +
-      'parity, an FFmpeg FLV stream in 4 KiB chunks, a concatenated MJPEG stream in 2 KiB chunks, real JPEGs and SPSs. ' +
+      'flips, byte sets, boundary values, cuts, insertions, 16-bit fields, splices) of valid inputs: RTP packets from ' +
+      'the H.264 and JPEG packetizers over x264/mjpeg encodes and over H.264 and JPEG written field by field ' +
+      '(test/helpers/fuzz-seeds.ts: two SPS kinds, STAP-A and FU-A sizes, restart intervals, in-band tables), RTCP ' +
+      'compounds of every kind udpcast sends, 2-D FEC parity, FFmpeg and hand-written FLV streams in 4 KiB chunks, a ' +
+      'concatenated MJPEG stream in 2 KiB chunks, the JPEGs and SPSs themselves. ' +
       'The stateful parsers keep their state across inputs and start fresh every 5000. There is no baseline: ' +
       'execs/s is reported as measured, and the figure that matters is the crash count.',
     ...rows.flatMap((r) => (Array.isArray(r.crashes) ? (r.crashes as { file: string; error: string }[]).map((c) => `- ${r.parser} (${r.mode}): \`${c.error}\`, input ${c.file}`) : [])),

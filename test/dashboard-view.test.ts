@@ -327,7 +327,9 @@ describe('watch dashboard', () => {
       lost += bad ? 50 : 0;
       hist.record(watchSnap({ packetsExpected: expected, lostOnWire: lost, bitrateKbps: 2000, jitterMs: bad ? 8 : 1 }));
     }
-    const l = render(watchSnap(), hist, { width: 116 });
+    // The charts are under 'Last 60 s' (Bitrate and Jitter are field labels above them too).
+    const all = render(watchSnap(), hist, { width: 116 });
+    const l = all.slice(all.indexOf('Last 60 s'));
     const lossLine = l.find((x) => x.startsWith('Loss '))!;
     const chart = lossLine.slice(12, 12 + 60);
     assert.equal([...chart].filter((c) => c === '█').length, 1, lossLine);

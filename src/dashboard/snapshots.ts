@@ -173,3 +173,129 @@ export interface RelaySnapshot extends RelayCounters {
 }
 
 export type Snapshot = WatchSnapshot | ShareSnapshot | RelaySnapshot;
+
+// ---------------------------------------------------------------------------------------------
+// Every figure of every snapshot, with what the dashboard does with it. The dashboard's lists (what
+// `r` rebases, what is recomputed) are derived from these, and test/dashboard-complete.test.ts
+// checks that each one is drawn and reset; a field added to a snapshot above without a line here
+// does not compile.
+
+/**
+ * - counter: cumulative since the role started; `r` shows it counted from the reset.
+ * - gauge: a rate, a current level or a setting; shown as it is, never rebased.
+ * - ratio: a percentage of counters; after `r` it is recomputed over the same window (view.ts).
+ */
+export type FieldKind = 'counter' | 'gauge' | 'ratio';
+
+/** The keys of T whose value is a number (or number | null): its figures. */
+export type NumericKey<T> = { [K in keyof T]-?: number extends T[K] ? K : never }[keyof T];
+/** The keys of T whose value is a list of rows: a table on the dashboard. */
+export type RowsKey<T> = { [K in keyof T]-?: T[K] extends readonly object[] ? K : never }[keyof T];
+/** The row type of T's list `K`. */
+export type RowOf<T, K extends keyof T> = T[K] extends readonly (infer R)[] ? R : never;
+
+/** A kind for each figure of T, no more, no fewer (checked with `satisfies`). */
+export type FieldKinds<T> = Record<NumericKey<T>, FieldKind>;
+/** The figures of each of T's row lists. */
+export type RowKinds<T> = { [K in RowsKey<T>]: FieldKinds<RowOf<T, K>> };
+
+/** The keys of a FieldKinds map that are of kind `V`. */
+export type KeysOfKind<M, V extends FieldKind> = { [K in keyof M]: M[K] extends V ? K : never }[keyof M];
+
+export function keysOfKind<M extends Readonly<Record<string, FieldKind>>, V extends FieldKind>(fields: M, kind: V): readonly KeysOfKind<M, V>[] {
+  return Object.keys(fields).filter((k) => fields[k] === kind) as KeysOfKind<M, V>[];
+}
+
+export const WATCH_FIELDS = {
+  width: 'gauge',
+  height: 'gauge',
+  packetsReceived: 'counter',
+  packetsExpected: 'counter',
+  lostOnWire: 'counter',
+  lostOnWirePercent: 'ratio',
+  unrepaired: 'counter',
+  repairPending: 'gauge',
+  tooLate: 'counter',
+  rfc3550Lost: 'counter',
+  jitterMs: 'gauge',
+  bitrateKbps: 'gauge',
+  fps: 'gauge',
+  framesComplete: 'counter',
+  framesDropped: 'counter',
+  framesSkipped: 'counter',
+  latencyMs: 'gauge',
+  duplicates: 'counter',
+  reordered: 'counter',
+  malformed: 'counter',
+  keyframeRequests: 'counter',
+  nacksSent: 'counter',
+  recoveredByRtx: 'counter',
+  recoveredByFec: 'counter',
+  framesGivenUp: 'counter',
+  rttMs: 'gauge',
+  latencyBudgetMs: 'gauge',
+  firstFrameMs: 'gauge',
+  publisherRestarts: 'counter',
+  undecryptable: 'counter',
+  playerRestarts: 'counter',
+  framesHeldBack: 'counter',
+  framesStale: 'counter',
+  /** Restarts from 0 with each player; `r` shows a count below its baseline as it is. */
+  playerDropped: 'counter',
+  sinkErrors: 'counter',
+} as const satisfies FieldKinds<WatchSnapshot>;
+export const WATCH_ROWS = {} as const satisfies RowKinds<WatchSnapshot>;
+
+export const SHARE_FIELDS = {
+  relaySilentS: 'gauge',
+  relayOutages: 'counter',
+  fps: 'gauge',
+  bitrateKbps: 'gauge',
+  framesEncoded: 'counter',
+  framesSent: 'counter',
+  keyframesSent: 'counter',
+  packetsSent: 'counter',
+  bytesSent: 'counter',
+  viewers: 'gauge',
+  worstLossPercent: 'gauge',
+  worstRttMs: 'gauge',
+  fecPacketsSent: 'counter',
+  keyframeRequests: 'counter',
+  keyframeRestarts: 'counter',
+  encoderRestarts: 'counter',
+  sendErrors: 'counter',
+} as const satisfies FieldKinds<ShareSnapshot>;
+export const SHARE_ROWS = {
+  // From the viewers' latest receiver reports.
+  viewerReports: { lossPercent: 'gauge', jitterMs: 'gauge', rttMs: 'gauge' },
+} as const satisfies RowKinds<ShareSnapshot>;
+
+export const RELAY_FIELDS = {
+  streams: 'gauge',
+  awaitedStreams: 'gauge',
+  viewers: 'gauge',
+  bitrateInKbps: 'gauge',
+  bitrateOutKbps: 'gauge',
+  datagramsIn: 'counter',
+  bytesIn: 'counter',
+  packetsOut: 'counter',
+  bytesOut: 'counter',
+  dropped: 'counter',
+  malformed: 'counter',
+  oversize: 'counter',
+  unknownSource: 'counter',
+  hijackAttempts: 'counter',
+  overLimit: 'counter',
+  sendErrors: 'counter',
+  retransmissions: 'counter',
+  rtxMisses: 'counter',
+  cacheJoins: 'counter',
+  authFailures: 'counter',
+  challenges: 'counter',
+  rateLimited: 'counter',
+  handedToDgram: 'counter',
+} as const satisfies FieldKinds<RelaySnapshot>;
+export const RELAY_ROWS = {
+  perStream: { bitrateInKbps: 'gauge', packetsIn: 'counter', packetsOut: 'counter', viewers: 'gauge', dropped: 'counter' },
+  perViewer: { uptimeS: 'gauge', lossPercent: 'gauge', jitterMs: 'gauge', rttMs: 'gauge', packetsOut: 'counter', sendErrors: 'counter' },
+} as const satisfies RowKinds<RelaySnapshot>;

@@ -8,7 +8,22 @@
  * baseline taken at that moment. Rates and gauges (fps, bitrate, jitter, latency, RTT, per-viewer
  * loss %) are never rebased; --stats-json keeps the totals since start.
  */
-import type { RelaySnapshot, ShareSnapshot, Snapshot, WatchSnapshot } from './snapshots.ts';
+import {
+  keysOfKind,
+  RELAY_FIELDS,
+  RELAY_ROWS,
+  SHARE_FIELDS,
+  SHARE_ROWS,
+  WATCH_FIELDS,
+  WATCH_ROWS,
+  type KeysOfKind,
+  type RelaySnapshot,
+  type RowOf,
+  type RowsKey,
+  type ShareSnapshot,
+  type Snapshot,
+  type WatchSnapshot,
+} from './snapshots.ts';
 import type { History } from './history.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -206,71 +221,62 @@ function sparkRow(label: string, values: readonly (number | null)[], format: (v:
 // ---------------------------------------------------------------------------------------------
 // Counter reset (`r`).
 
-/** Cumulative counters of each role: the fields `r` rebases. Everything else is a rate or a gauge. */
-export const WATCH_COUNTERS = [
-  'packetsReceived',
-  'packetsExpected',
-  'lostOnWire',
-  'unrepaired',
-  'tooLate',
-  'rfc3550Lost',
-  'framesComplete',
-  'framesDropped',
-  'framesSkipped',
-  'duplicates',
-  'reordered',
-  'malformed',
-  'keyframeRequests',
-  'nacksSent',
-  'recoveredByRtx',
-  'recoveredByFec',
-  'framesGivenUp',
-  'publisherRestarts',
-  'undecryptable',
-  'playerRestarts',
-  'framesHeldBack',
-  'framesStale',
-  'sinkErrors',
-] as const satisfies readonly (keyof WatchSnapshot)[];
+/**
+ * Cumulative counters of each role: the fields `r` rebases. Derived from snapshots.ts, where every
+ * figure of a snapshot is a counter, a gauge or a ratio.
+ */
+export const WATCH_COUNTERS = keysOfKind(WATCH_FIELDS, 'counter');
+export const SHARE_COUNTERS = keysOfKind(SHARE_FIELDS, 'counter');
+export const RELAY_COUNTERS = keysOfKind(RELAY_FIELDS, 'counter');
 
-export const SHARE_COUNTERS = [
-  'framesEncoded',
-  'framesSent',
-  'keyframesSent',
-  'packetsSent',
-  'bytesSent',
-  'fecPacketsSent',
-  'keyframeRequests',
-  'keyframeRestarts',
-  'encoderRestarts',
-  'sendErrors',
-  'relayOutages',
-] as const satisfies readonly (keyof ShareSnapshot)[];
+/**
+ * What `r` does to one role's snapshot `S`, whose figures `F` classifies: its counters are rebased,
+ * each ratio is recomputed over the window the counters now cover (a ratio added to snapshots.ts
+ * does not compile until it says how), and each row list's counters are rebased row by row.
+ */
+interface ResetRule<S, F> {
+  counters: readonly (keyof S & string)[];
+  ratios: Record<KeysOfKind<F, 'ratio'>, (shown: S) => number>;
+  /** `id` tells which row is which from one snapshot to the next. */
+  rows: { [K in RowsKey<S>]: { id: (row: RowOf<S, K>) => string; counters: readonly (keyof RowOf<S, K> & string)[] } };
+}
 
-export const RELAY_COUNTERS = [
-  'datagramsIn',
-  'packetsOut',
-  'bytesIn',
-  'bytesOut',
-  'dropped',
-  'malformed',
-  'unknownSource',
-  'oversize',
-  'hijackAttempts',
-  'overLimit',
-  'sendErrors',
-  'retransmissions',
-  'rtxMisses',
-  'cacheJoins',
-  'challenges',
-  'rateLimited',
-  'authFailures',
-  'handedToDgram',
-] as const satisfies readonly (keyof RelaySnapshot)[];
+/** Two decimals, as the roles round their own percentages; 0 with nothing to divide by. */
+const percent = (part: number, whole: number) => (whole > 0 ? Math.round((10_000 * part) / whole) / 100 : 0);
 
-/** Per-row counters of the relay, keyed by stream name and by viewer address. */
-const RELAY_STREAM_COUNTERS = ['packetsIn', 'packetsOut', 'dropped'] as const;
-const RELAY_VIEWER_COUNTERS = ['packetsOut', 'sendErrors'] as const;
+const RESET: {
+  watch: ResetRule<WatchSnapshot, typeof WATCH_FIELDS>;
+  share: ResetRule<ShareSnapshot, typeof SHARE_FIELDS>;
+  relay: ResetRule<RelaySnapshot, typeof RELAY_FIELDS>;
+} = {
+  watch: {
+    counters: WATCH_COUNTERS,
+    ratios: { lostOnWirePercent: (w) => percent(w.lostOnWire, w.packetsExpected) },
+    rows: WATCH_ROWS,
+  },
+  share: {
+    counters: SHARE_COUNTERS,
+    ratios: {},
+    rows: { viewerReports: { id: (r) => `report ${r.ssrc}`, counters: keysOfKind(SHARE_ROWS.viewerReports, 'counter') } },
+  },
+  relay: {
+    counters: RELAY_COUNTERS,
+    ratios: {},
+    rows: {
+      perStream: { id: (r) => `stream ${r.name}`, counters: keysOfKind(RELAY_ROWS.perStream, 'counter') },
+      perViewer: { id: (r) => `viewer ${r.stream} ${r.address}`, counters: keysOfKind(RELAY_ROWS.perViewer, 'counter') },
+    },
+  },
+};
+
+/** A role's reset rule, for code that handles every role alike. */
+type AnyRule = {
+  counters: readonly string[];
+  ratios: Record<string, (s: never) => number>;
+  rows: Record<string, { id: (row: never) => string; counters: readonly string[] }>;
+};
+const ruleOf = (s: Snapshot) => RESET[s.role] as unknown as AnyRule;
+type Numbers = Record<string, number>;
 
 export interface Baseline {
   role: Snapshot['role'];
@@ -279,18 +285,19 @@ export interface Baseline {
 
 export function takeBaseline(s: Snapshot): Baseline {
   const values = new Map<string, number>();
-  const rec = s as unknown as Record<string, number>;
-  for (const k of countersOf(s)) values.set(k, rec[k]);
-  if (s.role === 'relay') {
-    for (const r of s.perStream) for (const k of RELAY_STREAM_COUNTERS) values.set(`stream ${r.name} ${k}`, r[k]);
-    for (const r of s.perViewer) for (const k of RELAY_VIEWER_COUNTERS) values.set(`viewer ${r.stream} ${r.address} ${k}`, r[k]);
+  const rule = ruleOf(s);
+  const src = s as unknown as Record<string, unknown>;
+  for (const k of rule.counters) values.set(k, (src as Numbers)[k]);
+  for (const [list, { id, counters }] of Object.entries(rule.rows)) {
+    for (const row of src[list] as Numbers[]) for (const k of counters) values.set(`${id(row as never)} ${k}`, row[k]);
   }
   return { role: s.role, values };
 }
 
 /**
- * The snapshot with its counters counted from the baseline. A counter below its baseline was
- * restarted underneath us (a stream re-published): it is shown as it is.
+ * The snapshot with its counters counted from the baseline, and its ratios over that window. A
+ * counter below its baseline was restarted underneath us (a stream re-published, a new player):
+ * it is shown as it is. A row that was not there at the reset counts from its start.
  */
 export function applyBaseline<T extends Snapshot>(s: T, b: Baseline | null | undefined): T {
   if (!b || b.role !== s.role) return s;
@@ -298,33 +305,18 @@ export function applyBaseline<T extends Snapshot>(s: T, b: Baseline | null | und
     const base = b.values.get(key);
     return base === undefined || v < base ? v : v - base;
   };
+  const rule = ruleOf(s);
   const out = { ...s } as unknown as Record<string, unknown>;
-  const src = s as unknown as Record<string, number>;
-  for (const k of countersOf(s)) out[k] = since(k, src[k]);
-  if (s.role === 'watch') {
-    // Loss % over the same window as the counters.
-    const w = out as unknown as WatchSnapshot;
-    w.lostOnWirePercent = w.packetsExpected > 0 ? Math.round((10_000 * w.lostOnWire) / w.packetsExpected) / 100 : 0;
-  }
-  if (s.role === 'relay') {
-    const r = out as unknown as RelaySnapshot;
-    r.perStream = s.perStream.map((row) => ({
-      ...row,
-      packetsIn: since(`stream ${row.name} packetsIn`, row.packetsIn),
-      packetsOut: since(`stream ${row.name} packetsOut`, row.packetsOut),
-      dropped: since(`stream ${row.name} dropped`, row.dropped),
-    }));
-    r.perViewer = s.perViewer.map((row) => ({
-      ...row,
-      packetsOut: since(`viewer ${row.stream} ${row.address} packetsOut`, row.packetsOut),
-      sendErrors: since(`viewer ${row.stream} ${row.address} sendErrors`, row.sendErrors),
-    }));
+  for (const k of rule.counters) out[k] = since(k, (s as unknown as Numbers)[k]);
+  for (const [k, recompute] of Object.entries(rule.ratios)) out[k] = recompute(out as never);
+  for (const [list, { id, counters }] of Object.entries(rule.rows)) {
+    out[list] = (out[list] as Numbers[]).map((row) => {
+      const shown = { ...row };
+      for (const k of counters) shown[k] = since(`${id(row as never)} ${k}`, row[k]);
+      return shown;
+    });
   }
   return out as unknown as T;
-}
-
-function countersOf(s: Snapshot): readonly string[] {
-  return s.role === 'watch' ? WATCH_COUNTERS : s.role === 'share' ? SHARE_COUNTERS : RELAY_COUNTERS;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -422,6 +414,8 @@ function title(left: string, right: string, o: ViewOptions): string[] {
 
 function watchBody(s: WatchSnapshot, h: History, o: ViewOptions): string[] {
   const resolution = s.width !== null && s.height !== null ? `${s.width}x${s.height}` : NONE;
+  // Three groups, one per column on a wide terminal (pairs() fills columns top to bottom): the
+  // stream and its timing; packets, loss and what became of it; frames and the player.
   const fields: Field[] = [
     ['Stream', s.stream],
     ['Relay', s.relay],
@@ -431,25 +425,40 @@ function watchBody(s: WatchSnapshot, h: History, o: ViewOptions): string[] {
     ['FPS', fmtFps(s.fps)],
     ['Bitrate', fmtKbps(s.bitrateKbps)],
     ['Latency', fmtMs(s.latencyMs)],
-    ['Player', s.player === null ? NONE : s.player === 'behind' ? 'BEHIND (held back)' : `live, ${fmtInt(s.playerRestarts)} restarts`],
+    ['First frame', fmtMs(s.firstFrameMs)],
+    // How long a gap may hold frames back while NACKs repair it.
+    ['NACK budget', fmtMs(s.latencyBudgetMs)],
+    ['Jitter', fmtMs(s.jitterMs)],
+    ['RTT', fmtMs(s.rttMs)],
+
     ['Packets', fmtInt(s.packetsReceived)],
-    // Loss before repair, then what became of it (one column), and RFC 3550's figure: loss after
-    // repair, as other RTP tools count it.
+    ['Expected', fmtInt(s.packetsExpected)],
+    // Loss before repair, then what became of it, and RFC 3550's figure: loss after repair, as
+    // other RTP tools count it.
     ['Lost (wire)', `${fmtInt(s.lostOnWire)} (${fmtPct(s.lostOnWirePercent)})`],
     ['By RTX', fmtInt(s.recoveredByRtx)],
     ['By FEC', fmtInt(s.recoveredByFec)],
     ['Unrepaired', s.repairPending ? `${fmtInt(s.unrepaired)} (+${fmtInt(s.repairPending)} pending)` : fmtInt(s.unrepaired)],
+    ['Too late', fmtInt(s.tooLate)],
     ['Lost (RFC)', fmtInt(s.rfc3550Lost)],
     ['NACKs sent', fmtInt(s.nacksSent)],
     ['Dup/reorder', `${fmtInt(s.duplicates)} / ${fmtInt(s.reordered)}`],
-    ['Jitter', fmtMs(s.jitterMs)],
-    ['RTT', fmtMs(s.rttMs)],
+    ['Malformed', fmtInt(s.malformed)],
+    ['Bad decrypt', fmtInt(s.undecryptable)],
+
     ['Frames', fmtInt(s.framesComplete)],
     ['Dropped', fmtInt(s.framesDropped)],
     ['Skipped', fmtInt(s.framesSkipped)],
     ['Given up', fmtInt(s.framesGivenUp)],
     ['Key req.', fmtInt(s.keyframeRequests)],
-    ['Malformed', fmtInt(s.malformed)],
+    // A new SSRC on the stream: the sharer restarted.
+    ['New SSRC', fmtInt(s.publisherRestarts)],
+    ['Player', s.player === null ? NONE : `${s.player === 'behind' ? 'BEHIND' : 'live'}, ${fmtInt(s.playerRestarts)} restarts`],
+    ['Held back', fmtInt(s.framesHeldBack)],
+    ['Stale', fmtInt(s.framesStale)],
+    // ffplay's own count of frames it dropped as late.
+    ['Player drop', fmtInt(s.playerDropped)],
+    ['Sink errors', fmtInt(s.sinkErrors)],
   ];
   const spark = { ascii: o.ascii };
   return [
@@ -465,24 +474,31 @@ function watchBody(s: WatchSnapshot, h: History, o: ViewOptions): string[] {
 }
 
 function shareBody(s: ShareSnapshot, h: History, o: ViewOptions): string[] {
+  // The stream, what was sent, what came back.
   const fields: Field[] = [
     ['Stream', s.stream],
     ['Codec', s.codec],
     ['Source', s.source],
     ['Relay', s.relayState === 'not answering' ? `${s.relay}: NOT ANSWERING (${s.relaySilentS} s)` : s.relay],
+    ['Outages', fmtInt(s.relayOutages)],
     ['FPS', fmtFps(s.fps)],
     ['Bitrate', fmtKbps(s.bitrateKbps)],
+
     ['Encoded', fmtInt(s.framesEncoded)],
     ['Frames sent', fmtInt(s.framesSent)],
     ['Keyframes', fmtInt(s.keyframesSent)],
     ['Packets', fmtInt(s.packetsSent)],
+    ['FEC packets', fmtInt(s.fecPacketsSent)],
     ['Sent', fmtBytes(s.bytesSent)],
+    ['Send errors', fmtInt(s.sendErrors)],
+
     ['Viewers', fmtInt(s.viewers)],
     ['Worst loss', fmtPct(s.worstLossPercent)],
     ['Worst RTT', fmtMs(s.worstRttMs)],
     ['Key req.', fmtInt(s.keyframeRequests)],
+    // Encoder runs started to answer keyframe requests, and all encoder restarts.
+    ['Key restart', fmtInt(s.keyframeRestarts)],
     ['Restarts', fmtInt(s.encoderRestarts)],
-    ['Send errors', fmtInt(s.sendErrors)],
   ];
   const reports = s.viewerReports.length
     ? table(
@@ -511,6 +527,7 @@ function shareBody(s: ShareSnapshot, h: History, o: ViewOptions): string[] {
 }
 
 function relayBody(s: RelaySnapshot, h: History, o: ViewOptions): string[] {
+  // Traffic; what was dropped and why (the parts of Dropped); repair and admission.
   const fields: Field[] = [
     ['Bitrate in', fmtKbps(s.bitrateInKbps)],
     ['Bitrate out', fmtKbps(s.bitrateOutKbps)],
@@ -518,13 +535,25 @@ function relayBody(s: RelaySnapshot, h: History, o: ViewOptions): string[] {
     ['Streams', s.awaitedStreams ? `${fmtInt(s.streams)} (+${fmtInt(s.awaitedStreams)} awaited)` : fmtInt(s.streams)],
     ['Viewers', fmtInt(s.viewers)],
     ['Datagrams in', fmtInt(s.datagramsIn)],
+    ['Bytes in', fmtBytes(s.bytesIn)],
     ['Packets out', fmtInt(s.packetsOut)],
+    ['Bytes out', fmtBytes(s.bytesOut)],
+
     ['Dropped', fmtInt(s.dropped)],
-    ['Send errors', fmtInt(s.sendErrors)],
-    ['Retransmits', fmtInt(s.retransmissions)],
     ['Malformed', fmtInt(s.malformed)],
     ['Unknown src', fmtInt(s.unknownSource)],
-    ['Over limit', fmtInt(s.overLimit + s.oversize + s.hijackAttempts)],
+    ['Oversize', fmtInt(s.oversize)],
+    ['Hijacks', fmtInt(s.hijackAttempts)],
+    ['Over limit', fmtInt(s.overLimit)],
+    // Control messages from an address that sends them faster than it may.
+    ['Throttled', fmtInt(s.rateLimited)],
+    ['Auth fails', fmtInt(s.authFailures)],
+
+    ['Send errors', fmtInt(s.sendErrors)],
+    ['Retransmits', fmtInt(s.retransmissions)],
+    ['RTX misses', fmtInt(s.rtxMisses)],
+    ['Cache joins', fmtInt(s.cacheJoins)],
+    ['Challenges', fmtInt(s.challenges)],
     // 'queued': datagrams the native path left to dgram's queue (RelaySnapshot.handedToDgram).
     ['Datagrams', s.handedToDgram ? `${s.io}, ${fmtInt(s.handedToDgram)} queued` : s.io],
   ];
