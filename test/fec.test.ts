@@ -20,7 +20,7 @@ import {
   type FecEncoderOptions,
 } from '../src/transport/fec.ts';
 import { PacketError } from '../src/util/errors.ts';
-import { buildExtension, parseRtp, serializeRtp, serializeRtpToBuffer } from '../src/rtp/packet.ts';
+import { buildExtension, parseRtp, rtpSequence, serializeRtp, serializeRtpToBuffer, setRtpSsrc } from '../src/rtp/packet.ts';
 import { seqAdd } from '../src/rtp/seq.ts';
 
 const SSRC = 0xdeadbeef;
@@ -94,8 +94,28 @@ function receive(media: Buffer[], fecAfter: Buffer[][], lost: Set<number>, dec =
   return rebuilt;
 }
 
+/** Runs `fn` and counts the Buffers allocated or copied meanwhile (alloc*, from, concat). */
+function allocations<T>(fn: () => T): { result: T; count: number } {
+  const names = ['alloc', 'allocUnsafe', 'allocUnsafeSlow', 'from', 'concat'] as const;
+  const B = Buffer as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const saved = names.map((n) => B[n]);
+  let count = 0;
+  names.forEach((n, i) => {
+    B[n] = (...args: unknown[]) => {
+      count++;
+      return saved[i].apply(Buffer, args);
+    };
+  });
+  try {
+    const result = fn();
+    return { result, count };
+  } finally {
+    names.forEach((n, i) => (B[n] = saved[i]));
+  }
+}
+
 function bySeq(bufs: Buffer[]): Map<number, Buffer> {
-  return new Map(bufs.map((b) => [b.readUInt16BE(2), b]));
+  return new Map(bufs.map((b) => [rtpSequence(b), b]));
 }
 
 describe('FEC packet format (RFC 5109 §7.3, §7.4)', () => {
@@ -153,9 +173,11 @@ describe('FEC packet format (RFC 5109 §7.3, §7.4)', () => {
     assert.deepEqual([...f.data], [0xf1, 0x0d, 0x03, 0x02]);
   });
 
-  test('pushMedia takes parsed packets too', () => {
+  test('pushMedia keeps the datagram as a view: no copy, its bytes counted', () => {
     const d = new FecDecoder();
-    assert.deepEqual(d.pushMedia(parseRtp(b)), []);
+    const { count } = allocations(() => assert.deepEqual(d.pushMedia(b), []));
+    assert.equal(count, 0, 'no Buffer allocated or copied');
+    assert.deepEqual(d.stored, { media: 1, mediaBytes: b.length, fec: 0, indexedSeqs: 0 });
     assert.deepEqual(d.pushFec(golden), [a]);
   });
 
@@ -410,8 +432,8 @@ describe('recovery, row mode', () => {
     for (const i of [0, 1, 1, 3, 4, 0]) assert.deepEqual(dec.pushMedia(media[i]), []);
     assert.deepEqual(dec.pushFec(fec), [media[2]]);
     assert.deepEqual(dec.pushFec(fec), []);
-    assert.equal(dec.seen(media[2].readUInt16BE(2)), true, 'rebuilt, so a late original can be dropped');
-    assert.equal(dec.seen(seqAdd(media[4].readUInt16BE(2), 1)), false);
+    assert.equal(dec.seen(rtpSequence(media[2])), true, 'rebuilt, so a late original can be dropped');
+    assert.equal(dec.seen(seqAdd(rtpSequence(media[4]), 1)), false);
     assert.deepEqual(dec.pushMedia(media[2]), [], 'the original arriving late');
     assert.equal(dec.counters.recovered, 1);
     assert.equal(dec.counters.fecReceived, 2);
@@ -429,7 +451,7 @@ describe('recovery, row mode', () => {
     const other = new FecEncoder({ mediaSsrc: 5, groupSize: 4, initialSequence: 0 });
     const foreign = stream(0, 4, 13).map((m) => {
       const c = Buffer.from(m);
-      c.writeUInt32BE(5, 8);
+      setRtpSsrc(c, 5);
       return other.push(c);
     })[3][0];
     const dec = new FecDecoder();
@@ -443,7 +465,7 @@ describe('recovery, row mode', () => {
     for (const i of [0, 2, 3]) dec2.pushMedia(media[i]);
     const restarted = stream(0, 4, 14).map((m) => {
       const c = Buffer.from(m);
-      c.writeUInt32BE(5, 8);
+      setRtpSsrc(c, 5);
       return c;
     });
     dec2.pushMedia(restarted[0]);
@@ -458,6 +480,61 @@ describe('recovery, row mode', () => {
     assert.deepEqual(receive(media, after, new Set([0]), wrong), []);
     assert.equal(wrong.counters.ignored, 1);
     assert.deepEqual(receive(media, after, new Set([0]), new FecDecoder({ fecSsrc: 0x1234 })), [media[0]]);
+  });
+});
+
+describe('waitForFec: a stream without FEC costs nothing', () => {
+  test('1,000 media packets and no FEC: nothing copied, nothing kept', () => {
+    const media = stream(100, 1000, 50);
+    const dec = new FecDecoder({ waitForFec: true });
+    const { count } = allocations(() => {
+      for (const m of media) assert.deepEqual(dec.pushMedia(m), []);
+    });
+    assert.equal(count, 0, 'no Buffer allocated or copied');
+    assert.deepEqual(dec.stored, { media: 0, mediaBytes: 0, fec: 0, indexedSeqs: 0 });
+    assert.equal(dec.seen(100), false);
+    // The same stream to a decoder that keeps media from the start: views only, bounded by maxMedia.
+    const eager = new FecDecoder();
+    assert.equal(allocations(() => media.forEach((m) => eager.pushMedia(m))).count, 0);
+    assert.equal(eager.stored.media, 1000);
+    assert.equal(eager.stored.mediaBytes, media.reduce((n, m) => n + m.length, 0));
+  });
+
+  test('from the first FEC packet on, media is kept and losses are rebuilt; FEC over earlier packets is ignored', () => {
+    const media = stream(65500, 60, 51); // wraps 65535 → 0 on the way
+    const after = encode({ groupSize: 5 }, media);
+    const dec = new FecDecoder({ waitForFec: true });
+    // Group 0 (0-4) arrives whole before its FEC: nothing kept, and its FEC cannot rebuild (or "rebuild" 0-4).
+    const lost = new Set([7, 13, 14, 22]);
+    const rebuilt = receive(media, after, lost, dec);
+    // 7 and 22 are alone in their groups; 13 and 14 share one.
+    assert.deepEqual(rebuilt, [media[7], media[22]]);
+    assert.equal(dec.counters.ignored, 1, "group 0's FEC");
+    assert.equal(dec.counters.recovered, 2);
+    assert.ok(dec.stored.media > 0 && dec.stored.mediaBytes > 0);
+    // A new publisher: back to keeping nothing until its FEC shows.
+    dec.reset();
+    dec.pushMedia(stream(9000, 1, 52)[0]);
+    assert.deepEqual(dec.stored, { media: 0, mediaBytes: 0, fec: 0, indexedSeqs: 0 });
+  });
+
+  test('still repairs past half the sequence space on (where "before the first FEC" would wrap)', () => {
+    const k = 10;
+    const n = 50_000;
+    const payload = Buffer.alloc(20, 1);
+    const enc = new FecEncoder({ mediaSsrc: SSRC, groupSize: k, initialSequence: 0 });
+    const dec = new FecDecoder({ waitForFec: true });
+    const first = 1234;
+    const lostAt = n - 15;
+    let rebuilt: Buffer[] = [];
+    for (let i = 0; i < n; i++) {
+      const m = mediaPacket(seqAdd(first, i), { payload, padding: 0, marker: false, csrc: [], withExtension: false, timestamp: i, payloadType: 96 });
+      const fecs = enc.push(m);
+      if (i !== lostAt) dec.pushMedia(m);
+      for (const f of fecs) rebuilt.push(...dec.pushFec(f));
+      if (i < lostAt - 100) rebuilt = [];
+    }
+    assert.deepEqual(rebuilt.map(rtpSequence), [seqAdd(first, lostAt)]);
   });
 });
 
@@ -583,7 +660,7 @@ describe('properties', () => {
     const media = stream(65534, 4, 31);
     const after = encode({ groupSize: 4 }, media);
     const fec = after[3][0];
-    const received = new Set([0, 2, 3].map((i) => media[i].readUInt16BE(2)));
+    const received = new Set([0, 2, 3].map((i) => rtpSequence(media[i])));
     fc.assert(
       fc.property(
         fc.array(fc.tuple(fc.integer({ min: 12, max: fec.length - 1 }), fc.integer({ min: 1, max: 255 })), {
@@ -600,7 +677,7 @@ describe('properties', () => {
           const out = dec.pushFec(bad);
           assert.deepEqual(bad, copy, 'input not mutated');
           for (const r of out) {
-            assert.ok(!received.has(r.readUInt16BE(2)), 'a received packet returned');
+            assert.ok(!received.has(rtpSequence(r)), 'a received packet returned');
             parseRtp(r);
           }
           const c = dec.counters;
@@ -632,7 +709,7 @@ describe('properties', () => {
           assert.deepEqual(b, copy, 'input not mutated');
           // Anything rebuilt must at least be a valid RTP packet for the missing sequence number.
           for (const r of out) {
-            assert.equal(r.readUInt16BE(2), 1);
+            assert.equal(rtpSequence(r), 1);
             parseRtp(r);
           }
         }

@@ -48,7 +48,19 @@
 import { randomBytes } from 'node:crypto';
 import { MAX_DATAGRAM, MAX_DROPOUT } from '../defaults.ts';
 import { PacketError, need, unlessMalformed } from '../util/errors.ts';
-import { parseRtp, RTP_FIXED_HEADER, RTP_VERSION, serializeRtpToBuffer, type RtpPacket } from '../rtp/packet.ts';
+import {
+  isRtp,
+  parseRtp,
+  RTP_FIXED_HEADER,
+  RTP_VERSION,
+  rtpPayloadOffset,
+  rtpSequence,
+  rtpSsrc,
+  rtpTimestamp,
+  serializeRtpToBuffer,
+  setRtpSequence,
+  setRtpSsrc,
+} from '../rtp/packet.ts';
 import { seqAdd, seqDiff } from '../rtp/seq.ts';
 
 /** Dynamic payload type of the FEC stream (RFC 3551 §6 leaves 96-127 to signalling). */
@@ -183,9 +195,9 @@ function viewMedia(media: Buffer | Buffer[]): MediaView {
     chunks,
     b0: h[0],
     b1: h[1],
-    seq: h.readUInt16BE(2),
-    timestamp: h.readUInt32BE(4),
-    ssrc: h.readUInt32BE(8),
+    seq: rtpSequence(h),
+    timestamp: rtpTimestamp(h),
+    ssrc: rtpSsrc(h),
     bodyLength: total - RTP_FIXED_HEADER,
   };
 }
@@ -382,6 +394,13 @@ export interface FecDecoderOptions {
   maxMedia?: number;
   /** The FEC stream's SSRC when the sender picked one; fecSsrcFor(media SSRC) when not given. */
   fecSsrc?: number;
+  /**
+   * Keep media only once an FEC packet of the stream has arrived: for a receiver that does not
+   * know whether the sender protects its stream. A stream without FEC then costs a few header
+   * reads per packet and retains nothing; the price is that losses before the first FEC packet
+   * cannot be rebuilt (NACK still repairs them). False when not given: all media is kept.
+   */
+  waitForFec?: boolean;
 }
 
 export interface FecDecoderCounters {
@@ -393,7 +412,10 @@ export interface FecDecoderCounters {
   unrecoverable: number;
   /** Datagrams given to pushFec that are not FEC packets (PacketError). */
   malformed: number;
-  /** FEC packets for another media SSRC, or for sequence numbers far from the stream's. */
+  /**
+   * FEC packets for another media SSRC, for sequence numbers far from the stream's, or (waitForFec)
+   * for packets that came before the first FEC packet and so were not kept.
+   */
   ignored: number;
 }
 
@@ -421,7 +443,13 @@ export class FecDecoder {
   private readonly maxMedia: number;
   private readonly ageLimit: number;
   private readonly fixedFecSsrc: number | undefined;
+  private readonly waitForFec: boolean;
+  /** An FEC packet of this stream was accepted since the last reset: media is worth keeping. */
+  private fecSeen = false;
+  /** With waitForFec: the first sequence number kept; FEC over earlier ones is ignored. */
+  private keptFrom: number | undefined;
   private readonly media = new Map<number, Buffer>();
+  private mediaBytes = 0;
   private readonly fecs = new Map<number, FecEntry>();
   private readonly bySeq = new Map<number, Set<FecEntry>>();
   private mediaSsrc: number | undefined;
@@ -434,11 +462,12 @@ export class FecDecoder {
     checkRange('FEC maxMedia', this.maxMedia, MASK_BITS_LONG * 2, 1 << 15);
     this.ageLimit = this.maxMedia >> 1;
     this.fixedFecSsrc = opts.fecSsrc === undefined ? undefined : opts.fecSsrc >>> 0;
+    this.waitForFec = opts.waitForFec ?? false;
   }
 
-  /** Sizes of the internal stores, for statistics and for tests of the caps. */
-  get stored(): { media: number; fec: number; indexedSeqs: number } {
-    return { media: this.media.size, fec: this.fecs.size, indexedSeqs: this.bySeq.size };
+  /** Sizes of the internal stores (mediaBytes: bytes of media held), for statistics and tests of the caps. */
+  get stored(): { media: number; mediaBytes: number; fec: number; indexedSeqs: number } {
+    return { media: this.media.size, mediaBytes: this.mediaBytes, fec: this.fecs.size, indexedSeqs: this.bySeq.size };
   }
 
   /**
@@ -450,31 +479,32 @@ export class FecDecoder {
     return this.media.has(seq & 0xffff);
   }
 
-  /** Forgets every stored packet (counters stay). */
+  /** Forgets every stored packet, and with waitForFec that FEC was seen (counters stay). */
   reset(): void {
-    this.media.clear();
+    this.clearMedia();
+    this.fecSeen = false;
     this.fecs.clear();
     this.bySeq.clear();
     this.mediaSsrc = undefined;
-    this.newest = undefined;
   }
 
   /**
-   * A received media packet (a parsed packet, or the datagram, which is kept as is, not copied:
-   * do not reuse it). Returns the packets its arrival lets us rebuild. Malformed input returns [].
+   * A received media packet: the datagram's bytes, kept as a view while FEC may need them (at most
+   * maxMedia packets; nothing with waitForFec before an FEC packet), so do not reuse the buffer.
+   * Returns the packets its arrival lets us rebuild. Malformed input returns [].
    */
-  pushMedia(pkt: RtpPacket | Buffer): Buffer[] {
-    const buf = unlessMalformed(() => {
-      if (!Buffer.isBuffer(pkt)) return serializeRtpToBuffer(pkt);
-      parseRtp(pkt);
-      return pkt;
-    }, undefined);
-    if (!buf) return [];
-    const ssrc = buf.readUInt32BE(8);
-    const seq = buf.readUInt16BE(2);
+  pushMedia(buf: Buffer): Buffer[] {
+    // The header must be there (it is XORed and read); a bad payload only spoils a rebuild, which is checked.
+    if (!isRtp(buf) || rtpPayloadOffset(buf) > buf.length) return [];
+    const ssrc = rtpSsrc(buf);
+    const seq = rtpSequence(buf);
     if (this.mediaSsrc !== undefined && ssrc !== this.mediaSsrc) this.restart(ssrc);
     else if (this.newest !== undefined && Math.abs(seqDiff(this.newest, seq)) > MAX_DROPOUT) this.restart(ssrc);
     this.mediaSsrc = ssrc;
+    if (this.waitForFec && !this.fecSeen) {
+      this.advance(seq); // where the stream is, so the first FEC packet's window check holds
+      return [];
+    }
     if (this.media.has(seq)) return []; // duplicate, or already rebuilt
     this.store(seq, buf);
     return this.cascade([seq]);
@@ -504,6 +534,15 @@ export class FecDecoder {
         return [];
       }
     }
+    if (this.waitForFec && !this.fecSeen) {
+      this.fecSeen = true;
+      if (this.newest !== undefined) this.keptFrom = seqAdd(this.newest, 1);
+    }
+    if (this.keptFrom !== undefined && seqDiff(this.keptFrom, fec.snBase) < 0) {
+      // Protects packets from before media was kept: it could only "rebuild" one we were given.
+      this.counters.ignored++;
+      return [];
+    }
     const entry: FecEntry = { key, fec, seqs, last };
     this.fecs.set(key, entry);
     for (const s of seqs) {
@@ -515,7 +554,7 @@ export class FecDecoder {
     const out: Buffer[] = [];
     if (this.fecs.has(key)) {
       const rebuilt = this.attempt(entry);
-      if (rebuilt) out.push(rebuilt, ...this.cascade([rebuilt.readUInt16BE(2)]));
+      if (rebuilt) out.push(rebuilt, ...this.cascade([rtpSequence(rebuilt)]));
     }
     return out;
   }
@@ -530,21 +569,38 @@ export class FecDecoder {
    */
   private restart(ssrc: number): void {
     const sameSource = ssrc === this.mediaSsrc;
-    this.media.clear();
-    this.newest = undefined;
+    this.clearMedia();
     const keep = this.expectedFecSsrc(ssrc);
     for (const e of [...this.fecs.values()]) {
       if (sameSource || e.fec.ssrc !== keep) this.removeFec(e);
     }
   }
 
+  private clearMedia(): void {
+    this.media.clear();
+    this.mediaBytes = 0;
+    this.newest = undefined;
+    this.keptFrom = undefined;
+  }
+
+  private advance(seq: number): void {
+    if (this.newest === undefined || seqDiff(this.newest, seq) > 0) this.newest = seq;
+  }
+
   private store(seq: number, buf: Buffer): void {
     this.media.set(seq, buf);
-    if (this.newest === undefined || seqDiff(this.newest, seq) > 0) this.newest = seq;
-    if (this.media.size > this.maxMedia) this.media.delete(this.media.keys().next().value!);
+    this.mediaBytes += buf.length;
+    this.advance(seq);
+    // Past this, FEC over packets before keptFrom is too old anyway (and seqDiff would wrap).
+    if (this.keptFrom !== undefined && seqDiff(this.keptFrom, this.newest!) > this.ageLimit + MASK_BITS_LONG) this.keptFrom = undefined;
+    if (this.media.size > this.maxMedia) {
+      const [oldest, old] = this.media.entries().next().value!;
+      this.media.delete(oldest);
+      this.mediaBytes -= old.length;
+    }
     // FEC packets arrive roughly in order, so the oldest sit first; age them out from the front.
     for (const e of this.fecs.values()) {
-      if (seqDiff(e.last, this.newest) <= this.ageLimit) break;
+      if (seqDiff(e.last, this.newest!) <= this.ageLimit) break;
       this.dropFec(e);
     }
   }
@@ -562,7 +618,7 @@ export class FecDecoder {
         const rebuilt = this.attempt(e);
         if (rebuilt) {
           out.push(rebuilt);
-          work.push(rebuilt.readUInt16BE(2));
+          work.push(rtpSequence(rebuilt));
         }
       }
     }
@@ -609,16 +665,16 @@ export class FecDecoder {
       others.push(p);
       pxcc ^= p[0] & 0x3f;
       mpt ^= p[1];
-      ts = (ts ^ p.readUInt32BE(4)) >>> 0;
+      ts = (ts ^ rtpTimestamp(p)) >>> 0;
       length ^= p.length - RTP_FIXED_HEADER;
     }
     if (length > fec.protectionLength) return undefined; // not the packets this FEC protects
     const out = Buffer.alloc(RTP_FIXED_HEADER + length);
     out[0] = (RTP_VERSION << 6) | pxcc;
     out[1] = mpt;
-    out.writeUInt16BE(missing, 2);
-    out.writeUInt32BE(ts, 4);
-    out.writeUInt32BE(ssrc, 8);
+    setRtpSequence(out, missing);
+    out.writeUInt32BE(ts, 4); // no timestamp setter in rtp/packet.ts
+    setRtpSsrc(out, ssrc);
     fec.data.copy(out, RTP_FIXED_HEADER, 0, length);
     for (const p of others) {
       const n = Math.min(p.length, RTP_FIXED_HEADER + length);

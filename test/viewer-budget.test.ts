@@ -1,0 +1,74 @@
+/**
+ * The viewer's latency budget (src/player/budget.ts): RTT and loss samples in, the jitter buffer's
+ * timing out. The numbers are the ones its doc comment promises.
+ */
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { LatencyBudget } from '../src/player/budget.ts';
+import { LATENCY_BUDGET_INITIAL_MS, LATENCY_BUDGET_MAX_MS, LATENCY_BUDGET_MIN_MS } from '../src/defaults.ts';
+
+/** Feeds one keepalive interval of `n` packets with `lossPct` % lost; returns the running counts. */
+function interval(b: LatencyBudget, counts: { arrived: number; missed: number }, n: number, lossPct: number) {
+  const missed = Math.round((n * lossPct) / 100);
+  counts.arrived += n - missed;
+  counts.missed += missed;
+  b.sampleLoss(counts);
+  return counts;
+}
+
+describe('latency budget', () => {
+  test('before any RTT: the initial budget; NACKs every 30 ms; every fill after a NACK counts as a repair', () => {
+    const b = new LatencyBudget();
+    assert.deepEqual([b.latencyMs, b.retryMs, b.answerMs, b.rttMs], [LATENCY_BUDGET_INITIAL_MS, 30, 0, undefined]);
+  });
+
+  test('at 20 ms RTT: 0-1 % loss → 69 ms, 5 % → 127 ms, 20 % → 185 ms; rises at once, falls slowly', () => {
+    const b = new LatencyBudget();
+    b.onRtt(20);
+    assert.equal(b.retryMs, 29);
+    assert.equal(b.answerMs, 10, 'half the shortest round trip');
+    assert.equal(b.latencyMs, 69);
+    const c = { arrived: 0, missed: 0 };
+    interval(b, c, 1000, 5);
+    assert.equal(b.latencyMs, 127);
+    interval(b, c, 1000, 20);
+    assert.equal(b.latencyMs, 185);
+    interval(b, c, 1000, 0); // estimate 0.16: still 6 tries
+    assert.equal(b.latencyMs, 185);
+    interval(b, c, 1000, 0); // 0.128: 5 tries
+    assert.equal(b.latencyMs, 156);
+    interval(b, c, 10, 50); // too few packets to say anything
+    assert.equal(b.latencyMs, 156);
+  });
+
+  test('bounds, the shortest RTT for answers, and a fixed --latency', () => {
+    const b = new LatencyBudget();
+    b.onRtt(600);
+    assert.equal(b.latencyMs, LATENCY_BUDGET_MAX_MS);
+    b.onRtt(1);
+    assert.equal(b.latencyMs, LATENCY_BUDGET_MIN_MS);
+    assert.equal(b.answerMs, 0, 'below 10 ms the clock cannot tell a re-sent packet from a late one');
+    const c = new LatencyBudget();
+    c.onRtt(30);
+    c.onRtt(50);
+    assert.equal(c.answerMs, 15, 'from the shortest round trip seen');
+    const fixed = new LatencyBudget(250);
+    fixed.onRtt(20);
+    interval(fixed, { arrived: 0, missed: 0 }, 1000, 20);
+    assert.equal(fixed.latencyMs, 250);
+    assert.equal(fixed.retryMs, 29, 'NACK pacing still follows the RTT');
+  });
+
+  test('a new sharer session starts a fresh loss sample (not one over the whole session so far)', () => {
+    const b = new LatencyBudget();
+    b.onRtt(20);
+    const c = interval(b, { arrived: 0, missed: 0 }, 1000, 0);
+    // The old session's unsampled tail was lossy; then the sharer restarts.
+    c.arrived += 1000;
+    c.missed += 500;
+    b.restartSample(c);
+    interval(b, c, 100, 0);
+    assert.equal(b.lossEstimate, 0);
+    assert.equal(b.latencyMs, 69);
+  });
+});
