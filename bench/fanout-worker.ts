@@ -85,8 +85,8 @@ function onDatagram(v: V, msg: Buffer): void {
       const c = parseControl(p);
       if (!c || c.stream !== init.stream) continue;
       if (c.kind === ControlType.Ack) v.acked = true;
-      // CHALLENGE (subtype 5): the relay wants proof we receive here; echo its cookie at once.
-      else if ((c.kind as number) === 5 && c.cookie) {
+      // CHALLENGE: the relay wants proof we receive here; echo its cookie at once.
+      else if (c.kind === ControlType.Challenge && c.cookie) {
         v.cookie = c.cookie;
         subscribe(v);
       }

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { Admission } from '../src/relay/admission.ts';
 import { COOKIE_ROTATE_MS } from '../src/relay/cookie.ts';
 import { newRelayCounters } from '../src/relay/counters.ts';
-import { ControlType, RefuseReason, controlApp, parseControl, type ControlMessage } from '../src/transport/control.ts';
+import { ControlType, RefuseReason, controlApp, parseControl, type SubscribeMessage } from '../src/transport/control.ts';
 import { parseRtcp, serializeRtcp } from '../src/transport/rtcp.ts';
 import { appendAuthTag, deriveWatchKey, streamKeys, watchProof, type MasterKey } from '../src/transport/secure.ts';
 import { TokenBucket } from '../src/util/token-bucket.ts';
@@ -18,13 +18,15 @@ const control = (data: Buffer) => parseControl(parseRtcp(data)[0] as never)!;
 function cookieFor(a: Admission, from = viewer, now = 0): Buffer {
   const c = a.challenge('main', subscribeBytes, from, `${from.address}|${from.port}`, now);
   assert.ok(c, 'a CHALLENGE');
-  return control(c).cookie!;
+  const m = control(c);
+  assert.ok(m.kind === ControlType.Challenge && m.cookie, 'a CHALLENGE with a cookie');
+  return m.cookie;
 }
 
 describe('relay admission', () => {
   test('a viewer is proven only by a cookie issued to its own address, for one to two rotations', () => {
     const a = new Admission(0, {}, newRelayCounters());
-    const sub = (cookie?: Buffer): ControlMessage => ({ kind: ControlType.Subscribe, stream: 'main', cookie });
+    const sub = (cookie?: Buffer): SubscribeMessage => ({ kind: ControlType.Subscribe, stream: 'main', cookie });
     assert.equal(a.proveViewer(sub(), viewer), 'challenge');
     const cookie = cookieFor(a);
     assert.equal(a.proveViewer(sub(cookie), viewer), 'proven');

@@ -26,6 +26,7 @@ function rtspSink(id = 'rtsp:session-1'): DeliverySink & { got: Buffer[] } {
 function joinUdp(relay: RelayCore, now: number) {
   const sub = (cookie?: Buffer) => serializeRtcp([controlApp({ kind: ControlType.Subscribe, stream: 'main', cookie }, 0x777)]);
   const challenge = parseControl(parseRtcp(relay.onDatagram(sub(), viewer, now)[0].data)[0] as never)!;
+  assert.ok(challenge.kind === ControlType.Challenge);
   relay.onDatagram(sub(challenge.cookie), viewer, now);
 }
 

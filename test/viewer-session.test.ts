@@ -5,7 +5,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { ViewerSession } from '../src/player/session.ts';
-import { ControlType, RefuseReason, controlApp, parseControl, type ControlMessage } from '../src/transport/control.ts';
+import { ControlType, RefuseReason, controlApp, parseControl, type ControlMessage, type SubscribeMessage } from '../src/transport/control.ts';
 import { parseRtcp } from '../src/transport/rtcp.ts';
 import { watchProof } from '../src/transport/secure.ts';
 import { VIEWER_STALL_MS } from '../src/defaults.ts';
@@ -14,13 +14,17 @@ const STREAM = 'main';
 const ME = 0x11111111;
 const PUBLISHER = 0x22222222;
 
-const relay = (msg: Omit<ControlMessage, 'stream'> & { stream?: string }) => controlApp({ stream: STREAM, ...msg }, 0);
+/** A message from the relay, for STREAM unless it names another. */
+const relay = (msg: DistributiveOmit<ControlMessage, 'stream'> & { stream?: string }) => controlApp({ stream: STREAM, ...msg } as ControlMessage, 0);
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 /** The SUBSCRIBE inside a keepalive datagram. */
-function subscribeIn(datagram: Buffer): ControlMessage {
+function subscribeIn(datagram: Buffer): SubscribeMessage {
   const app = parseRtcp(datagram).find((p) => p.type === 'app');
   assert.ok(app && app.type === 'app');
-  return parseControl(app)!;
+  const m = parseControl(app);
+  assert.ok(m?.kind === ControlType.Subscribe, 'a SUBSCRIBE');
+  return m;
 }
 
 describe('viewer session', () => {

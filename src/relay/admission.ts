@@ -9,7 +9,7 @@
  *   CHALLENGE is never larger than its request, so a forged source gets no amplification;
  * - a known viewer's keepalives have a budget of their own.
  */
-import { ControlType, RefuseReason, controlApp, parseControl, type ControlMessage } from '../transport/control.ts';
+import { ControlType, RefuseReason, controlApp, parseControl, type ControlMessage, type SubscribeMessage } from '../transport/control.ts';
 import { serializeRtcp, parseRtcp } from '../transport/rtcp.ts';
 import { AUTH_TRAILER_BYTES, ReplayGuard, streamKeys, verifyAuthTag, verifyWatchProof, type AuthKeys, type MasterKey } from '../transport/secure.ts';
 import { PacketError } from '../util/errors.ts';
@@ -107,12 +107,12 @@ export class Admission {
    * relay without --key says so instead of leaving the sharer guessing. Undefined: malformed.
    */
   signedPublish(buf: Buffer): SignedPublish {
-    let msg: ControlMessage | undefined;
+    let msg: { stream: string; salt: Buffer } | undefined;
     try {
       if (buf.length > AUTH_TRAILER_BYTES) {
         for (const p of parseRtcp(buf.subarray(0, buf.length - AUTH_TRAILER_BYTES))) {
           const m = p.type === 'app' ? parseControl(p) : null;
-          if (m?.kind === ControlType.Publish && m.salt) msg = m;
+          if (m?.kind === ControlType.Publish && m.salt) msg = { stream: m.stream, salt: m.salt };
         }
       }
     } catch (err) {
@@ -120,14 +120,14 @@ export class Admission {
     }
     if (!msg) return undefined;
     if (!this.master) return { ok: false, stream: msg.stream, reason: RefuseReason.RelayHasNoKey };
-    const keys = streamKeys(this.master, msg.salt!).auth;
+    const keys = streamKeys(this.master, msg.salt).auth;
     const guard = new ReplayGuard();
     const v = verifyAuthTag(buf, keys, guard);
     if (!v.ok) {
       this.counters.authFailures++;
       return { ok: false, stream: msg.stream, reason: RefuseReason.BadKey };
     }
-    return { ok: true, packet: v.packet, auth: { keys, guard, salt: msg.salt! } };
+    return { ok: true, packet: v.packet, auth: { keys, guard, salt: msg.salt } };
   }
 
   /**
@@ -135,9 +135,9 @@ export class Admission {
    * 'refuse' (counted) without the --watch-key proof. The address is proven by then, so a REFUSED
    * to it amplifies nothing.
    */
-  proveViewer(msg: ControlMessage, from: Endpoint): 'proven' | 'challenge' | 'refuse' {
-    if (!this.cookies.verify(from, msg.cookie)) return 'challenge';
-    if (this.watchKey && !(msg.proof && verifyWatchProof(this.watchKey, msg.cookie!, Buffer.from(msg.stream, 'utf8'), msg.proof))) {
+  proveViewer(msg: SubscribeMessage, from: Endpoint): 'proven' | 'challenge' | 'refuse' {
+    if (!msg.cookie || !this.cookies.verify(from, msg.cookie)) return 'challenge';
+    if (this.watchKey && !(msg.proof && verifyWatchProof(this.watchKey, msg.cookie, Buffer.from(msg.stream, 'utf8'), msg.proof))) {
       this.counters.authFailures++;
       return 'refuse';
     }

@@ -15,7 +15,7 @@
  *   sent as is. Viewers' RTCP (RR, NACK, PLI) goes to the sharer.
  */
 import { MAX_DATAGRAM, MAX_STREAMS, MAX_VIEWERS, MAX_VIEWERS_PER_STREAM, PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS } from '../defaults.ts';
-import { ControlType, RefuseReason, parseControl, type ControlMessage } from '../transport/control.ts';
+import { ControlType, RefuseReason, parseControl, type PublishMessage, type SubscribeMessage } from '../transport/control.ts';
 import { isRtcp, parseRtcp, type RtcpPacket } from '../transport/rtcp.ts';
 import { isRtp, rtpPayloadOffset, rtpSsrc } from '../rtp/packet.ts';
 import { startsKeyframe } from '../transport/keyframe.ts';
@@ -287,7 +287,7 @@ export class RelayCore {
   }
 
   /** Latches (or refreshes) a publisher; returns the ACK, or null when refused. */
-  private publish(msg: ControlMessage, from: Endpoint, key: string, ssrc: number, now: number, auth: Authenticated): Output | null {
+  private publish(msg: PublishMessage, from: Endpoint, key: string, ssrc: number, now: number, auth: Authenticated): Output | null {
     const name = msg.stream;
     if (!this.admission.mayPublish(auth)) return this.refuse(name, RefuseReason.BadKey, from, key, now);
     const fresh = auth && auth !== 'latched' ? { keys: auth.keys, guard: auth.guard } : undefined;
@@ -307,7 +307,7 @@ export class RelayCore {
    * address must first prove it receives at the address it claims, by echoing a cookie (CHALLENGE).
    * Nothing is stored for a peer until it has.
    */
-  private subscribe(msg: ControlMessage, requestBytes: number, from: Endpoint, key: string, now: number): Output | null {
+  private subscribe(msg: SubscribeMessage, requestBytes: number, from: Endpoint, key: string, now: number): Output | null {
     const name = msg.stream;
     let stream = this.routing.streams.get(name);
     const existing = stream?.viewers.get(key);

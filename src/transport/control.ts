@@ -46,20 +46,24 @@ export const COOKIE_BYTES = 16;
 export const SALT_BYTES = 16;
 export const STREAM_NAME_RE = /^[A-Za-z0-9._-]{1,64}$/;
 
-export interface ControlMessage {
-  kind: ControlType;
-  stream: string;
-  /** ACK only: true when the stream has a live publisher. */
-  live?: boolean;
-  /** SUBSCRIBE and CHALLENGE: the address cookie (undefined in a SUBSCRIBE: none yet). */
-  cookie?: Buffer;
-  /** PUBLISH and ACK: the per-stream salt of the keys, when the stream is keyed. */
-  salt?: Buffer;
-  /** SUBSCRIBE: proof of the --watch-key (after the cookie). */
-  proof?: Buffer;
-  /** REFUSED: why. */
-  reason?: RefuseReason;
-}
+/**
+ * One control message, by kind: each carries exactly the fields its kind has on the wire.
+ * A salt (PUBLISH, ACK) is present when the stream is keyed; a cookie in a SUBSCRIBE only once
+ * the relay sent one (CHALLENGE); a proof only for a relay with --watch-key. A field of all
+ * zeros on the wire is read as absent.
+ */
+export type ControlMessage =
+  | { kind: ControlType.Publish; stream: string; salt?: Buffer }
+  | { kind: ControlType.Subscribe; stream: string; cookie?: Buffer; proof?: Buffer }
+  /** live: the stream has a publisher right now. */
+  | { kind: ControlType.Ack; stream: string; live: boolean; salt?: Buffer }
+  | { kind: ControlType.Ended; stream: string }
+  | { kind: ControlType.Leave; stream: string }
+  | { kind: ControlType.Challenge; stream: string; cookie?: Buffer }
+  | { kind: ControlType.Refused; stream: string; reason: RefuseReason };
+
+export type PublishMessage = Extract<ControlMessage, { kind: ControlType.Publish }>;
+export type SubscribeMessage = Extract<ControlMessage, { kind: ControlType.Subscribe }>;
 
 function extraBytes(msg: ControlMessage): number {
   switch (msg.kind) {
@@ -87,19 +91,29 @@ export function controlApp(msg: ControlMessage, ssrc: number): App {
   const data = Buffer.alloc(Math.ceil((at + extraBytes(msg)) / 4) * 4);
   data[0] = name.length;
   name.copy(data, 1);
-  if (msg.kind === ControlType.Ack) data[at] = msg.live ? 1 : 0;
-  if (msg.kind === ControlType.Refused) data[at] = msg.reason ?? 0;
-  if (msg.cookie && (msg.kind === ControlType.Subscribe || msg.kind === ControlType.Challenge)) {
-    if (msg.cookie.length !== COOKIE_BYTES) throw new PacketError(`UDPC: cookie is ${msg.cookie.length} bytes, must be ${COOKIE_BYTES}`);
-    msg.cookie.copy(data, at);
-  }
-  if (msg.salt && (msg.kind === ControlType.Publish || msg.kind === ControlType.Ack)) {
-    if (msg.salt.length !== SALT_BYTES) throw new PacketError(`UDPC: salt is ${msg.salt.length} bytes, must be ${SALT_BYTES}`);
-    msg.salt.copy(data, msg.kind === ControlType.Ack ? at + 1 : at);
-  }
-  if (msg.proof && msg.kind === ControlType.Subscribe) {
-    if (msg.proof.length !== PROOF_BYTES) throw new PacketError(`UDPC: proof is ${msg.proof.length} bytes, must be ${PROOF_BYTES}`);
-    msg.proof.copy(data, at + COOKIE_BYTES);
+  const put = (what: string, v: Buffer | undefined, bytes: number, offset: number) => {
+    if (!v) return;
+    if (v.length !== bytes) throw new PacketError(`UDPC: ${what} is ${v.length} bytes, must be ${bytes}`);
+    v.copy(data, offset);
+  };
+  switch (msg.kind) {
+    case ControlType.Ack:
+      data[at] = msg.live ? 1 : 0;
+      put('salt', msg.salt, SALT_BYTES, at + 1);
+      break;
+    case ControlType.Refused:
+      data[at] = msg.reason;
+      break;
+    case ControlType.Subscribe:
+      put('cookie', msg.cookie, COOKIE_BYTES, at);
+      put('proof', msg.proof, PROOF_BYTES, at + COOKIE_BYTES);
+      break;
+    case ControlType.Challenge:
+      put('cookie', msg.cookie, COOKIE_BYTES, at);
+      break;
+    case ControlType.Publish:
+      put('salt', msg.salt, SALT_BYTES, at);
+      break;
   }
   return { type: 'app', subtype: msg.kind, ssrc, name: APP_NAME, data };
 }
@@ -119,21 +133,24 @@ export function parseControl(app: App): ControlMessage | null {
   }
   const stream = d.subarray(1, at).toString('utf8');
   if (!STREAM_NAME_RE.test(stream)) throw new PacketError(`UDPC: invalid stream name`);
-  const msg: ControlMessage = { kind, stream };
-  if (kind === ControlType.Ack) msg.live = d[at] === 1;
-  if (kind === ControlType.Refused) msg.reason = d[at] as RefuseReason;
-  if (kind === ControlType.Subscribe || kind === ControlType.Challenge) {
-    const cookie = d.subarray(at, at + COOKIE_BYTES);
-    if (cookie.some((b) => b !== 0)) msg.cookie = cookie;
+  /** A fixed-size field, absent when all zero (the sender had none) or beyond the data. */
+  const field = (offset: number, bytes: number): Buffer | undefined => {
+    if (d.length < offset + bytes) return undefined;
+    const v = d.subarray(offset, offset + bytes);
+    return v.some((b) => b !== 0) ? v : undefined;
+  };
+  switch (kind) {
+    case ControlType.Ack:
+      return { kind, stream, live: d[at] === 1, salt: field(at + 1, SALT_BYTES) };
+    case ControlType.Refused:
+      return { kind, stream, reason: d[at] as RefuseReason };
+    case ControlType.Subscribe:
+      return { kind, stream, cookie: field(at, COOKIE_BYTES), proof: field(at + COOKIE_BYTES, PROOF_BYTES) };
+    case ControlType.Challenge:
+      return { kind, stream, cookie: field(at, COOKIE_BYTES) };
+    case ControlType.Publish:
+      return { kind, stream, salt: field(at, SALT_BYTES) };
+    default:
+      return { kind, stream };
   }
-  const saltAt = kind === ControlType.Ack ? at + 1 : at;
-  if ((kind === ControlType.Publish || kind === ControlType.Ack) && d.length >= saltAt + SALT_BYTES) {
-    const salt = d.subarray(saltAt, saltAt + SALT_BYTES);
-    if (salt.some((b) => b !== 0)) msg.salt = salt;
-  }
-  if (kind === ControlType.Subscribe && d.length >= at + COOKIE_BYTES + PROOF_BYTES) {
-    const proof = d.subarray(at + COOKIE_BYTES, at + COOKIE_BYTES + PROOF_BYTES);
-    if (proof.some((b) => b !== 0)) msg.proof = proof;
-  }
-  return msg;
 }

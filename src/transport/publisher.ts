@@ -302,7 +302,7 @@ export class Publisher {
         } else if (msg.kind === ControlType.Refused && this.relay.state !== 'ok') {
           // At the start, or from a relay that came back and will not take us back (keyed now,
           // or the stream taken meanwhile).
-          this.onRefused?.(msg.reason!);
+          this.onRefused?.(msg.reason);
         }
       } else if (p.type === 'pli' && p.mediaSsrc === this.sender.ssrc) {
         this.counters.keyframeRequests++;
