@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * udpcast's command line: turns argv (and UDPCAST_* environment variables) into one typed options
- * object per command and hands it to src/cli. Nothing else happens here.
+ * object per command and hands it to src/apps. Nothing else happens here.
  */
 import yargs, { type Options } from 'yargs';
 import { hideBin } from 'yargs/helpers';

@@ -67,7 +67,7 @@ const MIN_JITTER_LINES = 3;
 /** Duplicates and late packets: the viewer's count within this of the judge's (boundary packets). */
 const COUNT_TOLERANCE = 2;
 
-// ---- The RTP fixed header, RFC 3550 §5.1 (read here by hand, not through src/transport/rtp.ts) ----
+// ---- The RTP fixed header, RFC 3550 §5.1 (read here by hand, not through src/rtp/packet.ts) ----
 //   0                   1                   2                   3
 //   0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
 //  +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+

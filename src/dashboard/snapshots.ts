@@ -150,7 +150,7 @@ export interface RelayViewerRow {
   sendErrors: number;
 }
 
-/** The relay's own counters (src/relay/core.ts RelayCounters, each documented there) and rows. */
+/** The relay's own counters (src/relay/counters.ts RelayCounters, each documented there) and rows. */
 export interface RelaySnapshot extends RelayCounters {
   role: 'relay';
   address: string;

@@ -3,7 +3,7 @@
  *
  * Written from the RFC's text (Appendix A.1 "RTP Data Header Validity Checks", A.3 "Determining
  * Number of Packets Expected and Lost", A.8 "Estimating the Interarrival Jitter") and on purpose
- * shares no code with src/transport/stats.ts or src/transport/seq.ts: a judge that imported the
+ * shares no code with src/transport/stats.ts or src/rtp/seq.ts: a judge that imported the
  * code it judges would agree with it whatever it did. Sequence and timestamp wraparound are
  * therefore done here, in the RFC's own unsigned arithmetic.
  *
