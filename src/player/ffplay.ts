@@ -9,7 +9,7 @@
  * keyframe, which this sink keeps with the frames after it.
  */
 import { performance } from 'node:perf_hooks';
-import { PLAYER_CHECK_MS, PLAYER_GOP_CACHE_BYTES, PLAYER_RESTART_MIN_MS } from '../defaults.ts';
+import { PLAYER_CHECK_MS, PLAYER_CLOCK_LEAD_MS, PLAYER_GOP_CACHE_BYTES, PLAYER_RESTART_MIN_MS } from '../defaults.ts';
 import { OwnedProcess, type SpawnFn } from '../util/child.ts';
 import { LiveClock } from './clock.ts';
 import type { ContainerCodec } from './container.ts';
@@ -25,7 +25,8 @@ import { PlayerWatchdog, parseStatusLine } from './watchdog.ts';
  * - `-sync ext -framedrop`: no audio clock to wait on; frames late against the running clock are
  *   dropped, which is how stale catch-up frames are decoded but not shown.
  * - `-vf setpts=…RTCTIME…`: each picture is due the moment it is decoded, so ffplay's startup
- *   time never becomes a standing delay.
+ *   time never becomes a standing delay; every picture after the first PLAYER_CLOCK_LEAD_MS
+ *   early, so a late phase ffplay's frame timer locked onto is corrected (see defaults.ts).
  * - `-autoexit`: end of input ends ffplay (unless it is paused), so it does not outlive watch.
  * - `-stats`: a status line every 30 ms with ffplay's clock, which PlayerWatchdog reads.
  */
@@ -35,7 +36,7 @@ export function ffplayArgs(title: string): string[] {
     '-sync', 'ext', '-framedrop',
     '-window_title', title,
     ...playerInputArgs(),
-    '-vf', 'setpts=(RTCTIME-RTCSTART)/(TB*1000000)',
+    '-vf', `setpts=(RTCTIME-RTCSTART)/(TB*1000000)-gt(N\\,0)*${PLAYER_CLOCK_LEAD_MS / 1000}/TB`,
     '-i', 'pipe:0',
   ];
 }
