@@ -109,6 +109,22 @@ export const SUMMARY_INTERVAL_MS = 5000;
 export const RTX_HISTORY_PACKETS = 2048;
 /** Retransmissions one viewer may ask for per second; beyond it NACKs are counted and ignored. */
 export const RTX_MAX_PER_SECOND = 1000;
+/**
+ * Retransmissions to one viewer are also at most this share of the datagrams the stream sends it
+ * (with RTX_BURST in hand for a burst loss): a viewer whose link is full gets fewer
+ * retransmissions, not more, and never more than 1.25x the stream in all (RFC 8085 §3.1).
+ */
+export const RTX_SHARE = 0.25;
+/** Retransmissions a viewer may have in hand: a lost 720p keyframe is about 100 datagrams. */
+export const RTX_BURST = 128;
+/**
+ * After the relay forwards a keyframe request (PLI) to the sharer, further requests for the
+ * stream wait for that keyframe this long: one encoder restart answers every viewer who asked
+ * meanwhile (the restart delivers its IDR in ~0.2 s).
+ */
+export const KEYFRAME_WAIT_MS = 1000;
+/** One viewer's keyframe requests reach the sharer at most this often: its trouble is not everyone's bitrate. */
+export const VIEWER_KEYFRAME_MIN_MS = 2000;
 /** Bytes of the keyframe cache (everything since the last keyframe) per stream; past it, no cache until the next keyframe. */
 export const KEYFRAME_CACHE_BYTES = 8 * 1024 * 1024;
 /** A joining viewer's catch-up (the keyframe cache) is paced at 20 Mbit/s, after a 16 KB burst. */

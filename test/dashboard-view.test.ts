@@ -136,6 +136,7 @@ function relaySnap(over: Partial<RelaySnapshot> = {}): RelaySnapshot {
     cacheJoins: 1,
     challenges: 2,
     rateLimited: 0,
+    keyframeRequestsHeld: 0,
     authFailures: 0,
     retransmissions: 4,
     io: 'native',

@@ -7,7 +7,7 @@ import type { Endpoint } from '../src/util/net.ts';
 import { ControlType, controlApp, parseControl } from '../src/transport/control.ts';
 import { parseRtcp, serializeRtcp } from '../src/transport/rtcp.ts';
 import { serializeRtpToBuffer } from '../src/rtp/packet.ts';
-import { PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS, MAX_DATAGRAM, MAX_STREAMS, RTX_MAX_PER_SECOND, JOIN_BURST_BYTES, JOIN_PACE_BYTES_PER_MS } from '../src/defaults.ts';
+import { PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS, MAX_DATAGRAM, MAX_STREAMS, RTX_BURST, RTX_SHARE, JOIN_BURST_BYTES, JOIN_PACE_BYTES_PER_MS } from '../src/defaults.ts';
 import { startsKeyframe } from '../src/relay/core.ts';
 
 const sharer: Endpoint = { address: '10.0.0.1', port: 4000 };
@@ -321,11 +321,14 @@ describe('relay core', () => {
     assert.deepEqual(rtx.map((o) => o.data), [sent[1], sent[2]]);
     assert.equal(relay.counters.retransmissions, 2);
     assert.equal(relay.counters.rtxMisses, 1, 'seq 99 was never sent');
-    // Budget: RTX_MAX_PER_SECOND per viewer per second.
+    // Budget: RTX_BURST in hand (2 spent above), then only RTX_SHARE of what the stream sends.
     const many = serializeRtcp([{ type: 'nack', senderSsrc: 0x777, mediaSsrc: 0x1234, lost: [1] }]);
     let resent = 0;
-    for (let i = 0; i < RTX_MAX_PER_SECOND + 50; i++) resent += relay.onDatagram(many, viewerA, 3).filter((o) => o.to[0] === viewerA).length;
-    assert.ok(resent <= RTX_MAX_PER_SECOND, `${resent} retransmissions in one instant`);
-    assert.ok(resent >= RTX_MAX_PER_SECOND - 5);
+    for (let i = 0; i < RTX_BURST + 50; i++) resent += relay.onDatagram(many, viewerA, 3).filter((o) => o.to[0] === viewerA).length;
+    assert.equal(resent, RTX_BURST - 2, 'no more than the burst in hand, however often it asks');
+    for (let s = 5; s < 5 + 40; s++) relay.onDatagram(h264(s, s * 3000, pSlice), sharer, 4);
+    let later = 0;
+    for (let i = 0; i < 50; i++) later += relay.onDatagram(many, viewerA, 5).filter((o) => o.to[0] === viewerA).length;
+    assert.equal(later, 40 * RTX_SHARE, 'a share of the 40 datagrams sent since');
   });
 });

@@ -2,6 +2,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Routing, type PublisherState, type StreamState } from '../src/relay/routing.ts';
+import { RtxBudget } from '../src/relay/history.ts';
 import { newRelayCounters } from '../src/relay/counters.ts';
 import { udpSink, type DeliverySink, type Output } from '../src/relay/sink.ts';
 import { TokenBucket } from '../src/util/token-bucket.ts';
@@ -59,7 +60,7 @@ describe('relay routing', () => {
     const counters = newRelayCounters();
     const r = new Routing(counters);
     const s = r.open('main');
-    const a = r.addViewer(s, udpSink({ address: '10.0.0.2', port: 5000 }), 0, budget(), budget());
+    const a = r.addViewer(s, udpSink({ address: '10.0.0.2', port: 5000 }), 0, budget(), new RtxBudget(0, 0));
     assert.deepEqual(s.targets, [], 'not live until goLive');
     r.goLive(a);
     const out: Output[] = [];
@@ -68,7 +69,7 @@ describe('relay routing', () => {
     assert.equal(out.length, 2);
     assert.equal(out[0].to, out[1].to, 'the same list object for every packet');
     const before = out[0].to;
-    const b = r.addViewer(s, udpSink({ address: '10.0.0.3', port: 5000 }), 0, budget(), budget());
+    const b = r.addViewer(s, udpSink({ address: '10.0.0.3', port: 5000 }), 0, budget(), new RtxBudget(0, 0));
     r.goLive(b);
     r.removeViewer(s, a.key);
     assert.deepEqual(before, [a.endpoint], 'a list handed out is never edited');
@@ -84,7 +85,7 @@ describe('relay routing', () => {
     const s = r.open('main');
     const good = fakeSink('rtsp:1');
     const bad = fakeSink('rtsp:2', false);
-    for (const sink of [good, bad]) r.goLive(r.addViewer(s, sink, 0, budget(), budget()));
+    for (const sink of [good, bad]) r.goLive(r.addViewer(s, sink, 0, budget(), new RtxBudget(0, 0)));
     const out: Output[] = [];
     const p = rtp(1);
     r.fanOut(s, p, out);
@@ -105,7 +106,7 @@ describe('relay routing', () => {
     const counters = newRelayCounters();
     const r = new Routing(counters);
     const e = { address: '10.0.0.2', port: 5000 };
-    for (const name of ['a', 'b']) r.addViewer(r.open(name), udpSink(e), 0, budget(), budget());
+    for (const name of ['a', 'b']) r.addViewer(r.open(name), udpSink(e), 0, budget(), new RtxBudget(0, 0));
     r.sendFailed({ ...e });
     assert.equal(counters.sendErrors, 1);
     assert.equal(r.streams.get('a')!.dropped + r.streams.get('b')!.dropped, 2);

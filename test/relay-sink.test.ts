@@ -74,7 +74,8 @@ describe('relay ViewerSink', () => {
     const nack = serializeRtcp([{ type: 'rr', ssrc: 0x999, reports: [] }, { type: 'nack', senderSsrc: 0x999, mediaSsrc: 0x1234, lost: [2] }]);
     const out = relay.onViewerRtcp(sink.id, nack, 2);
     assert.deepEqual(sink.got, [sent[1]]);
-    assert.deepEqual(out, [{ data: nack, to: [sharer] }]);
+    // The report goes on to the sharer; the NACK, answered here, does not.
+    assert.deepEqual(out, [{ data: serializeRtcp([{ type: 'rr', ssrc: 0x999, reports: [] }]), to: [sharer] }]);
     assert.equal(relay.counters.retransmissions, 1);
     assert.equal(relay.streams.get('main')!.viewers.get(sink.id)!.retransmissions, 1);
     assert.deepEqual(relay.onViewerRtcp('rtsp:nobody', nack, 2), []);

@@ -293,6 +293,7 @@ export const RELAY_FIELDS = {
   authFailures: 'counter',
   challenges: 'counter',
   rateLimited: 'counter',
+  keyframeRequestsHeld: 'counter',
   handedToDgram: 'counter',
 } as const satisfies FieldKinds<RelaySnapshot>;
 export const RELAY_ROWS = {

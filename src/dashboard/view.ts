@@ -554,6 +554,8 @@ function relayBody(s: RelaySnapshot, h: History, o: ViewOptions): string[] {
     ['RTX misses', fmtInt(s.rtxMisses)],
     ['Cache joins', fmtInt(s.cacheJoins)],
     ['Challenges', fmtInt(s.challenges)],
+    // Viewers' keyframe requests not passed on: one was on its way, or the viewer asked again too soon.
+    ['PLIs held', fmtInt(s.keyframeRequestsHeld)],
     // 'queued': datagrams the native path left to dgram's queue (RelaySnapshot.handedToDgram).
     ['Datagrams', s.handedToDgram ? `${s.io}, ${fmtInt(s.handedToDgram)} queued` : s.io],
   ];

@@ -20,6 +20,8 @@ export class KeyframeCache {
   private bytes = 0;
   /** RTP timestamp of the previous media packet: a change marks the first packet of a frame. */
   private lastTimestamp?: number;
+  /** Keyframes seen: a keyframe request is answered once this moves. */
+  count = 0;
   /** The publisher's latest RTCP compound with an SR: a joining viewer gets it first. */
   private lastSr?: Buffer;
 
@@ -35,6 +37,7 @@ export class KeyframeCache {
     if (frameStart && (unlessMalformed(() => readFrameInfo(buf), undefined)?.keyframeStart ?? startsKeyframe(buf))) {
       this.packets = [buf];
       this.bytes = buf.length;
+      this.count++;
     } else if (this.packets) {
       this.bytes += buf.length;
       if (this.bytes > KEYFRAME_CACHE_BYTES) {

@@ -14,16 +14,16 @@
  * - Media and the sharer's RTCP (SR, SDES, BYE) go to every viewer as the same buffer, received once,
  *   sent as is. Viewers' RTCP (RR, NACK, PLI) goes to the sharer.
  */
-import { MAX_DATAGRAM, MAX_STREAMS, MAX_VIEWERS, MAX_VIEWERS_PER_STREAM, PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS } from '../defaults.ts';
+import { KEYFRAME_WAIT_MS, MAX_DATAGRAM, MAX_STREAMS, VIEWER_KEYFRAME_MIN_MS, MAX_VIEWERS, MAX_VIEWERS_PER_STREAM, PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS } from '../defaults.ts';
 import { ControlType, RefuseReason, parseControl, type PublishMessage, type SubscribeMessage } from '../transport/control.ts';
-import { isRtcp, parseRtcp, type RtcpPacket } from '../transport/rtcp.ts';
+import { isRtcp, parseRtcp, serializeRtcp, type RtcpPacket } from '../transport/rtcp.ts';
 import { isRtp, rtpPayloadOffset, rtpSsrc } from '../rtp/packet.ts';
 import { startsKeyframe } from '../transport/keyframe.ts';
 import { PacketError } from '../util/errors.ts';
 import { formatEndpoint as fmt, type Endpoint } from '../util/net.ts';
 import { Admission, keepaliveBudget, relayControl, type AdmissionOptions, type Authenticated } from './admission.ts';
 import { newRelayCounters, type RelayCounters } from './counters.ts';
-import { answerNack, rtxBudget } from './history.ts';
+import { RtxBudget, answerNack } from './history.ts';
 import { Routing, type StreamState, type ViewerState } from './routing.ts';
 import { endpointKey, udpSink, type DeliverySink, type Output, type ViewerSink } from './sink.ts';
 
@@ -277,13 +277,42 @@ export class RelayCore {
         }
       }
       if (s.publisher) {
-        out.push({ data: buf, to: [s.publisher.endpoint] });
-        this.counters.packetsOut++;
-        this.counters.bytesOut += buf.length;
+        const data = this.forSharer(s, v, packets, buf, now);
+        if (data) {
+          out.push({ data, to: [s.publisher.endpoint] });
+          this.counters.packetsOut++;
+          this.counters.bytesOut += data.length;
+        }
       }
       forwarded = true;
     }
     return forwarded;
+  }
+
+  /**
+   * What of a viewer's RTCP goes on to the sharer: its reports, not its NACKs (answered here from
+   * history; the sharer keeps none), and a keyframe request (PLI) only when none for the stream is
+   * already on its way (KEYFRAME_WAIT_MS, until a keyframe passes) and this viewer's last one was
+   * VIEWER_KEYFRAME_MIN_MS ago. The datagram as it came when nothing is taken out; nothing when
+   * nothing is left.
+   */
+  private forSharer(s: StreamState, v: ViewerState, packets: RtcpPacket[], buf: Buffer, now: number): Buffer | undefined {
+    const asked = s.keyframeAsked;
+    if (asked && (s.keyframes.count !== asked.keyframes || now - asked.at >= KEYFRAME_WAIT_MS)) s.keyframeAsked = undefined;
+    let keep = true;
+    const kept = packets.filter((p) => {
+      if (p.type === 'nack') return (keep = false);
+      if (p.type !== 'pli' || p.mediaSsrc !== s.publisher?.ssrc) return true;
+      if (s.keyframeAsked || (v.keyframeAskedAt !== undefined && now - v.keyframeAskedAt < VIEWER_KEYFRAME_MIN_MS)) {
+        this.counters.keyframeRequestsHeld++;
+        return (keep = false);
+      }
+      s.keyframeAsked = { at: now, keyframes: s.keyframes.count };
+      v.keyframeAskedAt = now;
+      return true;
+    });
+    if (keep) return buf;
+    return kept.length ? serializeRtcp(kept) : undefined;
   }
 
   /** Latches (or refreshes) a publisher; returns the ACK, or null when refused. */
@@ -342,7 +371,7 @@ export class RelayCore {
       this.overLimit('viewers', `viewer limit reached (${MAX_VIEWERS_PER_STREAM} a stream, ${MAX_VIEWERS} in all)`);
       return undefined;
     }
-    const v = this.routing.addViewer(stream, sink, now, keepaliveBudget(now), rtxBudget(now));
+    const v = this.routing.addViewer(stream, sink, now, keepaliveBudget(now), new RtxBudget(stream.fanOuts, now));
     const catchUp = stream.keyframes.catchUp(now);
     if (catchUp) {
       // Instant start: the SR (clock mapping) and everything since the last keyframe, paced.
@@ -394,7 +423,7 @@ export class RelayCore {
 
   /** Answers a viewer's NACK from history, within its retransmission budget. */
   private retransmit(v: ViewerState, lost: number[], now: number, out: Output[]): void {
-    const { resend, misses } = answerNack(v.stream.history, lost, v.rtx, now);
+    const { resend, misses } = answerNack(v.stream.history, lost, v.rtx, v.stream.fanOuts, now);
     this.counters.rtxMisses += misses;
     for (const data of resend) {
       v.retransmissions++;

@@ -31,6 +31,11 @@ export interface RelayCounters {
   challenges: number;
   /** Control messages dropped for arriving faster than an address may send them. */
   rateLimited: number;
+  /**
+   * Viewers' keyframe requests not passed on to the sharer: one for the stream was already on its
+   * way (KEYFRAME_WAIT_MS), or the viewer asked again within VIEWER_KEYFRAME_MIN_MS.
+   */
+  keyframeRequestsHeld: number;
 }
 
 export function newRelayCounters(): RelayCounters {
@@ -51,5 +56,6 @@ export function newRelayCounters(): RelayCounters {
     challenges: 0,
     rateLimited: 0,
     authFailures: 0,
+    keyframeRequestsHeld: 0,
   };
 }

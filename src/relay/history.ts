@@ -4,7 +4,7 @@
  * packets it has just forwarded, so one viewer's bad link costs the sharer and the other viewers
  * nothing; each viewer's budget keeps a NACK flood from turning the relay into an amplifier.
  */
-import { RTX_HISTORY_PACKETS, RTX_MAX_PER_SECOND } from '../defaults.ts';
+import { RTX_BURST, RTX_HISTORY_PACKETS, RTX_MAX_PER_SECOND, RTX_SHARE } from '../defaults.ts';
 import { rtpSequence } from '../rtp/packet.ts';
 import { TokenBucket } from '../util/token-bucket.ts';
 
@@ -29,21 +29,49 @@ export class RtxHistory {
   }
 }
 
-/** A viewer's retransmission budget: RTX_MAX_PER_SECOND packets a second, bursts as large. */
-export function rtxBudget(now: number): TokenBucket {
-  return new TokenBucket(RTX_MAX_PER_SECOND, RTX_MAX_PER_SECOND, now);
+/**
+ * A viewer's retransmission budget: RTX_SHARE of the datagrams the stream sent it since it last
+ * asked (at most RTX_BURST in hand), and never more than RTX_MAX_PER_SECOND. The share is counted
+ * from the stream's fan-out counter when a NACK comes, so forwarding media costs nothing here.
+ */
+export class RtxBudget {
+  private credit = RTX_BURST;
+  private readonly perSecond: TokenBucket;
+
+  constructor(
+    /** stream.fanOuts when the viewer joined. */
+    private fanOutsSeen: number,
+    now: number,
+  ) {
+    this.perSecond = new TokenBucket(RTX_MAX_PER_SECOND, RTX_MAX_PER_SECOND, now);
+  }
+
+  /** One retransmission, if the budget has it; `fanOuts` is the stream's datagrams sent so far. */
+  take(fanOuts: number, now: number): boolean {
+    this.credit = Math.min(RTX_BURST, this.credit + Math.max(0, fanOuts - this.fanOutsSeen) * RTX_SHARE);
+    this.fanOutsSeen = fanOuts;
+    if (this.credit < 1 || !this.perSecond.take(now)) return false;
+    this.credit -= 1;
+    return true;
+  }
 }
 
 /**
  * Answers one NACK: the packets to re-send, in the order asked, and how many it could not (no
  * longer in history, or over the viewer's budget; a packet not held costs no budget).
  */
-export function answerNack(history: RtxHistory, lost: readonly number[], budget: TokenBucket, now: number): { resend: Buffer[]; misses: number } {
+export function answerNack(
+  history: RtxHistory,
+  lost: readonly number[],
+  budget: RtxBudget,
+  fanOuts: number,
+  now: number,
+): { resend: Buffer[]; misses: number } {
   const resend: Buffer[] = [];
   let misses = 0;
   for (const seq of lost) {
     const buf = history.get(seq);
-    if (buf && budget.take(now)) resend.push(buf);
+    if (buf && budget.take(fanOuts, now)) resend.push(buf);
     else misses++;
   }
   return { resend, misses };

@@ -12,7 +12,7 @@ import type { TokenBucket } from '../util/token-bucket.ts';
 import type { PublisherAuth } from './admission.ts';
 import { KeyframeCache, type CatchUp } from './catch-up.ts';
 import type { RelayCounters } from './counters.ts';
-import { RtxHistory } from './history.ts';
+import { RtxHistory, type RtxBudget } from './history.ts';
 import { endpointKey, type DeliverySink, type Output, type ViewerSink } from './sink.ts';
 import { SrTimes } from './timing.ts';
 
@@ -44,7 +44,9 @@ export interface ViewerState {
   /** Keepalive budget (admission.ts). */
   keepalive: TokenBucket;
   /** Retransmission budget (history.ts). */
-  rtx: TokenBucket;
+  rtx: RtxBudget;
+  /** When this viewer's last keyframe request was passed on to the sharer. */
+  keyframeAskedAt?: number;
   retransmissions: number;
   /** The latest report block this viewer sent about the stream, for the dashboard. */
   lastReport?: ReportBlock;
@@ -75,6 +77,8 @@ export interface StreamState {
   history: RtxHistory;
   keyframes: KeyframeCache;
   srTimes: SrTimes;
+  /** A keyframe request passed on to the sharer and not yet answered: when, and keyframes.count then. */
+  keyframeAsked?: { at: number; keyframes: number };
 }
 
 export class Routing {
@@ -162,7 +166,7 @@ export class Routing {
   }
 
   /** A new viewer, not yet live: goLive() puts it in the fan-out lists. */
-  addViewer(stream: StreamState, sink: ViewerSink, now: number, keepalive: TokenBucket, rtx: TokenBucket): ViewerState {
+  addViewer(stream: StreamState, sink: ViewerSink, now: number, keepalive: TokenBucket, rtx: RtxBudget): ViewerState {
     const v: ViewerState = {
       sink,
       endpoint: sink.endpoint,

@@ -1,0 +1,93 @@
+/**
+ * What of the viewers' RTCP reaches the sharer (issue 14, "no storms"): NACKs are answered by the
+ * relay and go no further; keyframe requests are passed on once per keyframe and per viewer
+ * window, so one encoder restart answers everyone who asked meanwhile.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { KEYFRAME_WAIT_MS, VIEWER_KEYFRAME_MIN_MS } from '../src/defaults.ts';
+import { RelayCore } from '../src/relay/core.ts';
+import { serializeRtpToBuffer } from '../src/rtp/packet.ts';
+import { ControlType, controlApp, parseControl } from '../src/transport/control.ts';
+import { parseRtcp, serializeRtcp, type RtcpPacket } from '../src/transport/rtcp.ts';
+import type { Endpoint } from '../src/util/net.ts';
+
+const SHARER_SSRC = 0x1234;
+const sharer: Endpoint = { address: '10.0.0.1', port: 4000 };
+const viewers: Endpoint[] = [1, 2, 3].map((i) => ({ address: `10.0.0.${10 + i}`, port: 5000 }));
+const viewerSsrc = (i: number) => 0x700 + i;
+
+/** A media packet: an IDR slice (a keyframe) or a P slice. */
+const media = (seq: number, keyframe: boolean) =>
+  serializeRtpToBuffer({
+    padding: 0, marker: true, payloadType: 96, sequenceNumber: seq, timestamp: seq * 3000, ssrc: SHARER_SSRC, csrc: [],
+    payload: Buffer.from([keyframe ? 0x65 : 0x41, 1, 2, 3]),
+  });
+
+function setup(): RelayCore {
+  const relay = new RelayCore(0);
+  relay.onDatagram(serializeRtcp([controlApp({ kind: ControlType.Publish, stream: 'main' }, SHARER_SSRC)]), sharer, 0);
+  viewers.forEach((v, i) => {
+    const sub = (cookie?: Buffer) => serializeRtcp([controlApp({ kind: ControlType.Subscribe, stream: 'main', cookie }, viewerSsrc(i))]);
+    const challenge = parseControl(parseRtcp(relay.onDatagram(sub(), v, 0)[0].data)[0] as never)!;
+    assert.ok(challenge.kind === ControlType.Challenge && challenge.cookie);
+    relay.onDatagram(sub(challenge.cookie), v, 0);
+  });
+  relay.onDatagram(media(1, true), sharer, 1);
+  for (let seq = 2; seq <= 10; seq++) relay.onDatagram(media(seq, false), sharer, seq);
+  return relay;
+}
+
+const rr = (i: number): RtcpPacket => ({ type: 'rr', ssrc: viewerSsrc(i), reports: [] });
+const pli = (i: number): RtcpPacket => ({ type: 'pli', senderSsrc: viewerSsrc(i), mediaSsrc: SHARER_SSRC });
+
+/** What viewer `i` sending `packets` at `now` makes the relay send the sharer, as RTCP packet types. */
+function toSharer(relay: RelayCore, i: number, packets: RtcpPacket[], now: number): string[] {
+  const out = relay.onDatagram(serializeRtcp(packets), viewers[i], now);
+  return out.filter((o) => o.to.some((e) => e.address === sharer.address)).flatMap((o) => parseRtcp(o.data).map((p) => p.type));
+}
+
+describe('viewer feedback on its way to the sharer', () => {
+  test('a NACK is answered from history and not passed on; the report beside it is', () => {
+    const relay = setup();
+    const out = relay.onDatagram(serializeRtcp([rr(0), { type: 'nack', senderSsrc: viewerSsrc(0), mediaSsrc: SHARER_SSRC, lost: [5, 6] }]), viewers[0], 20);
+    const resent = out.filter((o) => o.to.some((e) => e.address === viewers[0].address));
+    assert.deepEqual(resent.map((o) => o.data.readUInt16BE(2)), [5, 6]);
+    const up = out.filter((o) => o.to.some((e) => e.address === sharer.address));
+    assert.equal(up.length, 1);
+    assert.deepEqual(parseRtcp(up[0].data).map((p) => p.type), ['rr']);
+    // A NACK alone: nothing goes up.
+    assert.deepEqual(toSharer(relay, 0, [{ type: 'nack', senderSsrc: viewerSsrc(0), mediaSsrc: SHARER_SSRC, lost: [7] }], 21), []);
+    // Nothing taken out: the datagram goes on as it came.
+    const plain = serializeRtcp([rr(1)]);
+    const same = relay.onDatagram(plain, viewers[1], 22).find((o) => o.to.some((e) => e.address === sharer.address));
+    assert.equal(same?.data, plain);
+  });
+
+  test('keyframe requests within one wait are passed on once; a keyframe ends the wait', () => {
+    const relay = setup();
+    assert.deepEqual(toSharer(relay, 0, [rr(0), pli(0)], 100), ['rr', 'pli']);
+    assert.deepEqual(toSharer(relay, 1, [rr(1), pli(1)], 150), ['rr'], 'held: a keyframe is on its way');
+    assert.deepEqual(toSharer(relay, 2, [pli(2)], 200), [], 'a request alone, held: nothing goes up');
+    assert.equal(relay.counters.keyframeRequestsHeld, 2);
+    relay.onDatagram(media(11, true), sharer, 300); // the sharer's answer passes through
+    assert.deepEqual(toSharer(relay, 1, [pli(1)], 310), ['pli'], 'after the keyframe, a new request goes up');
+  });
+
+  test(`with no keyframe in ${KEYFRAME_WAIT_MS} ms, the next request goes up again`, () => {
+    const relay = setup();
+    assert.deepEqual(toSharer(relay, 0, [pli(0)], 100), ['pli']);
+    assert.deepEqual(toSharer(relay, 1, [pli(1)], 100 + KEYFRAME_WAIT_MS - 1), []);
+    assert.deepEqual(toSharer(relay, 1, [pli(1)], 100 + KEYFRAME_WAIT_MS), ['pli']);
+  });
+
+  test(`one viewer's requests go up at most every ${VIEWER_KEYFRAME_MIN_MS} ms, keyframes or not`, () => {
+    const relay = setup();
+    let up = 0;
+    for (let t = 100, seq = 20; t < 100 + 2 * VIEWER_KEYFRAME_MIN_MS; t += 100, seq++) {
+      up += toSharer(relay, 0, [pli(0)], t).length;
+      relay.onDatagram(media(seq, true), sharer, t + 50); // a keyframe after every request
+    }
+    assert.equal(up, 2);
+  });
+});
