@@ -29,7 +29,7 @@ import { msToNtp, rttMs } from './ntp.ts';
 import { isRtcp, parseRtcp, serializeRtcp, SDES_CNAME, type RtcpPacket } from './rtcp.ts';
 import { RtpSender } from './sender.ts';
 import { TS_MOD } from '../rtp/seq.ts';
-import { isRtp } from '../rtp/packet.ts';
+import { isRtp, rtpPayloadType, rtpTimestamp } from '../rtp/packet.ts';
 
 export interface PublishableFrame {
   codec: CodecName;
@@ -167,8 +167,8 @@ export class Publisher {
       // The relay cannot see inside encrypted payloads, so each packet says in a clear header
       // extension whether it starts a frame, and a keyframe, for the relay's keyframe cache.
       this.protector = new MediaProtector(streamKeys(sec.encrypt, this.salt!).media, (plain) => {
-        if ((plain[1] & 0x7f) === PT_FEC) return { frameStart: false, keyframeStart: false };
-        const ts = plain.readUInt32BE(4);
+        if (rtpPayloadType(plain) === PT_FEC) return { frameStart: false, keyframeStart: false };
+        const ts = rtpTimestamp(plain);
         const frameStart = ts !== this.lastProtectedTs;
         this.lastProtectedTs = ts;
         return { frameStart, keyframeStart: frameStart && startsKeyframe(plain) };
