@@ -12,8 +12,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { CODECS, CODEC_NAMES, codec, codecOfPayloadType } from '../src/codecs/registry.ts';
 import { DEFAULT_PAYLOAD_LIMIT } from '../src/defaults.ts';
-import { FlvReader } from '../src/encode/flv.ts';
-import { MjpegSplitter } from '../src/encode/mjpeg-stream.ts';
+import { READERS } from '../src/encode/encoder.ts';
 import { MkvWriter } from '../src/player/mkv.ts';
 import { parseRtp } from '../src/rtp/packet.ts';
 import { startsKeyframe } from '../src/transport/keyframe.ts';
@@ -38,7 +37,7 @@ test('the registry: names match their keys; payload types and raw extensions are
   assert.equal(codecOfPayloadType(127), undefined);
 });
 
-/** The units of each frame FFmpeg wrote with the codec's arguments, split by the reader it names. */
+/** The units of each frame FFmpeg wrote with the codec's arguments, split by the reader it names (the encoder's table). */
 function encode(name: (typeof CODEC_NAMES)[number]): { units: Buffer[]; keyframe: boolean }[] {
   const enc = codec(name).ffmpeg({ bitrateKbps: 1000, fps: 30, gop: 3 });
   const args = ['-nostdin', '-v', 'error', '-f', 'lavfi', '-i', `testsrc2=size=${WIDTH}x${HEIGHT}:rate=30`, '-frames:v', String(FRAMES)];
@@ -47,8 +46,7 @@ function encode(name: (typeof CODEC_NAMES)[number]): { units: Buffer[]; keyframe
     timeout: 60_000,
   });
   assert.equal(r.status, 0, r.stderr?.toString());
-  if (enc.reader === 'flv') return new FlvReader().push(r.stdout).map((f) => ({ units: f.nalus, keyframe: f.keyframe }));
-  return new MjpegSplitter().push(r.stdout).map((jpeg) => ({ units: [jpeg], keyframe: true }));
+  return READERS[enc.reader](30).push(r.stdout);
 }
 
 for (const name of CODEC_NAMES) {

@@ -39,6 +39,11 @@ function setup(): RelayCore {
 }
 
 const rr = (i: number): RtcpPacket => ({ type: 'rr', ssrc: viewerSsrc(i), reports: [] });
+/** An RR with a report block about the stream: something the sharer can use. */
+const report = (i: number): RtcpPacket => ({
+  type: 'rr', ssrc: viewerSsrc(i),
+  reports: [{ ssrc: SHARER_SSRC, fractionLost: 0, cumulativeLost: 0, highestSeq: 10, jitter: 0, lsr: 0, dlsr: 0 }],
+});
 const pli = (i: number): RtcpPacket => ({ type: 'pli', senderSsrc: viewerSsrc(i), mediaSsrc: SHARER_SSRC });
 
 /** What viewer `i` sending `packets` at `now` makes the relay send the sharer, as RTCP packet types. */
@@ -50,14 +55,14 @@ function toSharer(relay: RelayCore, i: number, packets: RtcpPacket[], now: numbe
 describe('viewer feedback on its way to the sharer', () => {
   test('a NACK is answered from history and not passed on; the report beside it is', () => {
     const relay = setup();
-    const out = relay.onDatagram(serializeRtcp([rr(0), { type: 'nack', senderSsrc: viewerSsrc(0), mediaSsrc: SHARER_SSRC, lost: [5, 6] }]), viewers[0], 20);
+    const out = relay.onDatagram(serializeRtcp([report(0), { type: 'nack', senderSsrc: viewerSsrc(0), mediaSsrc: SHARER_SSRC, lost: [5, 6] }]), viewers[0], 20);
     const resent = out.filter((o) => o.to.some((e) => e.address === viewers[0].address));
     assert.deepEqual(resent.map((o) => o.data.readUInt16BE(2)), [5, 6]);
     const up = out.filter((o) => o.to.some((e) => e.address === sharer.address));
     assert.equal(up.length, 1);
     assert.deepEqual(parseRtcp(up[0].data).map((p) => p.type), ['rr']);
-    // A NACK alone: nothing goes up.
-    assert.deepEqual(toSharer(relay, 0, [{ type: 'nack', senderSsrc: viewerSsrc(0), mediaSsrc: SHARER_SSRC, lost: [7] }], 21), []);
+    // A NACK behind an empty RR (what a viewer sends): nothing goes up.
+    assert.deepEqual(toSharer(relay, 0, [rr(0), { type: 'nack', senderSsrc: viewerSsrc(0), mediaSsrc: SHARER_SSRC, lost: [7] }], 21), []);
     // Nothing taken out: the datagram goes on as it came.
     const plain = serializeRtcp([rr(1)]);
     const same = relay.onDatagram(plain, viewers[1], 22).find((o) => o.to.some((e) => e.address === sharer.address));
@@ -67,9 +72,10 @@ describe('viewer feedback on its way to the sharer', () => {
   test('keyframe requests within one wait are passed on once; a keyframe ends the wait', () => {
     const relay = setup();
     assert.deepEqual(toSharer(relay, 0, [rr(0), pli(0)], 100), ['rr', 'pli']);
-    assert.deepEqual(toSharer(relay, 1, [rr(1), pli(1)], 150), ['rr'], 'held: a keyframe is on its way');
+    assert.deepEqual(toSharer(relay, 1, [rr(1), pli(1)], 150), [], 'held: a keyframe is on its way');
+    assert.deepEqual(toSharer(relay, 1, [report(1), pli(1)], 160), ['rr'], 'held, and its report goes on');
     assert.deepEqual(toSharer(relay, 2, [pli(2)], 200), [], 'a request alone, held: nothing goes up');
-    assert.equal(relay.counters.keyframeRequestsHeld, 2);
+    assert.equal(relay.counters.keyframeRequestsHeld, 3);
     relay.onDatagram(media(11, true), sharer, 300); // the sharer's answer passes through
     assert.deepEqual(toSharer(relay, 1, [pli(1)], 310), ['pli'], 'after the keyframe, a new request goes up');
   });

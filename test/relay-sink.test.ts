@@ -18,9 +18,10 @@ const pSlice = [0x41, 9, 9, 9];
 const h264 = (seq: number, ts: number, payload: number[]) =>
   serializeRtpToBuffer({ padding: 0, marker: false, payloadType: 96, sequenceNumber: seq, timestamp: ts, ssrc: 0x1234, csrc: [], payload: Buffer.from(payload) });
 
-function rtspSink(id = 'rtsp:session-1'): DeliverySink & { got: Buffer[] } {
+function rtspSink(id = 'rtsp:session-1'): DeliverySink & { got: Buffer[]; closedWhy: string[] } {
   const got: Buffer[] = [];
-  return { kind: 'rtsp', id, endpoint: { address: '10.0.0.9', port: 55400 }, got, deliver: (d) => (got.push(d), true) };
+  const closedWhy: string[] = [];
+  return { kind: 'rtsp', id, endpoint: { address: '10.0.0.9', port: 55400 }, got, closedWhy, deliver: (d) => (got.push(d), true), closed: (why) => closedWhy.push(why) };
 }
 
 function joinUdp(relay: RelayCore, now: number) {
@@ -71,11 +72,12 @@ describe('relay ViewerSink', () => {
     const sent = [1, 2, 3].map((s) => h264(s, s * 3000, pSlice));
     for (const p of sent) relay.onDatagram(p, sharer, 1);
     sink.got.length = 0;
-    const nack = serializeRtcp([{ type: 'rr', ssrc: 0x999, reports: [] }, { type: 'nack', senderSsrc: 0x999, mediaSsrc: 0x1234, lost: [2] }]);
+    const rr = { type: 'rr' as const, ssrc: 0x999, reports: [{ ssrc: 0x1234, fractionLost: 0, cumulativeLost: 0, highestSeq: 3, jitter: 0, lsr: 0, dlsr: 0 }] };
+    const nack = serializeRtcp([rr, { type: 'nack', senderSsrc: 0x999, mediaSsrc: 0x1234, lost: [2] }]);
     const out = relay.onViewerRtcp(sink.id, nack, 2);
     assert.deepEqual(sink.got, [sent[1]]);
     // The report goes on to the sharer; the NACK, answered here, does not.
-    assert.deepEqual(out, [{ data: serializeRtcp([{ type: 'rr', ssrc: 0x999, reports: [] }]), to: [sharer] }]);
+    assert.deepEqual(out, [{ data: serializeRtcp([rr]), to: [sharer] }]);
     assert.equal(relay.counters.retransmissions, 1);
     assert.equal(relay.streams.get('main')!.viewers.get(sink.id)!.retransmissions, 1);
     assert.deepEqual(relay.onViewerRtcp('rtsp:nobody', nack, 2), []);
@@ -96,5 +98,16 @@ describe('relay ViewerSink', () => {
     assert.equal(ended.kind, ControlType.Ended);
     relay.detach('main', sink.id);
     assert.equal(relay.viewers, 0);
+    assert.deepEqual(sink.closedWhy, [], 'detach is the transport\'s own doing: not told back');
+  });
+
+  test('a sink the relay drops for silence is told, so its transport ends the session', () => {
+    const relay = new RelayCore(0);
+    relay.onDatagram(publish(), sharer, 0);
+    const sink = rtspSink();
+    relay.attach('main', sink, 0);
+    relay.tick(VIEWER_TIMEOUT_MS + 1);
+    assert.equal(relay.viewers, 0);
+    assert.deepEqual(sink.closedWhy, ['timeout']);
   });
 });

@@ -15,7 +15,7 @@ import { probe } from './helpers/media.ts';
 import { skipUnless } from './helpers/tools.ts';
 import { watchHint } from '../src/apps/share.ts';
 import { videoSizeFromListing } from '../src/capture/probe.ts';
-import { isHarmlessFfmpegLine, MjpegRateCheck } from '../src/encode/encoder.ts';
+import { isHarmlessFfmpegLine, RateCheck } from '../src/encode/encoder.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'udpcast-share-msg-'));
 after(() => {
@@ -104,10 +104,10 @@ describe('pure parts', () => {
     assert.equal(videoSizeFromListing('Input #0, x11grab, from \':0\':'), undefined);
   });
 
-  test('MjpegRateCheck: a 3 s window of pictures over 1.25x the rate is said once, with its rate', () => {
-    const kept = new MjpegRateCheck(1000, 10); // 1 Mbit/s at 10 fps: 12,500 bytes a picture
+  test('RateCheck: a 3 s window of pictures over 1.25x the rate is said once, with its rate', () => {
+    const kept = new RateCheck(1000, 10); // 1 Mbit/s at 10 fps: 12,500 bytes a picture
     for (let i = 0; i < 300; i++) assert.equal(kept.push(i % 10 === 0 ? 60_000 : 8_000), undefined); // a big one now and then
-    const over = new MjpegRateCheck(1000, 10);
+    const over = new RateCheck(1000, 10);
     const said = Array.from({ length: 90 }, () => over.push(25_000)).filter((r) => r !== undefined);
     assert.deepEqual(said, [2000]);
   });

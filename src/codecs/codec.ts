@@ -84,7 +84,15 @@ export interface Codec {
    * For a codec driven by a fixed quality (FFmpeg -q:v) unless --bitrate is given: its range and
    * default. Absent: the codec is driven by --bitrate alone.
    */
-  readonly quality?: { min: number; max: number; default: number };
+  readonly quality?: {
+    min: number;
+    max: number;
+    default: number;
+    /** Added to the notice that even the lowest quality exceeds --bitrate: another way out. */
+    otherwise?: string;
+  };
+  /** FFmpeg stderr lines of this codec's encoder that say nothing a person can act on. */
+  readonly harmlessFfmpegLines?: readonly RegExp[];
   /** SDP a=fmtp parameters, if any (RFC 8866 §6.15). */
   fmtp?(params: { profileLevelId?: string; spropParameterSets?: string }): string | undefined;
   /** Every picture stands alone: no reference to lose, nothing to ask a keyframe for. */

@@ -16,7 +16,8 @@ import { isFileSource, type CaptureOptions } from '../capture/source.ts';
 import { PacketError } from '../util/errors.ts';
 import { OwnedProcess, type SpawnFn } from '../util/child.ts';
 import { buildShareArgs, type EncodeOptions } from './ffmpeg-args.ts';
-import { codec as codecOf, type CodecName } from '../codecs/registry.ts';
+import { CODEC_NAMES, codec as codecOf, type CodecName } from '../codecs/registry.ts';
+import type { FfmpegEncoding } from '../codecs/codec.ts';
 import { FlvReader } from './flv.ts';
 import { MJPEG_RATE_OVERSHOOT, MJPEG_RATE_WINDOW_S } from '../defaults.ts';
 import { MjpegSplitter } from './mjpeg-stream.ts';
@@ -85,7 +86,7 @@ const STDERR_TAIL_LINES = 5;
 const HARMLESS_FFMPEG_LINES = [
   /\[(x11grab|gdigrab|avfoundation|lavfi) @ [^\]]*\] (Stream #\d+: )?not enough frames to estimate rate; consider increasing probesize/,
   /\[swscaler @ [^\]]*\] deprecated pixel format used, make sure you did set range correctly/,
-  /\[mjpeg @ [^\]]*\] rc buffer underflow/,
+  ...CODEC_NAMES.flatMap((n) => codecOf(n).harmlessFfmpegLines ?? []),
 ];
 
 export function isHarmlessFfmpegLine(line: string): boolean {
@@ -99,11 +100,11 @@ const REPEATED_LINE = /^\s*Last message repeated \d+ times?$/;
 export const KEYFRAME_RESTART_MIN_MS = 500;
 
 /**
- * Whether MJPEG keeps to --bitrate: FFmpeg's rate control cannot go below its lowest quality
- * (qscale 31), so a rate too low for the size and frame rate is exceeded. Measured over windows
- * of MJPEG_RATE_WINDOW_S of pictures at the nominal rate; said once.
+ * Whether a quality-driven codec (MJPEG) keeps to --bitrate: FFmpeg's rate control cannot go below
+ * its lowest quality (qscale 31), so a rate too low for the size and frame rate is exceeded.
+ * Measured over windows of MJPEG_RATE_WINDOW_S of pictures at the nominal rate; said once.
  */
-export class MjpegRateCheck {
+export class RateCheck {
   private bytes = 0;
   private frames = 0;
   private said = false;
@@ -125,6 +126,41 @@ export class MjpegRateCheck {
   }
 }
 
+/** A whole frame as a reader of FFmpeg's stdout gives it. */
+interface ReadFrame {
+  units: Buffer[];
+  keyframe: boolean;
+  /** FFmpeg's presentation time in ms. */
+  ptsMs: number;
+  /** When its first byte arrived (performance.now()). */
+  firstByteMs: number;
+}
+
+/**
+ * The readers of FFmpeg's stdout, by the name a codec gives (Codec.ffmpeg().reader): a new
+ * container on the pipe is a reader here and a name in FfmpegEncoding.reader.
+ */
+export const READERS = {
+  // Each FLV tag states its length: a frame is whole the moment its tag is.
+  flv: () => {
+    const r = new FlvReader(() => performance.now());
+    return { push: (chunk: Buffer): ReadFrame[] => r.push(chunk).map((f) => ({ units: f.nalus, keyframe: f.keyframe, ptsMs: f.ptsMs, firstByteMs: f.firstByteAt! })) };
+  },
+  // Bare JPEGs, each ending with EOI, each standing alone. The mjpeg muxer carries no timestamps,
+  // but -r makes the output constant-rate.
+  'jpeg-sequence': (fps: number) => {
+    const splitter = new MjpegSplitter();
+    const starts: number[] = [];
+    splitter.onImageStart = () => starts.push(performance.now());
+    const frameMs = 1000 / fps;
+    let index = 0;
+    return {
+      push: (chunk: Buffer): ReadFrame[] =>
+        splitter.push(chunk).map((jpeg) => ({ units: [jpeg], keyframe: true, ptsMs: Math.round(index++ * frameMs), firstByteMs: starts.shift()! })),
+    };
+  },
+} as const satisfies Record<FfmpegEncoding['reader'], (fps: number) => { push(chunk: Buffer): ReadFrame[] }>;
+
 export function restartDelayMs(attempt: number): number {
   return Math.min(RESTART_MAX_MS, RESTART_INITIAL_MS * 2 ** Math.max(0, attempt - 1));
 }
@@ -144,9 +180,9 @@ export class Encoder extends EventEmitter<EncoderEvents> {
   private everProducedFrame = false;
   private stderrTail: string[] = [];
   /** MJPEG with --bitrate: whether the encoder keeps to it (null: a fixed quality, or H.264). */
-  private readonly rateCheck: MjpegRateCheck | null;
+  private readonly rateCheck: RateCheck | null;
   /** How FFmpeg's stdout is read (the codec's choice). */
-  private readonly reader: 'flv' | 'jpeg-sequence';
+  private readonly reader: FfmpegEncoding['reader'];
   private _framesEncoded = 0;
   private _restarts = 0;
   /** A second FFmpeg started to answer a keyframe request; it replaces `proc` at its first frame. */
@@ -170,7 +206,8 @@ export class Encoder extends EventEmitter<EncoderEvents> {
     this.replays = isFileSource(opts.capture);
     const e = opts.encode;
     this.reader = codecOf(e.codec).ffmpeg(e).reader;
-    this.rateCheck = this.reader === 'jpeg-sequence' && e.quality === undefined ? new MjpegRateCheck(e.bitrateKbps, e.fps) : null;
+    // A quality-driven codec following --bitrate may not reach it: measured, said once.
+    this.rateCheck = codecOf(e.codec).quality && e.quality === undefined ? new RateCheck(e.bitrateKbps, e.fps) : null;
   }
 
   /** The FFmpeg argv (without the binary), for logs and tests. */
@@ -261,37 +298,21 @@ export class Encoder extends EventEmitter<EncoderEvents> {
       this.emit('frame', { ...f, captureUnixMs: f.ptsMs + offset, readyMs: performance.now() });
     };
 
-    let push: (chunk: Buffer) => void;
-    if (this.reader === 'flv') {
-      const reader = new FlvReader(() => performance.now());
-      push = (chunk) => {
-        for (const f of reader.push(chunk)) {
-          if (this.stopped) return;
-          emitFrame({ codec, units: f.nalus, keyframe: f.keyframe, ptsMs: f.ptsMs, firstByteMs: f.firstByteAt! });
+    const reader = READERS[this.reader](this.opts.encode.fps);
+    const c = codecOf(codec);
+    const push = (chunk: Buffer): void => {
+      for (const f of reader.push(chunk)) {
+        if (this.stopped) return;
+        const over = this.rateCheck?.push(f.units.reduce((n, u) => n + u.length, 0));
+        if (over !== undefined) {
+          this.log(
+            `--bitrate ${this.opts.encode.bitrateKbps}k is less than ${c.label} needs at this size and frame rate even at its lowest quality ` +
+              `(${Math.round(over)} kbit/s): lower --size or --fps${c.quality?.otherwise ?? ''}`,
+          );
         }
-      };
-    } else {
-      const splitter = new MjpegSplitter();
-      const starts: number[] = [];
-      splitter.onImageStart = () => starts.push(performance.now());
-      // The mjpeg muxer carries no timestamps, but -r makes the output constant-rate.
-      const frameMs = 1000 / this.opts.encode.fps;
-      let index = 0;
-      push = (chunk) => {
-        for (const jpeg of splitter.push(chunk)) {
-          if (this.stopped) return;
-          const ptsMs = Math.round(index++ * frameMs);
-          const over = this.rateCheck?.push(jpeg.length);
-          if (over !== undefined) {
-            this.log(
-              `--bitrate ${this.opts.encode.bitrateKbps}k is less than MJPEG needs at this size and frame rate even at its lowest quality ` +
-                `(${Math.round(over)} kbit/s): lower --size or --fps, or use --codec h264`,
-            );
-          }
-          emitFrame({ codec, units: [jpeg], keyframe: true, ptsMs, firstByteMs: starts.shift()! });
-        }
-      };
-    }
+        emitFrame({ codec, ...f });
+      }
+    };
 
     proc.on('started', (pid) => {
       this.log(`ffmpeg started (pid ${pid})`);

@@ -307,7 +307,7 @@ export class MediaPipeline {
     // The old session's counts stay in the totals: a sharer restart is not a counter reset.
     const before = this.receiveTotals;
     this.priorSessions = { received: before.packetsReceived, lost: before.rfc3550Lost, duplicates: before.duplicates };
-    this.stats = new ReceiverStats({ clockRate: VIDEO_CLOCK_RATE });
+    this.stats = new ReceiverStats({ clockRate: codec(name).clockRate });
     if (this.lastSr?.sr.ssrc === ssrc) this.stats.onSenderReport(this.lastSr.sr, this.lastSr.at);
     this.depacketizer = codec(name).depacketizer();
     this.depacketizer.onDrop = (reason) => this.log?.(`frame dropped: ${reason}`);

@@ -12,7 +12,8 @@
  * - A viewer SUBSCRIBEs by name (repeating it as keepalive) and gets an ACK no larger than its
  *   request; it may subscribe before the stream exists and gets the stream once it starts.
  * - Media and the sharer's RTCP (SR, SDES, BYE) go to every viewer as the same buffer, received once,
- *   sent as is. Viewers' RTCP (RR, NACK, PLI) goes to the sharer.
+ *   sent as is. Viewers' reports go to the sharer; their NACKs are answered here from history, and
+ *   their keyframe requests are passed on once per keyframe (forSharer).
  */
 import { KEYFRAME_WAIT_MS, MAX_DATAGRAM, MAX_STREAMS, VIEWER_KEYFRAME_MIN_MS, MAX_VIEWERS, MAX_VIEWERS_PER_STREAM, PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS } from '../defaults.ts';
 import { ControlType, RefuseReason, parseControl, type PublishMessage, type SubscribeMessage } from '../transport/control.ts';
@@ -117,7 +118,7 @@ export class RelayCore {
     this.admission.tick(now);
     for (const stream of this.routing.streams.values()) {
       for (const [k, v] of stream.viewers) {
-        if (now - v.lastSeen > VIEWER_TIMEOUT_MS) this.removeViewer(stream, k);
+        if (now - v.lastSeen > VIEWER_TIMEOUT_MS) this.removeViewer(stream, k, 'timeout');
       }
       if (stream.publisher && now - stream.publisher.lastSeen > PUBLISHER_TIMEOUT_MS) {
         this.log(`stream ${stream.name}: publisher ${fmt(stream.publisher.endpoint)} silent, stream ended`);
@@ -232,7 +233,7 @@ export class RelayCore {
         }
         case ControlType.Leave: {
           const s = this.routing.streams.get(msg.stream);
-          if (s?.viewers.has(key)) this.removeViewer(s, key);
+          if (s?.viewers.has(key)) this.removeViewer(s, key, 'left');
           break;
         }
         default:
@@ -312,7 +313,10 @@ export class RelayCore {
       return true;
     });
     if (keep) return buf;
-    return kept.length ? serializeRtcp(kept) : undefined;
+    // The empty RR a viewer puts in front of a NACK or PLI (RFC 3550 6.1: a compound starts with
+    // one) says nothing to the sharer on its own.
+    const says = kept.some((p) => p.type !== 'rr' || p.reports.length > 0);
+    return says ? serializeRtcp(kept) : undefined;
   }
 
   /** Latches (or refreshes) a publisher; returns the ACK, or null when refused. */
@@ -474,10 +478,12 @@ export class RelayCore {
     out.push(...this.fanOut(stream, relayControl({ kind: ControlType.Ended, stream: stream.name })));
   }
 
-  private removeViewer(stream: StreamState, key: string): void {
+  /** `why`: the relay's own decision, told to a viewer of another transport; none for detach(). */
+  private removeViewer(stream: StreamState, key: string, why?: 'left' | 'timeout'): void {
     const v = this.routing.removeViewer(stream, key);
     if (!v) return;
     this.catchingUp.delete(v);
+    if (why && v.sink.kind !== 'udp') v.sink.closed?.(why);
     this.log(`stream ${stream.name}: viewer ${fmt(v.endpoint)} left (${stream.viewers.size} watching)`);
   }
 

@@ -43,6 +43,12 @@ export interface DeliverySink {
    * send error, like a failed UDP send).
    */
   deliver(data: Buffer): boolean;
+  /**
+   * The relay dropped this viewer: it left, or went silent for VIEWER_TIMEOUT_MS (a stream that
+   * ends keeps its viewers for the next sharer). The transport ends its session (an RTSP TEARDOWN, a closed peer connection); a later
+   * attach() is a new viewer, caught up again. Not called for detach(), which the transport asked for.
+   */
+  closed?(why: 'left' | 'timeout'): void;
 }
 
 export type ViewerSink = UdpSink | DeliverySink;

@@ -1,6 +1,6 @@
 /**
  * What the payload formats exchange with the rest of udpcast: one encoded frame in, RTP payloads
- * out, and back. Payload-format modules (h264/, jpeg/) implement these.
+ * out, and back. Each codec's payload format (src/codecs/NAME/) implements these.
  */
 import type { RtpPacket } from './packet.ts';
 

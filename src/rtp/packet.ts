@@ -69,6 +69,7 @@ export const rtpTimestamp = (buf: Buffer): number => buf.readUInt32BE(4);
 export const rtpSsrc = (buf: Buffer): number => buf.readUInt32BE(8);
 export const setRtpSequence = (buf: Buffer, seq: number): void => void buf.writeUInt16BE(seq & 0xffff, 2);
 export const setRtpSsrc = (buf: Buffer, ssrc: number): void => void buf.writeUInt32BE(ssrc >>> 0, 8);
+export const setRtpTimestamp = (buf: Buffer, ts: number): void => void buf.writeUInt32BE(ts >>> 0, 4);
 
 /**
  * Where the payload of a raw RTP datagram starts: after the fixed header, the CSRCs and any header

@@ -59,6 +59,7 @@ import {
   rtpTimestamp,
   serializeRtpToBuffer,
   setRtpSequence,
+  setRtpTimestamp,
   setRtpSsrc,
 } from '../rtp/packet.ts';
 import { seqAdd, seqDiff } from '../rtp/seq.ts';
@@ -673,7 +674,7 @@ export class FecDecoder {
     out[0] = (RTP_VERSION << 6) | pxcc;
     out[1] = mpt;
     setRtpSequence(out, missing);
-    out.writeUInt32BE(ts, 4); // no timestamp setter in rtp/packet.ts
+    setRtpTimestamp(out, ts);
     setRtpSsrc(out, ssrc);
     fec.data.copy(out, RTP_FIXED_HEADER, 0, length);
     for (const p of others) {

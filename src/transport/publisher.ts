@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { hostname } from 'node:os';
-import { KEEPALIVE_MS, RELAY_SILENT_MS, VIDEO_CLOCK_RATE, DEFAULT_PAYLOAD_LIMIT } from '../defaults.ts';
+import { KEEPALIVE_MS, RELAY_SILENT_MS, DEFAULT_PAYLOAD_LIMIT } from '../defaults.ts';
 import type { Endpoint } from '../util/net.ts';
 import { ControlType, RefuseReason, controlApp, parseControl } from './control.ts';
 import { PacketError, unlessMalformed } from '../util/errors.ts';
@@ -143,6 +143,8 @@ export class Publisher {
   private readonly socket: dgram.Socket;
   private readonly opts: PublisherOptions;
   private readonly packetizer: Packetizer;
+  /** The codec's RTP clock (Hz): timestamps and the jitter viewers report are in its ticks. */
+  private readonly clockRate: number;
   private readonly fec?: FecEncoder;
   /** Per-run salt of the stream keys, announced in PUBLISH; undefined without --key/--encrypt. */
   readonly salt?: Buffer;
@@ -176,6 +178,7 @@ export class Publisher {
     }
     const payloadLimit = opts.payloadLimit ?? (sec ? payloadLimitFor({ auth: !!sec.key, encrypt: !!sec.encrypt }) : DEFAULT_PAYLOAD_LIMIT);
     const c: Codec = codec(opts.codec);
+    this.clockRate = c.clockRate;
     this.sender = new RtpSender({ payloadType: c.payloadType });
     this.packetizer = c.packetizer({ payloadLimit });
     if (opts.fec) this.fec = new FecEncoder({ mediaSsrc: this.sender.ssrc, ...opts.fec });
@@ -206,7 +209,7 @@ export class Publisher {
 
   /** RTP timestamp of a capture instant: 90 kHz wall clock plus this sender's random offset. */
   rtpTimestamp(unixMs: number): number {
-    return (Math.round(unixMs * (VIDEO_CLOCK_RATE / 1000)) + this.tsOffset) % TS_MOD;
+    return (Math.round(unixMs * (this.clockRate / 1000)) + this.tsOffset) % TS_MOD;
   }
 
   /** Packetizes and sends one frame. A frame the payload format cannot carry throws PacketError. */
@@ -281,7 +284,7 @@ export class Publisher {
             ssrc: p.ssrc,
             fractionLost: b.fractionLost / 256,
             cumulativeLost: b.cumulativeLost,
-            jitterMs: (b.jitter / VIDEO_CLOCK_RATE) * 1000,
+            jitterMs: (b.jitter / this.clockRate) * 1000,
             rttMs: rttMs(b, now),
             at: now,
           });

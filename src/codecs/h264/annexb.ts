@@ -31,6 +31,8 @@ export const NAL_SEI = 6;
 export const NAL_SPS = 7;
 export const NAL_PPS = 8;
 export const NAL_AUD = 9;
+/** The last type H.264 itself defines (Table 7-1); 24-31 are RTP structures or unspecified. */
+export const NAL_LAST_H264_TYPE = 23;
 /** RFC 6184 §5.7.1: single-time aggregation packet. */
 export const NAL_STAP_A = 24;
 /** RFC 6184 §5.7.1: STAP with decoding order number (interleaved mode only). */

@@ -33,6 +33,7 @@ import {
   NAL_FU_A,
   NAL_FU_B,
   NAL_IDR,
+  NAL_LAST_H264_TYPE,
   NAL_MTAP16,
   NAL_MTAP24,
   NAL_PPS,
@@ -57,7 +58,7 @@ const STAP_A_SIZE_FIELD = 2;
 /** §5.8: FU indicator + FU header. */
 const FU_A_HEADER = 2;
 /** H.264 Table 7-1: NAL unit types that may appear inside a payload; the rest are RTP structures. */
-const LAST_NAL_TYPE = 23;
+const LAST_NAL_TYPE = NAL_LAST_H264_TYPE;
 /** H.264 Table 7-1: coded slice data partition A, which like a slice starts with first_mb_in_slice. */
 const NAL_PARTITION_A = 2;
 

@@ -34,7 +34,7 @@
  * NAL units, so no NAL byte is copied before the socket.
  */
 import { DEFAULT_PAYLOAD_LIMIT, MIN_PAYLOAD_LIMIT } from '../../defaults.ts';
-import { NAL_FU_A, NAL_STAP_A } from './annexb.ts';
+import { NAL_FU_A, NAL_LAST_H264_TYPE, NAL_STAP_A } from './annexb.ts';
 import { PacketError } from '../../util/errors.ts';
 import type { Payload } from '../../rtp/frame.ts';
 
@@ -56,7 +56,7 @@ const NRI_MASK = 0x60;
 const TYPE_MASK = 0x1f;
 /** NAL unit types an encoder hands us (H.264 Table 7-1); 0 and 24-31 mean nothing to a receiver here. */
 const FIRST_NAL_TYPE = 1;
-const LAST_NAL_TYPE = 23;
+const LAST_NAL_TYPE = NAL_LAST_H264_TYPE;
 
 export interface H264PacketizerOptions {
   /**

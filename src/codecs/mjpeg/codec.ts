@@ -18,7 +18,9 @@ export const mjpeg = {
   rtpmapName: 'JPEG',
   everyFrameKey: true,
   // FFmpeg's -q:v for its mjpeg encoder: 2 (best) to 31 (worst).
-  quality: { min: 2, max: 31, default: DEFAULT_MJPEG_QUALITY },
+  quality: { min: 2, max: 31, default: DEFAULT_MJPEG_QUALITY, otherwise: ', or use --codec h264' },
+  // Its rate control saying it cannot reach --bitrate: RateCheck measures that and says it once.
+  harmlessFfmpegLines: [/\[mjpeg @ [^\]]*\] rc buffer underflow/],
   // RFC 2435 §3.1.5-3.1.6 sends width and height as one byte each, in units of 8 pixels.
   sizeRule: {
     unit: JPEG_DIMENSION_UNIT,
