@@ -18,7 +18,9 @@ import { FecEncoder } from '../src/transport/fec.ts';
 import { MediaProtector, streamKeys } from '../src/transport/secure.ts';
 import { parseRtcp, serializeRtcp } from '../src/transport/rtcp.ts';
 import { rtpSequence, serializeRtpToBuffer } from '../src/rtp/packet.ts';
-import { LATENCY_BUDGET_INITIAL_MS, PT_H264 } from '../src/defaults.ts';
+import { LATENCY_BUDGET_INITIAL_MS, PT_H264, PT_JPEG } from '../src/defaults.ts';
+import { codec } from '../src/codecs/registry.ts';
+import { jpeg as seedJpeg } from './helpers/fuzz-seeds.ts';
 
 /** Jitter-buffer timing for the pipeline tests: budget 100 ms, NACK every 20 ms, answers ≥ 10 ms after. */
 const TIMING = { latencyMs: 100, retryMs: 20, answerMs: 10 };
@@ -218,6 +220,28 @@ describe('viewer pipeline: (datagram, now) → clean frames', () => {
     c = p.counters;
     assert.equal(c.framesSkipped, 3);
     assert.equal(c.lostOnWire, c.recoveredByRtx + c.recoveredByFec + c.reordered + c.unrepaired + p.repairPending);
+  });
+
+  test('MJPEG: a picture given up is dropped alone; the next picture shows, no keyframe is asked for', () => {
+    // Every JPEG stands alone (Codec.everyFrameKey): a loss costs one picture, not a GOP.
+    const sender = new RtpSender({ payloadType: PT_JPEG, ssrc: 0x5eed0002, initialSequence: 500 });
+    const packetizer = codec('mjpeg').packetizer({ payloadLimit: 200 }); // the first packet carries 128 bytes of tables
+    const picture = (i: number) => sender.frame(packetizer.packetize([seedJpeg({ width: 64, height: 48, type: 1, intervalBytes: 600 })]), i * FRAME_TICKS).map((d) => Buffer.concat(d));
+    const p = pipeline();
+    assert.equal(feed(p, picture(0), 0).run.frames.length, 1);
+    const broken = picture(1);
+    assert.ok(broken.length >= 3, 'a picture of several packets');
+    const run = feed(p, [broken[0], ...broken.slice(2)], 10).run;
+    feed(p, picture(2), 20, run);
+    assert.equal(run.frames.length, 0, 'held behind the gap while it may be repaired');
+    const gaveUp = p.poll(11 + TIMING.latencyMs);
+    collect([gaveUp], run);
+    assert.equal(run.keyframeNeeded, 0, 'no keyframe is needed');
+    assert.equal(run.frames.length, 1, 'the picture after the lost one is handed out at once');
+    assert.ok(run.frames.every((f) => f.codec === 'mjpeg' && f.keyframe));
+    const c = p.counters;
+    assert.deepEqual([c.unrepaired, c.framesDropped, c.framesSkipped], [1, 1, 0]);
+    assert.equal(feed(p, picture(3), 200).run.frames.length, 1, 'and the ones after it');
   });
 
   test('FEC: a lost packet is rebuilt from parity before any NACK is answered', () => {
