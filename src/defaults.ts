@@ -125,6 +125,12 @@ export const RTX_BURST = 128;
 export const KEYFRAME_WAIT_MS = 1000;
 /** One viewer's keyframe requests reach the sharer at most this often: its trouble is not everyone's bitrate. */
 export const VIEWER_KEYFRAME_MIN_MS = 2000;
+/** RFC 8083 §4: a circuit breaker trips after this many reports in a row say so (its CB_INTERVAL, at least 3). */
+export const CB_INTERVALS = 3;
+/** RFC 8083 §4.3: media stops when it runs at more than this many times a TCP-friendly rate. */
+export const CB_RATE_FACTOR = 10;
+/** After a circuit breaker stopped media to a viewer, it is tried again after this long (RFC 8083 §4.5 leaves it to us). */
+export const CB_RESUME_MS = 10_000;
 /** Bytes of the keyframe cache (everything since the last keyframe) per stream; past it, no cache until the next keyframe. */
 export const KEYFRAME_CACHE_BYTES = 8 * 1024 * 1024;
 /** A joining viewer's catch-up (the keyframe cache) is paced at 20 Mbit/s, after a 16 KB burst. */

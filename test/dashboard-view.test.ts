@@ -137,6 +137,7 @@ function relaySnap(over: Partial<RelaySnapshot> = {}): RelaySnapshot {
     challenges: 2,
     rateLimited: 0,
     keyframeRequestsHeld: 0,
+    circuitBreaks: 0,
     authFailures: 0,
     retransmissions: 4,
     io: 'native',

@@ -294,6 +294,7 @@ export const RELAY_FIELDS = {
   challenges: 'counter',
   rateLimited: 'counter',
   keyframeRequestsHeld: 'counter',
+  circuitBreaks: 'counter',
   handedToDgram: 'counter',
 } as const satisfies FieldKinds<RelaySnapshot>;
 export const RELAY_ROWS = {

@@ -556,6 +556,8 @@ function relayBody(s: RelaySnapshot, h: History, o: ViewOptions): string[] {
     ['Challenges', fmtInt(s.challenges)],
     // Viewers' keyframe requests not passed on: one was on its way, or the viewer asked again too soon.
     ['PLIs held', fmtInt(s.keyframeRequestsHeld)],
+    // RFC 8083 circuit breakers that stopped media to a viewer whose path could not carry it.
+    ['Paths paused', fmtInt(s.circuitBreaks)],
     // 'queued': datagrams the native path left to dgram's queue (RelaySnapshot.handedToDgram).
     ['Datagrams', s.handedToDgram ? `${s.io}, ${fmtInt(s.handedToDgram)} queued` : s.io],
   ];

@@ -15,7 +15,7 @@
  *   sent as is. Viewers' reports go to the sharer; their NACKs are answered here from history, and
  *   their keyframe requests are passed on once per keyframe (forSharer).
  */
-import { KEYFRAME_WAIT_MS, MAX_DATAGRAM, MAX_STREAMS, VIEWER_KEYFRAME_MIN_MS, MAX_VIEWERS, MAX_VIEWERS_PER_STREAM, PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS } from '../defaults.ts';
+import { CB_RESUME_MS, KEYFRAME_WAIT_MS, MAX_DATAGRAM, MAX_STREAMS, VIEWER_KEYFRAME_MIN_MS, MAX_VIEWERS, MAX_VIEWERS_PER_STREAM, PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS } from '../defaults.ts';
 import { ControlType, RefuseReason, parseControl, type PublishMessage, type SubscribeMessage } from '../transport/control.ts';
 import { isRtcp, parseRtcp, serializeRtcp, type RtcpPacket } from '../transport/rtcp.ts';
 import { isRtp, rtpPayloadOffset, rtpSsrc } from '../rtp/packet.ts';
@@ -112,13 +112,14 @@ export class RelayCore {
     return out;
   }
 
-  /** Expires silent viewers and publishers; returns the ENDED notices to send. */
+  /** Expires silent viewers and publishers, tries stopped paths again; returns the ENDED notices to send. */
   tick(now: number): Output[] {
     const out: Output[] = [];
     this.admission.tick(now);
     for (const stream of this.routing.streams.values()) {
       for (const [k, v] of stream.viewers) {
         if (now - v.lastSeen > VIEWER_TIMEOUT_MS) this.removeViewer(stream, k, 'timeout');
+        else if (v.breaker.mayResume(now)) this.untrip(v, now);
       }
       if (stream.publisher && now - stream.publisher.lastSeen > PUBLISHER_TIMEOUT_MS) {
         this.log(`stream ${stream.name}: publisher ${fmt(stream.publisher.endpoint)} silent, stream ended`);
@@ -275,6 +276,12 @@ export class RelayCore {
           v.lastReport = block;
           const rtt = s.srTimes.rttMs(block, now);
           if (rtt !== undefined) v.rttMs = rtt;
+          // The circuit breaker reads the reports of a viewer that gets the live fan-out.
+          if (!v.catchUp && !v.breaker.open) {
+            const report = { fractionLost: block.fractionLost / 256, highestSeq: block.highestSeq, rttMs: v.rttMs };
+            const why = v.breaker.report(report, { packets: s.fanOuts, bytes: s.fanOutBytes }, now);
+            if (why) this.trip(v, why);
+          }
         }
       }
       if (s.publisher) {
@@ -476,6 +483,26 @@ export class RelayCore {
     this.routing.unlatch(stream);
     if (!notify || stream.targets.length + stream.delivered.length === 0) return;
     out.push(...this.fanOut(stream, relayControl({ kind: ControlType.Ended, stream: stream.name })));
+  }
+
+  /** RFC 8083: media to `v` stops (it stays a viewer: its keepalives are still answered). */
+  private trip(v: ViewerState, why: string): void {
+    this.routing.pause(v);
+    this.counters.circuitBreaks++;
+    this.log(`stream ${v.stream.name}: viewer ${fmt(v.endpoint)} paused: ${why} (RFC 8083 circuit breaker); trying again in ${CB_RESUME_MS / 1000} s`);
+  }
+
+  /** Media to a paused viewer again, from the last keyframe as for a joining viewer. */
+  private untrip(v: ViewerState, now: number): void {
+    v.breaker.resume();
+    const catchUp = v.stream.keyframes.catchUp(now);
+    if (catchUp) {
+      v.catchUp = catchUp;
+      this.catchingUp.add(v);
+    } else {
+      this.routing.goLive(v);
+    }
+    this.log(`stream ${v.stream.name}: viewer ${fmt(v.endpoint)}: media again after its circuit breaker`);
   }
 
   /** `why`: the relay's own decision, told to a viewer of another transport; none for detach(). */

@@ -36,6 +36,8 @@ export interface RelayCounters {
    * way (KEYFRAME_WAIT_MS), or the viewer asked again within VIEWER_KEYFRAME_MIN_MS.
    */
   keyframeRequestsHeld: number;
+  /** Times a viewer's circuit breaker (RFC 8083, breaker.ts) stopped media to it. */
+  circuitBreaks: number;
 }
 
 export function newRelayCounters(): RelayCounters {
@@ -57,5 +59,6 @@ export function newRelayCounters(): RelayCounters {
     rateLimited: 0,
     authFailures: 0,
     keyframeRequestsHeld: 0,
+    circuitBreaks: 0,
   };
 }

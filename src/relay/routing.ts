@@ -13,6 +13,7 @@ import type { PublisherAuth } from './admission.ts';
 import { KeyframeCache, type CatchUp } from './catch-up.ts';
 import type { RelayCounters } from './counters.ts';
 import { RtxHistory, type RtxBudget } from './history.ts';
+import { CircuitBreaker } from './breaker.ts';
 import { endpointKey, type DeliverySink, type Output, type ViewerSink } from './sink.ts';
 import { SrTimes } from './timing.ts';
 
@@ -45,6 +46,8 @@ export interface ViewerState {
   keepalive: TokenBucket;
   /** Retransmission budget (history.ts). */
   rtx: RtxBudget;
+  /** RFC 8083 circuit breaker on its path (breaker.ts); open: media to it stopped. */
+  breaker: CircuitBreaker;
   /** When this viewer's last keyframe request was passed on to the sharer. */
   keyframeAskedAt?: number;
   retransmissions: number;
@@ -69,6 +72,8 @@ export interface StreamState {
   bytesOut: number;
   /** Datagrams fanned out to every viewer (each counts once, whatever the number of viewers). */
   fanOuts: number;
+  /** Their bytes, likewise. */
+  fanOutBytes: number;
   /**
    * What this stream lost or refused: PUBLISHes from another address, its publisher's datagrams
    * that failed --key, and sends to its viewers that failed.
@@ -177,6 +182,7 @@ export class Routing {
       joinedAtFanOut: stream.fanOuts,
       keepalive,
       rtx,
+      breaker: new CircuitBreaker(),
       retransmissions: 0,
       sendErrors: 0,
     };
@@ -189,6 +195,13 @@ export class Routing {
     const s = v.sink;
     if (s.kind === 'udp') v.stream.targets = [...v.stream.targets, s.endpoint];
     else v.stream.delivered = [...v.stream.delivered, s];
+  }
+
+  /** Takes a live viewer out of the fan-out lists (its circuit breaker tripped); it stays a viewer. */
+  pause(v: ViewerState): void {
+    const s = v.sink;
+    if (s.kind === 'udp') v.stream.targets = v.stream.targets.filter((e) => e !== s.endpoint);
+    else v.stream.delivered = v.stream.delivered.filter((d) => d !== s);
   }
 
   removeViewer(stream: StreamState, key: string): ViewerState | undefined {
@@ -212,6 +225,7 @@ export class Routing {
     const n = targets.length + delivered.length;
     if (n === 0) return;
     stream.fanOuts++;
+    stream.fanOutBytes += buf.length;
     stream.packetsOut += n;
     stream.bytesOut += n * buf.length;
     this.counters.packetsOut += n;
@@ -262,6 +276,7 @@ function newStream(name: string): StreamState {
     packetsOut: 0,
     bytesOut: 0,
     fanOuts: 0,
+    fanOutBytes: 0,
     dropped: 0,
     history: new RtxHistory(),
     keyframes: new KeyframeCache(),
