@@ -307,19 +307,18 @@ export class RelayCore {
   private forSharer(s: StreamState, v: ViewerState, packets: RtcpPacket[], buf: Buffer, now: number): Buffer | undefined {
     const asked = s.keyframeAsked;
     if (asked && (s.keyframes.count !== asked.keyframes || now - asked.at >= KEYFRAME_WAIT_MS)) s.keyframeAsked = undefined;
-    let keep = true;
     const kept = packets.filter((p) => {
-      if (p.type === 'nack') return (keep = false);
+      if (p.type === 'nack') return false;
       if (p.type !== 'pli' || p.mediaSsrc !== s.publisher?.ssrc) return true;
       if (s.keyframeAsked || (v.keyframeAskedAt !== undefined && now - v.keyframeAskedAt < VIEWER_KEYFRAME_MIN_MS)) {
         this.counters.keyframeRequestsHeld++;
-        return (keep = false);
+        return false;
       }
       s.keyframeAsked = { at: now, keyframes: s.keyframes.count };
       v.keyframeAskedAt = now;
       return true;
     });
-    if (keep) return buf;
+    if (kept.length === packets.length) return buf;
     // The empty RR a viewer puts in front of a NACK or PLI (RFC 3550 6.1: a compound starts with
     // one) says nothing to the sharer on its own.
     const says = kept.some((p) => p.type !== 'rr' || p.reports.length > 0);
@@ -383,15 +382,7 @@ export class RelayCore {
       return undefined;
     }
     const v = this.routing.addViewer(stream, sink, now, keepaliveBudget(now), new RtxBudget(stream.fanOuts, now));
-    const catchUp = stream.keyframes.catchUp(now);
-    if (catchUp) {
-      // Instant start: the SR (clock mapping) and everything since the last keyframe, paced.
-      v.catchUp = catchUp;
-      this.catchingUp.add(v);
-      this.counters.cacheJoins++;
-    } else {
-      this.routing.goLive(v);
-    }
+    if (this.startMedia(v, now)) this.counters.cacheJoins++;
     this.log(`stream ${name}: viewer ${fmt(sink.endpoint)} joined (${stream.viewers.size} watching${stream.publisher ? '' : ', no sharer yet'})`);
     return v;
   }
@@ -492,16 +483,26 @@ export class RelayCore {
     this.log(`stream ${v.stream.name}: viewer ${fmt(v.endpoint)} paused: ${why} (RFC 8083 circuit breaker); trying again in ${CB_RESUME_MS / 1000} s`);
   }
 
+  /**
+   * Media to `v` from now on: instant start from the cache (the SR with the clock mapping and
+   * everything since the last keyframe, paced) when there is a keyframe, else straight into the
+   * live fan-out. True when it starts from the cache.
+   */
+  private startMedia(v: ViewerState, now: number): boolean {
+    const catchUp = v.stream.keyframes.catchUp(now);
+    if (!catchUp) {
+      this.routing.goLive(v);
+      return false;
+    }
+    v.catchUp = catchUp;
+    this.catchingUp.add(v);
+    return true;
+  }
+
   /** Media to a paused viewer again, from the last keyframe as for a joining viewer. */
   private untrip(v: ViewerState, now: number): void {
     v.breaker.resume();
-    const catchUp = v.stream.keyframes.catchUp(now);
-    if (catchUp) {
-      v.catchUp = catchUp;
-      this.catchingUp.add(v);
-    } else {
-      this.routing.goLive(v);
-    }
+    this.startMedia(v, now);
     this.log(`stream ${v.stream.name}: viewer ${fmt(v.endpoint)}: media again after its circuit breaker`);
   }
 

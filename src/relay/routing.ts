@@ -197,7 +197,7 @@ export class Routing {
     else v.stream.delivered = [...v.stream.delivered, s];
   }
 
-  /** Takes a live viewer out of the fan-out lists (its circuit breaker tripped); it stays a viewer. */
+  /** Takes a viewer out of the fan-out lists (leaving, or its circuit breaker tripped); it may stay a viewer. */
   pause(v: ViewerState): void {
     const s = v.sink;
     if (s.kind === 'udp') v.stream.targets = v.stream.targets.filter((e) => e !== s.endpoint);
@@ -208,9 +208,7 @@ export class Routing {
     const v = stream.viewers.get(key);
     if (!v) return undefined;
     stream.viewers.delete(key);
-    const s = v.sink;
-    if (s.kind === 'udp') stream.targets = stream.targets.filter((e) => e !== s.endpoint);
-    else stream.delivered = stream.delivered.filter((d) => d !== s);
+    this.pause(v);
     this.viewerCount--;
     return v;
   }
