@@ -31,6 +31,12 @@ export const NAL_SEI = 6;
 export const NAL_SPS = 7;
 export const NAL_PPS = 8;
 export const NAL_AUD = 9;
+/** The type field of a NAL unit header (and of an FU header): its low five bits (RFC 6184 §5.3, §5.8). */
+export const NAL_TYPE_MASK = 0x1f;
+/** RFC 6184 §5.8: FU indicator + FU header, and the FU header's start and end bits. */
+export const FU_A_HEADER = 2;
+export const FU_START = 0x80;
+export const FU_END = 0x40;
 /** The last type H.264 itself defines (Table 7-1); 24-31 are RTP structures or unspecified. */
 export const NAL_LAST_H264_TYPE = 23;
 /** RFC 6184 §5.7.1: single-time aggregation packet. */
@@ -67,7 +73,7 @@ const START_CODE_3 = Buffer.from([0, 0, 1]);
 /** nal_unit_type: the low 5 bits of the NAL unit header (H.264 §7.3.1). */
 export function nalType(nalu: Buffer): number {
   need('NAL unit header', nalu.length, 1);
-  return nalu[0] & 0x1f;
+  return nalu[0] & NAL_TYPE_MASK;
 }
 
 /** nal_ref_idc: bits 1-2 of the NAL unit header. */
@@ -78,7 +84,7 @@ export function nalRefIdc(nalu: Buffer): number {
 
 /** True when the access unit contains an IDR slice, so a decoder can start from it. */
 export function isKeyframe(nalus: Buffer[]): boolean {
-  return nalus.some((n) => n.length > 0 && (n[0] & 0x1f) === NAL_IDR);
+  return nalus.some((n) => n.length > 0 && (n[0] & NAL_TYPE_MASK) === NAL_IDR);
 }
 
 /**

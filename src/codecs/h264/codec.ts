@@ -4,7 +4,7 @@
 import { PT_H264, VIDEO_CLOCK_RATE } from '../../defaults.ts';
 import { unlessMalformed } from '../../util/errors.ts';
 import type { Codec } from '../codec.ts';
-import { NAL_FU_A, NAL_IDR, NAL_SPS, NAL_STAP_A, nalType, splitAnnexB } from './annexb.ts';
+import { FU_START, NAL_FU_A, NAL_IDR, NAL_SPS, NAL_STAP_A, NAL_TYPE_MASK, nalType, splitAnnexB } from './annexb.ts';
 import { spsSize } from './sps.ts';
 import { annexBToLengthPrefixed, avcConfig } from './avc.ts';
 import { H264Depacketizer } from './depacketize.ts';
@@ -17,13 +17,13 @@ import { H264Packetizer } from './packetize.ts';
  */
 export function h264StartsKeyframe(p: Buffer): boolean {
   if (p.length === 0) return false;
-  const type = p[0] & 0x1f;
+  const type = p[0] & NAL_TYPE_MASK;
   if (type === NAL_SPS || type === NAL_IDR) return true;
-  if (type === NAL_FU_A) return p.length > 1 && (p[1] & 0x80) !== 0 && (p[1] & 0x1f) === NAL_IDR;
+  if (type === NAL_FU_A) return p.length > 1 && (p[1] & FU_START) !== 0 && (p[1] & NAL_TYPE_MASK) === NAL_IDR;
   if (type === NAL_STAP_A) {
     for (let i = 1; i + 2 < p.length; ) {
       const size = p.readUInt16BE(i);
-      const t = p[i + 2] & 0x1f;
+      const t = p[i + 2] & NAL_TYPE_MASK;
       if (t === NAL_SPS || t === NAL_IDR) return true;
       i += 2 + size;
     }

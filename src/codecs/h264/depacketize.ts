@@ -33,7 +33,11 @@ import {
   NAL_FU_A,
   NAL_FU_B,
   NAL_IDR,
+  FU_A_HEADER,
+  FU_END,
+  FU_START,
   NAL_LAST_H264_TYPE,
+  NAL_TYPE_MASK as TYPE_MASK,
   NAL_MTAP16,
   NAL_MTAP24,
   NAL_PPS,
@@ -49,14 +53,9 @@ import type { Depacketizer, DepacketizerCounters, Frame } from '../../rtp/frame.
 import type { RtpPacket } from '../../rtp/packet.ts';
 import { seqAdd, seqDiff } from '../../rtp/seq.ts';
 
-const TYPE_MASK = 0x1f;
-const FU_START = 0x80;
-const FU_END = 0x40;
 /** §5.7.1: STAP-A header byte; each NAL unit follows a 16-bit size. */
 const STAP_A_HEADER = 1;
 const STAP_A_SIZE_FIELD = 2;
-/** §5.8: FU indicator + FU header. */
-const FU_A_HEADER = 2;
 /** H.264 Table 7-1: NAL unit types that may appear inside a payload; the rest are RTP structures. */
 const LAST_NAL_TYPE = NAL_LAST_H264_TYPE;
 /** H.264 Table 7-1: coded slice data partition A, which like a slice starts with first_mb_in_slice. */

@@ -34,7 +34,7 @@
  * NAL units, so no NAL byte is copied before the socket.
  */
 import { DEFAULT_PAYLOAD_LIMIT, MIN_PAYLOAD_LIMIT } from '../../defaults.ts';
-import { NAL_FU_A, NAL_LAST_H264_TYPE, NAL_STAP_A } from './annexb.ts';
+import { FU_A_HEADER, FU_END, FU_START, NAL_FU_A, NAL_LAST_H264_TYPE, NAL_STAP_A, NAL_TYPE_MASK as TYPE_MASK } from './annexb.ts';
 import { PacketError } from '../../util/errors.ts';
 import type { Payload } from '../../rtp/frame.ts';
 
@@ -47,13 +47,8 @@ export const MAX_PAYLOAD_LIMIT = 65507 - 12;
 /** RFC 6184 §5.7.1: STAP-A header byte, then 2 size bytes before each NAL unit. */
 const STAP_A_HEADER = 1;
 const STAP_A_SIZE_FIELD = 2;
-/** RFC 6184 §5.8: FU indicator + FU header. */
-const FU_A_HEADER = 2;
-const FU_START = 0x80;
-const FU_END = 0x40;
 const F_BIT = 0x80;
 const NRI_MASK = 0x60;
-const TYPE_MASK = 0x1f;
 /** NAL unit types an encoder hands us (H.264 Table 7-1); 0 and 24-31 mean nothing to a receiver here. */
 const FIRST_NAL_TYPE = 1;
 const LAST_NAL_TYPE = NAL_LAST_H264_TYPE;
