@@ -84,3 +84,39 @@ test('app.ts: a name of four characters that are not all printable ASCII (§6.7)
     throwsPacketError(() => serializeRtcp([{ type: 'app', subtype: 0, ssrc: 1, name, data: Buffer.alloc(0) }]), /not 4 printable ASCII/);
   }
 });
+
+describe('feedback.ts: congestion control feedback (RFC 8888 §3.1)', () => {
+  // Sender 0x01020304; stream 0x0a0b0c0d from seq 65535: received 1 ms (1/1024 s) before the
+  // report with ECT(0), lost, received with an unknown time; 16 bits of padding; timestamp 0x11223344.
+  const bytes = Buffer.from([
+    0x8b, 0xcd, 0x00, 0x06, 0x01, 0x02, 0x03, 0x04,
+    0x0a, 0x0b, 0x0c, 0x0d, 0xff, 0xff, 0x00, 0x03,
+    0xc0, 0x01, 0x00, 0x00, 0x9f, 0xff, 0x00, 0x00,
+    0x11, 0x22, 0x33, 0x44,
+  ]);
+  const packet: RtcpPacket = {
+    type: 'ccfb',
+    senderSsrc: 0x01020304,
+    streams: [{ ssrc: 0x0a0b0c0d, beginSeq: 0xffff, packets: [{ received: true, ecn: 2, ato: 1 }, { received: false, ecn: 0, ato: 0 }, { received: true, ecn: 0, ato: 0x1fff }] }],
+    reportTimestamp: 0x11223344,
+  };
+
+  test('FMT 11 in RTPFB, no media SSRC, an odd count padded to a word, the timestamp last', () => {
+    assert.deepEqual(serializeRtcp([packet]), bytes);
+    assert.deepEqual(parseRtcp(bytes), [packet]);
+  });
+
+  test('a report block whose count runs past the timestamp is a PacketError, and the parser carries on', () => {
+    const lying = Buffer.from(bytes);
+    lying.writeUInt16BE(5, 14); // 5 packets need 12 bytes; 8 are left before the timestamp
+    throwsPacketError(() => parseRtcp(lying), /CCFB report block of 5 packets/);
+    // Only the sender's SSRC: no room for the report timestamp.
+    throwsPacketError(() => parseRtcp(Buffer.from([0x8b, 0xcd, 0x00, 0x01, 0x01, 0x02, 0x03, 0x04])), /congestion control feedback body/);
+    stillParses();
+  });
+
+  test('fields that do not fit are refused when serializing', () => {
+    throwsPacketError(() => serializeRtcp([{ ...packet, streams: [{ ...packet.streams[0], beginSeq: 0x10000 }] }]), /begin_seq 65536/);
+    throwsPacketError(() => serializeRtcp([{ ...packet, reportTimestamp: -1 }]), /report timestamp -1/);
+  });
+});

@@ -522,6 +522,25 @@ const packetArb: fc.Arbitrary<RtcpPacket> = fc.oneof(
     })),
   fc.record({ type: fc.constant('pli' as const), senderSsrc: u32, mediaSsrc: u32 }, { noNullPrototype: true }),
   fc.record({
+    type: fc.constant('ccfb' as const),
+    senderSsrc: u32,
+    streams: fc.array(
+      fc.record({
+        ssrc: u32,
+        beginSeq: fc.integer({ min: 0, max: 0xffff }),
+        packets: fc.array(
+          fc.oneof(
+            fc.constant({ received: false, ecn: 0, ato: 0 }),
+            fc.record({ received: fc.constant(true), ecn: fc.integer({ min: 0, max: 3 }), ato: fc.integer({ min: 0, max: 0x1fff }) }, { noNullPrototype: true }),
+          ),
+          { maxLength: 9 },
+        ),
+      }, { noNullPrototype: true }),
+      { maxLength: 3 },
+    ),
+    reportTimestamp: u32,
+  }, { noNullPrototype: true }),
+  fc.record({
     type: fc.constant('unknown' as const),
     packetType: fc.oneof(fc.integer({ min: 192, max: 199 }), fc.integer({ min: 207, max: 223 })),
     count: fc.integer({ min: 0, max: 31 }),

@@ -5,7 +5,7 @@
  *
  * This file frames packets and dispatches on PT; each packet family (its RFC diagram, shape, parse
  * and serialize plan) lives in rtcp/: report.ts (SR, RR, report blocks, §6.4), sdes.ts (§6.5),
- * bye.ts (§6.6), app.ts (§6.7) and feedback.ts (RFC 4585 Generic NACK, PLI). Adding a family is a
+ * bye.ts (§6.6), app.ts (§6.7) and feedback.ts (RFC 4585 Generic NACK, PLI; RFC 8888 CCFB). Adding a family is a
  * file there, a member of RtcpPacket and a case in each switch below.
  *
  * Byte counts in errors about one packet's contents are of its body (after the 4-byte header).
@@ -35,7 +35,7 @@ import { parseRr, parseSr, planRr, planSr, type ReceiverReport, type SenderRepor
 import { parseSdes, planSdes, type Sdes } from './rtcp/sdes.ts';
 import { parseBye, planBye, type Bye } from './rtcp/bye.ts';
 import { parseApp, planApp, type App } from './rtcp/app.ts';
-import { parsePsfb, parseRtpfb, planNack, planPli, type Nack, type Pli } from './rtcp/feedback.ts';
+import { parsePsfb, parseRtpfb, planCcfb, planNack, planPli, type Ccfb, type Nack, type Pli } from './rtcp/feedback.ts';
 
 // The names importers have always taken from this file.
 export {
@@ -58,9 +58,9 @@ export { REPORT_BLOCK_BYTES, type ReportBlock, type SenderReport, type ReceiverR
 export { SDES_END, SDES_CNAME, SDES_NAME, SDES_TOOL, type SdesItem, type SdesChunk, type Sdes } from './rtcp/sdes.ts';
 export type { Bye } from './rtcp/bye.ts';
 export type { App } from './rtcp/app.ts';
-export { FMT_NACK, FMT_PLI, NACK_BLP_BITS, type Nack, type Pli } from './rtcp/feedback.ts';
+export { FMT_NACK, FMT_PLI, FMT_CCFB, NACK_BLP_BITS, ATO_UNITS_PER_S, ATO_OVER_RANGE, ATO_UNKNOWN, type Nack, type Pli, type Ccfb, type CcfbStream } from './rtcp/feedback.ts';
 
-export type RtcpPacket = SenderReport | ReceiverReport | Sdes | Bye | App | Nack | Pli | UnknownRtcp;
+export type RtcpPacket = SenderReport | ReceiverReport | Sdes | Bye | App | Nack | Pli | Ccfb | UnknownRtcp;
 
 // ---- Demultiplexing --------------------------------------------------------------------------
 
@@ -162,6 +162,8 @@ function plan(p: RtcpPacket): Plan {
       return planNack(p);
     case 'pli':
       return planPli(p);
+    case 'ccfb':
+      return planCcfb(p);
     case 'unknown':
       return planUnknown(p);
   }
