@@ -1,0 +1,113 @@
+/**
+ * The receiving half of RFC 8888: notes when each RTP packet arrived and, every report interval,
+ * says so to its sender in one congestion control feedback packet (rtcp/feedback.ts, Ccfb). The
+ * relay keeps one for its sharer's uplink; the sender's controller (congestion.ts) reads it.
+ *
+ * Each stream (SSRC) is reported from the first sequence number not yet reported up to the highest
+ * that arrived, so a packet missing between two arrivals is reported lost once, and one arriving
+ * after its loss was reported (reordered beyond a report interval) is counted `late`, not reported.
+ *
+ * Limits (each a counter, never memory): at most ARRIVALS_MAX_STREAMS SSRCs (others are `ignored`);
+ * at most ARRIVALS_MAX_PENDING arrivals a stream between two reports (more are `ignored`); a report
+ * covers at most CCFB_MAX_PACKETS sequence numbers a stream (a longer gap, a sender restarting
+ * its numbering, reports only the newest).
+ */
+import { ATO_OVER_RANGE, ATO_UNITS_PER_S, type Ccfb, type CcfbStream } from './rtcp.ts';
+import { msToNtp, ntpMiddle32 } from './ntp.ts';
+import { seqAdd, seqDiff } from '../rtp/seq.ts';
+
+/** SSRCs one log reports on: a sharer's media, FEC and layers fit many times over. */
+export const ARRIVALS_MAX_STREAMS = 8;
+/** Arrivals a stream keeps between two reports: 100 ms at 40,000 packets/s. */
+export const ARRIVALS_MAX_PENDING = 4096;
+/** Sequence numbers one report covers a stream: 2 bytes each, so a report stays under 2.1 KB a stream. */
+export const CCFB_MAX_PACKETS = 1024;
+
+interface StreamLog {
+  ssrc: number;
+  /** First sequence number not yet reported (undefined before the first report). */
+  next?: number;
+  /** Arrivals since the last report, as seq and arrival time (ms). */
+  seqs: number[];
+  times: number[];
+}
+
+export interface ArrivalCounters {
+  /** Packets that arrived after a report had called them lost. */
+  late: number;
+  /** Packets not noted: an SSRC over ARRIVALS_MAX_STREAMS, or over ARRIVALS_MAX_PENDING. */
+  ignored: number;
+  /** Reports made. */
+  reports: number;
+}
+
+export class ArrivalLog {
+  readonly counters: ArrivalCounters = { late: 0, ignored: 0, reports: 0 };
+  private readonly streams: StreamLog[] = [];
+
+  /** One RTP packet of `ssrc` numbered `seq` arrived at `now` (ms, the clock reports are made on). */
+  note(ssrc: number, seq: number, now: number): void {
+    let s = this.streams.find((x) => x.ssrc === ssrc);
+    if (!s) {
+      if (this.streams.length >= ARRIVALS_MAX_STREAMS) {
+        this.counters.ignored++;
+        return;
+      }
+      s = { ssrc, seqs: [], times: [] };
+      this.streams.push(s);
+    }
+    if (s.next !== undefined && seqDiff(s.next, seq) < 0 && seqDiff(s.next, seq) > -CCFB_MAX_PACKETS) {
+      this.counters.late++;
+      return;
+    }
+    if (s.seqs.length >= ARRIVALS_MAX_PENDING) {
+      this.counters.ignored++;
+      return;
+    }
+    s.seqs.push(seq);
+    s.times.push(now);
+  }
+
+  /** Whether anything arrived since the last report. */
+  get pending(): boolean {
+    return this.streams.some((s) => s.seqs.length > 0);
+  }
+
+  /** Forgets a stream (its sender left), so its slot is free for another. */
+  forget(ssrc: number): void {
+    const i = this.streams.findIndex((s) => s.ssrc === ssrc);
+    if (i >= 0) this.streams.splice(i, 1);
+  }
+
+  /** The feedback for everything that arrived since the last report; undefined when nothing did. */
+  report(now: number, senderSsrc: number): Ccfb | undefined {
+    const streams: CcfbStream[] = [];
+    for (const s of this.streams) {
+      if (s.seqs.length === 0) continue;
+      // The newest arrival by sequence order, and the earliest still to report.
+      let end = s.seqs[0];
+      let begin = s.next ?? s.seqs[0];
+      for (const q of s.seqs) {
+        if (seqDiff(end, q) > 0) end = q;
+        if (s.next === undefined && seqDiff(begin, q) < 0) begin = q;
+      }
+      if (seqDiff(begin, end) >= CCFB_MAX_PACKETS) begin = seqAdd(end, 1 - CCFB_MAX_PACKETS);
+      const count = seqDiff(begin, end) + 1;
+      const packets: CcfbStream['packets'] = Array.from({ length: count }, () => ({ received: false, ecn: 0, ato: 0 }));
+      for (let i = 0; i < s.seqs.length; i++) {
+        const at = seqDiff(begin, s.seqs[i]);
+        if (at < 0 || at >= count) continue; // older than the window a long gap left
+        const ato = Math.round(((now - s.times[i]) * ATO_UNITS_PER_S) / 1000);
+        packets[at] = { received: true, ecn: 0, ato: Math.min(ATO_OVER_RANGE, Math.max(0, ato)) };
+      }
+      streams.push({ ssrc: s.ssrc, beginSeq: begin, packets });
+      s.next = seqAdd(end, 1);
+      s.seqs.length = 0;
+      s.times.length = 0;
+    }
+    if (streams.length === 0) return undefined;
+    this.counters.reports++;
+    const ntp = msToNtp(now);
+    return { type: 'ccfb', senderSsrc, streams, reportTimestamp: ntpMiddle32(ntp.sec, ntp.frac) };
+  }
+}

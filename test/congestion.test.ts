@@ -1,0 +1,217 @@
+/**
+ * Congestion control (issue 14, item 2): the relay's arrival log (RFC 8888 feedback), the sharer's
+ * controller reading it through the real RTCP serializer and parser, the policy that re-targets the
+ * encoder, and the pacer. The controller is driven through a simulated bottleneck (a rate, a
+ * tail-drop queue, a delay), with the receiver's clock offset from the sender's.
+ */
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { ArrivalLog, ARRIVALS_MAX_STREAMS, CCFB_MAX_PACKETS } from '../src/transport/arrivals.ts';
+import { CongestionController, RetargetPolicy, CC_MIN_KBPS, RETARGET_DOWN_MIN_MS, RETARGET_UP_AFTER_MS } from '../src/transport/congestion.ts';
+import { Pacer, PACE_FACTOR, PACE_BURST_MS } from '../src/transport/pacer.ts';
+import { parseRtcp, serializeRtcp, type Ccfb } from '../src/transport/rtcp.ts';
+
+/** A small seeded generator (xorshift32): the same loss pattern every run. */
+function seeded(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 0x100000000;
+  };
+}
+
+const received = (ato: number) => ({ received: true, ecn: 0, ato });
+const lost = { received: false, ecn: 0, ato: 0 };
+
+describe('ArrivalLog: what the relay reports to its sharer', () => {
+  test('a gap is reported lost once; arrival offsets count 1/1024 s before the report', () => {
+    const log = new ArrivalLog();
+    log.note(7, 10, 1000);
+    log.note(7, 11, 1000);
+    log.note(7, 13, 1250);
+    const r = log.report(1500, 0)!;
+    assert.deepEqual(r.streams, [{ ssrc: 7, beginSeq: 10, packets: [received(512), received(512), lost, received(256)] }]);
+    // 12 arrives after its loss was reported: counted late, not reported again.
+    log.note(7, 12, 1510);
+    log.note(7, 14, 1520);
+    const r2 = log.report(1520, 0)!;
+    assert.deepEqual(r2.streams, [{ ssrc: 7, beginSeq: 14, packets: [received(0)] }]);
+    assert.equal(log.counters.late, 1);
+    assert.equal(log.report(1600, 0), undefined, 'nothing new, nothing to say');
+  });
+
+  test('numbers across 65535 → 0 stay in order, and a long gap reports only the newest CCFB_MAX_PACKETS', () => {
+    const log = new ArrivalLog();
+    log.note(1, 65534, 0);
+    log.note(1, 1, 0);
+    const r = log.report(0, 0)!;
+    assert.equal(r.streams[0].beginSeq, 65534);
+    assert.deepEqual(r.streams[0].packets.map((p) => p.received), [true, false, false, true]);
+    log.note(1, 1 + 5000, 10);
+    const r2 = log.report(10, 0)!;
+    assert.equal(r2.streams[0].packets.length, CCFB_MAX_PACKETS);
+    assert.equal(r2.streams[0].beginSeq, 5001 - CCFB_MAX_PACKETS + 1);
+  });
+
+  test('at most ARRIVALS_MAX_STREAMS SSRCs; the rest are counted, not kept', () => {
+    const log = new ArrivalLog();
+    for (let s = 0; s < ARRIVALS_MAX_STREAMS + 3; s++) log.note(s, 0, 0);
+    assert.equal(log.report(0, 0)!.streams.length, ARRIVALS_MAX_STREAMS);
+    assert.equal(log.counters.ignored, 3);
+  });
+});
+
+/**
+ * A sender whose encoder follows the estimate at once, through a bottleneck of `linkKbps` with a
+ * `queuePackets` tail-drop queue and 10 ms of delay, random loss `loss`; the receiver's clock is
+ * `offsetMs` ahead. Feedback goes through serializeRtcp/parseRtcp every 50 ms. Returns per-second
+ * samples after the run.
+ */
+function simulate(opts: { linkKbps: number | ((t: number) => number); maxKbps: number; seconds: number; loss?: number; queuePackets?: number; offsetMs?: number }) {
+  const cc = new CongestionController(opts.maxKbps);
+  const log = new ArrivalLog();
+  const random = seeded(7);
+  const link = typeof opts.linkKbps === 'number' ? () => opts.linkKbps as number : opts.linkKbps;
+  const size = 1200;
+  const queueLimit = opts.queuePackets ?? 12;
+  const offset = opts.offsetMs ?? 123_456;
+  let linkFreeAt = 0;
+  const inQueue: number[] = []; // departure times of packets still in the queue
+  const feedback: Array<{ at: number; data: Buffer }> = [];
+  const inFlight: Array<{ at: number; seq: number }> = []; // arrivals at the receiver, in order
+  let seq = 0;
+  let nextSend = 0;
+  let nextReport = 50;
+  const perSecond: Array<{ estimate: number; queueMs: number; sent: number; lost: number }> = [];
+  let sent = 0;
+  let dropped = 0;
+  for (let t = 0; t < opts.seconds * 1000; t += 1) {
+    while (inFlight.length && inFlight[0].at <= t) log.note(99, inFlight.shift()!.seq, t + offset);
+    while (feedback.length && feedback[0].at <= t) {
+      const [p] = parseRtcp(feedback.shift()!.data) as [Ccfb];
+      cc.onFeedback(p, t);
+    }
+    while (nextSend <= t) {
+      const kbps = Math.min(opts.maxKbps, cc.estimateKbps * 0.9);
+      nextSend += (size * 8) / kbps; // ms between packets at that rate
+      const s = seq++ & 0xffff;
+      cc.onSent(99, s, size, t);
+      sent++;
+      while (inQueue.length && inQueue[0] <= t) inQueue.shift();
+      if (inQueue.length >= queueLimit || random() < (opts.loss ?? 0)) {
+        dropped++;
+        continue;
+      }
+      linkFreeAt = Math.max(linkFreeAt, t) + (size * 8) / link(t);
+      inQueue.push(linkFreeAt);
+      inFlight.push({ at: linkFreeAt + 10, seq: s });
+    }
+    if (t >= nextReport) {
+      nextReport += 50;
+      const r = log.report(t + offset, 0);
+      if (r) feedback.push({ at: t + 10, data: serializeRtcp([r]) });
+    }
+    if (t % 1000 === 999) {
+      perSecond.push({ estimate: cc.estimateKbps, queueMs: Math.max(0, linkFreeAt - t), sent, lost: dropped });
+      sent = 0;
+      dropped = 0;
+    }
+  }
+  return { cc, perSecond };
+}
+
+describe('CongestionController through a simulated bottleneck', () => {
+  test('a 1.2 Mbit/s link under a 2.8 Mbit/s maximum: the estimate settles below the link within seconds, and the queue drains', () => {
+    const { perSecond } = simulate({ linkKbps: 1200, maxKbps: 2800, seconds: 30 });
+    const settled = perSecond.slice(5);
+    for (const s of settled) {
+      // The sender sends 0.9 × the estimate: it probes a little above the link, then backs off.
+      assert.ok(0.9 * s.estimate <= 1.05 * 1200 && s.estimate >= 600, `estimate ${s.estimate} kbit/s should keep the sender near the link`);
+    }
+    const lossAfter = settled.reduce((n, s) => n + s.lost, 0) / settled.reduce((n, s) => n + s.sent, 0);
+    assert.ok(lossAfter < 0.02, `loss after 5 s: ${(lossAfter * 100).toFixed(1)}%`);
+    assert.ok(Math.max(...settled.map((s) => s.queueMs)) < 100, 'the queue never fills again');
+  });
+
+  test('a link wider than the maximum: the estimate stays at the maximum', () => {
+    const { perSecond, cc } = simulate({ linkKbps: 10_000, maxKbps: 2800, seconds: 10 });
+    assert.ok(perSecond.every((s) => s.estimate === 2800));
+    assert.equal(cc.decreases, 0);
+  });
+
+  test('5% random loss on a link with room is not congestion: the rate is not lowered', () => {
+    const { cc } = simulate({ linkKbps: 10_000, maxKbps: 2800, seconds: 10, loss: 0.05 });
+    assert.equal(cc.estimateKbps, 2800);
+    assert.equal(cc.decreases, 0);
+    assert.ok(cc.loss > 0.01, `the loss is seen (${cc.loss})`);
+  });
+
+  test('the link narrows, then widens (a 12-packet buffer, 29 ms at 4 Mbit/s): down within a second, back up to most of it', () => {
+    const link = (t: number) => (t < 10_000 ? 4000 : t < 20_000 ? 1000 : 4000);
+    const { perSecond } = simulate({ linkKbps: link, maxKbps: 5000, seconds: 40 });
+    const lossBefore = perSecond.slice(2, 10).reduce((n, s) => n + s.lost, 0);
+    assert.ok(lossBefore < 20, `a buffer too small to show 40 ms overflows, and that is answered: ${lossBefore} lost in 8 s`);
+    assert.ok(0.9 * perSecond[11].estimate <= 1000, `1 s after the drop: ${perSecond[11].estimate}`);
+    assert.ok(perSecond[39].estimate >= 0.8 * 4000, `after widening: ${perSecond[39].estimate}`);
+    assert.ok(perSecond.every((s) => s.estimate >= CC_MIN_KBPS));
+  });
+});
+
+describe('RetargetPolicy: when the encoder follows the estimate', () => {
+  test('down at once, not again within RETARGET_DOWN_MIN_MS; up only after RETARGET_UP_AFTER_MS of room', () => {
+    const p = new RetargetPolicy(2500);
+    assert.equal(p.decide(1000, 0), 900);
+    p.commit(900, 0);
+    assert.equal(p.decide(500, RETARGET_DOWN_MIN_MS - 1), undefined);
+    assert.equal(p.decide(500, RETARGET_DOWN_MIN_MS), 450);
+    p.commit(450, RETARGET_DOWN_MIN_MS);
+    const t0 = 10_000;
+    assert.equal(p.decide(1000, t0), undefined, 'room must last first');
+    assert.equal(p.decide(1000, t0 + RETARGET_UP_AFTER_MS - 1), undefined);
+    assert.equal(p.decide(1000, t0 + RETARGET_UP_AFTER_MS), 900);
+    p.commit(900, t0 + RETARGET_UP_AFTER_MS);
+    const t1 = t0 + RETARGET_UP_AFTER_MS;
+    assert.equal(p.decide(5000, t1 + 1), undefined);
+    assert.equal(p.decide(5000, t1 + 1 + RETARGET_UP_AFTER_MS), 2500, 'never above --bitrate');
+  });
+
+  test('a small change is no reason for a keyframe', () => {
+    const p = new RetargetPolicy(2500);
+    p.commit(1000, 0);
+    for (let t = 0; t < 20_000; t += 100) assert.equal(p.decide(1150, t), undefined);
+  });
+});
+
+describe('Pacer', () => {
+  test('a burst of PACE_BURST_MS goes at once, the rest at PACE_FACTOR × the rate, in order', async () => {
+    const kbps = 1000;
+    const burstBytes = (kbps * 1000 * PACE_FACTOR) / 8 * (PACE_BURST_MS / 1000);
+    const out: Array<{ n: number; at: number }> = [];
+    const start = performance.now();
+    const pacer = new Pacer<{ bytes: number; n: number }>(kbps, (x) => out.push({ n: x.n, at: performance.now() - start }));
+    for (let n = 0; n < 12; n++) pacer.push({ bytes: 1200, n });
+    const atOnce = out.length;
+    assert.equal(atOnce, Math.ceil(burstBytes / 1200), 'the burst allowance, one datagram over');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(out.map((o) => o.n), [...Array(12).keys()]);
+    // The last of the 12 left no sooner than the rate allows for what was over the burst.
+    const minMs = (((12 - atOnce) * 1200 - 1) * 8) / (kbps * PACE_FACTOR);
+    assert.ok(out[11].at >= minMs * 0.9, `last left at ${out[11].at.toFixed(1)} ms, pace allows ${minMs.toFixed(1)} ms`);
+    pacer.flush();
+  });
+
+  test('flush sends what is queued at once; a full queue drops and counts', () => {
+    const out: number[] = [];
+    const pacer = new Pacer<{ bytes: number; n: number }>(100, (x) => out.push(x.n));
+    for (let n = 0; n < 200; n++) pacer.push({ bytes: 1500, n });
+    assert.ok(pacer.dropped > 0, 'some dropped');
+    assert.equal(out.length + pacer.queued + pacer.dropped, 200);
+    pacer.flush();
+    assert.equal(pacer.queued, 0);
+    assert.deepEqual(out, [...out].sort((a, b) => a - b));
+  });
+});
