@@ -66,6 +66,11 @@ const share: Table = {
   fec: { type: 'string', describe: 'forward error correction: PCT of parity (2-50), repairs isolated losses without a round trip' },
   'fec-mode': { choices: ['row', 'column', '2d'], describe: 'with --fec: row (default) repairs single losses; column bursts up to --fec-depth; 2d both' },
   'fec-depth': { type: 'number', describe: 'with --fec-mode column or 2d: the burst length repaired (default up to 5)' },
+  adapt: {
+    type: 'boolean',
+    default: true,
+    describe: 'fit the stream to the path: the relay reports what arrived when (RFC 8888), and a narrower path lowers the bitrate below --bitrate (never above) and paces packets; --no-adapt sends --bitrate whatever the path',
+  },
 };
 
 const relay: Table = {

@@ -123,6 +123,14 @@ export const RTX_BURST = 128;
  * meanwhile (the restart delivers its IDR in ~0.2 s).
  */
 export const KEYFRAME_WAIT_MS = 1000;
+
+/**
+ * The relay's RFC 8888 feedback to its sharer (transport/arrivals.ts): sent at the end of a frame
+ * (RTP marker) at most every FEEDBACK_MIN_MS, and at least every FEEDBACK_MAX_MS while media
+ * arrives. 20 reports a second of ~40-byte packets: about 10 kbit/s, 1% of a 1 Mbit/s stream.
+ */
+export const FEEDBACK_MIN_MS = 50;
+export const FEEDBACK_MAX_MS = 100;
 /** One viewer's keyframe requests reach the sharer at most this often: its trouble is not everyone's bitrate. */
 export const VIEWER_KEYFRAME_MIN_MS = 2000;
 /** RFC 8083 §4: a circuit breaker trips after this many reports in a row say so (its CB_INTERVAL, at least 3). */

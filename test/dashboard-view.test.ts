@@ -108,6 +108,13 @@ function shareSnap(over: Partial<ShareSnapshot> = {}): ShareSnapshot {
     sendErrors: 0,
     fecPacketsSent: 0,
     keyframeRestarts: 0,
+    estimateKbps: 1180,
+    targetKbps: 1062,
+    queueDelayMs: 12,
+    pathLossPercent: 0.5,
+    ccState: 'room',
+    retargets: 2,
+    pacerDropped: 0,
     ...over,
   };
 }
@@ -138,6 +145,7 @@ function relaySnap(over: Partial<RelaySnapshot> = {}): RelaySnapshot {
     rateLimited: 0,
     keyframeRequestsHeld: 0,
     circuitBreaks: 0,
+    feedbackReports: 400,
     authFailures: 0,
     retransmissions: 4,
     io: 'native',

@@ -49,3 +49,34 @@ test('requestKeyframe: an IDR follows promptly, frames keep flowing, one FFmpeg 
   }
   assert.equal(liveChildren(), 0);
 });
+
+test('retarget: a new run at the new bitrate takes over at its keyframe, and its frames are smaller', { skip: skipUnless('ffmpeg') }, async () => {
+  const enc = new Encoder({
+    ffmpegPath: 'ffmpeg',
+    capture: { source: 'test', fps: 30, size: { width: 640, height: 360 } },
+    encode: { codec: 'h264', bitrateKbps: 2000, fps: 30, gop: 600, size: { width: 640, height: 360 } },
+  });
+  const frames: CapturedFrame[] = [];
+  enc.on('frame', (f) => frames.push(f));
+  enc.start();
+  const bytes = (fs: CapturedFrame[]) => fs.reduce((n, f) => n + f.units.reduce((m, u) => m + u.length, 0), 0);
+  try {
+    await waitFor(() => frames.length >= 60, 10_000, '60 frames');
+    const before = bytes(frames.slice(30, 60));
+    assert.ok(enc.argv.includes('2000k'));
+    const at = frames.length;
+    assert.equal(enc.retarget(200), true);
+    assert.equal(enc.retarget(300), false, 'one new run at a time');
+    assert.ok(enc.argv.includes('200k') && !enc.argv.includes('2000k'), enc.argv.join(' '));
+    await waitFor(() => frames.slice(at).some((f) => f.keyframe), 5000, 'the new run\'s keyframe');
+    const from = frames.findIndex((f, i) => i >= at && f.keyframe);
+    await waitFor(() => frames.length >= from + 61, 10_000, '60 frames of the new run');
+    const afterBytes = bytes(frames.slice(from + 31, from + 61));
+    assert.ok(afterBytes < before / 3, `a second at 200k: ${afterBytes} bytes, at 2000k: ${before}`);
+    assert.equal(enc.retargets, 1);
+    assert.equal(enc.bitrateKbps, 200);
+    await waitFor(() => liveChildren() === 1, 5000, 'the old FFmpeg to end');
+  } finally {
+    await enc.stop();
+  }
+});

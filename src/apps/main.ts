@@ -113,6 +113,7 @@ export function shareOptions(a: Record<string, unknown>): ShareOptions {
     stream: checkStream(a.stream ?? DEFAULT_STREAM),
     ffmpeg: a.ffmpeg !== undefined ? String(a.ffmpeg) : undefined,
     fec: parseFec(a.fec, a.fecMode, a.fecDepth),
+    adapt: a.adapt !== false,
     key: readSecret('key', a.key, a.keyFile),
     encrypt: readSecret('encrypt', a.encrypt, a.encryptFile),
     ...commonOptions(a),

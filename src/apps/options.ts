@@ -59,6 +59,8 @@ export interface ShareOptions extends CommonOptions, Pick<Secrets, 'key' | 'encr
   ffmpeg?: string;
   /** --fec PCT: parity overhead; undefined: no FEC. */
   fec?: { groupSize: number; mode: 'row' | 'column' | '2d'; depth?: number };
+  /** --adapt (default): congestion control fits the bitrate to the path; --no-adapt: a fixed --bitrate. */
+  adapt: boolean;
 }
 
 export interface RelayOptions extends CommonOptions, Pick<Secrets, 'key' | 'watchKey'> {

@@ -15,6 +15,7 @@ import type { RelayServer } from '../relay/io/server.ts';
 import { listen } from './relay.ts';
 import { fmt } from '../relay/core.ts';
 import { Publisher } from '../transport/publisher.ts';
+import { CC_MEDIA_SHARE, RetargetPolicy } from '../transport/congestion.ts';
 import { PacketError } from '../util/errors.ts';
 import { RefuseReason } from '../transport/control.ts';
 import { deriveMasterKey } from '../transport/secure.ts';
@@ -65,6 +66,21 @@ async function resolveOption(option: string, host: string, hint: string) {
   }
 }
 
+/** The congestion controller's view for the dashboard and --stats-json (nulls before a report, or with --no-adapt). */
+function congestionFields(publisher: Publisher, encoder: Encoder) {
+  const cc = publisher.congestion;
+  const read = cc && cc.reports > 0 ? cc : undefined;
+  return {
+    estimateKbps: read ? round(read.estimateKbps) ?? 0 : null,
+    targetKbps: encoder.bitrateKbps,
+    queueDelayMs: read ? round(read.queueDelayMs) ?? 0 : null,
+    pathLossPercent: read ? round(read.loss * 100, 2) ?? 0 : null,
+    ccState: read ? read.state : null,
+    retargets: encoder.retargets,
+    pacerDropped: publisher.pacerDropped,
+  };
+}
+
 export async function startShare(o: ShareOptions, log: (line: string) => void): Promise<ShareHandle> {
   const ffmpeg = await locateFfmpeg({ flag: o.ffmpeg });
   // Windows: Desktop Duplication (ddagrab) is faster than GDI where this FFmpeg build has it.
@@ -108,11 +124,14 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     target = { address: bind.family === 6 ? '::1' : '127.0.0.1', port: bound.port };
     log(`relay listening on ${fmt(bound)}; viewers run: ${watchHint(bound.address, bound.port)}` + (o.stream !== 'main' ? ` --stream ${o.stream}` : ''));
   }
+  // The path must carry the encoder's --bitrate plus RTP/UDP headers, RTCP and FEC parity.
+  const pathMaxKbps = (o.bitrateKbps / CC_MEDIA_SHARE) * (o.fec ? 1 + 1 / o.fec.groupSize : 1);
   const publisher = await Publisher.start({
     relay: target,
     stream: o.stream,
     codec: o.codec,
     fec: o.fec,
+    congestion: o.adapt ? { maxKbps: pathMaxKbps } : undefined,
     security: keyMaster || encryptMaster ? { key: keyMaster, encrypt: encryptMaster } : undefined,
   });
   let finish!: (code: number) => void;
@@ -157,6 +176,18 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
         ? `relay ${fmt(target)} not answering for ${s} s: still sending, retrying every ${KEEPALIVE_MS / 1000} s`
         : `relay ${fmt(target)} answering again after ${s} s`,
     );
+  };
+  // Congestion control: the encoder follows the path's estimate (down soon, up after lasting room),
+  // when its rate is a bitrate (not MJPEG's fixed --quality) and a new run does not replay a file.
+  const policy = o.adapt && o.quality === undefined ? new RetargetPolicy(o.bitrateKbps) : undefined;
+  publisher.onEstimate = (kbps) => {
+    const now = Date.now();
+    const want = policy?.decide(kbps, now);
+    if (want === undefined || !encoder.retarget(want)) return;
+    const d = want < policy!.targetKbps ? publisher.congestion!.lastDecrease : undefined;
+    const why = !d ? 'room on the path' : d.why === 'queue' ? `a queue of ${Math.round(d.queueDelayMs)} ms` : `${round(d.loss * 100)}% loss`;
+    log(`the path takes about ${Math.round(kbps)} kbit/s (${why}): encoder ${policy!.targetKbps} → ${want} kbit/s`);
+    policy!.commit(want, now);
   };
   // A viewer lost a reference frame and could not repair it: a keyframe from a fresh encoder run.
   publisher.onKeyframeRequest = () => {
@@ -217,6 +248,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
         keyframeRestarts: encoder.keyframeRestarts,
         encoderRestarts: encoder.restarts,
         sendErrors: c.sendErrors,
+        ...congestionFields(publisher, encoder),
       };
     },
     // Nothing to say before the relay's first answer: the connect timeout's error is the line then.

@@ -126,6 +126,21 @@ export interface ShareSnapshot {
   keyframeRestarts: number;
   encoderRestarts: number;
   sendErrors: number;
+  /**
+   * Congestion control (--adapt, transport/congestion.ts): what the path takes by the relay's
+   * RFC 8888 feedback, the encoder's bitrate now, the queue delay and loss the feedback shows, and
+   * the controller's last decision ('room', 'hold', 'queue', 'loss'). null with --no-adapt or
+   * before the first report.
+   */
+  estimateKbps: number | null;
+  targetKbps: number;
+  queueDelayMs: number | null;
+  pathLossPercent: number | null;
+  ccState: string | null;
+  /** Encoder runs started to change the bitrate. */
+  retargets: number;
+  /** Datagrams the pacer dropped: its queue held PACE_MAX_QUEUE_MS already. */
+  pacerDropped: number;
 }
 
 export interface RelayStreamRow {
@@ -264,6 +279,12 @@ export const SHARE_FIELDS = {
   keyframeRestarts: 'counter',
   encoderRestarts: 'counter',
   sendErrors: 'counter',
+  estimateKbps: 'gauge',
+  targetKbps: 'gauge',
+  queueDelayMs: 'gauge',
+  pathLossPercent: 'gauge',
+  retargets: 'counter',
+  pacerDropped: 'counter',
 } as const satisfies FieldKinds<ShareSnapshot>;
 export const SHARE_ROWS = {
   // From the viewers' latest receiver reports.
@@ -295,6 +316,7 @@ export const RELAY_FIELDS = {
   rateLimited: 'counter',
   keyframeRequestsHeld: 'counter',
   circuitBreaks: 'counter',
+  feedbackReports: 'counter',
   handedToDgram: 'counter',
 } as const satisfies FieldKinds<RelaySnapshot>;
 export const RELAY_ROWS = {

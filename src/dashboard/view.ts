@@ -499,6 +499,14 @@ function shareBody(s: ShareSnapshot, h: History, o: ViewOptions): string[] {
     // Encoder runs started to answer keyframe requests, and all encoder restarts.
     ['Key restart', fmtInt(s.keyframeRestarts)],
     ['Restarts', fmtInt(s.encoderRestarts)],
+
+    // Congestion control: what the path takes, what the encoder is asked for, and why.
+    ['Path takes', s.estimateKbps === null ? '-' : `${fmtKbps(s.estimateKbps)} (${s.ccState})`],
+    ['Encoder at', fmtKbps(s.targetKbps)],
+    ['Queue delay', fmtMs(s.queueDelayMs)],
+    ['Path loss', fmtPct(s.pathLossPercent)],
+    ['Re-targets', fmtInt(s.retargets)],
+    ['Paced out', fmtInt(s.pacerDropped)],
   ];
   const reports = s.viewerReports.length
     ? table(
@@ -558,6 +566,8 @@ function relayBody(s: RelaySnapshot, h: History, o: ViewOptions): string[] {
     ['PLIs held', fmtInt(s.keyframeRequestsHeld)],
     // RFC 8083 circuit breakers that stopped media to a viewer whose path could not carry it.
     ['Paths paused', fmtInt(s.circuitBreaks)],
+    // RFC 8888 reports of what arrived when, sent to the sharers' congestion controllers.
+    ['CC reports', fmtInt(s.feedbackReports)],
     // 'queued': datagrams the native path left to dgram's queue (RelaySnapshot.handedToDgram).
     ['Datagrams', s.handedToDgram ? `${s.io}, ${fmtInt(s.handedToDgram)} queued` : s.io],
   ];

@@ -167,7 +167,9 @@ export function restartDelayMs(attempt: number): number {
 
 export class Encoder extends EventEmitter<EncoderEvents> {
   private readonly opts: EncoderOptions;
-  private readonly args: string[];
+  /** The encoding now: its bitrate follows retarget(). */
+  private encode: EncodeOptions;
+  private args: string[];
   private readonly log: (line: string) => void;
   private readonly now: () => number;
   private proc: OwnedProcess | null = null;
@@ -191,6 +193,7 @@ export class Encoder extends EventEmitter<EncoderEvents> {
   private readonly retired = new WeakSet<OwnedProcess>();
   private lastKeyframeRestart = -Infinity;
   private _keyframeRestarts = 0;
+  private _retargets = 0;
   /** The source is a file: each FFmpeg run plays it from its start. */
   private readonly replays: boolean;
 
@@ -198,9 +201,8 @@ export class Encoder extends EventEmitter<EncoderEvents> {
     super();
     this.opts = opts;
     // Built now, so a usage mistake (a bad --encoder, Wayland) surfaces before anything runs.
-    const args = buildShareArgs(opts.capture, opts.encode);
-    if (opts.extraOutputArgs?.length) args.splice(args.lastIndexOf('-f'), 0, ...opts.extraOutputArgs);
-    this.args = args;
+    this.encode = opts.encode;
+    this.args = this.buildArgs();
     this.log = opts.log ?? (() => {});
     this.now = opts.now ?? Date.now;
     this.replays = isFileSource(opts.capture);
@@ -208,6 +210,37 @@ export class Encoder extends EventEmitter<EncoderEvents> {
     this.reader = codecOf(e.codec).ffmpeg(e).reader;
     // A quality-driven codec following --bitrate may not reach it: measured, said once.
     this.rateCheck = codecOf(e.codec).quality && e.quality === undefined ? new RateCheck(e.bitrateKbps, e.fps) : null;
+  }
+
+  private buildArgs(): string[] {
+    const args = buildShareArgs(this.opts.capture, this.encode);
+    if (this.opts.extraOutputArgs?.length) args.splice(args.lastIndexOf('-f'), 0, ...this.opts.extraOutputArgs);
+    return args;
+  }
+
+  /** The bitrate FFmpeg is asked for now (kbit/s). */
+  get bitrateKbps(): number {
+    return this.encode.bitrateKbps;
+  }
+
+  /**
+   * Congestion control moved the rate the path takes: a fresh FFmpeg run at `kbps` takes over at its
+   * first frame (a keyframe), as for requestKeyframe, since FFmpeg takes no commands at run time.
+   * False when it cannot now: not running, a run already starting (asked again later), or a file
+   * source (a new run would play it from its start).
+   */
+  retarget(kbps: number): boolean {
+    if (this.stopped || !this.started || this.replays || this.successor || !this.proc) return false;
+    this.encode = { ...this.encode, bitrateKbps: kbps };
+    this.args = this.buildArgs();
+    this._retargets++;
+    this.run(true);
+    return true;
+  }
+
+  /** FFmpeg runs started to change the bitrate. */
+  get retargets(): number {
+    return this._retargets;
   }
 
   /** The FFmpeg argv (without the binary), for logs and tests. */
@@ -269,7 +302,7 @@ export class Encoder extends EventEmitter<EncoderEvents> {
 
   /** Starts an FFmpeg run; `successor` runs beside the current one until its first frame. */
   private run(successor = false): void {
-    const codec = this.opts.encode.codec;
+    const codec = this.encode.codec;
     const proc = new OwnedProcess({ command: this.opts.ffmpegPath, args: this.args, name: 'ffmpeg', spawn: this.opts.spawn });
     if (successor) this.successor = proc;
     else this.proc = proc;
@@ -306,7 +339,7 @@ export class Encoder extends EventEmitter<EncoderEvents> {
         const over = this.rateCheck?.push(f.units.reduce((n, u) => n + u.length, 0));
         if (over !== undefined) {
           this.log(
-            `--bitrate ${this.opts.encode.bitrateKbps}k is less than ${c.label} needs at this size and frame rate even at its lowest quality ` +
+            `--bitrate ${this.encode.bitrateKbps}k is less than ${c.label} needs at this size and frame rate even at its lowest quality ` +
               `(${Math.round(over)} kbit/s): lower --size or --fps${c.quality?.otherwise ?? ''}`,
           );
         }

@@ -15,17 +15,17 @@
  *   sent as is. Viewers' reports go to the sharer; their NACKs are answered here from history, and
  *   their keyframe requests are passed on once per keyframe (forSharer).
  */
-import { CB_RESUME_MS, KEYFRAME_WAIT_MS, MAX_DATAGRAM, MAX_STREAMS, VIEWER_KEYFRAME_MIN_MS, MAX_VIEWERS, MAX_VIEWERS_PER_STREAM, PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS } from '../defaults.ts';
+import { CB_RESUME_MS, FEEDBACK_MAX_MS, FEEDBACK_MIN_MS, KEYFRAME_WAIT_MS, MAX_DATAGRAM, MAX_STREAMS, VIEWER_KEYFRAME_MIN_MS, MAX_VIEWERS, MAX_VIEWERS_PER_STREAM, PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS } from '../defaults.ts';
 import { ControlType, RefuseReason, parseControl, type PublishMessage, type SubscribeMessage } from '../transport/control.ts';
 import { isRtcp, parseRtcp, serializeRtcp, type RtcpPacket } from '../transport/rtcp.ts';
-import { isRtp, rtpPayloadOffset, rtpSsrc } from '../rtp/packet.ts';
+import { isRtp, rtpMarker, rtpPayloadOffset, rtpSequence, rtpSsrc } from '../rtp/packet.ts';
 import { startsKeyframe } from '../transport/keyframe.ts';
 import { PacketError } from '../util/errors.ts';
 import { formatEndpoint as fmt, type Endpoint } from '../util/net.ts';
-import { Admission, keepaliveBudget, relayControl, type AdmissionOptions, type Authenticated } from './admission.ts';
+import { Admission, RELAY_SSRC, keepaliveBudget, relayControl, type AdmissionOptions, type Authenticated } from './admission.ts';
 import { newRelayCounters, type RelayCounters } from './counters.ts';
 import { RtxBudget, answerNack } from './history.ts';
-import { Routing, type StreamState, type ViewerState } from './routing.ts';
+import { Routing, type PublisherState, type StreamState, type ViewerState } from './routing.ts';
 import { endpointKey, udpSink, type DeliverySink, type Output, type ViewerSink } from './sink.ts';
 
 export { startsKeyframe, fmt, endpointKey };
@@ -184,7 +184,27 @@ export class RelayCore {
       stream.history.store(buf);
       stream.keyframes.add(buf);
     }
-    return this.fanOut(stream, buf);
+    const out = this.fanOut(stream, buf);
+    this.congestionFeedback(stream.publisher!, buf, now, out);
+    return out;
+  }
+
+  /**
+   * Notes the packet's arrival and, at the end of a frame (FEEDBACK_MIN_MS apart) or FEEDBACK_MAX_MS
+   * after the last, tells the sharer what arrived when (RFC 8888): its congestion controller reads it.
+   */
+  private congestionFeedback(p: PublisherState, buf: Buffer, now: number, out: Output[]): void {
+    p.arrivals.note(rtpSsrc(buf), rtpSequence(buf), now);
+    const since = now - p.feedbackAt;
+    if (since < FEEDBACK_MIN_MS || (since < FEEDBACK_MAX_MS && !rtpMarker(buf))) return;
+    const report = p.arrivals.report(now, RELAY_SSRC);
+    p.feedbackAt = now;
+    if (!report) return;
+    const data = serializeRtcp([report]);
+    out.push({ data, to: [p.endpoint] });
+    this.counters.feedbackReports++;
+    this.counters.packetsOut++;
+    this.counters.bytesOut += data.length;
   }
 
   private onRtcp(buf: Buffer, from: Endpoint, key: string, now: number, auth: Authenticated): Output[] {

@@ -38,6 +38,8 @@ export interface RelayCounters {
   keyframeRequestsHeld: number;
   /** Times a viewer's circuit breaker (RFC 8083, breaker.ts) stopped media to it. */
   circuitBreaks: number;
+  /** RFC 8888 congestion control feedback reports sent to sharers. */
+  feedbackReports: number;
 }
 
 export function newRelayCounters(): RelayCounters {
@@ -60,5 +62,6 @@ export function newRelayCounters(): RelayCounters {
     authFailures: 0,
     keyframeRequestsHeld: 0,
     circuitBreaks: 0,
+    feedbackReports: 0,
   };
 }

@@ -16,6 +16,7 @@ import { RtxHistory, type RtxBudget } from './history.ts';
 import { CircuitBreaker } from './breaker.ts';
 import { endpointKey, type DeliverySink, type Output, type ViewerSink } from './sink.ts';
 import { SrTimes } from './timing.ts';
+import { ArrivalLog } from '../transport/arrivals.ts';
 
 export interface PublisherState {
   endpoint: Endpoint;
@@ -27,6 +28,10 @@ export interface PublisherState {
   salt?: Buffer;
   /** --key: the publisher's authentication keys and replay state. */
   auth?: PublisherAuth;
+  /** When its media arrived, for the RFC 8888 feedback it gets (fresh for each publisher session). */
+  arrivals: ArrivalLog;
+  /** When it was last sent that feedback. */
+  feedbackAt: number;
 }
 
 export interface ViewerState {
@@ -138,7 +143,7 @@ export class Routing {
    * Refusals come before anything is stored: a refused name must leave no entry behind, or one
    * address publishing random names would grow the table without bound.
    */
-  publish(name: string, p: PublisherState): { stream: StreamState; previous?: PublisherState } | 'taken' | 'full' {
+  publish(name: string, p: Omit<PublisherState, 'arrivals' | 'feedbackAt'>): { stream: StreamState; previous?: PublisherState } | 'taken' | 'full' {
     let stream = this.streams.get(name);
     const current = stream?.publisher;
     const other = this.byPublisher.get(p.key);
@@ -160,6 +165,8 @@ export class Routing {
       // Announced once, by the first PUBLISH; copied, so the datagram it came in is not kept.
       salt: current ? current.salt : p.salt && Buffer.from(p.salt),
       auth: p.auth ?? current?.auth,
+      arrivals: current?.ssrc === p.ssrc ? current.arrivals : new ArrivalLog(),
+      feedbackAt: current?.feedbackAt ?? p.since,
     };
     this.byPublisher.set(p.key, stream);
     return { stream, previous: current };

@@ -29,7 +29,17 @@ import { msToNtp, rttMs } from './ntp.ts';
 import { isRtcp, parseRtcp, serializeRtcp, SDES_CNAME, type RtcpPacket } from './rtcp.ts';
 import { RtpSender } from './sender.ts';
 import { TS_MOD } from '../rtp/seq.ts';
-import { isRtp, rtpPayloadType, rtpTimestamp } from '../rtp/packet.ts';
+import { isRtp, rtpPayloadType, rtpSequence, rtpSsrc, rtpTimestamp } from '../rtp/packet.ts';
+import { CongestionController } from './congestion.ts';
+import { Pacer } from './pacer.ts';
+
+/** A datagram ready to leave: its chunks, size, whether it is FEC, and its RTP identity. */
+interface Outgoing {
+  d: Buffer[];
+  bytes: number;
+  fec: boolean;
+  id?: { ssrc: number; seq: number };
+}
 
 export interface PublishableFrame {
   codec: CodecName;
@@ -49,6 +59,11 @@ export interface PublisherOptions {
    * Each is the master key of its passphrase (deriveMasterKey, run once per process).
    */
   security?: { key?: MasterKey; encrypt?: MasterKey };
+  /**
+   * Congestion control (congestion.ts): read the relay's RFC 8888 feedback, estimate what the path
+   * takes (never above maxKbps) and pace media by it. Absent: media leaves as the encoder gives it.
+   */
+  congestion?: { maxKbps: number };
   /** Forward error correction: one parity packet per `groupSize` media packets (RFC 5109). */
   fec?: { groupSize: number; mode: FecMode; depth?: number };
   log?: (line: string) => void;
@@ -138,6 +153,11 @@ export class Publisher {
    * ('ok', after `silentMs` of silence). Not called for the first answer.
    */
   onRelayState?: (state: 'ok' | 'not answering', silentMs: number) => void;
+  /** A feedback report was read; the estimate (kbit/s) is the sharer's to fit its encoder to. */
+  onEstimate?: (kbps: number) => void;
+  /** Congestion control, when on (PublisherOptions.congestion). */
+  readonly congestion?: CongestionController;
+  private readonly pacer?: Pacer<Outgoing>;
   /** The relay refused our PUBLISH (the stream is another sharer's, the relay is full, a bad key). */
   onRefused?: (reason: RefuseReason) => void;
   private readonly socket: dgram.Socket;
@@ -182,6 +202,10 @@ export class Publisher {
     this.sender = new RtpSender({ payloadType: c.payloadType });
     this.packetizer = c.packetizer({ payloadLimit });
     if (opts.fec) this.fec = new FecEncoder({ mediaSsrc: this.sender.ssrc, ...opts.fec });
+    if (opts.congestion) {
+      this.congestion = new CongestionController(opts.congestion.maxKbps);
+      this.pacer = new Pacer<Outgoing>(this.congestion.estimateKbps, (o) => this.sendNow(o));
+    }
   }
 
   static async start(opts: PublisherOptions): Promise<Publisher> {
@@ -225,18 +249,36 @@ export class Publisher {
     if (frame.keyframe) this.counters.keyframesSent++;
   }
 
-  /** Sends one datagram: encrypted (RTP, --encrypt), then signed (--key), as the relay expects. */
+  /**
+   * Sends one datagram: encrypted (RTP, --encrypt), then signed (--key), as the relay expects. RTP
+   * goes through the pacer when congestion control is on; RTCP never waits.
+   */
   private transmit(d: Buffer[], fec = false): void {
-    if (this.protector && isRtp(d[0])) d = this.protector.protect(d);
+    const rtp = isRtp(d[0]);
+    // The relay's feedback names packets by the SSRC and number in their clear header.
+    const id = rtp ? { ssrc: rtpSsrc(d[0]), seq: rtpSequence(d[0]) } : undefined;
+    if (this.protector && rtp) d = this.protector.protect(d);
     if (this.signer) d = this.signer.sign(d);
     let bytes = 0;
     for (const c of d) bytes += c.length;
+    const o: Outgoing = { d, bytes, fec, id };
+    if (this.pacer && rtp) this.pacer.push(o);
+    else this.sendNow(o);
+  }
+
+  private sendNow(o: Outgoing): void {
     this.counters.packetsSent++;
-    this.counters.bytesSent += bytes;
-    if (fec) this.counters.fecPacketsSent++;
-    this.socket.send(d, this.opts.relay.port, this.opts.relay.address, (err) => {
+    this.counters.bytesSent += o.bytes;
+    if (o.fec) this.counters.fecPacketsSent++;
+    if (o.id) this.congestion?.onSent(o.id.ssrc, o.id.seq, o.bytes, this.now());
+    this.socket.send(o.d, this.opts.relay.port, this.opts.relay.address, (err) => {
       if (err) this.counters.sendErrors++;
     });
+  }
+
+  /** Datagrams dropped by the pacer because its queue was full (the path far narrower than the encoder). */
+  get pacerDropped(): number {
+    return this.pacer?.dropped ?? 0;
   }
 
   private rtcp(extra: RtcpPacket[]): Buffer {
@@ -307,6 +349,10 @@ export class Publisher {
           // or the stream taken meanwhile).
           this.onRefused?.(msg.reason);
         }
+      } else if (p.type === 'ccfb' && this.congestion) {
+        const kbps = this.congestion.onFeedback(p, now);
+        this.pacer!.setRate(kbps);
+        this.onEstimate?.(kbps);
       } else if (p.type === 'pli' && p.mediaSsrc === this.sender.ssrc) {
         this.counters.keyframeRequests++;
         this.onKeyframeRequest?.();
@@ -319,6 +365,7 @@ export class Publisher {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
+    this.pacer?.flush();
     if (this.fec) for (const f of this.fec.flush()) this.transmit([f], true);
     let bye: Buffer[] = [this.rtcp([{ type: 'bye', ssrcs: [this.sender.ssrc], reason }])];
     if (this.signer) bye = this.signer.sign(bye);
