@@ -66,6 +66,10 @@ const share: Table = {
   fec: { type: 'string', describe: 'forward error correction: PCT of parity (2-50), repairs isolated losses without a round trip' },
   'fec-mode': { choices: ['row', 'column', '2d'], describe: 'with --fec: row (default) repairs single losses; column bursts up to --fec-depth; 2d both' },
   'fec-depth': { type: 'number', describe: 'with --fec-mode column or 2d: the burst length repaired (default up to 5)' },
+  layers: {
+    type: 'number',
+    describe: 'quality layers from one capture, 1-3: the full picture at --bitrate, half size at 40%, quarter size at 15% (MJPEG: smaller pictures at --quality); the relay sends each viewer the best its path takes (default 1)',
+  },
   adapt: {
     type: 'boolean',
     default: true,

@@ -130,6 +130,10 @@ export const KEYFRAME_WAIT_MS = 1000;
  * arrives. 20 reports a second of ~40-byte packets: about 10 kbit/s, 1% of a 1 Mbit/s stream.
  */
 export const FEEDBACK_MIN_MS = 50;
+/** A quality layer's rate is measured over this long at the relay (its viewers' layer choice). */
+export const LANE_RATE_MS = 1000;
+/** A layer with no media for this long has stopped (the sharer paused it): its viewers move. */
+export const LANE_SILENT_MS = 1000;
 export const FEEDBACK_MAX_MS = 100;
 /** One viewer's keyframe requests reach the sharer at most this often: its trouble is not everyone's bitrate. */
 export const VIEWER_KEYFRAME_MIN_MS = 2000;

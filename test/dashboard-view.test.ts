@@ -68,6 +68,7 @@ function watchSnap(over: Partial<WatchSnapshot> = {}): WatchSnapshot {
     latencyBudgetMs: 80,
     firstFrameMs: 40,
     publisherRestarts: 0,
+    layerMoves: 0,
     undecryptable: 0,
     player: null,
     playerRestarts: 0,
@@ -115,6 +116,8 @@ function shareSnap(over: Partial<ShareSnapshot> = {}): ShareSnapshot {
     ccState: 'room',
     retargets: 2,
     pacerDropped: 0,
+    layers: 3,
+    layersSent: 2,
     ...over,
   };
 }
@@ -146,6 +149,7 @@ function relaySnap(over: Partial<RelaySnapshot> = {}): RelaySnapshot {
     keyframeRequestsHeld: 0,
     circuitBreaks: 0,
     feedbackReports: 400,
+    layerMoves: 1,
     authFailures: 0,
     retransmissions: 4,
     io: 'native',
@@ -154,9 +158,9 @@ function relaySnap(over: Partial<RelaySnapshot> = {}): RelaySnapshot {
       { name: 'main', publisher: '10.0.0.2:40000', bitrateInKbps: 2500, packetsIn: 10_000, packetsOut: 20_000, viewers: 2, dropped: 3 },
     ],
     perViewer: [
-      { stream: 'main', address: '10.0.0.3:50000', uptimeS: 185, lossPercent: 0.39, jitterMs: 1.5, rttMs: 12, packetsOut: 10_000, sendErrors: 2 },
-      { stream: 'main', address: '10.0.0.4:50001', uptimeS: 42, lossPercent: null, jitterMs: null, rttMs: null, packetsOut: 10_000, sendErrors: 1 },
-      { stream: 'slides', address: '10.0.0.5:50002', uptimeS: 3720, lossPercent: 0, jitterMs: 0, rttMs: 3, packetsOut: 0, sendErrors: 0 },
+      { stream: 'main', address: '10.0.0.3:50000', uptimeS: 185, lossPercent: 0.39, jitterMs: 1.5, rttMs: 12, packetsOut: 10_000, sendErrors: 2, layer: 0, estimateKbps: null, layerWhy: null },
+      { stream: 'main', address: '10.0.0.4:50001', uptimeS: 42, lossPercent: null, jitterMs: null, rttMs: null, packetsOut: 10_000, sendErrors: 1, layer: 1, estimateKbps: 1180, layerWhy: 'down: a queue of 52 ms, the path takes about 1180 kbit/s' },
+      { stream: 'slides', address: '10.0.0.5:50002', uptimeS: 3720, lossPercent: 0, jitterMs: 0, rttMs: 3, packetsOut: 0, sendErrors: 0, layer: null, estimateKbps: null, layerWhy: null },
     ],
     ...over,
   };
@@ -407,7 +411,7 @@ describe('reset (r)', () => {
     const base = takeBaseline(relaySnap());
     const now = relaySnap({ datagramsIn: 20_500 });
     now.perStream = now.perStream.map((r) => ({ ...r, packetsIn: r.packetsIn + 100 }));
-    now.perViewer = [...now.perViewer, { stream: 'main', address: '10.0.0.9:1', uptimeS: 1, lossPercent: null, jitterMs: null, rttMs: null, packetsOut: 7, sendErrors: 0 }];
+    now.perViewer = [...now.perViewer, { stream: 'main', address: '10.0.0.9:1', uptimeS: 1, lossPercent: null, jitterMs: null, rttMs: null, packetsOut: 7, sendErrors: 0, layer: null, estimateKbps: null, layerWhy: null }];
     const shown = applyBaseline(now, base);
     assert.equal(shown.datagramsIn, 500);
     assert.deepEqual(shown.perStream.map((r) => r.packetsIn), [100]);
@@ -465,9 +469,10 @@ describe('relay dashboard', () => {
     assert.match(l[streamsAt + 1], /^STREAM\s+PUBLISHER\s+BITRATE IN\s+PKTS IN\s+PKTS OUT\s+VIEWERS\s+DROPS$/);
     assert.match(l[streamsAt + 2], /^main\s+10\.0\.0\.2:40000\s+2\.50 Mbit\/s\s+10,000\s+20,000\s+2\s+3$/);
     assert.equal(l[streamsAt + 3], '', 'no row for a stream nobody publishes');
-    assert.match(l[viewersAt + 1], /^STREAM\s+VIEWER\s+UPTIME\s+LOSS\s+JITTER\s+RTT\s+PKTS OUT\s+SEND ERR$/);
-    assert.match(l[viewersAt + 2], /^main\s+10\.0\.0\.3:50000\s+3m05s\s+0\.39%\s+1\.50 ms\s+12\.0 ms\s+10,000\s+2$/);
-    assert.match(l[viewersAt + 3], /^main\s+10\.0\.0\.4:50001\s+42s\s+-\s+-\s+-\s+10,000\s+1$/);
+    assert.match(l[viewersAt + 1], /^STREAM\s+VIEWER\s+UPTIME\s+LOSS\s+JITTER\s+RTT\s+PKTS OUT\s+SEND ERR\s+LAYER\s+PATH$/);
+    assert.match(l[viewersAt + 2], /^main\s+10\.0\.0\.3:50000\s+3m05s\s+0\.39%\s+1\.50 ms\s+12\.0 ms\s+10,000\s+2\s+0\s+-$/);
+    // The second viewer was moved to the half-size layer: its path takes about 1.18 Mbit/s.
+    assert.match(l[viewersAt + 3], /^main\s+10\.0\.0\.4:50001\s+42s\s+-\s+-\s+-\s+10,000\s+1\s+1\s+1\.18 Mbit\/s$/);
     assert.match(l[viewersAt + 4], /^slides\s+10\.0\.0\.5:50002\s+1h02m\s+/);
   });
   test('an idle relay says so', () => {

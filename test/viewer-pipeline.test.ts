@@ -133,7 +133,7 @@ describe('viewer pipeline: (datagram, now) → clean frames', () => {
     const sent = [s.frame(true), s.frame(false), s.frame(false)];
     assert.ok(sent.every((f) => f.datagrams.length >= 3), 'each frame is several packets');
     const first = p.push(sent[0].datagrams[0], 0);
-    assert.deepEqual(first.publisher, { ssrc: s.ssrc, codec: 'h264', restart: false });
+    assert.deepEqual(first.publisher, { ssrc: s.ssrc, codec: 'h264', restart: false, layer: false });
     assert.equal(first.live, true);
     const { run } = feed(p, [...sent[0].datagrams.slice(1), ...sent[1].datagrams, ...sent[2].datagrams], 1, collect([first]));
     assert.deepEqual(datas(run.frames), datas(sent));
@@ -302,7 +302,7 @@ describe('viewer pipeline: (datagram, now) → clean frames', () => {
     const straggler = a.frame(false).datagrams[0];
     const bKey = b.frame(true);
     const switched = p.push(bKey.datagrams[0], t);
-    assert.deepEqual(switched.publisher, { ssrc: b.ssrc, codec: 'h264', restart: true });
+    assert.deepEqual(switched.publisher, { ssrc: b.ssrc, codec: 'h264', restart: true, layer: false });
     ({ run, t } = feed(p, [...bKey.datagrams.slice(1)], t + 1));
     // A packet of the old sharer, reordered behind the new one's: no switch back.
     const old = p.push(straggler, t);
@@ -316,7 +316,31 @@ describe('viewer pipeline: (datagram, now) → clean frames', () => {
     assert.equal(p.counters.framesComplete, 4, 'counts go on across the restart');
     // The old sharer, back for real long after: followed again.
     const back = p.push(a.frame(true).datagrams[0], t + STALE_PUBLISHER_MS + 10);
-    assert.deepEqual(back.publisher, { ssrc: a.ssrc, codec: 'h264', restart: true });
+    assert.deepEqual(back.publisher, { ssrc: a.ssrc, codec: 'h264', restart: true, layer: false });
+  });
+
+  test('a layer move: an SSRC whose SR came in the sharer\'s compound with ours is another layer, not a restart', () => {
+    const top = new Sharer(0xaaaa0001, 100, { width: 640, height: 480 });
+    const low = new Sharer(0xaaaa0002, 7000, { width: 320, height: 240 });
+    const p = pipeline();
+    // One SR compound names both layers (the same arrival time).
+    const sr = (ssrc: number) => ({ ssrc, ntpSec: 0xe0000000, ntpFrac: 0, rtpTimestamp: 0 });
+    p.onSenderReport(sr(top.ssrc), 0);
+    p.onSenderReport(sr(low.ssrc), 0);
+    let { run, t } = feed(p, [...top.frame(true).datagrams, ...top.frame(false).datagrams], 1);
+    assert.equal(run.frames.length, 2);
+    low.frame(true);
+    low.frame(false); // the low layer's pictures the viewer was not sent
+    const lowKey = low.frame(true);
+    const moved = p.push(lowKey.datagrams[0], t);
+    assert.deepEqual(moved.publisher, { ssrc: low.ssrc, codec: 'h264', restart: false, layer: true });
+    ({ run, t } = feed(p, lowKey.datagrams.slice(1), t + 1));
+    assert.deepEqual(datas(run.frames), [lowKey.data], 'from the keyframe on');
+    // Moved back up later: followed at once (the other layer is not an old sharer to ignore).
+    const topKey = (top.frame(false), top.frame(true));
+    const back = p.push(topKey.datagrams[0], t + 1);
+    assert.deepEqual(back.publisher, { ssrc: top.ssrc, codec: 'h264', restart: false, layer: true });
+    assert.equal(p.counters.foreign, 0);
   });
 
   test('malformed datagrams are counted and dropped without throwing; the same pipeline goes on', () => {

@@ -5,6 +5,7 @@
 import { DEFAULT_PORT, DEFAULT_STREAM, DEFAULT_TEST_SIZE, DEFAULT_FPS, DEFAULT_BITRATE_KBPS, DEFAULT_GOP } from '../defaults.ts';
 import { CODEC_NAMES, DEFAULT_CODEC, codec as codecOf } from '../codecs/registry.ts';
 import { locateFfplay } from '../encode/locate.ts';
+import { LAYERS_MAX } from '../encode/ffmpeg-args.ts';
 import { startWatch } from './watch.ts';
 import { displayMissing } from '../player/display.ts';
 import { UsageError } from '../util/errors.ts';
@@ -114,6 +115,7 @@ export function shareOptions(a: Record<string, unknown>): ShareOptions {
     ffmpeg: a.ffmpeg !== undefined ? String(a.ffmpeg) : undefined,
     fec: parseFec(a.fec, a.fecMode, a.fecDepth),
     adapt: a.adapt !== false,
+    layers: checkInt('layers', a.layers ?? 1, 1, LAYERS_MAX),
     key: readSecret('key', a.key, a.keyFile),
     encrypt: readSecret('encrypt', a.encrypt, a.encryptFile),
     ...commonOptions(a),

@@ -61,6 +61,8 @@ export interface ShareOptions extends CommonOptions, Pick<Secrets, 'key' | 'encr
   fec?: { groupSize: number; mode: 'row' | 'column' | '2d'; depth?: number };
   /** --adapt (default): congestion control fits the bitrate to the path; --no-adapt: a fixed --bitrate. */
   adapt: boolean;
+  /** --layers: quality layers from one capture (1-3). */
+  layers: number;
 }
 
 export interface RelayOptions extends CommonOptions, Pick<Secrets, 'key' | 'watchKey'> {

@@ -1,6 +1,7 @@
 /** `udpcast relay`: a standalone relay that fans streams out to their viewers. */
 import { RelayServer, type RelayServerOptions } from '../relay/io/server.ts';
 import { fmt } from '../relay/core.ts';
+import { sentTo } from '../relay/routing.ts';
 import { UsageError } from '../util/errors.ts';
 import { deriveMasterKey, deriveWatchKey } from '../transport/secure.ts';
 import type { RelayOptions } from './options.ts';
@@ -91,8 +92,12 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
             lossPercent: v.lastReport ? round((v.lastReport.fractionLost / 256) * 100, 2) : null,
             jitterMs: v.lastReport ? round((v.lastReport.jitter / VIDEO_CLOCK_RATE) * 1000, 2) : null,
             rttMs: round(v.rttMs),
-            packetsOut: s.fanOuts - v.joinedAtFanOut,
+            packetsOut: sentTo(v),
             sendErrors: v.sendErrors,
+            // Quality layers: the one it gets, what its path takes by its own feedback, and why it last moved.
+            layer: s.lanes.length > 1 ? v.lane.index : null,
+            estimateKbps: v.choice && v.choice.cc.reports > 0 && v.choice.cc.decreases > 0 ? round(v.choice.cc.estimateKbps) : null,
+            layerWhy: v.choice?.why ?? null,
           })),
         ),
       };

@@ -8,14 +8,14 @@ import type { ShareSnapshot } from '../dashboard/snapshots.ts';
 import { captureInputArgs, checkRegionInside, checkSourceExists, type CaptureOptions } from '../capture/source.ts';
 import { probeInputSize } from '../capture/probe.ts';
 import { Encoder, type CapturedFrame } from '../encode/encoder.ts';
-import { encodedInputSize, sizeNotice, type EncodeOptions } from '../encode/ffmpeg-args.ts';
+import { LAYER_SCALES, LAYER_SHARES, encodedInputSize, layerBitrates, sizeNotice, type EncodeOptions } from '../encode/ffmpeg-args.ts';
 import { FrameUnsupportedError } from '../codecs/codec.ts';
 import { ffmpegHasFilter, locateFfmpeg } from '../encode/locate.ts';
 import type { RelayServer } from '../relay/io/server.ts';
 import { listen } from './relay.ts';
 import { fmt } from '../relay/core.ts';
 import { Publisher } from '../transport/publisher.ts';
-import { CC_MEDIA_SHARE, RetargetPolicy } from '../transport/congestion.ts';
+import { CC_MEDIA_SHARE, UplinkLayers } from '../transport/congestion.ts';
 import { PacketError } from '../util/errors.ts';
 import { RefuseReason } from '../transport/control.ts';
 import { deriveMasterKey } from '../transport/secure.ts';
@@ -66,6 +66,19 @@ async function resolveOption(option: string, host: string, hint: string) {
   }
 }
 
+/** "1280x720 at 2500k, 640x360 at 1000k, …" when the size is known; else the fractions. */
+function describeLayers(capture: CaptureOptions, encode: EncodeOptions): string {
+  const size = encodedInputSize(capture, encode);
+  const rates = layerBitrates(encode.bitrateKbps, encode.layers ?? 1);
+  return rates
+    .map((kbps, i) => {
+      const d = LAYER_SCALES[i];
+      const at = size ? `${Math.floor(size.width / d / 2) * 2}x${Math.floor(size.height / d / 2) * 2}` : i === 0 ? 'full size' : `1/${d} size`;
+      return `${at} at ${kbps}k`;
+    })
+    .join(', ');
+}
+
 /** The congestion controller's view for the dashboard and --stats-json (nulls before a report, or with --no-adapt). */
 function congestionFields(publisher: Publisher, encoder: Encoder) {
   const cc = publisher.congestion;
@@ -97,7 +110,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     inputOptions: o.sourceOptions,
     loop: o.loop,
   };
-  const encode: EncodeOptions = { codec: o.codec, encoder: o.encoder, bitrateKbps: o.bitrateKbps, fps: o.fps, gop: o.gop, quality: o.quality, size };
+  const encode: EncodeOptions = { codec: o.codec, encoder: o.encoder, bitrateKbps: o.bitrateKbps, fps: o.fps, gop: o.gop, quality: o.quality, size, layers: o.layers };
   checkSourceExists(capture);
   // A size the codec cannot carry is padded or scaled, and said once; a whole screen or a file
   // does not tell its size, so FFmpeg is asked.
@@ -124,14 +137,18 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     target = { address: bind.family === 6 ? '::1' : '127.0.0.1', port: bound.port };
     log(`relay listening on ${fmt(bound)}; viewers run: ${watchHint(bound.address, bound.port)}` + (o.stream !== 'main' ? ` --stream ${o.stream}` : ''));
   }
-  // The path must carry the encoder's --bitrate plus RTP/UDP headers, RTCP and FEC parity.
-  const pathMaxKbps = (o.bitrateKbps / CC_MEDIA_SHARE) * (o.fec ? 1 + 1 / o.fec.groupSize : 1);
+  // The path must carry every layer's bitrate plus RTP/UDP headers, RTCP and FEC parity.
+  const shares = LAYER_SHARES.slice(0, o.layers);
+  const allLayersKbps = o.bitrateKbps * shares.reduce((a, b) => a + b, 0);
+  const pathMaxKbps = (allLayersKbps / CC_MEDIA_SHARE) * (o.fec ? 1 + 1 / o.fec.groupSize : 1);
+  if (o.layers > 1) log(`sending ${o.layers} quality layers: ${describeLayers(capture, encode)}`);
   const publisher = await Publisher.start({
     relay: target,
     stream: o.stream,
     codec: o.codec,
     fec: o.fec,
     congestion: o.adapt ? { maxKbps: pathMaxKbps } : undefined,
+    layers: o.layers,
     security: keyMaster || encryptMaster ? { key: keyMaster, encrypt: encryptMaster } : undefined,
   });
   let finish!: (code: number) => void;
@@ -179,15 +196,27 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   };
   // Congestion control: the encoder follows the path's estimate (down soon, up after lasting room),
   // when its rate is a bitrate (not MJPEG's fixed --quality) and a new run does not replay a file.
-  const policy = o.adapt && o.quality === undefined ? new RetargetPolicy(o.bitrateKbps) : undefined;
+  // Upper layers are paused at once when the path narrows; the encoder follows after.
+  const plan = o.adapt && o.quality === undefined ? new UplinkLayers(o.bitrateKbps, shares) : undefined;
   publisher.onEstimate = (kbps) => {
+    if (!plan) return;
     const now = Date.now();
-    const want = policy?.decide(kbps, now);
+    const before = plan.firstActive;
+    const step = plan.decide(kbps, now);
+    const d = publisher.congestion!.lastDecrease;
+    const why = (down: boolean) => (!down || !d ? 'room on the path' : d.why === 'queue' ? `a queue of ${Math.round(d.queueDelayMs)} ms` : `${round(d.loss * 100)}% loss`);
+    if (step.firstActive !== undefined) {
+      publisher.setFirstActive(step.firstActive);
+      const sent = o.layers - step.firstActive;
+      log(`the path takes about ${Math.round(kbps)} kbit/s (${why(step.firstActive > before)}): sending ${sent} of ${o.layers} layers`);
+      // A layer sent again starts at a keyframe: from a fresh encoder run, unless one is coming.
+      if (step.firstActive < before && step.retarget === undefined) encoder.requestKeyframe();
+    }
+    const want = step.retarget;
     if (want === undefined || !encoder.retarget(want)) return;
-    const d = want < policy!.targetKbps ? publisher.congestion!.lastDecrease : undefined;
-    const why = !d ? 'room on the path' : d.why === 'queue' ? `a queue of ${Math.round(d.queueDelayMs)} ms` : `${round(d.loss * 100)}% loss`;
-    log(`the path takes about ${Math.round(kbps)} kbit/s (${why}): encoder ${policy!.targetKbps} → ${want} kbit/s`);
-    policy!.commit(want, now);
+    log(`the path takes about ${Math.round(kbps)} kbit/s (${why(want < plan.policy.targetKbps)}): encoder ${plan.policy.targetKbps} → ${want} kbit/s`);
+    const first = plan.retargeted(want, kbps, now);
+    publisher.setFirstActive(first);
   };
   // A viewer lost a reference frame and could not repair it: a keyframe from a fresh encoder run.
   publisher.onKeyframeRequest = () => {
@@ -249,6 +278,8 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
         encoderRestarts: encoder.restarts,
         sendErrors: c.sendErrors,
         ...congestionFields(publisher, encoder),
+        layers: o.layers,
+        layersSent: o.layers - (plan?.firstActive ?? 0),
       };
     },
     // Nothing to say before the relay's first answer: the connect timeout's error is the line then.

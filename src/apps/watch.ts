@@ -169,6 +169,7 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
       latencyBudgetMs: viewer.latencyBudgetMs,
       firstFrameMs: viewer.firstFrameMs ?? null,
       publisherRestarts: c.publisherRestarts,
+      layerMoves: c.layerMoves,
       undecryptable: c.undecryptable,
       player: player ? player.state : null,
       playerRestarts: player?.restarts ?? 0,

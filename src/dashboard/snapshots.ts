@@ -70,6 +70,8 @@ export interface WatchSnapshot {
   firstFrameMs: number | null;
   /** Times the stream's sender changed (a new SSRC): a sharer restart, never an intruder. */
   publisherRestarts: number;
+  /** Times the relay moved this viewer to another quality layer (its picture size changes with it). */
+  layerMoves: number;
   /** Encrypted packets that would not decrypt (--encrypt). */
   undecryptable: number;
   /** The player window: keeping up ('live'), or stopped reading ('behind'); null without one. */
@@ -141,6 +143,9 @@ export interface ShareSnapshot {
   retargets: number;
   /** Datagrams the pacer dropped: its queue held PACE_MAX_QUEUE_MS already. */
   pacerDropped: number;
+  /** Quality layers encoded (--layers), and how many are sent now (upper ones paused when the path is narrow). */
+  layers: number;
+  layersSent: number;
 }
 
 export interface RelayStreamRow {
@@ -163,6 +168,12 @@ export interface RelayViewerRow {
   rttMs: number | null;
   packetsOut: number;
   sendErrors: number;
+  /** The quality layer it is sent (0: the top one); null when the stream has one. */
+  layer: number | null;
+  /** What its path takes by its own RFC 8888 feedback (kbit/s), once the path has shown a limit. */
+  estimateKbps: number | null;
+  /** Why its layer last changed. */
+  layerWhy: string | null;
 }
 
 /** The relay's own counters (src/relay/counters.ts RelayCounters, each documented there) and rows. */
@@ -251,6 +262,7 @@ export const WATCH_FIELDS = {
   latencyBudgetMs: 'gauge',
   firstFrameMs: 'gauge',
   publisherRestarts: 'counter',
+  layerMoves: 'counter',
   undecryptable: 'counter',
   playerRestarts: 'counter',
   framesHeldBack: 'counter',
@@ -285,6 +297,8 @@ export const SHARE_FIELDS = {
   pathLossPercent: 'gauge',
   retargets: 'counter',
   pacerDropped: 'counter',
+  layers: 'gauge',
+  layersSent: 'gauge',
 } as const satisfies FieldKinds<ShareSnapshot>;
 export const SHARE_ROWS = {
   // From the viewers' latest receiver reports.
@@ -317,9 +331,10 @@ export const RELAY_FIELDS = {
   keyframeRequestsHeld: 'counter',
   circuitBreaks: 'counter',
   feedbackReports: 'counter',
+  layerMoves: 'counter',
   handedToDgram: 'counter',
 } as const satisfies FieldKinds<RelaySnapshot>;
 export const RELAY_ROWS = {
   perStream: { bitrateInKbps: 'gauge', packetsIn: 'counter', packetsOut: 'counter', viewers: 'gauge', dropped: 'counter' },
-  perViewer: { uptimeS: 'gauge', lossPercent: 'gauge', jitterMs: 'gauge', rttMs: 'gauge', packetsOut: 'counter', sendErrors: 'counter' },
+  perViewer: { uptimeS: 'gauge', lossPercent: 'gauge', jitterMs: 'gauge', rttMs: 'gauge', packetsOut: 'counter', sendErrors: 'counter', layer: 'gauge', estimateKbps: 'gauge' },
 } as const satisfies RowKinds<RelaySnapshot>;

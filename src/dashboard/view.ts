@@ -453,6 +453,8 @@ function watchBody(s: WatchSnapshot, h: History, o: ViewOptions): string[] {
     ['Key req.', fmtInt(s.keyframeRequests)],
     // A new SSRC on the stream: the sharer restarted.
     ['New SSRC', fmtInt(s.publisherRestarts)],
+    // Moves to another quality layer, made by the relay from this viewer's own feedback.
+    ['Layer moves', fmtInt(s.layerMoves)],
     ['Player', s.player === null ? NONE : `${s.player === 'behind' ? 'BEHIND' : 'live'}, ${fmtInt(s.playerRestarts)} restarts`],
     ['Held back', fmtInt(s.framesHeldBack)],
     ['Stale', fmtInt(s.framesStale)],
@@ -507,6 +509,7 @@ function shareBody(s: ShareSnapshot, h: History, o: ViewOptions): string[] {
     ['Path loss', fmtPct(s.pathLossPercent)],
     ['Re-targets', fmtInt(s.retargets)],
     ['Paced out', fmtInt(s.pacerDropped)],
+    ['Layers sent', `${fmtInt(s.layersSent)} of ${fmtInt(s.layers)}`],
   ];
   const reports = s.viewerReports.length
     ? table(
@@ -568,6 +571,8 @@ function relayBody(s: RelaySnapshot, h: History, o: ViewOptions): string[] {
     ['Paths paused', fmtInt(s.circuitBreaks)],
     // RFC 8888 reports of what arrived when, sent to the sharers' congestion controllers.
     ['CC reports', fmtInt(s.feedbackReports)],
+    // Viewers moved to another quality layer by what their own paths take.
+    ['Layer moves', fmtInt(s.layerMoves)],
     // 'queued': datagrams the native path left to dgram's queue (RelaySnapshot.handedToDgram).
     ['Datagrams', s.handedToDgram ? `${s.io}, ${fmtInt(s.handedToDgram)} queued` : s.io],
   ];
@@ -608,8 +613,14 @@ function relayBody(s: RelaySnapshot, h: History, o: ViewOptions): string[] {
           { header: 'RTT', align: 'right' },
           { header: 'PKTS OUT', align: 'right' },
           { header: 'SEND ERR', align: 'right' },
+          // The quality layer it gets, and what its path takes by its own feedback.
+          { header: 'LAYER', align: 'right' },
+          { header: 'PATH', align: 'right' },
         ],
-        s.perViewer.map((r) => [r.stream, r.address, fmtDuration(r.uptimeS), fmtPct(r.lossPercent), fmtMs(r.jitterMs), fmtMs(r.rttMs), fmtInt(r.packetsOut), fmtInt(r.sendErrors)]),
+        s.perViewer.map((r) => [
+          r.stream, r.address, fmtDuration(r.uptimeS), fmtPct(r.lossPercent), fmtMs(r.jitterMs), fmtMs(r.rttMs), fmtInt(r.packetsOut), fmtInt(r.sendErrors),
+          r.layer === null ? '-' : String(r.layer), r.estimateKbps === null ? '-' : fmtKbps(r.estimateKbps),
+        ]),
         o.width,
         o.ascii,
       )

@@ -15,7 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { isFileSource, type CaptureOptions } from '../capture/source.ts';
 import { PacketError } from '../util/errors.ts';
 import { OwnedProcess, type SpawnFn } from '../util/child.ts';
-import { buildShareArgs, type EncodeOptions } from './ffmpeg-args.ts';
+import { buildShareArgs, layerFd, type EncodeOptions } from './ffmpeg-args.ts';
 import { CODEC_NAMES, codec as codecOf, type CodecName } from '../codecs/registry.ts';
 import type { FfmpegEncoding } from '../codecs/codec.ts';
 import { FlvReader } from './flv.ts';
@@ -24,6 +24,8 @@ import { MjpegSplitter } from './mjpeg-stream.ts';
 
 export interface CapturedFrame {
   codec: CodecName;
+  /** The quality layer (0: the full picture; EncodeOptions.layers). */
+  layer: number;
   /** The frame as the reader gives it: H.264's NAL units (SPS and PPS lead every IDR), or one JPEG. */
   units: Buffer[];
   keyframe: boolean;
@@ -303,7 +305,8 @@ export class Encoder extends EventEmitter<EncoderEvents> {
   /** Starts an FFmpeg run; `successor` runs beside the current one until its first frame. */
   private run(successor = false): void {
     const codec = this.encode.codec;
-    const proc = new OwnedProcess({ command: this.opts.ffmpegPath, args: this.args, name: 'ffmpeg', spawn: this.opts.spawn });
+    const layers = this.encode.layers ?? 1;
+    const proc = new OwnedProcess({ command: this.opts.ffmpegPath, args: this.args, name: 'ffmpeg', spawn: this.opts.spawn, extraOutputs: layers - 1 });
     if (successor) this.successor = proc;
     else this.proc = proc;
     const runStartedAt = this.now();
@@ -313,7 +316,8 @@ export class Encoder extends EventEmitter<EncoderEvents> {
     let offset = Infinity;
     const emitFrame = (f: Omit<CapturedFrame, 'captureUnixMs' | 'readyMs'>): void => {
       if (this.successor === proc) {
-        // The new run's first frame (an IDR): it takes over, the old run is ended.
+        // The new run's first frame (an IDR, of any layer: they start together): it takes over,
+        // the old run is ended.
         const old = this.proc;
         this.proc = proc;
         this.successor = null;
@@ -325,25 +329,26 @@ export class Encoder extends EventEmitter<EncoderEvents> {
       if (this.proc !== proc) return;
       const arrival = this.now();
       offset = Math.min(offset, arrival - f.ptsMs);
-      framesThisRun++;
-      this._framesEncoded++;
+      if (f.layer === 0) {
+        framesThisRun++;
+        this._framesEncoded++;
+      }
       this.everProducedFrame = true;
       this.emit('frame', { ...f, captureUnixMs: f.ptsMs + offset, readyMs: performance.now() });
     };
 
-    const reader = READERS[this.reader](this.opts.encode.fps);
     const c = codecOf(codec);
-    const push = (chunk: Buffer): void => {
+    const push = (reader: { push(chunk: Buffer): ReadFrame[] }, layer: number, chunk: Buffer): void => {
       for (const f of reader.push(chunk)) {
         if (this.stopped) return;
-        const over = this.rateCheck?.push(f.units.reduce((n, u) => n + u.length, 0));
+        const over = layer === 0 ? this.rateCheck?.push(f.units.reduce((n, u) => n + u.length, 0)) : undefined;
         if (over !== undefined) {
           this.log(
             `--bitrate ${this.encode.bitrateKbps}k is less than ${c.label} needs at this size and frame rate even at its lowest quality ` +
               `(${Math.round(over)} kbit/s): lower --size or --fps${c.quality?.otherwise ?? ''}`,
           );
         }
-        emitFrame({ codec, ...f });
+        emitFrame({ codec, layer, ...f });
       }
     };
 
@@ -360,17 +365,20 @@ export class Encoder extends EventEmitter<EncoderEvents> {
       if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
       this.log(`ffmpeg: ${line}`);
     });
-    proc.stdout?.on('data', (chunk: Buffer) => {
-      if (this.stopped || (this.proc !== proc && this.successor !== proc)) return;
-      try {
-        push(chunk);
-      } catch (err) {
-        if (!(err instanceof PacketError)) throw err;
-        // A broken stream cannot be resynchronised reliably: start FFmpeg afresh.
-        this.log(`ffmpeg output is malformed (${err.message}); restarting ffmpeg`);
-        void proc.kill();
-      }
-    });
+    for (let layer = 0; layer < layers; layer++) {
+      const reader = READERS[this.reader](this.opts.encode.fps);
+      proc.output(layerFd(layer))?.on('data', (chunk: Buffer) => {
+        if (this.stopped || (this.proc !== proc && this.successor !== proc)) return;
+        try {
+          push(reader, layer, chunk);
+        } catch (err) {
+          if (!(err instanceof PacketError)) throw err;
+          // A broken stream cannot be resynchronised reliably: start FFmpeg afresh.
+          this.log(`ffmpeg output is malformed (${err.message}); restarting ffmpeg`);
+          void proc.kill();
+        }
+      });
+    }
     proc.on('failed-to-start', (err) => {
       if (this.successor === proc) {
         this.successor = null; // the running FFmpeg carries on; the keyframe comes with the GOP

@@ -27,6 +27,29 @@ export interface EncodeOptions {
    */
   quality?: number;
   size?: { width: number; height: number };
+  /**
+   * Quality layers (simulcast) from one capture: 1 (default) to LAYERS_MAX. Layer i is the picture
+   * scaled down LAYER_SCALES[i] times at LAYER_SHARES[i] × bitrateKbps, each its own output pipe
+   * (layer 0 on stdout, layer i on fd 2 + i), all with the same GOP from the same frames, so their
+   * keyframes fall on the same pictures.
+   */
+  layers?: number;
+}
+
+export const LAYERS_MAX = 3;
+/** Each layer's picture is the full one divided by this, in width and height: full, half, quarter. */
+export const LAYER_SCALES = [1, 2, 4] as const;
+/** Each layer's bitrate as a share of --bitrate: a half-size picture needs about 40%, a quarter about 15%. */
+export const LAYER_SHARES = [1, 0.4, 0.15] as const;
+
+/** The bitrate of each layer (kbit/s) for a top bitrate of `kbps`. */
+export function layerBitrates(kbps: number, layers: number): number[] {
+  return LAYER_SHARES.slice(0, layers).map((share) => Math.max(1, Math.round(kbps * share)));
+}
+
+/** The FFmpeg output pipe of layer `i`: stdout for the top one, then fds 3, 4, … */
+export function layerFd(i: number): number {
+  return i === 0 ? 1 : 2 + i;
 }
 
 export interface Conformed {
@@ -118,10 +141,32 @@ export function buildShareArgs(capture: CaptureOptions, encode: EncodeOptions): 
 
   const args = [...GLOBAL_ARGS, ...encoding.global];
   args.push(...captureInputArgs(cap));
-  // Only the first video stream: a custom input may carry audio or subtitles.
-  args.push('-map', '0:v:0', '-an', '-sn');
-  args.push(...videoFilter(cap, encode, encoding.filters));
-  args.push('-r', String(encode.fps));
-  args.push(...encoding.output);
+  const layers = encode.layers ?? 1;
+  if (layers === 1) {
+    // Only the first video stream: a custom input may carry audio or subtitles.
+    args.push('-map', '0:v:0', '-an', '-sn');
+    args.push(...videoFilter(cap, encode, encoding.filters));
+    args.push('-r', String(encode.fps));
+    args.push(...encoding.output);
+    return args;
+  }
+  if (!Number.isInteger(layers) || layers < 1 || layers > LAYERS_MAX) throw new UsageError(`--layers must be 1-${LAYERS_MAX}, got ${layers}`);
+  if (encoding.filters.length) throw new UsageError(`--layers ${layers} needs an encoder that takes frames from memory; --encoder ${encode.encoder} uploads them to the GPU: use --layers 1`);
+  // One capture, split: the full picture as the -vf chain would make it, and smaller copies of it.
+  const chain = videoFilter(cap, encode, [])[1] ?? 'null';
+  const { unit } = codec(encode.codec).sizeRule;
+  const labels = Array.from({ length: layers }, (_, i) => `l${i}`);
+  const graph = [`[0:v:0]${chain},split=${layers}${labels.map((l) => `[${l}]`).join('')}`];
+  for (let i = 1; i < layers; i++) {
+    const d = LAYER_SCALES[i];
+    graph.push(`[l${i}]scale=w=trunc(iw/${d * unit})*${unit}:h=trunc(ih/${d * unit})*${unit}[o${i}]`);
+  }
+  args.push('-filter_complex', graph.join(';'));
+  const rates = layerBitrates(encode.bitrateKbps, layers);
+  for (let i = 0; i < layers; i++) {
+    const out = i === 0 ? encoding.output : codec(encode.codec).ffmpeg({ ...encode, bitrateKbps: rates[i], env: capture.env }).output;
+    args.push('-map', i === 0 ? '[l0]' : `[o${i}]`, '-r', String(encode.fps));
+    args.push(...out.slice(0, -1), `pipe:${layerFd(i)}`);
+  }
   return args;
 }

@@ -66,7 +66,7 @@ export class LiveClock {
 export class RecordingClock {
   private last?: { rtp: number; pts: number; at: number };
 
-  /** The frame's time in 90 kHz ticks from the first frame, never decreasing. */
+  /** The frame's time in 90 kHz ticks from the first frame, always increasing. */
   stamp(rtpTimestamp: number, now: number): number {
     const prev = this.last;
     let pts = 0;
@@ -75,6 +75,9 @@ export class RecordingClock {
       const byArrival = (now - prev.at) * TICKS_PER_MS;
       const trusted = Math.abs(byRtp - byArrival) <= (RTP_TRUST_MS * VIDEO_CLOCK_RATE) / 1000;
       pts = prev.pts + Math.max(0, Math.round(trusted ? byRtp : byArrival));
+      // The same picture again: a move to another quality layer starts with its keyframe of the
+      // picture the old layer just gave. A millisecond later, so times in the file strictly increase.
+      if (pts <= prev.pts) pts = prev.pts + TICKS_PER_MS;
     }
     this.last = { rtp: rtpTimestamp, pts, at: now };
     return pts;

@@ -74,8 +74,11 @@ export interface PipelineOutput {
   keyframeNeeded: boolean;
   /** The datagram was media of the publisher: the stream is live. */
   live: boolean;
-  /** Set when this datagram made the pipeline follow a publisher: the first, or a new one (restart). */
-  publisher?: { ssrc: number; codec: CodecName; restart: boolean };
+  /**
+   * Set when this datagram made the pipeline follow a publisher: the first, a new one (restart),
+   * or another quality layer of the same one (layer: the relay switched this viewer's layer).
+   */
+  publisher?: { ssrc: number; codec: CodecName; restart: boolean; layer: boolean };
 }
 
 export interface PipelineOptions {
@@ -85,6 +88,9 @@ export interface PipelineOptions {
   encrypt?: MasterKey;
   log?: (line: string) => void;
 }
+
+/** SSRCs whose latest SR is kept: a sharer's layers and its FEC, and one restart, many times over. */
+const SR_SSRCS_MAX = 16;
 
 type SenderClock = { ssrc: number; ntpSec: number; ntpFrac: number; rtpTimestamp: number };
 
@@ -106,8 +112,12 @@ export class MediaPipeline {
   private lastSeq?: number;
   private waitingForKeyframe = true;
   private droppedSeen = 0;
-  /** The newest SR, kept so a sharer's first SR is not lost when its first RTP packet resets stats. */
-  private lastSr?: { sr: SenderClock; at: number };
+  /**
+   * The newest SR of each SSRC (at most SR_SSRCS_MAX), kept so a sharer's first SR is not lost when
+   * its first RTP packet resets stats, and to know a sharer's quality layers: their SRs come in one
+   * compound (the same arrival time).
+   */
+  private readonly srs = new Map<number, { sr: SenderClock; at: number }>();
   private previous?: { ssrc: number; until: number };
   private readonly own = { malformed: 0, foreign: 0, framesComplete: 0, framesDropped: 0, framesSkipped: 0 };
   private readonly log?: (line: string) => void;
@@ -190,7 +200,9 @@ export class MediaPipeline {
 
   /** An RTCP SR: the sender's clock mapping, for frame latency and our receiver reports. */
   onSenderReport(sr: SenderClock, now: number): void {
-    this.lastSr = { sr, at: now };
+    this.srs.delete(sr.ssrc);
+    this.srs.set(sr.ssrc, { sr, at: now });
+    if (this.srs.size > SR_SSRCS_MAX) this.srs.delete(this.srs.keys().next().value!);
     if (sr.ssrc === this.ssrc) this.stats.onSenderReport(sr, now);
   }
 
@@ -300,7 +312,10 @@ export class MediaPipeline {
 
   /** Starts every stage over for a publisher: the first, or a new sharer session (SSRC or codec). */
   private follow(ssrc: number, name: CodecName, now: number, out: PipelineOutput): void {
-    const restart = this.ssrc !== undefined;
+    // Another layer of the same sharer: both SSRCs' latest SRs came in one compound.
+    const was = this.ssrc !== undefined ? this.srs.get(this.ssrc) : undefined;
+    const layer = was !== undefined && name === this.codecName && this.srs.get(ssrc)?.at === was.at;
+    const restart = this.ssrc !== undefined && !layer;
     if (restart && ssrc !== this.ssrc) this.previous = { ssrc: this.ssrc!, until: now + STALE_PUBLISHER_MS };
     this.ssrc = ssrc;
     this.codecName = name;
@@ -308,7 +323,8 @@ export class MediaPipeline {
     const before = this.receiveTotals;
     this.priorSessions = { received: before.packetsReceived, lost: before.rfc3550Lost, duplicates: before.duplicates };
     this.stats = new ReceiverStats({ clockRate: codec(name).clockRate });
-    if (this.lastSr?.sr.ssrc === ssrc) this.stats.onSenderReport(this.lastSr.sr, this.lastSr.at);
+    const sr = this.srs.get(ssrc);
+    if (sr) this.stats.onSenderReport(sr.sr, sr.at);
     this.depacketizer = codec(name).depacketizer();
     this.depacketizer.onDrop = (reason) => this.log?.(`frame dropped: ${reason}`);
     this.jitter.reset(); // the old session's open gaps are now given up
@@ -317,7 +333,7 @@ export class MediaPipeline {
     this.droppedSeen = 0;
     this.lastSeq = undefined;
     this.waitingForKeyframe = true;
-    out.publisher = { ssrc, codec: name, restart };
+    out.publisher = { ssrc, codec: name, restart, layer };
   }
 }
 

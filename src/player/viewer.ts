@@ -12,7 +12,9 @@
 import { randomBytes } from 'node:crypto';
 import { codec } from '../codecs/registry.ts';
 import type { CodecName } from '../codecs/registry.ts';
-import { isRtcp, parseRtcp, type RtcpPacket } from '../transport/rtcp.ts';
+import { isRtcp, parseRtcp, serializeRtcp, type RtcpPacket } from '../transport/rtcp.ts';
+import { ArrivalLog } from '../transport/arrivals.ts';
+import { isRtp } from '../rtp/packet.ts';
 import type { MasterKey } from '../transport/secure.ts';
 import type { ReceiverStats } from '../transport/stats.ts';
 import { PacketError } from '../util/errors.ts';
@@ -31,6 +33,8 @@ export interface ViewerCounters extends PipelineCounters {
   bytes: number;
   keyframeRequests: number;
   publisherRestarts: number;
+  /** Times the relay moved this viewer to another quality layer of the stream. */
+  layerMoves: number;
   /** Sequence numbers asked for again with RTCP NACK. */
   nacksSent: number;
 }
@@ -42,7 +46,11 @@ export interface ViewerOutput {
 }
 
 export class ViewerCore {
-  readonly ssrc = randomBytes(4).readUInt32BE(0);
+  /** Random, never the relay's (RELAY_SSRC, 0): the sharer tells the relay's feedback by it. */
+  readonly ssrc = (randomBytes(4).readUInt32BE(0) || 1) >>> 0;
+  /** Arrival times of media, reported to the relay (RFC 8888) for its choice of this viewer's layer. */
+  private readonly arrivals = new ArrivalLog();
+  private layerMoves = 0;
   readonly stream: string;
   /** Picture size, read from the first keyframe of each sharer session (SPS, or JPEG header). */
   width?: number;
@@ -106,6 +114,7 @@ export class ViewerCore {
       malformed: this.malformedRtcp + p.malformed,
       keyframeRequests: this.feedback.keyframeRequests,
       publisherRestarts: this.session.publisherRestarts,
+      layerMoves: this.layerMoves,
       nacksSent: this.feedback.nacksSent,
     };
   }
@@ -153,6 +162,11 @@ export class ViewerCore {
         this.malformedRtcp++;
       }
     } else {
+      // What arrived when, told to the relay (RFC 8888): it picks this viewer's quality layer by it.
+      if (isRtp(buf)) {
+        const report = this.arrivals.arrived(buf, now, this.ssrc);
+        if (report) out.send.push(serializeRtcp([report]));
+      }
       this.media(this.pipeline.push(buf, now), now, out);
     }
     this.fatal ??= this.session.fatal ?? this.pipeline.fatal;
@@ -202,6 +216,10 @@ export class ViewerCore {
   private media(m: PipelineOutput, now: number, out: ViewerOutput): void {
     if (m.publisher) {
       this.session.onPublisher(m.publisher.ssrc, m.publisher.restart);
+      if (m.publisher.layer) {
+        this.layerMoves++;
+        this.onLog?.('the relay moved us to another quality layer (its log says why); from its keyframe on');
+      }
       this.budget.restartSample(this.pipeline.lossCounts);
       this.sizeRead = false;
     }

@@ -9,7 +9,7 @@
  *   CHALLENGE is never larger than its request, so a forged source gets no amplification;
  * - a known viewer's keepalives have a budget of their own.
  */
-import { ControlType, RefuseReason, controlApp, parseControl, type ControlMessage, type SubscribeMessage } from '../transport/control.ts';
+import { ControlType, RELAY_SSRC, RefuseReason, controlApp, parseControl, type ControlMessage, type SubscribeMessage } from '../transport/control.ts';
 import { serializeRtcp, parseRtcp } from '../transport/rtcp.ts';
 import { AUTH_TRAILER_BYTES, ReplayGuard, streamKeys, verifyAuthTag, verifyWatchProof, type AuthKeys, type MasterKey } from '../transport/secure.ts';
 import { PacketError } from '../util/errors.ts';
@@ -25,8 +25,7 @@ const KEEPALIVE_BURST = 10;
 const UNPROVEN_PER_SECOND = 10;
 const UNPROVEN_BUCKETS = 4096;
 
-/** The relay's own SSRC for the control messages it originates. */
-export const RELAY_SSRC = 0;
+export { RELAY_SSRC };
 
 export interface AdmissionOptions {
   /** Master key from --key (deriveMasterKey): publishers must authenticate every datagram. */

@@ -15,17 +15,18 @@
  *   sent as is. Viewers' reports go to the sharer; their NACKs are answered here from history, and
  *   their keyframe requests are passed on once per keyframe (forSharer).
  */
-import { CB_RESUME_MS, FEEDBACK_MAX_MS, FEEDBACK_MIN_MS, KEYFRAME_WAIT_MS, MAX_DATAGRAM, MAX_STREAMS, VIEWER_KEYFRAME_MIN_MS, MAX_VIEWERS, MAX_VIEWERS_PER_STREAM, PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS } from '../defaults.ts';
+import { CB_RESUME_MS, KEYFRAME_WAIT_MS, LANE_RATE_MS, LANE_SILENT_MS, MAX_DATAGRAM, MAX_STREAMS, VIEWER_KEYFRAME_MIN_MS, MAX_VIEWERS, MAX_VIEWERS_PER_STREAM, PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS } from '../defaults.ts';
 import { ControlType, RefuseReason, parseControl, type PublishMessage, type SubscribeMessage } from '../transport/control.ts';
-import { isRtcp, parseRtcp, serializeRtcp, type RtcpPacket } from '../transport/rtcp.ts';
-import { isRtp, rtpMarker, rtpPayloadOffset, rtpSequence, rtpSsrc } from '../rtp/packet.ts';
+import { isRtcp, parseRtcp, serializeRtcp, type Ccfb, type RtcpPacket } from '../transport/rtcp.ts';
+import { isRtp, rtpPayloadOffset, rtpSequence, rtpSsrc } from '../rtp/packet.ts';
 import { startsKeyframe } from '../transport/keyframe.ts';
 import { PacketError } from '../util/errors.ts';
 import { formatEndpoint as fmt, type Endpoint } from '../util/net.ts';
 import { Admission, RELAY_SSRC, keepaliveBudget, relayControl, type AdmissionOptions, type Authenticated } from './admission.ts';
 import { newRelayCounters, type RelayCounters } from './counters.ts';
 import { RtxBudget, answerNack } from './history.ts';
-import { Routing, type PublisherState, type StreamState, type ViewerState } from './routing.ts';
+import { Routing, type Lane, type PublisherState, type StreamState, type ViewerState } from './routing.ts';
+import { LayerChoice, type LaneView, type LayerMove } from './layers.ts';
 import { endpointKey, udpSink, type DeliverySink, type Output, type ViewerSink } from './sink.ts';
 
 export { startsKeyframe, fmt, endpointKey };
@@ -117,6 +118,7 @@ export class RelayCore {
     const out: Output[] = [];
     this.admission.tick(now);
     for (const stream of this.routing.streams.values()) {
+      if (stream.lanes.length > 1) this.tickLanes(stream, now, out);
       for (const [k, v] of stream.viewers) {
         if (now - v.lastSeen > VIEWER_TIMEOUT_MS) this.removeViewer(stream, k, 'timeout');
         else if (v.breaker.mayResume(now)) this.untrip(v, now);
@@ -128,6 +130,24 @@ export class RelayCore {
       if (!stream.publisher && stream.viewers.size === 0) this.routing.close(stream);
     }
     return out;
+  }
+
+  /** Each layer's rate over the last LANE_RATE_MS; viewers of a layer the sharer stopped move to one that runs. */
+  private tickLanes(stream: StreamState, now: number, out: Output[]): void {
+    for (const l of stream.lanes) {
+      if (now - l.rateSince < LANE_RATE_MS) continue;
+      l.kbps = (l.rateBytes * 8) / Math.max(1, now - l.rateSince);
+      l.rateBytes = 0;
+      l.rateSince = now;
+    }
+    const views = this.laneViews(stream, now);
+    if (!stream.publisher || views.every((l) => !l.live)) return;
+    for (const v of stream.viewers.values()) {
+      if (v.movingTo || views[v.lane.index].live) continue;
+      v.choice ??= new LayerChoice(stream.sent);
+      const move = v.choice.laneStopped(v.lane.index, views);
+      if (move) this.moveViewer(stream, v, move, now, out);
+    }
   }
 
   /** Counts a failed send to one viewer; the loop over the others goes on. */
@@ -180,25 +200,30 @@ export class RelayCore {
     }
     stream.packetsIn++;
     stream.bytesIn += buf.length;
-    if (rtpSsrc(buf) === stream.publisher!.ssrc) {
-      stream.history.store(buf);
-      stream.keyframes.add(buf);
+    const ssrc = rtpSsrc(buf);
+    const lane = this.routing.laneOf(stream, ssrc);
+    lane.rateBytes += buf.length;
+    lane.lastMediaAt = now;
+    if (ssrc === lane.ssrc) {
+      // Viewers moving to this layer move at its keyframe, before it is fanned out.
+      if (lane.joining.size > 0 && startsKeyframe(buf)) this.moved(this.routing.moveAtKeyframe(lane, now));
+      lane.history.store(buf);
+      lane.keyframes.add(buf);
     }
-    const out = this.fanOut(stream, buf);
+    // With layers, every packet's departure is kept for the viewers' feedback (their layer choice).
+    if (stream.lanes.length > 1) stream.sent.onSent(ssrc, rtpSequence(buf), buf.length, now);
+    const out = this.fanOut(stream, buf, lane);
     this.congestionFeedback(stream.publisher!, buf, now, out);
     return out;
   }
 
-  /**
-   * Notes the packet's arrival and, at the end of a frame (FEEDBACK_MIN_MS apart) or FEEDBACK_MAX_MS
-   * after the last, tells the sharer what arrived when (RFC 8888): its congestion controller reads it.
-   */
+  private moved(viewers: ViewerState[]): void {
+    for (const v of viewers) this.log(`stream ${v.stream.name}: viewer ${fmt(v.endpoint)} now gets layer ${v.lane.index}`);
+  }
+
+  /** Notes the packet's arrival and, when due, tells the sharer what arrived when (RFC 8888): its congestion controller reads it. */
   private congestionFeedback(p: PublisherState, buf: Buffer, now: number, out: Output[]): void {
-    p.arrivals.note(rtpSsrc(buf), rtpSequence(buf), now);
-    const since = now - p.feedbackAt;
-    if (since < FEEDBACK_MIN_MS || (since < FEEDBACK_MAX_MS && !rtpMarker(buf))) return;
-    const report = p.arrivals.report(now, RELAY_SSRC);
-    p.feedbackAt = now;
+    const report = p.arrivals.arrived(buf, now, RELAY_SSRC);
     if (!report) return;
     const data = serializeRtcp([report]);
     out.push({ data, to: [p.endpoint] });
@@ -268,7 +293,7 @@ export class RelayCore {
       published.publisher!.lastSeen = now;
       for (const p of packets) {
         if (p.type !== 'sr') continue;
-        published.keyframes.sr(buf);
+        for (const lane of published.lanes) lane.keyframes.sr(buf);
         published.srTimes.forward(p, now);
       }
       out.push(...this.fanOut(published, buf));
@@ -287,11 +312,12 @@ export class RelayCore {
       if (!v) continue;
       v.lastSeen = now;
       for (const p of packets) {
-        if (p.type === 'nack' && p.mediaSsrc === s.publisher?.ssrc) this.retransmit(v, p.lost, now, out);
+        if (p.type === 'nack' && p.mediaSsrc === v.lane.ssrc) this.retransmit(v, p.lost, now, out);
+        else if (p.type === 'ccfb') this.layerFeedback(s, v, p, now, out);
       }
       for (const p of packets) {
         if (p.type === 'rr' || p.type === 'sr') {
-          const block = p.reports.find((r) => r.ssrc === s.publisher?.ssrc);
+          const block = p.reports.find((r) => r.ssrc === v.lane.ssrc);
           if (!block) continue;
           v.lastReport = block;
           const rtt = s.srTimes.rttMs(block, now);
@@ -299,7 +325,7 @@ export class RelayCore {
           // The circuit breaker reads the reports of a viewer that gets the live fan-out.
           if (!v.catchUp && !v.breaker.open) {
             const report = { fractionLost: block.fractionLost / 256, highestSeq: block.highestSeq, rttMs: v.rttMs };
-            const why = v.breaker.report(report, { packets: s.fanOuts, bytes: s.fanOutBytes }, now);
+            const why = v.breaker.report(report, { packets: v.lane.fanOuts, bytes: v.lane.fanOutBytes }, now);
             if (why) this.trip(v, why);
           }
         }
@@ -325,11 +351,11 @@ export class RelayCore {
    * nothing is left.
    */
   private forSharer(s: StreamState, v: ViewerState, packets: RtcpPacket[], buf: Buffer, now: number): Buffer | undefined {
-    const asked = s.keyframeAsked;
-    if (asked && (s.keyframes.count !== asked.keyframes || now - asked.at >= KEYFRAME_WAIT_MS)) s.keyframeAsked = undefined;
+    this.keyframePending(s, now);
     const kept = packets.filter((p) => {
-      if (p.type === 'nack') return false;
-      if (p.type !== 'pli' || p.mediaSsrc !== s.publisher?.ssrc) return true;
+      // NACKs are answered here; a viewer's CCFB is about its own path, read here (layerFeedback).
+      if (p.type === 'nack' || p.type === 'ccfb') return false;
+      if (p.type !== 'pli' || !s.lanes.some((l) => l.ssrc === p.mediaSsrc)) return true;
       if (s.keyframeAsked || (v.keyframeAskedAt !== undefined && now - v.keyframeAskedAt < VIEWER_KEYFRAME_MIN_MS)) {
         this.counters.keyframeRequestsHeld++;
         return false;
@@ -345,6 +371,46 @@ export class RelayCore {
     return says ? serializeRtcp(kept) : undefined;
   }
 
+  /**
+   * A viewer's RFC 8888 feedback on a stream with layers: its layer choice (layers.ts) reads it,
+   * and a move is made at the target layer's next keyframe, which the sharer is asked for.
+   */
+  private layerFeedback(s: StreamState, v: ViewerState, fb: Ccfb, now: number, out: Output[]): void {
+    if (s.lanes.length < 2 || v.catchUp || v.movingTo || v.breaker.open) return;
+    v.choice ??= new LayerChoice(s.sent);
+    const move = v.choice.onFeedback(fb, now, v.lane.index, v.liveSince, this.laneViews(s, now));
+    if (move) this.moveViewer(s, v, move, now, out);
+  }
+
+  private laneViews(s: StreamState, now: number): LaneView[] {
+    return s.lanes.map((l) => ({ index: l.index, kbps: l.kbps, live: now - l.lastMediaAt < LANE_SILENT_MS }));
+  }
+
+  private moveViewer(s: StreamState, v: ViewerState, move: LayerMove, now: number, out: Output[]): void {
+    const lane = s.lanes[move.to];
+    this.routing.moveLater(v, lane);
+    this.counters.layerMoves++;
+    this.log(`stream ${s.name}: viewer ${fmt(v.endpoint)} to layer ${move.to} at its next keyframe (${move.why})`);
+    this.askKeyframe(s, lane.ssrc, now, out);
+  }
+
+  /** Asks the sharer for a keyframe (RTCP PLI from the relay), unless one is already on its way. */
+  private askKeyframe(s: StreamState, mediaSsrc: number, now: number, out: Output[]): void {
+    if (!s.publisher || this.keyframePending(s, now)) return;
+    s.keyframeAsked = { at: now, keyframes: s.keyframes.count };
+    const data = serializeRtcp([{ type: 'pli', senderSsrc: RELAY_SSRC, mediaSsrc }]);
+    out.push({ data, to: [s.publisher.endpoint] });
+    this.counters.packetsOut++;
+    this.counters.bytesOut += data.length;
+  }
+
+  /** Whether a keyframe request for `s` is on its way (KEYFRAME_WAIT_MS, until a keyframe passes). */
+  private keyframePending(s: StreamState, now: number): boolean {
+    const asked = s.keyframeAsked;
+    if (asked && (s.keyframes.count !== asked.keyframes || now - asked.at >= KEYFRAME_WAIT_MS)) s.keyframeAsked = undefined;
+    return s.keyframeAsked !== undefined;
+  }
+
   /** Latches (or refreshes) a publisher; returns the ACK, or null when refused. */
   private publish(msg: PublishMessage, from: Endpoint, key: string, ssrc: number, now: number, auth: Authenticated): Output | null {
     const name = msg.stream;
@@ -356,6 +422,9 @@ export class RelayCore {
       this.overLimit('streams', `relay carries ${MAX_STREAMS} streams already; refusing ${name}`);
       return this.refuse(name, RefuseReason.Full, from, key, now);
     }
+    const layers = msg.layers ?? [];
+    if (layers.length !== r.stream.lanes.length - 1 && layers.length > 0) this.log(`stream ${name}: ${layers.length + 1} quality layers`);
+    this.routing.setLayers(r.stream, layers);
     if (!r.previous) this.log(`stream ${name}: publisher ${fmt(from)} (ssrc ${hex(ssrc)})`);
     else if (r.previous.ssrc !== ssrc) this.log(`stream ${name}: publisher restarted (ssrc ${hex(ssrc)})`);
     return this.ack(name, true, from, r.stream.publisher!.salt);
@@ -445,7 +514,7 @@ export class RelayCore {
 
   /** Answers a viewer's NACK from history, within its retransmission budget. */
   private retransmit(v: ViewerState, lost: number[], now: number, out: Output[]): void {
-    const { resend, misses } = answerNack(v.stream.history, lost, v.rtx, v.stream.fanOuts, now);
+    const { resend, misses } = answerNack(v.lane.history, lost, v.rtx, v.lane.fanOuts, now);
     this.counters.rtxMisses += misses;
     for (const data of resend) {
       v.retransmissions++;
@@ -468,23 +537,25 @@ export class RelayCore {
   }
 
   /**
-   * Sends `buf` to the stream's viewers: queued for those catching up, fanned out to the live
-   * ones. Per media packet: allocates the result and its one Output, nothing else, unless a
+   * Sends `buf` to the stream's viewers (of `lane`, for media of one layer): queued for those
+   * catching up, fanned out to the live ones. Per media packet: allocates the result and its one Output, nothing else, unless a
    * viewer is catching up.
    */
-  private fanOut(stream: StreamState, buf: Buffer): Output[] {
+  private fanOut(stream: StreamState, buf: Buffer, lane?: Lane): Output[] {
     const out: Output[] = [];
     let overflowed: ViewerState[] | undefined;
     if (this.catchingUp.size > 0) {
       for (const v of this.catchingUp) {
-        if (v.stream !== stream || v.catchUp!.queueLive(buf)) continue;
+        if (v.stream !== stream || (lane && v.lane !== lane) || v.catchUp!.queueLive(buf)) continue;
         // Cannot catch up at this pace: it goes live now, with the rest of its queue (this packet
         // included) in one go; into the fan-out lists after this packet's fan-out.
         this.endCatchUp(v, out);
         (overflowed ??= []).push(v);
       }
     }
-    this.routing.fanOut(stream, buf, out);
+    // Media goes to its layer's viewers; RTCP and control to every layer's.
+    if (lane) this.routing.fanOut(stream, buf, out, lane);
+    else for (const l of stream.lanes) this.routing.fanOut(stream, buf, out, l);
     if (overflowed) for (const v of overflowed) this.routing.goLive(v);
     return out;
   }
@@ -492,7 +563,7 @@ export class RelayCore {
   /** Unlatches the publisher; with `notify`, its live viewers get ENDED (into `out`). */
   private endStream(stream: StreamState, notify: boolean, out: Output[]): void {
     this.routing.unlatch(stream);
-    if (!notify || stream.targets.length + stream.delivered.length === 0) return;
+    if (!notify || stream.lanes.every((l) => l.targets.length + l.delivered.length === 0)) return;
     out.push(...this.fanOut(stream, relayControl({ kind: ControlType.Ended, stream: stream.name })));
   }
 
@@ -509,7 +580,7 @@ export class RelayCore {
    * live fan-out. True when it starts from the cache.
    */
   private startMedia(v: ViewerState, now: number): boolean {
-    const catchUp = v.stream.keyframes.catchUp(now);
+    const catchUp = v.lane.keyframes.catchUp(now);
     if (!catchUp) {
       this.routing.goLive(v);
       return false;

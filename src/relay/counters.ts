@@ -40,6 +40,8 @@ export interface RelayCounters {
   circuitBreaks: number;
   /** RFC 8888 congestion control feedback reports sent to sharers. */
   feedbackReports: number;
+  /** Viewers moved to another quality layer (layers.ts). */
+  layerMoves: number;
 }
 
 export function newRelayCounters(): RelayCounters {
@@ -63,5 +65,6 @@ export function newRelayCounters(): RelayCounters {
     keyframeRequestsHeld: 0,
     circuitBreaks: 0,
     feedbackReports: 0,
+    layerMoves: 0,
   };
 }

@@ -46,7 +46,12 @@ export class RtxBudget {
     this.perSecond = new TokenBucket(RTX_MAX_PER_SECOND, RTX_MAX_PER_SECOND, now);
   }
 
-  /** One retransmission, if the budget has it; `fanOuts` is the stream's datagrams sent so far. */
+  /** The viewer now counts on another fan-out counter (another quality layer's), at `fanOuts`. */
+  rebase(fanOuts: number): void {
+    this.fanOutsSeen = fanOuts;
+  }
+
+  /** One retransmission, if the budget has it; `fanOuts` is its layer's datagrams sent so far. */
   take(fanOuts: number, now: number): boolean {
     this.credit = Math.min(RTX_BURST, this.credit + Math.max(0, fanOuts - this.fanOutsSeen) * RTX_SHARE);
     this.fanOutsSeen = fanOuts;

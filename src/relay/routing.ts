@@ -17,6 +17,9 @@ import { CircuitBreaker } from './breaker.ts';
 import { endpointKey, type DeliverySink, type Output, type ViewerSink } from './sink.ts';
 import { SrTimes } from './timing.ts';
 import { ArrivalLog } from '../transport/arrivals.ts';
+import { SendLog } from '../transport/congestion.ts';
+import { fecSsrcFor } from '../transport/fec.ts';
+import type { LayerChoice } from './layers.ts';
 
 export interface PublisherState {
   endpoint: Endpoint;
@@ -30,12 +33,18 @@ export interface PublisherState {
   auth?: PublisherAuth;
   /** When its media arrived, for the RFC 8888 feedback it gets (fresh for each publisher session). */
   arrivals: ArrivalLog;
-  /** When it was last sent that feedback. */
-  feedbackAt: number;
 }
 
 export interface ViewerState {
   sink: ViewerSink;
+  /** The quality layer this viewer is sent (the stream itself, its top layer, until the relay moves it). */
+  lane: Lane;
+  /** A layer it moves to at that layer's next keyframe (lane.joining holds it meanwhile). */
+  movingTo?: Lane;
+  /** Its layer choice (layers.ts), once the stream has more than one layer and it sends feedback. */
+  choice?: LayerChoice;
+  /** When its current lane's media started going to it: feedback on packets sent before is not read. */
+  liveSince: number;
   /** sink.endpoint: where the viewer is. */
   endpoint: Endpoint;
   /** sink.id: its key in stream.viewers. */
@@ -43,8 +52,10 @@ export interface ViewerState {
   stream: StreamState;
   since: number;
   lastSeen: number;
-  /** stream.fanOuts when this viewer joined: fanOuts since then is what it was sent. */
+  /** lane.fanOuts when this viewer joined its lane: fanOuts since then is what it was sent there... */
   joinedAtFanOut: number;
+  /** ...and this what it was sent on the lanes it had before. */
+  sentEarlier: number;
   /** Undefined once it is live (in stream.targets or stream.delivered). */
   catchUp?: CatchUp;
   /** Keepalive budget (admission.ts). */
@@ -63,29 +74,52 @@ export interface ViewerState {
   sendErrors: number;
 }
 
-export interface StreamState {
+/**
+ * One quality layer of a stream as the relay carries it: its SSRCs, its viewers' fan-out lists,
+ * its repair history and keyframe cache, its rate. A stream is its own first lane (the top layer,
+ * or the only one); a sharer's PUBLISH naming more layers adds the others (setLayers).
+ */
+export interface Lane {
+  /** 0: the top layer. */
+  index: number;
+  /** Its media SSRC (the publisher's, for lane 0; 0 before any). */
+  ssrc: number;
+  /** Endpoints of its live UDP viewers: replaced on every change, never edited (see Output.to). */
+  targets: readonly Endpoint[];
+  /** Its live viewers of every other sink kind, likewise replaced. */
+  delivered: readonly DeliverySink[];
+  /** Datagrams fanned out to its viewers (each counts once, whatever the number of viewers). */
+  fanOuts: number;
+  /** Their bytes, likewise. */
+  fanOutBytes: number;
+  history: RtxHistory;
+  keyframes: KeyframeCache;
+  /** Its media rate (kbit/s) over the last LANE_RATE_MS, and when its media last came. */
+  kbps: number;
+  lastMediaAt: number;
+  rateBytes: number;
+  rateSince: number;
+  /** Viewers moving to it at its next keyframe. */
+  joining: Set<ViewerState>;
+}
+
+export interface StreamState extends Lane {
   name: string;
+  /** Its quality layers, best first: lanes[0] is the stream itself. */
+  lanes: Lane[];
+  /** When each media packet left for the viewers, read against their feedback (layer choice). */
+  sent: SendLog;
   publisher?: PublisherState;
   viewers: Map<string, ViewerState>;
-  /** Endpoints of the live UDP viewers: replaced on every change, never edited (see Output.to). */
-  targets: readonly Endpoint[];
-  /** The live viewers of every other sink kind, likewise replaced. */
-  delivered: readonly DeliverySink[];
   packetsIn: number;
   bytesIn: number;
   packetsOut: number;
   bytesOut: number;
-  /** Datagrams fanned out to every viewer (each counts once, whatever the number of viewers). */
-  fanOuts: number;
-  /** Their bytes, likewise. */
-  fanOutBytes: number;
   /**
    * What this stream lost or refused: PUBLISHes from another address, its publisher's datagrams
    * that failed --key, and sends to its viewers that failed.
    */
   dropped: number;
-  history: RtxHistory;
-  keyframes: KeyframeCache;
   srTimes: SrTimes;
   /** A keyframe request passed on to the sharer and not yet answered: when, and keyframes.count then. */
   keyframeAsked?: { at: number; keyframes: number };
@@ -143,7 +177,7 @@ export class Routing {
    * Refusals come before anything is stored: a refused name must leave no entry behind, or one
    * address publishing random names would grow the table without bound.
    */
-  publish(name: string, p: Omit<PublisherState, 'arrivals' | 'feedbackAt'>): { stream: StreamState; previous?: PublisherState } | 'taken' | 'full' {
+  publish(name: string, p: Omit<PublisherState, 'arrivals'>): { stream: StreamState; previous?: PublisherState } | 'taken' | 'full' {
     let stream = this.streams.get(name);
     const current = stream?.publisher;
     const other = this.byPublisher.get(p.key);
@@ -158,6 +192,7 @@ export class Routing {
       // A new publisher session: nothing of the old one may be replayed or retransmitted.
       stream.history.clear();
       stream.keyframes.clear();
+      stream.ssrc = p.ssrc;
     }
     stream.publisher = {
       ...p,
@@ -165,8 +200,7 @@ export class Routing {
       // Announced once, by the first PUBLISH; copied, so the datagram it came in is not kept.
       salt: current ? current.salt : p.salt && Buffer.from(p.salt),
       auth: p.auth ?? current?.auth,
-      arrivals: current?.ssrc === p.ssrc ? current.arrivals : new ArrivalLog(),
-      feedbackAt: current?.feedbackAt ?? p.since,
+      arrivals: current?.ssrc === p.ssrc ? current.arrivals : new ArrivalLog(p.since),
     };
     this.byPublisher.set(p.key, stream);
     return { stream, previous: current };
@@ -181,12 +215,15 @@ export class Routing {
   addViewer(stream: StreamState, sink: ViewerSink, now: number, keepalive: TokenBucket, rtx: RtxBudget): ViewerState {
     const v: ViewerState = {
       sink,
+      lane: stream,
+      liveSince: now,
       endpoint: sink.endpoint,
       key: sink.id,
       stream,
       since: now,
       lastSeen: now,
       joinedAtFanOut: stream.fanOuts,
+      sentEarlier: 0,
       keepalive,
       rtx,
       breaker: new CircuitBreaker(),
@@ -200,15 +237,85 @@ export class Routing {
 
   goLive(v: ViewerState): void {
     const s = v.sink;
-    if (s.kind === 'udp') v.stream.targets = [...v.stream.targets, s.endpoint];
-    else v.stream.delivered = [...v.stream.delivered, s];
+    const lane = v.lane;
+    if (s.kind === 'udp') lane.targets = [...lane.targets, s.endpoint];
+    else lane.delivered = [...lane.delivered, s];
   }
 
   /** Takes a viewer out of the fan-out lists (leaving, or its circuit breaker tripped); it may stay a viewer. */
   pause(v: ViewerState): void {
     const s = v.sink;
-    if (s.kind === 'udp') v.stream.targets = v.stream.targets.filter((e) => e !== s.endpoint);
-    else v.stream.delivered = v.stream.delivered.filter((d) => d !== s);
+    const lane = v.lane;
+    if (s.kind === 'udp') lane.targets = lane.targets.filter((e) => e !== s.endpoint);
+    else lane.delivered = lane.delivered.filter((d) => d !== s);
+    v.movingTo?.joining.delete(v);
+    v.movingTo = undefined;
+  }
+
+  /**
+   * The layers a PUBLISH names below its own SSRC (best first): lanes kept where the SSRC is the
+   * same, new ones added, and viewers of a lane that is gone moved to the top one.
+   */
+  setLayers(stream: StreamState, ssrcs: readonly number[]): void {
+    const same = ssrcs.length === stream.lanes.length - 1 && ssrcs.every((x, i) => stream.lanes[i + 1].ssrc === x);
+    if (same) return;
+    const old = stream.lanes;
+    stream.lanes = [stream, ...ssrcs.map((ssrc, i) => old.find((l) => l.index === i + 1 && l.ssrc === ssrc) ?? newLane(i + 1, ssrc))];
+    for (const v of stream.viewers.values()) {
+      if (stream.lanes.includes(v.lane) && (!v.movingTo || stream.lanes.includes(v.movingTo))) continue;
+      const live = this.isLive(v);
+      if (live) this.pause(v);
+      v.movingTo?.joining.delete(v);
+      v.movingTo = undefined;
+      this.changeLane(v, stream);
+      if (live) this.goLive(v);
+    }
+  }
+
+  /** What `v` was sent so far is kept, and its counts go on from `lane`'s. */
+  private changeLane(v: ViewerState, lane: Lane): void {
+    v.sentEarlier += v.lane.fanOuts - v.joinedAtFanOut;
+    v.joinedAtFanOut = lane.fanOuts;
+    v.rtx.rebase(lane.fanOuts);
+    v.lane = lane;
+  }
+
+  /** Whether `v` is in its lane's fan-out lists. */
+  private isLive(v: ViewerState): boolean {
+    const s = v.sink;
+    return s.kind === 'udp' ? v.lane.targets.includes(s.endpoint) : v.lane.delivered.includes(s);
+  }
+
+  /** The lane carrying `ssrc` (media or its FEC); the stream itself for any other. */
+  laneOf(stream: StreamState, ssrc: number): Lane {
+    const lanes = stream.lanes;
+    if (lanes.length === 1) return stream;
+    for (let i = 0; i < lanes.length; i++) {
+      if (lanes[i].ssrc === ssrc || fecSsrcFor(lanes[i].ssrc) === ssrc) return lanes[i];
+    }
+    return stream;
+  }
+
+  /** `v` moves to `lane` at that lane's next keyframe (moveAtKeyframe). */
+  moveLater(v: ViewerState, lane: Lane): void {
+    v.movingTo?.joining.delete(v);
+    v.movingTo = lane === v.lane ? undefined : lane;
+    if (v.movingTo) lane.joining.add(v);
+  }
+
+  /** A keyframe of `lane` starts: the viewers waiting for it leave their lane for this one. */
+  moveAtKeyframe(lane: Lane, now: number): ViewerState[] {
+    const moved = [...lane.joining];
+    lane.joining.clear();
+    for (const v of moved) {
+      v.movingTo = undefined;
+      const live = this.isLive(v);
+      if (live) this.pause(v);
+      this.changeLane(v, lane);
+      v.liveSince = now;
+      if (live) this.goLive(v);
+    }
+    return moved;
   }
 
   removeViewer(stream: StreamState, key: string): ViewerState | undefined {
@@ -224,13 +331,13 @@ export class Routing {
    * Sends `buf` to every live viewer of `stream`: one Output with the cached UDP list, deliver()
    * for the rest. The hot path: it adds to `out` and allocates nothing else.
    */
-  fanOut(stream: StreamState, buf: Buffer, out: Output[]): void {
-    const targets = stream.targets;
-    const delivered = stream.delivered;
+  fanOut(stream: StreamState, buf: Buffer, out: Output[], lane: Lane = stream): void {
+    const targets = lane.targets;
+    const delivered = lane.delivered;
     const n = targets.length + delivered.length;
     if (n === 0) return;
-    stream.fanOuts++;
-    stream.fanOutBytes += buf.length;
+    lane.fanOuts++;
+    lane.fanOutBytes += buf.length;
     stream.packetsOut += n;
     stream.bytesOut += n * buf.length;
     this.counters.packetsOut += n;
@@ -270,21 +377,43 @@ export class Routing {
   }
 }
 
-function newStream(name: string): StreamState {
+/** Datagrams fanned out to `v` so far, on every lane it had. */
+export function sentTo(v: ViewerState): number {
+  return v.sentEarlier + v.lane.fanOuts - v.joinedAtFanOut;
+}
+
+function newLane(index: number, ssrc: number): Lane {
   return {
-    name,
-    viewers: new Map(),
+    index,
+    ssrc,
     targets: [],
     delivered: [],
+    fanOuts: 0,
+    fanOutBytes: 0,
+    history: new RtxHistory(),
+    keyframes: new KeyframeCache(),
+    kbps: 0,
+    lastMediaAt: -Infinity,
+    rateBytes: 0,
+    rateSince: 0,
+    joining: new Set(),
+  };
+}
+
+function newStream(name: string): StreamState {
+  const stream: StreamState = {
+    ...newLane(0, 0),
+    name,
+    lanes: [],
+    sent: new SendLog(),
+    viewers: new Map(),
     packetsIn: 0,
     bytesIn: 0,
     packetsOut: 0,
     bytesOut: 0,
-    fanOuts: 0,
-    fanOutBytes: 0,
     dropped: 0,
-    history: new RtxHistory(),
-    keyframes: new KeyframeCache(),
     srTimes: new SrTimes(),
   };
+  stream.lanes.push(stream);
+  return stream;
 }

@@ -15,6 +15,8 @@
 import { ATO_OVER_RANGE, ATO_UNITS_PER_S, type Ccfb, type CcfbStream } from './rtcp.ts';
 import { msToNtp, ntpMiddle32 } from './ntp.ts';
 import { seqAdd, seqDiff } from '../rtp/seq.ts';
+import { rtpMarker, rtpSequence, rtpSsrc } from '../rtp/packet.ts';
+import { FEEDBACK_MAX_MS, FEEDBACK_MIN_MS } from '../defaults.ts';
 
 /** SSRCs one log reports on: a sharer's media, FEC and layers fit many times over. */
 export const ARRIVALS_MAX_STREAMS = 8;
@@ -44,6 +46,24 @@ export interface ArrivalCounters {
 export class ArrivalLog {
   readonly counters: ArrivalCounters = { late: 0, ignored: 0, reports: 0 };
   private readonly streams: StreamLog[] = [];
+  private reportedAt: number;
+
+  constructor(now = 0) {
+    this.reportedAt = now;
+  }
+
+  /**
+   * Notes an RTP packet (its header is clear, encrypted or not) and returns the report when one is
+   * due: at the end of a frame (RTP marker) FEEDBACK_MIN_MS after the last report, or once
+   * FEEDBACK_MAX_MS have passed.
+   */
+  arrived(buf: Buffer, now: number, senderSsrc: number): Ccfb | undefined {
+    this.note(rtpSsrc(buf), rtpSequence(buf), now);
+    const since = now - this.reportedAt;
+    if (since < FEEDBACK_MIN_MS || (since < FEEDBACK_MAX_MS && !rtpMarker(buf))) return undefined;
+    this.reportedAt = now;
+    return this.report(now, senderSsrc);
+  }
 
   /** One RTP packet of `ssrc` numbered `seq` arrived at `now` (ms, the clock reports are made on). */
   note(ssrc: number, seq: number, now: number): void {

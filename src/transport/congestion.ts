@@ -50,6 +50,8 @@ export const CC_INCREASE_PER_S = 0.15;
 export const CC_PROBE_PER_S = 0.03;
 export const CC_NEAR = 0.9;
 export const CC_FORGET = 1.1;
+/** Growth past the known limit stops at this × the acknowledged rate (GCC's 1.5). */
+export const CC_ACKED_HEADROOM = 1.5;
 /** Loss above which the acknowledged rate is what the path delivers (its queue overflows). */
 export const CC_LOSS_HEAVY = 0.25;
 /** The lowest estimate: below it a screen is not worth sending. */
@@ -57,7 +59,7 @@ export const CC_MIN_KBPS = 150;
 /** The base one-way delay is the minimum over this long (buckets of CC_BASE_BUCKET_MS). */
 export const CC_BASE_WINDOW_MS = 30_000;
 const CC_BASE_BUCKET_MS = 2_000;
-/** The acknowledged rate is measured over this long, on the receiver's clock. */
+/** The acknowledged rate is measured over the arrivals of this long, on the receiver's clock. */
 export const CC_ACKED_WINDOW_MS = 500;
 /** The shortest span an acknowledged rate is taken over (the first reports). */
 const CC_MIN_SPAN_MS = 100;
@@ -65,6 +67,8 @@ const CC_MIN_SPAN_MS = 100;
 export const CC_LOSS_WINDOW_MS = 500;
 /** Packets the send log remembers a stream (by seq modulo this): 2.7 s at 1500 packets/s. */
 export const SEND_LOG_SIZE = 4096;
+/** SSRCs a send log keeps (layers and their FEC, and a restart's); 80 KB each. */
+const SEND_LOG_MAX_SSRCS = 16;
 
 /** The receiver's report timestamps wrap every 65536 s (compact NTP); delays are taken modulo that. */
 const WRAP_MS = 65536 * 1000;
@@ -76,6 +80,36 @@ interface SendRecord {
   seqs: Int32Array;
   times: Float64Array;
   bytes: Uint16Array;
+}
+
+/**
+ * When each packet left, by SSRC and sequence number (the last SEND_LOG_SIZE of each SSRC): what
+ * feedback is read against. A sharer keeps one; the relay one per stream, shared by every viewer's
+ * controller, since a packet leaves for all of them at once.
+ */
+export class SendLog {
+  private readonly sent = new Map<number, SendRecord>();
+
+  onSent(ssrc: number, seq: number, bytes: number, now: number): void {
+    let r = this.sent.get(ssrc);
+    if (!r) {
+      if (this.sent.size >= SEND_LOG_MAX_SSRCS) return;
+      r = { seqs: new Int32Array(SEND_LOG_SIZE).fill(-1), times: new Float64Array(SEND_LOG_SIZE), bytes: new Uint16Array(SEND_LOG_SIZE) };
+      this.sent.set(ssrc, r);
+    }
+    const i = seq % SEND_LOG_SIZE;
+    r.seqs[i] = seq;
+    r.times[i] = now;
+    r.bytes[i] = Math.min(0xffff, bytes);
+  }
+
+  /** When packet `seq` of `ssrc` left and its size; undefined when not ours or forgotten. */
+  find(ssrc: number, seq: number): { at: number; bytes: number } | undefined {
+    const r = this.sent.get(ssrc);
+    const i = seq % SEND_LOG_SIZE;
+    if (!r || r.seqs[i] !== seq) return undefined;
+    return { at: r.times[i], bytes: r.bytes[i] };
+  }
 }
 
 export class CongestionController {
@@ -92,41 +126,44 @@ export class CongestionController {
   lastDecrease?: { why: 'queue' | 'loss'; queueDelayMs: number; loss: number; ackedKbps: number };
   /** Reports read. */
   reports = 0;
-  private readonly sent = new Map<number, SendRecord>();
   /** Per-bucket minima of the normalised one-way delay. */
   private readonly baseBuckets: Array<{ at: number; min: number }> = [];
   /** First raw delay seen: later ones are taken relative to it, so a wrap of the 65536 s clock does not matter. */
   private origin?: number;
-  /** Receiver-clock arrival (ms, unwrapped) and bytes of recently acknowledged packets. */
+  /** Arrival (our clock plus the one-way delay: the receiver's, without wraps) and bytes of recently acknowledged packets. */
   private readonly acked: Array<{ at: number; bytes: number }> = [];
   private readonly lossHistory: Array<{ at: number; lost: number; total: number }> = [];
   private lastDecreaseSentAt = -Infinity;
-  private firstReportAt?: number;
   private lastUpdateAt?: number;
 
   constructor(
     /** The most it may ever say (the sharer's --bitrate). */
     readonly maxKbps: number,
     start = maxKbps,
+    /** Where send times are kept: its own, or one shared with other controllers (the relay's viewers). */
+    readonly sent = new SendLog(),
   ) {
     this.estimateKbps = Math.max(CC_MIN_KBPS, Math.min(maxKbps, start));
   }
 
   /** A packet left: `ssrc`/`seq` name it in the receiver's feedback; `now` is this clock (ms). */
   onSent(ssrc: number, seq: number, bytes: number, now: number): void {
-    let r = this.sent.get(ssrc);
-    if (!r) {
-      r = { seqs: new Int32Array(SEND_LOG_SIZE).fill(-1), times: new Float64Array(SEND_LOG_SIZE), bytes: new Uint16Array(SEND_LOG_SIZE) };
-      this.sent.set(ssrc, r);
-    }
-    const i = seq % SEND_LOG_SIZE;
-    r.seqs[i] = seq;
-    r.times[i] = now;
-    r.bytes[i] = Math.min(0xffff, bytes);
+    this.sent.onSent(ssrc, seq, bytes, now);
   }
 
-  /** Reads one report; returns the new estimate (kbit/s). */
-  onFeedback(fb: Ccfb, now: number): number {
+  /**
+   * Forgets the limit met last: growth is fast again. For a switch to a higher layer, which is
+   * itself the probe (a queue it causes brings the next decrease at once).
+   */
+  forgetLimit(): void {
+    if (this.lastDecrease) this.lastDecrease.ackedKbps = Infinity;
+  }
+
+  /**
+   * Reads one report; returns the new estimate (kbit/s). Packets sent before `notBefore` are not
+   * read (a relay's viewer got them later than they left: a catch-up, a layer not yet its own).
+   */
+  onFeedback(fb: Ccfb, now: number, notBefore = -Infinity): number {
     this.reports++;
     // The report timestamp, unwrapped against our own clock's whereabouts (the 65536 s period is
     // far longer than any offset between two machines' clocks that matters here).
@@ -136,13 +173,10 @@ export class CongestionController {
     let total = 0;
     let newestSendAt = -Infinity;
     for (const s of fb.streams) {
-      const r = this.sent.get(s.ssrc);
-      if (!r) continue;
       for (let k = 0; k < s.packets.length; k++) {
-        const seq = seqAdd(s.beginSeq, k);
-        const i = seq % SEND_LOG_SIZE;
-        if (r.seqs[i] !== seq) continue; // not ours, or too old to remember
-        const sentAt = r.times[i];
+        const sent = this.sent.find(s.ssrc, seqAdd(s.beginSeq, k));
+        if (!sent || sent.at < notBefore) continue; // not ours, too old to remember, or not read
+        const sentAt = sent.at;
         const p = s.packets[k];
         total++;
         if (!p.received) {
@@ -158,19 +192,25 @@ export class CongestionController {
         const queue = owd - this.base();
         if (sentAt > this.lastDecreaseSentAt) minQueue = Math.min(minQueue, queue);
         newestSendAt = Math.max(newestSendAt, sentAt);
-        this.acked.push({ at: now, bytes: r.bytes[i] });
+        // Arrival on a wrap-free clock: our send time plus the one-way delay (offset included).
+        this.acked.push({ at: sentAt + owd, bytes: sent.bytes });
       }
     }
     if (total === 0) return this.estimateKbps;
     this.lossHistory.push({ at: now, lost, total });
     while (this.lossHistory.length && now - this.lossHistory[0].at > CC_LOSS_WINDOW_MS) this.lossHistory.shift();
-    while (this.acked.length && now - this.acked[0].at > CC_ACKED_WINDOW_MS) this.acked.shift();
+    // Arrivals come in order of reports, nearly in order of time: the window is by the newest.
+    const newest = this.acked.reduce((m, a) => Math.max(m, a.at), -Infinity);
+    while (this.acked.length && newest - this.acked[0].at > CC_ACKED_WINDOW_MS) this.acked.shift();
     const l = this.lossHistory.reduce((a, h) => [a[0] + h.lost, a[1] + h.total], [0, 0]);
     this.loss = l[1] ? l[0] / l[1] : 0;
-    const ackedBytes = this.acked.reduce((n, a) => n + a.bytes, 0);
-    // Over the whole window, or over the time since the first report while that is shorter.
-    this.firstReportAt ??= now;
-    this.ackedKbps = (ackedBytes * 8) / Math.max(CC_MIN_SPAN_MS, Math.min(CC_ACKED_WINDOW_MS, now - this.firstReportAt));
+    // What the path delivered: the bytes that arrived over the span of their arrivals (on the
+    // receiver's clock, so a report's delay does not count), at least CC_MIN_SPAN_MS.
+    if (this.acked.length) {
+      const ackedBytes = this.acked.reduce((n, a) => n + a.bytes, 0);
+      const oldest = this.acked.reduce((m, a) => Math.min(m, a.at), Infinity);
+      this.ackedKbps = (ackedBytes * 8) / Math.max(CC_MIN_SPAN_MS, newest - oldest);
+    }
     if (minQueue !== Infinity) this.queueDelayMs = Math.max(0, minQueue);
     const dt = this.lastUpdateAt === undefined ? 0 : Math.max(0, now - this.lastUpdateAt);
     this.lastUpdateAt = now;
@@ -197,7 +237,12 @@ export class CongestionController {
       // Past the known limit by CC_FORGET without a queue: the path has changed, and it is forgotten.
       if (limit !== undefined && this.estimateKbps > CC_FORGET * limit) this.lastDecrease!.ackedKbps = Infinity;
       const rate = limit !== undefined && this.estimateKbps >= CC_NEAR * limit && this.estimateKbps <= CC_FORGET * limit ? CC_PROBE_PER_S : CC_INCREASE_PER_S;
-      this.estimateKbps = this.clamp(this.estimateKbps * (1 + (rate * dt) / 1000));
+      let next = this.estimateKbps * (1 + (rate * dt) / 1000);
+      // Once a limit was met, growth must be earned: no more than CC_ACKED_HEADROOM × what arrives
+      // (GCC's rule), unless that is below the known limit (a still screen sends little, and must
+      // not talk the estimate down). Without a limit met, the estimate stays where it started.
+      if (limit !== undefined) next = Math.min(next, Math.max(this.estimateKbps, CC_ACKED_HEADROOM * this.ackedKbps, Number.isFinite(limit) ? limit : 0));
+      this.estimateKbps = this.clamp(next);
       this.state = 'room';
     } else {
       this.state = 'hold';
@@ -258,7 +303,12 @@ export class RetargetPolicy {
    * encoder has taken it (it may be busy starting a keyframe run; then it is asked again later).
    */
   decide(estimateKbps: number, now: number): number | undefined {
-    const want = Math.min(this.maxKbps, Math.round(estimateKbps * CC_MEDIA_SHARE));
+    return this.decideKbps(estimateKbps * CC_MEDIA_SHARE, now);
+  }
+
+  /** As decide(), for an encoder bitrate already worked out (`wantKbps`, capped at the maximum). */
+  decideKbps(wantKbps: number, now: number): number | undefined {
+    const want = Math.min(this.maxKbps, Math.round(wantKbps));
     if (want < this.targetKbps * RETARGET_DOWN_BELOW) {
       this.aboveSince = undefined;
       return now - this.lastAt < RETARGET_DOWN_MIN_MS ? undefined : want;
@@ -277,5 +327,76 @@ export class RetargetPolicy {
     this.lastAt = now;
     this.aboveSince = undefined;
     this.retargets++;
+  }
+}
+
+/** Unpausing a layer needs this much headroom over its rate. */
+export const LAYER_RESUME_HEADROOM = 1.05;
+/** A re-target aims this far under the estimate, so every layer fits after it (not by a rounding). */
+const LAYER_RETARGET_MARGIN = 0.95;
+
+/**
+ * The sharer's quality layers on its uplink (issue 14, item 2): what is sent fits the estimate
+ * first by pausing upper layers, at once and without a keyframe, then by re-targeting the
+ * encoder (RetargetPolicy's hysteresis) so that every layer fits again; a re-target starts every
+ * layer afresh, so all that fit then are sent again. A paused layer comes back on its own after
+ * RETARGET_UP_AFTER_MS of room (LAYER_RESUME_HEADROOM over its rate), at its next keyframe.
+ * With one layer this is RetargetPolicy alone. Pure: the clock is passed in.
+ */
+export class UplinkLayers {
+  readonly policy: RetargetPolicy;
+  /** Layers below this index (the top ones) are paused. */
+  firstActive = 0;
+  private roomSince?: number;
+
+  constructor(
+    readonly maxTopKbps: number,
+    /** Each layer's bitrate as a share of the top one's (ffmpeg-args LAYER_SHARES), best first. */
+    readonly shares: readonly number[],
+  ) {
+    this.policy = new RetargetPolicy(maxTopKbps);
+  }
+
+  /** The layers' bitrates at the encoder's current target. */
+  rates(top = this.policy.targetKbps): number[] {
+    return this.shares.map((s) => top * s);
+  }
+
+  /** What the sharer should do for this estimate: pause or resume layers, re-target the encoder. */
+  decide(estimateKbps: number, now: number): { firstActive?: number; retarget?: number } {
+    // 1 kbit/s of slack: at the maximum estimate the layers fit exactly, and rounding must not pause one.
+    const fit = estimateKbps * CC_MEDIA_SHARE + 1;
+    const sum = (from: number, r = this.rates()) => r.slice(from).reduce((a, b) => a + b, 0);
+    let first = this.firstActive;
+    while (first < this.shares.length - 1 && sum(first) > fit) first++;
+    if (first === this.firstActive && first > 0 && sum(first - 1) * LAYER_RESUME_HEADROOM <= fit) {
+      this.roomSince ??= now;
+      if (now - this.roomSince >= RETARGET_UP_AFTER_MS) first--;
+    } else {
+      this.roomSince = undefined;
+    }
+    // The encoder aims for every layer to fit (never above --bitrate at the top).
+    const allShares = this.shares.reduce((a, b) => a + b, 0);
+    const retarget = this.policy.decideKbps((fit / allShares) * LAYER_RETARGET_MARGIN, now);
+    const out: { firstActive?: number; retarget?: number } = {};
+    if (retarget !== undefined) out.retarget = retarget;
+    if (first !== this.firstActive) {
+      this.firstActive = first;
+      this.roomSince = undefined;
+      out.firstActive = first;
+    }
+    return out;
+  }
+
+  /** The encoder runs at `topKbps` now; every layer restarts with a keyframe: those that fit are sent. */
+  retargeted(topKbps: number, estimateKbps: number, now: number): number {
+    this.policy.commit(topKbps, now);
+    const fit = estimateKbps * CC_MEDIA_SHARE + 1;
+    const r = this.rates();
+    let first = 0;
+    while (first < r.length - 1 && r.slice(first).reduce((a, b) => a + b, 0) > fit) first++;
+    this.firstActive = first;
+    this.roomSince = undefined;
+    return first;
   }
 }

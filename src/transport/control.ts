@@ -44,6 +44,10 @@ export const PROOF_BYTES = 16;
 /** Bytes of the address cookie (RFC 7983-style stateless proof; see relay/cookie.ts). */
 export const COOKIE_BYTES = 16;
 export const SALT_BYTES = 16;
+/** The relay's own SSRC, for the control messages and the feedback it originates (a viewer's is random, never taken for it). */
+export const RELAY_SSRC = 0;
+/** Layer SSRCs a PUBLISH may name besides its own (quality layers, LAYERS_MAX − 1). */
+export const MAX_LAYER_SSRCS = 2;
 export const STREAM_NAME_RE = /^[A-Za-z0-9._-]{1,64}$/;
 
 /**
@@ -53,7 +57,8 @@ export const STREAM_NAME_RE = /^[A-Za-z0-9._-]{1,64}$/;
  * zeros on the wire is read as absent.
  */
 export type ControlMessage =
-  | { kind: ControlType.Publish; stream: string; salt?: Buffer }
+  /** layers: the SSRCs of the quality layers below the top one (the APP's SSRC), best first. */
+  | { kind: ControlType.Publish; stream: string; salt?: Buffer; layers?: number[] }
   | { kind: ControlType.Subscribe; stream: string; cookie?: Buffer; proof?: Buffer }
   /** live: the stream has a publisher right now. */
   | { kind: ControlType.Ack; stream: string; live: boolean; salt?: Buffer }
@@ -76,7 +81,8 @@ function extraBytes(msg: ControlMessage): number {
     case ControlType.Challenge:
       return COOKIE_BYTES;
     case ControlType.Publish:
-      return msg.salt ? SALT_BYTES : 0;
+      // With layers, the salt field is written (zeros without a salt), then a count and the SSRCs.
+      return msg.layers?.length ? SALT_BYTES + 1 + 4 * msg.layers.length : msg.salt ? SALT_BYTES : 0;
     default:
       return 0;
   }
@@ -113,6 +119,11 @@ export function controlApp(msg: ControlMessage, ssrc: number): App {
       break;
     case ControlType.Publish:
       put('salt', msg.salt, SALT_BYTES, at);
+      if (msg.layers?.length) {
+        if (msg.layers.length > MAX_LAYER_SSRCS) throw new PacketError(`UDPC: ${msg.layers.length} layer SSRCs, at most ${MAX_LAYER_SSRCS}`);
+        data[at + SALT_BYTES] = msg.layers.length;
+        msg.layers.forEach((ssrc, i) => data.writeUInt32BE(ssrc >>> 0, at + SALT_BYTES + 1 + 4 * i));
+      }
       break;
   }
   return { type: 'app', subtype: msg.kind, ssrc, name: APP_NAME, data };
@@ -148,8 +159,12 @@ export function parseControl(app: App): ControlMessage | null {
       return { kind, stream, cookie: field(at, COOKIE_BYTES), proof: field(at + COOKIE_BYTES, PROOF_BYTES) };
     case ControlType.Challenge:
       return { kind, stream, cookie: field(at, COOKIE_BYTES) };
-    case ControlType.Publish:
-      return { kind, stream, salt: field(at, SALT_BYTES) };
+    case ControlType.Publish: {
+      // An older sharer stops after the salt: no layers. A count beyond the data is cut to what is there.
+      const n = Math.min(d[at + SALT_BYTES] ?? 0, MAX_LAYER_SSRCS, Math.max(0, Math.floor((d.length - at - SALT_BYTES - 1) / 4)));
+      const layers = Array.from({ length: n }, (_, i) => d.readUInt32BE(at + SALT_BYTES + 1 + 4 * i));
+      return { kind, stream, salt: field(at, SALT_BYTES), ...(n ? { layers } : {}) };
+    }
     default:
       return { kind, stream };
   }

@@ -1,20 +1,24 @@
 /**
  * Paces datagrams out at a rate instead of one burst per frame: a frame's packets leave as fast as
- * PACE_FACTOR × the congestion estimate allows, after a burst of PACE_BURST_MS at that rate (as
- * libwebrtc's pacer does). The burst lets an ordinary frame go at once, so pacing costs no latency
- * when the path has room. The factor is 1.5, not libwebrtc's 2.5: a keyframe may be half a second
- * of bitrate (the encoder's VBV, codecs/rate.ts), and at 2.5× the path's rate half of it would
- * queue at the bottleneck, more than a 100 ms router buffer holds; at 1.5× a third of it does.
+ * the pace allows, after a burst of PACE_BURST_MS at that pace (as libwebrtc's pacer does). The
+ * burst lets an ordinary frame go at once, so pacing costs no latency when the path has room.
  *
- * Order is kept. The queue is bounded by PACE_MAX_QUEUE_MS at the current rate (at least
+ * The pace is a factor of the congestion estimate, set by the caller: PACE_FACTOR_OPEN while no
+ * limit of the path is known (a keyframe on a fast LAN is then not held back), PACE_FACTOR_LIMITED
+ * once one is. A keyframe may be half a second of bitrate (the encoder's VBV, codecs/rate.ts); at
+ * 1.1x a path that takes 1/0.85 of the estimate, it does not queue at the bottleneck, where at
+ * libwebrtc's 2.5x half of it would, more than a 100 ms router buffer holds.
+ *
+ * Order is kept. The queue is bounded by PACE_MAX_QUEUE_MS at the current pace (at least
  * PACE_MIN_QUEUE datagrams): past it a datagram is dropped and counted, so a sender far above its
  * path does not build seconds of delay here instead of in the network.
  */
 import { TokenBucket } from '../util/token-bucket.ts';
 
-export const PACE_FACTOR = 1.5;
+export const PACE_FACTOR_OPEN = 4;
+export const PACE_FACTOR_LIMITED = 1.1;
 export const PACE_BURST_MS = 40;
-export const PACE_MAX_QUEUE_MS = 500;
+export const PACE_MAX_QUEUE_MS = 1000;
 const PACE_MIN_QUEUE = 64;
 /** Never a bucket smaller than one full datagram. */
 const MIN_BURST_BYTES = 1500;
@@ -27,6 +31,7 @@ export class Pacer<T extends { bytes: number }> {
   private timer?: NodeJS.Timeout;
 
   constructor(
+    /** The pace (kbit/s): the estimate times a PACE_FACTOR. */
     kbps: number,
     private readonly send: (item: T) => void,
     private readonly now: () => number = () => performance.now(),
@@ -35,12 +40,12 @@ export class Pacer<T extends { bytes: number }> {
   }
 
   private static bucket(kbps: number, now: number, tokens?: number): TokenBucket {
-    const rate = (kbps * 1000 * PACE_FACTOR) / 8; // bytes per second
+    const rate = (kbps * 1000) / 8; // bytes per second
     const burst = Math.max(MIN_BURST_BYTES, (rate * PACE_BURST_MS) / 1000);
     return new TokenBucket(rate, burst, now, tokens === undefined ? burst : Math.min(burst, tokens));
   }
 
-  /** A new estimate (kbit/s): the pace from now on. */
+  /** The pace (kbit/s) from now on. */
   setRate(kbps: number): void {
     const now = this.now();
     this.bucket = Pacer.bucket(kbps, now, this.bucket.refill(now));

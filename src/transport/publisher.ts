@@ -10,7 +10,7 @@ import dgram from 'node:dgram';
 import { hostname } from 'node:os';
 import { KEEPALIVE_MS, RELAY_SILENT_MS, DEFAULT_PAYLOAD_LIMIT } from '../defaults.ts';
 import type { Endpoint } from '../util/net.ts';
-import { ControlType, RefuseReason, controlApp, parseControl } from './control.ts';
+import { ControlType, RELAY_SSRC, RefuseReason, controlApp, parseControl } from './control.ts';
 import { PacketError, unlessMalformed } from '../util/errors.ts';
 import type { Payload } from '../rtp/frame.ts';
 import { codec, type CodecName, type Codec } from '../codecs/registry.ts';
@@ -31,7 +31,7 @@ import { RtpSender } from './sender.ts';
 import { TS_MOD } from '../rtp/seq.ts';
 import { isRtp, rtpPayloadType, rtpSequence, rtpSsrc, rtpTimestamp } from '../rtp/packet.ts';
 import { CongestionController } from './congestion.ts';
-import { Pacer } from './pacer.ts';
+import { PACE_FACTOR_LIMITED, PACE_FACTOR_OPEN, Pacer } from './pacer.ts';
 
 /** A datagram ready to leave: its chunks, size, whether it is FEC, and its RTP identity. */
 interface Outgoing {
@@ -43,6 +43,8 @@ interface Outgoing {
 
 export interface PublishableFrame {
   codec: CodecName;
+  /** The quality layer (0, the top one, when there is one). */
+  layer?: number;
   /** As the encoder's reader gives them: H.264's NAL units, or one JPEG (Codec.packetizer). */
   units: Buffer[];
   keyframe: boolean;
@@ -66,6 +68,8 @@ export interface PublisherOptions {
   congestion?: { maxKbps: number };
   /** Forward error correction: one parity packet per `groupSize` media packets (RFC 5109). */
   fec?: { groupSize: number; mode: FecMode; depth?: number };
+  /** Quality layers sent (1-3): each its own SSRC, numbering and FEC, one timestamp clock. */
+  layers?: number;
   log?: (line: string) => void;
   now?: () => number;
 }
@@ -132,7 +136,10 @@ export class RelayLiveness {
 }
 
 export class Publisher {
+  /** The top layer's sender: its SSRC is the stream's. */
   readonly sender: RtpSender;
+  /** One sender per quality layer, the top one first. */
+  readonly senders: RtpSender[];
   readonly counters: PublisherCounters = {
     framesSent: 0,
     keyframesSent: 0,
@@ -162,16 +169,20 @@ export class Publisher {
   onRefused?: (reason: RefuseReason) => void;
   private readonly socket: dgram.Socket;
   private readonly opts: PublisherOptions;
-  private readonly packetizer: Packetizer;
+  private readonly packetizers: Packetizer[];
+  /** Layers above this index are paused (setFirstActive). */
+  private firstActive = 0;
+  /** Resumed layers not yet sent since: each starts at its next keyframe. */
+  private readonly waitingForKey = new Set<number>();
   /** The codec's RTP clock (Hz): timestamps and the jitter viewers report are in its ticks. */
   private readonly clockRate: number;
-  private readonly fec?: FecEncoder;
+  private readonly fecs?: FecEncoder[];
   /** Per-run salt of the stream keys, announced in PUBLISH; undefined without --key/--encrypt. */
   readonly salt?: Buffer;
   private readonly signer?: AuthSigner;
   private readonly protector?: MediaProtector;
-  /** RTP timestamp of the previous packet protected: a change marks a frame start (frame info). */
-  private lastProtectedTs?: number;
+  /** RTP timestamp of the previous packet protected, by SSRC (layers share timestamps): a change marks a frame start (frame info). */
+  private readonly lastProtectedTs = new Map<number, number>();
   private readonly tsOffset = randomBytes(4).readUInt32BE(0);
   private readonly cname = `udpcast@${hostname()}`;
   private readonly now: () => number;
@@ -191,20 +202,23 @@ export class Publisher {
       this.protector = new MediaProtector(streamKeys(sec.encrypt, this.salt!).media, (plain) => {
         if (rtpPayloadType(plain) === PT_FEC) return { frameStart: false, keyframeStart: false };
         const ts = rtpTimestamp(plain);
-        const frameStart = ts !== this.lastProtectedTs;
-        this.lastProtectedTs = ts;
+        const ssrc = rtpSsrc(plain);
+        const frameStart = ts !== this.lastProtectedTs.get(ssrc);
+        this.lastProtectedTs.set(ssrc, ts);
         return { frameStart, keyframeStart: frameStart && startsKeyframe(plain) };
       });
     }
     const payloadLimit = opts.payloadLimit ?? (sec ? payloadLimitFor({ auth: !!sec.key, encrypt: !!sec.encrypt }) : DEFAULT_PAYLOAD_LIMIT);
     const c: Codec = codec(opts.codec);
     this.clockRate = c.clockRate;
-    this.sender = new RtpSender({ payloadType: c.payloadType });
-    this.packetizer = c.packetizer({ payloadLimit });
-    if (opts.fec) this.fec = new FecEncoder({ mediaSsrc: this.sender.ssrc, ...opts.fec });
+    const layers = opts.layers ?? 1;
+    this.senders = Array.from({ length: layers }, () => new RtpSender({ payloadType: c.payloadType }));
+    this.sender = this.senders[0];
+    this.packetizers = this.senders.map(() => c.packetizer({ payloadLimit }));
+    if (opts.fec) this.fecs = this.senders.map((s) => new FecEncoder({ mediaSsrc: s.ssrc, ...opts.fec! }));
     if (opts.congestion) {
       this.congestion = new CongestionController(opts.congestion.maxKbps);
-      this.pacer = new Pacer<Outgoing>(this.congestion.estimateKbps, (o) => this.sendNow(o));
+      this.pacer = new Pacer<Outgoing>(this.paceKbps(), (o) => this.sendNow(o));
     }
   }
 
@@ -239,12 +253,21 @@ export class Publisher {
   /** Packetizes and sends one frame. A frame the payload format cannot carry throws PacketError. */
   send(frame: PublishableFrame): void {
     if (this.closed) return;
-    const payloads: Payload[] = this.packetizer.packetize(frame.units);
-    const datagrams = this.sender.frame(payloads, this.rtpTimestamp(frame.captureUnixMs));
+    const layer = frame.layer ?? 0;
+    if (layer < this.firstActive || this.waitingForKey.has(layer)) {
+      // A paused layer, or one resumed and waiting for its keyframe: a P-frame alone is of no use.
+      if (layer >= this.firstActive && frame.keyframe) this.waitingForKey.delete(layer);
+      else return;
+    }
+    const payloads: Payload[] = this.packetizers[layer].packetize(frame.units);
+    const datagrams = this.senders[layer].frame(payloads, this.rtpTimestamp(frame.captureUnixMs));
+    const fec = this.fecs?.[layer];
     for (const d of datagrams) {
       this.transmit(d);
-      if (this.fec) for (const f of this.fec.push(d)) this.transmit([f], true);
+      if (fec) for (const f of fec.push(d)) this.transmit([f], true);
     }
+    // Frames and keyframes count pictures: the best layer's that is sent.
+    if (layer !== this.firstActive) return;
     this.counters.framesSent++;
     if (frame.keyframe) this.counters.keyframesSent++;
   }
@@ -276,6 +299,26 @@ export class Publisher {
     });
   }
 
+  /**
+   * Sends only layers `first` and below (the upper ones are paused: congestion control). A layer
+   * that comes back starts at its next keyframe.
+   */
+  setFirstActive(first: number): void {
+    for (let l = first; l < this.firstActive; l++) this.waitingForKey.add(l);
+    for (let l = this.firstActive; l < first; l++) this.waitingForKey.delete(l);
+    this.firstActive = first;
+  }
+
+  private isOurs(ssrc: number): boolean {
+    return this.senders.some((s) => s.ssrc === ssrc);
+  }
+
+  /** The pacer's pace: close to the estimate once the path has shown a limit, generous until then. */
+  private paceKbps(): number {
+    const cc = this.congestion!;
+    return cc.estimateKbps * (cc.lastDecrease ? PACE_FACTOR_LIMITED : PACE_FACTOR_OPEN);
+  }
+
   /** Datagrams dropped by the pacer because its queue was full (the path far narrower than the encoder). */
   get pacerDropped(): number {
     return this.pacer?.dropped ?? 0;
@@ -284,18 +327,20 @@ export class Publisher {
   private rtcp(extra: RtcpPacket[]): Buffer {
     const now = this.now();
     const ntp = msToNtp(now);
+    // One SR per layer (the same clock mapping: the layers share one timestamp clock), and one
+    // CNAME for all of them (RFC 3550 §6.5.1: the same source).
     return serializeRtcp([
-      {
+      ...this.senders.map((s): RtcpPacket => ({
         type: 'sr',
-        ssrc: this.sender.ssrc,
+        ssrc: s.ssrc,
         ntpSec: ntp.sec,
         ntpFrac: ntp.frac,
         rtpTimestamp: this.rtpTimestamp(now),
-        packetCount: this.sender.packetCount >>> 0,
-        octetCount: this.sender.octetCount >>> 0,
+        packetCount: s.packetCount >>> 0,
+        octetCount: s.octetCount >>> 0,
         reports: [],
-      },
-      { type: 'sdes', chunks: [{ ssrc: this.sender.ssrc, items: [{ type: SDES_CNAME, text: this.cname }] }] },
+      })),
+      { type: 'sdes', chunks: this.senders.map((s) => ({ ssrc: s.ssrc, items: [{ type: SDES_CNAME, text: this.cname }] })) },
       ...extra,
     ]);
   }
@@ -303,7 +348,8 @@ export class Publisher {
   /** SR + SDES + PUBLISH: keeps the relay's latch and gives viewers the clock mapping. */
   private announce(): void {
     if (this.closed) return;
-    this.transmit([this.rtcp([controlApp({ kind: ControlType.Publish, stream: this.opts.stream, salt: this.salt }, this.sender.ssrc)])]);
+    const layers = this.senders.slice(1).map((s) => s.ssrc);
+    this.transmit([this.rtcp([controlApp({ kind: ControlType.Publish, stream: this.opts.stream, salt: this.salt, ...(layers.length ? { layers } : {}) }, this.sender.ssrc)])]);
     // Media keeps going out while the relay is silent: only its answers may be what is lost, and
     // a restarted relay takes the stream back from the next PUBLISH without a restart here.
     const now = this.now();
@@ -321,7 +367,7 @@ export class Publisher {
     for (const p of packets) {
       if (p.type === 'rr' || p.type === 'sr') {
         for (const b of p.reports) {
-          if (b.ssrc !== this.sender.ssrc) continue;
+          if (!this.isOurs(b.ssrc)) continue;
           this.viewerReports.set(p.ssrc, {
             ssrc: p.ssrc,
             fractionLost: b.fractionLost / 256,
@@ -349,11 +395,13 @@ export class Publisher {
           // or the stream taken meanwhile).
           this.onRefused?.(msg.reason);
         }
-      } else if (p.type === 'ccfb' && this.congestion) {
+      } else if (p.type === 'ccfb' && p.senderSsrc === RELAY_SSRC && this.congestion) {
+        // The relay's report on our uplink; a viewer's (passed on by an older relay) is not about it.
         const kbps = this.congestion.onFeedback(p, now);
-        this.pacer!.setRate(kbps);
+        this.pacer!.setRate(this.paceKbps());
         this.onEstimate?.(kbps);
-      } else if (p.type === 'pli' && p.mediaSsrc === this.sender.ssrc) {
+      } else if (p.type === 'pli' && this.isOurs(p.mediaSsrc)) {
+        // A fresh encoder run starts every layer with a keyframe.
         this.counters.keyframeRequests++;
         this.onKeyframeRequest?.();
       }
@@ -366,8 +414,8 @@ export class Publisher {
     this.closed = true;
     clearInterval(this.timer);
     this.pacer?.flush();
-    if (this.fec) for (const f of this.fec.flush()) this.transmit([f], true);
-    let bye: Buffer[] = [this.rtcp([{ type: 'bye', ssrcs: [this.sender.ssrc], reason }])];
+    for (const fec of this.fecs ?? []) for (const f of fec.flush()) this.transmit([f], true);
+    let bye: Buffer[] = [this.rtcp([{ type: 'bye', ssrcs: this.senders.map((s) => s.ssrc), reason }])];
     if (this.signer) bye = this.signer.sign(bye);
     await new Promise<void>((resolve) => {
       this.socket.send(bye, this.opts.relay.port, this.opts.relay.address, () => resolve());

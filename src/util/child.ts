@@ -34,6 +34,8 @@ export interface OwnedProcessOptions {
   stdin?: 'pipe' | 'ignore';
   /** Default 'pipe' (FFmpeg writes frames there); 'ignore' for a player. */
   stdout?: 'pipe' | 'ignore';
+  /** More pipes from the child after stderr, as fds 3, 4, …: FFmpeg's `pipe:3` outputs (quality layers). */
+  extraOutputs?: number;
   env?: NodeJS.ProcessEnv;
   killGraceMs?: number;
   spawn?: SpawnFn;
@@ -81,6 +83,7 @@ export class OwnedProcess extends EventEmitter<OwnedProcessEvents> {
         opts.stdin ?? 'ignore', // stdin: FFmpeg runs with -nostdin; a player may read a stream here
         opts.stdout ?? 'pipe', // stdout: the encoded stream (FLV or MJPEG), read by the caller
         'pipe', // stderr: warnings and errors, logged line by line
+        ...Array.from({ length: opts.extraOutputs ?? 0 }, () => 'pipe' as const),
       ],
       env: opts.env,
       windowsHide: true,
@@ -125,6 +128,12 @@ export class OwnedProcess extends EventEmitter<OwnedProcessEvents> {
     return this.child.pid;
   }
   /** The encoded stream, when stdout is 'pipe'. */
+  /** Output pipe `fd` of the child: 1 is stdout, 3 and up the extraOutputs. */
+  output(fd: number): Readable | null {
+    if (fd === 1) return this.stdout;
+    return (this.child.stdio?.[fd] as Readable | null | undefined) ?? null;
+  }
+
   get stdout(): Readable | null {
     return this.child.stdout;
   }

@@ -1,0 +1,113 @@
+/**
+ * Which quality layer one viewer is sent (issue 14, item 3), from that viewer's own RFC 8888
+ * feedback read by the same controller the sharer runs on its uplink (transport/congestion.ts).
+ * A pure object: the relay (core.ts) feeds it the viewer's reports and moves the viewer.
+ *
+ * - Down at once: over-use (a queue, or heavy loss) moves the viewer to the best layer below its
+ *   own whose rate fits LAYER_FIT × the new estimate, else the lowest.
+ * - Up only after room has lasted: no queue and no loss for LAYER_UP_AFTER_MS, and not within
+ *   LAYER_UP_BACKOFF_MS of a move down. When the estimate says the higher layer fits with room
+ *   (LAYER_UP_FIT), that is all.
+ *   When it does not (it cannot grow much past what the viewer's layer uses), the move is a probe,
+ *   made only every LAYER_PROBE_MS: the controller forgets its limit, and if the higher layer does
+ *   not fit, the queue it causes brings the viewer back down within a report or two. A probe
+ *   undone within LAYER_FAILED_UP_MS doubles that wait (up to LAYER_PROBE_MAX_MS), so a link
+ *   that cannot carry the layer is probed ever more rarely. (LiveKit's hysteresis, without its
+ *   padding probes.)
+ * Every move happens at a keyframe of the target layer (routing.moveLater), which the relay asks
+ * the sharer for, so the viewer's picture never breaks.
+ */
+import { CongestionController, type SendLog } from '../transport/congestion.ts';
+
+/** A layer fits when its rate is at most this share of the estimate (headers and repairs take the rest)... */
+export const LAYER_FIT = 0.85;
+/** ...and a higher layer is moved up to, unprobed, only with this much headroom (hysteresis). */
+export const LAYER_UP_FIT = 0.7;
+/** Room must last this long before a move up. */
+export const LAYER_UP_AFTER_MS = 3_000;
+/** No move up sooner than this after a move down. */
+export const LAYER_UP_BACKOFF_MS = 5_000;
+/** A move up the estimate does not support (a probe) at most this often; doubled by each failed one. */
+export const LAYER_PROBE_MS = 20_000;
+export const LAYER_PROBE_MAX_MS = 160_000;
+/** A move down this soon after a move up means the move up failed. */
+export const LAYER_FAILED_UP_MS = 10_000;
+/** The controller's ceiling: no limit known until the viewer's path shows one. */
+const NO_LIMIT_KBPS = 1_000_000;
+
+/** What the relay knows of a lane when choosing. */
+export interface LaneView {
+  index: number;
+  kbps: number;
+  /** Media arrived on it lately (the sharer may pause a layer). */
+  live: boolean;
+}
+
+export interface LayerMove {
+  to: number;
+  why: string;
+}
+
+export class LayerChoice {
+  readonly cc: CongestionController;
+  /** Why the viewer's layer last changed (for the dashboard and --stats-json). */
+  why?: string;
+  /** Moves made. */
+  moves = 0;
+  private roomSince?: number;
+  private upAt = 0;
+  private probeAt = 0;
+  private probeMs = LAYER_PROBE_MS;
+  private lastProbeAt = -Infinity;
+
+  constructor(sent: SendLog) {
+    this.cc = new CongestionController(NO_LIMIT_KBPS, NO_LIMIT_KBPS, sent);
+  }
+
+  /**
+   * Reads one report from the viewer, which is on lane `current` since `liveSince`; returns where
+   * it should move, if anywhere. `lanes`: every lane of the stream, best first.
+   */
+  onFeedback(fb: Parameters<CongestionController['onFeedback']>[0], now: number, current: number, liveSince: number, lanes: readonly LaneView[]): LayerMove | undefined {
+    const before = this.cc.decreases;
+    const estimate = this.cc.onFeedback(fb, now, liveSince);
+    const below = lanes.filter((l) => l.live && l.index > current);
+    if (this.cc.decreases !== before) {
+      this.roomSince = undefined;
+      const to = (below.find((l) => l.kbps <= estimate * LAYER_FIT) ?? below.at(-1))?.index;
+      if (to === undefined) return undefined;
+      if (now - this.lastProbeAt < LAYER_FAILED_UP_MS) this.probeMs = Math.min(LAYER_PROBE_MAX_MS, this.probeMs * 2);
+      this.upAt = now + LAYER_UP_BACKOFF_MS;
+      this.probeAt = Math.max(this.probeAt, now + this.probeMs);
+      const d = this.cc.lastDecrease!;
+      const cause = d.why === 'queue' ? `a queue of ${Math.round(d.queueDelayMs)} ms` : `${Math.round(d.loss * 100)}% loss`;
+      return this.move(to, `down: ${cause}, the path takes about ${Math.round(estimate)} kbit/s`);
+    }
+    if (this.cc.state !== 'room') {
+      this.roomSince = undefined;
+      return undefined;
+    }
+    this.roomSince ??= now;
+    const up = lanes.filter((l) => l.live && l.index < current).at(-1);
+    if (!up || now < this.upAt || now - this.roomSince < LAYER_UP_AFTER_MS) return undefined;
+    const fits = up.kbps <= estimate * LAYER_UP_FIT;
+    if (!fits && now < this.probeAt) return undefined;
+    this.roomSince = undefined;
+    if (fits) return this.move(up.index, `up: no queue or loss for ${LAYER_UP_AFTER_MS / 1000} s, the path takes about ${Math.round(estimate)} kbit/s`);
+    this.lastProbeAt = now;
+    this.cc.forgetLimit();
+    return this.move(up.index, `up to try: no queue or loss for ${LAYER_UP_AFTER_MS / 1000} s`);
+  }
+
+  /** The viewer's lane stopped (the sharer paused it): the best live lane below, if any. */
+  laneStopped(current: number, lanes: readonly LaneView[]): LayerMove | undefined {
+    const to = lanes.find((l) => l.live && l.index > current) ?? lanes.filter((l) => l.live).at(-1);
+    return to && to.index !== current ? this.move(to.index, 'its layer stopped at the sharer') : undefined;
+  }
+
+  private move(to: number, why: string): LayerMove {
+    this.why = why;
+    this.moves++;
+    return { to, why };
+  }
+}

@@ -1,0 +1,161 @@
+/**
+ * Quality layers at the relay (issue 14, items 1 and 3): a PUBLISH names the layers' SSRCs; each
+ * viewer gets one layer only; a viewer whose own RFC 8888 feedback shows a queue moves down, at
+ * the lower layer's next keyframe, which the relay asks the sharer for; room that lasts moves it up.
+ * Pure RelayCore with synthetic packets and clock; LayerChoice and UplinkLayers on their own.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { RelayCore } from '../src/relay/core.ts';
+import { LayerChoice, LAYER_UP_AFTER_MS, LAYER_PROBE_MS, LAYER_UP_BACKOFF_MS, type LaneView } from '../src/relay/layers.ts';
+import { serializeRtpToBuffer, rtpSsrc, isRtp } from '../src/rtp/packet.ts';
+import { ControlType, controlApp, parseControl } from '../src/transport/control.ts';
+import { SendLog, UplinkLayers, RETARGET_UP_AFTER_MS } from '../src/transport/congestion.ts';
+import { parseRtcp, serializeRtcp, type Ccfb } from '../src/transport/rtcp.ts';
+import type { Endpoint } from '../src/util/net.ts';
+
+const TOP = 0x1000;
+const LOW = 0x2000;
+const sharer: Endpoint = { address: '10.0.0.1', port: 4000 };
+const viewer: Endpoint = { address: '10.0.0.11', port: 5000 };
+const VIEWER_SSRC = 0x777;
+
+/** One packet a frame: an IDR (keyframe) or a P slice, of layer `ssrc`, at frame `n`. */
+const frame = (ssrc: number, n: number, keyframe: boolean) =>
+  serializeRtpToBuffer({
+    padding: 0, marker: true, payloadType: 96, sequenceNumber: n & 0xffff, timestamp: n * 3000, ssrc, csrc: [],
+    payload: Buffer.concat([Buffer.from([keyframe ? 0x65 : 0x41]), Buffer.alloc(keyframe ? 1000 : 300)]),
+  });
+
+function setup(): RelayCore {
+  const relay = new RelayCore(0);
+  relay.onDatagram(serializeRtcp([controlApp({ kind: ControlType.Publish, stream: 'main', layers: [LOW] }, TOP)]), sharer, 0);
+  const sub = (cookie?: Buffer) => serializeRtcp([controlApp({ kind: ControlType.Subscribe, stream: 'main', cookie }, VIEWER_SSRC)]);
+  const challenge = parseControl(parseRtcp(relay.onDatagram(sub(), viewer, 0)[0].data)[0] as never)!;
+  assert.ok(challenge.kind === ControlType.Challenge);
+  relay.onDatagram(sub(challenge.cookie), viewer, 0);
+  return relay;
+}
+
+/** The SSRCs of the media the viewer was sent in `out`. */
+const mediaToViewer = (out: ReturnType<RelayCore['onDatagram']>) =>
+  out.filter((o) => o.to.some((e) => e.address === viewer.address) && isRtp(o.data)).map((o) => rtpSsrc(o.data));
+const toSharer = (out: ReturnType<RelayCore['onDatagram']>) =>
+  out.filter((o) => o.to.some((e) => e.address === sharer.address)).flatMap((o) => parseRtcp(o.data));
+
+/** Feedback from the viewer on frames `from`..`to` of layer `ssrc`, each arriving `delay(n)` ms after it left at n × 33 ms. */
+function feedback(ssrc: number, from: number, to: number, delay: (n: number) => number): Ccfb {
+  const at = to * 33 + delay(to);
+  return {
+    type: 'ccfb',
+    senderSsrc: VIEWER_SSRC,
+    streams: [{ ssrc, beginSeq: from, packets: Array.from({ length: to - from + 1 }, (_, k) => ({ received: true, ecn: 0, ato: Math.round(((at - ((from + k) * 33 + delay(from + k))) * 1024) / 1000) })) }],
+    reportTimestamp: 0x10000 * 100 + Math.round(((at % 1000) / 1000) * 0x10000),
+  };
+}
+
+describe('layers at the relay', () => {
+  test('a viewer gets the top layer only; its queue moves it down at the low layer\'s next keyframe', () => {
+    const relay = setup();
+    const sent: number[] = [];
+    let pliSeen = false;
+    for (let n = 0; n < 60; n++) {
+      const t = n * 33;
+      for (const ssrc of [TOP, LOW]) sent.push(...mediaToViewer(relay.onDatagram(frame(ssrc, n, n === 0), sharer, t)));
+      // From frame 30 on, the viewer's path queues: each frame 5 ms later than the one before.
+      if (n % 3 === 2) {
+        const out = relay.onDatagram(serializeRtcp([feedback(TOP, n - 2, n, (k) => 10 + Math.max(0, k - 30) * 5)]), viewer, t + 1);
+        pliSeen ||= toSharer(out).some((p) => p.type === 'pli' && p.mediaSsrc === LOW);
+      }
+    }
+    assert.ok(sent.length > 0 && sent.every((s) => s === TOP), 'the top layer only, until a keyframe of the low one');
+    assert.ok(pliSeen, 'the relay asked the sharer for a keyframe');
+    assert.equal(relay.counters.layerMoves, 1);
+    // The low layer's keyframe: from it on, the viewer gets the low layer, and only it.
+    const after: number[] = [];
+    for (let n = 60; n < 66; n++) for (const ssrc of [TOP, LOW]) after.push(...mediaToViewer(relay.onDatagram(frame(ssrc, n, n === 60 && ssrc === LOW), sharer, n * 33)));
+    // Frame 60 of the top layer still goes (it comes before the low layer's keyframe of the same picture).
+    assert.deepEqual(after, [TOP, ...Array(6).fill(LOW)]);
+  });
+});
+
+describe('LayerChoice', () => {
+  const lanes: LaneView[] = [
+    { index: 0, kbps: 2500, live: true },
+    { index: 1, kbps: 1000, live: true },
+    { index: 2, kbps: 375, live: true },
+  ];
+  /** A report on packets 0..n-1 of SSRC 1, sent 10 ms apart, each `queue(i)` ms late. */
+  function report(log: SendLog, first: number, n: number, at: number, queue: (i: number) => number, bytes = 1200): Ccfb {
+    for (let i = first; i < first + n; i++) log.onSent(1, i, bytes, at - 500 + (i - first) * 10);
+    const rts = at + 1000;
+    return {
+      type: 'ccfb', senderSsrc: 2, reportTimestamp: Math.round((rts / 1000) * 65536),
+      streams: [{ ssrc: 1, beginSeq: first, packets: Array.from({ length: n }, (_, k) => ({ received: true, ecn: 0, ato: Math.round((500 - k * 10 - 50 - queue(k)) * 1.024) })) }],
+    };
+  }
+
+  test('no move while there is room; a queue moves down at once to the best layer that fits', () => {
+    const log = new SendLog();
+    const c = new LayerChoice(log);
+    assert.equal(c.onFeedback(report(log, 0, 40, 1000, () => 0), 1000, 0, 0, lanes), undefined);
+    const m = c.onFeedback(report(log, 40, 40, 1500, (k) => 50 + k * 3), 1500, 0, 0, lanes);
+    assert.ok(m && m.to >= 1, JSON.stringify(m));
+    assert.match(m.why, /^down: a queue of \d+ ms/);
+  });
+
+  test('up: not within the back-off, then only when the estimate fits, else a probe every LAYER_PROBE_MS', () => {
+    const log = new SendLog();
+    const c = new LayerChoice(log);
+    c.onFeedback(report(log, 0, 40, 1000, () => 0), 1000, 0, 0, lanes);
+    const down = c.onFeedback(report(log, 40, 40, 1500, (k) => 50 + k * 3), 1500, 0, 0, lanes)!;
+    // Room from now on, on the lower layer: the estimate (below the top layer) does not fit it.
+    let t = 2000;
+    let seq = 80;
+    let up;
+    while (!up && t < 1500 + LAYER_PROBE_MS + 5000) {
+      up = c.onFeedback(report(log, seq, 10, t, () => 0, 300), t, down.to, 1600, lanes);
+      seq += 10;
+      t += 100;
+    }
+    assert.ok(up, 'a probe comes');
+    assert.ok(t - 1500 >= Math.max(LAYER_UP_BACKOFF_MS, LAYER_UP_AFTER_MS), `not before the back-off (${t - 1500} ms)`);
+    assert.ok(t - 1500 >= LAYER_PROBE_MS, `a probe waits LAYER_PROBE_MS (${t - 1500} ms)`);
+    assert.match(up.why, /^up to try/);
+  });
+
+  test('a lane the sharer stopped: its viewers go to the best one still running', () => {
+    const c = new LayerChoice(new SendLog());
+    const stopped = lanes.map((l) => (l.index === 0 ? { ...l, live: false } : l));
+    assert.deepEqual(c.laneStopped(0, stopped), { to: 1, why: 'its layer stopped at the sharer' });
+    const onlyLowest = lanes.map((l) => ({ ...l, live: l.index === 2 }));
+    assert.equal(c.laneStopped(1, onlyLowest)?.to, 2);
+    assert.equal(c.laneStopped(2, lanes.map((l) => ({ ...l, live: false }))), undefined, 'nothing runs: nowhere to go');
+  });
+});
+
+describe('UplinkLayers: the sharer fits its layers to its uplink', () => {
+  test('pauses upper layers at once, re-targets so all fit, and resumes after lasting room', () => {
+    const u = new UplinkLayers(2500, [1, 0.4, 0.15]);
+    assert.deepEqual(u.decide(3875 / 0.9, 0), {}, 'all fit at the maximum: nothing to do');
+    const narrow = u.decide(1100, 1000);
+    assert.equal(narrow.firstActive, 2, 'only the quarter-size layer fits 1100 kbit/s × 0.9 at once');
+    assert.ok(narrow.retarget! < 2500 && narrow.retarget! * 1.55 <= 1100 * 0.9, `re-target ${narrow.retarget} so all fit`);
+    assert.equal(u.retargeted(narrow.retarget!, 1100, 1000), 0, 'after the re-target every layer fits again');
+    // The path widens: the encoder goes up only after RETARGET_UP_AFTER_MS.
+    assert.equal(u.decide(5000, 2000).retarget, undefined);
+    assert.equal(u.decide(5000, 2000 + RETARGET_UP_AFTER_MS).retarget, 2500, 'never above --bitrate');
+  });
+});
+
+describe('PUBLISH names the layers', () => {
+  test('round trip, with and without a salt; an older PUBLISH has none', () => {
+    for (const salt of [undefined, Buffer.alloc(16, 7)]) {
+      const app = controlApp({ kind: ControlType.Publish, stream: 'main', salt, layers: [0xdeadbeef, 5] }, 1);
+      const back = parseControl(parseRtcp(serializeRtcp([app]))[0] as never);
+      assert.deepEqual(back, { kind: ControlType.Publish, stream: 'main', salt, layers: [0xdeadbeef, 5] });
+    }
+    const old = parseControl(parseRtcp(serializeRtcp([controlApp({ kind: ControlType.Publish, stream: 'main' }, 1)]))[0] as never);
+    assert.deepEqual(old, { kind: ControlType.Publish, stream: 'main', salt: undefined });
+  });
+});
