@@ -81,7 +81,7 @@ function watch(f: Figures): WatchSnapshot {
 }
 
 function share(f: Figures): ShareSnapshot {
-  const rest: Omit<Rest<ShareSnapshot>, 'viewerReports'> = { role: 'share', stream: 'main', codec: 'mjpeg', source: 'test', relay: 'relay.example', relayState: 'not answering', ccState: 'queue' };
+  const rest: Omit<Rest<ShareSnapshot>, 'viewerReports'> = { role: 'share', stream: 'main', codec: 'mjpeg', source: 'test', relay: 'relay.example', relayState: 'not answering', ccState: 'queue', uplinkPaused: null };
   const report: Rest<ShareViewerRow> = { ssrc: 'cafebabe' };
   return { ...rest, ...f.of(SHARE_FIELDS), viewerReports: [{ ...report, ...f.of(SHARE_ROWS.viewerReports, 'viewerReports[0].') }] };
 }

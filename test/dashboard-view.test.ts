@@ -118,6 +118,8 @@ function shareSnap(over: Partial<ShareSnapshot> = {}): ShareSnapshot {
     pacerDropped: 0,
     layers: 3,
     layersSent: 2,
+    framesHeld: 0,
+    uplinkPaused: null,
     ...over,
   };
 }

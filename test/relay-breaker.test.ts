@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { CB_INTERVALS, CB_RATE_FACTOR, CB_RESUME_MS } from '../src/defaults.ts';
-import { CircuitBreaker, tcpFriendlyRate } from '../src/relay/breaker.ts';
+import { CircuitBreaker, tcpFriendlyRate } from '../src/transport/breaker.ts';
 import { RelayCore } from '../src/relay/core.ts';
 import { serializeRtpToBuffer } from '../src/rtp/packet.ts';
 import { ControlType, controlApp, parseControl } from '../src/transport/control.ts';

@@ -3,7 +3,8 @@
  * share through `udpcast impair --up-rate 1.2M` with a 12-datagram (about 100 ms) tail-drop queue.
  * Without congestion control this viewer got no frame at all (the issue's measurement); with it,
  * the relay's RFC 8888 feedback brings the encoder under the link and the viewer gets frames at
- * the frame rate, at low latency.
+ * the frame rate, at low latency. And the uplink's RFC 8083 circuit breaker, against a stand-in
+ * relay that stops reporting.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,6 +13,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { udpcast, killAll, exited, freePort, waitFor } from './helpers/cli.ts';
 import { skipUnless } from './helpers/tools.ts';
+import dgram from 'node:dgram';
+import { Publisher } from '../src/transport/publisher.ts';
+import { ArrivalLog } from '../src/transport/arrivals.ts';
+import { ControlType, RELAY_SSRC, controlApp, parseControl } from '../src/transport/control.ts';
+import { isRtcp, parseRtcp, serializeRtcp } from '../src/transport/rtcp.ts';
+import { CB_RESUME_MS } from '../src/defaults.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'udpcast-adapt-'));
 after(() => {
@@ -54,4 +61,50 @@ test('a 1.2 Mbit/s uplink: the encoder is brought under it, and the viewer gets 
   relay.child.kill('SIGTERM');
   await exited(impair, 5000);
   await exited(relay, 5000);
+});
+
+test('the uplink\'s circuit breaker (RFC 8083): feedback stops, media stops; the relay answers, media goes again', async () => {
+  // A stand-in relay on 127.0.0.1: ACKs every PUBLISH, reports arrivals while `reporting`.
+  const relay = dgram.createSocket('udp4');
+  await new Promise<void>((r) => relay.bind(0, '127.0.0.1', () => r()));
+  const log = new ArrivalLog();
+  let reporting = true;
+  let mediaIn = 0;
+  relay.on('message', (msg, from) => {
+    if (isRtcp(msg)) {
+      const app = parseRtcp(msg).find((p) => p.type === 'app');
+      const m = app && parseControl(app);
+      if (m?.kind === ControlType.Publish) relay.send(serializeRtcp([controlApp({ kind: ControlType.Ack, stream: 'main', live: true }, RELAY_SSRC)]), from.port, from.address);
+      return;
+    }
+    mediaIn++;
+    const report = reporting ? log.arrived(msg, Date.now(), RELAY_SSRC) : undefined;
+    if (report) relay.send(serializeRtcp([report]), from.port, from.address);
+  });
+  let skew = 0;
+  const pub = await Publisher.start({ relay: { address: '127.0.0.1', port: (relay.address() as { port: number }).port }, stream: 'main', codec: 'h264', congestion: { maxKbps: 3000 }, now: () => Date.now() + skew });
+  const events: string[] = [];
+  pub.onBreaker = (state, why) => events.push(why ? `${state}: ${why}` : state);
+  const frames = setInterval(() => pub.send({ codec: 'h264', units: [Buffer.alloc(3000, 0x41)], keyframe: false, captureUnixMs: Date.now() }), 33);
+  try {
+    await waitFor(() => pub.congestion!.reports > 5, 5000, 'feedback to arrive');
+    reporting = false;
+    await waitFor(() => events.length > 0, 8000, 'the breaker to trip');
+    assert.match(events[0], /^open: none of the media sent over 3 reports arrived/);
+    const inAtTrip = mediaIn;
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.ok(mediaIn - inAtTrip < 3, `media stopped (${mediaIn - inAtTrip} datagrams after the trip)`);
+    assert.ok(pub.counters.framesHeld > 20);
+    // CB_RESUME_MS later, with the relay still answering: media again.
+    skew = CB_RESUME_MS;
+    reporting = true;
+    await waitFor(() => events.includes('closed'), 3000, 'the breaker to close');
+    const inAtResume = mediaIn;
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(mediaIn > inAtResume, 'media flows again');
+  } finally {
+    clearInterval(frames);
+    await pub.close();
+    relay.close();
+  }
 });

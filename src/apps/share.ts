@@ -3,7 +3,7 @@
  * serves viewers on --port, so `udpcast watch SHARER_HOST` needs no separate server.
  */
 import { networkInterfaces } from 'node:os';
-import { CONNECT_TIMEOUT_MS, DEFAULT_TEST_SIZE, KEEPALIVE_MS, VIEWER_TIMEOUT_MS, WATCH_HINT_MAX_ADDRESSES } from '../defaults.ts';
+import { CB_RESUME_MS, CONNECT_TIMEOUT_MS, DEFAULT_TEST_SIZE, KEEPALIVE_MS, VIEWER_TIMEOUT_MS, WATCH_HINT_MAX_ADDRESSES } from '../defaults.ts';
 import type { ShareSnapshot } from '../dashboard/snapshots.ts';
 import { captureInputArgs, checkRegionInside, checkSourceExists, type CaptureOptions } from '../capture/source.ts';
 import { probeInputSize } from '../capture/probe.ts';
@@ -218,6 +218,14 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     const first = plan.retargeted(want, kbps, now);
     publisher.setFirstActive(first);
   };
+  // RFC 8083 on the uplink: media stops while the path cannot carry it, and starts again by itself.
+  publisher.onBreaker = (state, why) => {
+    if (state === 'open') log(`media to relay ${fmt(target)} paused: ${why} (RFC 8083 circuit breaker); trying again in ${CB_RESUME_MS / 1000} s`);
+    else {
+      log(`media to relay ${fmt(target)} again after its circuit breaker`);
+      encoder.requestKeyframe();
+    }
+  };
   // A viewer lost a reference frame and could not repair it: a keyframe from a fresh encoder run.
   publisher.onKeyframeRequest = () => {
     if (encoder.requestKeyframe()) log('keyframe requested by a viewer: starting a fresh encoder run');
@@ -278,6 +286,8 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
         encoderRestarts: encoder.restarts,
         sendErrors: c.sendErrors,
         ...congestionFields(publisher, encoder),
+        framesHeld: c.framesHeld,
+        uplinkPaused: publisher.breaker.open ? publisher.breaker.open.why : null,
         layers: o.layers,
         layersSent: o.layers - (plan?.firstActive ?? 0),
       };

@@ -146,6 +146,9 @@ export interface ShareSnapshot {
   /** Quality layers encoded (--layers), and how many are sent now (upper ones paused when the path is narrow). */
   layers: number;
   layersSent: number;
+  /** Frames not sent while the uplink's RFC 8083 circuit breaker held media, and why it holds it now (null: it does not). */
+  framesHeld: number;
+  uplinkPaused: string | null;
 }
 
 export interface RelayStreamRow {
@@ -299,6 +302,7 @@ export const SHARE_FIELDS = {
   pacerDropped: 'counter',
   layers: 'gauge',
   layersSent: 'gauge',
+  framesHeld: 'counter',
 } as const satisfies FieldKinds<ShareSnapshot>;
 export const SHARE_ROWS = {
   // From the viewers' latest receiver reports.

@@ -510,6 +510,8 @@ function shareBody(s: ShareSnapshot, h: History, o: ViewOptions): string[] {
     ['Re-targets', fmtInt(s.retargets)],
     ['Paced out', fmtInt(s.pacerDropped)],
     ['Layers sent', `${fmtInt(s.layersSent)} of ${fmtInt(s.layers)}`],
+    // RFC 8083: media held while the uplink cannot carry it.
+    ['Held', s.uplinkPaused ? `${fmtInt(s.framesHeld)}, PAUSED: ${s.uplinkPaused}` : fmtInt(s.framesHeld)],
   ];
   const reports = s.viewerReports.length
     ? table(

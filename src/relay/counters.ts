@@ -36,7 +36,7 @@ export interface RelayCounters {
    * way (KEYFRAME_WAIT_MS), or the viewer asked again within VIEWER_KEYFRAME_MIN_MS.
    */
   keyframeRequestsHeld: number;
-  /** Times a viewer's circuit breaker (RFC 8083, breaker.ts) stopped media to it. */
+  /** Times a viewer's circuit breaker (RFC 8083, transport/breaker.ts) stopped media to it. */
   circuitBreaks: number;
   /** RFC 8888 congestion control feedback reports sent to sharers. */
   feedbackReports: number;

@@ -13,7 +13,7 @@ import type { PublisherAuth } from './admission.ts';
 import { KeyframeCache, type CatchUp } from './catch-up.ts';
 import type { RelayCounters } from './counters.ts';
 import { RtxHistory, type RtxBudget } from './history.ts';
-import { CircuitBreaker } from './breaker.ts';
+import { CircuitBreaker } from '../transport/breaker.ts';
 import { endpointKey, type DeliverySink, type Output, type ViewerSink } from './sink.ts';
 import { SrTimes } from './timing.ts';
 import { ArrivalLog } from '../transport/arrivals.ts';
@@ -62,7 +62,7 @@ export interface ViewerState {
   keepalive: TokenBucket;
   /** Retransmission budget (history.ts). */
   rtx: RtxBudget;
-  /** RFC 8083 circuit breaker on its path (breaker.ts); open: media to it stopped. */
+  /** RFC 8083 circuit breaker on its path (transport/breaker.ts); open: media to it stopped. */
   breaker: CircuitBreaker;
   /** When this viewer's last keyframe request was passed on to the sharer. */
   keyframeAskedAt?: number;

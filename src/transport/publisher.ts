@@ -31,6 +31,7 @@ import { RtpSender } from './sender.ts';
 import { TS_MOD } from '../rtp/seq.ts';
 import { isRtp, rtpPayloadType, rtpSequence, rtpSsrc, rtpTimestamp } from '../rtp/packet.ts';
 import { CongestionController } from './congestion.ts';
+import { CircuitBreaker } from './breaker.ts';
 import { PACE_FACTOR_LIMITED, PACE_FACTOR_OPEN, Pacer } from './pacer.ts';
 
 /** A datagram ready to leave: its chunks, size, whether it is FEC, and its RTP identity. */
@@ -95,6 +96,8 @@ export interface PublisherCounters {
   malformed: number;
   /** FEC parity packets among packetsSent. */
   fecPacketsSent: number;
+  /** Frames not sent while the uplink's circuit breaker held media (RFC 8083). */
+  framesHeld: number;
 }
 
 /** 'connecting': no ACK yet; 'ok': the relay answers; 'not answering': it did, and has gone silent. */
@@ -149,6 +152,7 @@ export class Publisher {
     keyframeRequests: 0,
     malformed: 0,
     fecPacketsSent: 0,
+    framesHeld: 0,
   };
   /** Latest receiver report from each viewer (relayed), by the viewer's SSRC. */
   readonly viewerReports = new Map<number, ViewerReport>();
@@ -160,6 +164,18 @@ export class Publisher {
    * ('ok', after `silentMs` of silence). Not called for the first answer.
    */
   onRelayState?: (state: 'ok' | 'not answering', silentMs: number) => void;
+  /**
+   * The uplink's circuit breaker (RFC 8083) stopped media ('open', with why) or lets it go again
+   * ('closed': a keyframe is wanted, the viewers' decoders start over).
+   */
+  onBreaker?: (state: 'open' | 'closed', why?: string) => void;
+  /** RFC 8083 on the uplink, read each second from the relay's feedback (with congestion control). */
+  readonly breaker = new CircuitBreaker();
+  /** Packets the relay's feedback said arrived, so far: the breaker's sign that media gets through. */
+  private ackedPackets = 0;
+  /** Round trip to the relay, from PUBLISH to its ACK (ms), when measured. */
+  private relayRttMs?: number;
+  private announcedAt?: number;
   /** A feedback report was read; the estimate (kbit/s) is the sharer's to fit its encoder to. */
   onEstimate?: (kbps: number) => void;
   /** Congestion control, when on (PublisherOptions.congestion). */
@@ -254,6 +270,10 @@ export class Publisher {
   send(frame: PublishableFrame): void {
     if (this.closed) return;
     const layer = frame.layer ?? 0;
+    if (this.breaker.open) {
+      if (layer === this.firstActive) this.counters.framesHeld++;
+      return;
+    }
     if (layer < this.firstActive || this.waitingForKey.has(layer)) {
       // A paused layer, or one resumed and waiting for its keyframe: a P-frame alone is of no use.
       if (layer >= this.firstActive && frame.keyframe) this.waitingForKey.delete(layer);
@@ -353,7 +373,31 @@ export class Publisher {
     // Media keeps going out while the relay is silent: only its answers may be what is lost, and
     // a restarted relay takes the stream back from the next PUBLISH without a restart here.
     const now = this.now();
+    this.announcedAt = now;
     if (this.relay.check(now)) this.onRelayState?.('not answering', this.relay.silentFor(now));
+    this.checkBreaker(now);
+  }
+
+  /**
+   * Once a second: the uplink's circuit breaker reads what the relay's feedback said over the last
+   * second. Armed by the first feedback (a relay that sends none is an older one, not a dead path);
+   * media stops when it trips and goes again CB_RESUME_MS later if the relay answers by then.
+   */
+  private checkBreaker(now: number): void {
+    const cc = this.congestion;
+    if (!cc || cc.reports === 0) return;
+    if (this.breaker.open) {
+      if (!this.breaker.mayResume(now) || this.relay.state !== 'ok') return;
+      this.breaker.resume();
+      this.onBreaker?.('closed');
+      return;
+    }
+    const c = this.counters;
+    const why = this.breaker.report({ fractionLost: cc.loss, highestSeq: this.ackedPackets, rttMs: this.relayRttMs }, { packets: c.packetsSent, bytes: c.bytesSent }, now);
+    if (why) {
+      this.pacer?.flush();
+      this.onBreaker?.('open', why);
+    }
   }
 
   private onDatagram(msg: Buffer): void {
@@ -388,6 +432,7 @@ export class Publisher {
         }
         if (msg?.stream !== this.opts.stream) continue;
         if (msg.kind === ControlType.Ack) {
+          if (this.announcedAt !== undefined && now - this.announcedAt < KEEPALIVE_MS) this.relayRttMs = now - this.announcedAt;
           const silent = this.relay.answered(now);
           if (silent !== undefined) this.onRelayState?.('ok', silent);
         } else if (msg.kind === ControlType.Refused && this.relay.state !== 'ok') {
@@ -397,6 +442,7 @@ export class Publisher {
         }
       } else if (p.type === 'ccfb' && p.senderSsrc === RELAY_SSRC && this.congestion) {
         // The relay's report on our uplink; a viewer's (passed on by an older relay) is not about it.
+        for (const r of p.streams) for (const m of r.packets) if (m.received) this.ackedPackets++;
         const kbps = this.congestion.onFeedback(p, now);
         this.pacer!.setRate(this.paceKbps());
         this.onEstimate?.(kbps);

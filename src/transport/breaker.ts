@@ -1,15 +1,18 @@
 /**
- * A circuit breaker for one viewer's path (RFC 8083), at the relay: when what the relay sends a
- * viewer persistently does not fit its path, media to that viewer stops rather than keeping the
- * link (and whoever shares it) congested, and is tried again later. Driven by the viewer's
- * receiver reports, one a second with its keepalive; a pure object.
+ * A circuit breaker for one path (RFC 8083): when what is sent persistently does not fit the path,
+ * media stops rather than keeping the link (and whoever shares it) congested, and is tried again
+ * later. The relay keeps one per viewer, driven by that viewer's receiver reports (one a second
+ * with its keepalive); the sharer one for its uplink, driven each second by what the relay's RFC
+ * 8888 feedback says. A pure object.
  *
  * Two of RFC 8083's breakers, each after CB_INTERVALS reports in a row:
- * - media timeout (§4.2): media went out, and the viewer's highest sequence number did not move;
- * - congestion (§4.3): the relay sends more than CB_RATE_FACTOR times the rate a TCP flow would
+ * - media timeout (§4.2): media went out, and the receiver's highest sequence number (or count of
+ *   packets received) did not move;
+ * - congestion (§4.3): the sender sends more than CB_RATE_FACTOR times the rate a TCP flow would
  *   get on that path, from the reported loss and the measured round trip (RFC 5348 §3.1, b = 1,
  *   t_RTO = 4 R, with the reported fraction lost standing in for the loss event rate).
- * The third, RTCP timeout (§4.1), is the relay dropping a viewer silent for VIEWER_TIMEOUT_MS.
+ * The third, RTCP timeout (§4.1), is the relay dropping a viewer silent for VIEWER_TIMEOUT_MS, and
+ * the sharer saying its relay is not answering.
  */
 import { CB_INTERVALS, CB_RATE_FACTOR, CB_RESUME_MS } from '../defaults.ts';
 
