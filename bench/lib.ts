@@ -1,12 +1,13 @@
 /**
  * What every benchmark shares: owned child processes (all killed on every exit path), CPU time
- * from /proc, percentiles, free ports, the udpcast command line, the tiny FFmpeg decoder that
- * timestamps frames on arrival, and the x264 settings both sides of a comparison use.
+ * from /proc, percentiles, free ports, the udpcast command line, a relay behind an impair proxy,
+ * the tiny FFmpeg decoder that timestamps frames on arrival, and the x264 settings both sides of a
+ * comparison use.
  */
 import { Prng } from '../src/impair/core.ts';
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import dgram from 'node:dgram';
-import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -87,9 +88,26 @@ export function exited(child: ChildProcess): Promise<number | null> {
   return new Promise((r) => child.once('exit', (code) => r(code)));
 }
 
+/** What a child writes to stderr (its last 256 KiB), kept for reading after it exits: the impair proxy's summary, the relay's log. */
+export function captureStderr(child: ChildProcess): () => string {
+  let text = '';
+  child.stderr?.on('data', (c: Buffer) => (text = (text + c.toString()).slice(-262_144)));
+  return () => text;
+}
+
 /** `udpcast ARGS` as its own process, run from the sources through tsx (as `npm run` users would). */
 export function udpcast(args: string[], opts: SpawnOptions = {}): ChildProcess {
   return run(process.execPath, ['--import', 'tsx', 'bin/udpcast.ts', ...args], opts);
+}
+
+/**
+ * A share → watch run's files in bench/out, emptied so that a run that writes nothing is not read
+ * as an earlier one's: the viewer's --output (TAG.h264) and the two --stats-json.
+ */
+export function shareWatchFiles(tag: string): { out: string; wstats: string; sstats: string } {
+  const files = { out: path.join(OUT, `${tag}.h264`), wstats: path.join(OUT, `${tag}-watch.ndjson`), sstats: path.join(OUT, `${tag}-share.ndjson`) };
+  for (const f of Object.values(files)) writeFileSync(f, '');
+  return files;
 }
 
 export function which(name: string): string | null {
@@ -360,6 +378,39 @@ export function waitForLine(child: ChildProcess, re: RegExp, timeoutMs: number, 
     for (const s of streams) s.on('data', onData);
     child.once('exit', onExit);
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// A relay behind an impair proxy (the loss and uplink benchmarks' udpcast runs)
+
+/**
+ * `udpcast relay` on a free port with `udpcast impair --listen (a free port) --to (the relay)
+ * IMPAIR…` in front of it (the relay takes `relayArgs` too, e.g. --stats-json); `body` runs once
+ * both are up and is given both ports (which side of the proxy a sharer or viewer uses is the
+ * caller's model) and what the relay has written to stderr so far (who joined, as whom). `body` stops what it starts in its own
+ * finally, so the media ends before its path does; then the proxy and the relay are stopped.
+ * Returns `body`'s result and what both wrote to stderr: impair prints its summary when stopped.
+ */
+export async function relayBehindImpair<T>(
+  impairArgs: string[],
+  body: (ports: { relayPort: number; impairPort: number; relaySaid: () => string }) => Promise<T>,
+  relayArgs: string[] = [],
+): Promise<{ result: T; relayStderr: string; impairStderr: string }> {
+  const relayPort = await freePort();
+  const impairPort = await freePort();
+  const relay = udpcast(['relay', '--port', String(relayPort), '--host', '127.0.0.1', '--no-dashboard', ...relayArgs]);
+  const relaySaid = captureStderr(relay);
+  const impair = udpcast(['impair', '--listen', `127.0.0.1:${impairPort}`, '--to', `127.0.0.1:${relayPort}`, ...impairArgs]);
+  const impairSaid = captureStderr(impair);
+  let result: T;
+  try {
+    await Promise.all([waitForLine(relay, /listening/, 20_000, 'relay'), waitForLine(impair, /impair: up/, 20_000, 'impair')]);
+    result = await body({ relayPort, impairPort, relaySaid });
+  } finally {
+    await stop(impair);
+    await stop(relay);
+  }
+  return { result, relayStderr: relaySaid(), impairStderr: impairSaid() };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,36 +3,24 @@
  * (`udpcast impair`, 10 ms each way, loss on the media direction), udpcast vs plain FFmpeg RTP
  * through the same impairment, same x264 settings, same test source.
  *
- * Clean frames, plain FFmpeg: the sender streams a file encoded beforehand (stream copy, so the
- * bits are known); the receiver decodes to framemd5, and a received frame is clean when its MD5 is
+ * Clean frames, plain FFmpeg (plainRtpRun in plain-rtp.ts, shared with uplink.ts): the sender
+ * streams a file encoded beforehand (stream copy, so the * bits are known); the receiver decodes to framemd5, and a received frame is clean when its MD5 is
  * one of the lossless decode's. Error concealment produces pictures that match none.
  * Clean frames, udpcast: share's encoder output is not saved, so the MD5 comparison is not
  * possible; the viewer's --output is decoded and every frame FFmpeg decodes with no error message
  * counts as clean (error lines, if any, are subtracted one per line and reported).
  */
-import dgram from 'node:dgram';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import {
-  OUT, allStats, exited, freePort, freePortPair, lastStats, mean, missing, percentile, ratio, round, run, sleep, stop, table,
-  udpcast, waitForLine, x264Args, type BenchContext, type BenchResult,
+  OUT, allStats, exited, lastStats, missing, percentile, ratio, relayBehindImpair, round, shareWatchFiles, sleep, stop, table,
+  udpcast, x264Args, type BenchContext, type BenchResult,
 } from './lib.ts';
+import { decodeMd5, plainRtpRun } from './plain-rtp.ts';
 
 const GOP = 60;
 const FPS = 30;
 const DELAY = '10ms';
-
-/** framemd5 lines → MD5s (the last field of each non-comment line), and FFmpeg's error lines. */
-function decodeMd5(file: string, args: string[] = []): { md5s: string[]; errors: number } {
-  const r = spawnSync('ffmpeg', ['-hide_banner', '-v', 'error', ...args, '-i', file, '-fps_mode', 'passthrough', '-f', 'framemd5', '-'], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  const md5s = r.stdout.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split(',').at(-1)!.trim());
-  return { md5s, errors: r.stderr.split('\n').filter((l) => l.trim()).length };
-}
-
-function mdFromFramemd5(text: string): string[] {
-  return text.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split(',').at(-1)!.trim());
-}
 
 interface Row {
   system: string;
@@ -52,28 +40,21 @@ interface Row {
 
 async function udpcastRun(loss: number, fec: boolean, seconds: number, seed: number): Promise<Row> {
   const tag = `loss-udpcast-${fec ? 'fec' : 'nack'}-${loss}`;
-  const out = path.join(OUT, `${tag}.h264`);
-  const wstats = path.join(OUT, `${tag}-watch.ndjson`);
-  const sstats = path.join(OUT, `${tag}-share.ndjson`);
-  for (const f of [out, wstats, sstats]) writeFileSync(f, '');
-  const relayPort = await freePort();
-  const impairPort = await freePort();
-  const relay = udpcast(['relay', '--port', String(relayPort), '--host', '127.0.0.1', '--no-dashboard']);
-  const impair = udpcast(['impair', '--listen', `127.0.0.1:${impairPort}`, '--to', `127.0.0.1:${relayPort}`, '--down-loss', `${loss}%`, '--delay', DELAY, '--seed', String(seed)]);
-  let watch, share;
-  try {
-    await Promise.all([waitForLine(relay, /listening/, 20_000, 'relay'), waitForLine(impair, /impair: up/, 20_000, 'impair')]);
-    watch = udpcast(['watch', `127.0.0.1:${impairPort}`, '--player', 'none', '--output', out, '--stats-json', wstats, '--no-dashboard']);
-    await sleep(1500);
-    share = udpcast(['share', '--relay', `127.0.0.1:${relayPort}`, '--source', 'test', '--gop', String(GOP), '--fps', String(FPS), '--duration', String(seconds), '--stats-json', sstats, '--no-dashboard', ...(fec ? ['--fec', '10'] : [])]);
-    await Promise.race([exited(share), sleep((seconds + 20) * 1000)]);
-    await sleep(1500);
-  } finally {
-    await stop(share);
-    await stop(watch);
-    await stop(impair);
-    await stop(relay);
-  }
+  const { out, wstats, sstats } = shareWatchFiles(tag);
+  // The viewer reaches the relay through the proxy: loss on the media direction, relay → viewer.
+  await relayBehindImpair(['--down-loss', `${loss}%`, '--delay', DELAY, '--seed', String(seed)], async ({ relayPort, impairPort }) => {
+    let watch, share;
+    try {
+      watch = udpcast(['watch', `127.0.0.1:${impairPort}`, '--player', 'none', '--output', out, '--stats-json', wstats, '--no-dashboard']);
+      await sleep(1500);
+      share = udpcast(['share', '--relay', `127.0.0.1:${relayPort}`, '--source', 'test', '--gop', String(GOP), '--fps', String(FPS), '--duration', String(seconds), '--stats-json', sstats, '--no-dashboard', ...(fec ? ['--fec', '10'] : [])]);
+      await Promise.race([exited(share), sleep((seconds + 20) * 1000)]);
+      await sleep(1500);
+    } finally {
+      await stop(share);
+      await stop(watch);
+    }
+  });
   const s = lastStats(sstats) ?? {};
   const w = lastStats(wstats) ?? {};
   const lat = allStats(wstats).map((x) => x.latencyMs).filter((x): x is number => typeof x === 'number');
@@ -98,44 +79,23 @@ async function udpcastRun(loss: number, fec: boolean, seconds: number, seed: num
 }
 
 async function ffmpegRun(loss: number, ref: string, refMd5: Set<string>, refFrames: number, seed: number): Promise<Row> {
-  const tag = `loss-ffmpeg-${loss}`;
-  const rxPort = await freePortPair();
-  const inPort = await freePortPair();
-  // FFmpeg's muxer sends RTCP to port+1; a socket there keeps ICMP errors away from it.
-  const rtcpSink = dgram.createSocket('udp4');
-  await new Promise<void>((r) => rtcpSink.bind(inPort + 1, '127.0.0.1', () => r()));
-  rtcpSink.on('message', () => {});
-  const sdp = path.join(OUT, `${tag}.sdp`);
-  writeFileSync(sdp, ['v=0', 'o=- 0 0 IN IP4 127.0.0.1', 's=bench', 'c=IN IP4 127.0.0.1', 't=0 0', `m=video ${rxPort} RTP/AVP 96`, 'a=rtpmap:96 H264/90000', 'a=fmtp:96 packetization-mode=1', ''].join('\n'));
-  const md5File = path.join(OUT, `${tag}.framemd5`);
-  const impair = udpcast(['impair', '--listen', `127.0.0.1:${inPort}`, '--to', `127.0.0.1:${rxPort}`, '--up-loss', `${loss}%`, '--delay', DELAY, '--seed', String(seed)]);
-  let rx, tx;
-  let errors = 0;
-  try {
-    await waitForLine(impair, /impair: up/, 20_000, 'impair');
-    rx = run('ffmpeg', ['-hide_banner', '-v', 'error', '-nostdin', '-protocol_whitelist', 'file,udp,rtp', '-i', sdp, '-fps_mode', 'passthrough', '-f', 'framemd5', '-flush_packets', '1', '-y', md5File], { stdio: ['ignore', 'ignore', 'pipe'] });
-    rx.stderr!.on('data', (c: Buffer) => (errors += c.toString().split('\n').filter((l) => l.trim()).length));
-    await sleep(1000);
-    tx = run('ffmpeg', ['-hide_banner', '-v', 'error', '-nostdin', '-re', '-framerate', String(FPS), '-f', 'h264', '-i', ref, '-c', 'copy', '-f', 'rtp', `rtp://127.0.0.1:${inPort}`]);
-    await Promise.race([exited(tx), sleep(60_000)]);
-    await sleep(1500);
-  } finally {
-    await stop(tx);
-    // SIGINT: FFmpeg finishes its output and exits (a SIGKILL would lose what it buffered).
-    await stop(rx, 5000, 'SIGINT');
-    await stop(impair);
-    await new Promise<void>((r) => rtcpSink.close(() => r()));
-  }
-  const got = mdFromFramemd5(readFileSync(md5File, 'utf8'));
-  const clean = got.filter((m) => refMd5.has(m)).length;
+  const p = await plainRtpRun({
+    tag: `loss-ffmpeg-${loss}`,
+    impair: ['--up-loss', `${loss}%`, '--delay', DELAY, '--seed', String(seed)],
+    ref,
+    refMd5,
+    fps: FPS,
+    // Ample for a 10 s reference at -re: the limit only guards against a sender that hangs.
+    txLimitMs: 60_000,
+  });
   return {
     system: 'plain FFmpeg RTP',
     lossPct: loss,
     framesSent: refFrames,
-    framesDecoded: got.length,
-    decodeErrors: errors,
-    clean,
-    cleanPct: round((100 * clean) / refFrames, 2)!,
+    framesDecoded: p.framesDecoded,
+    decodeErrors: p.errors,
+    clean: p.clean,
+    cleanPct: round((100 * p.clean) / refFrames, 2)!,
   };
 }
 

@@ -15,6 +15,8 @@ import { lateJoinBench } from './latejoin.ts';
 import { fuzzBench } from './fuzz.ts';
 import { glassBench } from './glass.ts';
 import { recordingBench } from './recording.ts';
+import { uplinkBench } from './uplink.ts';
+import { narrowBench } from './narrow.ts';
 
 const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchResult>> = {
   packetizer: packetizerBench,
@@ -25,6 +27,8 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchResult>> = {
   fuzz: fuzzBench,
   glass: glassBench,
   recording: recordingBench,
+  uplink: uplinkBench,
+  narrow: narrowBench,
 };
 
 const argv = process.argv.slice(2);

@@ -1,0 +1,303 @@
+/**
+ * Issue 14 (congestion control): the sharer's uplink is a 1.2 Mbit/s bottleneck with a ~100 ms
+ * tail-drop buffer while the stream asks for 2.5 Mbit/s. Three systems through the same
+ * bottleneck, one after another in one run: `udpcast share` with congestion control (--adapt, the
+ * default), `udpcast share --no-adapt` (a fixed bitrate, the baseline) and plain FFmpeg RTP at a
+ * fixed 2500 kbit/s.
+ *
+ * udpcast: share → `udpcast impair` (the bottleneck, sharer → relay only) → relay → watch on a
+ * clean link. The viewer's --stats-json (one line a second) gives fps and latency over time; its
+ * --output is decoded afterwards for decoded frames and decoder error lines. The sharer's last
+ * stats line gives what congestion control did.
+ * Plain FFmpeg: plainRtpRun in plain-rtp.ts (shared with loss.ts), a file encoded beforehand
+ * streamed with `-re -c copy` through the same bottleneck and decoded to framemd5 by a receiver
+ * reading an SDP; clean frames are MD5 matches of the lossless decode. It has no capture clock, so
+ * no latency and no fps over time: only clean frames (and clean frames per second of stream).
+ */
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import {
+  OUT, allStats, exited, lastStats, mean, missing, percentile, ratio, relayBehindImpair, round, shareWatchFiles, sleep, stop, table,
+  udpcast, x264Args, type BenchContext, type BenchResult,
+} from './lib.ts';
+import { decodeMd5, plainRtpRun } from './plain-rtp.ts';
+
+const GOP = 60;
+const FPS = 30;
+const SIZE = '1280x720';
+const KBPS = 2500;
+/** The bottleneck: 1.2 Mbit/s, a FIFO of 12 datagrams (~1250 bytes each: 100 ms at that rate), 10 ms each way. */
+const RATE = '1.2M';
+const QUEUE = 12;
+const DELAY = '10ms';
+const SEED = 1400;
+/** "Smooth": at least this many frames a second (two thirds of the 30 fps asked for). */
+const SMOOTH_FPS = 20;
+/** Consecutive stats seconds at SMOOTH_FPS or more before the stream counts as having got there. */
+const SMOOTH_RUN = 3;
+/** The steady-state window never starts before this second: a quick climb is judged on what follows. */
+const SETTLE_S = 10;
+const LATENCY_TARGET_MS = 400;
+
+/**
+ * The bottleneck's own count of what it dropped for want of room, from the summary `udpcast impair`
+ * prints when stopped: tells a collapse at the link from one elsewhere.
+ */
+function bottleneckDrops(stderr: string): { forwarded: number | null; rateDropped: number | null } {
+  const m = stderr.match(/up\s+client → target: received \d+, forwarded (\d+)[^\n]*?rate-dropped (\d+)/);
+  return m ? { forwarded: Number(m[1]), rateDropped: Number(m[2]) } : { forwarded: null, rateDropped: null };
+}
+
+interface Row {
+  system: string;
+  seconds: number;
+  /** Seconds from starting `udpcast share` to the end of the first of SMOOTH_RUN seconds at ≥ SMOOTH_FPS. */
+  smoothAtS?: number | null;
+  /** Where the steady-state window starts, seconds from starting share. */
+  windowFromS?: number;
+  meanFps?: number | null;
+  smoothSecondsPct?: number | null;
+  latencyP50Ms?: number | null;
+  latencyP95Ms?: number | null;
+  latencySamples?: number;
+  framesSent: number;
+  framesDecoded: number;
+  decodeErrors: number;
+  clean: number;
+  cleanFps: number | null;
+  viewerFramesDropped?: number;
+  bottleneckForwarded: number | null;
+  bottleneckDropped: number | null;
+  /**
+   * Times the relay's RFC 8083 circuit breaker paused media to the viewer. The viewer sits on a clean
+   * link, but the loss at the uplink reaches it as gaps in the sequence numbers, so the relay may read
+   * it as the viewer's path's and stop sending (for CB_RESUME_MS): part of what a collapse looks like.
+   */
+  breakerPauses?: number;
+  retargets?: number | null;
+  estimateKbps?: number | null;
+  targetKbps?: number | null;
+  keyframeRestarts?: number | null;
+  fpsVsFixed?: number | null;
+  cleanVsFixed?: number | null;
+  dropsVsFixed?: number | null;
+}
+
+/**
+ * The viewer's per-second lines, read against the sharer's start: when the stream first got smooth,
+ * and fps and latency from then (or SETTLE_S, if later) to the sharer's last full second.
+ */
+function viewerFigures(wstats: string, startMs: number, endMs: number) {
+  const lines = allStats(wstats).filter((l) => !l.final && typeof l.t === 'string');
+  const seconds: { at: number; fps: number; latencyMs: number | null }[] = [];
+  let prevComplete = 0;
+  for (const l of lines) {
+    const t = Date.parse(l.t as string);
+    const complete = Number(l.framesComplete ?? 0);
+    // latencyMs is the last completed frame's: a second that completed none repeats an old value.
+    const fresh = complete > prevComplete;
+    prevComplete = complete;
+    if (t <= startMs || t > endMs) continue;
+    seconds.push({ at: (t - startMs) / 1000, fps: Number(l.fps ?? 0), latencyMs: fresh && typeof l.latencyMs === 'number' ? l.latencyMs : null });
+  }
+  let smoothAtS: number | null = null;
+  for (let i = 0; i + SMOOTH_RUN <= seconds.length; i++) {
+    if (seconds.slice(i, i + SMOOTH_RUN).every((s) => s.fps >= SMOOTH_FPS)) {
+      smoothAtS = seconds[i].at;
+      break;
+    }
+  }
+  const windowFromS = Math.max(smoothAtS ?? SETTLE_S, SETTLE_S);
+  const win = seconds.filter((s) => s.at >= windowFromS);
+  const lat = win.flatMap((s) => (s.latencyMs === null ? [] : [s.latencyMs]));
+  return {
+    smoothAtS: round(smoothAtS, 1),
+    windowFromS: round(windowFromS, 1)!,
+    meanFps: round(mean(win.map((s) => s.fps)), 1),
+    smoothSecondsPct: win.length ? round((100 * win.filter((s) => s.fps >= SMOOTH_FPS).length) / win.length, 1) : null,
+    latencyP50Ms: round(percentile(lat, 50), 1),
+    latencyP95Ms: round(percentile(lat, 95), 1),
+    latencySamples: lat.length,
+  };
+}
+
+async function udpcastRun(adapt: boolean, seconds: number): Promise<Row> {
+  const tag = `uplink-udpcast-${adapt ? 'adapt' : 'fixed'}`;
+  const { out, wstats, sstats } = shareWatchFiles(tag);
+  // In front of the relay: the sharer's uplink is the bottleneck; the viewer watches the relay directly.
+  const bottleneck = ['--up-rate', RATE, '--up-queue', String(QUEUE), '--delay', DELAY, '--seed', String(SEED)];
+  const { result: { startMs, exitMs }, relayStderr, impairStderr } = await relayBehindImpair(bottleneck, async ({ relayPort, impairPort }) => {
+    let watch, share;
+    try {
+      watch = udpcast(['watch', `127.0.0.1:${relayPort}`, '--player', 'none', '--output', out, '--stats-json', wstats, '--no-dashboard']);
+      await sleep(500);
+      const startMs = Date.now();
+      share = udpcast([
+        'share', '--relay', `127.0.0.1:${impairPort}`, '--source', 'test', '--size', SIZE, '--fps', String(FPS), '--gop', String(GOP),
+        '--duration', String(seconds), '--stats-json', sstats, '--no-dashboard', ...(adapt ? [] : ['--no-adapt']),
+      ]);
+      await Promise.race([exited(share), sleep((seconds + 20) * 1000)]);
+      const exitMs = Date.now();
+      // Frames still in the bottleneck's queue and the viewer's repair window reach the file.
+      await sleep(1500);
+      return { startMs, exitMs };
+    } finally {
+      await stop(share);
+      await stop(watch);
+    }
+  });
+  const shareLines = allStats(sstats).filter((l) => !l.final && typeof l.t === 'string');
+  // The sharer's last full second ends the window: after it, the viewer's fps falls as share stops.
+  const endMs = shareLines.length ? Date.parse(shareLines.at(-1)!.t as string) : exitMs;
+  const v = viewerFigures(wstats, startMs, endMs);
+  const s = lastStats(sstats) ?? {};
+  const w = lastStats(wstats) ?? {};
+  const d = decodeMd5(out, ['-f', 'h264']);
+  const clean = Math.max(0, d.md5s.length - d.errors);
+  const num = (x: unknown) => (typeof x === 'number' ? x : null);
+  const b = bottleneckDrops(impairStderr);
+  return {
+    system: adapt ? 'udpcast (--adapt, default)' : 'udpcast --no-adapt',
+    seconds,
+    ...v,
+    framesSent: Number(s.framesSent ?? 0),
+    framesDecoded: d.md5s.length,
+    decodeErrors: d.errors,
+    clean,
+    cleanFps: round(clean / seconds, 1),
+    viewerFramesDropped: Number(w.framesDropped ?? 0),
+    bottleneckForwarded: b.forwarded,
+    bottleneckDropped: b.rateDropped,
+    breakerPauses: (relayStderr.match(/paused: .*\(RFC 8083 circuit breaker\)/g) ?? []).length,
+    retargets: num(s.retargets),
+    estimateKbps: num(s.estimateKbps),
+    targetKbps: num(s.targetKbps),
+    keyframeRestarts: num(s.keyframeRestarts),
+  };
+}
+
+async function ffmpegRun(ref: string, refMd5: Set<string>, refFrames: number, seconds: number): Promise<Row> {
+  const p = await plainRtpRun({
+    tag: 'uplink-ffmpeg',
+    impair: ['--up-rate', RATE, '--up-queue', String(QUEUE), '--delay', DELAY, '--seed', String(SEED)],
+    ref,
+    refMd5,
+    fps: FPS,
+    txLimitMs: (seconds + 20) * 1000,
+  });
+  const b = bottleneckDrops(p.impairStderr);
+  return {
+    system: `plain FFmpeg RTP, fixed ${KBPS} kbit/s`,
+    seconds,
+    framesSent: refFrames,
+    framesDecoded: p.framesDecoded,
+    decodeErrors: p.errors,
+    clean: p.clean,
+    cleanFps: round(p.clean / seconds, 1),
+    bottleneckForwarded: b.forwarded,
+    bottleneckDropped: b.rateDropped,
+  };
+}
+
+export async function uplinkBench(ctx: BenchContext): Promise<BenchResult> {
+  const title = 'Uplink bottleneck: 2.5 Mbit/s asked of a 1.2 Mbit/s uplink (issue 14)';
+  const gone = missing('ffmpeg');
+  if (gone) return { name: 'uplink', title, skipped: gone, rows: [], markdown: '' };
+  const seconds = ctx.quick ? 12 : 25;
+  // The reference for plain FFmpeg: encoded once, streamed as is, decoded losslessly for MD5s.
+  const ref = path.join(OUT, `uplink-ref-${seconds}s.h264`);
+  const enc = spawnSync('ffmpeg', ['-hide_banner', '-v', 'error', '-y', '-f', 'lavfi', '-i', `testsrc2=size=${SIZE}:rate=${FPS}`, '-t', String(seconds), ...x264Args(GOP, KBPS), '-x264-params', 'repeat-headers=1', '-f', 'h264', ref], { encoding: 'utf8' });
+  if (enc.status !== 0) throw new Error(`reference encode failed: ${enc.stderr}`);
+  const refDecode = decodeMd5(ref, ['-framerate', String(FPS), '-f', 'h264']);
+  ctx.log(`uplink: reference ${refDecode.md5s.length} frames`);
+
+  const rows: Row[] = [];
+  for (const adapt of [true, false]) {
+    rows.push(await udpcastRun(adapt, seconds));
+    ctx.log(`uplink ${JSON.stringify(rows.at(-1))}`);
+  }
+  rows.push(await ffmpegRun(ref, new Set(refDecode.md5s), refDecode.md5s.length, seconds));
+  ctx.log(`uplink ${JSON.stringify(rows.at(-1))}`);
+
+  const [adaptive, fixed, ff] = rows;
+  for (const r of rows) {
+    if (r === fixed) continue;
+    // No latency ratio: the baseline usually completes no frames to time. FFmpeg has no fps over time.
+    if (r.meanFps !== undefined) r.fpsVsFixed = ratio(r.meanFps, fixed.meanFps);
+    r.cleanVsFixed = ratio(r.clean, fixed.clean);
+    // Defined even when the baseline delivers nothing: how much less the bottleneck had to throw away
+    // (udpcast only: FFmpeg is another fixed-rate sender, its drops say nothing about adapting).
+    if (r.meanFps !== undefined) r.dropsVsFixed = ratio(r.bottleneckDropped, fixed.bottleneckDropped);
+  }
+  const markdown = [
+    table(
+      [
+        'system', '≥ 20 fps at s', 'window from s', 'mean fps', 's ≥ 20 fps %', 'latency p50 ms', 'p95 ms', 'frames sent', 'decoded',
+        'decoder errors', 'clean', 'clean fps', 'bottleneck: forwarded / dropped', 'viewer paused by relay', 're-targets', 'estimate kbit/s', 'encoder kbit/s',
+        'key restarts', 'mean fps × no-adapt', 'clean × no-adapt', 'bottleneck drops × no-adapt',
+      ],
+      rows.map((r) => [
+        r.system, r.smoothAtS ?? (r.meanFps === undefined ? null : 'never'), r.windowFromS, r.meanFps, r.smoothSecondsPct, r.latencyP50Ms, r.latencyP95Ms,
+        r.framesSent, r.framesDecoded, r.decodeErrors, r.clean, r.cleanFps,
+        r.bottleneckForwarded === null ? null : `${r.bottleneckForwarded} / ${r.bottleneckDropped}`, r.breakerPauses,
+        r.retargets, r.estimateKbps, r.targetKbps, r.keyframeRestarts, r.fpsVsFixed, r.cleanVsFixed, r.dropsVsFixed,
+      ]),
+    ),
+    '',
+    `The model: \`udpcast impair --up-rate ${RATE} --up-queue ${QUEUE} --delay ${DELAY}\` between sender and receiver, ` +
+      `a 1.2 Mbit/s link (token bucket, 10 ms deep) behind a tail-drop FIFO of ${QUEUE} datagrams: ` +
+      `${QUEUE} × ~1250 bytes at 1.2 Mbit/s is ~100 ms of buffer; a datagram that finds it full is dropped. 10 ms one-way delay ` +
+      'both ways (20 ms RTT); nothing else is impaired. udpcast: share → impair → relay → watch, the viewer on a clean link ' +
+      `(the bottleneck is the sharer's uplink); \`share --source test --size ${SIZE} --fps ${FPS} --gop ${GOP}\`, asking for ` +
+      `${KBPS} kbit/s (the default --bitrate), for ${seconds} s, with congestion control (the default, --adapt) and with ` +
+      `--no-adapt (a fixed ${KBPS} kbit/s, the baseline). Plain FFmpeg: \`testsrc2\` ${SIZE} encoded beforehand with the same ` +
+      `x264 settings (ultrafast/zerolatency, GOP ${GOP}, ${KBPS} kbit/s), streamed with \`-re -c copy -f rtp\` through the same ` +
+      'bottleneck, received by FFmpeg from an SDP and decoded to framemd5; clean = received pictures whose MD5 equals one of ' +
+      'the lossless decode\'s. Its receiver has no capture clock, so for FFmpeg only clean frames are measured.',
+    '',
+    `Figures. "≥ 20 fps at s": seconds from starting \`udpcast share\` (process start, so it includes start-up) to the end of the ` +
+      `first of ${SMOOTH_RUN} consecutive viewer stats seconds at ≥ ${SMOOTH_FPS} fps ("never" if it never got there; ` +
+      `target ≤ ${SETTLE_S} s). The window: from that point, or from second ${SETTLE_S} if later, to the sharer's last full ` +
+      `second; over it, the viewer's mean fps (frames completed per second, from --stats-json), the share of its seconds ` +
+      `at ≥ ${SMOOTH_FPS} fps, and latency p50 / p95 (target ≤ ${LATENCY_TARGET_MS} ms). Latency is the viewer's \`latencyMs\`: ` +
+      'capture → frame complete at the viewer, a component figure (no decode or display); it is sampled once a second (the ' +
+      'last frame completed in that second; seconds that completed none are left out). Decoded / decoder errors: the ' +
+      'viewer\'s --output decoded by FFmpeg (`-f h264`) afterwards, error lines counted; clean = decoded − error lines (as in ' +
+      'the loss benchmark); clean fps = clean / the stream\'s seconds. Bottleneck forwarded / dropped: datagrams the impair ' +
+      'proxy passed and tail-dropped towards the receiver (its summary). Viewer paused by relay: times the relay\'s RFC 8083 ' +
+      'circuit breaker stopped media to the viewer (for 10 s each): the uplink\'s loss reaches the viewer as sequence gaps ' +
+      'and can be taken for loss on the viewer\'s own, clean, path. Sharer figures are from its last stats line: ' +
+      'congestion control\'s re-targets of the encoder, its estimate of what the path takes and the encoder bitrate at the ' +
+      'end (no estimate with --no-adapt), and keyframe restarts (fresh encoder runs for viewers\' keyframe requests). ' +
+      'The × no-adapt ratios divide by the --no-adapt row; "–" where that row has nothing to divide by.',
+  ].join('\n');
+  const fixedNote = `--no-adapt: ${fixed.smoothAtS ?? 'never'}${fixed.smoothAtS !== null ? ' s' : ''}, ${fixed.meanFps ?? '–'} fps; FFmpeg: ${ff.cleanFps} clean fps`;
+  return {
+    name: 'uplink',
+    title,
+    rows: rows as unknown as Record<string, unknown>[],
+    markdown,
+    targets: [
+      {
+        target: `1.2 Mbit/s uplink: --adapt reaches ≥ ${SMOOTH_FPS} fps within ${SETTLE_S} s (issue 14)`,
+        met: adaptive.smoothAtS !== null && adaptive.smoothAtS! <= SETTLE_S,
+        detail: `${adaptive.smoothAtS === null ? 'never' : `at ${adaptive.smoothAtS} s`} (${fixedNote})`,
+      },
+      {
+        target: `1.2 Mbit/s uplink: --adapt mean ≥ ${SMOOTH_FPS} fps after that (issue 14)`,
+        met: adaptive.meanFps == null ? null : adaptive.meanFps >= SMOOTH_FPS,
+        detail: `${adaptive.meanFps} fps from second ${adaptive.windowFromS}, ${adaptive.smoothSecondsPct}% of seconds ≥ ${SMOOTH_FPS} (--no-adapt: ${fixed.meanFps} fps)`,
+      },
+      {
+        target: `1.2 Mbit/s uplink: --adapt latency p95 ≤ ${LATENCY_TARGET_MS} ms (issue 14)`,
+        met: adaptive.latencyP95Ms == null ? null : adaptive.latencyP95Ms <= LATENCY_TARGET_MS,
+        detail: `p95 ${adaptive.latencyP95Ms} ms, p50 ${adaptive.latencyP50Ms} ms over ${adaptive.latencySamples} seconds (--no-adapt p95: ${fixed.latencyP95Ms ?? '–'} ms)`,
+      },
+      {
+        target: '1.2 Mbit/s uplink: --adapt, 0 decoder errors in the viewer\'s recording (issue 14)',
+        met: adaptive.framesDecoded > 0 && adaptive.decodeErrors === 0,
+        detail: `${adaptive.decodeErrors} error lines, ${adaptive.framesDecoded} frames decoded (--no-adapt: ${fixed.decodeErrors} errors, ${fixed.framesDecoded} frames)`,
+      },
+    ],
+  };
+}
