@@ -160,9 +160,9 @@ function relaySnap(over: Partial<RelaySnapshot> = {}): RelaySnapshot {
       { name: 'main', publisher: '10.0.0.2:40000', bitrateInKbps: 2500, packetsIn: 10_000, packetsOut: 20_000, viewers: 2, dropped: 3 },
     ],
     perViewer: [
-      { stream: 'main', address: '10.0.0.3:50000', uptimeS: 185, lossPercent: 0.39, jitterMs: 1.5, rttMs: 12, packetsOut: 10_000, sendErrors: 2, layer: 0, estimateKbps: null, layerWhy: null },
-      { stream: 'main', address: '10.0.0.4:50001', uptimeS: 42, lossPercent: null, jitterMs: null, rttMs: null, packetsOut: 10_000, sendErrors: 1, layer: 1, estimateKbps: 1180, layerWhy: 'down: a queue of 52 ms, the path takes about 1180 kbit/s' },
-      { stream: 'slides', address: '10.0.0.5:50002', uptimeS: 3720, lossPercent: 0, jitterMs: 0, rttMs: 3, packetsOut: 0, sendErrors: 0, layer: null, estimateKbps: null, layerWhy: null },
+      { stream: 'main', address: '10.0.0.3:50000', uptimeS: 185, lossPercent: 0.39, jitterMs: 1.5, rttMs: 12, packetsOut: 10_000, sendErrors: 2, retransmissions: 40, layer: 0, estimateKbps: null, layerWhy: null },
+      { stream: 'main', address: '10.0.0.4:50001', uptimeS: 42, lossPercent: null, jitterMs: null, rttMs: null, packetsOut: 10_000, sendErrors: 1, retransmissions: 0, layer: 1, estimateKbps: 1180, layerWhy: 'down: a queue of 52 ms, the path takes about 1180 kbit/s' },
+      { stream: 'slides', address: '10.0.0.5:50002', uptimeS: 3720, lossPercent: 0, jitterMs: 0, rttMs: 3, packetsOut: 0, sendErrors: 0, retransmissions: 0, layer: null, estimateKbps: null, layerWhy: null },
     ],
     ...over,
   };
@@ -413,7 +413,7 @@ describe('reset (r)', () => {
     const base = takeBaseline(relaySnap());
     const now = relaySnap({ datagramsIn: 20_500 });
     now.perStream = now.perStream.map((r) => ({ ...r, packetsIn: r.packetsIn + 100 }));
-    now.perViewer = [...now.perViewer, { stream: 'main', address: '10.0.0.9:1', uptimeS: 1, lossPercent: null, jitterMs: null, rttMs: null, packetsOut: 7, sendErrors: 0, layer: null, estimateKbps: null, layerWhy: null }];
+    now.perViewer = [...now.perViewer, { stream: 'main', address: '10.0.0.9:1', uptimeS: 1, lossPercent: null, jitterMs: null, rttMs: null, packetsOut: 7, sendErrors: 0, retransmissions: 0, layer: null, estimateKbps: null, layerWhy: null }];
     const shown = applyBaseline(now, base);
     assert.equal(shown.datagramsIn, 500);
     assert.deepEqual(shown.perStream.map((r) => r.packetsIn), [100]);
@@ -471,10 +471,10 @@ describe('relay dashboard', () => {
     assert.match(l[streamsAt + 1], /^STREAM\s+PUBLISHER\s+BITRATE IN\s+PKTS IN\s+PKTS OUT\s+VIEWERS\s+DROPS$/);
     assert.match(l[streamsAt + 2], /^main\s+10\.0\.0\.2:40000\s+2\.50 Mbit\/s\s+10,000\s+20,000\s+2\s+3$/);
     assert.equal(l[streamsAt + 3], '', 'no row for a stream nobody publishes');
-    assert.match(l[viewersAt + 1], /^STREAM\s+VIEWER\s+UPTIME\s+LOSS\s+JITTER\s+RTT\s+PKTS OUT\s+SEND ERR\s+LAYER\s+PATH$/);
-    assert.match(l[viewersAt + 2], /^main\s+10\.0\.0\.3:50000\s+3m05s\s+0\.39%\s+1\.50 ms\s+12\.0 ms\s+10,000\s+2\s+0\s+-$/);
+    assert.match(l[viewersAt + 1], /^STREAM\s+VIEWER\s+UPTIME\s+LOSS\s+JITTER\s+RTT\s+PKTS OUT\s+SEND ERR\s+RTX\s+LAYER\s+PATH$/);
+    assert.match(l[viewersAt + 2], /^main\s+10\.0\.0\.3:50000\s+3m05s\s+0\.39%\s+1\.50 ms\s+12\.0 ms\s+10,000\s+2\s+40\s+0\s+-$/);
     // The second viewer was moved to the half-size layer: its path takes about 1.18 Mbit/s.
-    assert.match(l[viewersAt + 3], /^main\s+10\.0\.0\.4:50001\s+42s\s+-\s+-\s+-\s+10,000\s+1\s+1\s+1\.18 Mbit\/s$/);
+    assert.match(l[viewersAt + 3], /^main\s+10\.0\.0\.4:50001\s+42s\s+-\s+-\s+-\s+10,000\s+1\s+0\s+1\s+1\.18 Mbit\/s$/);
     assert.match(l[viewersAt + 4], /^slides\s+10\.0\.0\.5:50002\s+1h02m\s+/);
   });
   test('an idle relay says so', () => {

@@ -171,6 +171,8 @@ export interface RelayViewerRow {
   rttMs: number | null;
   packetsOut: number;
   sendErrors: number;
+  /** Packets re-sent to it from history (its retransmission budget used: RTX_SHARE of what it is sent). */
+  retransmissions: number;
   /** The quality layer it is sent (0: the top one); null when the stream has one. */
   layer: number | null;
   /** What its path takes by its own RFC 8888 feedback (kbit/s), once the path has shown a limit. */
@@ -340,5 +342,5 @@ export const RELAY_FIELDS = {
 } as const satisfies FieldKinds<RelaySnapshot>;
 export const RELAY_ROWS = {
   perStream: { bitrateInKbps: 'gauge', packetsIn: 'counter', packetsOut: 'counter', viewers: 'gauge', dropped: 'counter' },
-  perViewer: { uptimeS: 'gauge', lossPercent: 'gauge', jitterMs: 'gauge', rttMs: 'gauge', packetsOut: 'counter', sendErrors: 'counter', layer: 'gauge', estimateKbps: 'gauge' },
+  perViewer: { uptimeS: 'gauge', lossPercent: 'gauge', jitterMs: 'gauge', rttMs: 'gauge', packetsOut: 'counter', sendErrors: 'counter', retransmissions: 'counter', layer: 'gauge', estimateKbps: 'gauge' },
 } as const satisfies RowKinds<RelaySnapshot>;

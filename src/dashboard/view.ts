@@ -615,12 +615,14 @@ function relayBody(s: RelaySnapshot, h: History, o: ViewOptions): string[] {
           { header: 'RTT', align: 'right' },
           { header: 'PKTS OUT', align: 'right' },
           { header: 'SEND ERR', align: 'right' },
+          // Packets re-sent to it: a viewer on a full link gets fewer, never more (its budget).
+          { header: 'RTX', align: 'right' },
           // The quality layer it gets, and what its path takes by its own feedback.
           { header: 'LAYER', align: 'right' },
           { header: 'PATH', align: 'right' },
         ],
         s.perViewer.map((r) => [
-          r.stream, r.address, fmtDuration(r.uptimeS), fmtPct(r.lossPercent), fmtMs(r.jitterMs), fmtMs(r.rttMs), fmtInt(r.packetsOut), fmtInt(r.sendErrors),
+          r.stream, r.address, fmtDuration(r.uptimeS), fmtPct(r.lossPercent), fmtMs(r.jitterMs), fmtMs(r.rttMs), fmtInt(r.packetsOut), fmtInt(r.sendErrors), fmtInt(r.retransmissions),
           r.layer === null ? '-' : String(r.layer), r.estimateKbps === null ? '-' : fmtKbps(r.estimateKbps),
         ]),
         o.width,
