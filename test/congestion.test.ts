@@ -10,6 +10,7 @@ import { ArrivalLog, ARRIVALS_MAX_STREAMS, CCFB_MAX_PACKETS } from '../src/trans
 import { CongestionController, RetargetPolicy, CC_MIN_KBPS, RETARGET_DOWN_MIN_MS, RETARGET_UP_AFTER_MS } from '../src/transport/congestion.ts';
 import { Pacer, PACE_BURST_MS } from '../src/transport/pacer.ts';
 import { parseRtcp, serializeRtcp, type Ccfb } from '../src/transport/rtcp.ts';
+import { MAX_DATAGRAM } from '../src/defaults.ts';
 
 /** A small seeded generator (xorshift32): the same loss pattern every run. */
 function seeded(seed: number): () => number {
@@ -57,11 +58,24 @@ describe('ArrivalLog: what the relay reports to its sharer', () => {
     assert.equal(r2.streams[0].beginSeq, 5001 - CCFB_MAX_PACKETS + 1);
   });
 
-  test('at most ARRIVALS_MAX_STREAMS SSRCs; the rest are counted, not kept', () => {
+  test('at most ARRIVALS_MAX_STREAMS SSRCs: a new one takes the place of the one heard from longest ago', () => {
     const log = new ArrivalLog();
-    for (let s = 0; s < ARRIVALS_MAX_STREAMS + 3; s++) log.note(s, 0, 0);
-    assert.equal(log.report(0, 0)!.streams.length, ARRIVALS_MAX_STREAMS);
-    assert.equal(log.counters.ignored, 3);
+    for (let s = 0; s < ARRIVALS_MAX_STREAMS + 3; s++) log.note(s, 0, s);
+    assert.deepEqual(log.report(100, 0)!.streams.map((x) => x.ssrc), [...Array(ARRIVALS_MAX_STREAMS).keys()].map((i) => i + 3));
+  });
+
+  test('one report stays one datagram: CCFB_MAX_PACKETS over all streams; a stream past them waits', () => {
+    const log = new ArrivalLog();
+    for (let q = 0; q < 500; q++) log.note(1, q, 0);
+    for (let q = 0; q < 500; q++) log.note(2, q, 0);
+    for (let q = 0; q < 10; q++) log.note(3, q, 0);
+    const r = log.report(10, 0)!;
+    assert.equal(r.streams.reduce((n, x) => n + x.packets.length, 0), CCFB_MAX_PACKETS);
+    assert.ok(serializeRtcp([r]).length <= MAX_DATAGRAM);
+    // The stream that did not fit whole gives its newest; the one with no room left waits.
+    assert.equal(r.streams[1].beginSeq, 500 - (CCFB_MAX_PACKETS - 500));
+    assert.deepEqual(r.streams.map((x) => x.ssrc), [1, 2]);
+    assert.deepEqual(log.report(20, 0)!.streams.map((x) => [x.ssrc, x.packets.length]), [[3, 10]]);
   });
 });
 

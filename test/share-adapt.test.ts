@@ -85,7 +85,9 @@ test('the uplink\'s circuit breaker (RFC 8083): feedback stops, media stops; the
   const pub = await Publisher.start({ relay: { address: '127.0.0.1', port: (relay.address() as { port: number }).port }, stream: 'main', codec: 'h264', congestion: { maxKbps: 3000 }, now: () => Date.now() + skew });
   const events: string[] = [];
   pub.onBreaker = (state, why) => events.push(why ? `${state}: ${why}` : state);
-  const frames = setInterval(() => pub.send({ codec: 'h264', units: [Buffer.alloc(3000, 0x41)], keyframe: false, captureUnixMs: Date.now() }), 33);
+  // A keyframe every 10 frames: after the breaker, media starts again from one.
+  let n = 0;
+  const frames = setInterval(() => pub.send({ codec: 'h264', units: [Buffer.alloc(3000, 0x41)], keyframe: n++ % 10 === 0, captureUnixMs: Date.now() }), 33);
   try {
     await waitFor(() => pub.congestion!.reports > 5, 5000, 'feedback to arrive');
     reporting = false;
@@ -100,11 +102,36 @@ test('the uplink\'s circuit breaker (RFC 8083): feedback stops, media stops; the
     reporting = true;
     await waitFor(() => events.includes('closed'), 3000, 'the breaker to close');
     const inAtResume = mediaIn;
-    await new Promise((r) => setTimeout(r, 300));
-    assert.ok(mediaIn > inAtResume, 'media flows again');
+    await new Promise((r) => setTimeout(r, 700));
+    assert.ok(mediaIn > inAtResume, 'media flows again, from the next keyframe');
   } finally {
     clearInterval(frames);
     await pub.close();
     relay.close();
+  }
+});
+
+test('closing with paced media and FEC queued: everything leaves before the BYE, nothing after the socket closes', async () => {
+  const sink = dgram.createSocket('udp4');
+  await new Promise<void>((r) => sink.bind(0, '127.0.0.1', () => r()));
+  const got: string[] = [];
+  sink.on('message', (msg) => got.push(isRtcp(msg) ? parseRtcp(msg).map((p) => p.type).join('+') : 'rtp'));
+  const uncaught: unknown[] = [];
+  const onUncaught = (e: unknown) => uncaught.push(e);
+  process.on('uncaughtException', onUncaught);
+  // A small estimate paces hard: a few large frames leave a queue and a debt behind.
+  const pub = await Publisher.start({ relay: { address: '127.0.0.1', port: (sink.address() as { port: number }).port }, stream: 'main', codec: 'h264', congestion: { maxKbps: 200 }, fec: { groupSize: 5, mode: 'row' } });
+  try {
+    for (let i = 0; i < 4; i++) pub.send({ codec: 'h264', units: [Buffer.alloc(6000, 0x41)], keyframe: false, captureUnixMs: Date.now() });
+    await pub.close();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(uncaught, []);
+    const bye = got.findIndex((t) => t.includes('bye'));
+    assert.ok(bye > 0, `a BYE came: ${got.join(' ')}`);
+    assert.ok(got.slice(0, bye).filter((t) => t === 'rtp').length >= 4 * 5, 'the media and its parity before it');
+    assert.deepEqual(got.slice(bye + 1), [], 'nothing after the BYE');
+  } finally {
+    process.off('uncaughtException', onUncaught);
+    sink.close();
   }
 });

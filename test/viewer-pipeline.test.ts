@@ -336,11 +336,14 @@ describe('viewer pipeline: (datagram, now) → clean frames', () => {
     assert.deepEqual(moved.publisher, { ssrc: low.ssrc, codec: 'h264', restart: false, layer: true });
     ({ run, t } = feed(p, lowKey.datagrams.slice(1), t + 1));
     assert.deepEqual(datas(run.frames), [lowKey.data], 'from the keyframe on');
-    // Moved back up later: followed at once (the other layer is not an old sharer to ignore).
-    const topKey = (top.frame(false), top.frame(true));
-    const back = p.push(topKey.datagrams[0], t + 1);
+    // A straggler of the layer left (a P-frame sent before the move) is not followed back...
+    const straggler = top.frame(false).datagrams[0];
+    assert.equal(p.push(straggler, t + 1).publisher, undefined);
+    assert.equal(p.counters.foreign, 1);
+    // ...but a move back, which starts with that layer's keyframe, is, at once.
+    const topKey = top.frame(true);
+    const back = p.push(topKey.datagrams[0], t + 2);
     assert.deepEqual(back.publisher, { ssrc: top.ssrc, codec: 'h264', restart: false, layer: true });
-    assert.equal(p.counters.foreign, 0);
   });
 
   test('malformed datagrams are counted and dropped without throwing; the same pipeline goes on', () => {

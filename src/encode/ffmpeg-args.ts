@@ -166,7 +166,9 @@ export function buildShareArgs(capture: CaptureOptions, encode: EncodeOptions): 
   for (let i = 0; i < layers; i++) {
     const out = i === 0 ? encoding.output : codec(encode.codec).ffmpeg({ ...encode, bitrateKbps: rates[i], env: capture.env }).output;
     args.push('-map', i === 0 ? '[l0]' : `[o${i}]`, '-r', String(encode.fps));
-    args.push(...out.slice(0, -1), `pipe:${layerFd(i)}`);
+    // No keyframes of the encoder's own choosing at scene cuts: every layer's fall on the same
+    // pictures (-g), so the relay can move a viewer between layers at any of them.
+    args.push(...out.slice(0, -1), '-sc_threshold', '0', `pipe:${layerFd(i)}`);
   }
   return args;
 }

@@ -19,6 +19,7 @@ import { FecDecoder, PT_FEC, fecSsrcFor } from '../transport/fec.ts';
 import type { ReportBlock } from '../transport/rtcp.ts';
 import type { MasterKey } from '../transport/secure.ts';
 import { ReceiverStats } from '../transport/stats.ts';
+import { startsKeyframe } from '../transport/keyframe.ts';
 import { PacketError } from '../util/errors.ts';
 import type { RepairTiming } from './budget.ts';
 import { MediaDecryptor } from './decrypt.ts';
@@ -118,7 +119,8 @@ export class MediaPipeline {
    * compound (the same arrival time).
    */
   private readonly srs = new Map<number, { sr: SenderClock; at: number }>();
-  private previous?: { ssrc: number; until: number };
+  /** The SSRC left last (a sharer restart, or a layer move), whose stragglers are not followed back for STALE_PUBLISHER_MS. */
+  private previous?: { ssrc: number; until: number; layer: boolean };
   private readonly own = { malformed: 0, foreign: 0, framesComplete: 0, framesDropped: 0, framesSkipped: 0 };
   private readonly log?: (line: string) => void;
 
@@ -248,7 +250,9 @@ export class MediaPipeline {
       return;
     }
     if (pkt.ssrc !== this.ssrc || name !== this.codecName) {
-      if (this.previous && pkt.ssrc === this.previous.ssrc && now < this.previous.until) {
+      // Stragglers of the SSRC just left are not followed back, unless it was a layer of this
+      // sharer and the packet starts a keyframe: the relay moved us back to it.
+      if (this.previous && pkt.ssrc === this.previous.ssrc && now < this.previous.until && !(this.previous.layer && startsKeyframe(buf))) {
         this.own.foreign++;
         return;
       }
@@ -316,7 +320,7 @@ export class MediaPipeline {
     const was = this.ssrc !== undefined ? this.srs.get(this.ssrc) : undefined;
     const layer = was !== undefined && name === this.codecName && this.srs.get(ssrc)?.at === was.at;
     const restart = this.ssrc !== undefined && !layer;
-    if (restart && ssrc !== this.ssrc) this.previous = { ssrc: this.ssrc!, until: now + STALE_PUBLISHER_MS };
+    if (this.ssrc !== undefined && ssrc !== this.ssrc) this.previous = { ssrc: this.ssrc, until: now + STALE_PUBLISHER_MS, layer };
     this.ssrc = ssrc;
     this.codecName = name;
     // The old session's counts stay in the totals: a sharer restart is not a counter reset.

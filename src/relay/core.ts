@@ -143,7 +143,16 @@ export class RelayCore {
     const views = this.laneViews(stream, now);
     if (!stream.publisher || views.every((l) => !l.live)) return;
     for (const v of stream.viewers.values()) {
-      if (v.movingTo || views[v.lane.index].live) continue;
+      if (v.movingTo) {
+        // Still waiting for the target's keyframe: asked again when the first request went
+        // unanswered, and given up when the sharer stopped that layer meanwhile.
+        if (views[v.movingTo.index].live) {
+          if (now - (v.movingSince ?? now) >= KEYFRAME_WAIT_MS) this.askKeyframe(stream, v.movingTo.ssrc, now, out);
+          continue;
+        }
+        this.routing.moveLater(v, v.lane);
+      }
+      if (views[v.lane.index].live) continue;
       v.choice ??= new LayerChoice(stream.sent);
       const move = v.choice.laneStopped(v.lane.index, views);
       if (move) this.moveViewer(stream, v, move, now, out);
@@ -389,6 +398,7 @@ export class RelayCore {
   private moveViewer(s: StreamState, v: ViewerState, move: LayerMove, now: number, out: Output[]): void {
     const lane = s.lanes[move.to];
     this.routing.moveLater(v, lane);
+    v.movingSince = now;
     this.counters.layerMoves++;
     this.log(`stream ${s.name}: viewer ${fmt(v.endpoint)} to layer ${move.to} at its next keyframe (${move.why})`);
     this.askKeyframe(s, lane.ssrc, now, out);

@@ -39,8 +39,9 @@ export interface ViewerState {
   sink: ViewerSink;
   /** The quality layer this viewer is sent (the stream itself, its top layer, until the relay moves it). */
   lane: Lane;
-  /** A layer it moves to at that layer's next keyframe (lane.joining holds it meanwhile). */
+  /** A layer it moves to at that layer's next keyframe (lane.joining holds it meanwhile), since when. */
   movingTo?: Lane;
+  movingSince?: number;
   /** Its layer choice (layers.ts), once the stream has more than one layer and it sends feedback. */
   choice?: LayerChoice;
   /** When its current lane's media started going to it: feedback on packets sent before is not read. */
@@ -193,6 +194,7 @@ export class Routing {
       stream.history.clear();
       stream.keyframes.clear();
       stream.ssrc = p.ssrc;
+      stream.sent = new SendLog();
     }
     stream.publisher = {
       ...p,
@@ -274,6 +276,8 @@ export class Routing {
 
   /** What `v` was sent so far is kept, and its counts go on from `lane`'s. */
   private changeLane(v: ViewerState, lane: Lane): void {
+    // Its breaker compares fan-out counts between reports: from now on, another lane's.
+    if (!v.breaker.open) v.breaker.resume();
     v.sentEarlier += v.lane.fanOuts - v.joinedAtFanOut;
     v.joinedAtFanOut = lane.fanOuts;
     v.rtx.rebase(lane.fanOuts);

@@ -7,10 +7,11 @@
  * that arrived, so a packet missing between two arrivals is reported lost once, and one arriving
  * after its loss was reported (reordered beyond a report interval) is counted `late`, not reported.
  *
- * Limits (each a counter, never memory): at most ARRIVALS_MAX_STREAMS SSRCs (others are `ignored`);
- * at most ARRIVALS_MAX_PENDING arrivals a stream between two reports (more are `ignored`); a report
- * covers at most CCFB_MAX_PACKETS sequence numbers a stream (a longer gap, a sender restarting
- * its numbering, reports only the newest).
+ * Limits (each a counter, never memory): at most ARRIVALS_MAX_STREAMS SSRCs (a new one takes the
+ * place of the one heard from longest ago: a layer left, a sharer restarted); at most
+ * ARRIVALS_MAX_PENDING arrivals a stream between two reports (more are `ignored`); a report covers
+ * at most CCFB_MAX_PACKETS sequence numbers over all its streams, so it fits one datagram (a
+ * longer gap, a sender restarting its numbering, reports only the newest).
  */
 import { ATO_OVER_RANGE, ATO_UNITS_PER_S, type Ccfb, type CcfbStream } from './rtcp.ts';
 import { msToNtp, ntpMiddle32 } from './ntp.ts';
@@ -22,8 +23,8 @@ import { FEEDBACK_MAX_MS, FEEDBACK_MIN_MS } from '../defaults.ts';
 export const ARRIVALS_MAX_STREAMS = 8;
 /** Arrivals a stream keeps between two reports: 100 ms at 40,000 packets/s. */
 export const ARRIVALS_MAX_PENDING = 4096;
-/** Sequence numbers one report covers a stream: 2 bytes each, so a report stays under 2.1 KB a stream. */
-export const CCFB_MAX_PACKETS = 1024;
+/** Sequence numbers one report covers, all streams together: 2 bytes each, so a report stays under MAX_DATAGRAM. */
+export const CCFB_MAX_PACKETS = 600;
 
 interface StreamLog {
   ssrc: number;
@@ -32,12 +33,14 @@ interface StreamLog {
   /** Arrivals since the last report, as seq and arrival time (ms). */
   seqs: number[];
   times: number[];
+  /** When it was last heard from. */
+  heardAt: number;
 }
 
 export interface ArrivalCounters {
   /** Packets that arrived after a report had called them lost. */
   late: number;
-  /** Packets not noted: an SSRC over ARRIVALS_MAX_STREAMS, or over ARRIVALS_MAX_PENDING. */
+  /** Packets not noted: over ARRIVALS_MAX_PENDING between two reports. */
   ignored: number;
   /** Reports made. */
   reports: number;
@@ -59,6 +62,8 @@ export class ArrivalLog {
    */
   arrived(buf: Buffer, now: number, senderSsrc: number): Ccfb | undefined {
     this.note(rtpSsrc(buf), rtpSequence(buf), now);
+    // A clock stepped back: start the interval again rather than wait for it to catch up.
+    if (now < this.reportedAt) this.reportedAt = now;
     const since = now - this.reportedAt;
     if (since < FEEDBACK_MIN_MS || (since < FEEDBACK_MAX_MS && !rtpMarker(buf))) return undefined;
     this.reportedAt = now;
@@ -70,12 +75,14 @@ export class ArrivalLog {
     let s = this.streams.find((x) => x.ssrc === ssrc);
     if (!s) {
       if (this.streams.length >= ARRIVALS_MAX_STREAMS) {
-        this.counters.ignored++;
-        return;
+        let oldest = 0;
+        for (let i = 1; i < this.streams.length; i++) if (this.streams[i].heardAt < this.streams[oldest].heardAt) oldest = i;
+        this.streams.splice(oldest, 1);
       }
-      s = { ssrc, seqs: [], times: [] };
+      s = { ssrc, seqs: [], times: [], heardAt: now };
       this.streams.push(s);
     }
+    s.heardAt = now;
     if (s.next !== undefined && seqDiff(s.next, seq) < 0 && seqDiff(s.next, seq) > -CCFB_MAX_PACKETS) {
       this.counters.late++;
       return;
@@ -102,6 +109,7 @@ export class ArrivalLog {
   /** The feedback for everything that arrived since the last report; undefined when nothing did. */
   report(now: number, senderSsrc: number): Ccfb | undefined {
     const streams: CcfbStream[] = [];
+    let room = CCFB_MAX_PACKETS;
     for (const s of this.streams) {
       if (s.seqs.length === 0) continue;
       // The newest arrival by sequence order, and the earliest still to report.
@@ -111,7 +119,8 @@ export class ArrivalLog {
         if (seqDiff(end, q) > 0) end = q;
         if (s.next === undefined && seqDiff(begin, q) < 0) begin = q;
       }
-      if (seqDiff(begin, end) >= CCFB_MAX_PACKETS) begin = seqAdd(end, 1 - CCFB_MAX_PACKETS);
+      if (room <= 0) continue; // kept for the next report
+      if (seqDiff(begin, end) >= room) begin = seqAdd(end, 1 - room);
       const count = seqDiff(begin, end) + 1;
       const packets: CcfbStream['packets'] = Array.from({ length: count }, () => ({ received: false, ecn: 0, ato: 0 }));
       for (let i = 0; i < s.seqs.length; i++) {
@@ -121,6 +130,7 @@ export class ArrivalLog {
         packets[at] = { received: true, ecn: 0, ato: Math.min(ATO_OVER_RANGE, Math.max(0, ato)) };
       }
       streams.push({ ssrc: s.ssrc, beginSeq: begin, packets });
+      room -= count;
       s.next = seqAdd(end, 1);
       s.seqs.length = 0;
       s.times.length = 0;

@@ -61,6 +61,8 @@ export const CC_BASE_WINDOW_MS = 30_000;
 const CC_BASE_BUCKET_MS = 2_000;
 /** The acknowledged rate is measured over the arrivals of this long, on the receiver's clock. */
 export const CC_ACKED_WINDOW_MS = 500;
+/** Acknowledged packets kept for the rate: a second at 8,000 packets/s. */
+const ACKED_MAX = 8192;
 /** The shortest span an acknowledged rate is taken over (the first reports). */
 const CC_MIN_SPAN_MS = 100;
 /** Loss is measured over the reports of this long. */
@@ -93,7 +95,8 @@ export class SendLog {
   onSent(ssrc: number, seq: number, bytes: number, now: number): void {
     let r = this.sent.get(ssrc);
     if (!r) {
-      if (this.sent.size >= SEND_LOG_MAX_SSRCS) return;
+      // The oldest SSRC makes room (a sharer restarted: its old session is of no more use).
+      if (this.sent.size >= SEND_LOG_MAX_SSRCS) this.sent.delete(this.sent.keys().next().value!);
       r = { seqs: new Int32Array(SEND_LOG_SIZE).fill(-1), times: new Float64Array(SEND_LOG_SIZE), bytes: new Uint16Array(SEND_LOG_SIZE) };
       this.sent.set(ssrc, r);
     }
@@ -131,7 +134,7 @@ export class CongestionController {
   /** First raw delay seen: later ones are taken relative to it, so a wrap of the 65536 s clock does not matter. */
   private origin?: number;
   /** Arrival (our clock plus the one-way delay: the receiver's, without wraps) and bytes of recently acknowledged packets. */
-  private readonly acked: Array<{ at: number; bytes: number }> = [];
+  private readonly acked: Array<{ at: number; bytes: number; rx: number }> = [];
   private readonly lossHistory: Array<{ at: number; lost: number; total: number }> = [];
   private lastDecreaseSentAt = -Infinity;
   private lastUpdateAt?: number;
@@ -193,13 +196,15 @@ export class CongestionController {
         if (sentAt > this.lastDecreaseSentAt) minQueue = Math.min(minQueue, queue);
         newestSendAt = Math.max(newestSendAt, sentAt);
         // Arrival on a wrap-free clock: our send time plus the one-way delay (offset included).
-        this.acked.push({ at: sentAt + owd, bytes: sent.bytes });
+        this.acked.push({ at: sentAt + owd, bytes: sent.bytes, rx: now });
       }
     }
     if (total === 0) return this.estimateKbps;
     this.lossHistory.push({ at: now, lost, total });
     while (this.lossHistory.length && now - this.lossHistory[0].at > CC_LOSS_WINDOW_MS) this.lossHistory.shift();
     // Arrivals come in order of reports, nearly in order of time: the window is by the newest.
+    // Bounded whatever a receiver claims: by count, by when we read them, and by their arrivals.
+    while (this.acked.length > ACKED_MAX || (this.acked.length && now - this.acked[0].rx > 2 * CC_ACKED_WINDOW_MS)) this.acked.shift();
     const newest = this.acked.reduce((m, a) => Math.max(m, a.at), -Infinity);
     while (this.acked.length && newest - this.acked[0].at > CC_ACKED_WINDOW_MS) this.acked.shift();
     const l = this.lossHistory.reduce((a, h) => [a[0] + h.lost, a[1] + h.total], [0, 0]);
@@ -377,7 +382,9 @@ export class UplinkLayers {
     }
     // The encoder aims for every layer to fit (never above --bitrate at the top).
     const allShares = this.shares.reduce((a, b) => a + b, 0);
-    const retarget = this.policy.decideKbps((fit / allShares) * LAYER_RETARGET_MARGIN, now);
+    // Under the maximum, aimed a little low so every layer fits after it; at it, the maximum itself.
+    const aim = fit / allShares;
+    const retarget = this.policy.decideKbps(aim >= this.maxTopKbps ? this.maxTopKbps : aim * LAYER_RETARGET_MARGIN, now);
     const out: { firstActive?: number; retarget?: number } = {};
     if (retarget !== undefined) out.retarget = retarget;
     if (first !== this.firstActive) {

@@ -19,7 +19,7 @@ export const PACE_FACTOR_OPEN = 4;
 export const PACE_FACTOR_LIMITED = 1.1;
 export const PACE_BURST_MS = 40;
 export const PACE_MAX_QUEUE_MS = 1000;
-const PACE_MIN_QUEUE = 64;
+const PACE_MIN_QUEUE = 16;
 /** Never a bucket smaller than one full datagram. */
 const MIN_BURST_BYTES = 1500;
 
@@ -64,6 +64,15 @@ export class Pacer<T extends { bytes: number }> {
     this.queue.push(item);
     this.queuedBytes += item.bytes;
     this.drain();
+  }
+
+  /** Drops everything queued, counted in `dropped` (a circuit breaker stopped media). */
+  clear(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.dropped += this.queue.length;
+    this.queue.length = 0;
+    this.queuedBytes = 0;
   }
 
   /** Sends everything still queued at once (closing). */

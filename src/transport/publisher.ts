@@ -173,6 +173,8 @@ export class Publisher {
   readonly breaker = new CircuitBreaker();
   /** Packets the relay's feedback said arrived, so far: the breaker's sign that media gets through. */
   private ackedPackets = 0;
+  /** RTP sent (media and FEC), for the breaker: the RTCP sent every second is not media. */
+  private readonly rtpSent = { packets: 0, bytes: 0 };
   /** Round trip to the relay, from PUBLISH to its ACK (ms), when measured. */
   private relayRttMs?: number;
   private announcedAt?: number;
@@ -204,6 +206,7 @@ export class Publisher {
   private readonly now: () => number;
   private timer?: NodeJS.Timeout;
   private closed = false;
+  private socketClosed = false;
 
   private constructor(socket: dgram.Socket, opts: PublisherOptions) {
     this.socket = socket;
@@ -310,10 +313,15 @@ export class Publisher {
   }
 
   private sendNow(o: Outgoing): void {
+    if (this.socketClosed) return;
     this.counters.packetsSent++;
     this.counters.bytesSent += o.bytes;
     if (o.fec) this.counters.fecPacketsSent++;
-    if (o.id) this.congestion?.onSent(o.id.ssrc, o.id.seq, o.bytes, this.now());
+    if (o.id) {
+      this.rtpSent.packets++;
+      this.rtpSent.bytes += o.bytes;
+      this.congestion?.onSent(o.id.ssrc, o.id.seq, o.bytes, this.now());
+    }
     this.socket.send(o.d, this.opts.relay.port, this.opts.relay.address, (err) => {
       if (err) this.counters.sendErrors++;
     });
@@ -389,13 +397,14 @@ export class Publisher {
     if (this.breaker.open) {
       if (!this.breaker.mayResume(now) || this.relay.state !== 'ok') return;
       this.breaker.resume();
+      // Frames were held, not numbered: a P-frame now would refer to pictures no viewer has.
+      for (let l = this.firstActive; l < this.senders.length; l++) this.waitingForKey.add(l);
       this.onBreaker?.('closed');
       return;
     }
-    const c = this.counters;
-    const why = this.breaker.report({ fractionLost: cc.loss, highestSeq: this.ackedPackets, rttMs: this.relayRttMs }, { packets: c.packetsSent, bytes: c.bytesSent }, now);
+    const why = this.breaker.report({ fractionLost: cc.loss, highestSeq: this.ackedPackets, rttMs: this.relayRttMs }, this.rtpSent, now);
     if (why) {
-      this.pacer?.flush();
+      this.pacer?.clear(); // not into the path just found not to carry it
       this.onBreaker?.('open', why);
     }
   }
@@ -459,13 +468,15 @@ export class Publisher {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
-    this.pacer?.flush();
+    // Parity first, then everything paced goes at once, then BYE: nothing is left on a timer.
     for (const fec of this.fecs ?? []) for (const f of fec.flush()) this.transmit([f], true);
+    this.pacer?.flush();
     let bye: Buffer[] = [this.rtcp([{ type: 'bye', ssrcs: this.senders.map((s) => s.ssrc), reason }])];
     if (this.signer) bye = this.signer.sign(bye);
     await new Promise<void>((resolve) => {
       this.socket.send(bye, this.opts.relay.port, this.opts.relay.address, () => resolve());
     });
+    this.socketClosed = true;
     await new Promise<void>((resolve) => this.socket.close(() => resolve()));
   }
 }
