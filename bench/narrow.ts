@@ -17,30 +17,20 @@
 import path from 'node:path';
 import { statSync, writeFileSync } from 'node:fs';
 import {
-  OUT, allStats, exited, lastStats, mean, missing, percentile, ratio, relayBehindImpair, round, sleep, stop, table, udpcast,
-  waitFor, type BenchContext, type BenchResult,
+  OUT, allStats, exited, lastStats, mean, missing, ratio, relayBehindImpair, round, sleep, stop, table, udpcast, waitFor,
+  type BenchContext, type BenchResult,
 } from './lib.ts';
+import {
+  DELAY, FPS, GOP, KBPS, LATENCY_TARGET_MS, QUEUE, RATE, SETTLE_S, SIZE, SMOOTH_FPS, SMOOTH_RUN, bottleneckArgs, impairDrops, sharerEndMs,
+  smoothFigures, viewerSeconds, type Second,
+} from './bottleneck.ts';
 import { decodeMd5 } from './plain-rtp.ts';
 
-const GOP = 60;
-const FPS = 30;
-const SIZE = '1280x720';
 const FULL_WIDTH = 1280;
-const KBPS = 2500;
-/** The narrow viewer's downlink: 1.2 Mbit/s, a FIFO of 12 datagrams (~100 ms at that rate), 10 ms each way. */
-const RATE = '1.2M';
-const QUEUE = 12;
-const DELAY = '10ms';
+/** The bottleneck (bottleneck.ts) is the narrow viewer's downlink; its seed here. */
 const SEED = 1401;
-/** The viewers join this long after the sharer is started. */
+/** The viewers join this long after the sharer is started (the narrow viewer's SETTLE_S counts from its joining). */
 const JOIN_AFTER_MS = 2000;
-/** Narrow viewer: "smooth" is at least this many frames a second... */
-const SMOOTH_FPS = 20;
-/** ...for this many consecutive stats seconds... */
-const SMOOTH_RUN = 3;
-/** ...within this many seconds of joining; the steady-state window never starts before it. */
-const SETTLE_S = 10;
-const LATENCY_TARGET_MS = 400;
 /** Clean viewer: from this many seconds after joining, every second at ≥ CLEAN_FPS, FULL_WIDTH wide, ≥ CLEAN_KBPS. */
 const CLEAN_GRACE_S = 2;
 const CLEAN_FPS = 28;
@@ -113,52 +103,10 @@ interface Row {
   decodedVsL1?: number | null;
 }
 
-interface Second {
-  /** Seconds from the viewer's spawn to this stats line. */
-  at: number;
-  fps: number;
-  /** Null when the second completed no frame (latencyMs then repeats an older frame's). */
-  latencyMs: number | null;
-  width: number | null;
-  height: number | null;
-  kbps: number;
-}
-
-/** A viewer's per-second stats lines from its spawn to `endMs` (the sharer's last full second). */
-function viewerSeconds(file: string, spawnMs: number, endMs: number): Second[] {
-  const out: Second[] = [];
-  let prevComplete = 0;
-  for (const l of allStats(file)) {
-    if (l.final || typeof l.t !== 'string') continue;
-    const t = Date.parse(l.t);
-    const complete = Number(l.framesComplete ?? 0);
-    const fresh = complete > prevComplete;
-    prevComplete = complete;
-    if (t <= spawnMs || t > endMs) continue;
-    const fps = Number(l.fps ?? 0);
-    out.push({
-      at: (t - spawnMs) / 1000,
-      fps,
-      latencyMs: fresh && fps > 0 && typeof l.latencyMs === 'number' ? l.latencyMs : null,
-      width: typeof l.width === 'number' ? l.width : null,
-      height: typeof l.height === 'number' ? l.height : null,
-      kbps: Number(l.bitrateKbps ?? 0),
-    });
-  }
-  return out;
-}
-
 function narrowFigures(seconds: Second[]) {
-  let smoothAtS: number | null = null;
-  for (let i = 0; i + SMOOTH_RUN <= seconds.length; i++) {
-    if (seconds.slice(i, i + SMOOTH_RUN).every((s) => s.fps >= SMOOTH_FPS)) {
-      smoothAtS = seconds[i].at;
-      break;
-    }
-  }
-  const windowFromS = Math.max(smoothAtS ?? SETTLE_S, SETTLE_S);
-  const win = seconds.filter((s) => s.at >= windowFromS);
-  const lat = win.flatMap((s) => (s.latencyMs === null ? [] : [s.latencyMs]));
+  // Here a second's latency sample also needs fps > 0.
+  const { window: win, figures } = smoothFigures(seconds, (s) => (s.fps > 0 ? s.latencyMs : null));
+  const { smoothAtS, windowFromS, ...rest } = figures;
   const shown = win.filter((s) => s.fps > 0 && s.width !== null);
   const counts = new Map<string, number>();
   for (const s of shown) counts.set(`${s.width}x${s.height}`, (counts.get(`${s.width}x${s.height}`) ?? 0) + 1);
@@ -166,15 +114,12 @@ function narrowFigures(seconds: Second[]) {
     .sort((a, b) => b[1] - a[1])
     .map(([k, n]) => `${k} (${Math.round((100 * n) / shown.length)}%)`)
     .join(', ');
+  // Keys in the order the rows have always had.
   return {
-    smoothAtS: round(smoothAtS, 1),
-    windowFromS: round(windowFromS, 1)!,
+    smoothAtS,
+    windowFromS,
     windowSeconds: win.length,
-    meanFps: round(mean(win.map((s) => s.fps)), 1),
-    smoothSecondsPct: win.length ? round((100 * win.filter((s) => s.fps >= SMOOTH_FPS).length) / win.length, 1) : null,
-    latencyP50Ms: round(percentile(lat, 50), 1),
-    latencyP95Ms: round(percentile(lat, 95), 1),
-    latencySamples: lat.length,
+    ...rest,
     sizes: sizes || 'none',
     meanKbps: round(mean(win.map((s) => s.kbps)), 0),
   };
@@ -191,12 +136,6 @@ function cleanFigures(seconds: Second[]) {
     cleanMinKbps: win.length ? round(Math.min(...win.map((s) => s.kbps)), 0) : null,
     cleanGoodSeconds: win.filter(good).length,
   };
-}
-
-/** The downlink's own count (relay → narrow viewer) of what it passed and tail-dropped, from impair's summary. */
-function downlinkDrops(stderr: string): { forwarded: number | null; rateDropped: number | null } {
-  const m = stderr.match(/down\s+target → client: received \d+, forwarded (\d+)[^\n]*?rate-dropped (\d+)/);
-  return m ? { forwarded: Number(m[1]), rateDropped: Number(m[2]) } : { forwarded: null, rateDropped: null };
 }
 
 /** Addresses in the relay's "viewer ADDRESS joined" lines, in order. */
@@ -239,7 +178,7 @@ async function systemRun(sys: System, seconds: number, ctx: BenchContext): Promi
   };
   // A run that writes nothing must not be read as an earlier one's.
   for (const file of Object.values(f)) writeFileSync(file, '');
-  const downlink = ['--down-rate', RATE, '--down-queue', String(QUEUE), '--delay', DELAY, '--seed', String(SEED)];
+  const downlink = bottleneckArgs('down', SEED);
   const { result: r, relayStderr, impairStderr } = await relayBehindImpair(
     downlink,
     async ({ relayPort, impairPort, relaySaid }) => {
@@ -270,14 +209,13 @@ async function systemRun(sys: System, seconds: number, ctx: BenchContext): Promi
     },
     ['--stats-json', f.rstats],
   );
-  const shareLines = allStats(f.sstats).filter((l) => !l.final && typeof l.t === 'string');
-  // The sharer's last full second ends every window: after it the viewers' fps falls as share stops.
-  const endMs = shareLines.length ? Date.parse(shareLines.at(-1)!.t as string) : r.exitMs;
+  // The sharer's last full second ends every window; each viewer's seconds are timed from its own spawn.
+  const endMs = sharerEndMs(f.sstats, r.exitMs);
   const n = narrowFigures(viewerSeconds(f.nstats, r.narrowSpawnMs, endMs));
   const c = cleanFigures(viewerSeconds(f.cstats, r.cleanSpawnMs, endMs));
   const recordingBytes = statSync(f.nout).size;
   const d = recordingBytes > 0 ? decodeMd5(f.nout, ['-f', 'matroska']) : { md5s: [], errors: null };
-  const b = downlinkDrops(impairStderr);
+  const b = impairDrops(impairStderr, 'down');
   // The relay's per-viewer figures as the stream ended: its last line up to the sharer's last second.
   const relayLines = allStats(f.rstats).filter((l) => !l.final && typeof l.t === 'string' && Date.parse(l.t as string) <= endMs);
   const relayLine = relayLines.at(-1) ?? null;
@@ -388,37 +326,32 @@ export async function narrowBench(ctx: BenchContext): Promise<BenchResult> {
 
   const baseNote = (x: unknown) => `--layers 1: ${x}`;
   const cleanOk = layered.cleanSeconds > 0 && layered.cleanGoodSeconds === layered.cleanSeconds;
-  return {
-    name: 'narrow',
-    title,
-    rows: rows as unknown as Record<string, unknown>[],
-    markdown,
-    targets: [
-      {
-        target: `1.2 Mbit/s downlink: --layers 3 viewer reaches ≥ ${SMOOTH_FPS} fps within ${SETTLE_S} s of joining (issue 14)`,
-        met: layered.smoothAtS !== null && layered.smoothAtS <= SETTLE_S,
-        detail: `${layered.smoothAtS === null ? 'never' : `at ${layered.smoothAtS} s`} (${baseNote(base.smoothAtS === null ? 'never' : `${base.smoothAtS} s`)}; --no-adapt: ${fixed.smoothAtS === null ? 'never' : `${fixed.smoothAtS} s`})`,
-      },
-      {
-        target: `1.2 Mbit/s downlink: --layers 3 viewer mean ≥ ${SMOOTH_FPS} fps after that (issue 14)`,
-        met: layered.meanFps === null ? null : layered.meanFps >= SMOOTH_FPS,
-        detail: `${layered.meanFps} fps from second ${layered.windowFromS} (${layered.windowSeconds} s), ${layered.smoothSecondsPct}% of seconds ≥ ${SMOOTH_FPS}, at ${layered.sizes} (${baseNote(`${base.meanFps} fps`)})`,
-      },
-      {
-        target: `1.2 Mbit/s downlink: --layers 3 viewer latency p95 ≤ ${LATENCY_TARGET_MS} ms (issue 14)`,
-        met: layered.latencyP95Ms === null ? null : layered.latencyP95Ms <= LATENCY_TARGET_MS,
-        detail: `p95 ${layered.latencyP95Ms} ms, p50 ${layered.latencyP50Ms} ms over ${layered.latencySamples} seconds (${baseNote(`p95 ${base.latencyP95Ms ?? '–'} ms`)})`,
-      },
-      {
-        target: '1.2 Mbit/s downlink: --layers 3, 0 decoder errors in the narrow viewer\'s recording (issue 14)',
-        met: layered.framesDecoded > 0 && layered.decodeErrors === 0,
-        detail: `${layered.decodeErrors} error lines, ${layered.framesDecoded} frames decoded (${baseNote(base.recordingBytes === 0 ? 'an empty recording' : `${base.decodeErrors} errors, ${base.framesDecoded} frames`)})`,
-      },
-      {
-        target: `1.2 Mbit/s downlink: --layers 3, the clean viewer keeps ≥ ${CLEAN_FPS} fps at ${FULL_WIDTH} wide, ≥ ${CLEAN_KBPS} kbit/s every second (issue 14)`,
-        met: layered.cleanSeconds === 0 ? null : cleanOk,
-        detail: `${layered.cleanGoodSeconds} of ${layered.cleanSeconds} seconds; min ${layered.cleanMinFps} fps, ${layered.cleanFullWidthPct}% at ${FULL_WIDTH}, min ${layered.cleanMinKbps} kbit/s (${baseNote(`${base.cleanGoodSeconds} of ${base.cleanSeconds}`)})`,
-      },
-    ],
-  };
+  const targets: BenchResult['targets'] = [
+    {
+      target: `1.2 Mbit/s downlink: --layers 3 viewer reaches ≥ ${SMOOTH_FPS} fps within ${SETTLE_S} s of joining (issue 14)`,
+      met: layered.smoothAtS !== null && layered.smoothAtS <= SETTLE_S,
+      detail: `${layered.smoothAtS === null ? 'never' : `at ${layered.smoothAtS} s`} (${baseNote(base.smoothAtS === null ? 'never' : `${base.smoothAtS} s`)}; --no-adapt: ${fixed.smoothAtS === null ? 'never' : `${fixed.smoothAtS} s`})`,
+    },
+    {
+      target: `1.2 Mbit/s downlink: --layers 3 viewer mean ≥ ${SMOOTH_FPS} fps after that (issue 14)`,
+      met: layered.meanFps === null ? null : layered.meanFps >= SMOOTH_FPS,
+      detail: `${layered.meanFps} fps from second ${layered.windowFromS} (${layered.windowSeconds} s), ${layered.smoothSecondsPct}% of seconds ≥ ${SMOOTH_FPS}, at ${layered.sizes} (${baseNote(`${base.meanFps} fps`)})`,
+    },
+    {
+      target: `1.2 Mbit/s downlink: --layers 3 viewer latency p95 ≤ ${LATENCY_TARGET_MS} ms (issue 14)`,
+      met: layered.latencyP95Ms === null ? null : layered.latencyP95Ms <= LATENCY_TARGET_MS,
+      detail: `p95 ${layered.latencyP95Ms} ms, p50 ${layered.latencyP50Ms} ms over ${layered.latencySamples} seconds (${baseNote(`p95 ${base.latencyP95Ms ?? '–'} ms`)})`,
+    },
+    {
+      target: '1.2 Mbit/s downlink: --layers 3, 0 decoder errors in the narrow viewer\'s recording (issue 14)',
+      met: layered.framesDecoded > 0 && layered.decodeErrors === 0,
+      detail: `${layered.decodeErrors} error lines, ${layered.framesDecoded} frames decoded (${baseNote(base.recordingBytes === 0 ? 'an empty recording' : `${base.decodeErrors} errors, ${base.framesDecoded} frames`)})`,
+    },
+    {
+      target: `1.2 Mbit/s downlink: --layers 3, the clean viewer keeps ≥ ${CLEAN_FPS} fps at ${FULL_WIDTH} wide, ≥ ${CLEAN_KBPS} kbit/s every second (issue 14)`,
+      met: layered.cleanSeconds === 0 ? null : cleanOk,
+      detail: `${layered.cleanGoodSeconds} of ${layered.cleanSeconds} seconds; min ${layered.cleanMinFps} fps, ${layered.cleanFullWidthPct}% at ${FULL_WIDTH}, min ${layered.cleanMinKbps} kbit/s (${baseNote(`${base.cleanGoodSeconds} of ${base.cleanSeconds}`)})`,
+    },
+  ];
+  return { name: 'narrow', title, rows: rows as unknown as Record<string, unknown>[], markdown, targets };
 }

@@ -17,36 +17,16 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import {
-  OUT, allStats, exited, lastStats, mean, missing, percentile, ratio, relayBehindImpair, round, shareWatchFiles, sleep, stop, table,
-  udpcast, x264Args, type BenchContext, type BenchResult,
+  OUT, exited, lastStats, missing, ratio, relayBehindImpair, round, shareWatchFiles, sleep, stop, table, udpcast, x264Args,
+  type BenchContext, type BenchResult,
 } from './lib.ts';
+import {
+  DELAY, FPS, GOP, KBPS, LATENCY_TARGET_MS, QUEUE, RATE, SETTLE_S, SIZE, SMOOTH_FPS, SMOOTH_RUN, bottleneckArgs, impairDrops, sharerEndMs,
+  smoothFigures, viewerSeconds,
+} from './bottleneck.ts';
 import { decodeMd5, plainRtpRun } from './plain-rtp.ts';
 
-const GOP = 60;
-const FPS = 30;
-const SIZE = '1280x720';
-const KBPS = 2500;
-/** The bottleneck: 1.2 Mbit/s, a FIFO of 12 datagrams (~1250 bytes each: 100 ms at that rate), 10 ms each way. */
-const RATE = '1.2M';
-const QUEUE = 12;
-const DELAY = '10ms';
 const SEED = 1400;
-/** "Smooth": at least this many frames a second (two thirds of the 30 fps asked for). */
-const SMOOTH_FPS = 20;
-/** Consecutive stats seconds at SMOOTH_FPS or more before the stream counts as having got there. */
-const SMOOTH_RUN = 3;
-/** The steady-state window never starts before this second: a quick climb is judged on what follows. */
-const SETTLE_S = 10;
-const LATENCY_TARGET_MS = 400;
-
-/**
- * The bottleneck's own count of what it dropped for want of room, from the summary `udpcast impair`
- * prints when stopped: tells a collapse at the link from one elsewhere.
- */
-function bottleneckDrops(stderr: string): { forwarded: number | null; rateDropped: number | null } {
-  const m = stderr.match(/up\s+client → target: received \d+, forwarded (\d+)[^\n]*?rate-dropped (\d+)/);
-  return m ? { forwarded: Number(m[1]), rateDropped: Number(m[2]) } : { forwarded: null, rateDropped: null };
-}
 
 interface Row {
   system: string;
@@ -83,49 +63,11 @@ interface Row {
   dropsVsFixed?: number | null;
 }
 
-/**
- * The viewer's per-second lines, read against the sharer's start: when the stream first got smooth,
- * and fps and latency from then (or SETTLE_S, if later) to the sharer's last full second.
- */
-function viewerFigures(wstats: string, startMs: number, endMs: number) {
-  const lines = allStats(wstats).filter((l) => !l.final && typeof l.t === 'string');
-  const seconds: { at: number; fps: number; latencyMs: number | null }[] = [];
-  let prevComplete = 0;
-  for (const l of lines) {
-    const t = Date.parse(l.t as string);
-    const complete = Number(l.framesComplete ?? 0);
-    // latencyMs is the last completed frame's: a second that completed none repeats an old value.
-    const fresh = complete > prevComplete;
-    prevComplete = complete;
-    if (t <= startMs || t > endMs) continue;
-    seconds.push({ at: (t - startMs) / 1000, fps: Number(l.fps ?? 0), latencyMs: fresh && typeof l.latencyMs === 'number' ? l.latencyMs : null });
-  }
-  let smoothAtS: number | null = null;
-  for (let i = 0; i + SMOOTH_RUN <= seconds.length; i++) {
-    if (seconds.slice(i, i + SMOOTH_RUN).every((s) => s.fps >= SMOOTH_FPS)) {
-      smoothAtS = seconds[i].at;
-      break;
-    }
-  }
-  const windowFromS = Math.max(smoothAtS ?? SETTLE_S, SETTLE_S);
-  const win = seconds.filter((s) => s.at >= windowFromS);
-  const lat = win.flatMap((s) => (s.latencyMs === null ? [] : [s.latencyMs]));
-  return {
-    smoothAtS: round(smoothAtS, 1),
-    windowFromS: round(windowFromS, 1)!,
-    meanFps: round(mean(win.map((s) => s.fps)), 1),
-    smoothSecondsPct: win.length ? round((100 * win.filter((s) => s.fps >= SMOOTH_FPS).length) / win.length, 1) : null,
-    latencyP50Ms: round(percentile(lat, 50), 1),
-    latencyP95Ms: round(percentile(lat, 95), 1),
-    latencySamples: lat.length,
-  };
-}
-
 async function udpcastRun(adapt: boolean, seconds: number): Promise<Row> {
   const tag = `uplink-udpcast-${adapt ? 'adapt' : 'fixed'}`;
   const { out, wstats, sstats } = shareWatchFiles(tag);
   // In front of the relay: the sharer's uplink is the bottleneck; the viewer watches the relay directly.
-  const bottleneck = ['--up-rate', RATE, '--up-queue', String(QUEUE), '--delay', DELAY, '--seed', String(SEED)];
+  const bottleneck = bottleneckArgs('up', SEED);
   const { result: { startMs, exitMs }, relayStderr, impairStderr } = await relayBehindImpair(bottleneck, async ({ relayPort, impairPort }) => {
     let watch, share;
     try {
@@ -146,16 +88,14 @@ async function udpcastRun(adapt: boolean, seconds: number): Promise<Row> {
       await stop(watch);
     }
   });
-  const shareLines = allStats(sstats).filter((l) => !l.final && typeof l.t === 'string');
-  // The sharer's last full second ends the window: after it, the viewer's fps falls as share stops.
-  const endMs = shareLines.length ? Date.parse(shareLines.at(-1)!.t as string) : exitMs;
-  const v = viewerFigures(wstats, startMs, endMs);
+  // The viewer's seconds are timed from the sharer's spawn.
+  const v = smoothFigures(viewerSeconds(wstats, startMs, sharerEndMs(sstats, exitMs))).figures;
   const s = lastStats(sstats) ?? {};
   const w = lastStats(wstats) ?? {};
   const d = decodeMd5(out, ['-f', 'h264']);
   const clean = Math.max(0, d.md5s.length - d.errors);
   const num = (x: unknown) => (typeof x === 'number' ? x : null);
-  const b = bottleneckDrops(impairStderr);
+  const b = impairDrops(impairStderr, 'up');
   return {
     system: adapt ? 'udpcast (--adapt, default)' : 'udpcast --no-adapt',
     seconds,
@@ -179,13 +119,13 @@ async function udpcastRun(adapt: boolean, seconds: number): Promise<Row> {
 async function ffmpegRun(ref: string, refMd5: Set<string>, refFrames: number, seconds: number): Promise<Row> {
   const p = await plainRtpRun({
     tag: 'uplink-ffmpeg',
-    impair: ['--up-rate', RATE, '--up-queue', String(QUEUE), '--delay', DELAY, '--seed', String(SEED)],
+    impair: bottleneckArgs('up', SEED),
     ref,
     refMd5,
     fps: FPS,
     txLimitMs: (seconds + 20) * 1000,
   });
-  const b = bottleneckDrops(p.impairStderr);
+  const b = impairDrops(p.impairStderr, 'up');
   return {
     system: `plain FFmpeg RTP, fixed ${KBPS} kbit/s`,
     seconds,
@@ -272,32 +212,27 @@ export async function uplinkBench(ctx: BenchContext): Promise<BenchResult> {
       'The × no-adapt ratios divide by the --no-adapt row; "–" where that row has nothing to divide by.',
   ].join('\n');
   const fixedNote = `--no-adapt: ${fixed.smoothAtS ?? 'never'}${fixed.smoothAtS !== null ? ' s' : ''}, ${fixed.meanFps ?? '–'} fps; FFmpeg: ${ff.cleanFps} clean fps`;
-  return {
-    name: 'uplink',
-    title,
-    rows: rows as unknown as Record<string, unknown>[],
-    markdown,
-    targets: [
-      {
-        target: `1.2 Mbit/s uplink: --adapt reaches ≥ ${SMOOTH_FPS} fps within ${SETTLE_S} s (issue 14)`,
-        met: adaptive.smoothAtS !== null && adaptive.smoothAtS! <= SETTLE_S,
-        detail: `${adaptive.smoothAtS === null ? 'never' : `at ${adaptive.smoothAtS} s`} (${fixedNote})`,
-      },
-      {
-        target: `1.2 Mbit/s uplink: --adapt mean ≥ ${SMOOTH_FPS} fps after that (issue 14)`,
-        met: adaptive.meanFps == null ? null : adaptive.meanFps >= SMOOTH_FPS,
-        detail: `${adaptive.meanFps} fps from second ${adaptive.windowFromS}, ${adaptive.smoothSecondsPct}% of seconds ≥ ${SMOOTH_FPS} (--no-adapt: ${fixed.meanFps} fps)`,
-      },
-      {
-        target: `1.2 Mbit/s uplink: --adapt latency p95 ≤ ${LATENCY_TARGET_MS} ms (issue 14)`,
-        met: adaptive.latencyP95Ms == null ? null : adaptive.latencyP95Ms <= LATENCY_TARGET_MS,
-        detail: `p95 ${adaptive.latencyP95Ms} ms, p50 ${adaptive.latencyP50Ms} ms over ${adaptive.latencySamples} seconds (--no-adapt p95: ${fixed.latencyP95Ms ?? '–'} ms)`,
-      },
-      {
-        target: '1.2 Mbit/s uplink: --adapt, 0 decoder errors in the viewer\'s recording (issue 14)',
-        met: adaptive.framesDecoded > 0 && adaptive.decodeErrors === 0,
-        detail: `${adaptive.decodeErrors} error lines, ${adaptive.framesDecoded} frames decoded (--no-adapt: ${fixed.decodeErrors} errors, ${fixed.framesDecoded} frames)`,
-      },
-    ],
-  };
+  const targets: BenchResult['targets'] = [
+    {
+      target: `1.2 Mbit/s uplink: --adapt reaches ≥ ${SMOOTH_FPS} fps within ${SETTLE_S} s (issue 14)`,
+      met: adaptive.smoothAtS !== null && adaptive.smoothAtS! <= SETTLE_S,
+      detail: `${adaptive.smoothAtS === null ? 'never' : `at ${adaptive.smoothAtS} s`} (${fixedNote})`,
+    },
+    {
+      target: `1.2 Mbit/s uplink: --adapt mean ≥ ${SMOOTH_FPS} fps after that (issue 14)`,
+      met: adaptive.meanFps == null ? null : adaptive.meanFps >= SMOOTH_FPS,
+      detail: `${adaptive.meanFps} fps from second ${adaptive.windowFromS}, ${adaptive.smoothSecondsPct}% of seconds ≥ ${SMOOTH_FPS} (--no-adapt: ${fixed.meanFps} fps)`,
+    },
+    {
+      target: `1.2 Mbit/s uplink: --adapt latency p95 ≤ ${LATENCY_TARGET_MS} ms (issue 14)`,
+      met: adaptive.latencyP95Ms == null ? null : adaptive.latencyP95Ms <= LATENCY_TARGET_MS,
+      detail: `p95 ${adaptive.latencyP95Ms} ms, p50 ${adaptive.latencyP50Ms} ms over ${adaptive.latencySamples} seconds (--no-adapt p95: ${fixed.latencyP95Ms ?? '–'} ms)`,
+    },
+    {
+      target: '1.2 Mbit/s uplink: --adapt, 0 decoder errors in the viewer\'s recording (issue 14)',
+      met: adaptive.framesDecoded > 0 && adaptive.decodeErrors === 0,
+      detail: `${adaptive.decodeErrors} error lines, ${adaptive.framesDecoded} frames decoded (--no-adapt: ${fixed.decodeErrors} errors, ${fixed.framesDecoded} frames)`,
+    },
+  ];
+  return { name: 'uplink', title, rows: rows as unknown as Record<string, unknown>[], markdown, targets };
 }
