@@ -146,6 +146,16 @@ describe('UplinkLayers: the sharer fits its layers to its uplink', () => {
     assert.equal(u.decide(5000, 2000).retarget, undefined);
     assert.equal(u.decide(5000, 2000 + RETARGET_UP_AFTER_MS).retarget, 2500, 'never above --bitrate');
   });
+
+  test('after a dip, an estimate back at the path\'s maximum brings the encoder back to --bitrate exactly', () => {
+    const u = new UplinkLayers(2500, [1]);
+    const pathMax = 2500 / 0.9; // what share gives the controller as its ceiling (one layer, no FEC)
+    const dip = u.decide(2500, 0).retarget!;
+    u.retargeted(dip, 2500, 0);
+    assert.ok(dip < 2500);
+    assert.equal(u.decide(pathMax, 1000).retarget, undefined, 'up only after lasting room');
+    assert.equal(u.decide(pathMax, 1000 + RETARGET_UP_AFTER_MS).retarget, 2500);
+  });
 });
 
 describe('PUBLISH names the layers', () => {
