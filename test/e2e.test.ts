@@ -29,7 +29,8 @@ describe('share → relay → watch', { skip }, () => {
       const relay = udpcast([
         'relay', '--host', '127.0.0.1', '--port', String(port), '--no-dashboard', '--duration', '14', ...(native ? [] : ['--no-native']),
       ]);
-      await waitFor(() => relay.stderrText().includes('listening'), 5000, 'the relay');
+      // Two lines, which may come in two reads of its stderr: 'listening', then how datagrams go.
+      await waitFor(() => relay.stderrText().includes('datagrams: '), 5000, 'the relay');
       assert.match(relay.stderrText(), path === 'native' ? /datagrams: native helper, recvmmsg and sendmmsg/ : /datagrams: node:dgram, one system call each \(/);
       const viewers: Running[] = [];
       for (let i = 0; i < 3; i++) {
