@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync, chmodSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { buildShareArgs, conformSize, sizeNotice, type EncodeOptions } from '../src/encode/ffmpeg-args.ts';
+import { buildShareArgs, conformSize, layerSize, sizeNotice, type EncodeOptions } from '../src/encode/ffmpeg-args.ts';
 import { resolveH264Encoder } from '../src/codecs/h264/ffmpeg.ts';
 import { captureInputArgs, parseRegion, parseSourceOption, type CaptureOptions } from '../src/capture/source.ts';
 import { locateFfmpeg, locateFfplay, ffmpegHasFilter } from '../src/encode/locate.ts';
@@ -384,5 +384,34 @@ describe('finding FFmpeg', () => {
   test('filter probe: this FFmpeg has testsrc2, and no made-up filter', { skip: skipUnless('ffmpeg') }, async () => {
     assert.equal(await ffmpegHasFilter(which('ffmpeg')!, 'testsrc2'), true);
     assert.equal(await ffmpegHasFilter(which('ffmpeg')!, 'nosuchfilter'), false);
+  });
+});
+
+describe('--layers: one capture split into sizes', () => {
+  test('the split, one output pipe a layer, the same GOP and no scene-cut keyframes; layerSize says the sizes it makes', { skip: skipUnless('ffmpeg') }, () => {
+    const capture: CaptureOptions = { source: 'test', fps: 30, size: { width: 1000, height: 600 } };
+    for (const codec of ['h264', 'mjpeg'] as const) {
+      const encode: EncodeOptions = { codec, bitrateKbps: 2000, fps: 30, gop: 30, size: { width: 1000, height: 600 }, layers: 3 };
+      const args = buildShareArgs(capture, encode);
+      assert.match(args[args.indexOf('-filter_complex') + 1], /split=3\[l0\]\[l1\]\[l2\]/);
+      assert.deepEqual(args.filter((a) => a.startsWith('pipe:')), ['pipe:1', 'pipe:3', 'pipe:4']);
+      assert.equal(args.filter((a) => a === '-sc_threshold').length, 3);
+      // What FFmpeg makes of the graph, each layer to its own file: the sizes layerSize says.
+      const dir = mkdtempSync(join(tmpdir(), 'udpcast-layers-args-'));
+      try {
+        const outs = [0, 1, 2].map((i) => join(dir, `l${i}.${codec === 'h264' ? 'flv' : 'mjpeg'}`));
+        const argv = args.filter((a) => a !== '-re').map((a) => (a.startsWith('pipe:') ? outs[[1, 3, 4].indexOf(Number(a.slice(5)))] : a));
+        argv.splice(argv.indexOf('-i'), 0, '-t', '0.2'); // the test source, a fifth of a second long
+        const r = spawnSync('ffmpeg', ['-y', ...argv], { encoding: 'utf8' });
+        assert.equal(r.status, 0, r.stderr);
+        for (let i = 0; i < 3; i++) {
+          const p = spawnSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=width,height', '-of', 'csv=p=0', outs[i]], { encoding: 'utf8' });
+          const s = layerSize(codec, { width: 1000, height: 600 }, i);
+          assert.equal(p.stdout.trim(), `${s.width},${s.height}`, `${codec} layer ${i}`);
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
   });
 });

@@ -8,7 +8,7 @@ import type { ShareSnapshot } from '../dashboard/snapshots.ts';
 import { captureInputArgs, checkRegionInside, checkSourceExists, type CaptureOptions } from '../capture/source.ts';
 import { probeInputSize } from '../capture/probe.ts';
 import { Encoder, type CapturedFrame } from '../encode/encoder.ts';
-import { LAYER_SCALES, LAYER_SHARES, encodedInputSize, layerBitrates, sizeNotice, type EncodeOptions } from '../encode/ffmpeg-args.ts';
+import { LAYER_SCALES, LAYER_SHARES, encodedInputSize, layerBitrates, layerSize, sizeNotice, type EncodeOptions } from '../encode/ffmpeg-args.ts';
 import { FrameUnsupportedError } from '../codecs/codec.ts';
 import { ffmpegHasFilter, locateFfmpeg } from '../encode/locate.ts';
 import type { RelayServer } from '../relay/io/server.ts';
@@ -72,8 +72,8 @@ function describeLayers(capture: CaptureOptions, encode: EncodeOptions): string 
   const rates = layerBitrates(encode.bitrateKbps, encode.layers ?? 1);
   return rates
     .map((kbps, i) => {
-      const d = LAYER_SCALES[i];
-      const at = size ? `${Math.floor(size.width / d / 2) * 2}x${Math.floor(size.height / d / 2) * 2}` : i === 0 ? 'full size' : `1/${d} size`;
+      const s = size && layerSize(encode.codec, size, i);
+      const at = s ? `${s.width}x${s.height}` : i === 0 ? 'full size' : `1/${LAYER_SCALES[i]} size`;
       return `${at} at ${kbps}k`;
     })
     .join(', ');

@@ -47,6 +47,18 @@ export function layerBitrates(kbps: number, layers: number): number[] {
   return LAYER_SHARES.slice(0, layers).map((share) => Math.max(1, Math.round(kbps * share)));
 }
 
+/**
+ * The picture size of layer `i` for a full picture of `size`: divided by LAYER_SCALES[i], down to
+ * the codec's size unit. What the split's scale filter (buildShareArgs) computes, in numbers.
+ */
+export function layerSize(name: CodecName, size: { width: number; height: number }, i: number): { width: number; height: number } {
+  // The split takes the picture as the codec gets it: padded or scaled to fit its size rule first.
+  const full = conformSize(name, size) ?? size;
+  const { unit } = codec(name).sizeRule;
+  const d = LAYER_SCALES[i] * unit;
+  return { width: Math.trunc(full.width / d) * unit, height: Math.trunc(full.height / d) * unit };
+}
+
 /** The FFmpeg output pipe of layer `i`: stdout for the top one, then fds 3, 4, … */
 export function layerFd(i: number): number {
   return i === 0 ? 1 : 2 + i;
