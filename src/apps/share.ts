@@ -15,7 +15,7 @@ import type { RelayServer } from '../relay/io/server.ts';
 import { listen } from './relay.ts';
 import { fmt } from '../relay/core.ts';
 import { Publisher } from '../transport/publisher.ts';
-import { CC_MEDIA_SHARE, UplinkLayers } from '../transport/congestion.ts';
+import { CC_MEDIA_SHARE, UplinkLayers, describeDecrease } from '../transport/congestion.ts';
 import { PacketError } from '../util/errors.ts';
 import { RefuseReason } from '../transport/control.ts';
 import { deriveMasterKey } from '../transport/secure.ts';
@@ -204,7 +204,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     const before = plan.firstActive;
     const step = plan.decide(kbps, now);
     const d = publisher.congestion!.lastDecrease;
-    const why = (down: boolean) => (!down || !d ? 'room on the path' : d.why === 'queue' ? `a queue of ${Math.round(d.queueDelayMs)} ms` : `${round(d.loss * 100)}% loss`);
+    const why = (down: boolean) => (down && d ? describeDecrease(d) : 'room on the path');
     if (step.firstActive !== undefined) {
       publisher.setFirstActive(step.firstActive);
       const sent = o.layers - step.firstActive;

@@ -17,7 +17,7 @@
  * Every move happens at a keyframe of the target layer (routing.moveLater), which the relay asks
  * the sharer for, so the viewer's picture never breaks.
  */
-import { CongestionController, type SendLog } from '../transport/congestion.ts';
+import { CongestionController, describeDecrease, type SendLog } from '../transport/congestion.ts';
 
 /** A layer fits when its rate is at most this share of the estimate (headers and repairs take the rest)... */
 export const LAYER_FIT = 0.85;
@@ -79,9 +79,7 @@ export class LayerChoice {
       if (now - this.lastProbeAt < LAYER_FAILED_UP_MS) this.probeMs = Math.min(LAYER_PROBE_MAX_MS, this.probeMs * 2);
       this.upAt = now + LAYER_UP_BACKOFF_MS;
       this.probeAt = Math.max(this.probeAt, now + this.probeMs);
-      const d = this.cc.lastDecrease!;
-      const cause = d.why === 'queue' ? `a queue of ${Math.round(d.queueDelayMs)} ms` : `${Math.round(d.loss * 100)}% loss`;
-      return this.move(to, `down: ${cause}, the path takes about ${Math.round(estimate)} kbit/s`);
+      return this.move(to, `down: ${describeDecrease(this.cc.lastDecrease!)}, the path takes about ${Math.round(estimate)} kbit/s`);
     }
     if (this.cc.state !== 'room') {
       this.roomSince = undefined;

@@ -265,23 +265,26 @@ export class Routing {
     stream.lanes = [stream, ...ssrcs.map((ssrc, i) => old.find((l) => l.index === i + 1 && l.ssrc === ssrc) ?? newLane(i + 1, ssrc))];
     for (const v of stream.viewers.values()) {
       if (stream.lanes.includes(v.lane) && (!v.movingTo || stream.lanes.includes(v.movingTo))) continue;
-      const live = this.isLive(v);
-      if (live) this.pause(v);
-      v.movingTo?.joining.delete(v);
-      v.movingTo = undefined;
       this.changeLane(v, stream);
-      if (live) this.goLive(v);
     }
   }
 
-  /** What `v` was sent so far is kept, and its counts go on from `lane`'s. */
+  /**
+   * `v` leaves its lane for `lane`, any pending move dropped: out of the old fan-out lists if it was
+   * in them and into the new ones; what it was sent so far is kept, and its counts go on from `lane`'s.
+   */
   private changeLane(v: ViewerState, lane: Lane): void {
+    const live = this.isLive(v);
+    if (live) this.pause(v);
+    v.movingTo?.joining.delete(v);
+    v.movingTo = undefined;
     // Its breaker compares fan-out counts between reports: from now on, another lane's.
     if (!v.breaker.open) v.breaker.resume();
     v.sentEarlier += v.lane.fanOuts - v.joinedAtFanOut;
     v.joinedAtFanOut = lane.fanOuts;
     v.rtx.rebase(lane.fanOuts);
     v.lane = lane;
+    if (live) this.goLive(v);
   }
 
   /** Whether `v` is in its lane's fan-out lists. */
@@ -312,12 +315,8 @@ export class Routing {
     const moved = [...lane.joining];
     lane.joining.clear();
     for (const v of moved) {
-      v.movingTo = undefined;
-      const live = this.isLive(v);
-      if (live) this.pause(v);
       this.changeLane(v, lane);
       v.liveSince = now;
-      if (live) this.goLive(v);
     }
     return moved;
   }

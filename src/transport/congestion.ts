@@ -75,6 +75,11 @@ const SEND_LOG_MAX_SSRCS = 16;
 /** The receiver's report timestamps wrap every 65536 s (compact NTP); delays are taken modulo that. */
 const WRAP_MS = 65536 * 1000;
 
+/** A decrease's cause in words, for the logs: "a queue of 54 ms", "12% loss". */
+export function describeDecrease(d: { why: 'queue' | 'loss'; queueDelayMs: number; loss: number }): string {
+  return d.why === 'queue' ? `a queue of ${Math.round(d.queueDelayMs)} ms` : `${Math.round(d.loss * 100)}% loss`;
+}
+
 /** What the controller last decided and why: for the dashboard, --stats-json and the log. */
 export type CongestionState = 'starting' | 'room' | 'hold' | 'queue' | 'loss';
 
@@ -125,7 +130,7 @@ export class CongestionController {
   ackedKbps = 0;
   /** Decreases made (over-use events answered). */
   decreases = 0;
-  /** Why the estimate last went down, and the acknowledged rate (kbit/s) then: the known limit. */
+  /** Why the estimate last went down, and the acknowledged rate (kbit/s) then: the known limit (describeDecrease says it). */
   lastDecrease?: { why: 'queue' | 'loss'; queueDelayMs: number; loss: number; ackedKbps: number };
   /** Reports read. */
   reports = 0;
@@ -335,6 +340,14 @@ export class RetargetPolicy {
   }
 }
 
+/**
+ * What the layers may take of an estimate: its media share, plus 1 kbit/s of slack, so that at the
+ * maximum estimate, where the layers fit exactly, rounding does not pause one.
+ */
+function fitKbps(estimateKbps: number): number {
+  return estimateKbps * CC_MEDIA_SHARE + 1;
+}
+
 /** Unpausing a layer needs this much headroom over its rate. */
 export const LAYER_RESUME_HEADROOM = 1.05;
 /** A re-target aims this far under the estimate, so every layer fits after it (not by a rounding). */
@@ -367,14 +380,23 @@ export class UplinkLayers {
     return this.shares.map((s) => top * s);
   }
 
+  /** The layers' bitrates from layer `from` down, summed. */
+  private sending(from: number): number {
+    return this.rates().slice(from).reduce((a, b) => a + b, 0);
+  }
+
+  /** The first layer from `from` on whose layers below it all fit `fit` (the lowest always does). */
+  private firstFitting(fit: number, from: number): number {
+    let first = from;
+    while (first < this.shares.length - 1 && this.sending(first) > fit) first++;
+    return first;
+  }
+
   /** What the sharer should do for this estimate: pause or resume layers, re-target the encoder. */
   decide(estimateKbps: number, now: number): { firstActive?: number; retarget?: number } {
-    // 1 kbit/s of slack: at the maximum estimate the layers fit exactly, and rounding must not pause one.
-    const fit = estimateKbps * CC_MEDIA_SHARE + 1;
-    const sum = (from: number, r = this.rates()) => r.slice(from).reduce((a, b) => a + b, 0);
-    let first = this.firstActive;
-    while (first < this.shares.length - 1 && sum(first) > fit) first++;
-    if (first === this.firstActive && first > 0 && sum(first - 1) * LAYER_RESUME_HEADROOM <= fit) {
+    const fit = fitKbps(estimateKbps);
+    let first = this.firstFitting(fit, this.firstActive);
+    if (first === this.firstActive && first > 0 && this.sending(first - 1) * LAYER_RESUME_HEADROOM <= fit) {
       this.roomSince ??= now;
       if (now - this.roomSince >= RETARGET_UP_AFTER_MS) first--;
     } else {
@@ -398,12 +420,8 @@ export class UplinkLayers {
   /** The encoder runs at `topKbps` now; every layer restarts with a keyframe: those that fit are sent. */
   retargeted(topKbps: number, estimateKbps: number, now: number): number {
     this.policy.commit(topKbps, now);
-    const fit = estimateKbps * CC_MEDIA_SHARE + 1;
-    const r = this.rates();
-    let first = 0;
-    while (first < r.length - 1 && r.slice(first).reduce((a, b) => a + b, 0) > fit) first++;
-    this.firstActive = first;
+    this.firstActive = this.firstFitting(fitKbps(estimateKbps), 0);
     this.roomSince = undefined;
-    return first;
+    return this.firstActive;
   }
 }
