@@ -6,6 +6,7 @@
 import yargs, { type Options } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { run, type Command } from '../src/apps/main.ts';
+import { IMPAIRMENT_HELP } from '../src/apps/impair.ts';
 import { CODEC_NAMES, DEFAULT_CODEC } from '../src/codecs/registry.ts';
 import {
   DEFAULT_BITRATE_KBPS,
@@ -119,24 +120,13 @@ const demo: Table = {
   player: { choices: ['auto', 'ffplay', 'none'], default: 'auto', describe: 'auto: ffplay when it and a display are present' },
 };
 
-const IMPAIRMENTS: [string, string][] = [
-  ['loss', 'datagrams lost at random, e.g. 5%'],
-  ['burst', 'a loss takes LEN datagrams in a row (mean loss stays --loss)'],
-  ['delay', 'added one-way delay, e.g. 10ms'],
-  ['jitter', 'random extra delay 0..J, order kept, e.g. 20ms'],
-  ['reorder', 'datagrams held back past later ones, e.g. 1%'],
-  ['reorder-gap', 'how long a reordered datagram is held back (default 20ms)'],
-  ['duplicate', 'datagrams sent twice, e.g. 1%'],
-  ['rate', 'bandwidth limit, e.g. 10M (bit/s)'],
-  ['queue', 'datagrams that may wait for the rate limit (default 100)'],
-];
 const impair: Table = {
   listen: { type: 'string', demandOption: true, describe: 'PORT (every interface) or HOST:PORT to receive on' },
   to: { type: 'string', demandOption: true, describe: 'HOST:PORT to forward to (replies come back)' },
   seed: { type: 'number', describe: 'random seed, for a repeatable run (default: random, printed)' },
   duration: { type: 'number', describe: 'stop after S seconds' },
   ...Object.fromEntries(
-    IMPAIRMENTS.flatMap(([name, describe]) => [
+    IMPAIRMENT_HELP.flatMap(([name, describe]) => [
       [name, { type: 'string', describe: `${describe}, both directions` }],
       [`up-${name}`, { type: 'string', hidden: true }],
       [`down-${name}`, { type: 'string', hidden: true }],

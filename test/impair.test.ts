@@ -15,11 +15,15 @@ import {
   MinHeap,
   NO_IMPAIRMENT,
   Prng,
+  describeSettings,
   impairSettings,
   maxBurstLoss,
   parseMs,
   parsePercent,
+  parseQueue,
   parseRate,
+  parseRateEvery,
+  parseRates,
   type Decision,
   type ImpairSettings,
 } from '../src/impair/core.ts';
@@ -238,6 +242,106 @@ describe('impair core: rate limit (token bucket and a bounded queue)', () => {
     assert.equal(first.filter((d) => d.kind === 'forward').length, 10);
     assert.equal(core.counters.overflow, 10);
     assert.equal(core.decide(100, 100).kind, 'forward', 'room again once the first ones are due');
+  });
+});
+
+describe('impair core: rate schedule and a queue as time', () => {
+  // 1250-byte datagrams: 10 000 bits, 2.5 ms at 4 Mbit/s and 10 ms at 1 Mbit/s (exact in binary).
+  const size = 1250;
+  const departures = (ds: Decision[]) => ds.map((d) => (d.kind === 'forward' ? d.sendAt : NaN));
+
+  test('rateAt: each step holds rateEveryMs from the start time, the list cycles, times before the start are step one', () => {
+    const core = new ImpairCore(settings({ rateBps: [4e6, 1e6, 2e6], rateEveryMs: 100 }), 1, 1000);
+    assert.deepEqual(core.rateAt(0), { rateBps: 4e6, untilMs: 1100 });
+    assert.deepEqual(core.rateAt(1000), { rateBps: 4e6, untilMs: 1100 });
+    assert.deepEqual(core.rateAt(1099.999), { rateBps: 4e6, untilMs: 1100 });
+    assert.deepEqual(core.rateAt(1100), { rateBps: 1e6, untilMs: 1200 });
+    assert.deepEqual(core.rateAt(1250), { rateBps: 2e6, untilMs: 1300 });
+    assert.deepEqual(core.rateAt(1300), { rateBps: 4e6, untilMs: 1400 }, 'back to the first');
+    assert.equal(core.rateAt(1000 + 3 * 100 * 1000 + 150)!.rateBps, 1e6, 'a thousand cycles on');
+    assert.deepEqual(new ImpairCore(settings({ rateBps: 4e6 }), 1).rateAt(1e9), { rateBps: 4e6, untilMs: Infinity });
+    assert.equal(new ImpairCore(NO_IMPAIRMENT, 1).rateAt(0), undefined);
+  });
+
+  test('4M,1M every 101 ms under overload: tokens accrue at the old rate up to each change, the new one after, and the list cycles', () => {
+    // One datagram of bucket, a queue that never fills, one arrival a millisecond (overload at both
+    // rates): departures are the link's own schedule.
+    const core = new ImpairCore(settings({ rateBps: [4e6, 1e6], rateEveryMs: 101, bucketBytes: size, queuePackets: 100_000 }), 1);
+    const d = departures(run(core, 400, 1, size));
+    assert.equal(core.counters.rateDropped, 0);
+    for (let k = 0; k <= 40; k++) assert.equal(d[k], 2.5 * k, `4M: datagram ${k}`);
+    // 100 → 101 earns 4000 bits at 4M, the other 6000 take 6 ms at 1M.
+    assert.equal(d[41], 107, 'straddles the 4M → 1M change at 101');
+    for (let k = 42; k <= 50; k++) assert.equal(d[k] - d[k - 1], 10, `1M: gap before datagram ${k}`);
+    assert.equal(d[50], 197);
+    // 197 → 202 earns 5000 bits at 1M, the other 5000 take 1.25 ms at 4M again.
+    assert.equal(d[51], 203.25, 'straddles the 1M → 4M change at 202');
+    for (let k = 52; k <= 90; k++) assert.equal(d[k] - d[k - 1], 2.5, `4M again: gap before datagram ${k}`);
+    assert.equal(d[91], 304, 'and 4M → 1M again at 303');
+  });
+
+  test('4M,1M every 15 s with a 100 ms queue, 2 Mbit/s offered for a minute: all of it at 4M, 1 Mbit/s at 1M, in each cycle', () => {
+    const core = new ImpairCore(settings({ rateBps: [4e6, 1e6], rateEveryMs: 15_000, queueMs: 100 }), 1);
+    const ds = run(core, 12_000, 5, size); // 10 000 bits every 5 ms: 2 Mbit/s
+    const perWindow = [0, 0, 0, 0];
+    const dropsPerWindow = [0, 0, 0, 0];
+    ds.forEach((d, i) => {
+      if (d.kind === 'forward') {
+        perWindow[Math.floor(d.sendAt / 15_000)]++;
+        assert.ok(d.sendAt - i * 5 <= 100 + 1e-9, `datagram ${i} waited ${d.sendAt - i * 5} ms, more than the queue`);
+      } else dropsPerWindow[Math.floor((i * 5) / 15_000)]++;
+    });
+    assert.equal(perWindow[0], 3000, 'first 15 s at 4M: everything');
+    assert.equal(dropsPerWindow[0], 0);
+    // At 1M the link carries 1500 datagrams in 15 s, give or take the bucket and the queue (10 each).
+    assert.ok(Math.abs(perWindow[1] - 1500) <= 12, `15-30 s at 1M: ${perWindow[1]} datagrams`);
+    // 30-45 s at 4M again: all 3000 offered, plus the last 100 ms of the 1M step (20 datagrams at
+    // 2 Mbit/s), which the queue kept because they leave within 100 ms at 4M (the schedule is known).
+    assert.ok(perWindow[2] >= 3000 && perWindow[2] <= 3022, `30-45 s at 4M again: ${perWindow[2]} datagrams`);
+    assert.ok(Math.abs(perWindow[3] - 1500) <= 12, `45-60 s at 1M again: ${perWindow[3]} datagrams`);
+    assert.ok(dropsPerWindow[1] > 1400 && dropsPerWindow[3] > 1400, `drops ${dropsPerWindow.join(', ')}`);
+    assert.equal(dropsPerWindow[2], 0);
+  });
+
+  test('a schedule of one repeated rate is that fixed rate', () => {
+    const arrivals = (core: ImpairCore) => departures(run(core, 3000, 0.7, 900));
+    const fixed = arrivals(new ImpairCore(settings({ rateBps: 3e6, queuePackets: 40 }), 9));
+    const repeated = arrivals(new ImpairCore(settings({ rateBps: [3e6, 3e6], rateEveryMs: 100, queuePackets: 40 }), 9));
+    assert.equal(repeated.length, fixed.length);
+    fixed.forEach((t, i) => assert.ok(Number.isNaN(t) ? Number.isNaN(repeated[i]) : Math.abs(t - repeated[i]) < 1e-6, `datagram ${i}: ${t} vs ${repeated[i]}`));
+  });
+
+  test('queue 50ms drops a datagram that would wait more than 50 ms, at 1M after 6 datagrams and at 4M after 21', () => {
+    /** Which of a burst of 30 at `at` are kept. */
+    const burst = (core: ImpairCore, at: number) => Array.from({ length: 30 }, () => core.decide(size, at)).flatMap((d, k) => (d.kind === 'forward' ? [k] : []));
+    const upTo = (n: number) => Array.from({ length: n + 1 }, (_, k) => k);
+    // 1M: datagram k leaves at 10k ms; k = 5 leaves exactly 50 ms after arriving and is kept.
+    assert.deepEqual(burst(new ImpairCore(settings({ rateBps: 1e6, bucketBytes: size, queueMs: 50 }), 1), 0), upTo(5));
+    // 4M: at 2.5k ms, so up to k = 20.
+    assert.deepEqual(burst(new ImpairCore(settings({ rateBps: 4e6, bucketBytes: size, queueMs: 50 }), 1), 0), upTo(20));
+    // Both in one schedule: the same queue holds 50 ms at whatever the rate is at the time.
+    const core = new ImpairCore(settings({ rateBps: [4e6, 1e6], rateEveryMs: 1000, bucketBytes: size, queueMs: 50 }), 1);
+    assert.deepEqual(burst(core, 0), upTo(20), 'at 4M');
+    assert.deepEqual(burst(core, 1000), upTo(5), 'at 1M');
+    // Dropped datagrams were not charged to the bucket: the queue is empty at 1050, full bucket at 1060.
+    assert.deepEqual(core.decide(size, 1060), { kind: 'forward', sendAt: 1060, copies: 1, reordered: false });
+    assert.deepEqual(burst(core, 2000), upTo(20), 'at 4M again');
+    assert.equal(core.counters.rateDropped, 9 + 24 + 9);
+  });
+
+  test('queue 0ms is a policer, as queue 0', () => {
+    const a = run(new ImpairCore(settings({ rateBps: 1e6, queueMs: 0, bucketBytes: size }), 1), 100, 1, size);
+    const b = run(new ImpairCore(settings({ rateBps: 1e6, queuePackets: 0, bucketBytes: size }), 1), 100, 1, size);
+    assert.deepEqual(a, b);
+  });
+
+  test('settings built in code are checked too', () => {
+    usage(() => new ImpairCore(settings({ rateBps: [4e6, 1e6] }), 1), /^--rate 4 Mbit\/s, 1 Mbit\/s is a schedule: add --rate-every/);
+    usage(() => new ImpairCore(settings({ rateBps: 4e6, rateEveryMs: 1000 }), 1), /^--rate-every needs --rate to list two or more rates/);
+    usage(() => new ImpairCore(settings({ rateBps: [4e6, 1e6], rateEveryMs: 10 }), 1), /^--rate-every must be 100ms-3600s, got 10 ms$/);
+    usage(() => new ImpairCore(settings({ rateBps: [4e6, 10], rateEveryMs: 1000 }), 1), /^--rate must be 1k-100G bits\/s, got 10$/);
+    usage(() => new ImpairCore(settings({ rateBps: 4e6, queueMs: 61_000 }), 1), /^--queue must be 0-60s as a time, got 61000 ms$/);
+    assert.throws(() => new ImpairCore(settings({ rateBps: 4e6, queueMs: 10, queuePackets: 10 }), 1), RangeError);
   });
 });
 
@@ -534,6 +638,41 @@ describe('impair proxy on 127.0.0.1', () => {
     }
   });
 
+  test('a rate schedule logs one line per step with its wall-clock time; a fixed rate logs none', async () => {
+    const lines: string[] = [];
+    const before = Date.now();
+    const proxy = await ImpairProxy.start({
+      listenHost: '127.0.0.1',
+      listenPort: 0,
+      target: { host: '127.0.0.1', port: 9 }, // no traffic: the steps run on their own clock
+      up: settings({ rateBps: [4e6, 1e6], rateEveryMs: 100 }),
+      down: settings({ rateBps: 10e6 }),
+      seed: 1,
+      log: (line) => lines.push(line),
+    });
+    const after = Date.now();
+    try {
+      assert.equal(lines.length, 0, 'the first line comes after the caller’s own start lines');
+      await waitFor(() => lines.length >= 3, 2000, 'three rate lines');
+    } finally {
+      await proxy.close();
+    }
+    const seen = lines.slice(0, 3).map((line) => {
+      const m = /^impair: up rate now (\d+) Mbit\/s \((\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)\)$/.exec(line);
+      assert.ok(m, `line: ${line}`);
+      return { mbps: Number(m[1]), at: Date.parse(m[2]) };
+    });
+    assert.deepEqual(seen.map((x) => x.mbps), [4, 1, 4], 'the start, the step down, the step back up');
+    // The start line carries the start's time, whenever it was printed; each step is 100 ms after the
+    // last, to the millisecond rounding of Date and of the ISO string.
+    assert.ok(seen[0].at >= before - 2 && seen[0].at <= after + 2, `start at ${seen[0].at}, between ${before} and ${after}`);
+    for (let i = 1; i < 3; i++) assert.ok(Math.abs(seen[i].at - seen[i - 1].at - 100) <= 3, `step ${i} ${seen[i].at - seen[i - 1].at} ms after the one before`);
+    const count = lines.length;
+    await sleep(250);
+    assert.equal(lines.length, count, 'no line after close()');
+    assert.ok(lines.every((l) => l.startsWith('impair: up ')), 'down has a fixed rate: no line');
+  });
+
   test('close() cancels what is scheduled, releases every socket, and can be called twice', async () => {
     const echo = await echoServer();
     const client = await udp();
@@ -632,6 +771,74 @@ describe('impair options', () => {
     usage(() => impairSettings({ downDelay: 'soon' }), /^--down-delay must be/);
     usage(() => impairSettings({ burst: '0' }), /^--burst must be a whole number 1-1000, got 0$/);
     usage(() => impairSettings({ loss: '90%', upBurst: '4' }), /^--loss with --up-burst 4 must be at most 80%/);
+  });
+
+  test('parseRates: one rate is a number as before, a comma-separated list a schedule; a bad item is named', () => {
+    assert.equal(parseRates('rate', '4M'), 4e6);
+    assert.deepEqual(parseRates('rate', '4M,1M'), [4e6, 1e6]);
+    assert.deepEqual(parseRates('up-rate', ' 4M , 500k,2.5Mbit '), [4e6, 500e3, 2.5e6]);
+    usage(() => parseRates('rate', '4M,1X'), /^--rate must be 1k-100G bits\/s \(e\.g\. 500k, 10M or 1G\), got 1X \(in 4M,1X\)$/);
+    usage(() => parseRates('down-rate', '4M,,1M'), /^--down-rate must be 1k-100G .*got "" \(in 4M,,1M\)$/);
+    usage(() => parseRates('rate', '4M,0'), /got 0 \(in 4M,0\)$/);
+    usage(() => parseRates('rate', Array(101).fill('1M').join(',')), /^--rate takes at most 100 rates, got 101$/);
+  });
+
+  test('parseRateEvery: a duration of 100ms-3600s', () => {
+    assert.equal(parseRateEvery('rate-every', '15s'), 15_000);
+    assert.equal(parseRateEvery('rate-every', '100ms'), 100);
+    assert.equal(parseRateEvery('rate-every', '3600s'), 3_600_000);
+    usage(() => parseRateEvery('rate-every', '50ms'), /^--rate-every must be 100ms-3600s \(e\.g\. 15s; a bare number is milliseconds\), got 50ms$/);
+    usage(() => parseRateEvery('up-rate-every', '3601s'), /^--up-rate-every must be 100ms-3600s .*got 3601s$/);
+    usage(() => parseRateEvery('rate-every', '15'), /got 15$/);
+    usage(() => parseRateEvery('rate-every', '1h'), /got 1h$/);
+  });
+
+  test('parseQueue: a bare number is datagrams as before, with a unit a time', () => {
+    assert.deepEqual(parseQueue('queue', '100'), { packets: 100 });
+    assert.deepEqual(parseQueue('queue', 0), { packets: 0 });
+    assert.deepEqual(parseQueue('queue', '100ms'), { ms: 100 });
+    assert.deepEqual(parseQueue('queue', '0.1s'), { ms: 100 });
+    assert.deepEqual(parseQueue('queue', '0ms'), { ms: 0 });
+    const wrong = /^--queue must be a whole number of datagrams 0-100000 or a time 0-60s \(e\.g\. 100 or 100ms\), got /;
+    usage(() => parseQueue('queue', '0.5'), new RegExp(wrong.source + '0\\.5$'));
+    usage(() => parseQueue('queue', '100001'), new RegExp(wrong.source + '100001$'));
+    usage(() => parseQueue('queue', '61s'), new RegExp(wrong.source + '61s$'));
+    usage(() => parseQueue('up-queue', 'deep'), /^--up-queue must be .*got deep$/);
+  });
+
+  test('rate schedule and time queue through impairSettings, per direction', () => {
+    const s = impairSettings({ rate: '4M,1M', rateEvery: '15s', queue: '100ms' });
+    assert.deepEqual([s.up.rateBps, s.up.rateEveryMs, s.up.queueMs, s.up.queuePackets], [[4e6, 1e6], 15_000, 100, undefined]);
+    assert.deepEqual(s.down, s.up);
+    // A shared --rate-every serves the direction that has a schedule; --down-rate 10M stays fixed.
+    const mixed = impairSettings({ rate: '4M,1M', rateEvery: '15s', downRate: '10M', upQueue: '50ms', queue: '20' });
+    assert.deepEqual([mixed.up.rateBps, mixed.up.rateEveryMs, mixed.up.queueMs], [[4e6, 1e6], 15_000, 50]);
+    assert.deepEqual([mixed.down.rateBps, mixed.down.rateEveryMs, mixed.down.queuePackets, 'queueMs' in mixed.down], [10e6, undefined, 20, false]);
+    // The direction's own value wins.
+    const own = impairSettings({ rate: '4M,1M', rateEvery: '15s', upRateEvery: '1s' });
+    assert.deepEqual([own.up.rateEveryMs, own.down.rateEveryMs], [1000, 15_000]);
+    assert.equal(impairSettings({ upRate: '1M,2M', upRateEvery: '500ms' }).down.rateBps, undefined);
+    assert.equal(impairSettings({ rate: '4M' }).up.rateBps, 4e6, 'one rate: a number, exactly as before');
+    // Mistakes, one line each, naming the option as typed.
+    usage(() => impairSettings({ rate: '4M,1M' }), /^--rate 4M,1M is a schedule: add --rate-every DURATION, how long each rate holds \(e\.g\. 15s\)$/);
+    usage(() => impairSettings({ upRate: '4M,1M' }), /^--up-rate 4M,1M is a schedule: add --up-rate-every DURATION/);
+    usage(() => impairSettings({ rate: '4M,1M', upRateEvery: '15s' }), /^--rate 4M,1M is a schedule: add --rate-every/); // down has none
+    usage(() => impairSettings({ rate: '4M', rateEvery: '15s' }), /^--rate-every needs --rate to list two or more rates \(e\.g\. 4M,1M\), got --rate 4M$/);
+    usage(() => impairSettings({ rateEvery: '15s' }), /^--rate-every needs --rate .*got no --rate$/);
+    usage(() => impairSettings({ rate: '4M', upRateEvery: '15s' }), /^--up-rate-every needs --up-rate \(or --rate\) to list two or more rates \(e\.g\. 4M,1M\), got --rate 4M$/);
+    usage(() => impairSettings({ rate: '4M,1M', rateEvery: '10ms' }), /^--rate-every must be 100ms-3600s/);
+    usage(() => impairSettings({ rate: '4M,1M', downRateEvery: '2h', rateEvery: '1s' }), /^--down-rate-every must be 100ms-3600s .*got 2h$/);
+    usage(() => impairSettings({ rate: '4M,fast', rateEvery: '1s' }), /^--rate must be 1k-100G .*got fast \(in 4M,fast\)$/);
+    usage(() => impairSettings({ downQueue: '1.5' }), /^--down-queue must be a whole number of datagrams/);
+    // The checks also run in the core, for settings built in code.
+    assert.doesNotThrow(() => new ImpairCore(s.up, 1));
+  });
+
+  test('describeSettings: a schedule and a time queue', () => {
+    assert.equal(describeSettings(impairSettings({ rate: '4M,1M', rateEvery: '15s', queue: '100ms' }).up), 'rate 4 Mbit/s, 1 Mbit/s every 15 s (queue 100 ms)');
+    assert.equal(describeSettings(impairSettings({ rate: '4M,500k,1M', rateEvery: '250ms' }).up), 'rate 4 Mbit/s, 500 kbit/s, 1 Mbit/s every 250 ms (queue 100)');
+    assert.equal(describeSettings(impairSettings({ rate: '10M', queue: '0.5s' }).up), 'rate 10 Mbit/s (queue 500 ms)');
+    assert.equal(describeSettings(impairSettings({ rate: '10M' }).up), 'rate 10 Mbit/s (queue 100)', 'as before');
   });
 
   test('impairOptions: listen, to, seed', () => {

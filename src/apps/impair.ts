@@ -4,7 +4,14 @@
  */
 import { randomInt } from 'node:crypto';
 import { ImpairProxy } from '../impair/proxy.ts';
-import { describeSettings, impairSettings, type ImpairSettings } from '../impair/core.ts';
+import {
+  DEFAULT_QUEUE_PACKETS,
+  MAX_RATE_EVERY_MS,
+  MIN_RATE_EVERY_MS,
+  describeSettings,
+  impairSettings,
+  type ImpairSettings,
+} from '../impair/core.ts';
 import { UsageError } from '../util/errors.ts';
 import { formatEndpoint, type HostPort } from '../util/net.ts';
 import { checkDuration, checkPort, parseHostPort } from './options.ts';
@@ -26,6 +33,23 @@ const HOST_COLON_PORT = /^(\[[^\]]+\]|[^:\s]+):\d+$/;
 
 /** Largest --seed: the PRNG state is 32 bits. */
 export const MAX_SEED = 0xffffffff;
+
+/**
+ * `udpcast impair --help`: each impairment NAME and its description. Each also exists as
+ * --up-NAME and --down-NAME (hidden in the help), which override NAME for one direction.
+ */
+export const IMPAIRMENT_HELP: readonly (readonly [string, string])[] = [
+  ['loss', 'datagrams lost at random, e.g. 5%'],
+  ['burst', 'a loss takes LEN datagrams in a row (mean loss stays --loss)'],
+  ['delay', 'added one-way delay, e.g. 10ms'],
+  ['jitter', 'random extra delay 0..J, order kept, e.g. 20ms'],
+  ['reorder', 'datagrams held back past later ones, e.g. 1%'],
+  ['reorder-gap', 'how long a reordered datagram is held back (default 20ms)'],
+  ['duplicate', 'datagrams sent twice, e.g. 1%'],
+  ['rate', 'bandwidth limit, e.g. 10M (bit/s); a list such as 4M,1M is a schedule (--rate-every)'],
+  ['rate-every', `how long each rate of a --rate list holds, cycling from the start, e.g. 15s (${MIN_RATE_EVERY_MS}ms-${MAX_RATE_EVERY_MS / 1000}s)`],
+  ['queue', `what may wait for the rate limit: datagrams (default ${DEFAULT_QUEUE_PACKETS}) or a time, e.g. 100ms`],
+];
 
 /**
  * Options of `udpcast impair` from yargs' camelCase arguments: listen ("PORT" binds every

@@ -11,6 +11,10 @@
  * Each client address gets its own upstream socket, so the target sees one source port per client
  * and its replies find their way back (a small NAT): at most maxClients, dropped after idleMs without
  * traffic either way.
+ *
+ * A direction with a --rate schedule starts it when the proxy starts and logs one line per step,
+ * `impair: up rate now 1 Mbit/s (2026-12-01T02:03:04.567Z)`, the first for the start itself, so a
+ * benchmark can read off when each step happened. A fixed rate logs nothing.
  */
 import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
@@ -21,6 +25,7 @@ import {
   ImpairCore,
   MinHeap,
   deriveSeed,
+  formatRate,
   type CoreCounters,
   type DropReason,
   type ImpairSettings,
@@ -101,6 +106,8 @@ export class ImpairProxy {
   private timer?: NodeJS.Timeout;
   private timerAt = Infinity;
   private sweeper?: NodeJS.Timeout;
+  /** Per direction with a --rate schedule: the timer for its next step. */
+  private readonly rateTimers: Partial<Record<Direction, NodeJS.Timeout>> = {};
   private closed = false;
   private closing?: Promise<void>;
   private readonly now = () => performance.now();
@@ -112,7 +119,10 @@ export class ImpairProxy {
     private readonly opts: ImpairProxyOptions,
   ) {
     this.target = target;
-    this.cores = { up: new ImpairCore(opts.up, opts.seed), down: new ImpairCore(opts.down, deriveSeed(opts.seed, SEED_DOWN)) };
+    // A --rate schedule's first step starts now, both directions together (the bind that follows
+    // takes well under a millisecond).
+    const start = this.now();
+    this.cores = { up: new ImpairCore(opts.up, opts.seed, start), down: new ImpairCore(opts.down, deriveSeed(opts.seed, SEED_DOWN), start) };
     this.table = new ClientTable(opts.maxClients ?? MAX_CLIENTS, opts.idleMs ?? CLIENT_IDLE_MS);
   }
 
@@ -141,6 +151,13 @@ export class ImpairProxy {
     const idle = proxy.table.idleMs;
     proxy.sweeper = setInterval(() => proxy.sweep(), Math.max(10, Math.min(idle / 2, 5000)));
     proxy.sweeper.unref();
+    for (const dir of ['up', 'down'] as const) {
+      const core = proxy.cores[dir];
+      if ((core.rateAt(core.startMs)?.untilMs ?? Infinity) === Infinity) continue; // no schedule
+      // From a timer, so the caller's own start lines (the settings) come first; the line still
+      // carries the time of the start.
+      proxy.armRate(dir, 0, () => proxy.announceRate(dir, core.startMs, undefined));
+    }
     return proxy;
   }
 
@@ -272,6 +289,35 @@ export class ImpairProxy {
     }
   }
 
+  /**
+   * Logs the rate `dir` has from the step starting at `stepMs` (when it differs from `lastBps`), then
+   * waits for the next step. A timer held back past whole steps (a blocked event loop) logs each of
+   * them on catching up, each with its own time; one that fires a fraction early (timers round to
+   * whole milliseconds) logs its step all the same, with the step's time.
+   */
+  private announceRate(dir: Direction, stepMs: number, lastBps: number | undefined): void {
+    if (this.closed) return;
+    const core = this.cores[dir];
+    const now = this.now();
+    for (;;) {
+      const r = core.rateAt(stepMs)!;
+      if (r.rateBps !== lastBps) this.opts.log?.(`impair: ${dir} rate now ${formatRate(r.rateBps)} (${wallClock(stepMs, now)})`);
+      lastBps = r.rateBps;
+      stepMs = r.untilMs;
+      if (stepMs > now) break;
+    }
+    const next = stepMs;
+    const last = lastBps;
+    this.armRate(dir, Math.ceil(next - now), () => this.announceRate(dir, next, last));
+  }
+
+  /** The step timer of `dir`; unref'd, as the sockets are what keep the proxy alive. */
+  private armRate(dir: Direction, ms: number, fire: () => void): void {
+    const t = setTimeout(fire, ms);
+    t.unref();
+    this.rateTimers[dir] = t;
+  }
+
   private sweep(): void {
     for (const c of this.table.expire(this.now())) {
       this.nat.expired++;
@@ -286,6 +332,8 @@ export class ImpairProxy {
     this.closed = true;
     clearTimeout(this.timer);
     clearInterval(this.sweeper);
+    clearTimeout(this.rateTimers.up);
+    clearTimeout(this.rateTimers.down);
     for (let s = this.line.pop(); s; s = this.line.pop()) this.extra[s.dir].cancelled += s.copies;
     const sockets = [this.listen, ...this.table.clear().map((c) => closeClient(c))].filter((s): s is dgram.Socket => !!s);
     this.closing = Promise.all(sockets.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))).then(() => undefined);
@@ -298,6 +346,16 @@ function closeClient(c: Client): dgram.Socket | undefined {
   if (c.closed) return undefined;
   c.closed = true;
   return c.socket;
+}
+
+/**
+ * The wall-clock time (ISO 8601, from Date) of `atMs` on the performance.now() clock, read at
+ * `nowMs`: the core runs on the monotonic clock, while a benchmark lines the step up with other
+ * programs' wall-clock logs. Date now, less how long ago `atMs` was, so a timer that fires late
+ * does not shift the time printed.
+ */
+function wallClock(atMs: number, nowMs: number): string {
+  return new Date(Date.now() - (nowMs - atMs)).toISOString();
 }
 
 function setBuffers(s: dgram.Socket): void {
