@@ -80,3 +80,33 @@ test('retarget: a new run at the new bitrate takes over at its keyframe, and its
     await enc.stop();
   }
 });
+
+test('retarget replaces a keyframe run still starting: one new run, at the new bitrate', { skip: skipUnless('ffmpeg') }, async () => {
+  const enc = new Encoder({
+    ffmpegPath: 'ffmpeg',
+    capture: { source: 'test', fps: 30, size: { width: 640, height: 360 } },
+    encode: { codec: 'h264', bitrateKbps: 2000, fps: 30, gop: 600, size: { width: 640, height: 360 } },
+  });
+  const frames: CapturedFrame[] = [];
+  enc.on('frame', (f) => frames.push(f));
+  enc.start();
+  try {
+    await waitFor(() => frames.length >= 30, 10_000, '30 frames');
+    const at = frames.length;
+    assert.equal(enc.requestKeyframe(), true);
+    assert.equal(enc.retarget(200), true, 'the keyframe run gives way');
+    assert.equal(enc.retarget(300), false, 'one re-target at a time');
+    await waitFor(() => frames.slice(at).some((f) => f.keyframe), 5000, 'the new run\'s keyframe');
+    await waitFor(() => liveChildren() === 1, 5000, 'one FFmpeg left');
+    const n = frames.length;
+    await waitFor(() => frames.length >= n + 5, 5000, 'frames after the switch');
+    assert.equal(frames.slice(at).filter((f) => f.keyframe).length, 1, 'one keyframe: the re-target\'s, not the replaced run\'s');
+    assert.equal(enc.keyframeRestarts, 1);
+    assert.equal(enc.retargets, 1);
+    assert.equal(enc.restarts, 0, 'the replaced run is not a crash');
+    assert.equal(enc.bitrateKbps, 200);
+  } finally {
+    await enc.stop();
+  }
+  assert.equal(liveChildren(), 0);
+});

@@ -191,6 +191,8 @@ export class Encoder extends EventEmitter<EncoderEvents> {
   private _restarts = 0;
   /** A second FFmpeg started to answer a keyframe request; it replaces `proc` at its first frame. */
   private successor: OwnedProcess | null = null;
+  /** Whether the successor was started by retarget() (else by requestKeyframe()). */
+  private successorRetargets = false;
   /** Runs ended on purpose (replaced by a successor): their death is not a crash. */
   private readonly retired = new WeakSet<OwnedProcess>();
   private lastKeyframeRestart = -Infinity;
@@ -228,14 +230,23 @@ export class Encoder extends EventEmitter<EncoderEvents> {
   /**
    * Congestion control moved the rate the path takes: a fresh FFmpeg run at `kbps` takes over at its
    * first frame (a keyframe), as for requestKeyframe, since FFmpeg takes no commands at run time.
-   * False when it cannot now: not running, a run already starting (asked again later), or a file
-   * source (a new run would play it from its start).
+   * A keyframe run still starting is replaced (this one starts with a keyframe as well, and at
+   * the old rate that keyframe would be the largest frame sent onto a path just found narrower).
+   * False when it cannot now: not running, another re-target's run already starting (asked again
+   * later), or a file source (a new run would play it from its start).
    */
   retarget(kbps: number): boolean {
-    if (this.stopped || !this.started || this.replays || this.successor || !this.proc) return false;
+    if (this.stopped || !this.started || this.replays || !this.proc) return false;
+    if (this.successor) {
+      if (this.successorRetargets) return false;
+      this.retired.add(this.successor);
+      void this.successor.kill();
+      this.successor = null;
+    }
     this.encode = { ...this.encode, bitrateKbps: kbps };
     this.args = this.buildArgs();
     this._retargets++;
+    this.successorRetargets = true;
     this.run(true);
     return true;
   }
@@ -276,6 +287,7 @@ export class Encoder extends EventEmitter<EncoderEvents> {
     if (now - this.lastKeyframeRestart < KEYFRAME_RESTART_MIN_MS) return false;
     this.lastKeyframeRestart = now;
     this._keyframeRestarts++;
+    this.successorRetargets = false;
     this.run(true);
     return true;
   }
