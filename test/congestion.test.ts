@@ -7,7 +7,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { ArrivalLog, ARRIVALS_MAX_STREAMS, CCFB_MAX_PACKETS } from '../src/transport/arrivals.ts';
-import { CongestionController, RetargetPolicy, CC_MIN_KBPS, RETARGET_DOWN_MIN_MS, RETARGET_UP_AFTER_MS } from '../src/transport/congestion.ts';
+import { CongestionController, RetargetPolicy, CC_MEDIA_SHARE, CC_MIN_KBPS, PROBE_MS, RETARGET_DOWN_MIN_MS, RETARGET_UP_AFTER_MS } from '../src/transport/congestion.ts';
 import { Pacer, PACE_BURST_MS } from '../src/transport/pacer.ts';
 import { parseRtcp, serializeRtcp, type Ccfb } from '../src/transport/rtcp.ts';
 import { MAX_DATAGRAM } from '../src/defaults.ts';
@@ -80,13 +80,19 @@ describe('ArrivalLog: what the relay reports to its sharer', () => {
 });
 
 /**
- * A sender whose encoder follows the estimate at once, through a bottleneck of `linkKbps` with a
- * `queuePackets` tail-drop queue and 10 ms of delay, random loss `loss`; the receiver's clock is
- * `offsetMs` ahead. Feedback goes through serializeRtcp/parseRtcp every 50 ms. Returns per-second
- * samples after the run.
+ * A sender through a bottleneck of `linkKbps` with a tail-drop queue (`queuePackets` datagrams, or
+ * `queueMs` of waiting at the link's rate then) and 10 ms of delay, random loss `loss`; the
+ * receiver's clock is `offsetMs` ahead. Feedback goes through serializeRtcp/parseRtcp every 50 ms.
+ * The encoder follows the estimate at once, or with `policy`, as RetargetPolicy lets it (the
+ * sharer's way). With `probe`, the sender probes when the controller says so, padding on its own
+ * SSRC as the publisher does. Returns per-second samples after the run.
  */
-function simulate(opts: { linkKbps: number | ((t: number) => number); maxKbps: number; seconds: number; loss?: number; queuePackets?: number; offsetMs?: number }) {
-  const cc = new CongestionController(opts.maxKbps);
+function simulate(opts: {
+  linkKbps: number | ((t: number) => number); maxKbps: number; seconds: number; loss?: number; queuePackets?: number; queueMs?: number; offsetMs?: number;
+  policy?: boolean; probe?: boolean;
+}) {
+  const cc = new CongestionController(opts.maxKbps, opts.maxKbps, undefined, opts.probe);
+  const policy = opts.policy ? new RetargetPolicy(opts.maxKbps) : undefined;
   const log = new ArrivalLog();
   const random = seeded(7);
   const link = typeof opts.linkKbps === 'number' ? () => opts.linkKbps as number : opts.linkKbps;
@@ -96,33 +102,61 @@ function simulate(opts: { linkKbps: number | ((t: number) => number); maxKbps: n
   let linkFreeAt = 0;
   const inQueue: number[] = []; // departure times of packets still in the queue
   const feedback: Array<{ at: number; data: Buffer }> = [];
-  const inFlight: Array<{ at: number; seq: number }> = []; // arrivals at the receiver, in order
-  let seq = 0;
+  const inFlight: Array<{ at: number; ssrc: number; seq: number }> = []; // arrivals at the receiver, in order
+  const seqs = new Map<number, number>();
   let nextSend = 0;
   let nextReport = 50;
-  const perSecond: Array<{ estimate: number; queueMs: number; sent: number; lost: number }> = [];
+  let padding: number[] = []; // send times of a probe's padding still to go...
+  let paddingBytes = 0; // ...and their size
+  const perSecond: Array<{ estimate: number; queueMs: number; sent: number; lost: number; mediaKbps: number }> = [];
   let sent = 0;
   let dropped = 0;
+  let bits = 0;
+  /** One datagram into the bottleneck; false when it was dropped. */
+  const transmit = (ssrc: number, t: number, bytes = size): boolean => {
+    const s = seqs.get(ssrc) ?? 0;
+    seqs.set(ssrc, (s + 1) & 0xffff);
+    cc.onSent(ssrc, s, bytes, t);
+    while (inQueue.length && inQueue[0] <= t) inQueue.shift();
+    const full = opts.queueMs !== undefined ? linkFreeAt - t > opts.queueMs : inQueue.length >= queueLimit;
+    if (full || random() < (opts.loss ?? 0)) return false;
+    linkFreeAt = Math.max(linkFreeAt, t) + (bytes * 8) / link(t);
+    inQueue.push(linkFreeAt);
+    inFlight.push({ at: linkFreeAt + 10, ssrc, seq: s });
+    return true;
+  };
   for (let t = 0; t < opts.seconds * 1000; t += 1) {
-    while (inFlight.length && inFlight[0].at <= t) log.note(99, inFlight.shift()!.seq, t + offset);
+    while (inFlight.length && inFlight[0].at <= t) {
+      const a = inFlight.shift()!;
+      log.note(a.ssrc, a.seq, t + offset);
+    }
     while (feedback.length && feedback[0].at <= t) {
       const [p] = parseRtcp(feedback.shift()!.data) as [Ccfb];
       cc.onFeedback(p, t);
+      if (policy) {
+        const r = policy.decide(cc.estimateKbps, t, cc.takeProbed());
+        if (r !== undefined) policy.commit(r, t);
+      }
+      const probe = opts.probe && padding.length === 0 ? cc.probeDue(t) : undefined;
+      if (probe !== undefined) {
+        cc.startProbe(t, PROBE_MS);
+        // As the publisher does: six slices, at least a datagram each, 100-1100 bytes.
+        const bytes = ((probe - cc.ackedKbps) * PROBE_MS) / 8;
+        paddingBytes = Math.round(Math.min(1100, Math.max(100, bytes / 6)));
+        const n = Math.max(6, Math.ceil(bytes / paddingBytes));
+        padding = Array.from({ length: n }, (_, i) => t + Math.floor((i * PROBE_MS) / n));
+      }
+    }
+    while (padding.length && padding[0] <= t) {
+      padding.shift();
+      transmit(98, t, paddingBytes);
     }
     while (nextSend <= t) {
-      const kbps = Math.min(opts.maxKbps, cc.estimateKbps * 0.9);
+      const kbps = policy ? policy.targetKbps : Math.min(opts.maxKbps, cc.estimateKbps * 0.9);
       nextSend += (size * 8) / kbps; // ms between packets at that rate
-      const s = seq++ & 0xffff;
-      cc.onSent(99, s, size, t);
       sent++;
-      while (inQueue.length && inQueue[0] <= t) inQueue.shift();
-      if (inQueue.length >= queueLimit || random() < (opts.loss ?? 0)) {
-        dropped++;
-        continue;
-      }
-      linkFreeAt = Math.max(linkFreeAt, t) + (size * 8) / link(t);
-      inQueue.push(linkFreeAt);
-      inFlight.push({ at: linkFreeAt + 10, seq: s });
+      bits += size * 8;
+      if (!transmit(99, t)) dropped++;
     }
     if (t >= nextReport) {
       nextReport += 50;
@@ -130,9 +164,10 @@ function simulate(opts: { linkKbps: number | ((t: number) => number); maxKbps: n
       if (r) feedback.push({ at: t + 10, data: serializeRtcp([r]) });
     }
     if (t % 1000 === 999) {
-      perSecond.push({ estimate: cc.estimateKbps, queueMs: Math.max(0, linkFreeAt - t), sent, lost: dropped });
+      perSecond.push({ estimate: cc.estimateKbps, queueMs: Math.max(0, linkFreeAt - t), sent, lost: dropped, mediaKbps: bits / 1000 });
       sent = 0;
       dropped = 0;
+      bits = 0;
     }
   }
   return { cc, perSecond };
@@ -167,30 +202,67 @@ describe('CongestionController through a simulated bottleneck', () => {
   test('the link narrows, then widens (a 12-packet buffer, 29 ms at 4 Mbit/s): down within a second, back up to most of it', () => {
     const link = (t: number) => (t < 10_000 ? 4000 : t < 20_000 ? 1000 : 4000);
     const { perSecond } = simulate({ linkKbps: link, maxKbps: 5000, seconds: 40 });
-    const lossBefore = perSecond.slice(2, 10).reduce((n, s) => n + s.lost, 0);
-    assert.ok(lossBefore < 20, `a buffer too small to show 40 ms overflows, and that is answered: ${lossBefore} lost in 8 s`);
+    const before = perSecond.slice(2, 10);
+    const lossBefore = before.reduce((n, s) => n + s.lost, 0);
+    const sentBefore = before.reduce((n, s) => n + s.sent, 0);
+    assert.ok(lossBefore <= 0.01 * sentBefore, `a buffer too small to show 40 ms overflows, and that is answered: ${lossBefore} of ${sentBefore} lost in 8 s`);
     assert.ok(0.9 * perSecond[11].estimate <= 1000, `1 s after the drop: ${perSecond[11].estimate}`);
     assert.ok(perSecond[39].estimate >= 0.8 * 4000, `after widening: ${perSecond[39].estimate}`);
     assert.ok(perSecond.every((s) => s.estimate >= CC_MIN_KBPS));
+  });
+
+  test('a link stepping 4 → 1 → 4 → 1 Mbit/s every 15 s (100 ms buffer), the encoder as the sharer moves it: probes find each widening', () => {
+    const link = (t: number) => (t % 30_000 < 15_000 ? 4000 : 1000);
+    const run = (probe: boolean) => simulate({ linkKbps: link, maxKbps: 6000, seconds: 60, queueMs: 100, policy: true, probe });
+    const { perSecond, cc } = run(true);
+    for (const step of [15, 30, 45]) {
+      const kbps = link(step * 1000);
+      const after = perSecond.slice(step + 5, step + 15);
+      // The encoder's rate alone (no headers, no padding) from 5 s after the step on: by design
+      // CC_MEDIA_SHARE of the link; RTP/UDP headers come on top.
+      assert.ok(after.every((s) => s.mediaKbps >= 0.8 * kbps), `after the step at ${step} s to ${kbps}: ${after.map((s) => Math.round(s.mediaKbps))}`);
+      const settled = perSecond.slice(step + 1, step + 15);
+      const loss = settled.reduce((n, s) => n + s.lost, 0) / settled.reduce((n, s) => n + s.sent, 0);
+      assert.ok(loss <= 0.01, `loss after the first second of the step at ${step} s: ${(loss * 100).toFixed(2)}%`);
+    }
+    assert.ok(cc.probes >= 5, `probes sent: ${cc.probes}`);
+    // Without them the 4 Mbit/s after 30 s is found only by slow growth capped by what is sent.
+    const without = run(false).perSecond;
+    assert.ok(without[35].mediaKbps < 0.8 * 4000, `without probes, 5 s after widening: ${Math.round(without[35].mediaKbps)} kbit/s`);
   });
 });
 
 describe('RetargetPolicy: when the encoder follows the estimate', () => {
   test('down at once, not again within RETARGET_DOWN_MIN_MS; up only after RETARGET_UP_AFTER_MS of room', () => {
     const p = new RetargetPolicy(2500);
-    assert.equal(p.decide(1000, 0), 900);
+    assert.equal(p.decide(1000, 0), Math.round(1000 * CC_MEDIA_SHARE), 'the encoder aims at its share of the estimate');
     p.commit(900, 0);
-    assert.equal(p.decide(500, RETARGET_DOWN_MIN_MS - 1), undefined);
-    assert.equal(p.decide(500, RETARGET_DOWN_MIN_MS), 450);
-    p.commit(450, RETARGET_DOWN_MIN_MS);
+    assert.equal(p.decideKbps(500, RETARGET_DOWN_MIN_MS - 1), undefined);
+    assert.equal(p.decideKbps(500, RETARGET_DOWN_MIN_MS), 500);
+    p.commit(500, RETARGET_DOWN_MIN_MS);
     const t0 = 10_000;
-    assert.equal(p.decide(1000, t0), undefined, 'room must last first');
-    assert.equal(p.decide(1000, t0 + RETARGET_UP_AFTER_MS - 1), undefined);
-    assert.equal(p.decide(1000, t0 + RETARGET_UP_AFTER_MS), 900);
+    assert.equal(p.decideKbps(900, t0), undefined, 'room must last first');
+    assert.equal(p.decideKbps(900, t0 + RETARGET_UP_AFTER_MS - 1), undefined);
+    assert.equal(p.decideKbps(900, t0 + RETARGET_UP_AFTER_MS), 900);
     p.commit(900, t0 + RETARGET_UP_AFTER_MS);
     const t1 = t0 + RETARGET_UP_AFTER_MS;
-    assert.equal(p.decide(5000, t1 + 1), undefined);
-    assert.equal(p.decide(5000, t1 + 1 + RETARGET_UP_AFTER_MS), 2500, 'never above --bitrate');
+    assert.equal(p.decideKbps(4500, t1 + 1), undefined);
+    assert.equal(p.decideKbps(4500, t1 + 1 + RETARGET_UP_AFTER_MS), 2500, 'never above --bitrate');
+  });
+
+  test('after probes measured the path: up without waiting for the room to last, from 5% above, never within RETARGET_UP_AFTER_MS of the last re-target', () => {
+    const p = new RetargetPolicy(6000);
+    p.commit(900, 0);
+    assert.equal(p.decideKbps(990, 1000, true), undefined, 'too soon after the last re-target');
+    assert.equal(p.decideKbps(990, RETARGET_UP_AFTER_MS - 1), undefined);
+    assert.equal(p.decideKbps(990, RETARGET_UP_AFTER_MS), 990, 'the probe of 2 s ago still counts: no wait for the room to last');
+    p.commit(990, RETARGET_UP_AFTER_MS);
+    assert.equal(p.decideKbps(1035, 10_000, true), undefined, 'less than RETARGET_UP_PROBED above: no keyframe for it');
+    assert.equal(p.decideKbps(1170, 20_000, true), 1170);
+    p.commit(1170, 20_000);
+    // The probe is over RETARGET_UP_AFTER_MS old: 8% more is again no reason until it is 20% for 3 s.
+    assert.equal(p.decideKbps(1260, 24_000), undefined);
+    assert.equal(p.decideKbps(1260, 30_000), undefined);
   });
 
   test('a small change is no reason for a keyframe', () => {

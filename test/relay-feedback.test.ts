@@ -8,9 +8,10 @@ import { describe, test } from 'node:test';
 import { KEYFRAME_WAIT_MS, VIEWER_KEYFRAME_MIN_MS } from '../src/defaults.ts';
 import { RelayCore } from '../src/relay/core.ts';
 import { serializeRtpToBuffer } from '../src/rtp/packet.ts';
-import { ControlType, controlApp, parseControl } from '../src/transport/control.ts';
+import { ControlType, PT_PROBE, controlApp, parseControl } from '../src/transport/control.ts';
 import { parseRtcp, serializeRtcp, type RtcpPacket } from '../src/transport/rtcp.ts';
 import type { Endpoint } from '../src/util/net.ts';
+import type { Output } from '../src/relay/sink.ts';
 
 const SHARER_SSRC = 0x1234;
 const sharer: Endpoint = { address: '10.0.0.1', port: 4000 };
@@ -95,5 +96,27 @@ describe('viewer feedback on its way to the sharer', () => {
       relay.onDatagram(media(seq, true), sharer, t + 50); // a keyframe after every request
     }
     assert.equal(up, 2);
+  });
+});
+
+describe("the sharer's probes", () => {
+  const probe = (seq: number) =>
+    serializeRtpToBuffer({
+      padding: 0, marker: seq % 3 === 0, payloadType: PT_PROBE, sequenceNumber: seq, timestamp: 0, ssrc: 0x9999, csrc: [],
+      payload: Buffer.alloc(200),
+    });
+
+  test('padding is counted and told in the feedback to the sharer, and no viewer is sent it', () => {
+    const relay = setup();
+    const before = relay.counters.packetsOut;
+    const out: Output[] = [];
+    for (let seq = 1; seq <= 30; seq++) out.push(...relay.onDatagram(probe(seq), sharer, 100 + seq * 10));
+    assert.ok(out.every((o) => o.to.every((e) => e.address === sharer.address)), 'nothing to a viewer');
+    assert.equal(relay.counters.probePackets, 30);
+    const reports = out.flatMap((o) => parseRtcp(o.data)).filter((p) => p.type === 'ccfb');
+    assert.ok(reports.length > 0, 'feedback went to the sharer');
+    const told = reports.flatMap((r) => (r.type === 'ccfb' ? r.streams.filter((s) => s.ssrc === 0x9999).map((s) => s.packets.length) : []));
+    assert.ok(told.reduce((a, b) => a + b, 0) >= 20, `the probe's packets are in it: ${told}`);
+    assert.equal(relay.counters.packetsOut - before, reports.length, 'only the feedback went out');
   });
 });

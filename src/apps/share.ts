@@ -15,7 +15,7 @@ import type { RelayServer } from '../relay/io/server.ts';
 import { listen } from './relay.ts';
 import { fmt } from '../relay/core.ts';
 import { Publisher } from '../transport/publisher.ts';
-import { CC_MEDIA_SHARE, UplinkLayers, describeDecrease } from '../transport/congestion.ts';
+import { CC_MEDIA_SHARE, RETARGET_HOLD_BELOW, UplinkLayers, describeDecrease } from '../transport/congestion.ts';
 import { PacketError } from '../util/errors.ts';
 import { RefuseReason } from '../transport/control.ts';
 import { deriveMasterKey } from '../transport/secure.ts';
@@ -198,11 +198,11 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   // when its rate is a bitrate (not MJPEG's fixed --quality) and a new run does not replay a file.
   // Upper layers are paused at once when the path narrows; the encoder follows after.
   const plan = o.adapt && o.quality === undefined ? new UplinkLayers(o.bitrateKbps, shares) : undefined;
-  publisher.onEstimate = (kbps) => {
+  publisher.onEstimate = (kbps, probed) => {
     if (!plan) return;
     const now = Date.now();
     const before = plan.firstActive;
-    const step = plan.decide(kbps, now);
+    const step = plan.decide(kbps, now, probed);
     const d = publisher.congestion!.lastDecrease;
     const why = (down: boolean) => (down && d ? describeDecrease(d) : 'room on the path');
     if (step.firstActive !== undefined) {
@@ -215,6 +215,8 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     const want = step.retarget;
     if (want === undefined || !encoder.retarget(want)) return;
     log(`the path takes about ${Math.round(kbps)} kbit/s (${why(want < plan.policy.targetKbps)}): encoder ${plan.policy.targetKbps} → ${want} kbit/s`);
+    // A deep cut: the old run's frames until the new one's keyframe would only queue or be dropped.
+    if (want < plan.policy.targetKbps * RETARGET_HOLD_BELOW) publisher.holdForKeyframe();
     const first = plan.retargeted(want, kbps, now);
     publisher.setFirstActive(first);
   };
@@ -287,6 +289,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
         sendErrors: c.sendErrors,
         ...congestionFields(publisher, encoder),
         framesHeld: c.framesHeld,
+        probes: c.probes,
         uplinkPaused: publisher.breaker.open ? publisher.breaker.open.why : null,
         layers: o.layers,
         layersSent: o.layers - (plan?.firstActive ?? 0),

@@ -141,6 +141,8 @@ export interface ShareSnapshot {
   ccState: string | null;
   /** Encoder runs started to change the bitrate. */
   retargets: number;
+  /** Probes of the uplink sent (short padding clusters that find a wider path). */
+  probes: number;
   /** Datagrams the pacer dropped: its queue held PACE_MAX_QUEUE_MS already. */
   pacerDropped: number;
   /** Quality layers encoded (--layers), and how many are sent now (upper ones paused when the path is narrow). */
@@ -301,6 +303,7 @@ export const SHARE_FIELDS = {
   queueDelayMs: 'gauge',
   pathLossPercent: 'gauge',
   retargets: 'counter',
+  probes: 'counter',
   pacerDropped: 'counter',
   layers: 'gauge',
   layersSent: 'gauge',
@@ -337,6 +340,7 @@ export const RELAY_FIELDS = {
   keyframeRequestsHeld: 'counter',
   circuitBreaks: 'counter',
   feedbackReports: 'counter',
+  probePackets: 'counter',
   layerMoves: 'counter',
   handedToDgram: 'counter',
 } as const satisfies FieldKinds<RelaySnapshot>;

@@ -508,6 +508,7 @@ function shareBody(s: ShareSnapshot, h: History, o: ViewOptions): string[] {
     ['Queue delay', fmtMs(s.queueDelayMs)],
     ['Path loss', fmtPct(s.pathLossPercent)],
     ['Re-targets', fmtInt(s.retargets)],
+    ['Probes', fmtInt(s.probes)],
     ['Paced out', fmtInt(s.pacerDropped)],
     ['Layers sent', `${fmtInt(s.layersSent)} of ${fmtInt(s.layers)}`],
     // RFC 8083: media held while the uplink cannot carry it.
@@ -573,6 +574,7 @@ function relayBody(s: RelaySnapshot, h: History, o: ViewOptions): string[] {
     ['Paths paused', fmtInt(s.circuitBreaks)],
     // RFC 8888 reports of what arrived when, sent to the sharers' congestion controllers.
     ['CC reports', fmtInt(s.feedbackReports)],
+    ['Probe pkts', fmtInt(s.probePackets)],
     // Viewers moved to another quality layer by what their own paths take.
     ['Layer moves', fmtInt(s.layerMoves)],
     // 'queued': datagrams the native path left to dgram's queue (RelaySnapshot.handedToDgram).

@@ -16,9 +16,9 @@
  *   their keyframe requests are passed on once per keyframe (forSharer).
  */
 import { CB_RESUME_MS, KEYFRAME_WAIT_MS, LANE_RATE_MS, LANE_SILENT_MS, MAX_DATAGRAM, MAX_STREAMS, VIEWER_KEYFRAME_MIN_MS, MAX_VIEWERS, MAX_VIEWERS_PER_STREAM, PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS } from '../defaults.ts';
-import { ControlType, RefuseReason, parseControl, type PublishMessage, type SubscribeMessage } from '../transport/control.ts';
+import { ControlType, PT_PROBE, RefuseReason, parseControl, type PublishMessage, type SubscribeMessage } from '../transport/control.ts';
 import { isRtcp, parseRtcp, serializeRtcp, type Ccfb, type RtcpPacket } from '../transport/rtcp.ts';
-import { isRtp, rtpPayloadOffset, rtpSequence, rtpSsrc } from '../rtp/packet.ts';
+import { isRtp, rtpPayloadOffset, rtpPayloadType, rtpSequence, rtpSsrc } from '../rtp/packet.ts';
 import { startsKeyframe } from '../transport/keyframe.ts';
 import { PacketError } from '../util/errors.ts';
 import { formatEndpoint as fmt, type Endpoint } from '../util/net.ts';
@@ -206,6 +206,13 @@ export class RelayCore {
       this.counters.malformed++;
       stream.dropped++;
       return [];
+    }
+    if (rtpPayloadType(buf) === PT_PROBE) {
+      // The sharer probing its uplink: what matters is when it arrived, told in the feedback.
+      this.counters.probePackets++;
+      const out: Output[] = [];
+      this.congestionFeedback(stream.publisher!, buf, now, out);
+      return out;
     }
     stream.packetsIn++;
     stream.bytesIn += buf.length;

@@ -40,6 +40,8 @@ export interface RelayCounters {
   circuitBreaks: number;
   /** RFC 8888 congestion control feedback reports sent to sharers. */
   feedbackReports: number;
+  /** Probe padding from sharers (transport/control.ts PT_PROBE): noted for the feedback, never forwarded. */
+  probePackets: number;
   /** Viewers moved to another quality layer (layers.ts). */
   layerMoves: number;
 }
@@ -65,6 +67,7 @@ export function newRelayCounters(): RelayCounters {
     keyframeRequestsHeld: 0,
     circuitBreaks: 0,
     feedbackReports: 0,
+    probePackets: 0,
     layerMoves: 0,
   };
 }

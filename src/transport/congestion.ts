@@ -23,6 +23,16 @@
  *   past it by CC_FORGET with no queue, the path has widened and the fast growth resumes.
  *   Between the two it holds. Random loss under CC_LOSS_HIGH
  *   (a wireless link) therefore never lowers the rate: only a queue or heavy loss does.
+ * - Probes: once a limit is known and there is room, the sender sends a short cluster of padding
+ *   (PROBE_MS at PROBE_GAIN × the estimate, every PROBE_INTERVAL_MS) and this reads how it
+ *   arrived. Arriving at the pace it left, the path took it: the estimate becomes that rate and
+ *   the next probe follows at once. Spread out or lost, it found the path's rate: the estimate
+ *   becomes its arrival rate and the chain ends (the encoder aims at CC_MEDIA_SHARE of it, the pacer
+ *   below it: pacer.ts PACE_LIMIT_SHARE). Without probes, a path
+ *   that widened is only found by the slow growth above, capped by what the encoder sends: 1 to
+ *   4 Mbit/s takes tens of seconds (GCC probes likewise, with padding, for the same reason).
+ *   Packets sent during a probe neither raise nor lower the estimate by the rules above: the
+ *   probe itself is what queued them.
  * - Bounds: never below CC_MIN_KBPS nor above the maximum (the sharer's --bitrate).
  * Chosen over GCC's trendline filter because a queue-delay target needs no tuned gains and reacts
  * within one report to a tail-drop buffer filling; chosen over SCReAM's window because the
@@ -60,7 +70,9 @@ export const CC_MIN_KBPS = 150;
 export const CC_BASE_WINDOW_MS = 30_000;
 const CC_BASE_BUCKET_MS = 2_000;
 /** The acknowledged rate is measured over the arrivals of this long, on the receiver's clock. */
-export const CC_ACKED_WINDOW_MS = 500;
+export const CC_ACKED_WINDOW_MS = 250;
+/** A report's own arrival rate counts on over-use once its arrivals span this long. */
+const CC_REPORT_SPAN_MS = 30;
 /** Acknowledged packets kept for the rate: a second at 8,000 packets/s. */
 const ACKED_MAX = 8192;
 /** The shortest span an acknowledged rate is taken over (the first reports). */
@@ -71,6 +83,42 @@ export const CC_LOSS_WINDOW_MS = 500;
 export const SEND_LOG_SIZE = 4096;
 /** SSRCs a send log keeps (layers and their FEC, and a restart's); 80 KB each. */
 const SEND_LOG_MAX_SSRCS = 16;
+
+/**
+ * The first probe of a chain sends at this × the estimate (media and padding together): on a path
+ * the estimate already fills it leaves ~15 ms of queue (a quarter of PROBE_MS), far inside
+ * CC_QUEUE_HIGH_MS and a 100 ms buffer, and still arrives measurably slower than it left...
+ */
+export const PROBE_GAIN_FIRST = 1.25;
+/** ...and each after one the path took, this ×: a path 4 × wider is found in 4 probes, well within a second. */
+export const PROBE_GAIN = 1.5;
+/** ...each for this long. */
+export const PROBE_MS = 60;
+/** After a probe that found the limit, the queue it left drains for this long before it counts against the estimate. */
+const PROBE_DRAIN_MS = 300;
+/** A probe that found no room is tried again this much later: a widened path is found within about this. */
+export const PROBE_INTERVAL_MS = 2_000;
+/** A chain that raised the estimate this many times over is followed by another this soon. */
+const PROBE_FAR = 1.25;
+const PROBE_AGAIN_MS = 500;
+/** No probe once the estimate is this close to the maximum. */
+const PROBE_TOP = 0.95;
+/** Feedback on a probe's packets is waited for this long after it, then it is read as it is (lost if unreported). */
+const PROBE_WAIT_MS = 1_000;
+/** A probe of fewer packets measures nothing; one of more is cut short (memory). */
+const PROBE_MIN_PACKETS = 5;
+const PROBE_MAX_PACKETS = 4096;
+/** A probe arriving at less than this share of its sending rate, or losing more than PROBE_MAX_LOSS, found the path's limit. */
+const PROBE_RECV_SHARE = 0.9;
+/**
+ * A probe whose last packet met this much more queue than its least-delayed one found the limit,
+ * plus the time 1.5 datagrams of 1,200 bytes take at the estimate (bits / kbit/s = ms).
+ */
+const PROBE_QUEUE_MS = 10;
+const PROBE_NOISE_BITS = 1.5 * 1200 * 8;
+/** The arrival rate is read from the packet this far into the probe's arrivals (1/4: after the first quarter). */
+const PROBE_SKIP_DIVISOR = 4;
+const PROBE_MAX_LOSS = 0.02;
 
 /** The receiver's report timestamps wrap every 65536 s (compact NTP); delays are taken modulo that. */
 const WRAP_MS = 65536 * 1000;
@@ -87,6 +135,21 @@ interface SendRecord {
   seqs: Int32Array;
   times: Float64Array;
   bytes: Uint16Array;
+}
+
+/** One probe: every packet sent in its window (media too), and how each arrived. */
+interface Probe {
+  from: number;
+  to: number;
+  /** By `ssrc:seq`: send time, bytes, arrival on the receiver's (unwrapped) clock once reported. */
+  packets: Map<string, { at: number; bytes: number; arrival?: number }>;
+}
+
+/** How a probe went: the rates it left and arrived at (kbit/s), and whether it found the path's limit. */
+export interface ProbeResult {
+  sendKbps: number;
+  recvKbps: number;
+  limited: boolean;
 }
 
 /**
@@ -143,6 +206,18 @@ export class CongestionController {
   private readonly lossHistory: Array<{ at: number; lost: number; total: number }> = [];
   private lastDecreaseSentAt = -Infinity;
   private lastUpdateAt?: number;
+  /** Probes sent, and the last one read. */
+  probes = 0;
+  lastProbe?: ProbeResult;
+  private probe?: Probe;
+  /** Packets sent from the last probe's start to as long again after it: neither raise nor lower the estimate. */
+  private quietFrom = Infinity;
+  private quietUntil = -Infinity;
+  private nextProbeAt = -Infinity;
+  /** The estimate when the current chain of probes began; undefined between chains. */
+  private chainFrom?: number;
+  /** A chain of probes measured the path and the estimate stands on it, not yet told (takeProbed). */
+  private probed = false;
 
   constructor(
     /** The most it may ever say (the sharer's --bitrate). */
@@ -150,6 +225,11 @@ export class CongestionController {
     start = maxKbps,
     /** Where send times are kept: its own, or one shared with other controllers (the relay's viewers). */
     readonly sent = new SendLog(),
+    /**
+     * The sender probes (probeDue/startProbe): past a known limit the estimate then grows only by
+     * probes, which find a wider path within PROBE_INTERVAL_MS, not by creeping into the queue.
+     */
+    readonly probing = false,
   ) {
     this.estimateKbps = Math.max(CC_MIN_KBPS, Math.min(maxKbps, start));
   }
@@ -157,6 +237,38 @@ export class CongestionController {
   /** A packet left: `ssrc`/`seq` name it in the receiver's feedback; `now` is this clock (ms). */
   onSent(ssrc: number, seq: number, bytes: number, now: number): void {
     this.sent.onSent(ssrc, seq, bytes, now);
+    const p = this.probe;
+    if (p && now >= p.from && now <= p.to && p.packets.size < PROBE_MAX_PACKETS) p.packets.set(`${ssrc}:${seq}`, { at: now, bytes });
+  }
+
+  /**
+   * The rate (kbit/s) to probe at now, else undefined: a limit is known, there is room, the last
+   * probe is read, and the estimate is below the maximum. The caller sends padding up to it for
+   * PROBE_MS and calls startProbe first.
+   */
+  probeDue(now: number): number | undefined {
+    if (this.probe || !this.lastDecrease || this.state !== 'room' || now < this.nextProbeAt) return undefined;
+    if (this.estimateKbps >= this.maxKbps * PROBE_TOP) return undefined;
+    return Math.min(this.maxKbps, this.estimateKbps * (this.chainFrom === undefined ? PROBE_GAIN_FIRST : PROBE_GAIN));
+  }
+
+  /** A probe's packets leave from `now` for `ms`: what feedback says of them is read as one. */
+  startProbe(now: number, ms = PROBE_MS): void {
+    this.probe = { from: now, to: now + ms, packets: new Map() };
+    this.quietFrom = now;
+    this.quietUntil = now + 2 * ms;
+    this.probes++;
+    this.chainFrom ??= this.estimateKbps;
+  }
+
+  /**
+   * True once after a chain of probes measured the path: the estimate is what they found there,
+   * and the encoder may follow it at once (RetargetPolicy) instead of waiting for room to last.
+   */
+  takeProbed(): boolean {
+    const probed = this.probed;
+    this.probed = false;
+    return probed;
   }
 
   /**
@@ -180,15 +292,22 @@ export class CongestionController {
     let lost = 0;
     let total = 0;
     let newestSendAt = -Infinity;
+    // This report's arrivals (receiver's clock): through a standing queue they come at the path's rate.
+    const report = { bytes: 0, first: Infinity, last: -Infinity, firstBytes: 0 };
     for (const s of fb.streams) {
       for (let k = 0; k < s.packets.length; k++) {
         const sent = this.sent.find(s.ssrc, seqAdd(s.beginSeq, k));
         if (!sent || sent.at < notBefore) continue; // not ours, too old to remember, or not read
         const sentAt = sent.at;
         const p = s.packets[k];
-        total++;
+        // A probe's packets: their arrivals are the probe's to read, their queue and loss its own doing.
+        const probed = this.probe?.packets.get(`${s.ssrc}:${seqAdd(s.beginSeq, k)}`);
+        // Sent while the probe's queue drains: what they meet is the probe's doing too.
+        const quiet = probed !== undefined || (sentAt >= this.quietFrom && sentAt <= this.quietUntil);
+        newestSendAt = Math.max(newestSendAt, sentAt);
+        if (!quiet) total++;
         if (!p.received) {
-          lost++;
+          if (!quiet) lost++;
           continue;
         }
         if (p.ato >= ATO_OVER_RANGE) continue;
@@ -198,12 +317,16 @@ export class CongestionController {
         const owd = mod(raw - this.origin + WRAP_MS / 2, WRAP_MS) - WRAP_MS / 2;
         this.noteBase(owd, now);
         const queue = owd - this.base();
-        if (sentAt > this.lastDecreaseSentAt) minQueue = Math.min(minQueue, queue);
-        newestSendAt = Math.max(newestSendAt, sentAt);
+        if (probed) probed.arrival = sentAt + owd;
+        if (!quiet && sentAt > this.lastDecreaseSentAt) minQueue = Math.min(minQueue, queue);
         // Arrival on a wrap-free clock: our send time plus the one-way delay (offset included).
         this.acked.push({ at: sentAt + owd, bytes: sent.bytes, rx: now });
+        report.bytes += sent.bytes;
+        if (sentAt + owd < report.first) [report.first, report.firstBytes] = [sentAt + owd, sent.bytes];
+        report.last = Math.max(report.last, sentAt + owd);
       }
     }
+    if (this.probe && (newestSendAt > this.probe.to || now > this.probe.to + PROBE_WAIT_MS)) this.readProbe(now);
     if (total === 0) return this.estimateKbps;
     this.lossHistory.push({ at: now, lost, total });
     while (this.lossHistory.length && now - this.lossHistory[0].at > CC_LOSS_WINDOW_MS) this.lossHistory.shift();
@@ -231,14 +354,21 @@ export class CongestionController {
     const queued = minQueue !== Infinity && minQueue > CC_QUEUE_LOSSY_MS;
     const overLoss = (this.loss > CC_LOSS_HIGH || (queued && this.loss > CC_LOSS_LOW)) && newestSendAt > this.lastDecreaseSentAt;
     if (overQueue || overLoss) {
-      const byRate = CC_DECREASE * this.ackedKbps;
+      // What arrived over this report, once it spans enough to say: the acknowledged rate's window
+      // still holds the time before the queue, when the path may have been wider (a link that
+      // just narrowed), and each decrease from it would be one round trip more of overflow.
+      const span = report.last - report.first;
+      const delivered = Math.min(this.ackedKbps, span >= CC_REPORT_SPAN_MS ? ((report.bytes - report.firstBytes) * 8) / span : Infinity);
+      const byRate = CC_DECREASE * delivered;
       const byLoss = this.estimateKbps * (1 - this.loss / 2);
       // A queue, or loss so heavy the queue overflows: just below what the path delivered. Lighter
       // loss: GCC's loss-based cut, never below that.
       const next = overQueue || this.loss > CC_LOSS_HEAVY ? byRate : Math.max(byRate, byLoss);
       this.estimateKbps = this.clamp(Math.min(this.estimateKbps, next));
       this.state = overQueue ? 'queue' : 'loss';
-      this.lastDecrease = { why: this.state, queueDelayMs: this.queueDelayMs, loss: this.loss, ackedKbps: this.ackedKbps };
+      // The known limit: for a sender that probes, what arrived through the queue (its pacer keeps
+      // under it); otherwise the acknowledged rate, which its slow growth then approaches.
+      this.lastDecrease = { why: this.state, queueDelayMs: this.queueDelayMs, loss: this.loss, ackedKbps: this.probing ? delivered : this.ackedKbps };
       this.decreases++;
       this.lastDecreaseSentAt = newestSendAt;
       this.lossHistory.length = 0;
@@ -252,12 +382,64 @@ export class CongestionController {
       // (GCC's rule), unless that is below the known limit (a still screen sends little, and must
       // not talk the estimate down). Without a limit met, the estimate stays where it started.
       if (limit !== undefined) next = Math.min(next, Math.max(this.estimateKbps, CC_ACKED_HEADROOM * this.ackedKbps, Number.isFinite(limit) ? limit : 0));
+      // A sender that probes grows by probes past the known limit (or once it is forgotten), not by creeping.
+      if (this.probing && limit !== undefined) next = Math.min(next, Math.max(this.estimateKbps, Number.isFinite(limit) ? limit : 0));
       this.estimateKbps = this.clamp(next);
       this.state = 'room';
     } else {
       this.state = 'hold';
     }
     return this.estimateKbps;
+  }
+
+  /**
+   * The probe is over and reported (a later packet was): how it arrived sets the estimate. Its
+   * packets not reported by now were lost (the path is FIFO: a later one was).
+   */
+  private readProbe(now: number): void {
+    const packets = [...this.probe!.packets.values()];
+    this.probe = undefined;
+    const got = packets.filter((p) => p.arrival !== undefined).sort((a, b) => a.arrival! - b.arrival!);
+    // Each rate over its span: the first packet's bytes opened the span, so they do not count.
+    const rate = (list: Array<{ bytes: number }>, first: number, last: number) =>
+      ((list.reduce((n, p) => n + p.bytes, 0) - list[0].bytes) * 8) / Math.max(1, last - first);
+    if (packets.length < PROBE_MIN_PACKETS || got.length < 2) {
+      this.endChain(now, false); // measured nothing: not a finding either way
+      return;
+    }
+    const sendKbps = rate(packets, packets[0].at, packets.at(-1)!.at);
+    // The first arrivals may have passed a bottleneck's token bucket at line rate (a 10 ms bucket
+    // makes a 60 ms probe look 15% faster at a full link): the rate is read after them.
+    const settled = got.slice(Math.floor(got.length / PROBE_SKIP_DIVISOR));
+    const recvKbps = settled.length >= 2 ? rate(settled, settled[0].arrival!, settled.at(-1)!.arrival!) : rate(got, got[0].arrival!, got.at(-1)!.arrival!);
+    // A queue that grew over the probe says the same as a slower arrival, and is not fooled by
+    // arrivals that came bunched (a receiver's or a proxy's timers).
+    const last = got.at(-1)!;
+    const grew = last.arrival! - last.at - Math.min(...got.map((p) => p.arrival! - p.at));
+    // Media's own bursts queue a packet or so at a full path: that much growth says nothing.
+    const noise = PROBE_QUEUE_MS + (PROBE_NOISE_BITS / Math.max(CC_MIN_KBPS, this.estimateKbps));
+    const limited = 1 - got.length / packets.length > PROBE_MAX_LOSS || recvKbps < PROBE_RECV_SHARE * sendKbps || grew > noise;
+    this.lastProbe = { sendKbps, recvKbps, limited };
+    if (limited) {
+      // The probe found the path's rate: the estimate, and the known limit now (what
+      // earlier probes of the chain said, higher, was a bucket's burst).
+      this.estimateKbps = this.clamp(Math.max(this.chainFrom ?? this.estimateKbps, recvKbps));
+      if (this.lastDecrease) this.lastDecrease.ackedKbps = recvKbps;
+      this.quietUntil = Math.max(this.quietUntil, now + PROBE_DRAIN_MS);
+      this.endChain(now, true);
+    } else {
+      // The path took it all: that much is known to fit; the next probe goes at once from there.
+      this.estimateKbps = this.clamp(Math.max(this.estimateKbps, Math.min(sendKbps, recvKbps)));
+      if (this.estimateKbps >= this.maxKbps * PROBE_TOP) this.endChain(now, true);
+    }
+  }
+
+  private endChain(now: number, measured: boolean): void {
+    this.probed = measured;
+    // A chain that found much more room may have stopped short (one probe read low): soon again.
+    const far = this.chainFrom !== undefined && this.estimateKbps > PROBE_FAR * this.chainFrom;
+    this.chainFrom = undefined;
+    this.nextProbeAt = now + (far ? PROBE_AGAIN_MS : PROBE_INTERVAL_MS);
   }
 
   private clamp(kbps: number): number {
@@ -282,16 +464,34 @@ function mod(a: number, m: number): number {
   return ((a % m) + m) % m;
 }
 
-/** The encoder aims at this share of the estimate: RTP/UDP headers, RTCP and the encoder's own overshoot take the rest. */
-export const CC_MEDIA_SHARE = 0.9;
+/**
+ * The encoder aims at this share of the estimate: RTP/UDP headers (~6% at 1,200-byte datagrams and
+ * small frames), RTCP, probes and the encoder's own overshoot take the rest, with room left for a
+ * keyframe to pass without queueing at the bottleneck (at 0.9 a re-target's keyframe on a path
+ * measured to the kbit queued 40 ms, read as congestion: a see-saw of re-targets).
+ */
+export const CC_MEDIA_SHARE = 0.85;
 /** A lower estimate re-targets the encoder once it is this far below its target... */
 export const RETARGET_DOWN_BELOW = 0.9;
 /** ...and at most this often: each re-target starts a fresh encoder run, which costs a keyframe. */
 export const RETARGET_DOWN_MIN_MS = 1_000;
+/**
+ * A cut below this share of the encoder's rate holds the sharer's frames until the new run's
+ * keyframe (Publisher.holdForKeyframe): frames at 1.4 × or more of the pace would build a backlog in
+ * the pacer faster than it drains.
+ */
+export const RETARGET_HOLD_BELOW = 0.7;
 /** A higher estimate re-targets the encoder once it has stayed this far above its target... */
 export const RETARGET_UP_ABOVE = 1.2;
 /** ...this long, and this long after the last re-target (hysteresis: no see-saw of keyframes). */
 export const RETARGET_UP_AFTER_MS = 3_000;
+/**
+ * Within RETARGET_UP_AFTER_MS of probes that measured the path, this far above is enough and there
+ * is no wait for the room to last: the probes showed it (still at most one re-target per
+ * RETARGET_UP_AFTER_MS). Without it, an encoder cut to CC_MEDIA_SHARE × CC_DECREASE of a path
+ * would never again be 1.2 × below an estimate that probing holds at the path's rate.
+ */
+export const RETARGET_UP_PROBED = 1.05;
 
 /**
  * When the encoder's bitrate follows the estimate: down soon (a queue is growing), up only after
@@ -303,6 +503,7 @@ export class RetargetPolicy {
   retargets = 0;
   private lastAt = -Infinity;
   private aboveSince?: number;
+  private probedAt = -Infinity;
 
   constructor(readonly maxKbps: number) {
     this.targetKbps = maxKbps;
@@ -312,20 +513,26 @@ export class RetargetPolicy {
    * The encoder bitrate to change to now, else undefined. The caller calls commit() once the
    * encoder has taken it (it may be busy starting a keyframe run; then it is asked again later).
    */
-  decide(estimateKbps: number, now: number): number | undefined {
-    return this.decideKbps(estimateKbps * CC_MEDIA_SHARE, now);
+  decide(estimateKbps: number, now: number, probed = false): number | undefined {
+    return this.decideKbps(estimateKbps * CC_MEDIA_SHARE, now, probed);
   }
 
-  /** As decide(), for an encoder bitrate already worked out (`wantKbps`, capped at the maximum). */
-  decideKbps(wantKbps: number, now: number): number | undefined {
+  /**
+   * As decide(), for an encoder bitrate already worked out (`wantKbps`, capped at the maximum).
+   * `probed`: probes just measured the path (CongestionController.takeProbed): the estimate stands on them.
+   */
+  decideKbps(wantKbps: number, now: number, probed = false): number | undefined {
     const want = Math.min(this.maxKbps, Math.round(wantKbps));
+    if (probed) this.probedAt = now;
     if (want < this.targetKbps * RETARGET_DOWN_BELOW) {
       this.aboveSince = undefined;
       return now - this.lastAt < RETARGET_DOWN_MIN_MS ? undefined : want;
     }
-    if (want > this.targetKbps * RETARGET_UP_ABOVE || (want === this.maxKbps && want > this.targetKbps)) {
+    const confirmed = now - this.probedAt <= RETARGET_UP_AFTER_MS && want > this.targetKbps * RETARGET_UP_PROBED;
+    if (confirmed || want > this.targetKbps * RETARGET_UP_ABOVE || (want === this.maxKbps && want > this.targetKbps)) {
       this.aboveSince ??= now;
-      return now - this.aboveSince < RETARGET_UP_AFTER_MS || now - this.lastAt < RETARGET_UP_AFTER_MS ? undefined : want;
+      const lasted = confirmed || now - this.aboveSince >= RETARGET_UP_AFTER_MS;
+      return !lasted || now - this.lastAt < RETARGET_UP_AFTER_MS ? undefined : want;
     }
     this.aboveSince = undefined;
     return undefined;
@@ -393,7 +600,7 @@ export class UplinkLayers {
   }
 
   /** What the sharer should do for this estimate: pause or resume layers, re-target the encoder. */
-  decide(estimateKbps: number, now: number): { firstActive?: number; retarget?: number } {
+  decide(estimateKbps: number, now: number, probed = false): { firstActive?: number; retarget?: number } {
     const fit = fitKbps(estimateKbps);
     let first = this.firstFitting(fit, this.firstActive);
     if (first === this.firstActive && first > 0 && this.sending(first - 1) * LAYER_RESUME_HEADROOM <= fit) {
@@ -406,7 +613,7 @@ export class UplinkLayers {
     const allShares = this.shares.reduce((a, b) => a + b, 0);
     // Under the maximum, aimed a little low so every layer fits after it; at it, the maximum itself.
     const aim = fit / allShares;
-    const retarget = this.policy.decideKbps(aim >= this.maxTopKbps ? this.maxTopKbps : aim * LAYER_RETARGET_MARGIN, now);
+    const retarget = this.policy.decideKbps(aim >= this.maxTopKbps ? this.maxTopKbps : aim * LAYER_RETARGET_MARGIN, now, probed);
     const out: { firstActive?: number; retarget?: number } = {};
     if (retarget !== undefined) out.retarget = retarget;
     if (first !== this.firstActive) {

@@ -46,6 +46,12 @@ export const COOKIE_BYTES = 16;
 export const SALT_BYTES = 16;
 /** The relay's own SSRC, for the control messages and the feedback it originates (a viewer's is random, never taken for it). */
 export const RELAY_SSRC = 0;
+/**
+ * RTP payload type of the sharer's probe padding (congestion.ts probes): the relay notes its
+ * arrival for the feedback (RFC 8888) and drops it; no viewer is sent it. Dynamic (RFC 3551), and
+ * unused by the codecs (96, 26) and FEC (127).
+ */
+export const PT_PROBE = 125;
 /** Layer SSRCs a PUBLISH may name besides its own (quality layers, LAYERS_MAX − 1). */
 export const MAX_LAYER_SSRCS = 2;
 export const STREAM_NAME_RE = /^[A-Za-z0-9._-]{1,64}$/;

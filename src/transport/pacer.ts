@@ -17,6 +17,12 @@ import { TokenBucket } from '../util/token-bucket.ts';
 
 export const PACE_FACTOR_OPEN = 4;
 export const PACE_FACTOR_LIMITED = 1.1;
+/**
+ * ...and never above this share of the rate the path was measured to deliver (the sharer's
+ * congestion controller's known limit), which its encoder stays under (CC_MEDIA_SHARE): a keyframe
+ * paced at the path's own rate would queue at its bottleneck, and read as congestion.
+ */
+export const PACE_LIMIT_SHARE = 0.95;
 export const PACE_BURST_MS = 40;
 export const PACE_MAX_QUEUE_MS = 1000;
 const PACE_MIN_QUEUE = 16;

@@ -10,7 +10,7 @@ import dgram from 'node:dgram';
 import { hostname } from 'node:os';
 import { KEEPALIVE_MS, RELAY_SILENT_MS, DEFAULT_PAYLOAD_LIMIT } from '../defaults.ts';
 import type { Endpoint } from '../util/net.ts';
-import { ControlType, RELAY_SSRC, RefuseReason, controlApp, parseControl } from './control.ts';
+import { ControlType, PT_PROBE, RELAY_SSRC, RefuseReason, controlApp, parseControl } from './control.ts';
 import { PacketError, unlessMalformed } from '../util/errors.ts';
 import type { Payload } from '../rtp/frame.ts';
 import { codec, type CodecName, type Codec } from '../codecs/registry.ts';
@@ -30,11 +30,16 @@ import { isRtcp, parseRtcp, serializeRtcp, SDES_CNAME, type RtcpPacket } from '.
 import { RtpSender } from './sender.ts';
 import { TS_MOD } from '../rtp/seq.ts';
 import { isRtp, rtpPayloadType, rtpSequence, rtpSsrc, rtpTimestamp } from '../rtp/packet.ts';
-import { CongestionController } from './congestion.ts';
+import { CongestionController, PROBE_MS } from './congestion.ts';
 import { CircuitBreaker } from './breaker.ts';
-import { PACE_FACTOR_LIMITED, PACE_FACTOR_OPEN, Pacer } from './pacer.ts';
+import { PACE_FACTOR_LIMITED, PACE_FACTOR_OPEN, PACE_LIMIT_SHARE, Pacer } from './pacer.ts';
 
 /** A datagram ready to leave: its chunks, size, whether it is FEC, and its RTP identity. */
+/** A probe's padding: datagrams of up to this payload (at least the least), sent in this many even slices of PROBE_MS. */
+const PROBE_PAYLOAD_BYTES = 1100;
+const PROBE_MIN_PAYLOAD_BYTES = 100;
+const PROBE_TICKS = 6;
+
 interface Outgoing {
   d: Buffer[];
   bytes: number;
@@ -98,6 +103,8 @@ export interface PublisherCounters {
   fecPacketsSent: number;
   /** Frames not sent while the uplink's circuit breaker held media (RFC 8083). */
   framesHeld: number;
+  /** Probes of the uplink sent (congestion.ts): short clusters of padding the relay drops. */
+  probes: number;
 }
 
 /** 'connecting': no ACK yet; 'ok': the relay answers; 'not answering': it did, and has gone silent. */
@@ -153,6 +160,7 @@ export class Publisher {
     malformed: 0,
     fecPacketsSent: 0,
     framesHeld: 0,
+    probes: 0,
   };
   /** Latest receiver report from each viewer (relayed), by the viewer's SSRC. */
   readonly viewerReports = new Map<number, ViewerReport>();
@@ -178,11 +186,17 @@ export class Publisher {
   /** Round trip to the relay, from PUBLISH to its ACK (ms), when measured. */
   private relayRttMs?: number;
   private announcedAt?: number;
-  /** A feedback report was read; the estimate (kbit/s) is the sharer's to fit its encoder to. */
-  onEstimate?: (kbps: number) => void;
+  /**
+   * A feedback report was read; the estimate (kbit/s) is the sharer's to fit its encoder to.
+   * `probed`: a chain of probes just measured the path (the encoder may follow without waiting).
+   */
+  onEstimate?: (kbps: number, probed: boolean) => void;
   /** Congestion control, when on (PublisherOptions.congestion). */
   readonly congestion?: CongestionController;
   private readonly pacer?: Pacer<Outgoing>;
+  /** The probes' own SSRC and numbering: a stream the relay never forwards. */
+  private readonly prober = new RtpSender({ payloadType: PT_PROBE });
+  private probeTimer?: NodeJS.Timeout;
   /** The relay refused our PUBLISH (the stream is another sharer's, the relay is full, a bad key). */
   onRefused?: (reason: RefuseReason) => void;
   private readonly socket: dgram.Socket;
@@ -236,7 +250,7 @@ export class Publisher {
     this.packetizers = this.senders.map(() => c.packetizer({ payloadLimit }));
     if (opts.fec) this.fecs = this.senders.map((s) => new FecEncoder({ mediaSsrc: s.ssrc, ...opts.fec! }));
     if (opts.congestion) {
-      this.congestion = new CongestionController(opts.congestion.maxKbps);
+      this.congestion = new CongestionController(opts.congestion.maxKbps, opts.congestion.maxKbps, undefined, true);
       this.pacer = new Pacer<Outgoing>(this.paceKbps(), (o) => this.sendNow(o));
     }
   }
@@ -278,9 +292,12 @@ export class Publisher {
       return;
     }
     if (layer < this.firstActive || this.waitingForKey.has(layer)) {
-      // A paused layer, or one resumed and waiting for its keyframe: a P-frame alone is of no use.
+      // A paused layer, or one waiting for its keyframe (resumed, or held): a P-frame alone is of no use.
       if (layer >= this.firstActive && frame.keyframe) this.waitingForKey.delete(layer);
-      else return;
+      else {
+        if (layer === this.firstActive) this.counters.framesHeld++;
+        return;
+      }
     }
     const payloads: Payload[] = this.packetizers[layer].packetize(frame.units);
     const datagrams = this.senders[layer].frame(payloads, this.rtpTimestamp(frame.captureUnixMs));
@@ -337,14 +354,64 @@ export class Publisher {
     this.firstActive = first;
   }
 
+  /**
+   * Sends no more frames until each layer's next keyframe: the encoder is being cut to a lower
+   * rate (a fresh run, which starts with one), and its frames at the old rate would only queue in
+   * the pacer, seconds of them on a path that just narrowed, or be dropped there and break the
+   * pictures after them. A short freeze instead of a long one.
+   */
+  holdForKeyframe(): void {
+    for (let l = this.firstActive; l < this.senders.length; l++) this.waitingForKey.add(l);
+  }
+
   private isOurs(ssrc: number): boolean {
     return this.senders.some((s) => s.ssrc === ssrc);
   }
 
-  /** The pacer's pace: close to the estimate once the path has shown a limit, generous until then. */
+  /**
+   * The pacer's pace: generous until the path has shown a limit; then close to the estimate, and
+   * under the rate the path was measured to deliver (PACE_LIMIT_SHARE of it, or of the estimate
+   * when that is higher). A keyframe paced at or above the path's rate queues at its bottleneck,
+   * and that queue reads as congestion: the encoder would be cut for its own keyframe, and the
+   * next re-target's keyframe would do it again.
+   */
   private paceKbps(): number {
     const cc = this.congestion!;
-    return cc.estimateKbps * (cc.lastDecrease ? PACE_FACTOR_LIMITED : PACE_FACTOR_OPEN);
+    const limit = cc.lastDecrease?.ackedKbps;
+    if (limit === undefined) return cc.estimateKbps * PACE_FACTOR_OPEN;
+    return Math.min(cc.estimateKbps * PACE_FACTOR_LIMITED, PACE_LIMIT_SHARE * Math.max(cc.estimateKbps, limit));
+  }
+
+  /**
+   * Probes the uplink at `kbps` for PROBE_MS: padding on top of what media sends now (the rate
+   * feedback last acknowledged), spread evenly over PROBE_TICKS. The relay notes and drops it.
+   */
+  private sendProbe(kbps: number, now: number): void {
+    const cc = this.congestion!;
+    const bytes = (Math.max(0, kbps - cc.ackedKbps) * PROBE_MS) / 8;
+    // At least a datagram a slice, smaller ones when little is to be added: the probe's rate is
+    // measured over its packets, and a few large ones would send far above what was asked.
+    const size = Math.round(Math.min(PROBE_PAYLOAD_BYTES, Math.max(PROBE_MIN_PAYLOAD_BYTES, bytes / PROBE_TICKS)));
+    let left = Math.max(PROBE_TICKS, Math.ceil(bytes / size));
+    const perTick = Math.ceil(left / PROBE_TICKS);
+    cc.startProbe(now, PROBE_MS);
+    this.counters.probes++;
+    const payload = Buffer.alloc(size);
+    const tick = () => {
+      this.probeTimer = undefined;
+      if (this.closed || this.breaker.open) return;
+      for (let i = 0; i < perTick && left > 0; i++, left--) {
+        const seq = this.prober.nextSequence;
+        const [d] = this.prober.frame([[payload]], 0);
+        // Not through the pacer (it paces media at the estimate, which a probe is above) nor the
+        // media protector (nothing in it): only signed, for a keyed relay's check.
+        const o: Outgoing = { d: this.signer ? this.signer.sign(d) : d, bytes: 0, fec: false, id: { ssrc: this.prober.ssrc, seq } };
+        for (const c of o.d) o.bytes += c.length;
+        this.sendNow(o);
+      }
+      if (left > 0) this.probeTimer = setTimeout(tick, PROBE_MS / PROBE_TICKS);
+    };
+    tick();
   }
 
   /** Datagrams dropped by the pacer because its queue was full (the path far narrower than the encoder). */
@@ -454,7 +521,10 @@ export class Publisher {
         for (const r of p.streams) for (const m of r.packets) if (m.received) this.ackedPackets++;
         const kbps = this.congestion.onFeedback(p, now);
         this.pacer!.setRate(this.paceKbps());
-        this.onEstimate?.(kbps);
+        // A probe rides on an idle pacer: behind a queued keyframe it would measure the keyframe.
+        const probe = this.pacer!.queued === 0 && !this.breaker.open ? this.congestion.probeDue(now) : undefined;
+        if (probe !== undefined) this.sendProbe(probe, now);
+        this.onEstimate?.(kbps, this.congestion.takeProbed());
       } else if (p.type === 'pli' && this.isOurs(p.mediaSsrc)) {
         // A fresh encoder run starts every layer with a keyframe.
         this.counters.keyframeRequests++;
@@ -468,6 +538,7 @@ export class Publisher {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
+    clearTimeout(this.probeTimer);
     // Parity first, then everything paced goes at once, then BYE: nothing is left on a timer.
     for (const fec of this.fecs ?? []) for (const f of fec.flush()) this.transmit([f], true);
     this.pacer?.flush();
