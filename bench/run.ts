@@ -17,6 +17,7 @@ import { glassBench } from './glass.ts';
 import { recordingBench } from './recording.ts';
 import { uplinkBench } from './uplink.ts';
 import { narrowBench } from './narrow.ts';
+import { stepBench } from './step.ts';
 
 const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchResult>> = {
   packetizer: packetizerBench,
@@ -29,6 +30,7 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchResult>> = {
   recording: recordingBench,
   uplink: uplinkBench,
   narrow: narrowBench,
+  step: stepBench,
 };
 
 const argv = process.argv.slice(2);
