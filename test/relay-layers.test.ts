@@ -10,7 +10,7 @@ import { RelayCore } from '../src/relay/core.ts';
 import { LayerChoice, LAYER_UP_AFTER_MS, LAYER_PROBE_MS, LAYER_UP_BACKOFF_MS, type LaneView } from '../src/relay/layers.ts';
 import { serializeRtpToBuffer, rtpSsrc, isRtp } from '../src/rtp/packet.ts';
 import { ControlType, controlApp, parseControl } from '../src/transport/control.ts';
-import { SendLog, UplinkLayers, RETARGET_UP_AFTER_MS } from '../src/transport/congestion.ts';
+import { CC_MEDIA_SHARE, SendLog, UplinkLayers, RETARGET_UP_AFTER_MS } from '../src/transport/congestion.ts';
 import { parseRtcp, serializeRtcp, type Ccfb } from '../src/transport/rtcp.ts';
 import type { Endpoint } from '../src/util/net.ts';
 
@@ -137,10 +137,10 @@ describe('LayerChoice', () => {
 describe('UplinkLayers: the sharer fits its layers to its uplink', () => {
   test('pauses upper layers at once, re-targets so all fit, and resumes after lasting room', () => {
     const u = new UplinkLayers(2500, [1, 0.4, 0.15]);
-    assert.deepEqual(u.decide(3875 / 0.9, 0), {}, 'all fit at the maximum: nothing to do');
+    assert.deepEqual(u.decide(3875 / CC_MEDIA_SHARE, 0), {}, 'all fit at the maximum: nothing to do');
     const narrow = u.decide(1100, 1000);
-    assert.equal(narrow.firstActive, 2, 'only the quarter-size layer fits 1100 kbit/s × 0.9 at once');
-    assert.ok(narrow.retarget! < 2500 && narrow.retarget! * 1.55 <= 1100 * 0.9, `re-target ${narrow.retarget} so all fit`);
+    assert.equal(narrow.firstActive, 2, 'only the quarter-size layer fits 1100 kbit/s × CC_MEDIA_SHARE at once');
+    assert.ok(narrow.retarget! < 2500 && narrow.retarget! * 1.55 <= 1100 * CC_MEDIA_SHARE, `re-target ${narrow.retarget} so all fit`);
     assert.equal(u.retargeted(narrow.retarget!, 1100, 1000), 0, 'after the re-target every layer fits again');
     // The path widens: the encoder goes up only after RETARGET_UP_AFTER_MS.
     assert.equal(u.decide(5000, 2000).retarget, undefined);
@@ -149,7 +149,7 @@ describe('UplinkLayers: the sharer fits its layers to its uplink', () => {
 
   test('after a dip, an estimate back at the path\'s maximum brings the encoder back to --bitrate exactly', () => {
     const u = new UplinkLayers(2500, [1]);
-    const pathMax = 2500 / 0.9; // what share gives the controller as its ceiling (one layer, no FEC)
+    const pathMax = 2500 / CC_MEDIA_SHARE; // what share gives the controller as its ceiling (one layer, no FEC)
     const dip = u.decide(2500, 0).retarget!;
     u.retargeted(dip, 2500, 0);
     assert.ok(dip < 2500);
