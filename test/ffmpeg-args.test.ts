@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync, chmodSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { buildShareArgs, conformSize, layerSize, sizeNotice, type EncodeOptions } from '../src/encode/ffmpeg-args.ts';
+import { LAYER_MIN_HEIGHT, autoLayers, buildShareArgs, conformSize, layerSize, sizeNotice, type EncodeOptions } from '../src/encode/ffmpeg-args.ts';
 import { resolveH264Encoder } from '../src/codecs/h264/ffmpeg.ts';
 import { captureInputArgs, parseRegion, parseSourceOption, type CaptureOptions } from '../src/capture/source.ts';
 import { locateFfmpeg, locateFfplay, ffmpegHasFilter } from '../src/encode/locate.ts';
@@ -413,5 +413,34 @@ describe('--layers: one capture split into sizes', () => {
         rmSync(dir, { recursive: true, force: true });
       }
     }
+  });
+});
+
+describe('--layers auto', () => {
+  const h264 = (fps = 30, encoder?: string): EncodeOptions => ({ codec: 'h264', bitrateKbps: 2500, fps, gop: 60, encoder });
+  const size = (width: number, height: number) => ({ width, height });
+
+  test('as many as keep the smallest layer LAYER_MIN_HEIGHT tall', () => {
+    assert.equal(autoLayers(h264(), size(1280, 720), 8).layers, 3, '720p: 640x360 and 320x180');
+    assert.equal(autoLayers(h264(), size(1920, 1080), 8).layers, 3);
+    assert.equal(autoLayers(h264(), size(640, 480), 8).layers, 2, 'a quarter of 480 lines is under 180');
+    assert.equal(autoLayers(h264(), size(320, 240), 8).layers, 1);
+    assert.ok(layerSize('h264', size(1280, 720), 2).height >= LAYER_MIN_HEIGHT);
+  });
+
+  test('and the encoding within half the cores: fewer for a big picture on a small machine', () => {
+    assert.equal(autoLayers(h264(), size(1920, 1080), 2).layers, 3, '1080p30, three layers: ~82 Mpx/s, half of 2 cores');
+    assert.equal(autoLayers(h264(), size(3840, 2160), 2).layers, 1, '4K30 alone is ~250 Mpx/s');
+    assert.equal(autoLayers(h264(), size(3840, 2160), 16).layers, 3);
+    assert.equal(autoLayers(h264(60), size(2560, 1440), 2).layers, 1, '1440p60 fills the budget on its own');
+    const why = autoLayers(h264(), size(1280, 720), 2).why;
+    assert.match(why, /1280x720 at 30 fps on 2 cores/);
+  });
+
+  test('one for MJPEG, for a GPU encoder and for a size not known, each saying why', () => {
+    const mjpeg = autoLayers({ codec: 'mjpeg', bitrateKbps: 2500, fps: 30, gop: 60 }, size(1920, 1080), 8);
+    assert.deepEqual(mjpeg, { layers: 1, why: 'mjpeg pictures stand alone' });
+    assert.equal(autoLayers(h264(), undefined, 8).why, 'the picture size is not known');
+    assert.deepEqual(autoLayers(h264(30, 'h264_vaapi'), size(1920, 1080), 8), { layers: 1, why: '--encoder h264_vaapi encodes on the GPU' });
   });
 });

@@ -43,6 +43,13 @@ export interface Command {
   environment?: Record<string, string>;
 }
 
+/** --layers: auto, or a whole number 1-LAYERS_MAX. */
+function checkLayers(v: unknown): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > LAYERS_MAX) throw new UsageError(`--layers must be auto or 1-${LAYERS_MAX}, got ${String(v).trim() || '""'}`);
+  return n;
+}
+
 /**
  * A bad value from a UDPCAST_* variable is named as that variable, with the text it holds
  * ("UDPCAST_FPS must be …, got abc"): the person never typed --fps, and yargs has already made
@@ -115,7 +122,8 @@ export function shareOptions(a: Record<string, unknown>): ShareOptions {
     ffmpeg: a.ffmpeg !== undefined ? String(a.ffmpeg) : undefined,
     fec: parseFec(a.fec, a.fecMode, a.fecDepth),
     adapt: a.adapt !== false,
-    layers: checkInt('layers', a.layers ?? 1, 1, LAYERS_MAX),
+    // auto (the default): share picks by the picture's size and the cores (ffmpeg-args autoLayers).
+    layers: a.layers === undefined || String(a.layers).trim() === 'auto' ? undefined : checkLayers(a.layers),
     key: readSecret('key', a.key, a.keyFile),
     encrypt: readSecret('encrypt', a.encrypt, a.encryptFile),
     ...commonOptions(a),

@@ -61,8 +61,8 @@ export interface ShareOptions extends CommonOptions, Pick<Secrets, 'key' | 'encr
   fec?: { groupSize: number; mode: 'row' | 'column' | '2d'; depth?: number };
   /** --adapt (default): congestion control fits the bitrate to the path; --no-adapt: a fixed --bitrate. */
   adapt: boolean;
-  /** --layers: quality layers from one capture (1-3). */
-  layers: number;
+  /** --layers: quality layers from one capture (1-3); undefined: auto, chosen when the picture's size is known. */
+  layers?: number;
 }
 
 export interface RelayOptions extends CommonOptions, Pick<Secrets, 'key' | 'watchKey'> {

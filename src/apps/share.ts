@@ -2,13 +2,13 @@
  * `udpcast share`: capture → encode (FFmpeg) → packetize → relay. Without --relay an embedded relay
  * serves viewers on --port, so `udpcast watch SHARER_HOST` needs no separate server.
  */
-import { networkInterfaces } from 'node:os';
+import { availableParallelism, networkInterfaces } from 'node:os';
 import { CB_RESUME_MS, CONNECT_TIMEOUT_MS, DEFAULT_TEST_SIZE, KEEPALIVE_MS, VIEWER_TIMEOUT_MS, WATCH_HINT_MAX_ADDRESSES } from '../defaults.ts';
 import type { ShareSnapshot } from '../dashboard/snapshots.ts';
 import { captureInputArgs, checkRegionInside, checkSourceExists, type CaptureOptions } from '../capture/source.ts';
 import { probeInputSize } from '../capture/probe.ts';
 import { Encoder, type CapturedFrame } from '../encode/encoder.ts';
-import { LAYER_SCALES, LAYER_SHARES, encodedInputSize, layerBitrates, layerSize, sizeNotice, type EncodeOptions } from '../encode/ffmpeg-args.ts';
+import { LAYERS_MAX, LAYER_SCALES, LAYER_SHARES, autoLayers, encodedInputSize, layerBitrates, layerSize, sizeNotice, type EncodeOptions } from '../encode/ffmpeg-args.ts';
 import { FrameUnsupportedError } from '../codecs/codec.ts';
 import { ffmpegHasFilter, locateFfmpeg } from '../encode/locate.ts';
 import type { RelayServer } from '../relay/io/server.ts';
@@ -118,6 +118,9 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   // A region outside a file's picture would fail in FFmpeg's crop filter with a cryptic message.
   if (o.region && o.source !== 'screen') checkRegionInside(capture, await probeInputSize(ffmpeg.path, captureInputArgs(capture)));
 
+  // --layers auto: now that the size is known. Said below, with the layers' sizes.
+  const auto = o.layers === undefined ? autoLayers(encode, encodedInputSize(capture, encode), availableParallelism()) : undefined;
+  const layers = (encode.layers = o.layers ?? auto!.layers);
   // Built first: a bad display, region or encoder is a person's error before anything listens.
   const encoder = new Encoder({ ffmpegPath: ffmpeg.path, capture, encode, log });
   const notice = sizeNotice(capture, encode);
@@ -138,17 +141,19 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     log(`relay listening on ${fmt(bound)}; viewers run: ${watchHint(bound.address, bound.port)}` + (o.stream !== 'main' ? ` --stream ${o.stream}` : ''));
   }
   // The path must carry every layer's bitrate plus RTP/UDP headers, RTCP and FEC parity.
-  const shares = LAYER_SHARES.slice(0, o.layers);
+  const shares = LAYER_SHARES.slice(0, layers);
   const allLayersKbps = o.bitrateKbps * shares.reduce((a, b) => a + b, 0);
   const pathMaxKbps = (allLayersKbps / CC_MEDIA_SHARE) * (o.fec ? 1 + 1 / o.fec.groupSize : 1);
-  if (o.layers > 1) log(`sending ${o.layers} quality layers: ${describeLayers(capture, encode)}`);
+  const chosen = auto ? ` (--layers auto: ${auto.why}; --layers 1-${LAYERS_MAX} to choose)` : '';
+  if (layers > 1) log(`sending ${layers} quality layers${chosen}: ${describeLayers(capture, encode)}`);
+  else if (auto) log(`sending 1 quality layer${chosen}`);
   const publisher = await Publisher.start({
     relay: target,
     stream: o.stream,
     codec: o.codec,
     fec: o.fec,
     congestion: o.adapt ? { maxKbps: pathMaxKbps } : undefined,
-    layers: o.layers,
+    layers,
     security: keyMaster || encryptMaster ? { key: keyMaster, encrypt: encryptMaster } : undefined,
   });
   let finish!: (code: number) => void;
@@ -207,8 +212,8 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     const why = (down: boolean) => (down && d ? describeDecrease(d) : 'room on the path');
     if (step.firstActive !== undefined) {
       publisher.setFirstActive(step.firstActive);
-      const sent = o.layers - step.firstActive;
-      log(`the path takes about ${Math.round(kbps)} kbit/s (${why(step.firstActive > before)}): sending ${sent} of ${o.layers} layers`);
+      const sent = layers - step.firstActive;
+      log(`the path takes about ${Math.round(kbps)} kbit/s (${why(step.firstActive > before)}): sending ${sent} of ${layers} layers`);
       // A layer sent again starts at a keyframe: from a fresh encoder run, unless one is coming.
       if (step.firstActive < before && step.retarget === undefined) encoder.requestKeyframe();
     }
@@ -291,8 +296,8 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
         framesHeld: c.framesHeld,
         probes: c.probes,
         uplinkPaused: publisher.breaker.open ? publisher.breaker.open.why : null,
-        layers: o.layers,
-        layersSent: o.layers - (plan?.firstActive ?? 0),
+        layers,
+        layersSent: layers - (plan?.firstActive ?? 0),
       };
     },
     // Nothing to say before the relay's first answer: the connect timeout's error is the line then.

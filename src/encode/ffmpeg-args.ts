@@ -59,6 +59,43 @@ export function layerSize(name: CodecName, size: { width: number; height: number
   return { width: Math.trunc(full.width / d) * unit, height: Math.trunc(full.height / d) * unit };
 }
 
+/** --layers auto: the smallest layer at least this tall (a quarter of 720p: below it text is a blur)... */
+export const LAYER_MIN_HEIGHT = 180;
+/**
+ * ...and all of them within this share of the machine's cores (capture, packetizing, a local
+ * relay and the viewer's own work need the rest)...
+ */
+const LAYERS_CPU_SHARE = 0.5;
+/**
+ * ...at what x264 (ultrafast, zerolatency) encodes per core, in pixels a second: 1080p alone ran
+ * at 156 fps on 2 cores here (issue 14's measure), 2.07 Mpx × 156 / 2.
+ */
+const ENCODE_PX_PER_CORE = 160e6;
+
+/**
+ * How many layers `--layers auto` sends, and why, in words for the log: as many as keep the
+ * smallest at least LAYER_MIN_HEIGHT tall and all of them within LAYERS_CPU_SHARE of `cores`. One
+ * for a codec whose every frame is a keyframe (MJPEG: a viewer can switch at any frame, and
+ * smaller pictures at the same --quality save little), for an encoder that uploads to a GPU (the
+ * split is done in memory), and when the picture's size is not known.
+ */
+export function autoLayers(encode: EncodeOptions, size: { width: number; height: number } | undefined, cores: number): { layers: number; why: string } {
+  if (codec(encode.codec).everyFrameKey) return { layers: 1, why: `${encode.codec} pictures stand alone` };
+  if (codec(encode.codec).ffmpeg(encode).filters.length) return { layers: 1, why: `--encoder ${encode.encoder} encodes on the GPU` };
+  if (!size) return { layers: 1, why: 'the picture size is not known' };
+  const budget = cores * LAYERS_CPU_SHARE * ENCODE_PX_PER_CORE;
+  let layers = 1;
+  let pixels = size.width * size.height * encode.fps;
+  while (layers < LAYERS_MAX) {
+    const next = layerSize(encode.codec, size, layers);
+    const more = pixels + next.width * next.height * encode.fps;
+    if (next.height < LAYER_MIN_HEIGHT || more > budget) break;
+    pixels = more;
+    layers++;
+  }
+  return { layers, why: `${size.width}x${size.height} at ${encode.fps} fps on ${cores} core${cores === 1 ? '' : 's'}` };
+}
+
 /** The FFmpeg output pipe of layer `i`: stdout for the top one, then fds 3, 4, … */
 export function layerFd(i: number): number {
   return i === 0 ? 1 : 2 + i;
