@@ -134,6 +134,14 @@ export const FEEDBACK_MIN_MS = 50;
 export const LANE_RATE_MS = 1000;
 /** A layer with no media for this long has stopped (the sharer paused it): its viewers move. */
 export const LANE_SILENT_MS = 1000;
+/**
+ * A layer whose latest picture is this much older (by capture time: RTP timestamps, which the
+ * layers share) than a keyframe starting on a layer below it was paused by the sharer: the layers
+ * come from one encoder, picture by picture, so a running one would have this picture too. Its
+ * viewers move to that keyframe at once. Three frame times at 30 fps; a new encoder run (a
+ * re-target, a keyframe request) takes longer than that to start, so its first keyframe is later.
+ */
+export const LANE_PAUSED_MS = 100;
 export const FEEDBACK_MAX_MS = 100;
 /** One viewer's keyframe requests reach the sharer at most this often: its trouble is not everyone's bitrate. */
 export const VIEWER_KEYFRAME_MIN_MS = 2000;

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { LANE_PAUSED_MS, LANE_SILENT_MS } from '../src/defaults.ts';
 import { RelayCore } from '../src/relay/core.ts';
 import { LayerChoice, LAYER_UP_AFTER_MS, LAYER_PROBE_MS, LAYER_UP_BACKOFF_MS, type LaneView } from '../src/relay/layers.ts';
 import { serializeRtpToBuffer, rtpSsrc, isRtp } from '../src/rtp/packet.ts';
@@ -104,6 +105,19 @@ describe('LayerChoice', () => {
     assert.match(m.why, /^down: a queue of \d+ ms/);
   });
 
+  test('heavy random loss with no queue on a wide path: the viewer keeps its layer (a smaller one would lose as much)', () => {
+    const log = new SendLog();
+    const c = new LayerChoice(log);
+    assert.equal(c.onFeedback(report(log, 0, 40, 1000, () => 0), 1000, 0, 0, lanes), undefined);
+    // 15% of the packets lost, none queued: the controller cuts by loss, from an estimate far above the top layer.
+    for (let r = 0, seq = 40, t = 1100; r < 10; r++, seq += 40, t += 100) {
+      const fb = report(log, seq, 40, t, () => 0);
+      fb.streams[0].packets.forEach((p, k) => { if (k % 7 === 3) p.received = false; });
+      assert.equal(c.onFeedback(fb, t, 0, 0, lanes), undefined, `report ${r}`);
+    }
+    assert.ok(c.cc.decreases > 0, 'the loss was answered by the controller');
+  });
+
   test('up: not within the back-off, then only when the estimate fits, else a probe every LAYER_PROBE_MS', () => {
     const log = new SendLog();
     const c = new LayerChoice(log);
@@ -167,5 +181,30 @@ describe('PUBLISH names the layers', () => {
     }
     const old = parseControl(parseRtcp(serializeRtcp([controlApp({ kind: ControlType.Publish, stream: 'main' }, 1)]))[0] as never);
     assert.deepEqual(old, { kind: ControlType.Publish, stream: 'main', salt: undefined });
+  });
+});
+
+describe('a layer the sharer paused', () => {
+  test('its viewer moves to the next keyframe of the layer below at once, not after LANE_SILENT_MS', () => {
+    const relay = setup();
+    const got: number[] = [];
+    let n = 0;
+    // Both layers for a second, then the top one stops (the sharer's uplink narrowed) and the low one goes on.
+    for (; n < 30; n++) for (const ssrc of [TOP, LOW]) got.push(...mediaToViewer(relay.onDatagram(frame(ssrc, n, n === 0), sharer, n * 33)));
+    assert.ok(got.every((s) => s === TOP));
+    const pausedAt = n * 33;
+    for (; n < 40; n++) relay.onDatagram(frame(LOW, n, false), sharer, n * 33);
+    // The sharer's new encoder run: a keyframe of the low layer, LANE_PAUSED_MS after the top one stopped.
+    assert.ok(n * 33 - pausedAt >= LANE_PAUSED_MS && n * 33 - pausedAt < LANE_SILENT_MS);
+    const after = mediaToViewer(relay.onDatagram(frame(LOW, n, true), sharer, n * 33));
+    assert.deepEqual(after, [LOW], 'the keyframe itself goes to the viewer');
+    assert.equal(relay.counters.layerMoves, 1);
+  });
+
+  test('at the start, a lower layer\'s keyframe before the top one\'s moves nobody', () => {
+    const relay = setup();
+    relay.onDatagram(frame(LOW, 0, true), sharer, 500);
+    assert.deepEqual(mediaToViewer(relay.onDatagram(frame(TOP, 0, true), sharer, 501)), [TOP]);
+    assert.equal(relay.counters.layerMoves, 0);
   });
 });

@@ -214,8 +214,9 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
       publisher.setFirstActive(step.firstActive);
       const sent = layers - step.firstActive;
       log(`the path takes about ${Math.round(kbps)} kbit/s (${why(step.firstActive > before)}): sending ${sent} of ${layers} layers`);
-      // A layer sent again starts at a keyframe: from a fresh encoder run, unless one is coming.
-      if (step.firstActive < before && step.retarget === undefined) encoder.requestKeyframe();
+      // A layer sent again starts at a keyframe, and the viewers of a paused one move to a keyframe
+      // of the layer below (the relay sees the pause by it): from a fresh run, unless one is coming.
+      if (step.retarget === undefined) encoder.requestKeyframe();
     }
     const want = step.retarget;
     if (want === undefined || !encoder.retarget(want)) return;

@@ -15,10 +15,11 @@
  *   sent as is. Viewers' reports go to the sharer; their NACKs are answered here from history, and
  *   their keyframe requests are passed on once per keyframe (forSharer).
  */
-import { CB_RESUME_MS, KEYFRAME_WAIT_MS, LANE_RATE_MS, LANE_SILENT_MS, MAX_DATAGRAM, MAX_STREAMS, VIEWER_KEYFRAME_MIN_MS, MAX_VIEWERS, MAX_VIEWERS_PER_STREAM, PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS } from '../defaults.ts';
+import { VIDEO_CLOCK_RATE, CB_RESUME_MS, KEYFRAME_WAIT_MS, LANE_PAUSED_MS, LANE_RATE_MS, LANE_SILENT_MS, MAX_DATAGRAM, MAX_STREAMS, VIEWER_KEYFRAME_MIN_MS, MAX_VIEWERS, MAX_VIEWERS_PER_STREAM, PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS } from '../defaults.ts';
 import { ControlType, PT_PROBE, RefuseReason, parseControl, type PublishMessage, type SubscribeMessage } from '../transport/control.ts';
 import { isRtcp, parseRtcp, serializeRtcp, type Ccfb, type RtcpPacket } from '../transport/rtcp.ts';
-import { isRtp, rtpPayloadOffset, rtpPayloadType, rtpSequence, rtpSsrc } from '../rtp/packet.ts';
+import { isRtp, rtpPayloadOffset, rtpPayloadType, rtpSequence, rtpSsrc, rtpTimestamp } from '../rtp/packet.ts';
+import { tsDiff } from '../rtp/seq.ts';
 import { startsKeyframe } from '../transport/keyframe.ts';
 import { PacketError } from '../util/errors.ts';
 import { formatEndpoint as fmt, type Endpoint } from '../util/net.ts';
@@ -221,8 +222,12 @@ export class RelayCore {
     lane.rateBytes += buf.length;
     lane.lastMediaAt = now;
     if (ssrc === lane.ssrc) {
+      const ts = rtpTimestamp(buf);
+      const keyframe = startsKeyframe(buf);
+      if (keyframe && lane.index > 0) this.takeOverPaused(stream, lane, ts);
+      lane.lastTs = ts;
       // Viewers moving to this layer move at its keyframe, before it is fanned out.
-      if (lane.joining.size > 0 && startsKeyframe(buf)) this.moved(this.routing.moveAtKeyframe(lane, now));
+      if (lane.joining.size > 0 && keyframe) this.moved(this.routing.moveAtKeyframe(lane, now));
       lane.history.store(buf);
       lane.keyframes.add(buf);
     }
@@ -231,6 +236,26 @@ export class RelayCore {
     const out = this.fanOut(stream, buf, lane);
     this.congestionFeedback(stream.publisher!, buf, now, out);
     return out;
+  }
+
+  /**
+   * A keyframe of `lane`, captured at `ts`, while a layer above it has no picture of the last
+   * LANE_PAUSED_MS: the sharer paused that layer. Its live viewers move here at this keyframe,
+   * not after LANE_SILENT_MS and a keyframe more (a freeze of a second and a half on a path that
+   * just narrowed). Read by capture time, since the paused layer's last packets may still be
+   * arriving, queued ahead of this keyframe at the sharer's pacer and the bottleneck.
+   */
+  private takeOverPaused(stream: StreamState, lane: Lane, ts: number): void {
+    const behind = (LANE_PAUSED_MS * VIDEO_CLOCK_RATE) / 1000;
+    for (const v of stream.viewers.values()) {
+      const last = v.lane.lastTs; // undefined: a layer that never sent was not paused
+      if (v.lane.index >= lane.index || v.movingTo || v.catchUp || last === undefined || tsDiff(last, ts) < behind) continue;
+      v.choice ??= new LayerChoice(stream.sent);
+      const move = v.choice.paused(lane.index);
+      this.routing.moveLater(v, lane);
+      this.counters.layerMoves++;
+      this.log(`stream ${stream.name}: viewer ${fmt(v.endpoint)} to layer ${move.to} (${move.why})`);
+    }
   }
 
   private moved(viewers: ViewerState[]): void {

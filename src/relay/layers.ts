@@ -74,6 +74,11 @@ export class LayerChoice {
     const below = lanes.filter((l) => l.live && l.index > current);
     if (this.cc.decreases !== before) {
       this.roomSince = undefined;
+      // A decrease the viewer's own layer still fits: heavy random loss on a wide path (radio),
+      // which a smaller picture would not lessen. NACKs repair it; the viewer stays. (A layer whose
+      // rate is not measured yet, 0, says nothing.)
+      const here = lanes.find((l) => l.index === current);
+      if (here?.live && here.kbps > 0 && here.kbps <= estimate * LAYER_FIT) return undefined;
       const to = (below.find((l) => l.kbps <= estimate * LAYER_FIT) ?? below.at(-1))?.index;
       if (to === undefined) return undefined;
       if (now - this.lastProbeAt < LAYER_FAILED_UP_MS) this.probeMs = Math.min(LAYER_PROBE_MAX_MS, this.probeMs * 2);
@@ -101,6 +106,11 @@ export class LayerChoice {
   laneStopped(current: number, lanes: readonly LaneView[]): LayerMove | undefined {
     const to = lanes.find((l) => l.live && l.index > current) ?? lanes.filter((l) => l.live).at(-1);
     return to && to.index !== current ? this.move(to.index, 'its layer stopped at the sharer') : undefined;
+  }
+
+  /** The viewer's layer paused at the sharer, and layer `to` starts a keyframe: it moves there. */
+  paused(to: number): LayerMove {
+    return this.move(to, 'its layer paused at the sharer');
   }
 
   private move(to: number, why: string): LayerMove {

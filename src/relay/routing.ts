@@ -98,6 +98,8 @@ export interface Lane {
   /** Its media rate (kbit/s) over the last LANE_RATE_MS, and when its media last came. */
   kbps: number;
   lastMediaAt: number;
+  /** The RTP timestamp (capture instant) of its latest media packet; undefined before any. */
+  lastTs?: number;
   rateBytes: number;
   rateSince: number;
   /** Viewers moving to it at its next keyframe. */
