@@ -7,7 +7,7 @@
  * what it forwarded and tail-dropped. The seeds and what else is particular to one benchmark stay
  * in that benchmark.
  */
-import { allStats, mean, percentile, round } from './lib.ts';
+import { allStats, exited, mean, percentile, relayBehindImpair, round, sleep, stop, udpcast } from './lib.ts';
 
 export const GOP = 60;
 export const FPS = 30;
@@ -116,4 +116,40 @@ export function smoothFigures(seconds: Second[], latencyOf: (s: Second) => numbe
       latencySamples: lat.length,
     },
   };
+}
+
+/**
+ * One run with the bottleneck on the sharer's uplink: relay, `udpcast impair` (`impairArgs`) in
+ * front of it, a viewer at the relay on a clean link (`--player none --output out`), then the
+ * sharer through the impair proxy (`share --source test` at SIZE, FPS, GOP and `shareFlags`) for
+ * `seconds`. startMs is when share was spawned; exitMs when it ended (or was given up on).
+ */
+export async function sharerBehind(
+  impairArgs: string[],
+  files: { out: string; wstats: string; sstats: string },
+  seconds: number,
+  shareFlags: string[],
+  relayArgs: string[] = [],
+): Promise<{ startMs: number; exitMs: number; relayStderr: string; impairStderr: string }> {
+  const { result, relayStderr, impairStderr } = await relayBehindImpair(impairArgs, async ({ relayPort, impairPort }) => {
+    let watch, share;
+    try {
+      watch = udpcast(['watch', `127.0.0.1:${relayPort}`, '--player', 'none', '--output', files.out, '--stats-json', files.wstats, '--no-dashboard']);
+      await sleep(500);
+      const startMs = Date.now();
+      share = udpcast([
+        'share', '--relay', `127.0.0.1:${impairPort}`, '--source', 'test', '--size', SIZE, '--fps', String(FPS), '--gop', String(GOP),
+        '--duration', String(seconds), '--stats-json', files.sstats, '--no-dashboard', ...shareFlags,
+      ]);
+      await Promise.race([exited(share), sleep((seconds + 20) * 1000)]);
+      const exitMs = Date.now();
+      // Frames still in the bottleneck's queue and the viewer's repair window reach the file.
+      await sleep(1500);
+      return { startMs, exitMs };
+    } finally {
+      await stop(share);
+      await stop(watch);
+    }
+  }, relayArgs);
+  return { ...result, relayStderr, impairStderr };
 }

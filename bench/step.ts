@@ -1,9 +1,9 @@
 /**
  * Issue 14 (congestion control), the step link: the sharer's uplink steps 4 → 1 → 4 Mbit/s every
  * STEP_S seconds (`udpcast impair --up-rate 4M,1M --rate-every`), with a 100 ms tail-drop buffer
- * at either rate, while the sharer may send up to 6 Mbit/s. After each step: how soon the viewer
- * receives 80% of the link, how many frames it misses after the step's first second, the longest
- * freeze, latency. `udpcast share` with congestion control (the default) and with --no-adapt (a
+ * at either rate, while the sharer may send up to 6 Mbit/s. After each step: how much of the link
+ * carries media from 5 s on, how many frames the viewer misses after the step's first second, the
+ * longest freeze, latency. `udpcast share` as it comes (three layers), with --layers 1, and with --no-adapt (a
  * fixed bitrate, the baseline), one after the other in one run.
  *
  * share → impair (the stepping uplink) → relay → watch on a clean link. The step times are the
@@ -12,13 +12,13 @@
  * carry the sender's capture times, gives the freezes and, decoded by FFmpeg, the decoder errors.
  */
 import { spawnSync } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import {
-  OUT, allStats, exited, lastStats, missing, percentile, mean, relayBehindImpair, round, sleep, stop, table, udpcast,
+  OUT, allStats, lastStats, missing, percentile, mean, round, table,
   type BenchContext, type BenchResult,
 } from './lib.ts';
-import { FPS, GOP, SIZE, sharerEndMs } from './bottleneck.ts';
+import { FPS, GOP, SIZE, sharerBehind, sharerEndMs } from './bottleneck.ts';
 import { decodeMd5 } from './plain-rtp.ts';
 
 const SEED = 1500;
@@ -47,10 +47,15 @@ interface Step {
   /** Seconds from starting share to the change of rate. */
   atS: number;
   kbps: number;
-  /** Seconds from the step to the end of the first viewer second at ≥ USED_SHARE of the link; null: never. */
+  /** Seconds from the step to the end of the first relay second with ≥ USED_SHARE of the link in; null: never. */
   usedAtS: number | null;
-  /** The viewer's mean kbit/s from USED_WITHIN_S after the step to the next, as % of the link. */
+  /**
+   * The media crossing the link (the relay's rate in from the sharer: every layer, FEC and RTP
+   * headers, no probe padding) from USED_WITHIN_S after the step to the next, as % of the link...
+   */
   usedPct: number | null;
+  /** ...and what the viewer received of it (one layer), likewise. */
+  viewerPct: number | null;
   /** Frames not completed from LOSS_FROM_S after the step to the next, % of FPS × that time. */
   frameLossPct: number | null;
   latencyP50Ms: number | null;
@@ -109,10 +114,19 @@ function viewerLines(file: string): ViewerLine[] {
   return out;
 }
 
-function stepFigures(lines: ViewerLine[], startMs: number, at: number, kbps: number, endMs: number): Step {
+/** The relay's per-second lines: when, and the stream's media rate in from the sharer (kbit/s; probes are not media). */
+function relayLines(file: string): Array<{ t: number; kbps: number }> {
+  return allStats(file)
+    .filter((l) => !l.final && typeof l.t === 'string')
+    .map((l) => ({ t: Date.parse(l.t as string), kbps: Number((l.perStream as Array<{ bitrateInKbps?: number }> | undefined)?.[0]?.bitrateInKbps ?? 0) }));
+}
+
+function stepFigures(lines: ViewerLine[], relayIn: Array<{ t: number; kbps: number }>, startMs: number, at: number, kbps: number, endMs: number): Step {
   const after = lines.filter((l) => l.t > at && l.t <= endMs);
-  const used = after.find((l) => l.kbps >= USED_SHARE * kbps);
-  const late = after.filter((l) => l.t >= at + USED_WITHIN_S * 1000);
+  const inAfter = relayIn.filter((l) => l.t > at && l.t <= endMs);
+  const used = inAfter.find((l) => l.kbps >= USED_SHARE * kbps);
+  const late = inAfter.filter((l) => l.t >= at + USED_WITHIN_S * 1000);
+  const viewerLate = after.filter((l) => l.t >= at + USED_WITHIN_S * 1000);
   // Frames completed between the first and last stats line of the window against FPS over the same span.
   const win = after.filter((l) => l.t >= at + LOSS_FROM_S * 1000);
   const span = win.length >= 2 ? win.at(-1)!.t - win[0].t : 0;
@@ -123,47 +137,43 @@ function stepFigures(lines: ViewerLine[], startMs: number, at: number, kbps: num
     kbps,
     usedAtS: used ? round((used.t - at) / 1000, 1) : null,
     usedPct: late.length ? round((100 * mean(late.map((l) => l.kbps))!) / kbps, 1) : null,
+    viewerPct: viewerLate.length ? round((100 * mean(viewerLate.map((l) => l.kbps))!) / kbps, 1) : null,
     frameLossPct: span > 0 ? round(Math.max(0, 100 * (1 - (win.at(-1)!.complete - win[0].complete) / expected)), 2) : null,
     latencyP50Ms: round(percentile(lat, 50), 1),
     latencyP95Ms: round(percentile(lat, 95), 1),
   };
 }
 
-async function udpcastRun(adapt: boolean, seconds: number): Promise<Row> {
-  const tag = `step-${adapt ? 'adapt' : 'fixed'}`;
+/** The systems, one after another: the default (layers auto: three at this size), one layer, and no congestion control. */
+const SYSTEMS = [
+  { label: 'udpcast (default: --adapt, --layers auto)', tag: 'adapt', flags: [] },
+  { label: 'udpcast --layers 1', tag: 'layers1', flags: ['--layers', '1'] },
+  { label: 'udpcast --no-adapt --layers 1', tag: 'fixed', flags: ['--no-adapt', '--layers', '1'] },
+];
+
+async function udpcastRun(sys: (typeof SYSTEMS)[number], seconds: number): Promise<Row> {
+  const tag = `step-${sys.tag}`;
   const out = path.join(OUT, `${tag}.mkv`);
   const wstats = path.join(OUT, `${tag}-watch.ndjson`);
   const sstats = path.join(OUT, `${tag}-share.ndjson`);
+  const rstats = path.join(OUT, `${tag}-relay.ndjson`);
+  for (const f of [out, wstats, sstats, rstats]) writeFileSync(f, ''); // nothing of an earlier run is read
   const link = [
     '--up-rate', RATES_KBPS.map((k) => `${k / 1000}M`).join(','), '--rate-every', `${STEP_S}s`, '--up-queue', QUEUE, '--delay', DELAY, '--seed', String(SEED),
   ];
-  const { result: { startMs, exitMs }, impairStderr } = await relayBehindImpair(link, async ({ relayPort, impairPort }) => {
-    let watch, share;
-    try {
-      watch = udpcast(['watch', `127.0.0.1:${relayPort}`, '--player', 'none', '--output', out, '--stats-json', wstats, '--no-dashboard']);
-      await sleep(500);
-      const startMs = Date.now();
-      share = udpcast([
-        'share', '--relay', `127.0.0.1:${impairPort}`, '--source', 'test', '--size', SIZE, '--fps', String(FPS), '--gop', String(GOP),
-        '--bitrate', String(BITRATE), '--duration', String(seconds), '--stats-json', sstats, '--no-dashboard', ...(adapt ? [] : ['--no-adapt']),
-      ]);
-      await Promise.race([exited(share), sleep((seconds + 20) * 1000)]);
-      const exitMs = Date.now();
-      await sleep(1500);
-      return { startMs, exitMs };
-    } finally {
-      await stop(share);
-      await stop(watch);
-    }
-  });
+  const { startMs, exitMs, impairStderr, relayStderr } = await sharerBehind(link, { out, wstats, sstats }, seconds, ['--bitrate', String(BITRATE), ...sys.flags], [
+    '--stats-json', rstats,
+  ]);
+  writeFileSync(path.join(OUT, `${tag}-relay.log`), relayStderr); // its layer moves, for a look afterwards
   const endMs = sharerEndMs(sstats, exitMs);
   const lines = viewerLines(wstats);
+  const relayIn = relayLines(rstats);
   const changes = rateChanges(impairStderr).filter((c) => c.atMs > startMs && c.atMs < endMs);
   // A step too near the end to have its USED_WITHIN_S and more after it is not judged.
   const steps = changes
     .map((c, i) => ({ ...c, untilMs: changes[i + 1]?.atMs ?? endMs }))
     .filter((c) => c.untilMs - c.atMs >= (USED_WITHIN_S + 2) * 1000)
-    .map((c) => stepFigures(lines, startMs, c.atMs, c.kbps, c.untilMs));
+    .map((c) => stepFigures(lines, relayIn, startMs, c.atMs, c.kbps, c.untilMs));
   const times = frameTimes(out);
   let freezeMs: number | null = null;
   let freezeAtS: number | null = null;
@@ -178,7 +188,7 @@ async function udpcastRun(adapt: boolean, seconds: number): Promise<Row> {
   const s = lastStats(sstats) ?? {};
   const num = (x: unknown) => (typeof x === 'number' ? x : null);
   return {
-    system: adapt ? 'udpcast (--adapt, default)' : 'udpcast --no-adapt',
+    system: sys.label,
     seconds,
     steps,
     freezeMs: round(freezeMs, 0),
@@ -199,15 +209,18 @@ export async function stepBench(ctx: BenchContext): Promise<BenchResult> {
   // 4 → 1 → 4: two steps, each with a whole period after it (and the start-up in the first).
   const seconds = 3 * STEP_S;
   const rows: Row[] = [];
-  for (const adapt of [true, false]) {
-    rows.push(await udpcastRun(adapt, seconds));
+  for (const sys of SYSTEMS) {
+    rows.push(await udpcastRun(sys, seconds));
     ctx.log(`step ${JSON.stringify(rows.at(-1))}`);
   }
-  const [adaptive, fixed] = rows;
+  const [adaptive, oneLayer, fixed] = rows;
   const markdown = [
     table(
-      ['system', 'step at s', 'to kbit/s', `≥ ${USED_SHARE * 100}% of link after s`, `received from +${USED_WITHIN_S} s, % of link`, `frame loss from +${LOSS_FROM_S} s %`, 'latency p50 ms', 'p95 ms'],
-      rows.flatMap((r) => r.steps.map((st) => [r.system, st.atS, st.kbps, st.usedAtS ?? 'never', st.usedPct, st.frameLossPct, st.latencyP50Ms, st.latencyP95Ms])),
+      [
+        'system', 'step at s', 'to kbit/s', `≥ ${USED_SHARE * 100}% of link after s`, `link used from +${USED_WITHIN_S} s, %`, `viewer received from +${USED_WITHIN_S} s, % of link`,
+        `frame loss from +${LOSS_FROM_S} s %`, 'latency p50 ms', 'p95 ms',
+      ],
+      rows.flatMap((r) => r.steps.map((st) => [r.system, st.atS, st.kbps, st.usedAtS ?? 'never', st.usedPct, st.viewerPct, st.frameLossPct, st.latencyP50Ms, st.latencyP95Ms])),
     ),
     '',
     table(
@@ -219,15 +232,19 @@ export async function stepBench(ctx: BenchContext): Promise<BenchResult> {
       `and the relay: a token bucket at 4 Mbit/s for ${STEP_S} s, then 1 Mbit/s for ${STEP_S} s, and so on, behind a tail-drop ` +
       `buffer that holds ${QUEUE} of sending at the rate of the moment (a datagram that would wait longer is dropped); 10 ms ` +
       'one way, both ways. share → impair → relay → watch on a clean link; `share --source test --size ' + `${SIZE} --fps ${FPS} --gop ${GOP} ` +
-      `--bitrate ${BITRATE}\` for ${seconds} s, with congestion control (the default) and with --no-adapt (the baseline). ` +
+      `--bitrate ${BITRATE}\` for ${seconds} s: as it comes (congestion control on; --layers auto, three layers at this size), ` +
+      'with --layers 1, and with --no-adapt --layers 1 (a fixed bitrate: the baseline). With three layers the link carries all ' +
+      'three (1.55 × the top one) while the one viewer takes one, so it receives about half of what the link carries. ' +
       'Step times are the impair proxy\'s own, from the line it prints at each change of rate.',
     '',
-    `Figures, per step, from the viewer's --stats-json (a line a second), for the steps with at least ${USED_WITHIN_S + 2} s ` +
-      `before the next or the end. "Received from +${USED_WITHIN_S} s": the mean of the viewer's received kbit/s (media, FEC ` +
-      `and RTP headers, no padding: the relay drops the sharer's probes) over its seconds from ${USED_WITHIN_S} s after the ` +
-      `step to the next, as % of the new rate (target ≥ ${USED_SHARE * 100}%: the link used, ${USED_WITHIN_S} s after the step ` +
-      `and from then on). "≥ ${USED_SHARE * 100}% of link after s": from the step to the end of the first viewer second at ` +
-      `${USED_SHARE * 100}% of the new rate (after a step down that is at once: the link is full). Frame loss: from ` +
+    `Figures, per step, for the steps with at least ${USED_WITHIN_S + 2} s before the next or the end, from the relay's and ` +
+      `the viewer's --stats-json (a line a second each). "Link used from +${USED_WITHIN_S} s": the mean of the relay's rate in ` +
+      `from the sharer (what crossed the link: media of every layer, FEC and RTP headers; not the sharer's probe padding, ` +
+      `which the relay drops) over its seconds from ${USED_WITHIN_S} s after the step to the next, as % of the new rate ` +
+      `(target ≥ ${USED_SHARE * 100}%: the link used ${USED_WITHIN_S} s after the step and from then on). "Viewer received": ` +
+      `the same for what the viewer got (one layer of them). "≥ ${USED_SHARE * 100}% of link after s": from the step to the end ` +
+      `of the first relay second at ${USED_SHARE * 100}% of the new rate (after a step down that is at once: the link is full). ` +
+      `Frame loss: from ` +
       `${LOSS_FROM_S} s after the step to the next, 1 − frames completed between the first and last stats line of that window ÷ ` +
       `(${FPS} fps × the time between them): frames the source made and the viewer never completed, wherever lost (target ≤ ` +
       `${LOSS_TARGET_PCT}%). Latency: the viewer's capture → frame complete, a component figure (no decode or display), ` +
@@ -239,7 +256,7 @@ export async function stepBench(ctx: BenchContext): Promise<BenchResult> {
       'the uplink, datagrams its pacer dropped.',
   ].join('\n');
   const stepsOf = (r: Row) => r.steps.map((st) => `${st.atS} s → ${st.kbps}`).join(', ') || 'none seen';
-  const fixedNote = (f: (st: Step) => unknown) => `--no-adapt: ${fixed.steps.map(f).join(', ')}`;
+  const fixedNote = (f: (st: Step) => unknown) => `--layers 1: ${oneLayer.steps.map(f).join(', ')}; --no-adapt: ${fixed.steps.map(f).join(', ')}`;
   const targets: BenchResult['targets'] = [
     {
       target: `step link: ≥ ${USED_SHARE * 100}% of the link received from ${USED_WITHIN_S} s after each step to the next (issue 14)`,
@@ -254,7 +271,7 @@ export async function stepBench(ctx: BenchContext): Promise<BenchResult> {
     {
       target: `step link: no freeze longer than ${FREEZE_TARGET_MS} ms after the start-up (issue 14)`,
       met: adaptive.freezeMs === null ? null : adaptive.freezeMs <= FREEZE_TARGET_MS,
-      detail: `longest ${adaptive.freezeMs} ms at ${adaptive.freezeAtS} s of the recording (start-up: ${adaptive.startupFreezeMs} ms), ${adaptive.decodeErrors} decoder errors (--no-adapt: ${fixed.framesRecorded} frames recorded)`,
+      detail: `longest ${adaptive.freezeMs} ms at ${adaptive.freezeAtS} s of the recording (start-up: ${adaptive.startupFreezeMs} ms), ${adaptive.decodeErrors} decoder errors (--layers 1: ${oneLayer.freezeMs} ms; --no-adapt: ${fixed.framesRecorded} frames recorded)`,
     },
   ];
   return { name: 'step', title, rows: rows as unknown as Record<string, unknown>[], markdown, targets };

@@ -17,11 +17,11 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import {
-  OUT, exited, lastStats, missing, ratio, relayBehindImpair, round, shareWatchFiles, sleep, stop, table, udpcast, x264Args,
+  OUT, lastStats, missing, ratio, round, shareWatchFiles, table, x264Args,
   type BenchContext, type BenchResult,
 } from './lib.ts';
 import {
-  DELAY, FPS, GOP, KBPS, LATENCY_TARGET_MS, QUEUE, RATE, SETTLE_S, SIZE, SMOOTH_FPS, SMOOTH_RUN, bottleneckArgs, impairDrops, sharerEndMs,
+  DELAY, FPS, GOP, KBPS, LATENCY_TARGET_MS, QUEUE, RATE, SETTLE_S, SIZE, SMOOTH_FPS, SMOOTH_RUN, bottleneckArgs, impairDrops, sharerBehind, sharerEndMs,
   smoothFigures, viewerSeconds,
 } from './bottleneck.ts';
 import { decodeMd5, plainRtpRun } from './plain-rtp.ts';
@@ -68,26 +68,7 @@ async function udpcastRun(adapt: boolean, seconds: number): Promise<Row> {
   const { out, wstats, sstats } = shareWatchFiles(tag);
   // In front of the relay: the sharer's uplink is the bottleneck; the viewer watches the relay directly.
   const bottleneck = bottleneckArgs('up', SEED);
-  const { result: { startMs, exitMs }, relayStderr, impairStderr } = await relayBehindImpair(bottleneck, async ({ relayPort, impairPort }) => {
-    let watch, share;
-    try {
-      watch = udpcast(['watch', `127.0.0.1:${relayPort}`, '--player', 'none', '--output', out, '--stats-json', wstats, '--no-dashboard']);
-      await sleep(500);
-      const startMs = Date.now();
-      share = udpcast([
-        'share', '--relay', `127.0.0.1:${impairPort}`, '--source', 'test', '--size', SIZE, '--fps', String(FPS), '--gop', String(GOP),
-        '--duration', String(seconds), '--stats-json', sstats, '--no-dashboard', ...(adapt ? [] : ['--no-adapt']),
-      ]);
-      await Promise.race([exited(share), sleep((seconds + 20) * 1000)]);
-      const exitMs = Date.now();
-      // Frames still in the bottleneck's queue and the viewer's repair window reach the file.
-      await sleep(1500);
-      return { startMs, exitMs };
-    } finally {
-      await stop(share);
-      await stop(watch);
-    }
-  });
+  const { startMs, exitMs, relayStderr, impairStderr } = await sharerBehind(bottleneck, { out, wstats, sstats }, seconds, adapt ? [] : ['--no-adapt']);
   // The viewer's seconds are timed from the sharer's spawn.
   const v = smoothFigures(viewerSeconds(wstats, startMs, sharerEndMs(sstats, exitMs))).figures;
   const s = lastStats(sstats) ?? {};

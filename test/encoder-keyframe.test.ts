@@ -50,7 +50,8 @@ test('requestKeyframe: an IDR follows promptly, frames keep flowing, one FFmpeg 
   assert.equal(liveChildren(), 0);
 });
 
-test('retarget: a new run at the new bitrate takes over at its keyframe, and its frames are smaller', { skip: skipUnless('ffmpeg') }, async () => {
+/** An encoder of the test pattern at 640x360 and 2000 kbit/s, started, and the frames it gives. */
+function started2000k(): { enc: Encoder; frames: CapturedFrame[] } {
   const enc = new Encoder({
     ffmpegPath: 'ffmpeg',
     capture: { source: 'test', fps: 30, size: { width: 640, height: 360 } },
@@ -59,6 +60,11 @@ test('retarget: a new run at the new bitrate takes over at its keyframe, and its
   const frames: CapturedFrame[] = [];
   enc.on('frame', (f) => frames.push(f));
   enc.start();
+  return { enc, frames };
+}
+
+test('retarget: a new run at the new bitrate takes over at its keyframe, and its frames are smaller', { skip: skipUnless('ffmpeg') }, async () => {
+  const { enc, frames } = started2000k();
   const bytes = (fs: CapturedFrame[]) => fs.reduce((n, f) => n + f.units.reduce((m, u) => m + u.length, 0), 0);
   try {
     await waitFor(() => frames.length >= 60, 10_000, '60 frames');
@@ -82,14 +88,7 @@ test('retarget: a new run at the new bitrate takes over at its keyframe, and its
 });
 
 test('retarget replaces a keyframe run still starting: one new run, at the new bitrate', { skip: skipUnless('ffmpeg') }, async () => {
-  const enc = new Encoder({
-    ffmpegPath: 'ffmpeg',
-    capture: { source: 'test', fps: 30, size: { width: 640, height: 360 } },
-    encode: { codec: 'h264', bitrateKbps: 2000, fps: 30, gop: 600, size: { width: 640, height: 360 } },
-  });
-  const frames: CapturedFrame[] = [];
-  enc.on('frame', (f) => frames.push(f));
-  enc.start();
+  const { enc, frames } = started2000k();
   try {
     await waitFor(() => frames.length >= 30, 10_000, '30 frames');
     const at = frames.length;
