@@ -124,6 +124,8 @@ describe('watch and its ffplay window', { skip }, () => {
       process.kill(first, 'SIGCONT');
     }
     await waitFor(() => /player restarted live/.test(watch.stderrText()), 5000, 'the restart');
+    // The new ffplay's "started (pid …)" line may follow the restart line by a moment.
+    await waitFor(() => ffplayPid() !== first, 5000, 'the new player\'s pid');
     const second = ffplayPid();
     assert.notEqual(second, first);
     await waitFor(() => !alive(first), 5000, 'the stalled player to be gone');
