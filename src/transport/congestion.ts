@@ -145,13 +145,6 @@ interface Probe {
   packets: Map<string, { at: number; bytes: number; arrival?: number }>;
 }
 
-/** How a probe went: the rates it left and arrived at (kbit/s), and whether it found the path's limit. */
-export interface ProbeResult {
-  sendKbps: number;
-  recvKbps: number;
-  limited: boolean;
-}
-
 /**
  * When each packet left, by SSRC and sequence number (the last SEND_LOG_SIZE of each SSRC): what
  * feedback is read against. A sharer keeps one; the relay one per stream, shared by every viewer's
@@ -206,9 +199,8 @@ export class CongestionController {
   private readonly lossHistory: Array<{ at: number; lost: number; total: number }> = [];
   private lastDecreaseSentAt = -Infinity;
   private lastUpdateAt?: number;
-  /** Probes sent, and the last one read. */
+  /** Probes sent. */
   probes = 0;
-  lastProbe?: ProbeResult;
   private probe?: Probe;
   /** Packets sent from the last probe's start to as long again after it: neither raise nor lower the estimate. */
   private quietFrom = Infinity;
@@ -296,12 +288,13 @@ export class CongestionController {
     const report = { bytes: 0, first: Infinity, last: -Infinity, firstBytes: 0 };
     for (const s of fb.streams) {
       for (let k = 0; k < s.packets.length; k++) {
-        const sent = this.sent.find(s.ssrc, seqAdd(s.beginSeq, k));
+        const seq = seqAdd(s.beginSeq, k);
+        const sent = this.sent.find(s.ssrc, seq);
         if (!sent || sent.at < notBefore) continue; // not ours, too old to remember, or not read
         const sentAt = sent.at;
         const p = s.packets[k];
         // A probe's packets: their arrivals are the probe's to read, their queue and loss its own doing.
-        const probed = this.probe?.packets.get(`${s.ssrc}:${seqAdd(s.beginSeq, k)}`);
+        const probed = this.probe?.packets.get(`${s.ssrc}:${seq}`);
         // Sent while the probe's queue drains: what they meet is the probe's doing too.
         const quiet = probed !== undefined || (sentAt >= this.quietFrom && sentAt <= this.quietUntil);
         newestSendAt = Math.max(newestSendAt, sentAt);
@@ -419,7 +412,6 @@ export class CongestionController {
     // Media's own bursts queue a packet or so at a full path: that much growth says nothing.
     const noise = PROBE_QUEUE_MS + (PROBE_NOISE_BITS / Math.max(CC_MIN_KBPS, this.estimateKbps));
     const limited = 1 - got.length / packets.length > PROBE_MAX_LOSS || recvKbps < PROBE_RECV_SHARE * sendKbps || grew > noise;
-    this.lastProbe = { sendKbps, recvKbps, limited };
     if (limited) {
       // The probe found the path's rate: the estimate, and the known limit now (what
       // earlier probes of the chain said, higher, was a bucket's burst).

@@ -34,12 +34,12 @@ import { CongestionController, PROBE_MS } from './congestion.ts';
 import { CircuitBreaker } from './breaker.ts';
 import { PACE_FACTOR_LIMITED, PACE_FACTOR_OPEN, PACE_LIMIT_SHARE, Pacer } from './pacer.ts';
 
-/** A datagram ready to leave: its chunks, size, whether it is FEC, and its RTP identity. */
 /** A probe's padding: datagrams of up to this payload (at least the least), sent in this many even slices of PROBE_MS. */
 const PROBE_PAYLOAD_BYTES = 1100;
 const PROBE_MIN_PAYLOAD_BYTES = 100;
 const PROBE_TICKS = 6;
 
+/** A datagram ready to leave: its chunks, size, whether it is FEC, and its RTP identity. */
 interface Outgoing {
   d: Buffer[];
   bytes: number;
@@ -321,12 +321,17 @@ export class Publisher {
     // The relay's feedback names packets by the SSRC and number in their clear header.
     const id = rtp ? { ssrc: rtpSsrc(d[0]), seq: rtpSequence(d[0]) } : undefined;
     if (this.protector && rtp) d = this.protector.protect(d);
+    const o = this.signed(d, fec, id);
+    if (this.pacer && rtp) this.pacer.push(o);
+    else this.sendNow(o);
+  }
+
+  /** `d` signed for the relay (--key) and measured: ready for the pacer or sendNow. */
+  private signed(d: Buffer[], fec: boolean, id: Outgoing['id']): Outgoing {
     if (this.signer) d = this.signer.sign(d);
     let bytes = 0;
     for (const c of d) bytes += c.length;
-    const o: Outgoing = { d, bytes, fec, id };
-    if (this.pacer && rtp) this.pacer.push(o);
-    else this.sendNow(o);
+    return { d, bytes, fec, id };
   }
 
   private sendNow(o: Outgoing): void {
@@ -405,9 +410,7 @@ export class Publisher {
         const [d] = this.prober.frame([[payload]], 0);
         // Not through the pacer (it paces media at the estimate, which a probe is above) nor the
         // media protector (nothing in it): only signed, for a keyed relay's check.
-        const o: Outgoing = { d: this.signer ? this.signer.sign(d) : d, bytes: 0, fec: false, id: { ssrc: this.prober.ssrc, seq } };
-        for (const c of o.d) o.bytes += c.length;
-        this.sendNow(o);
+        this.sendNow(this.signed(d, false, { ssrc: this.prober.ssrc, seq }));
       }
       if (left > 0) this.probeTimer = setTimeout(tick, PROBE_MS / PROBE_TICKS);
     };
