@@ -144,11 +144,11 @@ function stepFigures(lines: ViewerLine[], relayIn: Array<{ t: number; kbps: numb
   };
 }
 
-/** The systems, one after another: the default (layers auto: three at this size), one layer, and no congestion control. */
+/** The systems, one after another: the default (--adapt, one layer), --layers auto (three at this size), and no congestion control. */
 const SYSTEMS = [
-  { label: 'udpcast (default: --adapt, --layers auto)', tag: 'adapt', flags: [] },
-  { label: 'udpcast --layers 1', tag: 'layers1', flags: ['--layers', '1'] },
-  { label: 'udpcast --no-adapt --layers 1', tag: 'fixed', flags: ['--no-adapt', '--layers', '1'] },
+  { label: 'udpcast (default: --adapt, --layers 1)', tag: 'adapt', flags: [] },
+  { label: 'udpcast --layers auto (3 here)', tag: 'auto', flags: ['--layers', 'auto'] },
+  { label: 'udpcast --no-adapt', tag: 'fixed', flags: ['--no-adapt'] },
 ];
 
 async function udpcastRun(sys: (typeof SYSTEMS)[number], seconds: number): Promise<Row> {
@@ -213,7 +213,7 @@ export async function stepBench(ctx: BenchContext): Promise<BenchResult> {
     rows.push(await udpcastRun(sys, seconds));
     ctx.log(`step ${JSON.stringify(rows.at(-1))}`);
   }
-  const [adaptive, oneLayer, fixed] = rows;
+  const [adaptive, layered, fixed] = rows;
   const markdown = [
     table(
       [
@@ -232,8 +232,8 @@ export async function stepBench(ctx: BenchContext): Promise<BenchResult> {
       `and the relay: a token bucket at 4 Mbit/s for ${STEP_S} s, then 1 Mbit/s for ${STEP_S} s, and so on, behind a tail-drop ` +
       `buffer that holds ${QUEUE} of sending at the rate of the moment (a datagram that would wait longer is dropped); 10 ms ` +
       'one way, both ways. share → impair → relay → watch on a clean link; `share --source test --size ' + `${SIZE} --fps ${FPS} --gop ${GOP} ` +
-      `--bitrate ${BITRATE}\` for ${seconds} s: as it comes (congestion control on; --layers auto, three layers at this size), ` +
-      'with --layers 1, and with --no-adapt --layers 1 (a fixed bitrate: the baseline). With three layers the link carries all ' +
+      `--bitrate ${BITRATE}\` for ${seconds} s: as it comes (congestion control on, one layer), with --layers auto (three ` +
+      'layers at this size), and with --no-adapt (a fixed bitrate: the baseline). With three layers the link carries all ' +
       'three (1.55 × the top one) while the one viewer takes one, so it receives about half of what the link carries. ' +
       'Step times are the impair proxy\'s own, from the line it prints at each change of rate.',
     '',
@@ -256,7 +256,7 @@ export async function stepBench(ctx: BenchContext): Promise<BenchResult> {
       'the uplink, datagrams its pacer dropped.',
   ].join('\n');
   const stepsOf = (r: Row) => r.steps.map((st) => `${st.atS} s → ${st.kbps}`).join(', ') || 'none seen';
-  const fixedNote = (f: (st: Step) => unknown) => `--layers 1: ${oneLayer.steps.map(f).join(', ')}; --no-adapt: ${fixed.steps.map(f).join(', ')}`;
+  const fixedNote = (f: (st: Step) => unknown) => `--layers auto: ${layered.steps.map(f).join(', ')}; --no-adapt: ${fixed.steps.map(f).join(', ')}`;
   const targets: BenchResult['targets'] = [
     {
       target: `step link: ≥ ${USED_SHARE * 100}% of the link received from ${USED_WITHIN_S} s after each step to the next (issue 14)`,
@@ -271,7 +271,7 @@ export async function stepBench(ctx: BenchContext): Promise<BenchResult> {
     {
       target: `step link: no freeze longer than ${FREEZE_TARGET_MS} ms after the start-up (issue 14)`,
       met: adaptive.freezeMs === null ? null : adaptive.freezeMs <= FREEZE_TARGET_MS,
-      detail: `longest ${adaptive.freezeMs} ms at ${adaptive.freezeAtS} s of the recording (start-up: ${adaptive.startupFreezeMs} ms), ${adaptive.decodeErrors} decoder errors (--layers 1: ${oneLayer.freezeMs} ms; --no-adapt: ${fixed.framesRecorded} frames recorded)`,
+      detail: `longest ${adaptive.freezeMs} ms at ${adaptive.freezeAtS} s of the recording (start-up: ${adaptive.startupFreezeMs} ms), ${adaptive.decodeErrors} decoder errors (--layers auto: ${layered.freezeMs} ms; --no-adapt: ${fixed.framesRecorded} frames recorded)`,
     },
   ];
   return { name: 'step', title, rows: rows as unknown as Record<string, unknown>[], markdown, targets };
