@@ -182,7 +182,8 @@ describe('RFC 6184 case table', () => {
       assert.equal(out.length, 1);
       assert.deepEqual(out[0].data, joinAnnexB(c.nalus));
       assert.equal(out[0].timestamp, 90000);
-      assert.equal(out[0].keyframe, isKeyframe(c.nalus));
+      // A fresh depacketizer knows no parameter sets: an IDR is a keyframe only with its own.
+      assert.equal(out[0].keyframe, isKeyframe(c.nalus) && carriesParameterSets(c.nalus));
       assert.equal(d.counters.framesComplete, 1);
     });
   }
@@ -239,27 +240,62 @@ describe('H264Depacketizer: loss and damage drop the whole access unit', () => {
     assert.match(drops[0], /1 packet\(s\) lost inside the access unit/);
   });
 
-  test('a gap at an access unit boundary drops both neighbours: the loss could be either one', () => {
-    // The marker packet of access unit 1 is lost. Nothing in the next packet says whether the
-    // missing packet was the tail of 1 or the head of 2, so neither is trusted; 3 decodes.
+  test('a gap at an access unit boundary drops the one before; the next, starting with its AUD, is whole', () => {
+    // The marker packet of access unit 1 is lost. Access unit 2 begins with an AUD, which only
+    // ever comes first: the missing packet was 1's tail.
     const { d, drops, frames } = recorder();
     const pk1 = toPackets(p1, 100, 3000);
     const pk2 = toPackets(p2, 100 + pk1.length, 6000);
     const pk3 = toPackets(p2, 100 + pk1.length + pk2.length, 9000);
     const out = frames([...pk1.slice(0, -1), ...pk2, ...pk3]);
-    assert.deepEqual(out.map((f) => f.timestamp), [9000]);
-    assert.equal(d.counters.framesDropped, 2);
+    assert.deepEqual(out.map((f) => f.timestamp), [6000, 9000]);
+    assert.deepEqual(out[0].data, joinAnnexB(au2));
+    assert.equal(d.counters.framesDropped, 1);
     assert.match(drops[0], /timestamp 3000 dropped: 1 packet\(s\) lost at the end of the access unit/);
-    assert.match(drops[1], /timestamp 6000 dropped: 1 packet\(s\) lost before the access unit/);
   });
 
-  test('losing the first packet of an access unit drops that access unit, not the one before', () => {
+  test('after a gap, a packet that cannot begin an access unit drops the one it is in', () => {
+    // The first two packets of access unit 2 (its AUD and the slice's first fragment) are lost:
+    // what follows is a fragment's middle, and whatever came before it is gone.
+    const { d, drops, frames } = recorder();
+    const pk1 = toPackets(p1, 100, 3000);
+    const pk2 = toPackets(p2, 100 + pk1.length, 6000);
+    const pk3 = toPackets(p2, 100 + pk1.length + pk2.length, 9000);
+    const out = frames([...pk1, ...pk2.slice(2), ...pk3]);
+    assert.deepEqual(out.map((f) => f.timestamp), [3000, 9000]);
+    assert.equal(d.counters.framesDropped, 1);
+    assert.match(drops[0], /timestamp 6000 dropped: 2 packet\(s\) lost before the access unit/);
+  });
+
+  test('losing only the AUD of an access unit: the picture still comes, without it', () => {
     const { d, frames } = recorder();
     const pk1 = toPackets(p1, 100, 3000);
     const pk2 = toPackets(p2, 100 + pk1.length, 6000);
     const pk3 = toPackets(packetizer.packetize(au1), 100 + pk1.length + pk2.length, 9000);
+    assert.equal(flat(p2[0]).length, AUD.length, 'the AUD goes alone in the first packet');
     const out = frames([...pk1, ...pk2.slice(1), ...pk3]);
-    assert.deepEqual(out.map((f) => f.timestamp), [3000, 9000]);
+    assert.deepEqual(out.map((f) => f.timestamp), [3000, 6000, 9000]);
+    assert.deepEqual(out[1].data, joinAnnexB(au2.slice(1)));
+    assert.equal(d.counters.framesDropped, 0);
+  });
+
+  test('a keyframe right after a loss is handed out whole, and one that lost its SPS/PPS is no keyframe', () => {
+    // The sharer's answer to a narrowed path: its old frames tail-dropped, its new keyframe whole.
+    const { d, frames } = recorder();
+    const pk1 = toPackets(p1, 100, 3000);
+    const pk2 = toPackets(p2, 100 + pk1.length, 6000);
+    const pk3 = toPackets(p1, 100 + pk1.length + pk2.length, 9000);
+    const out = frames([...pk1, ...pk2.slice(0, 1), ...pk3]);
+    assert.deepEqual(out.map((f) => [f.timestamp, f.keyframe]), [[3000, true], [9000, true]]);
+    assert.deepEqual(out[1].data, joinAnnexB(au1));
+    // Its STAP-A (AUD, SPS, PPS) lost too: the IDR alone comes out, not called a keyframe (the SPS
+    // lost with it may not be the one seen before).
+    const again = recorder();
+    const pk4 = toPackets(p1, 900, 3000);
+    const pk5 = toPackets(p1, 900 + pk4.length + 3, 9000);
+    const out2 = again.frames([...pk4, ...pk5.slice(1)]);
+    assert.deepEqual(out2.map((f) => [f.timestamp, f.keyframe]), [[3000, true], [9000, false]]);
+    assert.equal(again.d.counters.keyframesWithoutParameterSets, 1);
     assert.equal(d.counters.framesDropped, 1);
   });
 
@@ -375,6 +411,55 @@ describe('H264Depacketizer: loss and damage drop the whole access unit', () => {
   });
 });
 
+describe('H264Depacketizer: an IDR is a keyframe only with its parameter sets', () => {
+  const packetizer = new H264Packetizer({ payloadLimit: 64 });
+  const withSets = packetizer.packetize([AUD, SPS, PPS, IDR150]); // STAP-A(AUD, SPS, PPS) + FU-As
+  const bare = (au: Buffer[], seq: number, ts: number) => toPackets(packetizer.packetize(au), seq, ts);
+
+  test('joining at an IDR whose SPS/PPS packet was lost: a frame, but not a keyframe, and counted', () => {
+    // A viewer moved to another layer: its first packet of that layer is the IDR's first fragment.
+    const { d, frames } = recorder();
+    const out = frames(toPackets(withSets, 100, 3000).slice(1));
+    assert.equal(out.length, 1);
+    assert.equal(out[0].keyframe, false, 'no decoder can start from it');
+    assert.deepEqual(out[0].data, joinAnnexB([IDR150]));
+    assert.equal(d.counters.keyframesWithoutParameterSets, 1);
+  });
+
+  test('an IDR without them after one with them gets the ones seen (after its AUD) and is a keyframe', () => {
+    const { d, frames } = recorder();
+    const first = toPackets(withSets, 100, 3000);
+    const second = bare([AUD, IDR150], 100 + first.length, 6000);
+    const third = bare([IDR150], 100 + first.length + second.length, 9000);
+    const out = frames([...first, ...second, ...third]);
+    assert.deepEqual(out.map((f) => f.keyframe), [true, true, true]);
+    assert.deepEqual(out[1].data, joinAnnexB([AUD, SPS, PPS, IDR150]));
+    assert.deepEqual(out[2].data, joinAnnexB([SPS, PPS, IDR150]));
+    assert.equal(d.counters.parameterSetsAdded, 2);
+    assert.equal(d.counters.keyframesWithoutParameterSets, 0);
+  });
+
+  test('an IDR carrying only its PPS gets the SPS seen last; a P slice is never called a keyframe', () => {
+    const { frames } = recorder();
+    const first = toPackets(withSets, 1, 3000);
+    const second = bare([PPS, IDR150], 1 + first.length, 6000);
+    const third = bare([SLICE64], 1 + first.length + second.length, 9000);
+    const out = frames([...first, ...second, ...third]);
+    assert.deepEqual(out[1].data, joinAnnexB([SPS, PPS, IDR150]));
+    assert.deepEqual(out.map((f) => f.keyframe), [true, true, false]);
+    assert.deepEqual(out[2].data, joinAnnexB([SLICE64]));
+  });
+
+  test('reset() forgets them: the next encoder may use other ones', () => {
+    const { d, frames } = recorder();
+    frames(toPackets(withSets, 100, 3000));
+    d.reset();
+    const out = frames(bare([IDR150], 7000, 6000));
+    assert.equal(out[0].keyframe, false);
+    assert.equal(d.counters.keyframesWithoutParameterSets, 1);
+  });
+});
+
 describe('sequence numbers wrap at 65535 → 0 (via seq.ts)', () => {
   const payloads = new H264Packetizer({ payloadLimit: 64 }).packetize([AUD, SPS, PPS, IDR150]);
   test('an access unit spanning 65534, 65535, 0, 1 decodes', () => {
@@ -474,6 +559,32 @@ const arbNalu = fc
   .map(({ type, nri, size, seed }) => nal(0, nri, type, size, seed));
 const arbAu = fc.array(arbNalu, { minLength: 1, maxLength: 8 });
 
+const typeOf = (n: Buffer) => n[0] & 0x1f;
+function carriesParameterSets(nalus: Buffer[]): boolean {
+  return nalus.some((n) => typeOf(n) === NalType.SPS) && nalus.some((n) => typeOf(n) === NalType.PPS);
+}
+
+/**
+ * What the depacketizer should make of a run of access units, written plainly: the first SPS and
+ * PPS of a unit with both are kept; an IDR missing either gets the kept one after a leading AUD and
+ * is a keyframe, or with none kept is not one.
+ */
+function withParameterSetsModel(aus: Buffer[][]): Array<{ nalus: Buffer[]; keyframe: boolean }> {
+  let kept: { sps: Buffer; pps: Buffer } | undefined;
+  return aus.map((au) => {
+    const sps = au.find((n) => typeOf(n) === NalType.SPS);
+    const pps = au.find((n) => typeOf(n) === NalType.PPS);
+    if (sps && pps) {
+      kept = { sps, pps };
+      return { nalus: au, keyframe: isKeyframe(au) };
+    }
+    if (!isKeyframe(au) || !kept) return { nalus: au, keyframe: false };
+    const at = typeOf(au[0]) === NalType.AUD ? 1 : 0;
+    const add = [...(sps ? [] : [kept.sps]), ...(pps ? [] : [kept.pps])];
+    return { nalus: [...au.slice(0, at), ...add, ...au.slice(at)], keyframe: true };
+  });
+}
+
 describe('properties', () => {
   test('depacketize(packetize(au)) = au, for random access units and payload limits', () => {
     fc.assert(
@@ -496,8 +607,9 @@ describe('properties', () => {
           const { d, drops, frames } = recorder();
           const out = frames(packets);
           assert.deepEqual(drops, []);
-          assert.deepEqual(out.slice(1).map((f) => f.data), aus.map(joinAnnexB));
-          assert.deepEqual(out.slice(1).map((f) => f.keyframe), aus.map(isKeyframe));
+          const want = withParameterSetsModel(aus);
+          assert.deepEqual(out.slice(1).map((f) => f.data), want.map((w) => joinAnnexB(w.nalus)));
+          assert.deepEqual(out.slice(1).map((f) => f.keyframe), want.map((w) => w.keyframe));
           assert.equal(d.counters.framesComplete, aus.length + 1);
           assert.deepEqual(aus, copies, 'packetize and depacketize never mutate their input');
         },

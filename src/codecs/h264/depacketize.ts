@@ -23,6 +23,14 @@
  * start, carried a malformed or unsupported payload, or exceeded a cap is dropped whole and
  * reported, never handed out damaged; the next access unit starts clean.
  *
+ * Lost packets right before a packet that can begin an access unit (an AUD, parameter sets, SEI,
+ * a picture's first slice) do not drop it: they were the previous access unit's tail, or at most
+ * this one's AUD, SEI or parameter sets. An IDR is a keyframe only with its parameter sets: one
+ * without its SPS or PPS gets the last ones seen added, unless it came right after a loss or
+ * nothing was seen yet (the packet carrying them was lost just before this depacketizer's first
+ * packet: a viewer moved to another layer); then it is not called a keyframe, so a player waiting
+ * for one goes on waiting instead of decoding it with another stream's.
+ *
  * Collected NAL units stay views of the packets' payloads until the access unit is written out as
  * Annex B, so a packet's buffer must not be reused until its access unit is complete (node:dgram
  * hands out a fresh buffer per datagram, so this holds for sockets).
@@ -66,6 +74,17 @@ export interface H264DepacketizerCounters extends DepacketizerCounters {
   unsupportedPackets: number;
   /** Packets that broke RFC 6184's layout: truncated STAP-A, FU-A with S and E, and so on. */
   malformedPackets: number;
+  /**
+   * IDR access units that came without their SPS or PPS (a stream that sends them once) and got
+   * the ones seen last added...
+   */
+  parameterSetsAdded: number;
+  /**
+   * ...or, with none seen yet or right after a loss (the packet carrying them was lost: a layer
+   * move, a narrowed path), were handed out as not a keyframe: a decoder given that IDR with
+   * another stream's parameter sets (another layer's picture size) reads garbage.
+   */
+  keyframesWithoutParameterSets: number;
 }
 
 export interface H264DepacketizerOptions {
@@ -87,6 +106,11 @@ interface PendingAu {
   bytes: number;
   packets: number;
   keyframe: boolean;
+  /** Its first SPS and first PPS, as chunks like `nalus` (an FU-A's grow as fragments come). */
+  sps: Buffer[] | null;
+  pps: Buffer[] | null;
+  /** Packets were lost right before its first one: its own parameter sets may have been among them. */
+  afterLoss: boolean;
   /** Why this access unit will be dropped; once set, its packets are only counted. */
   broken: string | null;
 }
@@ -98,6 +122,8 @@ export class H264Depacketizer implements Depacketizer {
     packetsDiscarded: 0,
     unsupportedPackets: 0,
     malformedPackets: 0,
+    parameterSetsAdded: 0,
+    keyframesWithoutParameterSets: 0,
   };
   onDrop?: (reason: string) => void;
   private readonly maxFrameBytes: number;
@@ -107,6 +133,8 @@ export class H264Depacketizer implements Depacketizer {
   private au: PendingAu | null = null;
   /** Frames completed but not yet returned by push(); holds at most one, see push(). */
   private queue: Frame[] = [];
+  /** The SPS and PPS of the last access unit that carried both: what an IDR without them is decoded with. */
+  private params: { sps: Buffer; pps: Buffer } | null = null;
 
   constructor(opts: H264DepacketizerOptions = {}) {
     this.maxFrameBytes = opts.maxFrameBytes ?? MAX_FRAME_BYTES;
@@ -153,9 +181,13 @@ export class H264Depacketizer implements Depacketizer {
     }
 
     if (!this.au) {
-      this.au = { timestamp: packet.timestamp, nalus: [], fu: null, bytes: 0, packets: 0, keyframe: false, broken: null };
-      // Lost packets right before a new timestamp may have been this access unit's head.
-      if (lost !== 0) this.breakAu(this.au, lostReason(lost, 'before the access unit'));
+      this.au = { timestamp: packet.timestamp, nalus: [], fu: null, bytes: 0, packets: 0, keyframe: false, sps: null, pps: null, afterLoss: false, broken: null };
+      // Lost packets right before a new timestamp may have been this access unit's head, unless
+      // this packet can begin one: then they were the previous one's tail, or at most this one's
+      // AUD, SEI or parameter sets (withParameterSets). A keyframe right after a loss (a sharer's
+      // answer to it, on a path that just narrowed) is what the viewer is waiting for.
+      if (lost !== 0 && !canStartAccessUnit(packet.payload)) this.breakAu(this.au, lostReason(lost, 'before the access unit'));
+      else if (lost !== 0) this.au.afterLoss = true;
       else if (joining && !canStartAccessUnit(packet.payload)) this.breakAu(this.au, 'joined the stream mid access unit');
     }
     const au = this.au;
@@ -183,6 +215,7 @@ export class H264Depacketizer implements Depacketizer {
     this.expected = null;
     this.au = null;
     this.queue = [];
+    this.params = null; // whatever comes next may be another encoder's
   }
 
   /** Parses one payload into the access unit. Throws PacketError for a malformed payload. */
@@ -266,6 +299,8 @@ export class H264Depacketizer implements Depacketizer {
     }
     au.nalus.push(chunks);
     if (type === NAL_IDR) au.keyframe = true;
+    else if (type === NAL_SPS) au.sps ??= chunks;
+    else if (type === NAL_PPS) au.pps ??= chunks;
     this.grow(au, START_CODE_4.length + length);
   }
 
@@ -294,6 +329,7 @@ export class H264Depacketizer implements Depacketizer {
       this.onDrop?.(`H.264 access unit at timestamp ${au.timestamp} dropped: ${au.broken}`);
       return null;
     }
+    const keyframe = this.withParameterSets(au);
     const data = Buffer.allocUnsafe(au.bytes);
     let o = 0;
     for (const chunks of au.nalus) {
@@ -301,7 +337,31 @@ export class H264Depacketizer implements Depacketizer {
       for (const c of chunks) o += c.copy(data, o);
     }
     this.counters.framesComplete++;
-    return { timestamp: au.timestamp, data, keyframe: au.keyframe };
+    return { timestamp: au.timestamp, data, keyframe };
+  }
+
+  /**
+   * Keeps the parameter sets of an access unit that carries both, and gives an IDR that lacks
+   * either the ones kept (after an AUD, which must come first). Returns whether the access unit
+   * is a keyframe a decoder can start from: an IDR with known parameter sets.
+   */
+  private withParameterSets(au: PendingAu): boolean {
+    if (au.sps && au.pps) {
+      this.params = { sps: Buffer.concat(au.sps), pps: Buffer.concat(au.pps) };
+      return au.keyframe;
+    }
+    if (!au.keyframe) return false;
+    // After a loss the kept ones may be older than the ones lost (another picture size).
+    if (!this.params || au.afterLoss) {
+      this.counters.keyframesWithoutParameterSets++;
+      return false;
+    }
+    const missing = [...(au.sps ? [] : [[this.params.sps]]), ...(au.pps ? [] : [[this.params.pps]])];
+    const at = (au.nalus[0][0][0] & TYPE_MASK) === NAL_AUD ? 1 : 0;
+    au.nalus.splice(at, 0, ...missing);
+    for (const [n] of missing) au.bytes += START_CODE_4.length + n.length;
+    this.counters.parameterSetsAdded++;
+    return true;
   }
 }
 
@@ -317,7 +377,8 @@ export function depacketizeAll(packets: RtpPacket[], opts?: H264DepacketizerOpti
  * Whether a payload can be the first of an access unit (H.264 §7.4.1.2.3: an access unit begins
  * with an AUD, SPS, PPS, SEI, types 14-18, or the first slice of the picture). A slice is first
  * when first_mb_in_slice is 0; as ue(v), 0 is the single bit 1, the first bit after the header.
- * Used only when joining a stream, where there is no earlier packet to show continuity.
+ * Used when joining a stream, where there is no earlier packet to show continuity, and after a
+ * loss, to tell whether the lost packets could have been this access unit's head.
  */
 export function canStartAccessUnit(payload: Buffer): boolean {
   if (payload.length < 1) return false;
