@@ -346,6 +346,28 @@ describe('viewer pipeline: (datagram, now) → clean frames', () => {
     assert.deepEqual(back.publisher, { ssrc: top.ssrc, codec: 'h264', restart: false, layer: true });
   });
 
+  test("a layer move whose keyframe lost its SPS/PPS: that IDR is not decoded with the old layer's, and a keyframe is asked for", () => {
+    // What a decoder makes of a 320x240 IDR read with a 640x480 SPS is garbage ("top block
+    // unavailable"): it waits for a keyframe that carries its own, asking while it waits.
+    const top = new Sharer(0xaaaa0001, 100, { width: 640, height: 480 });
+    const low = new Sharer(0xaaaa0002, 7000, { width: 320, height: 240 });
+    const p = pipeline();
+    const sr = (ssrc: number) => ({ ssrc, ntpSec: 0xe0000000, ntpFrac: 0, rtpTimestamp: 0 });
+    p.onSenderReport(sr(top.ssrc), 0);
+    p.onSenderReport(sr(low.ssrc), 0);
+    let { run, t } = feed(p, top.frame(true).datagrams, 1);
+    assert.equal(run.frames.length, 1);
+    const lowKey = low.frame(true);
+    assert.equal(lowKey.datagrams[0][12] & 0x1f, 24, 'SPS and PPS travel together in a STAP-A first');
+    ({ run, t } = feed(p, [...lowKey.datagrams.slice(1), ...low.frame(false).datagrams], t)); // the STAP-A lost
+    assert.deepEqual(run.frames, [], 'neither the IDR alone nor what refers to it');
+    assert.ok(run.keyframeNeeded >= 2, 'asked for, and asked again while waiting');
+    assert.equal(p.counters.framesSkipped, 2);
+    const next = low.frame(true);
+    ({ run } = feed(p, next.datagrams, t));
+    assert.deepEqual(datas(run.frames), [next.data]);
+  });
+
   test('malformed datagrams are counted and dropped without throwing; the same pipeline goes on', () => {
     const s = new Sharer();
     const p = pipeline();

@@ -298,7 +298,10 @@ export class MediaPipeline {
     }
     for (const frame of frames) {
       if (this.waitingForKeyframe && !frame.keyframe) {
+        // Asked again (the viewer spaces its requests): after a move to another layer whose
+        // first keyframe came without its parameter sets, the next one may be a GOP away.
         this.own.framesSkipped++;
+        out.keyframeNeeded = true;
         continue;
       }
       this.waitingForKeyframe = false;
