@@ -97,6 +97,31 @@ describe('viewer feedback on its way to the sharer', () => {
     }
     assert.equal(up, 2);
   });
+  test('packets lost on the way in since the keyframe: the same viewer may ask again at once, past its window', () => {
+    // The sharer's uplink narrowed: its new keyframe arrived damaged, and every viewer's picture
+    // is broken until the next. The viewer's window would hold the request that fixes it.
+    const relay = setup();
+    assert.deepEqual(toSharer(relay, 0, [pli(0)], 100), ['pli']);
+    relay.onDatagram(media(11, true), sharer, 200); // the answer...
+    relay.onDatagram(media(13, false), sharer, 230); // ...and 12, lost before the relay
+    assert.deepEqual(toSharer(relay, 0, [pli(0)], 300), ['pli'], 'not held by the viewer window');
+    assert.deepEqual(toSharer(relay, 1, [pli(1)], 310), [], 'still one per keyframe on its way');
+    // A keyframe that arrived whole: the viewer's own losses are held by its window again.
+    relay.onDatagram(media(14, true), sharer, 400);
+    relay.onDatagram(media(15, false), sharer, 430);
+    assert.deepEqual(toSharer(relay, 0, [pli(0)], 500), []);
+    assert.equal(relay.counters.keyframeRequestsHeld, 2);
+  });
+
+  test('a duplicate on the way in is no loss', () => {
+    const relay = setup();
+    assert.deepEqual(toSharer(relay, 0, [pli(0)], 100), ['pli']);
+    relay.onDatagram(media(11, true), sharer, 200);
+    relay.onDatagram(media(12, false), sharer, 210);
+    relay.onDatagram(media(12, false), sharer, 220); // a duplicate
+    relay.onDatagram(media(13, false), sharer, 230);
+    assert.deepEqual(toSharer(relay, 0, [pli(0)], 300), [], 'held: the picture is whole at the relay');
+  });
 });
 
 describe("the sharer's probes", () => {

@@ -7,7 +7,8 @@
  * one unbroken sequence.
  */
 import { CATCHUP_MAX_PACKETS, JOIN_BURST_BYTES, JOIN_PACE_BYTES_PER_MS, KEYFRAME_CACHE_BYTES } from '../defaults.ts';
-import { rtpTimestamp } from '../rtp/packet.ts';
+import { rtpSequence, rtpTimestamp } from '../rtp/packet.ts';
+import { seqDiff } from '../rtp/seq.ts';
 import { readFrameInfo } from '../transport/secure.ts';
 import { startsKeyframe } from '../transport/keyframe.ts';
 import { unlessMalformed } from '../util/errors.ts';
@@ -22,6 +23,14 @@ export class KeyframeCache {
   private lastTimestamp?: number;
   /** Keyframes seen: a keyframe request is answered once this moves. */
   count = 0;
+  /**
+   * Packets went missing on the way in since the latest keyframe began (its sequence numbers
+   * jumped): the picture is broken for every viewer until the next keyframe, so a viewer that asks
+   * for one asks for them all (the sharer's uplink just narrowed), not for its own path's losses.
+   */
+  lostSinceKeyframe = false;
+  /** Sequence number of the newest media packet. */
+  private lastSeq?: number;
   /** The publisher's latest RTCP compound with an SR: a joining viewer gets it first. */
   private lastSr?: Buffer;
 
@@ -30,6 +39,11 @@ export class KeyframeCache {
    * keyframe; between keyframes this is a push onto an array (amortized, no allocation).
    */
   add(buf: Buffer): void {
+    const seq = rtpSequence(buf);
+    if (this.lastSeq === undefined || seqDiff(this.lastSeq, seq) > 0) {
+      if (this.lastSeq !== undefined && seqDiff(this.lastSeq, seq) > 1) this.lostSinceKeyframe = true;
+      this.lastSeq = seq;
+    }
     const timestamp = rtpTimestamp(buf);
     const frameStart = timestamp !== this.lastTimestamp;
     this.lastTimestamp = timestamp;
@@ -38,6 +52,7 @@ export class KeyframeCache {
       this.packets = [buf];
       this.bytes = buf.length;
       this.count++;
+      this.lostSinceKeyframe = false; // a loss just before it was the frame before's
     } else if (this.packets) {
       this.bytes += buf.length;
       if (this.bytes > KEYFRAME_CACHE_BYTES) {
@@ -60,6 +75,8 @@ export class KeyframeCache {
     this.bytes = 0;
     this.lastSr = undefined;
     this.lastTimestamp = undefined;
+    this.lastSeq = undefined;
+    this.lostSinceKeyframe = false;
   }
 
   /** What a viewer joining now is sent before going live; undefined when there is no keyframe to start from. */

@@ -388,7 +388,8 @@ export class RelayCore {
    * What of a viewer's RTCP goes on to the sharer: its reports, not its NACKs (answered here from
    * history; the sharer keeps none), and a keyframe request (PLI) only when none for the stream is
    * already on its way (KEYFRAME_WAIT_MS, until a keyframe passes) and this viewer's last one was
-   * VIEWER_KEYFRAME_MIN_MS ago. The datagram as it came when nothing is taken out; nothing when
+   * VIEWER_KEYFRAME_MIN_MS ago, unless packets of that layer went missing on their way in since its
+   * latest keyframe (then it is everyone's picture that is broken). The datagram as it came when nothing is taken out; nothing when
    * nothing is left.
    */
   private forSharer(s: StreamState, v: ViewerState, packets: RtcpPacket[], buf: Buffer, now: number): Buffer | undefined {
@@ -396,8 +397,12 @@ export class RelayCore {
     const kept = packets.filter((p) => {
       // NACKs are answered here; a viewer's CCFB is about its own path, read here (layerFeedback).
       if (p.type === 'nack' || p.type === 'ccfb') return false;
-      if (p.type !== 'pli' || !s.lanes.some((l) => l.ssrc === p.mediaSsrc)) return true;
-      if (s.keyframeAsked || (v.keyframeAskedAt !== undefined && now - v.keyframeAskedAt < VIEWER_KEYFRAME_MIN_MS)) {
+      const lane = p.type === 'pli' ? s.lanes.find((l) => l.ssrc === p.mediaSsrc) : undefined;
+      if (!lane) return true;
+      // A viewer's own losses bring its requests at most every VIEWER_KEYFRAME_MIN_MS; losses on the
+      // way in break every viewer's picture, and each request then stands for them all.
+      const ownTrouble = !lane.keyframes.lostSinceKeyframe;
+      if (s.keyframeAsked || (ownTrouble && v.keyframeAskedAt !== undefined && now - v.keyframeAskedAt < VIEWER_KEYFRAME_MIN_MS)) {
         this.counters.keyframeRequestsHeld++;
         return false;
       }
