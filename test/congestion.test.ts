@@ -108,7 +108,8 @@ function simulate(opts: {
   let nextReport = 50;
   let padding: number[] = []; // send times of a probe's padding still to go...
   let paddingBytes = 0; // ...and their size
-  const perSecond: Array<{ estimate: number; queueMs: number; sent: number; lost: number; mediaKbps: number }> = [];
+  const perSecond: Array<{ estimate: number; queueMs: number; sent: number; lost: number; mediaKbps: number; decreases: number; lowest: number }> = [];
+  let lowest = Infinity;
   let sent = 0;
   let dropped = 0;
   let bits = 0;
@@ -133,6 +134,7 @@ function simulate(opts: {
     while (feedback.length && feedback[0].at <= t) {
       const [p] = parseRtcp(feedback.shift()!.data) as [Ccfb];
       cc.onFeedback(p, t);
+      lowest = Math.min(lowest, cc.estimateKbps);
       if (policy) {
         const r = policy.decide(cc.estimateKbps, t, cc.takeProbed());
         if (r !== undefined) policy.commit(r, t);
@@ -164,7 +166,8 @@ function simulate(opts: {
       if (r) feedback.push({ at: t + 10, data: serializeRtcp([r]) });
     }
     if (t % 1000 === 999) {
-      perSecond.push({ estimate: cc.estimateKbps, queueMs: Math.max(0, linkFreeAt - t), sent, lost: dropped, mediaKbps: bits / 1000 });
+      perSecond.push({ estimate: cc.estimateKbps, queueMs: Math.max(0, linkFreeAt - t), sent, lost: dropped, mediaKbps: bits / 1000, decreases: cc.decreases, lowest });
+      lowest = Infinity;
       sent = 0;
       dropped = 0;
       bits = 0;
@@ -209,6 +212,18 @@ describe('CongestionController through a simulated bottleneck', () => {
     assert.ok(0.9 * perSecond[11].estimate <= 1000, `1 s after the drop: ${perSecond[11].estimate}`);
     assert.ok(perSecond[39].estimate >= 0.8 * 4000, `after widening: ${perSecond[39].estimate}`);
     assert.ok(perSecond.every((s) => s.estimate >= CC_MIN_KBPS));
+  });
+
+  test('a step down is answered once: the draining queue is not read as more over-use', () => {
+    // 4 → 1 Mbit/s behind a 100 ms buffer: the first decrease leaves ~70 ms of queue that drains
+    // at 15% of the link; each report of it used to cut again, to far below the link.
+    const link = (t: number) => (t < 10_000 ? 4000 : 1000);
+    const { perSecond } = simulate({ linkKbps: link, maxKbps: 6000, seconds: 14, queueMs: 100, policy: true, probe: true });
+    const cuts = perSecond[10].decreases - perSecond[9].decreases;
+    const lowest = Math.min(...perSecond.slice(10).map((s) => s.lowest));
+    console.log(`# step down: ${cuts} decrease(s) in its first second, estimate at least ${Math.round(lowest)} kbit/s after it`);
+    assert.ok(cuts <= 2, `${cuts} decreases`);
+    assert.ok(lowest >= 0.8 * 1000, `the estimate fell to ${Math.round(lowest)} kbit/s`);
   });
 
   test('a link stepping 4 → 1 → 4 → 1 Mbit/s every 15 s (100 ms buffer), the encoder as the sharer moves it: probes find each widening', () => {

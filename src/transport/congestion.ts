@@ -16,7 +16,8 @@
  *   The estimate drops to CC_DECREASE × the rate the receiver acknowledged over the last
  *   CC_ACKED_WINDOW_MS (GCC's rule: just below what the path delivered), or by half the loss
  *   fraction when that is lower. Only packets sent after a decrease can cause the next, so one
- *   queue is answered once.
+ *   queue is answered once: those sent while it drains (CC_DRAIN_MAX_MS at most) cause the next
+ *   only if it grew.
  * - Room: queue delay below CC_QUEUE_LOW_MS and loss below CC_LOSS_LOW: the estimate grows by
  *   CC_INCREASE_PER_S (multiplicative), and by CC_PROBE_PER_S only once it nears the acknowledged
  *   rate at the last over-use (GCC's additive region: the known limit is probed, not overrun);
@@ -64,6 +65,12 @@ export const CC_FORGET = 1.1;
 export const CC_ACKED_HEADROOM = 1.5;
 /** Loss above which the acknowledged rate is what the path delivers (its queue overflows). */
 export const CC_LOSS_HEAVY = 0.25;
+/**
+ * After a decrease the queue it answered drains, slowly (the sender now sends CC_DECREASE × what
+ * the path delivers): packets sent within its delay ÷ (1 − CC_DECREASE) of it, at most this long,
+ * meet what is left of it and are read only for whether it grew.
+ */
+export const CC_DRAIN_MAX_MS = 500;
 /** The lowest estimate: below it a screen is not worth sending. */
 export const CC_MIN_KBPS = 150;
 /** The base one-way delay is the minimum over this long (buckets of CC_BASE_BUCKET_MS). */
@@ -198,6 +205,13 @@ export class CongestionController {
   private readonly acked: Array<{ at: number; bytes: number; rx: number }> = [];
   private readonly lossHistory: Array<{ at: number; lost: number; total: number }> = [];
   private lastDecreaseSentAt = -Infinity;
+  /**
+   * The queue a decrease answered, draining: packets sent after the decrease up to `untilSentAt`
+   * meet what is left of it, so their loss is its doing and only a queue above `queueMs` (plus
+   * CC_QUEUE_LOW_MS) says the cut was not enough. Without this, each report of the drain read as
+   * a new over-use, and the estimate fell far below the path (4 → 1 Mbit/s: 843, then 675).
+   */
+  private drain?: { afterSentAt: number; untilSentAt: number; queueMs: number };
   private lastUpdateAt?: number;
   /** Probes sent. */
   probes = 0;
@@ -281,8 +295,10 @@ export class CongestionController {
     // far longer than any offset between two machines' clocks that matters here).
     const rtsMs = (fb.reportTimestamp / 65536) * 1000;
     let minQueue = Infinity;
+    let drainQueue = Infinity;
     let lost = 0;
     let total = 0;
+    let drained = 0;
     let newestSendAt = -Infinity;
     // This report's arrivals (receiver's clock): through a standing queue they come at the path's rate.
     const report = { bytes: 0, first: Infinity, last: -Infinity, firstBytes: 0 };
@@ -297,10 +313,15 @@ export class CongestionController {
         const probed = this.probe?.packets.get(`${s.ssrc}:${seq}`);
         // Sent while the probe's queue drains: what they meet is the probe's doing too.
         const quiet = probed !== undefined || (sentAt >= this.quietFrom && sentAt <= this.quietUntil);
+        const draining = !quiet && this.drain !== undefined && sentAt > this.drain.afterSentAt && sentAt <= this.drain.untilSentAt;
+        // Sent before the last decrease: whatever befell it, that decrease answered it (a loss is
+        // reported only once a later packet arrives, so some come after it).
+        const answered = sentAt <= this.lastDecreaseSentAt;
         newestSendAt = Math.max(newestSendAt, sentAt);
-        if (!quiet) total++;
+        if (draining) drained++;
+        else if (!quiet && !answered) total++;
         if (!p.received) {
-          if (!quiet) lost++;
+          if (!quiet && !draining && !answered) lost++;
           continue;
         }
         if (p.ato >= ATO_OVER_RANGE) continue;
@@ -311,7 +332,8 @@ export class CongestionController {
         this.noteBase(owd, now);
         const queue = owd - this.base();
         if (probed) probed.arrival = sentAt + owd;
-        if (!quiet && sentAt > this.lastDecreaseSentAt) minQueue = Math.min(minQueue, queue);
+        if (draining) drainQueue = Math.min(drainQueue, queue);
+        else if (!quiet && sentAt > this.lastDecreaseSentAt) minQueue = Math.min(minQueue, queue);
         // Arrival on a wrap-free clock: our send time plus the one-way delay (offset included).
         this.acked.push({ at: sentAt + owd, bytes: sent.bytes, rx: now });
         report.bytes += sent.bytes;
@@ -320,7 +342,7 @@ export class CongestionController {
       }
     }
     if (this.probe && (newestSendAt > this.probe.to || now > this.probe.to + PROBE_WAIT_MS)) this.readProbe(now);
-    if (total === 0) return this.estimateKbps;
+    if (total === 0 && drained === 0) return this.estimateKbps;
     this.lossHistory.push({ at: now, lost, total });
     while (this.lossHistory.length && now - this.lossHistory[0].at > CC_LOSS_WINDOW_MS) this.lossHistory.shift();
     // Arrivals come in order of reports, nearly in order of time: the window is by the newest.
@@ -337,11 +359,12 @@ export class CongestionController {
       const oldest = this.acked.reduce((m, a) => Math.min(m, a.at), Infinity);
       this.ackedKbps = (ackedBytes * 8) / Math.max(CC_MIN_SPAN_MS, newest - oldest);
     }
-    if (minQueue !== Infinity) this.queueDelayMs = Math.max(0, minQueue);
+    if (minQueue !== Infinity || drainQueue !== Infinity) this.queueDelayMs = Math.max(0, Math.min(minQueue, drainQueue));
     const dt = this.lastUpdateAt === undefined ? 0 : Math.max(0, now - this.lastUpdateAt);
     this.lastUpdateAt = now;
 
-    const overQueue = minQueue !== Infinity && minQueue > CC_QUEUE_HIGH_MS;
+    const drainGrew = this.drain !== undefined && drainQueue !== Infinity && drainQueue > this.drain.queueMs + CC_QUEUE_LOW_MS;
+    const overQueue = (minQueue !== Infinity && minQueue > CC_QUEUE_HIGH_MS) || drainGrew;
     // Loss with a standing queue is a small router buffer overflowing: congestion even below
     // CC_LOSS_HIGH. Loss without a queue is the medium (radio), and is not answered by slowing down.
     const queued = minQueue !== Infinity && minQueue > CC_QUEUE_LOSSY_MS;
@@ -364,6 +387,7 @@ export class CongestionController {
       this.lastDecrease = { why: this.state, queueDelayMs: this.queueDelayMs, loss: this.loss, ackedKbps: this.probing ? delivered : this.ackedKbps };
       this.decreases++;
       this.lastDecreaseSentAt = newestSendAt;
+      this.drain = { afterSentAt: newestSendAt, untilSentAt: now + Math.min(CC_DRAIN_MAX_MS, this.queueDelayMs / (1 - CC_DECREASE)), queueMs: this.queueDelayMs };
       this.lossHistory.length = 0;
     } else if (this.queueDelayMs < CC_QUEUE_LOW_MS && this.loss < CC_LOSS_LOW) {
       const limit = this.lastDecrease?.ackedKbps;
