@@ -11,7 +11,7 @@ import { RelayCore } from '../src/relay/core.ts';
 import { LayerChoice, LAYER_UP_AFTER_MS, LAYER_PROBE_MS, LAYER_UP_BACKOFF_MS, type LaneView } from '../src/relay/layers.ts';
 import { serializeRtpToBuffer, rtpSsrc, isRtp } from '../src/rtp/packet.ts';
 import { ControlType, controlApp, parseControl } from '../src/transport/control.ts';
-import { CC_MEDIA_SHARE, SendLog, UplinkLayers, RETARGET_UP_AFTER_MS } from '../src/transport/congestion.ts';
+import { CC_MEDIA_SHARE, LAYER_PAUSE_SHARE, SendLog, UplinkLayers, RETARGET_UP_AFTER_MS } from '../src/transport/congestion.ts';
 import { parseRtcp, serializeRtcp, type Ccfb } from '../src/transport/rtcp.ts';
 import type { Endpoint } from '../src/util/net.ts';
 
@@ -159,6 +159,18 @@ describe('UplinkLayers: the sharer fits its layers to its uplink', () => {
     // The path widens: the encoder goes up only after RETARGET_UP_AFTER_MS.
     assert.equal(u.decide(5000, 2000).retarget, undefined);
     assert.equal(u.decide(5000, 2000 + RETARGET_UP_AFTER_MS).retarget, 2500, 'never above --bitrate');
+  });
+
+  test(`a re-target's layers are not paused by the next, slightly lower estimate: only above ${LAYER_PAUSE_SHARE} of it`, () => {
+    // A step down: the estimate falls to what the path delivered, the encoder is cut so all three
+    // fit, and the next report, the queue still draining, reads the path a little lower.
+    const u = new UplinkLayers(6000, [1, 0.4, 0.15]);
+    const cut = u.decide(860, 0);
+    assert.equal(u.retargeted(cut.retarget!, 860, 0), 0, 'all three fit after the re-target');
+    const sending = cut.retarget! * 1.55;
+    assert.ok(sending > 770 * CC_MEDIA_SHARE && sending <= 770 * LAYER_PAUSE_SHARE, `${sending} kbit/s: between the two shares of 770`);
+    assert.equal(u.decide(770, 300).firstActive, undefined, 'the top layer stays: its viewers are not moved for a few %');
+    assert.equal(u.decide(sending / LAYER_PAUSE_SHARE - 20, 600).firstActive, 1, 'past what the path carries: paused at once');
   });
 
   test('after a dip, an estimate back at the path\'s maximum brings the encoder back to --bitrate exactly', () => {

@@ -573,12 +573,21 @@ function fitKbps(estimateKbps: number): number {
 
 /** Unpausing a layer needs this much headroom over its rate. */
 export const LAYER_RESUME_HEADROOM = 1.05;
+/**
+ * A layer is paused once what is sent exceeds this share of the estimate: the path cannot carry
+ * it (with headers). Between this and the media share (fitKbps) what is sent stays as it is, and
+ * the encoder follows in its own time: a re-target aims at the media share, and the next report's
+ * estimate, a few % lower as the queue drains, would otherwise pause the top layer it just fitted,
+ * moving its viewers for nothing.
+ */
+export const LAYER_PAUSE_SHARE = 0.95;
 /** A re-target aims this far under the estimate, so every layer fits after it (not by a rounding). */
 const LAYER_RETARGET_MARGIN = 0.95;
 
 /**
  * The sharer's quality layers on its uplink (issue 14, item 2): what is sent fits the estimate
- * first by pausing upper layers, at once and without a keyframe, then by re-targeting the
+ * first by pausing upper layers, at once and without a keyframe, once what is sent exceeds
+ * LAYER_PAUSE_SHARE of the estimate, then by re-targeting the
  * encoder (RetargetPolicy's hysteresis) so that every layer fits again; a re-target starts every
  * layer afresh, so all that fit then are sent again. A paused layer comes back on its own after
  * RETARGET_UP_AFTER_MS of room (LAYER_RESUME_HEADROOM over its rate), at its next keyframe.
@@ -618,7 +627,7 @@ export class UplinkLayers {
   /** What the sharer should do for this estimate: pause or resume layers, re-target the encoder. */
   decide(estimateKbps: number, now: number, probed = false): { firstActive?: number; retarget?: number } {
     const fit = fitKbps(estimateKbps);
-    let first = this.firstFitting(fit, this.firstActive);
+    let first = this.firstFitting(estimateKbps * LAYER_PAUSE_SHARE, this.firstActive);
     if (first === this.firstActive && first > 0 && this.sending(first - 1) * LAYER_RESUME_HEADROOM <= fit) {
       this.roomSince ??= now;
       if (now - this.roomSince >= RETARGET_UP_AFTER_MS) first--;
