@@ -44,6 +44,18 @@ test('requestKeyframe: an IDR follows promptly, frames keep flowing, one FFmpeg 
     assert.equal(enc.keyframeRestarts, 1);
     const n = frames.length;
     await waitFor(() => frames.length > n + 10, 5000, 'frames from the new run');
+    // A request that must not be lost (a layer paused or resumed): within the interval it waits,
+    // then starts by itself; asked twice meanwhile, it starts once.
+    assert.equal(enc.requestKeyframe(), true);
+    const thirdAsked = frames.length;
+    await waitFor(() => frames.slice(thirdAsked).some((f) => f.keyframe), 5000, 'the third keyframe');
+    const deferredAsked = frames.length;
+    assert.equal(enc.requestKeyframe({ defer: true }), false, 'not now: inside the interval');
+    assert.equal(enc.requestKeyframe({ defer: true }), false);
+    await waitFor(() => frames.slice(deferredAsked).some((f) => f.keyframe), 5000, 'the deferred keyframe');
+    await waitFor(() => frames.length > frames.findLastIndex((f) => f.keyframe) + 45, 5000, 'a second and a half after it');
+    assert.equal(enc.keyframeRestarts, 3, 'the deferred request started one run, not two');
+    assert.equal(frames.slice(deferredAsked).filter((f) => f.keyframe).length, 1);
   } finally {
     await enc.stop();
   }

@@ -216,7 +216,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
       log(`the path takes about ${Math.round(kbps)} kbit/s (${why(step.firstActive > before)}): sending ${sent} of ${layers} layers`);
       // A layer sent again starts at a keyframe, and the viewers of a paused one move to a keyframe
       // of the layer below (the relay sees the pause by it): from a fresh run, unless one is coming.
-      if (step.retarget === undefined) encoder.requestKeyframe();
+      if (step.retarget === undefined) encoder.requestKeyframe({ defer: true });
     }
     const want = step.retarget;
     if (want === undefined || !encoder.retarget(want)) return;

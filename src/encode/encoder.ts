@@ -196,6 +196,8 @@ export class Encoder extends EventEmitter<EncoderEvents> {
   /** Runs ended on purpose (replaced by a successor): their death is not a crash. */
   private readonly retired = new WeakSet<OwnedProcess>();
   private lastKeyframeRestart = -Infinity;
+  /** A keyframe asked for with `defer` inside KEYFRAME_RESTART_MIN_MS: it starts when the interval is over. */
+  private deferredKeyframe: NodeJS.Timeout | null = null;
   private _keyframeRestarts = 0;
   private _retargets = 0;
   /** The source is a file: each FFmpeg run plays it from its start. */
@@ -276,15 +278,27 @@ export class Encoder extends EventEmitter<EncoderEvents> {
    * at run time, so a second FFmpeg is started beside the running one: its first frame is an IDR
    * (with SPS/PPS), and at that frame it takes over and the old run is ended. The stream never
    * pauses; the IDR leaves about one FFmpeg start-up after the request (~0.2 s, measured by
-   * `npm run bench`). Requests within KEYFRAME_RESTART_MIN_MS of the last are coalesced into it.
-   * Returns whether a new run was started. MJPEG needs none: every JPEG stands alone. Nor does a
-   * file: a new run would play it from its start again; the next keyframe comes with the GOP.
+   * `npm run bench`). Requests within KEYFRAME_RESTART_MIN_MS of the last are coalesced into it,
+   * or with `defer`, started when that interval is over. Returns whether a new run was started
+   * now. MJPEG needs none: every JPEG stands alone. Nor does a file: a new run would play it from
+   * its start again; the next keyframe comes with the GOP.
    */
-  requestKeyframe(): boolean {
+  requestKeyframe(opts: { defer?: boolean } = {}): boolean {
     if (this.stopped || !this.started || codecOf(this.opts.encode.codec).everyFrameKey || this.replays) return false;
     if (this.successor || !this.proc) return false;
     const now = this.now();
-    if (now - this.lastKeyframeRestart < KEYFRAME_RESTART_MIN_MS) return false;
+    const wait = KEYFRAME_RESTART_MIN_MS - (now - this.lastKeyframeRestart);
+    if (wait > 0) {
+      // Coalesced; `defer`: the keyframe is needed all the same (a layer paused or resumed, whose
+      // viewers wait for it), so it starts once the interval allows.
+      if (opts.defer && !this.deferredKeyframe) {
+        this.deferredKeyframe = setTimeout(() => {
+          this.deferredKeyframe = null;
+          this.requestKeyframe();
+        }, wait);
+      }
+      return false;
+    }
     this.lastKeyframeRestart = now;
     this._keyframeRestarts++;
     this.successorRetargets = false;
@@ -308,6 +322,8 @@ export class Encoder extends EventEmitter<EncoderEvents> {
     this.stopped = true;
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.restartTimer = null;
+    if (this.deferredKeyframe) clearTimeout(this.deferredKeyframe);
+    this.deferredKeyframe = null;
     const procs = [this.proc, this.successor].filter((p): p is OwnedProcess => p !== null);
     this.successor = null;
     this.stopPromise = Promise.all(procs.map((p) => p.kill())).then(() => undefined);
