@@ -581,8 +581,12 @@ export const LAYER_RESUME_HEADROOM = 1.05;
  * moving its viewers for nothing.
  */
 export const LAYER_PAUSE_SHARE = 0.95;
-/** A re-target aims this far under the estimate, so every layer fits after it (not by a rounding). */
-const LAYER_RETARGET_MARGIN = 0.95;
+/**
+ * A re-target aims this far under the media share of the estimate, so every layer fits after it
+ * (not by a rounding). Small: the media share already leaves the headers' room, and a layer is
+ * paused only past LAYER_PAUSE_SHARE (at 0.95 the step link's media sat at 80% of the link).
+ */
+const LAYER_RETARGET_MARGIN = 0.99;
 
 /**
  * The sharer's quality layers on its uplink (issue 14, item 2): what is sent fits the estimate
