@@ -69,7 +69,7 @@ const share: Table = {
   'fec-depth': { type: 'number', describe: 'with --fec-mode column or 2d: the burst length repaired (default up to 5)' },
   layers: {
     type: 'string',
-    describe: 'quality layers from one capture, 1-3: the full picture at --bitrate, half size at 40%, quarter size at 15% (MJPEG: smaller pictures at --quality); the relay sends each viewer the best its path takes (default 1). auto: as many as keep the smallest 180 lines tall and the encoding within half the cores; 1 for MJPEG, a GPU encoder or a size not known; the log says what it chose',
+    describe: 'quality layers from one capture, 1-3: the full picture at --bitrate, half size at 40%, quarter size at 15% (MJPEG: smaller pictures at --quality); the relay sends each viewer the best its path takes. Default auto: as many as keep the smallest 180 lines tall and the encoding within half the cores; 1 for MJPEG, a GPU encoder or a size not known; the log says what it chose',
   },
   adapt: {
     type: 'boolean',

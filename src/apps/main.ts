@@ -122,8 +122,8 @@ export function shareOptions(a: Record<string, unknown>): ShareOptions {
     ffmpeg: a.ffmpeg !== undefined ? String(a.ffmpeg) : undefined,
     fec: parseFec(a.fec, a.fecMode, a.fecDepth),
     adapt: a.adapt !== false,
-    // 1 by default; auto: share picks by the picture's size and the cores (ffmpeg-args autoLayers).
-    layers: a.layers === undefined ? 1 : String(a.layers).trim() === 'auto' ? undefined : checkLayers(a.layers),
+    // auto (the default): share picks by the picture's size and the cores (ffmpeg-args autoLayers).
+    layers: a.layers === undefined || String(a.layers).trim() === 'auto' ? undefined : checkLayers(a.layers),
     key: readSecret('key', a.key, a.keyFile),
     encrypt: readSecret('encrypt', a.encrypt, a.encryptFile),
     ...commonOptions(a),
