@@ -7,7 +7,7 @@
  * what it forwarded and tail-dropped. The seeds and what else is particular to one benchmark stay
  * in that benchmark.
  */
-import { allStats, exited, mean, percentile, relayBehindImpair, round, sleep, stop, udpcast } from './lib.ts';
+import { allStats, captureStderr, exited, mean, percentile, relayBehindImpair, round, sleep, stop, udpcast } from './lib.ts';
 
 export const GOP = 60;
 export const FPS = 30;
@@ -122,7 +122,8 @@ export function smoothFigures(seconds: Second[], latencyOf: (s: Second) => numbe
  * One run with the bottleneck on the sharer's uplink: relay, `udpcast impair` (`impairArgs`) in
  * front of it, a viewer at the relay on a clean link (`--player none --output out`), then the
  * sharer through the impair proxy (`share --source test` at SIZE, FPS, GOP and `shareFlags`) for
- * `seconds`. startMs is when share was spawned; exitMs when it ended (or was given up on).
+ * `seconds`. startMs is when share was spawned; exitMs when it ended (or was given up on); the
+ * stderr of relay, proxy and sharer, for the benchmark to keep.
  */
 export async function sharerBehind(
   impairArgs: string[],
@@ -130,22 +131,26 @@ export async function sharerBehind(
   seconds: number,
   shareFlags: string[],
   relayArgs: string[] = [],
-): Promise<{ startMs: number; exitMs: number; relayStderr: string; impairStderr: string }> {
+): Promise<{ startMs: number; exitMs: number; relayStderr: string; impairStderr: string; shareStderr: string; watchStderr: string }> {
   const { result, relayStderr, impairStderr } = await relayBehindImpair(impairArgs, async ({ relayPort, impairPort }) => {
     let watch, share;
+    let shareSaid = () => '';
+    let watchSaid = () => '';
     try {
       watch = udpcast(['watch', `127.0.0.1:${relayPort}`, '--player', 'none', '--output', files.out, '--stats-json', files.wstats, '--no-dashboard']);
+      watchSaid = captureStderr(watch, true);
       await sleep(500);
       const startMs = Date.now();
       share = udpcast([
         'share', '--relay', `127.0.0.1:${impairPort}`, '--source', 'test', '--size', SIZE, '--fps', String(FPS), '--gop', String(GOP),
         '--duration', String(seconds), '--stats-json', files.sstats, '--no-dashboard', ...shareFlags,
       ]);
+      shareSaid = captureStderr(share, true);
       await Promise.race([exited(share), sleep((seconds + 20) * 1000)]);
       const exitMs = Date.now();
       // Frames still in the bottleneck's queue and the viewer's repair window reach the file.
       await sleep(1500);
-      return { startMs, exitMs };
+      return { startMs, exitMs, shareStderr: shareSaid(), watchStderr: watchSaid() };
     } finally {
       await stop(share);
       await stop(watch);

@@ -88,10 +88,17 @@ export function exited(child: ChildProcess): Promise<number | null> {
   return new Promise((r) => child.once('exit', (code) => r(code)));
 }
 
-/** What a child writes to stderr (its last 256 KiB), kept for reading after it exits: the impair proxy's summary, the relay's log. */
-export function captureStderr(child: ChildProcess): () => string {
+/**
+ * What a child writes to stderr (its last 256 KiB), kept for reading after it exits: the impair
+ * proxy's summary, the relay's log. `stamped`: each chunk as it came, after the wall-clock time it
+ * came at (a log to line up with the stats files afterwards).
+ */
+export function captureStderr(child: ChildProcess, stamped = false): () => string {
   let text = '';
-  child.stderr?.on('data', (c: Buffer) => (text = (text + c.toString()).slice(-262_144)));
+  child.stderr?.on('data', (c: Buffer) => {
+    const chunk = stamped ? c.toString().replace(/^(?=.)/gm, `${new Date().toISOString()} `) : c.toString();
+    text = (text + chunk).slice(-262_144);
+  });
   return () => text;
 }
 
@@ -399,7 +406,7 @@ export async function relayBehindImpair<T>(
   const relayPort = await freePort();
   const impairPort = await freePort();
   const relay = udpcast(['relay', '--port', String(relayPort), '--host', '127.0.0.1', '--no-dashboard', ...relayArgs]);
-  const relaySaid = captureStderr(relay);
+  const relaySaid = captureStderr(relay, true);
   const impair = udpcast(['impair', '--listen', `127.0.0.1:${impairPort}`, '--to', `127.0.0.1:${relayPort}`, ...impairArgs]);
   const impairSaid = captureStderr(impair);
   let result: T;
