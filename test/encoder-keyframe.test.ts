@@ -53,7 +53,8 @@ test('requestKeyframe: an IDR follows promptly, frames keep flowing, one FFmpeg 
     assert.equal(enc.requestKeyframe({ defer: true }), false, 'not now: inside the interval');
     assert.equal(enc.requestKeyframe({ defer: true }), false);
     await waitFor(() => frames.slice(deferredAsked).some((f) => f.keyframe), 5000, 'the deferred keyframe');
-    await waitFor(() => frames.length > frames.findLastIndex((f) => f.keyframe) + 45, 5000, 'a second and a half after it');
+    const lastKey = () => frames.reduce((at, f, i) => (f.keyframe ? i : at), -1);
+    await waitFor(() => frames.length > lastKey() + 45, 5000, 'a second and a half after it');
     assert.equal(enc.keyframeRestarts, 3, 'the deferred request started one run, not two');
     assert.equal(frames.slice(deferredAsked).filter((f) => f.keyframe).length, 1);
   } finally {
