@@ -11,6 +11,7 @@
  */
 import { UsageError } from '../util/errors.ts';
 import { captureFilters, captureInputArgs, knownCaptureSize, type CaptureOptions } from '../capture/source.ts';
+import { AUDIO_RATE, audioInputArgs, testFlashFilter, type AudioSource } from '../capture/audio.ts';
 import { codec, type CodecName } from '../codecs/registry.ts';
 
 export interface EncodeOptions {
@@ -34,6 +35,35 @@ export interface EncodeOptions {
    * keyframes fall on the same pictures.
    */
   layers?: number;
+  /** Sound (--audio), encoded as Opus into an Ogg stream on its own pipe (audioFd), from the same FFmpeg as the picture. */
+  audio?: AudioEncoding;
+}
+
+export interface AudioEncoding {
+  source: AudioSource;
+  bitrateKbps: number;
+}
+
+/**
+ * The Opus encoder: 20 ms frames (RFC 7587's usual packet; 10 ms would halve the frame's wait but
+ * double the packets for a few ms of a delay the picture's encoder exceeds anyway), in-band FEC
+ * sized for 10% loss (RFC 6716 §2.1.7: a packet carries a coarse copy of the one before, in the
+ * SILK and hybrid modes the `audio` application uses for speech), Ogg pages of one packet so none
+ * waits for the next (the muxer's default page is a second).
+ */
+export const OPUS_FRAME_MS = 20;
+const OPUS_ARGS = ['-c:a', 'libopus', '-application', 'audio', '-frame_duration', String(OPUS_FRAME_MS), '-fec', '1', '-packet_loss', '10', '-ar', String(AUDIO_RATE)];
+
+/** The FFmpeg output pipe of the sound: after every layer's. */
+export function audioFd(layers: number): number {
+  return layers + 2;
+}
+
+/** The sound's output: its own map, encoder and pipe. */
+function audioOutput(audio: AudioEncoding, layers: number): string[] {
+  // The picture's input is 0; a separate sound input is 1.
+  const map = audio.source.kind === 'file' ? '0:a:0' : '1:a:0';
+  return ['-map', map, '-vn', '-sn', ...OPUS_ARGS, '-b:a', `${audio.bitrateKbps}k`, '-f', 'opus', '-page_duration', String(OPUS_FRAME_MS * 1000), '-flush_packets', '1', `pipe:${audioFd(layers)}`];
 }
 
 export const LAYERS_MAX = 3;
@@ -172,6 +202,8 @@ export const GLOBAL_ARGS = ['-hide_banner', '-loglevel', 'warning', '-nostats', 
  */
 function videoFilter(capture: CaptureOptions, encode: EncodeOptions, encoderFilters: string[]): string[] {
   const chain = [...captureFilters(capture)];
+  // The test beep's picture: the pattern flashes white on the same instants of its own clock.
+  if (capture.source === 'test' && encode.audio?.source.kind === 'test') chain.push(testFlashFilter());
   // The test pattern is already generated at --size; anything else is scaled to it.
   if (encode.size && capture.source !== 'test') chain.push(`scale=${encode.size.width}:${encode.size.height}`);
   const size = encodedInputSize(capture, encode);
@@ -190,13 +222,16 @@ export function buildShareArgs(capture: CaptureOptions, encode: EncodeOptions): 
 
   const args = [...GLOBAL_ARGS, ...encoding.global];
   args.push(...captureInputArgs(cap));
+  if (encode.audio) args.push(...audioInputArgs(encode.audio.source, cap.platform));
   const layers = encode.layers ?? 1;
+  const sound = encode.audio ? audioOutput(encode.audio, layers) : [];
   if (layers === 1) {
     // Only the first video stream: a custom input may carry audio or subtitles.
     args.push('-map', '0:v:0', '-an', '-sn');
     args.push(...videoFilter(cap, encode, encoding.filters));
     args.push('-r', String(encode.fps));
     args.push(...encoding.output);
+    args.push(...sound);
     return args;
   }
   if (!Number.isInteger(layers) || layers < 1 || layers > LAYERS_MAX) throw new UsageError(`--layers must be 1-${LAYERS_MAX}, got ${layers}`);
@@ -219,5 +254,6 @@ export function buildShareArgs(capture: CaptureOptions, encode: EncodeOptions): 
     // pictures (-g), so the relay can move a viewer between layers at any of them.
     args.push(...out.slice(0, -1), '-sc_threshold', '0', `pipe:${layerFd(i)}`);
   }
+  args.push(...sound);
   return args;
 }
