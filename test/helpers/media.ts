@@ -94,3 +94,36 @@ function rate(r: string | undefined): number | undefined {
   const [n, d] = (r ?? '').split('/').map(Number);
   return n > 0 && d > 0 ? n / d : undefined;
 }
+
+/** Mean luma of each frame of `file`'s picture, by its time (FFmpeg's signalstats). */
+export function frameLuma(file: string): Array<{ t: number; y: number }> {
+  const r = spawnSync('ffprobe', ['-v', 'error', '-f', 'lavfi', '-i', `movie=${file},signalstats`, '-show_entries', 'frame=pts_time:frame_tags=lavfi.signalstats.YAVG', '-of', 'csv=p=0'], { encoding: 'utf8' });
+  return r.stdout.split('\n').filter(Boolean).map((l) => {
+    const [t, y] = l.split(',').map(Number);
+    return { t, y };
+  });
+}
+
+/** When the sound of `file` starts after each silence (FFmpeg's silencedetect), in seconds. */
+export function soundOnsets(file: string): number[] {
+  const r = spawnSync('ffmpeg', ['-nostdin', '-i', file, '-map', '0:a:0', '-af', 'silencedetect=n=-30dB:d=0.05', '-f', 'null', '-'], { encoding: 'utf8' });
+  return [...r.stderr.matchAll(/silence_end: ([\d.]+)/g)].map((m) => Number(m[1]));
+}
+
+/**
+ * `share --audio test`'s check: the pattern's white flashes (luma rising past 200) in `videoFile`
+ * and the beep's onsets in `audioFile` (the same file for a recording with both), and how far the
+ * worst flash is from its nearest beep, in ms.
+ */
+export function beepsOnFlashes(videoFile: string, audioFile = videoFile): { flashes: number[]; onsets: number[]; worstMs: number } {
+  const luma = frameLuma(videoFile);
+  const flashes: number[] = [];
+  for (let i = 1; i < luma.length; i++) if (luma[i].y > 200 && luma[i - 1].y <= 200) flashes.push(luma[i].t);
+  const onsets = soundOnsets(audioFile);
+  let worstMs = 0;
+  for (const t of flashes) {
+    const near = onsets.reduce((best, o) => (Math.abs(o - t) < Math.abs(best - t) ? o : best), Infinity);
+    worstMs = Math.max(worstMs, Math.round(Math.abs(near - t) * 1000));
+  }
+  return { flashes, onsets, worstMs };
+}
