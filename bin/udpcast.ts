@@ -71,6 +71,10 @@ const share: Table = {
     type: 'string',
     describe: 'quality layers from one capture, 1-3: the full picture at --bitrate, half size at 40%, quarter size at 15% (MJPEG: smaller pictures at --quality); the relay sends each viewer the best its path takes. Default auto: as many as keep the smallest 180 lines tall and the encoding within half the cores; 1 for MJPEG, a GPU encoder or a size not known; the log says what it chose',
   },
+  audio: {
+    type: 'string',
+    describe: "sound too, as Opus (off unless given: a screen share does not send what the machine plays unasked). No value: the file's own sound with --source FILE, the beep with --source test, the desktop's sound with the screen (Linux: PulseAudio/PipeWire's default monitor); test: a 1 kHz beep each second while the test pattern flashes; NAME: a PulseAudio source, alsa:hw:N, a DirectShow device (Windows: enable \"Stereo Mix\" for the desktop's sound) or an AVFoundation device (macOS: a loopback device such as BlackHole)",
+  },
   adapt: {
     type: 'boolean',
     default: true,

@@ -34,6 +34,8 @@ export const MAX_NALUS_PER_AU = 1024;
 export const PT_H264 = 96;
 /** Static payload type for JPEG (RFC 3551 §6, table 5). */
 export const PT_JPEG = 26;
+/** Dynamic payload type for Opus (RFC 7587), the number browsers offer it under. */
+export const PT_OPUS = 111;
 /** Video RTP clock rate (RFC 6184 §8.2.1, RFC 2435 §3.1.3). */
 export const VIDEO_CLOCK_RATE = 90000;
 

@@ -2,6 +2,7 @@
  * Runs one command: validates its options into a typed object, starts it, ends it cleanly on
  * SIGINT/SIGTERM or --duration, and maps errors to exit codes (2: a person's mistake, 1: a failure).
  */
+import { parseAudio } from '../capture/audio.ts';
 import { DEFAULT_PORT, DEFAULT_STREAM, DEFAULT_TEST_SIZE, DEFAULT_FPS, DEFAULT_BITRATE_KBPS, DEFAULT_GOP } from '../defaults.ts';
 import { CODEC_NAMES, DEFAULT_CODEC, codec as codecOf } from '../codecs/registry.ts';
 import { locateFfplay } from '../encode/locate.ts';
@@ -124,6 +125,8 @@ export function shareOptions(a: Record<string, unknown>): ShareOptions {
     adapt: a.adapt !== false,
     // auto (the default): share picks by the picture's size and the cores (ffmpeg-args autoLayers).
     layers: a.layers === undefined || String(a.layers).trim() === 'auto' ? undefined : checkLayers(a.layers),
+    // Off unless given; a flag with no value is the source's own sound (capture/audio.ts).
+    audio: parseAudio(a.audio === '' ? true : (a.audio as string | boolean | undefined), String(a.source ?? 'screen')),
     key: readSecret('key', a.key, a.keyFile),
     encrypt: readSecret('encrypt', a.encrypt, a.encryptFile),
     ...commonOptions(a),

@@ -2,6 +2,7 @@
  * One options object per command, validated once at the edge. Every check names the option and the
  * valid range, so a person knows what to type instead.
  */
+import type { AudioSource } from '../capture/audio.ts';
 import { outputFormat } from '../player/sinks.ts';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { UsageError } from '../util/errors.ts';
@@ -63,6 +64,8 @@ export interface ShareOptions extends CommonOptions, Pick<Secrets, 'key' | 'encr
   adapt: boolean;
   /** --layers: quality layers from one capture (1-3); undefined: auto, chosen when the picture's size is known. */
   layers?: number;
+  /** --audio: what sound to send with the picture (capture/audio.ts); undefined: none. */
+  audio?: AudioSource;
 }
 
 export interface RelayOptions extends CommonOptions, Pick<Secrets, 'key' | 'watchKey'> {

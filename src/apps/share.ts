@@ -2,6 +2,7 @@
  * `udpcast share`: capture → encode (FFmpeg) → packetize → relay. Without --relay an embedded relay
  * serves viewers on --port, so `udpcast watch SHARER_HOST` needs no separate server.
  */
+import type { AudioSource } from '../capture/audio.ts';
 import { availableParallelism, networkInterfaces } from 'node:os';
 import { CB_RESUME_MS, CONNECT_TIMEOUT_MS, DEFAULT_TEST_SIZE, KEEPALIVE_MS, VIEWER_TIMEOUT_MS, WATCH_HINT_MAX_ADDRESSES } from '../defaults.ts';
 import type { ShareSnapshot } from '../dashboard/snapshots.ts';
@@ -67,6 +68,15 @@ async function resolveOption(option: string, host: string, hint: string) {
 }
 
 /** "1280x720 at 2500k, 640x360 at 1000k, …" when the size is known; else the fractions. */
+/** The Opus bitrate of --audio: clear speech and fair music at 48 kHz (RFC 6716 §2.1.1 puts full band at 24-64 kbit/s). */
+export const AUDIO_BITRATE_KBPS = 64;
+
+function describeAudio(a: AudioSource): string {
+  if (a.kind === 'test') return 'a 1 kHz beep each second, on the test pattern\'s flash';
+  if (a.kind === 'file') return 'the file\'s own';
+  return `from ${a.name === 'default' ? "the desktop's output" : a.name}`;
+}
+
 function describeLayers(capture: CaptureOptions, encode: EncodeOptions): string {
   const size = encodedInputSize(capture, encode);
   const rates = layerBitrates(encode.bitrateKbps, encode.layers ?? 1);
@@ -110,7 +120,10 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     inputOptions: o.sourceOptions,
     loop: o.loop,
   };
-  const encode: EncodeOptions = { codec: o.codec, encoder: o.encoder, bitrateKbps: o.bitrateKbps, fps: o.fps, gop: o.gop, quality: o.quality, size, layers: o.layers };
+  const encode: EncodeOptions = {
+    codec: o.codec, encoder: o.encoder, bitrateKbps: o.bitrateKbps, fps: o.fps, gop: o.gop, quality: o.quality, size, layers: o.layers,
+    audio: o.audio ? { source: o.audio, bitrateKbps: AUDIO_BITRATE_KBPS } : undefined,
+  };
   checkSourceExists(capture);
   // A size the codec cannot carry is padded or scaled, and said once; a whole screen or a file
   // does not tell its size, so FFmpeg is asked.
@@ -143,7 +156,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   // The path must carry every layer's bitrate plus RTP/UDP headers, RTCP and FEC parity.
   const shares = LAYER_SHARES.slice(0, layers);
   const allLayersKbps = o.bitrateKbps * shares.reduce((a, b) => a + b, 0);
-  const pathMaxKbps = (allLayersKbps / CC_MEDIA_SHARE) * (o.fec ? 1 + 1 / o.fec.groupSize : 1);
+  const pathMaxKbps = ((allLayersKbps + (o.audio ? AUDIO_BITRATE_KBPS : 0)) / CC_MEDIA_SHARE) * (o.fec ? 1 + 1 / o.fec.groupSize : 1);
   const chosen = auto ? ` (--layers auto: ${auto.why}; --layers 1-${LAYERS_MAX} to choose)` : '';
   if (layers > 1) log(`sending ${layers} quality layers${chosen}: ${describeLayers(capture, encode)}`);
   else if (auto) log(`sending 1 quality layer${chosen}`);
@@ -154,8 +167,12 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     fec: o.fec,
     congestion: o.adapt ? { maxKbps: pathMaxKbps } : undefined,
     layers,
+    audio: o.audio !== undefined,
     security: keyMaster || encryptMaster ? { key: keyMaster, encrypt: encryptMaster } : undefined,
   });
+  if (o.audio) log(`sound: ${describeAudio(o.audio)}, Opus at ${AUDIO_BITRATE_KBPS} kbit/s`);
+  // The sound goes out as it comes, whatever the picture does (paused layers, a keyframe wait).
+  encoder.on('audio', (p) => publisher.sendAudio(p));
   let finish!: (code: number) => void;
   const done = new Promise<number>((resolve) => (finish = resolve));
   let stopping = false;
@@ -277,6 +294,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
         framesEncoded: encoder.framesEncoded,
         framesSent: c.framesSent,
         keyframesSent: c.keyframesSent,
+        audioPacketsSent: c.audioPacketsSent,
         packetsSent: c.packetsSent,
         bytesSent: c.bytesSent,
         viewers,

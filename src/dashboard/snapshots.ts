@@ -72,6 +72,10 @@ export interface WatchSnapshot {
   publisherRestarts: number;
   /** Times the relay moved this viewer to another quality layer (its picture size changes with it). */
   layerMoves: number;
+  /** The sharer's sound (Opus packets): received and handed on, never seen, too late or twice. */
+  audioPackets: number;
+  audioLost: number;
+  audioLate: number;
   /** Encrypted packets that would not decrypt (--encrypt). */
   undecryptable: number;
   /** The player window: keeping up ('live'), or stopped reading ('behind'); null without one. */
@@ -115,6 +119,8 @@ export interface ShareSnapshot {
   framesEncoded: number;
   framesSent: number;
   keyframesSent: number;
+  /** Opus packets sent (--audio); 0 without sound. */
+  audioPacketsSent: number;
   packetsSent: number;
   bytesSent: number;
   viewers: number;
@@ -270,6 +276,9 @@ export const WATCH_FIELDS = {
   firstFrameMs: 'gauge',
   publisherRestarts: 'counter',
   layerMoves: 'counter',
+  audioPackets: 'counter',
+  audioLost: 'counter',
+  audioLate: 'counter',
   undecryptable: 'counter',
   playerRestarts: 'counter',
   framesHeldBack: 'counter',
@@ -288,6 +297,7 @@ export const SHARE_FIELDS = {
   framesEncoded: 'counter',
   framesSent: 'counter',
   keyframesSent: 'counter',
+  audioPacketsSent: 'counter',
   packetsSent: 'counter',
   bytesSent: 'counter',
   viewers: 'gauge',

@@ -15,7 +15,9 @@ import { performance } from 'node:perf_hooks';
 import { isFileSource, type CaptureOptions } from '../capture/source.ts';
 import { PacketError } from '../util/errors.ts';
 import { OwnedProcess, type SpawnFn } from '../util/child.ts';
-import { buildShareArgs, layerFd, type EncodeOptions } from './ffmpeg-args.ts';
+import { audioFd, buildShareArgs, layerFd, type EncodeOptions } from './ffmpeg-args.ts';
+import { OggOpusReader } from './ogg.ts';
+import { OPUS_RATE } from '../codecs/opus/opus.ts';
 import { CODEC_NAMES, codec as codecOf, type CodecName } from '../codecs/registry.ts';
 import type { FfmpegEncoding } from '../codecs/codec.ts';
 import { FlvReader } from './flv.ts';
@@ -46,6 +48,8 @@ export interface CapturedFrame {
 
 export interface EncoderEvents {
   frame: [frame: CapturedFrame];
+  /** One Opus packet of the sound (--audio), stamped on the same clock as the frames. */
+  audio: [packet: CapturedAudio];
   /** FFmpeg died mid-share; it will be started again after delayMs. */
   restart: [attempt: number, delayMs: number];
   /** FFmpeg cannot run (missing binary, or its first run failed before any frame). The encoder has stopped. */
@@ -54,6 +58,17 @@ export interface EncoderEvents {
   started: [pid: number];
   /** FFmpeg's stdout ended with exit code 0 (a file --source ran out). The encoder has stopped. */
   end: [];
+}
+
+/** One Opus packet (20 ms) as the encoder hands it on. */
+export interface CapturedAudio {
+  data: Buffer;
+  /** 48 kHz samples it decodes to. */
+  samples: number;
+  /** Wall-clock time (ms) its first sample was captured, on the frames' clock (CapturedFrame.captureUnixMs). */
+  captureUnixMs: number;
+  /** The stream's ID header (RFC 7845 §5.1): channels and pre-skip. */
+  head: Buffer;
 }
 
 export interface EncoderOptions {
@@ -67,6 +82,9 @@ export interface EncoderOptions {
   /** Wall clock, default Date.now. */
   now?: () => number;
 }
+
+/** A new run's sound may start this much before the old one's ended (its clock is read afresh) and still be handed on. */
+const AUDIO_OVERLAP_MS = 5;
 
 /** Restart delays: doubling from 0.5 s, capped at 5 s. */
 export const RESTART_INITIAL_MS = 500;
@@ -196,6 +214,8 @@ export class Encoder extends EventEmitter<EncoderEvents> {
   /** Runs ended on purpose (replaced by a successor): their death is not a crash. */
   private readonly retired = new WeakSet<OwnedProcess>();
   private lastKeyframeRestart = -Infinity;
+  /** Where the sound handed on so far ends (wall-clock ms): a new run's sound starts there. */
+  private audioUntil = -Infinity;
   /** A keyframe asked for with `defer` inside KEYFRAME_RESTART_MIN_MS: it starts when the interval is over. */
   private deferredKeyframe: NodeJS.Timeout | null = null;
   private _keyframeRestarts = 0;
@@ -334,7 +354,8 @@ export class Encoder extends EventEmitter<EncoderEvents> {
   private run(successor = false): void {
     const codec = this.encode.codec;
     const layers = this.encode.layers ?? 1;
-    const proc = new OwnedProcess({ command: this.opts.ffmpegPath, args: this.args, name: 'ffmpeg', spawn: this.opts.spawn, extraOutputs: layers - 1 });
+    const audio = this.encode.audio !== undefined;
+    const proc = new OwnedProcess({ command: this.opts.ffmpegPath, args: this.args, name: 'ffmpeg', spawn: this.opts.spawn, extraOutputs: layers - 1 + (audio ? 1 : 0) });
     if (successor) this.successor = proc;
     else this.proc = proc;
     const runStartedAt = this.now();
@@ -404,6 +425,26 @@ export class Encoder extends EventEmitter<EncoderEvents> {
           // A broken stream cannot be resynchronised reliably: start FFmpeg afresh.
           this.log(`ffmpeg output is malformed (${err.message}); restarting ffmpeg`);
           void proc.kill();
+        }
+      });
+    }
+    if (audio) {
+      // The sound's pipe: read from the run's start (its pages must be whole), handed on only while
+      // this run is the one sending, on the frames' clock: the beep stays on its flash.
+      const ogg = new OggOpusReader();
+      proc.output(audioFd(layers))?.on('data', (chunk: Buffer) => {
+        const packets = ogg.push(chunk); // bad pages are counted there, never thrown
+        if (this.stopped || this.proc !== proc || !ogg.head) return;
+        const arrival = this.now();
+        const preSkip = ogg.opusHead?.preSkip ?? 0;
+        for (const p of packets) {
+          const ptsMs = ((p.endSample - p.samples - preSkip) * 1000) / OPUS_RATE;
+          offset = Math.min(offset, arrival - ptsMs - (p.samples * 1000) / OPUS_RATE);
+          const captureUnixMs = ptsMs + offset;
+          // A run taking over starts its sound where the one before had got to: no sample twice.
+          if (captureUnixMs < this.audioUntil - AUDIO_OVERLAP_MS) continue;
+          this.audioUntil = captureUnixMs + (p.samples * 1000) / OPUS_RATE;
+          this.emit('audio', { data: p.data, samples: p.samples, captureUnixMs, head: ogg.head });
         }
       });
     }

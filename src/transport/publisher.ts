@@ -8,7 +8,8 @@
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { hostname } from 'node:os';
-import { KEEPALIVE_MS, RELAY_SILENT_MS, DEFAULT_PAYLOAD_LIMIT } from '../defaults.ts';
+import { KEEPALIVE_MS, RELAY_SILENT_MS, DEFAULT_PAYLOAD_LIMIT, PT_OPUS } from '../defaults.ts';
+import { OPUS_RATE } from '../codecs/opus/opus.ts';
 import type { Endpoint } from '../util/net.ts';
 import { ControlType, PT_PROBE, RELAY_SSRC, RefuseReason, controlApp, parseControl } from './control.ts';
 import { PacketError, unlessMalformed } from '../util/errors.ts';
@@ -76,6 +77,8 @@ export interface PublisherOptions {
   fec?: { groupSize: number; mode: FecMode; depth?: number };
   /** Quality layers sent (1-3): each its own SSRC, numbering and FEC, one timestamp clock. */
   layers?: number;
+  /** Sound is sent too (sendAudio): Opus on its own SSRC, in the SRs beside the picture's. */
+  audio?: boolean;
   log?: (line: string) => void;
   now?: () => number;
 }
@@ -92,6 +95,8 @@ export interface ViewerReport {
 export interface PublisherCounters {
   framesSent: number;
   keyframesSent: number;
+  /** Opus packets sent (sendAudio). */
+  audioPacketsSent: number;
   packetsSent: number;
   bytesSent: number;
   sendErrors: number;
@@ -153,6 +158,7 @@ export class Publisher {
   readonly counters: PublisherCounters = {
     framesSent: 0,
     keyframesSent: 0,
+    audioPacketsSent: 0,
     packetsSent: 0,
     bytesSent: 0,
     sendErrors: 0,
@@ -196,6 +202,9 @@ export class Publisher {
   private readonly pacer?: Pacer<Outgoing>;
   /** The probes' own SSRC and numbering: a stream the relay never forwards. */
   private readonly prober = new RtpSender({ payloadType: PT_PROBE });
+  /** The sound's source (RFC 7587), when there is sound. */
+  readonly audioSender?: RtpSender;
+  private readonly audioTsOffset = randomBytes(4).readUInt32BE(0);
   private probeTimer?: NodeJS.Timeout;
   /** The relay refused our PUBLISH (the stream is another sharer's, the relay is full, a bad key). */
   onRefused?: (reason: RefuseReason) => void;
@@ -247,6 +256,7 @@ export class Publisher {
     const layers = opts.layers ?? 1;
     this.senders = Array.from({ length: layers }, () => new RtpSender({ payloadType: c.payloadType }));
     this.sender = this.senders[0];
+    if (opts.audio) this.audioSender = new RtpSender({ payloadType: PT_OPUS });
     this.packetizers = this.senders.map(() => c.packetizer({ payloadLimit }));
     if (opts.fec) this.fecs = this.senders.map((s) => new FecEncoder({ mediaSsrc: s.ssrc, ...opts.fec! }));
     if (opts.congestion) {
@@ -281,6 +291,22 @@ export class Publisher {
   /** RTP timestamp of a capture instant: 90 kHz wall clock plus this sender's random offset. */
   rtpTimestamp(unixMs: number): number {
     return (Math.round(unixMs * (this.clockRate / 1000)) + this.tsOffset) % TS_MOD;
+  }
+
+  /** RTP timestamp of a capture instant on the sound's 48 kHz clock (RFC 7587 §4.1). */
+  audioRtpTimestamp(unixMs: number): number {
+    return (Math.round(unixMs * (OPUS_RATE / 1000)) + this.audioTsOffset) % TS_MOD;
+  }
+
+  /**
+   * Sends one Opus packet as one RTP packet (RFC 7587 §4.2), stamped by its capture time so the
+   * SRs map it to the same wall clock as the picture. Through the pacer like media: the sound
+   * counts in what the path is asked to carry. Not held with a paused picture: sound goes on.
+   */
+  sendAudio(packet: { data: Buffer; captureUnixMs: number }): void {
+    if (this.closed || !this.audioSender || this.breaker.open) return;
+    for (const d of this.audioSender.frame([[packet.data]], this.audioRtpTimestamp(packet.captureUnixMs), false)) this.transmit(d);
+    this.counters.audioPacketsSent++;
   }
 
   /** Packetizes and sends one frame. A frame the payload format cannot carry throws PacketError. */
@@ -428,19 +454,21 @@ export class Publisher {
     // One SR per layer (the same clock mapping: the layers share one timestamp clock), and one
     // CNAME for all of them (RFC 3550 §6.5.1: the same source).
     return serializeRtcp([
-      ...this.senders.map((s): RtcpPacket => ({
-        type: 'sr',
-        ssrc: s.ssrc,
-        ntpSec: ntp.sec,
-        ntpFrac: ntp.frac,
-        rtpTimestamp: this.rtpTimestamp(now),
-        packetCount: s.packetCount >>> 0,
-        octetCount: s.octetCount >>> 0,
-        reports: [],
-      })),
-      { type: 'sdes', chunks: this.senders.map((s) => ({ ssrc: s.ssrc, items: [{ type: SDES_CNAME, text: this.cname }] })) },
+      ...this.senders.map((s): RtcpPacket => this.sr(s, ntp, this.rtpTimestamp(now))),
+      // The sound's own clock mapped to the same instant: a receiver lines the two up by it (RFC 3550 §6.4.1).
+      ...(this.audioSender ? [this.sr(this.audioSender, ntp, this.audioRtpTimestamp(now))] : []),
+      { type: 'sdes', chunks: this.allSenders.map((s) => ({ ssrc: s.ssrc, items: [{ type: SDES_CNAME, text: this.cname }] })) },
       ...extra,
     ]);
+  }
+
+  private sr(s: RtpSender, ntp: { sec: number; frac: number }, rtpTimestamp: number): RtcpPacket {
+    return { type: 'sr', ssrc: s.ssrc, ntpSec: ntp.sec, ntpFrac: ntp.frac, rtpTimestamp, packetCount: s.packetCount >>> 0, octetCount: s.octetCount >>> 0, reports: [] };
+  }
+
+  /** Every source of this sharer: the layers', then the sound's. */
+  private get allSenders(): RtpSender[] {
+    return this.audioSender ? [...this.senders, this.audioSender] : this.senders;
   }
 
   /** SR + SDES + PUBLISH: keeps the relay's latch and gives viewers the clock mapping. */

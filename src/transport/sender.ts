@@ -37,15 +37,18 @@ export class RtpSender {
     return this.seq;
   }
 
-  /** One datagram per payload; the last carries the marker bit. */
-  frame(payloads: Payload[], timestamp: number): Buffer[][] {
+  /**
+   * One datagram per payload; the last carries the marker bit unless `marker` is false (Opus,
+   * RFC 7587 §4.1: the bit marks only the first packet after a silence sent as DTX).
+   */
+  frame(payloads: Payload[], timestamp: number, marker = true): Buffer[][] {
     const out: Buffer[][] = [];
     for (let i = 0; i < payloads.length; i++) {
       const payload = payloads[i];
       out.push(
         serializeRtp({
           padding: 0,
-          marker: i === payloads.length - 1,
+          marker: marker && i === payloads.length - 1,
           payloadType: this.payloadType,
           sequenceNumber: this.seq,
           timestamp,
