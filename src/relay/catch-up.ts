@@ -64,6 +64,21 @@ export class KeyframeCache {
     }
   }
 
+  /**
+   * A packet of another source of the stream (its sound) since the keyframe: replayed with the
+   * picture, in the order they came, so a joining viewer hears what it sees from the start.
+   */
+  addAlongside(buf: Buffer): void {
+    if (!this.packets) return;
+    this.bytes += buf.length;
+    if (this.bytes > KEYFRAME_CACHE_BYTES) {
+      this.packets = undefined;
+      this.bytes = 0;
+    } else {
+      this.packets.push(buf);
+    }
+  }
+
   /** The publisher's RTCP compound `buf` carried an SR. */
   sr(buf: Buffer): void {
     this.lastSr = buf;

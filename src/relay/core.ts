@@ -15,7 +15,7 @@
  *   sent as is. Viewers' reports go to the sharer; their NACKs are answered here from history, and
  *   their keyframe requests are passed on once per keyframe (forSharer).
  */
-import { VIDEO_CLOCK_RATE, CB_RESUME_MS, KEYFRAME_WAIT_MS, LANE_PAUSED_MS, LANE_RATE_MS, LANE_SILENT_MS, MAX_DATAGRAM, MAX_STREAMS, VIEWER_KEYFRAME_MIN_MS, MAX_VIEWERS, MAX_VIEWERS_PER_STREAM, PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS } from '../defaults.ts';
+import { PT_OPUS, VIDEO_CLOCK_RATE, CB_RESUME_MS, KEYFRAME_WAIT_MS, LANE_PAUSED_MS, LANE_RATE_MS, LANE_SILENT_MS, MAX_DATAGRAM, MAX_STREAMS, VIEWER_KEYFRAME_MIN_MS, MAX_VIEWERS, MAX_VIEWERS_PER_STREAM, PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS } from '../defaults.ts';
 import { ControlType, PT_PROBE, RefuseReason, parseControl, type PublishMessage, type SubscribeMessage } from '../transport/control.ts';
 import { isRtcp, parseRtcp, serializeRtcp, type Ccfb, type RtcpPacket } from '../transport/rtcp.ts';
 import { isRtp, rtpPayloadOffset, rtpPayloadType, rtpSequence, rtpSsrc, rtpTimestamp } from '../rtp/packet.ts';
@@ -218,6 +218,16 @@ export class RelayCore {
     stream.packetsIn++;
     stream.bytesIn += buf.length;
     const ssrc = rtpSsrc(buf);
+    if (rtpPayloadType(buf) === PT_OPUS) {
+      // Sound: to every viewer, whatever layer it gets, and never held back to make room for a
+      // picture; no lane's rate nor keyframe cache counts it.
+      stream.audioPackets++;
+      for (const l of stream.lanes) l.keyframes.addAlongside(buf);
+      if (stream.lanes.length > 1) stream.sent.onSent(ssrc, rtpSequence(buf), buf.length, now);
+      const out = this.fanOut(stream, buf);
+      this.congestionFeedback(stream.publisher!, buf, now, out);
+      return out;
+    }
     const lane = this.routing.laneOf(stream, ssrc);
     lane.rateBytes += buf.length;
     lane.lastMediaAt = now;
