@@ -60,6 +60,8 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
   const deliver = (out: ViewerOutput) => {
     for (const b of out.send) send(b);
     const now = performance.now(); // sinks time frames on a monotonic clock (a wall-clock step is not a stall)
+    // Sound first: a packet captured before the frame that came with it is written before it.
+    for (const a of out.audio) for (const s of sinks) s.writeAudio?.(a, now);
     for (const f of out.frames) {
       if (ffplay && !player && !stopping) {
         player = new FfplaySink({
@@ -170,6 +172,9 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
       firstFrameMs: viewer.firstFrameMs ?? null,
       publisherRestarts: c.publisherRestarts,
       layerMoves: c.layerMoves,
+      audioPackets: c.audioPackets,
+      audioLost: c.audioLost,
+      audioLate: c.audioLate,
       undecryptable: c.undecryptable,
       player: player ? player.state : null,
       playerRestarts: player?.restarts ?? 0,

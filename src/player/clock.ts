@@ -66,6 +66,14 @@ export class LiveClock {
 export class RecordingClock {
   private last?: { rtp: number; pts: number; at: number };
 
+  /**
+   * Where `rtpTimestamp` falls on the frames' timeline, read from the last frame stamped, without
+   * moving it: the sound's packets, which come between frames. Undefined before the first frame.
+   */
+  at(rtpTimestamp: number): number | undefined {
+    return this.last && this.last.pts + tsDiff(this.last.rtp, rtpTimestamp);
+  }
+
   /** The frame's time in 90 kHz ticks from the first frame, always increasing. */
   stamp(rtpTimestamp: number, now: number): number {
     const prev = this.last;

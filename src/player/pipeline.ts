@@ -10,7 +10,8 @@
  * needed (ViewerCore asks for one with RTCP PLI, RFC 4585 §6.3.1), so the decoder never sees a
  * damaged picture.
  */
-import { VIDEO_CLOCK_RATE } from '../defaults.ts';
+import { PT_OPUS, VIDEO_CLOCK_RATE } from '../defaults.ts';
+import { AudioReceiver, type ReceivedAudio } from './audio.ts';
 import { codec, codecOfPayloadType, type CodecName } from '../codecs/registry.ts';
 import type { Depacketizer, Frame } from '../rtp/frame.ts';
 import { isRtp, parseRtp, type RtpPacket } from '../rtp/packet.ts';
@@ -75,6 +76,8 @@ export interface PipelineOutput {
   keyframeNeeded: boolean;
   /** The datagram was media of the publisher: the stream is live. */
   live: boolean;
+  /** The sharer's sound (Opus), on the picture's clock. */
+  audio: ReceivedAudio[];
   /**
    * Set when this datagram made the pipeline follow a publisher: the first, a new one (restart),
    * or another quality layer of the same one (layer: the relay switched this viewer's layer).
@@ -96,6 +99,8 @@ const SR_SSRCS_MAX = 16;
 type SenderClock = { ssrc: number; ntpSec: number; ntpFrac: number; rtpTimestamp: number };
 
 export class MediaPipeline {
+  /** The sharer's sound, if it sends any. */
+  readonly audio = new AudioReceiver();
   /** RFC 3550 receive statistics of the current publisher (A.1 starts again for each). */
   stats = new ReceiverStats({ clockRate: VIDEO_CLOCK_RATE });
   private ssrc?: number;
@@ -244,6 +249,13 @@ export class MediaPipeline {
       for (const r of this.fec.pushFec(buf)) this.recovered(r, now, out);
       return;
     }
+    if (pkt.payloadType === PT_OPUS) {
+      // Sound: its own order and clock; it never makes the pipeline follow another publisher.
+      const sr = (ssrc: number | undefined) => (ssrc === undefined ? undefined : this.srs.get(ssrc)?.sr);
+      const a = this.audio.push(pkt, sr(pkt.ssrc), sr(this.ssrc));
+      if (a) out.audio.push(a);
+      return;
+    }
     const name = codecOfPayloadType(pkt.payloadType)?.name;
     if (!name) {
       this.own.malformed++;
@@ -345,5 +357,5 @@ export class MediaPipeline {
 }
 
 function emptyOutput(): PipelineOutput {
-  return { frames: [], nack: [], keyframeNeeded: false, live: false };
+  return { frames: [], nack: [], keyframeNeeded: false, live: false, audio: [] };
 }

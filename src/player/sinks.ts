@@ -12,7 +12,9 @@ import { OUTPUT_BUFFER_MAX_BYTES } from '../defaults.ts';
 import { UsageError } from '../util/errors.ts';
 import { CODEC_NAMES, codec, type CodecName } from '../codecs/registry.ts';
 import { LiveClock, RecordingClock } from './clock.ts';
-import type { ContainerCodec, ContainerWriter } from './container.ts';
+import type { ContainerCodec, ContainerFrame, ContainerWriter } from './container.ts';
+import type { ReceivedAudio } from './audio.ts';
+import { opusHead } from '../codecs/opus/opus.ts';
 import { MkvWriter } from './mkv.ts';
 import { Mp4Writer } from './mp4.ts';
 
@@ -29,8 +31,16 @@ export interface SinkFrame {
 
 export interface FrameSink {
   write(frame: SinkFrame, now: number): void;
+  /** The sharer's sound, for a sink that keeps it. */
+  writeAudio?(packet: ReceivedAudio, now: number): void;
   close(): Promise<void>;
 }
+
+/**
+ * A recording's header names its tracks, so an .mkv waits this long (arrival time) after its first
+ * keyframe for sound before it starts without (frames are kept meanwhile): Opus comes every 20 ms.
+ */
+export const AUDIO_WAIT_MS = 300;
 
 // ---- Output formats -------------------------------------------------------------------------
 
@@ -73,7 +83,16 @@ export class FileSink implements FrameSink {
   private readonly out: WriteStream | NodeJS.WriteStream;
   private readonly toStdout: boolean;
   private readonly format: OutputFormat;
-  private readonly container?: ContainerWriter;
+  private container?: ContainerWriter;
+  /** An .mkv file (not stdout): it takes the sound as a second track. */
+  private readonly takesAudio: boolean;
+  /** Whether the file's tracks are settled (picture alone, or with sound). */
+  private tracksSettled: boolean;
+  private audioSeen = false;
+  /** Frames from the first keyframe on, while the tracks are not settled. */
+  private startWait?: { since: number; frames: ContainerFrame[] };
+  /** Sound packets not written: before the file started, or into a file that has no sound track. */
+  audioNotWritten = 0;
   private readonly recordingClock = new RecordingClock();
   private readonly liveClock = new LiveClock();
   /** The codec of the first frame written: a file holds one. */
@@ -92,6 +111,8 @@ export class FileSink implements FrameSink {
     this.toStdout = path === '-';
     this.format = outputFormat(path);
     this.container = this.format === 'mkv' || this.format === 'mp4' ? containerFor(this.format) : undefined;
+    this.takesAudio = this.format === 'mkv' && !this.toStdout;
+    this.tracksSettled = !this.takesAudio;
     this.out = this.toStdout ? process.stdout : createWriteStream(path);
     // A closed stdout (EPIPE) or a full disk ends this output, not the viewer: said once.
     this.out.on('error', (err: NodeJS.ErrnoException) => {
@@ -130,10 +151,44 @@ export class FileSink implements FrameSink {
     const pts = this.toStdout
       ? this.liveClock.stamp(frame, now, this.opts.budgetMs?.() ?? 0).pts
       : this.recordingClock.stamp(frame.timestamp, now);
-    for (const b of this.container.write({ codec: frame.codec, data: frame.data, keyframe: frame.keyframe, pts })) this.out.write(b);
+    const f: ContainerFrame = { codec: frame.codec, data: frame.data, keyframe: frame.keyframe, pts };
+    if (!this.tracksSettled && (frame.keyframe || this.startWait)) {
+      // The file's start: is there sound? Frames wait until some comes, or AUDIO_WAIT_MS.
+      (this.startWait ??= { since: now, frames: [] }).frames.push(f);
+      if (this.audioSeen || now - this.startWait.since >= AUDIO_WAIT_MS) this.settleTracks();
+      return;
+    }
+    for (const b of this.container.write(f)) this.out.write(b);
+  }
+
+  /** One Opus packet: into an .mkv recording's second track, at its place on the frames' timeline. */
+  writeAudio(packet: ReceivedAudio, _now: number): void {
+    if (this.failed || !this.takesAudio) return;
+    this.audioSeen = true;
+    if (!this.tracksSettled && this.startWait) this.settleTracks();
+    const pts = this.recordingClock.at(packet.videoTimestamp);
+    if (!this.tracksSettled || pts === undefined || !(this.container instanceof MkvWriter)) {
+      this.audioNotWritten++;
+      return;
+    }
+    for (const b of this.container.writeAudio({ data: packet.data, pts })) this.out.write(b);
+  }
+
+  /**
+   * The tracks are known: with sound, a writer with an Opus track (an ID header made here: RTP
+   * carries none; pre-skip 0, since the packets' times are already their sound's capture times).
+   * The frames kept meanwhile are written.
+   */
+  private settleTracks(): void {
+    this.tracksSettled = true;
+    if (this.audioSeen) this.container = new MkvWriter({ audio: { head: opusHead(2) } });
+    const frames = this.startWait?.frames ?? [];
+    this.startWait = undefined;
+    for (const f of frames) for (const b of this.container!.write(f)) this.out.write(b);
   }
 
   async close(): Promise<void> {
+    if (!this.tracksSettled && this.startWait && !this.failed) this.settleTracks();
     const tail = this.container?.end() ?? [];
     for (const b of tail) this.out.write(b);
     if (this.toStdout) return;

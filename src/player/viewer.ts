@@ -9,6 +9,7 @@
  *   - feedback.ts: RTCP NACK and PLI to the sharer, and the keyframe-request rate limit.
  * Here: RTCP demultiplexing, the picture size, first-frame time, and the counters in one place.
  */
+import type { ReceivedAudio } from './audio.ts';
 import { randomBytes } from 'node:crypto';
 import { codec } from '../codecs/registry.ts';
 import type { CodecName } from '../codecs/registry.ts';
@@ -37,10 +38,16 @@ export interface ViewerCounters extends PipelineCounters {
   layerMoves: number;
   /** Sequence numbers asked for again with RTCP NACK. */
   nacksSent: number;
+  /** The sharer's sound: Opus packets handed on, never seen, and too late or twice. */
+  audioPackets: number;
+  audioLost: number;
+  audioLate: number;
 }
 
 export interface ViewerOutput {
   frames: CompletedFrame[];
+  /** The sharer's sound, in order, on the picture's clock. */
+  audio: ReceivedAudio[];
   /** Datagrams for the relay (PLI, NACK, ACK-triggered reports). */
   send: Buffer[];
 }
@@ -116,6 +123,9 @@ export class ViewerCore {
       publisherRestarts: this.session.publisherRestarts,
       layerMoves: this.layerMoves,
       nacksSent: this.feedback.nacksSent,
+      audioPackets: this.pipeline.audio.counters.packets,
+      audioLost: this.pipeline.audio.counters.lost,
+      audioLate: this.pipeline.audio.counters.late,
     };
   }
 
@@ -144,13 +154,13 @@ export class ViewerCore {
 
   /** Timer entry: gives up expired gaps (releasing what waited behind them) and repeats NACKs. */
   poll(now: number): ViewerOutput {
-    const out: ViewerOutput = { frames: [], send: [] };
+    const out: ViewerOutput = { frames: [], audio: [], send: [] };
     this.media(this.pipeline.poll(now), now, out);
     return out;
   }
 
   onDatagram(buf: Buffer, now: number): ViewerOutput {
-    const out: ViewerOutput = { frames: [], send: [] };
+    const out: ViewerOutput = { frames: [], audio: [], send: [] };
     this.datagrams++;
     this.bytes += buf.length;
     this.session.heard(now);
@@ -226,6 +236,7 @@ export class ViewerCore {
     if (m.live) this.session.onMedia();
     for (const f of m.frames) this.frame(f, now);
     out.frames.push(...m.frames);
+    out.audio.push(...m.audio);
     if (m.keyframeNeeded) {
       const pli = this.requestKeyframe(now);
       if (pli) out.send.push(pli);

@@ -1,0 +1,60 @@
+/**
+ * Sound with the picture (issue 15), end to end: `share --source test --audio test` through its
+ * relay to `watch --output rec.mkv`. FFmpeg judges the recording: two tracks that decode without
+ * an error, the sound as long as the picture, and each beep on its flash (ITU-R BT.1359's
+ * detectability threshold: sound at most 45 ms before the picture, 125 ms after).
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { udpcast, killAll, exited, freePort, waitFor } from './helpers/cli.ts';
+import { beepsOnFlashes } from './helpers/media.ts';
+import { skipUnless } from './helpers/tools.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'udpcast-audio-e2e-'));
+after(() => {
+  killAll();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Each stream's codec and duration (s) as ffprobe reads them from the decoded packets. */
+function streams(file: string): Array<{ codec: string; duration: number }> {
+  const r = spawnSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=index,codec_name:packet=stream_index,pts_time,duration_time', '-of', 'json', file], { encoding: 'utf8' });
+  const j = JSON.parse(r.stdout) as { streams: Array<{ index: number; codec_name: string }>; packets: Array<{ stream_index: number; pts_time: string; duration_time?: string }> };
+  return j.streams.map((s) => {
+    const times = j.packets.filter((p) => p.stream_index === s.index).map((p) => Number(p.pts_time));
+    return { codec: s.codec_name, duration: times.length ? Math.max(...times) - Math.min(...times) : 0 };
+  });
+}
+
+test('share --audio test → watch --output .mkv: picture and sound, each beep on its flash', { skip: skipUnless('ffmpeg', 'ffprobe') }, async () => {
+  const port = await freePort();
+  const shareStats = join(dir, 'share.json');
+  const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(port), '--source', 'test', '--size', '320x240', '--audio', 'test', '--duration', '10', '--no-dashboard', '--stats-json', shareStats]);
+  try {
+    await waitFor(() => share.stderrText().includes('listening'), 8000, 'the sharer');
+    assert.match(share.stderrText(), /sound: a 1 kHz beep each second/);
+    const file = join(dir, 'rec.mkv');
+    const watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', '6', '--output', file]);
+    assert.equal((await exited(watch, 20_000)).code, 0, watch.stderrText());
+
+    const decode = spawnSync('ffmpeg', ['-v', 'error', '-i', file, '-f', 'null', '-'], { encoding: 'utf8' });
+    assert.equal(decode.stderr, '', 'both tracks decode without an error');
+    const [video, audio] = streams(file);
+    assert.deepEqual([video?.codec, audio?.codec], ['h264', 'opus']);
+    assert.ok(video.duration >= 4, `${video.duration} s of picture`);
+    assert.ok(Math.abs(audio.duration - video.duration) <= 0.02 * video.duration, `sound ${audio.duration} s, picture ${video.duration} s`);
+    const { flashes, onsets, worstMs } = beepsOnFlashes(file);
+    console.log(`# recording: flashes at ${flashes.map((t) => t.toFixed(3)).join(', ')}; beeps at ${onsets.map((t) => t.toFixed(3)).join(', ')}; worst ${worstMs} ms`);
+    assert.ok(flashes.length >= 3, `${flashes.length} flashes`);
+    assert.ok(worstMs <= 45, `a beep ${worstMs} ms from its flash`);
+    const sent = readFileSync(shareStats, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).at(-1);
+    assert.ok(sent.audioPacketsSent >= 250, `${sent.audioPacketsSent} Opus packets sent`);
+  } finally {
+    share.child.kill('SIGTERM');
+    await exited(share, 5000).catch(() => undefined);
+  }
+});
