@@ -16,6 +16,7 @@ import { buildShareArgs } from '../src/encode/ffmpeg-args.ts';
 import { PacketError } from '../src/util/errors.ts';
 import { MAX_FRAME_BYTES } from '../src/defaults.ts';
 import { skipUnless, which } from './helpers/tools.ts';
+import { pushAll } from './helpers/chunks.ts';
 
 /** Hex bytes with `#` comments to the end of each line. */
 const hex = (s: string) => Buffer.from(s.replace(/#.*$/gm, '').replace(/\s+/g, ''), 'hex');
@@ -71,16 +72,6 @@ const EXPECTED_FLV_FRAMES = [
 
 function simple(frames: EncodedFrame[]) {
   return frames.map((f) => ({ ptsMs: f.ptsMs, keyframe: f.keyframe, nalus: f.nalus.map((n) => n.toString('hex')) }));
-}
-
-function pushAll(r: { push(b: Buffer): unknown[] }, data: Buffer, cuts: number[]): unknown[] {
-  const out: unknown[] = [];
-  let prev = 0;
-  for (const c of [...cuts, data.length]) {
-    out.push(...r.push(data.subarray(prev, c)));
-    prev = c;
-  }
-  return out;
 }
 
 describe('FlvReader: golden stream', () => {

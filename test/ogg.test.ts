@@ -23,6 +23,7 @@ import {
 import { opusPacketSamples, parseOpusHead } from '../src/codecs/opus/opus.ts';
 import { PacketError } from '../src/util/errors.ts';
 import { skipUnless, which } from './helpers/tools.ts';
+import { pushAll } from './helpers/chunks.ts';
 
 /** Hex bytes with `#` comments to the end of each line. */
 const hex = (s: string) => Buffer.from(s.replace(/#.*$/gm, '').replace(/\s+/g, ''), 'hex');
@@ -131,16 +132,6 @@ const simple = (ps: (OpusPacket | (typeof GOLDEN_PACKETS)[number])[]): Simple[] 
 
 /** The golden packets, as compared. */
 const g = simple(GOLDEN_PACKETS);
-
-function pushAll(r: OggOpusReader, data: Buffer, cuts: number[]): OpusPacket[] {
-  const out: OpusPacket[] = [];
-  let prev = 0;
-  for (const c of [...cuts, data.length]) {
-    out.push(...r.push(data.subarray(prev, c)));
-    prev = c;
-  }
-  return out;
-}
 
 const CLEAN = {
   crcErrors: 0,

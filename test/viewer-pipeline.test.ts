@@ -126,6 +126,17 @@ function feed(p: MediaPipeline, datagrams: Buffer[], t: number, run?: Run): { ru
 
 const datas = (frames: { data: Buffer }[]) => frames.map((f) => f.data);
 
+/** A sharer's two layers (640x480, 320x240), both named in one SR compound (the same arrival time), and a pipeline that has their SRs. */
+function twoLayers() {
+  const top = new Sharer(0xaaaa0001, 100, { width: 640, height: 480 });
+  const low = new Sharer(0xaaaa0002, 7000, { width: 320, height: 240 });
+  const p = pipeline();
+  const sr = (ssrc: number) => ({ ssrc, ntpSec: 0xe0000000, ntpFrac: 0, rtpTimestamp: 0 });
+  p.onSenderReport(sr(top.ssrc), 0);
+  p.onSenderReport(sr(low.ssrc), 0);
+  return { top, low, p };
+}
+
 describe('viewer pipeline: (datagram, now) → clean frames', () => {
   test('in order: every frame whole, in order, once; the first datagram names the publisher', () => {
     const s = new Sharer();
@@ -320,13 +331,7 @@ describe('viewer pipeline: (datagram, now) → clean frames', () => {
   });
 
   test('a layer move: an SSRC whose SR came in the sharer\'s compound with ours is another layer, not a restart', () => {
-    const top = new Sharer(0xaaaa0001, 100, { width: 640, height: 480 });
-    const low = new Sharer(0xaaaa0002, 7000, { width: 320, height: 240 });
-    const p = pipeline();
-    // One SR compound names both layers (the same arrival time).
-    const sr = (ssrc: number) => ({ ssrc, ntpSec: 0xe0000000, ntpFrac: 0, rtpTimestamp: 0 });
-    p.onSenderReport(sr(top.ssrc), 0);
-    p.onSenderReport(sr(low.ssrc), 0);
+    const { top, low, p } = twoLayers();
     let { run, t } = feed(p, [...top.frame(true).datagrams, ...top.frame(false).datagrams], 1);
     assert.equal(run.frames.length, 2);
     low.frame(true);
@@ -349,12 +354,7 @@ describe('viewer pipeline: (datagram, now) → clean frames', () => {
   test("a layer move whose keyframe lost its SPS/PPS: that IDR is not decoded with the old layer's, and a keyframe is asked for", () => {
     // What a decoder makes of a 320x240 IDR read with a 640x480 SPS is garbage ("top block
     // unavailable"): it waits for a keyframe that carries its own, asking while it waits.
-    const top = new Sharer(0xaaaa0001, 100, { width: 640, height: 480 });
-    const low = new Sharer(0xaaaa0002, 7000, { width: 320, height: 240 });
-    const p = pipeline();
-    const sr = (ssrc: number) => ({ ssrc, ntpSec: 0xe0000000, ntpFrac: 0, rtpTimestamp: 0 });
-    p.onSenderReport(sr(top.ssrc), 0);
-    p.onSenderReport(sr(low.ssrc), 0);
+    const { top, low, p } = twoLayers();
     let { run, t } = feed(p, top.frame(true).datagrams, 1);
     assert.equal(run.frames.length, 1);
     const lowKey = low.frame(true);
