@@ -135,7 +135,7 @@ const md: string[] = [
   '```sh',
   'apt-get install ffmpeg xvfb x11-xserver-utils xdotool gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good',
   'npm ci',
-  'npm run bench                     # the whole suite, about 15 minutes on 2 cores',
+  'npm run bench                     # the whole suite, about 30 minutes on 2 cores',
   'npm run bench -- --quick          # shorter runs, fewer samples',
   `npm run bench -- --only fanout    # one benchmark (${Object.keys(BENCHES).join(', ')})`,
   '```',
