@@ -115,6 +115,7 @@ const watch: Table = {
   'watch-key': { type: 'string', describe: "the relay's --watch-key, when it has one" },
   'watch-key-file': { type: 'string', describe: 'read --watch-key from the first line of FILE' },
   latency: { type: 'number', describe: 'ms (0-10000) a lost packet may hold frames back while it is re-sent (default: from RTT and loss, 40-500)' },
+  audio: { type: 'boolean', default: true, describe: "keep the sharer's sound (share --audio): in .mkv recordings for now; --no-audio leaves it out" },
 };
 
 const demo: Table = {

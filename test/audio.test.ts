@@ -30,7 +30,7 @@ function streams(file: string): Array<{ codec: string; duration: number }> {
   });
 }
 
-test('share --audio test → watch --output .mkv: picture and sound, each beep on its flash', { skip: skipUnless('ffmpeg', 'ffprobe') }, async () => {
+test('share --audio test → watch --output .mkv: picture and sound, each beep on its flash; --no-audio leaves it out', { skip: skipUnless('ffmpeg', 'ffprobe') }, async () => {
   const port = await freePort();
   const shareStats = join(dir, 'share.json');
   const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(port), '--source', 'test', '--size', '320x240', '--audio', 'test', '--duration', '10', '--no-dashboard', '--stats-json', shareStats]);
@@ -38,8 +38,12 @@ test('share --audio test → watch --output .mkv: picture and sound, each beep o
     await waitFor(() => share.stderrText().includes('listening'), 8000, 'the sharer');
     assert.match(share.stderrText(), /sound: a 1 kHz beep each second/);
     const file = join(dir, 'rec.mkv');
+    const muted = join(dir, 'muted.mkv');
     const watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', '6', '--output', file]);
+    const mute = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', '3', '--output', muted, '--no-audio']);
     assert.equal((await exited(watch, 20_000)).code, 0, watch.stderrText());
+    assert.equal((await exited(mute, 20_000)).code, 0, mute.stderrText());
+    assert.deepEqual(streams(muted).map((s) => s.codec), ['h264'], '--no-audio: the picture alone');
 
     const decode = spawnSync('ffmpeg', ['-v', 'error', '-i', file, '-f', 'null', '-'], { encoding: 'utf8' });
     assert.equal(decode.stderr, '', 'both tracks decode without an error');

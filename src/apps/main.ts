@@ -167,6 +167,7 @@ export function watchOptions(a: Record<string, unknown>): WatchOptions {
     player: checkChoice('player', a.player ?? 'ffplay', ['ffplay', 'none'] as const),
     output: checkOutput(a.output),
     latencyMs: a.latency !== undefined ? checkInt('latency', a.latency, 0, 10_000) : undefined,
+    audio: a.audio !== false,
     ...commonOptions(a),
   };
   return checkSecrets(o);

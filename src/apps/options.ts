@@ -82,6 +82,8 @@ export interface WatchOptions extends CommonOptions, Pick<Secrets, 'encrypt' | '
   output?: string;
   /** How long a lost packet may hold frames back while it is repaired; default from the RTT. */
   latencyMs?: number;
+  /** --audio (default) keeps the sharer's sound; --no-audio mutes it. */
+  audio: boolean;
 }
 
 /** A value as the person typed it; yargs has already turned "abc" given for a number into NaN. */

@@ -61,7 +61,7 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
     for (const b of out.send) send(b);
     const now = performance.now(); // sinks time frames on a monotonic clock (a wall-clock step is not a stall)
     // Sound first: a packet captured before the frame that came with it is written before it.
-    for (const a of out.audio) for (const s of sinks) s.writeAudio?.(a, now);
+    if (o.audio) for (const a of out.audio) for (const s of sinks) s.writeAudio?.(a, now);
     for (const f of out.frames) {
       if (ffplay && !player && !stopping) {
         player = new FfplaySink({
