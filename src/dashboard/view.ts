@@ -455,6 +455,8 @@ function watchBody(s: WatchSnapshot, h: History, o: ViewOptions): string[] {
     ['New SSRC', fmtInt(s.publisherRestarts)],
     // Moves to another quality layer, made by the relay from this viewer's own feedback.
     ['Layer moves', fmtInt(s.layerMoves)],
+    // The sharer's sound (share --audio): Opus packets received, never seen, too late or twice.
+    ['Audio', `${fmtInt(s.audioPackets)} / ${fmtInt(s.audioLost)} lost / ${fmtInt(s.audioLate)} late`],
     ['Player', s.player === null ? NONE : `${s.player === 'behind' ? 'BEHIND' : 'live'}, ${fmtInt(s.playerRestarts)} restarts`],
     ['Held back', fmtInt(s.framesHeldBack)],
     ['Stale', fmtInt(s.framesStale)],
@@ -489,6 +491,7 @@ function shareBody(s: ShareSnapshot, h: History, o: ViewOptions): string[] {
     ['Encoded', fmtInt(s.framesEncoded)],
     ['Frames sent', fmtInt(s.framesSent)],
     ['Keyframes', fmtInt(s.keyframesSent)],
+    ['Audio sent', fmtInt(s.audioPacketsSent)],
     ['Packets', fmtInt(s.packetsSent)],
     ['FEC packets', fmtInt(s.fecPacketsSent)],
     ['Sent', fmtBytes(s.bytesSent)],
