@@ -80,6 +80,38 @@ describe('layers at the relay', () => {
   });
 });
 
+describe('a move down from the cache', () => {
+  test('when the path takes the lower layer\'s cache in CACHE_SWITCH_MS: its keyframe and what followed go at once, no keyframe asked for', () => {
+    const relay = setup();
+    // A small low layer whose every picture is a keyframe: its cache is one 200-byte frame.
+    const low = (n: number) => serializeRtpToBuffer({
+      padding: 0, marker: true, payloadType: 96, sequenceNumber: n & 0xffff, timestamp: n * 3000, ssrc: LOW, csrc: [],
+      payload: Buffer.concat([Buffer.from([0x65]), Buffer.alloc(200)]),
+    });
+    let moved: number | undefined;
+    let pli = false;
+    const sent: number[] = [];
+    for (let n = 0; n < 60 && moved === undefined; n++) {
+      const t = n * 33;
+      sent.push(...mediaToViewer(relay.onDatagram(frame(TOP, n, n === 0), sharer, t)));
+      relay.onDatagram(low(n), sharer, t);
+      if (n % 3 === 2) {
+        const out = relay.onDatagram(serializeRtcp([feedback(TOP, n - 2, n, (k) => 10 + Math.max(0, k - 30) * 5)]), viewer, t + 1);
+        pli ||= toSharer(out).some((p) => p.type === 'pli');
+        if (relay.counters.layerMoves > 0) moved = n;
+      }
+    }
+    assert.ok(moved !== undefined, 'moved down');
+    assert.equal(pli, false, 'no keyframe asked for: the cache had one');
+    assert.ok(relay.pumping, 'its catch-up is under way');
+    const caught = mediaToViewer(relay.pump(moved * 33 + 2));
+    assert.deepEqual(caught, [LOW], "the low layer's cached keyframe, at once");
+    // From then on the low layer only.
+    const next = [TOP, LOW].flatMap((ssrc) => mediaToViewer(relay.onDatagram(ssrc === LOW ? low(moved! + 1) : frame(TOP, moved! + 1, false), sharer, (moved! + 1) * 33)));
+    assert.deepEqual(next, [LOW]);
+  });
+});
+
 describe('LayerChoice', () => {
   const lanes: LaneView[] = [
     { index: 0, kbps: 2500, live: true },

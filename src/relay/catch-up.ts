@@ -94,6 +94,11 @@ export class KeyframeCache {
     this.lostSinceKeyframe = false;
   }
 
+  /** Bytes a catch-up would send now (the SR aside); 0 when there is no keyframe to start from. */
+  get cachedBytes(): number {
+    return this.packets ? this.bytes : 0;
+  }
+
   /** What a viewer joining now is sent before going live; undefined when there is no keyframe to start from. */
   catchUp(now: number): CatchUp | undefined {
     if (!this.packets?.length) return undefined;

@@ -14,8 +14,10 @@
  *   undone within LAYER_FAILED_UP_MS doubles that wait (up to LAYER_PROBE_MAX_MS), so a link
  *   that cannot carry the layer is probed ever more rarely. (LiveKit's hysteresis, without its
  *   padding probes.)
- * Every move happens at a keyframe of the target layer (routing.moveLater), which the relay asks
- * the sharer for, so the viewer's picture never breaks.
+ * Every move happens at a keyframe of the target layer, so the viewer's picture never breaks: a
+ * move down from that layer's keyframe cache at once when the path takes it quickly (core.ts
+ * CACHE_SWITCH_MS), else, like a move up, at its next keyframe (routing.moveLater), which the
+ * relay asks the sharer for.
  */
 import { CongestionController, describeDecrease, type SendLog } from '../transport/congestion.ts';
 

@@ -314,6 +314,13 @@ export class Routing {
     if (v.movingTo) lane.joining.add(v);
   }
 
+  /** `v` leaves its lane for `lane` now, out of every fan-out list: its media starts again from `lane`'s cache. */
+  moveNow(v: ViewerState, lane: Lane, now: number): void {
+    this.changeLane(v, lane);
+    this.pause(v);
+    v.liveSince = now;
+  }
+
   /** A keyframe of `lane` starts: the viewers waiting for it leave their lane for this one. */
   moveAtKeyframe(lane: Lane, now: number): ViewerState[] {
     const moved = [...lane.joining];
