@@ -314,7 +314,8 @@ export class Encoder extends EventEmitter<EncoderEvents> {
       if (opts.defer && !this.deferredKeyframe) {
         this.deferredKeyframe = setTimeout(() => {
           this.deferredKeyframe = null;
-          this.requestKeyframe();
+          // Deferred again if the timer fired a little early by the wall clock.
+          this.requestKeyframe({ defer: true });
         }, wait);
       }
       return false;
