@@ -435,12 +435,13 @@ export class Encoder extends EventEmitter<EncoderEvents> {
       const ogg = new OggOpusReader();
       proc.output(audioFd(layers))?.on('data', (chunk: Buffer) => {
         const packets = ogg.push(chunk); // bad pages are counted there, never thrown
-        if (this.stopped || this.proc !== proc || !ogg.head) return;
-        const arrival = this.now();
+        // The run's clock is the frames' (their offset): sound before its first frame has none
+        // yet. Letting the sound move that offset too shifted the next frames' times by up to a
+        // packet (16 ms between two frames in a recording).
+        if (this.stopped || this.proc !== proc || !ogg.head || offset === Infinity) return;
         const preSkip = ogg.opusHead?.preSkip ?? 0;
         for (const p of packets) {
           const ptsMs = ((p.endSample - p.samples - preSkip) * 1000) / OPUS_RATE;
-          offset = Math.min(offset, arrival - ptsMs - (p.samples * 1000) / OPUS_RATE);
           const captureUnixMs = ptsMs + offset;
           // A run taking over starts its sound where the one before had got to: no sample twice.
           if (captureUnixMs < this.audioUntil - AUDIO_OVERLAP_MS) continue;
