@@ -5,7 +5,7 @@
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +16,7 @@ import { buildShareArgs } from '../src/encode/ffmpeg-args.ts';
 import { PacketError } from '../src/util/errors.ts';
 import { MAX_FRAME_BYTES } from '../src/defaults.ts';
 import { skipUnless, which } from './helpers/tools.ts';
-import { pushAll } from './helpers/chunks.ts';
+import { pushAll, runFfmpeg } from './helpers/chunks.ts';
 
 /** Hex bytes with `#` comments to the end of each line. */
 const hex = (s: string) => Buffer.from(s.replace(/#.*$/gm, '').replace(/\s+/g, ''), 'hex');
@@ -266,21 +266,6 @@ describe('MjpegSplitter', () => {
 });
 
 // ---- Real FFmpeg -----------------------------------------------------------------------------
-/** Runs FFmpeg with `args`, feeding stdout chunks to `onData` as they come; killed in finally. */
-async function runFfmpeg(args: string[], onData: (b: Buffer) => void): Promise<void> {
-  const child = spawn(which('ffmpeg')!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  child.stdout.on('data', onData);
-  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-  try {
-    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-    assert.equal(code, 0, stderr);
-  } finally {
-    clearTimeout(timer);
-    if (child.exitCode === null && child.pid) process.kill(child.pid, 'SIGKILL');
-  }
-}
 
 describe('real FFmpeg as the judge', { skip: skipUnless('ffmpeg', 'ffprobe') }, () => {
   const FRAMES = 30;

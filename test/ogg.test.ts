@@ -6,7 +6,7 @@
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fc from 'fast-check';
 import {
   FLAG_BOS,
@@ -23,7 +23,7 @@ import {
 import { opusPacketSamples, parseOpusHead } from '../src/codecs/opus/opus.ts';
 import { PacketError } from '../src/util/errors.ts';
 import { skipUnless, which } from './helpers/tools.ts';
-import { pushAll } from './helpers/chunks.ts';
+import { pushAll, runFfmpeg } from './helpers/chunks.ts';
 
 /** Hex bytes with `#` comments to the end of each line. */
 const hex = (s: string) => Buffer.from(s.replace(/#.*$/gm, '').replace(/\s+/g, ''), 'hex');
@@ -531,24 +531,13 @@ describe('real FFmpeg as the judge', { skip: skipUnless('ffmpeg', 'ffprobe') }, 
   test(`${SECONDS} s of sine → libopus 20 ms frames → Ogg pipe → OggOpusReader`, async () => {
     const args = ['-hide_banner', '-nostdin', '-loglevel', 'error', '-f', 'lavfi', '-i', `sine=frequency=1000:sample_rate=48000:duration=${SECONDS}`,
       '-c:a', 'libopus', '-b:a', '64k', '-frame_duration', '20', '-application', 'lowdelay', '-f', 'opus', 'pipe:1'];
-    const child = spawn(which('ffmpeg')!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const live = new OggOpusReader();
     const livePackets: OpusPacket[] = [];
     const chunks: Buffer[] = [];
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    child.stdout.on('data', (b: Buffer) => {
+    await runFfmpeg(args, (b) => {
       chunks.push(b);
       livePackets.push(...live.push(b));
     });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    try {
-      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-      assert.equal(code, 0, stderr);
-    } finally {
-      clearTimeout(timer);
-      if (child.exitCode === null && child.pid) process.kill(child.pid, 'SIGKILL');
-    }
     const bytes = Buffer.concat(chunks);
 
     // Seeded random chunks, and the whole output in one push: the same packets as the live pipe.
