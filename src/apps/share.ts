@@ -67,7 +67,6 @@ async function resolveOption(option: string, host: string, hint: string) {
   }
 }
 
-/** "1280x720 at 2500k, 640x360 at 1000k, …" when the size is known; else the fractions. */
 /** The Opus bitrate of --audio: clear speech and fair music at 48 kHz (RFC 6716 §2.1.1 puts full band at 24-64 kbit/s). */
 export const AUDIO_BITRATE_KBPS = 64;
 
@@ -77,6 +76,7 @@ function describeAudio(a: AudioSource): string {
   return `from ${a.name === 'default' ? "the desktop's output" : a.name}`;
 }
 
+/** "1280x720 at 2500k, 640x360 at 1000k, …" when the size is known; else the fractions. */
 function describeLayers(capture: CaptureOptions, encode: EncodeOptions): string {
   const size = encodedInputSize(capture, encode);
   const rates = layerBitrates(encode.bitrateKbps, encode.layers ?? 1);

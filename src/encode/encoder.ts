@@ -63,12 +63,8 @@ export interface EncoderEvents {
 /** One Opus packet (20 ms) as the encoder hands it on. */
 export interface CapturedAudio {
   data: Buffer;
-  /** 48 kHz samples it decodes to. */
-  samples: number;
   /** Wall-clock time (ms) its first sample was captured, on the frames' clock (CapturedFrame.captureUnixMs). */
   captureUnixMs: number;
-  /** The stream's ID header (RFC 7845 §5.1): channels and pre-skip. */
-  head: Buffer;
 }
 
 export interface EncoderOptions {
@@ -446,7 +442,7 @@ export class Encoder extends EventEmitter<EncoderEvents> {
           // A run taking over starts its sound where the one before had got to: no sample twice.
           if (captureUnixMs < this.audioUntil - AUDIO_OVERLAP_MS) continue;
           this.audioUntil = captureUnixMs + (p.samples * 1000) / OPUS_RATE;
-          this.emit('audio', { data: p.data, samples: p.samples, captureUnixMs, head: ogg.head });
+          this.emit('audio', { data: p.data, captureUnixMs });
         }
       });
     }

@@ -53,14 +53,8 @@ export class KeyframeCache {
       this.bytes = buf.length;
       this.count++;
       this.lostSinceKeyframe = false; // a loss just before it was the frame before's
-    } else if (this.packets) {
-      this.bytes += buf.length;
-      if (this.bytes > KEYFRAME_CACHE_BYTES) {
-        this.packets = undefined; // too big to replay; none until the next keyframe
-        this.bytes = 0;
-      } else {
-        this.packets.push(buf);
-      }
+    } else {
+      this.keep(buf);
     }
   }
 
@@ -69,10 +63,15 @@ export class KeyframeCache {
    * picture, in the order they came, so a joining viewer hears what it sees from the start.
    */
   addAlongside(buf: Buffer): void {
+    this.keep(buf);
+  }
+
+  /** `buf` after the keyframe's packets, if there is a keyframe and room (KEYFRAME_CACHE_BYTES). */
+  private keep(buf: Buffer): void {
     if (!this.packets) return;
     this.bytes += buf.length;
     if (this.bytes > KEYFRAME_CACHE_BYTES) {
-      this.packets = undefined;
+      this.packets = undefined; // too big to replay; none until the next keyframe
       this.bytes = 0;
     } else {
       this.packets.push(buf);

@@ -230,7 +230,6 @@ export class RelayCore {
     if (rtpPayloadType(buf) === PT_OPUS) {
       // Sound: to every viewer, whatever layer it gets, and never held back to make room for a
       // picture; no lane's rate nor keyframe cache counts it.
-      stream.audioPackets++;
       for (const l of stream.lanes) l.keyframes.addAlongside(buf);
       if (stream.lanes.length > 1) stream.sent.onSent(ssrc, rtpSequence(buf), buf.length, now);
       const out = this.fanOut(stream, buf);
@@ -408,8 +407,8 @@ export class RelayCore {
    * history; the sharer keeps none), and a keyframe request (PLI) only when none for the stream is
    * already on its way (KEYFRAME_WAIT_MS, until a keyframe passes) and this viewer's last one was
    * VIEWER_KEYFRAME_MIN_MS ago, unless packets of that layer went missing on their way in since its
-   * latest keyframe (then it is everyone's picture that is broken). The datagram as it came when nothing is taken out; nothing when
-   * nothing is left.
+   * latest keyframe (then it is everyone's picture that is broken). The datagram as it came when
+   * nothing is taken out; nothing when nothing is left.
    */
   private forSharer(s: StreamState, v: ViewerState, packets: RtcpPacket[], buf: Buffer, now: number): Buffer | undefined {
     this.keyframePending(s, now);

@@ -123,8 +123,6 @@ export interface StreamState extends Lane {
    * that failed --key, and sends to its viewers that failed.
    */
   dropped: number;
-  /** Opus packets of the sharer's sound, sent to every viewer whatever its layer. */
-  audioPackets: number;
   srTimes: SrTimes;
   /** A keyframe request passed on to the sharer and not yet answered: when, and keyframes.count then. */
   keyframeAsked?: { at: number; keyframes: number };
@@ -426,7 +424,6 @@ function newStream(name: string): StreamState {
     packetsOut: 0,
     bytesOut: 0,
     dropped: 0,
-    audioPackets: 0,
     srTimes: new SrTimes(),
   };
   stream.lanes.push(stream);
