@@ -9,6 +9,8 @@ import { run, type Command } from '../src/apps/main.ts';
 import { IMPAIRMENT_HELP } from '../src/apps/impair.ts';
 import { CODEC_NAMES, DEFAULT_CODEC } from '../src/codecs/registry.ts';
 import {
+  AUDIO_RED_DEFAULT,
+  AUDIO_RED_MAX,
   DEFAULT_BITRATE_KBPS,
   DEFAULT_FPS,
   DEFAULT_GOP,
@@ -74,6 +76,10 @@ const share: Table = {
   audio: {
     type: 'string',
     describe: "sound too, as Opus (off unless given: a screen share does not send what the machine plays unasked). No value: the file's own sound with --source FILE, the beep with --source test, the desktop's sound with the screen (Linux: PulseAudio/PipeWire's default monitor); test: a 1 kHz beep each second while the test pattern flashes; NAME: a PulseAudio source, alsa:hw:N, a DirectShow device (Windows: enable \"Stereo Mix\" for the desktop's sound) or an AVFoundation device (macOS: a loopback device such as BlackHole)",
+  },
+  'audio-red': {
+    type: 'number',
+    describe: `with --audio: earlier sound packets each packet repeats (RFC 2198 RED), 0-${AUDIO_RED_MAX} (default ${AUDIO_RED_DEFAULT}): a lost packet's sound comes with the next one, no round trip; each copy adds the sound's bitrate again`,
   },
   adapt: {
     type: 'boolean',

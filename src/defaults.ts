@@ -36,8 +36,25 @@ export const PT_H264 = 96;
 export const PT_JPEG = 26;
 /** Dynamic payload type for Opus (RFC 7587), the number browsers offer it under. */
 export const PT_OPUS = 111;
+/** Dynamic payload type for redundant Opus (RFC 2198 RED), the number browsers offer red/48000/2 under. */
+export const PT_RED = 63;
+/** Whether a payload type is the sharer's sound (plain Opus or RED around it). */
+export function isAudioPayloadType(pt: number): boolean {
+  return pt === PT_OPUS || pt === PT_RED;
+}
 /** Video RTP clock rate (RFC 6184 §8.2.1, RFC 2435 §3.1.3). */
 export const VIDEO_CLOCK_RATE = 90000;
+
+/**
+ * The longest hole in the sound the viewer marks for its decoder to conceal (player/audio.ts):
+ * beyond it the sound stopped (a paused sharer, an outage) rather than lost a few packets, and
+ * it resumes at its own time instead of after seconds of made-up sound.
+ */
+export const AUDIO_CONCEAL_MAX_MS = 200;
+/** Earlier Opus packets each sound packet repeats by default (RFC 2198 RED, `share --audio-red`). */
+export const AUDIO_RED_DEFAULT = 2;
+/** The most `--audio-red` takes: three copies already quadruple the sound's bitrate. */
+export const AUDIO_RED_MAX = 3;
 
 // ---- RTCP ---------------------------------------------------------------------------------
 /** Sender and receiver report interval. RFC 3550 §6.2 allows a shorter one than 5 s for small sessions. */

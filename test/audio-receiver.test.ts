@@ -1,21 +1,86 @@
 /**
- * The viewer's half of the sound (issue 15): Opus RTP packets in sequence order, duplicates and
- * stragglers dropped, each placed on the picture's RTP clock through the two sources' SRs.
+ * The viewer's half of the sound (issue 15): Opus RTP packets, bare or in RED (RFC 2198), taken in
+ * timestamp order, duplicates dropped, holes filled from RED's copies or marked for concealment,
+ * each placed on the picture's RTP clock through the two sources' SRs.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { AudioReceiver, type SenderClock } from '../src/player/audio.ts';
+import { parseRed, redPayload, fitsRed, RED_MAX_TS_OFFSET } from '../src/codecs/opus/red.ts';
+import { AUDIO_CONCEAL_MAX_MS, PT_OPUS, PT_RED } from '../src/defaults.ts';
 import { msToNtp } from '../src/transport/ntp.ts';
 import type { RtpPacket } from '../src/rtp/packet.ts';
+import { PacketError } from '../src/util/errors.ts';
 
 const AUDIO_SSRC = 0xa0d10;
-const packet = (seq: number, timestamp: number, ssrc = AUDIO_SSRC): RtpPacket => ({
-  padding: 0, marker: false, payloadType: 111, sequenceNumber: seq & 0xffff, timestamp: timestamp >>> 0, ssrc, csrc: [], payload: Buffer.from([0xf8, seq & 0xff]),
+/** TOC 0xf8: config 31 (CELT fullband, 20 ms = 960 samples), mono, code 0 (one frame). */
+const TOC = 0xf8;
+const FRAME = 960;
+const opus = (n: number) => Buffer.from([TOC, n & 0xff, 0x55]);
+const rtp = (seq: number, timestamp: number, payload: Buffer, payloadType = PT_OPUS, ssrc = AUDIO_SSRC): RtpPacket => ({
+  padding: 0, marker: false, payloadType, sequenceNumber: seq & 0xffff, timestamp: timestamp >>> 0, ssrc, csrc: [], payload,
 });
+/** Packet n of a run: timestamp n × 20 ms, Opus bytes that say n. */
+const packet = (n: number, ssrc = AUDIO_SSRC) => rtp(n, n * FRAME, opus(n), PT_OPUS, ssrc);
+/** Packet n as RED with copies of the `copies` before it. */
+const red = (n: number, copies: number) =>
+  rtp(n, n * FRAME, Buffer.concat(redPayload(PT_OPUS, opus(n), Array.from({ length: copies }, (_, i) => ({ tsOffset: (copies - i) * FRAME, data: opus(n - copies + i) })))), PT_RED);
 const clock = (unixMs: number, rtpTimestamp: number): SenderClock => {
   const n = msToNtp(unixMs);
   return { ntpSec: n.sec, ntpFrac: n.frac, rtpTimestamp: rtpTimestamp >>> 0 };
 };
+const SR = clock(0, 0);
+/** What came out: the number each Opus packet says, or "~" for a concealment mark, with its timestamp. */
+const said = (out: ReturnType<AudioReceiver['push']>) => out.map((a) => (a.concealed ? `~${a.timestamp / FRAME}` : String(a.data[1])));
+
+test('RFC 2198 §3 layout, built byte by byte: two redundant headers, the primary header, the blocks oldest first', () => {
+  const chunks = redPayload(111, Buffer.from([0xaa]), [
+    { tsOffset: 1920, data: Buffer.from([1, 2, 3]) },
+    { tsOffset: 960, data: Buffer.from([4, 5]) },
+  ]);
+  const golden = Buffer.from([
+    0x80 | 111, (1920 >> 6) & 0xff, ((1920 & 0x3f) << 2) | (3 >> 8), 3 & 0xff, // F=1, PT, offset 14 bits, length 10 bits
+    0x80 | 111, (960 >> 6) & 0xff, ((960 & 0x3f) << 2) | (2 >> 8), 2 & 0xff,
+    111, // F=0: the primary's PT
+    1, 2, 3, 4, 5, 0xaa,
+  ]);
+  assert.deepEqual(Buffer.concat(chunks), golden);
+  const blocks = parseRed(golden, 10_000);
+  assert.deepEqual(blocks.map((b) => [b.payloadType, b.timestamp, [...b.data], b.primary]), [
+    [111, 10_000 - 1920, [1, 2, 3], false],
+    [111, 10_000 - 960, [4, 5], false],
+    [111, 10_000, [0xaa], true],
+  ]);
+  // Across the 32-bit wrap of the timestamp.
+  assert.equal(parseRed(golden, 100)[0].timestamp, 2 ** 32 - 1820);
+  // The fields' limits: 14 bits of offset, 10 of length.
+  assert.ok(fitsRed({ tsOffset: RED_MAX_TS_OFFSET, data: Buffer.alloc(1023) }));
+  assert.ok(!fitsRed({ tsOffset: RED_MAX_TS_OFFSET + 1, data: Buffer.alloc(1) }));
+  assert.ok(!fitsRed({ tsOffset: 0, data: Buffer.alloc(1024) }));
+  assert.throws(() => redPayload(111, Buffer.alloc(1), [{ tsOffset: 0, data: Buffer.alloc(1024) }]), RangeError);
+});
+
+test('parseRed: random bytes only raise PacketError, and a round trip gives back every block', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 64 }), fc.integer({ min: 0, max: 2 ** 32 - 1 }), (bytes, ts) => {
+      const b = Buffer.from(bytes);
+      const copy = Buffer.from(b);
+      try {
+        parseRed(b, ts);
+      } catch (e) {
+        if (!(e instanceof PacketError)) throw e;
+      }
+      assert.deepEqual(b, copy, 'input never mutated');
+    }),
+  );
+  fc.assert(
+    fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: RED_MAX_TS_OFFSET }), fc.uint8Array({ maxLength: 40 })), { maxLength: 3 }), fc.uint8Array({ minLength: 1, maxLength: 40 }), (reds, primary) => {
+      const blocks = parseRed(Buffer.concat(redPayload(PT_OPUS, Buffer.from(primary), reds.map(([o, d]) => ({ tsOffset: o, data: Buffer.from(d) })))), 50_000);
+      assert.deepEqual(blocks.map((b) => [b.timestamp, [...b.data]]), [...reds.map(([o, d]) => [(50_000 - o) >>> 0, [...d]]), [50_000, [...primary]]]);
+    }),
+  );
+});
 
 test("placed on the picture's clock: the same instant in both SRs, 48 kHz ticks to 90 kHz", () => {
   const r = new AudioReceiver();
@@ -23,30 +88,71 @@ test("placed on the picture's clock: the same instant in both SRs, 48 kHz ticks 
   const audioSr = clock(at, 1000);
   const videoSr = clock(at, 50_000);
   // 100 ms after the SR instant on the sound's clock: 4800 ticks; on the picture's, 9000.
-  assert.equal(r.push(packet(1, 1000 + 4800), audioSr, videoSr)?.videoTimestamp, 50_000 + 9000);
+  assert.equal(r.push(rtp(1, 1000 + 4800, opus(1)), audioSr, videoSr)[0]?.videoTimestamp, 50_000 + 9000);
   // The picture's SR taken 40 ms later: the same instant is 3600 ticks before its timestamp.
-  assert.equal(r.push(packet(2, 1000 + 4800 + 960), audioSr, clock(at + 40, 50_000 + 3600))?.videoTimestamp, 50_000 + 9000 + 1800);
+  assert.equal(r.push(rtp(2, 1000 + 4800 + 960, opus(2)), audioSr, clock(at + 40, 50_000 + 3600))[0]?.videoTimestamp, 50_000 + 9000 + 1800);
   // Across the 32-bit wrap of both clocks.
-  const wrapped = r.push(packet(3, 2 ** 32 - 480), clock(at, 2 ** 32 - 960), clock(at, 2 ** 32 - 900));
-  assert.equal(wrapped?.videoTimestamp, (2 ** 32 - 900 + 900) % 2 ** 32);
-  assert.deepEqual(r.counters, { packets: 3, lost: 0, late: 0, unsynced: 0 });
+  const w = new AudioReceiver();
+  assert.equal(w.push(rtp(3, 2 ** 32 - 480, opus(3)), clock(at, 2 ** 32 - 960), clock(at, 2 ** 32 - 900))[0]?.videoTimestamp, 0);
+  assert.deepEqual([r.counters.packets, r.counters.concealed, r.counters.late], [2, 0, 0]);
 });
 
-test('in sequence order: a duplicate or a straggler is dropped, a gap counted as lost', () => {
+test('plain Opus: a duplicate or a straggler brings nothing; a lost packet is marked for concealment at its own time', () => {
   const r = new AudioReceiver();
-  const sr = clock(0, 0);
-  const seqs = [65534, 65535, 0, 0, 65535, 3, 2, 4];
-  const out = seqs.map((s) => r.push(packet(s, s * 960), sr, sr));
-  assert.deepEqual(out.map((o) => o !== undefined), [true, true, true, false, false, true, false, true]);
-  assert.deepEqual(r.counters, { packets: 5, lost: 2, late: 3, unsynced: 0 });
+  const got = [1, 2, 2, 4, 3, 5].map((n) => said(r.push(packet(n), SR, SR)));
+  assert.deepEqual(got, [['1'], ['2'], [], ['~3', '4'], [], ['5']]);
+  // The mark: the TOC byte alone (one frame, code 0, no bytes): the decoder conceals 20 ms.
+  const mark = new AudioReceiver();
+  mark.push(packet(1), SR, SR);
+  const [m] = mark.push(packet(3), SR, SR);
+  assert.deepEqual([...m.data], [TOC & ~0x03]);
+  assert.deepEqual(r.counters, { packets: 4, lost: 1, late: 2, recovered: 0, concealed: 1, gaps: 0, unsynced: 0, malformed: 0 });
 });
 
-test('without an SR for the sound or the picture the packet cannot be placed: counted, dropped; a new source starts over', () => {
+test('RED with two copies: two packets lost in a row come back with the next one, in order, nothing concealed', () => {
   const r = new AudioReceiver();
-  assert.equal(r.push(packet(10, 0), undefined, clock(0, 0)), undefined);
-  assert.equal(r.push(packet(11, 960), clock(0, 0), undefined), undefined);
+  const arrived = [1, 2, 5, 6, 9].map((n) => said(r.push(red(n, 2), SR, SR)));
+  // 3 and 4 lost: 5 carries both. 7 and 8 lost: 9 carries both. The copies of what came are not repeated.
+  assert.deepEqual(arrived, [['-1', '0', '1'].map((s) => String(Number(s) & 0xff)), ['2'], ['3', '4', '5'], ['6'], ['7', '8', '9']]);
+  assert.equal(r.counters.recovered, 2 + 4);
+  assert.equal(r.counters.lost, 4);
+  assert.equal(r.counters.concealed, 0);
+  // Three in a row is more than two copies cover: the oldest is concealed.
+  const x = new AudioReceiver();
+  x.push(red(1, 2), SR, SR);
+  assert.deepEqual(said(x.push(red(5, 2), SR, SR)), ['~2', '3', '4', '5']);
+  assert.equal(x.counters.concealed, 1);
+});
+
+test(`a hole longer than ${AUDIO_CONCEAL_MAX_MS} ms is left as it is: the sound resumes at its own time`, () => {
+  const r = new AudioReceiver();
+  r.push(packet(1), SR, SR);
+  const after = Math.ceil(AUDIO_CONCEAL_MAX_MS / 20) + 3;
+  assert.deepEqual(said(r.push(packet(after), SR, SR)), [String(after)]);
+  assert.deepEqual([r.counters.gaps, r.counters.concealed], [1, 0]);
+});
+
+test('without an SR for the sound or the picture nothing can be placed: counted; a new source starts over; a bad packet is counted and the next still read', () => {
+  const r = new AudioReceiver();
+  assert.deepEqual(r.push(packet(10), undefined, SR), []);
+  assert.deepEqual(r.push(packet(11), SR, undefined), []);
   assert.equal(r.counters.unsynced, 2);
-  // A sharer restart: another SSRC whose numbers start lower is not "late".
-  assert.ok(r.push(packet(3, 0, 0xbeef), clock(0, 0), clock(0, 0)));
-  assert.deepEqual(r.counters, { packets: 1, lost: 0, late: 0, unsynced: 2 });
+  // A sharer restart: another SSRC whose numbers start lower is neither late nor a hole.
+  assert.deepEqual(said(r.push(packet(3, 0xbeef), SR, SR)), ['3']);
+  assert.deepEqual(r.push(rtp(4, 4 * FRAME, Buffer.from([0x80 | PT_OPUS, 0, 0]), PT_RED, 0xbeef), SR, SR), []);
+  assert.deepEqual(r.push(rtp(5, 5 * FRAME, Buffer.alloc(0), PT_OPUS, 0xbeef), SR, SR), []);
+  assert.equal(r.counters.malformed, 2);
+  assert.deepEqual(said(r.push(packet(6, 0xbeef), SR, SR)), ['~4', '~5', '6']);
+});
+
+test('jitter (RFC 3550 A.8) and capture-to-arrival latency of the sound, from its SR', () => {
+  const r = new AudioReceiver();
+  const sr = clock(1_000_000, 0);
+  // Evenly spaced arrivals 50 ms after capture: no jitter.
+  for (let n = 1; n <= 20; n++) r.push(packet(n), sr, sr, 1_000_000 + n * 20 + 50);
+  assert.ok(r.report.jitterMs < 0.01, `${r.report.jitterMs} ms`);
+  assert.equal(Math.round(r.report.latencyMs!), 50);
+  // Alternately 10 ms early and late: the estimate climbs toward the 20 ms swing.
+  for (let n = 21; n <= 200; n++) r.push(packet(n), sr, sr, 1_000_000 + n * 20 + 50 + (n % 2 ? 10 : -10));
+  assert.ok(r.report.jitterMs > 15 && r.report.jitterMs <= 20, `${r.report.jitterMs} ms`);
 });

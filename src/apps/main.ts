@@ -3,7 +3,7 @@
  * SIGINT/SIGTERM or --duration, and maps errors to exit codes (2: a person's mistake, 1: a failure).
  */
 import { parseAudio } from '../capture/audio.ts';
-import { DEFAULT_PORT, DEFAULT_STREAM, DEFAULT_TEST_SIZE, DEFAULT_FPS, DEFAULT_BITRATE_KBPS, DEFAULT_GOP } from '../defaults.ts';
+import { AUDIO_RED_DEFAULT, AUDIO_RED_MAX, DEFAULT_PORT, DEFAULT_STREAM, DEFAULT_TEST_SIZE, DEFAULT_FPS, DEFAULT_BITRATE_KBPS, DEFAULT_GOP } from '../defaults.ts';
 import { CODEC_NAMES, DEFAULT_CODEC, codec as codecOf } from '../codecs/registry.ts';
 import { locateFfplay } from '../encode/locate.ts';
 import { LAYERS_MAX } from '../encode/ffmpeg-args.ts';
@@ -127,6 +127,7 @@ export function shareOptions(a: Record<string, unknown>): ShareOptions {
     layers: a.layers === undefined || String(a.layers).trim() === 'auto' ? undefined : checkLayers(a.layers),
     // Off unless given; a flag with no value is the source's own sound (capture/audio.ts).
     audio: parseAudio(a.audio === '' ? true : (a.audio as string | boolean | undefined), String(a.source ?? 'screen')),
+    audioRedundancy: checkInt('audio-red', a.audioRed ?? AUDIO_RED_DEFAULT, 0, AUDIO_RED_MAX),
     key: readSecret('key', a.key, a.keyFile),
     encrypt: readSecret('encrypt', a.encrypt, a.encryptFile),
     ...commonOptions(a),

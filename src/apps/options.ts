@@ -66,6 +66,8 @@ export interface ShareOptions extends CommonOptions, Pick<Secrets, 'key' | 'encr
   layers?: number;
   /** --audio: what sound to send with the picture (capture/audio.ts); undefined: none. */
   audio?: AudioSource;
+  /** --audio-red: earlier Opus packets repeated in each sound packet (RFC 2198); 0: plain Opus. */
+  audioRedundancy: number;
 }
 
 export interface RelayOptions extends CommonOptions, Pick<Secrets, 'key' | 'watchKey'> {

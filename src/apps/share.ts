@@ -69,6 +69,15 @@ async function resolveOption(option: string, host: string, hint: string) {
 
 /** The Opus bitrate of --audio: clear speech and fair music at 48 kHz (RFC 6716 §2.1.1 puts full band at 24-64 kbit/s). */
 export const AUDIO_BITRATE_KBPS = 64;
+/** Opus packets a second (20 ms each: ffmpeg-args) and what each costs beside its Opus bytes: IPv4 20 + UDP 8 + RTP 12 bytes, and 4 per RED copy. */
+const AUDIO_PACKETS_PER_S = 50;
+const AUDIO_HEADER_BYTES = 40;
+const RED_HEADER_BYTES = 4;
+
+/** What the sound takes on the path in kbit/s: Opus, its RED copies, the headers. */
+export function audioWireKbps(redundancy: number): number {
+  return AUDIO_BITRATE_KBPS * (1 + redundancy) + (AUDIO_PACKETS_PER_S * (AUDIO_HEADER_BYTES + (redundancy ? 1 + RED_HEADER_BYTES * redundancy : 0)) * 8) / 1000;
+}
 
 function describeAudio(a: AudioSource): string {
   if (a.kind === 'test') return 'a 1 kHz beep each second, on the test pattern\'s flash';
@@ -156,7 +165,8 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   // The path must carry every layer's bitrate plus RTP/UDP headers, RTCP and FEC parity.
   const shares = LAYER_SHARES.slice(0, layers);
   const allLayersKbps = o.bitrateKbps * shares.reduce((a, b) => a + b, 0);
-  const pathMaxKbps = ((allLayersKbps + (o.audio ? AUDIO_BITRATE_KBPS : 0)) / CC_MEDIA_SHARE) * (o.fec ? 1 + 1 / o.fec.groupSize : 1);
+  const soundKbps = o.audio ? audioWireKbps(o.audioRedundancy) : 0;
+  const pathMaxKbps = (allLayersKbps / CC_MEDIA_SHARE + soundKbps) * (o.fec ? 1 + 1 / o.fec.groupSize : 1);
   const chosen = auto ? ` (--layers auto: ${auto.why}; --layers 1-${LAYERS_MAX} to choose)` : '';
   if (layers > 1) log(`sending ${layers} quality layers${chosen}: ${describeLayers(capture, encode)}`);
   else if (auto) log(`sending 1 quality layer${chosen}`);
@@ -168,9 +178,13 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     congestion: o.adapt ? { maxKbps: pathMaxKbps } : undefined,
     layers,
     audio: o.audio !== undefined,
+    audioRedundancy: o.audioRedundancy,
     security: keyMaster || encryptMaster ? { key: keyMaster, encrypt: encryptMaster } : undefined,
   });
-  if (o.audio) log(`sound: ${describeAudio(o.audio)}, Opus at ${AUDIO_BITRATE_KBPS} kbit/s`);
+  if (o.audio) {
+    const red = o.audioRedundancy ? `, each packet with copies of the ${o.audioRedundancy === 1 ? 'one' : o.audioRedundancy} before it (RED)` : '';
+    log(`sound: ${describeAudio(o.audio)}, Opus at ${AUDIO_BITRATE_KBPS} kbit/s${red}: about ${Math.round(soundKbps)} kbit/s on the path, kept before the picture's share`);
+  }
   // The sound goes out as it comes, whatever the picture does (paused layers, a keyframe wait).
   encoder.on('audio', (p) => publisher.sendAudio(p));
   let finish!: (code: number) => void;
@@ -219,7 +233,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   // Congestion control: the encoder follows the path's estimate (down soon, up after lasting room),
   // when its rate is a bitrate (not MJPEG's fixed --quality) and a new run does not replay a file.
   // Upper layers are paused at once when the path narrows; the encoder follows after.
-  const plan = o.adapt && o.quality === undefined ? new UplinkLayers(o.bitrateKbps, shares) : undefined;
+  const plan = o.adapt && o.quality === undefined ? new UplinkLayers(o.bitrateKbps, shares, soundKbps) : undefined;
   publisher.onEstimate = (kbps, probed) => {
     if (!plan) return;
     const now = Date.now();

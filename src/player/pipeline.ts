@@ -10,7 +10,7 @@
  * needed (ViewerCore asks for one with RTCP PLI, RFC 4585 §6.3.1), so the decoder never sees a
  * damaged picture.
  */
-import { PT_OPUS, VIDEO_CLOCK_RATE } from '../defaults.ts';
+import { isAudioPayloadType, VIDEO_CLOCK_RATE } from '../defaults.ts';
 import { AudioReceiver, type ReceivedAudio } from './audio.ts';
 import { codec, codecOfPayloadType, type CodecName } from '../codecs/registry.ts';
 import type { Depacketizer, Frame } from '../rtp/frame.ts';
@@ -249,11 +249,10 @@ export class MediaPipeline {
       for (const r of this.fec.pushFec(buf)) this.recovered(r, now, out);
       return;
     }
-    if (pkt.payloadType === PT_OPUS) {
+    if (isAudioPayloadType(pkt.payloadType)) {
       // Sound: its own order and clock; it never makes the pipeline follow another publisher.
       const sr = (ssrc: number | undefined) => (ssrc === undefined ? undefined : this.srs.get(ssrc)?.sr);
-      const a = this.audio.push(pkt, sr(pkt.ssrc), sr(this.ssrc));
-      if (a) out.audio.push(a);
+      out.audio.push(...this.audio.push(pkt, sr(pkt.ssrc), sr(this.ssrc), now));
       return;
     }
     const name = codecOfPayloadType(pkt.payloadType)?.name;

@@ -15,7 +15,7 @@
  *   sent as is. Viewers' reports go to the sharer; their NACKs are answered here from history, and
  *   their keyframe requests are passed on once per keyframe (forSharer).
  */
-import { PT_OPUS, VIDEO_CLOCK_RATE, CB_RESUME_MS, KEYFRAME_WAIT_MS, LANE_PAUSED_MS, LANE_RATE_MS, LANE_SILENT_MS, MAX_DATAGRAM, MAX_STREAMS, VIEWER_KEYFRAME_MIN_MS, MAX_VIEWERS, MAX_VIEWERS_PER_STREAM, PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS } from '../defaults.ts';
+import { isAudioPayloadType, VIDEO_CLOCK_RATE, CB_RESUME_MS, KEYFRAME_WAIT_MS, LANE_PAUSED_MS, LANE_RATE_MS, LANE_SILENT_MS, MAX_DATAGRAM, MAX_STREAMS, VIEWER_KEYFRAME_MIN_MS, MAX_VIEWERS, MAX_VIEWERS_PER_STREAM, PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS } from '../defaults.ts';
 import { ControlType, PT_PROBE, RefuseReason, parseControl, type PublishMessage, type SubscribeMessage } from '../transport/control.ts';
 import { isRtcp, parseRtcp, serializeRtcp, type Ccfb, type RtcpPacket } from '../transport/rtcp.ts';
 import { isRtp, rtpPayloadOffset, rtpPayloadType, rtpSequence, rtpSsrc, rtpTimestamp } from '../rtp/packet.ts';
@@ -150,6 +150,12 @@ export class RelayCore {
       l.rateBytes = 0;
       l.rateSince = now;
     }
+    const sound = stream.sound;
+    if (now - sound.rateSince >= LANE_RATE_MS) {
+      sound.kbps = (sound.rateBytes * 8) / Math.max(1, now - sound.rateSince);
+      sound.rateBytes = 0;
+      sound.rateSince = now;
+    }
     const views = this.laneViews(stream, now);
     if (!stream.publisher || views.every((l) => !l.live)) return;
     for (const v of stream.viewers.values()) {
@@ -227,10 +233,12 @@ export class RelayCore {
     stream.packetsIn++;
     stream.bytesIn += buf.length;
     const ssrc = rtpSsrc(buf);
-    if (rtpPayloadType(buf) === PT_OPUS) {
+    if (isAudioPayloadType(rtpPayloadType(buf))) {
       // Sound: to every viewer, whatever layer it gets, and never held back to make room for a
-      // picture; no lane's rate nor keyframe cache counts it.
+      // picture; kept alongside each lane's cached keyframe (a joiner hears at once), measured
+      // on its own, and added to every lane's rate when a viewer's layer is chosen.
       for (const l of stream.lanes) l.keyframes.addAlongside(buf);
+      stream.sound.rateBytes += buf.length;
       if (stream.lanes.length > 1) stream.sent.onSent(ssrc, rtpSequence(buf), buf.length, now);
       const out = this.fanOut(stream, buf);
       this.congestionFeedback(stream.publisher!, buf, now, out);
@@ -447,7 +455,8 @@ export class RelayCore {
   }
 
   private laneViews(s: StreamState, now: number): LaneView[] {
-    return s.lanes.map((l) => ({ index: l.index, kbps: l.kbps, live: now - l.lastMediaAt < LANE_SILENT_MS }));
+    // A viewer on a layer takes the sound too: it counts in what each layer asks of its path.
+    return s.lanes.map((l) => ({ index: l.index, kbps: l.kbps > 0 ? l.kbps + s.sound.kbps : 0, live: now - l.lastMediaAt < LANE_SILENT_MS }));
   }
 
   private moveViewer(s: StreamState, v: ViewerState, move: LayerMove, now: number, out: Output[]): void {

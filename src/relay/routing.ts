@@ -124,6 +124,8 @@ export interface StreamState extends Lane {
    */
   dropped: number;
   srTimes: SrTimes;
+  /** The sharer's sound, measured like a lane's rate: every viewer gets it, whatever its layer. */
+  sound: { kbps: number; rateBytes: number; rateSince: number };
   /** A keyframe request passed on to the sharer and not yet answered: when, and keyframes.count then. */
   keyframeAsked?: { at: number; keyframes: number };
 }
@@ -425,6 +427,7 @@ function newStream(name: string): StreamState {
     bytesOut: 0,
     dropped: 0,
     srTimes: new SrTimes(),
+    sound: { kbps: 0, rateBytes: 0, rateSince: 0 },
   };
   stream.lanes.push(stream);
   return stream;

@@ -607,6 +607,11 @@ export class UplinkLayers {
     readonly maxTopKbps: number,
     /** Each layer's bitrate as a share of the top one's (ffmpeg-args LAYER_SHARES), best first. */
     readonly shares: readonly number[],
+    /**
+     * What the sound takes on the path (kbit/s, with its RED copies and headers): it comes off
+     * every estimate first, so the picture is fitted to what is left and the sound never waits.
+     */
+    readonly reservedKbps = 0,
   ) {
     this.policy = new RetargetPolicy(maxTopKbps);
   }
@@ -629,7 +634,8 @@ export class UplinkLayers {
   }
 
   /** What the sharer should do for this estimate: pause or resume layers, re-target the encoder. */
-  decide(estimateKbps: number, now: number, probed = false): { firstActive?: number; retarget?: number } {
+  decide(pathKbps: number, now: number, probed = false): { firstActive?: number; retarget?: number } {
+    const estimateKbps = Math.max(0, pathKbps - this.reservedKbps);
     const fit = fitKbps(estimateKbps);
     let first = this.firstFitting(estimateKbps * LAYER_PAUSE_SHARE, this.firstActive);
     if (first === this.firstActive && first > 0 && this.sending(first - 1) * LAYER_RESUME_HEADROOM <= fit) {
@@ -654,9 +660,9 @@ export class UplinkLayers {
   }
 
   /** The encoder runs at `topKbps` now; every layer restarts with a keyframe: those that fit are sent. */
-  retargeted(topKbps: number, estimateKbps: number, now: number): number {
+  retargeted(topKbps: number, pathKbps: number, now: number): number {
     this.policy.commit(topKbps, now);
-    this.firstActive = this.firstFitting(fitKbps(estimateKbps), 0);
+    this.firstActive = this.firstFitting(fitKbps(Math.max(0, pathKbps - this.reservedKbps)), 0);
     this.roomSince = undefined;
     return this.firstActive;
   }

@@ -8,8 +8,9 @@
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { hostname } from 'node:os';
-import { KEEPALIVE_MS, RELAY_SILENT_MS, DEFAULT_PAYLOAD_LIMIT, PT_OPUS } from '../defaults.ts';
+import { KEEPALIVE_MS, RELAY_SILENT_MS, DEFAULT_PAYLOAD_LIMIT, PT_OPUS, PT_RED } from '../defaults.ts';
 import { OPUS_RATE } from '../codecs/opus/opus.ts';
+import { fitsRed, redPayload, type RedundantBlock } from '../codecs/opus/red.ts';
 import type { Endpoint } from '../util/net.ts';
 import { ControlType, PT_PROBE, RELAY_SSRC, RefuseReason, controlApp, parseControl } from './control.ts';
 import { PacketError, unlessMalformed } from '../util/errors.ts';
@@ -29,7 +30,7 @@ import { startsKeyframe } from './keyframe.ts';
 import { msToNtp, rttMs } from './ntp.ts';
 import { isRtcp, parseRtcp, serializeRtcp, SDES_CNAME, type RtcpPacket } from './rtcp.ts';
 import { RtpSender } from './sender.ts';
-import { TS_MOD } from '../rtp/seq.ts';
+import { TS_MOD, tsDiff } from '../rtp/seq.ts';
 import { isRtp, rtpPayloadType, rtpSequence, rtpSsrc, rtpTimestamp } from '../rtp/packet.ts';
 import { CongestionController, PROBE_MS } from './congestion.ts';
 import { CircuitBreaker } from './breaker.ts';
@@ -79,6 +80,8 @@ export interface PublisherOptions {
   layers?: number;
   /** Sound is sent too (sendAudio): Opus on its own SSRC, in the SRs beside the picture's. */
   audio?: boolean;
+  /** Earlier Opus packets repeated in each sound packet (RFC 2198 RED, 0-AUDIO_RED_MAX); 0: plain Opus. */
+  audioRedundancy?: number;
   log?: (line: string) => void;
   now?: () => number;
 }
@@ -205,6 +208,9 @@ export class Publisher {
   /** The sound's source (RFC 7587), when there is sound. */
   readonly audioSender?: RtpSender;
   private readonly audioTsOffset = randomBytes(4).readUInt32BE(0);
+  /** The latest Opus packets sent, oldest first, for RED's copies (audioRedundancy of them). */
+  private readonly audioRecent: Array<{ data: Buffer; timestamp: number }> = [];
+  private readonly payloadLimit: number;
   private probeTimer?: NodeJS.Timeout;
   /** The relay refused our PUBLISH (the stream is another sharer's, the relay is full, a bad key). */
   onRefused?: (reason: RefuseReason) => void;
@@ -256,7 +262,8 @@ export class Publisher {
     const layers = opts.layers ?? 1;
     this.senders = Array.from({ length: layers }, () => new RtpSender({ payloadType: c.payloadType }));
     this.sender = this.senders[0];
-    if (opts.audio) this.audioSender = new RtpSender({ payloadType: PT_OPUS });
+    if (opts.audio) this.audioSender = new RtpSender({ payloadType: opts.audioRedundancy ? PT_RED : PT_OPUS });
+    this.payloadLimit = payloadLimit;
     this.packetizers = this.senders.map(() => c.packetizer({ payloadLimit }));
     if (opts.fec) this.fecs = this.senders.map((s) => new FecEncoder({ mediaSsrc: s.ssrc, ...opts.fec! }));
     if (opts.congestion) {
@@ -300,12 +307,30 @@ export class Publisher {
 
   /**
    * Sends one Opus packet as one RTP packet (RFC 7587 §4.2), stamped by its capture time so the
-   * SRs map it to the same wall clock as the picture. Through the pacer like media: the sound
-   * counts in what the path is asked to carry. Not held with a paused picture: sound goes on.
+   * SRs map it to the same wall clock as the picture; with audioRedundancy, as RED (RFC 2198)
+   * with copies of the packets before it that fit RED's fields and the payload limit. Through
+   * the pacer like media: the sound counts in what the path is asked to carry. Not held with a
+   * paused picture: sound goes on.
    */
   sendAudio(packet: { data: Buffer; captureUnixMs: number }): void {
     if (this.closed || !this.audioSender || this.breaker.open) return;
-    for (const d of this.audioSender.frame([[packet.data]], this.audioRtpTimestamp(packet.captureUnixMs), false)) this.transmit(d);
+    const timestamp = this.audioRtpTimestamp(packet.captureUnixMs);
+    const copies = this.opts.audioRedundancy ?? 0;
+    let payload: Buffer[] = [packet.data];
+    if (copies > 0) {
+      let size = 1 + packet.data.length;
+      const redundant: RedundantBlock[] = [];
+      for (let i = this.audioRecent.length - 1; i >= 0; i--) {
+        const r = { tsOffset: tsDiff(this.audioRecent[i].timestamp, timestamp), data: this.audioRecent[i].data };
+        if (!fitsRed(r) || size + 4 + r.data.length > this.payloadLimit) break;
+        size += 4 + r.data.length;
+        redundant.unshift(r);
+      }
+      payload = redPayload(PT_OPUS, packet.data, redundant);
+      this.audioRecent.push({ data: packet.data, timestamp });
+      if (this.audioRecent.length > copies) this.audioRecent.shift();
+    }
+    for (const d of this.audioSender.frame([payload], timestamp, false)) this.transmit(d);
     this.counters.audioPacketsSent++;
   }
 
