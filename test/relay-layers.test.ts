@@ -205,6 +205,16 @@ describe('UplinkLayers: the sharer fits its layers to its uplink', () => {
     assert.equal(u.decide(sending / LAYER_PAUSE_SHARE - 20, 600).firstActive, 1, 'past what the path carries: paused at once');
   });
 
+  test("the sound's share comes off the estimate first: the picture is fitted to what is left", () => {
+    const layers = [1, 0.4, 0.15];
+    const pathMax = (2500 * 1.55) / CC_MEDIA_SHARE;
+    assert.deepEqual(new UplinkLayers(2500, layers).decide(pathMax, 0), {}, 'without sound every layer fits the maximum');
+    const withSound = new UplinkLayers(2500, layers, 1000);
+    assert.deepEqual(withSound.decide(pathMax + 1000, 0), {}, "share's ceiling counts the sound: still nothing to do");
+    const step = withSound.decide(pathMax, 0);
+    assert.ok(step.retarget! < 2500 && step.retarget! * 1.55 <= (pathMax - 1000) * CC_MEDIA_SHARE, `re-target ${step.retarget} leaves the sound its 1000 kbit/s`);
+  });
+
   test('after a dip, an estimate back at the path\'s maximum brings the encoder back to --bitrate exactly', () => {
     const u = new UplinkLayers(2500, [1]);
     const pathMax = 2500 / CC_MEDIA_SHARE; // what share gives the controller as its ceiling (one layer, no FEC)
