@@ -135,6 +135,7 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
     const s = viewer.stats.snapshot();
     const totals = viewer.receiveTotals;
     const c = viewer.counters;
+    const audio = viewer.audio;
     const expected = viewer.packetsExpected;
     return {
       role: 'watch',
@@ -175,6 +176,10 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
       audioPackets: c.audioPackets,
       audioLost: c.audioLost,
       audioLate: c.audioLate,
+      audioRecovered: c.audioRecovered,
+      audioConcealed: c.audioConcealed,
+      audioJitterMs: audio.latencyMs === undefined ? null : round(audio.jitterMs),
+      audioSyncMs: audio.latencyMs === undefined || viewer.lastLatencyMs === undefined ? null : round(audio.latencyMs - viewer.lastLatencyMs),
       undecryptable: c.undecryptable,
       player: player ? player.state : null,
       playerRestarts: player?.restarts ?? 0,

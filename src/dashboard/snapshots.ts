@@ -76,6 +76,13 @@ export interface WatchSnapshot {
   audioPackets: number;
   audioLost: number;
   audioLate: number;
+  /** Of the sound lost, packets RED's copies gave back, and packets concealed (never came). */
+  audioRecovered: number;
+  audioConcealed: number;
+  /** RFC 3550 jitter of the sound packets. */
+  audioJitterMs: number | null;
+  /** How much later the sound arrives than the picture captured at the same instant (negative: earlier). */
+  audioSyncMs: number | null;
   /** Encrypted packets that would not decrypt (--encrypt). */
   undecryptable: number;
   /** The player window: keeping up ('live'), or stopped reading ('behind'); null without one. */
@@ -279,6 +286,10 @@ export const WATCH_FIELDS = {
   audioPackets: 'counter',
   audioLost: 'counter',
   audioLate: 'counter',
+  audioRecovered: 'counter',
+  audioConcealed: 'counter',
+  audioJitterMs: 'gauge',
+  audioSyncMs: 'gauge',
   undecryptable: 'counter',
   playerRestarts: 'counter',
   framesHeldBack: 'counter',

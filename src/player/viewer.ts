@@ -9,7 +9,7 @@
  *   - feedback.ts: RTCP NACK and PLI to the sharer, and the keyframe-request rate limit.
  * Here: RTCP demultiplexing, the picture size, first-frame time, and the counters in one place.
  */
-import type { ReceivedAudio } from './audio.ts';
+import type { AudioReport, ReceivedAudio } from './audio.ts';
 import { randomBytes } from 'node:crypto';
 import { codec } from '../codecs/registry.ts';
 import type { CodecName } from '../codecs/registry.ts';
@@ -42,6 +42,9 @@ export interface ViewerCounters extends PipelineCounters {
   audioPackets: number;
   audioLost: number;
   audioLate: number;
+  /** Sound RED gave back, and sound concealed (player/audio.ts AudioCounters). */
+  audioRecovered: number;
+  audioConcealed: number;
 }
 
 export interface ViewerOutput {
@@ -89,6 +92,11 @@ export class ViewerCore {
     this.feedback = new Feedback(this.ssrc);
   }
 
+  /** The sound's jitter and capture-to-arrival latency (player/audio.ts). */
+  get audio(): AudioReport {
+    return this.pipeline.audio.report;
+  }
+
   get state(): ConnectionState {
     return this.session.state;
   }
@@ -126,6 +134,8 @@ export class ViewerCore {
       audioPackets: this.pipeline.audio.counters.packets,
       audioLost: this.pipeline.audio.counters.lost,
       audioLate: this.pipeline.audio.counters.late,
+      audioRecovered: this.pipeline.audio.counters.recovered,
+      audioConcealed: this.pipeline.audio.counters.concealed,
     };
   }
 
