@@ -121,6 +121,8 @@ export class AudioReceiver {
         this.counters.malformed++;
         continue;
       }
+      // The first packet of a source: its copies are of sound from before this viewer came.
+      if (this.nextTs === undefined && !b.primary) continue;
       if (this.nextTs !== undefined) {
         const ahead = tsDiff(this.nextTs, b.timestamp);
         if (ahead < -samples / 2) continue; // handed on already
