@@ -18,6 +18,7 @@ import { recordingBench } from './recording.ts';
 import { uplinkBench } from './uplink.ts';
 import { narrowBench } from './narrow.ts';
 import { stepBench } from './step.ts';
+import { soundBench } from './sound.ts';
 
 const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchResult>> = {
   packetizer: packetizerBench,
@@ -31,6 +32,7 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchResult>> = {
   uplink: uplinkBench,
   narrow: narrowBench,
   step: stepBench,
+  sound: soundBench,
 };
 
 const argv = process.argv.slice(2);
