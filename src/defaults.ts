@@ -51,6 +51,11 @@ export const VIDEO_CLOCK_RATE = 90000;
  * it resumes at its own time instead of after seconds of made-up sound.
  */
 export const AUDIO_CONCEAL_MAX_MS = 200;
+/**
+ * The longest silence not sent (DTX) the viewer marks: libopus sends a frame every 400 ms in
+ * silence, so every DTX hole fits; a longer one is a pause, left as a hole.
+ */
+export const AUDIO_SILENCE_FILL_MS = 1000;
 /** Earlier Opus packets each sound packet repeats by default (RFC 2198 RED, `share --audio-red`). */
 export const AUDIO_RED_DEFAULT = 2;
 /** The most `--audio-red` takes: three copies already quadruple the sound's bitrate. */

@@ -106,7 +106,7 @@ test('plain Opus: a duplicate or a straggler brings nothing; a lost packet is ma
   mark.push(packet(1), SR, SR);
   const [m] = mark.push(packet(3), SR, SR);
   assert.deepEqual([...m.data], [TOC & ~0x03]);
-  assert.deepEqual(r.counters, { packets: 4, lost: 1, late: 2, recovered: 0, concealed: 1, gaps: 0, unsynced: 0, malformed: 0 });
+  assert.deepEqual(r.counters, { packets: 4, lost: 1, late: 2, recovered: 0, concealed: 1, gaps: 0, silence: 0, unsynced: 0, malformed: 0 });
 });
 
 test('RED with two copies: two packets lost in a row come back with the next one, in order, nothing concealed', () => {
@@ -131,6 +131,22 @@ test(`a hole longer than ${AUDIO_CONCEAL_MAX_MS} ms is left as it is: the sound 
   const after = Math.ceil(AUDIO_CONCEAL_MAX_MS / 20) + 3;
   assert.deepEqual(said(r.push(packet(after), SR, SR)), [String(after)]);
   assert.deepEqual([r.counters.gaps, r.counters.concealed], [1, 0]);
+});
+
+test('silence not sent (DTX): no number missing, the marker on the next packet: marked as silence, up to AUDIO_SILENCE_FILL_MS', () => {
+  const r = new AudioReceiver();
+  r.push(packet(1), SR, SR);
+  // The sharer left out frames 2-20 (380 ms): the next packet has number 2 and the marker bit.
+  const talk = { ...rtp(2, 21 * FRAME, opus(21)), marker: true };
+  const out = r.push(talk, SR, SR);
+  assert.equal(out.length, 20);
+  assert.ok(out.slice(0, 19).every((a, i) => a.concealed && a.timestamp === (2 + i) * FRAME));
+  assert.deepEqual([r.counters.silence, r.counters.concealed, r.counters.lost, r.counters.gaps], [19, 0, 0, 0]);
+  // The same hole without the marker is not known to be silence: longer than AUDIO_CONCEAL_MAX_MS, left as it is.
+  const q = new AudioReceiver();
+  q.push(packet(1), SR, SR);
+  assert.deepEqual(said(q.push(rtp(2, 21 * FRAME, opus(21)), SR, SR)), ['21']);
+  assert.deepEqual([q.counters.silence, q.counters.gaps], [0, 1]);
 });
 
 test('without an SR for the sound or the picture nothing can be placed: counted; a new source starts over; a bad packet is counted and the next still read', () => {

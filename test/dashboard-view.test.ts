@@ -103,6 +103,7 @@ function shareSnap(over: Partial<ShareSnapshot> = {}): ShareSnapshot {
     framesSent: 299,
     keyframesSent: 5,
     audioPacketsSent: 0,
+    audioSilenceNotSent: 0,
     packetsSent: 3100,
     bytesSent: 870_000,
     viewers: 2,

@@ -11,7 +11,7 @@ import { probeInputSize } from '../capture/probe.ts';
 import { Encoder, type CapturedFrame } from '../encode/encoder.ts';
 import { LAYERS_MAX, LAYER_SCALES, LAYER_SHARES, autoLayers, encodedInputSize, layerBitrates, layerSize, sizeNotice, type EncodeOptions } from '../encode/ffmpeg-args.ts';
 import { FrameUnsupportedError } from '../codecs/codec.ts';
-import { ffmpegHasFilter, locateFfmpeg } from '../encode/locate.ts';
+import { ffmpegEncoderHasOption, ffmpegHasFilter, locateFfmpeg } from '../encode/locate.ts';
 import type { RelayServer } from '../relay/io/server.ts';
 import { listen } from './relay.ts';
 import { fmt } from '../relay/core.ts';
@@ -131,7 +131,8 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   };
   const encode: EncodeOptions = {
     codec: o.codec, encoder: o.encoder, bitrateKbps: o.bitrateKbps, fps: o.fps, gop: o.gop, quality: o.quality, size, layers: o.layers,
-    audio: o.audio ? { source: o.audio, bitrateKbps: AUDIO_BITRATE_KBPS } : undefined,
+    // Silence not sent (DTX) where this FFmpeg's libopus can mark it.
+    audio: o.audio ? { source: o.audio, bitrateKbps: AUDIO_BITRATE_KBPS, dtx: await ffmpegEncoderHasOption(ffmpeg.path, 'libopus', 'dtx') } : undefined,
   };
   checkSourceExists(capture);
   // A size the codec cannot carry is padded or scaled, and said once; a whole screen or a file
@@ -183,7 +184,8 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   });
   if (o.audio) {
     const red = o.audioRedundancy ? `, each packet with copies of the ${o.audioRedundancy === 1 ? 'one' : o.audioRedundancy} before it (RED)` : '';
-    log(`sound: ${describeAudio(o.audio)}, Opus at ${AUDIO_BITRATE_KBPS} kbit/s${red}: about ${Math.round(soundKbps)} kbit/s on the path, kept before the picture's share`);
+    const dtx = encode.audio?.dtx ? '; silence is not sent (DTX)' : '';
+    log(`sound: ${describeAudio(o.audio)}, Opus at ${AUDIO_BITRATE_KBPS} kbit/s${red}: about ${Math.round(soundKbps)} kbit/s on the path, kept before the picture's share${dtx}`);
   }
   // The sound goes out as it comes, whatever the picture does (paused layers, a keyframe wait).
   encoder.on('audio', (p) => publisher.sendAudio(p));
@@ -309,6 +311,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
         framesSent: c.framesSent,
         keyframesSent: c.keyframesSent,
         audioPacketsSent: c.audioPacketsSent,
+        audioSilenceNotSent: c.audioSilenceNotSent,
         packetsSent: c.packetsSent,
         bytesSent: c.bytesSent,
         viewers,

@@ -128,6 +128,8 @@ export interface ShareSnapshot {
   keyframesSent: number;
   /** Opus packets sent (--audio); 0 without sound. */
   audioPacketsSent: number;
+  /** Opus packets of silence not sent (DTX, where FFmpeg's libopus has it). */
+  audioSilenceNotSent: number;
   packetsSent: number;
   bytesSent: number;
   viewers: number;
@@ -309,6 +311,7 @@ export const SHARE_FIELDS = {
   framesSent: 'counter',
   keyframesSent: 'counter',
   audioPacketsSent: 'counter',
+  audioSilenceNotSent: 'counter',
   packetsSent: 'counter',
   bytesSent: 'counter',
   viewers: 'gauge',

@@ -495,7 +495,8 @@ function shareBody(s: ShareSnapshot, h: History, o: ViewOptions): string[] {
     ['Encoded', fmtInt(s.framesEncoded)],
     ['Frames sent', fmtInt(s.framesSent)],
     ['Keyframes', fmtInt(s.keyframesSent)],
-    ['Audio sent', fmtInt(s.audioPacketsSent)],
+    // Opus packets sent / silence the encoder marked and the sharer left out (DTX).
+    ['Audio sent', `${fmtInt(s.audioPacketsSent)} / ${fmtInt(s.audioSilenceNotSent)} silent`],
     ['Packets', fmtInt(s.packetsSent)],
     ['FEC packets', fmtInt(s.fecPacketsSent)],
     ['Sent', fmtBytes(s.bytesSent)],

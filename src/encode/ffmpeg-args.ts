@@ -42,6 +42,11 @@ export interface EncodeOptions {
 export interface AudioEncoding {
   source: AudioSource;
   bitrateKbps: number;
+  /**
+   * Discontinuous transmission (RFC 7587 §3.1.3): in silence the encoder marks most frames as
+   * empty, and the publisher does not send them. Only where this FFmpeg's libopus takes `-dtx`.
+   */
+  dtx?: boolean;
 }
 
 /**
@@ -63,7 +68,7 @@ export function audioFd(layers: number): number {
 function audioOutput(audio: AudioEncoding, layers: number): string[] {
   // The picture's input is 0; a separate sound input is 1.
   const map = audio.source.kind === 'file' ? '0:a:0' : '1:a:0';
-  return ['-map', map, '-vn', '-sn', ...OPUS_ARGS, '-b:a', `${audio.bitrateKbps}k`, '-f', 'opus', '-page_duration', String(OPUS_FRAME_MS * 1000), '-flush_packets', '1', `pipe:${audioFd(layers)}`];
+  return ['-map', map, '-vn', '-sn', ...OPUS_ARGS, ...(audio.dtx ? ['-dtx', '1'] : []), '-b:a', `${audio.bitrateKbps}k`, '-f', 'opus', '-page_duration', String(OPUS_FRAME_MS * 1000), '-flush_packets', '1', `pipe:${audioFd(layers)}`];
 }
 
 export const LAYERS_MAX = 3;

@@ -11,10 +11,13 @@
  * downstream (ffplay's, a recording's player) conceals it and the sound keeps its length and
  * stays in step with the picture. Holes longer than AUDIO_CONCEAL_MAX_MS (the sharer paused, the
  * network went away) are left as they are: the next packet's time says where the sound resumes.
+ * Silence the sharer did not send (DTX: no sequence number missing, the marker bit on the packet
+ * after it) is marked the same way, up to AUDIO_SILENCE_FILL_MS, so the decoder makes its comfort
+ * noise and a player that plays packets back to back does not pull the sound ahead of the picture.
  */
 import { OPUS_RATE, opusPacketSamples } from '../codecs/opus/opus.ts';
 import { parseRed, type RedBlock } from '../codecs/opus/red.ts';
-import { AUDIO_CONCEAL_MAX_MS, PT_OPUS, PT_RED, VIDEO_CLOCK_RATE } from '../defaults.ts';
+import { AUDIO_CONCEAL_MAX_MS, AUDIO_SILENCE_FILL_MS, PT_OPUS, PT_RED, VIDEO_CLOCK_RATE } from '../defaults.ts';
 import type { RtpPacket } from '../rtp/packet.ts';
 import { seqDiff, tsDiff, TS_MOD } from '../rtp/seq.ts';
 import { ntpToMs } from '../transport/ntp.ts';
@@ -50,8 +53,10 @@ export interface AudioCounters {
   recovered: number;
   /** Opus packets missing for good, each marked for the decoder to conceal (about 20 ms each). */
   concealed: number;
-  /** Holes not marked: longer than AUDIO_CONCEAL_MAX_MS. */
+  /** Holes not marked: longer than AUDIO_CONCEAL_MAX_MS (AUDIO_SILENCE_FILL_MS for silence). */
   gaps: number;
+  /** Opus packets of silence the sharer did not send (DTX), marked for the decoder's comfort noise. */
+  silence: number;
   /** Packets dropped because no SR has yet mapped the sound's clock or the picture's. */
   unsynced: number;
   /** RED payloads or Opus packets that could not be read. */
@@ -67,7 +72,7 @@ export interface AudioReport {
 }
 
 export class AudioReceiver {
-  readonly counters: AudioCounters = { packets: 0, lost: 0, late: 0, recovered: 0, concealed: 0, gaps: 0, unsynced: 0, malformed: 0 };
+  readonly counters: AudioCounters = { packets: 0, lost: 0, late: 0, recovered: 0, concealed: 0, gaps: 0, silence: 0, unsynced: 0, malformed: 0 };
   private ssrc?: number;
   private lastSeq?: number;
   /** The timestamp the next Opus packet is due at: the end of the last one handed on. */
@@ -96,9 +101,11 @@ export class AudioReceiver {
       this.lastTransit = undefined;
       this.jitter = 0;
     }
+    let afterSilence = false;
     if (this.lastSeq === undefined) this.lastSeq = pkt.sequenceNumber;
     else {
       const d = seqDiff(this.lastSeq, pkt.sequenceNumber);
+      afterSilence = d === 1 && pkt.marker;
       if (d > 0) {
         this.counters.lost += d - 1;
         this.lastSeq = pkt.sequenceNumber;
@@ -126,7 +133,7 @@ export class AudioReceiver {
       if (this.nextTs !== undefined) {
         const ahead = tsDiff(this.nextTs, b.timestamp);
         if (ahead < -samples / 2) continue; // handed on already
-        if (ahead > samples / 2) this.conceal(b, ahead, audioSr, videoSr, out);
+        if (ahead > samples / 2) this.conceal(b, ahead, afterSilence && b.primary, audioSr, videoSr, out);
       }
       this.nextTs = (b.timestamp + samples) % TS_MOD;
       if (!b.primary) this.counters.recovered++;
@@ -155,9 +162,9 @@ export class AudioReceiver {
     this.lastTransit = transit;
   }
 
-  /** Marks `ahead` ticks of missing sound before `next`, in frames of `next`'s configuration. */
-  private conceal(next: RedBlock, ahead: number, audioSr: SenderClock | undefined, videoSr: SenderClock | undefined, out: ReceivedAudio[]): void {
-    if ((ahead * 1000) / OPUS_RATE > AUDIO_CONCEAL_MAX_MS) {
+  /** Marks `ahead` ticks of missing sound (or of silence not sent) before `next`, in frames of `next`'s configuration. */
+  private conceal(next: RedBlock, ahead: number, silence: boolean, audioSr: SenderClock | undefined, videoSr: SenderClock | undefined, out: ReceivedAudio[]): void {
+    if ((ahead * 1000) / OPUS_RATE > (silence ? AUDIO_SILENCE_FILL_MS : AUDIO_CONCEAL_MAX_MS)) {
       this.counters.gaps++;
       return;
     }
@@ -166,7 +173,8 @@ export class AudioReceiver {
     const frame = opusPacketSamples(mark);
     const count = Math.max(1, Math.round(ahead / frame));
     for (let i = 0; i < count; i++) {
-      this.counters.concealed++;
+      if (silence) this.counters.silence++;
+      else this.counters.concealed++;
       const a = this.place(mark, (this.nextTs! + i * frame) % TS_MOD, true, audioSr, videoSr);
       if (a) out.push(a);
     }

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { hostname } from 'node:os';
 import { KEEPALIVE_MS, RELAY_SILENT_MS, DEFAULT_PAYLOAD_LIMIT, PT_OPUS, PT_RED } from '../defaults.ts';
-import { OPUS_RATE } from '../codecs/opus/opus.ts';
+import { OPUS_DTX_MAX_BYTES, OPUS_RATE } from '../codecs/opus/opus.ts';
 import { fitsRed, redPayload, type RedundantBlock } from '../codecs/opus/red.ts';
 import type { Endpoint } from '../util/net.ts';
 import { ControlType, PT_PROBE, RELAY_SSRC, RefuseReason, controlApp, parseControl } from './control.ts';
@@ -100,6 +100,8 @@ export interface PublisherCounters {
   keyframesSent: number;
   /** Opus packets sent (sendAudio). */
   audioPacketsSent: number;
+  /** Opus packets not sent: silence the encoder marked as such (DTX, RFC 7587 §3.1.3). */
+  audioSilenceNotSent: number;
   packetsSent: number;
   bytesSent: number;
   sendErrors: number;
@@ -162,6 +164,7 @@ export class Publisher {
     framesSent: 0,
     keyframesSent: 0,
     audioPacketsSent: 0,
+    audioSilenceNotSent: 0,
     packetsSent: 0,
     bytesSent: 0,
     sendErrors: 0,
@@ -211,6 +214,8 @@ export class Publisher {
   /** The latest Opus packets sent, oldest first, for RED's copies (audioRedundancy of them). */
   private readonly audioRecent: Array<{ data: Buffer; timestamp: number }> = [];
   private readonly payloadLimit: number;
+  /** The last Opus packet was silence not sent: the next one sent starts a talkspurt. */
+  private audioInSilence = false;
   private probeTimer?: NodeJS.Timeout;
   /** The relay refused our PUBLISH (the stream is another sharer's, the relay is full, a bad key). */
   onRefused?: (reason: RefuseReason) => void;
@@ -314,6 +319,12 @@ export class Publisher {
    */
   sendAudio(packet: { data: Buffer; captureUnixMs: number }): void {
     if (this.closed || !this.audioSender || this.breaker.open) return;
+    if (packet.data.length <= OPUS_DTX_MAX_BYTES) {
+      // DTX: the decoder makes comfort noise of the hole; the viewer fills it (player/audio.ts).
+      this.counters.audioSilenceNotSent++;
+      this.audioInSilence = true;
+      return;
+    }
     const timestamp = this.audioRtpTimestamp(packet.captureUnixMs);
     const copies = this.opts.audioRedundancy ?? 0;
     let payload: Buffer[] = [packet.data];
@@ -330,7 +341,9 @@ export class Publisher {
       this.audioRecent.push({ data: packet.data, timestamp });
       if (this.audioRecent.length > copies) this.audioRecent.shift();
     }
-    for (const d of this.audioSender.frame([payload], timestamp, false)) this.transmit(d);
+    // The marker: the first packet after silence not sent (RFC 3551 §4.1, RFC 7587 §4.1).
+    for (const d of this.audioSender.frame([payload], timestamp, this.audioInSilence)) this.transmit(d);
+    this.audioInSilence = false;
     this.counters.audioPacketsSent++;
   }
 
