@@ -5,6 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { NAL_AUD, NAL_IDR, joinAnnexB, nalType, splitAnnexB } from '../../src/codecs/h264/annexb.ts';
+import { OggOpusReader } from '../../src/encode/ogg.ts';
 
 export interface EncodedFrame {
   data: Buffer;
@@ -126,4 +127,36 @@ export function beepsOnFlashes(videoFile: string, audioFile = videoFile): { flas
     worstMs = Math.max(worstMs, Math.round(Math.abs(near - t) * 1000));
   }
   return { flashes, onsets, worstMs };
+}
+
+/** A picture to sync sound with: black, white for 100 ms from each second's half (0.5 s, 1.5 s, …). */
+const FLASHES = ['-f', 'lavfi', '-i', "color=c=black:size=320x240:rate=30,geq=lum='if(lt(mod(T-0.5\\,1)\\,0.1)\\,235\\,16)':cb=128:cr=128"];
+
+/** `count` frames of FLASHES at 30 fps through x264 as `encodeFrames` does (keyframe every 30). */
+export function encodeFlashes(count: number): EncodedFrame[] {
+  const r = spawnSync('ffmpeg', ['-nostdin', '-v', 'error', ...FLASHES, '-frames:v', String(count),
+    '-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-g', '30', '-bf', '0', '-x264-params', 'aud=1', '-f', 'h264', '-'], {
+    maxBuffer: 256 * 1024 * 1024,
+    timeout: 60_000,
+  });
+  if (r.status !== 0) throw new Error(`ffmpeg: ${r.stderr.toString()}`);
+  return accessUnits(r.stdout);
+}
+
+/**
+ * The sound for FLASHES: a 1 kHz beep for 100 ms from each second's half, as seen on a timeline
+ * that starts `from` seconds into the picture's, `seconds` long, as libopus's 20 ms packets with
+ * the OpusHead its Ogg stream carries (mono, pre-skip 312). Packet k's first decoded sample, pre-skip
+ * included, is at `from` + k × 20 ms: the encoder's input at that time minus the pre-skip.
+ */
+export function encodeBeeps(seconds: number, from: number): { head: Buffer; packets: Buffer[] } {
+  const beep = `aevalsrc='if(lt(mod(t+${from}-0.5\\,1)\\,0.1)\\,0.5*sin(2*PI*1000*t)\\,0)':s=48000:d=${seconds}`;
+  const r = spawnSync('ffmpeg', ['-nostdin', '-v', 'error', '-f', 'lavfi', '-i', beep, '-c:a', 'libopus', '-frame_duration', '20', '-page_duration', '20000', '-f', 'opus', '-'], {
+    maxBuffer: 64 * 1024 * 1024,
+    timeout: 60_000,
+  });
+  if (r.status !== 0) throw new Error(`ffmpeg: ${r.stderr.toString()}`);
+  const reader = new OggOpusReader();
+  const packets = reader.push(r.stdout).map((p) => p.data);
+  return { head: reader.head!, packets };
 }
