@@ -1,8 +1,8 @@
 /**
  * Sound with the picture (issue 15), end to end: `share --source test --audio test` through its
- * relay to `watch --output rec.mkv`. FFmpeg judges the recording: two tracks that decode without
- * an error, the sound as long as the picture, and each beep on its flash (ITU-R BT.1359's
- * detectability threshold: sound at most 45 ms before the picture, 125 ms after).
+ * relay to `watch --output rec.mkv` and `rec.mp4`. FFmpeg judges each recording: two tracks that
+ * decode without an error, the sound as long as the picture, and each beep on its flash (ITU-R
+ * BT.1359's detectability threshold: sound at most 45 ms before the picture, 125 ms after).
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { udpcast, killAll, exited, freePort, waitFor } from './helpers/cli.ts';
+import { udpcast, killAll, exited, freePort, waitFor, type Running } from './helpers/cli.ts';
 import { beepsOnFlashes } from './helpers/media.ts';
 import { skipUnless } from './helpers/tools.ts';
 
@@ -30,38 +30,44 @@ function streams(file: string): Array<{ codec: string; duration: number }> {
   });
 }
 
-test('share --audio test → watch --output .mkv: picture and sound, each beep on its flash; --no-audio leaves it out', { skip: skipUnless('ffmpeg', 'ffprobe') }, async () => {
+test('share --audio test → watch --output .mkv and .mp4: picture and sound, each beep on its flash; --no-audio leaves it out', { skip: skipUnless('ffmpeg', 'ffprobe'), timeout: 90_000 }, async () => {
   const port = await freePort();
   const shareStats = join(dir, 'share.json');
   const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(port), '--source', 'test', '--size', '320x240', '--audio', 'test', '--duration', '10', '--no-dashboard', '--stats-json', shareStats]);
+  const viewers: Running[] = [];
   try {
     // It says what sound it sends once its publisher is up, after the relay is listening.
     await waitFor(() => /sound: a 1 kHz beep each second/.test(share.stderrText()), 8000, 'the sharer to say what sound it sends');
-    const file = join(dir, 'rec.mkv');
+    // Both containers from the same share, each by a viewer of its own.
+    const files = ['mkv', 'mp4'].map((ext) => join(dir, `rec.${ext}`));
     const muted = join(dir, 'muted.mkv');
-    const watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', '6', '--output', file]);
+    const watches = files.map((file) => udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', '6', '--output', file]));
     const mute = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', '3', '--output', muted, '--no-audio']);
-    assert.equal((await exited(watch, 20_000)).code, 0, watch.stderrText());
+    viewers.push(...watches, mute);
+    for (const watch of watches) assert.equal((await exited(watch, 20_000)).code, 0, watch.stderrText());
     assert.equal((await exited(mute, 20_000)).code, 0, mute.stderrText());
     assert.deepEqual(streams(muted).map((s) => s.codec), ['h264'], '--no-audio: the picture alone');
 
-    // framemd5 decodes every frame of both tracks and, unlike the null muxer, takes the first
-    // frames' uneven spacing (a run's clock settles over its first frames) without complaint.
-    const decode = spawnSync('ffmpeg', ['-v', 'error', '-i', file, '-f', 'framemd5', '-'], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
-    assert.equal(decode.stderr, '', 'both tracks decode without an error');
-    const videoTimes = spawnSync('ffprobe', ['-v', 'error', '-select_streams', 'v', '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', file], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
-    assert.ok(videoTimes.every((t, i) => i === 0 || t > videoTimes[i - 1]), 'picture times strictly increase');
-    const [video, audio] = streams(file);
-    assert.deepEqual([video?.codec, audio?.codec], ['h264', 'opus']);
-    assert.ok(video.duration >= 4, `${video.duration} s of picture`);
-    assert.ok(Math.abs(audio.duration - video.duration) <= 0.02 * video.duration, `sound ${audio.duration} s, picture ${video.duration} s`);
-    const { flashes, onsets, worstMs } = beepsOnFlashes(file);
-    console.log(`# recording: flashes at ${flashes.map((t) => t.toFixed(3)).join(', ')}; beeps at ${onsets.map((t) => t.toFixed(3)).join(', ')}; worst ${worstMs} ms`);
-    assert.ok(flashes.length >= 3, `${flashes.length} flashes`);
-    assert.ok(worstMs <= 45, `a beep ${worstMs} ms from its flash`);
+    for (const file of files) {
+      // framemd5 decodes every frame of both tracks and, unlike the null muxer, takes the first
+      // frames' uneven spacing (a run's clock settles over its first frames) without complaint.
+      const decode = spawnSync('ffmpeg', ['-v', 'error', '-i', file, '-f', 'framemd5', '-'], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+      assert.equal(decode.stderr, '', `${file}: both tracks decode without an error`);
+      const videoTimes = spawnSync('ffprobe', ['-v', 'error', '-select_streams', 'v', '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', file], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+      assert.ok(videoTimes.every((t, i) => i === 0 || t > videoTimes[i - 1]), `${file}: picture times strictly increase`);
+      const [video, audio] = streams(file);
+      assert.deepEqual([video?.codec, audio?.codec], ['h264', 'opus'], file);
+      assert.ok(video.duration >= 4, `${file}: ${video.duration} s of picture`);
+      assert.ok(Math.abs(audio.duration - video.duration) <= 0.02 * video.duration, `${file}: sound ${audio.duration} s, picture ${video.duration} s`);
+      const { flashes, onsets, worstMs } = beepsOnFlashes(file);
+      console.log(`# ${file}: flashes at ${flashes.map((t) => t.toFixed(3)).join(', ')}; beeps at ${onsets.map((t) => t.toFixed(3)).join(', ')}; worst ${worstMs} ms`);
+      assert.ok(flashes.length >= 3, `${file}: ${flashes.length} flashes`);
+      assert.ok(worstMs <= 45, `${file}: a beep ${worstMs} ms from its flash`);
+    }
     const sent = readFileSync(shareStats, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).at(-1);
     assert.ok(sent.audioPacketsSent >= 250, `${sent.audioPacketsSent} Opus packets sent`);
   } finally {
+    for (const v of viewers) if (v.child.exitCode === null && v.child.signalCode === null) process.kill(v.pid, 'SIGKILL');
     share.child.kill('SIGTERM');
     await exited(share, 5000).catch(() => undefined);
   }

@@ -48,7 +48,7 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
   const socket = dgram.createSocket(relay.family === 6 ? 'udp6' : 'udp4');
   const sinks: FrameSink[] = [];
   const budgetMs = () => viewer.latencyBudgetMs;
-  if (o.output) sinks.push(new FileSink(o.output, { budgetMs, log }));
+  if (o.output) sinks.push(new FileSink(o.output, { budgetMs, log, audio: o.audio }));
   let player: FfplaySink | undefined;
   let sinkErrors = 0;
   let finish!: (code: number) => void;
@@ -69,6 +69,7 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
           title: `udpcast: ${o.stream}`,
           budgetMs,
           log,
+          sound: o.audio,
           onNeedKeyframe: () => {
             const pli = viewer.requestKeyframe(Date.now());
             if (pli) send(pli);

@@ -7,12 +7,22 @@
  * our writes to it; when it stops keeping up (paused, stalled, its clock behind) frames are held
  * back instead of queued, and once it responds it is replaced by a new player fed from the last
  * keyframe, which this sink keeps with the frames after it.
+ *
+ * Sound (issue 15) is a second track of the same Matroska, declared from the start unless watch
+ * was told --no-audio: an Opus track that never gets a packet costs ffplay nothing (it opens its
+ * audio device and waits; measured: first picture as soon as without). ffplay plays sound as it
+ * comes and only nudges its speed (at most 10%) towards its master clock (fftools/ffplay.c
+ * synchronize_audio), so each packet is stamped on that clock, read from ffplay's status lines,
+ * at the moment its picture is shown, or, when it came too late for that, at once. Sound waits for
+ * the first picture: before it that clock does not run, and ffplay would set it from the sound.
  */
 import { performance } from 'node:perf_hooks';
-import { PLAYER_CHECK_MS, PLAYER_CLOCK_LEAD_MS, PLAYER_GOP_CACHE_BYTES, PLAYER_RESTART_MIN_MS } from '../defaults.ts';
+import { PLAYER_CHECK_MS, PLAYER_CLOCK_LEAD_MS, PLAYER_GOP_CACHE_BYTES, PLAYER_RESTART_MIN_MS, STALE_SLACK_MS } from '../defaults.ts';
+import { opusHead } from '../codecs/opus/opus.ts';
 import { OwnedProcess, type SpawnFn } from '../util/child.ts';
 import { LiveClock } from './clock.ts';
-import type { ContainerCodec } from './container.ts';
+import type { ReceivedAudio } from './audio.ts';
+import { TICKS_PER_MS, type ContainerCodec } from './container.ts';
 import { MkvWriter } from './mkv.ts';
 import type { FrameSink, SinkFrame } from './sinks.ts';
 import { PlayerWatchdog, parseStatusLine } from './watchdog.ts';
@@ -22,17 +32,21 @@ import { PlayerWatchdog, parseStatusLine } from './watchdog.ts';
  * - `-probesize 32 -analyzeduration 0`: the track header says codec and size; nothing to guess.
  *   (Not `-fflags nobuffer`: it throws away what was read while probing, the keyframe a joining
  *   viewer starts from.)
- * - `-sync ext -framedrop`: no audio clock to wait on; frames late against the running clock are
- *   dropped, which is how stale catch-up frames are decoded but not shown.
+ * - `-sync ext -framedrop`: no audio clock to wait on (the sound follows this clock, not the other
+ *   way round); frames late against the running clock are dropped, which is how stale catch-up
+ *   frames are decoded but not shown.
  * - `-vf setpts=…RTCTIME…`: each picture is due the moment it is decoded, so ffplay's startup
  *   time never becomes a standing delay; every picture after the first PLAYER_CLOCK_LEAD_MS
  *   early, so a late phase ffplay's frame timer locked onto is corrected (see defaults.ts).
  * - `-autoexit`: end of input ends ffplay (unless it is paused), so it does not outlive watch.
  * - `-stats`: a status line every 30 ms with ffplay's clock, which PlayerWatchdog reads.
+ * - `-an` without sound: no audio device is opened at all (SDL's audio is not even started, so a
+ *   machine without one, or with a broken SDL_AUDIODRIVER, still gets its picture).
  */
-export function ffplayArgs(title: string): string[] {
+export function ffplayArgs(title: string, sound = true): string[] {
   return [
     '-hide_banner', '-loglevel', 'warning', '-autoexit', '-stats',
+    ...(sound ? [] : ['-an']),
     '-sync', 'ext', '-framedrop',
     '-window_title', title,
     ...playerInputArgs(),
@@ -52,6 +66,14 @@ export function playerInputArgs(): string[] {
  * swscale's note on full-range JPEG pixel formats (yuvj420p), printed for every MJPEG picture.
  */
 const HARMLESS_FFPLAY_LINES = /not enough frames to estimate rate|XDG_RUNTIME_DIR|deprecated pixel format used/;
+/**
+ * ffplay could not open a sound device (fftools/ffplay.c audio_open: "No more combinations to try,
+ * audio open failed"): it plays the picture alone. Said once in words; the lines before it (ALSA's
+ * own complaints, each SDL_OpenAudio attempt) are dropped.
+ */
+const NO_SOUND_DEVICE = /audio open failed/;
+const SOUND_DEVICE_NOISE = /^ALSA lib |^SDL_OpenAudio \(/;
+
 
 /**
  * ffplay's own exit status for SIGINT and SIGTERM: its handler calls exit(123) (fftools/ffplay.c
@@ -100,6 +122,8 @@ export interface FfplaySinkOptions {
   log: (line: string) => void;
   /** A new player has nothing to start from (no keyframe kept): ask the sharer for one. */
   onNeedKeyframe?: () => void;
+  /** Play the sharer's sound (a second track); false: the player opens no audio device (`-an`). */
+  sound?: boolean;
   spawn?: SpawnFn;
   /** A monotonic clock in ms; performance.now by default. */
   now?: () => number;
@@ -115,6 +139,13 @@ export class FfplaySink implements FrameSink {
   restarts = 0;
   /** Frames not given to a player that had stopped keeping up. */
   framesHeldBack = 0;
+  /** Sound packets given to the player. */
+  soundPlayed = 0;
+  /**
+   * Sound packets not given to it: before its first picture (its clock does not run yet), stale
+   * (its picture is older than the repair budget), or while it was not keeping up.
+   */
+  soundNotPlayed = 0;
   private proc!: OwnedProcess;
   private container!: MkvWriter;
   private watchdog!: PlayerWatchdog;
@@ -173,6 +204,29 @@ export class FfplaySink implements FrameSink {
     this.send(frame, now, false);
   }
 
+  /** One Opus packet, stamped on the player's clock where its picture is shown (see the top). */
+  writeAudio(packet: ReceivedAudio, now: number): void {
+    if (this.closed || !this.opts.sound) return;
+    const due = this.clock.soundDue(packet.videoTimestamp, now);
+    const offset = this.watchdog.clockOffsetMs;
+    if (this.state === 'behind' || offset === undefined || due === undefined || due < now - this.opts.budgetMs() - STALE_SLACK_MS) {
+      this.soundNotPlayed++;
+      return;
+    }
+    // Sound that came after its picture (the usual case: Opus waits for 20 ms of samples, the
+    // picture does not) plays at once, and is stamped so: stamped where its picture was, ffplay
+    // would find it late for good and speed it up (by up to 10%) into an empty queue.
+    const at = this.clock.placeSound(packet, Math.max(due, now));
+    const stdin = this.proc.stdin;
+    if (!stdin) return;
+    const bytes = this.container.writeAudio({ data: packet.data, pts: Math.round((at - offset) * TICKS_PER_MS) });
+    if (bytes.length) this.soundPlayed++;
+    else this.soundNotPlayed++;
+    let ok = true;
+    for (const b of bytes) ok = stdin.write(b);
+    if (!ok) this.watchdog.blocked(now);
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
@@ -207,7 +261,7 @@ export class FfplaySink implements FrameSink {
     const proc = new OwnedProcess({
       name: 'ffplay',
       command: this.opts.ffplayPath,
-      args: ffplayArgs(this.opts.title),
+      args: ffplayArgs(this.opts.title, this.opts.sound === true),
       stdin: 'pipe', // Matroska, one block per whole frame
       stdout: 'ignore',
       spawn: this.opts.spawn,
@@ -217,7 +271,9 @@ export class FfplaySink implements FrameSink {
     let forced: 'cut' | 'destroyed' | undefined;
     this.proc = proc;
     this.watchdog = watchdog;
-    this.container = new MkvWriter();
+    // Opus with an ID header made here (RTP carries none), pre-skip 0: each packet's time is its
+    // sound's capture time, as in recordings (sinks.ts).
+    this.container = new MkvWriter(this.opts.sound ? { audio: { head: opusHead(2) } } : {});
     this.codec = undefined;
     this.clock.reset();
     proc.on('started', (pid: number) => this.opts.log(`ffplay started (pid ${pid})`));
@@ -227,6 +283,8 @@ export class FfplaySink implements FrameSink {
       else if (X_CONNECTION_CUT.test(line)) forced = 'cut';
       else if (X_WINDOW_DESTROYED.test(line)) forced ??= 'destroyed';
       else if (forced && X_ERROR_DETAIL.test(line)) return;
+      else if (NO_SOUND_DEVICE.test(line)) this.opts.log('ffplay could not open a sound device: the picture plays without sound');
+      else if (SOUND_DEVICE_NOISE.test(line)) return;
       else if (!HARMLESS_FFPLAY_LINES.test(line)) this.opts.log(`ffplay: ${line}`);
     });
     proc.on('failed-to-start', (err: Error) => {

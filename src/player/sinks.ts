@@ -5,14 +5,15 @@
  *
  * Recordings take their container from the file name (outputFormat) and RTP's own timestamps.
  * stdout gets Matroska stamped on arrival like the player's: one block per whole frame, so
- * whatever reads the pipe decodes a frame the moment it arrives and plays it live.
+ * whatever reads the pipe decodes a frame the moment it arrives and plays it live; its sound is
+ * stamped where the picture captured with it arrives (LiveClock.soundDue).
  */
 import { createWriteStream, openSync, writeSync, closeSync, type WriteStream } from 'node:fs';
-import { OUTPUT_BUFFER_MAX_BYTES } from '../defaults.ts';
+import { OUTPUT_BUFFER_MAX_BYTES, STALE_SLACK_MS } from '../defaults.ts';
 import { UsageError } from '../util/errors.ts';
 import { CODEC_NAMES, codec, type CodecName } from '../codecs/registry.ts';
 import { LiveClock, RecordingClock } from './clock.ts';
-import type { ContainerCodec, ContainerFrame, ContainerWriter } from './container.ts';
+import type { ContainerCodec, ContainerFrame, ContainerTracks, ContainerWriter } from './container.ts';
 import type { ReceivedAudio } from './audio.ts';
 import { opusHead } from '../codecs/opus/opus.ts';
 import { MkvWriter } from './mkv.ts';
@@ -37,8 +38,9 @@ export interface FrameSink {
 }
 
 /**
- * A recording's header names its tracks, so an .mkv waits this long (arrival time) after its first
- * keyframe for sound before it starts without (frames are kept meanwhile): Opus comes every 20 ms.
+ * A recording's header names its tracks, so an .mkv or .mp4 waits this long (arrival time) after
+ * its first keyframe for sound before it starts without (frames are kept meanwhile): Opus comes
+ * every 20 ms.
  */
 export const AUDIO_WAIT_MS = 300;
 
@@ -69,8 +71,8 @@ export function outputFormat(path: string): OutputFormat {
   return format;
 }
 
-function containerFor(format: 'mkv' | 'mp4'): ContainerWriter {
-  return format === 'mkv' ? new MkvWriter() : new Mp4Writer();
+function containerFor(format: 'mkv' | 'mp4', tracks: ContainerTracks = {}): ContainerWriter {
+  return format === 'mkv' ? new MkvWriter(tracks) : new Mp4Writer(tracks);
 }
 
 // ---- Files and stdout ----------------------------------------------------------------------------
@@ -84,7 +86,7 @@ export class FileSink implements FrameSink {
   private readonly toStdout: boolean;
   private readonly format: OutputFormat;
   private container?: ContainerWriter;
-  /** An .mkv file (not stdout): it takes the sound as a second track. */
+  /** An .mkv or .mp4 file, or stdout, unless told --no-audio: it takes the sound as a second track. */
   private readonly takesAudio: boolean;
   /** Whether the file's tracks are settled (picture alone, or with sound). */
   private tracksSettled: boolean;
@@ -106,12 +108,12 @@ export class FileSink implements FrameSink {
 
   constructor(
     private readonly path: string,
-    private readonly opts: { budgetMs?: () => number; log?: (line: string) => void } = {},
+    private readonly opts: { budgetMs?: () => number; log?: (line: string) => void; audio?: boolean } = {},
   ) {
     this.toStdout = path === '-';
     this.format = outputFormat(path);
     this.container = this.format === 'mkv' || this.format === 'mp4' ? containerFor(this.format) : undefined;
-    this.takesAudio = this.format === 'mkv' && !this.toStdout;
+    this.takesAudio = (this.format === 'mkv' || this.format === 'mp4') && opts.audio !== false;
     this.tracksSettled = !this.takesAudio;
     this.out = this.toStdout ? process.stdout : createWriteStream(path);
     // A closed stdout (EPIPE) or a full disk ends this output, not the viewer: said once.
@@ -161,17 +163,27 @@ export class FileSink implements FrameSink {
     for (const b of this.container.write(f)) this.out.write(b);
   }
 
-  /** One Opus packet: into an .mkv recording's second track, at its place on the frames' timeline. */
-  writeAudio(packet: ReceivedAudio, _now: number): void {
+  /** One Opus packet: into a recording's second track, at its place on the frames' timeline. */
+  writeAudio(packet: ReceivedAudio, now: number): void {
     if (this.failed || !this.takesAudio) return;
     this.audioSeen = true;
     if (!this.tracksSettled && this.startWait) this.settleTracks();
-    const pts = this.recordingClock.at(packet.videoTimestamp);
-    if (!this.tracksSettled || pts === undefined || !(this.container instanceof MkvWriter)) {
+    const pts = this.toStdout ? this.liveSoundPts(packet, now) : this.recordingClock.at(packet.videoTimestamp);
+    if (!this.tracksSettled || pts === undefined || !this.container?.writeAudio) {
       this.audioNotWritten++;
       return;
     }
     for (const b of this.container.writeAudio({ data: packet.data, pts })) this.out.write(b);
+  }
+
+  /**
+   * stdout: where the picture captured with the packet arrives (LiveClock), at the sound's own
+   * pace. Sound older than the repair budget allows a frame is stale, as such a frame would be.
+   */
+  private liveSoundPts(packet: ReceivedAudio, now: number): number | undefined {
+    const due = this.liveClock.soundDue(packet.videoTimestamp, now);
+    if (due === undefined || due < now - (this.opts.budgetMs?.() ?? 0) - STALE_SLACK_MS) return undefined;
+    return this.liveClock.ticksAt(this.liveClock.placeSound(packet, due));
   }
 
   /**
@@ -181,7 +193,7 @@ export class FileSink implements FrameSink {
    */
   private settleTracks(): void {
     this.tracksSettled = true;
-    if (this.audioSeen) this.container = new MkvWriter({ audio: { head: opusHead(2) } });
+    if (this.audioSeen) this.container = containerFor(this.format as 'mkv' | 'mp4', { audio: { head: opusHead(2) } });
     const frames = this.startWait?.frames ?? [];
     this.startWait = undefined;
     for (const f of frames) for (const b of this.container!.write(f)) this.out.write(b);

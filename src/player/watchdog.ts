@@ -15,8 +15,11 @@ import { PLAYER_LAG_MS, PLAYER_STALL_MS, PLAYER_STARTUP_GRACE_MS } from '../defa
 
 export type PlayerHealth = 'starting' | 'live' | 'stalled' | 'lagging';
 
-/** ffplay's status line: the master clock ('nan' before the first picture), then "M-V:" for video only. */
-const STATUS_LINE = /^\s*(nan|-?\d+(?:\.\d+)?)\s+M-V:.*\bfd=\s*(\d+)/;
+/**
+ * ffplay's status line: the master clock ('nan' before the first picture), then "M-V:" for video
+ * only or "A-V:" with a sound track (then the sound's clock minus the picture's, 'nan' before sound).
+ */
+const STATUS_LINE = /^\s*(nan|-?\d+(?:\.\d+)?)\s+[AM]-V:.*\bfd=\s*(\d+)/;
 const STATUS_LINE_NO_CLOCK = /^\s*nan\s+:/;
 
 /** The master clock (seconds, NaN before the first picture) and frames dropped, or undefined. */
@@ -32,6 +35,14 @@ export class PlayerWatchdog {
   lagMs = 0;
   /** Frames the player itself dropped as late (its `fd=`). */
   dropped = 0;
+  /**
+   * Our clock minus the player's (ms) at its best: where on its clock something due at our `now`
+   * plays. The clock is printed to 10 ms, so this reads up to 5 ms early. Undefined before its
+   * first picture.
+   */
+  get clockOffsetMs(): number | undefined {
+    return Number.isFinite(this.bestOffset) ? this.bestOffset : undefined;
+  }
   private lastStatus?: number;
   private bestOffset = Infinity;
   private blockedSince?: number;

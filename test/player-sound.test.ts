@@ -1,0 +1,296 @@
+/**
+ * The sound in the live paths (issue 15): `share --source test --audio test` (a 1 kHz beep of
+ * 0.1 s each second while the pattern flashes white) through its relay to
+ *
+ * - watch's ffplay window under Xvfb, its sound played into a PulseAudio null sink: the window
+ *   is filmed (x11grab) and the sink's monitor recorded (parec), both stamped on arrival, and
+ *   each beep must be heard within ITU-R BT.1359's detectability window of its flash (at most
+ *   45 ms before it, 125 ms after);
+ * - the same without any sound server: SDL's "disk" driver writes what ffplay plays to a file,
+ *   and SDL_AUDIODRIVER=dummy, and no driver that works at all: the picture plays in each;
+ * - `watch --output -`: ffmpeg reads the live Matroska from the pipe, both tracks decode, and
+ *   each beep is on its flash.
+ */
+import { test, describe, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { spawnSync } from 'node:child_process';
+import { udpcast, killAll, exited, freePort, waitFor, sleep, start, type Running } from './helpers/cli.ts';
+import { skipUnless } from './helpers/tools.ts';
+import { beepsOnFlashes } from './helpers/media.ts';
+import { Frames, TINY_OUT, x11grabIn, xvfb as startXvfb } from '../bench/lib.ts';
+
+const skip = skipUnless('ffmpeg', 'ffprobe', 'ffplay', 'Xvfb');
+const dir = mkdtempSync(join(tmpdir(), 'udpcast-sound-'));
+const servers: Running['child'][] = [];
+let display = '';
+const SCREEN = { width: 1280, height: 720 };
+/** The shared picture: ffplay centres a window this size on the screen. */
+const SIZE = { width: 320, height: 240 };
+/** ITU-R BT.1359: sound more than this early (ms) or late is detectable. */
+const SOUND_EARLY_MAX_MS = 45;
+const SOUND_LATE_MAX_MS = 125;
+const RATE = 48000;
+/**
+ * PulseAudio starts a new stream with a backlog (measured 0.3-0.45 s of sound queued in ffplay
+ * when its device first plays, none with SDL's dummy driver), which ffplay's own correction (at
+ * most 10% faster) takes about 4 s to work off: lip sync is judged after that.
+ */
+const SETTLE_MS = 5000;
+
+before(async () => {
+  if (skip) return;
+  const x = await startXvfb(`${SCREEN.width}x${SCREEN.height}`);
+  servers.push(x.server);
+  display = x.display;
+});
+after(() => {
+  killAll();
+  for (const s of servers) {
+    try {
+      if (s.pid) process.kill(s.pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A sharer of the flashing pattern and its beep, with its embedded relay on 127.0.0.1. */
+async function sharer(): Promise<{ share: Running; port: number }> {
+  const port = await freePort();
+  const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(port), '--source', 'test', '--size', `${SIZE.width}x${SIZE.height}`, '--audio', 'test', '--no-dashboard']);
+  await waitFor(() => /sound: a 1 kHz beep each second/.test(share.stderrText()), 10_000, 'the sharer to send sound');
+  return { share, port };
+}
+
+/** The middle of ffplay's window filmed at 100 fps: its brightness over time (performance.now). */
+function film(): { probe: Running; frames: Frames } {
+  const x = (SCREEN.width - 8) / 2;
+  const y = (SCREEN.height - 8) / 2;
+  const probe = start('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', ...x11grabIn(`${display}+${x},${y}`, 100, { drawMouse: false, size: '8x8' }), ...TINY_OUT]);
+  const frames = new Frames();
+  frames.attach(probe.child.stdout!);
+  return { probe, frames };
+}
+
+/**
+ * When the window turned white for a flash (0.1 s), from its filmed frames: near pure white
+ * (FLASH_LEVEL) for at least FLASH_MIN_FRAMES frames. The pattern's moving shapes pass the middle
+ * at levels up to about 215.
+ */
+function flashesOf(frames: Frames, since: number): number[] {
+  const out: number[] = [];
+  let run: number[] = [];
+  for (const f of frames.list) {
+    if (f.at >= since && f.level >= FLASH_LEVEL) {
+      run.push(f.at);
+      if (run.length === FLASH_MIN_FRAMES) out.push(run[0]);
+    } else {
+      run = [];
+    }
+  }
+  return out;
+}
+/** 30 ms of white at the film's 100 fps. */
+const FLASH_MIN_FRAMES = 3;
+const FLASH_LEVEL = 240;
+
+/**
+ * Beep onsets in 16-bit mono PCM at RATE, as sample indexes: the first 1 ms block loud after at
+ * least 0.3 s of quiet ones (the beep is 0.1 s each second; the rest is silence).
+ */
+function onsetSamples(pcm: Buffer): number[] {
+  const block = RATE / 1000;
+  const out: number[] = [];
+  let quiet = Infinity;
+  for (let b = 0; (b + 1) * block * 2 <= pcm.length; b++) {
+    let peak = 0;
+    for (let i = 0; i < block; i++) peak = Math.max(peak, Math.abs(pcm.readInt16LE((b * block + i) * 2)));
+    if (peak > 3000) {
+      if (quiet >= 300) out.push(b * block);
+      quiet = 0;
+    } else {
+      quiet++;
+    }
+  }
+  return out;
+}
+
+/** The left channel of 16-bit stereo PCM. */
+function left(pcm: Buffer): Buffer {
+  const out = Buffer.alloc(Math.floor(pcm.length / 4) * 2);
+  for (let i = 0; i < out.length / 2; i++) out.writeInt16LE(pcm.readInt16LE(i * 4), i * 2);
+  return out;
+}
+
+/** Each flash paired with the nearest beep heard: sound minus picture, ms (positive: sound late). */
+function offsets(flashes: number[], onsets: number[]): number[] {
+  return flashes.map((f) => Math.round(onsets.reduce((best, o) => (Math.abs(o - f) < Math.abs(best - f) ? o : best), Infinity) - f));
+}
+
+/** The ffplay pids watch has started so far. */
+const ffplayPids = (watch: Running) => [...watch.stderrText().matchAll(/ffplay started \(pid (\d+)\)/g)].map((m) => Number(m[1]));
+
+/** A PulseAudio server of our own with one null sink, on a socket in `dir` (no D-Bus, no shm). */
+async function pulse(): Promise<{ env: NodeJS.ProcessEnv; server: Running }> {
+  const socket = join(dir, 'pulse.sock');
+  const server = start('pulseaudio', [
+    '-n', '--daemonize=no', '--exit-idle-time=-1', '--disable-shm=yes', '--use-pid-file=no', '--system=false',
+    `--load=module-null-sink sink_name=udpcast rate=${RATE}`,
+    `--load=module-native-protocol-unix socket=${socket} auth-anonymous=1`,
+  ], { HOME: dir, XDG_RUNTIME_DIR: dir });
+  await waitFor(() => existsSync(socket), 10_000, 'PulseAudio');
+  return { env: { PULSE_SERVER: `unix:${socket}`, SDL_AUDIODRIVER: 'pulseaudio', HOME: dir, XDG_RUNTIME_DIR: dir }, server };
+}
+
+describe('sound in the player window and on stdout', { skip }, () => {
+  test('the window plays picture and sound lip-synced (a PulseAudio null sink hears each beep on its flash)', { skip: skipUnless('pulseaudio', 'parec') }, async () => {
+    const { env, server } = await pulse();
+    const { share, port } = await sharer();
+    // The sink's monitor, stamped as it comes: PulseAudio plays the null sink in real time.
+    const rec = start('parec', ['-d', 'udpcast.monitor', '--raw', '--format=s16le', `--rate=${RATE}`, '--channels=1', '--latency-msec=5'], env);
+    const chunks: { at: number; end: number }[] = [];
+    const pcm: Buffer[] = [];
+    let samples = 0;
+    rec.child.stdout!.on('data', (b: Buffer) => {
+      pcm.push(b);
+      samples += b.length / 2;
+      chunks.push({ at: performance.now(), end: samples });
+    });
+    const { probe, frames } = film();
+    try {
+      await sleep(500);
+      const watchStart = performance.now();
+      const watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard'], { DISPLAY: display, ...env});
+      await waitFor(() => frames.list.some((f) => f.at > watchStart && f.level > 20), 15_000, 'the first picture in the window');
+      const firstPicture = frames.list.find((f) => f.at > watchStart && f.level > 20)!.at - watchStart;
+      await sleep(SETTLE_MS + 5000);
+      assert.equal(ffplayPids(watch).length, 1, `one player, not restarted:\n${watch.stderrText()}`);
+      // Sample n was heard at origin + n / RATE: the earliest-arriving chunk says where the origin is.
+      const origin = Math.min(...chunks.map((c) => c.at - (c.end / RATE) * 1000));
+      const heard = onsetSamples(Buffer.concat(pcm)).map((n) => origin + (n / RATE) * 1000).filter((t) => t > watchStart);
+      const seen = flashesOf(frames, watchStart + firstPicture + 500);
+      // The last flash may have no beep recorded yet.
+      const off = offsets(seen.slice(0, -1), heard);
+      console.log(`# window: first picture ${Math.round(firstPicture)} ms after watch started; sound minus picture per flash: ${off.join(', ')} ms`);
+      const settled = offsets(seen.slice(0, -1).filter((t) => t > watchStart + SETTLE_MS), heard);
+      assert.ok(settled.length >= 3, `${settled.length} flashes seen after ${SETTLE_MS} ms`);
+      for (const o of settled) assert.ok(o >= -SOUND_EARLY_MAX_MS && o <= SOUND_LATE_MAX_MS, `beeps heard ${off.join(', ')} ms after their flashes`);
+      watch.child.kill('SIGTERM');
+      assert.equal((await exited(watch, 5000)).code, 0, watch.stderrText());
+    } finally {
+      for (const r of [probe, rec, share, server]) r.child.kill('SIGTERM');
+      for (const r of [probe, rec, share, server]) await exited(r, 5000).catch(() => undefined);
+    }
+  });
+
+  test('SDL\'s disk driver: what ffplay plays holds a beep each second, and the picture flashes', async () => {
+    const file = join(dir, 'played.raw');
+    const { share, port } = await sharer();
+    const { probe, frames } = film();
+    try {
+      const watchStart = performance.now();
+      const watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard'], { DISPLAY: display, SDL_AUDIODRIVER: 'disk', SDL_DISKAUDIOFILE: file });
+      await sleep(5000);
+      watch.child.kill('SIGTERM');
+      assert.equal((await exited(watch, 5000)).code, 0, watch.stderrText());
+      const beeps = onsetSamples(left(readFileSync(file)));
+      const gaps = beeps.slice(1).map((n, i) => Math.round(((n - beeps[i]) / RATE) * 1000));
+      console.log(`# disk driver: ${beeps.length} beeps played, ${gaps.join(', ')} ms apart`);
+      assert.ok(beeps.length >= 3, `${beeps.length} beeps played`);
+      // One beep per second of the sharer's clock. The disk driver takes sound faster than real
+      // time (an SDL_Delay of whole ms per buffer), so ffplay, always short of sound, plays it up
+      // to 10% faster (ffplay.c synchronize_audio).
+      for (const g of gaps) assert.ok(g >= 880 && g <= 1020, `beeps ${gaps.join(', ')} ms apart`);
+      assert.ok(flashesOf(frames, watchStart).length >= 3, 'the picture plays');
+    } finally {
+      for (const r of [probe, share]) r.child.kill('SIGTERM');
+      for (const r of [probe, share]) await exited(r, 5000).catch(() => undefined);
+    }
+  });
+
+  // No device to play on must not cost the picture. A bad SDL_AUDIODRIVER makes SDL refuse to
+  // start at all unless ffplay is told -an, which --no-audio does.
+  const devices: Array<{ how: string; env: NodeJS.ProcessEnv; args: string[]; line?: RegExp }> = [
+    { how: 'SDL_AUDIODRIVER=dummy', env: { SDL_AUDIODRIVER: 'dummy' }, args: [] },
+    {
+      how: 'no sound server and no sound card',
+      env: { SDL_AUDIODRIVER: undefined, PULSE_SERVER: 'unix:/nonexistent', AUDIODEV: '/nonexistent' },
+      args: [],
+      line: /^ffplay could not open a sound device: the picture plays without sound$/m,
+    },
+    { how: '--no-audio with a broken SDL_AUDIODRIVER', env: { SDL_AUDIODRIVER: 'none-such' }, args: ['--no-audio'] },
+  ];
+  for (const d of devices) {
+    test(`${d.how}: the picture plays, from one player`, async () => {
+      const { share, port } = await sharer();
+      const { probe, frames } = film();
+      try {
+        const watchStart = performance.now();
+        const watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard', ...d.args], { DISPLAY: display, ...d.env });
+        await waitFor(() => flashesOf(frames, watchStart).length >= 2, 10_000, `two flashes in the window:\n${watch.stderrText()}`);
+        const err = watch.stderrText();
+        assert.equal(ffplayPids(watch).length, 1, err);
+        if (d.line) assert.match(err, d.line);
+        assert.doesNotMatch(err, /ALSA lib|SDL_OpenAudio|ffplay: /, 'no device noise in watch\'s log');
+        watch.child.kill('SIGTERM');
+        assert.equal((await exited(watch, 5000)).code, 0, err);
+      } finally {
+        for (const r of [probe, share]) r.child.kill('SIGTERM');
+        for (const r of [probe, share]) await exited(r, 5000).catch(() => undefined);
+      }
+    });
+  }
+
+  test('the first picture comes as soon with a sound track as without (--no-audio)', async () => {
+    const { share, port } = await sharer();
+    const { probe, frames } = film();
+    const times: Record<string, number[]> = { sound: [], 'no-audio': [] };
+    try {
+      for (let i = 0; i < 3; i++) {
+        for (const mode of ['sound', 'no-audio'] as const) {
+          const watchStart = performance.now();
+          const watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard', ...(mode === 'no-audio' ? ['--no-audio'] : [])], { DISPLAY: display, SDL_AUDIODRIVER: 'dummy' });
+          const first = () => frames.list.find((f) => f.at > watchStart && f.level > 20);
+          await waitFor(() => first() !== undefined, 10_000, 'the first picture');
+          times[mode].push(Math.round(first()!.at - watchStart));
+          watch.child.kill('SIGTERM');
+          await exited(watch, 5000);
+          await waitFor(() => frames.list.at(-1)!.level <= 20, 8000, 'the window to close');
+        }
+      }
+      const median = (v: number[]) => [...v].sort((a, b) => a - b)[1];
+      console.log(`# first picture after watch started: with sound ${times.sound.join(', ')} ms; --no-audio ${times['no-audio'].join(', ')} ms`);
+      assert.ok(median(times.sound) <= median(times['no-audio']) + 100, JSON.stringify(times));
+    } finally {
+      for (const r of [probe, share]) r.child.kill('SIGTERM');
+      for (const r of [probe, share]) await exited(r, 5000).catch(() => undefined);
+    }
+  });
+
+  test('--output -: live Matroska with both tracks, each beep on its flash', async () => {
+    const { share, port } = await sharer();
+    try {
+      const watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', '6', '--output', '-']);
+      assert.equal((await exited(watch, 20_000)).code, 0, watch.stderrText());
+      const file = join(dir, 'stdout.mkv');
+      writeFileSync(file, Buffer.concat(watch.stdout));
+      const probe = spawnSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_name', '-of', 'csv=p=0', file], { encoding: 'utf8' });
+      assert.deepEqual(probe.stdout.trim().split('\n'), ['h264', 'opus']);
+      const decode = spawnSync('ffmpeg', ['-v', 'error', '-i', file, '-f', 'framemd5', '-'], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+      assert.equal(decode.stderr, '', 'both tracks decode without an error');
+      const { flashes, onsets, worstMs } = beepsOnFlashes(file);
+      console.log(`# --output -: flashes at ${flashes.map((t) => t.toFixed(3)).join(', ')}; beeps at ${onsets.map((t) => t.toFixed(3)).join(', ')}; worst ${worstMs} ms`);
+      assert.ok(flashes.length >= 3, `${flashes.length} flashes`);
+      assert.ok(worstMs <= SOUND_EARLY_MAX_MS, `a beep ${worstMs} ms from its flash`);
+    } finally {
+      share.child.kill('SIGTERM');
+      await exited(share, 5000).catch(() => undefined);
+    }
+  });
+});
+
