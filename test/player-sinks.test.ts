@@ -22,6 +22,7 @@ import { displayMissing } from '../src/player/display.ts';
 import { checkOutput } from '../src/apps/options.ts';
 import { UsageError } from '../src/util/errors.ts';
 import type { SpawnFn } from '../src/util/child.ts';
+import type { ReceivedAudio } from '../src/player/audio.ts';
 import { waitFor } from './helpers/cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'udpcast-sinks-'));
@@ -110,9 +111,12 @@ describe('displayMissing', () => {
 
 describe('PlayerWatchdog: is the player keeping up?', () => {
   test("ffplay's status lines, as FFmpeg 5.1 prints them", () => {
-    assert.deepEqual(parseStatusLine('    nan    :  0.000 fd=   0 aq=    0KB vq=    0KB sq=    0B f=0/0   '), { clockSec: NaN, dropped: 0 });
-    assert.deepEqual(parseStatusLine('   0.12 M-V:  0.014 fd=   3 aq=    0KB vq=  222KB sq=    0B f=0/0   '), { clockSec: 0.12, dropped: 3 });
-    assert.deepEqual(parseStatusLine('1234.56 M-V: -0.001 fd=  35 aq=    0KB vq=    0KB sq=    0B f=0/0'), { clockSec: 1234.56, dropped: 35 });
+    assert.deepEqual(parseStatusLine('    nan    :  0.000 fd=   0 aq=    0KB vq=    0KB sq=    0B f=0/0   '), { clockSec: NaN, dropped: 0, avSec: NaN });
+    assert.deepEqual(parseStatusLine('   0.12 M-V:  0.014 fd=   3 aq=    0KB vq=  222KB sq=    0B f=0/0   '), { clockSec: 0.12, dropped: 3, avSec: NaN });
+    assert.deepEqual(parseStatusLine('1234.56 M-V: -0.001 fd=  35 aq=    0KB vq=    0KB sq=    0B f=0/0'), { clockSec: 1234.56, dropped: 35, avSec: NaN });
+    // With a sound track: A-V, the sound's clock minus the picture's, 'nan' until sound plays.
+    assert.deepEqual(parseStatusLine('   0.26 A-V:    nan fd=  25 aq=    0KB vq=    0KB sq=    0B f=23/23'), { clockSec: 0.26, dropped: 25, avSec: NaN });
+    assert.deepEqual(parseStatusLine('   1.05 A-V: -0.966 fd=  25 aq=    2KB vq=    0KB sq=    0B f=23/23'), { clockSec: 1.05, dropped: 25, avSec: -0.966 });
     assert.equal(parseStatusLine('[h264 @ 0x55] error while decoding MB 3 4'), undefined);
   });
 
@@ -170,9 +174,10 @@ class FakePlayer extends EventEmitter {
     super();
     setImmediate(() => this.emit('spawn'));
   }
-  /** One status line as ffplay prints it, with its clock at `clockSec`. */
-  say(clockSec: number, dropped = 0): void {
-    this.stderr.write(`${clockSec.toFixed(2).padStart(7)} M-V:  0.001 fd=${String(dropped).padStart(4)} aq=    0KB vq=    3KB sq=    0B f=0/0   \r`);
+  /** One status line as ffplay prints it, with its clock at `clockSec` (and A-V `avSec` with a sound track). */
+  say(clockSec: number, dropped = 0, avSec?: number): void {
+    const av = avSec === undefined ? 'M-V:  0.001' : `A-V: ${avSec.toFixed(3).padStart(6)}`;
+    this.stderr.write(`${clockSec.toFixed(2).padStart(7)} ${av} fd=${String(dropped).padStart(4)} aq=    0KB vq=    3KB sq=    0B f=0/0   \r`);
   }
   read(): void {
     this.reading = true;
@@ -199,7 +204,7 @@ const au = (idr: boolean, bytes = 100) =>
 const jpeg = Buffer.from('ffd8ffdb0002ffc0000b0800f0014001011100ffda0008010100003f00aaffd9', 'hex');
 
 /** An FfplaySink on fake players and a fake clock, its checks driven by the test. */
-function harness() {
+function harness(sound = false) {
   const players: FakePlayer[] = [];
   const spawn = (() => {
     const p = new FakePlayer();
@@ -212,7 +217,7 @@ function harness() {
   let keyframeAsks = 0;
   const sink = new FfplaySink({
     ffplayPath: 'ffplay', title: 't', budgetMs: () => 100, log: (l) => logs.push(l), onExit: (c) => exits.push(c),
-    onNeedKeyframe: () => keyframeAsks++, spawn, now: () => t, timer: false,
+    onNeedKeyframe: () => keyframeAsks++, spawn, now: () => t, timer: false, sound,
   });
   let ts = 0;
   const frame = (keyframe: boolean, codec: 'h264' | 'mjpeg' = 'h264'): SinkFrame =>
@@ -228,7 +233,7 @@ function harness() {
       sink.tick(t);
     }
   };
-  return { sink, players, logs, exits, frame, run, now: () => t, keyframeAsks: () => keyframeAsks };
+  return { sink, players, logs, exits, frame, run, now: () => t, keyframeAsks: () => keyframeAsks, lastTs: () => ts };
 }
 
 describe('FfplaySink (fake players, fake clock)', () => {
@@ -293,6 +298,35 @@ describe('FfplaySink (fake players, fake clock)', () => {
     h.players[0].read();
     await h.run(3 * PLAYER_CHECK_MS, () => undefined);
     assert.equal(h.sink.restarts, 1, 'reads again: restarted');
+    await h.sink.close();
+  });
+
+  test('sound that fell behind its picture in the player (its A-V) is drained: none given for as long as it lags', async () => {
+    const h = harness(true);
+    await tick();
+    const sound = (): ReceivedAudio => ({ data: Buffer.from([0xf8, 1, 2]), ssrc: 1, timestamp: 0, videoTimestamp: h.lastTs(), concealed: false });
+    let steps = 0;
+    const step = async (avSec: number) => {
+      // Frames 33.3 ms apart at the pace of the 50 ms steps: one, then two.
+      const frames = 1 + (steps++ % 2);
+      for (let i = 0; i < frames; i++) h.sink.write(h.frame(h.lastTs() === 0), h.now());
+      h.sink.writeAudio(sound(), h.now());
+      await h.run(PLAYER_CHECK_MS, (p) => {
+        p.say(h.now() / 1000, 0, avSec);
+        return undefined;
+      });
+    };
+    for (let i = 0; i < 5; i++) await step(0.01);
+    const played = h.sink.soundPlayed;
+    assert.ok(played >= 3, `${played} sound packets played while in step`);
+    await step(-0.5);
+    await step(-0.5); // two lines in a row: drained from here, for 500 ms
+    const drainedAt = h.now();
+    while (h.now() < drainedAt + 450) await step(-0.5);
+    assert.equal(h.sink.soundDrains, 1);
+    assert.ok(h.sink.soundPlayed <= played + 2, `${h.sink.soundPlayed - played} played while behind`);
+    while (h.now() < drainedAt + 700) await step(0.01);
+    assert.ok(h.sink.soundPlayed >= played + 4, `${h.sink.soundPlayed - played} given again once drained`);
     await h.sink.close();
   });
 

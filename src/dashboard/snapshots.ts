@@ -91,6 +91,13 @@ export interface WatchSnapshot {
   playerRestarts: number;
   /** Frames not given to a player that had stopped keeping up. */
   framesHeldBack: number;
+  /**
+   * The sound given to the player window, not given (before its first picture, stale, while it
+   * was behind or draining), and times it was drained (it fell behind the picture in ffplay).
+   */
+  playerSoundPlayed: number;
+  playerSoundNotPlayed: number;
+  playerSoundDrains: number;
   /** Frames handed to the player as stale (catch-up, or released late): decoded, not to be shown. */
   framesStale: number;
   /** Frames the current player dropped itself as late (ffplay's own count). */
@@ -295,6 +302,9 @@ export const WATCH_FIELDS = {
   undecryptable: 'counter',
   playerRestarts: 'counter',
   framesHeldBack: 'counter',
+  playerSoundPlayed: 'counter',
+  playerSoundNotPlayed: 'counter',
+  playerSoundDrains: 'counter',
   framesStale: 'counter',
   /** Restarts from 0 with each player; `r` shows a count below its baseline as it is. */
   playerDropped: 'counter',

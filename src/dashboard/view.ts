@@ -463,6 +463,8 @@ function watchBody(s: WatchSnapshot, h: History, o: ViewOptions): string[] {
     ['Audio timing', `jitter ${fmtMs(s.audioJitterMs)}, sync ${s.audioSyncMs === null ? NONE : `${s.audioSyncMs > 0 ? '+' : ''}${fmtMs(s.audioSyncMs)}`}`],
     ['Player', s.player === null ? NONE : `${s.player === 'behind' ? 'BEHIND' : 'live'}, ${fmtInt(s.playerRestarts)} restarts`],
     ['Held back', fmtInt(s.framesHeldBack)],
+    // Sound packets given to the window / not (stale, before its first picture, draining) / drains.
+    ['Player sound', `${fmtInt(s.playerSoundPlayed)} / ${fmtInt(s.playerSoundNotPlayed)} not / ${fmtInt(s.playerSoundDrains)} drains`],
     ['Stale', fmtInt(s.framesStale)],
     // ffplay's own count of frames it dropped as late.
     ['Player drop', fmtInt(s.playerDropped)],

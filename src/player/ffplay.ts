@@ -72,6 +72,11 @@ const HARMLESS_FFPLAY_LINES = /not enough frames to estimate rate|XDG_RUNTIME_DI
  * own complaints, each SDL_OpenAudio attempt) are dropped.
  */
 const NO_SOUND_DEVICE = /audio open failed/;
+/** Sound this far behind the picture (ffplay's A-V, ms) on SOUND_BEHIND_LINES status lines in a row is drained. */
+const SOUND_BEHIND_MS = 120;
+const SOUND_BEHIND_LINES = 2;
+/** The longest the sound is drained at once. */
+const SOUND_DRAIN_MAX_MS = 1500;
 const SOUND_DEVICE_NOISE = /^ALSA lib |^SDL_OpenAudio \(/;
 
 
@@ -150,6 +155,19 @@ export class FfplaySink implements FrameSink {
   private container!: MkvWriter;
   private watchdog!: PlayerWatchdog;
   private codec?: ContainerCodec;
+  /**
+   * Until when the sound is drained: ffplay's sound fell SOUND_BEHIND_MS behind its picture (its
+   * status line's A-V), so no sound is given for as long as it is behind (at most
+   * SOUND_DRAIN_MAX_MS), and what is queued plays out. ffplay plays sound back to back and only
+   * works a lag off at 10% faster: with PulseAudio its device stalls for a few hundred ms about
+   * 0.6 s after it opens, and the sound queued meanwhile was heard 0.4 s late, then for 4 s after.
+   * A short silence is what a call does instead.
+   */
+  private soundDrainUntil?: number;
+  /** Status lines in a row with the sound behind. */
+  private soundBehindLines = 0;
+  /** Times the sound was drained. */
+  soundDrains = 0;
   private readonly clock = new LiveClock();
   private readonly now: () => number;
   private readonly timer?: NodeJS.Timeout;
@@ -209,7 +227,7 @@ export class FfplaySink implements FrameSink {
     if (this.closed || !this.opts.sound) return;
     const due = this.clock.soundDue(packet.videoTimestamp, now);
     const offset = this.watchdog.clockOffsetMs;
-    if (this.state === 'behind' || offset === undefined || due === undefined || due < now - this.opts.budgetMs() - STALE_SLACK_MS) {
+    if (this.state === 'behind' || offset === undefined || due === undefined || due < now - this.opts.budgetMs() - STALE_SLACK_MS || (this.soundDrainUntil !== undefined && now < this.soundDrainUntil)) {
       this.soundNotPlayed++;
       return;
     }
@@ -225,6 +243,17 @@ export class FfplaySink implements FrameSink {
     let ok = true;
     for (const b of bytes) ok = stdin.write(b);
     if (!ok) this.watchdog.blocked(now);
+  }
+
+  /** ffplay's A-V (seconds; NaN without sound) from a status line: drain the sound when it lags. */
+  private soundLag(avSec: number, now: number): void {
+    if (this.soundDrainUntil !== undefined && now < this.soundDrainUntil) return;
+    this.soundBehindLines = avSec * 1000 < -SOUND_BEHIND_MS ? this.soundBehindLines + 1 : 0;
+    if (this.soundBehindLines >= SOUND_BEHIND_LINES) {
+      this.soundDrainUntil = now + Math.min(SOUND_DRAIN_MAX_MS, -avSec * 1000);
+      this.soundBehindLines = 0;
+      this.soundDrains++;
+    }
   }
 
   async close(): Promise<void> {
@@ -276,10 +305,15 @@ export class FfplaySink implements FrameSink {
     this.container = new MkvWriter(this.opts.sound ? { audio: { head: opusHead(2) } } : {});
     this.codec = undefined;
     this.clock.reset();
+    this.soundDrainUntil = undefined;
+    this.soundBehindLines = 0;
     proc.on('started', (pid: number) => this.opts.log(`ffplay started (pid ${pid})`));
     proc.on('stderr-line', (line: string) => {
       const status = parseStatusLine(line);
-      if (status) watchdog.status(status.clockSec, status.dropped, this.now());
+      if (status) {
+        watchdog.status(status.clockSec, status.dropped, this.now());
+        this.soundLag(status.avSec, this.now());
+      }
       else if (X_CONNECTION_CUT.test(line)) forced = 'cut';
       else if (X_WINDOW_DESTROYED.test(line)) forced ??= 'destroyed';
       else if (forced && X_ERROR_DETAIL.test(line)) return;

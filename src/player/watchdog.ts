@@ -19,14 +19,18 @@ export type PlayerHealth = 'starting' | 'live' | 'stalled' | 'lagging';
  * ffplay's status line: the master clock ('nan' before the first picture), then "M-V:" for video
  * only or "A-V:" with a sound track (then the sound's clock minus the picture's, 'nan' before sound).
  */
-const STATUS_LINE = /^\s*(nan|-?\d+(?:\.\d+)?)\s+[AM]-V:.*\bfd=\s*(\d+)/;
+const STATUS_LINE = /^\s*(nan|-?\d+(?:\.\d+)?)\s+([AM])-V:\s*(nan|-?\d+(?:\.\d+)?).*\bfd=\s*(\d+)/;
 const STATUS_LINE_NO_CLOCK = /^\s*nan\s+:/;
 
-/** The master clock (seconds, NaN before the first picture) and frames dropped, or undefined. */
-export function parseStatusLine(line: string): { clockSec: number; dropped: number } | undefined {
+/**
+ * The master clock (seconds, NaN before the first picture), frames dropped, and the sound's clock
+ * minus the picture's (A-V, seconds; NaN without sound or before it plays), or undefined for any
+ * other line.
+ */
+export function parseStatusLine(line: string): { clockSec: number; dropped: number; avSec: number } | undefined {
   const m = STATUS_LINE.exec(line);
-  if (m) return { clockSec: m[1] === 'nan' ? NaN : Number(m[1]), dropped: Number(m[2]) };
-  if (STATUS_LINE_NO_CLOCK.test(line)) return { clockSec: NaN, dropped: 0 };
+  if (m) return { clockSec: m[1] === 'nan' ? NaN : Number(m[1]), dropped: Number(m[4]), avSec: m[2] === 'A' && m[3] !== 'nan' ? Number(m[3]) : NaN };
+  if (STATUS_LINE_NO_CLOCK.test(line)) return { clockSec: NaN, dropped: 0, avSec: NaN };
   return undefined;
 }
 
