@@ -3,6 +3,7 @@
  * a screen share that starts sending whatever the machine plays would surprise, so `--audio` is
  * always a choice made on the command line.
  *
+ *   --audio list       no share: prints what the names below can be here (capture/audio-list.ts)
  *   --audio test       a 1 kHz beep of AUDIO_TEST_BEEP_S every second, on the test pattern's flash
  *                      (testFlashFilter), so lip sync can be measured from a recording
  *   --audio            with --source FILE: the file's own first audio track; with the screen: the
@@ -24,6 +25,8 @@ export const AUDIO_TEST_PERIOD_S = 1;
 export const AUDIO_TEST_HZ = 1000;
 /** Opus's one sampling rate on the wire (RFC 7587 §4.1: the RTP clock is 48 kHz whatever is coded). */
 export const AUDIO_RATE = 48000;
+/** `--audio list`: print the sources this machine has (capture/audio-list.ts) instead of sharing. */
+export const AUDIO_LIST = 'list';
 /** PulseAudio's name for the monitor of the default output: what the machine plays. */
 const PULSE_DESKTOP = '@DEFAULT_MONITOR@';
 
@@ -35,6 +38,8 @@ export function parseAudio(value: string | boolean | undefined, source: string):
   if (value === undefined || value === false) return undefined;
   const name = value === true ? '' : String(value).trim();
   if (name === 'test') return { kind: 'test' };
+  // `share --audio list` prints the sources and exits before a share is set up (apps/main.ts).
+  if (name === AUDIO_LIST) throw new UsageError(`--audio ${AUDIO_LIST} prints what --audio can capture and exits; it is not a source`);
   if (name === '') {
     if (source === 'test') return { kind: 'test' };
     if (source === 'screen') return { kind: 'device', name: 'default' };
