@@ -9,6 +9,8 @@ import { run, type Command } from '../src/apps/main.ts';
 import { IMPAIRMENT_HELP } from '../src/apps/impair.ts';
 import { CODEC_NAMES, DEFAULT_CODEC } from '../src/codecs/registry.ts';
 import {
+  AUDIO_FRAME_CHOICES,
+  AUDIO_FRAME_MS_DEFAULT,
   AUDIO_RED_DEFAULT,
   AUDIO_RED_MAX,
   DEFAULT_BITRATE_KBPS,
@@ -75,7 +77,11 @@ const share: Table = {
   },
   audio: {
     type: 'string',
-    describe: "sound too, as Opus (off unless given: a screen share does not send what the machine plays unasked). No value: the file's own sound with --source FILE, the beep with --source test, the desktop's sound with the screen (Linux: PulseAudio/PipeWire's default monitor); test: a 1 kHz beep each second while the test pattern flashes; NAME: a PulseAudio source, alsa:hw:N, a DirectShow device (Windows: enable \"Stereo Mix\" for the desktop's sound) or an AVFoundation device (macOS: a loopback device such as BlackHole)",
+    describe: "sound too, as Opus. Off by default, for the screen too (privacy: a screen share does not send what the machine plays unasked). list: print the sources this machine has (what each NAME can be) and exit; no value: the file's own sound with --source FILE, the beep with --source test, the desktop's sound with the screen (Linux: PulseAudio/PipeWire's default monitor); test: a 1 kHz beep each second while the test pattern flashes; NAME: a PulseAudio source, alsa:hw:N, a DirectShow device (Windows: enable \"Stereo Mix\" for the desktop's sound) or an AVFoundation device (macOS: a loopback device such as BlackHole)",
+  },
+  'audio-frame': {
+    choices: AUDIO_FRAME_CHOICES,
+    describe: `with --audio: ms of sound per Opus packet (default ${AUDIO_FRAME_MS_DEFAULT}): 10 codes CELT only and reaches the ear sooner, at twice the packets; 20 can use SILK for speech`,
   },
   'audio-red': {
     type: 'number',
@@ -236,7 +242,8 @@ const parser = yargs(argv)
         .example('$0 share', 'share the screen; it prints what viewers run')
         .example('$0 share --source test', 'a moving test pattern, no screen needed')
         .example('$0 share --relay relay:5004', 'publish through a separate udpcast relay')
-        .example('$0 share --fec 10', '10% parity: repairs with no round trip'),
+        .example('$0 share --fec 10', '10% parity: repairs with no round trip')
+        .example('$0 share --audio list', 'the sound sources --audio can name here'),
     choose('share'),
   )
   .command(

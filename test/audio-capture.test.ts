@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, openSync, closeSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { AUDIO_FRAME_MS_DEFAULT } from '../src/defaults.ts';
 import { AUDIO_TEST_BEEP_S, audioInputArgs, parseAudio } from '../src/capture/audio.ts';
 import { audioFd, buildShareArgs, type EncodeOptions } from '../src/encode/ffmpeg-args.ts';
 import { OggOpusReader } from '../src/encode/ogg.ts';
@@ -33,6 +34,8 @@ describe('--audio: what it captures', () => {
     assert.deepEqual(parseAudio('test', 'screen'), { kind: 'test' });
     assert.deepEqual(parseAudio(' alsa:hw:1 ', 'screen'), { kind: 'device', name: 'alsa:hw:1' });
     assert.throws(() => parseAudio('file', 'screen'), UsageError);
+    // `--audio list` prints the sources instead of sharing (apps/main.ts, before any parsing here).
+    assert.throws(() => parseAudio('list', 'screen'), (e: unknown) => e instanceof UsageError && /--audio list prints what --audio can capture and exits/.test(e.message));
   });
 
   test('devices per platform: PulseAudio (the desktop: the default output\'s monitor), ALSA, DirectShow, AVFoundation', () => {
@@ -53,7 +56,14 @@ describe('--audio: what it captures', () => {
     assert.ok(one.some((a) => a.includes(`drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='lt(mod(t,1),${AUDIO_TEST_BEEP_S})'`)));
     const tail = one.slice(one.lastIndexOf('-map'));
     assert.deepEqual(tail.slice(0, 4), ['-map', '1:a:0', '-vn', '-sn']);
-    assert.deepEqual(tail.slice(-7), ['-f', 'opus', '-page_duration', '20000', '-flush_packets', '1', `pipe:${audioFd(1)}`]);
+    assert.deepEqual(tail.slice(-7), ['-f', 'opus', '-page_duration', String(AUDIO_FRAME_MS_DEFAULT * 1000), '-flush_packets', '1', `pipe:${audioFd(1)}`]);
+    // 10 ms: CELT only (lowdelay); 20 ms: the audio application; no in-band FEC (see ffmpeg-args.ts).
+    const mode = (frameMs: number) => {
+      const a = buildShareArgs({ source: 'test', fps: 30 }, { ...withTest, audio: { ...withTest.audio!, frameMs } });
+      return [a[a.indexOf('-application') + 1], a[a.indexOf('-frame_duration') + 1], a.includes('-fec'), a[a.indexOf('-page_duration') + 1]];
+    };
+    assert.deepEqual(mode(10), ['lowdelay', '10', false, '10000']);
+    assert.deepEqual(mode(20), ['audio', '20', false, '20000']);
     assert.equal(audioFd(1), 3);
     const three = buildShareArgs({ source: 'test', fps: 30 }, { ...withTest, size: { width: 1280, height: 720 }, layers: 3 });
     assert.equal(three.at(-1), 'pipe:5', 'after layers on 1, 3 and 4');
@@ -67,7 +77,7 @@ describe('--audio: what it captures', () => {
   });
 });
 
-test('real FFmpeg: the beep sounds on the flash (within 45 ms), and Opus leaves a 20 ms packet at a time', { skip: skipUnless('ffmpeg', 'ffprobe') }, async () => {
+test('real FFmpeg: the beep sounds on the flash (within 45 ms), and Opus leaves a packet at a time', { skip: skipUnless('ffmpeg', 'ffprobe') }, async () => {
   const args = buildShareArgs({ source: 'test', fps: 30 }, withTest);
   const videoFile = join(dir, 'v.flv');
   const v = openSync(videoFile, 'w');

@@ -2,10 +2,11 @@
  * Runs one command: validates its options into a typed object, starts it, ends it cleanly on
  * SIGINT/SIGTERM or --duration, and maps errors to exit codes (2: a person's mistake, 1: a failure).
  */
-import { parseAudio } from '../capture/audio.ts';
-import { AUDIO_RED_DEFAULT, AUDIO_RED_MAX, DEFAULT_PORT, DEFAULT_STREAM, DEFAULT_TEST_SIZE, DEFAULT_FPS, DEFAULT_BITRATE_KBPS, DEFAULT_GOP } from '../defaults.ts';
+import { AUDIO_LIST, parseAudio } from '../capture/audio.ts';
+import { listAudioSources } from '../capture/audio-list.ts';
+import { AUDIO_FRAME_MS_DEFAULT, AUDIO_RED_DEFAULT, AUDIO_RED_MAX, type AudioFrameMs, DEFAULT_PORT, DEFAULT_STREAM, DEFAULT_TEST_SIZE, DEFAULT_FPS, DEFAULT_BITRATE_KBPS, DEFAULT_GOP } from '../defaults.ts';
 import { CODEC_NAMES, DEFAULT_CODEC, codec as codecOf } from '../codecs/registry.ts';
-import { locateFfplay } from '../encode/locate.ts';
+import { locateFfmpeg, locateFfplay } from '../encode/locate.ts';
 import { LAYERS_MAX } from '../encode/ffmpeg-args.ts';
 import { startWatch } from './watch.ts';
 import { displayMissing } from '../player/display.ts';
@@ -128,6 +129,7 @@ export function shareOptions(a: Record<string, unknown>): ShareOptions {
     // Off unless given; a flag with no value is the source's own sound (capture/audio.ts).
     audio: parseAudio(a.audio === '' ? true : (a.audio as string | boolean | undefined), String(a.source ?? 'screen')),
     audioRedundancy: checkInt('audio-red', a.audioRed ?? AUDIO_RED_DEFAULT, 0, AUDIO_RED_MAX),
+    audioFrameMs: Number(a.audioFrame ?? AUDIO_FRAME_MS_DEFAULT) as AudioFrameMs,
     key: readSecret('key', a.key, a.keyFile),
     encrypt: readSecret('encrypt', a.encrypt, a.encryptFile),
     ...commonOptions(a),
@@ -177,6 +179,7 @@ export function watchOptions(a: Record<string, unknown>): WatchOptions {
 async function start(c: Command): Promise<Handle> {
   switch (c.name) {
     case 'share':
+      if (String(c.args.audio ?? '').trim() === AUDIO_LIST) return listAudio(c.args);
       return startShare(shareOptions(c.args), log);
     case 'relay':
       return startRelay(relayOptions(c.args), log);
@@ -187,6 +190,13 @@ async function start(c: Command): Promise<Handle> {
     case 'impair':
       return startImpair(impairOptions(c.args), log);
   }
+}
+
+/** `share --audio list`: what --audio can name on this machine, on stdout; nothing is shared. */
+async function listAudio(a: Record<string, unknown>): Promise<Handle> {
+  const ffmpeg = await locateFfmpeg({ flag: a.ffmpeg !== undefined ? String(a.ffmpeg) : undefined });
+  process.stdout.write(`${(await listAudioSources(ffmpeg.path)).join('\n')}\n`);
+  return { done: Promise.resolve(0), stop: () => {} };
 }
 
 /** Share a test pattern through an embedded relay and watch it, in one process. */

@@ -3,6 +3,7 @@
  * valid range, so a person knows what to type instead.
  */
 import type { AudioSource } from '../capture/audio.ts';
+import type { AudioFrameMs } from '../defaults.ts';
 import { outputFormat } from '../player/sinks.ts';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { UsageError } from '../util/errors.ts';
@@ -68,6 +69,8 @@ export interface ShareOptions extends CommonOptions, Pick<Secrets, 'key' | 'encr
   audio?: AudioSource;
   /** --audio-red: earlier Opus packets repeated in each sound packet (RFC 2198); 0: plain Opus. */
   audioRedundancy: number;
+  /** --audio-frame: ms of sound per Opus packet. */
+  audioFrameMs: AudioFrameMs;
 }
 
 export interface RelayOptions extends CommonOptions, Pick<Secrets, 'key' | 'watchKey'> {

@@ -69,14 +69,14 @@ async function resolveOption(option: string, host: string, hint: string) {
 
 /** The Opus bitrate of --audio: clear speech and fair music at 48 kHz (RFC 6716 §2.1.1 puts full band at 24-64 kbit/s). */
 export const AUDIO_BITRATE_KBPS = 64;
-/** Opus packets a second (20 ms each: ffmpeg-args) and what each costs beside its Opus bytes: IPv4 20 + UDP 8 + RTP 12 bytes, and 4 per RED copy. */
-const AUDIO_PACKETS_PER_S = 50;
+/** What each Opus packet costs beside its Opus bytes: IPv4 20 + UDP 8 + RTP 12 bytes, and 4 per RED copy plus 1. */
 const AUDIO_HEADER_BYTES = 40;
 const RED_HEADER_BYTES = 4;
 
-/** What the sound takes on the path in kbit/s: Opus, its RED copies, the headers. */
-export function audioWireKbps(redundancy: number): number {
-  return AUDIO_BITRATE_KBPS * (1 + redundancy) + (AUDIO_PACKETS_PER_S * (AUDIO_HEADER_BYTES + (redundancy ? 1 + RED_HEADER_BYTES * redundancy : 0)) * 8) / 1000;
+/** What the sound takes on the path in kbit/s: Opus, its RED copies, the headers of a packet each `frameMs`. */
+export function audioWireKbps(redundancy: number, frameMs: number): number {
+  const packetsPerS = 1000 / frameMs;
+  return AUDIO_BITRATE_KBPS * (1 + redundancy) + (packetsPerS * (AUDIO_HEADER_BYTES + (redundancy ? 1 + RED_HEADER_BYTES * redundancy : 0)) * 8) / 1000;
 }
 
 function describeAudio(a: AudioSource): string {
@@ -132,7 +132,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   const encode: EncodeOptions = {
     codec: o.codec, encoder: o.encoder, bitrateKbps: o.bitrateKbps, fps: o.fps, gop: o.gop, quality: o.quality, size, layers: o.layers,
     // Silence not sent (DTX) where this FFmpeg's libopus can mark it.
-    audio: o.audio ? { source: o.audio, bitrateKbps: AUDIO_BITRATE_KBPS, dtx: await ffmpegEncoderHasOption(ffmpeg.path, 'libopus', 'dtx') } : undefined,
+    audio: o.audio ? { source: o.audio, bitrateKbps: AUDIO_BITRATE_KBPS, frameMs: o.audioFrameMs, dtx: await ffmpegEncoderHasOption(ffmpeg.path, 'libopus', 'dtx') } : undefined,
   };
   checkSourceExists(capture);
   // A size the codec cannot carry is padded or scaled, and said once; a whole screen or a file
@@ -166,7 +166,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   // The path must carry every layer's bitrate plus RTP/UDP headers, RTCP and FEC parity.
   const shares = LAYER_SHARES.slice(0, layers);
   const allLayersKbps = o.bitrateKbps * shares.reduce((a, b) => a + b, 0);
-  const soundKbps = o.audio ? audioWireKbps(o.audioRedundancy) : 0;
+  const soundKbps = o.audio ? audioWireKbps(o.audioRedundancy, o.audioFrameMs) : 0;
   const pathMaxKbps = (allLayersKbps / CC_MEDIA_SHARE + soundKbps) * (o.fec ? 1 + 1 / o.fec.groupSize : 1);
   const chosen = auto ? ` (--layers auto: ${auto.why}; --layers 1-${LAYERS_MAX} to choose)` : '';
   if (layers > 1) log(`sending ${layers} quality layers${chosen}: ${describeLayers(capture, encode)}`);
@@ -185,7 +185,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   if (o.audio) {
     const red = o.audioRedundancy ? `, each packet with copies of the ${o.audioRedundancy === 1 ? 'one' : o.audioRedundancy} before it (RED)` : '';
     const dtx = encode.audio?.dtx ? '; silence is not sent (DTX)' : '';
-    log(`sound: ${describeAudio(o.audio)}, Opus at ${AUDIO_BITRATE_KBPS} kbit/s${red}: about ${Math.round(soundKbps)} kbit/s on the path, kept before the picture's share${dtx}`);
+    log(`sound: ${describeAudio(o.audio)}, Opus at ${AUDIO_BITRATE_KBPS} kbit/s in ${o.audioFrameMs} ms packets${red}: about ${Math.round(soundKbps)} kbit/s on the path, kept before the picture's share${dtx}`);
   }
   // The sound goes out as it comes, whatever the picture does (paused layers, a keyframe wait).
   encoder.on('audio', (p) => publisher.sendAudio(p));

@@ -9,6 +9,7 @@
  * (Codec.ffmpeg in src/codecs/NAME/codec.ts): FLV for H.264, whose tags state their length so a frame
  * is whole the moment its tag is; bare JPEGs for MJPEG, each ending with EOI.
  */
+import { AUDIO_FRAME_MS_DEFAULT } from '../defaults.ts';
 import { UsageError } from '../util/errors.ts';
 import { captureFilters, captureInputArgs, knownCaptureSize, type CaptureOptions } from '../capture/source.ts';
 import { AUDIO_RATE, audioInputArgs, testFlashFilter, type AudioSource } from '../capture/audio.ts';
@@ -47,17 +48,24 @@ export interface AudioEncoding {
    * empty, and the publisher does not send them. Only where this FFmpeg's libopus takes `-dtx`.
    */
   dtx?: boolean;
+  /** Sound per Opus packet, ms (AUDIO_FRAME_CHOICES); AUDIO_FRAME_MS_DEFAULT when not given. */
+  frameMs?: number;
 }
 
 /**
- * The Opus encoder: 20 ms frames (RFC 7587's usual packet; 10 ms would halve the frame's wait but
- * double the packets for a few ms of a delay the picture's encoder exceeds anyway), in-band FEC
- * sized for 10% loss (RFC 6716 §2.1.7: a packet carries a coarse copy of the one before, in the
- * SILK and hybrid modes the `audio` application uses for speech), Ogg pages of one packet so none
- * waits for the next (the muxer's default page is a second).
+ * The Opus encoder, by frame length (AudioEncoding.frameMs):
+ * - 20 ms: RFC 7587's usual packet, the `audio` application (SILK and hybrid modes for speech);
+ * - 10 ms: `lowdelay`, CELT only: half the wait for a packet's samples and the shortest lookahead
+ *   (the default: see defaults.ts and the lipsync benchmark).
+ * No in-band FEC (RFC 6716 §2.1.7): RED repairs loss (codecs/opus/red.ts), and FFmpeg 5.1's own
+ * Opus decoder, ffplay's, garbles stereo coded with it (a 660 Hz tone at -24 dB RMS peaked at
+ * -6 dB instead of -21; libopus decodes it cleanly).
+ * Ogg pages of one packet, so none waits for the next (the muxer's default page is a second).
  */
-export const OPUS_FRAME_MS = 20;
-const OPUS_ARGS = ['-c:a', 'libopus', '-application', 'audio', '-frame_duration', String(OPUS_FRAME_MS), '-fec', '1', '-packet_loss', '10', '-ar', String(AUDIO_RATE)];
+function opusArgs(frameMs: number): string[] {
+  const mode = frameMs < 20 ? ['-application', 'lowdelay'] : ['-application', 'audio'];
+  return ['-c:a', 'libopus', ...mode, '-frame_duration', String(frameMs), '-ar', String(AUDIO_RATE)];
+}
 
 /** The FFmpeg output pipe of the sound: after every layer's. */
 export function audioFd(layers: number): number {
@@ -68,7 +76,8 @@ export function audioFd(layers: number): number {
 function audioOutput(audio: AudioEncoding, layers: number): string[] {
   // The picture's input is 0; a separate sound input is 1.
   const map = audio.source.kind === 'file' ? '0:a:0' : '1:a:0';
-  return ['-map', map, '-vn', '-sn', ...OPUS_ARGS, ...(audio.dtx ? ['-dtx', '1'] : []), '-b:a', `${audio.bitrateKbps}k`, '-f', 'opus', '-page_duration', String(OPUS_FRAME_MS * 1000), '-flush_packets', '1', `pipe:${audioFd(layers)}`];
+  const frameMs = audio.frameMs ?? AUDIO_FRAME_MS_DEFAULT;
+  return ['-map', map, '-vn', '-sn', ...opusArgs(frameMs), ...(audio.dtx ? ['-dtx', '1'] : []), '-b:a', `${audio.bitrateKbps}k`, '-f', 'opus', '-page_duration', String(frameMs * 1000), '-flush_packets', '1', `pipe:${audioFd(layers)}`];
 }
 
 export const LAYERS_MAX = 3;
