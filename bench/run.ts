@@ -19,6 +19,7 @@ import { uplinkBench } from './uplink.ts';
 import { narrowBench } from './narrow.ts';
 import { stepBench } from './step.ts';
 import { soundBench } from './sound.ts';
+import { lipsyncBench } from './lipsync.ts';
 
 const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchResult>> = {
   packetizer: packetizerBench,
@@ -33,6 +34,7 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchResult>> = {
   narrow: narrowBench,
   step: stepBench,
   sound: soundBench,
+  lipsync: lipsyncBench,
 };
 
 const argv = process.argv.slice(2);

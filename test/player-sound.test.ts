@@ -22,6 +22,7 @@ import { udpcast, killAll, exited, freePort, waitFor, sleep, start, type Running
 import { skipUnless } from './helpers/tools.ts';
 import { beepsOnFlashes } from './helpers/media.ts';
 import { Frames, TINY_OUT, x11grabIn, xvfb as startXvfb } from '../bench/lib.ts';
+import { EAR_RATE, Heard, PAREC_ARGS, beepOnsetSamples, flashesSeen, pulseCommand, soundMinusPicture } from '../bench/ear.ts';
 
 const skip = skipUnless('ffmpeg', 'ffprobe', 'ffplay', 'Xvfb');
 const dir = mkdtempSync(join(tmpdir(), 'udpcast-sound-'));
@@ -33,7 +34,6 @@ const SIZE = { width: 320, height: 240 };
 /** ITU-R BT.1359: sound more than this early (ms) or late is detectable. */
 const SOUND_EARLY_MAX_MS = 45;
 const SOUND_LATE_MAX_MS = 125;
-const RATE = 48000;
 /**
  * With PulseAudio, ffplay's sound device stalls for a few hundred ms about 0.6 s after it opens,
  * and the sound queued meanwhile would be heard that late (FfplaySink drains it: a short silence,
@@ -77,49 +77,6 @@ function film(): { probe: Running; frames: Frames } {
   return { probe, frames };
 }
 
-/**
- * When the window turned white for a flash (0.1 s), from its filmed frames: near pure white
- * (FLASH_LEVEL) for at least FLASH_MIN_FRAMES frames. The pattern's moving shapes pass the middle
- * at levels up to about 215.
- */
-function flashesOf(frames: Frames, since: number): number[] {
-  const out: number[] = [];
-  let run: number[] = [];
-  for (const f of frames.list) {
-    if (f.at >= since && f.level >= FLASH_LEVEL) {
-      run.push(f.at);
-      if (run.length === FLASH_MIN_FRAMES) out.push(run[0]);
-    } else {
-      run = [];
-    }
-  }
-  return out;
-}
-/** 30 ms of white at the film's 100 fps. */
-const FLASH_MIN_FRAMES = 3;
-const FLASH_LEVEL = 240;
-
-/**
- * Beep onsets in 16-bit mono PCM at RATE, as sample indexes: the first 1 ms block loud after at
- * least 0.3 s of quiet ones (the beep is 0.1 s each second; the rest is silence).
- */
-function onsetSamples(pcm: Buffer): number[] {
-  const block = RATE / 1000;
-  const out: number[] = [];
-  let quiet = Infinity;
-  for (let b = 0; (b + 1) * block * 2 <= pcm.length; b++) {
-    let peak = 0;
-    for (let i = 0; i < block; i++) peak = Math.max(peak, Math.abs(pcm.readInt16LE((b * block + i) * 2)));
-    if (peak > 3000) {
-      if (quiet >= 300) out.push(b * block);
-      quiet = 0;
-    } else {
-      quiet++;
-    }
-  }
-  return out;
-}
-
 /** The left channel of 16-bit stereo PCM. */
 function left(pcm: Buffer): Buffer {
   const out = Buffer.alloc(Math.floor(pcm.length / 4) * 2);
@@ -127,24 +84,15 @@ function left(pcm: Buffer): Buffer {
   return out;
 }
 
-/** Each flash paired with the nearest beep heard: sound minus picture, ms (positive: sound late). */
-function offsets(flashes: number[], onsets: number[]): number[] {
-  return flashes.map((f) => Math.round(onsets.reduce((best, o) => (Math.abs(o - f) < Math.abs(best - f) ? o : best), Infinity) - f));
-}
-
 /** The ffplay pids watch has started so far. */
 const ffplayPids = (watch: Running) => [...watch.stderrText().matchAll(/ffplay started \(pid (\d+)\)/g)].map((m) => Number(m[1]));
 
-/** A PulseAudio server of our own with one null sink, on a socket in `dir` (no D-Bus, no shm). */
+/** A PulseAudio server of our own with one null sink, on a socket in `dir` (bench/ear.ts). */
 async function pulse(): Promise<{ env: NodeJS.ProcessEnv; server: Running }> {
-  const socket = join(dir, 'pulse.sock');
-  const server = start('pulseaudio', [
-    '-n', '--daemonize=no', '--exit-idle-time=-1', '--disable-shm=yes', '--use-pid-file=no', '--system=false',
-    `--load=module-null-sink sink_name=udpcast rate=${RATE}`,
-    `--load=module-native-protocol-unix socket=${socket} auth-anonymous=1`,
-  ], { HOME: dir, XDG_RUNTIME_DIR: dir });
-  await waitFor(() => existsSync(socket), 10_000, 'PulseAudio');
-  return { env: { PULSE_SERVER: `unix:${socket}`, SDL_AUDIODRIVER: 'pulseaudio', HOME: dir, XDG_RUNTIME_DIR: dir }, server };
+  const p = pulseCommand(dir);
+  const server = start('pulseaudio', p.args, { HOME: dir, XDG_RUNTIME_DIR: dir });
+  await waitFor(() => existsSync(p.socket), 10_000, 'PulseAudio');
+  return { env: p.env, server };
 }
 
 describe('sound in the player window and on stdout', { skip }, () => {
@@ -152,15 +100,9 @@ describe('sound in the player window and on stdout', { skip }, () => {
     const { env, server } = await pulse();
     const { share, port } = await sharer();
     // The sink's monitor, stamped as it comes: PulseAudio plays the null sink in real time.
-    const rec = start('parec', ['-d', 'udpcast.monitor', '--raw', '--format=s16le', `--rate=${RATE}`, '--channels=1', '--latency-msec=5'], env);
-    const chunks: { at: number; end: number }[] = [];
-    const pcm: Buffer[] = [];
-    let samples = 0;
-    rec.child.stdout!.on('data', (b: Buffer) => {
-      pcm.push(b);
-      samples += b.length / 2;
-      chunks.push({ at: performance.now(), end: samples });
-    });
+    const rec = start('parec', PAREC_ARGS, env);
+    const ear = new Heard();
+    ear.attach(rec.child.stdout!, () => performance.now());
     const { probe, frames } = film();
     try {
       await sleep(500);
@@ -170,14 +112,12 @@ describe('sound in the player window and on stdout', { skip }, () => {
       const firstPicture = frames.list.find((f) => f.at > watchStart && f.level > 20)!.at - watchStart;
       await sleep(SETTLE_MS + 5000);
       assert.equal(ffplayPids(watch).length, 1, `one player, not restarted:\n${watch.stderrText()}`);
-      // Sample n was heard at origin + n / RATE: the earliest-arriving chunk says where the origin is.
-      const origin = Math.min(...chunks.map((c) => c.at - (c.end / RATE) * 1000));
-      const heard = onsetSamples(Buffer.concat(pcm)).map((n) => origin + (n / RATE) * 1000).filter((t) => t > watchStart);
-      const seen = flashesOf(frames, watchStart + firstPicture + 500);
+      const heard = ear.onsets().filter((t) => t > watchStart);
+      const seen = flashesSeen(frames, watchStart + firstPicture + 500);
       // The last flash may have no beep recorded yet.
-      const off = offsets(seen.slice(0, -1), heard);
+      const off = soundMinusPicture(seen.slice(0, -1), heard);
       console.log(`# window: first picture ${Math.round(firstPicture)} ms after watch started; sound minus picture per flash: ${off.join(', ')} ms`);
-      const settled = offsets(seen.slice(0, -1).filter((t) => t > watchStart + SETTLE_MS), heard);
+      const settled = soundMinusPicture(seen.slice(0, -1).filter((t) => t > watchStart + SETTLE_MS), heard);
       assert.ok(settled.length >= 3, `${settled.length} flashes seen after ${SETTLE_MS} ms`);
       for (const o of settled) assert.ok(o >= -SOUND_EARLY_MAX_MS && o <= SOUND_LATE_MAX_MS, `beeps heard ${off.join(', ')} ms after their flashes`);
       watch.child.kill('SIGTERM');
@@ -198,15 +138,15 @@ describe('sound in the player window and on stdout', { skip }, () => {
       await sleep(5000);
       watch.child.kill('SIGTERM');
       assert.equal((await exited(watch, 5000)).code, 0, watch.stderrText());
-      const beeps = onsetSamples(left(readFileSync(file)));
-      const gaps = beeps.slice(1).map((n, i) => Math.round(((n - beeps[i]) / RATE) * 1000));
+      const beeps = beepOnsetSamples(left(readFileSync(file)));
+      const gaps = beeps.slice(1).map((n, i) => Math.round(((n - beeps[i]) / EAR_RATE) * 1000));
       console.log(`# disk driver: ${beeps.length} beeps played, ${gaps.join(', ')} ms apart`);
       assert.ok(beeps.length >= 3, `${beeps.length} beeps played`);
       // One beep per second of the sharer's clock. The disk driver takes sound faster than real
       // time (an SDL_Delay of whole ms per buffer), so ffplay, always short of sound, plays it up
       // to 10% faster (ffplay.c synchronize_audio).
       for (const g of gaps) assert.ok(g >= 880 && g <= 1020, `beeps ${gaps.join(', ')} ms apart`);
-      assert.ok(flashesOf(frames, watchStart).length >= 3, 'the picture plays');
+      assert.ok(flashesSeen(frames, watchStart).length >= 3, 'the picture plays');
     } finally {
       for (const r of [probe, share]) r.child.kill('SIGTERM');
       for (const r of [probe, share]) await exited(r, 5000).catch(() => undefined);
@@ -232,7 +172,7 @@ describe('sound in the player window and on stdout', { skip }, () => {
       try {
         const watchStart = performance.now();
         const watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard', ...d.args], { DISPLAY: display, ...d.env });
-        await waitFor(() => flashesOf(frames, watchStart).length >= 2, 10_000, `two flashes in the window:\n${watch.stderrText()}`);
+        await waitFor(() => flashesSeen(frames, watchStart).length >= 2, 10_000, `two flashes in the window:\n${watch.stderrText()}`);
         const err = watch.stderrText();
         assert.equal(ffplayPids(watch).length, 1, err);
         if (d.line) assert.match(err, d.line);

@@ -1,0 +1,138 @@
+/**
+ * Issue 15: lip sync at the glass and the ear. `share --source test --audio test` (a beep on each
+ * white flash of the pattern, both captured at the same instant) → its relay → `watch`, whose
+ * ffplay window is on an Xvfb screen, filmed at 100 fps, and whose sound plays into a PulseAudio
+ * null sink whose monitor is recorded as it plays (bench/ear.ts). A beep's onset minus its flash's
+ * appearance is the sound's capture → ear latency minus the picture's capture → glass latency.
+ * Target: at most 20 ms (the sound no later than the picture by more than that), and within
+ * ITU-R BT.1359's detectability window (45 ms early, 125 ms late) for every flash.
+ */
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { AUDIO_FRAME_CHOICES, AUDIO_FRAME_MS_DEFAULT } from '../src/defaults.ts';
+import { PAREC_ARGS, Heard, flashesSeen, pulseCommand, soundMinusPicture } from './ear.ts';
+import {
+  Frames, TINY_OUT, freePort, lastStats, missing, percentile, round, run, sleep, stop, table, udpcast, waitFor, waitForLine, x11grabIn, xvfb,
+  type BenchContext, type BenchResult,
+} from './lib.ts';
+
+const SCREEN = { width: 1280, height: 720 };
+const SIZE = { width: 640, height: 360 };
+/** The first seconds: the player's sound device settles (FfplaySink drains a start-up lag). */
+const SETTLE_MS = 2500;
+const EARLY_MAX_MS = 45;
+const LATE_MAX_MS = 125;
+const TARGET_MS = 20;
+
+interface Row {
+  system: string;
+  run: number;
+  flashes: number;
+  p50Ms: number | null;
+  p95Ms: number | null;
+  minMs: number | null;
+  maxMs: number | null;
+  drains: number;
+}
+
+async function lipsyncRun(display: string, dir: string, name: string, shareExtra: string[], seconds: number, n: number): Promise<Row & { offsets: number[] }> {
+  const p = pulseCommand(dir);
+  const pulse = run('pulseaudio', p.args, { env: { ...process.env, HOME: dir, XDG_RUNTIME_DIR: dir } });
+  let share, watch, rec, film;
+  try {
+    await waitFor('PulseAudio', () => existsSync(p.socket), 10_000);
+    const port = await freePort();
+    share = udpcast(['share', '--host', '127.0.0.1', '--port', String(port), '--source', 'test', '--size', `${SIZE.width}x${SIZE.height}`, '--audio', 'test', '--no-dashboard', ...shareExtra]);
+    await waitForLine(share, /sound: /, 20_000, 'the sharer to send sound');
+    rec = run('parec', PAREC_ARGS, { env: { ...process.env, ...p.env }, stdio: ['ignore', 'pipe', 'ignore'] });
+    const ear = new Heard();
+    ear.attach(rec.stdout!, () => performance.now());
+    const x = (SCREEN.width - 8) / 2;
+    const y = (SCREEN.height - 8) / 2;
+    film = run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', ...x11grabIn(`${display}+${x},${y}`, 100, { drawMouse: false, size: '8x8' }), ...TINY_OUT], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const frames = new Frames();
+    frames.attach(film.stdout!);
+    await sleep(500);
+    const start = performance.now();
+    const stats = path.join(dir, `${name}-${n}-watch.ndjson`);
+    watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard', '--stats-json', stats], { env: { ...process.env, DISPLAY: display, ...p.env } });
+    await sleep(seconds * 1000);
+    await stop(watch);
+    await sleep(300);
+    const seen = flashesSeen(frames, start + SETTLE_MS).slice(0, -1);
+    const offsets = soundMinusPicture(seen, ear.onsets().filter((t) => t > start));
+    const w = lastStats(stats) ?? {};
+    return {
+      system: name, run: n, flashes: offsets.length, offsets,
+      p50Ms: round(percentile(offsets, 50), 0), p95Ms: round(percentile(offsets, 95), 0),
+      minMs: offsets.length ? Math.min(...offsets) : null, maxMs: offsets.length ? Math.max(...offsets) : null,
+      drains: Number(w.playerSoundDrains ?? 0),
+    };
+  } finally {
+    await stop(watch);
+    await stop(film);
+    await stop(rec);
+    await stop(share);
+    await stop(pulse);
+  }
+}
+
+export async function lipsyncBench(ctx: BenchContext): Promise<BenchResult> {
+  const title = 'Lip sync at the glass and the ear: beep heard minus flash seen (issue 15)';
+  const gone = missing('ffmpeg', 'ffplay', 'Xvfb', 'pulseaudio', 'parec');
+  if (gone) return { name: 'lipsync', title, skipped: gone, rows: [], markdown: '' };
+  const seconds = ctx.quick ? 8 : 20;
+  const runs = ctx.quick ? 1 : 2;
+  const systems: Array<[string, string[]]> = [
+    [`${AUDIO_FRAME_MS_DEFAULT} ms packets (default)`, []],
+    ...AUDIO_FRAME_CHOICES.filter((ms) => ms !== AUDIO_FRAME_MS_DEFAULT).map((ms): [string, string[]] => [`${ms} ms packets`, ['--audio-frame', String(ms)]]),
+  ];
+  const dir = mkdtempSync(path.join(tmpdir(), 'udpcast-lipsync-'));
+  const { display, server } = await xvfb(`${SCREEN.width}x${SCREEN.height}`);
+  const rows: Array<Row & { offsets: number[] }> = [];
+  try {
+    // Paired: each system once per round, so drift in the machine's load falls on all alike.
+    for (let n = 1; n <= runs; n++) {
+      for (const [name, extra] of systems) {
+        rows.push(await lipsyncRun(display, dir, name, extra, seconds, n));
+        ctx.log(`lipsync ${JSON.stringify(rows.at(-1))}`);
+      }
+    }
+  } finally {
+    await stop(server);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const all = (system: string) => rows.filter((r) => r.system === system).flatMap((r) => r.offsets);
+  const summary = systems.map(([name]) => {
+    const o = all(name);
+    return { system: name, flashes: o.length, p50Ms: round(percentile(o, 50), 0), p95Ms: round(percentile(o, 95), 0), minMs: o.length ? Math.min(...o) : null, maxMs: o.length ? Math.max(...o) : null };
+  });
+  const markdown = [
+    table(['sound sent as', 'flashes', 'sound − picture p50 ms', 'p95 ms', 'min ms', 'max ms'], summary.map((s) => [s.system, s.flashes, s.p50Ms, s.p95Ms, s.minMs, s.maxMs])),
+    '',
+    table(['system', 'run', 'flashes', 'p50 ms', 'p95 ms', 'min ms', 'max ms', 'sound drains'], rows.map((r) => [r.system, r.run, r.flashes, r.p50Ms, r.p95Ms, r.minMs, r.maxMs, r.drains])),
+    '',
+    `Each run: \`share --source test --size ${SIZE.width}x${SIZE.height} --audio test\` → its own relay → \`watch\` (the ffplay window on ` +
+      `an Xvfb ${SCREEN.width}x${SCREEN.height} screen, filmed at 100 fps by x11grab; its sound through SDL into a private PulseAudio's ` +
+      `null sink, whose monitor parec records in 5 ms fragments), ${seconds} s; flashes from ${SETTLE_MS / 1000} s after watch started. ` +
+      'Sound − picture: each flash\'s first white frame in the film paired with the nearest beep onset heard, both on this machine\'s ' +
+      'clock; positive means the sound comes after its picture. A beep and its flash are captured at the same instant by the sharer\'s ' +
+      'FFmpeg, so this is capture → ear minus capture → glass. Sound drains: times watch found ffplay\'s sound behind its picture and dropped the lag.',
+  ].join('\n');
+  const d = summary.find((s) => s.system.includes('(default)'));
+  return {
+    name: 'lipsync',
+    title,
+    rows: rows.map(({ offsets: _o, ...r }) => r) as unknown as Record<string, unknown>[],
+    markdown,
+    targets: [
+      {
+        target: `capture → ear no more than ${TARGET_MS} ms above capture → glass (median), every flash within −${EARLY_MAX_MS} / +${LATE_MAX_MS} ms (issue 15)`,
+        met: d && d.p50Ms !== null ? d.p50Ms <= TARGET_MS && d.minMs! >= -EARLY_MAX_MS && d.maxMs! <= LATE_MAX_MS : null,
+        detail: d ? `sound − picture p50 ${d.p50Ms} ms, p95 ${d.p95Ms} ms, range ${d.minMs}…${d.maxMs} ms over ${d.flashes} flashes` : 'not run',
+      },
+    ],
+  };
+}
