@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { AUDIO_FRAME_CHOICES, AUDIO_FRAME_MS_DEFAULT } from '../src/defaults.ts';
+import { AUDIO_FRAME_CHOICES, AUDIO_FRAME_MS_DEFAULT, PLAYER_PULSE_LATENCY_MS } from '../src/defaults.ts';
 import { PAREC_ARGS, Heard, flashesSeen, pulseCommand, soundMinusPicture } from './ear.ts';
 import {
   Frames, TINY_OUT, freePort, lastStats, missing, percentile, round, run, sleep, stop, table, udpcast, waitFor, waitForLine, x11grabIn, xvfb,
@@ -37,7 +37,7 @@ interface Row {
   drains: number;
 }
 
-async function lipsyncRun(display: string, dir: string, name: string, shareExtra: string[], seconds: number, n: number): Promise<Row & { offsets: number[] }> {
+async function lipsyncRun(display: string, dir: string, name: string, shareExtra: string[], watchEnv: NodeJS.ProcessEnv, seconds: number, n: number): Promise<Row & { offsets: number[] }> {
   const p = pulseCommand(dir);
   const pulse = run('pulseaudio', p.args, { env: { ...process.env, HOME: dir, XDG_RUNTIME_DIR: dir } });
   let share, watch, rec, film;
@@ -57,7 +57,7 @@ async function lipsyncRun(display: string, dir: string, name: string, shareExtra
     await sleep(500);
     const start = performance.now();
     const stats = path.join(dir, `${name}-${n}-watch.ndjson`);
-    watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard', '--stats-json', stats], { env: { ...process.env, DISPLAY: display, ...p.env } });
+    watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard', '--stats-json', stats], { env: { ...process.env, DISPLAY: display, ...p.env, ...watchEnv } });
     await sleep(seconds * 1000);
     await stop(watch);
     await sleep(300);
@@ -85,9 +85,12 @@ export async function lipsyncBench(ctx: BenchContext): Promise<BenchResult> {
   if (gone) return { name: 'lipsync', title, skipped: gone, rows: [], markdown: '' };
   const seconds = ctx.quick ? 8 : 20;
   const runs = ctx.quick ? 1 : 2;
-  const systems: Array<[string, string[]]> = [
-    [`${AUDIO_FRAME_MS_DEFAULT} ms packets (default)`, []],
-    ...AUDIO_FRAME_CHOICES.filter((ms) => ms !== AUDIO_FRAME_MS_DEFAULT).map((ms): [string, string[]] => [`${ms} ms packets`, ['--audio-frame', String(ms)]]),
+  // The default; the other packet length; the player's sound buffered as SDL asks PulseAudio (42.7 ms).
+  const systems: Array<[string, string[], NodeJS.ProcessEnv]> = [
+    [`${AUDIO_FRAME_MS_DEFAULT} ms packets, PulseAudio ${PLAYER_PULSE_LATENCY_MS} ms (default)`, [], {}],
+    ...AUDIO_FRAME_CHOICES.filter((ms) => ms !== AUDIO_FRAME_MS_DEFAULT).map((ms): [string, string[], NodeJS.ProcessEnv] => [`${ms} ms packets`, ['--audio-frame', String(ms)], {}]),
+    [`PulseAudio as SDL asks (PULSE_LATENCY_MSEC=43)`, [], { PULSE_LATENCY_MSEC: '43' }],
+    ...(process.env.LIPSYNC_TRY ? [[`PulseAudio ${process.env.LIPSYNC_TRY} ms`, [], { PULSE_LATENCY_MSEC: process.env.LIPSYNC_TRY }] as [string, string[], NodeJS.ProcessEnv]] : []),
   ];
   const dir = mkdtempSync(path.join(tmpdir(), 'udpcast-lipsync-'));
   const { display, server } = await xvfb(`${SCREEN.width}x${SCREEN.height}`);
@@ -95,8 +98,8 @@ export async function lipsyncBench(ctx: BenchContext): Promise<BenchResult> {
   try {
     // Paired: each system once per round, so drift in the machine's load falls on all alike.
     for (let n = 1; n <= runs; n++) {
-      for (const [name, extra] of systems) {
-        rows.push(await lipsyncRun(display, dir, name, extra, seconds, n));
+      for (const [name, extra, env] of systems) {
+        rows.push(await lipsyncRun(display, dir, name, extra, env, seconds, n));
         ctx.log(`lipsync ${JSON.stringify(rows.at(-1))}`);
       }
     }

@@ -39,8 +39,8 @@ describe('--audio: what it captures', () => {
   });
 
   test('devices per platform: PulseAudio (the desktop: the default output\'s monitor), ALSA, DirectShow, AVFoundation', () => {
-    assert.deepEqual(audioInputArgs({ kind: 'device', name: 'default' }, 'linux'), ['-f', 'pulse', '-i', '@DEFAULT_MONITOR@']);
-    assert.deepEqual(audioInputArgs({ kind: 'device', name: 'mic' }, 'linux'), ['-f', 'pulse', '-i', 'mic']);
+    assert.deepEqual(audioInputArgs({ kind: 'device', name: 'default' }, 'linux'), ['-f', 'pulse', '-fragment_size', '1920', '-i', '@DEFAULT_MONITOR@']);
+    assert.deepEqual(audioInputArgs({ kind: 'device', name: 'mic' }, 'linux'), ['-f', 'pulse', '-fragment_size', '1920', '-i', 'mic']);
     assert.deepEqual(audioInputArgs({ kind: 'device', name: 'alsa:hw:0' }, 'linux'), ['-f', 'alsa', '-i', 'hw:0']);
     assert.deepEqual(audioInputArgs({ kind: 'device', name: 'Stereo Mix (Realtek)' }, 'win32'), ['-f', 'dshow', '-i', 'audio=Stereo Mix (Realtek)']);
     assert.deepEqual(audioInputArgs({ kind: 'device', name: '1' }, 'darwin'), ['-f', 'avfoundation', '-i', ':1']);
@@ -52,7 +52,7 @@ describe('--audio: what it captures', () => {
 
   test('the argv: a second input, the flash on the pattern, Opus in Ogg pages of one packet on the pipe after the layers\'', () => {
     const one = buildShareArgs({ source: 'test', fps: 30 }, withTest);
-    assert.ok(one.includes(`aevalsrc=exprs='if(lt(mod(t,1),${AUDIO_TEST_BEEP_S}),0.5*sin(2*PI*1000*t),0)':s=48000:c=mono`));
+    assert.ok(one.includes(`aevalsrc=exprs='if(lt(mod(t,1),${AUDIO_TEST_BEEP_S}),0.5*sin(2*PI*1000*t),0)':s=48000:c=mono:n=480`));
     assert.ok(one.some((a) => a.includes(`drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='lt(mod(t,1),${AUDIO_TEST_BEEP_S})'`)));
     const tail = one.slice(one.lastIndexOf('-map'));
     assert.deepEqual(tail.slice(0, 4), ['-map', '1:a:0', '-vn', '-sn']);

@@ -15,6 +15,10 @@ import { test, describe, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import dgram from 'node:dgram';
+import type { AddressInfo } from 'node:net';
+import { isRtp } from '../src/rtp/packet.ts';
+import { isAudioPayloadType } from '../src/defaults.ts';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { spawnSync } from 'node:child_process';
@@ -123,6 +127,56 @@ describe('sound in the player window and on stdout', { skip }, () => {
       watch.child.kill('SIGTERM');
       assert.equal((await exited(watch, 5000)).code, 0, watch.stderrText());
     } finally {
+      for (const r of [probe, rec, share, server]) r.child.kill('SIGTERM');
+      for (const r of [probe, rec, share, server]) await exited(r, 5000).catch(() => undefined);
+    }
+  });
+
+  test('a frozen picture does not stop the sound: the picture held back for 3 s, the beeps go on', { skip: skipUnless('pulseaudio', 'parec') }, async () => {
+    const { env, server } = await pulse();
+    const { share, port } = await sharer();
+    // Between the viewer and the relay: everything passes, but for FREEZE_MS the picture's packets
+    // from the relay are dropped (repairs too); the sound's (PT_RED, PT_OPUS) still pass.
+    const FREEZE_MS = 3000;
+    let freeze: { from: number; to: number } | undefined;
+    const proxy = dgram.createSocket('udp4');
+    const upstream = dgram.createSocket('udp4');
+    let viewer: { address: string; port: number } | undefined;
+    proxy.on('message', (m, from) => {
+      viewer = { address: from.address, port: from.port };
+      upstream.send(m, port, '127.0.0.1');
+    });
+    upstream.on('message', (m) => {
+      const now = performance.now();
+      const picture = isRtp(m) && !isAudioPayloadType(m[1] & 0x7f);
+      if (picture && freeze && now >= freeze.from && now < freeze.to) return;
+      if (viewer) proxy.send(m, viewer.port, viewer.address);
+    });
+    await new Promise<void>((r) => proxy.bind(0, '127.0.0.1', () => r()));
+    await new Promise<void>((r) => upstream.bind(0, '127.0.0.1', () => r()));
+    const rec = start('parec', PAREC_ARGS, env);
+    const ear = new Heard();
+    ear.attach(rec.child.stdout!, () => performance.now());
+    const { probe, frames } = film();
+    try {
+      const watch = udpcast(['watch', `127.0.0.1:${(proxy.address() as AddressInfo).port}`, '--no-dashboard'], { DISPLAY: display, ...env });
+      await sleep(SETTLE_MS + 1000);
+      const from = performance.now();
+      freeze = { from, to: from + FREEZE_MS };
+      await sleep(FREEZE_MS + 2500);
+      const during = (t: number) => t > from + 300 && t < from + FREEZE_MS;
+      const flashes = flashesSeen(frames, from - 3000);
+      const beeps = ear.onsets();
+      console.log(`# freeze ${Math.round(from)}-${Math.round(from + FREEZE_MS)}: flashes seen at ${flashes.map((t) => Math.round(t - from)).join(', ')} ms, beeps heard at ${beeps.filter((t) => t > from - 3000).map((t) => Math.round(t - from)).join(', ')} ms from its start`);
+      assert.equal(flashes.filter(during).length, 0, 'the picture froze: no flash shown');
+      assert.ok(flashes.some((t) => t > from + FREEZE_MS), 'and came back');
+      assert.ok(beeps.filter(during).length >= 2, 'the beeps went on meanwhile');
+      assert.equal(ffplayPids(watch).length, 1, `one player, not restarted:\n${watch.stderrText()}`);
+      watch.child.kill('SIGTERM');
+      assert.equal((await exited(watch, 5000)).code, 0, watch.stderrText());
+    } finally {
+      proxy.close();
+      upstream.close();
       for (const r of [probe, rec, share, server]) r.child.kill('SIGTERM');
       for (const r of [probe, rec, share, server]) await exited(r, 5000).catch(() => undefined);
     }

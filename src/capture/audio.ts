@@ -27,6 +27,8 @@ export const AUDIO_TEST_HZ = 1000;
 export const AUDIO_RATE = 48000;
 /** `--audio list`: print the sources this machine has (capture/audio-list.ts) instead of sharing. */
 export const AUDIO_LIST = 'list';
+/** Sound is read from its source this many ms at a time: the Opus packet's length at most. */
+export const CAPTURE_CHUNK_MS = 10;
 /** PulseAudio's name for the monitor of the default output: what the machine plays. */
 const PULSE_DESKTOP = '@DEFAULT_MONITOR@';
 
@@ -60,7 +62,9 @@ export function audioInputArgs(audio: AudioSource, platform: NodeJS.Platform = p
     case 'test': {
       // Silence, then the beep from each period's start: the same instants as testFlashFilter's.
       const on = `lt(mod(t,${AUDIO_TEST_PERIOD_S}),${AUDIO_TEST_BEEP_S})`;
-      return ['-re', '-f', 'lavfi', '-i', `aevalsrc=exprs='if(${on},0.5*sin(2*PI*${AUDIO_TEST_HZ}*t),0)':s=${AUDIO_RATE}:c=mono`];
+      // In CAPTURE_CHUNK_MS chunks (aevalsrc's default is 1024 samples, 21 ms): a beep's first
+      // samples are not held back longer than a device's would be.
+      return ['-re', '-f', 'lavfi', '-i', `aevalsrc=exprs='if(${on},0.5*sin(2*PI*${AUDIO_TEST_HZ}*t),0)':s=${AUDIO_RATE}:c=mono:n=${(AUDIO_RATE * CAPTURE_CHUNK_MS) / 1000}`];
     }
     case 'device': {
       const name = audio.name;
@@ -73,7 +77,8 @@ export function audioInputArgs(audio: AudioSource, platform: NodeJS.Platform = p
         if (name === 'default') throw new UsageError('--audio on macOS needs a device: list them with `ffmpeg -f avfoundation -list_devices true -i ""` (the system\'s sound needs a loopback device such as BlackHole)');
         return ['-f', 'avfoundation', '-i', `:${name}`];
       }
-      return ['-f', 'pulse', '-i', name === 'default' ? PULSE_DESKTOP : name];
+      // Fragments of CAPTURE_CHUNK_MS (16-bit stereo), not the server's choice of tens of ms.
+      return ['-f', 'pulse', '-fragment_size', String((AUDIO_RATE * 4 * CAPTURE_CHUNK_MS) / 1000), '-i', name === 'default' ? PULSE_DESKTOP : name];
     }
   }
 }
