@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { AUDIO_FRAME_CHOICES, AUDIO_FRAME_MS_DEFAULT, PLAYER_PULSE_LATENCY_MS } from '../src/defaults.ts';
+import { AUDIO_FRAME_CHOICES, AUDIO_FRAME_MS_DEFAULT } from '../src/defaults.ts';
 import { PAREC_ARGS, Heard, flashesSeen, pulseCommand, soundMinusPicture } from './ear.ts';
 import {
   Frames, TINY_OUT, freePort, lastStats, missing, percentile, round, run, sleep, stop, table, udpcast, waitFor, waitForLine, x11grabIn, xvfb,
@@ -85,12 +85,10 @@ export async function lipsyncBench(ctx: BenchContext): Promise<BenchResult> {
   if (gone) return { name: 'lipsync', title, skipped: gone, rows: [], markdown: '' };
   const seconds = ctx.quick ? 8 : 20;
   const runs = ctx.quick ? 1 : 2;
-  // The default; the other packet length; the player's sound buffered as SDL asks PulseAudio (42.7 ms).
+  // The default, and the other packet length.
   const systems: Array<[string, string[], NodeJS.ProcessEnv]> = [
-    [`${AUDIO_FRAME_MS_DEFAULT} ms packets, PulseAudio ${PLAYER_PULSE_LATENCY_MS} ms (default)`, [], {}],
+    [`${AUDIO_FRAME_MS_DEFAULT} ms packets (default)`, [], {}],
     ...AUDIO_FRAME_CHOICES.filter((ms) => ms !== AUDIO_FRAME_MS_DEFAULT).map((ms): [string, string[], NodeJS.ProcessEnv] => [`${ms} ms packets`, ['--audio-frame', String(ms)], {}]),
-    [`PulseAudio as SDL asks (PULSE_LATENCY_MSEC=43)`, [], { PULSE_LATENCY_MSEC: '43' }],
-    ...(process.env.LIPSYNC_TRY ? [[`PulseAudio ${process.env.LIPSYNC_TRY} ms`, [], { PULSE_LATENCY_MSEC: process.env.LIPSYNC_TRY }] as [string, string[], NodeJS.ProcessEnv]] : []),
   ];
   const dir = mkdtempSync(path.join(tmpdir(), 'udpcast-lipsync-'));
   const { display, server } = await xvfb(`${SCREEN.width}x${SCREEN.height}`);

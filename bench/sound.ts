@@ -10,6 +10,7 @@
  * FFmpeg decodes the whole recording (framemd5): error lines are counted.
  */
 import { spawnSync } from 'node:child_process';
+import { AUDIO_FRAME_MS_DEFAULT } from '../src/defaults.ts';
 import { soundGaps } from '../test/helpers/sound.ts';
 import {
   exited, lastStats, missing, ratio, relayBehindImpair, round, shareWatchFiles, sleep, stop, table, udpcast, type BenchContext, type BenchResult,
@@ -86,7 +87,7 @@ export async function soundBench(ctx: BenchContext): Promise<BenchResult> {
       rows.map((r) => [`${r.lossPct}%`, r.system, r.soundSeconds, r.packetsLost, r.recoveredByRed, r.concealed, r.gaps, r.gapsPer10s, r.gapsVsPlain, r.decodeErrors]),
     ),
     '',
-    `Each run: ${seconds} s of \`share --source test --size 640x360 --audio test\` (Opus 64 kbit/s, 20 ms packets) → relay → ` +
+    `Each run: ${seconds} s of \`share --source test --size 640x360 --audio test\` (Opus 64 kbit/s, ${AUDIO_FRAME_MS_DEFAULT} ms packets) → relay → ` +
       `\`udpcast impair --down-loss N% --delay ${DELAY}\` (20 ms RTT) → \`watch --output rec.mkv\`; the same seed for every system at one loss rate. ` +
       'Packets lost, given back and concealed: the viewer\'s --stats-json (`audioLost`, `audioRecovered`, `audioConcealed`). Gaps: read by ffprobe ' +
       'from the recording, packet by packet: a run of concealment marks (TOC-only Opus packets) or of holes in the packets\' times is one gap. ' +

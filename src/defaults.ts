@@ -225,11 +225,6 @@ export const PLAYER_LAG_MS = 250;
 export const PLAYER_STARTUP_GRACE_MS = 3000;
 /** Restarts of a fallen-behind player at most this often. */
 export const PLAYER_RESTART_MIN_MS = 2000;
-/**
- * What the player asks PulseAudio to buffer of its sound (ms; player/ffplay.ts playerEnv), instead
- * of the 42.7 ms SDL's request gets: measured by the lipsync benchmark.
- */
-export const PLAYER_PULSE_LATENCY_MS = 20;
 /** How often watch checks its player (and whether watch's own event loop was held up). */
 export const PLAYER_CHECK_MS = 50;
 /**

@@ -17,7 +17,7 @@
  * the first picture: before it that clock does not run, and ffplay would set it from the sound.
  */
 import { performance } from 'node:perf_hooks';
-import { PLAYER_CHECK_MS, PLAYER_CLOCK_LEAD_MS, PLAYER_PULSE_LATENCY_MS, PLAYER_GOP_CACHE_BYTES, PLAYER_RESTART_MIN_MS, STALE_SLACK_MS } from '../defaults.ts';
+import { PLAYER_CHECK_MS, PLAYER_CLOCK_LEAD_MS, PLAYER_GOP_CACHE_BYTES, PLAYER_RESTART_MIN_MS, STALE_SLACK_MS } from '../defaults.ts';
 import { opusHead } from '../codecs/opus/opus.ts';
 import { OwnedProcess, type SpawnFn } from '../util/child.ts';
 import { LiveClock } from './clock.ts';
@@ -53,16 +53,6 @@ export function ffplayArgs(title: string, sound = true): string[] {
     '-vf', `setpts=(RTCTIME-RTCSTART)/(TB*1000000)-gt(N\\,0)*${PLAYER_CLOCK_LEAD_MS / 1000}/TB`,
     '-i', 'pipe:0',
   ];
-}
-
-/**
- * ffplay's environment: PulseAudio (and PipeWire's pulse server) buffer a new stream for 42.7 ms
- * when SDL asks (its own request, from ffplay's 2048-sample callbacks), on top of SDL's buffer;
- * PULSE_LATENCY_MSEC, which libpulse reads for every stream, asks for PLAYER_PULSE_LATENCY_MS
- * instead, so the sound is heard sooner, unless the person set it.
- */
-export function playerEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  return { ...env, PULSE_LATENCY_MSEC: env.PULSE_LATENCY_MSEC ?? String(PLAYER_PULSE_LATENCY_MS) };
 }
 
 /** The input options of the player (and of any FFmpeg reading `--output -` the same way). */
@@ -304,7 +294,6 @@ export class FfplaySink implements FrameSink {
       stdin: 'pipe', // Matroska, one block per whole frame
       stdout: 'ignore',
       spawn: this.opts.spawn,
-      env: playerEnv(process.env),
     });
     const watchdog = new PlayerWatchdog(this.now());
     /** Set when Xlib says the window was taken away (then ffplay exits 1): said in words at its exit. */
