@@ -52,9 +52,9 @@ test('ticksAt: a time on the frames\' clock in 90 kHz ticks from the first frame
 });
 
 test('ffplay\'s status line with a sound track (A-V) is read like the one without', () => {
-  assert.deepEqual(parseStatusLine('   4.18 A-V:    nan fd=   2 aq=    0KB vq=    0KB sq=    0B f=0/0   '), { clockSec: 4.18, dropped: 2 });
-  assert.deepEqual(parseStatusLine('  12.50 A-V: -0.344 fd=  17 aq=    3KB vq=   10KB sq=    0B f=0/0'), { clockSec: 12.5, dropped: 17 });
-  assert.deepEqual(parseStatusLine('    nan A-V:    nan fd=   0 aq=    0KB vq=  222KB sq=    0B f=0/0'), { clockSec: NaN, dropped: 0 });
+  assert.deepEqual(parseStatusLine('   4.18 A-V:    nan fd=   2 aq=    0KB vq=    0KB sq=    0B f=0/0   '), { clockSec: 4.18, dropped: 2, avSec: NaN });
+  assert.deepEqual(parseStatusLine('  12.50 A-V: -0.344 fd=  17 aq=    3KB vq=   10KB sq=    0B f=0/0'), { clockSec: 12.5, dropped: 17, avSec: -0.344 });
+  assert.deepEqual(parseStatusLine('    nan A-V:    nan fd=   0 aq=    0KB vq=  222KB sq=    0B f=0/0'), { clockSec: NaN, dropped: 0, avSec: NaN });
 });
 
 test('the watchdog says where the player\'s clock stands against ours, at its best', () => {
