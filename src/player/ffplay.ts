@@ -77,6 +77,8 @@ const SOUND_BEHIND_MS = 120;
 const SOUND_BEHIND_LINES = 2;
 /** The longest the sound is drained at once. */
 const SOUND_DRAIN_MAX_MS = 1500;
+/** After a drain, A-V is not read for this long: two of ffplay's 2048-sample (42.7 ms) sound buffers, and a status line. */
+const SOUND_DRAIN_SETTLE_MS = 120;
 const SOUND_DEVICE_NOISE = /^ALSA lib |^SDL_OpenAudio \(/;
 
 
@@ -227,11 +229,14 @@ export class FfplaySink implements FrameSink {
     if (this.closed || !this.opts.sound) return;
     const due = this.clock.soundDue(packet.videoTimestamp, now);
     const offset = this.watchdog.clockOffsetMs;
-    if (this.state === 'behind' || offset === undefined || due === undefined || due < now - this.opts.budgetMs() - STALE_SLACK_MS || (this.soundDrainUntil !== undefined && now < this.soundDrainUntil)) {
+    // A mark for sound that never came (player/audio.ts) comes with the packet after the hole, when
+    // the hole's time has passed: ffplay played it as silence already, and marks played now
+    // would put all that follows behind by the hole's length.
+    if (packet.concealed || this.state === 'behind' || offset === undefined || due === undefined || due < now - this.opts.budgetMs() - STALE_SLACK_MS || (this.soundDrainUntil !== undefined && now < this.soundDrainUntil)) {
       this.soundNotPlayed++;
       return;
     }
-    // Sound that came after its picture (the usual case: Opus waits for 20 ms of samples, the
+    // Sound that came after its picture (the usual case: Opus waits for a packet's samples, the
     // picture does not) plays at once, and is stamped so: stamped where its picture was, ffplay
     // would find it late for good and speed it up (by up to 10%) into an empty queue.
     const at = this.clock.placeSound(packet, Math.max(due, now));
@@ -247,7 +252,9 @@ export class FfplaySink implements FrameSink {
 
   /** ffplay's A-V (seconds; NaN without sound) from a status line: drain the sound when it lags. */
   private soundLag(avSec: number, now: number): void {
-    if (this.soundDrainUntil !== undefined && now < this.soundDrainUntil) return;
+    // During a drain, and for SOUND_DRAIN_SETTLE_MS after: ffplay's A-V is read from the last
+    // sound its device took, so it says the old lag until new sound has been played.
+    if (this.soundDrainUntil !== undefined && now < this.soundDrainUntil + SOUND_DRAIN_SETTLE_MS) return;
     this.soundBehindLines = avSec * 1000 < -SOUND_BEHIND_MS ? this.soundBehindLines + 1 : 0;
     if (this.soundBehindLines >= SOUND_BEHIND_LINES) {
       this.soundDrainUntil = now + Math.min(SOUND_DRAIN_MAX_MS, -avSec * 1000);
