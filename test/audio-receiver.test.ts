@@ -149,6 +149,39 @@ test('silence not sent (DTX): no number missing, the marker on the next packet: 
   assert.deepEqual([q.counters.silence, q.counters.gaps], [0, 1]);
 });
 
+test('across the wrap of the 16-bit sequence number and the 32-bit timestamp: plain, RED and a hole alike', () => {
+  // Packet n has sequence number n mod 2^16 and timestamp n × 960 mod 2^32; n runs across both wraps.
+  const first = 4_473_924 - 3; // 4_473_924 × 960 ≥ 2^32; 4_473_924 mod 65536 = 17476
+  const at = (n: number, payload: Buffer, payloadType = PT_OPUS) => rtp(n, (n * FRAME) % 2 ** 32, payload, payloadType);
+  const seqWrapFirst = 65_536 * 69 - 2; // 4_521_982: its sequence number is 65534
+  for (const start of [first, seqWrapFirst]) {
+    const r = new AudioReceiver();
+    const copies = (n: number) => Buffer.concat(redPayload(PT_OPUS, opus(n), [1, 2].map((k) => ({ tsOffset: (3 - k) * FRAME, data: opus(n - 3 + k) }))));
+    const out = [
+      r.push(at(start, opus(start)), SR, SR),
+      r.push(at(start + 1, opus(start + 1)), SR, SR),
+      // start + 2 and + 3 lost; + 4 in RED carries + 2 and + 3.
+      r.push(at(start + 4, copies(start + 4), PT_RED), SR, SR),
+      // + 5 lost and no copy: a mark at its time; + 6 plain.
+      r.push(at(start + 6, opus(start + 6)), SR, SR),
+    ].flat();
+    assert.deepEqual(out.map((a) => a.concealed), [false, false, false, false, false, true, false], `start ${start}: one mark, for + 5`);
+    assert.deepEqual(out.map((a) => a.timestamp), [0, 1, 2, 3, 4, 5, 6].map((k) => ((start + k) * FRAME) % 2 ** 32), `start ${start}: in order, each at its own time`);
+    assert.deepEqual([r.counters.lost, r.counters.recovered, r.counters.concealed, r.counters.late], [3, 2, 1, 0], `start ${start}`);
+  }
+});
+
+test("the sharer's clock stepped back: a newer packet far behind the sound's time starts it afresh, not dropped as a straggler", () => {
+  const r = new AudioReceiver();
+  r.push(packet(100), SR, SR);
+  r.push(packet(101), SR, SR);
+  // Number 102 comes with the time of packet 50: a second back.
+  assert.deepEqual(said(r.push(rtp(102, 50 * FRAME, opus(50)), SR, SR)), ['50']);
+  assert.deepEqual(said(r.push(rtp(103, 51 * FRAME, opus(51)), SR, SR)), ['51']);
+  // A straggler (an older number, its own older time) is still dropped.
+  assert.deepEqual(r.push(rtp(99, 99 * FRAME, opus(99)), SR, SR), []);
+});
+
 test('without an SR for the sound or the picture nothing can be placed: counted; a new source starts over; a bad packet is counted and the next still read', () => {
   const r = new AudioReceiver();
   assert.deepEqual(r.push(packet(10), undefined, SR), []);

@@ -179,7 +179,7 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
       audioLate: c.audioLate,
       audioRecovered: c.audioRecovered,
       audioConcealed: c.audioConcealed,
-      audioJitterMs: audio.latencyMs === undefined ? null : round(audio.jitterMs),
+      audioJitterMs: c.audioPackets > 0 ? round(audio.jitterMs) : null,
       audioSyncMs: audio.latencyMs === undefined || viewer.lastLatencyMs === undefined ? null : round(audio.latencyMs - viewer.lastLatencyMs),
       undecryptable: c.undecryptable,
       player: player ? player.state : null,

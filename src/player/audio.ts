@@ -4,7 +4,7 @@
  * picture's RTP clock through the two sources' SRs: one NTP instant, each source's timestamp at it
  * (RFC 3550 §6.4.1), so a recording lines sound and picture up as the sharer captured them.
  *
- * No jitter buffer holds the sound back: a 20 ms packet late enough to arrive after a newer one is
+ * No jitter buffer holds the sound back: a packet (10 or 20 ms) late enough to arrive after a newer one is
  * late for playing too. What RED repeats fills a hole the moment the next packet comes; a hole
  * nothing fills is marked, packet by packet, with an Opus packet whose one frame is empty (RFC 6716
  * §3.2.1: a decoder treats a frame of length 0 as missing and conceals it), so every decoder
@@ -51,7 +51,7 @@ export interface AudioCounters {
   late: number;
   /** Opus packets taken from a later packet's RED copy: sound the network lost and RED gave back. */
   recovered: number;
-  /** Opus packets missing for good, each marked for the decoder to conceal (about 20 ms each). */
+  /** Opus packets missing for good, each marked for the decoder to conceal (a packet's length each). */
   concealed: number;
   /** Holes not marked: longer than AUDIO_CONCEAL_MAX_MS (AUDIO_SILENCE_FILL_MS for silence). */
   gaps: number;
@@ -65,7 +65,7 @@ export interface AudioCounters {
 
 /** What the sound looks like now, for dashboards and --stats-json. */
 export interface AudioReport {
-  /** RFC 3550 §6.4.1 interarrival jitter of the sound packets, in ms. */
+  /** RFC 3550 §6.4.1 interarrival jitter of the sound packets, in ms (0 before two in sequence). */
   jitterMs: number;
   /** Capture to arrival of the latest sound packet, on the sharer's clock mapped by its SR. */
   latencyMs?: number;
@@ -102,15 +102,23 @@ export class AudioReceiver {
       this.jitter = 0;
     }
     let afterSilence = false;
+    let newer = true;
     if (this.lastSeq === undefined) this.lastSeq = pkt.sequenceNumber;
     else {
       const d = seqDiff(this.lastSeq, pkt.sequenceNumber);
       afterSilence = d === 1 && pkt.marker;
+      newer = d > 0;
       if (d > 0) {
         this.counters.lost += d - 1;
         this.lastSeq = pkt.sequenceNumber;
         this.arrival(pkt.timestamp, nowMs);
       }
+    }
+    if (!newer) {
+      // A duplicate, or a straggler behind a newer packet: the sound after it is handed on already
+      // (and whatever it carried came as RED's copy in that one, or was marked as missing).
+      this.counters.late++;
+      return [];
     }
     const blocks: RedBlock[] | undefined =
       pkt.payloadType === PT_RED
@@ -121,6 +129,7 @@ export class AudioReceiver {
       return [];
     }
     const out: ReceivedAudio[] = [];
+    let fresh = false;
     for (const b of blocks) {
       if (b.payloadType !== PT_OPUS) continue;
       const samples = unlessMalformed(() => opusPacketSamples(b.data), 0);
@@ -132,10 +141,14 @@ export class AudioReceiver {
       if (this.nextTs === undefined && !b.primary) continue;
       if (this.nextTs !== undefined) {
         const ahead = tsDiff(this.nextTs, b.timestamp);
-        if (ahead < -samples / 2) continue; // handed on already
+        // A newer packet whose time went back further than a hole could be: the sharer's clock
+        // stepped back (its capture times make the timestamps). Its sound starts afresh there.
+        if (b.primary && (-ahead * 1000) / OPUS_RATE > AUDIO_CONCEAL_MAX_MS) this.nextTs = b.timestamp;
+        else if (ahead < -samples / 2) continue; // handed on already
         if (ahead > samples / 2) this.conceal(b, ahead, afterSilence && b.primary, audioSr, videoSr, out);
       }
       this.nextTs = (b.timestamp + samples) % TS_MOD;
+      fresh = true;
       if (!b.primary) this.counters.recovered++;
       const a = this.place(b.data, b.timestamp, false, audioSr, videoSr);
       if (a) {
@@ -143,7 +156,8 @@ export class AudioReceiver {
         out.push(a);
       }
     }
-    if (out.length === 0) this.counters.late++;
+    // Late: nothing new in it (not: new but unplaced for want of an SR, counted as unsynced).
+    if (!fresh) this.counters.late++;
     if (audioSr && out.some((a) => !a.concealed)) {
       const last = blocks.at(-1)!;
       this.latencyMs = nowMs - (ntpToMs(audioSr.ntpSec, audioSr.ntpFrac) + (tsDiff(audioSr.rtpTimestamp, last.timestamp) * 1000) / OPUS_RATE);
