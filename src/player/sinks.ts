@@ -40,9 +40,15 @@ export interface FrameSink {
 /**
  * A recording's header names its tracks, so an .mkv or .mp4 waits this long (arrival time) after
  * its first keyframe for sound before it starts without (frames are kept meanwhile): Opus comes
- * every 20 ms.
+ * every 10 or 20 ms.
  */
 export const AUDIO_WAIT_MS = 300;
+/**
+ * The same for `--output -`, which a player reads live: the relay sends a joining viewer the sound
+ * beside its cached keyframe, and a packet every 10-20 ms after, so sound that exists is seen
+ * within this; a share without sound costs the pipe's first picture no more.
+ */
+export const AUDIO_WAIT_LIVE_MS = 60;
 
 // ---- Output formats -------------------------------------------------------------------------
 
@@ -155,9 +161,9 @@ export class FileSink implements FrameSink {
       : this.recordingClock.stamp(frame.timestamp, now);
     const f: ContainerFrame = { codec: frame.codec, data: frame.data, keyframe: frame.keyframe, pts };
     if (!this.tracksSettled && (frame.keyframe || this.startWait)) {
-      // The file's start: is there sound? Frames wait until some comes, or AUDIO_WAIT_MS.
+      // The file's start: is there sound? Frames wait until some comes, or AUDIO_WAIT_MS (live: AUDIO_WAIT_LIVE_MS).
       (this.startWait ??= { since: now, frames: [] }).frames.push(f);
-      if (this.audioSeen || now - this.startWait.since >= AUDIO_WAIT_MS) this.settleTracks();
+      if (this.audioSeen || now - this.startWait.since >= (this.toStdout ? AUDIO_WAIT_LIVE_MS : AUDIO_WAIT_MS)) this.settleTracks();
       return;
     }
     for (const b of this.container.write(f)) this.out.write(b);
