@@ -98,5 +98,6 @@ export function flashesSeen(frames: Frames, since: number): number[] {
 
 /** Each flash paired with the nearest beep heard: sound minus picture, ms (positive: the sound is late). */
 export function soundMinusPicture(flashes: number[], onsets: number[]): number[] {
+  if (onsets.length === 0) return [];
   return flashes.map((f) => Math.round(onsets.reduce((best, o) => (Math.abs(o - f) < Math.abs(best - f) ? o : best), Infinity) - f));
 }

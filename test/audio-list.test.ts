@@ -210,7 +210,7 @@ describe('what --audio list prints', () => {
       return v.startsWith('"') ? v.slice(1, -1).replace(/\\(.)/g, '$1') : v;
     };
     for (const d of parseDeviceListing(PULSE_SOURCES).devices) {
-      assert.deepEqual(audioInputArgs(parseAudio(flagValue(audioFlag(d.name)), 'screen')!, 'linux'), ['-f', 'pulse', '-i', d.name]);
+      assert.deepEqual(audioInputArgs(parseAudio(flagValue(audioFlag(d.name)), 'screen')!, 'linux'), ['-f', 'pulse', '-fragment_size', '1920', '-i', d.name]);
     }
     assert.deepEqual(audioInputArgs(parseAudio(flagValue(audioFlag('alsa:hw:2,0')), 'screen')!, 'linux'), ['-f', 'alsa', '-i', 'hw:2,0']);
     for (const name of parseDshowAudio(DSHOW)) {
