@@ -4,8 +4,8 @@
  * picture's RTP clock through the two sources' SRs: one NTP instant, each source's timestamp at it
  * (RFC 3550 §6.4.1), so a recording lines sound and picture up as the sharer captured them.
  *
- * No jitter buffer holds the sound back: a packet (10 or 20 ms) late enough to arrive after a newer one is
- * late for playing too. What RED repeats fills a hole the moment the next packet comes; a hole
+ * No jitter buffer holds the sound back: a packet late enough to arrive after a newer one is late
+ * for playing too. What RED repeats fills a hole the moment the next packet comes; a hole
  * nothing fills is marked, packet by packet, with an Opus packet whose one frame is empty (RFC 6716
  * §3.2.1: a decoder treats a frame of length 0 as missing and conceals it), so every decoder
  * downstream (ffplay's, a recording's player) conceals it and the sound keeps its length and
