@@ -363,35 +363,45 @@ describe('Mp4Writer with an Opus track', () => {
     ]);
   });
 
-  test('fragment 1 byte by byte: a traf per track, the sound after the picture in the mdat; drops counted', () => {
+  test('fragment 1 byte by byte: a traf per track (the sound two, split at a lost packet), the sound after the picture in the mdat; drops counted', () => {
     const { w, calls } = goldenAv();
     assert.deepEqual(calls.map(topTypes), [[], ['ftyp', 'moov'], [], [], [], [], [], [], [], ['moof', 'mdat'], ['moof', 'mdat']]);
     assert.deepEqual(w.audioDropped, { beforeStart: 2, tooOld: 1, malformed: 1, noTrack: 0 });
     const samples = Buffer.concat([annexBToLengthPrefixed(KEY), annexBToLengthPrefixed(INTER), OPUS, OPUS, OPUS]);
     assert.deepEqual(Buffer.concat(calls[9]), Buffer.concat([hex(`
-      000000fe 6d6f6f66                          # moof, 254 bytes
+      00000174 6d6f6f66                          # moof, 372 bytes
         00000010 6d666864 00000000 00000001      #   mfhd: sequence_number 1
         00000058 74726166                        #   traf, 88 bytes: the picture
           00000010 74666864 00020000 00000001    #     tfhd: default-base-is-moof, track 1
           00000014 74666474 01000000             #     tfdt, version 1
             00000000 00000000                    #       baseMediaDecodeTime 0
           0000002c 7472756e 00000701 00000002    #     trun: data-offset, duration, size, flags; 2 samples
-            00000106                             #       data_offset 262 = moof 254 + mdat header 8
+            0000017c                             #       data_offset 380 = moof 372 + mdat header 8
             00000bb8 00000028 02000000           #       3000 ticks, 40 bytes, sync
             00000bb8 00000006 01010000           #       3000 ticks, 6 bytes, non-sync
-        0000008e 74726166                        #   traf, 142 bytes: the sound
+        00000086 74726166                        #   traf, 134 bytes: the sound up to the lost packet
           00000010 74666864 00020000 00000002    #     tfhd: default-base-is-moof, track 2
           00000014 74666474 01000000             #     tfdt, version 1
             00000000 000001e0                    #       480: 10 ms after the first picture
-          0000002c 7472756e 00000301 00000003    #     trun: data-offset, duration, size (flags: trex's); 3 samples
-            00000134                             #       data_offset 308 = 262 + the picture's 46 bytes
-            000003c0 00000003                    #       960: until the next packet
-            00000780 00000003                    #       1920: the lost packet's time too
-            000003c0 00000003                    #       960: the last, as long as its TOC says
+          00000024 7472756e 00000301 00000002    #     trun: data-offset, duration, size (flags: trex's); 2 samples
+            000001aa                             #       data_offset 426 = 380 + the picture's 46 bytes
+            000003c0 00000003                    #       960: each as long as its TOC says
+            000003c0 00000003
           0000001a 73677064 01000000 726f6c6c    #     sgpd: version 1, 'roll'
             00000002 00000001 fffc               #       default_length 2, 1 entry: roll_distance -4 (80 ms)
           0000001c 73626770 00000000 726f6c6c    #     sbgp: 'roll'
-            00000001 00000003 00010001           #       1 entry: 3 samples, the traf's sgpd entry 1
+            00000001 00000002 00010001           #       1 entry: 2 samples, the traf's sgpd entry 1
+        0000007e 74726166                        #   traf, 126 bytes: the sound after it, placed by its tfdt
+          00000010 74666864 00020000 00000002    #     tfhd: track 2
+          00000014 74666474 01000000             #     tfdt, version 1
+            00000000 00000d20                    #       3360 = 480 + 960 + the lost packet's 1920
+          0000001c 7472756e 00000301 00000001    #     trun: 1 sample
+            000001b0                             #       data_offset 432 = 426 + 6
+            000003c0 00000003                    #       960
+          0000001a 73677064 01000000 726f6c6c    #     sgpd
+            00000002 00000001 fffc
+          0000001c 73626770 00000000 726f6c6c    #     sbgp: 1 sample
+            00000001 00000001 00010001
       0000003f 6d646174                          # mdat, 63 bytes: the frames, then the packets
     `), samples]));
     const [f2] = boxes(Buffer.concat(calls[10]));

@@ -59,10 +59,9 @@
  * own once 2 × `fragmentMs` of it waits (twice, so a running picture's fragments take it first),
  * which is the most of it a kill then loses. A packet's time is its capture time on the frames'
  * timeline (the writer's first frame is 0), in 48 kHz samples: the first traf's tfdt says how long
- * after the first picture the sound starts; each sample lasts until the next packet (a lost one
- * leaves its time to the packet before, so the rest stay in place), a traf's last one as long as
- * its TOC says (RFC 6716 §3.1), and each traf's tfdt puts its first packet on time whatever the
- * one before lasted. Sound timed before the first picture is dropped, as in mkv.ts: tfdt cannot go
+ * after the first picture the sound starts; each sample lasts as long as its TOC says (RFC 6716
+ * §3.1; Opus-in-ISOBMFF §4.3.4), and where the sound has a hole (never received, or silence not
+ * sent) a new traf of the same track starts, its tfdt putting the next packet on time. Sound timed before the first picture is dropped, as in mkv.ts: tfdt cannot go
  * below 0, and an edit list that began the track inside a packet would shift the sound for players
  * that ignore edit lists; so sound already running starts at most one packet (20 ms) after the
  * picture. Pre-skip is 0 for the sound a viewer records: the packets are cut from a running
@@ -325,6 +324,24 @@ interface TrackRun {
 }
 
 /**
+ * The packets split where the sound has a hole (a packet starting more than half a packet after
+ * the one before ends: sound never received, or silence not sent): each run becomes a traf whose
+ * tfdt puts its first packet in place, since a sample's duration must be its packet's length
+ * (Opus-in-ISOBMFF §4.3.4), not the time to the next one. A packet overlapping the one before by
+ * less than that stays in the run; the next traf's tfdt takes up the difference.
+ */
+function contiguous(samples: AudioSample[]): AudioSample[][] {
+  const runs: AudioSample[][] = [];
+  for (const s of samples) {
+    const run = runs.at(-1);
+    const prev = run?.at(-1);
+    if (run && prev && s.time - (prev.time + prev.length) <= prev.length / 2) run.push(s);
+    else runs.push([s]);
+  }
+  return runs;
+}
+
+/**
  * Frames and, with a sound track, Opus packets in; fragmented MP4 out (see the top). A sample's
  * bytes are not copied: the writer holds `frame.data` (a JPEG) and each packet's `data` until its
  * fragment goes out, so the caller must not reuse those buffers.
@@ -454,7 +471,7 @@ export class Mp4Writer implements ContainerWriter {
   private fragment(nextTime: number | undefined): Buffer[] {
     const runs: TrackRun[] = [];
     if (nextTime !== undefined && this.pending.length) runs.push(this.videoRun(this.pending, nextTime));
-    if (this.audioPending.length) runs.push(this.audioRun(this.audioPending));
+    runs.push(...contiguous(this.audioPending).map((run) => this.audioRun(run)));
     if (nextTime !== undefined) this.pending = [];
     this.audioPending = [];
     this.sequence++;
@@ -504,11 +521,9 @@ export class Mp4Writer implements ContainerWriter {
     };
   }
 
+  /** One traf of packets that follow each other (contiguous): each lasts as long as its TOC says (Opus-in-ISOBMFF §4.3.4). */
   private audioRun(samples: AudioSample[]): TrackRun {
-    // Each packet lasts until the next one starts (a lost packet's time goes to the one before,
-    // so the rest stay on time); the last, whose successor is not known yet, as long as its TOC
-    // says (Opus-in-ISOBMFF §4.3.4): the next traf's tfdt puts its first packet where it belongs.
-    const fields = samples.flatMap((s, i) => [Math.min((i + 1 < samples.length ? samples[i + 1].time : s.time + s.length) - s.time, MAX_UINT32), s.data.length]);
+    const fields = samples.flatMap((s) => [s.length, s.data.length]);
     // Opus-in-ISOBMFF §4.3.6.2: every traf with Opus samples has a 'roll' sbgp; all its samples
     // are in one group whose distance counts its shortest packets into the 80 ms pre-roll.
     const shortest = Math.min(...samples.map((s) => s.length));
