@@ -61,7 +61,7 @@ export const AUDIO_SILENCE_FILL_MS = 1000;
  * the encoder use SILK for speech; 10 halves the wait for a packet's samples and codes CELT only
  * (FFmpeg's `-application lowdelay`). 10 by default: in all six paired rounds of three lipsync
  * benchmark runs, 10 ms packets reached the ear sooner, by 2 to 24 ms at the median
- * (BENCHMARKS.md: 39 against 48 ms), for twice the packets; RED repairs loss either way.
+ * (BENCHMARKS.md: 40 against 45 ms), for twice the packets; RED repairs loss either way.
  */
 export const AUDIO_FRAME_CHOICES = [10, 20] as const;
 export type AudioFrameMs = (typeof AUDIO_FRAME_CHOICES)[number];
