@@ -11,7 +11,7 @@ import { PassThrough, Writable } from 'node:stream';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { outputFormat, type SinkFrame } from '../src/player/sinks.ts';
+import { FileSink, outputFormat, type SinkFrame } from '../src/player/sinks.ts';
 import { FFPLAY_SIGNAL_EXIT, FfplaySink, type PlayerExit } from '../src/player/ffplay.ts';
 import { PlayerWatchdog, parseStatusLine } from '../src/player/watchdog.ts';
 import { LiveClock, RecordingClock } from '../src/player/clock.ts';
@@ -351,6 +351,30 @@ describe('FfplaySink (fake players, fake clock)', () => {
     h.sink.writeAudio(sound(false), h.now());
     assert.deepEqual([h.sink.soundPlayed - played, h.sink.soundNotPlayed - notPlayed], [1, 5]);
     await h.sink.close();
+  });
+
+  test('--output - (live): marks for sound that never came are left out too, real sound is written', async () => {
+    // FileSink('-') writes to process.stdout: taken over for the test, given back after.
+    const written: Buffer[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((chunk: Buffer) => (written.push(Buffer.from(chunk)), true)) as typeof process.stdout.write;
+    try {
+      const sink = new FileSink('-', { budgetMs: () => 100, audio: true });
+      let ts = 0;
+      let t = 0;
+      const sound = (concealed: boolean): ReceivedAudio => ({ data: Buffer.from(concealed ? [0xf8] : [0xf8, 1, 2]), ssrc: 1, timestamp: 0, videoTimestamp: ts, concealed });
+      for (let i = 0; i < 10; i++) {
+        sink.write({ codec: 'h264', data: au(i === 0), keyframe: i === 0, timestamp: (ts += 3000), latencyMs: 20 }, (t += 33));
+        sink.writeAudio(sound(false), t);
+      }
+      const before = sink.audioNotWritten;
+      for (let i = 0; i < 4; i++) sink.writeAudio(sound(true), t);
+      sink.writeAudio(sound(false), t);
+      assert.equal(sink.audioNotWritten - before, 4, 'the four marks, not the packet after them');
+      assert.ok(Buffer.concat(written).subarray(0, 4).equals(Buffer.from('1a45dfa3', 'hex')), 'Matroska on stdout');
+    } finally {
+      process.stdout.write = write;
+    }
   });
 
   test("watch's own event loop held up: the player's silence is excused", async () => {

@@ -187,6 +187,9 @@ export class FileSink implements FrameSink {
    * pace. Sound older than the repair budget allows a frame is stale, as such a frame would be.
    */
   private liveSoundPts(packet: ReceivedAudio, now: number): number | undefined {
+    // A mark for sound that never came arrives after the hole's time: a player reading the pipe
+    // has played the hole already (see FfplaySink.writeAudio). Recordings keep them.
+    if (packet.concealed) return undefined;
     const due = this.liveClock.soundDue(packet.videoTimestamp, now);
     if (due === undefined || due < now - (this.opts.budgetMs?.() ?? 0) - STALE_SLACK_MS) return undefined;
     return this.liveClock.ticksAt(this.liveClock.placeSound(packet, due));
