@@ -6,6 +6,7 @@
  * instant, so a beep's onset minus its flash's appearance is the sound's capture-to-ear latency
  * minus the picture's capture-to-glass latency, whatever either is.
  */
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Frames } from './lib.ts';
 
@@ -15,18 +16,25 @@ export const EAR_RATE = 48000;
 export const EAR_SINK = 'udpcast';
 
 /**
- * A private PulseAudio: the command line (no D-Bus, no shared memory, one null sink, a native
- * socket in `dir`) and the environment that points ffplay (through SDL) and parec at it.
+ * A private PulseAudio in `dir`: its configuration (one stereo null sink `sink`, the default, and
+ * a native socket loaded last, so once the socket exists the sink's monitor does too) is written
+ * there, and the command line returned, with the environment to start it in (its own runtime
+ * directory, home and configuration; no D-Bus) and the one that points clients (ffplay through
+ * SDL, parec, FFmpeg's pulse input) at it. No shared memory: memfd blocks fail between a root
+ * daemon and its clients in containers ("Cannot send block reference with non-registered memfd");
+ * as root it only warns that it is not meant for root.
  */
-export function pulseCommand(dir: string): { args: string[]; env: NodeJS.ProcessEnv; socket: string } {
+export function pulseCommand(dir: string, sink = EAR_SINK): { args: string[]; serverEnv: NodeJS.ProcessEnv; env: NodeJS.ProcessEnv; socket: string } {
   const socket = path.join(dir, 'pulse.sock');
+  const config = path.join(dir, 'default.pa');
+  writeFileSync(
+    config,
+    [`load-module module-null-sink sink_name=${sink} rate=${EAR_RATE} channels=2`, `set-default-sink ${sink}`, `load-module module-native-protocol-unix socket=${socket} auth-anonymous=1`, ''].join('\n'),
+  );
   return {
     socket,
-    args: [
-      '-n', '--daemonize=no', '--exit-idle-time=-1', '--disable-shm=yes', '--use-pid-file=no', '--system=false',
-      `--load=module-null-sink sink_name=${EAR_SINK} rate=${EAR_RATE}`,
-      `--load=module-native-protocol-unix socket=${socket} auth-anonymous=1`,
-    ],
+    args: ['-n', '-F', config, '--daemonize=no', '--use-pid-file=no', '--exit-idle-time=-1', '--disable-shm=yes', '--realtime=no', '--high-priority=no', '--log-target=stderr'],
+    serverEnv: { XDG_RUNTIME_DIR: dir, HOME: dir, XDG_CONFIG_HOME: path.join(dir, 'config'), PULSE_SERVER: undefined, DBUS_SESSION_BUS_ADDRESS: undefined },
     env: { PULSE_SERVER: `unix:${socket}`, SDL_AUDIODRIVER: 'pulseaudio', HOME: dir, XDG_RUNTIME_DIR: dir },
   };
 }

@@ -54,7 +54,7 @@ function localFfplayArgs(): string[] {
 
 async function lipsyncRun(display: string, dir: string, name: string, shareExtra: string[] | 'local', watchEnv: NodeJS.ProcessEnv, seconds: number, n: number): Promise<Row & { offsets: number[] }> {
   const p = pulseCommand(dir);
-  const pulse = run('pulseaudio', p.args, { env: { ...process.env, HOME: dir, XDG_RUNTIME_DIR: dir } });
+  const pulse = run('pulseaudio', p.args, { env: { ...process.env, ...p.serverEnv } });
   let share, watch, rec, film;
   try {
     await waitFor('PulseAudio', () => existsSync(p.socket), 10_000);

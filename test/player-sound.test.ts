@@ -94,7 +94,7 @@ const ffplayPids = (watch: Running) => [...watch.stderrText().matchAll(/ffplay s
 /** A PulseAudio server of our own with one null sink, on a socket in `dir` (bench/ear.ts). */
 async function pulse(): Promise<{ env: NodeJS.ProcessEnv; server: Running }> {
   const p = pulseCommand(dir);
-  const server = start('pulseaudio', p.args, { HOME: dir, XDG_RUNTIME_DIR: dir });
+  const server = start('pulseaudio', p.args, p.serverEnv);
   await waitFor(() => existsSync(p.socket), 10_000, 'PulseAudio');
   return { env: p.env, server };
 }

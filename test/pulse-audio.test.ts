@@ -7,18 +7,17 @@
  * every 0.6 s. The recording is judged sample by sample (Goertzel at 660 Hz and at udpcast's own
  * 1 kHz test beep), so "a track exists" is not enough.
  *
- * The server runs as root too (CI): `pulseaudio -n --daemonize=no --disable-shm=yes …` only warns
- * that it is not meant for root. Shared memory is off because memfd blocks fail between a root
- * daemon and its clients in containers ("Cannot send block reference with non-registered memfd").
+ * The server (bench/ear.ts pulseCommand) runs as root too, as in CI.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { udpcast, start, killAll, exited, freePort, waitFor, type Running } from './helpers/cli.ts';
 import { skipUnless, which } from './helpers/tools.ts';
+import { pulseCommand } from '../bench/ear.ts';
 
 const SINK = 'udpcast_tone';
 const MONITOR = `${SINK}.monitor`;
@@ -49,9 +48,10 @@ function skipReason(): string | false {
 const skip = skipReason();
 
 const dir = mkdtempSync(join(tmpdir(), 'udpcast-pulse-'));
-const socket = join(dir, 'native');
+/** A private server (bench/ear.ts) with the null sink SINK; its configuration is written in `dir`. */
+const server = pulseCommand(dir, SINK);
 /** What every client of the private server is given: PULSE_SERVER reaches FFmpeg's pulse input. */
-const clientEnv = { PULSE_SERVER: `unix:${socket}` };
+const clientEnv = { PULSE_SERVER: `unix:${server.socket}` };
 let pulse: Running | undefined;
 
 /** Ends `r` by its pid (SIGTERM, then SIGKILL) and waits for it. */
@@ -66,24 +66,9 @@ async function end(r: Running | undefined): Promise<void> {
 
 before(async () => {
   if (skip) return;
-  // The sink first, the socket last: once the socket exists, the monitor does too.
-  writeFileSync(
-    join(dir, 'default.pa'),
-    [
-      `load-module module-null-sink sink_name=${SINK} rate=${RATE} channels=2`,
-      `set-default-sink ${SINK}`,
-      `load-module module-native-protocol-unix socket=${socket} auth-anonymous=1`,
-      '',
-    ].join('\n'),
-  );
-  pulse = start(
-    'pulseaudio',
-    ['-n', '-F', join(dir, 'default.pa'), '--daemonize=no', '--use-pid-file=no', '--exit-idle-time=-1', '--disable-shm=yes', '--realtime=no', '--high-priority=no', '--log-target=stderr'],
-    // Its own runtime directory, home and configuration: nothing of a desktop's server is touched.
-    { XDG_RUNTIME_DIR: dir, HOME: dir, XDG_CONFIG_HOME: join(dir, 'config'), PULSE_SERVER: undefined, DBUS_SESSION_BUS_ADDRESS: undefined },
-  );
-  await waitFor(() => existsSync(socket) || pulse!.child.exitCode !== null, 10_000, 'the private PulseAudio server');
-  assert.ok(existsSync(socket), `pulseaudio exited (${pulse.child.exitCode}) before listening:\n${pulse.stderrText()}`);
+  pulse = start('pulseaudio', server.args, server.serverEnv);
+  await waitFor(() => existsSync(server.socket) || pulse!.child.exitCode !== null, 10_000, 'the private PulseAudio server');
+  assert.ok(existsSync(server.socket), `pulseaudio exited (${pulse.child.exitCode}) before listening:\n${pulse.stderrText()}`);
 });
 
 after(async () => {
