@@ -3,7 +3,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
-import { Encoder, KEYFRAME_RESTART_MIN_MS, type CapturedFrame } from '../src/encode/encoder.ts';
+import { Encoder, KEYFRAME_RESTART_MIN_MS, type CapturedAudio, type CapturedFrame } from '../src/encode/encoder.ts';
 import { killAllChildren, liveChildren } from '../src/util/child.ts';
 import { skipUnless } from './helpers/tools.ts';
 import { sleep, waitFor } from './helpers/cli.ts';
@@ -122,4 +122,39 @@ test('retarget replaces a keyframe run still starting: one new run, at the new b
     await enc.stop();
   }
   assert.equal(liveChildren(), 0);
+});
+
+test('a keyframe run and a re-target take over the sound without a hole', { skip: skipUnless('ffmpeg') }, async () => {
+  const frameMs = 10;
+  const enc = new Encoder({
+    ffmpegPath: 'ffmpeg',
+    capture: { source: 'test', fps: 30, size: { width: 320, height: 180 } },
+    encode: { codec: 'h264', bitrateKbps: 500, fps: 30, gop: 600, size: { width: 320, height: 180 }, audio: { source: { kind: 'test' }, bitrateKbps: 64, frameMs } },
+  });
+  const frames: CapturedFrame[] = [];
+  const sound: CapturedAudio[] = [];
+  enc.on('frame', (f) => frames.push(f));
+  enc.on('audio', (a) => sound.push(a));
+  enc.start();
+  try {
+    await waitFor(() => frames.length >= 30 && sound.length >= 50, 10_000, 'a second of pictures and sound');
+    const pid = enc.pid;
+    assert.equal(enc.requestKeyframe(), true);
+    await waitFor(() => liveChildren() === 1 && enc.pid !== pid, 5000, 'the keyframe run to take over');
+    await sleep(KEYFRAME_RESTART_MIN_MS);
+    const pid2 = enc.pid;
+    assert.equal(enc.retarget(300), true);
+    await waitFor(() => liveChildren() === 1 && enc.pid !== pid2, 5000, 'the re-target run to take over');
+    const n = sound.length;
+    await waitFor(() => sound.length >= n + 30, 5000, 'sound from the last run');
+  } finally {
+    await enc.stop();
+  }
+  // Each packet starts where the one before ended (within the clock's reading of a new run).
+  const holes = [];
+  for (let i = 1; i < sound.length; i++) {
+    const step = sound[i].captureUnixMs - sound[i - 1].captureUnixMs;
+    if (Math.abs(step - frameMs) > frameMs / 2) holes.push(`${step.toFixed(1)} ms at packet ${i}`);
+  }
+  assert.deepEqual(holes, [], `sound over two hand-overs (${sound.length} packets)`);
 });

@@ -79,8 +79,15 @@ export interface EncoderOptions {
   now?: () => number;
 }
 
-/** A new run's sound may start this much before the old one's ended (its clock is read afresh) and still be handed on. */
-const AUDIO_OVERLAP_MS = 5;
+/**
+ * Sound this near where the sound before it ended (ms, either way) is stamped there: a run's clock
+ * is read from its first frames, late by up to the encoder's start-up at first, and a jump of that
+ * size between two runs would be a hole (or an overlap) in the sound. Kept below the 45 ms by which
+ * sound may lead its picture unnoticed (ITU-R BT.1359).
+ */
+const AUDIO_SNAP_MS = 30;
+/** A run replaced by another goes on handing on its sound until the new one's comes, at most this long. */
+const AUDIO_HANDOVER_MAX_MS = 1000;
 
 /** Restart delays: doubling from 0.5 s, capped at 5 s. */
 export const RESTART_INITIAL_MS = 500;
@@ -212,6 +219,9 @@ export class Encoder extends EventEmitter<EncoderEvents> {
   private lastKeyframeRestart = -Infinity;
   /** Where the sound handed on so far ends (wall-clock ms): a new run's sound starts there. */
   private audioUntil = -Infinity;
+  /** A run whose frames were replaced, still handing on its sound until the new run's sound comes. */
+  private soundOld: OwnedProcess | null = null;
+  private soundOldTimer: NodeJS.Timeout | null = null;
   /** A keyframe asked for with `defer` inside KEYFRAME_RESTART_MIN_MS: it starts when the interval is over. */
   private deferredKeyframe: NodeJS.Timeout | null = null;
   private _keyframeRestarts = 0;
@@ -341,10 +351,28 @@ export class Encoder extends EventEmitter<EncoderEvents> {
     this.restartTimer = null;
     if (this.deferredKeyframe) clearTimeout(this.deferredKeyframe);
     this.deferredKeyframe = null;
-    const procs = [this.proc, this.successor].filter((p): p is OwnedProcess => p !== null);
+    const procs = [this.proc, this.successor, this.soundOld].filter((p): p is OwnedProcess => p !== null);
     this.successor = null;
+    this.soundOld = null;
+    if (this.soundOldTimer) clearTimeout(this.soundOldTimer);
+    this.soundOldTimer = null;
     this.stopPromise = Promise.all(procs.map((p) => p.kill())).then(() => undefined);
     return this.stopPromise;
+  }
+
+  /** `old`'s frames were replaced: its sound goes on until the new run's comes (or the limit). */
+  private handSoundOver(old: OwnedProcess): void {
+    this.endOldSound();
+    this.soundOld = old;
+    this.soundOldTimer = setTimeout(() => this.endOldSound(), AUDIO_HANDOVER_MAX_MS);
+  }
+
+  private endOldSound(): void {
+    if (this.soundOldTimer) clearTimeout(this.soundOldTimer);
+    this.soundOldTimer = null;
+    const old = this.soundOld;
+    this.soundOld = null;
+    if (old) void old.kill();
   }
 
   /** Starts an FFmpeg run; `successor` runs beside the current one until its first frame. */
@@ -369,7 +397,8 @@ export class Encoder extends EventEmitter<EncoderEvents> {
         this.successor = null;
         if (old) {
           this.retired.add(old);
-          void old.kill();
+          if (audio) this.handSoundOver(old);
+          else void old.kill();
         }
       }
       if (this.proc !== proc) return;
@@ -434,13 +463,20 @@ export class Encoder extends EventEmitter<EncoderEvents> {
         // The run's clock is the frames' (their offset): sound before its first frame has none
         // yet. Letting the sound move that offset too shifted the next frames' times by up to a
         // packet (16 ms between two frames in a recording).
-        if (this.stopped || this.proc !== proc || !ogg.head || offset === Infinity) return;
+        if (this.stopped || (this.proc !== proc && this.soundOld !== proc) || !ogg.head || offset === Infinity) return;
         const preSkip = ogg.opusHead?.preSkip ?? 0;
         for (const p of packets) {
-          const ptsMs = ((p.endSample - p.samples - preSkip) * 1000) / OPUS_RATE;
-          const captureUnixMs = ptsMs + offset;
-          // A run taking over starts its sound where the one before had got to: no sample twice.
-          if (captureUnixMs < this.audioUntil - AUDIO_OVERLAP_MS) continue;
+          let captureUnixMs = ((p.endSample - p.samples - preSkip) * 1000) / OPUS_RATE + offset;
+          if (this.soundOld !== null && this.proc === proc) {
+            // The new run's sound: the old run's goes on until this one reaches where it got to.
+            if (captureUnixMs < this.audioUntil - AUDIO_SNAP_MS) continue;
+            this.endOldSound();
+          }
+          if (this.proc !== proc && this.soundOld !== proc) return;
+          // Continuous sound stays continuous; a run taking over starts where the one before had
+          // got to: no sample twice.
+          if (Math.abs(captureUnixMs - this.audioUntil) <= AUDIO_SNAP_MS) captureUnixMs = this.audioUntil;
+          else if (captureUnixMs < this.audioUntil) continue;
           this.audioUntil = captureUnixMs + (p.samples * 1000) / OPUS_RATE;
           this.emit('audio', { data: p.data, captureUnixMs });
         }
