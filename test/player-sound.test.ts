@@ -25,8 +25,9 @@ import { spawnSync } from 'node:child_process';
 import { udpcast, killAll, exited, freePort, waitFor, sleep, start, type Running } from './helpers/cli.ts';
 import { skipUnless } from './helpers/tools.ts';
 import { beepsOnFlashes } from './helpers/media.ts';
+import { PLAYER_SOUND_RATE } from '../src/player/ffplay.ts';
 import { Frames, TINY_OUT, x11grabIn, xvfb as startXvfb } from '../bench/lib.ts';
-import { EAR_RATE, Heard, PAREC_ARGS, beepOnsetSamples, flashesSeen, pulseCommand, soundMinusPicture } from '../bench/ear.ts';
+import { Heard, PAREC_ARGS, beepOnsetSamples, flashesSeen, pulseCommand, soundMinusPicture } from '../bench/ear.ts';
 
 const skip = skipUnless('ffmpeg', 'ffprobe', 'ffplay', 'Xvfb');
 const dir = mkdtempSync(join(tmpdir(), 'udpcast-sound-'));
@@ -193,7 +194,7 @@ describe('sound in the player window and on stdout', { skip }, () => {
       watch.child.kill('SIGTERM');
       assert.equal((await exited(watch, 5000)).code, 0, watch.stderrText());
       const beeps = beepOnsetSamples(left(readFileSync(file)));
-      const gaps = beeps.slice(1).map((n, i) => Math.round(((n - beeps[i]) / EAR_RATE) * 1000));
+      const gaps = beeps.slice(1).map((n, i) => Math.round(((n - beeps[i]) / PLAYER_SOUND_RATE) * 1000));
       console.log(`# disk driver: ${beeps.length} beeps played, ${gaps.join(', ')} ms apart`);
       assert.ok(beeps.length >= 3, `${beeps.length} beeps played`);
       // One beep per second of the sharer's clock. The disk driver takes sound faster than real

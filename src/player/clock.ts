@@ -26,7 +26,7 @@ const TRANSIT_WINDOW_MS = 1000;
 /**
  * Sound keeps its own pace (its RTP clock) while it stays this near where the picture says it
  * belongs; further, it moves there (a gap or an overlap). Below ffplay's own correction threshold
- * (one 2048-sample SDL buffer, 42.7 ms at 48 kHz), so the player never stretches it to follow.
+ * (one 2048-sample SDL buffer, 33.3 ms at the player's 61439 Hz), so the player never stretches it to follow.
  */
 const SOUND_SLACK_MS = 30;
 
