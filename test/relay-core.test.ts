@@ -7,7 +7,7 @@ import type { Endpoint } from '../src/util/net.ts';
 import { ControlType, controlApp, parseControl } from '../src/transport/control.ts';
 import { parseRtcp, serializeRtcp } from '../src/transport/rtcp.ts';
 import { serializeRtpToBuffer } from '../src/rtp/packet.ts';
-import { PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS, MAX_DATAGRAM, MAX_STREAMS, RTX_BURST, RTX_SHARE, JOIN_BURST_BYTES, JOIN_PACE_BYTES_PER_MS } from '../src/defaults.ts';
+import { PT_OPUS, PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS, MAX_DATAGRAM, MAX_STREAMS, RTX_BURST, RTX_SHARE, JOIN_BURST_BYTES, JOIN_PACE_BYTES_PER_MS } from '../src/defaults.ts';
 import { startsKeyframe } from '../src/relay/core.ts';
 
 const sharer: Endpoint = { address: '10.0.0.1', port: 4000 };
@@ -306,6 +306,28 @@ describe('relay core', () => {
     // Now live: the next packet goes to the viewer directly.
     const next = h264(seq++, 300_000, pSlice);
     assert.deepEqual(relay.onDatagram(next, sharer, now)[0].to, [viewerA]);
+  });
+
+  test('the sound has its own history: a NACK naming its SSRC is answered from it, and a new session clears it', () => {
+    const relay = setup();
+    const sound = (seq: number, ssrc = 0x1235) =>
+      serializeRtpToBuffer({ padding: 0, marker: false, payloadType: PT_OPUS, sequenceNumber: seq, timestamp: seq * 480, ssrc, csrc: [], payload: Buffer.from([0xf8, seq]) });
+    relay.onDatagram(h264(1, 3000, pSlice), sharer, 1);
+    const sent = [10, 11, 12].map((s) => {
+      const b = sound(s);
+      const out = relay.onDatagram(b, sharer, 1);
+      assert.ok(out.some((o) => o.data === b && o.to.some((e) => e === viewerA)), 'the sound goes to the viewer');
+      return b;
+    });
+    const nack = (ssrc: number, lost: number[]) => serializeRtcp([{ type: 'nack', senderSsrc: 0x777, mediaSsrc: ssrc, lost }]);
+    const rtx = (ssrc: number, lost: number[], now: number) => relay.onDatagram(nack(ssrc, lost), viewerA, now).filter((o) => o.to[0] === viewerA).map((o) => o.data);
+    assert.deepEqual(rtx(0x1235, [11, 12, 40], 2), [sent[1], sent[2]]);
+    assert.equal(relay.counters.rtxMisses, 1, 'seq 40 was never sent');
+    assert.deepEqual(rtx(0x1234, [11], 2), [], 'the picture\'s history holds no sound');
+    assert.deepEqual(rtx(0x9999, [11], 2), [], 'an SSRC of no one');
+    // The sharer starts again (a new SSRC): nothing of the old session's sound is replayed.
+    relay.onDatagram(publish('main', 0x4321), sharer, 3);
+    assert.deepEqual(rtx(0x1235, [10], 4), []);
   });
 
   test('NACKed packets come back from history to that viewer only, within its budget', () => {

@@ -25,7 +25,7 @@ import { PacketError } from '../util/errors.ts';
 import { formatEndpoint as fmt, type Endpoint } from '../util/net.ts';
 import { Admission, RELAY_SSRC, keepaliveBudget, relayControl, type AdmissionOptions, type Authenticated } from './admission.ts';
 import { newRelayCounters, type RelayCounters } from './counters.ts';
-import { RtxBudget, answerNack } from './history.ts';
+import { RtxBudget, answerNack, type RtxHistory } from './history.ts';
 import { Routing, type Lane, type PublisherState, type StreamState, type ViewerState } from './routing.ts';
 import { LayerChoice, type LaneView, type LayerMove } from './layers.ts';
 import { endpointKey, udpSink, type DeliverySink, type Output, type ViewerSink } from './sink.ts';
@@ -239,6 +239,8 @@ export class RelayCore {
       // on its own, and added to every lane's rate when a viewer's layer is chosen.
       for (const l of stream.lanes) l.keyframes.addAlongside(buf);
       stream.sound.rateBytes += buf.length;
+      stream.sound.ssrc = ssrc;
+      stream.sound.history.store(buf);
       if (stream.lanes.length > 1) stream.sent.onSent(ssrc, rtpSequence(buf), buf.length, now);
       const out = this.fanOut(stream, buf);
       this.congestionFeedback(stream.publisher!, buf, now, out);
@@ -379,7 +381,8 @@ export class RelayCore {
       if (!v) continue;
       v.lastSeen = now;
       for (const p of packets) {
-        if (p.type === 'nack' && p.mediaSsrc === v.lane.ssrc) this.retransmit(v, p.lost, now, out);
+        if (p.type === 'nack' && p.mediaSsrc === v.lane.ssrc) this.retransmit(v, v.lane.history, p.lost, now, out);
+        else if (p.type === 'nack' && p.mediaSsrc === s.sound.ssrc) this.retransmit(v, s.sound.history, p.lost, now, out);
         else if (p.type === 'ccfb') this.layerFeedback(s, v, p, now, out);
       }
       for (const p of packets) {
@@ -597,9 +600,9 @@ export class RelayCore {
     return { data, to: [to] };
   }
 
-  /** Answers a viewer's NACK from history, within its retransmission budget. */
-  private retransmit(v: ViewerState, lost: number[], now: number, out: Output[]): void {
-    const { resend, misses } = answerNack(v.lane.history, lost, v.rtx, v.lane.fanOuts, now);
+  /** Answers a viewer's NACK from a history (its layer's, or the sound's), within its retransmission budget. */
+  private retransmit(v: ViewerState, history: RtxHistory, lost: number[], now: number, out: Output[]): void {
+    const { resend, misses } = answerNack(history, lost, v.rtx, v.lane.fanOuts, now);
     this.counters.rtxMisses += misses;
     for (const data of resend) {
       v.retransmissions++;

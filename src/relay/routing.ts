@@ -124,8 +124,12 @@ export interface StreamState extends Lane {
    */
   dropped: number;
   srTimes: SrTimes;
-  /** The sharer's sound, measured like a lane's rate: every viewer gets it, whatever its layer. */
-  sound: { kbps: number; rateBytes: number; rateSince: number };
+  /**
+   * The sharer's sound, measured like a lane's rate: every viewer gets it, whatever its layer. Its
+   * own repair history, for a viewer's NACK naming the sound's SSRC (a recording, a standard
+   * player); the sound's RED copies repair most loss without one.
+   */
+  sound: { kbps: number; rateBytes: number; rateSince: number; ssrc?: number; history: RtxHistory };
   /** A keyframe request passed on to the sharer and not yet answered: when, and keyframes.count then. */
   keyframeAsked?: { at: number; keyframes: number };
 }
@@ -196,6 +200,8 @@ export class Routing {
     if (current?.ssrc !== p.ssrc) {
       // A new publisher session: nothing of the old one may be replayed or retransmitted.
       stream.history.clear();
+      stream.sound.history.clear();
+      stream.sound.ssrc = undefined;
       stream.keyframes.clear();
       stream.ssrc = p.ssrc;
       stream.sent = new SendLog();
@@ -427,7 +433,7 @@ function newStream(name: string): StreamState {
     bytesOut: 0,
     dropped: 0,
     srTimes: new SrTimes(),
-    sound: { kbps: 0, rateBytes: 0, rateSince: 0 },
+    sound: { kbps: 0, rateBytes: 0, rateSince: 0, history: new RtxHistory() },
   };
   stream.lanes.push(stream);
   return stream;
