@@ -325,6 +325,11 @@ describe('relay core', () => {
     assert.equal(relay.counters.rtxMisses, 1, 'seq 40 was never sent');
     assert.deepEqual(rtx(0x1234, [11], 2), [], 'the picture\'s history holds no sound');
     assert.deepEqual(rtx(0x9999, [11], 2), [], 'an SSRC of no one');
+    // Sound from another source of the same sharer: the old source's packets are not its.
+    const other = sound(11, 0x1236);
+    relay.onDatagram(other, sharer, 2);
+    assert.deepEqual(rtx(0x1235, [10], 2), [], 'the old source is gone');
+    assert.deepEqual(rtx(0x1236, [10, 11], 2), [other]);
     // The sharer starts again (a new SSRC): nothing of the old session's sound is replayed.
     relay.onDatagram(publish('main', 0x4321), sharer, 3);
     assert.deepEqual(rtx(0x1235, [10], 4), []);

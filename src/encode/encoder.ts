@@ -222,6 +222,8 @@ export class Encoder extends EventEmitter<EncoderEvents> {
   /** A run whose frames were replaced, still handing on its sound until the new run's sound comes. */
   private soundOld: OwnedProcess | null = null;
   private soundOldTimer: NodeJS.Timeout | null = null;
+  /** Runs that have handed on sound. */
+  private readonly soundSent = new WeakSet<OwnedProcess>();
   /** A keyframe asked for with `defer` inside KEYFRAME_RESTART_MIN_MS: it starts when the interval is over. */
   private deferredKeyframe: NodeJS.Timeout | null = null;
   private _keyframeRestarts = 0;
@@ -302,7 +304,8 @@ export class Encoder extends EventEmitter<EncoderEvents> {
   /**
    * A viewer lost a reference frame and asked for a keyframe (RTCP PLI). FFmpeg takes no commands
    * at run time, so a second FFmpeg is started beside the running one: its first frame is an IDR
-   * (with SPS/PPS), and at that frame it takes over and the old run is ended. The stream never
+   * (with SPS/PPS), and at that frame it takes over and the old run is ended (with sound, once the
+   * new run's sound has taken over too: handSoundOver). The stream never
    * pauses; the IDR leaves about one FFmpeg start-up after the request (~0.2 s, measured by
    * `npm run bench`). Requests within KEYFRAME_RESTART_MIN_MS of the last are coalesced into it,
    * or with `defer`, started when that interval is over. Returns whether a new run was started
@@ -362,8 +365,14 @@ export class Encoder extends EventEmitter<EncoderEvents> {
 
   /** `old`'s frames were replaced: its sound goes on until the new run's comes (or the limit). */
   private handSoundOver(old: OwnedProcess): void {
-    this.endOldSound();
-    this.soundOld = old;
+    if (this.soundOld && !this.soundSent.has(old)) {
+      // Replaced again before its sound took over: the run still sending the sound goes on.
+      void old.kill();
+    } else {
+      this.endOldSound();
+      this.soundOld = old;
+    }
+    if (this.soundOldTimer) clearTimeout(this.soundOldTimer);
     this.soundOldTimer = setTimeout(() => this.endOldSound(), AUDIO_HANDOVER_MAX_MS);
   }
 
@@ -391,7 +400,7 @@ export class Encoder extends EventEmitter<EncoderEvents> {
     const emitFrame = (f: Omit<CapturedFrame, 'captureUnixMs' | 'readyMs'>): void => {
       if (this.successor === proc) {
         // The new run's first frame (an IDR, of any layer: they start together): it takes over,
-        // the old run is ended.
+        // the old run is ended (with sound, once the new run's sound has taken over).
         const old = this.proc;
         this.proc = proc;
         this.successor = null;
@@ -455,8 +464,9 @@ export class Encoder extends EventEmitter<EncoderEvents> {
       });
     }
     if (audio) {
-      // The sound's pipe: read from the run's start (its pages must be whole), handed on only while
-      // this run is the one sending, on the frames' clock: the beep stays on its flash.
+      // The sound's pipe: read from the run's start (its pages must be whole), handed on while this
+      // run sends the frames (or, replaced, until its successor's sound takes over), on the
+      // frames' clock: the beep stays on its flash.
       const ogg = new OggOpusReader();
       proc.output(audioFd(layers))?.on('data', (chunk: Buffer) => {
         const packets = ogg.push(chunk); // bad pages are counted there, never thrown
@@ -478,6 +488,7 @@ export class Encoder extends EventEmitter<EncoderEvents> {
           if (Math.abs(captureUnixMs - this.audioUntil) <= AUDIO_SNAP_MS) captureUnixMs = this.audioUntil;
           else if (captureUnixMs < this.audioUntil) continue;
           this.audioUntil = captureUnixMs + (p.samples * 1000) / OPUS_RATE;
+          this.soundSent.add(proc);
           this.emit('audio', { data: p.data, captureUnixMs });
         }
       });
@@ -511,12 +522,14 @@ export class Encoder extends EventEmitter<EncoderEvents> {
       const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
       if (!this.everProducedFrame) {
         this.stopped = true;
+        this.endOldSound();
         const tail = this.stderrTail.length ? `: ${this.stderrTail.join(' | ')}` : '';
         this.emit('fatal', new Error(`ffmpeg ${how} before producing a frame${tail}`));
         return;
       }
       if (code === 0 && !signal) {
         this.stopped = true;
+        this.endOldSound();
         this.log('ffmpeg finished: the input ended');
         this.emit('end');
         return;

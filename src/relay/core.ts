@@ -239,7 +239,11 @@ export class RelayCore {
       // on its own, and added to every lane's rate when a viewer's layer is chosen.
       for (const l of stream.lanes) l.keyframes.addAlongside(buf);
       stream.sound.rateBytes += buf.length;
-      stream.sound.ssrc = ssrc;
+      if (stream.sound.ssrc !== ssrc) {
+        // Another sound source: its numbers are not the old one's.
+        stream.sound.history.clear();
+        stream.sound.ssrc = ssrc;
+      }
       stream.sound.history.store(buf);
       if (stream.lanes.length > 1) stream.sent.onSent(ssrc, rtpSequence(buf), buf.length, now);
       const out = this.fanOut(stream, buf);

@@ -126,8 +126,8 @@ export interface StreamState extends Lane {
   srTimes: SrTimes;
   /**
    * The sharer's sound, measured like a lane's rate: every viewer gets it, whatever its layer. Its
-   * own repair history, for a viewer's NACK naming the sound's SSRC (a recording, a standard
-   * player); the sound's RED copies repair most loss without one.
+   * own repair history, for a viewer's NACK naming the sound's SSRC (watch sends none: the sound's
+   * RED copies repair without a round trip; viewer transports to come may).
    */
   sound: { kbps: number; rateBytes: number; rateSince: number; ssrc?: number; history: RtxHistory };
   /** A keyframe request passed on to the sharer and not yet answered: when, and keyframes.count then. */
