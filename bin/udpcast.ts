@@ -18,6 +18,7 @@ import {
   DEFAULT_GOP,
   DEFAULT_MJPEG_QUALITY,
   DEFAULT_PORT,
+  RTSP_PORT_DEFAULT,
   DEFAULT_STREAM,
 } from '../src/defaults.ts';
 
@@ -107,6 +108,7 @@ const relay: Table = {
     default: true,
     describe: 'datagrams in and out a batch per system call (recvmmsg/sendmmsg) when the native helper is built (Linux); --no-native: node:dgram, one call per datagram',
   },
+  'rtsp-port': { type: 'number', describe: `TCP port of the RTSP server: every stream is rtsp://HOST:PORT/STREAM for ffplay, VLC, GStreamer (default ${RTSP_PORT_DEFAULT}, skipped with a line if it is taken); 0: none` },
 };
 
 const watch: Table = {
@@ -253,7 +255,8 @@ const parser = yargs(argv)
       y
         .options(relay)
         .example('$0 relay --port 5004', 'relay every stream published to UDP 5004')
-        .example('$0 relay --key-file relay.key', 'only sharers with the key may publish'),
+        .example('$0 relay --key-file relay.key', 'only sharers with the key may publish')
+        .example('$0 relay --rtsp-port 8554', 'players open rtsp://HOST:8554/main'),
     choose('relay'),
   )
   .command(

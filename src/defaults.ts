@@ -243,3 +243,19 @@ export const PLAYER_GOP_CACHE_BYTES = 8 * 1024 * 1024;
 export const OUTPUT_BUFFER_MAX_BYTES = 32 * 1024 * 1024;
 /** MP4 recordings: a fragment at every keyframe and at least this often (what a SIGKILL can lose). */
 export const MP4_FRAGMENT_MS = 500;
+
+/** `relay --rtsp-port`: RTSP's registered port is 554; 8554 is what unprivileged servers use (MediaMTX, GStreamer's examples). 0: no RTSP. */
+export const RTSP_PORT_DEFAULT = 8554;
+/** RTSP sessions at once (each is a viewer; MAX_VIEWERS still caps them all). */
+export const RTSP_MAX_SESSIONS = 200;
+/** RTSP connections at once: a connection holds a socket and a read buffer even before a session. */
+export const RTSP_MAX_CONNECTIONS = 1000;
+/** A request's head, and its body, at most this long; and at most this many header lines. */
+export const RTSP_MAX_REQUEST_BYTES = 8192;
+export const RTSP_MAX_HEADERS = 32;
+/** An RTSP session not heard from (a request, its RTCP, interleaved data) for this long ends (RFC 2326 §12.37's default). */
+export const RTSP_SESSION_TIMEOUT_S = 60;
+/** A connection that has not completed a request this long after its last one (or its start) is closed: slowloris. */
+export const RTSP_IDLE_REQUEST_MS = 10_000;
+/** Interleaved data queued on one TCP connection beyond this is dropped (a slow reader), counted. */
+export const RTSP_TCP_QUEUE_BYTES = 1024 * 1024;

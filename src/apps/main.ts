@@ -4,7 +4,7 @@
  */
 import { AUDIO_LIST, parseAudio } from '../capture/audio.ts';
 import { listAudioSources } from '../capture/audio-list.ts';
-import { AUDIO_FRAME_MS_DEFAULT, AUDIO_RED_DEFAULT, AUDIO_RED_MAX, type AudioFrameMs, DEFAULT_PORT, DEFAULT_STREAM, DEFAULT_TEST_SIZE, DEFAULT_FPS, DEFAULT_BITRATE_KBPS, DEFAULT_GOP } from '../defaults.ts';
+import { AUDIO_FRAME_MS_DEFAULT, AUDIO_RED_DEFAULT, AUDIO_RED_MAX, type AudioFrameMs, DEFAULT_PORT, RTSP_PORT_DEFAULT, DEFAULT_STREAM, DEFAULT_TEST_SIZE, DEFAULT_FPS, DEFAULT_BITRATE_KBPS, DEFAULT_GOP } from '../defaults.ts';
 import { CODEC_NAMES, DEFAULT_CODEC, codec as codecOf } from '../codecs/registry.ts';
 import { locateFfmpeg, locateFfplay } from '../encode/locate.ts';
 import { LAYERS_MAX } from '../encode/ffmpeg-args.ts';
@@ -151,6 +151,8 @@ export function relayOptions(a: Record<string, unknown>): RelayOptions {
     host: String(a.host ?? '0.0.0.0'),
     port: checkPort('port', a.port ?? DEFAULT_PORT, true),
     native: a.native !== false,
+    rtspPort: a.rtspPort === undefined ? RTSP_PORT_DEFAULT : checkPort('rtsp-port', a.rtspPort, true),
+    rtspPortGiven: a.rtspPort !== undefined,
     ...commonOptions(a),
   };
 }

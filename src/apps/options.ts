@@ -78,6 +78,10 @@ export interface RelayOptions extends CommonOptions, Pick<Secrets, 'key' | 'watc
   port: number;
   /** Datagrams through the native recvmmsg/sendmmsg helper when it is built (--no-native: false). */
   native: boolean;
+  /** --rtsp-port: the RTSP server's TCP port; 0: none. */
+  rtspPort: number;
+  /** It was given: taken, it is an error; the default taken only turns RTSP off, with a line. */
+  rtspPortGiven: boolean;
 }
 
 export interface WatchOptions extends CommonOptions, Pick<Secrets, 'encrypt' | 'watchKey'> {

@@ -1,5 +1,6 @@
 /** `udpcast relay`: a standalone relay that fans streams out to their viewers. */
 import { RelayServer, type RelayServerOptions } from '../relay/io/server.ts';
+import { RtspServer } from '../relay/rtsp/server.ts';
 import { fmt } from '../relay/core.ts';
 import { sentTo } from '../relay/routing.ts';
 import { UsageError } from '../util/errors.ts';
@@ -11,6 +12,8 @@ import { RateMeter, round, startReporter } from './report.ts';
 
 export interface RelayHandle {
   server: RelayServer;
+  /** The RTSP server, unless --rtsp-port 0. */
+  rtsp?: RtspServer;
   done: Promise<number>;
   stop(code?: number): void;
 }
@@ -38,6 +41,31 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
   });
   const locks = [o.key !== undefined && 'sharers need --key', o.watchKey !== undefined && 'viewers need --watch-key'].filter(Boolean);
   log(`relay listening on ${fmt(server.address)}${locks.length ? ` (${locks.join(', ')})` : ' (open: anyone may publish and watch)'}`);
+  let rtsp: RtspServer | undefined;
+  if (o.rtspPort !== 0) {
+    try {
+      rtsp = await RtspServer.start({
+        host: o.host, port: o.rtspPort, core: server.core, send: (out) => server.sendFromTransport(out), pump: () => server.sendFromTransport([]),
+        locked: o.watchKey !== undefined, log,
+      });
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code !== 'EADDRINUSE' || o.rtspPortGiven) {
+        await server.close();
+        if (e.code === 'EADDRINUSE') throw new UsageError(`--rtsp-port ${o.rtspPort} is in use on ${o.host}: pick another port, or 0 for no RTSP`);
+        throw err;
+      }
+      log(`rtsp: TCP ${o.rtspPort} is taken (another relay or RTSP server?): no RTSP; pass --rtsp-port N for another port`);
+    }
+    if (rtsp) {
+      const shown = o.host === '0.0.0.0' || o.host === '::' ? 'HOST' : o.host.includes(':') ? `[${o.host}]` : o.host;
+      log(
+        o.watchKey !== undefined
+          ? `rtsp: listening on TCP ${rtsp.port}, but refusing players: --watch-key has no RTSP credentials yet`
+          : `rtsp: every stream is rtsp://${shown}:${rtsp.port}/STREAM (ffplay, VLC, GStreamer; UDP or TCP)`,
+      );
+    }
+  }
   const io = server.io;
   log(
     io.path === 'native'
@@ -70,6 +98,7 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
         ...c,
         dropped: c.malformed + c.unknownSource + c.oversize + c.hijackAttempts + c.overLimit + c.rateLimited,
         io: server.io.path,
+        ...(rtsp ? { rtsp: { port: rtsp.port, sessionsNow: rtsp.sessionCount, ...rtsp.counters } } : {}),
         handedToDgram: server.io.handedToDgram,
         perStream: streams.map((s) => {
           let meter = streamRates.get(s.name);
@@ -114,7 +143,7 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
     stopping = true;
     clearTimeout(timer);
     reporter.stop(code === 0);
-    server.close().then(() => finish(code));
+    Promise.all([server.close(), rtsp?.close()]).then(() => finish(code));
   }
-  return { server, done, stop };
+  return { server, rtsp, done, stop };
 }

@@ -95,6 +95,8 @@ export interface Codec {
   readonly harmlessFfmpegLines?: readonly RegExp[];
   /** SDP a=fmtp parameters, if any (RFC 8866 §6.15). */
   fmtp?(params: { profileLevelId?: string; spropParameterSets?: string }): string | undefined;
+  /** Those parameters read off the RTP payloads of a keyframe (the relay's cache), for an SDP it serves. */
+  sdpParams?(payloads: readonly Buffer[]): { profileLevelId?: string; spropParameterSets?: string };
   /** Every picture stands alone: no reference to lose, nothing to ask a keyframe for. */
   readonly everyFrameKey: boolean;
   /** Picture sizes the encoder and payload format can carry: multiples of `unit`, at most `max`. */

@@ -3,6 +3,7 @@
  * summary line and the dashboard, so all three always show the same numbers.
  * `null` means "not known yet" (no frame, no report); counters start at 0.
  */
+import type { RtspCounters } from '../relay/rtsp/server.ts';
 import type { CodecName } from '../codecs/registry.ts';
 import type { ConnectionState } from '../player/viewer.ts';
 import type { RelayCounters } from '../relay/core.ts';
@@ -209,6 +210,8 @@ export interface RelayViewerRow {
 export interface RelaySnapshot extends RelayCounters {
   role: 'relay';
   address: string;
+  /** The RTSP server (--rtsp-port): its port, sessions now and counters; absent with --rtsp-port 0. */
+  rtsp?: { port: number; sessionsNow: number } & RtspCounters;
   /** Streams with a sharer. */
   streams: number;
   /** Stream names viewers wait on that nobody publishes (not counted in `streams`, not in perStream). */

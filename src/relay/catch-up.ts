@@ -98,6 +98,11 @@ export class KeyframeCache {
     return this.packets ? this.bytes : 0;
   }
 
+  /** The cached packets from the latest keyframe on (the sound alongside), read-only; undefined without one. */
+  get frame(): readonly Buffer[] | undefined {
+    return this.packets;
+  }
+
   /** What a viewer joining now is sent before going live; undefined when there is no keyframe to start from. */
   catchUp(now: number): CatchUp | undefined {
     if (!this.packets?.length) return undefined;

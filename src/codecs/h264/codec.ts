@@ -43,6 +43,13 @@ export const h264 = {
     if (spropParameterSets) fmtp.push(`sprop-parameter-sets=${spropParameterSets}`);
     return fmtp.join(';');
   },
+  sdpParams: (payloads) => {
+    const { sps, pps } = parameterSets(payloads);
+    return {
+      profileLevelId: sps && sps.length >= 4 ? sps.subarray(1, 4).toString('hex') : undefined,
+      spropParameterSets: sps && pps ? `${sps.toString('base64')},${pps.toString('base64')}` : undefined,
+    };
+  },
   everyFrameKey: false,
   // 4:2:0 halves the chroma planes, so libx264 (and the GPU encoders) refuse an odd size.
   sizeRule: { unit: 2, max: Infinity, what: 'H.264 needs an even width and height' },
@@ -71,3 +78,27 @@ export const h264 = {
     sample: (frame) => unlessMalformed(() => annexBToLengthPrefixed(frame), undefined),
   },
 } as const satisfies Codec;
+
+/** The SPS and PPS among RTP payloads: single NAL units or STAP-A (RFC 6184 §5.6, §5.7.1). */
+export function parameterSets(payloads: readonly Buffer[]): { sps?: Buffer; pps?: Buffer } {
+  const out: { sps?: Buffer; pps?: Buffer } = {};
+  const take = (nal: Buffer) => {
+    const type = nal[0] & 0x1f;
+    if (type === 7) out.sps ??= Buffer.from(nal);
+    if (type === 8) out.pps ??= Buffer.from(nal);
+  };
+  for (const payload of payloads) {
+    if (payload.length === 0) continue;
+    if ((payload[0] & 0x1f) !== 24) {
+      take(payload);
+      continue;
+    }
+    for (let at = 1; at + 2 <= payload.length; ) {
+      const size = payload.readUInt16BE(at);
+      if (size === 0 || at + 2 + size > payload.length) break;
+      take(payload.subarray(at + 2, at + 2 + size));
+      at += 2 + size;
+    }
+  }
+  return out;
+}

@@ -114,6 +114,12 @@ export class RelayServer {
     return { path: this.sender.path, batchReceive: this.receiver?.batched ?? false, why: this.sender.why, handedToDgram: this.sender.handedToDgram };
   }
 
+  /** Datagrams another transport's viewers caused (RTCP for the sharer), out through this socket; and their catch-up paced. */
+  sendFromTransport(outputs: Output[]): void {
+    this.send(outputs);
+    if (this.core.pumping) this.schedulePump();
+  }
+
   private send(outputs: Output[]): void {
     // After close the descriptor number may already belong to another socket of this process.
     if (this.closed) return;

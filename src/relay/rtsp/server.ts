@@ -1,0 +1,475 @@
+/**
+ * The relay as an RTSP server (RFC 2326, the subset players use): every stream the relay carries is
+ * `rtsp://HOST:PORT/STREAM`, so ffplay, FFmpeg, VLC, GStreamer and media servers play it with no
+ * udpcast of their own. An RTSP viewer is a viewer like any other (relay/sink.ts): it joins through
+ * RelayCore.attach at PLAY, so it starts at once from the keyframe cache, its RTCP (receiver
+ * reports, NACKs, PLI) goes through RelayCore.onViewerRtcp, and the dashboard counts it.
+ *
+ *   OPTIONS                 the methods below
+ *   DESCRIBE /STREAM        SDP of the stream's real parameters: the picture's codec (H.264 with
+ *                           sprop-parameter-sets from the cached keyframe), and Opus when it has sound
+ *   SETUP /STREAM/trackID=N RTP/AVP over UDP (client_port) or RTP/AVP/TCP interleaved on this connection
+ *   PLAY                    the viewer joins; GET_PARAMETER and OPTIONS with the session keep it
+ *   TEARDOWN                it leaves
+ *
+ * What a viewer is sent: the stream's RTP as it comes (the sound's RED, RFC 2198, cut down to its
+ * primary Opus block, since a player that reads RFC 7587 takes plain Opus), and each sender report
+ * of the sharer on the RTCP of the track it is about, so the player maps both clocks to one.
+ *
+ * Bounded (defaults.ts RTSP_*): connections, sessions, request size and header count, a request that
+ * does not complete in time (slowloris), a TCP reader too slow for the stream (its excess dropped and
+ * counted). Nothing a client sends throws here: a malformed request is answered 400 and the
+ * connection closed.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { randomBytes } from 'node:crypto';
+import {
+  PT_OPUS, PT_RED, RTSP_IDLE_REQUEST_MS, RTSP_MAX_CONNECTIONS, RTSP_MAX_SESSIONS, RTSP_SESSION_TIMEOUT_S, RTSP_TCP_QUEUE_BYTES, isAudioPayloadType,
+} from '../../defaults.ts';
+import { codecOfPayloadType } from '../../codecs/registry.ts';
+import { parseRed } from '../../codecs/opus/red.ts';
+import { isRtp, parseRtp, rtpPayloadType, rtpSequence, rtpSsrc, serializeRtpToBuffer } from '../../rtp/packet.ts';
+import { seqDiff } from '../../rtp/seq.ts';
+import { isRtcp, parseRtcp, serializeRtcp } from '../../transport/rtcp.ts';
+import type { Endpoint } from '../../util/net.ts';
+import type { RelayCore } from '../core.ts';
+import type { DeliverySink, Output } from '../sink.ts';
+import { RtspReader, interleaved, parseTransport, rtspResponse, type RtspRequest, type RtspTransport } from './message.ts';
+
+export interface RtspServerOptions {
+  host: string;
+  port: number;
+  core: RelayCore;
+  /** Sends what the core answers a viewer's RTCP with (to the sharer) through the relay's socket. */
+  send(outputs: Output[]): void;
+  /** The core has viewers to catch up: the relay's pump must run. */
+  pump(): void;
+  /** The relay takes viewers with --watch-key only: RTSP refuses them (no RTSP credentials yet). */
+  locked?: boolean;
+  log?: (line: string) => void;
+  now?: () => number;
+}
+
+export interface RtspCounters {
+  connections: number;
+  requests: number;
+  /** Requests that broke the protocol or a limit; their connections were closed. */
+  badRequests: number;
+  sessions: number;
+  /** Sessions refused: RTSP_MAX_SESSIONS, or the relay's own caps. */
+  sessionsRefused: number;
+  /** Connections refused at RTSP_MAX_CONNECTIONS, or closed for a request that did not complete. */
+  connectionsDropped: number;
+  sessionTimeouts: number;
+  /** Packets not sent to a TCP reader that had RTSP_TCP_QUEUE_BYTES queued. */
+  tcpDropped: number;
+  /** Refused: --watch-key. */
+  unauthorized: number;
+}
+
+interface Track {
+  kind: 'video' | 'audio';
+  transport: RtspTransport;
+  /** Where its RTP and RTCP go (UDP). */
+  rtpTo?: Endpoint;
+  rtcpTo?: Endpoint;
+}
+
+interface Session {
+  id: string;
+  stream: string;
+  conn: Connection;
+  tracks: Track[];
+  sink?: DeliverySink;
+  lastSeen: number;
+  /** The media SSRCs seen, so each sender report goes to its own track. */
+  videoSsrc?: number;
+  audioSsrc?: number;
+  /** The newest sound packet sent. */
+  audioSeq?: number;
+}
+
+interface Connection {
+  socket: net.Socket;
+  reader: RtspReader;
+  remote: Endpoint;
+  lastRequestAt: number;
+  sessions: Set<Session>;
+}
+
+const TICK_MS = 1000;
+/** Track numbers in the SDP (a=control:trackID=N). */
+const VIDEO_TRACK = 0;
+const AUDIO_TRACK = 1;
+
+export class RtspServer {
+  readonly counters: RtspCounters = {
+    connections: 0, requests: 0, badRequests: 0, sessions: 0, sessionsRefused: 0, connectionsDropped: 0, sessionTimeouts: 0, tcpDropped: 0, unauthorized: 0,
+  };
+  private readonly sessions = new Map<string, Session>();
+  private readonly connections = new Set<Connection>();
+  /** UDP sessions by the address their RTCP comes from. */
+  private readonly byRtcpSource = new Map<string, Session>();
+  private readonly timer: NodeJS.Timeout;
+  private readonly now: () => number;
+  private closed = false;
+
+  private constructor(
+    private readonly opts: RtspServerOptions,
+    private readonly tcp: net.Server,
+    private readonly rtp: dgram.Socket,
+    private readonly rtcp: dgram.Socket,
+  ) {
+    this.now = opts.now ?? Date.now;
+    tcp.on('connection', (s) => this.accept(s));
+    rtcp.on('message', (buf, from) => this.onRtcp(buf, { address: from.address, port: from.port }));
+    // The RTP port only receives players' hole-punching datagrams: nothing to read in them.
+    rtp.on('message', () => undefined);
+    for (const s of [rtp, rtcp]) s.on('error', (err) => opts.log?.(`rtsp: udp: ${err.message}`));
+    this.timer = setInterval(() => this.tick(), TICK_MS);
+    this.timer.unref();
+  }
+
+  static async start(opts: RtspServerOptions): Promise<RtspServer> {
+    const tcp = net.createServer({ noDelay: true });
+    tcp.maxConnections = RTSP_MAX_CONNECTIONS;
+    await new Promise<void>((resolve, reject) => {
+      tcp.once('error', reject);
+      tcp.listen(opts.port, opts.host, () => {
+        tcp.off('error', reject);
+        resolve();
+      });
+    });
+    tcp.on('error', (err) => opts.log?.(`rtsp: ${err.message}`));
+    const type = opts.host.includes(':') ? 'udp6' : 'udp4';
+    const bind = (port: number) =>
+      new Promise<dgram.Socket>((resolve, reject) => {
+        const s = dgram.createSocket(type);
+        s.once('error', reject);
+        s.bind(port, opts.host, () => {
+          s.off('error', reject);
+          resolve(s);
+        });
+      });
+    const rtp = await bind(0);
+    // RTCP on the next port where it is free (RFC 3550 §11), else anywhere: the SETUP answer says.
+    const rtcp = await bind(rtp.address().port + 1).catch(() => bind(0));
+    const server = new RtspServer(opts, tcp, rtp, rtcp);
+    tcp.on('drop', () => server.counters.connectionsDropped++);
+    return server;
+  }
+
+  get port(): number {
+    return (this.tcp.address() as net.AddressInfo).port;
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    for (const s of [...this.sessions.values()]) this.end(s, true);
+    for (const c of this.connections) c.socket.destroy();
+    await Promise.all([
+      new Promise<void>((resolve) => this.tcp.close(() => resolve())),
+      new Promise<void>((resolve) => this.rtp.close(() => resolve())),
+      new Promise<void>((resolve) => this.rtcp.close(() => resolve())),
+    ]);
+  }
+
+  private accept(socket: net.Socket): void {
+    this.counters.connections++;
+    const conn: Connection = {
+      socket, reader: new RtspReader(), remote: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 }, lastRequestAt: this.now(), sessions: new Set(),
+    };
+    this.connections.add(conn);
+    socket.on('data', (chunk) => {
+      for (const item of conn.reader.push(chunk)) {
+        if (item.kind === 'bad') {
+          this.counters.badRequests++;
+          socket.end(rtspResponse(400, undefined));
+          socket.destroySoon?.();
+          return;
+        }
+        if (item.kind === 'interleaved') this.onInterleaved(conn, item.channel, item.data);
+        else this.onRequest(conn, item.request);
+      }
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      this.connections.delete(conn);
+      // Interleaved sessions die with their connection; UDP ones live on to their timeout (RFC 2326 §10.12).
+      for (const s of conn.sessions) if (s.tracks.some((t) => t.transport.kind === 'tcp')) this.end(s, false);
+    });
+  }
+
+  private onRequest(conn: Connection, req: RtspRequest): void {
+    this.counters.requests++;
+    const now = this.now();
+    conn.lastRequestAt = now;
+    const cseq = req.headers.get('cseq');
+    const reply = (status: number, headers: Array<[string, string]> = [], body?: string) => {
+      if (!conn.socket.destroyed) conn.socket.write(rtspResponse(status, cseq, headers, body));
+    };
+    const sessionId = req.headers.get('session')?.split(';')[0].trim();
+    const session = sessionId !== undefined ? this.sessions.get(sessionId) : undefined;
+    if (sessionId !== undefined && !session && req.method !== 'OPTIONS') return reply(454);
+    if (session) session.lastSeen = now;
+    const path = rtspPath(req.uri);
+    switch (req.method) {
+      case 'OPTIONS':
+        return reply(200, [['Public', 'OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER']]);
+      case 'GET_PARAMETER':
+        return reply(200);
+      case 'DESCRIBE': {
+        if (this.opts.locked) {
+          this.counters.unauthorized++;
+          return reply(401);
+        }
+        const sdp = path ? this.describe(path.stream) : undefined;
+        if (!sdp) return reply(404);
+        const base = req.uri.split('?')[0].replace(/\/?$/, '/');
+        return reply(200, [['Content-Type', 'application/sdp'], ['Content-Base', base]], sdp);
+      }
+      case 'SETUP': {
+        if (this.opts.locked) {
+          this.counters.unauthorized++;
+          return reply(401);
+        }
+        if (!path || path.track === undefined || (path.track !== VIDEO_TRACK && path.track !== AUDIO_TRACK)) return reply(404);
+        if (!this.opts.core.streams.get(path.stream)?.publisher) return reply(404);
+        const transport = parseTransport(req.headers.get('transport'));
+        if (!transport) return reply(461);
+        let s = session;
+        if (s && s.stream !== path.stream) return reply(459);
+        if (s?.sink) return reply(455); // playing already: a new track would need a new session
+        if (!s) {
+          if (this.sessions.size >= RTSP_MAX_SESSIONS) {
+            this.counters.sessionsRefused++;
+            return reply(453);
+          }
+          s = { id: randomBytes(8).toString('hex'), stream: path.stream, conn, tracks: [], lastSeen: now };
+          this.sessions.set(s.id, s);
+          conn.sessions.add(s);
+          this.counters.sessions++;
+        }
+        const kind = path.track === VIDEO_TRACK ? 'video' : 'audio';
+        const track: Track = { kind, transport };
+        s.tracks = s.tracks.filter((t) => t.kind !== kind);
+        s.tracks.push(track);
+        let answer: string;
+        if (transport.kind === 'udp') {
+          track.rtpTo = { address: conn.remote.address, port: transport.rtpPort };
+          track.rtcpTo = { address: conn.remote.address, port: transport.rtcpPort };
+          this.byRtcpSource.set(key(track.rtcpTo), s);
+          answer = `RTP/AVP;unicast;client_port=${transport.rtpPort}-${transport.rtcpPort};server_port=${this.rtp.address().port}-${this.rtcp.address().port}`;
+        } else {
+          answer = `RTP/AVP/TCP;unicast;interleaved=${transport.rtpChannel}-${transport.rtcpChannel}`;
+        }
+        return reply(200, [['Transport', answer], ['Session', `${s.id};timeout=${RTSP_SESSION_TIMEOUT_S}`]]);
+      }
+      case 'PLAY': {
+        if (!session) return reply(454);
+        if (!session.sink) {
+          const sink = this.sinkFor(session);
+          if (!this.opts.core.attach(session.stream, sink, now)) {
+            this.counters.sessionsRefused++;
+            this.end(session, false);
+            return reply(453);
+          }
+          session.sink = sink;
+          // The SSRCs now, so the sender report a joiner is sent first reaches its track (a player
+          // that gets its first report late moves its clock then: a step back in its times).
+          const stream = this.opts.core.streams.get(session.stream);
+          const viewer = stream?.viewers.get(sink.id);
+          session.videoSsrc = viewer?.lane.ssrc ?? stream?.ssrc;
+          session.audioSsrc = stream?.sound.ssrc;
+          this.opts.pump();
+        }
+        return reply(200, [['Session', `${session.id};timeout=${RTSP_SESSION_TIMEOUT_S}`], ['Range', 'npt=0.000-']]);
+      }
+      case 'TEARDOWN':
+        if (!session) return reply(454);
+        this.end(session, true);
+        return reply(200);
+      default:
+        return reply(405, [['Allow', 'OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER']]);
+    }
+  }
+
+  /** The SDP of a stream the relay carries now, from its own packets; undefined when it has none yet. */
+  private describe(name: string): string | undefined {
+    const stream = this.opts.core.streams.get(name);
+    const frame = stream?.publisher ? stream.keyframes.frame : undefined;
+    const video = frame?.find((p) => isRtp(p) && !isAudioPayloadType(rtpPayloadType(p)));
+    const c = video && codecOfPayloadType(rtpPayloadType(video));
+    if (!stream || !frame || !c) return undefined;
+    const payloads: Buffer[] = [];
+    for (const p of frame) {
+      if (!isRtp(p) || rtpPayloadType(p) !== c.payloadType) continue;
+      try {
+        payloads.push(parseRtp(p).payload);
+      } catch {
+        // a packet the cache kept but no parser takes: the SDP goes without what it held
+      }
+    }
+    const fmtp = c.fmtp?.(c.sdpParams?.(payloads) ?? {});
+    const lines = ['v=0', `o=- ${Date.now()} 1 IN IP4 0.0.0.0`, `s=udpcast ${name}`, 'c=IN IP4 0.0.0.0', 't=0 0', 'a=control:*', 'a=range:npt=now-'];
+    lines.push(`m=video 0 RTP/AVP ${c.payloadType}`, `a=rtpmap:${c.payloadType} ${c.rtpmapName}/${c.clockRate}`);
+    if (fmtp) lines.push(`a=fmtp:${c.payloadType} ${fmtp}`);
+    lines.push(`a=control:trackID=${VIDEO_TRACK}`, 'a=recvonly');
+    if (stream.sound.ssrc !== undefined) {
+      // RFC 7587 §7: always opus/48000/2, whatever is coded.
+      lines.push(`m=audio 0 RTP/AVP ${PT_OPUS}`, `a=rtpmap:${PT_OPUS} opus/48000/2`, `a=fmtp:${PT_OPUS} sprop-stereo=1`, `a=control:trackID=${AUDIO_TRACK}`, 'a=recvonly');
+    }
+    return lines.join('\r\n') + '\r\n';
+  }
+
+  /** The viewer the relay sees: each datagram sorted to its track. */
+  private sinkFor(s: Session): DeliverySink {
+    return {
+      kind: 'rtsp',
+      id: `rtsp:${s.id}`,
+      endpoint: s.conn.remote,
+      deliver: (data) => this.deliver(s, data),
+      closed: () => this.end(s, false),
+    };
+  }
+
+  private deliver(s: Session, data: Buffer): boolean {
+    if (isRtp(data)) {
+      const pt = rtpPayloadType(data);
+      if (isAudioPayloadType(pt)) {
+        const track = s.tracks.find((t) => t.kind === 'audio');
+        if (!track) return true;
+        // A viewer moved to another quality layer is caught up from that layer's keyframe, with
+        // the sound alongside it: sound it had already is not sent twice.
+        const seq = rtpSequence(data);
+        if (s.audioSsrc === rtpSsrc(data) && s.audioSeq !== undefined && seqDiff(s.audioSeq, seq) <= 0) return true;
+        s.audioSsrc = rtpSsrc(data);
+        s.audioSeq = seq;
+        const opus = pt === PT_RED ? primaryOpus(data) : data;
+        return opus ? this.send(s, track, 'rtp', opus) : true;
+      }
+      if (!codecOfPayloadType(pt)) return true; // FEC and the like: a player does not read them
+      const track = s.tracks.find((t) => t.kind === 'video');
+      if (!track) return true;
+      s.videoSsrc = rtpSsrc(data);
+      return this.send(s, track, 'rtp', data);
+    }
+    if (!isRtcp(data)) return true;
+    // The sharer's reports: each sender report to the track of its SSRC.
+    let packets;
+    try {
+      packets = parseRtcp(data);
+    } catch {
+      return true;
+    }
+    for (const p of packets) {
+      if (p.type !== 'sr') continue;
+      const track = s.tracks.find((t) => (t.kind === 'video' ? s.videoSsrc : s.audioSsrc) === p.ssrc);
+      if (track) this.send(s, track, 'rtcp', serializeRtcp([p]));
+    }
+    return true;
+  }
+
+  private send(s: Session, track: Track, what: 'rtp' | 'rtcp', data: Buffer): boolean {
+    const t = track.transport;
+    if (t.kind === 'udp') {
+      const to = what === 'rtp' ? track.rtpTo! : track.rtcpTo!;
+      (what === 'rtp' ? this.rtp : this.rtcp).send(data, to.port, to.address);
+      return true;
+    }
+    const socket = s.conn.socket;
+    if (socket.destroyed) return false;
+    if (socket.writableLength > RTSP_TCP_QUEUE_BYTES) {
+      this.counters.tcpDropped++;
+      return false;
+    }
+    socket.write(interleaved(what === 'rtp' ? t.rtpChannel : t.rtcpChannel, data));
+    return true;
+  }
+
+  /** A player's RTCP over UDP: its session is kept, and the relay reads it as any viewer's. */
+  private onRtcp(buf: Buffer, from: Endpoint): void {
+    const s = this.byRtcpSource.get(key(from));
+    if (!s?.sink) return;
+    s.lastSeen = this.now();
+    this.opts.send(this.opts.core.onViewerRtcp(s.sink.id, buf, s.lastSeen));
+  }
+
+  private onInterleaved(conn: Connection, channel: number, data: Buffer): void {
+    for (const s of conn.sessions) {
+      const track = s.tracks.find((t) => t.transport.kind === 'tcp' && t.transport.rtcpChannel === channel);
+      if (!track || !s.sink) continue;
+      s.lastSeen = this.now();
+      this.opts.send(this.opts.core.onViewerRtcp(s.sink.id, data, s.lastSeen));
+    }
+  }
+
+  /** Ends a session; `detach`: the relay is told (else it is the one that dropped the viewer). */
+  private end(s: Session, detach: boolean): void {
+    if (!this.sessions.delete(s.id)) return;
+    s.conn.sessions.delete(s);
+    for (const t of s.tracks) if (t.rtcpTo && this.byRtcpSource.get(key(t.rtcpTo)) === s) this.byRtcpSource.delete(key(t.rtcpTo));
+    if (detach && s.sink) this.opts.core.detach(s.stream, s.sink.id);
+    s.sink = undefined;
+  }
+
+  private tick(): void {
+    const now = this.now();
+    for (const s of [...this.sessions.values()]) {
+      if (now - s.lastSeen > RTSP_SESSION_TIMEOUT_S * 1000) {
+        this.counters.sessionTimeouts++;
+        this.end(s, true);
+      } else if (s.sink) {
+        // The relay drops a viewer not heard from in VIEWER_TIMEOUT_MS: the session is its keepalive.
+        this.opts.core.attach(s.stream, s.sink, now);
+      }
+    }
+    for (const c of this.connections) {
+      const idle = now - c.lastRequestAt;
+      if ((c.reader.pending > 0 && idle > RTSP_IDLE_REQUEST_MS) || (c.sessions.size === 0 && idle > RTSP_SESSION_TIMEOUT_S * 1000)) {
+        this.counters.connectionsDropped++;
+        c.socket.destroy();
+      }
+    }
+  }
+}
+
+function key(e: Endpoint): string {
+  return `${e.address}|${e.port}`;
+}
+
+/** `rtsp://host:port/STREAM[/trackID=N][?query]` → the stream and the track. */
+export function rtspPath(uri: string): { stream: string; track?: number } | undefined {
+  const m = /^rtsps?:\/\/[^/]+\/([^?#]*)/i.exec(uri);
+  if (!m) return undefined;
+  const parts = m[1].split('/').filter(Boolean).map((p) => {
+    try {
+      return decodeURIComponent(p);
+    } catch {
+      return p;
+    }
+  });
+  if (parts.length === 0) return undefined;
+  const last = /^trackID=(\d{1,3})$/.exec(parts.at(-1)!);
+  if (last && parts.length > 1) return { stream: parts.slice(0, -1).join('/'), track: Number(last[1]) };
+  return { stream: parts.join('/') };
+}
+
+/** A RED packet (RFC 2198) as plain Opus (RFC 7587): its primary block under the same header. */
+function primaryOpus(data: Buffer): Buffer | undefined {
+  try {
+    const p = parseRtp(data);
+    const primary = parseRed(p.payload, p.timestamp).at(-1);
+    if (!primary || primary.payloadType !== PT_OPUS) return undefined;
+    return serializeRtpToBuffer({ ...p, padding: 0, payloadType: PT_OPUS, payload: primary.data });
+  } catch {
+    return undefined;
+  }
+}
