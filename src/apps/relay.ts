@@ -30,6 +30,42 @@ export async function listen(opts: RelayServerOptions): Promise<RelayServer> {
   }
 }
 
+/**
+ * The RTSP server beside a relay (the standalone one, or share's embedded one), unless `rtspPort`
+ * is 0. A taken default port leaves it off with a line (the relay's own job is UDP); a taken port
+ * the person gave is their error. `log` says the address players open.
+ */
+export async function startRtsp(
+  server: RelayServer,
+  o: { host: string; rtspPort: number; rtspPortGiven: boolean; watchKey?: string },
+  log: (line: string) => void,
+): Promise<RtspServer | undefined> {
+  if (o.rtspPort === 0) return undefined;
+  let rtsp: RtspServer;
+  try {
+    rtsp = await RtspServer.start({
+      host: o.host, port: o.rtspPort, core: server.core, send: (out) => server.sendFromTransport(out), pump: () => server.sendFromTransport([]),
+      watchPassword: o.watchKey, log,
+    });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code !== 'EADDRINUSE' || o.rtspPortGiven) {
+      await server.close();
+      if (e.code === 'EADDRINUSE') throw new UsageError(`--rtsp-port ${o.rtspPort} is in use on ${o.host}: pick another port, or 0 for no RTSP`);
+      throw err;
+    }
+    log(`rtsp: TCP ${o.rtspPort} is taken (another relay or RTSP server?): no RTSP; pass --rtsp-port N for another port`);
+    return undefined;
+  }
+  const shown = o.host === '0.0.0.0' || o.host === '::' ? 'HOST' : o.host.includes(':') ? `[${o.host}]` : o.host;
+  log(
+    o.watchKey !== undefined
+      ? `rtsp: every stream is rtsp://viewer:WATCH_KEY@${shown}:${rtsp.port}/STREAM (the --watch-key as the password, any user name)`
+      : `rtsp: every stream is rtsp://${shown}:${rtsp.port}/STREAM (ffplay, VLC, GStreamer; UDP or TCP)`,
+  );
+  return rtsp;
+}
+
 export async function startRelay(o: RelayOptions, log: (line: string) => void): Promise<RelayHandle> {
   const server = await listen({
     host: o.host,
@@ -41,31 +77,7 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
   });
   const locks = [o.key !== undefined && 'sharers need --key', o.watchKey !== undefined && 'viewers need --watch-key'].filter(Boolean);
   log(`relay listening on ${fmt(server.address)}${locks.length ? ` (${locks.join(', ')})` : ' (open: anyone may publish and watch)'}`);
-  let rtsp: RtspServer | undefined;
-  if (o.rtspPort !== 0) {
-    try {
-      rtsp = await RtspServer.start({
-        host: o.host, port: o.rtspPort, core: server.core, send: (out) => server.sendFromTransport(out), pump: () => server.sendFromTransport([]),
-        locked: o.watchKey !== undefined, log,
-      });
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      if (e.code !== 'EADDRINUSE' || o.rtspPortGiven) {
-        await server.close();
-        if (e.code === 'EADDRINUSE') throw new UsageError(`--rtsp-port ${o.rtspPort} is in use on ${o.host}: pick another port, or 0 for no RTSP`);
-        throw err;
-      }
-      log(`rtsp: TCP ${o.rtspPort} is taken (another relay or RTSP server?): no RTSP; pass --rtsp-port N for another port`);
-    }
-    if (rtsp) {
-      const shown = o.host === '0.0.0.0' || o.host === '::' ? 'HOST' : o.host.includes(':') ? `[${o.host}]` : o.host;
-      log(
-        o.watchKey !== undefined
-          ? `rtsp: listening on TCP ${rtsp.port}, but refusing players: --watch-key has no RTSP credentials yet`
-          : `rtsp: every stream is rtsp://${shown}:${rtsp.port}/STREAM (ffplay, VLC, GStreamer; UDP or TCP)`,
-      );
-    }
-  }
+  const rtsp = await startRtsp(server, o, log);
   const io = server.io;
   log(
     io.path === 'native'

@@ -35,6 +35,7 @@ import { isRtcp, parseRtcp, serializeRtcp } from '../../transport/rtcp.ts';
 import type { Endpoint } from '../../util/net.ts';
 import type { RelayCore } from '../core.ts';
 import type { DeliverySink, Output } from '../sink.ts';
+import { DigestAuth } from './digest.ts';
 import { RtspReader, interleaved, parseTransport, rtspResponse, type RtspRequest, type RtspTransport } from './message.ts';
 
 export interface RtspServerOptions {
@@ -45,8 +46,8 @@ export interface RtspServerOptions {
   send(outputs: Output[]): void;
   /** The core has viewers to catch up: the relay's pump must run. */
   pump(): void;
-  /** The relay takes viewers with --watch-key only: RTSP refuses them (no RTSP credentials yet). */
-  locked?: boolean;
+  /** The relay's --watch-key: players must prove it (Digest, digest.ts), any user name. */
+  watchPassword?: string;
   log?: (line: string) => void;
   now?: () => number;
 }
@@ -64,7 +65,7 @@ export interface RtspCounters {
   sessionTimeouts: number;
   /** Packets not sent to a TCP reader that had RTSP_TCP_QUEUE_BYTES queued. */
   tcpDropped: number;
-  /** Refused: --watch-key. */
+  /** Requests refused for want of the --watch-key (a player's first try, without credentials, counts too). */
   unauthorized: number;
 }
 
@@ -113,6 +114,7 @@ export class RtspServer {
   private readonly byRtcpSource = new Map<string, Session>();
   private readonly timer: NodeJS.Timeout;
   private readonly now: () => number;
+  private readonly digest?: DigestAuth;
   private closed = false;
 
   private constructor(
@@ -122,6 +124,7 @@ export class RtspServer {
     private readonly rtcp: dgram.Socket,
   ) {
     this.now = opts.now ?? Date.now;
+    if (opts.watchPassword !== undefined) this.digest = new DigestAuth(opts.watchPassword, this.now);
     tcp.on('connection', (s) => this.accept(s));
     rtcp.on('message', (buf, from) => this.onRtcp(buf, { address: from.address, port: from.port }));
     // The RTP port only receives players' hole-punching datagrams: nothing to read in them.
@@ -203,7 +206,7 @@ export class RtspServer {
     socket.on('close', () => {
       this.connections.delete(conn);
       // Interleaved sessions die with their connection; UDP ones live on to their timeout (RFC 2326 §10.12).
-      for (const s of conn.sessions) if (s.tracks.some((t) => t.transport.kind === 'tcp')) this.end(s, false);
+      for (const s of conn.sessions) if (s.tracks.some((t) => t.transport.kind === 'tcp')) this.end(s, true);
     });
   }
 
@@ -226,20 +229,14 @@ export class RtspServer {
       case 'GET_PARAMETER':
         return reply(200);
       case 'DESCRIBE': {
-        if (this.opts.locked) {
-          this.counters.unauthorized++;
-          return reply(401);
-        }
+        if (!this.authorized(req)) return reply(401, [['WWW-Authenticate', this.digest!.challenge()]]);
         const sdp = path ? this.describe(path.stream) : undefined;
         if (!sdp) return reply(404);
         const base = req.uri.split('?')[0].replace(/\/?$/, '/');
         return reply(200, [['Content-Type', 'application/sdp'], ['Content-Base', base]], sdp);
       }
       case 'SETUP': {
-        if (this.opts.locked) {
-          this.counters.unauthorized++;
-          return reply(401);
-        }
+        if (!this.authorized(req)) return reply(401, [['WWW-Authenticate', this.digest!.challenge()]]);
         if (!path || path.track === undefined || (path.track !== VIDEO_TRACK && path.track !== AUDIO_TRACK)) return reply(404);
         if (!this.opts.core.streams.get(path.stream)?.publisher) return reply(404);
         const transport = parseTransport(req.headers.get('transport'));
@@ -299,6 +296,13 @@ export class RtspServer {
       default:
         return reply(405, [['Allow', 'OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER']]);
     }
+  }
+
+  /** Without --watch-key, every request; with it, one whose Digest proves it. */
+  private authorized(req: RtspRequest): boolean {
+    if (!this.digest || this.digest.check(req.headers.get('authorization'), req.method)) return true;
+    this.counters.unauthorized++;
+    return false;
   }
 
   /** The SDP of a stream the relay carries now, from its own packets; undefined when it has none yet. */
