@@ -37,6 +37,7 @@ const share: Table = {
   relay: { type: 'string', describe: 'publish to this relay (HOST:PORT) instead of running one here' },
   port: { type: 'number', default: DEFAULT_PORT, describe: 'UDP port of the embedded relay' },
   host: { type: 'string', default: '0.0.0.0', describe: 'address the embedded relay listens on' },
+  'rtsp-port': { type: 'number', describe: `TCP port of the embedded relay's RTSP server, for players without udpcast (default ${RTSP_PORT_DEFAULT}, skipped with a line if taken); 0: none` },
   source: {
     type: 'string',
     default: 'screen',
@@ -153,7 +154,11 @@ const impair: Table = {
   ),
 };
 
-const TABLES: Record<Command['name'], Table> = { share, relay, watch, demo, impair };
+const sdp: Table = {
+  stream: { type: 'string', default: DEFAULT_STREAM, describe: 'stream name' },
+};
+
+const TABLES: Record<Command['name'], Table> = { share, relay, watch, demo, impair, sdp };
 
 const envName = (option: string) => `UDPCAST_${option.toUpperCase().replace(/-/g, '_')}`;
 const camel = (option: string) => option.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -275,6 +280,16 @@ const parser = yargs(argv)
             'to one refresh interval, ~17 ms at 60 Hz).',
         ),
     choose('watch'),
+  )
+  .command(
+    'sdp [target]',
+    'print the session description (SDP) of a stream, from a relay\'s RTSP server',
+    (y) =>
+      y
+        .positional('target', { type: 'string', default: `127.0.0.1:${RTSP_PORT_DEFAULT}`, describe: 'the relay (or sharer), HOST[:RTSP_PORT]' })
+        .options(sdp)
+        .example('$0 sdp relay --stream team', 'what team carries: codec, parameters, sound'),
+    choose('sdp'),
   )
   .command(
     'demo',

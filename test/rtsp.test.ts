@@ -13,8 +13,9 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { RtspReader, parseTransport, rtspResponse } from '../src/relay/rtsp/message.ts';
 import { rtspPath } from '../src/relay/rtsp/server.ts';
+import { DigestAuth, parseParams } from '../src/relay/rtsp/digest.ts';
 import { parameterSets } from '../src/codecs/h264/codec.ts';
-import { RTSP_MAX_HEADERS, RTSP_MAX_REQUEST_BYTES } from '../src/defaults.ts';
+import { RTSP_MAX_CONNECTIONS, RTSP_MAX_HEADERS, RTSP_MAX_REQUEST_BYTES, RTSP_MAX_SESSIONS } from '../src/defaults.ts';
 import { udpcast, killAll, exited, freePort, waitFor, type Running } from './helpers/cli.ts';
 import { lastStats } from './helpers/decode.ts';
 import { skipUnless } from './helpers/tools.ts';
@@ -82,6 +83,17 @@ describe('RTSP messages', () => {
     }
   });
 
+  test('Digest parameters as players send them (RFC 2617 §3.2.2)', () => {
+    assert.deepEqual(parseParams('username="viewer", realm="udpcast", nonce="1a.ff", uri="rtsp://h:8554/main", response="0a", qop=auth, nc=00000001, cnonce="x,y"'), {
+      username: 'viewer', realm: 'udpcast', nonce: '1a.ff', uri: 'rtsp://h:8554/main', response: '0a', qop: 'auth', nc: '00000001', cnonce: 'x,y',
+    });
+    assert.deepEqual(parseParams('a="q\\"uote", A="second"'), { a: 'q"uote' }, 'a repeated name keeps its first value');
+    const auth = new DigestAuth('pw', () => 1_000_000);
+    assert.equal(auth.check(undefined, 'DESCRIBE'), false);
+    assert.equal(auth.check('Basic dmlld2VyOnB3', 'DESCRIBE'), false, 'Basic is not taken: the password would cross in the clear');
+    assert.equal(auth.check('Digest username="v", realm="udpcast", nonce="0.00000000000000000000000000000000", uri="/", response="00000000000000000000000000000000"', 'DESCRIBE'), false, 'a nonce this relay did not issue');
+  });
+
   test('paths: the stream, and the track a SETUP names', () => {
     assert.deepEqual(rtspPath('rtsp://127.0.0.1:8554/main'), { stream: 'main' });
     assert.deepEqual(rtspPath('rtsp://h/main/'), { stream: 'main' });
@@ -134,6 +146,33 @@ async function ask(port: number, lines: string[]): Promise<string> {
   }
 }
 
+/** Requests one after another on one connection: each resolves with its response's text. */
+function conversation(port: number) {
+  const socket = net.connect(port, '127.0.0.1');
+  socket.on('error', () => undefined);
+  let text = '';
+  let waiting: ((r: string) => void) | undefined;
+  socket.on('data', (d) => {
+    text += d.toString('latin1');
+    const head = text.indexOf('\r\n\r\n');
+    const length = Number(/Content-Length: (\d+)/.exec(text.slice(0, Math.max(0, head)))?.[1] ?? 0);
+    if (head >= 0 && text.length >= head + 4 + length && waiting) {
+      const answer = text.slice(0, head + 4 + length);
+      text = text.slice(head + 4 + length);
+      const w = waiting;
+      waiting = undefined;
+      w(answer);
+    }
+  });
+  return {
+    ask: (lines: string[]) => new Promise<string>((resolve) => {
+      waiting = resolve;
+      socket.write(request(lines));
+    }),
+    close: () => socket.destroy(),
+  };
+}
+
 describe('udpcast relay --rtsp-port: real players', { skip: skipUnless('ffmpeg', 'ffprobe') }, () => {
   let relay: Running;
   let share: Running;
@@ -173,6 +212,20 @@ describe('udpcast relay --rtsp-port: real players', { skip: skipUnless('ffmpeg',
     }
   });
 
+  test('udpcast sdp prints what DESCRIBE gives; a stream nobody shares and a closed port are one-line errors', async () => {
+    assert.ok(relay, 'the first test started the relay');
+    const sdp = udpcast(['sdp', `127.0.0.1:${rtsp}`, '--stream', 'main']);
+    assert.equal((await exited(sdp, 10_000)).code, 0, sdp.stderrText());
+    assert.match(Buffer.concat(sdp.stdout).toString(), /^v=0\r\n[\s\S]*m=video 0 RTP\/AVP 96\r\n[\s\S]*m=audio 0 RTP\/AVP 111\r\n/);
+    const none = udpcast(['sdp', `127.0.0.1:${rtsp}`, '--stream', 'nobody']);
+    assert.notEqual((await exited(none, 10_000)).code, 0);
+    assert.equal(none.stderrText().trim(), `udpcast sdp: 127.0.0.1:${rtsp} has no stream "nobody" now (is its sharer running? --stream names another)`);
+    const closed = await freeTcpPort();
+    const nothing = udpcast(['sdp', `127.0.0.1:${closed}`]);
+    assert.notEqual((await exited(nothing, 10_000)).code, 0);
+    assert.match(nothing.stderrText().trim(), /^udpcast sdp: no RTSP server at 127\.0\.0\.1:\d+ \(ECONNREFUSED\)/);
+  });
+
   test('hostile input: garbage and an unfinished request are dropped, the relay goes on serving', async () => {
     assert.ok(relay, 'the first test started the relay');
     assert.match(await ask(rtsp, ['\u0001\u0002 not rtsp at all']), /^RTSP\/1\.0 400 Bad Request/);
@@ -180,6 +233,22 @@ describe('udpcast relay --rtsp-port: real players', { skip: skipUnless('ffmpeg',
     assert.match(await ask(rtsp, [`SETUP rtsp://127.0.0.1:${rtsp}/main/trackID=0 RTSP/1.0`, 'CSeq: 1', 'Transport: RTP/AVP;multicast']), /^RTSP\/1\.0 461/);
     assert.match(await ask(rtsp, [`PLAY rtsp://127.0.0.1:${rtsp}/main RTSP/1.0`, 'CSeq: 1', 'Session: 0123']), /^RTSP\/1\.0 454/);
     assert.match(await ask(rtsp, [`RECORD rtsp://127.0.0.1:${rtsp}/main RTSP/1.0`, 'CSeq: 1']), /^RTSP\/1\.0 405/);
+    // At most RTSP_MAX_SESSIONS sessions: the next SETUP is refused, and room comes back as they end.
+    const c = conversation(rtsp);
+    try {
+      const ids: string[] = [];
+      const setup = (n: number) => c.ask([`SETUP rtsp://127.0.0.1:${rtsp}/main/trackID=0 RTSP/1.0`, `CSeq: ${n}`, `Transport: RTP/AVP;unicast;client_port=${40000 + 2 * (n % 1000)}-${40001 + 2 * (n % 1000)}`]);
+      for (let n = 0; n < RTSP_MAX_SESSIONS; n++) {
+        const answer = await setup(n);
+        const id = /\r\nSession: ([0-9a-f]+);timeout=60/.exec(answer)?.[1];
+        assert.ok(id, answer);
+        ids.push(id);
+      }
+      assert.match(await setup(RTSP_MAX_SESSIONS), /^RTSP\/1\.0 453 Not Enough Bandwidth/);
+      for (const [n, id] of ids.entries()) assert.match(await c.ask([`TEARDOWN rtsp://127.0.0.1:${rtsp}/main RTSP/1.0`, `CSeq: ${n}`, `Session: ${id}`]), /^RTSP\/1\.0 200/);
+    } finally {
+      c.close();
+    }
     const slow = net.connect(rtsp, '127.0.0.1');
     slow.on('error', () => undefined);
     slow.write('OPTIONS rtsp://127.0.0.1/ RTSP/1.0\r\nCSeq: 1\r\n'); // and never the blank line
@@ -198,29 +267,122 @@ describe('udpcast relay --rtsp-port: real players', { skip: skipUnless('ffmpeg',
     }, 5000, 'the relay to count the bad request, and no session left over');
     const s = lastStats(readFileSync(stats, 'utf8'));
     console.log(`# rtsp counters: ${JSON.stringify(s.rtsp)}`);
-    assert.ok(s.rtsp.sessions >= 3, 'each ffmpeg run was a session');
+    assert.ok(s.rtsp.sessions >= 3 + RTSP_MAX_SESSIONS, 'each ffmpeg run was a session, and each SETUP above');
+    assert.equal(s.rtsp.sessionsRefused, 1);
     assert.equal(s.viewers, 0, 'each player\'s TEARDOWN (or its connection closing) freed its viewer');
   });
 
-  test('--rtsp-port 0: no RTSP; --watch-key: players are refused; a taken --rtsp-port is a one-line error', async () => {
+  test('--rtsp-port 0: no RTSP; --watch-key: Digest, the key as the password; a taken --rtsp-port is a one-line error', async () => {
+    let locked: Running | undefined;
+    let lockedShare: Running | undefined;
     try {
       const port = await freePort();
       const off = udpcast(['relay', '--host', '127.0.0.1', '--port', String(port), '--rtsp-port', '0', '--no-dashboard', '--duration', '1']);
       assert.equal((await exited(off, 10_000)).code, 0);
       assert.doesNotMatch(off.stderrText(), /rtsp/);
       const lockedPort = await freeTcpPort();
-      const locked = udpcast(['relay', '--host', '127.0.0.1', '--port', String(await freePort()), '--rtsp-port', String(lockedPort), '--watch-key', 'w-secret-1', '--no-dashboard', '--duration', '4']);
-      await waitFor(() => locked.stderrText().includes('refusing players'), 10_000, 'the locked relay');
-      assert.match(await ask(lockedPort, [`DESCRIBE rtsp://127.0.0.1:${lockedPort}/main RTSP/1.0`, 'CSeq: 1']), /^RTSP\/1\.0 401/);
+      const lockedUdp = await freePort();
+      locked = udpcast(['relay', '--host', '127.0.0.1', '--port', String(lockedUdp), '--rtsp-port', String(lockedPort), '--watch-key', 'w-secret-1', '--no-dashboard']);
+      await waitFor(() => locked!.stderrText().includes(`rtsp://viewer:WATCH_KEY@127.0.0.1:${lockedPort}/STREAM`), 10_000, 'the locked relay');
+      assert.doesNotMatch(locked.stderrText(), /w-secret-1/, 'the key is never in the log');
+      lockedShare = udpcast(['share', '--relay', `127.0.0.1:${lockedUdp}`, '--source', 'test', '--size', '320x240', '--no-dashboard']);
+      await waitFor(() => /publisher/.test(locked!.stderrText()), 15_000, 'the sharer to publish');
+      await waitFor(() => false, 1500, 'a keyframe').catch(() => undefined);
+      const challenge = await ask(lockedPort, [`DESCRIBE rtsp://127.0.0.1:${lockedPort}/main RTSP/1.0`, 'CSeq: 1']);
+      assert.match(challenge, /^RTSP\/1\.0 401/);
+      assert.match(challenge, /WWW-Authenticate: Digest realm="udpcast", nonce="[0-9a-f.]+", algorithm=MD5, qop="auth"/);
+      const play = (password: string) =>
+        spawnSync('ffmpeg', ['-hide_banner', '-v', 'error', '-rtsp_transport', 'tcp', '-i', `rtsp://viewer:${password}@127.0.0.1:${lockedPort}/main`, '-t', '2', '-f', 'null', '-'], { encoding: 'utf8', timeout: 30_000 });
+      const right = play('w-secret-1');
+      assert.equal(right.status, 0, right.stderr);
+      assert.equal(right.stderr, '');
+      const wrong = play('not-the-key');
+      assert.notEqual(wrong.status, 0, 'a wrong password is refused');
+      assert.match(wrong.stderr, /401/);
       const taken = udpcast(['relay', '--host', '127.0.0.1', '--port', String(await freePort()), '--rtsp-port', String(rtsp), '--no-dashboard']);
       const r = await exited(taken, 10_000);
       assert.notEqual(r.code, 0);
       assert.equal(taken.stderrText().trim().split('\n').at(-1), `udpcast relay: --rtsp-port ${rtsp} is in use on 127.0.0.1: pick another port, or 0 for no RTSP`);
     } finally {
-      share.child.kill('SIGTERM');
+      for (const r of [share, relay, lockedShare, locked]) r?.child.kill('SIGTERM');
+      for (const r of [share, relay, lockedShare, locked]) if (r) await exited(r, 5000).catch(() => undefined);
+    }
+  });
+});
+
+describe('RTSP under a flood, and on share\'s embedded relay', { skip: skipUnless('ffmpeg', 'ffprobe') }, () => {
+  test('10,000 half-open connections: the cap holds them off, a UDP viewer records with no decode error, players work after', async () => {
+    const port = await freePort();
+    const rtspPort = await freeTcpPort();
+    const stats = join(dir, 'flood.json');
+    const relay = udpcast(['relay', '--host', '127.0.0.1', '--port', String(port), '--rtsp-port', String(rtspPort), '--no-dashboard', '--stats-json', stats]);
+    const sockets: net.Socket[] = [];
+    let share: Running | undefined;
+    try {
+      await waitFor(() => relay.stderrText().includes('rtsp://'), 10_000, 'the relay');
+      share = udpcast(['share', '--relay', `127.0.0.1:${port}`, '--source', 'test', '--size', '320x240', '--no-dashboard']);
+      await waitFor(() => /publisher/.test(relay.stderrText()), 15_000, 'the sharer to publish');
+      const file = join(dir, 'flooded.mkv');
+      const watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', '6', '--output', file]);
+      // Connected and then silent, or part of a request line and then silent (slowloris).
+      let opened = 0;
+      let refused = 0;
+      await Promise.all(Array.from({ length: 10_000 }, (_, i) => new Promise<void>((resolve) => {
+        const s = net.connect(rtspPort, '127.0.0.1');
+        sockets.push(s);
+        s.on('connect', () => {
+          opened++;
+          if (i % 2) s.write('DESCRIBE rtsp://127.0.0.1/main RTSP/1.0\r\nCSeq: 1\r\n');
+          resolve();
+        });
+        s.on('error', () => {
+          refused++;
+          resolve();
+        });
+        s.on('close', () => resolve());
+      })));
+      assert.equal((await exited(watch, 20_000)).code, 0, watch.stderrText());
+      // framemd5, as test/audio.test.ts: it decodes every frame and, unlike the null muxer, takes a
+      // recording's first frames' uneven times (two in the same ms at its start) without a line.
+      const decode = spawnSync('ffmpeg', ['-v', 'error', '-i', file, '-f', 'framemd5', '-'], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+      assert.equal(decode.stderr, '', 'the UDP viewer\'s recording decodes without an error');
+      const frames = spawnSync('ffprobe', ['-v', 'error', '-count_frames', '-select_streams', 'v', '-show_entries', 'stream=nb_read_frames', '-of', 'csv=p=0', file], { encoding: 'utf8' });
+      assert.ok(Number(frames.stdout.trim()) >= 4 * 25, `${frames.stdout.trim()} frames in 6 s under the flood`);
+      const s = lastStats(readFileSync(stats, 'utf8'));
+      console.log(`# flood: ${opened} connected, ${refused} refused; relay: ${JSON.stringify(s.rtsp)}`);
+      assert.ok(s.rtsp.connections <= RTSP_MAX_CONNECTIONS, 'no more connections taken than the cap');
+      // The rest: closed by the relay as they came (counted), or refused by the kernel's backlog.
+      assert.ok(s.rtsp.connectionsDropped + refused >= 8000, 'beyond the cap, connections are closed as they come');
+      for (const k of sockets) k.destroy();
+      sockets.length = 0;
+      // Room again: a player plays.
+      await waitFor(() => false, 500, 'the relay to see them close').catch(() => undefined);
+      const after = join(dir, 'after-flood.mkv');
+      const got = spawnSync('ffmpeg', ['-hide_banner', '-v', 'error', '-rtsp_transport', 'tcp', '-i', `rtsp://127.0.0.1:${rtspPort}/main`, '-t', '2', '-c', 'copy', '-y', after], { encoding: 'utf8', timeout: 30_000 });
+      assert.equal(got.status, 0, got.stderr);
+      assert.equal(relay.child.exitCode, null, 'the relay is still running');
+    } finally {
+      for (const k of sockets) k.destroy();
+      share?.child.kill('SIGTERM');
       relay.child.kill('SIGTERM');
-      await exited(share, 5000).catch(() => undefined);
+      if (share) await exited(share, 5000).catch(() => undefined);
       await exited(relay, 5000).catch(() => undefined);
+    }
+  });
+
+  test('share\'s embedded relay serves RTSP too', async () => {
+    const rtspPort = await freeTcpPort();
+    const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(await freePort()), '--rtsp-port', String(rtspPort), '--source', 'test', '--size', '320x240', '--no-dashboard']);
+    try {
+      await waitFor(() => share.stderrText().includes(`rtsp://127.0.0.1:${rtspPort}/STREAM`), 15_000, 'the sharer to say its RTSP address');
+      await waitFor(() => /ffmpeg started/.test(share.stderrText()), 15_000, 'the encoder');
+      await waitFor(() => false, 1500, 'a keyframe').catch(() => undefined);
+      const probe = spawnSync('ffprobe', ['-v', 'error', '-rtsp_transport', 'tcp', '-show_entries', 'stream=codec_name,width,height', '-of', 'csv=p=0', `rtsp://127.0.0.1:${rtspPort}/main`], { encoding: 'utf8', timeout: 20_000 });
+      assert.equal(probe.stderr, '');
+      assert.equal(probe.stdout.trim(), 'h264,320,240');
+    } finally {
+      share.child.kill('SIGTERM');
+      await exited(share, 5000).catch(() => undefined);
     }
   });
 });

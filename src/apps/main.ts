@@ -36,10 +36,11 @@ import {
 import { startRelay } from './relay.ts';
 import { startShare } from './share.ts';
 import { impairOptions, startImpair } from './impair.ts';
+import { printSdp } from './sdp.ts';
 import { dashboardLog } from '../dashboard/screen.ts';
 
 export interface Command {
-  name: 'share' | 'relay' | 'watch' | 'demo' | 'impair';
+  name: 'share' | 'relay' | 'watch' | 'demo' | 'impair' | 'sdp';
   args: Record<string, unknown>;
   /** Options set by a UDPCAST_* variable rather than on the command line: option name → variable. */
   environment?: Record<string, string>;
@@ -107,6 +108,8 @@ export function shareOptions(a: Record<string, unknown>): ShareOptions {
     relay: a.relay !== undefined ? parseHostPort('relay', String(a.relay)) : undefined,
     host: String(a.host ?? '0.0.0.0'),
     port: checkPort('port', a.port ?? DEFAULT_PORT, true),
+    rtspPort: a.rtspPort === undefined ? RTSP_PORT_DEFAULT : checkPort('rtsp-port', a.rtspPort, true),
+    rtspPortGiven: a.rtspPort !== undefined,
     source: String(a.source ?? 'screen'),
     sourceFormat: a.sourceFormat !== undefined ? checkSourceFormat(a.sourceFormat) : undefined,
     sourceOptions: a.sourceOption !== undefined ? [a.sourceOption].flat().map((v) => parseSourceOption(String(v))) : undefined,
@@ -191,6 +194,8 @@ async function start(c: Command): Promise<Handle> {
       return startDemo(c.args);
     case 'impair':
       return startImpair(impairOptions(c.args), log);
+    case 'sdp':
+      return printSdp(c.args);
   }
 }
 

@@ -39,6 +39,9 @@ export interface ShareOptions extends CommonOptions, Pick<Secrets, 'key' | 'encr
   relay?: HostPort;
   host: string;
   port: number;
+  /** --rtsp-port of the embedded relay (RelayOptions.rtspPort); unused with --relay. */
+  rtspPort: number;
+  rtspPortGiven: boolean;
   source: string;
   /** --source-format: FFmpeg's `-f` for the input. */
   sourceFormat?: string;

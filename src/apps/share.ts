@@ -13,7 +13,8 @@ import { LAYERS_MAX, LAYER_SCALES, LAYER_SHARES, autoLayers, encodedInputSize, l
 import { FrameUnsupportedError } from '../codecs/codec.ts';
 import { ffmpegEncoderHasOption, ffmpegHasFilter, locateFfmpeg } from '../encode/locate.ts';
 import type { RelayServer } from '../relay/io/server.ts';
-import { listen } from './relay.ts';
+import type { RtspServer } from '../relay/rtsp/server.ts';
+import { listen, startRtsp } from './relay.ts';
 import { fmt } from '../relay/core.ts';
 import { Publisher } from '../transport/publisher.ts';
 import { CC_MEDIA_SHARE, RETARGET_HOLD_BELOW, UplinkLayers, describeDecrease } from '../transport/congestion.ts';
@@ -152,6 +153,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   const keyMaster = o.key !== undefined ? deriveMasterKey(o.key) : undefined;
   const encryptMaster = o.encrypt !== undefined ? deriveMasterKey(o.encrypt) : undefined;
   let relay: RelayServer | undefined;
+  let rtsp: RtspServer | undefined;
   let target: { address: string; port: number };
   if (o.relay) {
     const r = await resolveOption('relay', o.relay.host, 'check the name or use the relay\'s IP address');
@@ -162,6 +164,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     const bound = relay.address;
     target = { address: bind.family === 6 ? '::1' : '127.0.0.1', port: bound.port };
     log(`relay listening on ${fmt(bound)}; viewers run: ${watchHint(bound.address, bound.port)}` + (o.stream !== 'main' ? ` --stream ${o.stream}` : ''));
+    rtsp = await startRtsp(relay, { host: bind.address, rtspPort: o.rtspPort, rtspPortGiven: o.rtspPortGiven }, (l) => log(`relay: ${l}`));
   }
   // The path must carry every layer's bitrate plus RTP/UDP headers, RTCP and FEC parity.
   const shares = LAYER_SHARES.slice(0, layers);
@@ -370,7 +373,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
         // Let the embedded relay pass our BYE on to the viewers before its socket closes.
         const end = Date.now() + BYE_FLUSH_MS;
         while (relay.core.streams.get(o.stream)?.publisher && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
-        await relay.close();
+        await Promise.all([relay.close(), rtsp?.close()]);
       }
     })().then(
       () => finish(code),

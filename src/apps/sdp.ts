@@ -1,0 +1,61 @@
+/**
+ * `udpcast sdp HOST[:PORT] [--stream NAME]`: the session description of a stream, as the relay's
+ * RTSP server gives it (DESCRIBE, RFC 2326 §10.2), on stdout: for a player or a tool that takes
+ * SDP, or to see what a stream carries (codec, size parameters, sound).
+ */
+import net from 'node:net';
+import { RTSP_PORT_DEFAULT } from '../defaults.ts';
+import { UsageError } from '../util/errors.ts';
+import { parseHostPort } from './options.ts';
+
+/** How long the relay has to answer. */
+const SDP_TIMEOUT_MS = 5000;
+/** The answer, head and SDP, at most this long. */
+const SDP_MAX_BYTES = 64 * 1024;
+
+export async function fetchSdp(host: string, port: number, stream: string, timeoutMs = SDP_TIMEOUT_MS): Promise<string> {
+  const at = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const url = `rtsp://${at}/${encodeURIComponent(stream)}`;
+  const socket = net.connect(port, host);
+  try {
+    const text = await new Promise<string>((resolve, reject) => {
+      let got = Buffer.alloc(0);
+      const timer = setTimeout(() => reject(new UsageError(`no answer from ${at} in ${timeoutMs / 1000} s: is it a udpcast relay's RTSP port (--rtsp-port, default ${RTSP_PORT_DEFAULT})?`)), timeoutMs);
+      socket.on('connect', () => socket.write(`DESCRIBE ${url} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\nUser-Agent: udpcast\r\n\r\n`));
+      socket.on('data', (d) => {
+        got = Buffer.concat([got, d]);
+        const head = got.indexOf('\r\n\r\n');
+        const length = Number(/\r\nContent-Length:\s*(\d+)/i.exec(got.toString('latin1'))?.[1] ?? 0);
+        if ((head >= 0 && got.length >= head + 4 + length) || got.length > SDP_MAX_BYTES) {
+          clearTimeout(timer);
+          resolve(got.subarray(0, Math.min(got.length, SDP_MAX_BYTES)).toString('utf8'));
+        }
+      });
+      socket.on('error', (err: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        reject(err.code === 'ECONNREFUSED' || err.code === 'ENOTFOUND' || err.code === 'EHOSTUNREACH'
+          ? new UsageError(`no RTSP server at ${at} (${err.code}): is the relay running, with --rtsp-port ${port}?`)
+          : err);
+      });
+      socket.on('close', () => {
+        clearTimeout(timer);
+        reject(new UsageError(`${at} closed the connection without an answer: is it a udpcast relay's RTSP port?`));
+      });
+    });
+    const status = /^RTSP\/\d\.\d (\d{3})/.exec(text)?.[1];
+    if (status === '404') throw new UsageError(`${at} has no stream "${stream}" now (is its sharer running? --stream names another)`);
+    if (status === '401') throw new UsageError(`${at} refuses RTSP: the relay runs with --watch-key`);
+    if (status !== '200') throw new UsageError(`${at} answered ${status ? `RTSP ${status}` : 'something that is not RTSP'}`);
+    return text.slice(text.indexOf('\r\n\r\n') + 4);
+  } finally {
+    socket.destroy();
+  }
+}
+
+export async function printSdp(a: Record<string, unknown>): Promise<{ done: Promise<number>; stop(): void }> {
+  const target = parseHostPort('target', String(a.target ?? ''), RTSP_PORT_DEFAULT);
+  const stream = String(a.stream ?? 'main');
+  process.stdout.write(await fetchSdp(target.host, target.port, stream));
+  return { done: Promise.resolve(0), stop: () => {} };
+}
+
