@@ -26,21 +26,21 @@ import {
   type BenchContext, type BenchResult, type Colour, type Flip,
 } from './lib.ts';
 
-const SIZE = '1280x720';
+export const SIZE = '1280x720';
 /** The viewer's screen: larger than the video, so ffplay's window (video-sized) fits whole. */
-const VIEWER_SCREEN = '1920x1080';
-const FPS = 30;
-const GOP = 60;
+export const VIEWER_SCREEN = '1920x1080';
+export const FPS = 30;
+export const GOP = 60;
 const GOP_MS = (GOP / FPS) * 1000;
 /** The probe square's offset from the player window's top-left corner, px (the cursor is at the centre). */
 const PROBE_AT = 100;
 const PROBE_FPS = 250;
 /** A flip not seen within this long is missed. */
-const MISS_MS = 3000;
+export const MISS_MS = 3000;
 /** After a miss, wait up to this long more for the colour before flipping again (a player far behind). */
-const SETTLE_MS = 10_000;
+export const SETTLE_MS = 10_000;
 /** Pause before each flip, ms: a few hundred ms to 1 s, seeded. */
-const GAP_MS: [number, number] = [300, 1000];
+export const GAP_MS: [number, number] = [300, 1000];
 /** After a stall, flips come faster so the catching up is sampled often. */
 const RECOVERY_GAP_MS: [number, number] = [150, 400];
 /** A flip within this many times the live p50 counts as caught up. */
@@ -51,24 +51,24 @@ const RECOVERY_MAX_MS = 30_000;
 const STOP_MS = 2000;
 const PAUSE_MS = 6000;
 /** A window, a first frame or a probe sample not there by then is a failure. */
-const START_TIMEOUT_MS = 20_000;
+export const START_TIMEOUT_MS = 20_000;
 
 const QUIET = ['-hide_banner', '-loglevel', 'error', '-nostdin'];
-const QUIET_PLAY = ['-hide_banner', '-loglevel', 'warning'];
+export const QUIET_PLAY = ['-hide_banner', '-loglevel', 'warning'];
 /** (a): the ffplay flags a person would type for low delay when piping H.264 into it. */
 const BY_HAND_FLAGS = ['-fflags', 'nobuffer', '-flags', 'low_delay', '-framedrop', '-probesize', '32', '-analyzeduration', '0', '-sync', 'ext'];
 /** (b): ffplay reading FFmpeg's SDP. */
 const RTP_FLAGS = ['-protocol_whitelist', 'file,udp,rtp', '-fflags', 'nobuffer', '-flags', 'low_delay', '-framedrop'];
 
-interface Screens {
+export interface Screens {
   shared: string;
   viewer: string;
 }
 
-const onScreen = (display: string) => ({ env: { ...process.env, DISPLAY: display } });
+export const onScreen = (display: string) => ({ env: { ...process.env, DISPLAY: display } });
 
 /** xdotool on `display`: its stdout, or '' when it failed; ended after 5 s. */
-async function xdotool(display: string, args: string[]): Promise<string> {
+export async function xdotool(display: string, args: string[]): Promise<string> {
   const p = run('xdotool', args, { ...onScreen(display), stdio: ['ignore', 'pipe', 'ignore'] });
   let out = '';
   p.stdout!.on('data', (c: Buffer) => (out += c.toString()));
@@ -111,13 +111,13 @@ async function windowOf(display: string, pid: number, timeoutMs: number): Promis
 }
 
 /** The 250 fps grab of an 8x8 square of the player window, as tiny frames stamped on arrival. */
-interface Probe {
+export interface Probe {
   frames: Frames;
   proc: ChildProcess;
   win: Win;
 }
 
-async function startProbe(display: string, win: Win): Promise<Probe> {
+export async function startProbe(display: string, win: Win): Promise<Probe> {
   const frames = new Frames();
   const at = `${display}+${win.x + PROBE_AT},${win.y + PROBE_AT}`;
   const proc = run('ffmpeg', [...QUIET, ...x11grabIn(at, PROBE_FPS, { drawMouse: false, size: `${TINY}x${TINY}` }), ...TINY_OUT], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -128,13 +128,13 @@ async function startProbe(display: string, win: Win): Promise<Probe> {
 }
 
 /** Samples per second the probe delivered over its whole run. */
-function probeRate(p: Probe): number | null {
+export function probeRate(p: Probe): number | null {
   const l = p.frames.list;
   return l.length > 1 ? round(((l.length - 1) * 1000) / (l[l.length - 1].at - l[0].at), 0) : null;
 }
 
 /** One way of getting the shared screen into a window on the viewer's screen. */
-interface Pipeline {
+export interface Pipeline {
   /** Every process, stopped in this order at the end, with whatever children they leave. */
   procs: ChildProcess[];
   /** The ffplay showing it now (a watch may replace its player). */
@@ -142,13 +142,13 @@ interface Pipeline {
 }
 
 /** Waits for the pipeline's player and its window, and puts the probe on the window. */
-async function attach(screens: Screens, p: Pipeline): Promise<Probe> {
+export async function attach(screens: Screens, p: Pipeline): Promise<Probe> {
   let pid: number | undefined;
   await waitFor('the player process', () => (pid = p.player()) !== undefined, START_TIMEOUT_MS);
   return startProbe(screens.viewer, await windowOf(screens.viewer, pid!, START_TIMEOUT_MS));
 }
 
-async function teardown(p: Pipeline | undefined, probe?: Probe): Promise<void> {
+export async function teardown(p: Pipeline | undefined, probe?: Probe): Promise<void> {
   await stop(probe?.proc);
   for (const c of p?.procs ?? []) await stopTree(c);
 }
@@ -166,7 +166,7 @@ function byHand(screens: Screens): Pipeline {
 }
 
 /** (b) ffmpeg … -f rtp rtp://127.0.0.1:PORT -sdp_file F, then ffplay F. */
-async function ffmpegRtp(screens: Screens): Promise<Pipeline> {
+export async function ffmpegRtp(screens: Screens): Promise<Pipeline> {
   const port = await freePortPair();
   const sdp = path.join(OUT, 'glass-rtp.sdp');
   writeFileSync(sdp, '');
@@ -183,11 +183,11 @@ async function ffmpegRtp(screens: Screens): Promise<Pipeline> {
 }
 
 /** `udpcast share` of the shared screen with its embedded relay; resolves once the relay hears it. */
-async function share(screens: Screens, codec: 'h264' | 'mjpeg'): Promise<{ proc: ChildProcess; port: number; sendingAt: number }> {
+export async function share(screens: Screens, codec: 'h264' | 'mjpeg', extra: string[] = []): Promise<{ proc: ChildProcess; port: number; sendingAt: number }> {
   const port = await freePort();
   const proc = udpcast([
     'share', '--source', 'screen', '--display', screens.shared, '--port', String(port), '--host', '127.0.0.1',
-    '--fps', String(FPS), '--gop', String(GOP), '--codec', codec, '--no-dashboard',
+    '--fps', String(FPS), '--gop', String(GOP), '--codec', codec, '--no-dashboard', ...extra,
   ]);
   try {
     await waitForLine(proc, /publisher/, START_TIMEOUT_MS, 'udpcast share: the relay hearing its publisher');
@@ -213,7 +213,7 @@ function watch(screens: Screens, port: number, log: (l: string) => void): ChildP
 const ffplayOf = (w: ChildProcess) => () => (w.pid ? childPids(w.pid, 'ffplay')[0] : undefined);
 
 /** Black on both ends first, then `flips` flips at random moments. */
-async function liveFlips(screens: Screens, probe: Probe, flips: number, r: () => number): Promise<Flip[]> {
+export async function liveFlips(screens: Screens, probe: Probe, flips: number, r: () => number): Promise<Flip[]> {
   await showColour(screens.shared, probe.frames, 'black', START_TIMEOUT_MS);
   return flipLoop(screens.shared, probe.frames, 'black', r, { flips, gapMs: GAP_MS, missAfterMs: MISS_MS, settleAfterMissMs: SETTLE_MS });
 }

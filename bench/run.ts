@@ -20,6 +20,7 @@ import { narrowBench } from './narrow.ts';
 import { stepBench } from './step.ts';
 import { soundBench } from './sound.ts';
 import { lipsyncBench } from './lipsync.ts';
+import { rtspBench } from './rtsp.ts';
 
 const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchResult>> = {
   packetizer: packetizerBench,
@@ -35,6 +36,7 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchResult>> = {
   step: stepBench,
   sound: soundBench,
   lipsync: lipsyncBench,
+  rtsp: rtspBench,
 };
 
 const argv = process.argv.slice(2);

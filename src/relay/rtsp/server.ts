@@ -29,8 +29,8 @@ import {
 } from '../../defaults.ts';
 import { codecOfPayloadType } from '../../codecs/registry.ts';
 import { parseRed } from '../../codecs/opus/red.ts';
-import { isRtp, parseRtp, rtpPayloadType, rtpSequence, rtpSsrc, serializeRtpToBuffer } from '../../rtp/packet.ts';
-import { seqDiff } from '../../rtp/seq.ts';
+import { isRtp, parseRtp, rtpPayloadType, rtpSequence, rtpSsrc, rtpTimestamp, serializeRtpToBuffer } from '../../rtp/packet.ts';
+import { seqDiff, tsAdd, tsDiff } from '../../rtp/seq.ts';
 import { isRtcp, parseRtcp, serializeRtcp } from '../../transport/rtcp.ts';
 import type { Endpoint } from '../../util/net.ts';
 import type { RelayCore } from '../core.ts';
@@ -89,6 +89,13 @@ interface Session {
   audioSsrc?: number;
   /** The newest sound packet sent. */
   audioSeq?: number;
+  /**
+   * While it is caught up: the picture's RTP time at PLAY (the live edge), and the sound's. Older
+   * pictures (the cached keyframe and what followed it) are stamped closer to the edge, older sound
+   * is left out; see deliver().
+   */
+  videoEdge?: number;
+  audioEdge?: number;
 }
 
 interface Connection {
@@ -100,6 +107,12 @@ interface Connection {
 }
 
 const TICK_MS = 1000;
+/**
+ * How much nearer the live edge a catch-up picture is stamped (see caughtUp): a second of them
+ * becomes 100 ms. No more: at 60 fps its pictures are still 1.7 ms apart, so a recorder with a
+ * millisecond time base (Matroska) keeps them in order (at 30 × they fell in the same ms).
+ */
+const CATCH_UP_COMPRESS = 10;
 /** Track numbers in the SDP (a=control:trackID=N). */
 const VIDEO_TRACK = 0;
 const AUDIO_TRACK = 1;
@@ -285,6 +298,10 @@ export class RtspServer {
           const viewer = stream?.viewers.get(sink.id);
           session.videoSsrc = viewer?.lane.ssrc ?? stream?.ssrc;
           session.audioSsrc = stream?.sound.ssrc;
+          session.videoEdge = (viewer?.lane ?? stream)?.lastTs;
+          const cached = (viewer?.lane ?? stream)?.keyframes.frame ?? [];
+          const sound = cached.filter((p) => isRtp(p) && isAudioPayloadType(rtpPayloadType(p)));
+          session.audioEdge = sound.length ? rtpTimestamp(sound.at(-1)!) : undefined;
           this.opts.pump();
         }
         return reply(200, [['Session', `${session.id};timeout=${RTSP_SESSION_TIMEOUT_S}`], ['Range', 'npt=0.000-']]);
@@ -354,6 +371,12 @@ export class RtspServer {
         // the sound alongside it: sound it had already is not sent twice.
         const seq = rtpSequence(data);
         if (s.audioSsrc === rtpSsrc(data) && s.audioSeq !== undefined && seqDiff(s.audioSeq, seq) <= 0) return true;
+        // The cached sound from before PLAY: a player plays sound as it comes, so it would start
+        // that far behind and stay there. It hears from now on.
+        if (s.audioEdge !== undefined) {
+          if (tsDiff(s.audioEdge, rtpTimestamp(data)) <= 0) return true;
+          s.audioEdge = undefined;
+        }
         s.audioSsrc = rtpSsrc(data);
         s.audioSeq = seq;
         const opus = pt === PT_RED ? primaryOpus(data) : data;
@@ -363,7 +386,7 @@ export class RtspServer {
       const track = s.tracks.find((t) => t.kind === 'video');
       if (!track) return true;
       s.videoSsrc = rtpSsrc(data);
-      return this.send(s, track, 'rtp', data);
+      return this.send(s, track, 'rtp', s.videoEdge === undefined ? data : this.caughtUp(s, data));
     }
     if (!isRtcp(data)) return true;
     // The sharer's reports: each sender report to the track of its SSRC.
@@ -379,6 +402,23 @@ export class RtspServer {
       if (track) this.send(s, track, 'rtcp', serializeRtcp([p]));
     }
     return true;
+  }
+
+  /**
+   * A picture of the catch-up (older than the live edge at PLAY), stamped CATCH_UP_COMPRESS times
+   * nearer the edge: a player paces pictures by their times and would otherwise show the second
+   * or so since the cached keyframe at its own pace, and stay that far behind (ffplay speeds its
+   * clock up by at most 1%). Pictures at the edge or newer end the catch-up.
+   */
+  private caughtUp(s: Session, data: Buffer): Buffer {
+    const behind = tsDiff(rtpTimestamp(data), s.videoEdge!);
+    if (behind <= 0) {
+      s.videoEdge = undefined;
+      return data;
+    }
+    const copy = Buffer.from(data); // the buffer is every viewer's and the history's
+    copy.writeUInt32BE(tsAdd(s.videoEdge!, -Math.ceil(behind / CATCH_UP_COMPRESS)), 4);
+    return copy;
   }
 
   private send(s: Session, track: Track, what: 'rtp' | 'rtcp', data: Buffer): boolean {
