@@ -4,6 +4,7 @@
  * the tiny FFmpeg decoder that timestamps frames on arrival, and the x264 settings both sides of a
  * comparison use.
  */
+import net from 'node:net';
 import { Prng } from '../src/impair/core.ts';
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import dgram from 'node:dgram';
@@ -240,6 +241,15 @@ export async function freePort(): Promise<number> {
   await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
   const port = s.address().port;
   await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** A free TCP port on 127.0.0.1 (an RTSP server's, say). */
+export async function freeTcpPort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
   return port;
 }
 

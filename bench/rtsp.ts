@@ -19,10 +19,9 @@ import {
   type Pipeline, type Probe, type Screens,
 } from './glass.ts';
 import {
-  OUT, flipSummary, freePortPair, missing, percentile, ratio, rng, round, run, sleep, stop, table, waitFor, x11grabIn, x264Args, xsetroot, xvfb,
+  OUT, flipSummary, freePortPair, freeTcpPort, missing, percentile, ratio, rng, round, run, sleep, stop, table, waitFor, x11grabIn, x264Args, xsetroot, xvfb,
   type BenchContext, type BenchResult,
 } from './lib.ts';
-import net from 'node:net';
 
 /**
  * The player's flags, the same for both systems: no probing (the SDP says what the stream is),
@@ -49,13 +48,6 @@ async function shownAt(display: string, pid: number, timeoutMs: number): Promise
   return undefined;
 }
 
-async function freeTcpPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 /** (r): share with its embedded relay's RTSP server on a free port, and ffplay on it. */
 async function udpcastRtsp(screens: Screens): Promise<Pipeline & { sendingAt: number; play: () => void }> {

@@ -250,6 +250,11 @@ export const RTSP_PORT_DEFAULT = 8554;
 export const RTSP_MAX_SESSIONS = 200;
 /** RTSP connections at once: a connection holds a socket and a read buffer even before a session. */
 export const RTSP_MAX_CONNECTIONS = 1000;
+/** Of those, from one address, and sessions from one address: one host cannot take every place. */
+export const RTSP_MAX_CONNECTIONS_PER_ADDRESS = 100;
+export const RTSP_MAX_SESSIONS_PER_ADDRESS = 50;
+/** A session set up and not played within this long ends (a player PLAYs right after its SETUPs). */
+export const RTSP_PLAY_WAIT_MS = 10_000;
 /** A request's head, and its body, at most this long; and at most this many header lines. */
 export const RTSP_MAX_REQUEST_BYTES = 8192;
 export const RTSP_MAX_HEADERS = 32;

@@ -13,11 +13,13 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { RtspReader, parseTransport, rtspResponse } from '../src/relay/rtsp/message.ts';
 import { rtspPath } from '../src/relay/rtsp/server.ts';
-import { DigestAuth, parseParams } from '../src/relay/rtsp/digest.ts';
+import { DIGEST_NONCE_MS, DigestAuth, parseParams } from '../src/relay/rtsp/digest.ts';
+import { createHash } from 'node:crypto';
 import { parameterSets } from '../src/codecs/h264/codec.ts';
-import { RTSP_MAX_CONNECTIONS, RTSP_MAX_HEADERS, RTSP_MAX_REQUEST_BYTES, RTSP_MAX_SESSIONS } from '../src/defaults.ts';
+import { RTSP_MAX_CONNECTIONS, RTSP_MAX_HEADERS, RTSP_MAX_REQUEST_BYTES, RTSP_MAX_SESSIONS_PER_ADDRESS } from '../src/defaults.ts';
 import { udpcast, killAll, exited, freePort, waitFor, type Running } from './helpers/cli.ts';
 import { lastStats } from './helpers/decode.ts';
+import { freeTcpPort } from '../bench/lib.ts';
 import { skipUnless } from './helpers/tools.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'udpcast-rtsp-'));
@@ -89,9 +91,25 @@ describe('RTSP messages', () => {
     });
     assert.deepEqual(parseParams('a="q\\"uote", A="second"'), { a: 'q"uote' }, 'a repeated name keeps its first value');
     const auth = new DigestAuth('pw', () => 1_000_000);
-    assert.equal(auth.check(undefined, 'DESCRIBE'), false);
-    assert.equal(auth.check('Basic dmlld2VyOnB3', 'DESCRIBE'), false, 'Basic is not taken: the password would cross in the clear');
-    assert.equal(auth.check('Digest username="v", realm="udpcast", nonce="0.00000000000000000000000000000000", uri="/", response="00000000000000000000000000000000"', 'DESCRIBE'), false, 'a nonce this relay did not issue');
+    const uri = 'rtsp://h:8554/main';
+    assert.equal(auth.check(undefined, 'DESCRIBE', uri), false);
+    assert.equal(auth.check('Basic dmlld2VyOnB3', 'DESCRIBE', uri), false, 'Basic is not taken: the password would cross in the clear');
+    assert.equal(auth.check(`Digest username="v", realm="udpcast", nonce="0.00000000000000000000000000000000", uri="${uri}", response="00000000000000000000000000000000"`, 'DESCRIBE', uri), false, 'a nonce this relay did not issue');
+    // A client's answer computed as RFC 2617 §3.2.2.1 says, with and without qop.
+    const nonce = /nonce="([^"]+)"/.exec(auth.challenge())![1];
+    const md5 = (x: string) => createHash('md5').update(x).digest('hex');
+    const ha1 = md5('viewer:udpcast:pw');
+    const plain = (u: string, password = 'pw') => `Digest username="viewer", realm="udpcast", nonce="${nonce}", uri="${u}", response="${md5(`${md5(`viewer:udpcast:${password}`)}:${nonce}:${md5(`DESCRIBE:${u}`)}`)}"`;
+    assert.equal(auth.check(plain(uri), 'DESCRIBE', uri), true);
+    assert.equal(auth.check(plain('/main'), 'DESCRIBE', uri), true, 'the path of the request URI');
+    assert.equal(auth.check(plain('rtsp://h:8554/other'), 'DESCRIBE', uri), false, 'a proof for another stream');
+    assert.equal(auth.check(plain(uri, 'wrong'), 'DESCRIBE', uri), false);
+    const qop = `Digest username="viewer", realm="udpcast", nonce="${nonce}", uri="${uri}", qop=auth, nc=00000001, cnonce="c0ffee", response="${md5(`${ha1}:${nonce}:00000001:c0ffee:auth:${md5(`DESCRIBE:${uri}`)}`)}"`;
+    assert.equal(auth.check(qop, 'DESCRIBE', uri), true);
+    assert.equal(auth.check(qop, 'SETUP', uri), false, 'a proof for another method');
+    // 32 characters that are not hex (a header is read as latin1): refused, never thrown.
+    assert.equal(auth.check(`Digest username="v", realm="udpcast", nonce="${nonce}", uri="${uri}", response="${'\u00e9'.repeat(32)}"`, 'DESCRIBE', uri), false);
+    assert.equal(new DigestAuth('pw', () => 1_000_000 + DIGEST_NONCE_MS + 1).check(plain(uri), 'DESCRIBE', uri), false, 'a nonce too old');
   });
 
   test('paths: the stream, and the track a SETUP names', () => {
@@ -114,14 +132,6 @@ describe('RTSP messages', () => {
   });
 });
 
-/** A free TCP port on 127.0.0.1. */
-async function freeTcpPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 /** One RTSP exchange on a connection of its own: the response's head and body. */
 async function ask(port: number, lines: string[]): Promise<string> {
@@ -235,18 +245,19 @@ describe('udpcast relay --rtsp-port: real players', { skip: skipUnless('ffmpeg',
     assert.match(await ask(rtsp, [`SETUP rtsp://127.0.0.1:${rtsp}/main/trackID=0 RTSP/1.0`, 'CSeq: 1', 'Transport: RTP/AVP;multicast']), /^RTSP\/1\.0 461/);
     assert.match(await ask(rtsp, [`PLAY rtsp://127.0.0.1:${rtsp}/main RTSP/1.0`, 'CSeq: 1', 'Session: 0123']), /^RTSP\/1\.0 454/);
     assert.match(await ask(rtsp, [`RECORD rtsp://127.0.0.1:${rtsp}/main RTSP/1.0`, 'CSeq: 1']), /^RTSP\/1\.0 405/);
-    // At most RTSP_MAX_SESSIONS sessions: the next SETUP is refused, and room comes back as they end.
+    // At most RTSP_MAX_SESSIONS_PER_ADDRESS sessions from one address (RTSP_MAX_SESSIONS in all):
+    // the next SETUP is refused, and room comes back as they end.
     const c = conversation(rtsp);
     try {
       const ids: string[] = [];
       const setup = (n: number) => c.ask([`SETUP rtsp://127.0.0.1:${rtsp}/main/trackID=0 RTSP/1.0`, `CSeq: ${n}`, `Transport: RTP/AVP;unicast;client_port=${40000 + 2 * (n % 1000)}-${40001 + 2 * (n % 1000)}`]);
-      for (let n = 0; n < RTSP_MAX_SESSIONS; n++) {
+      for (let n = 0; n < RTSP_MAX_SESSIONS_PER_ADDRESS; n++) {
         const answer = await setup(n);
         const id = /\r\nSession: ([0-9a-f]+);timeout=60/.exec(answer)?.[1];
         assert.ok(id, answer);
         ids.push(id);
       }
-      assert.match(await setup(RTSP_MAX_SESSIONS), /^RTSP\/1\.0 453 Not Enough Bandwidth/);
+      assert.match(await setup(RTSP_MAX_SESSIONS_PER_ADDRESS), /^RTSP\/1\.0 453 Not Enough Bandwidth/, 'one address has its share of the sessions, no more');
       for (const [n, id] of ids.entries()) assert.match(await c.ask([`TEARDOWN rtsp://127.0.0.1:${rtsp}/main RTSP/1.0`, `CSeq: ${n}`, `Session: ${id}`]), /^RTSP\/1\.0 200/);
     } finally {
       c.close();
@@ -269,7 +280,7 @@ describe('udpcast relay --rtsp-port: real players', { skip: skipUnless('ffmpeg',
     }, 5000, 'the relay to count the bad request, and no session left over');
     const s = lastStats(readFileSync(stats, 'utf8'));
     console.log(`# rtsp counters: ${JSON.stringify(s.rtsp)}`);
-    assert.ok(s.rtsp.sessions >= 3 + RTSP_MAX_SESSIONS, 'each ffmpeg run was a session, and each SETUP above');
+    assert.ok(s.rtsp.sessions >= 3 + RTSP_MAX_SESSIONS_PER_ADDRESS, 'each ffmpeg run was a session, and each SETUP above');
     assert.equal(s.rtsp.sessionsRefused, 1);
     assert.equal(s.viewers, 0, 'each player\'s TEARDOWN (or its connection closing) freed its viewer');
   });

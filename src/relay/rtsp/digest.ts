@@ -29,12 +29,19 @@ export class DigestAuth {
     return `Digest realm="${DIGEST_REALM}", nonce="${this.nonce(this.now())}", algorithm=MD5, qop="auth"`;
   }
 
-  /** Whether an Authorization header proves the password for `method` (and the URI it names). */
-  check(header: string | undefined, method: string): boolean {
+  /**
+   * Whether an Authorization header proves the password for `method` on `requestUri` (its `uri`
+   * must name the request's, whole or as its path: RFC 2617 §3.2.2.5).
+   */
+  check(header: string | undefined, method: string, requestUri: string): boolean {
     if (!header || !/^Digest\s/i.test(header)) return false;
     const p = parseParams(header.replace(/^Digest\s+/i, ''));
     const { username, realm, nonce, uri, response } = p;
-    if (username === undefined || realm !== DIGEST_REALM || !nonce || !uri || !response || !this.fresh(nonce)) return false;
+    // The response is 32 hex digits or nothing: other bytes (a header is read as latin1) would
+    // make the comparison below compare buffers of two lengths.
+    if (username === undefined || realm !== DIGEST_REALM || !nonce || !uri || !response || !/^[0-9a-f]{32}$/i.test(response)) return false;
+    if (uri !== requestUri && uri !== requestUri.replace(/^rtsps?:\/\/[^/]*/i, '')) return false;
+    if (!this.fresh(nonce)) return false;
     if (p.algorithm && p.algorithm.toUpperCase() !== 'MD5') return false;
     const ha1 = md5(`${username}:${DIGEST_REALM}:${this.password}`);
     const ha2 = md5(`${method}:${uri}`);
@@ -44,7 +51,7 @@ export class DigestAuth {
         : p.qop === 'auth' && p.nc && p.cnonce
           ? md5(`${ha1}:${nonce}:${p.nc}:${p.cnonce}:auth:${ha2}`)
           : undefined;
-    if (!want || response.length !== want.length) return false;
+    if (!want) return false;
     return timingSafeEqual(Buffer.from(response.toLowerCase()), Buffer.from(want));
   }
 

@@ -25,7 +25,8 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import {
-  PT_OPUS, PT_RED, RTSP_IDLE_REQUEST_MS, RTSP_MAX_CONNECTIONS, RTSP_MAX_SESSIONS, RTSP_SESSION_TIMEOUT_S, RTSP_TCP_QUEUE_BYTES, isAudioPayloadType,
+  PT_OPUS, PT_RED, RTSP_IDLE_REQUEST_MS, RTSP_MAX_CONNECTIONS, RTSP_MAX_CONNECTIONS_PER_ADDRESS, RTSP_MAX_SESSIONS, RTSP_MAX_SESSIONS_PER_ADDRESS,
+  RTSP_PLAY_WAIT_MS, RTSP_SESSION_TIMEOUT_S, RTSP_TCP_QUEUE_BYTES, isAudioPayloadType,
 } from '../../defaults.ts';
 import { codecOfPayloadType } from '../../codecs/registry.ts';
 import { parseRed } from '../../codecs/opus/red.ts';
@@ -80,12 +81,16 @@ interface Track {
 interface Session {
   id: string;
   stream: string;
+  /** When its first SETUP came: one not played within RTSP_PLAY_WAIT_MS ends. */
+  since: number;
   conn: Connection;
   tracks: Track[];
   sink?: DeliverySink;
   lastSeen: number;
   /** The media SSRCs seen, so each sender report goes to its own track. */
   videoSsrc?: number;
+  /** The picture as the player sees it: its first SSRC, and the offset that keeps numbers going across layer moves (oneSource). */
+  videoOut?: { ssrc: number; offset: number; last: number };
   audioSsrc?: number;
   /** The newest sound packet sent. */
   audioSeq?: number;
@@ -103,6 +108,8 @@ interface Connection {
   reader: RtspReader;
   remote: Endpoint;
   lastRequestAt: number;
+  /** Since when part of a message has waited for the rest (slowloris), if any has. */
+  partialSince?: number;
   sessions: Set<Session>;
 }
 
@@ -198,22 +205,34 @@ export class RtspServer {
   }
 
   private accept(socket: net.Socket): void {
+    const address = socket.remoteAddress ?? '';
+    if ([...this.connections].filter((c) => c.remote.address === address).length >= RTSP_MAX_CONNECTIONS_PER_ADDRESS) {
+      this.counters.connectionsDropped++;
+      socket.destroy();
+      return;
+    }
     this.counters.connections++;
     const conn: Connection = {
       socket, reader: new RtspReader(), remote: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 }, lastRequestAt: this.now(), sessions: new Set(),
     };
     this.connections.add(conn);
     socket.on('data', (chunk) => {
-      for (const item of conn.reader.push(chunk)) {
-        if (item.kind === 'bad') {
-          this.counters.badRequests++;
-          socket.end(rtspResponse(400, undefined));
-          socket.destroySoon?.();
-          return;
+      const bad = () => {
+        this.counters.badRequests++;
+        socket.end(rtspResponse(400, undefined));
+      };
+      if (conn.reader.pending === 0) conn.partialSince = this.now();
+      try {
+        for (const item of conn.reader.push(chunk)) {
+          if (item.kind === 'bad') return bad();
+          if (item.kind === 'interleaved') this.onInterleaved(conn, item.channel, item.data);
+          else this.onRequest(conn, item.request);
         }
-        if (item.kind === 'interleaved') this.onInterleaved(conn, item.channel, item.data);
-        else this.onRequest(conn, item.request);
+      } catch {
+        // Nothing a client sends may stop the relay: whatever this request broke, it is its own end.
+        return bad();
       }
+      if (conn.reader.pending === 0) conn.partialSince = undefined;
     });
     socket.on('error', () => undefined);
     socket.on('close', () => {
@@ -229,7 +248,14 @@ export class RtspServer {
     conn.lastRequestAt = now;
     const cseq = req.headers.get('cseq');
     const reply = (status: number, headers: Array<[string, string]> = [], body?: string) => {
-      if (!conn.socket.destroyed) conn.socket.write(rtspResponse(status, cseq, headers, body));
+      if (conn.socket.destroyed) return;
+      // A client that asks and never reads: its answers are not queued without end.
+      if (conn.socket.writableLength > RTSP_TCP_QUEUE_BYTES) {
+        this.counters.connectionsDropped++;
+        conn.socket.destroy();
+        return;
+      }
+      conn.socket.write(rtspResponse(status, cseq, headers, body));
     };
     const sessionId = req.headers.get('session')?.split(';')[0].trim();
     const session = sessionId !== undefined ? this.sessions.get(sessionId) : undefined;
@@ -258,17 +284,19 @@ export class RtspServer {
         if (s && s.stream !== path.stream) return reply(459);
         if (s?.sink) return reply(455); // playing already: a new track would need a new session
         if (!s) {
-          if (this.sessions.size >= RTSP_MAX_SESSIONS) {
+          const fromHere = [...this.sessions.values()].filter((x) => x.conn.remote.address === conn.remote.address).length;
+          if (this.sessions.size >= RTSP_MAX_SESSIONS || fromHere >= RTSP_MAX_SESSIONS_PER_ADDRESS) {
             this.counters.sessionsRefused++;
             return reply(453);
           }
-          s = { id: randomBytes(8).toString('hex'), stream: path.stream, conn, tracks: [], lastSeen: now };
+          s = { id: randomBytes(8).toString('hex'), stream: path.stream, conn, tracks: [], lastSeen: now, since: now };
           this.sessions.set(s.id, s);
           conn.sessions.add(s);
           this.counters.sessions++;
         }
         const kind = path.track === VIDEO_TRACK ? 'video' : 'audio';
         const track: Track = { kind, transport };
+        for (const t of s.tracks) if (t.kind === kind && t.rtcpTo && this.byRtcpSource.get(key(t.rtcpTo)) === s) this.byRtcpSource.delete(key(t.rtcpTo));
         s.tracks = s.tracks.filter((t) => t.kind !== kind);
         s.tracks.push(track);
         let answer: string;
@@ -317,7 +345,7 @@ export class RtspServer {
 
   /** Without --watch-key, every request; with it, one whose Digest proves it. */
   private authorized(req: RtspRequest): boolean {
-    if (!this.digest || this.digest.check(req.headers.get('authorization'), req.method)) return true;
+    if (!this.digest || this.digest.check(req.headers.get('authorization'), req.method, req.uri)) return true;
     this.counters.unauthorized++;
     return false;
   }
@@ -374,8 +402,8 @@ export class RtspServer {
         // The cached sound from before PLAY: a player plays sound as it comes, so it would start
         // that far behind and stay there. It hears from now on.
         if (s.audioEdge !== undefined) {
-          if (tsDiff(s.audioEdge, rtpTimestamp(data)) <= 0) return true;
-          s.audioEdge = undefined;
+          if (rtpSsrc(data) === s.audioSsrc && tsDiff(s.audioEdge, rtpTimestamp(data)) <= 0) return true;
+          s.audioEdge = undefined; // past the edge, or another source of sound (its times are its own)
         }
         s.audioSsrc = rtpSsrc(data);
         s.audioSeq = seq;
@@ -385,8 +413,8 @@ export class RtspServer {
       if (!codecOfPayloadType(pt)) return true; // FEC and the like: a player does not read them
       const track = s.tracks.find((t) => t.kind === 'video');
       if (!track) return true;
-      s.videoSsrc = rtpSsrc(data);
-      return this.send(s, track, 'rtp', s.videoEdge === undefined ? data : this.caughtUp(s, data));
+      const out = this.oneSource(s, s.videoEdge === undefined ? data : this.caughtUp(s, data), data);
+      return this.send(s, track, 'rtp', out);
     }
     if (!isRtcp(data)) return true;
     // The sharer's reports: each sender report to the track of its SSRC.
@@ -399,7 +427,8 @@ export class RtspServer {
     for (const p of packets) {
       if (p.type !== 'sr') continue;
       const track = s.tracks.find((t) => (t.kind === 'video' ? s.videoSsrc : s.audioSsrc) === p.ssrc);
-      if (track) this.send(s, track, 'rtcp', serializeRtcp([p]));
+      // The picture's report under the SSRC the player knows (the layers share one clock).
+      if (track) this.send(s, track, 'rtcp', serializeRtcp([track.kind === 'video' && s.videoOut !== undefined ? { ...p, ssrc: s.videoOut.ssrc } : p]));
     }
     return true;
   }
@@ -418,6 +447,28 @@ export class RtspServer {
     }
     const copy = Buffer.from(data); // the buffer is every viewer's and the history's
     copy.writeUInt32BE(tsAdd(s.videoEdge!, -Math.ceil(behind / CATCH_UP_COMPRESS)), 4);
+    return copy;
+  }
+
+  /**
+   * The picture as one RTP source for the player: the relay moves a viewer to another quality
+   * layer when the sharer pauses one, and each layer has its own SSRC and numbers; a player would
+   * take the switch for a new source or for old packets. So the first SSRC stays, and the numbers
+   * go on from where they were. `out` may already be a copy of `orig` (caughtUp).
+   */
+  private oneSource(s: Session, out: Buffer, orig: Buffer): Buffer {
+    const ssrc = rtpSsrc(orig);
+    const seq = rtpSequence(orig);
+    if (!s.videoOut) s.videoOut = { ssrc, offset: 0, last: seq };
+    else if (ssrc !== s.videoSsrc) s.videoOut.offset = (s.videoOut.last + 1 - seq) & 0xffff;
+    s.videoSsrc = ssrc;
+    const o = s.videoOut;
+    const outSeq = (seq + o.offset) & 0xffff;
+    if (seqDiff(o.last, outSeq) > 0) o.last = outSeq;
+    if (ssrc === o.ssrc && o.offset === 0) return out;
+    const copy = out === orig ? Buffer.from(orig) : out;
+    copy.writeUInt16BE(outSeq, 2);
+    copy.writeUInt32BE(o.ssrc, 8);
     return copy;
   }
 
@@ -467,7 +518,10 @@ export class RtspServer {
   private tick(): void {
     const now = this.now();
     for (const s of [...this.sessions.values()]) {
-      if (now - s.lastSeen > RTSP_SESSION_TIMEOUT_S * 1000) {
+      if (!s.sink && now - s.since > RTSP_PLAY_WAIT_MS) {
+        this.counters.sessionTimeouts++;
+        this.end(s, false);
+      } else if (now - s.lastSeen > RTSP_SESSION_TIMEOUT_S * 1000) {
         this.counters.sessionTimeouts++;
         this.end(s, true);
       } else if (s.sink) {
@@ -477,7 +531,7 @@ export class RtspServer {
     }
     for (const c of this.connections) {
       const idle = now - c.lastRequestAt;
-      if ((c.reader.pending > 0 && idle > RTSP_IDLE_REQUEST_MS) || (c.sessions.size === 0 && idle > RTSP_SESSION_TIMEOUT_S * 1000)) {
+      if ((c.partialSince !== undefined && now - c.partialSince > RTSP_IDLE_REQUEST_MS) || (c.sessions.size === 0 && idle > RTSP_SESSION_TIMEOUT_S * 1000)) {
         this.counters.connectionsDropped++;
         c.socket.destroy();
       }
