@@ -229,6 +229,18 @@ describe('relay core', () => {
     assert.equal(relay.counters.unknownSource, 1);
   });
 
+  test('RTP from an address that never published: one line for it (a plain ffmpeg -f rtp), then only counted', () => {
+    const relay = setup();
+    const lines: string[] = [];
+    relay.onLog = (l) => lines.push(l);
+    const ffmpeg = { address: '10.0.0.77', port: 5004 };
+    for (let i = 0; i < 50; i++) relay.onDatagram(media(i, 0x9999), ffmpeg, 1);
+    relay.onDatagram(media(1, 0x9999), viewerA, 1);
+    assert.equal(relay.counters.unknownSource, 51);
+    assert.deepEqual(lines.map((l) => l.split(':')[0] + ':' + l.split(':')[1]), ['dropped RTP from 10.0.0.77:5004', 'dropped RTP from 10.0.0.2:5000']);
+    assert.match(lines[0], /has not published a stream \(udpcast share does; plain RTP senders such as ffmpeg -f rtp cannot publish here/);
+  });
+
   test('random datagrams from anywhere never throw and never reach viewers as media from strangers', () => {
     fc.assert(
       fc.property(fc.array(fc.uint8Array({ minLength: 0, maxLength: 1600 }), { maxLength: 50 }), (dgrams) => {

@@ -97,6 +97,12 @@ export class RelayCore {
     if (isRtp(buf)) {
       if (!latched) {
         this.counters.unknownSource++;
+        // Said once per address: RTP from a sender that never PUBLISHed (a plain `ffmpeg -f rtp`).
+        this.logOnce(
+          `rtp:${key}`,
+          `dropped RTP from ${fmt(from)}: it has not published a stream (udpcast share does; plain RTP senders such as ffmpeg -f rtp cannot publish here; ` +
+            'further datagrams from it are counted as unknownSource)',
+        );
         return [];
       }
       return this.onMedia(latched, buf, now);
