@@ -223,6 +223,13 @@ export const PLAYER_STALL_MS = 300;
 export const PLAYER_LAG_MS = 250;
 /** Until its first status line a player may take this long to read what it was given (opening a window). */
 export const PLAYER_STARTUP_GRACE_MS = 3000;
+/**
+ * Within PLAYER_STARTUP_GRACE_MS of its start, a player is stalled only after this long without a
+ * sign of life: opening its sound device (PulseAudio) holds ffplay's loop for a few hundred ms
+ * after its first pictures (seen: 329 and 387 ms, each taken for a stall and answered with a
+ * restart, whose new player met the same wait).
+ */
+export const PLAYER_STARTUP_STALL_MS = 1000;
 /** Restarts of a fallen-behind player at most this often. */
 export const PLAYER_RESTART_MIN_MS = 2000;
 /** How often watch checks its player (and whether watch's own event loop was held up). */

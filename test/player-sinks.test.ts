@@ -16,7 +16,7 @@ import { FFPLAY_SIGNAL_EXIT, FfplaySink, type PlayerExit } from '../src/player/f
 import { PlayerWatchdog, parseStatusLine } from '../src/player/watchdog.ts';
 import { LiveClock, RecordingClock } from '../src/player/clock.ts';
 import {
-  CLOCK_SKEW_WINDOW_MS, PLAYER_CHECK_MS, PLAYER_LAG_MS, PLAYER_RESTART_MIN_MS, PLAYER_STALL_MS, PLAYER_STARTUP_GRACE_MS, STALE_SLACK_MS,
+  CLOCK_SKEW_WINDOW_MS, PLAYER_CHECK_MS, PLAYER_LAG_MS, PLAYER_RESTART_MIN_MS, PLAYER_STALL_MS, PLAYER_STARTUP_GRACE_MS, PLAYER_STARTUP_STALL_MS, STALE_SLACK_MS,
 } from '../src/defaults.ts';
 import { displayMissing } from '../src/player/display.ts';
 import { checkOutput } from '../src/apps/options.ts';
@@ -127,9 +127,13 @@ describe('PlayerWatchdog: is the player keeping up?', () => {
     for (let t = 1000; t <= 2000; t += 30) w.status((t - 1000) / 1000, 0, t);
     assert.equal(w.check(2000), 'live');
     assert.ok(w.lagMs <= 10);
-    assert.equal(w.check(2000 + PLAYER_STALL_MS + 1), 'stalled', 'paused: the lines stop');
+    // In its first seconds a player may go quiet while it opens its sound device.
+    assert.equal(w.check(2000 + 400), 'live', 'opening the sound device: not a stall yet');
+    assert.equal(w.check(2000 + PLAYER_STARTUP_STALL_MS + 1), 'stalled');
+    for (let t = 2000; t <= 4000; t += 30) w.status((t - 1000) / 1000, 0, t);
+    assert.equal(w.check(4000 + PLAYER_STALL_MS + 1), 'stalled', 'paused: the lines stop');
     // Resumed after 6 s: its clock went on from where it stopped.
-    w.status(1.0, 0, 8000);
+    w.status(3.0, 0, 10_000);
     assert.equal(w.check(8000), 'lagging');
     assert.ok(w.lagMs > PLAYER_LAG_MS);
   });
@@ -243,7 +247,7 @@ describe('FfplaySink (fake players, fake clock)', () => {
     h.sink.write(h.frame(true), h.now());
     h.sink.write(h.frame(false), h.now());
     let clock = 0;
-    await h.run(500, () => (clock += PLAYER_CHECK_MS / 1000));
+    await h.run(PLAYER_STARTUP_GRACE_MS, () => (clock += PLAYER_CHECK_MS / 1000));
     assert.equal(h.sink.state, 'live');
     await h.run(PLAYER_STALL_MS + 2 * PLAYER_CHECK_MS, () => undefined); // SIGSTOP
     assert.equal(h.sink.state, 'behind');
@@ -401,7 +405,7 @@ describe('FfplaySink (fake players, fake clock)', () => {
     const h = harness();
     await tick();
     h.sink.write(h.frame(false), h.now()); // joined mid-GOP, nothing usable yet
-    await h.run(PLAYER_RESTART_MIN_MS, () => h.now() / 1000);
+    await h.run(Math.max(PLAYER_RESTART_MIN_MS, PLAYER_STARTUP_GRACE_MS), () => h.now() / 1000);
     await h.run(PLAYER_STALL_MS + 100, () => undefined);
     await h.run(100, () => h.now() / 1000);
     assert.equal(h.sink.restarts, 1);

@@ -11,7 +11,7 @@
  *   and does not catch up afterwards: a player resumed after a pause shows frames late for good.
  */
 
-import { PLAYER_LAG_MS, PLAYER_STALL_MS, PLAYER_STARTUP_GRACE_MS } from '../defaults.ts';
+import { PLAYER_LAG_MS, PLAYER_STALL_MS, PLAYER_STARTUP_GRACE_MS, PLAYER_STARTUP_STALL_MS } from '../defaults.ts';
 
 export type PlayerHealth = 'starting' | 'live' | 'stalled' | 'lagging';
 
@@ -84,11 +84,12 @@ export class PlayerWatchdog {
   }
 
   check(now: number): PlayerHealth {
-    if (this.lastStatus !== undefined && now - this.lastStatus > PLAYER_STALL_MS) return 'stalled';
+    const stallMs = now - this.startedAt < PLAYER_STARTUP_GRACE_MS ? PLAYER_STARTUP_STALL_MS : PLAYER_STALL_MS;
+    if (this.lastStatus !== undefined && now - this.lastStatus > stallMs) return 'stalled';
     // Before its first line a player may still be opening its window: unread writes count only
     // after a grace.
     const spoke = this.lastStatus !== undefined || now - this.startedAt > PLAYER_STARTUP_GRACE_MS;
-    if (spoke && this.blockedSince !== undefined && now - this.blockedSince > PLAYER_STALL_MS) return 'stalled';
+    if (spoke && this.blockedSince !== undefined && now - this.blockedSince > stallMs) return 'stalled';
     if (this.lagMs > PLAYER_LAG_MS) return 'lagging';
     return this.lastStatus === undefined ? 'starting' : 'live';
   }
