@@ -156,6 +156,8 @@ const impair: Table = {
 
 const sdp: Table = {
   stream: { type: 'string', default: DEFAULT_STREAM, describe: 'stream name' },
+  'watch-key': { type: 'string', describe: 'the relay\'s --watch-key, for its RTSP server (Digest: never sent as it is)' },
+  'watch-key-file': { type: 'string', describe: 'read --watch-key from the first line of FILE' },
 };
 
 const TABLES: Record<Command['name'], Table> = { share, relay, watch, demo, impair, sdp };

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { RtspReader, parseTransport, rtspResponse } from '../src/relay/rtsp/message.ts';
 import { rtspPath } from '../src/relay/rtsp/server.ts';
+import { digestAnswer } from '../src/apps/sdp.ts';
 import { DIGEST_NONCE_MS, DigestAuth, parseParams } from '../src/relay/rtsp/digest.ts';
 import { createHash } from 'node:crypto';
 import { parameterSets } from '../src/codecs/h264/codec.ts';
@@ -110,6 +111,9 @@ describe('RTSP messages', () => {
     // 32 characters that are not hex (a header is read as latin1): refused, never thrown.
     assert.equal(auth.check(`Digest username="v", realm="udpcast", nonce="${nonce}", uri="${uri}", response="${'\u00e9'.repeat(32)}"`, 'DESCRIBE', uri), false);
     assert.equal(new DigestAuth('pw', () => 1_000_000 + DIGEST_NONCE_MS + 1).check(plain(uri), 'DESCRIBE', uri), false, 'a nonce too old');
+    // udpcast sdp's own answer (apps/sdp.ts), with qop as the challenge offers it.
+    assert.equal(auth.check(digestAnswer(auth.challenge(), 'DESCRIBE', uri, 'pw'), 'DESCRIBE', uri), true);
+    assert.equal(auth.check(digestAnswer(auth.challenge(), 'DESCRIBE', uri, 'nope'), 'DESCRIBE', uri), false);
   });
 
   test('paths: the stream, and the track a SETUP names', () => {
@@ -312,6 +316,13 @@ describe('udpcast relay --rtsp-port: real players', { skip: skipUnless('ffmpeg',
       const wrong = play('not-the-key');
       assert.notEqual(wrong.status, 0, 'a wrong password is refused');
       assert.match(wrong.stderr, /401/);
+      // udpcast sdp answers the challenge like a player.
+      const keyless = udpcast(['sdp', `127.0.0.1:${lockedPort}`]);
+      assert.notEqual((await exited(keyless, 10_000)).code, 0);
+      assert.equal(keyless.stderrText().trim(), `udpcast sdp: 127.0.0.1:${lockedPort} asks for the relay's --watch-key: give it with --watch-key or --watch-key-file`);
+      const keyed = udpcast(['sdp', `127.0.0.1:${lockedPort}`, '--watch-key', 'w-secret-1']);
+      assert.equal((await exited(keyed, 10_000)).code, 0, keyed.stderrText());
+      assert.match(Buffer.concat(keyed.stdout).toString(), /m=video 0 RTP\/AVP 96/);
       const taken = udpcast(['relay', '--host', '127.0.0.1', '--port', String(await freePort()), '--rtsp-port', String(rtsp), '--no-dashboard']);
       const r = await exited(taken, 10_000);
       assert.notEqual(r.code, 0);

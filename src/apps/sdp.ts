@@ -6,22 +6,24 @@
 import net from 'node:net';
 import { RTSP_PORT_DEFAULT } from '../defaults.ts';
 import { UsageError } from '../util/errors.ts';
-import { parseHostPort } from './options.ts';
+import { parseHostPort, readSecret } from './options.ts';
+import { parseParams } from '../relay/rtsp/digest.ts';
+import { createHash, randomBytes } from 'node:crypto';
 
 /** How long the relay has to answer. */
 const SDP_TIMEOUT_MS = 5000;
 /** The answer, head and SDP, at most this long. */
 const SDP_MAX_BYTES = 64 * 1024;
 
-export async function fetchSdp(host: string, port: number, stream: string, timeoutMs = SDP_TIMEOUT_MS): Promise<string> {
+/** One RTSP request on a connection of its own: the answer's text (head and body). */
+async function ask(host: string, port: number, request: string, timeoutMs: number): Promise<string> {
   const at = `${host.includes(':') ? `[${host}]` : host}:${port}`;
-  const url = `rtsp://${at}/${encodeURIComponent(stream)}`;
   const socket = net.connect(port, host);
   try {
-    const text = await new Promise<string>((resolve, reject) => {
+    return await new Promise<string>((resolve, reject) => {
       let got = Buffer.alloc(0);
       const timer = setTimeout(() => reject(new UsageError(`no answer from ${at} in ${timeoutMs / 1000} s: is it a udpcast relay's RTSP port (--rtsp-port, default ${RTSP_PORT_DEFAULT})?`)), timeoutMs);
-      socket.on('connect', () => socket.write(`DESCRIBE ${url} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\nUser-Agent: udpcast\r\n\r\n`));
+      socket.on('connect', () => socket.write(request));
       socket.on('data', (d) => {
         got = Buffer.concat([got, d]);
         const head = got.indexOf('\r\n\r\n');
@@ -42,20 +44,42 @@ export async function fetchSdp(host: string, port: number, stream: string, timeo
         reject(new UsageError(`${at} closed the connection without an answer: is it a udpcast relay's RTSP port?`));
       });
     });
-    const status = /^RTSP\/\d\.\d (\d{3})/.exec(text)?.[1];
-    if (status === '404') throw new UsageError(`${at} has no stream "${stream}" now (is its sharer running? --stream names another)`);
-    if (status === '401') throw new UsageError(`${at} refuses RTSP: the relay runs with --watch-key`);
-    if (status !== '200') throw new UsageError(`${at} answered ${status ? `RTSP ${status}` : 'something that is not RTSP'}`);
-    return text.slice(text.indexOf('\r\n\r\n') + 4);
   } finally {
     socket.destroy();
   }
 }
 
+/** The Authorization header answering a Digest challenge (RFC 2617 §3.2.2), as any RTSP player would. */
+export function digestAnswer(challenge: string, method: string, uri: string, password: string, user = 'viewer'): string {
+  const p = parseParams(challenge.replace(/^Digest\s+/i, ''));
+  const md5 = (x: string) => createHash('md5').update(x, 'utf8').digest('hex');
+  const ha1 = md5(`${user}:${p.realm}:${password}`);
+  const ha2 = md5(`${method}:${uri}`);
+  const base = `Digest username="${user}", realm="${p.realm}", nonce="${p.nonce}", uri="${uri}"`;
+  if (!/\bauth\b/.test(p.qop ?? '')) return `${base}, response="${md5(`${ha1}:${p.nonce}:${ha2}`)}"`;
+  const cnonce = randomBytes(8).toString('hex');
+  return `${base}, qop=auth, nc=00000001, cnonce="${cnonce}", response="${md5(`${ha1}:${p.nonce}:00000001:${cnonce}:auth:${ha2}`)}"`;
+}
+
+export async function fetchSdp(host: string, port: number, stream: string, watchKey?: string, timeoutMs = SDP_TIMEOUT_MS): Promise<string> {
+  const at = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const url = `rtsp://${at}/${encodeURIComponent(stream)}`;
+  const describe = (auth?: string) =>
+    `DESCRIBE ${url} RTSP/1.0\r\nCSeq: ${auth ? 2 : 1}\r\nAccept: application/sdp\r\nUser-Agent: udpcast\r\n${auth ? `Authorization: ${auth}\r\n` : ''}\r\n`;
+  let text = await ask(host, port, describe(), timeoutMs);
+  const status = () => /^RTSP\/\d\.\d (\d{3})/.exec(text)?.[1];
+  const challenge = /\r\nWWW-Authenticate:\s*(Digest [^\r\n]*)/i.exec(text)?.[1];
+  if (status() === '401' && challenge && watchKey !== undefined) text = await ask(host, port, describe(digestAnswer(challenge, 'DESCRIBE', url, watchKey)), timeoutMs);
+  if (status() === '404') throw new UsageError(`${at} has no stream "${stream}" now (is its sharer running? --stream names another)`);
+  if (status() === '401') throw new UsageError(watchKey === undefined ? `${at} asks for the relay's --watch-key: give it with --watch-key or --watch-key-file` : `${at} refused our --watch-key`);
+  if (status() !== '200') throw new UsageError(`${at} answered ${status() ? `RTSP ${status()}` : 'something that is not RTSP'}`);
+  return text.slice(text.indexOf('\r\n\r\n') + 4);
+}
+
 export async function printSdp(a: Record<string, unknown>): Promise<{ done: Promise<number>; stop(): void }> {
   const target = parseHostPort('target', String(a.target ?? ''), RTSP_PORT_DEFAULT);
   const stream = String(a.stream ?? 'main');
-  process.stdout.write(await fetchSdp(target.host, target.port, stream));
+  process.stdout.write(await fetchSdp(target.host, target.port, stream, readSecret('watch-key', a.watchKey, a.watchKeyFile)));
   return { done: Promise.resolve(0), stop: () => {} };
 }
 
