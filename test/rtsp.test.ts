@@ -13,8 +13,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { RtspReader, parseTransport, rtspResponse } from '../src/relay/rtsp/message.ts';
 import { rtspPath } from '../src/relay/rtsp/server.ts';
-import { digestAnswer } from '../src/apps/sdp.ts';
-import { DIGEST_NONCE_MS, DigestAuth, parseParams } from '../src/relay/rtsp/digest.ts';
+import { DIGEST_NONCE_MS, DigestAuth, digestAnswer, parseParams } from '../src/relay/rtsp/digest.ts';
 import { createHash } from 'node:crypto';
 import { parameterSets } from '../src/codecs/h264/codec.ts';
 import { RTSP_MAX_CONNECTIONS, RTSP_MAX_HEADERS, RTSP_MAX_REQUEST_BYTES, RTSP_MAX_SESSIONS_PER_ADDRESS } from '../src/defaults.ts';
@@ -111,7 +110,7 @@ describe('RTSP messages', () => {
     // 32 characters that are not hex (a header is read as latin1): refused, never thrown.
     assert.equal(auth.check(`Digest username="v", realm="udpcast", nonce="${nonce}", uri="${uri}", response="${'\u00e9'.repeat(32)}"`, 'DESCRIBE', uri), false);
     assert.equal(new DigestAuth('pw', () => 1_000_000 + DIGEST_NONCE_MS + 1).check(plain(uri), 'DESCRIBE', uri), false, 'a nonce too old');
-    // udpcast sdp's own answer (apps/sdp.ts), with qop as the challenge offers it.
+    // udpcast sdp's own answer (digest.ts digestAnswer), with qop as the challenge offers it.
     assert.equal(auth.check(digestAnswer(auth.challenge(), 'DESCRIBE', uri, 'pw'), 'DESCRIBE', uri), true);
     assert.equal(auth.check(digestAnswer(auth.challenge(), 'DESCRIBE', uri, 'nope'), 'DESCRIBE', uri), false);
   });

@@ -46,6 +46,11 @@ export interface Command {
   environment?: Record<string, string>;
 }
 
+/** --rtsp-port of share's embedded relay and of relay: the port, and whether it was given (RelayOptions.rtspPortGiven). */
+function rtspPortOption(a: Record<string, unknown>): { rtspPort: number; rtspPortGiven: boolean } {
+  return { rtspPort: a.rtspPort === undefined ? RTSP_PORT_DEFAULT : checkPort('rtsp-port', a.rtspPort, true), rtspPortGiven: a.rtspPort !== undefined };
+}
+
 /** --layers: auto, or a whole number 1-LAYERS_MAX. */
 function checkLayers(v: unknown): number {
   const n = Number(v);
@@ -108,8 +113,7 @@ export function shareOptions(a: Record<string, unknown>): ShareOptions {
     relay: a.relay !== undefined ? parseHostPort('relay', String(a.relay)) : undefined,
     host: String(a.host ?? '0.0.0.0'),
     port: checkPort('port', a.port ?? DEFAULT_PORT, true),
-    rtspPort: a.rtspPort === undefined ? RTSP_PORT_DEFAULT : checkPort('rtsp-port', a.rtspPort, true),
-    rtspPortGiven: a.rtspPort !== undefined,
+    ...rtspPortOption(a),
     source: String(a.source ?? 'screen'),
     sourceFormat: a.sourceFormat !== undefined ? checkSourceFormat(a.sourceFormat) : undefined,
     sourceOptions: a.sourceOption !== undefined ? [a.sourceOption].flat().map((v) => parseSourceOption(String(v))) : undefined,
@@ -154,8 +158,7 @@ export function relayOptions(a: Record<string, unknown>): RelayOptions {
     host: String(a.host ?? '0.0.0.0'),
     port: checkPort('port', a.port ?? DEFAULT_PORT, true),
     native: a.native !== false,
-    rtspPort: a.rtspPort === undefined ? RTSP_PORT_DEFAULT : checkPort('rtsp-port', a.rtspPort, true),
-    rtspPortGiven: a.rtspPort !== undefined,
+    ...rtspPortOption(a),
     ...commonOptions(a),
   };
 }

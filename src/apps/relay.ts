@@ -57,11 +57,11 @@ export async function startRtsp(
     log(`rtsp: TCP ${o.rtspPort} is taken (another relay or RTSP server?): no RTSP; pass --rtsp-port N for another port`);
     return undefined;
   }
-  const shown = o.host === '0.0.0.0' || o.host === '::' ? 'HOST' : o.host.includes(':') ? `[${o.host}]` : o.host;
+  const shown = o.host === '0.0.0.0' || o.host === '::' ? `HOST:${rtsp.port}` : fmt({ address: o.host, port: rtsp.port });
   log(
     o.watchKey !== undefined
-      ? `rtsp: every stream is rtsp://viewer:WATCH_KEY@${shown}:${rtsp.port}/STREAM (the --watch-key as the password, any user name)`
-      : `rtsp: every stream is rtsp://${shown}:${rtsp.port}/STREAM (ffplay, VLC, GStreamer; UDP or TCP)`,
+      ? `rtsp: every stream is rtsp://viewer:WATCH_KEY@${shown}/STREAM (the --watch-key as the password, any user name)`
+      : `rtsp: every stream is rtsp://${shown}/STREAM (ffplay, VLC, GStreamer; UDP or TCP)`,
   );
   return rtsp;
 }

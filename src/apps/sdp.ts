@@ -7,8 +7,8 @@ import net from 'node:net';
 import { RTSP_PORT_DEFAULT } from '../defaults.ts';
 import { UsageError } from '../util/errors.ts';
 import { parseHostPort, readSecret } from './options.ts';
-import { parseParams } from '../relay/rtsp/digest.ts';
-import { createHash, randomBytes } from 'node:crypto';
+import { digestAnswer } from '../relay/rtsp/digest.ts';
+import { formatEndpoint } from '../util/net.ts';
 
 /** How long the relay has to answer. */
 const SDP_TIMEOUT_MS = 5000;
@@ -16,8 +16,7 @@ const SDP_TIMEOUT_MS = 5000;
 const SDP_MAX_BYTES = 64 * 1024;
 
 /** One RTSP request on a connection of its own: the answer's text (head and body). */
-async function ask(host: string, port: number, request: string, timeoutMs: number): Promise<string> {
-  const at = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+async function ask(host: string, port: number, at: string, request: string, timeoutMs: number): Promise<string> {
   const socket = net.connect(port, host);
   try {
     return await new Promise<string>((resolve, reject) => {
@@ -49,27 +48,15 @@ async function ask(host: string, port: number, request: string, timeoutMs: numbe
   }
 }
 
-/** The Authorization header answering a Digest challenge (RFC 2617 §3.2.2), as any RTSP player would. */
-export function digestAnswer(challenge: string, method: string, uri: string, password: string, user = 'viewer'): string {
-  const p = parseParams(challenge.replace(/^Digest\s+/i, ''));
-  const md5 = (x: string) => createHash('md5').update(x, 'utf8').digest('hex');
-  const ha1 = md5(`${user}:${p.realm}:${password}`);
-  const ha2 = md5(`${method}:${uri}`);
-  const base = `Digest username="${user}", realm="${p.realm}", nonce="${p.nonce}", uri="${uri}"`;
-  if (!/\bauth\b/.test(p.qop ?? '')) return `${base}, response="${md5(`${ha1}:${p.nonce}:${ha2}`)}"`;
-  const cnonce = randomBytes(8).toString('hex');
-  return `${base}, qop=auth, nc=00000001, cnonce="${cnonce}", response="${md5(`${ha1}:${p.nonce}:00000001:${cnonce}:auth:${ha2}`)}"`;
-}
-
 export async function fetchSdp(host: string, port: number, stream: string, watchKey?: string, timeoutMs = SDP_TIMEOUT_MS): Promise<string> {
-  const at = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const at = formatEndpoint({ address: host, port });
   const url = `rtsp://${at}/${encodeURIComponent(stream)}`;
   const describe = (auth?: string) =>
     `DESCRIBE ${url} RTSP/1.0\r\nCSeq: ${auth ? 2 : 1}\r\nAccept: application/sdp\r\nUser-Agent: udpcast\r\n${auth ? `Authorization: ${auth}\r\n` : ''}\r\n`;
-  let text = await ask(host, port, describe(), timeoutMs);
+  let text = await ask(host, port, at, describe(), timeoutMs);
   const status = () => /^RTSP\/\d\.\d (\d{3})/.exec(text)?.[1];
   const challenge = /\r\nWWW-Authenticate:\s*(Digest [^\r\n]*)/i.exec(text)?.[1];
-  if (status() === '401' && challenge && watchKey !== undefined) text = await ask(host, port, describe(digestAnswer(challenge, 'DESCRIBE', url, watchKey)), timeoutMs);
+  if (status() === '401' && challenge && watchKey !== undefined) text = await ask(host, port, at, describe(digestAnswer(challenge, 'DESCRIBE', url, watchKey)), timeoutMs);
   if (status() === '404') throw new UsageError(`${at} has no stream "${stream}" now (is its sharer running? --stream names another)`);
   if (status() === '401') throw new UsageError(watchKey === undefined ? `${at} asks for the relay's --watch-key: give it with --watch-key or --watch-key-file` : `${at} refused our --watch-key`);
   if (status() !== '200') throw new UsageError(`${at} answered ${status() ? `RTSP ${status()}` : 'something that is not RTSP'}`);

@@ -482,7 +482,6 @@ export class Encoder extends EventEmitter<EncoderEvents> {
             if (captureUnixMs < this.audioUntil - AUDIO_SNAP_MS) continue;
             this.endOldSound();
           }
-          if (this.proc !== proc && this.soundOld !== proc) return;
           // Continuous sound stays continuous; a run taking over starts where the one before had
           // got to: no sample twice.
           if (Math.abs(captureUnixMs - this.audioUntil) <= AUDIO_SNAP_MS) captureUnixMs = this.audioUntil;

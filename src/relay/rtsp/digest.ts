@@ -80,3 +80,14 @@ export function parseParams(text: string): Record<string, string> {
   }
   return out;
 }
+
+/** The Authorization header answering a Digest challenge (RFC 2617 §3.2.2), as any RTSP player would (udpcast sdp's half). */
+export function digestAnswer(challenge: string, method: string, uri: string, password: string, user = 'viewer'): string {
+  const p = parseParams(challenge.replace(/^Digest\s+/i, ''));
+  const ha1 = md5(`${user}:${p.realm}:${password}`);
+  const ha2 = md5(`${method}:${uri}`);
+  const base = `Digest username="${user}", realm="${p.realm}", nonce="${p.nonce}", uri="${uri}"`;
+  if (!/\bauth\b/.test(p.qop ?? '')) return `${base}, response="${md5(`${ha1}:${p.nonce}:${ha2}`)}"`;
+  const cnonce = randomBytes(8).toString('hex');
+  return `${base}, qop=auth, nc=00000001, cnonce="${cnonce}", response="${md5(`${ha1}:${p.nonce}:00000001:${cnonce}:auth:${ha2}`)}"`;
+}
