@@ -73,7 +73,9 @@ test('a viewer behind 1.2 Mbit/s gets a smaller layer at the full frame rate; a 
     await exited(w, 10_000);
   }
   assert.match(share.stderrText(), /sending 3 quality layers: 1280x720 at 2500k, 640x360 at 1000k, 320x180 at 375k/);
-  assert.match(relay.stderrText(), /viewer 127\.0\.0\.1:\d+ to layer [12] at its next keyframe \(down: /);
+  // A move down waits for the lower layer's next keyframe, or starts from its cache when the path
+  // takes that in 80 ms (core.ts, since f3e9f29): either is the narrow viewer moved down.
+  assert.match(relay.stderrText(), /viewer 127\.0\.0\.1:\d+ (to layer [12] at its next keyframe|now gets layer [12], from its cache) \(down: /);
   // The last 8 seconds of each viewer (stats once a second; the very last may be partial).
   const tail = (f: string) => lines(f).filter((x) => typeof x.fps === 'number').slice(-9, -1);
   const n = tail(narrow);
