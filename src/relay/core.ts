@@ -200,6 +200,56 @@ export class RelayCore {
     return this.join(name, sink, now) !== undefined;
   }
 
+  /**
+   * The publishing path of a transport other than UDP (an RTSP RECORD, share's tap for --push),
+   * once its own handshake and authentication are done: `id` (`<kind>:<session>`, never a UDP
+   * address) publishes `name`, its picture under `ssrc`. What the relay says to a sharer goes to
+   * `deliver`. Refused like a PUBLISH: 'taken' by another publisher, 'full' at MAX_STREAMS.
+   */
+  publishFrom(name: string, id: string, endpoint: Endpoint, ssrc: number, now: number, deliver: (data: Buffer) => void): 'ok' | 'taken' | 'full' {
+    const r = this.routing.publish(name, { endpoint, key: id, ssrc, since: now, lastSeen: now, deliver });
+    if (r === 'full') this.overLimit('streams', `relay carries ${MAX_STREAMS} streams already; refusing ${name}`);
+    if (typeof r === 'string') return r;
+    if (!r.previous) this.log(`stream ${name}: publisher ${id.split(':')[0]} ${fmt(endpoint)} (ssrc ${hex(ssrc)})`);
+    return 'ok';
+  }
+
+  /** One packet (RTP, or RTCP without control messages) from a publisher of publishFrom(). */
+  fromPublisher(id: string, buf: Buffer, now: number): Output[] {
+    this.counters.datagramsIn++;
+    this.counters.bytesIn += buf.length;
+    const stream = this.routing.publishedBy(id);
+    if (!stream || buf.length > MAX_DATAGRAM) {
+      if (stream) this.counters.oversize++;
+      else this.counters.unknownSource++;
+      return [];
+    }
+    if (isRtp(buf)) return this.onMedia(stream, buf, now);
+    let packets: RtcpPacket[];
+    try {
+      packets = isRtcp(buf) ? parseRtcp(buf) : [];
+    } catch (err) {
+      if (!(err instanceof PacketError)) throw err;
+      packets = [];
+    }
+    // Control messages (PUBLISH, SUBSCRIBE) are the UDP path's; here they would be someone's trick.
+    if (packets.length === 0 || packets.some((p) => p.type === 'app')) {
+      this.counters.malformed++;
+      return [];
+    }
+    return this.onRtcp(buf, stream.publisher!.endpoint, id, now, 'latched');
+  }
+
+  /** The publisher `id` of publishFrom() stopped: the stream ends, its viewers are told (ENDED) and wait for the next. */
+  unpublish(id: string): Output[] {
+    const stream = this.routing.publishedBy(id);
+    if (!stream) return [];
+    const out: Output[] = [];
+    this.log(`stream ${stream.name}: publisher ${id.split(':')[0]} ${fmt(stream.publisher!.endpoint)} stopped, stream ended`);
+    this.endStream(stream, true, out);
+    return out;
+  }
+
   /** A viewer of another transport left `name`. */
   detach(name: string, id: string): void {
     const s = this.routing.streams.get(name);
@@ -302,6 +352,7 @@ export class RelayCore {
 
   /** Notes the packet's arrival and, when due, tells the sharer what arrived when (RFC 8888): its congestion controller reads it. */
   private congestionFeedback(p: PublisherState, buf: Buffer, now: number, out: Output[]): void {
+    if (p.deliver) return;
     const report = p.arrivals.arrived(buf, now, RELAY_SSRC);
     if (!report) return;
     const data = serializeRtcp([report]);
@@ -412,11 +463,7 @@ export class RelayCore {
       }
       if (s.publisher) {
         const data = this.forSharer(s, v, packets, buf, now);
-        if (data) {
-          out.push({ data, to: [s.publisher.endpoint] });
-          this.counters.packetsOut++;
-          this.counters.bytesOut += data.length;
-        }
+        if (data) this.toPublisher(s.publisher, data, out);
       }
       forwarded = true;
     }
@@ -496,10 +543,14 @@ export class RelayCore {
   private askKeyframe(s: StreamState, mediaSsrc: number, now: number, out: Output[]): void {
     if (!s.publisher || this.keyframePending(s, now)) return;
     s.keyframeAsked = { at: now, keyframes: s.keyframes.count };
-    const data = serializeRtcp([{ type: 'pli', senderSsrc: RELAY_SSRC, mediaSsrc }]);
-    out.push({ data, to: [s.publisher.endpoint] });
+    this.toPublisher(s.publisher, serializeRtcp([{ type: 'pli', senderSsrc: RELAY_SSRC, mediaSsrc }]), out);
+  }
+
+  private toPublisher(p: PublisherState, data: Buffer, out: Output[]): void {
     this.counters.packetsOut++;
     this.counters.bytesOut += data.length;
+    if (p.deliver) p.deliver(data);
+    else out.push({ data, to: [p.endpoint] });
   }
 
   /** Whether a keyframe request for `s` is on its way (KEYFRAME_WAIT_MS, until a keyframe passes). */

@@ -33,6 +33,12 @@ export interface PublisherState {
   auth?: PublisherAuth;
   /** When its media arrived, for the RFC 8888 feedback it gets (fresh for each publisher session). */
   arrivals: ArrivalLog;
+  /**
+   * A publisher of another transport (RelayCore.publishFrom): what the relay says to a sharer
+   * (keyframe requests, viewers' reports) goes here instead of to `endpoint`, and it gets no
+   * RFC 8888 feedback (nothing there reads it).
+   */
+  deliver?: (data: Buffer) => void;
 }
 
 export interface ViewerState {

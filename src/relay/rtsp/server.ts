@@ -37,6 +37,7 @@ import type { Endpoint } from '../../util/net.ts';
 import type { RelayCore } from '../core.ts';
 import type { DeliverySink, Output } from '../sink.ts';
 import { DigestAuth } from './digest.ts';
+import { AUDIO_TRACK, VIDEO_TRACK, describeStream } from './sdp.ts';
 import { RtspReader, interleaved, parseTransport, rtspResponse, type RtspRequest, type RtspTransport } from './message.ts';
 
 export interface RtspServerOptions {
@@ -120,9 +121,6 @@ const TICK_MS = 1000;
  * millisecond time base (Matroska) keeps them in order (at 30 × they fell in the same ms).
  */
 const CATCH_UP_COMPRESS = 10;
-/** Track numbers in the SDP (a=control:trackID=N). */
-const VIDEO_TRACK = 0;
-const AUDIO_TRACK = 1;
 
 export class RtspServer {
   readonly counters: RtspCounters = {
@@ -269,7 +267,7 @@ export class RtspServer {
         return reply(200);
       case 'DESCRIBE': {
         if (!this.authorized(req)) return reply(401, [['WWW-Authenticate', this.digest!.challenge()]]);
-        const sdp = path ? this.describe(path.stream) : undefined;
+        const sdp = path ? describeStream(this.opts.core.streams.get(path.stream)) : undefined;
         if (!sdp) return reply(404);
         const base = req.uri.split('?')[0].replace(/\/?$/, '/');
         return reply(200, [['Content-Type', 'application/sdp'], ['Content-Base', base]], sdp);
@@ -348,34 +346,6 @@ export class RtspServer {
     if (!this.digest || this.digest.check(req.headers.get('authorization'), req.method, req.uri)) return true;
     this.counters.unauthorized++;
     return false;
-  }
-
-  /** The SDP of a stream the relay carries now, from its own packets; undefined when it has none yet. */
-  private describe(name: string): string | undefined {
-    const stream = this.opts.core.streams.get(name);
-    const frame = stream?.publisher ? stream.keyframes.frame : undefined;
-    const video = frame?.find((p) => isRtp(p) && !isAudioPayloadType(rtpPayloadType(p)));
-    const c = video && codecOfPayloadType(rtpPayloadType(video));
-    if (!stream || !frame || !c) return undefined;
-    const payloads: Buffer[] = [];
-    for (const p of frame) {
-      if (!isRtp(p) || rtpPayloadType(p) !== c.payloadType) continue;
-      try {
-        payloads.push(parseRtp(p).payload);
-      } catch {
-        // a packet the cache kept but no parser takes: the SDP goes without what it held
-      }
-    }
-    const fmtp = c.fmtp?.(c.sdpParams?.(payloads) ?? {});
-    const lines = ['v=0', `o=- ${Date.now()} 1 IN IP4 0.0.0.0`, `s=udpcast ${name}`, 'c=IN IP4 0.0.0.0', 't=0 0', 'a=control:*', 'a=range:npt=now-'];
-    lines.push(`m=video 0 RTP/AVP ${c.payloadType}`, `a=rtpmap:${c.payloadType} ${c.rtpmapName}/${c.clockRate}`);
-    if (fmtp) lines.push(`a=fmtp:${c.payloadType} ${fmtp}`);
-    lines.push(`a=control:trackID=${VIDEO_TRACK}`, 'a=recvonly');
-    if (stream.sound.ssrc !== undefined) {
-      // RFC 7587 §7: always opus/48000/2, whatever is coded.
-      lines.push(`m=audio 0 RTP/AVP ${PT_OPUS}`, `a=rtpmap:${PT_OPUS} opus/48000/2`, `a=fmtp:${PT_OPUS} sprop-stereo=1`, `a=control:trackID=${AUDIO_TRACK}`, 'a=recvonly');
-    }
-    return lines.join('\r\n') + '\r\n';
   }
 
   /** The viewer the relay sees: each datagram sorted to its track. */
