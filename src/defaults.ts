@@ -271,3 +271,16 @@ export const RTSP_SESSION_TIMEOUT_S = 60;
 export const RTSP_IDLE_REQUEST_MS = 10_000;
 /** Interleaved data queued on one TCP connection beyond this is dropped (a slow reader), counted. */
 export const RTSP_TCP_QUEUE_BYTES = 1024 * 1024;
+/** `--push`: an RTSP server's answer (head and body) at most this long, with at most this many header lines. */
+export const RTSP_PUSH_MAX_RESPONSE_BYTES = 64 * 1024;
+export const RTSP_PUSH_MAX_HEADERS = 64;
+/** `--push`: a TCP connect, and each answer to a request, within this long, else the connection has failed. */
+export const RTSP_PUSH_ANSWER_MS = 10_000;
+/** `--push`: after a failure, the first retry this soon, doubling each time up to RTSP_PUSH_RETRY_MAX_MS. */
+export const RTSP_PUSH_RETRY_MIN_MS = 1000;
+/** ...and the slowest; also the retry after a refusal a person must fix (a wrong password, ANNOUNCE refused). */
+export const RTSP_PUSH_RETRY_MAX_MS = 30_000;
+/** `--push`: a request (OPTIONS) at least this often keeps the session (or half the server's Session timeout, if shorter). */
+export const RTSP_PUSH_KEEPALIVE_MS = 20_000;
+/** `--push`: bytes queued on the connection beyond this are dropped and counted (as RTSP_TCP_QUEUE_BYTES for a player). */
+export const RTSP_PUSH_QUEUE_BYTES = 1024 * 1024;

@@ -20,7 +20,7 @@ export interface Output {
 }
 
 /** Adding a transport adds its name here. */
-export type SinkKind = 'udp' | 'rtsp' | 'webrtc';
+export type SinkKind = 'udp' | 'rtsp' | 'push' | 'webrtc';
 
 export interface UdpSink {
   readonly kind: 'udp';
