@@ -38,6 +38,12 @@ const share: Table = {
   port: { type: 'number', default: DEFAULT_PORT, describe: 'UDP port of the embedded relay' },
   host: { type: 'string', default: '0.0.0.0', describe: 'address the embedded relay listens on' },
   'rtsp-port': { type: 'number', describe: `TCP port of the embedded relay's RTSP server, for players without udpcast (default ${RTSP_PORT_DEFAULT}, skipped with a line if taken); 0: none` },
+  push: {
+    type: 'string',
+    array: true,
+    nargs: 1,
+    describe: 'also publish the stream to an RTSP server that records (MediaMTX, Wowza, ffmpeg -rtsp_flags listen): rtsp://[USER:PASSWORD@]HOST[:PORT]/PATH, RTP interleaved on its TCP connection (?transport=udp: over UDP); retried with back-off while it is away; repeatable; not with --encrypt',
+  },
   source: {
     type: 'string',
     default: 'screen',
@@ -110,6 +116,12 @@ const relay: Table = {
     describe: 'datagrams in and out a batch per system call (recvmmsg/sendmmsg) when the native helper is built (Linux); --no-native: node:dgram, one call per datagram',
   },
   'rtsp-port': { type: 'number', describe: `TCP port of the RTSP server: every stream is rtsp://HOST:PORT/STREAM for ffplay, VLC, GStreamer (default ${RTSP_PORT_DEFAULT}, skipped with a line if it is taken); 0: none` },
+  push: {
+    type: 'string',
+    array: true,
+    nargs: 1,
+    describe: 'STREAM=rtsp://[USER:PASSWORD@]HOST[:PORT]/PATH: publish a stream this relay carries to an RTSP server that records (MediaMTX, Wowza, ffmpeg -rtsp_flags listen), TCP interleaved (?transport=udp: over UDP), retried with back-off; repeatable',
+  },
 };
 
 const watch: Table = {

@@ -19,7 +19,9 @@ import {
   checkNumber,
   checkPort,
   checkStream,
+  checkPushUrls,
   parseBitrate,
+  parseRelayPush,
   parseFec,
   readSecret,
   checkOutput,
@@ -139,8 +141,11 @@ export function shareOptions(a: Record<string, unknown>): ShareOptions {
     audioFrameMs: Number(a.audioFrame ?? AUDIO_FRAME_MS_DEFAULT) as AudioFrameMs,
     key: readSecret('key', a.key, a.keyFile),
     encrypt: readSecret('encrypt', a.encrypt, a.encryptFile),
+    push: checkPushUrls(a.push),
     ...commonOptions(a),
   };
+  // The server would get ciphertext no player outside udpcast reads.
+  if (o.push?.length && o.encrypt !== undefined) throw new UsageError('--push cannot go with --encrypt: the RTSP server would get encrypted pictures that no player outside udpcast can read');
   return checkSecrets(o);
 }
 
@@ -159,6 +164,7 @@ export function relayOptions(a: Record<string, unknown>): RelayOptions {
     port: checkPort('port', a.port ?? DEFAULT_PORT, true),
     native: a.native !== false,
     ...rtspPortOption(a),
+    push: parseRelayPush(a.push),
     ...commonOptions(a),
   };
 }

@@ -11,6 +11,7 @@ import { STREAM_NAME_RE } from '../transport/control.ts';
 import { DEFAULT_PORT } from '../defaults.ts';
 import type { CodecName } from '../codecs/registry.ts';
 import { parseRegion, parseSourceOption, type Region } from '../capture/source.ts';
+import { parsePushUrl } from '../relay/rtsp/push.ts';
 
 import type { HostPort } from '../util/net.ts';
 
@@ -74,6 +75,8 @@ export interface ShareOptions extends CommonOptions, Pick<Secrets, 'key' | 'encr
   audioRedundancy: number;
   /** --audio-frame: ms of sound per Opus packet. */
   audioFrameMs: AudioFrameMs;
+  /** --push URL (repeatable): the stream also published to these RTSP servers (relay/rtsp/push.ts); checked by parsePushUrl. */
+  push?: string[];
 }
 
 export interface RelayOptions extends CommonOptions, Pick<Secrets, 'key' | 'watchKey'> {
@@ -85,6 +88,8 @@ export interface RelayOptions extends CommonOptions, Pick<Secrets, 'key' | 'watc
   rtspPort: number;
   /** It was given: taken, it is an error; the default taken only turns RTSP off, with a line. */
   rtspPortGiven: boolean;
+  /** --push STREAM=URL (repeatable): a stream the relay carries, published to an RTSP server. */
+  push?: Array<{ stream: string; url: string }>;
 }
 
 export interface WatchOptions extends CommonOptions, Pick<Secrets, 'encrypt' | 'watchKey'> {
@@ -267,6 +272,27 @@ export function parseFec(pct: unknown, mode: unknown, depth: unknown): ShareOpti
   const d = depth === undefined ? Math.min(5, maxDepth) : checkInt('fec-depth', depth, 2, maxDepth);
   if (d < 2) throw new UsageError(`--fec-mode ${m} needs --fec of at least 5 (column groups of at most 24 packets)`);
   return { groupSize, mode: m, depth: d };
+}
+
+/** --push URL values: each an rtsp:// URL a person can fix from the message (parsePushUrl). */
+export function checkPushUrls(v: unknown): string[] {
+  const urls = v === undefined ? [] : [v].flat().map(String);
+  for (const url of urls) parsePushUrl(url);
+  return urls;
+}
+
+/** relay --push STREAM=URL values. */
+export function parseRelayPush(v: unknown): RelayOptions['push'] {
+  return (v === undefined ? [] : [v].flat().map(String)).map((text) => {
+    const at = text.indexOf('=');
+    const stream = at < 0 ? '' : text.slice(0, at);
+    if (!STREAM_NAME_RE.test(stream) || !/^rtsp:\/\//i.test(text.slice(at + 1))) {
+      throw new UsageError(`--push must be STREAM=rtsp://HOST[:PORT]/PATH (e.g. main=rtsp://127.0.0.1:8554/live), got ${JSON.stringify(text.replace(/(rtsp:\/\/[^:@/]*:)[^@/]*@/i, '$1***@'))}`);
+    }
+    const url = text.slice(at + 1);
+    parsePushUrl(url);
+    return { stream, url };
+  });
 }
 
 export { parseRegion, parseSourceOption };

@@ -1,6 +1,7 @@
 /** `udpcast relay`: a standalone relay that fans streams out to their viewers. */
 import { RelayServer, type RelayServerOptions } from '../relay/io/server.ts';
 import { RtspServer } from '../relay/rtsp/server.ts';
+import { RtspPusher } from '../relay/rtsp/push.ts';
 import { fmt } from '../relay/core.ts';
 import { sentTo } from '../relay/routing.ts';
 import { UsageError } from '../util/errors.ts';
@@ -14,6 +15,8 @@ export interface RelayHandle {
   server: RelayServer;
   /** The RTSP server, unless --rtsp-port 0. */
   rtsp?: RtspServer;
+  /** One per --push STREAM=URL. */
+  pushers: RtspPusher[];
   done: Promise<number>;
   stop(code?: number): void;
 }
@@ -66,6 +69,11 @@ export async function startRtsp(
   return rtsp;
 }
 
+/** A --push of a stream `server` carries (relay --push, or share's embedded relay): a viewer of its core. */
+export function startPush(server: RelayServer, stream: string, url: string, log: (line: string) => void): RtspPusher {
+  return new RtspPusher({ core: server.core, stream, url, pump: () => server.sendFromTransport([]), log });
+}
+
 export async function startRelay(o: RelayOptions, log: (line: string) => void): Promise<RelayHandle> {
   const server = await listen({
     host: o.host,
@@ -78,6 +86,7 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
   const locks = [o.key !== undefined && 'sharers need --key', o.watchKey !== undefined && 'viewers need --watch-key'].filter(Boolean);
   log(`relay listening on ${fmt(server.address)}${locks.length ? ` (${locks.join(', ')})` : ' (open: anyone may publish and watch)'}`);
   const rtsp = await startRtsp(server, o, log);
+  const pushers = (o.push ?? []).map(({ stream, url }) => startPush(server, stream, url, log));
   const io = server.io;
   log(
     io.path === 'native'
@@ -111,6 +120,7 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
         dropped: c.malformed + c.unknownSource + c.oversize + c.hijackAttempts + c.overLimit + c.rateLimited,
         io: server.io.path,
         ...(rtsp ? { rtsp: { port: rtsp.port, sessionsNow: rtsp.sessionCount, ...rtsp.counters } } : {}),
+        ...(pushers.length ? { push: pushers.map((p) => p.status) } : {}),
         handedToDgram: server.io.handedToDgram,
         perStream: streams.map((s) => {
           let meter = streamRates.get(s.name);
@@ -155,7 +165,10 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
     stopping = true;
     clearTimeout(timer);
     reporter.stop(code === 0);
-    Promise.all([server.close(), rtsp?.close()]).then(() => finish(code));
+    // The pushes first: their TEARDOWNs go out while the relay still runs.
+    Promise.all(pushers.map((p) => p.close()))
+      .then(() => Promise.all([server.close(), rtsp?.close()]))
+      .then(() => finish(code));
   }
-  return { server, rtsp, done, stop };
+  return { server, rtsp, pushers, done, stop };
 }

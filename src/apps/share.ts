@@ -4,7 +4,7 @@
  */
 import type { AudioSource } from '../capture/audio.ts';
 import { availableParallelism, networkInterfaces } from 'node:os';
-import { CB_RESUME_MS, CONNECT_TIMEOUT_MS, DEFAULT_TEST_SIZE, KEEPALIVE_MS, VIEWER_TIMEOUT_MS, WATCH_HINT_MAX_ADDRESSES } from '../defaults.ts';
+import { CB_RESUME_MS, CONNECT_TIMEOUT_MS, DEFAULT_TEST_SIZE, KEEPALIVE_MS, VIEWER_TIMEOUT_MS, WATCH_HINT_MAX_ADDRESSES, isAudioPayloadType } from '../defaults.ts';
 import type { ShareSnapshot } from '../dashboard/snapshots.ts';
 import { captureInputArgs, checkRegionInside, checkSourceExists, type CaptureOptions } from '../capture/source.ts';
 import { probeInputSize } from '../capture/probe.ts';
@@ -14,8 +14,11 @@ import { FrameUnsupportedError } from '../codecs/codec.ts';
 import { ffmpegEncoderHasOption, ffmpegHasFilter, locateFfmpeg } from '../encode/locate.ts';
 import type { RelayServer } from '../relay/io/server.ts';
 import type { RtspServer } from '../relay/rtsp/server.ts';
-import { listen, startRtsp } from './relay.ts';
-import { fmt } from '../relay/core.ts';
+import { listen, startPush, startRtsp } from './relay.ts';
+import { RelayCore, fmt } from '../relay/core.ts';
+import { RtspPusher } from '../relay/rtsp/push.ts';
+import { isRtp, rtpPayloadType, rtpSsrc } from '../rtp/packet.ts';
+import { parseRtcp, serializeRtcp } from '../transport/rtcp.ts';
 import { Publisher } from '../transport/publisher.ts';
 import { CC_MEDIA_SHARE, RETARGET_HOLD_BELOW, UplinkLayers, describeDecrease } from '../transport/congestion.ts';
 import { PacketError } from '../util/errors.ts';
@@ -114,6 +117,66 @@ function congestionFields(publisher: Publisher, encoder: Encoder) {
   };
 }
 
+/** What share --push watches with --relay: the top layer's picture, the sound and the reports. */
+const PUSH_PUBLISHER = 'push:share';
+/** Catch-up pacing of the pushers' own core, as the relay's (relay/io/server.ts PUMP_MS). */
+const PUSH_PUMP_MS = 4;
+const PUSH_TICK_MS = 1000;
+
+/**
+ * share --push with --relay: no relay here to watch, so a RelayCore of its own (no sockets) is
+ * fed every datagram the publisher sends, before encryption and signing. Only the top layer goes
+ * in (one core lane takes one picture), and RTCP without the PUBLISH (the core's other transports
+ * take no control messages).
+ */
+function pushCore(publisher: Publisher, stream: string): { core: RelayCore; pump(): void; close(): void } {
+  const core = new RelayCore();
+  const top = publisher.sender.ssrc;
+  const publish = (now: number) => core.publishFrom(stream, PUSH_PUBLISHER, { address: '127.0.0.1', port: 0 }, top, now, () => undefined);
+  publish(Date.now());
+  let pumpTimer: NodeJS.Timeout | undefined;
+  let closed = false;
+  const pump = () => {
+    if (pumpTimer || closed) return;
+    pumpTimer = setTimeout(() => {
+      pumpTimer = undefined;
+      core.pump(Date.now());
+      if (core.pumping) pump();
+    }, PUSH_PUMP_MS);
+  };
+  publisher.onPacket = (packet) => {
+    let p = packet;
+    if (isRtp(p)) {
+      if (rtpSsrc(p) !== top && !isAudioPayloadType(rtpPayloadType(p))) return;
+    } else {
+      try {
+        const kept = parseRtcp(p).filter((r) => r.type !== 'app');
+        if (kept.length === 0) return;
+        p = serializeRtcp(kept);
+      } catch {
+        return;
+      }
+    }
+    const now = Date.now();
+    // Silent past PUBLISHER_TIMEOUT_MS (an encoder restart), the core ended the stream: again.
+    if (!core.streams.get(stream)?.publisher) publish(now);
+    core.fromPublisher(PUSH_PUBLISHER, p, now);
+    if (core.pumping) pump();
+  };
+  const ticker = setInterval(() => core.tick(Date.now()), PUSH_TICK_MS);
+  ticker.unref();
+  return {
+    core,
+    pump,
+    close: () => {
+      closed = true;
+      publisher.onPacket = undefined;
+      clearInterval(ticker);
+      clearTimeout(pumpTimer);
+    },
+  };
+}
+
 export async function startShare(o: ShareOptions, log: (line: string) => void): Promise<ShareHandle> {
   const ffmpeg = await locateFfmpeg({ flag: o.ffmpeg });
   // Windows: Desktop Duplication (ddagrab) is faster than GDI where this FFmpeg build has it.
@@ -190,6 +253,12 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     const dtx = encode.audio?.dtx ? '; silence is not sent (DTX)' : '';
     log(`sound: ${describeAudio(o.audio)}, Opus at ${AUDIO_BITRATE_KBPS} kbit/s in ${o.audioFrameMs} ms packets${red}: about ${Math.round(soundKbps)} kbit/s on the path, kept before the picture's share${dtx}`);
   }
+  // --push: pushers watch the embedded relay's core, or (with --relay) a core of their own that
+  // sees what the publisher sends.
+  const local = o.push?.length && !relay ? pushCore(publisher, o.stream) : undefined;
+  const pushers = (o.push ?? []).map((url) =>
+    relay ? startPush(relay, o.stream, url, log) : new RtspPusher({ core: local!.core, stream: o.stream, url, pump: local!.pump, log }),
+  );
   // The sound goes out as it comes, whatever the picture does (paused layers, a keyframe wait).
   encoder.on('audio', (p) => publisher.sendAudio(p));
   let finish!: (code: number) => void;
@@ -337,6 +406,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
         uplinkPaused: publisher.breaker.open ? publisher.breaker.open.why : null,
         layers,
         layersSent: layers - (plan?.firstActive ?? 0),
+        ...(pushers.length ? { push: pushers.map((p) => p.status) } : {}),
       };
     },
     // Nothing to say before the relay's first answer: the connect timeout's error is the line then.
@@ -369,6 +439,9 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
       await encoder.stop();
       reporter.stop(code === 0); // after the encoder, so the final line counts every frame sent
       await publisher.close();
+      // Each push says TEARDOWN, so the server ends its recording cleanly.
+      await Promise.all(pushers.map((p) => p.close()));
+      local?.close();
       if (relay) {
         // Let the embedded relay pass our BYE on to the viewers before its socket closes.
         const end = Date.now() + BYE_FLUSH_MS;

@@ -4,6 +4,7 @@
  * `null` means "not known yet" (no frame, no report); counters start at 0.
  */
 import type { RtspCounters } from '../relay/rtsp/server.ts';
+import type { PushStatus } from '../relay/rtsp/push.ts';
 import type { CodecName } from '../codecs/registry.ts';
 import type { ConnectionState } from '../player/viewer.ts';
 import type { RelayCounters } from '../relay/core.ts';
@@ -171,6 +172,8 @@ export interface ShareSnapshot {
   /** Quality layers encoded (--layers), and how many are sent now (upper ones paused when the path is narrow). */
   layers: number;
   layersSent: number;
+  /** Each --push URL: its state and counters (relay/rtsp/push.ts); absent without --push. */
+  push?: PushStatus[];
   /** Frames not sent while the uplink's RFC 8083 circuit breaker held media, and why it holds it now (null: it does not). */
   framesHeld: number;
   uplinkPaused: string | null;
@@ -212,6 +215,8 @@ export interface RelaySnapshot extends RelayCounters {
   address: string;
   /** The RTSP server (--rtsp-port): its port, sessions now and counters; absent with --rtsp-port 0. */
   rtsp?: { port: number; sessionsNow: number } & RtspCounters;
+  /** Each --push STREAM=URL: its state and counters (relay/rtsp/push.ts); absent without --push. */
+  push?: PushStatus[];
   /** Streams with a sharer. */
   streams: number;
   /** Stream names viewers wait on that nobody publishes (not counted in `streams`, not in perStream). */

@@ -177,6 +177,11 @@ export class Publisher {
   /** Latest receiver report from each viewer (relayed), by the viewer's SSRC. */
   readonly viewerReports = new Map<number, ViewerReport>();
   onKeyframeRequest?: () => void;
+  /**
+   * Every datagram as the relay reads it, before encryption and signing (RTP, FEC, RTCP with the
+   * PUBLISH): share's --push with --relay feeds its own RelayCore with it. Never written to.
+   */
+  onPacket?: (packet: Buffer) => void;
   /** Whether the relay answers our PUBLISH. */
   readonly relay = new RelayLiveness();
   /**
@@ -381,6 +386,7 @@ export class Publisher {
    * goes through the pacer when congestion control is on; RTCP never waits.
    */
   private transmit(d: Buffer[], fec = false): void {
+    if (this.onPacket) this.onPacket(d.length === 1 ? d[0] : Buffer.concat(d));
     const rtp = isRtp(d[0]);
     // The relay's feedback names packets by the SSRC and number in their clear header.
     const id = rtp ? { ssrc: rtpSsrc(d[0]), seq: rtpSequence(d[0]) } : undefined;
