@@ -97,6 +97,13 @@ export interface Codec {
   fmtp?(params: { profileLevelId?: string; spropParameterSets?: string }): string | undefined;
   /** Those parameters read off the RTP payloads of a keyframe (the relay's cache), for an SDP it serves. */
   sdpParams?(payloads: readonly Buffer[]): { profileLevelId?: string; spropParameterSets?: string };
+  /**
+   * A stream another tool publishes (RTSP ANNOUNCE) may give its decoder configuration only in the
+   * SDP's a=fmtp (H.264: sprop-parameter-sets, as FFmpeg does for a stream copied from MP4), while
+   * watch and the keyframe cache need it in-band. Given that fmtp, a function that returns the
+   * payloads to send in front of `payload` (none, mostly); undefined when the fmtp has nothing.
+   */
+  inBandConfig?(fmtp: string): ((payload: Buffer) => Buffer[]) | undefined;
   /** Every picture stands alone: no reference to lose, nothing to ask a keyframe for. */
   readonly everyFrameKey: boolean;
   /** Picture sizes the encoder and payload format can carry: multiples of `unit`, at most `max`. */

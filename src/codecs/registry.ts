@@ -29,4 +29,17 @@ export function codecOfPayloadType(pt: number): (Codec & { name: CodecName }) | 
   return BY_PAYLOAD_TYPE.get(pt) as (Codec & { name: CodecName }) | undefined;
 }
 
+/**
+ * The codec a publisher's SDP names (a=rtpmap encoding, RFC 8866 §6.6), or its static payload type
+ * when it has no rtpmap (RFC 3551: JPEG is 26).
+ */
+export function codecOfRtpmap(encoding: string, payloadType: number): (Codec & { name: CodecName }) | undefined {
+  const c = encoding
+    ? Object.values(CODECS).find((x) => x.rtpmapName.toUpperCase() === encoding.toUpperCase())
+    : payloadType < 96
+      ? BY_PAYLOAD_TYPE.get(payloadType)
+      : undefined;
+  return c as (Codec & { name: CodecName }) | undefined;
+}
+
 export type { Codec };

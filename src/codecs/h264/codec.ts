@@ -4,7 +4,7 @@
 import { PT_H264, VIDEO_CLOCK_RATE } from '../../defaults.ts';
 import { unlessMalformed } from '../../util/errors.ts';
 import type { Codec } from '../codec.ts';
-import { FU_START, NAL_FU_A, NAL_IDR, NAL_SPS, NAL_STAP_A, NAL_TYPE_MASK, nalType, splitAnnexB } from './annexb.ts';
+import { FU_START, NAL_FU_A, NAL_IDR, NAL_PPS, NAL_SLICE, NAL_SPS, NAL_STAP_A, NAL_TYPE_MASK, nalType, splitAnnexB } from './annexb.ts';
 import { spsSize } from './sps.ts';
 import { annexBToLengthPrefixed, avcConfig } from './avc.ts';
 import { H264Depacketizer } from './depacketize.ts';
@@ -31,6 +31,43 @@ export function h264StartsKeyframe(p: Buffer): boolean {
   return false;
 }
 
+/** The NAL unit types an RTP payload carries at its start (a STAP-A's every unit; an FU-A's only at its first fragment). */
+function startingNals(p: Buffer): number[] {
+  if (p.length === 0) return [];
+  const type = p[0] & NAL_TYPE_MASK;
+  if (type === NAL_FU_A) return p.length > 1 && (p[1] & FU_START) !== 0 ? [p[1] & NAL_TYPE_MASK] : [];
+  if (type !== NAL_STAP_A) return [type];
+  const types: number[] = [];
+  for (let i = 1; i + 2 < p.length; i += 2 + p.readUInt16BE(i)) types.push(p[i + 2] & NAL_TYPE_MASK);
+  return types;
+}
+
+/**
+ * sprop-parameter-sets (RFC 6184 §8.1) sent in-band: one STAP-A of the SPS and PPS in front of
+ * every IDR picture that does not come right after an SPS of its own.
+ */
+function h264InBandConfig(fmtp: string): ((payload: Buffer) => Buffer[]) | undefined {
+  const sprop = /(?:^|;)\s*sprop-parameter-sets=([^;\s]+)/i.exec(fmtp)?.[1];
+  const sets = (sprop ?? '').split(',').map((b) => Buffer.from(b, 'base64')).filter((n) => n.length > 0 && n.length <= 0xffff);
+  if (!sets.some((n) => nalType(n) === NAL_SPS) || !sets.some((n) => nalType(n) === NAL_PPS)) return undefined;
+  const nri = Math.max(...sets.map((n) => n[0] & 0x60));
+  const stap = Buffer.concat([Buffer.from([nri | NAL_STAP_A]), ...sets.flatMap((n) => [Buffer.from([n.length >> 8, n.length & 0xff]), n])]);
+  // An SPS seen since the last picture; inside an IDR picture (its further slices get nothing).
+  let configured = false;
+  let inIdr = false;
+  return (payload) => {
+    const types = startingNals(payload);
+    if (types.includes(NAL_SPS)) configured = true;
+    if (types.includes(NAL_IDR)) {
+      const add = !configured && !inIdr;
+      inIdr = true;
+      return add ? [stap] : [];
+    }
+    if (types.includes(NAL_SLICE)) configured = inIdr = false;
+    return [];
+  };
+}
+
 export const h264 = {
   name: 'h264',
   label: 'H.264',
@@ -50,6 +87,7 @@ export const h264 = {
       spropParameterSets: sps && pps ? `${sps.toString('base64')},${pps.toString('base64')}` : undefined,
     };
   },
+  inBandConfig: h264InBandConfig,
   everyFrameKey: false,
   // 4:2:0 halves the chroma planes, so libx264 (and the GPU encoders) refuse an odd size.
   sizeRule: { unit: 2, max: Infinity, what: 'H.264 needs an even width and height' },

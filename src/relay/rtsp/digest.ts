@@ -22,11 +22,13 @@ export class DigestAuth {
   constructor(
     private readonly password: string,
     private readonly now: () => number = Date.now,
+    /** One per password: a client does not offer one's credentials to the other's challenge. */
+    private readonly realm = DIGEST_REALM,
   ) {}
 
   /** The WWW-Authenticate value of a 401. */
   challenge(): string {
-    return `Digest realm="${DIGEST_REALM}", nonce="${this.nonce(this.now())}", algorithm=MD5, qop="auth"`;
+    return `Digest realm="${this.realm}", nonce="${this.nonce(this.now())}", algorithm=MD5, qop="auth"`;
   }
 
   /**
@@ -39,11 +41,11 @@ export class DigestAuth {
     const { username, realm, nonce, uri, response } = p;
     // The response is 32 hex digits or nothing: other bytes (a header is read as latin1) would
     // make the comparison below compare buffers of two lengths.
-    if (username === undefined || realm !== DIGEST_REALM || !nonce || !uri || !response || !/^[0-9a-f]{32}$/i.test(response)) return false;
+    if (username === undefined || realm !== this.realm || !nonce || !uri || !response || !/^[0-9a-f]{32}$/i.test(response)) return false;
     if (uri !== requestUri && uri !== requestUri.replace(/^rtsps?:\/\/[^/]*/i, '')) return false;
     if (!this.fresh(nonce)) return false;
     if (p.algorithm && p.algorithm.toUpperCase() !== 'MD5') return false;
-    const ha1 = md5(`${username}:${DIGEST_REALM}:${this.password}`);
+    const ha1 = md5(`${username}:${this.realm}:${this.password}`);
     const ha2 = md5(`${method}:${uri}`);
     const want =
       p.qop === undefined

@@ -33,11 +33,12 @@ import { parseRed } from '../../codecs/opus/red.ts';
 import { isRtp, parseRtp, rtpPayloadType, rtpSequence, rtpSsrc, rtpTimestamp, serializeRtpToBuffer } from '../../rtp/packet.ts';
 import { seqDiff, tsAdd, tsDiff } from '../../rtp/seq.ts';
 import { isRtcp, parseRtcp, serializeRtcp } from '../../transport/rtcp.ts';
-import type { Endpoint } from '../../util/net.ts';
+import { formatEndpoint, type Endpoint } from '../../util/net.ts';
 import type { RelayCore } from '../core.ts';
 import type { DeliverySink, Output } from '../sink.ts';
 import { DigestAuth } from './digest.ts';
-import { AUDIO_TRACK, VIDEO_TRACK, describeStream } from './sdp.ts';
+import { AUDIO_TRACK, VIDEO_TRACK, describeStream, parseAnnounce } from './sdp.ts';
+import { recordRtcp, recordRtp, recordTracks, trackOfUri, type RecordTrack } from './record.ts';
 import { RtspReader, interleaved, parseTransport, rtspResponse, type RtspRequest, type RtspTransport } from './message.ts';
 
 export interface RtspServerOptions {
@@ -50,6 +51,8 @@ export interface RtspServerOptions {
   pump(): void;
   /** The relay's --watch-key: players must prove it (Digest, digest.ts), any user name. */
   watchPassword?: string;
+  /** The relay's --key: RTSP publishers (ANNOUNCE, RECORD) must prove it, any user name. */
+  publishPassword?: string;
   log?: (line: string) => void;
   now?: () => number;
 }
@@ -67,13 +70,20 @@ export interface RtspCounters {
   sessionTimeouts: number;
   /** Packets not sent to a TCP reader that had RTSP_TCP_QUEUE_BYTES queued. */
   tcpDropped: number;
-  /** Requests refused for want of the --watch-key (a player's first try, without credentials, counts too). */
+  /** Requests refused for want of the --watch-key or --key (a client's first try, without credentials, counts too). */
   unauthorized: number;
+  /** Streams published over RTSP (RECORD), and ANNOUNCEs or RECORDs refused (taken, full, no picture udpcast carries). */
+  published: number;
+  publishRefused: number;
+  /** Packets from RTSP publishers not passed on: tracks udpcast does not carry, or not their RTP. */
+  recordDropped: number;
 }
 
 interface Track {
   kind: 'video' | 'audio';
   transport: RtspTransport;
+  /** A publisher's track: its place in the session's record tracks. */
+  recordIndex?: number;
   /** Where its RTP and RTCP go (UDP). */
   rtpTo?: Endpoint;
   rtcpTo?: Endpoint;
@@ -102,6 +112,8 @@ interface Session {
    */
   videoEdge?: number;
   audioEdge?: number;
+  /** A publisher's session (ANNOUNCE, RECORD) instead of a player's: its tracks, and whether RECORD came. */
+  record?: { uri: string; tracks: RecordTrack[]; recording: boolean };
 }
 
 interface Connection {
@@ -112,9 +124,13 @@ interface Connection {
   /** Since when part of a message has waited for the rest (slowloris), if any has. */
   partialSince?: number;
   sessions: Set<Session>;
+  /** The last ANNOUNCE on this connection, for the SETUPs that follow it. */
+  announced?: { stream: string; uri: string; tracks: RecordTrack[] };
 }
 
 const TICK_MS = 1000;
+const METHODS = 'OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER, ANNOUNCE, RECORD';
+type Reply = (status: number, headers?: Array<[string, string]>, body?: string) => void;
 /**
  * How much nearer the live edge a catch-up picture is stamped (see caughtUp): a second of them
  * becomes 100 ms. No more: at 60 fps its pictures are still 1.7 ms apart, so a recorder with a
@@ -125,14 +141,18 @@ const CATCH_UP_COMPRESS = 10;
 export class RtspServer {
   readonly counters: RtspCounters = {
     connections: 0, requests: 0, badRequests: 0, sessions: 0, sessionsRefused: 0, connectionsDropped: 0, sessionTimeouts: 0, tcpDropped: 0, unauthorized: 0,
+    published: 0, publishRefused: 0, recordDropped: 0,
   };
   private readonly sessions = new Map<string, Session>();
   private readonly connections = new Set<Connection>();
   /** UDP sessions by the address their RTCP comes from. */
   private readonly byRtcpSource = new Map<string, Session>();
+  /** UDP publishers' tracks by the address their RTP or RTCP comes from. */
+  private readonly recordFrom = new Map<string, { session: Session; track: RecordTrack; rtcp: boolean }>();
   private readonly timer: NodeJS.Timeout;
   private readonly now: () => number;
   private readonly digest?: DigestAuth;
+  private readonly publishDigest?: DigestAuth;
   private closed = false;
 
   private constructor(
@@ -143,10 +163,14 @@ export class RtspServer {
   ) {
     this.now = opts.now ?? Date.now;
     if (opts.watchPassword !== undefined) this.digest = new DigestAuth(opts.watchPassword, this.now);
+    if (opts.publishPassword !== undefined) this.publishDigest = new DigestAuth(opts.publishPassword, this.now, 'udpcast publish');
     tcp.on('connection', (s) => this.accept(s));
     rtcp.on('message', (buf, from) => this.onRtcp(buf, { address: from.address, port: from.port }));
-    // The RTP port only receives players' hole-punching datagrams: nothing to read in them.
-    rtp.on('message', () => undefined);
+    // The RTP port receives publishers' media, and players' hole-punching datagrams (nothing to read in those).
+    rtp.on('message', (buf, from) => {
+      const r = this.recordFrom.get(key({ address: from.address, port: from.port }));
+      if (r && !r.rtcp) this.recorded(r.session, r.track, buf, false);
+    });
     for (const s of [rtp, rtcp]) s.on('error', (err) => opts.log?.(`rtsp: udp: ${err.message}`));
     this.timer = setInterval(() => this.tick(), TICK_MS);
     this.timer.unref();
@@ -235,8 +259,9 @@ export class RtspServer {
     socket.on('error', () => undefined);
     socket.on('close', () => {
       this.connections.delete(conn);
-      // Interleaved sessions die with their connection; UDP ones live on to their timeout (RFC 2326 §10.12).
-      for (const s of conn.sessions) if (s.tracks.some((t) => t.transport.kind === 'tcp')) this.end(s, true);
+      // Interleaved sessions die with their connection; UDP ones live on to their timeout (RFC 2326
+      // §10.12), but for a publisher's: a publisher that hung up has stopped.
+      for (const s of conn.sessions) if (s.record || s.tracks.some((t) => t.transport.kind === 'tcp')) this.end(s, true);
     });
   }
 
@@ -262,7 +287,7 @@ export class RtspServer {
     const path = rtspPath(req.uri);
     switch (req.method) {
       case 'OPTIONS':
-        return reply(200, [['Public', 'OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER']]);
+        return reply(200, [['Public', METHODS]]);
       case 'GET_PARAMETER':
         return reply(200);
       case 'DESCRIBE': {
@@ -273,6 +298,7 @@ export class RtspServer {
         return reply(200, [['Content-Type', 'application/sdp'], ['Content-Base', base]], sdp);
       }
       case 'SETUP': {
+        if (session?.record || (!session && conn.announced && trackOfUri(conn.announced.tracks, conn.announced.uri, req.uri))) return this.setupRecord(conn, req, session, now, reply);
         if (!this.authorized(req)) return reply(401, [['WWW-Authenticate', this.digest!.challenge()]]);
         if (!path || path.track === undefined || (path.track !== VIDEO_TRACK && path.track !== AUDIO_TRACK)) return reply(404);
         if (!this.opts.core.streams.get(path.stream)?.publisher) return reply(404);
@@ -282,11 +308,7 @@ export class RtspServer {
         if (s && s.stream !== path.stream) return reply(459);
         if (s?.sink) return reply(455); // playing already: a new track would need a new session
         if (!s) {
-          const fromHere = [...this.sessions.values()].filter((x) => x.conn.remote.address === conn.remote.address).length;
-          if (this.sessions.size >= RTSP_MAX_SESSIONS || fromHere >= RTSP_MAX_SESSIONS_PER_ADDRESS) {
-            this.counters.sessionsRefused++;
-            return reply(453);
-          }
+          if (!this.roomForSession(conn)) return reply(453);
           s = { id: randomBytes(8).toString('hex'), stream: path.stream, conn, tracks: [], lastSeen: now, since: now };
           this.sessions.set(s.id, s);
           conn.sessions.add(s);
@@ -308,8 +330,26 @@ export class RtspServer {
         }
         return reply(200, [['Transport', answer], ['Session', `${s.id};timeout=${RTSP_SESSION_TIMEOUT_S}`]]);
       }
+      case 'ANNOUNCE':
+        return this.announce(conn, req, path, reply);
+      case 'RECORD': {
+        if (!session?.record) return reply(session ? 455 : 454);
+        if (!this.publishAuthorized(req)) return reply(401, [['WWW-Authenticate', this.publishDigest!.challenge()]]);
+        if (!session.record.recording) {
+          const video = session.record.tracks.find((t) => t.kind === 'video' && t.payloadTypeOut !== undefined)!;
+          const r = this.opts.core.publishFrom(session.stream, `rtsp:${session.id}`, conn.remote, video.ssrcOut, now, () => undefined);
+          if (r !== 'ok') {
+            this.counters.publishRefused++;
+            this.end(session, false);
+            return reply(r === 'taken' ? 403 : 453);
+          }
+          session.record.recording = true;
+          this.counters.published++;
+        }
+        return reply(200, [['Session', `${session.id};timeout=${RTSP_SESSION_TIMEOUT_S}`]]);
+      }
       case 'PLAY': {
-        if (!session) return reply(454);
+        if (!session || session.record) return reply(session ? 455 : 454);
         if (!session.sink) {
           const sink = this.sinkFor(session);
           if (!this.opts.core.attach(session.stream, sink, now)) {
@@ -337,8 +377,96 @@ export class RtspServer {
         this.end(session, true);
         return reply(200);
       default:
-        return reply(405, [['Allow', 'OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER']]);
+        return reply(405, [['Allow', METHODS]]);
     }
+  }
+
+  /**
+   * ANNOUNCE /STREAM with an SDP: a publisher says what it will RECORD (FFmpeg's RTSP output, OBS).
+   * Refused: a stream name published already (403), an SDP that is not one (400), no picture in a
+   * codec udpcast carries (415). Sound in another codec than Opus is left out, said once.
+   */
+  private announce(conn: Connection, req: RtspRequest, path: { stream: string; track?: number } | undefined, reply: Reply): void {
+    if (!this.publishAuthorized(req)) return reply(401, [['WWW-Authenticate', this.publishDigest!.challenge()]]);
+    if (!path || path.track !== undefined) return reply(404);
+    const refuse = (status: number, why: string) => {
+      this.counters.publishRefused++;
+      this.opts.log?.(`rtsp: refused to publish ${path.stream} from ${formatEndpoint(conn.remote)}: ${why}`);
+      return reply(status);
+    };
+    if (this.opts.core.streams.get(path.stream)?.publisher) return refuse(403, 'the stream is published already');
+    const announced = parseAnnounce(req.body.toString('utf8'));
+    if (!announced) return refuse(400, 'its ANNOUNCE holds no SDP');
+    const r = recordTracks(announced);
+    if ('error' in r) return refuse(415, r.error);
+    if (r.notCarried.length) this.opts.log?.(`rtsp: ${path.stream}: left out ${r.notCarried.join(', ')} (udpcast carries H.264 or MJPEG pictures and Opus sound)`);
+    conn.announced = { stream: path.stream, uri: req.uri, tracks: r.tracks };
+    return reply(200);
+  }
+
+  /** A publisher's SETUP of an announced track: over UDP (it sends to our ports) or interleaved. */
+  private setupRecord(conn: Connection, req: RtspRequest, session: Session | undefined, now: number, reply: Reply): void {
+    if (!this.publishAuthorized(req)) return reply(401, [['WWW-Authenticate', this.publishDigest!.challenge()]]);
+    const announced = session?.record ? { stream: session.stream, uri: session.record.uri, tracks: session.record.tracks } : conn.announced!;
+    const track = trackOfUri(announced.tracks, announced.uri, req.uri);
+    if (!track) return reply(404);
+    if (session?.record?.recording) return reply(455);
+    const transport = parseTransport(req.headers.get('transport'));
+    if (!transport) return reply(461);
+    let s = session;
+    if (!s) {
+      if (!this.roomForSession(conn)) return reply(453);
+      s = { id: randomBytes(8).toString('hex'), stream: announced.stream, conn, tracks: [], lastSeen: now, since: now, record: { uri: announced.uri, tracks: announced.tracks, recording: false } };
+      this.sessions.set(s.id, s);
+      conn.sessions.add(s);
+      conn.announced = undefined;
+      this.counters.sessions++;
+    }
+    const kind = track.kind;
+    const index = announced.tracks.indexOf(track);
+    s.tracks = s.tracks.filter((t) => t.recordIndex !== index);
+    s.tracks.push({ kind, transport, recordIndex: index });
+    track.setUp = true;
+    let answer: string;
+    if (transport.kind === 'udp') {
+      this.recordFrom.set(key({ address: conn.remote.address, port: transport.rtpPort }), { session: s, track, rtcp: false });
+      this.recordFrom.set(key({ address: conn.remote.address, port: transport.rtcpPort }), { session: s, track, rtcp: true });
+      answer = `RTP/AVP;unicast;client_port=${transport.rtpPort}-${transport.rtcpPort};server_port=${this.rtp.address().port}-${this.rtcp.address().port};mode=record`;
+    } else {
+      answer = `RTP/AVP/TCP;unicast;interleaved=${transport.rtpChannel}-${transport.rtcpChannel};mode=record`;
+    }
+    return reply(200, [['Transport', answer], ['Session', `${s.id};timeout=${RTSP_SESSION_TIMEOUT_S}`]]);
+  }
+
+  /** Below RTSP_MAX_SESSIONS, and RTSP_MAX_SESSIONS_PER_ADDRESS from this client's address; else counted. */
+  private roomForSession(conn: Connection): boolean {
+    const fromHere = [...this.sessions.values()].filter((x) => x.conn.remote.address === conn.remote.address).length;
+    if (this.sessions.size < RTSP_MAX_SESSIONS && fromHere < RTSP_MAX_SESSIONS_PER_ADDRESS) return true;
+    this.counters.sessionsRefused++;
+    return false;
+  }
+
+  /** A packet of a publisher's track: made into udpcast's (record.ts) and handed to the relay. */
+  private recorded(s: Session, track: RecordTrack, buf: Buffer, rtcp: boolean): void {
+    if (!s.record?.recording) return;
+    const now = this.now();
+    s.lastSeen = now;
+    const id = `rtsp:${s.id}`;
+    if (rtcp) {
+      const sr = recordRtcp(s.record.tracks, track, buf);
+      if (sr) this.opts.send(this.opts.core.fromPublisher(id, sr, now));
+      return;
+    }
+    const before = track.dropped;
+    for (const p of recordRtp(track, buf)) this.opts.send(this.opts.core.fromPublisher(id, p, now));
+    this.counters.recordDropped += track.dropped - before;
+  }
+
+  /** With --key, a publisher's request must prove it (Digest); without, anyone may publish, as over UDP. */
+  private publishAuthorized(req: RtspRequest): boolean {
+    if (!this.publishDigest || this.publishDigest.check(req.headers.get('authorization'), req.method, req.uri)) return true;
+    this.counters.unauthorized++;
+    return false;
   }
 
   /** Without --watch-key, every request; with it, one whose Digest proves it. */
@@ -461,6 +589,8 @@ export class RtspServer {
 
   /** A player's RTCP over UDP: its session is kept, and the relay reads it as any viewer's. */
   private onRtcp(buf: Buffer, from: Endpoint): void {
+    const r = this.recordFrom.get(key(from));
+    if (r?.rtcp) return this.recorded(r.session, r.track, buf, true);
     const s = this.byRtcpSource.get(key(from));
     if (!s?.sink) return;
     s.lastSeen = this.now();
@@ -469,6 +599,14 @@ export class RtspServer {
 
   private onInterleaved(conn: Connection, channel: number, data: Buffer): void {
     for (const s of conn.sessions) {
+      if (s.record) {
+        for (const t of s.tracks) {
+          if (t.transport.kind !== 'tcp' || t.recordIndex === undefined) continue;
+          const rtcp = t.transport.rtcpChannel === channel;
+          if (rtcp || t.transport.rtpChannel === channel) this.recorded(s, s.record.tracks[t.recordIndex], data, rtcp);
+        }
+        continue;
+      }
       const track = s.tracks.find((t) => t.transport.kind === 'tcp' && t.transport.rtcpChannel === channel);
       if (!track || !s.sink) continue;
       s.lastSeen = this.now();
@@ -481,6 +619,14 @@ export class RtspServer {
     if (!this.sessions.delete(s.id)) return;
     s.conn.sessions.delete(s);
     for (const t of s.tracks) if (t.rtcpTo && this.byRtcpSource.get(key(t.rtcpTo)) === s) this.byRtcpSource.delete(key(t.rtcpTo));
+    for (const t of s.tracks) {
+      if (t.transport.kind !== 'udp' || t.recordIndex === undefined) continue;
+      for (const port of [t.transport.rtpPort, t.transport.rtcpPort]) {
+        const k = key({ address: s.conn.remote.address, port });
+        if (this.recordFrom.get(k)?.session === s) this.recordFrom.delete(k);
+      }
+    }
+    if (s.record?.recording) this.opts.send(this.opts.core.unpublish(`rtsp:${s.id}`));
     if (detach && s.sink) this.opts.core.detach(s.stream, s.sink.id);
     s.sink = undefined;
   }
@@ -488,7 +634,14 @@ export class RtspServer {
   private tick(): void {
     const now = this.now();
     for (const s of [...this.sessions.values()]) {
-      if (!s.sink && now - s.since > RTSP_PLAY_WAIT_MS) {
+      if (s.record?.recording) {
+        // The relay ends a stream whose publisher went silent (PUBLISHER_TIMEOUT_MS): so does its session.
+        if (this.opts.core.streams.get(s.stream)?.publisher?.key !== `rtsp:${s.id}`) {
+          this.counters.sessionTimeouts++;
+          this.end(s, false);
+          s.conn.socket.end();
+        }
+      } else if (!s.sink && now - s.since > RTSP_PLAY_WAIT_MS) {
         this.counters.sessionTimeouts++;
         this.end(s, false);
       } else if (now - s.lastSeen > RTSP_SESSION_TIMEOUT_S * 1000) {
