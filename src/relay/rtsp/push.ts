@@ -213,7 +213,7 @@ export function parsePushUrl(text: string, option = '--push'): PushTarget {
 
 /** `text` with any password in it hidden, for an error message. */
 function redact(text: string): string {
-  return text.replace(/^(rtsp:\/\/[^:@/]*:)[^@/]*@/i, '$1***@');
+  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/]*:)[^@/]*@/i, '$1***@');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -608,8 +608,8 @@ export class RtspPusher {
     this.lastError = null;
     this.delay = this.opts.retryMinMs ?? RTSP_PUSH_RETRY_MIN_MS;
     const how = this.target.transport === 'udp' ? 'RTP over UDP' : 'RTP interleaved on the RTSP connection';
-    if (this.outage !== undefined) this.log('publishing again');
-    else if (!this.published) this.log(`publishing stream ${this.opts.stream} (${how})`);
+    if (!this.published) this.log(`publishing stream ${this.opts.stream} (${how})`);
+    else if (this.outage !== undefined) this.log('publishing again');
     if (this.published) this.counters.reconnects++;
     this.published = true;
     this.outage = undefined;
