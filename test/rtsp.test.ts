@@ -247,7 +247,8 @@ describe('udpcast relay --rtsp-port: real players', { skip: skipUnless('ffmpeg',
     assert.match(await ask(rtsp, [`DESCRIBE rtsp://127.0.0.1:${rtsp}/nobody RTSP/1.0`, 'CSeq: 1']), /^RTSP\/1\.0 404/);
     assert.match(await ask(rtsp, [`SETUP rtsp://127.0.0.1:${rtsp}/main/trackID=0 RTSP/1.0`, 'CSeq: 1', 'Transport: RTP/AVP;multicast']), /^RTSP\/1\.0 461/);
     assert.match(await ask(rtsp, [`PLAY rtsp://127.0.0.1:${rtsp}/main RTSP/1.0`, 'CSeq: 1', 'Session: 0123']), /^RTSP\/1\.0 454/);
-    assert.match(await ask(rtsp, [`RECORD rtsp://127.0.0.1:${rtsp}/main RTSP/1.0`, 'CSeq: 1']), /^RTSP\/1\.0 405/);
+    assert.match(await ask(rtsp, [`RECORD rtsp://127.0.0.1:${rtsp}/main RTSP/1.0`, 'CSeq: 1']), /^RTSP\/1\.0 454/, 'RECORD without an ANNOUNCE and SETUP');
+    assert.match(await ask(rtsp, [`FLY rtsp://127.0.0.1:${rtsp}/main RTSP/1.0`, 'CSeq: 1']), /^RTSP\/1\.0 405/);
     // At most RTSP_MAX_SESSIONS_PER_ADDRESS sessions from one address (RTSP_MAX_SESSIONS in all):
     // the next SETUP is refused, and room comes back as they end.
     const c = conversation(rtsp);

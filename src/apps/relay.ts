@@ -40,7 +40,7 @@ export async function listen(opts: RelayServerOptions): Promise<RelayServer> {
  */
 export async function startRtsp(
   server: RelayServer,
-  o: { host: string; rtspPort: number; rtspPortGiven: boolean; watchKey?: string },
+  o: { host: string; rtspPort: number; rtspPortGiven: boolean; watchKey?: string; key?: string },
   log: (line: string) => void,
 ): Promise<RtspServer | undefined> {
   if (o.rtspPort === 0) return undefined;
@@ -48,7 +48,7 @@ export async function startRtsp(
   try {
     rtsp = await RtspServer.start({
       host: o.host, port: o.rtspPort, core: server.core, send: (out) => server.sendFromTransport(out), pump: () => server.sendFromTransport([]),
-      watchPassword: o.watchKey, log,
+      watchPassword: o.watchKey, publishPassword: o.key, log,
     });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;

@@ -227,7 +227,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     const bound = relay.address;
     target = { address: bind.family === 6 ? '::1' : '127.0.0.1', port: bound.port };
     log(`relay listening on ${fmt(bound)}; viewers run: ${watchHint(bound.address, bound.port)}` + (o.stream !== 'main' ? ` --stream ${o.stream}` : ''));
-    rtsp = await startRtsp(relay, { host: bind.address, rtspPort: o.rtspPort, rtspPortGiven: o.rtspPortGiven }, (l) => log(`relay: ${l}`));
+    rtsp = await startRtsp(relay, { host: bind.address, rtspPort: o.rtspPort, rtspPortGiven: o.rtspPortGiven, key: o.key }, (l) => log(`relay: ${l}`));
   }
   // The path must carry every layer's bitrate plus RTP/UDP headers, RTCP and FEC parity.
   const shares = LAYER_SHARES.slice(0, layers);

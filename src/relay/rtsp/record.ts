@@ -94,31 +94,33 @@ export function recordRtp(t: RecordTrack, buf: Buffer): Buffer[] {
 }
 
 /**
- * A publisher's RTCP on track `on`: when it brings a sender report about a track udpcast carries, the newest
- * report of every such track in one compound, under their SSRCs here (a udpcast share sends them
- * so, and the relay keeps one compound for its joiners: each track's clock mapping must be in it,
- * while a publisher such as FFmpeg reports each track apart, every 5 s). Undefined otherwise.
+ * A publisher's RTCP on track `on`: when it brings a sender report about a track udpcast carries, the
+ * newest report of every such track in one compound, under their SSRCs here (a udpcast share sends
+ * them so, and the relay keeps one compound for its joiners: each track's clock mapping must be in
+ * it, while a publisher such as FFmpeg reports each track apart). Undefined otherwise. Without a
+ * packet: that compound as it stands, to send again.
  */
-export function recordRtcp(tracks: readonly RecordTrack[], on: RecordTrack, buf: Buffer): Buffer | undefined {
-  let packets: RtcpPacket[];
-  try {
-    packets = parseRtcp(buf);
-  } catch {
-    return undefined;
+export function recordRtcp(tracks: readonly RecordTrack[], on: RecordTrack | undefined, buf: Buffer | undefined): Buffer | undefined {
+  let fresh = buf === undefined;
+  if (buf && on) {
+    let packets: RtcpPacket[];
+    try {
+      packets = parseRtcp(buf);
+    } catch {
+      return undefined;
+    }
+    for (const p of packets) {
+      if (p.type !== 'sr') continue;
+      // FFmpeg reports before its first packet: a report on a track's own channel is that track's.
+      if (on.ssrcIn === undefined) on.ssrcIn = p.ssrc;
+      const t = tracks.find((x) => x.ssrcIn === p.ssrc && x.payloadTypeOut !== undefined);
+      if (!t) continue;
+      t.lastSr = { ...p, ssrc: t.ssrcOut, reports: [] };
+      fresh = true;
+    }
   }
-  let fresh = false;
-  for (const p of packets) {
-    if (p.type !== 'sr') continue;
-    // FFmpeg reports before its first packet: a report on a track's own channel is that track's.
-    if (on.ssrcIn === undefined) on.ssrcIn = p.ssrc;
-    const t = tracks.find((x) => x.ssrcIn === p.ssrc && x.payloadTypeOut !== undefined);
-    if (!t) continue;
-    t.lastSr = { ...p, ssrc: t.ssrcOut, reports: [] };
-    fresh = true;
-  }
-  if (!fresh) return undefined;
-  const ordered = [...tracks].sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'video' ? -1 : 1));
-  return serializeRtcp(ordered.flatMap((t) => (t.lastSr ? [t.lastSr] : [])));
+  const ordered = [...tracks].sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'video' ? -1 : 1)).flatMap((t) => (t.lastSr ? [t.lastSr] : []));
+  return fresh && ordered.length ? serializeRtcp(ordered) : undefined;
 }
 
 /** The track a SETUP's URI names: its a=control, relative to the URI the stream was announced at, or absolute. */

@@ -640,6 +640,12 @@ export class RtspServer {
           this.counters.sessionTimeouts++;
           this.end(s, false);
           s.conn.socket.end();
+        } else {
+          // Each track's clock mapping again, as a udpcast share sends it every second: a publisher
+          // such as FFmpeg reports every 5 s, and a viewer that joined between two reports could
+          // not place the sound against the picture until the next (a recording starts without it).
+          const srs = recordRtcp(s.record.tracks, undefined, undefined);
+          if (srs) this.opts.send(this.opts.core.fromPublisher(`rtsp:${s.id}`, srs, now));
         }
       } else if (!s.sink && now - s.since > RTSP_PLAY_WAIT_MS) {
         this.counters.sessionTimeouts++;

@@ -1,0 +1,184 @@
+/**
+ * Publishing into the relay over RTSP (issue 16 point 2): what record.ts makes of a publisher's
+ * packets, then FFmpeg's own RTSP output as the publisher (`ffmpeg -f rtsp`, over UDP and TCP, a
+ * stream encoded live and one copied from an MP4) and `udpcast watch --output` as the viewer, judged
+ * by FFmpeg decoding the recording; with --key, a wrong password is refused.
+ */
+import { test, describe, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PT_H264, PT_OPUS } from '../src/defaults.ts';
+import { parseAnnounce } from '../src/relay/rtsp/sdp.ts';
+import { recordRtcp, recordRtp, recordTracks, trackOfUri, type RecordTrack } from '../src/relay/rtsp/record.ts';
+import { parseRtp, serializeRtpToBuffer } from '../src/rtp/packet.ts';
+import { parseRtcp, serializeRtcp } from '../src/transport/rtcp.ts';
+import { udpcast, killAll, exited, freePort, waitFor, start, type Running } from './helpers/cli.ts';
+import { freeTcpPort } from '../bench/lib.ts';
+import { skipUnless } from './helpers/tools.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'udpcast-rtsp-publish-'));
+after(() => {
+  killAll();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+// What FFmpeg 5.1's RTSP output ANNOUNCEs for H.264 copied from an MP4 with AAC sound (the
+// parameter sets only here), trimmed to the lines read.
+const SPS = Buffer.from('Z2QAH6zZQFAFuhAAAAMAEAAAAwPA8YMZYA==', 'base64');
+const PPS = Buffer.from('aOvjyyLA', 'base64');
+const FFMPEG_SDP = [
+  'v=0', 'o=- 0 0 IN IP4 127.0.0.1', 's=No Name', 'c=IN IP4 127.0.0.1', 't=0 0', 'a=tool:libavformat 59.27.100',
+  'm=video 0 RTP/AVP 96', 'a=rtpmap:96 H264/90000',
+  `a=fmtp:96 packetization-mode=1; sprop-parameter-sets=${SPS.toString('base64')},${PPS.toString('base64')}; profile-level-id=64001F`,
+  'a=control:streamid=0',
+  'm=audio 0 RTP/AVP 97', 'b=AS:128', 'a=rtpmap:97 MPEG4-GENERIC/48000/2', 'a=fmtp:97 profile-level-id=1;mode=AAC-hbr;sizelength=13', 'a=control:streamid=1',
+  'm=audio 0 RTP/AVP 98', 'a=rtpmap:98 opus/48000/2', 'a=control:streamid=2', '',
+].join('\r\n');
+
+const rtp = (pt: number, seq: number, payload: Buffer, ssrc = 0x1234) =>
+  serializeRtpToBuffer({ padding: 0, marker: false, payloadType: pt, sequenceNumber: seq, timestamp: 9000, ssrc, csrc: [], payload });
+
+describe('what the relay makes of a publisher (record.ts)', () => {
+  const tracksOf = (sdp: string): RecordTrack[] => {
+    const r = recordTracks(parseAnnounce(sdp)!);
+    assert.ok(!('error' in r), JSON.stringify(r));
+    return r.tracks;
+  };
+
+  test('the tracks of an ANNOUNCE: the picture and Opus are carried, AAC is set up and left out', () => {
+    const r = recordTracks(parseAnnounce(FFMPEG_SDP)!);
+    assert.ok(!('error' in r));
+    assert.deepEqual(r.tracks.map((t) => [t.kind, t.announced.control, t.payloadTypeOut]), [['video', 'streamid=0', PT_H264], ['audio', 'streamid=1', undefined], ['audio', 'streamid=2', PT_OPUS]]);
+    assert.deepEqual(r.notCarried, ['audio in MPEG4-GENERIC']);
+    assert.equal(trackOfUri(r.tracks, 'rtsp://127.0.0.1:8554/live', 'rtsp://127.0.0.1:8554/live/streamid=2'), r.tracks[2]);
+    assert.equal(trackOfUri(r.tracks, 'rtsp://127.0.0.1:8554/live', '/live/streamid=0'), r.tracks[0], 'the path alone');
+    assert.equal(trackOfUri(r.tracks, 'rtsp://127.0.0.1:8554/live', 'rtsp://127.0.0.1:8554/other/streamid=0'), undefined, 'another stream');
+    assert.deepEqual(recordTracks(parseAnnounce(FFMPEG_SDP.replace(/m=video[\s\S]*?(?=m=audio)/, ''))!), { error: 'it has no picture' });
+    assert.match((recordTracks(parseAnnounce(FFMPEG_SDP.replace('H264/90000', 'H265/90000'))!) as { error: string }).error, /not in a codec udpcast carries \(picture in H265/);
+    assert.equal(parseAnnounce('hello'), undefined);
+  });
+
+  test("udpcast's payload types and an SSRC of its own; parameter sets in-band before an IDR that lacks them", () => {
+    const [video, , opus] = tracksOf(FFMPEG_SDP);
+    const idr = Buffer.from([0x65, 0x88, 0x84, 0x00]);
+    const out = recordRtp(video, rtp(96, 100, idr));
+    assert.equal(out.length, 2, 'a STAP-A of SPS and PPS, then the IDR');
+    const [stap, first] = out.map((b) => parseRtp(b));
+    assert.deepEqual([stap.payloadType, stap.sequenceNumber, stap.ssrc, stap.timestamp], [PT_H264, 100, video.ssrcOut, 9000]);
+    assert.deepEqual(stap.payload, Buffer.concat([Buffer.from([0x78, 0, SPS.length]), SPS, Buffer.from([0, PPS.length]), PPS]));
+    assert.deepEqual([first.payloadType, first.sequenceNumber, first.payload], [PT_H264, 101, idr]);
+    // Numbers go on from the inserted packet; a second slice of the same IDR picture gets nothing.
+    assert.deepEqual(recordRtp(video, rtp(96, 101, idr)).map((b) => parseRtp(b).sequenceNumber), [102]);
+    assert.equal(recordRtp(video, rtp(96, 102, Buffer.from([0x41, 0x9a]))).length, 1, 'a P slice');
+    assert.equal(recordRtp(video, rtp(96, 103, idr)).length, 2, 'the next IDR picture');
+    // A publisher that sends its SPS in-band gets nothing added.
+    assert.equal(recordRtp(video, rtp(96, 104, Buffer.concat([Buffer.from([0x67]), SPS.subarray(1)]))).length, 1);
+    assert.equal(recordRtp(video, rtp(96, 105, Buffer.from([0x41, 0x9a]))).length, 1);
+    assert.equal(recordRtp(video, rtp(96, 106, Buffer.concat([Buffer.from([0x67]), SPS.subarray(1)]))).length, 1);
+    assert.equal(recordRtp(video, rtp(96, 107, idr)).length, 1, 'the SPS came just before');
+    const sound = parseRtp(recordRtp(opus, rtp(98, 7, Buffer.from([0xfc, 1, 2]), 0x99))[0]);
+    assert.deepEqual([sound.payloadType, sound.ssrc, sound.sequenceNumber], [PT_OPUS, opus.ssrcOut, 7]);
+    assert.equal(recordRtp(opus, rtp(97, 8, Buffer.from([1]), 0x99)).length, 0, 'another payload type on the track');
+    assert.equal(opus.dropped, 1);
+  });
+
+  test('each sender report goes with the newest of the other track, under the SSRCs chosen here', () => {
+    const [video, aac, opus] = tracksOf(FFMPEG_SDP);
+    const sr = (ssrc: number, rtpTimestamp: number) => serializeRtcp([{ type: 'sr', ssrc, ntpSec: 1, ntpFrac: 2, rtpTimestamp, packetCount: 3, octetCount: 4, reports: [] }]);
+    // FFmpeg reports before its first packet: the report on a track's channel names its SSRC.
+    const first = recordRtcp([video, aac, opus], video, sr(0xaaaa, 90));
+    assert.deepEqual(parseRtcp(first!).map((p) => p.type === 'sr' && [p.ssrc, p.rtpTimestamp]), [[video.ssrcOut, 90]]);
+    assert.equal(recordRtcp([video, aac, opus], aac, sr(0xcccc, 1)), undefined, 'a track not carried');
+    const both = recordRtcp([video, aac, opus], opus, sr(0xbbbb, 48));
+    assert.deepEqual(parseRtcp(both!).map((p) => p.type === 'sr' && [p.ssrc, p.rtpTimestamp]), [[video.ssrcOut, 90], [opus.ssrcOut, 48]]);
+    assert.equal(recordRtcp([video, aac, opus], video, serializeRtcp([{ type: 'rr', ssrc: 0xaaaa, reports: [] }])), undefined, 'no report, nothing');
+    assert.equal(recordRtcp([video, aac, opus], video, Buffer.from([1, 2, 3])), undefined, 'garbage');
+  });
+});
+
+describe('ffmpeg -f rtsp publishes into udpcast relay; udpcast watch records it', { skip: skipUnless('ffmpeg', 'ffprobe') }, () => {
+  let relay: Running;
+  let port: number;
+  let rtsp: number;
+  const KEY = 'publish-passphrase';
+
+  /** Publishes `input` to rtsp://…/NAME while `udpcast watch --output` records 4 s of it; returns the recording. */
+  async function publishAndWatch(name: string, input: string[], output: string[], transport: 'udp' | 'tcp'): Promise<string> {
+    const url = `rtsp://publisher:${KEY}@127.0.0.1:${rtsp}/${name}`;
+    const ff = start('ffmpeg', ['-hide_banner', '-v', 'error', '-re', ...input, '-t', '10', ...output, '-f', 'rtsp', '-rtsp_transport', transport, url]);
+    const file = join(dir, `${name}.mkv`);
+    try {
+      await waitFor(() => relay.stderrText().includes(`stream ${name}: publisher rtsp`), 10_000, `ffmpeg to publish ${name}`);
+      const watch = udpcast(['watch', `127.0.0.1:${port}`, '--stream', name, '--player', 'none', '--output', file, '--no-dashboard', '--duration', '4']);
+      assert.equal((await exited(watch, 20_000)).code, 0, watch.stderrText());
+    } finally {
+      ff.child.kill('SIGKILL');
+    }
+    await waitFor(() => relay.stderrText().includes(`stream ${name}: publisher rtsp 127.0.0.1`) && relay.stderrText().includes(`stopped, stream ended`), 10_000, 'the relay to end the stream when the publisher hangs up');
+    return file;
+  }
+
+  /** FFmpeg decodes every frame of `file`; its streams and picture count. */
+  function judge(file: string): { video: string; audio?: string } {
+    const decode = spawnSync('ffmpeg', ['-v', 'error', '-i', file, '-f', 'framemd5', '-'], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+    assert.equal(decode.stderr, '', `${file}: every frame decodes`);
+    const probe = spawnSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_name,width,nb_read_frames', '-count_frames', '-of', 'csv=p=0', file], { encoding: 'utf8' });
+    const [video, audio] = probe.stdout.trim().split('\n');
+    console.log(`# ${file}: ${video} / ${audio}`);
+    return { video, audio };
+  }
+
+  test('encoded live (H.264 + Opus) over UDP: both tracks reach the recording, 0 decode errors', async () => {
+    port = await freePort();
+    rtsp = await freeTcpPort();
+    relay = udpcast(['relay', '--host', '127.0.0.1', '--port', String(port), '--rtsp-port', String(rtsp), '--key', KEY, '--no-dashboard']);
+    await waitFor(() => relay.stderrText().includes(`rtsp://127.0.0.1:${rtsp}/STREAM`), 10_000, 'the relay to say its RTSP address');
+    const file = await publishAndWatch(
+      'live',
+      ['-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'],
+      ['-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-g', '30', '-pix_fmt', 'yuv420p', '-c:a', 'libopus', '-b:a', '64k'],
+      'udp',
+    );
+    const { video, audio } = judge(file);
+    assert.match(video, /^h264,640,\d+$/);
+    assert.ok(Number(video.split(',')[2]) >= 3 * 25, `${video}: at least 3 s of 30 fps pictures`);
+    assert.match(audio ?? '', /^opus,\d+$/, 'the sound is recorded too');
+    assert.ok(Number(audio!.split(',')[1]) >= 3 * 40, `${audio}: at least 3 s of 20 ms sound packets`);
+  });
+
+  test('copied from an MP4 (parameter sets only in the SDP) over TCP: the pictures decode', async () => {
+    assert.ok(relay, 'the first test started the relay');
+    const clip = join(dir, 'clip.mp4');
+    const made = spawnSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25', '-f', 'lavfi', '-i', 'sine=sample_rate=48000', '-t', '12', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '50', '-pix_fmt', 'yuv420p', '-c:a', 'libopus', '-y', clip]);
+    assert.equal(made.status, 0, String(made.stderr));
+    const { video, audio } = judge(await publishAndWatch('clip', ['-i', clip], ['-c', 'copy'], 'tcp'));
+    assert.match(video, /^h264,320,\d+$/);
+    assert.ok(Number(video.split(',')[2]) >= 3 * 20, `${video}: at least 3 s of 25 fps pictures`);
+    assert.match(audio ?? '', /^opus,\d+$/);
+  });
+
+  test('a wrong password, and a name published already, are refused; the relay goes on', async () => {
+    assert.ok(relay, 'the first test started the relay');
+    const input = ['-f', 'lavfi', '-i', 'testsrc2=size=160x120:rate=10', '-t', '3', '-c:v', 'libx264', '-preset', 'ultrafast', '-f', 'rtsp'];
+    const wrong = spawnSync('ffmpeg', ['-hide_banner', '-v', 'error', ...input, `rtsp://publisher:wrong@127.0.0.1:${rtsp}/intruder`], { encoding: 'utf8', timeout: 20_000 });
+    assert.notEqual(wrong.status, 0);
+    assert.match(wrong.stderr, /401 Unauthorized/);
+    const none = spawnSync('ffmpeg', ['-hide_banner', '-v', 'error', ...input, `rtsp://127.0.0.1:${rtsp}/intruder`], { encoding: 'utf8', timeout: 20_000 });
+    assert.match(none.stderr, /401 Unauthorized/, 'no password at all');
+    assert.ok(!relay.stderrText().includes('stream intruder'), 'nothing was published');
+    // While one publishes `taken`, a second publisher of the name is refused.
+    const first = start('ffmpeg', ['-hide_banner', '-v', 'error', '-re', ...input.slice(0, -2).map((a) => (a === '3' ? '20' : a)), '-c:v', 'libx264', '-preset', 'ultrafast', '-f', 'rtsp', `rtsp://p:${KEY}@127.0.0.1:${rtsp}/taken`]);
+    try {
+      await waitFor(() => relay.stderrText().includes('stream taken: publisher rtsp'), 10_000, 'the first publisher');
+      const second = spawnSync('ffmpeg', ['-hide_banner', '-v', 'error', ...input, `rtsp://p:${KEY}@127.0.0.1:${rtsp}/taken`], { encoding: 'utf8', timeout: 20_000 });
+      assert.notEqual(second.status, 0);
+      assert.match(second.stderr, /403 Forbidden/);
+      await waitFor(() => /rtsp: refused to publish taken from 127\.0\.0\.1:\d+: the stream is published already/.test(relay.stderrText()), 5000, 'the relay to say why');
+    } finally {
+      first.child.kill('SIGKILL');
+    }
+  });
+});
