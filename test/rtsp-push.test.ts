@@ -237,6 +237,30 @@ describe('the push client against a server of our own', () => {
     }
   });
 
+  test('the sharer stops: TEARDOWN; a new sharer is announced anew', async () => {
+    const port = await freeTcpPort();
+    const server = await fakeServer(port);
+    const { core, feed } = coreWithStream();
+    const lines: string[] = [];
+    const p = pusher(core, `rtsp://127.0.0.1:${port}/live`, lines);
+    try {
+      await waitFor(() => p.status.state === 'publishing', 5000, 'the push');
+      core.unpublish('test:pub');
+      await waitFor(() => server.heard.requests.at(-1)?.method === 'TEARDOWN', 3000, 'its TEARDOWN');
+      assert.equal(p.status.state, 'waiting');
+      assert.equal(core.publishFrom('main', 'test:pub', { address: '127.0.0.1', port: 0 }, 0x11223344, Date.now(), () => undefined), 'ok');
+      feed();
+      await waitFor(() => p.status.state === 'publishing' && server.heard.connections.length === 2, 5000, 'the push of the new sharer');
+      assert.deepEqual(lines.slice(1), [
+        `push rtsp://127.0.0.1:${port}/live: the stream ended: TEARDOWN; announced again when it is back`,
+        `push rtsp://127.0.0.1:${port}/live: publishing again`,
+      ]);
+    } finally {
+      await p.close();
+      await server.close();
+    }
+  });
+
   test('back-off: refused connections said once, publishing once the server is up, and again after it closes', async () => {
     const port = await freeTcpPort();
     const { core } = coreWithStream();

@@ -390,7 +390,14 @@ export class RtspPusher {
       // The relay drops a viewer not heard from in VIEWER_TIMEOUT_MS: this is the pusher's keepalive.
       this.opts.core.attach(this.opts.stream, c.sink, now);
       const publisher = this.opts.core.streams.get(this.opts.stream)?.publisher;
-      if (publisher && publisher.ssrc !== c.publisherSsrc) {
+      if (!publisher) {
+        // The sharer stopped: the server's recording ends with it, and the next sharer is a new one.
+        this.log('the stream ended: TEARDOWN; announced again when it is back');
+        this.outage = 'the stream ended';
+        this.restart(c);
+        return;
+      }
+      if (publisher.ssrc !== c.publisherSsrc) {
         // A new sharer (new SSRCs, clocks, perhaps another codec): announced anew, from its keyframe.
         this.log('the stream has a new sharer: announcing it again');
         this.restart(c);
