@@ -159,6 +159,15 @@ async function ask(port: number, lines: string[]): Promise<string> {
   }
 }
 
+/** False when GStreamer has every element named, else the reason (skipUnless's form). */
+function gstMissing(...elements: string[]): string | false {
+  const missing = elements.filter((e) => spawnSync('gst-inspect-1.0', [e], { stdio: 'ignore' }).status !== 0);
+  if (missing.length === 0) return false;
+  const reason = `needs GStreamer elements ${missing.join(', ')} (CI installs gstreamer1.0-plugins-good, gstreamer1.0-libav)`;
+  console.log(`# skipped: ${reason}`);
+  return reason;
+}
+
 /** Requests one after another on one connection: each resolves with its response's text. */
 function conversation(port: number) {
   const socket = net.connect(port, '127.0.0.1');
@@ -224,6 +233,17 @@ describe('udpcast relay --rtsp-port: real players', { skip: skipUnless('ffmpeg',
       assert.ok(Number(video.split(',')[2]) >= 5 * 25, `${transport}: ${video}: at least 5 s of 30 fps pictures`);
       assert.match(audio, /^opus,\d+$/);
       assert.ok(Number(audio.split(',')[1]) >= 5 * 90, `${transport}: ${audio}: at least 5 s of 10 ms sound packets`);
+    }
+  });
+
+  test('GStreamer: rtspsrc ! rtph264depay ! avdec_h264 decodes 5 s of pictures, over UDP and over TCP', { skip: skipUnless('gst-launch-1.0', 'gst-inspect-1.0') || gstMissing('rtspsrc', 'rtph264depay', 'avdec_h264') }, () => {
+    assert.ok(relay, 'the first test started the relay');
+    for (const protocols of ['udp', 'tcp']) {
+      // 150 pictures (5 s at 30 fps), then fakesink ends the pipeline; -e would hide nothing here:
+      // a decoding or protocol error makes gst-launch exit non-zero with an ERROR line.
+      const got = spawnSync('gst-launch-1.0', ['-q', 'rtspsrc', `location=rtsp://127.0.0.1:${rtsp}/main`, `protocols=${protocols}`, 'latency=0', '!', 'rtph264depay', '!', 'avdec_h264', '!', 'fakesink', 'num-buffers=150'], { encoding: 'utf8', timeout: 30_000 });
+      assert.equal(got.status, 0, `${protocols}: ${got.stderr}${got.stdout}`);
+      assert.doesNotMatch(got.stderr + got.stdout, /ERROR|WARNING/, protocols);
     }
   });
 
