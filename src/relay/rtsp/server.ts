@@ -25,18 +25,18 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import {
-  PT_OPUS, PT_RED, RTSP_IDLE_REQUEST_MS, RTSP_MAX_CONNECTIONS, RTSP_MAX_CONNECTIONS_PER_ADDRESS, RTSP_MAX_SESSIONS, RTSP_MAX_SESSIONS_PER_ADDRESS,
+  PT_RED, RTSP_IDLE_REQUEST_MS, RTSP_MAX_CONNECTIONS, RTSP_MAX_CONNECTIONS_PER_ADDRESS, RTSP_MAX_SESSIONS, RTSP_MAX_SESSIONS_PER_ADDRESS,
   RTSP_PLAY_WAIT_MS, RTSP_SESSION_TIMEOUT_S, RTSP_TCP_QUEUE_BYTES, isAudioPayloadType,
 } from '../../defaults.ts';
 import { codecOfPayloadType } from '../../codecs/registry.ts';
-import { parseRed } from '../../codecs/opus/red.ts';
-import { isRtp, parseRtp, rtpPayloadType, rtpSequence, rtpSsrc, rtpTimestamp, serializeRtpToBuffer } from '../../rtp/packet.ts';
+import { isRtp, rtpPayloadType, rtpSequence, rtpSsrc, rtpTimestamp } from '../../rtp/packet.ts';
 import { seqDiff, tsAdd, tsDiff } from '../../rtp/seq.ts';
 import { isRtcp, parseRtcp, serializeRtcp } from '../../transport/rtcp.ts';
 import { formatEndpoint, type Endpoint } from '../../util/net.ts';
 import type { RelayCore } from '../core.ts';
 import type { DeliverySink, Output } from '../sink.ts';
 import { DigestAuth } from './digest.ts';
+import { primaryOpus } from './opus-primary.ts';
 import { AUDIO_TRACK, VIDEO_TRACK, describeStream, parseAnnounce } from './sdp.ts';
 import { recordRtcp, recordRtp, recordTracks, trackOfUri, type RecordTrack } from './record.ts';
 import { RtspReader, interleaved, parseTransport, rtspResponse, type RtspRequest, type RtspTransport } from './message.ts';
@@ -687,16 +687,4 @@ export function rtspPath(uri: string): { stream: string; track?: number } | unde
   const last = /^trackID=(\d{1,3})$/.exec(parts.at(-1)!);
   if (last && parts.length > 1) return { stream: parts.slice(0, -1).join('/'), track: Number(last[1]) };
   return { stream: parts.join('/') };
-}
-
-/** A RED packet (RFC 2198) as plain Opus (RFC 7587): its primary block under the same header. */
-function primaryOpus(data: Buffer): Buffer | undefined {
-  try {
-    const p = parseRtp(data);
-    const primary = parseRed(p.payload, p.timestamp).at(-1);
-    if (!primary || primary.payloadType !== PT_OPUS) return undefined;
-    return serializeRtpToBuffer({ ...p, padding: 0, payloadType: PT_OPUS, payload: primary.data });
-  } catch {
-    return undefined;
-  }
 }
