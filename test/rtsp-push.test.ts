@@ -10,8 +10,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RtspResponseReader, RtspPusher, parsePushUrl, type ServerItem } from '../src/relay/rtsp/push.ts';
-import { RtspReader, rtspResponse, type RtspRequest } from '../src/relay/rtsp/message.ts';
+import { RtspPusher, parsePushUrl } from '../src/relay/rtsp/push.ts';
+import { RtspReader, rtspResponse, type RtspItem, type RtspRequest } from '../src/relay/rtsp/message.ts';
 import { DigestAuth } from '../src/relay/rtsp/digest.ts';
 import { RelayCore } from '../src/relay/core.ts';
 import { serializeRtcp } from '../src/transport/rtcp.ts';
@@ -29,11 +29,11 @@ after(() => {
 
 const bytes = (text: string) => Buffer.from(text, 'latin1');
 const frame = (channel: number, data: number[]) => Buffer.from([0x24, channel, data.length >> 8, data.length & 0xff, ...data]);
-const summary = (items: ServerItem[]) =>
+const summary = (items: RtspItem[]) =>
   items.map((i) =>
-    i.kind === 'response' ? [i.response.status, i.response.reason, Object.fromEntries(i.response.headers), i.response.body.toString()]
+    i.kind === 'response' ? [i.response.status, i.response.reason, i.response.lines, i.response.body.toString()]
     : i.kind === 'interleaved' ? [i.channel, [...i.data]]
-    : i.kind === 'request' ? [i.method, i.cseq]
+    : i.kind === 'request' ? [i.request.method, i.request.headers.get('cseq')]
     : [i.why],
   );
 
@@ -47,26 +47,26 @@ describe('what an RTSP server sends a pushing client', () => {
       bytes('SET_PARAMETER rtsp://h/live RTSP/1.0\r\nCSeq: 9\r\n\r\n'),
       bytes('RTSP/1.0 200\r\nCSeq: 3\r\n\r\n'),
     ]);
-    const whole = summary(new RtspResponseReader().push(all));
+    const whole = summary(new RtspReader('client').push(all));
     assert.deepEqual(whole, [
-      [200, 'OK', { cseq: ['1'], public: ['OPTIONS, ANNOUNCE'] }, ''],
+      [200, 'OK', [['cseq', '1'], ['public', 'OPTIONS, ANNOUNCE']], ''],
       [1, [0x81, 0xc9, 0, 1]],
-      [401, 'Unauthorized', { cseq: ['2'], 'www-authenticate': ['Basic realm="x"', 'Digest realm="x", nonce="n"'], 'content-length': ['5'] }, 'nope!'],
+      [401, 'Unauthorized', [['cseq', '2'], ['www-authenticate', 'Basic realm="x"'], ['www-authenticate', 'Digest realm="x", nonce="n"'], ['content-length', '5']], 'nope!'],
       [3, []],
       ['SET_PARAMETER', '9'],
-      [200, '', { cseq: ['3'] }, ''],
+      [200, '', [['cseq', '3']], ''],
     ]);
     for (let cut = 1; cut < all.length; cut++) {
-      const r = new RtspResponseReader();
+      const r = new RtspReader('client');
       assert.deepEqual(summary([...r.push(all.subarray(0, cut)), ...r.push(all.subarray(cut))]), whole, `cut at ${cut}`);
       assert.equal(r.pending, 0);
     }
-    const oneByOne = new RtspResponseReader();
+    const oneByOne = new RtspReader('client');
     assert.deepEqual(summary([...all].flatMap((b) => oneByOne.push(Buffer.from([b])))), whole, 'a byte at a time');
   });
 
   test('over the size cap, too many headers, a bad length or garbage: "bad", and nothing is read after', () => {
-    const bad = (b: Buffer) => new RtspResponseReader().push(b).map((i) => i.kind);
+    const bad = (b: Buffer) => new RtspReader('client').push(b).map((i) => i.kind);
     assert.deepEqual(bad(Buffer.alloc(RTSP_PUSH_MAX_RESPONSE_BYTES + 1, 0x41)), ['bad'], 'no end of head in sight');
     assert.deepEqual(bad(bytes(`RTSP/1.0 200 OK\r\nContent-Length: ${RTSP_PUSH_MAX_RESPONSE_BYTES}\r\n\r\n`)), ['bad'], 'a body past the cap is refused before it comes');
     assert.deepEqual(bad(bytes(`RTSP/1.0 200 OK\r\n${Array.from({ length: RTSP_PUSH_MAX_HEADERS + 1 }, (_, i) => `X-${i}: y`).join('\r\n')}\r\n\r\n`)), ['bad']);
@@ -74,7 +74,7 @@ describe('what an RTSP server sends a pushing client', () => {
     assert.deepEqual(bad(bytes('RTSP/1.0 200 OK\r\nno colon\r\n\r\n')), ['bad']);
     assert.deepEqual(bad(bytes('HTTP/1.1 200 OK\r\n\r\n')), ['bad'], 'not RTSP');
     assert.deepEqual(bad(Buffer.from([0x00, 0xff, 0x10])), ['bad'], 'binary garbage is said at once, not at the cap');
-    const r = new RtspResponseReader();
+    const r = new RtspReader('client');
     assert.deepEqual(r.push(bytes('\x01junk')).map((i) => i.kind), ['bad']);
     assert.deepEqual(r.push(bytes('RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n')), [], 'a connection gone bad is read no further');
     assert.equal(r.pending, 0, 'and holds nothing');
@@ -85,7 +85,7 @@ describe('what an RTSP server sends a pushing client', () => {
     const random = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
     const pieces = ['RTSP/1.0 200 OK\r\n', 'CSeq: 1\r\n', 'Content-Length: 3\r\n', '\r\n', 'abc', '$', '\x00\x04', 'RTSP/1.0 ', '\r\n\r\n'];
     for (let run = 0; run < 300; run++) {
-      const r = new RtspResponseReader();
+      const r = new RtspReader('client');
       for (let i = 0; i < 20; i++) {
         const chunk = random() < 0.7 ? bytes(pieces[Math.floor(random() * pieces.length)]) : Buffer.from(Array.from({ length: Math.floor(random() * 40) }, () => Math.floor(random() * 256)));
         r.push(chunk);
@@ -167,6 +167,7 @@ async function fakeServer(port: number, o: { auth?: DigestAuth; announce?: numbe
           if (o.closeAfterRecord) socket.destroy();
           continue;
         }
+        if (item.kind !== 'request') return socket.destroy();
         const req = item.request;
         heard.requests.push(req);
         const cseq = req.headers.get('cseq');

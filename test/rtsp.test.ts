@@ -38,7 +38,7 @@ describe('RTSP messages', () => {
       request(['ANNOUNCE rtsp://h/main RTSP/1.0', 'CSeq: 2', 'Content-Length: 4'], 'v=0\n'),
     ]);
     const summary = (items: ReturnType<RtspReader['push']>) =>
-      items.map((i) => (i.kind === 'request' ? [i.request.method, i.request.uri, i.request.headers.get('cseq'), i.request.body.toString()] : i.kind === 'interleaved' ? [i.channel, [...i.data]] : [i.why]));
+      items.map((i) => (i.kind === 'request' ? [i.request.method, i.request.uri, i.request.headers.get('cseq'), i.request.body.toString()] : i.kind === 'interleaved' ? [i.channel, [...i.data]] : i.kind === 'bad' ? [i.why] : ['response']));
     const whole = summary(new RtspReader().push(bytes));
     assert.deepEqual(whole, [['OPTIONS', 'rtsp://h:8554/main', '1', ''], [1, [9, 8, 7]], ['ANNOUNCE', 'rtsp://h/main', '2', 'v=0\n']]);
     for (let cut = 1; cut < bytes.length; cut++) {

@@ -1,34 +1,64 @@
 /**
  * RTSP messages (RFC 2326 §6-7; RFC 7826 §8 where it is the same): the requests a player sends on
- * its TCP connection, and interleaved binary data on that same connection (RFC 2326 §10.12: '$',
- * a channel byte, a 16-bit length, then that many bytes of RTP or RTCP).
+ * its TCP connection, the responses a server sends the relay when it pushes, and interleaved binary
+ * data on either (RFC 2326 §10.12: '$', a channel byte, a 16-bit length, then that many bytes of
+ * RTP or RTCP).
  *
- * Bounded: a request's head is at most RTSP_MAX_REQUEST_BYTES with at most RTSP_MAX_HEADERS
- * header lines, and a body at most as long. What breaks a rule is a `bad` item, after which the
- * connection is not read further (its framing can no longer be trusted).
+ * Bounded (RtspSide): a message's head, its header lines and its body. What breaks a rule is a
+ * `bad` item, after which the connection is not read further (its framing can no longer be trusted).
  */
-import { RTSP_MAX_HEADERS, RTSP_MAX_REQUEST_BYTES } from '../../defaults.ts';
+import { RTSP_MAX_HEADERS, RTSP_MAX_REQUEST_BYTES, RTSP_PUSH_MAX_HEADERS, RTSP_PUSH_MAX_RESPONSE_BYTES } from '../../defaults.ts';
 
-export interface RtspRequest {
+interface RtspMessage {
+  /** Header names in lower case; a repeated header keeps its first value here... */
+  headers: Map<string, string>;
+  /** ...and every header line is here, in order (WWW-Authenticate may come once per scheme). */
+  lines: Array<[string, string]>;
+  body: Buffer;
+}
+
+export interface RtspRequest extends RtspMessage {
   method: string;
   uri: string;
-  /** Header names in lower case; a repeated header keeps its first value. */
-  headers: Map<string, string>;
-  body: Buffer;
+}
+
+export interface RtspResponse extends RtspMessage {
+  status: number;
+  reason: string;
 }
 
 export type RtspItem =
   | { kind: 'request'; request: RtspRequest }
+  | { kind: 'response'; response: RtspResponse }
   | { kind: 'interleaved'; channel: number; data: Buffer }
   | { kind: 'bad'; why: string };
 
+/**
+ * Which end reads: the server (the relay's RTSP port) takes requests, within RTSP_MAX_REQUEST_BYTES
+ * a head and a body and RTSP_MAX_HEADERS; a client (the relay pushing to a server, push.ts) takes
+ * responses and the odd request a server may send, each at most RTSP_PUSH_MAX_RESPONSE_BYTES
+ * in all with RTSP_PUSH_MAX_HEADERS.
+ */
+export type RtspSide = 'server' | 'client';
+
+const LIMITS: Record<RtspSide, { head: number; body: number; message: number; headers: number }> = {
+  server: { head: RTSP_MAX_REQUEST_BYTES, body: RTSP_MAX_REQUEST_BYTES, message: 2 * RTSP_MAX_REQUEST_BYTES, headers: RTSP_MAX_HEADERS },
+  client: { head: RTSP_PUSH_MAX_RESPONSE_BYTES, body: RTSP_PUSH_MAX_RESPONSE_BYTES, message: RTSP_PUSH_MAX_RESPONSE_BYTES, headers: RTSP_PUSH_MAX_HEADERS },
+};
+
 const REQUEST_LINE = /^([A-Z_]{1,32}) (\S{1,2048}) RTSP\/(1\.0|2\.0)$/;
+const STATUS_LINE = /^RTSP\/(?:1\.0|2\.0) (\d{3})(?: (.*))?$/;
 const HEADER_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}):[ \t]*(.*)$/;
 
-/** Splits a connection's bytes into requests and interleaved frames, as they complete. */
+/** Splits a connection's bytes into messages and interleaved frames, as they complete. */
 export class RtspReader {
   private buf: Buffer = Buffer.alloc(0);
   private failed = false;
+  private readonly limits: { head: number; body: number; message: number; headers: number };
+
+  constructor(private readonly side: RtspSide = 'server') {
+    this.limits = LIMITS[side];
+  }
 
   /** Bytes waiting for the rest of their message. */
   get pending(): number {
@@ -63,28 +93,38 @@ export class RtspReader {
       this.buf = b.subarray(4 + length);
       return { kind: 'interleaved', channel: b[1], data };
     }
+    // Every message starts with a method or "RTSP/": other bytes are said at once, not at the cap.
+    if (b[0] < 0x41 || b[0] > 0x5a) return { kind: 'bad', why: `a byte 0x${b[0].toString(16).padStart(2, '0')} where a message or '$' frame should start` };
+    const { head, body: maxBody, message, headers: maxHeaders } = this.limits;
     const end = b.indexOf('\r\n\r\n');
-    if (end < 0) return b.length > RTSP_MAX_REQUEST_BYTES ? { kind: 'bad', why: `a request head over ${RTSP_MAX_REQUEST_BYTES} bytes` } : undefined;
-    if (end > RTSP_MAX_REQUEST_BYTES) return { kind: 'bad', why: `a request head over ${RTSP_MAX_REQUEST_BYTES} bytes` };
+    if (end < 0) return b.length > head ? { kind: 'bad', why: `a message head over ${head} bytes` } : undefined;
+    if (end > head) return { kind: 'bad', why: `a message head over ${head} bytes` };
     const lines = b.subarray(0, end).toString('latin1').split('\r\n');
-    const first = REQUEST_LINE.exec(lines[0]);
-    if (!first) return { kind: 'bad', why: 'not an RTSP request line' };
-    if (lines.length - 1 > RTSP_MAX_HEADERS) return { kind: 'bad', why: `more than ${RTSP_MAX_HEADERS} headers` };
+    const request = REQUEST_LINE.exec(lines[0]);
+    const status = this.side === 'client' ? STATUS_LINE.exec(lines[0]) : null;
+    if (!request && !status) return { kind: 'bad', why: this.side === 'server' ? 'not an RTSP request line' : 'neither a status line nor a request line' };
+    if (lines.length - 1 > maxHeaders) return { kind: 'bad', why: `more than ${maxHeaders} headers` };
     const headers = new Map<string, string>();
+    const all: Array<[string, string]> = [];
     for (const line of lines.slice(1)) {
       const h = HEADER_LINE.exec(line);
       if (!h) return { kind: 'bad', why: 'a malformed header line' };
       const name = h[1].toLowerCase();
-      if (!headers.has(name)) headers.set(name, h[2].trim());
+      const value = h[2].trim();
+      all.push([name, value]);
+      if (!headers.has(name)) headers.set(name, value);
     }
     const lengthText = headers.get('content-length') ?? '0';
-    if (!/^\d{1,6}$/.test(lengthText)) return { kind: 'bad', why: 'a bad Content-Length' };
+    if (!/^\d{1,9}$/.test(lengthText)) return { kind: 'bad', why: 'a bad Content-Length' };
     const length = Number(lengthText);
-    if (length > RTSP_MAX_REQUEST_BYTES) return { kind: 'bad', why: `a body over ${RTSP_MAX_REQUEST_BYTES} bytes` };
+    if (length > maxBody) return { kind: 'bad', why: `a body over ${maxBody} bytes` };
+    if (end + 4 + length > message) return { kind: 'bad', why: `a message over ${message} bytes` };
     if (b.length < end + 4 + length) return undefined;
     const body = Buffer.from(b.subarray(end + 4, end + 4 + length));
     this.buf = b.subarray(end + 4 + length);
-    return { kind: 'request', request: { method: first[1], uri: first[2], headers, body } };
+    const m = { headers, lines: all, body };
+    if (status) return { kind: 'response', response: { ...m, status: Number(status[1]), reason: status[2] ?? '' } };
+    return { kind: 'request', request: { ...m, method: request![1], uri: request![2] } };
   }
 }
 

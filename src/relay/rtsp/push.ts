@@ -32,122 +32,23 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import {
-  PT_RED, RTSP_PUSH_ANSWER_MS, RTSP_PUSH_KEEPALIVE_MS, RTSP_PUSH_MAX_HEADERS, RTSP_PUSH_MAX_RESPONSE_BYTES, RTSP_PUSH_QUEUE_BYTES,
+  RTSP_PUSH_ANSWER_MS, RTSP_PUSH_KEEPALIVE_MS, RTSP_PUSH_QUEUE_BYTES,
   RTSP_PUSH_RETRY_MAX_MS, RTSP_PUSH_RETRY_MIN_MS, isAudioPayloadType,
 } from '../../defaults.ts';
 import { codecOfPayloadType } from '../../codecs/registry.ts';
-import { isRtp, rtpPayloadType, rtpSequence, rtpSsrc, setRtpSequence, setRtpSsrc } from '../../rtp/packet.ts';
-import { seqDiff } from '../../rtp/seq.ts';
+import { isRtp, rtpPayloadType } from '../../rtp/packet.ts';
 import { startsKeyframe } from '../../transport/keyframe.ts';
-import { isRtcp, parseRtcp, serializeRtcp } from '../../transport/rtcp.ts';
+import { isRtcp } from '../../transport/rtcp.ts';
 import { UsageError } from '../../util/errors.ts';
 import type { Endpoint } from '../../util/net.ts';
 import type { RelayCore } from '../core.ts';
 import type { DeliverySink } from '../sink.ts';
 import { digestAnswer } from './digest.ts';
-import { interleaved } from './message.ts';
-import { primaryOpus } from './opus-primary.ts';
+import { RtspReader, interleaved, type RtspResponse } from './message.ts';
+import { OutgoingStream } from './outgoing.ts';
 import { AUDIO_TRACK, VIDEO_TRACK, describeStream } from './sdp.ts';
 
-// ---------------------------------------------------------------------------------------------
-// The server's side of the conversation: responses, interleaved frames, and the odd request.
-
-export interface RtspResponse {
-  status: number;
-  reason: string;
-  /** Header names in lower case; every value of a repeated header (WWW-Authenticate may come twice), in order. */
-  headers: Map<string, string[]>;
-  body: Buffer;
-}
-
-export type ServerItem =
-  | { kind: 'response'; response: RtspResponse }
-  /** A request from the server (RFC 2326 allows a few, e.g. SET_PARAMETER): answered 501. */
-  | { kind: 'request'; method: string; cseq?: string }
-  | { kind: 'interleaved'; channel: number; data: Buffer }
-  | { kind: 'bad'; why: string };
-
-const STATUS_LINE = /^RTSP\/(?:1\.0|2\.0) (\d{3})(?: (.*))?$/;
-const REQUEST_LINE = /^([A-Z_]{1,32}) (\S{1,2048}) RTSP\/(?:1\.0|2\.0)$/;
-const HEADER_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}):[ \t]*(.*)$/;
-
-/**
- * Splits what a server sends on the RTSP connection into items as they complete: responses
- * (`RTSP/1.0 NNN reason`, headers, a Content-Length body), interleaved '$' frames (RFC 2326
- * §10.12: its RTCP receiver reports, skipped by the caller) and requests. A message over
- * RTSP_PUSH_MAX_RESPONSE_BYTES, more than RTSP_PUSH_MAX_HEADERS headers or bytes that are none of
- * these are one `bad` item, after which nothing more is read (the framing is lost).
- */
-export class RtspResponseReader {
-  private buf: Buffer = Buffer.alloc(0);
-  private failed = false;
-
-  /** Bytes waiting for the rest of their message. */
-  get pending(): number {
-    return this.buf.length;
-  }
-
-  push(chunk: Buffer): ServerItem[] {
-    if (this.failed) return [];
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
-    const out: ServerItem[] = [];
-    for (;;) {
-      const item = this.next();
-      if (!item) break;
-      out.push(item);
-      if (item.kind === 'bad') {
-        this.failed = true;
-        this.buf = Buffer.alloc(0);
-        break;
-      }
-    }
-    return out;
-  }
-
-  private next(): ServerItem | undefined {
-    const b = this.buf;
-    if (b.length === 0) return undefined;
-    if (b[0] === 0x24) {
-      if (b.length < 4) return undefined;
-      const length = b.readUInt16BE(2);
-      if (b.length < 4 + length) return undefined;
-      const data = b.subarray(4, 4 + length);
-      this.buf = b.subarray(4 + length);
-      return { kind: 'interleaved', channel: b[1], data };
-    }
-    // Neither '$' nor the start of a message line: garbage, said at once rather than at the cap.
-    if (!/^[A-Z]/.test(String.fromCharCode(b[0]))) return { kind: 'bad', why: `a byte 0x${b[0].toString(16).padStart(2, '0')} where a message or '$' frame should start` };
-    const end = b.indexOf('\r\n\r\n');
-    const limit = `an answer over ${RTSP_PUSH_MAX_RESPONSE_BYTES} bytes`;
-    if (end < 0) return b.length > RTSP_PUSH_MAX_RESPONSE_BYTES ? { kind: 'bad', why: limit } : undefined;
-    if (end > RTSP_PUSH_MAX_RESPONSE_BYTES) return { kind: 'bad', why: limit };
-    const lines = b.subarray(0, end).toString('latin1').split('\r\n');
-    if (lines.length - 1 > RTSP_PUSH_MAX_HEADERS) return { kind: 'bad', why: `more than ${RTSP_PUSH_MAX_HEADERS} header lines` };
-    const headers = new Map<string, string[]>();
-    for (const line of lines.slice(1)) {
-      const h = HEADER_LINE.exec(line);
-      if (!h) return { kind: 'bad', why: 'a malformed header line' };
-      const name = h[1].toLowerCase();
-      const values = headers.get(name);
-      if (values) values.push(h[2].trim());
-      else headers.set(name, [h[2].trim()]);
-    }
-    const lengthText = headers.get('content-length')?.[0] ?? '0';
-    if (!/^\d{1,9}$/.test(lengthText)) return { kind: 'bad', why: `a bad Content-Length (${JSON.stringify(lengthText.slice(0, 20))})` };
-    const length = Number(lengthText);
-    if (end + 4 + length > RTSP_PUSH_MAX_RESPONSE_BYTES) return { kind: 'bad', why: limit };
-    if (b.length < end + 4 + length) return undefined;
-    const body = Buffer.from(b.subarray(end + 4, end + 4 + length));
-    this.buf = b.subarray(end + 4 + length);
-    const status = STATUS_LINE.exec(lines[0]);
-    if (status) return { kind: 'response', response: { status: Number(status[1]), reason: status[2] ?? '', headers, body } };
-    const request = REQUEST_LINE.exec(lines[0]);
-    if (request) return { kind: 'request', method: request[1], cseq: headers.get('cseq')?.[0] };
-    return { kind: 'bad', why: 'neither a status line nor a request line' };
-  }
-}
-
-const header = (r: RtspResponse, name: string): string | undefined => r.headers.get(name)?.[0];
+const header = (r: RtspResponse, name: string): string | undefined => r.headers.get(name);
 
 // ---------------------------------------------------------------------------------------------
 // The URL a person gives.
@@ -286,7 +187,7 @@ interface Waiter {
 /** One connection to the server, from connect to close. */
 interface Connection {
   socket: net.Socket;
-  reader: RtspResponseReader;
+  reader: RtspReader;
   cseq: number;
   waiters: Map<string, Waiter>;
   session?: string;
@@ -300,13 +201,10 @@ interface Connection {
   /** The stream's publisher (its SSRC) when announced: another one is announced anew. */
   publisherSsrc: number;
   sink?: DeliverySink;
-  /** The picture's source as the relay sends it now (a layer's SSRC), and as the server sees it. */
-  videoSsrc?: number;
-  videoOut?: { ssrc: number; offset: number; last: number };
+  /** What it is sent, shaped for a receiver outside udpcast (outgoing.ts); from RECORD on. */
+  out?: OutgoingStream;
   /** After a drop, the picture waits for its next keyframe. */
   videoBroken: boolean;
-  audioSsrc?: number;
-  audioSeq?: number;
   closed: boolean;
   onClose?: (why: Error) => void;
 }
@@ -419,7 +317,7 @@ export class RtspPusher {
     this.state = 'connecting';
     const socket = net.connect({ host: this.target.host, port: this.target.port, noDelay: true });
     const c: Connection = {
-      socket, reader: new RtspResponseReader(), cseq: 0, waiters: new Map(), keepaliveMs: RTSP_PUSH_KEEPALIVE_MS, lastRequestAt: this.now(),
+      socket, reader: new RtspReader('client'), cseq: 0, waiters: new Map(), keepaliveMs: RTSP_PUSH_KEEPALIVE_MS, lastRequestAt: this.now(),
       tracks: [], videoPt: Number(/^m=video \d+ RTP\/AVP (\d+)/m.exec(sdp)?.[1] ?? -1), publisherSsrc: publisher.ssrc, videoBroken: false, closed: false,
     };
     this.conn = c;
@@ -521,7 +419,7 @@ export class RtspPusher {
   private async request(c: Connection, method: string, uri: string, headers: Array<[string, string]> = [], body?: string): Promise<RtspResponse> {
     let r = await this.send(c, method, uri, headers, body);
     if (r.status === 401 && this.target.user !== undefined) {
-      const offered = r.headers.get('www-authenticate') ?? [];
+      const offered = r.lines.filter(([name]) => name === 'www-authenticate').map(([, value]) => value);
       const challenge = offered.find((h) => /^Digest\s/i.test(h)) ?? offered.find((h) => /^Basic\b/i.test(h));
       // Answered once per new challenge: the same one twice means the credentials are wrong (a
       // new nonce, stale=true, is a new challenge).
@@ -570,7 +468,9 @@ export class RtspPusher {
         }
         if (item.kind === 'interleaved') continue; // its receiver reports: nothing here reads them
         if (item.kind === 'request') {
-          const cseq = item.cseq !== undefined ? `CSeq: ${item.cseq.slice(0, 32)}\r\n` : '';
+          // A request from the server (RFC 2326 allows a few, e.g. SET_PARAMETER): none is needed here.
+          const asked = item.request.headers.get('cseq');
+          const cseq = asked !== undefined ? `CSeq: ${asked.slice(0, 32)}\r\n` : '';
           c.socket.write(`RTSP/1.0 501 Not Implemented\r\n${cseq}\r\n`);
           continue;
         }
@@ -609,8 +509,7 @@ export class RtspPusher {
     }
     c.sink = sink;
     const stream = this.opts.core.streams.get(this.opts.stream);
-    c.videoSsrc = stream?.viewers.get(sink.id)?.lane.ssrc ?? stream?.ssrc;
-    c.audioSsrc = stream?.sound.ssrc;
+    c.out = new OutgoingStream(stream?.viewers.get(sink.id)?.lane.ssrc ?? stream?.ssrc, stream?.sound.ssrc);
     this.state = 'publishing';
     this.lastError = null;
     this.delay = this.opts.retryMinMs ?? RTSP_PUSH_RETRY_MIN_MS;
@@ -632,18 +531,14 @@ export class RtspPusher {
   }
 
   private deliverOne(c: Connection, data: Buffer): boolean {
-    if (c.closed) return false;
+    const out = c.out;
+    if (c.closed || !out) return false;
     if (isRtp(data)) {
       const pt = rtpPayloadType(data);
       if (isAudioPayloadType(pt)) {
         const track = c.tracks.find((t) => t.kind === 'audio');
-        if (!track) return true;
-        // A move to another layer's cache brings the sound alongside it again: sent once.
-        const seq = rtpSequence(data);
-        if (c.audioSsrc === rtpSsrc(data) && c.audioSeq !== undefined && seqDiff(c.audioSeq, seq) <= 0) return true;
-        c.audioSsrc = rtpSsrc(data);
-        c.audioSeq = seq;
-        const opus = pt === PT_RED ? primaryOpus(data) : data;
+        if (!track || !out.soundIsNew(data)) return true;
+        const opus = out.sound(data);
         return opus ? this.sendTo(c, track, 'rtp', opus) : true;
       }
       if (pt !== c.videoPt || !codecOfPayloadType(pt)) return true; // FEC, probes, another codec than announced
@@ -655,49 +550,17 @@ export class RtspPusher {
         }
         c.videoBroken = false;
       }
-      const sent = this.sendTo(c, track, 'rtp', this.oneSource(c, data));
+      const sent = this.sendTo(c, track, 'rtp', out.picture(data));
       if (!sent) c.videoBroken = true;
       return true;
     }
+    // The sharer's reports; the rest of its RTCP (SDES, BYE, the relay's own messages) stays inside udpcast.
     if (!isRtcp(data)) return true;
-    // The sharer's reports: each sender report on the RTCP of its track; the rest (SDES, BYE, the
-    // relay's own messages) stays inside udpcast.
-    let packets;
-    try {
-      packets = parseRtcp(data);
-    } catch {
-      return true;
-    }
-    for (const p of packets) {
-      if (p.type !== 'sr') continue;
-      const video = p.ssrc === c.videoSsrc;
-      const track = c.tracks.find((t) => t.kind === (video ? 'video' : 'audio'));
-      if (!track || (!video && p.ssrc !== c.audioSsrc)) continue;
-      // The picture's report under the SSRC the server knows (the layers share one clock).
-      this.sendTo(c, track, 'rtcp', serializeRtcp([video && c.videoOut ? { ...p, ssrc: c.videoOut.ssrc } : p]));
+    for (const r of out.reports(data)) {
+      const track = c.tracks.find((t) => t.kind === r.kind);
+      if (track) this.sendTo(c, track, 'rtcp', r.data);
     }
     return true;
-  }
-
-  /**
-   * The picture as one RTP source for the server, as the RTSP server does for a player (server.ts
-   * oneSource): across a move to another quality layer, the first SSRC stays and the numbers go
-   * on from where they were.
-   */
-  private oneSource(c: Connection, orig: Buffer): Buffer {
-    const ssrc = rtpSsrc(orig);
-    const seq = rtpSequence(orig);
-    if (!c.videoOut) c.videoOut = { ssrc, offset: 0, last: seq };
-    else if (ssrc !== c.videoSsrc) c.videoOut.offset = (c.videoOut.last + 1 - seq) & 0xffff;
-    c.videoSsrc = ssrc;
-    const o = c.videoOut;
-    const outSeq = (seq + o.offset) & 0xffff;
-    if (seqDiff(o.last, outSeq) > 0) o.last = outSeq;
-    if (ssrc === o.ssrc && o.offset === 0) return orig;
-    const copy = Buffer.from(orig); // the buffer is every viewer's and the history's
-    setRtpSequence(copy, outSeq);
-    setRtpSsrc(copy, o.ssrc);
-    return copy;
   }
 
   /** False: dropped (the queue is full). */

@@ -25,18 +25,18 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import {
-  PT_RED, RTSP_IDLE_REQUEST_MS, RTSP_MAX_CONNECTIONS, RTSP_MAX_CONNECTIONS_PER_ADDRESS, RTSP_MAX_SESSIONS, RTSP_MAX_SESSIONS_PER_ADDRESS,
+  RTSP_IDLE_REQUEST_MS, RTSP_MAX_CONNECTIONS, RTSP_MAX_CONNECTIONS_PER_ADDRESS, RTSP_MAX_SESSIONS, RTSP_MAX_SESSIONS_PER_ADDRESS,
   RTSP_PLAY_WAIT_MS, RTSP_SESSION_TIMEOUT_S, RTSP_TCP_QUEUE_BYTES, isAudioPayloadType,
 } from '../../defaults.ts';
 import { codecOfPayloadType } from '../../codecs/registry.ts';
-import { isRtp, rtpPayloadType, rtpSequence, rtpSsrc, rtpTimestamp } from '../../rtp/packet.ts';
-import { seqDiff, tsAdd, tsDiff } from '../../rtp/seq.ts';
-import { isRtcp, parseRtcp, serializeRtcp } from '../../transport/rtcp.ts';
+import { isRtp, rtpPayloadType, rtpSsrc, rtpTimestamp } from '../../rtp/packet.ts';
+import { tsAdd, tsDiff } from '../../rtp/seq.ts';
+import { isRtcp } from '../../transport/rtcp.ts';
 import { formatEndpoint, type Endpoint } from '../../util/net.ts';
 import type { RelayCore } from '../core.ts';
 import type { DeliverySink, Output } from '../sink.ts';
 import { DigestAuth } from './digest.ts';
-import { primaryOpus } from './opus-primary.ts';
+import { OutgoingStream } from './outgoing.ts';
 import { AUDIO_TRACK, VIDEO_TRACK, describeStream, parseAnnounce } from './sdp.ts';
 import { recordRtcp, recordRtp, recordTracks, trackOfUri, type RecordTrack } from './record.ts';
 import { RtspReader, interleaved, parseTransport, rtspResponse, type RtspRequest, type RtspTransport } from './message.ts';
@@ -98,13 +98,8 @@ interface Session {
   tracks: Track[];
   sink?: DeliverySink;
   lastSeen: number;
-  /** The media SSRCs seen, so each sender report goes to its own track. */
-  videoSsrc?: number;
-  /** The picture as the player sees it: its first SSRC, and the offset that keeps numbers going across layer moves (oneSource). */
-  videoOut?: { ssrc: number; offset: number; last: number };
-  audioSsrc?: number;
-  /** The newest sound packet sent. */
-  audioSeq?: number;
+  /** What it is sent, shaped for a player (outgoing.ts); from PLAY on. */
+  out?: OutgoingStream;
   /**
    * While it is caught up: the picture's RTP time at PLAY (the live edge), and the sound's. Older
    * pictures (the cached keyframe and what followed it) are stamped closer to the edge, older sound
@@ -248,7 +243,7 @@ export class RtspServer {
         for (const item of conn.reader.push(chunk)) {
           if (item.kind === 'bad') return bad();
           if (item.kind === 'interleaved') this.onInterleaved(conn, item.channel, item.data);
-          else this.onRequest(conn, item.request);
+          else if (item.kind === 'request') this.onRequest(conn, item.request);
         }
       } catch {
         // Nothing a client sends may stop the relay: whatever this request broke, it is its own end.
@@ -362,8 +357,7 @@ export class RtspServer {
           // that gets its first report late moves its clock then: a step back in its times).
           const stream = this.opts.core.streams.get(session.stream);
           const viewer = stream?.viewers.get(sink.id);
-          session.videoSsrc = viewer?.lane.ssrc ?? stream?.ssrc;
-          session.audioSsrc = stream?.sound.ssrc;
+          session.out = new OutgoingStream(viewer?.lane.ssrc ?? stream?.ssrc, stream?.sound.ssrc);
           session.videoEdge = (viewer?.lane ?? stream)?.lastTs;
           const cached = (viewer?.lane ?? stream)?.keyframes.frame ?? [];
           const sound = cached.filter((p) => isRtp(p) && isAudioPayloadType(rtpPayloadType(p)));
@@ -488,45 +482,31 @@ export class RtspServer {
   }
 
   private deliver(s: Session, data: Buffer): boolean {
+    const out = s.out;
+    if (!out) return true;
     if (isRtp(data)) {
       const pt = rtpPayloadType(data);
       if (isAudioPayloadType(pt)) {
         const track = s.tracks.find((t) => t.kind === 'audio');
-        if (!track) return true;
-        // A viewer moved to another quality layer is caught up from that layer's keyframe, with
-        // the sound alongside it: sound it had already is not sent twice.
-        const seq = rtpSequence(data);
-        if (s.audioSsrc === rtpSsrc(data) && s.audioSeq !== undefined && seqDiff(s.audioSeq, seq) <= 0) return true;
+        if (!track || !out.soundIsNew(data)) return true;
         // The cached sound from before PLAY: a player plays sound as it comes, so it would start
         // that far behind and stay there. It hears from now on.
         if (s.audioEdge !== undefined) {
-          if (rtpSsrc(data) === s.audioSsrc && tsDiff(s.audioEdge, rtpTimestamp(data)) <= 0) return true;
+          if (rtpSsrc(data) === out.audioSsrc && tsDiff(s.audioEdge, rtpTimestamp(data)) <= 0) return true;
           s.audioEdge = undefined; // past the edge, or another source of sound (its times are its own)
         }
-        s.audioSsrc = rtpSsrc(data);
-        s.audioSeq = seq;
-        const opus = pt === PT_RED ? primaryOpus(data) : data;
+        const opus = out.sound(data);
         return opus ? this.send(s, track, 'rtp', opus) : true;
       }
       if (!codecOfPayloadType(pt)) return true; // FEC and the like: a player does not read them
       const track = s.tracks.find((t) => t.kind === 'video');
       if (!track) return true;
-      const out = this.oneSource(s, s.videoEdge === undefined ? data : this.caughtUp(s, data), data);
-      return this.send(s, track, 'rtp', out);
+      return this.send(s, track, 'rtp', out.picture(data, s.videoEdge === undefined ? data : this.caughtUp(s, data)));
     }
     if (!isRtcp(data)) return true;
-    // The sharer's reports: each sender report to the track of its SSRC.
-    let packets;
-    try {
-      packets = parseRtcp(data);
-    } catch {
-      return true;
-    }
-    for (const p of packets) {
-      if (p.type !== 'sr') continue;
-      const track = s.tracks.find((t) => (t.kind === 'video' ? s.videoSsrc : s.audioSsrc) === p.ssrc);
-      // The picture's report under the SSRC the player knows (the layers share one clock).
-      if (track) this.send(s, track, 'rtcp', serializeRtcp([track.kind === 'video' && s.videoOut !== undefined ? { ...p, ssrc: s.videoOut.ssrc } : p]));
+    for (const r of out.reports(data)) {
+      const track = s.tracks.find((t) => t.kind === r.kind);
+      if (track) this.send(s, track, 'rtcp', r.data);
     }
     return true;
   }
@@ -545,28 +525,6 @@ export class RtspServer {
     }
     const copy = Buffer.from(data); // the buffer is every viewer's and the history's
     copy.writeUInt32BE(tsAdd(s.videoEdge!, -Math.ceil(behind / CATCH_UP_COMPRESS)), 4);
-    return copy;
-  }
-
-  /**
-   * The picture as one RTP source for the player: the relay moves a viewer to another quality
-   * layer when the sharer pauses one, and each layer has its own SSRC and numbers; a player would
-   * take the switch for a new source or for old packets. So the first SSRC stays, and the numbers
-   * go on from where they were. `out` may already be a copy of `orig` (caughtUp).
-   */
-  private oneSource(s: Session, out: Buffer, orig: Buffer): Buffer {
-    const ssrc = rtpSsrc(orig);
-    const seq = rtpSequence(orig);
-    if (!s.videoOut) s.videoOut = { ssrc, offset: 0, last: seq };
-    else if (ssrc !== s.videoSsrc) s.videoOut.offset = (s.videoOut.last + 1 - seq) & 0xffff;
-    s.videoSsrc = ssrc;
-    const o = s.videoOut;
-    const outSeq = (seq + o.offset) & 0xffff;
-    if (seqDiff(o.last, outSeq) > 0) o.last = outSeq;
-    if (ssrc === o.ssrc && o.offset === 0) return out;
-    const copy = out === orig ? Buffer.from(orig) : out;
-    copy.writeUInt16BE(outSeq, 2);
-    copy.writeUInt32BE(o.ssrc, 8);
     return copy;
   }
 
