@@ -15,7 +15,7 @@ import { parseAnnounce } from '../src/relay/rtsp/sdp.ts';
 import { recordRtcp, recordRtp, recordTracks, trackOfUri, type RecordTrack } from '../src/relay/rtsp/record.ts';
 import { parseRtp, serializeRtpToBuffer } from '../src/rtp/packet.ts';
 import { parseRtcp, serializeRtcp } from '../src/transport/rtcp.ts';
-import { udpcast, killAll, exited, freePort, waitFor, start, type Running } from './helpers/cli.ts';
+import { udpcast, killAll, exited, freePort, waitFor, sleep, start, type Running } from './helpers/cli.ts';
 import { freeTcpPort } from '../bench/lib.ts';
 import { skipUnless } from './helpers/tools.ts';
 
@@ -105,20 +105,34 @@ describe('ffmpeg -f rtsp publishes into udpcast relay; udpcast watch records it'
   let rtsp: number;
   const KEY = 'publish-passphrase';
 
-  /** Publishes `input` to rtsp://…/NAME while `udpcast watch --output` records 4 s of it; returns the recording. */
-  async function publishAndWatch(name: string, input: string[], output: string[], transport: 'udp' | 'tcp'): Promise<string> {
+  /**
+   * Publishes `input` to rtsp://…/NAME while `udpcast watch --output` records 4 s of it, joining
+   * `joinAfterMs` after the publisher (through `udpcast impair` with `loss`, if given); returns the
+   * recording and what watch said.
+   */
+  async function publishAndWatch(name: string, input: string[], output: string[], transport: 'udp' | 'tcp', o: { joinAfterMs?: number; loss?: string } = {}): Promise<{ file: string; said: string }> {
     const url = `rtsp://publisher:${KEY}@127.0.0.1:${rtsp}/${name}`;
     const ff = start('ffmpeg', ['-hide_banner', '-v', 'error', '-re', ...input, '-t', '10', ...output, '-f', 'rtsp', '-rtsp_transport', transport, url]);
     const file = join(dir, `${name}.mkv`);
+    let impair: Running | undefined;
+    let said = '';
     try {
       await waitFor(() => relay.stderrText().includes(`stream ${name}: publisher rtsp`), 10_000, `ffmpeg to publish ${name}`);
-      const watch = udpcast(['watch', `127.0.0.1:${port}`, '--stream', name, '--player', 'none', '--output', file, '--no-dashboard', '--duration', '4']);
+      let target = port;
+      if (o.loss) {
+        target = await freePort();
+        impair = udpcast(['impair', '--listen', `127.0.0.1:${target}`, '--to', `127.0.0.1:${port}`, '--down-loss', o.loss, '--seed', '3']);
+      }
+      if (o.joinAfterMs) await sleep(o.joinAfterMs);
+      const watch = udpcast(['watch', `127.0.0.1:${target}`, '--stream', name, '--player', 'none', '--output', file, '--no-dashboard', '--duration', '4']);
       assert.equal((await exited(watch, 20_000)).code, 0, watch.stderrText());
+      said = watch.stderrText();
     } finally {
       ff.child.kill('SIGKILL');
+      impair?.child.kill('SIGKILL');
     }
     await waitFor(() => relay.stderrText().includes(`stream ${name}: publisher rtsp 127.0.0.1`) && relay.stderrText().includes(`stopped, stream ended`), 10_000, 'the relay to end the stream when the publisher hangs up');
-    return file;
+    return { file, said };
   }
 
   /** FFmpeg decodes every frame of `file`; its streams and picture count. */
@@ -136,7 +150,7 @@ describe('ffmpeg -f rtsp publishes into udpcast relay; udpcast watch records it'
     rtsp = await freeTcpPort();
     relay = udpcast(['relay', '--host', '127.0.0.1', '--port', String(port), '--rtsp-port', String(rtsp), '--key', KEY, '--no-dashboard']);
     await waitFor(() => relay.stderrText().includes(`rtsp://127.0.0.1:${rtsp}/STREAM`), 10_000, 'the relay to say its RTSP address');
-    const file = await publishAndWatch(
+    const { file } = await publishAndWatch(
       'live',
       ['-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'],
       ['-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-g', '30', '-pix_fmt', 'yuv420p', '-c:a', 'libopus', '-b:a', '64k'],
@@ -149,12 +163,19 @@ describe('ffmpeg -f rtsp publishes into udpcast relay; udpcast watch records it'
     assert.ok(Number(audio!.split(',')[1]) >= 3 * 40, `${audio}: at least 3 s of 20 ms sound packets`);
   });
 
-  test('copied from an MP4 (parameter sets only in the SDP) over TCP: the pictures decode', async () => {
+  test('copied from an MP4 (parameter sets only in the SDP) over TCP, watched mid-GOP through 5% loss: repaired, decodes, starts at once', async () => {
     assert.ok(relay, 'the first test started the relay');
     const clip = join(dir, 'clip.mp4');
     const made = spawnSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25', '-f', 'lavfi', '-i', 'sine=sample_rate=48000', '-t', '12', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '50', '-pix_fmt', 'yuv420p', '-c:a', 'libopus', '-y', clip]);
     assert.equal(made.status, 0, String(made.stderr));
-    const { video, audio } = judge(await publishAndWatch('clip', ['-i', clip], ['-c', 'copy'], 'tcp'));
+    // Joined 2.9 s in: 0.9 s into the clip's second 2 s GOP, so the relay starts watch from its cache.
+    const { file, said } = await publishAndWatch('clip', ['-i', clip], ['-c', 'copy'], 'tcp', { joinAfterMs: 2900, loss: '5%' });
+    console.log(`# watch: ${said.trim().split('\n').filter((l) => /first frame|lost/.test(l)).join(' / ')}`);
+    const first = Number(/first frame (\d+) ms after subscribing/.exec(said)?.[1]);
+    assert.ok(first < 1000, `${said}: the first picture within 1 s of joining mid-GOP`);
+    const repaired = Number(/(\d+) repaired/.exec(said)?.[1]);
+    assert.ok(repaired > 0, `${said}: losses repaired from the relay's history`);
+    const { video, audio } = judge(file);
     assert.match(video, /^h264,320,\d+$/);
     assert.ok(Number(video.split(',')[2]) >= 3 * 20, `${video}: at least 3 s of 25 fps pictures`);
     assert.match(audio ?? '', /^opus,\d+$/);
