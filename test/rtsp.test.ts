@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { RtspReader, parseTransport, rtspResponse } from '../src/relay/rtsp/message.ts';
-import { rtspPath } from '../src/relay/rtsp/server.ts';
+import { catchUpStamps, rtspPath } from '../src/relay/rtsp/server.ts';
+import { serializeRtpToBuffer } from '../src/rtp/packet.ts';
 import { DIGEST_NONCE_MS, DigestAuth, digestAnswer, parseParams } from '../src/relay/rtsp/digest.ts';
 import { createHash } from 'node:crypto';
 import { parameterSets } from '../src/codecs/h264/codec.ts';
@@ -113,6 +114,15 @@ describe('RTSP messages', () => {
     // udpcast sdp's own answer (digest.ts digestAnswer), with qop as the challenge offers it.
     assert.equal(auth.check(digestAnswer(auth.challenge(), 'DESCRIBE', uri, 'pw'), 'DESCRIBE', uri), true);
     assert.equal(auth.check(digestAnswer(auth.challenge(), 'DESCRIBE', uri, 'nope'), 'DESCRIBE', uri), false);
+  });
+
+  test('a catch-up is stamped 1 ms a picture before the live edge, oldest first; sound is not a picture', () => {
+    const pkt = (pt: number, ts: number) => serializeRtpToBuffer({ padding: 0, marker: false, payloadType: pt, sequenceNumber: 1, timestamp: ts, ssrc: 1, csrc: [], payload: Buffer.from([0x65]) });
+    const edge = 100; // the times before it wrap below 0, as RTP times do
+    const t = (d: number) => (edge - d) >>> 0;
+    const cached = [pkt(96, t(9000)), pkt(96, t(9000)), pkt(111, t(8000)), pkt(96, t(6000)), pkt(96, t(3000)), pkt(96, edge)];
+    assert.deepEqual([...catchUpStamps(cached, edge)], [[t(9000), t(270)], [t(6000), t(180)], [t(3000), t(90)]]);
+    assert.equal(catchUpStamps(cached, undefined).size, 0);
   });
 
   test('paths: the stream, and the track a SETUP names', () => {

@@ -26,7 +26,7 @@ import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import {
   RTSP_IDLE_REQUEST_MS, RTSP_MAX_CONNECTIONS, RTSP_MAX_CONNECTIONS_PER_ADDRESS, RTSP_MAX_SESSIONS, RTSP_MAX_SESSIONS_PER_ADDRESS,
-  RTSP_PLAY_WAIT_MS, RTSP_SESSION_TIMEOUT_S, RTSP_TCP_QUEUE_BYTES, isAudioPayloadType,
+  RTSP_PLAY_WAIT_MS, RTSP_SESSION_TIMEOUT_S, RTSP_TCP_QUEUE_BYTES, VIDEO_CLOCK_RATE, isAudioPayloadType,
 } from '../../defaults.ts';
 import { codecOfPayloadType } from '../../codecs/registry.ts';
 import { isRtp, rtpPayloadType, rtpSsrc, rtpTimestamp } from '../../rtp/packet.ts';
@@ -107,6 +107,8 @@ interface Session {
    */
   videoEdge?: number;
   audioEdge?: number;
+  /** Each catch-up picture's RTP time → the time it is stamped with (catchUpStamps). */
+  catchUpStamps?: Map<number, number>;
   /** A publisher's session (ANNOUNCE, RECORD) instead of a player's: its tracks, and whether RECORD came. */
   record?: { uri: string; tracks: RecordTrack[]; recording: boolean };
 }
@@ -127,10 +129,11 @@ const TICK_MS = 1000;
 const METHODS = 'OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER, ANNOUNCE, RECORD';
 type Reply = (status: number, headers?: Array<[string, string]>, body?: string) => void;
 /**
- * How much nearer the live edge a catch-up picture is stamped (see caughtUp): a second of them
- * becomes 100 ms. No more: at 60 fps its pictures are still 1.7 ms apart, so a recorder with a
- * millisecond time base (Matroska) keeps them in order (at 30 × they fell in the same ms).
+ * How far apart the catch-up pictures are stamped (see catchUpStamps), in RTP time: 1 ms, the
+ * least a recorder with a millisecond time base (Matroska) keeps in order.
  */
+const CATCH_UP_STEP = VIDEO_CLOCK_RATE / 1000;
+/** A catch-up picture that is not in the cache seen at PLAY (a retransmission): this much nearer the edge. */
 const CATCH_UP_COMPRESS = 10;
 
 export class RtspServer {
@@ -360,6 +363,7 @@ export class RtspServer {
           session.out = new OutgoingStream(viewer?.lane.ssrc ?? stream?.ssrc, stream?.sound.ssrc);
           session.videoEdge = (viewer?.lane ?? stream)?.lastTs;
           const cached = (viewer?.lane ?? stream)?.keyframes.frame ?? [];
+          session.catchUpStamps = catchUpStamps(cached, session.videoEdge);
           const sound = cached.filter((p) => isRtp(p) && isAudioPayloadType(rtpPayloadType(p)));
           session.audioEdge = sound.length ? rtpTimestamp(sound.at(-1)!) : undefined;
           this.opts.pump();
@@ -512,19 +516,22 @@ export class RtspServer {
   }
 
   /**
-   * A picture of the catch-up (older than the live edge at PLAY), stamped CATCH_UP_COMPRESS times
-   * nearer the edge: a player paces pictures by their times and would otherwise show the second
-   * or so since the cached keyframe at its own pace, and stay that far behind (ffplay speeds its
-   * clock up by at most 1%). Pictures at the edge or newer end the catch-up.
+   * A picture of the catch-up (older than the live edge at PLAY), stamped just before the edge
+   * (catchUpStamps): a player paces pictures by their times and would otherwise show the second or
+   * so since the cached keyframe at its own pace, and stay that far behind (ffplay speeds its clock
+   * up by at most 1%, or, with its picture as the clock, never). Pictures at the edge or newer end
+   * the catch-up.
    */
   private caughtUp(s: Session, data: Buffer): Buffer {
-    const behind = tsDiff(rtpTimestamp(data), s.videoEdge!);
+    const ts = rtpTimestamp(data);
+    const behind = tsDiff(ts, s.videoEdge!);
     if (behind <= 0) {
       s.videoEdge = undefined;
+      s.catchUpStamps = undefined;
       return data;
     }
     const copy = Buffer.from(data); // the buffer is every viewer's and the history's
-    copy.writeUInt32BE(tsAdd(s.videoEdge!, -Math.ceil(behind / CATCH_UP_COMPRESS)), 4);
+    copy.writeUInt32BE(s.catchUpStamps?.get(ts) ?? tsAdd(s.videoEdge!, -Math.ceil(behind / CATCH_UP_COMPRESS)), 4);
     return copy;
   }
 
@@ -624,6 +631,28 @@ export class RtspServer {
       }
     }
   }
+}
+
+/**
+ * The times the pictures of a catch-up (`cached`, from its keyframe on) are stamped with: the last
+ * before `edge` CATCH_UP_STEP before it, the one before that two steps, and so on, so the whole
+ * catch-up takes as many milliseconds as it has pictures (60 for a 2 s GOP at 30 fps) and the
+ * player is at the live edge at once.
+ */
+export function catchUpStamps(cached: readonly Buffer[], edge: number | undefined): Map<number, number> {
+  const stamps = new Map<number, number>();
+  if (edge === undefined) return stamps;
+  const older: number[] = [];
+  for (const p of cached) {
+    if (!isRtp(p) || isAudioPayloadType(rtpPayloadType(p))) continue;
+    const ts = rtpTimestamp(p);
+    if (tsDiff(ts, edge) > 0 && older.at(-1) !== ts && !stamps.has(ts)) {
+      older.push(ts);
+      stamps.set(ts, 0);
+    }
+  }
+  older.forEach((ts, i) => stamps.set(ts, tsAdd(edge, -(older.length - i) * CATCH_UP_STEP)));
+  return stamps;
 }
 
 function key(e: Endpoint): string {
