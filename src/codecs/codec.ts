@@ -101,9 +101,10 @@ export interface Codec {
    * A stream another tool publishes (RTSP ANNOUNCE) may give its decoder configuration only in the
    * SDP's a=fmtp (H.264: sprop-parameter-sets, as FFmpeg does for a stream copied from MP4), while
    * watch and the keyframe cache need it in-band. Given that fmtp, a function that returns the
-   * payloads to send in front of `payload` (none, mostly); undefined when the fmtp has nothing.
+   * payloads (each at most `maxPayload` bytes) to send in front of `payload`, a packet of the
+   * picture with RTP time `timestamp` (none, mostly); undefined when the fmtp has nothing to send.
    */
-  inBandConfig?(fmtp: string): ((payload: Buffer) => Buffer[]) | undefined;
+  inBandConfig?(fmtp: string, maxPayload: number): ((payload: Buffer, timestamp: number) => Buffer[]) | undefined;
   /** Every picture stands alone: no reference to lose, nothing to ask a keyframe for. */
   readonly everyFrameKey: boolean;
   /** Picture sizes the encoder and payload format can carry: multiples of `unit`, at most `max`. */

@@ -4,7 +4,7 @@
 import { PT_H264, VIDEO_CLOCK_RATE } from '../../defaults.ts';
 import { unlessMalformed } from '../../util/errors.ts';
 import type { Codec } from '../codec.ts';
-import { FU_START, NAL_FU_A, NAL_IDR, NAL_PPS, NAL_SLICE, NAL_SPS, NAL_STAP_A, NAL_TYPE_MASK, nalType, splitAnnexB } from './annexb.ts';
+import { FU_START, NAL_FU_A, NAL_IDR, NAL_PPS, NAL_SPS, NAL_STAP_A, NAL_TYPE_MASK, nalType, splitAnnexB } from './annexb.ts';
 import { spsSize } from './sps.ts';
 import { annexBToLengthPrefixed, avcConfig } from './avc.ts';
 import { H264Depacketizer } from './depacketize.ts';
@@ -44,27 +44,29 @@ function startingNals(p: Buffer): number[] {
 
 /**
  * sprop-parameter-sets (RFC 6184 §8.1) sent in-band: one STAP-A of the SPS and PPS in front of
- * every IDR picture that does not come right after an SPS of its own.
+ * every IDR picture (a new RTP timestamp) that does not bring an SPS of its own. Undefined when the
+ * fmtp has no SPS and PPS, or they would not fit in `maxPayload`.
  */
-function h264InBandConfig(fmtp: string): ((payload: Buffer) => Buffer[]) | undefined {
+function h264InBandConfig(fmtp: string, maxPayload: number): ((payload: Buffer, timestamp: number) => Buffer[]) | undefined {
   const sprop = /(?:^|;)\s*sprop-parameter-sets=([^;\s]+)/i.exec(fmtp)?.[1];
   const sets = (sprop ?? '').split(',').map((b) => Buffer.from(b, 'base64')).filter((n) => n.length > 0 && n.length <= 0xffff);
   if (!sets.some((n) => nalType(n) === NAL_SPS) || !sets.some((n) => nalType(n) === NAL_PPS)) return undefined;
   const nri = Math.max(...sets.map((n) => n[0] & 0x60));
   const stap = Buffer.concat([Buffer.from([nri | NAL_STAP_A]), ...sets.flatMap((n) => [Buffer.from([n.length >> 8, n.length & 0xff]), n])]);
-  // An SPS seen since the last picture; inside an IDR picture (its further slices get nothing).
+  if (stap.length > maxPayload) return undefined;
+  // The picture being read (its RTP time): whether an SPS came with it, and whether it has its sets.
+  let picture: number | undefined;
   let configured = false;
-  let inIdr = false;
-  return (payload) => {
+  return (payload, timestamp) => {
+    if (timestamp !== picture) {
+      picture = timestamp;
+      configured = false;
+    }
     const types = startingNals(payload);
     if (types.includes(NAL_SPS)) configured = true;
-    if (types.includes(NAL_IDR)) {
-      const add = !configured && !inIdr;
-      inIdr = true;
-      return add ? [stap] : [];
-    }
-    if (types.includes(NAL_SLICE)) configured = inIdr = false;
-    return [];
+    if (!types.includes(NAL_IDR) || configured) return [];
+    configured = true; // its further slices get nothing
+    return [stap];
   };
 }
 

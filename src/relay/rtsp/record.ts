@@ -16,9 +16,9 @@
  * packet reordered across a keyframe gets a number one off, which a viewer takes as a loss).
  */
 import { randomBytes } from 'node:crypto';
-import { PT_OPUS } from '../../defaults.ts';
+import { MAX_DATAGRAM, PT_OPUS } from '../../defaults.ts';
 import { codecOfRtpmap } from '../../codecs/registry.ts';
-import { isRtp, rtpPayloadOffset, rtpSequence, rtpSsrc, rtpTimestamp, serializeRtpToBuffer } from '../../rtp/packet.ts';
+import { RTP_FIXED_HEADER, isRtp, rtpPayloadOffset, rtpSequence, rtpSsrc, rtpTimestamp, serializeRtpToBuffer } from '../../rtp/packet.ts';
 import { parseRtcp, serializeRtcp, type RtcpPacket } from '../../transport/rtcp.ts';
 import type { AnnouncedTrack } from './sdp.ts';
 
@@ -32,7 +32,7 @@ export interface RecordTrack {
   ssrcIn?: number;
   /** Packets inserted so far (numbers after them move on by this many). */
   inserted: number;
-  prefix?: (payload: Buffer) => Buffer[];
+  prefix?: (payload: Buffer, timestamp: number) => Buffer[];
   /** Packets of it that were not passed on (not carried, or not RTP of its payload type). */
   dropped: number;
   /** SETUP done for it. */
@@ -55,7 +55,7 @@ export function recordTracks(announced: AnnouncedTrack[]): { tracks: RecordTrack
       if (c) {
         video = true;
         t.payloadTypeOut = c.payloadType;
-        t.prefix = c.inBandConfig?.(a.fmtp);
+        t.prefix = c.inBandConfig?.(a.fmtp, MAX_DATAGRAM - RTP_FIXED_HEADER);
       } else notCarried.push(`picture in ${name}`);
     } else if (a.media === 'audio' && !audio && a.encoding === 'OPUS' && a.clockRate === 48000) {
       audio = true;
@@ -77,7 +77,7 @@ export function recordRtp(t: RecordTrack, buf: Buffer): Buffer[] {
   t.ssrcIn = rtpSsrc(buf);
   const seq = rtpSequence(buf);
   const out: Buffer[] = [];
-  for (const payload of t.prefix?.(buf.subarray(offset)) ?? []) {
+  for (const payload of t.prefix?.(buf.subarray(offset), rtpTimestamp(buf)) ?? []) {
     out.push(
       serializeRtpToBuffer({
         padding: 0, marker: false, payloadType: t.payloadTypeOut, sequenceNumber: (seq + t.inserted) & 0xffff, timestamp: rtpTimestamp(buf), ssrc: t.ssrcOut, csrc: [], payload,
