@@ -2,7 +2,7 @@
  * Publishing into the relay over RTSP (issue 16 point 2): what record.ts makes of a publisher's
  * packets, then FFmpeg's own RTSP output as the publisher (`ffmpeg -f rtsp`, over UDP and TCP, a
  * stream encoded live and one copied from an MP4) and `udpcast watch --output` as the viewer, judged
- * by FFmpeg decoding the recording; with --key, a wrong password is refused.
+ * by FFmpeg decoding the recording; with --key, a wrong password is refused and media comes over TCP only.
  */
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,6 +18,7 @@ import { parseRtcp, serializeRtcp } from '../src/transport/rtcp.ts';
 import { udpcast, killAll, exited, freePort, waitFor, sleep, start, type Running } from './helpers/cli.ts';
 import { freeTcpPort } from '../bench/lib.ts';
 import { skipUnless } from './helpers/tools.ts';
+import { conversation } from './helpers/rtsp.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'udpcast-rtsp-publish-'));
 after(() => {
@@ -38,8 +39,8 @@ const FFMPEG_SDP = [
   'm=audio 0 RTP/AVP 98', 'a=rtpmap:98 opus/48000/2', 'a=control:streamid=2', '',
 ].join('\r\n');
 
-const rtp = (pt: number, seq: number, payload: Buffer, ssrc = 0x1234) =>
-  serializeRtpToBuffer({ padding: 0, marker: false, payloadType: pt, sequenceNumber: seq, timestamp: 9000, ssrc, csrc: [], payload });
+const rtp = (pt: number, seq: number, payload: Buffer, ssrc = 0x1234, timestamp = 9000) =>
+  serializeRtpToBuffer({ padding: 0, marker: false, payloadType: pt, sequenceNumber: seq, timestamp, ssrc, csrc: [], payload });
 
 describe('what the relay makes of a publisher (record.ts)', () => {
   const tracksOf = (sdp: string): RecordTrack[] => {
@@ -71,14 +72,15 @@ describe('what the relay makes of a publisher (record.ts)', () => {
     assert.deepEqual(stap.payload, Buffer.concat([Buffer.from([0x78, 0, SPS.length]), SPS, Buffer.from([0, PPS.length]), PPS]));
     assert.deepEqual([first.payloadType, first.sequenceNumber, first.payload], [PT_H264, 101, idr]);
     // Numbers go on from the inserted packet; a second slice of the same IDR picture gets nothing.
-    assert.deepEqual(recordRtp(video, rtp(96, 101, idr)).map((b) => parseRtp(b).sequenceNumber), [102]);
-    assert.equal(recordRtp(video, rtp(96, 102, Buffer.from([0x41, 0x9a]))).length, 1, 'a P slice');
-    assert.equal(recordRtp(video, rtp(96, 103, idr)).length, 2, 'the next IDR picture');
-    // A publisher that sends its SPS in-band gets nothing added.
-    assert.equal(recordRtp(video, rtp(96, 104, Buffer.concat([Buffer.from([0x67]), SPS.subarray(1)]))).length, 1);
-    assert.equal(recordRtp(video, rtp(96, 105, Buffer.from([0x41, 0x9a]))).length, 1);
-    assert.equal(recordRtp(video, rtp(96, 106, Buffer.concat([Buffer.from([0x67]), SPS.subarray(1)]))).length, 1);
-    assert.equal(recordRtp(video, rtp(96, 107, idr)).length, 1, 'the SPS came just before');
+    const count = (seq: number, payload: Buffer, ts: number) => recordRtp(video, rtp(96, seq, payload, 0x1234, ts)).length;
+    assert.equal(count(101, idr, 9000), 1, 'the second slice of that IDR picture');
+    assert.deepEqual(parseRtp(recordRtp(video, rtp(96, 102, Buffer.from([0x41, 0x9a]), 0x1234, 12000))[0]).sequenceNumber, 103, 'numbered on after the one inserted');
+    assert.equal(count(103, idr, 15000), 2, 'the next IDR picture');
+    assert.equal(count(104, idr, 18000), 2, 'an IDR picture right after another (all-intra)');
+    // A publisher that sends its SPS in-band, in the IDR's access unit, gets nothing added.
+    const sps = Buffer.concat([Buffer.from([0x67]), SPS.subarray(1)]);
+    assert.equal(count(105, sps, 21000), 1);
+    assert.equal(count(106, idr, 21000), 1, 'the SPS came with it');
     const sound = parseRtp(recordRtp(opus, rtp(98, 7, Buffer.from([0xfc, 1, 2]), 0x99))[0]);
     assert.deepEqual([sound.payloadType, sound.ssrc, sound.sequenceNumber], [PT_OPUS, opus.ssrcOut, 7]);
     assert.equal(recordRtp(opus, rtp(97, 8, Buffer.from([1]), 0x99)).length, 0, 'another payload type on the track');
@@ -111,7 +113,7 @@ describe('ffmpeg -f rtsp publishes into udpcast relay; udpcast watch records it'
    * recording and what watch said.
    */
   async function publishAndWatch(name: string, input: string[], output: string[], transport: 'udp' | 'tcp', o: { joinAfterMs?: number; loss?: string } = {}): Promise<{ file: string; said: string }> {
-    const url = `rtsp://publisher:${KEY}@127.0.0.1:${rtsp}/${name}`;
+    const url = `rtsp://127.0.0.1:${rtsp}/${name}`;
     const ff = start('ffmpeg', ['-hide_banner', '-v', 'error', '-re', ...input, '-t', '10', ...output, '-f', 'rtsp', '-rtsp_transport', transport, url]);
     const file = join(dir, `${name}.mkv`);
     let impair: Running | undefined;
@@ -148,7 +150,7 @@ describe('ffmpeg -f rtsp publishes into udpcast relay; udpcast watch records it'
   test('encoded live (H.264 + Opus) over UDP: both tracks reach the recording, 0 decode errors', async () => {
     port = await freePort();
     rtsp = await freeTcpPort();
-    relay = udpcast(['relay', '--host', '127.0.0.1', '--port', String(port), '--rtsp-port', String(rtsp), '--key', KEY, '--no-dashboard']);
+    relay = udpcast(['relay', '--host', '127.0.0.1', '--port', String(port), '--rtsp-port', String(rtsp), '--no-dashboard']);
     await waitFor(() => relay.stderrText().includes(`rtsp://127.0.0.1:${rtsp}/STREAM`), 10_000, 'the relay to say its RTSP address');
     const { file } = await publishAndWatch(
       'live',
@@ -181,8 +183,38 @@ describe('ffmpeg -f rtsp publishes into udpcast relay; udpcast watch records it'
     assert.match(audio ?? '', /^opus,\d+$/);
   });
 
-  test('a wrong password, and a name published already, are refused; the relay goes on', async () => {
+  test('what a publisher may not do: RECORD with no picture, drive another connection\'s session, ANNOUNCE no SDP or no picture', async () => {
     assert.ok(relay, 'the first test started the relay');
+    const base = `rtsp://127.0.0.1:${rtsp}/odd`;
+    const sdp = FFMPEG_SDP.replace('MPEG4-GENERIC/48000/2', 'opus/48000/2');
+    const c = conversation(rtsp);
+    const other = conversation(rtsp);
+    try {
+      assert.match(await c.ask([`ANNOUNCE ${base} RTSP/1.0`, 'CSeq: 1', 'Content-Type: application/sdp', `Content-Length: ${sdp.length}`], sdp), /^RTSP\/1\.0 200/);
+      const setup = await c.ask([`SETUP ${base}/streamid=1 RTSP/1.0`, 'CSeq: 2', 'Transport: RTP/AVP/TCP;unicast;interleaved=2-3;mode=record']);
+      const session = /\r\nSession: ([0-9a-f]+)/.exec(setup)?.[1];
+      assert.ok(session, setup);
+      assert.match(await c.ask([`RECORD ${base} RTSP/1.0`, 'CSeq: 3', `Session: ${session}`]), /^RTSP\/1\.0 455/, 'sound alone would hold the name with nothing to show');
+      assert.match(await other.ask([`TEARDOWN ${base} RTSP/1.0`, 'CSeq: 1', `Session: ${session}`]), /^RTSP\/1\.0 454/, 'a publisher\'s session from another connection');
+      assert.match(await c.ask([`SETUP ${base}/streamid=0 RTSP/1.0`, 'CSeq: 4', `Session: ${session}`, 'Transport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record']), /^RTSP\/1\.0 200/);
+      assert.match(await c.ask([`RECORD ${base} RTSP/1.0`, 'CSeq: 5', `Session: ${session}`]), /^RTSP\/1\.0 200/, 'with the picture set up');
+      await waitFor(() => relay.stderrText().includes('stream odd: publisher rtsp'), 5000, 'the stream to be published');
+      assert.match(await c.ask([`TEARDOWN ${base} RTSP/1.0`, 'CSeq: 6', `Session: ${session}`]), /^RTSP\/1\.0 200/);
+      await waitFor(() => /stream odd: publisher rtsp \S+ stopped, stream ended/.test(relay.stderrText()), 5000, 'TEARDOWN to end the stream');
+      assert.match(await other.ask([`ANNOUNCE rtsp://127.0.0.1:${rtsp}/x RTSP/1.0`, 'CSeq: 2', 'Content-Length: 5'], 'hello'), /^RTSP\/1\.0 400/);
+      const noPicture = sdp.replace(/m=video[\s\S]*?(?=m=audio)/, '');
+      assert.match(await other.ask([`ANNOUNCE rtsp://127.0.0.1:${rtsp}/x RTSP/1.0`, 'CSeq: 3', `Content-Length: ${noPicture.length}`], noPicture), /^RTSP\/1\.0 415/);
+    } finally {
+      c.close();
+      other.close();
+    }
+  });
+
+  test('relay --key: a wrong or missing password is refused, media only over TCP; a name published already is refused', async () => {
+    const keyed = udpcast(['relay', '--host', '127.0.0.1', '--port', String(await freePort()), '--rtsp-port', String(await freeTcpPort()), '--key', KEY, '--no-dashboard']);
+    await waitFor(() => /rtsp:\/\/127\.0\.0\.1:\d+\/STREAM/.test(keyed.stderrText()), 10_000, 'the keyed relay to say its RTSP address');
+    const rtsp = Number(/rtsp:\/\/127\.0\.0\.1:(\d+)\/STREAM/.exec(keyed.stderrText())![1]);
+    const relay = keyed;
     const input = ['-f', 'lavfi', '-i', 'testsrc2=size=160x120:rate=10', '-t', '3', '-c:v', 'libx264', '-preset', 'ultrafast', '-f', 'rtsp'];
     const wrong = spawnSync('ffmpeg', ['-hide_banner', '-v', 'error', ...input, `rtsp://publisher:wrong@127.0.0.1:${rtsp}/intruder`], { encoding: 'utf8', timeout: 20_000 });
     assert.notEqual(wrong.status, 0);
@@ -190,6 +222,14 @@ describe('ffmpeg -f rtsp publishes into udpcast relay; udpcast watch records it'
     const none = spawnSync('ffmpeg', ['-hide_banner', '-v', 'error', ...input, `rtsp://127.0.0.1:${rtsp}/intruder`], { encoding: 'utf8', timeout: 20_000 });
     assert.match(none.stderr, /401 Unauthorized/, 'no password at all');
     assert.ok(!relay.stderrText().includes('stream intruder'), 'nothing was published');
+    // The right password, media asked for over UDP: refused (its datagrams could come from anyone);
+    // left to choose, FFmpeg falls back to TCP and publishes.
+    const udp = spawnSync('ffmpeg', ['-hide_banner', '-v', 'error', ...input, '-rtsp_transport', 'udp', `rtsp://p:${KEY}@127.0.0.1:${rtsp}/udp`], { encoding: 'utf8', timeout: 20_000 });
+    assert.notEqual(udp.status, 0);
+    assert.match(udp.stderr, /461 Unsupported Transport/);
+    const either = spawnSync('ffmpeg', ['-hide_banner', '-v', 'error', ...input, `rtsp://p:${KEY}@127.0.0.1:${rtsp}/either`], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(either.status, 0, either.stderr);
+    await waitFor(() => relay.stderrText().includes('stream either: publisher rtsp'), 5000, 'the fallback to TCP to publish');
     // While one publishes `taken`, a second publisher of the name is refused.
     const first = start('ffmpeg', ['-hide_banner', '-v', 'error', '-re', ...input.slice(0, -2).map((a) => (a === '3' ? '20' : a)), '-c:v', 'libx264', '-preset', 'ultrafast', '-f', 'rtsp', `rtsp://p:${KEY}@127.0.0.1:${rtsp}/taken`]);
     try {
@@ -200,6 +240,7 @@ describe('ffmpeg -f rtsp publishes into udpcast relay; udpcast watch records it'
       await waitFor(() => /rtsp: refused to publish taken from 127\.0\.0\.1:\d+: the stream is published already/.test(relay.stderrText()), 5000, 'the relay to say why');
     } finally {
       first.child.kill('SIGKILL');
+      keyed.child.kill('SIGKILL');
     }
   });
 });

@@ -22,6 +22,7 @@ import { udpcast, killAll, exited, freePort, waitFor, type Running } from './hel
 import { lastStats } from './helpers/decode.ts';
 import { freeTcpPort } from '../bench/lib.ts';
 import { skipUnless } from './helpers/tools.ts';
+import { ask, conversation, request } from './helpers/rtsp.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'udpcast-rtsp-'));
 after(() => {
@@ -29,7 +30,6 @@ after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const request = (lines: string[], body = '') => Buffer.from(`${lines.join('\r\n')}\r\n\r\n${body}`, 'latin1');
 
 describe('RTSP messages', () => {
   test('requests and interleaved frames, whole or cut at every byte', () => {
@@ -146,29 +146,6 @@ describe('RTSP messages', () => {
 });
 
 
-/** One RTSP exchange on a connection of its own: the response's head and body. */
-async function ask(port: number, lines: string[]): Promise<string> {
-  const socket = net.connect(port, '127.0.0.1');
-  try {
-    socket.write(request(lines));
-    let text = '';
-    await new Promise<void>((resolve, reject) => {
-      socket.on('data', (d) => {
-        text += d.toString('latin1');
-        const head = text.indexOf('\r\n\r\n');
-        const length = Number(/Content-Length: (\d+)/.exec(text)?.[1] ?? 0);
-        if (head >= 0 && text.length >= head + 4 + length) resolve();
-      });
-      socket.on('error', reject);
-      socket.on('close', () => resolve());
-      setTimeout(() => reject(new Error('no RTSP answer in 5 s')), 5000).unref();
-    });
-    return text;
-  } finally {
-    socket.destroy();
-  }
-}
-
 /** False when GStreamer has every element named, else the reason (skipUnless's form). */
 function gstMissing(...elements: string[]): string | false {
   const missing = elements.filter((e) => spawnSync('gst-inspect-1.0', [e], { stdio: 'ignore' }).status !== 0);
@@ -176,33 +153,6 @@ function gstMissing(...elements: string[]): string | false {
   const reason = `needs GStreamer elements ${missing.join(', ')} (CI installs gstreamer1.0-plugins-good, gstreamer1.0-libav)`;
   console.log(`# skipped: ${reason}`);
   return reason;
-}
-
-/** Requests one after another on one connection: each resolves with its response's text. */
-function conversation(port: number) {
-  const socket = net.connect(port, '127.0.0.1');
-  socket.on('error', () => undefined);
-  let text = '';
-  let waiting: ((r: string) => void) | undefined;
-  socket.on('data', (d) => {
-    text += d.toString('latin1');
-    const head = text.indexOf('\r\n\r\n');
-    const length = Number(/Content-Length: (\d+)/.exec(text.slice(0, Math.max(0, head)))?.[1] ?? 0);
-    if (head >= 0 && text.length >= head + 4 + length && waiting) {
-      const answer = text.slice(0, head + 4 + length);
-      text = text.slice(head + 4 + length);
-      const w = waiting;
-      waiting = undefined;
-      w(answer);
-    }
-  });
-  return {
-    ask: (lines: string[]) => new Promise<string>((resolve) => {
-      waiting = resolve;
-      socket.write(request(lines));
-    }),
-    close: () => socket.destroy(),
-  };
 }
 
 describe('udpcast relay --rtsp-port: real players', { skip: skipUnless('ffmpeg', 'ffprobe') }, () => {

@@ -34,7 +34,7 @@ import { tsAdd, tsDiff } from '../../rtp/seq.ts';
 import { isRtcp } from '../../transport/rtcp.ts';
 import { formatEndpoint, type Endpoint } from '../../util/net.ts';
 import type { RelayCore } from '../core.ts';
-import type { DeliverySink, Output } from '../sink.ts';
+import { endpointKey, type DeliverySink, type Output } from '../sink.ts';
 import { DigestAuth } from './digest.ts';
 import { OutgoingStream } from './outgoing.ts';
 import { AUDIO_TRACK, VIDEO_TRACK, describeStream, parseAnnounce } from './sdp.ts';
@@ -126,6 +126,8 @@ interface Connection {
 }
 
 const TICK_MS = 1000;
+/** Distinct logOnce keys remembered before starting over. */
+const MAX_LOGGED = 1000;
 const METHODS = 'OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER, ANNOUNCE, RECORD';
 type Reply = (status: number, headers?: Array<[string, string]>, body?: string) => void;
 /**
@@ -151,6 +153,8 @@ export class RtspServer {
   private readonly now: () => number;
   private readonly digest?: DigestAuth;
   private readonly publishDigest?: DigestAuth;
+  /** logOnce's keys. */
+  private readonly logged = new Set<string>();
   private closed = false;
 
   private constructor(
@@ -166,7 +170,7 @@ export class RtspServer {
     rtcp.on('message', (buf, from) => this.onRtcp(buf, { address: from.address, port: from.port }));
     // The RTP port receives publishers' media, and players' hole-punching datagrams (nothing to read in those).
     rtp.on('message', (buf, from) => {
-      const r = this.recordFrom.get(key({ address: from.address, port: from.port }));
+      const r = this.recordFrom.get(endpointKey({ address: from.address, port: from.port }));
       if (r && !r.rtcp) this.recorded(r.session, r.track, buf, false);
     });
     for (const s of [rtp, rtcp]) s.on('error', (err) => opts.log?.(`rtsp: udp: ${err.message}`));
@@ -242,8 +246,10 @@ export class RtspServer {
         socket.end(rtspResponse(400, undefined));
       };
       if (conn.reader.pending === 0) conn.partialSince = this.now();
+      let items;
       try {
-        for (const item of conn.reader.push(chunk)) {
+        items = conn.reader.push(chunk);
+        for (const item of items) {
           if (item.kind === 'bad') return bad();
           if (item.kind === 'interleaved') this.onInterleaved(conn, item.channel, item.data);
           else if (item.kind === 'request') this.onRequest(conn, item.request);
@@ -252,7 +258,10 @@ export class RtspServer {
         // Nothing a client sends may stop the relay: whatever this request broke, it is its own end.
         return bad();
       }
+      // Slow is a message that does not complete: a publisher streaming interleaved media ends its
+      // chunks mid-frame all the time, but completes frames as it goes.
       if (conn.reader.pending === 0) conn.partialSince = undefined;
+      else if (items.length > 0) conn.partialSince = this.now();
     });
     socket.on('error', () => undefined);
     socket.on('close', () => {
@@ -281,6 +290,8 @@ export class RtspServer {
     const sessionId = req.headers.get('session')?.split(';')[0].trim();
     const session = sessionId !== undefined ? this.sessions.get(sessionId) : undefined;
     if (sessionId !== undefined && !session && req.method !== 'OPTIONS') return reply(454);
+    // A publisher's session is driven from its own connection only (its id travels in the clear).
+    if (session?.record && session.conn !== conn) return reply(454);
     if (session) session.lastSeen = now;
     const path = rtspPath(req.uri);
     switch (req.method) {
@@ -314,14 +325,14 @@ export class RtspServer {
         }
         const kind = path.track === VIDEO_TRACK ? 'video' : 'audio';
         const track: Track = { kind, transport };
-        for (const t of s.tracks) if (t.kind === kind && t.rtcpTo && this.byRtcpSource.get(key(t.rtcpTo)) === s) this.byRtcpSource.delete(key(t.rtcpTo));
+        for (const t of s.tracks) if (t.kind === kind && t.rtcpTo && this.byRtcpSource.get(endpointKey(t.rtcpTo)) === s) this.byRtcpSource.delete(endpointKey(t.rtcpTo));
         s.tracks = s.tracks.filter((t) => t.kind !== kind);
         s.tracks.push(track);
         let answer: string;
         if (transport.kind === 'udp') {
           track.rtpTo = { address: conn.remote.address, port: transport.rtpPort };
           track.rtcpTo = { address: conn.remote.address, port: transport.rtcpPort };
-          this.byRtcpSource.set(key(track.rtcpTo), s);
+          this.byRtcpSource.set(endpointKey(track.rtcpTo), s);
           answer = `RTP/AVP;unicast;client_port=${transport.rtpPort}-${transport.rtcpPort};server_port=${this.rtp.address().port}-${this.rtcp.address().port}`;
         } else {
           answer = `RTP/AVP/TCP;unicast;interleaved=${transport.rtpChannel}-${transport.rtcpChannel}`;
@@ -335,6 +346,7 @@ export class RtspServer {
         if (!this.publishAuthorized(req)) return reply(401, [['WWW-Authenticate', this.publishDigest!.challenge()]]);
         if (!session.record.recording) {
           const video = session.record.tracks.find((t) => t.kind === 'video' && t.payloadTypeOut !== undefined)!;
+          if (!video.setUp) return reply(455); // sound alone would hold the name with no picture to show
           const r = this.opts.core.publishFrom(session.stream, `rtsp:${session.id}`, conn.remote, video.ssrcOut, now, () => undefined);
           if (r !== 'ok') {
             this.counters.publishRefused++;
@@ -389,7 +401,7 @@ export class RtspServer {
     if (!path || path.track !== undefined) return reply(404);
     const refuse = (status: number, why: string) => {
       this.counters.publishRefused++;
-      this.opts.log?.(`rtsp: refused to publish ${path.stream} from ${formatEndpoint(conn.remote)}: ${why}`);
+      this.logOnce(`${conn.remote.address} ${path.stream} ${status}`, `rtsp: refused to publish ${path.stream} from ${formatEndpoint(conn.remote)}: ${why}`);
       return reply(status);
     };
     if (this.opts.core.streams.get(path.stream)?.publisher) return refuse(403, 'the stream is published already');
@@ -397,7 +409,7 @@ export class RtspServer {
     if (!announced) return refuse(400, 'its ANNOUNCE holds no SDP');
     const r = recordTracks(announced);
     if ('error' in r) return refuse(415, r.error);
-    if (r.notCarried.length) this.opts.log?.(`rtsp: ${path.stream}: left out ${r.notCarried.join(', ')} (udpcast carries H.264 or MJPEG pictures and Opus sound)`);
+    if (r.notCarried.length) this.logOnce(`${conn.remote.address} ${path.stream} left out`, `rtsp: ${path.stream}: left out ${r.notCarried.join(', ')} (udpcast carries H.264 or MJPEG pictures and Opus sound)`);
     conn.announced = { stream: path.stream, uri: req.uri, tracks: r.tracks };
     return reply(200);
   }
@@ -411,6 +423,9 @@ export class RtspServer {
     if (session?.record?.recording) return reply(455);
     const transport = parseTransport(req.headers.get('transport'));
     if (!transport) return reply(461);
+    // With --key, media only on the connection that proved it: UDP datagrams are taken by their
+    // source address, which anyone can forge. FFmpeg (and OBS through it) falls back to TCP on 461.
+    if (this.publishDigest && transport.kind === 'udp') return reply(461);
     let s = session;
     if (!s) {
       if (!this.roomForSession(conn)) return reply(453);
@@ -422,18 +437,29 @@ export class RtspServer {
     }
     const kind = track.kind;
     const index = announced.tracks.indexOf(track);
+    // A track set up again: what its earlier SETUP registered goes.
+    for (const t of s.tracks) if (t.recordIndex === index) this.forgetRecordPorts(s, t);
     s.tracks = s.tracks.filter((t) => t.recordIndex !== index);
     s.tracks.push({ kind, transport, recordIndex: index });
     track.setUp = true;
     let answer: string;
     if (transport.kind === 'udp') {
-      this.recordFrom.set(key({ address: conn.remote.address, port: transport.rtpPort }), { session: s, track, rtcp: false });
-      this.recordFrom.set(key({ address: conn.remote.address, port: transport.rtcpPort }), { session: s, track, rtcp: true });
+      this.recordFrom.set(endpointKey({ address: conn.remote.address, port: transport.rtpPort }), { session: s, track, rtcp: false });
+      this.recordFrom.set(endpointKey({ address: conn.remote.address, port: transport.rtcpPort }), { session: s, track, rtcp: true });
       answer = `RTP/AVP;unicast;client_port=${transport.rtpPort}-${transport.rtcpPort};server_port=${this.rtp.address().port}-${this.rtcp.address().port};mode=record`;
     } else {
       answer = `RTP/AVP/TCP;unicast;interleaved=${transport.rtpChannel}-${transport.rtcpChannel};mode=record`;
     }
     return reply(200, [['Transport', answer], ['Session', `${s.id};timeout=${RTSP_SESSION_TIMEOUT_S}`]]);
+  }
+
+  /** A publisher's UDP track of `s`: the ports its media came from are no longer its. */
+  private forgetRecordPorts(s: Session, t: Track): void {
+    if (t.transport.kind !== 'udp' || t.recordIndex === undefined) return;
+    for (const port of [t.transport.rtpPort, t.transport.rtcpPort]) {
+      const k = endpointKey({ address: s.conn.remote.address, port });
+      if (this.recordFrom.get(k)?.session === s) this.recordFrom.delete(k);
+    }
   }
 
   /** Below RTSP_MAX_SESSIONS, and RTSP_MAX_SESSIONS_PER_ADDRESS from this client's address; else counted. */
@@ -456,8 +482,23 @@ export class RtspServer {
       return;
     }
     const before = track.dropped;
-    for (const p of recordRtp(track, buf)) this.opts.send(this.opts.core.fromPublisher(id, p, now));
+    let packets: Buffer[] = [];
+    try {
+      packets = recordRtp(track, buf);
+    } catch {
+      // The UDP path has no other guard: whatever a datagram breaks here, it is dropped.
+      track.dropped++;
+    }
+    for (const p of packets) this.opts.send(this.opts.core.fromPublisher(id, p, now));
     this.counters.recordDropped += track.dropped - before;
+  }
+
+  /** Logs `line` the first time `key` is seen: a client repeating a refused request does not flood the log (bounded like the relay's). */
+  private logOnce(key: string, line: string): void {
+    if (this.logged.has(key)) return;
+    if (this.logged.size >= MAX_LOGGED) this.logged.clear();
+    this.logged.add(key);
+    this.opts.log?.(line);
   }
 
   /** With --key, a publisher's request must prove it (Digest); without, anyone may publish, as over UDP. */
@@ -554,9 +595,9 @@ export class RtspServer {
 
   /** A player's RTCP over UDP: its session is kept, and the relay reads it as any viewer's. */
   private onRtcp(buf: Buffer, from: Endpoint): void {
-    const r = this.recordFrom.get(key(from));
+    const r = this.recordFrom.get(endpointKey(from));
     if (r?.rtcp) return this.recorded(r.session, r.track, buf, true);
-    const s = this.byRtcpSource.get(key(from));
+    const s = this.byRtcpSource.get(endpointKey(from));
     if (!s?.sink) return;
     s.lastSeen = this.now();
     this.opts.send(this.opts.core.onViewerRtcp(s.sink.id, buf, s.lastSeen));
@@ -583,14 +624,8 @@ export class RtspServer {
   private end(s: Session, detach: boolean): void {
     if (!this.sessions.delete(s.id)) return;
     s.conn.sessions.delete(s);
-    for (const t of s.tracks) if (t.rtcpTo && this.byRtcpSource.get(key(t.rtcpTo)) === s) this.byRtcpSource.delete(key(t.rtcpTo));
-    for (const t of s.tracks) {
-      if (t.transport.kind !== 'udp' || t.recordIndex === undefined) continue;
-      for (const port of [t.transport.rtpPort, t.transport.rtcpPort]) {
-        const k = key({ address: s.conn.remote.address, port });
-        if (this.recordFrom.get(k)?.session === s) this.recordFrom.delete(k);
-      }
-    }
+    for (const t of s.tracks) if (t.rtcpTo && this.byRtcpSource.get(endpointKey(t.rtcpTo)) === s) this.byRtcpSource.delete(endpointKey(t.rtcpTo));
+    for (const t of s.tracks) this.forgetRecordPorts(s, t);
     if (s.record?.recording) this.opts.send(this.opts.core.unpublish(`rtsp:${s.id}`));
     if (detach && s.sink) this.opts.core.detach(s.stream, s.sink.id);
     s.sink = undefined;
@@ -653,10 +688,6 @@ export function catchUpStamps(cached: readonly Buffer[], edge: number | undefine
   }
   older.forEach((ts, i) => stamps.set(ts, tsAdd(edge, -(older.length - i) * CATCH_UP_STEP)));
   return stamps;
-}
-
-function key(e: Endpoint): string {
-  return `${e.address}|${e.port}`;
 }
 
 /** `rtsp://host:port/STREAM[/trackID=N][?query]` → the stream and the track. */
