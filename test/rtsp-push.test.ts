@@ -10,7 +10,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RtspPusher, parsePushUrl } from '../src/relay/rtsp/push.ts';
+import { RtspPusher, parsePushUrl, redactUrl } from '../src/relay/rtsp/push.ts';
 import { RtspReader, rtspResponse, type RtspItem, type RtspRequest } from '../src/relay/rtsp/message.ts';
 import { DigestAuth } from '../src/relay/rtsp/digest.ts';
 import { RelayCore } from '../src/relay/core.ts';
@@ -107,6 +107,11 @@ describe('what an RTSP server sends a pushing client', () => {
       assert.throws(() => parsePushUrl(bad), UsageError, bad);
     }
     assert.throws(() => parsePushUrl('ftp://me:hunter22@h/x'), (e: Error) => !e.message.includes('hunter22'), 'a password is not repeated in the error');
+    // A password with '@' or '/' not percent-encoded: the user info runs to the last '@'.
+    const odd = parsePushUrl('rtsp://me:p@ss/w0rd@media.example/live');
+    assert.deepEqual([odd.url, odd.host, odd.user, odd.password], ['rtsp://media.example/live', 'media.example', 'me', 'p@ss/w0rd']);
+    assert.throws(() => parsePushUrl('rtsp://me:p@ss@bad host/x'), (e: Error) => !e.message.includes('p@ss') && e.message.includes('me:***@bad host'));
+    assert.equal(redactUrl('team=rtsp://me:p@ss@h:8554/x'), 'team=rtsp://me:***@h:8554/x');
   });
 });
 
@@ -278,9 +283,11 @@ describe('the push client against a server of our own', () => {
       await waitFor(() => server!.heard.connections.length >= 3, 8000, 'the push to come back after each close');
       const gaps = server.heard.connections.slice(1).map((t, i) => t - server!.heard.connections[i]);
       assert.ok(gaps.every((g) => g >= 150), `each retry waits its back-off: ${gaps.join(', ')} ms`);
+      // The back-off goes on doubling (here to its 0.8 s top) across connections that end at once:
+      // only a push that lasted the top starts it afresh.
       assert.deepEqual(lines.slice(1, 4), [
         `push rtsp://127.0.0.1:${port}/live: publishing stream main (RTP interleaved on the RTSP connection)`,
-        `push rtsp://127.0.0.1:${port}/live: the server closed the connection, retrying in 0.2 s`,
+        `push rtsp://127.0.0.1:${port}/live: the server closed the connection, retrying in 0.8 s`,
         `push rtsp://127.0.0.1:${port}/live: publishing again`,
       ]);
       assert.ok(p.status.reconnects >= 1);

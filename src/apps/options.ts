@@ -11,7 +11,7 @@ import { STREAM_NAME_RE } from '../transport/control.ts';
 import { DEFAULT_PORT } from '../defaults.ts';
 import type { CodecName } from '../codecs/registry.ts';
 import { parseRegion, parseSourceOption, type Region } from '../capture/source.ts';
-import { parsePushUrl } from '../relay/rtsp/push.ts';
+import { parsePushUrl, redactUrl } from '../relay/rtsp/push.ts';
 
 import type { HostPort } from '../util/net.ts';
 
@@ -287,7 +287,7 @@ export function parseRelayPush(v: unknown): RelayOptions['push'] {
     const at = text.indexOf('=');
     const stream = at < 0 ? '' : text.slice(0, at);
     if (!STREAM_NAME_RE.test(stream) || !/^rtsp:\/\//i.test(text.slice(at + 1))) {
-      throw new UsageError(`--push must be STREAM=rtsp://HOST[:PORT]/PATH (e.g. main=rtsp://127.0.0.1:8554/live), got ${JSON.stringify(text.replace(/(rtsp:\/\/[^:@/]*:)[^@/]*@/i, '$1***@'))}`);
+      throw new UsageError(`--push must be STREAM=rtsp://HOST[:PORT]/PATH (e.g. main=rtsp://127.0.0.1:8554/live), got ${JSON.stringify(redactUrl(text))}`);
     }
     const url = text.slice(at + 1);
     parsePushUrl(url);

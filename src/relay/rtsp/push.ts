@@ -73,9 +73,10 @@ const RTSP_DEFAULT_PORT = 554;
 
 /** `rtsp://[USER[:PASSWORD]@]HOST[:PORT][/PATH][?transport=tcp|udp&…]`; a person's error otherwise. */
 export function parsePushUrl(text: string, option = '--push'): PushTarget {
-  const m = /^rtsp:\/\/(?:([^@/?#]*)@)?(\[[0-9A-Fa-f:.]+\]|[^/:?#[\]]+)(?::(\d{1,5}))?(\/[^?#]*)?(?:\?([^#]*))?$/i.exec(text.trim());
-  if (!m) throw new UsageError(`${option} must be rtsp://[USER:PASSWORD@]HOST[:PORT]/PATH, got ${JSON.stringify(redact(text))}`);
-  const [, userinfo, hostText, portText, path = '/', queryText = ''] = m;
+  const { userinfo, rest } = splitUserinfo(text.trim());
+  const m = /^rtsp:\/\/(\[[0-9A-Fa-f:.]+\]|[^/:?#[\]@\s]+)(?::(\d{1,5}))?(\/[^?#]*)?(?:\?([^#]*))?$/i.exec(rest);
+  if (!m) throw new UsageError(`${option} must be rtsp://[USER:PASSWORD@]HOST[:PORT]/PATH, got ${JSON.stringify(redactUrl(text))}`);
+  const [, hostText, portText, path = '/', queryText = ''] = m;
   const port = portText === undefined ? RTSP_DEFAULT_PORT : Number(portText);
   if (port < 1 || port > 65535) throw new UsageError(`${option}: the port must be 1-65535, got ${portText}`);
   let transport: 'tcp' | 'udp' = 'tcp';
@@ -113,8 +114,27 @@ export function parsePushUrl(text: string, option = '--push'): PushTarget {
 }
 
 /** `text` with any password in it hidden, for an error message. */
-function redact(text: string): string {
-  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/]*:)[^@/]*@/i, '$1***@');
+/**
+ * `…scheme://USERINFO@rest` → the user info and the text without it. The user info runs to the
+ * last '@' before any '?' or '#': a password may hold '@' or '/' that were not percent-encoded.
+ */
+function splitUserinfo(text: string): { userinfo?: string; rest: string } {
+  const scheme = /[a-z][a-z0-9+.-]*:\/\//i.exec(text);
+  if (!scheme) return { rest: text };
+  const start = scheme.index + scheme[0].length;
+  const end = text.slice(start).search(/[?#]/);
+  const at = text.lastIndexOf('@', end < 0 ? text.length : start + end);
+  if (at < start) return { rest: text };
+  return { userinfo: text.slice(start, at), rest: text.slice(0, start) + text.slice(at + 1) };
+}
+
+/** `text` with any password in it hidden (`rtsp://user:***@host/…`), for a log line or an error message. */
+export function redactUrl(text: string): string {
+  const { userinfo, rest } = splitUserinfo(text);
+  if (userinfo === undefined) return text;
+  const colon = userinfo.indexOf(':');
+  const shown = colon < 0 ? userinfo : `${userinfo.slice(0, colon)}:***`;
+  return rest.replace(/([a-z][a-z0-9+.-]*:\/\/)/i, `$1${shown}@`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -206,6 +226,8 @@ interface Connection {
   /** After a drop, the picture waits for its next keyframe. */
   videoBroken: boolean;
   closed: boolean;
+  /** When RECORD was answered: a connection that lasted RTSP_PUSH_RETRY_MAX_MS starts the back-off afresh. */
+  publishingSince?: number;
   onClose?: (why: Error) => void;
 }
 
@@ -413,6 +435,16 @@ export class RtspPusher {
     track.rtp = await bind(0);
     // RTCP on the next port where it is free (RFC 3550 §11), else anywhere: the SETUP says which.
     track.rtcp = await bind(track.rtp.address().port + 1).catch(() => bind(0));
+    // The connection closed while they were bound: end() has run, and would not close them now.
+    if (c.closed) {
+      for (const s of [track.rtp, track.rtcp]) {
+        try {
+          s.close();
+        } catch {
+          // closed by end() already
+        }
+      }
+    }
   }
 
   /** One request; resolves with its answer, a 401 answered once with the URL's credentials. */
@@ -471,6 +503,11 @@ export class RtspPusher {
           // A request from the server (RFC 2326 allows a few, e.g. SET_PARAMETER): none is needed here.
           const asked = item.request.headers.get('cseq');
           const cseq = asked !== undefined ? `CSeq: ${asked.slice(0, 32)}\r\n` : '';
+          // A server that asks and never reads gets its connection cut, not a queue without end.
+          if (c.socket.writableLength > RTSP_PUSH_QUEUE_BYTES) {
+            c.socket.destroy(new PushFailure('the server sent requests and read no answers'));
+            return;
+          }
           c.socket.write(`RTSP/1.0 501 Not Implemented\r\n${cseq}\r\n`);
           continue;
         }
@@ -512,7 +549,7 @@ export class RtspPusher {
     c.out = new OutgoingStream(stream?.viewers.get(sink.id)?.lane.ssrc ?? stream?.ssrc, stream?.sound.ssrc);
     this.state = 'publishing';
     this.lastError = null;
-    this.delay = this.opts.retryMinMs ?? RTSP_PUSH_RETRY_MIN_MS;
+    c.publishingSince = now;
     const how = this.target.transport === 'udp' ? 'RTP over UDP' : 'RTP interleaved on the RTSP connection';
     if (!this.published) this.log(`publishing stream ${this.opts.stream} (${how})`);
     else if (this.outage !== undefined) this.log('publishing again');
@@ -611,6 +648,8 @@ export class RtspPusher {
     if (c.session && !c.socket.destroyed) this.send(c, 'TEARDOWN', this.target.requestUri, []).catch(() => undefined);
     this.end(c);
     c.socket.end();
+    // A server that never closes its side is cut, so no half-open connection stays behind.
+    setTimeout(() => c.socket.destroy(), TEARDOWN_WAIT_MS).unref();
     this.conn = undefined;
     this.state = 'waiting';
     this.tick();
@@ -632,6 +671,9 @@ export class RtspPusher {
     const why = describe(err);
     const slow = err instanceof PushFailure && err.slow;
     const max = this.opts.retryMaxMs ?? RTSP_PUSH_RETRY_MAX_MS;
+    // The back-off starts afresh only after a push that lasted: a server that takes RECORD and
+    // drops the connection at once is not tried every second.
+    if (c.publishingSince !== undefined && this.now() - c.publishingSince >= max) this.delay = this.opts.retryMinMs ?? RTSP_PUSH_RETRY_MIN_MS;
     const wait = slow ? max : this.delay;
     if (!slow) this.delay = Math.min(max, this.delay * 2);
     if (this.outage !== why) this.log(`${why}, retrying in ${round(wait / 1000)} s`);
