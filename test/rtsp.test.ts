@@ -389,4 +389,18 @@ describe('RTSP under a flood, and on share\'s embedded relay', { skip: skipUnles
       await exited(share, 5000).catch(() => undefined);
     }
   });
+
+  test('a share with --encrypt: an RTSP player is told 415, not served ciphertext', async () => {
+    const rtspPort = await freeTcpPort();
+    const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(await freePort()), '--rtsp-port', String(rtspPort), '--source', 'test', '--size', '320x240', '--encrypt', 'end-to-end passphrase', '--no-dashboard']);
+    try {
+      await waitFor(() => /ffmpeg started/.test(share.stderrText()), 15_000, 'the encoder');
+      await waitFor(() => false, 1500, 'a keyframe').catch(() => undefined);
+      assert.match(await ask(rtspPort, [`DESCRIBE rtsp://127.0.0.1:${rtspPort}/main RTSP/1.0`, 'CSeq: 1']), /^RTSP\/1\.0 415 Unsupported Media Type/);
+      await waitFor(() => /rtsp: stream main is end-to-end encrypted \(share --encrypt\): RTSP players cannot decrypt it/.test(share.stderrText()), 5000, 'the sharer to say why');
+    } finally {
+      share.child.kill('SIGTERM');
+      await exited(share, 5000).catch(() => undefined);
+    }
+  });
 });

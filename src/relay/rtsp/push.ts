@@ -46,7 +46,7 @@ import type { DeliverySink } from '../sink.ts';
 import { digestAnswer } from './digest.ts';
 import { RtspReader, interleaved, type RtspResponse } from './message.ts';
 import { OutgoingStream } from './outgoing.ts';
-import { AUDIO_TRACK, VIDEO_TRACK, describeStream } from './sdp.ts';
+import { AUDIO_TRACK, VIDEO_TRACK, describeStream, streamEncrypted } from './sdp.ts';
 
 const header = (r: RtspResponse, name: string): string | undefined => r.headers.get(name);
 
@@ -333,8 +333,14 @@ export class RtspPusher {
 
   /** A connection, once the stream has a keyframe to describe. */
   private connect(): void {
-    const sdp = describeStream(this.opts.core.streams.get(this.opts.stream), 'sendonly');
-    const publisher = this.opts.core.streams.get(this.opts.stream)?.publisher;
+    const stream = this.opts.core.streams.get(this.opts.stream);
+    if (streamEncrypted(stream)) {
+      if (this.outage !== 'encrypted') this.log(`stream ${this.opts.stream} is end-to-end encrypted (share --encrypt): a server could not read it, so it is not pushed`);
+      this.outage = 'encrypted';
+      return;
+    }
+    const sdp = describeStream(stream, 'sendonly');
+    const publisher = stream?.publisher;
     if (!sdp || !publisher) return;
     this.state = 'connecting';
     const socket = net.connect({ host: this.target.host, port: this.target.port, noDelay: true });

@@ -6,11 +6,28 @@
 import { PT_OPUS, isAudioPayloadType } from '../../defaults.ts';
 import { codecOfPayloadType } from '../../codecs/registry.ts';
 import { isRtp, parseRtp, rtpPayloadType } from '../../rtp/packet.ts';
+import { readRoc } from '../../transport/secure.ts';
 import type { StreamState } from '../routing.ts';
 
 /** Track numbers in the SDP the relay writes (a=control:trackID=N). */
 export const VIDEO_TRACK = 0;
 export const AUDIO_TRACK = 1;
+
+/**
+ * Whether a stream's pictures are end-to-end encrypted (share --encrypt): its packets carry the
+ * sender's rollover counter in the clear (transport/secure/media.ts). A player outside udpcast has
+ * no key: the relay says so rather than serve it ciphertext.
+ */
+export function streamEncrypted(stream: StreamState | undefined): boolean {
+  const frame = stream?.publisher ? stream.keyframes.frame : undefined;
+  const video = frame?.find((p) => isRtp(p) && !isAudioPayloadType(rtpPayloadType(p)));
+  if (!video) return false;
+  try {
+    return readRoc(video) !== undefined;
+  } catch {
+    return true; // a malformed element of that kind: not something a player reads either
+  }
+}
 
 /** The SDP of a stream the relay carries now, from its own packets; undefined when it has no keyframe yet. */
 export function describeStream(stream: StreamState | undefined, direction: 'recvonly' | 'sendonly' = 'recvonly'): string | undefined {

@@ -37,7 +37,7 @@ import type { RelayCore } from '../core.ts';
 import { endpointKey, type DeliverySink, type Output } from '../sink.ts';
 import { DigestAuth } from './digest.ts';
 import { OutgoingStream } from './outgoing.ts';
-import { AUDIO_TRACK, VIDEO_TRACK, describeStream, parseAnnounce } from './sdp.ts';
+import { AUDIO_TRACK, VIDEO_TRACK, describeStream, parseAnnounce, streamEncrypted } from './sdp.ts';
 import { recordRtcp, recordRtp, recordTracks, trackOfUri, type RecordTrack } from './record.ts';
 import { RtspReader, interleaved, parseTransport, rtspResponse, type RtspRequest, type RtspTransport } from './message.ts';
 
@@ -301,7 +301,12 @@ export class RtspServer {
         return reply(200);
       case 'DESCRIBE': {
         if (!this.authorized(req)) return reply(401, [['WWW-Authenticate', this.digest!.challenge()]]);
-        const sdp = path ? describeStream(this.opts.core.streams.get(path.stream)) : undefined;
+        const stream = path ? this.opts.core.streams.get(path.stream) : undefined;
+        if (path && streamEncrypted(stream)) {
+          this.logOnce(`encrypted ${path.stream}`, `rtsp: stream ${path.stream} is end-to-end encrypted (share --encrypt): RTSP players cannot decrypt it, and get 415 (udpcast watch --encrypt plays it)`);
+          return reply(415);
+        }
+        const sdp = describeStream(stream);
         if (!sdp) return reply(404);
         const base = req.uri.split('?')[0].replace(/\/?$/, '/');
         return reply(200, [['Content-Type', 'application/sdp'], ['Content-Base', base]], sdp);
