@@ -42,7 +42,7 @@ const share: Table = {
     type: 'string',
     array: true,
     nargs: 1,
-    describe: 'also publish the stream to an RTSP server that records (MediaMTX, Wowza, ffmpeg -rtsp_flags listen): rtsp://[USER:PASSWORD@]HOST[:PORT]/PATH, RTP interleaved on its TCP connection (?transport=udp: over UDP); retried with back-off while it is away; repeatable; not with --encrypt',
+    describe: 'also publish the stream to an RTSP server that records (MediaMTX, Wowza, ffmpeg -rtsp_flags listen): rtsp://[USER:PASSWORD@]HOST[:PORT]/PATH, RTP interleaved on its TCP connection (?transport=udp: over UDP); retried with back-off while it is away; repeatable; not for an encrypted share',
   },
   source: {
     type: 'string',
