@@ -8,7 +8,7 @@ import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { PassThrough, Writable } from 'node:stream';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileSink, outputFormat, type SinkFrame } from '../src/player/sinks.ts';
@@ -379,6 +379,26 @@ describe('FfplaySink (fake players, fake clock)', () => {
     } finally {
       process.stdout.write = write;
     }
+  });
+
+  test('a recording whose sound came before its clock mapping waits for it (AUDIO_PLACE_WAIT_MS), and keeps a sound track', async () => {
+    // An RTSP publisher's sender reports reach a viewer up to a second after its first sound: the
+    // file must not start without a sound track at AUDIO_WAIT_MS for want of one (CI found this).
+    const record = async (heard: boolean) => {
+      const path = join(mkdtempSync(join(tmpdir(), 'udpcast-sink-')), 'x.mkv');
+      const sink = new FileSink(path, { audio: true, soundHeard: () => heard });
+      let ts = 0;
+      let t = 0;
+      for (let i = 0; i < 20; i++) sink.write({ codec: 'h264', data: au(i === 0), keyframe: i === 0, timestamp: (ts += 3000), latencyMs: 20 }, (t += 33));
+      // 660 ms after the first frame: past AUDIO_WAIT_MS, within AUDIO_PLACE_WAIT_MS.
+      sink.writeAudio({ data: Buffer.from([0xf8, 1, 2]), ssrc: 1, timestamp: 0, videoTimestamp: ts, concealed: false }, t);
+      await sink.close();
+      const bytes = readFileSync(path);
+      rmSync(path, { force: true });
+      return { opusTrack: bytes.includes(Buffer.from('A_OPUS')), notWritten: sink.audioNotWritten };
+    };
+    assert.deepEqual(await record(true), { opusTrack: true, notWritten: 0 }, 'sound heard: the file waits and takes it');
+    assert.equal((await record(false)).opusTrack, false, 'no sound heard: the file starts at AUDIO_WAIT_MS without');
   });
 
   test("watch's own event loop held up: the player's silence is excused", async () => {

@@ -48,7 +48,7 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
   const socket = dgram.createSocket(relay.family === 6 ? 'udp6' : 'udp4');
   const sinks: FrameSink[] = [];
   const budgetMs = () => viewer.latencyBudgetMs;
-  if (o.output) sinks.push(new FileSink(o.output, { budgetMs, log, audio: o.audio }));
+  if (o.output) sinks.push(new FileSink(o.output, { budgetMs, log, audio: o.audio, soundHeard: () => viewer.soundHeard }));
   let player: FfplaySink | undefined;
   let sinkErrors = 0;
   let finish!: (code: number) => void;

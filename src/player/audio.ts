@@ -92,6 +92,11 @@ export class AudioReceiver {
    * handed on yet, oldest first, on the picture's clock, with concealment marks for any hole
    * before them. Nothing, when it brings nothing new (counted).
    */
+  /** Whether any sound came, placed on the picture's clock or not (its sender report may come later). */
+  get heard(): boolean {
+    return this.ssrc !== undefined;
+  }
+
   push(pkt: RtpPacket, audioSr: SenderClock | undefined, videoSr: SenderClock | undefined, nowMs = Date.now()): ReceivedAudio[] {
     if (pkt.ssrc !== this.ssrc) {
       // A new sound source (the sharer restarted): its numbers and times start anywhere.

@@ -49,6 +49,13 @@ export const AUDIO_WAIT_MS = 300;
  * within this; a share without sound costs the pipe's first picture no more.
  */
 export const AUDIO_WAIT_LIVE_MS = 60;
+/**
+ * How long a recording waits for its first sound to be placed on the picture's clock once sound has
+ * come: that needs the sender reports of both, which a sharer sends every second and an RTSP
+ * publisher through the relay too (FFmpeg itself only every 5 s). Past it the file starts with its
+ * sound track anyway, and the sound joins when it can be placed.
+ */
+export const AUDIO_PLACE_WAIT_MS = 1500;
 
 // ---- Output formats -------------------------------------------------------------------------
 
@@ -114,7 +121,13 @@ export class FileSink implements FrameSink {
 
   constructor(
     private readonly path: string,
-    private readonly opts: { budgetMs?: () => number; log?: (line: string) => void; audio?: boolean } = {},
+    private readonly opts: {
+      budgetMs?: () => number;
+      log?: (line: string) => void;
+      audio?: boolean;
+      /** Whether the stream's sound came, even before it can be placed (its sender report not in yet). */
+      soundHeard?: () => boolean;
+    } = {},
   ) {
     this.toStdout = path === '-';
     this.format = outputFormat(path);
@@ -163,7 +176,8 @@ export class FileSink implements FrameSink {
     if (!this.tracksSettled && (frame.keyframe || this.startWait)) {
       // The file's start: is there sound? Frames wait until some comes, or AUDIO_WAIT_MS (live: AUDIO_WAIT_LIVE_MS).
       (this.startWait ??= { since: now, frames: [] }).frames.push(f);
-      if (this.audioSeen || now - this.startWait.since >= (this.toStdout ? AUDIO_WAIT_LIVE_MS : AUDIO_WAIT_MS)) this.settleTracks();
+      const wait = this.toStdout ? AUDIO_WAIT_LIVE_MS : this.soundHeard ? AUDIO_PLACE_WAIT_MS : AUDIO_WAIT_MS;
+      if (this.audioSeen || now - this.startWait.since >= wait) this.settleTracks();
       return;
     }
     for (const b of this.container.write(f)) this.out.write(b);
@@ -202,10 +216,15 @@ export class FileSink implements FrameSink {
    */
   private settleTracks(): void {
     this.tracksSettled = true;
-    if (this.audioSeen) this.container = containerFor(this.format as 'mkv' | 'mp4', { audio: { head: opusHead(2) } });
+    if (this.audioSeen || this.soundHeard) this.container = containerFor(this.format as 'mkv' | 'mp4', { audio: { head: opusHead(2) } });
     const frames = this.startWait?.frames ?? [];
     this.startWait = undefined;
     for (const f of frames) for (const b of this.container!.write(f)) this.out.write(b);
+  }
+
+  /** Sound came (this sink takes it), placed or not. */
+  private get soundHeard(): boolean {
+    return this.takesAudio && (this.opts.soundHeard?.() ?? false);
   }
 
   async close(): Promise<void> {

@@ -66,6 +66,10 @@ export class ViewerCore {
   width?: number;
   height?: number;
   lastLatencyMs?: number;
+  /** Whether the stream has sound: a packet of it came, placed or not. */
+  get soundHeard(): boolean {
+    return this.pipeline.audio.heard;
+  }
   /** From the first SUBSCRIBE to the first whole frame handed out: how long "instant start" took. */
   firstFrameMs?: number;
   /** Set when watching cannot go on (wrong key, encrypted stream without --encrypt): watch exits 2. */
