@@ -88,7 +88,7 @@ function share(f: Figures): ShareSnapshot {
 
 function relay(f: Figures): RelaySnapshot {
   const rest: Omit<Rest<RelaySnapshot>, 'perStream' | 'perViewer'> = { role: 'relay', address: 'relay.example', io: 'native' };
-  const stream: Rest<RelayStreamRow> = { name: 'main', publisher: 'sharer.example' };
+  const stream: Rest<RelayStreamRow> = { name: 'main', publisher: 'sharer.example', codec: 'h264', size: '1280x720', sound: true };
   const viewer: Rest<RelayViewerRow> = { stream: 'main', address: 'viewer.example', layerWhy: 'down' };
   return {
     ...rest,

@@ -171,7 +171,7 @@ function relaySnap(over: Partial<RelaySnapshot> = {}): RelaySnapshot {
     io: 'native',
     handedToDgram: 0,
     perStream: [
-      { name: 'main', publisher: '10.0.0.2:40000', bitrateInKbps: 2500, packetsIn: 10_000, packetsOut: 20_000, viewers: 2, dropped: 3 },
+      { name: 'main', publisher: '10.0.0.2:40000', codec: 'h264', size: '1280x720', sound: true, bitrateInKbps: 2500, packetsIn: 10_000, packetsOut: 20_000, viewers: 2, dropped: 3 },
     ],
     perViewer: [
       { stream: 'main', address: '10.0.0.3:50000', uptimeS: 185, lossPercent: 0.39, jitterMs: 1.5, rttMs: 12, packetsOut: 10_000, sendErrors: 2, retransmissions: 40, layer: 0, estimateKbps: null, layerWhy: null },

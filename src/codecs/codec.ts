@@ -126,6 +126,8 @@ export interface Codec {
    * without depacketizing (the relay's keyframe cache asks this of every frame's first packet).
    */
   startsKeyframe(payload: Buffer): boolean;
+  /** Picture size read off the RTP payloads of a keyframe (the relay's cache, which depacketizes nothing); undefined when they do not say. */
+  payloadsSize?(payloads: readonly Buffer[]): Size | undefined;
   /** Picture size read from a keyframe; undefined when it cannot be read. */
   frameSize(keyframe: Buffer): Size | undefined;
   /** The encoder's FFmpeg arguments; a setting the codec cannot honour is a UsageError. */

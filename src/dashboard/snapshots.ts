@@ -182,6 +182,11 @@ export interface ShareSnapshot {
 export interface RelayStreamRow {
   name: string;
   publisher: string;
+  /** Its picture's codec (--codec name) and size, read off the cached keyframe; null before one. */
+  codec: string | null;
+  size: string | null;
+  /** Whether it carries sound. */
+  sound: boolean;
   bitrateInKbps: number;
   packetsIn: number;
   packetsOut: number;

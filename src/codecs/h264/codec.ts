@@ -90,6 +90,14 @@ export const h264 = {
     };
   },
   inBandConfig: h264InBandConfig,
+  payloadsSize: (payloads) => {
+    const { sps } = parameterSets(payloads);
+    try {
+      return sps && spsSize(sps);
+    } catch {
+      return undefined; // a size is a nicety: any unreadable SPS gives none
+    }
+  },
   everyFrameKey: false,
   // 4:2:0 halves the chroma planes, so libx264 (and the GPU encoders) refuse an odd size.
   sizeRule: { unit: 2, max: Infinity, what: 'H.264 needs an even width and height' },

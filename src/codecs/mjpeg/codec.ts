@@ -16,6 +16,11 @@ export const mjpeg = {
   payloadType: PT_JPEG,
   clockRate: VIDEO_CLOCK_RATE,
   rtpmapName: 'JPEG',
+  // RFC 2435 §3.1: the main JPEG header's width and height, in 8-pixel blocks.
+  payloadsSize: (payloads) => {
+    const p = payloads[0];
+    return p && p.length >= 8 && p[6] > 0 && p[7] > 0 ? { width: p[6] * 8, height: p[7] * 8 } : undefined;
+  },
   everyFrameKey: true,
   // FFmpeg's -q:v for its mjpeg encoder: 2 (best) to 31 (worst).
   quality: { min: 2, max: 31, default: DEFAULT_MJPEG_QUALITY, otherwise: ', or use --codec h264' },

@@ -4,10 +4,10 @@
  * a publisher ANNOUNCEs to the relay.
  */
 import { PT_OPUS, isAudioPayloadType } from '../../defaults.ts';
-import { codecOfPayloadType } from '../../codecs/registry.ts';
-import { isRtp, parseRtp, rtpPayloadType } from '../../rtp/packet.ts';
+import { isRtp, rtpPayloadType } from '../../rtp/packet.ts';
 import { readRoc } from '../../transport/secure.ts';
 import type { StreamState } from '../routing.ts';
+import { cachedPicture } from '../picture.ts';
 
 /** Track numbers in the SDP the relay writes (a=control:trackID=N). */
 export const VIDEO_TRACK = 0;
@@ -31,19 +31,9 @@ export function streamEncrypted(stream: StreamState | undefined): boolean {
 
 /** The SDP of a stream the relay carries now, from its own packets; undefined when it has no keyframe yet. */
 export function describeStream(stream: StreamState | undefined, direction: 'recvonly' | 'sendonly' = 'recvonly'): string | undefined {
-  const frame = stream?.publisher ? stream.keyframes.frame : undefined;
-  const video = frame?.find((p) => isRtp(p) && !isAudioPayloadType(rtpPayloadType(p)));
-  const c = video && codecOfPayloadType(rtpPayloadType(video));
-  if (!stream || !frame || !c) return undefined;
-  const payloads: Buffer[] = [];
-  for (const p of frame) {
-    if (!isRtp(p) || rtpPayloadType(p) !== c.payloadType) continue;
-    try {
-      payloads.push(parseRtp(p).payload);
-    } catch {
-      // a packet the cache kept but no parser takes: the SDP goes without what it held
-    }
-  }
+  const picture = cachedPicture(stream);
+  if (!stream || !picture) return undefined;
+  const { codec: c, payloads } = picture;
   const fmtp = c.fmtp?.(c.sdpParams?.(payloads) ?? {});
   const lines = ['v=0', `o=- ${Date.now()} 1 IN IP4 0.0.0.0`, `s=udpcast ${stream.name}`, 'c=IN IP4 0.0.0.0', 't=0 0', 'a=control:*', 'a=range:npt=now-'];
   lines.push(`m=video 0 RTP/AVP ${c.payloadType}`, `a=rtpmap:${c.payloadType} ${c.rtpmapName}/${c.clockRate}`);
