@@ -18,7 +18,7 @@ import {
   DEFAULT_GOP,
   DEFAULT_MJPEG_QUALITY,
   DEFAULT_PORT,
-  RTSP_PORT_DEFAULT,
+  HTTP_PORT_DEFAULT, RTSP_PORT_DEFAULT,
   DEFAULT_STREAM,
 } from '../src/defaults.ts';
 
@@ -116,6 +116,7 @@ const relay: Table = {
     describe: 'datagrams in and out a batch per system call (recvmmsg/sendmmsg) when the native helper is built (Linux); --no-native: node:dgram, one call per datagram',
   },
   'rtsp-port': { type: 'number', describe: `TCP port of the RTSP server: every stream is rtsp://HOST:PORT/STREAM for ffplay, VLC, GStreamer (default ${RTSP_PORT_DEFAULT}, skipped with a line if it is taken); 0: none` },
+  http: { type: 'number', describe: `TCP port of the HTTP server: /streams.json (udpcast list) and /metrics for Prometheus (default ${HTTP_PORT_DEFAULT}, skipped with a line if it is taken); 0: none` },
   push: {
     type: 'string',
     array: true,
@@ -172,7 +173,12 @@ const sdp: Table = {
   'watch-key-file': { type: 'string', describe: 'read --watch-key from the first line of FILE' },
 };
 
-const TABLES: Record<Command['name'], Table> = { share, relay, watch, demo, impair, sdp };
+const list: Table = {
+  'watch-key': { type: 'string', describe: 'the relay\'s --watch-key, sent as a Bearer token' },
+  'watch-key-file': { type: 'string', describe: 'read --watch-key from the first line of FILE' },
+};
+
+const TABLES: Record<Command['name'], Table> = { share, relay, watch, demo, impair, sdp, list };
 
 const envName = (option: string) => `UDPCAST_${option.toUpperCase().replace(/-/g, '_')}`;
 const camel = (option: string) => option.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -304,6 +310,16 @@ const parser = yargs(argv)
         .options(sdp)
         .example('$0 sdp relay --stream team', 'what team carries: codec, parameters, sound'),
     choose('sdp'),
+  )
+  .command(
+    'list [target]',
+    'list the streams a relay carries now, from its HTTP server',
+    (y) =>
+      y
+        .positional('target', { type: 'string', default: `127.0.0.1:${HTTP_PORT_DEFAULT}`, describe: 'the relay, HOST[:HTTP_PORT]' })
+        .options(list)
+        .example('$0 list relay.example.org', 'each stream: codec, size, sound, viewers, bitrate'),
+    choose('list'),
   )
   .command(
     'demo',

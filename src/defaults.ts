@@ -284,3 +284,15 @@ export const RTSP_PUSH_RETRY_MAX_MS = 30_000;
 export const RTSP_PUSH_KEEPALIVE_MS = 20_000;
 /** `--push`: bytes queued on the connection beyond this are dropped and counted (as RTSP_TCP_QUEUE_BYTES for a player). */
 export const RTSP_PUSH_QUEUE_BYTES = 1024 * 1024;
+
+/** `relay --http`: the relay's HTTP server (/streams.json, /metrics); 0: none. */
+export const HTTP_PORT_DEFAULT = 8080;
+/** Open HTTP connections at most; more are refused by the kernel's accept queue, then dropped. */
+export const HTTP_MAX_CONNECTIONS = 1000;
+/** A request's head (request line and headers) at most; more is 431. */
+export const HTTP_MAX_HEADER_BYTES = 8192;
+/** Time to send a request's head, and the whole request (slowloris). */
+export const HTTP_HEADERS_TIMEOUT_MS = 10_000;
+export const HTTP_REQUEST_TIMEOUT_MS = 10_000;
+/** An idle kept-alive connection is closed after this. */
+export const HTTP_KEEPALIVE_TIMEOUT_MS = 5000;

@@ -4,7 +4,7 @@
  */
 import { AUDIO_LIST, parseAudio } from '../capture/audio.ts';
 import { listAudioSources } from '../capture/audio-list.ts';
-import { AUDIO_FRAME_MS_DEFAULT, AUDIO_RED_DEFAULT, AUDIO_RED_MAX, type AudioFrameMs, DEFAULT_PORT, RTSP_PORT_DEFAULT, DEFAULT_STREAM, DEFAULT_TEST_SIZE, DEFAULT_FPS, DEFAULT_BITRATE_KBPS, DEFAULT_GOP } from '../defaults.ts';
+import { AUDIO_FRAME_MS_DEFAULT, AUDIO_RED_DEFAULT, AUDIO_RED_MAX, type AudioFrameMs, DEFAULT_PORT, HTTP_PORT_DEFAULT, RTSP_PORT_DEFAULT, DEFAULT_STREAM, DEFAULT_TEST_SIZE, DEFAULT_FPS, DEFAULT_BITRATE_KBPS, DEFAULT_GOP } from '../defaults.ts';
 import { CODEC_NAMES, DEFAULT_CODEC, codec as codecOf } from '../codecs/registry.ts';
 import { locateFfmpeg, locateFfplay } from '../encode/locate.ts';
 import { LAYERS_MAX } from '../encode/ffmpeg-args.ts';
@@ -39,10 +39,11 @@ import { startRelay } from './relay.ts';
 import { startShare } from './share.ts';
 import { impairOptions, startImpair } from './impair.ts';
 import { printSdp } from './sdp.ts';
+import { listStreams } from './list.ts';
 import { dashboardLog } from '../dashboard/screen.ts';
 
 export interface Command {
-  name: 'share' | 'relay' | 'watch' | 'demo' | 'impair' | 'sdp';
+  name: 'share' | 'relay' | 'watch' | 'demo' | 'impair' | 'sdp' | 'list';
   args: Record<string, unknown>;
   /** Options set by a UDPCAST_* variable rather than on the command line: option name → variable. */
   environment?: Record<string, string>;
@@ -164,6 +165,8 @@ export function relayOptions(a: Record<string, unknown>): RelayOptions {
     port: checkPort('port', a.port ?? DEFAULT_PORT, true),
     native: a.native !== false,
     ...rtspPortOption(a),
+    httpPort: a.http === undefined ? HTTP_PORT_DEFAULT : checkPort('http', a.http, true),
+    httpPortGiven: a.http !== undefined,
     push: parseRelayPush(a.push),
     ...commonOptions(a),
   };
@@ -205,6 +208,8 @@ async function start(c: Command): Promise<Handle> {
       return startImpair(impairOptions(c.args), log);
     case 'sdp':
       return printSdp(c.args);
+    case 'list':
+      return listStreams(c.args);
   }
 }
 

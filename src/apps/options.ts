@@ -90,6 +90,10 @@ export interface RelayOptions extends CommonOptions, Pick<Secrets, 'key' | 'watc
   rtspPortGiven: boolean;
   /** --push STREAM=URL (repeatable): a stream the relay carries, published to an RTSP server. */
   push?: Array<{ stream: string; url: string }>;
+  /** --http: the HTTP server's TCP port (/streams.json, /metrics); 0: none. */
+  httpPort: number;
+  /** Whether --http was given (a taken default leaves HTTP off with a line; a taken given port is an error). */
+  httpPortGiven: boolean;
 }
 
 export interface WatchOptions extends CommonOptions, Pick<Secrets, 'encrypt' | 'watchKey'> {

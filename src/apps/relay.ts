@@ -2,6 +2,9 @@
 import { RelayServer, type RelayServerOptions } from '../relay/io/server.ts';
 import { RtspServer } from '../relay/rtsp/server.ts';
 import { RtspPusher } from '../relay/rtsp/push.ts';
+import { HttpServer, type HttpAnswer } from '../relay/http/server.ts';
+import { pictureSummary } from '../relay/picture.ts';
+import { RelayMetrics } from '../dashboard/metrics.ts';
 import { fmt } from '../relay/core.ts';
 import { sentTo } from '../relay/routing.ts';
 import { UsageError } from '../util/errors.ts';
@@ -17,6 +20,8 @@ export interface RelayHandle {
   rtsp?: RtspServer;
   /** One per --push STREAM=URL. */
   pushers: RtspPusher[];
+  /** The HTTP server, unless --http 0. */
+  http?: HttpServer;
   done: Promise<number>;
   stop(code?: number): void;
 }
@@ -69,6 +74,31 @@ export async function startRtsp(
   return rtsp;
 }
 
+/**
+ * The HTTP server beside a relay, unless `httpPort` is 0: a taken default port leaves it off with a
+ * line, a taken port the person gave is their error (as for RTSP). `log` says where to look.
+ */
+async function startHttp(
+  o: { host: string; httpPort: number; httpPortGiven: boolean; watchKey?: string },
+  routes: Record<string, () => HttpAnswer | Promise<HttpAnswer>>,
+  log: (line: string) => void,
+): Promise<HttpServer | undefined> {
+  if (o.httpPort === 0) return undefined;
+  let http: HttpServer;
+  try {
+    http = await HttpServer.start({ host: o.host, port: o.httpPort, routes, token: o.watchKey, log });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code !== 'EADDRINUSE') throw err;
+    if (o.httpPortGiven) throw new UsageError(`--http ${o.httpPort} is in use on ${o.host}: pick another port, or 0 for no HTTP`);
+    log(`http: TCP ${o.httpPort} is taken: no HTTP; pass --http N for another port`);
+    return undefined;
+  }
+  const shown = o.host === '0.0.0.0' || o.host === '::' ? `HOST:${http.port}` : fmt({ address: o.host, port: http.port });
+  log(`http: http://${shown}/streams.json lists the streams, /metrics for Prometheus${o.watchKey !== undefined ? ' (the --watch-key as a Bearer token or ?token=)' : ''}; udpcast list ${shown}`);
+  return http;
+}
+
 /** A --push of a stream `server` carries (relay --push, or share's embedded relay): a viewer of its core. */
 export function startPush(server: RelayServer, stream: string, url: string, log: (line: string) => void): RtspPusher {
   return new RtspPusher({ core: server.core, stream, url, pump: () => server.sendFromTransport([]), log });
@@ -98,10 +128,25 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
   const inRate = new RateMeter();
   const outRate = new RateMeter();
   const streamRates = new Map<string, RateMeter>();
+  // The newest snapshot: what --stats-json wrote last, and what the HTTP server answers from.
+  let latest: RelaySnapshot | undefined;
+  const metrics = new RelayMetrics(() => latest);
+  const http = await startHttp(o, {
+    '/streams.json': () => ({ type: 'application/json', body: JSON.stringify({ streams: (latest ??= snapshot()).perStream }, null, 1) + '\n' }),
+    '/metrics': async () => {
+      latest ??= snapshot();
+      return { type: metrics.contentType, body: await metrics.text() };
+    },
+  }, log);
   const reporter = startReporter({
     statsJson: o.statsJson,
     dashboard: o.dashboard && { onQuit: () => stop(0) },
-    snapshot: (): RelaySnapshot => {
+    snapshot: (): RelaySnapshot => (latest = snapshot()),
+    summary: (s) =>
+      `relay: ${s.streams} stream(s)${s.awaitedStreams ? ` (+${s.awaitedStreams} awaited, no sharer yet)` : ''}, ${s.viewers} viewer(s), ` +
+      `in ${s.bitrateInKbps} kbit/s, out ${s.bitrateOutKbps} kbit/s, dropped ${s.dropped}`,
+  });
+  function snapshot(): RelaySnapshot {
       const now = Date.now();
       const core = server.core;
       const c = core.counters;
@@ -128,6 +173,8 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
           return {
             name: s.name,
             publisher: fmt(s.publisher!.endpoint),
+            ...pictureSummary(s),
+            sound: s.sound.ssrc !== undefined,
             bitrateInKbps: round(meter.sample(s.bytesIn * 8, now) / 1000) ?? 0,
             packetsIn: s.packetsIn,
             packetsOut: s.packetsOut,
@@ -153,11 +200,7 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
           })),
         ),
       };
-    },
-    summary: (s) =>
-      `relay: ${s.streams} stream(s)${s.awaitedStreams ? ` (+${s.awaitedStreams} awaited, no sharer yet)` : ''}, ${s.viewers} viewer(s), ` +
-      `in ${s.bitrateInKbps} kbit/s, out ${s.bitrateOutKbps} kbit/s, dropped ${s.dropped}`,
-  });
+  }
   const timer = o.duration ? setTimeout(() => stop(0), o.duration * 1000) : undefined;
   let stopping = false;
   function stop(code = 0): void {
@@ -167,8 +210,8 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
     reporter.stop(code === 0);
     // The pushes first: their TEARDOWNs go out while the relay still runs.
     Promise.all(pushers.map((p) => p.close()))
-      .then(() => Promise.all([server.close(), rtsp?.close()]))
+      .then(() => Promise.all([server.close(), rtsp?.close(), http?.close()]))
       .then(() => finish(code));
   }
-  return { server, rtsp, pushers, done, stop };
+  return { server, rtsp, pushers, http, done, stop };
 }
