@@ -65,6 +65,30 @@ export interface Screens {
   viewer: string;
 }
 
+/**
+ * The two Xvfb screens of a glass rig: the shared one (SIZE) and the viewer's (VIEWER_SCREEN, its
+ * root mid grey, so a probe off the player's window sees neither colour); close() ends both.
+ */
+export async function openScreens(): Promise<{ screens: Screens; close(): Promise<void> }> {
+  const a = await xvfb(SIZE);
+  const b = await xvfb(VIEWER_SCREEN).catch(async (err) => {
+    await stop(a.server);
+    throw err;
+  });
+  const close = async () => {
+    await stop(b.server);
+    await stop(a.server);
+  };
+  const screens: Screens = { shared: a.display, viewer: b.display };
+  try {
+    await xsetroot(screens.viewer, 'gray50');
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { screens, close };
+}
+
 export const onScreen = (display: string) => ({ env: { ...process.env, DISPLAY: display } });
 
 /** xdotool on `display`: its stdout, or '' when it failed; ended after 5 s. */
@@ -322,16 +346,8 @@ export async function glassBench(ctx: BenchContext): Promise<BenchResult> {
   /** What failed and was carried on from, for the report. */
   const failures: string[] = [];
 
-  const a = await xvfb(SIZE);
-  const b = await xvfb(VIEWER_SCREEN).catch(async (err) => {
-    await stop(a.server);
-    throw err;
-  });
-  const screens: Screens = { shared: a.display, viewer: b.display };
+  const { screens, close } = await openScreens();
   try {
-    // Mid grey behind the player: a probe off the window shows neither colour.
-    await xsetroot(screens.viewer, 'gray50');
-
     const variant = async (label: string, start: () => Promise<Pipeline>, after?: (p: Pipeline, probe: Probe, done: Flip[]) => Promise<Probe>) => {
       await xsetroot(screens.shared, 'black');
       let p: Pipeline | undefined;
@@ -423,8 +439,7 @@ export async function glassBench(ctx: BenchContext): Promise<BenchResult> {
       }
     }
   } finally {
-    await stop(b.server);
-    await stop(a.server);
+    await close();
   }
 
   const joinFlips = lateJoins.flatMap((j) => j.flips);

@@ -15,11 +15,11 @@ import { performance } from 'node:perf_hooks';
 import path from 'node:path';
 import { readFileSync, writeFileSync } from 'node:fs';
 import {
-  FPS, GOP, QUIET_PLAY, SIZE, VIEWER_SCREEN, attach, xdotool, liveFlips, onScreen, probeRate, share, teardown,
+  FPS, GOP, QUIET_PLAY, SIZE, attach, xdotool, liveFlips, onScreen, openScreens, probeRate, share, teardown,
   type Pipeline, type Probe, type Screens,
 } from './glass.ts';
 import {
-  OUT, flipSummary, freePortPair, freeTcpPort, missing, percentile, ratio, rng, round, run, sleep, stop, table, waitFor, x11grabIn, x264Args, xsetroot, xvfb,
+  OUT, flipSummary, freePortPair, freeTcpPort, missing, percentile, ratio, rng, round, run, sleep, table, waitFor, x11grabIn, x264Args, xsetroot,
   type BenchContext, type BenchResult,
 } from './lib.ts';
 
@@ -121,15 +121,9 @@ export async function rtspBench(ctx: BenchContext): Promise<BenchResult> {
   const r = rng(16);
   const rows: Record<string, unknown>[] = [];
   const joinRows: Array<{ system: string; join: number; joinAfterMs: number; windowMs: number | null }> = [];
-  const a = await xvfb(SIZE);
-  const b = await xvfb(VIEWER_SCREEN).catch(async (err) => {
-    await stop(a.server);
-    throw err;
-  });
-  const screens: Screens = { shared: a.display, viewer: b.display };
+  const { screens, close } = await openScreens();
   const live: Record<string, number[]> = { 'ffmpeg-rtp': [], 'udpcast-rtsp': [] };
   try {
-    await xsetroot(screens.viewer, 'gray50');
     for (let round_ = 1; round_ <= rounds; round_++) {
       for (const system of ['ffmpeg-rtp', 'udpcast-rtsp'] as const) {
         await xsetroot(screens.shared, 'black');
@@ -178,8 +172,7 @@ export async function rtspBench(ctx: BenchContext): Promise<BenchResult> {
       }
     }
   } finally {
-    await stop(b.server);
-    await stop(a.server);
+    await close();
   }
   const p50 = (s: string) => round(percentile(live[s], 50), 1);
   const p95 = (s: string) => round(percentile(live[s], 95), 1);
