@@ -38,6 +38,30 @@ export async function listen(opts: RelayServerOptions): Promise<RelayServer> {
   }
 }
 
+/** How a person reaches a server bound to `host`: HOST for the wildcard addresses, which name none. */
+function shownAt(host: string, port: number): string {
+  return host === '0.0.0.0' || host === '::' ? `HOST:${port}` : fmt({ address: host, port });
+}
+
+/**
+ * A server beside the relay on a TCP port (RTSP, HTTP): a taken default port leaves it off with a
+ * line (the relay's own job is UDP); a taken port the person gave (`given`) is their error.
+ */
+async function startBeside<T>(
+  start: () => Promise<T>,
+  o: { option: string; what: string; port: number; given: boolean; host: string; whoElse?: string },
+  log: (line: string) => void,
+): Promise<T | undefined> {
+  try {
+    return await start();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    if (o.given) throw new UsageError(`${o.option} ${o.port} is in use on ${o.host}: pick another port, or 0 for no ${o.what}`);
+    log(`${o.what.toLowerCase()}: TCP ${o.port} is taken${o.whoElse ? ` (${o.whoElse})` : ''}: no ${o.what}; pass ${o.option} N for another port`);
+    return undefined;
+  }
+}
+
 /**
  * The RTSP server beside a relay (the standalone one, or share's embedded one), unless `rtspPort`
  * is 0. A taken default port leaves it off with a line (the relay's own job is UDP); a taken port
@@ -49,23 +73,20 @@ export async function startRtsp(
   log: (line: string) => void,
 ): Promise<RtspServer | undefined> {
   if (o.rtspPort === 0) return undefined;
-  let rtsp: RtspServer;
+  let rtsp: RtspServer | undefined;
   try {
-    rtsp = await RtspServer.start({
-      host: o.host, port: o.rtspPort, core: server.core, send: (out) => server.sendFromTransport(out), pump: () => server.sendFromTransport([]),
-      watchPassword: o.watchKey, publishPassword: o.key, log,
-    });
+    const start = () =>
+      RtspServer.start({
+        host: o.host, port: o.rtspPort, core: server.core, send: (out) => server.sendFromTransport(out), pump: () => server.sendFromTransport([]),
+        watchPassword: o.watchKey, publishPassword: o.key, log,
+      });
+    rtsp = await startBeside(start, { option: '--rtsp-port', what: 'RTSP', port: o.rtspPort, given: o.rtspPortGiven, host: o.host, whoElse: 'another relay or RTSP server?' }, log);
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code !== 'EADDRINUSE' || o.rtspPortGiven) {
-      await server.close();
-      if (e.code === 'EADDRINUSE') throw new UsageError(`--rtsp-port ${o.rtspPort} is in use on ${o.host}: pick another port, or 0 for no RTSP`);
-      throw err;
-    }
-    log(`rtsp: TCP ${o.rtspPort} is taken (another relay or RTSP server?): no RTSP; pass --rtsp-port N for another port`);
-    return undefined;
+    await server.close();
+    throw err;
   }
-  const shown = o.host === '0.0.0.0' || o.host === '::' ? `HOST:${rtsp.port}` : fmt({ address: o.host, port: rtsp.port });
+  if (!rtsp) return undefined;
+  const shown = shownAt(o.host, rtsp.port);
   log(
     o.watchKey !== undefined
       ? `rtsp: every stream is rtsp://viewer:WATCH_KEY@${shown}/STREAM (the --watch-key as the password, any user name)`
@@ -84,17 +105,10 @@ async function startHttp(
   log: (line: string) => void,
 ): Promise<HttpServer | undefined> {
   if (o.httpPort === 0) return undefined;
-  let http: HttpServer;
-  try {
-    http = await HttpServer.start({ host: o.host, port: o.httpPort, routes, token: o.watchKey, log });
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code !== 'EADDRINUSE') throw err;
-    if (o.httpPortGiven) throw new UsageError(`--http ${o.httpPort} is in use on ${o.host}: pick another port, or 0 for no HTTP`);
-    log(`http: TCP ${o.httpPort} is taken: no HTTP; pass --http N for another port`);
-    return undefined;
-  }
-  const shown = o.host === '0.0.0.0' || o.host === '::' ? `HOST:${http.port}` : fmt({ address: o.host, port: http.port });
+  const start = () => HttpServer.start({ host: o.host, port: o.httpPort, routes, token: o.watchKey, log });
+  const http = await startBeside(start, { option: '--http', what: 'HTTP', port: o.httpPort, given: o.httpPortGiven, host: o.host }, log);
+  if (!http) return undefined;
+  const shown = shownAt(o.host, http.port);
   log(`http: http://${shown}/streams.json lists the streams, /metrics for Prometheus${o.watchKey !== undefined ? ' (the --watch-key as a Bearer token or ?token=)' : ''}; udpcast list ${shown}`);
   return http;
 }
