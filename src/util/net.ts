@@ -3,6 +3,8 @@
  * (Endpoint), what a person typed (HostPort), and the one DNS look-up watch and share make.
  */
 import { lookup } from 'node:dns/promises';
+import dgram from 'node:dgram';
+import type { Server } from 'node:net';
 import { UsageError } from './errors.ts';
 
 /** A UDP address: where a datagram came from or goes to. */
@@ -30,4 +32,37 @@ export async function resolveHost(host: string): Promise<{ address: string; fami
 /** `address:port`, with an IPv6 address in brackets. */
 export function formatEndpoint(e: Endpoint): string {
   return e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
+}
+
+/** Listens on HOST:PORT; rejects with the bind's error (EADDRINUSE...), which the caller words for a person. */
+export function listenTcp(server: Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/**
+ * Two UDP sockets for one RTP session: RTP on a free port, RTCP on the next one where it is free
+ * (RFC 3550 §11), else anywhere (the RTSP SETUP says which). On `host`, or every address.
+ */
+export async function bindRtpPair(type: 'udp4' | 'udp6', host?: string): Promise<{ rtp: dgram.Socket; rtcp: dgram.Socket }> {
+  const bind = (port: number) =>
+    new Promise<dgram.Socket>((resolve, reject) => {
+      const s = dgram.createSocket(type);
+      s.once('error', (err) => {
+        s.close();
+        reject(err);
+      });
+      s.bind(port, host, () => {
+        s.removeAllListeners('error');
+        resolve(s);
+      });
+    });
+  const rtp = await bind(0);
+  const rtcp = await bind(rtp.address().port + 1).catch(() => bind(0));
+  return { rtp, rtcp };
 }

@@ -13,6 +13,7 @@
  */
 import http from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { listenTcp } from '../../util/net.ts';
 import { HTTP_HEADERS_TIMEOUT_MS, HTTP_KEEPALIVE_TIMEOUT_MS, HTTP_MAX_CONNECTIONS, HTTP_MAX_HEADER_BYTES, HTTP_REQUEST_TIMEOUT_MS } from '../../defaults.ts';
 
 /** One route's answer. */
@@ -67,13 +68,7 @@ export class HttpServer {
     const server = http.createServer({ maxHeaderSize: HTTP_MAX_HEADER_BYTES, headersTimeout: HTTP_HEADERS_TIMEOUT_MS, requestTimeout: HTTP_REQUEST_TIMEOUT_MS });
     server.keepAliveTimeout = HTTP_KEEPALIVE_TIMEOUT_MS;
     server.maxConnections = HTTP_MAX_CONNECTIONS;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(opts.port, opts.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenTcp(server, opts.port, opts.host);
     server.on('error', (err) => opts.log?.(`http: ${err.message}`));
     return new HttpServer(server, opts);
   }

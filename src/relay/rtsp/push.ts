@@ -40,7 +40,7 @@ import { isRtp, rtpPayloadType } from '../../rtp/packet.ts';
 import { startsKeyframe } from '../../transport/keyframe.ts';
 import { isRtcp } from '../../transport/rtcp.ts';
 import { UsageError } from '../../util/errors.ts';
-import type { Endpoint } from '../../util/net.ts';
+import { bindRtpPair, type Endpoint } from '../../util/net.ts';
 import type { RelayCore } from '../core.ts';
 import type { DeliverySink } from '../sink.ts';
 import { digestAnswer } from './digest.ts';
@@ -426,31 +426,19 @@ export class RtspPusher {
   }
 
   private async bindUdp(c: Connection, track: Track): Promise<void> {
-    const type = net.isIPv6(c.socket.remoteAddress ?? '') ? 'udp6' : 'udp4';
-    const bind = (port: number) =>
-      new Promise<dgram.Socket>((resolve, reject) => {
-        const s = dgram.createSocket(type);
-        s.once('error', reject);
-        s.bind(port, () => {
-          s.off('error', reject);
-          s.on('error', () => undefined); // an ICMP unreachable from a server gone away: the TCP side tells
-          s.on('message', () => undefined); // its receiver reports: nothing here reads them
-          resolve(s);
-        });
-      });
-    track.rtp = await bind(0);
-    // RTCP on the next port where it is free (RFC 3550 §11), else anywhere: the SETUP says which.
-    track.rtcp = await bind(track.rtp.address().port + 1).catch(() => bind(0));
+    const { rtp, rtcp } = await bindRtpPair(net.isIPv6(c.socket.remoteAddress ?? '') ? 'udp6' : 'udp4');
     // The connection closed while they were bound: end() has run, and would not close them now.
     if (c.closed) {
-      for (const s of [track.rtp, track.rtcp]) {
-        try {
-          s.close();
-        } catch {
-          // closed by end() already
-        }
-      }
+      rtp.close();
+      rtcp.close();
+      return;
     }
+    for (const s of [rtp, rtcp]) {
+      s.on('error', () => undefined); // an ICMP unreachable from a server gone away: the TCP side tells
+      s.on('message', () => undefined); // its receiver reports: nothing here reads them
+    }
+    track.rtp = rtp;
+    track.rtcp = rtcp;
   }
 
   /** One request; resolves with its answer, a 401 answered once with the URL's credentials. */

@@ -32,7 +32,7 @@ import { codecOfPayloadType } from '../../codecs/registry.ts';
 import { isRtp, rtpPayloadType, rtpSsrc, rtpTimestamp } from '../../rtp/packet.ts';
 import { tsAdd, tsDiff } from '../../rtp/seq.ts';
 import { isRtcp } from '../../transport/rtcp.ts';
-import { formatEndpoint, type Endpoint } from '../../util/net.ts';
+import { bindRtpPair, formatEndpoint, listenTcp, type Endpoint } from '../../util/net.ts';
 import type { RelayCore } from '../core.ts';
 import { endpointKey, type DeliverySink, type Output } from '../sink.ts';
 import { DigestAuth } from './digest.ts';
@@ -181,27 +181,9 @@ export class RtspServer {
   static async start(opts: RtspServerOptions): Promise<RtspServer> {
     const tcp = net.createServer({ noDelay: true });
     tcp.maxConnections = RTSP_MAX_CONNECTIONS;
-    await new Promise<void>((resolve, reject) => {
-      tcp.once('error', reject);
-      tcp.listen(opts.port, opts.host, () => {
-        tcp.off('error', reject);
-        resolve();
-      });
-    });
+    await listenTcp(tcp, opts.port, opts.host);
     tcp.on('error', (err) => opts.log?.(`rtsp: ${err.message}`));
-    const type = opts.host.includes(':') ? 'udp6' : 'udp4';
-    const bind = (port: number) =>
-      new Promise<dgram.Socket>((resolve, reject) => {
-        const s = dgram.createSocket(type);
-        s.once('error', reject);
-        s.bind(port, opts.host, () => {
-          s.off('error', reject);
-          resolve(s);
-        });
-      });
-    const rtp = await bind(0);
-    // RTCP on the next port where it is free (RFC 3550 §11), else anywhere: the SETUP answer says.
-    const rtcp = await bind(rtp.address().port + 1).catch(() => bind(0));
+    const { rtp, rtcp } = await bindRtpPair(opts.host.includes(':') ? 'udp6' : 'udp4', opts.host);
     const server = new RtspServer(opts, tcp, rtp, rtcp);
     tcp.on('drop', () => server.counters.connectionsDropped++);
     return server;
