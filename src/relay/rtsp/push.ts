@@ -45,7 +45,7 @@ import type { RelayCore } from '../core.ts';
 import type { DeliverySink } from '../sink.ts';
 import { digestAnswer } from './digest.ts';
 import { RtspReader, interleaved, type RtspResponse } from './message.ts';
-import { OutgoingStream } from './outgoing.ts';
+import { OutgoingStream } from '../outgoing.ts';
 import { AUDIO_TRACK, VIDEO_TRACK, describeStream, streamEncrypted } from './sdp.ts';
 
 const header = (r: RtspResponse, name: string): string | undefined => r.headers.get(name);

@@ -26,17 +26,16 @@ import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import {
   RTSP_IDLE_REQUEST_MS, RTSP_MAX_CONNECTIONS, RTSP_MAX_CONNECTIONS_PER_ADDRESS, RTSP_MAX_SESSIONS, RTSP_MAX_SESSIONS_PER_ADDRESS,
-  RTSP_PLAY_WAIT_MS, RTSP_SESSION_TIMEOUT_S, RTSP_TCP_QUEUE_BYTES, VIDEO_CLOCK_RATE, isAudioPayloadType,
+  RTSP_PLAY_WAIT_MS, RTSP_SESSION_TIMEOUT_S, RTSP_TCP_QUEUE_BYTES, isAudioPayloadType,
 } from '../../defaults.ts';
 import { codecOfPayloadType } from '../../codecs/registry.ts';
-import { isRtp, rtpPayloadType, rtpSsrc, rtpTimestamp } from '../../rtp/packet.ts';
-import { tsAdd, tsDiff } from '../../rtp/seq.ts';
+import { isRtp, rtpPayloadType } from '../../rtp/packet.ts';
 import { isRtcp } from '../../transport/rtcp.ts';
 import { bindRtpPair, formatEndpoint, listenTcp, type Endpoint } from '../../util/net.ts';
 import type { RelayCore } from '../core.ts';
 import { endpointKey, type DeliverySink, type Output } from '../sink.ts';
 import { DigestAuth } from './digest.ts';
-import { OutgoingStream } from './outgoing.ts';
+import { OutgoingStream } from '../outgoing.ts';
 import { AUDIO_TRACK, VIDEO_TRACK, describeStream, parseAnnounce, streamEncrypted } from './sdp.ts';
 import { recordRtcp, recordRtp, recordTracks, trackOfUri, type RecordTrack } from './record.ts';
 import { RtspReader, interleaved, parseTransport, rtspResponse, type RtspRequest, type RtspTransport } from './message.ts';
@@ -100,15 +99,6 @@ interface Session {
   lastSeen: number;
   /** What it is sent, shaped for a player (outgoing.ts); from PLAY on. */
   out?: OutgoingStream;
-  /**
-   * While it is caught up: the picture's RTP time at PLAY (the live edge), and the sound's. Older
-   * pictures (the cached keyframe and what followed it) are stamped closer to the edge, older sound
-   * is left out; see deliver().
-   */
-  videoEdge?: number;
-  audioEdge?: number;
-  /** Each catch-up picture's RTP time → the time it is stamped with (catchUpStamps). */
-  catchUpStamps?: Map<number, number>;
   /** A publisher's session (ANNOUNCE, RECORD) instead of a player's: its tracks, and whether RECORD came. */
   record?: { uri: string; tracks: RecordTrack[]; recording: boolean };
 }
@@ -130,13 +120,6 @@ const TICK_MS = 1000;
 const MAX_LOGGED = 1000;
 const METHODS = 'OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER, ANNOUNCE, RECORD';
 type Reply = (status: number, headers?: Array<[string, string]>, body?: string) => void;
-/**
- * How far apart the catch-up pictures are stamped (see catchUpStamps), in RTP time: 1 ms, the
- * least a recorder with a millisecond time base (Matroska) keeps in order.
- */
-const CATCH_UP_STEP = VIDEO_CLOCK_RATE / 1000;
-/** A catch-up picture that is not in the cache seen at PLAY (a retransmission): this much nearer the edge. */
-const CATCH_UP_COMPRESS = 10;
 
 export class RtspServer {
   readonly counters: RtspCounters = {
@@ -358,13 +341,7 @@ export class RtspServer {
           // The SSRCs now, so the sender report a joiner is sent first reaches its track (a player
           // that gets its first report late moves its clock then: a step back in its times).
           const stream = this.opts.core.streams.get(session.stream);
-          const viewer = stream?.viewers.get(sink.id);
-          session.out = new OutgoingStream(viewer?.lane.ssrc ?? stream?.ssrc, stream?.sound.ssrc);
-          session.videoEdge = (viewer?.lane ?? stream)?.lastTs;
-          const cached = (viewer?.lane ?? stream)?.keyframes.frame ?? [];
-          session.catchUpStamps = catchUpStamps(cached, session.videoEdge);
-          const sound = cached.filter((p) => isRtp(p) && isAudioPayloadType(rtpPayloadType(p)));
-          session.audioEdge = sound.length ? rtpTimestamp(sound.at(-1)!) : undefined;
+          session.out = OutgoingStream.joining(stream, stream?.viewers.get(sink.id));
           this.opts.pump();
         }
         return reply(200, [['Session', `${session.id};timeout=${RTSP_SESSION_TIMEOUT_S}`], ['Range', 'npt=0.000-']]);
@@ -520,20 +497,13 @@ export class RtspServer {
       const pt = rtpPayloadType(data);
       if (isAudioPayloadType(pt)) {
         const track = s.tracks.find((t) => t.kind === 'audio');
-        if (!track || !out.soundIsNew(data)) return true;
-        // The cached sound from before PLAY: a player plays sound as it comes, so it would start
-        // that far behind and stay there. It hears from now on.
-        if (s.audioEdge !== undefined) {
-          if (rtpSsrc(data) === out.audioSsrc && tsDiff(s.audioEdge, rtpTimestamp(data)) <= 0) return true;
-          s.audioEdge = undefined; // past the edge, or another source of sound (its times are its own)
-        }
-        const opus = out.sound(data);
+        const opus = track && out.nextSound(data);
         return opus ? this.send(s, track, 'rtp', opus) : true;
       }
       if (!codecOfPayloadType(pt)) return true; // FEC and the like: a player does not read them
       const track = s.tracks.find((t) => t.kind === 'video');
       if (!track) return true;
-      return this.send(s, track, 'rtp', out.picture(data, s.videoEdge === undefined ? data : this.caughtUp(s, data)));
+      return this.send(s, track, 'rtp', out.nextPicture(data));
     }
     if (!isRtcp(data)) return true;
     for (const r of out.reports(data)) {
@@ -541,26 +511,6 @@ export class RtspServer {
       if (track) this.send(s, track, 'rtcp', r.data);
     }
     return true;
-  }
-
-  /**
-   * A picture of the catch-up (older than the live edge at PLAY), stamped just before the edge
-   * (catchUpStamps): a player paces pictures by their times and would otherwise show the second or
-   * so since the cached keyframe at its own pace, and stay that far behind (ffplay speeds its clock
-   * up by at most 1%, or, with its picture as the clock, never). Pictures at the edge or newer end
-   * the catch-up.
-   */
-  private caughtUp(s: Session, data: Buffer): Buffer {
-    const ts = rtpTimestamp(data);
-    const behind = tsDiff(ts, s.videoEdge!);
-    if (behind <= 0) {
-      s.videoEdge = undefined;
-      s.catchUpStamps = undefined;
-      return data;
-    }
-    const copy = Buffer.from(data); // the buffer is every viewer's and the history's
-    copy.writeUInt32BE(s.catchUpStamps?.get(ts) ?? tsAdd(s.videoEdge!, -Math.ceil(behind / CATCH_UP_COMPRESS)), 4);
-    return copy;
   }
 
   private send(s: Session, track: Track, what: 'rtp' | 'rtcp', data: Buffer): boolean {
@@ -653,28 +603,6 @@ export class RtspServer {
       }
     }
   }
-}
-
-/**
- * The times the pictures of a catch-up (`cached`, from its keyframe on) are stamped with: the last
- * before `edge` CATCH_UP_STEP before it, the one before that two steps, and so on, so the whole
- * catch-up takes as many milliseconds as it has pictures (60 for a 2 s GOP at 30 fps) and the
- * player is at the live edge at once.
- */
-export function catchUpStamps(cached: readonly Buffer[], edge: number | undefined): Map<number, number> {
-  const stamps = new Map<number, number>();
-  if (edge === undefined) return stamps;
-  const older: number[] = [];
-  for (const p of cached) {
-    if (!isRtp(p) || isAudioPayloadType(rtpPayloadType(p))) continue;
-    const ts = rtpTimestamp(p);
-    if (tsDiff(ts, edge) > 0 && older.at(-1) !== ts && !stamps.has(ts)) {
-      older.push(ts);
-      stamps.set(ts, 0);
-    }
-  }
-  older.forEach((ts, i) => stamps.set(ts, tsAdd(edge, -(older.length - i) * CATCH_UP_STEP)));
-  return stamps;
 }
 
 /** `rtsp://host:port/STREAM[/trackID=N][?query]` → the stream and the track. */
