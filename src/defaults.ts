@@ -296,3 +296,18 @@ export const HTTP_HEADERS_TIMEOUT_MS = 10_000;
 export const HTTP_REQUEST_TIMEOUT_MS = 10_000;
 /** An idle kept-alive connection is closed after this. */
 export const HTTP_KEEPALIVE_TIMEOUT_MS = 5000;
+/** HTTP request bodies (a WHEP offer's SDP; Chromium's is about 5 KB) at most; more is 413. */
+export const HTTP_MAX_BODY_BYTES = 64 * 1024;
+
+/** Browser (WebRTC, WHEP) viewers at most, in all and from one address; more are refused 503. */
+export const WEBRTC_MAX_SESSIONS = 200;
+export const WEBRTC_MAX_SESSIONS_PER_ADDRESS = 20;
+/** A browser that has not completed ICE and DTLS this long after its offer is dropped and counted. */
+export const WEBRTC_CONNECT_MS = 10_000;
+/**
+ * A connected browser that sends no RTCP this long is gone (a closed tab, a lost network): Chromium
+ * sends a receiver report about every second for a picture (RFC 3550 §6.2 with a 5% share).
+ */
+export const WEBRTC_SILENT_MS = 5000;
+/** The offer's ICE candidates are gathered within this, or the answer carries those found so far. */
+export const WEBRTC_GATHER_MS = 2000;

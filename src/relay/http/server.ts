@@ -3,18 +3,20 @@
  *
  *   GET /streams.json   the live streams: name, codec, size, sound, viewers, bitrate
  *   GET /metrics        Prometheus text (prom-client): the relay's --stats-json figures
+ *   and the routes a caller adds (apps/relay.ts: the pages, WHEP).
  *
- * Each route answers from the relay's newest snapshot (the one --stats-json writes), so a scrape
+ * The figures answer from the relay's newest snapshot (the one --stats-json writes), so a scrape
  * and a stats line agree. With --watch-key, every request must carry it (`Authorization: Bearer
- * KEY` or `?token=KEY`), compared in constant time and never logged.
+ * KEY` or `?token=KEY`), compared in constant time and never logged; a CORS preflight (OPTIONS)
+ * carries none and is answered for all, so a WHEP player on another page can ask.
  *
- * Bounded (defaults.ts HTTP_*): connections, a request's head, the time to send it, no request
- * bodies; only GET and HEAD. Nothing a client sends throws here.
+ * Bounded (defaults.ts HTTP_*): connections, a request's head, the time to send it, a body only to
+ * a route that takes one and at most HTTP_MAX_BODY_BYTES. Nothing a client sends throws here.
  */
 import http from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { listenTcp } from '../../util/net.ts';
-import { HTTP_HEADERS_TIMEOUT_MS, HTTP_KEEPALIVE_TIMEOUT_MS, HTTP_MAX_CONNECTIONS, HTTP_MAX_HEADER_BYTES, HTTP_REQUEST_TIMEOUT_MS } from '../../defaults.ts';
+import { listenTcp, type Endpoint } from '../../util/net.ts';
+import { HTTP_HEADERS_TIMEOUT_MS, HTTP_KEEPALIVE_TIMEOUT_MS, HTTP_MAX_BODY_BYTES, HTTP_MAX_CONNECTIONS, HTTP_MAX_HEADER_BYTES, HTTP_REQUEST_TIMEOUT_MS } from '../../defaults.ts';
 
 /** One route's answer. */
 export interface HttpAnswer {
@@ -22,11 +24,41 @@ export interface HttpAnswer {
   body: string;
 }
 
+/** A request as a route with methods of its own sees it. */
+export interface HttpRequest {
+  method: string;
+  url: URL;
+  /** The path after the route's prefix, percent-decoded ('' for the prefix itself). */
+  rest: string;
+  headers: http.IncomingHttpHeaders;
+  /** The body, at most HTTP_MAX_BODY_BYTES; empty for a route that takes none. */
+  body: Buffer;
+  remote: Endpoint;
+}
+
+export interface HttpReply {
+  status: number;
+  type?: string;
+  body?: string;
+  headers?: Array<[string, string]>;
+}
+
+/** A route with its own methods: every path under `prefix` (which ends in '/'). */
+export interface HttpRoute {
+  prefix: string;
+  methods: readonly string[];
+  /** The methods of these that carry a body (POST, PATCH). */
+  withBody?: readonly string[];
+  handle(req: HttpRequest): HttpReply | Promise<HttpReply>;
+}
+
 export interface HttpServerOptions {
   host: string;
   port: number;
-  /** Path → its answer, made at each request. */
+  /** Path → its answer to GET and HEAD, made at each request. */
   routes: Record<string, () => HttpAnswer | Promise<HttpAnswer>>;
+  /** Routes under a prefix, with methods of their own. */
+  prefixed?: readonly HttpRoute[];
   /** The relay's --watch-key: a request must carry it. */
   token?: string;
   log?: (line: string) => void;
@@ -34,7 +66,7 @@ export interface HttpServerOptions {
 
 export interface HttpCounters {
   requests: number;
-  /** Answered 4xx: no such path, another method, a body, no or a wrong token. */
+  /** Answered 4xx: no such path, another method, a body too big or not wanted, no or a wrong token. */
   refused: number;
   unauthorized: number;
 }
@@ -90,17 +122,40 @@ export class HttpServer {
     } catch {
       return this.refuse(res, 400, 'bad request\n');
     }
-    if (req.method !== 'GET' && req.method !== 'HEAD') return this.refuse(res, 405, 'only GET and HEAD\n', [['Allow', 'GET, HEAD']]);
-    // No route takes a body: one announced is refused before it is read.
-    if (Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding']) return this.refuse(res, 413, 'no request bodies here\n');
+    const method = req.method ?? '';
+    if (method === 'OPTIONS') return this.send(res, 204, 'text/plain', '', [['Access-Control-Allow-Methods', 'GET, HEAD, POST, DELETE, OPTIONS'], ['Access-Control-Allow-Headers', 'Authorization, Content-Type'], ['Access-Control-Max-Age', '600']]);
+    const exact = Object.hasOwn(this.opts.routes, url.pathname) ? this.opts.routes[url.pathname] : undefined;
+    const route = exact ? undefined : this.opts.prefixed?.find((r) => url.pathname.startsWith(r.prefix) || url.pathname === r.prefix.slice(0, -1));
+    const methods = route ? route.methods : ['GET', 'HEAD'];
+    if (!methods.includes(method)) return this.refuse(res, 405, `${url.pathname}: ${methods.join(', ')}\n`, [['Allow', methods.join(', ')]]);
+    const length = Number(req.headers['content-length'] ?? 0);
+    const takesBody = route?.withBody?.includes(method) ?? false;
+    // A body where none is taken, or one over the limit, is refused before it is read.
+    if ((!takesBody && (length > 0 || req.headers['transfer-encoding'])) || !(length <= HTTP_MAX_BODY_BYTES)) {
+      return this.refuse(res, 413, takesBody ? `at most ${HTTP_MAX_BODY_BYTES} bytes\n` : 'no request body here\n', [['Connection', 'close']]);
+    }
     if (!this.authorized(req, url)) {
       this.counters.unauthorized++;
       return this.refuse(res, 401, 'this relay needs its --watch-key: Authorization: Bearer KEY, or ?token=KEY\n', [['WWW-Authenticate', 'Bearer realm="udpcast"']]);
     }
-    const route = this.opts.routes[url.pathname];
-    if (!route) return this.refuse(res, 404, `no ${url.pathname} here: ${Object.keys(this.opts.routes).join(', ')}\n`);
-    const a = await route();
-    this.send(res, 200, a.type, req.method === 'HEAD' ? '' : a.body, [], Buffer.byteLength(a.body));
+    if (exact) {
+      const a = await exact();
+      return this.send(res, 200, a.type, method === 'HEAD' ? '' : a.body, [], Buffer.byteLength(a.body));
+    }
+    if (!route) return this.refuse(res, 404, `no ${url.pathname} here: ${[...Object.keys(this.opts.routes), ...(this.opts.prefixed ?? []).map((r) => r.prefix)].join(', ')}\n`);
+    const body = takesBody ? await readBody(req) : Buffer.alloc(0);
+    if (!body) return this.refuse(res, 413, `at most ${HTTP_MAX_BODY_BYTES} bytes\n`, [['Connection', 'close']]);
+    let rest: string;
+    try {
+      rest = decodeURIComponent(url.pathname.slice(route.prefix.length));
+    } catch {
+      return this.refuse(res, 400, 'bad path\n');
+    }
+    const remote = { address: req.socket.remoteAddress ?? '', port: req.socket.remotePort ?? 0 };
+    const r = await route.handle({ method, url, rest, headers: req.headers, body, remote });
+    if (r.status >= 400) this.counters.refused++;
+    const text = r.body ?? '';
+    this.send(res, r.status, r.type ?? 'text/plain; charset=utf-8', method === 'HEAD' ? '' : text, r.headers ?? [], Buffer.byteLength(text));
   }
 
   private authorized(req: http.IncomingMessage, url: URL): boolean {
@@ -117,9 +172,28 @@ export class HttpServer {
   }
 
   private send(res: http.ServerResponse, status: number, type: string, body: string, headers: Array<[string, string]> = [], length = Buffer.byteLength(body)): void {
-    res.writeHead(status, [['Content-Type', type], ['Content-Length', String(length)], ['Cache-Control', 'no-store'], ...headers].flat());
+    const cors: Array<[string, string]> = [['Access-Control-Allow-Origin', '*'], ['Access-Control-Expose-Headers', 'Location']];
+    res.writeHead(status, [['Content-Type', type], ['Content-Length', String(length)], ['Cache-Control', 'no-store'], ...cors, ...headers].flat());
     res.end(body);
   }
+}
+
+/** The body of a request, or undefined once it passes HTTP_MAX_BODY_BYTES (chunked bodies give no length first). */
+function readBody(req: http.IncomingMessage): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > HTTP_MAX_BODY_BYTES) {
+        req.removeAllListeners('data');
+        req.resume();
+        resolve(undefined);
+      } else parts.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(parts)));
+    req.on('error', () => resolve(undefined));
+  });
 }
 
 function sha256(text: string): Buffer {
