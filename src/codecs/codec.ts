@@ -70,6 +70,16 @@ export interface ContainerMapping {
   sample(frame: Buffer): Buffer | undefined;
 }
 
+/** One payload format of an SDP offer (a=rtpmap and its a=fmtp), as a browser offers it. */
+export interface OfferedFormat {
+  payloadType: number;
+  /** The encoding name, lower case. */
+  name: string;
+  clockRate: number;
+  /** a=fmtp parameters, keys lower case. */
+  fmtp: ReadonlyMap<string, string>;
+}
+
 export interface Codec {
   /** The --codec value. */
   readonly name: string;
@@ -105,6 +115,12 @@ export interface Codec {
    * picture with RTP time `timestamp` (none, mostly); undefined when the fmtp has nothing to send.
    */
   inBandConfig?(fmtp: string, maxPayload: number): ((payload: Buffer, timestamp: number) => Buffer[]) | undefined;
+  /**
+   * For a browser (WebRTC, relay/webrtc/): which of the payload formats it offers can take this
+   * stream's picture as it is (no transcoding), given the cached keyframe's payloads; undefined:
+   * none can. Absent: browsers get no picture of this codec.
+   */
+  webrtcFormat?(offered: readonly OfferedFormat[], payloads: readonly Buffer[]): number | undefined;
   /** Every picture stands alone: no reference to lose, nothing to ask a keyframe for. */
   readonly everyFrameKey: boolean;
   /** Picture sizes the encoder and payload format can carry: multiples of `unit`, at most `max`. */

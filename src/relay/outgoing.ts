@@ -124,6 +124,11 @@ export class OutgoingStream {
     return copy;
   }
 
+  /** A picture sequence number as the receiver got it → the relay's, under videoSsrc (to answer its NACK). */
+  sourceSequence(seq: number): number | undefined {
+    return this.videoOut ? (seq - this.videoOut.offset) & 0xffff : undefined;
+  }
+
   /** Whether a sound packet is newer than what was sent of its source. */
   soundIsNew(data: Buffer): boolean {
     return this.audioSsrc !== rtpSsrc(data) || this.audioSeq === undefined || seqDiff(this.audioSeq, rtpSequence(data)) > 0;

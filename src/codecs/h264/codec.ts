@@ -10,6 +10,7 @@ import { annexBToLengthPrefixed, avcConfig } from './avc.ts';
 import { H264Depacketizer } from './depacketize.ts';
 import { h264Ffmpeg } from './ffmpeg.ts';
 import { H264Packetizer } from './packetize.ts';
+import { h264WebrtcFormat } from './webrtc.ts';
 
 /**
  * Whether an RTP payload begins a keyframe: an SPS or IDR in a single-NAL packet, in a STAP-A, or
@@ -90,6 +91,7 @@ export const h264 = {
     };
   },
   inBandConfig: h264InBandConfig,
+  webrtcFormat: (offered, payloads) => h264WebrtcFormat(offered, parameterSets(payloads).sps),
   payloadsSize: (payloads) => {
     const { sps } = parameterSets(payloads);
     try {

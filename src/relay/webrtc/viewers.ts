@@ -1,0 +1,333 @@
+/**
+ * Browsers as viewers of the relay, over WebRTC (werift: pure TypeScript, no browser stack on the
+ * server). A browser offers (WHEP, draft-ietf-wish-whep: the HTTP server takes the POST and gives
+ * the answer); once ICE and DTLS are done it joins through RelayCore.attach like any viewer: it
+ * starts from the keyframe cache, its feedback goes through RelayCore.onViewerRtcp, the dashboard
+ * counts it.
+ *
+ * What a browser is sent: the picture as the sharer encoded it (no transcoding), shaped as for an
+ * RTSP player (outgoing.ts: one source across layer moves, catch-up stamped up to the live edge, the
+ * sound from the join on as plain Opus); the peer connection gives each track its own SSRC and
+ * payload type and encrypts (SRTP).
+ *
+ * What a browser says back, read here and told to the relay in udpcast's own terms:
+ * - NACK: the relay answers from its history (the numbers mapped back to the relay's); a repair
+ *   goes to the browser as it was numbered first. werift's own answer (from its last 128 packets
+ *   sent, by RTX) is not used.
+ * - PLI: to the relay, which asks the sharer (coalesced with every other viewer's).
+ * - receiver reports: loss and jitter for the dashboard; and they keep the viewer (a tab closed
+ *   without a word sends none: it is dropped after WEBRTC_SILENT_MS).
+ *
+ * Bounded (defaults.ts WEBRTC_*): sessions in all and per address, the time to connect. ICE only
+ * on the relay's own addresses: no STUN or TURN server, host candidates of --host (or every
+ * interface for a wildcard --host).
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  GenericNack, PictureLossIndication, RTCPeerConnection, RTCRtpCodecParameters, RtcpPayloadSpecificFeedback, RtcpRrPacket, RtcpTransportLayerFeedback,
+  RtpPacket, useAbsSendTime, useOPUS, useSdesMid, type RTCRtpSender, type RtcpPacket as WeriftRtcp,
+} from 'werift';
+import { WEBRTC_CONNECT_MS, WEBRTC_GATHER_MS, WEBRTC_MAX_SESSIONS, WEBRTC_MAX_SESSIONS_PER_ADDRESS, WEBRTC_SILENT_MS, isAudioPayloadType } from '../../defaults.ts';
+import { codecOfPayloadType } from '../../codecs/registry.ts';
+import { isRtp, rtpPayloadType, rtpSequence } from '../../rtp/packet.ts';
+import { seqDiff } from '../../rtp/seq.ts';
+import { serializeRtcp, type RtcpPacket } from '../../transport/rtcp.ts';
+import type { Endpoint } from '../../util/net.ts';
+import type { RelayCore } from '../core.ts';
+import { OutgoingStream } from '../outgoing.ts';
+import { cachedPicture } from '../picture.ts';
+import type { DeliverySink, Output } from '../sink.ts';
+import { streamEncrypted } from '../rtsp/sdp.ts';
+import { narrowOffer } from './offer.ts';
+
+export interface BrowserViewersOptions {
+  core: RelayCore;
+  /** The relay's --host: ICE candidates only there (every interface for a wildcard). */
+  host: string;
+  /** What the relay sends to UDP viewers and sharers after a browser's feedback (retransmissions go through deliver). */
+  send: (out: Output[]) => void;
+  /** Flushes what attach() queued (the catch-up) now rather than at the next pump tick. */
+  pump: () => void;
+  log: (line: string) => void;
+  now?: () => number;
+}
+
+export interface BrowserCounters {
+  /** Offers answered. */
+  offers: number;
+  /** Offers refused: no such stream, a cap, an offer the relay cannot use. */
+  refused: number;
+  /** Browsers that completed ICE and DTLS and joined. */
+  joined: number;
+  /** Browsers that never completed ICE and DTLS within WEBRTC_CONNECT_MS. */
+  neverConnected: number;
+  /** Browsers that went silent (WEBRTC_SILENT_MS) or whose connection failed. */
+  lost: number;
+  /** Packets the peer connection refused to send (counted, never thrown). */
+  sendErrors: number;
+}
+
+/** What an offer gets: an answer and the session's id, or a refusal with its HTTP status. */
+export type OfferResult = { answer: string; id: string } | { status: number; why: string };
+
+interface Browser {
+  id: string;
+  stream: string;
+  remote: Endpoint;
+  pc: RTCPeerConnection;
+  video?: RTCRtpSender;
+  audio?: RTCRtpSender;
+  since: number;
+  lastHeard: number;
+  sink?: DeliverySink;
+  out?: OutgoingStream;
+  /** The newest picture sequence number sent (the browser's numbering): older ones are repairs. */
+  lastSent?: number;
+}
+
+const TICK_MS = 1000;
+
+export class BrowserViewers {
+  readonly counters: BrowserCounters = { offers: 0, refused: 0, joined: 0, neverConnected: 0, lost: 0, sendErrors: 0 };
+  private readonly sessions = new Map<string, Browser>();
+  private readonly timer: NodeJS.Timeout;
+  private readonly now: () => number;
+
+  constructor(private readonly opts: BrowserViewersOptions) {
+    this.now = opts.now ?? Date.now;
+    this.timer = setInterval(() => this.tick(), TICK_MS);
+    this.timer.unref();
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  /** A browser's WHEP offer for `stream`, from `remote`. */
+  async offer(stream: string, sdp: string, remote: Endpoint): Promise<OfferResult> {
+    const refuse = (status: number, why: string): OfferResult => {
+      this.counters.refused++;
+      return { status, why };
+    };
+    const s = this.opts.core.streams.get(stream);
+    const picture = cachedPicture(s);
+    if (!s?.publisher || !picture) return refuse(404, `no stream ${stream} here now (or no picture of it yet)`);
+    if (streamEncrypted(s)) return refuse(415, `stream ${stream} is end-to-end encrypted: only udpcast watch with its key can show it`);
+    const pick = picture.codec.webrtcFormat;
+    if (!pick) return refuse(415, `stream ${stream} is ${picture.codec.label}, which browsers do not take over WebRTC: watch it with udpcast watch`);
+    if (this.sessions.size >= WEBRTC_MAX_SESSIONS) return refuse(503, `the relay has ${WEBRTC_MAX_SESSIONS} browser viewers already`);
+    if ([...this.sessions.values()].filter((b) => b.remote.address === remote.address).length >= WEBRTC_MAX_SESSIONS_PER_ADDRESS) {
+      return refuse(503, `${WEBRTC_MAX_SESSIONS_PER_ADDRESS} browser viewers from ${remote.address} already`);
+    }
+    const narrowed = narrowOffer(sdp, (offered) => pick(offered, picture.payloads));
+    if ('error' in narrowed) return refuse(415, narrowed.error);
+
+    const pc = new RTCPeerConnection({
+      iceServers: [],
+      ...iceAddresses(this.opts.host),
+      codecs: {
+        video: [new RTCRtpCodecParameters({ mimeType: `video/${picture.codec.rtpmapName}`, clockRate: picture.codec.clockRate, rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }] })],
+        audio: [useOPUS()],
+      },
+      headerExtensions: { video: [useSdesMid(), useAbsSendTime()], audio: [useSdesMid()] },
+    });
+    const now = this.now();
+    const b: Browser = { id: randomBytes(12).toString('hex'), stream, remote, pc, since: now, lastHeard: now };
+    try {
+      await pc.setRemoteDescription({ type: 'offer', sdp: narrowed.sdp });
+      for (const t of pc.getTransceivers()) {
+        t.setDirection('sendonly');
+        if (t.kind === 'video') b.video ??= t.sender;
+        else if (t.kind === 'audio') b.audio ??= t.sender;
+      }
+      await pc.setLocalDescription(await pc.createAnswer());
+      await gathered(pc);
+    } catch (err) {
+      await pc.close().catch(() => undefined);
+      return refuse(400, `the offer could not be answered: ${(err as Error).message}`);
+    }
+    if (b.video) this.readFeedback(b, b.video);
+    if (b.audio) this.readFeedback(b, b.audio);
+    pc.connectionStateChange.subscribe((state) => {
+      if (state === 'connected') this.join(b);
+      else if (state === 'failed' || state === 'closed') this.drop(b, true);
+    });
+    this.sessions.set(b.id, b);
+    this.counters.offers++;
+    return { answer: pc.localDescription!.sdp, id: b.id };
+  }
+
+  /** WHEP's DELETE of the session's resource: the browser left. False: no such session. */
+  close(stream: string, id: string): boolean {
+    const b = this.sessions.get(id);
+    if (!b || b.stream !== stream) return false;
+    this.end(b, true);
+    return true;
+  }
+
+  closeAll(): void {
+    clearInterval(this.timer);
+    for (const b of [...this.sessions.values()]) this.end(b, true);
+  }
+
+  /** ICE and DTLS are done: the browser joins its stream, caught up from the keyframe cache. */
+  private join(b: Browser): void {
+    if (b.sink || !this.sessions.has(b.id)) return;
+    const sink: DeliverySink = {
+      kind: 'webrtc',
+      id: `webrtc:${b.id}`,
+      endpoint: b.remote,
+      deliver: (data) => this.deliver(b, data),
+      closed: () => this.end(b, false),
+    };
+    const now = this.now();
+    b.lastHeard = now;
+    b.sink = sink;
+    if (!this.opts.core.attach(b.stream, sink, now)) {
+      this.counters.refused++;
+      this.end(b, false);
+      return;
+    }
+    const s = this.opts.core.streams.get(b.stream);
+    b.out = OutgoingStream.joining(s, s?.viewers.get(sink.id));
+    this.counters.joined++;
+    this.opts.pump();
+  }
+
+  private deliver(b: Browser, data: Buffer): boolean {
+    const out = b.out;
+    if (!out || !isRtp(data)) return true; // the sharer's sender reports: the peer connection makes its own
+    const pt = rtpPayloadType(data);
+    if (isAudioPayloadType(pt)) {
+      const opus = b.audio && out.nextSound(data);
+      if (opus) this.sendOn(b, b.audio!, opus);
+      return true;
+    }
+    if (!codecOfPayloadType(pt) || !b.video) return true; // FEC and the like: a browser does not read them
+    const pkt = out.nextPicture(data);
+    const seq = rtpSequence(pkt);
+    if (b.lastSent === undefined || seqDiff(b.lastSent, seq) > 0) {
+      b.lastSent = seq;
+      this.sendOn(b, b.video, pkt);
+    } else {
+      this.resend(b, b.video, pkt);
+    }
+    return true;
+  }
+
+  private sendOn(b: Browser, sender: RTCRtpSender, pkt: Buffer): void {
+    sender.sendRtp(pkt).catch(() => this.counters.sendErrors++);
+  }
+
+  /**
+   * A repair from the relay's history, as the browser numbered the packet first. Straight to the
+   * transport, as werift sends its own repairs: through the sender it would move the sender
+   * report's clock back to the lost packet's time.
+   */
+  private resend(b: Browser, sender: RTCRtpSender, pkt: Buffer): void {
+    if (!sender.codec || sender.dtlsTransport.state !== 'connected') return;
+    let p: RtpPacket;
+    try {
+      p = RtpPacket.deSerialize(pkt);
+    } catch {
+      return;
+    }
+    p.header.ssrc = sender.ssrc;
+    p.header.payloadType = sender.codec.payloadType;
+    sender.dtlsTransport.sendRtp(p.payload, p.header).catch(() => this.counters.sendErrors++);
+  }
+
+  /** The browser's RTCP about one track, in udpcast's terms, to the relay. */
+  private readFeedback(b: Browser, sender: RTCRtpSender): void {
+    const own = sender.handleRtcpPacket.bind(sender);
+    sender.handleRtcpPacket = (p: WeriftRtcp) => {
+      b.lastHeard = this.now();
+      const ours = b.out && b.sink ? this.translate(b, b.out, sender, p) : undefined;
+      if (ours === 'nack') return; // answered from the relay's history, not werift's
+      own(p);
+      if (ours) this.opts.send(this.opts.core.onViewerRtcp(b.sink!.id, serializeRtcp([ours]), this.now()));
+    };
+  }
+
+  /** A browser's NACK, PLI or report about `sender`'s track as the relay numbers that track. */
+  private translate(b: Browser, out: OutgoingStream, sender: RTCRtpSender, p: WeriftRtcp): RtcpPacket | 'nack' | undefined {
+    const video = sender.kind === 'video';
+    const mediaSsrc = video ? out.videoSsrc : out.audioSsrc;
+    if (mediaSsrc === undefined) return undefined;
+    if (p instanceof RtcpTransportLayerFeedback && p.feedback instanceof GenericNack) {
+      // Sound has no repair path to a browser (Opus FEC covers it); the picture's numbers map back.
+      if (!video) return 'nack';
+      const lost = p.feedback.lost.map((seq) => out.sourceSequence(seq)).filter((s): s is number => s !== undefined);
+      if (lost.length) this.opts.send(this.opts.core.onViewerRtcp(b.sink!.id, serializeRtcp([{ type: 'nack', senderSsrc: p.feedback.senderSsrc, mediaSsrc, lost }]), this.now()));
+      return 'nack';
+    }
+    if (video && p instanceof RtcpPayloadSpecificFeedback && p.feedback instanceof PictureLossIndication) {
+      return { type: 'pli', senderSsrc: p.feedback.senderSsrc, mediaSsrc };
+    }
+    if (p instanceof RtcpRrPacket) {
+      const r = p.reports.find((x) => x.ssrc === sender.ssrc);
+      if (!r) return undefined;
+      const highest = video ? out.sourceSequence(r.highestSequence & 0xffff) : undefined;
+      return {
+        type: 'rr',
+        ssrc: p.ssrc,
+        reports: [{ ssrc: mediaSsrc, fractionLost: r.fractionLost, cumulativeLost: r.packetsLost, highestSeq: ((r.highestSequence & ~0xffff) | (highest ?? r.highestSequence & 0xffff)) >>> 0, jitter: r.jitter, lsr: 0, dlsr: 0 }],
+      };
+    }
+    return undefined;
+  }
+
+  private tick(): void {
+    const now = this.now();
+    for (const b of [...this.sessions.values()]) {
+      if (!b.sink) {
+        if (now - b.since > WEBRTC_CONNECT_MS) {
+          this.counters.neverConnected++;
+          this.end(b, false);
+        }
+      } else if (now - b.lastHeard > WEBRTC_SILENT_MS) {
+        this.drop(b, true);
+      } else {
+        // The relay drops a viewer not heard from in VIEWER_TIMEOUT_MS: the browser's reports keep it.
+        this.opts.core.attach(b.stream, b.sink, now);
+      }
+    }
+  }
+
+  /** A browser gone without a word (silent, or its connection failed). */
+  private drop(b: Browser, detach: boolean): void {
+    if (!this.sessions.has(b.id)) return;
+    if (b.sink) this.counters.lost++;
+    this.end(b, detach);
+  }
+
+  /** Ends a session; `detach`: the relay is told (else it is the one that dropped the viewer). */
+  private end(b: Browser, detach: boolean): void {
+    if (!this.sessions.delete(b.id)) return;
+    if (detach && b.sink && b.out) this.opts.core.detach(b.stream, b.sink.id);
+    b.out = undefined;
+    b.pc.close().catch(() => undefined);
+  }
+}
+
+/** werift's ICE options for the relay's --host: candidates on that address only, or on every interface for a wildcard. */
+function iceAddresses(host: string): Record<string, unknown> {
+  const v6 = host.includes(':');
+  if (host === '0.0.0.0' || host === '::') return { iceUseIpv4: true, iceUseIpv6: v6 };
+  // werift leaves loopback out of its host candidates unless it is named as an extra one.
+  return { iceUseIpv4: !v6, iceUseIpv6: v6, iceInterfaceAddresses: v6 ? { udp6: host } : { udp4: host }, iceAdditionalHostAddresses: [host] };
+}
+
+/** Resolves once the peer connection has gathered its candidates (no trickle in WHEP's answer here), or after WEBRTC_GATHER_MS. */
+function gathered(pc: RTCPeerConnection): Promise<void> {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, WEBRTC_GATHER_MS);
+    pc.iceGatheringStateChange.subscribe((state) => {
+      if (state === 'complete') {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+  });
+}
