@@ -2,7 +2,10 @@
 import { RelayServer, type RelayServerOptions } from '../relay/io/server.ts';
 import { RtspServer } from '../relay/rtsp/server.ts';
 import { RtspPusher } from '../relay/rtsp/push.ts';
-import { HttpServer, type HttpAnswer } from '../relay/http/server.ts';
+import { HttpServer, type HttpAnswer, type HttpRoute } from '../relay/http/server.ts';
+import { indexPage } from '../relay/http/pages.ts';
+import { BrowserViewers } from '../relay/webrtc/viewers.ts';
+import { whepRoutes } from '../relay/webrtc/whep.ts';
 import { pictureSummary } from '../relay/picture.ts';
 import { RelayMetrics } from '../dashboard/metrics.ts';
 import { fmt } from '../relay/core.ts';
@@ -22,6 +25,8 @@ export interface RelayHandle {
   pushers: RtspPusher[];
   /** The HTTP server, unless --http 0. */
   http?: HttpServer;
+  /** Its browser viewers (WHEP), with the HTTP server. */
+  browsers?: BrowserViewers;
   done: Promise<number>;
   stop(code?: number): void;
 }
@@ -102,15 +107,24 @@ export async function startRtsp(
 async function startHttp(
   o: { host: string; httpPort: number; httpPortGiven: boolean; watchKey?: string },
   routes: Record<string, () => HttpAnswer | Promise<HttpAnswer>>,
+  prefixed: HttpRoute[],
   log: (line: string) => void,
 ): Promise<HttpServer | undefined> {
   if (o.httpPort === 0) return undefined;
-  const start = () => HttpServer.start({ host: o.host, port: o.httpPort, routes, token: o.watchKey, log });
+  const start = () => HttpServer.start({ host: o.host, port: o.httpPort, routes: { '/': () => ({ type: 'text/html; charset=utf-8', body: indexPage() }), ...routes }, prefixed, token: o.watchKey, log });
   const http = await startBeside(start, { option: '--http', what: 'HTTP', port: o.httpPort, given: o.httpPortGiven, host: o.host }, log);
   if (!http) return undefined;
   const shown = shownAt(o.host, http.port);
+  const token = o.watchKey !== undefined ? '?token=WATCH_KEY' : '';
+  log(`http: open http://${shown}/${token} in a browser (each stream plays at /watch/STREAM${token}; WHEP at /whep/STREAM)`);
   log(`http: http://${shown}/streams.json lists the streams, /metrics for Prometheus${o.watchKey !== undefined ? ' (the --watch-key as a Bearer token or ?token=)' : ''}; udpcast list ${shown}`);
   return http;
+}
+
+/** Browser viewers of `server`'s core (WHEP), and the routes that serve them. */
+export function startBrowsers(server: RelayServer, host: string, log: (line: string) => void): { browsers: BrowserViewers; routes: HttpRoute[] } {
+  const browsers = new BrowserViewers({ core: server.core, host, send: (out) => server.sendFromTransport(out), pump: () => server.sendFromTransport([]), log });
+  return { browsers, routes: whepRoutes(browsers) };
 }
 
 /** A --push of a stream `server` carries (relay --push, or share's embedded relay): a viewer of its core. */
@@ -145,13 +159,16 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
   // The newest snapshot: what --stats-json wrote last, and what the HTTP server answers from.
   let latest: RelaySnapshot | undefined;
   const metrics = new RelayMetrics(() => latest);
+  const web = o.httpPort !== 0 ? startBrowsers(server, o.host, log) : undefined;
   const http = await startHttp(o, {
     '/streams.json': () => ({ type: 'application/json', body: JSON.stringify({ streams: (latest ??= snapshot()).perStream }, null, 1) + '\n' }),
     '/metrics': async () => {
       latest ??= snapshot();
       return { type: metrics.contentType, body: await metrics.text() };
     },
-  }, log);
+  }, web?.routes ?? [], log);
+  if (!http) web?.browsers.closeAll();
+  const browsers = http ? web?.browsers : undefined;
   const reporter = startReporter({
     statsJson: o.statsJson,
     dashboard: o.dashboard && { onQuit: () => stop(0) },
@@ -180,6 +197,7 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
         io: server.io.path,
         ...(rtsp ? { rtsp: { port: rtsp.port, sessionsNow: rtsp.sessionCount, ...rtsp.counters } } : {}),
         ...(pushers.length ? { push: pushers.map((p) => p.status) } : {}),
+        ...(browsers ? { webrtc: { sessionsNow: browsers.size, ...browsers.counters } } : {}),
         handedToDgram: server.io.handedToDgram,
         perStream: streams.map((s) => {
           let meter = streamRates.get(s.name);
@@ -224,8 +242,11 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
     reporter.stop(code === 0);
     // The pushes first: their TEARDOWNs go out while the relay still runs.
     Promise.all(pushers.map((p) => p.close()))
-      .then(() => Promise.all([server.close(), rtsp?.close(), http?.close()]))
+      .then(() => {
+        browsers?.closeAll();
+        return Promise.all([server.close(), rtsp?.close(), http?.close()]);
+      })
       .then(() => finish(code));
   }
-  return { server, rtsp, pushers, http, done, stop };
+  return { server, rtsp, pushers, http, browsers, done, stop };
 }
