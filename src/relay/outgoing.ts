@@ -12,7 +12,7 @@
  */
 import { PT_OPUS, PT_RED, VIDEO_CLOCK_RATE, isAudioPayloadType } from '../defaults.ts';
 import { parseRed } from '../codecs/opus/red.ts';
-import { isRtp, parseRtp, rtpPayloadType, rtpSequence, rtpSsrc, rtpTimestamp, serializeRtpToBuffer, setRtpSequence, setRtpSsrc } from '../rtp/packet.ts';
+import { isRtp, parseRtp, rtpPayloadType, rtpSequence, rtpSsrc, rtpTimestamp, serializeRtpToBuffer, setRtpSequence, setRtpSsrc, setRtpTimestamp } from '../rtp/packet.ts';
 import { seqDiff, tsAdd, tsDiff } from '../rtp/seq.ts';
 import { parseRtcp, serializeRtcp, type RtcpPacket } from '../transport/rtcp.ts';
 import type { StreamState, ViewerState } from './routing.ts';
@@ -64,8 +64,14 @@ export class OutgoingStream {
     return o;
   }
 
-  /** A picture packet as the player gets it: picture(), stamped nearer the edge while it is caught up. */
+  /**
+   * A picture packet as the player gets it: picture(), a catch-up picture stamped nearer the edge.
+   * A repair of a catch-up picture, even after the catch-up, gets the time it was first sent with
+   * (a picture of two times would be two broken pictures to the player).
+   */
   nextPicture(data: Buffer): Buffer {
+    const stamp = this.catchUp?.get(rtpTimestamp(data));
+    if (stamp !== undefined) return this.picture(data, withTimestamp(data, stamp));
     return this.picture(data, this.videoEdge === undefined ? data : this.caughtUp(data));
   }
 
@@ -94,13 +100,10 @@ export class OutgoingStream {
     const ts = rtpTimestamp(data);
     const behind = tsDiff(ts, this.videoEdge!);
     if (behind <= 0) {
-      this.videoEdge = undefined;
-      this.catchUp = undefined;
+      this.videoEdge = undefined; // the stamps stay, for repairs: at most a GOP of them
       return data;
     }
-    const copy = Buffer.from(data); // the buffer is every viewer's and the history's
-    copy.writeUInt32BE(this.catchUp?.get(ts) ?? tsAdd(this.videoEdge!, -Math.ceil(behind / CATCH_UP_COMPRESS)), 4);
-    return copy;
+    return withTimestamp(data, tsAdd(this.videoEdge!, -Math.ceil(behind / CATCH_UP_COMPRESS)));
   }
 
   /**
@@ -157,6 +160,13 @@ export class OutgoingStream {
     }
     return out;
   }
+}
+
+/** A copy of an RTP packet with another timestamp: the original is every viewer's and the history's. */
+function withTimestamp(data: Buffer, timestamp: number): Buffer {
+  const copy = Buffer.from(data);
+  setRtpTimestamp(copy, timestamp);
+  return copy;
 }
 
 /** A RED packet as plain Opus: its primary block under the same header; undefined when it holds none. */
