@@ -124,6 +124,9 @@ export class BrowserViewers {
 
     const pc = new RTCPeerConnection({
       iceServers: [],
+      // One transport for picture and sound, as browsers bundle them: with werift's default
+      // ("max-compat") the unused second transport's sockets outlive close().
+      bundlePolicy: 'max-bundle',
       ...iceAddresses(this.opts.host),
       codecs: {
         video: [new RTCRtpCodecParameters({ mimeType: `video/${picture.codec.rtpmapName}`, clockRate: picture.codec.clockRate, rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }] })],
