@@ -78,6 +78,10 @@ const video = document.getElementById('video');
 const note = document.getElementById('note');
 const statsBox = document.getElementById('stats');
 let pc, resource, retryMs = 1000, retryTimer, last;
+/** When the first picture showed, in ms since the page opened (performance.now()), and the steps before it; for a person and for tests. */
+let firstPictureMs;
+const steps = {};
+if ('requestVideoFrameCallback' in video) video.requestVideoFrameCallback((at) => { firstPictureMs = Math.round(at); });
 
 function say(text) { note.textContent = text; note.hidden = !text; }
 
@@ -98,15 +102,17 @@ async function start() {
   };
   conn.onconnectionstatechange = () => {
     if (conn !== pc) return;
-    if (conn.connectionState === 'connected') { say(video.muted ? 'm: sound on' : ''); retryMs = 1000; }
+    if (conn.connectionState === 'connected') { steps.connected ??= Math.round(performance.now()); say(video.muted ? 'm: sound on' : ''); retryMs = 1000; }
     if (['failed', 'closed', 'disconnected'].includes(conn.connectionState)) again('connection ' + conn.connectionState);
   };
   try {
     await conn.setLocalDescription(await conn.createOffer());
     await gathered(conn);
+    steps.offered ??= Math.round(performance.now());
     const r = await fetch('/whep/' + encodeURIComponent(stream), { method: 'POST', headers: { 'Content-Type': 'application/sdp', ...auth }, body: conn.localDescription.sdp });
     if (r.status !== 201) throw new Error((await r.text()).trim() || 'HTTP ' + r.status);
     resource = new URL(r.headers.get('Location'), location.href).href;
+    steps.answered ??= Math.round(performance.now());
     await conn.setRemoteDescription({ type: 'answer', sdp: await r.text() });
   } catch (e) {
     again(e.message);
@@ -157,6 +163,7 @@ async function showStats() {
     'rtt ' + (pair && pair.currentRoundTripTime !== undefined ? Math.round(pair.currentRoundTripTime * 1000) + ' ms' : '?') +
       '   jitter ' + Math.round((v.jitter ?? 0) * 1000) + ' ms   buffer ' + (v.jitterBufferEmittedCount ? Math.round((1000 * v.jitterBufferDelay) / v.jitterBufferEmittedCount) : 0) + ' ms',
     'frames ' + (v.framesDecoded ?? 0) + ' decoded, ' + q.droppedVideoFrames + ' dropped',
+    'first picture ' + (firstPictureMs ?? '?') + ' ms after the page opened (offer ' + steps.offered + ', answer ' + steps.answered + ', connected ' + steps.connected + ')',
     'keys: f full screen, m sound, s statistics, r reconnect',
   ].join('\\n');
 }
