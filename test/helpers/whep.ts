@@ -1,0 +1,110 @@
+/**
+ * A WHEP player other than the relay's page, for tests: werift's peer connection as the browser,
+ * offering what Chromium offers for the picture (H.264 constrained Baseline and Main, mode 1) and
+ * Opus, over 127.0.0.1 only. What it receives is kept as RTP for the test to judge with real tools.
+ *
+ * `loss`: the share of picture packets dropped on their first arrival (before the peer connection
+ * sees them, so it asks for them again by NACK, as a browser on a lossy path would); a repair of
+ * the same number gets through.
+ */
+import { RTCPeerConnection, RTCRtpCodecParameters, useOPUS, type RtpPacket } from 'werift';
+
+export interface WhepPlayer {
+  status: number;
+  /** The answer's Location (the session's resource), or the refusal's text. */
+  location?: string;
+  text: string;
+  /** Picture packets as they arrived (after any repair), serialized. */
+  video: Buffer[];
+  audioPackets: number;
+  /** Picture packets dropped on purpose (`loss`). */
+  dropped: number;
+  connected: Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function whepPlay(url: string, opts: { token?: string; loss?: number; offer?: (sdp: string) => string } = {}): Promise<WhepPlayer> {
+  const h264 = (profile: string, pt: number) =>
+    new RTCRtpCodecParameters({
+      mimeType: 'video/H264',
+      clockRate: 90000,
+      payloadType: pt,
+      rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }],
+      parameters: `level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=${profile}`,
+    });
+  const pc = new RTCPeerConnection({
+    iceServers: [],
+    // One transport for both tracks (as a browser does): with werift's default, the second one's sockets outlive close().
+    bundlePolicy: 'max-bundle',
+    iceUseIpv4: true,
+    iceUseIpv6: false,
+    iceInterfaceAddresses: { udp4: '127.0.0.1' },
+    iceAdditionalHostAddresses: ['127.0.0.1'],
+    codecs: { video: [h264('42e01f', 102), h264('4d001f', 104)], audio: [useOPUS()] },
+  });
+  const video: Buffer[] = [];
+  const player = { video, audioPackets: 0, dropped: 0 };
+  const firstSeen = new Set<number>();
+  const v = pc.addTransceiver('video', { direction: 'recvonly' });
+  pc.addTransceiver('audio', { direction: 'recvonly' });
+  // werift's receiver keeps handleRTP private; it is where its NACK generator first sees a packet.
+  const receiver = v.receiver as unknown as { handleRTP: (packet: RtpPacket, ...rest: unknown[]) => void };
+  const handle = receiver.handleRTP.bind(receiver);
+  receiver.handleRTP = (packet: RtpPacket, ...rest: unknown[]) => {
+    const seq = packet.header.sequenceNumber;
+    if (opts.loss && !firstSeen.has(seq)) {
+      firstSeen.add(seq);
+      if (firstSeen.size > 4096) firstSeen.delete(firstSeen.values().next().value!);
+      if (Math.random() < opts.loss) {
+        player.dropped++;
+        return;
+      }
+    }
+    handle(packet, ...rest);
+  };
+  pc.onTrack.subscribe((track) => {
+    track.onReceiveRtp.subscribe((rtp) => {
+      if (track.kind === 'video') video.push(rtp.serialize());
+      else player.audioPackets++;
+    });
+  });
+  const connected = new Promise<void>((resolve) => {
+    pc.connectionStateChange.subscribe((s) => {
+      if (s === 'connected') resolve();
+    });
+  });
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise<void>((resolve) => {
+    if (pc.iceGatheringState === 'complete') return resolve();
+    const t = setTimeout(resolve, 2000);
+    pc.iceGatheringStateChange.subscribe((s) => s === 'complete' && (clearTimeout(t), resolve()));
+  });
+  const offer = pc.localDescription!.sdp;
+  const r = await fetch(url, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/sdp', ...(opts.token ? { Authorization: `Bearer ${opts.token}` } : {}) },
+    body: opts.offer ? opts.offer(offer) : offer,
+  });
+  const text = await r.text();
+  const location = r.headers.get('location') ?? undefined;
+  if (r.status === 201) await pc.setRemoteDescription({ type: 'answer', sdp: text });
+  let closed = false;
+  return {
+    ...player,
+    get audioPackets() {
+      return player.audioPackets;
+    },
+    get dropped() {
+      return player.dropped;
+    },
+    status: r.status,
+    location,
+    text,
+    connected,
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      await pc.close().catch(() => undefined);
+    },
+  };
+}
