@@ -31,8 +31,9 @@ export function h264WebrtcFormat(offered: readonly OfferedFormat[], sps: Buffer 
     const offeredProfile = parseInt((f.fmtp.get('profile-level-id') ?? DEFAULT_PROFILE_LEVEL_ID).slice(0, 2), 16);
     const rank = PROFILE_RANK[offeredProfile];
     if (rank === undefined || rank < needRank) continue;
-    // The stream's own profile first, then the least decoder that reads it.
-    const score = (offeredProfile === profile ? 0 : 10) + rank;
+    // The stream's own profile first (constrained Baseline as constrained Baseline), then the least decoder that reads it.
+    const offeredConstrained = (parseInt((f.fmtp.get('profile-level-id') ?? DEFAULT_PROFILE_LEVEL_ID).slice(2, 4), 16) & CONSTRAINT_SET1) !== 0;
+    const score = (offeredProfile === profile ? 0 : 10) + rank + (offeredConstrained === constrained ? 0 : 0.5);
     if (!best || score < best.score) best = { pt: f.payloadType, score };
   }
   return best?.pt;
