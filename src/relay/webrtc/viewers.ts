@@ -28,10 +28,11 @@ import {
   RtpPacket, useAbsSendTime, useOPUS, useSdesMid, type RTCRtpSender, type RtcpPacket as WeriftRtcp,
 } from 'werift';
 import { WEBRTC_CONNECT_MS, WEBRTC_GATHER_MS, WEBRTC_MAX_SESSIONS, WEBRTC_MAX_SESSIONS_PER_ADDRESS, WEBRTC_SILENT_MS, isAudioPayloadType } from '../../defaults.ts';
-import { codecOfPayloadType } from '../../codecs/registry.ts';
+import type { Codec } from '../../codecs/codec.ts';
 import { isRtp, rtpPayloadType, rtpSequence } from '../../rtp/packet.ts';
 import { seqDiff } from '../../rtp/seq.ts';
-import { serializeRtcp, type RtcpPacket } from '../../transport/rtcp.ts';
+import { isRtcp, parseRtcp, serializeRtcp, type RtcpPacket } from '../../transport/rtcp.ts';
+import { ControlType, parseControl } from '../../transport/control.ts';
 import type { Endpoint } from '../../util/net.ts';
 import type { RelayCore } from '../core.ts';
 import { OutgoingStream } from '../outgoing.ts';
@@ -63,6 +64,8 @@ export interface BrowserCounters {
   neverConnected: number;
   /** Browsers that went silent (WEBRTC_SILENT_MS) or whose connection failed. */
   lost: number;
+  /** Browsers let go when their stream ended (the page offers again, for the next sharer's picture). */
+  ended: number;
   /** Packets the peer connection refused to send (counted, never thrown). */
   sendErrors: number;
 }
@@ -83,13 +86,18 @@ interface Browser {
   out?: OutgoingStream;
   /** The newest picture sequence number sent (the browser's numbering): older ones are repairs. */
   lastSent?: number;
+  /** The relay's payload type of the picture's codec the browser was answered for. */
+  codecPayloadType: number;
 }
 
 const TICK_MS = 1000;
 
 export class BrowserViewers {
-  readonly counters: BrowserCounters = { offers: 0, refused: 0, joined: 0, neverConnected: 0, lost: 0, sendErrors: 0 };
+  readonly counters: BrowserCounters = { offers: 0, refused: 0, joined: 0, neverConnected: 0, lost: 0, ended: 0, sendErrors: 0 };
   private readonly sessions = new Map<string, Browser>();
+  /** Offers being answered (their peer connections exist, their sessions not yet), by address: counted against the caps. */
+  private readonly pending = new Map<string, number>();
+  private closed = false;
   private readonly timer: NodeJS.Timeout;
   private readonly now: () => number;
 
@@ -115,13 +123,28 @@ export class BrowserViewers {
     if (streamEncrypted(s)) return refuse(415, `stream ${stream} is end-to-end encrypted: only udpcast watch with its key can show it`);
     const pick = picture.codec.webrtcFormat;
     if (!pick) return refuse(415, `stream ${stream} is ${picture.codec.label}, which browsers do not take over WebRTC: watch it with udpcast watch`);
-    if (this.sessions.size >= WEBRTC_MAX_SESSIONS) return refuse(503, `the relay has ${WEBRTC_MAX_SESSIONS} browser viewers already`);
-    if ([...this.sessions.values()].filter((b) => b.remote.address === remote.address).length >= WEBRTC_MAX_SESSIONS_PER_ADDRESS) {
+    if (this.closed) return refuse(503, 'the relay is stopping');
+    const pendingHere = this.pending.get(remote.address) ?? 0;
+    const pendingAll = [...this.pending.values()].reduce((a, b) => a + b, 0);
+    if (this.sessions.size + pendingAll >= WEBRTC_MAX_SESSIONS) return refuse(503, `the relay has ${WEBRTC_MAX_SESSIONS} browser viewers already`);
+    if ([...this.sessions.values()].filter((b) => b.remote.address === remote.address).length + pendingHere >= WEBRTC_MAX_SESSIONS_PER_ADDRESS) {
       return refuse(503, `${WEBRTC_MAX_SESSIONS_PER_ADDRESS} browser viewers from ${remote.address} already`);
     }
     const narrowed = narrowOffer(sdp, (offered) => pick(offered, picture.payloads));
     if ('error' in narrowed) return refuse(415, narrowed.error);
+    // The slot is taken before the first await: offers sent together are counted against the caps too.
+    this.pending.set(remote.address, pendingHere + 1);
+    try {
+      return await this.answer(stream, narrowed.sdp, remote, picture.codec);
+    } finally {
+      const left = (this.pending.get(remote.address) ?? 1) - 1;
+      if (left > 0) this.pending.set(remote.address, left);
+      else this.pending.delete(remote.address);
+    }
+  }
 
+  /** The peer connection for a narrowed offer, and its answer once its candidates are gathered. */
+  private async answer(stream: string, sdp: string, remote: Endpoint, codec: Codec): Promise<OfferResult> {
     const pc = new RTCPeerConnection({
       iceServers: [],
       // One transport for picture and sound, as browsers bundle them: with werift's default
@@ -129,15 +152,15 @@ export class BrowserViewers {
       bundlePolicy: 'max-bundle',
       ...iceAddresses(this.opts.host),
       codecs: {
-        video: [new RTCRtpCodecParameters({ mimeType: `video/${picture.codec.rtpmapName}`, clockRate: picture.codec.clockRate, rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }] })],
+        video: [new RTCRtpCodecParameters({ mimeType: `video/${codec.rtpmapName}`, clockRate: codec.clockRate, rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }] })],
         audio: [useOPUS()],
       },
       headerExtensions: { video: [useSdesMid(), useAbsSendTime()], audio: [useSdesMid()] },
     });
     const now = this.now();
-    const b: Browser = { id: randomBytes(12).toString('hex'), stream, remote, pc, since: now, lastHeard: now };
+    const b: Browser = { id: randomBytes(12).toString('hex'), stream, remote, pc, since: now, lastHeard: now, codecPayloadType: codec.payloadType };
     try {
-      await pc.setRemoteDescription({ type: 'offer', sdp: narrowed.sdp });
+      await pc.setRemoteDescription({ type: 'offer', sdp });
       for (const t of pc.getTransceivers()) {
         t.setDirection('sendonly');
         if (t.kind === 'video') b.video ??= t.sender;
@@ -147,8 +170,16 @@ export class BrowserViewers {
       await gathered(pc);
     } catch (err) {
       await pc.close().catch(() => undefined);
-      return refuse(400, `the offer could not be answered: ${(err as Error).message}`);
+      this.counters.refused++;
+      return { status: 400, why: `the offer could not be answered: ${(err as Error).message}` };
     }
+    if (this.closed) {
+      await pc.close().catch(() => undefined);
+      this.counters.refused++;
+      return { status: 503, why: 'the relay is stopping' };
+    }
+    // Any RTCP from the browser keeps it (a report reaches a sender only while it has a block about it).
+    (b.video ?? b.audio)?.dtlsTransport.onRtcp.subscribe(() => (b.lastHeard = this.now()));
     if (b.video) this.readFeedback(b, b.video);
     if (b.audio) this.readFeedback(b, b.audio);
     pc.connectionStateChange.subscribe((state) => {
@@ -169,6 +200,7 @@ export class BrowserViewers {
   }
 
   closeAll(): void {
+    this.closed = true;
     clearInterval(this.timer);
     for (const b of [...this.sessions.values()]) this.end(b, true);
   }
@@ -199,14 +231,24 @@ export class BrowserViewers {
 
   private deliver(b: Browser, data: Buffer): boolean {
     const out = b.out;
-    if (!out || !isRtp(data)) return true; // the sharer's sender reports: the peer connection makes its own
+    if (!out) return true;
+    if (!isRtp(data)) {
+      // The sharer's sender reports: the peer connection makes its own. The relay's ENDED: the
+      // browser was answered for this sharer's picture (codec, profile, encryption); the page
+      // offers again, for the next one's.
+      if (isEnded(data)) {
+        this.counters.ended++;
+        queueMicrotask(() => this.end(b, true));
+      }
+      return true;
+    }
     const pt = rtpPayloadType(data);
     if (isAudioPayloadType(pt)) {
       const opus = b.audio && out.nextSound(data);
       if (opus) this.sendOn(b, b.audio!, opus);
       return true;
     }
-    if (!codecOfPayloadType(pt) || !b.video) return true; // FEC and the like: a browser does not read them
+    if (pt !== b.codecPayloadType || !b.video) return true; // FEC and the like, or a codec it was not answered for
     const pkt = out.nextPicture(data);
     const seq = rtpSequence(pkt);
     if (b.lastSent === undefined || seqDiff(b.lastSent, seq) > 0) {
@@ -274,7 +316,8 @@ export class BrowserViewers {
       return {
         type: 'rr',
         ssrc: p.ssrc,
-        reports: [{ ssrc: mediaSsrc, fractionLost: r.fractionLost, cumulativeLost: r.packetsLost, highestSeq: ((r.highestSequence & ~0xffff) | (highest ?? r.highestSequence & 0xffff)) >>> 0, jitter: r.jitter, lsr: 0, dlsr: 0 }],
+        // werift reads the 24-bit cumulative loss unsigned; duplicates make it negative (RFC 3550 §6.4.1).
+        reports: [{ ssrc: mediaSsrc, fractionLost: r.fractionLost, cumulativeLost: (r.packetsLost << 8) >> 8, highestSeq: ((r.highestSequence & ~0xffff) | (highest ?? r.highestSequence & 0xffff)) >>> 0, jitter: r.jitter, lsr: 0, dlsr: 0 }],
       };
     }
     return undefined;
@@ -310,6 +353,16 @@ export class BrowserViewers {
     if (detach && b.sink && b.out) this.opts.core.detach(b.stream, b.sink.id);
     b.out = undefined;
     b.pc.close().catch(() => undefined);
+  }
+}
+
+/** Whether a datagram the relay sends its viewers is its ENDED notice (the sharer left). */
+function isEnded(data: Buffer): boolean {
+  if (!isRtcp(data)) return false;
+  try {
+    return parseRtcp(data).some((p) => p.type === 'app' && parseControl(p)?.kind === ControlType.Ended);
+  } catch {
+    return false;
   }
 }
 
