@@ -9,11 +9,18 @@
  *   too (a browser takes a silent track as it is, and sound may start later).
  * - every other payload type (RTX, RED, ULPFEC, the other codecs) is left out of the m-line with its
  *   rtpmap, fmtp and rtcp-fb lines: the relay repairs loss from its own history (NACK), not RTX.
- * - a media section of another kind (a data channel) is rejected: port 0 (RFC 3264 §6).
+ * - a media section of another kind (a data channel), or a second picture, is rejected: port 0
+ *   (RFC 3264 §6).
+ * - ICE candidates: at most MAX_CANDIDATES, none with an mDNS name (`….local`, which browsers give
+ *   instead of their addresses): resolving one would take a multicast socket per candidate, and the
+ *   browser's own checks reach the relay anyway (a peer-reflexive candidate, RFC 8445 §7.3.1.3).
  *
  * Pure text in, text out; what it cannot use is an error a person can read.
  */
 import type { OfferedFormat } from '../../codecs/codec.ts';
+
+/** ICE candidates of an offer kept at most: a browser gives a few per interface; more only makes the relay probe addresses for someone. */
+export const MAX_CANDIDATES = 16;
 
 export type Narrowed = { sdp: string; video: number; audio?: number } | { error: string };
 
@@ -29,6 +36,7 @@ export function narrowOffer(offer: string, pickVideo: (offered: readonly Offered
   }
   let video: number | undefined;
   let audio: number | undefined;
+  let candidates = 0;
   const out = lines.slice(0, firstMedia);
   for (const s of sections) {
     const kind = /^m=(\w+) /.exec(s[0])?.[1];
@@ -36,8 +44,12 @@ export function narrowOffer(offer: string, pickVideo: (offered: readonly Offered
     let keep: number | undefined;
     if (kind === 'video' && video === undefined) keep = video = pickVideo(formats);
     else if (kind === 'audio' && audio === undefined) keep = audio = formats.find((f) => f.name === 'opus' && f.clockRate === 48000)?.payloadType;
-    if (kind === 'video' && keep === undefined) break;
-    out.push(...(keep === undefined ? rejected(s) : onlyFormat(s, keep)));
+    const kept = (keep === undefined ? rejected(s) : onlyFormat(s, keep)).filter((l) => {
+      if (!l.startsWith('a=candidate:')) return true;
+      const address = l.split(' ')[4] ?? '';
+      return !address.toLowerCase().endsWith('.local') && ++candidates <= MAX_CANDIDATES;
+    });
+    out.push(...kept);
   }
   if (video === undefined) {
     return { error: 'the browser offers no picture format that takes this stream as it is (udpcast forwards it without transcoding)' };
