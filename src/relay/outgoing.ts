@@ -29,7 +29,7 @@ export class OutgoingStream {
   /** The picture's source as the relay sends it now (a layer's SSRC). */
   videoSsrc?: number;
   /** The picture as the receiver sees it: its first SSRC, and the offset that keeps numbers going. */
-  private videoOut?: { ssrc: number; offset: number; last: number };
+  private videoOut?: { ssrc: number; offset: number; last: number; sourceFrom: number };
   /** The sound's source, and the newest of its packets sent. */
   audioSsrc?: number;
   private audioSeq?: number;
@@ -114,8 +114,11 @@ export class OutgoingStream {
   picture(orig: Buffer, out = orig): Buffer {
     const ssrc = rtpSsrc(orig);
     const seq = rtpSequence(orig);
-    if (!this.videoOut) this.videoOut = { ssrc, offset: 0, last: seq };
-    else if (ssrc !== this.videoSsrc) this.videoOut.offset = (this.videoOut.last + 1 - seq) & 0xffff;
+    if (!this.videoOut) this.videoOut = { ssrc, offset: 0, last: seq, sourceFrom: seq };
+    else if (ssrc !== this.videoSsrc) {
+      this.videoOut.offset = (this.videoOut.last + 1 - seq) & 0xffff;
+      this.videoOut.sourceFrom = (this.videoOut.last + 1) & 0xffff;
+    }
     this.videoSsrc = ssrc;
     const o = this.videoOut;
     const outSeq = (seq + o.offset) & 0xffff;
@@ -127,9 +130,14 @@ export class OutgoingStream {
     return copy;
   }
 
-  /** A picture sequence number as the receiver got it → the relay's, under videoSsrc (to answer its NACK). */
+  /**
+   * A picture sequence number as the receiver got it → the relay's, under videoSsrc (to answer its
+   * NACK); undefined for one sent before the current source (another layer's: not in its history).
+   */
   sourceSequence(seq: number): number | undefined {
-    return this.videoOut ? (seq - this.videoOut.offset) & 0xffff : undefined;
+    const o = this.videoOut;
+    if (!o || seqDiff(o.sourceFrom, seq) < 0) return undefined;
+    return (seq - o.offset) & 0xffff;
   }
 
   /** Whether a sound packet is newer than what was sent of its source. */
