@@ -8,7 +8,7 @@
  * The figures answer from the relay's newest snapshot (the one --stats-json writes), so a scrape
  * and a stats line agree. With --watch-key, every request must carry it (`Authorization: Bearer
  * KEY` or `?token=KEY`), compared in constant time and never logged; a CORS preflight (OPTIONS)
- * carries none and is answered for all, so a WHEP player on another page can ask.
+ * carries none and is answered for all on a route open to other pages (WHEP), so a player elsewhere can ask.
  *
  * Bounded (defaults.ts HTTP_*): connections, a request's head, the time to send it, a body only to
  * a route that takes one and at most HTTP_MAX_BODY_BYTES. Nothing a client sends throws here.
@@ -49,6 +49,8 @@ export interface HttpRoute {
   methods: readonly string[];
   /** The methods of these that carry a body (POST, PATCH). */
   withBody?: readonly string[];
+  /** Open to scripts of other pages (CORS, with its preflight): a WHEP player elsewhere. */
+  cors?: boolean;
   handle(req: HttpRequest): HttpReply | Promise<HttpReply>;
 }
 
@@ -123,10 +125,13 @@ export class HttpServer {
       return this.refuse(res, 400, 'bad request\n');
     }
     const method = req.method ?? '';
-    if (method === 'OPTIONS') return this.send(res, 204, 'text/plain', '', [['Access-Control-Allow-Methods', 'GET, HEAD, POST, DELETE, OPTIONS'], ['Access-Control-Allow-Headers', 'Authorization, Content-Type'], ['Access-Control-Max-Age', '600']]);
     const exact = Object.hasOwn(this.opts.routes, url.pathname) ? this.opts.routes[url.pathname] : undefined;
     const route = exact ? undefined : this.opts.prefixed?.find((r) => url.pathname.startsWith(r.prefix) || url.pathname === r.prefix.slice(0, -1));
     const methods = route ? route.methods : ['GET', 'HEAD'];
+    // A preflight carries no credentials: answered for every origin on the routes open to them, the token is checked on the request itself.
+    if (method === 'OPTIONS' && route?.cors) {
+      return this.send(res, 204, 'text/plain', '', [...CORS, ['Access-Control-Allow-Methods', [...methods, 'OPTIONS'].join(', ')], ['Access-Control-Allow-Headers', 'Authorization, Content-Type'], ['Access-Control-Max-Age', '600']]);
+    }
     if (!methods.includes(method)) return this.refuse(res, 405, `${url.pathname}: ${methods.join(', ')}\n`, [['Allow', methods.join(', ')]]);
     const length = Number(req.headers['content-length'] ?? 0);
     const takesBody = route?.withBody?.includes(method) ?? false;
@@ -155,7 +160,7 @@ export class HttpServer {
     const r = await route.handle({ method, url, rest, headers: req.headers, body, remote });
     if (r.status >= 400) this.counters.refused++;
     const text = r.body ?? '';
-    this.send(res, r.status, r.type ?? 'text/plain; charset=utf-8', method === 'HEAD' ? '' : text, r.headers ?? [], Buffer.byteLength(text));
+    this.send(res, r.status, r.type ?? 'text/plain; charset=utf-8', method === 'HEAD' ? '' : text, [...(route.cors ? CORS : []), ...(r.headers ?? [])], Buffer.byteLength(text));
   }
 
   private authorized(req: http.IncomingMessage, url: URL): boolean {
@@ -172,11 +177,13 @@ export class HttpServer {
   }
 
   private send(res: http.ServerResponse, status: number, type: string, body: string, headers: Array<[string, string]> = [], length = Buffer.byteLength(body)): void {
-    const cors: Array<[string, string]> = [['Access-Control-Allow-Origin', '*'], ['Access-Control-Expose-Headers', 'Location']];
-    res.writeHead(status, [['Content-Type', type], ['Content-Length', String(length)], ['Cache-Control', 'no-store'], ...cors, ...headers].flat());
+    res.writeHead(status, [['Content-Type', type], ['Content-Length', String(length)], ['Cache-Control', 'no-store'], ...headers].flat());
     res.end(body);
   }
 }
+
+/** What a route open to other pages' scripts says (its Location is what a WHEP player reads). */
+const CORS: Array<[string, string]> = [['Access-Control-Allow-Origin', '*'], ['Access-Control-Expose-Headers', 'Location']];
 
 /** The body of a request, or undefined once it passes HTTP_MAX_BODY_BYTES (chunked bodies give no length first). */
 function readBody(req: http.IncomingMessage): Promise<Buffer | undefined> {

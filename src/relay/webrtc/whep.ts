@@ -17,6 +17,7 @@ export function whepRoutes(viewers: BrowserViewers): HttpRoute[] {
       prefix: '/whep/',
       methods: ['POST', 'DELETE'],
       withBody: ['POST'],
+      cors: true,
       handle: async ({ method, rest, headers, body, remote }): Promise<HttpReply> => {
         if (method === 'DELETE') {
           const cut = rest.lastIndexOf('/');
