@@ -29,20 +29,31 @@ video{position:fixed;inset:0;width:100%;height:100%;object-fit:contain;backgroun
 #stats{position:fixed;left:.5em;bottom:.5em;background:#000b;padding:.4em .6em;white-space:pre;font:12px/1.3 monospace}
 #note{position:fixed;right:.5em;top:.5em;background:#000b;padding:.3em .6em}`;
 
+/**
+ * The --watch-key from the page's address (?token=): the pages themselves need it to load (the
+ * server asks it of every request), so it stays in the address; no referrer carries it elsewhere.
+ */
+const TOKEN_SCRIPT = `const token = new URLSearchParams(location.search).get('token');
+const auth = token ? { Authorization: 'Bearer ' + token } : {};`;
+
 export function indexPage(): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>udpcast relay</title>
-<meta name="viewport" content="width=device-width"><style>${STYLE}</style></head><body>
+<meta name="viewport" content="width=device-width"><meta name="referrer" content="no-referrer"><style>${STYLE}</style></head><body>
 <main><h1 style="margin:.5em 1em">Live streams</h1><table><thead><tr><th>Stream</th><th>Size</th><th>Codec</th><th>Viewers</th></tr></thead>
 <tbody id="list"><tr><td colspan="4">…</td></tr></tbody></table><p style="margin:1em" id="status" role="status"></p></main>
 <script>
-const token = new URLSearchParams(location.search).get('token');
-const auth = token ? { Authorization: 'Bearer ' + token } : {};
+${TOKEN_SCRIPT}
+let shown;
 async function refresh() {
   const body = document.getElementById('list');
   try {
     const r = await fetch('/streams.json', { headers: auth, cache: 'no-store' });
     if (!r.ok) throw new Error(r.status + ' ' + (await r.text()));
     const { streams } = await r.json();
+    // Rebuilt only when something changed: keyboard focus stays on its link.
+    const seen = JSON.stringify(streams.map((s) => [s.name, s.size, s.codec, s.viewers]));
+    if (seen === shown) return;
+    shown = seen;
     body.replaceChildren(...streams.map((s) => {
       const tr = document.createElement('tr');
       const a = document.createElement('a');
@@ -66,14 +77,13 @@ setInterval(refresh, 2000);
 
 export function watchPage(stream: string): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${html(stream)}: udpcast</title>
-<meta name="viewport" content="width=device-width"><style>${STYLE}</style></head><body>
+<meta name="viewport" content="width=device-width"><meta name="referrer" content="no-referrer"><style>${STYLE}</style></head><body>
 <video id="video" autoplay playsinline muted aria-label="the shared screen"></video>
 <div id="note" role="status">connecting…</div>
 <div id="stats" aria-live="off"></div>
 <script>
 const stream = ${scriptJson(stream)};
-const token = new URLSearchParams(location.search).get('token');
-const auth = token ? { Authorization: 'Bearer ' + token } : {};
+${TOKEN_SCRIPT}
 const video = document.getElementById('video');
 const note = document.getElementById('note');
 const statsBox = document.getElementById('stats');
@@ -108,15 +118,22 @@ async function start() {
   try {
     await conn.setLocalDescription(await conn.createOffer());
     await gathered(conn);
+    if (conn !== pc) return; // replaced meanwhile (r pressed, or a retry)
     steps.offered ??= Math.round(performance.now());
     const r = await fetch('/whep/' + encodeURIComponent(stream), { method: 'POST', headers: { 'Content-Type': 'application/sdp', ...auth }, body: conn.localDescription.sdp });
     if (r.status !== 201) throw new Error((await r.text()).trim() || 'HTTP ' + r.status);
-    resource = new URL(r.headers.get('Location'), location.href).href;
+    const mine = new URL(r.headers.get('Location'), location.href).href;
+    if (conn !== pc) return leave(mine);
+    resource = mine;
     steps.answered ??= Math.round(performance.now());
     await conn.setRemoteDescription({ type: 'answer', sdp: await r.text() });
   } catch (e) {
-    again(e.message);
+    if (conn === pc) again(e.message);
   }
+}
+
+function leave(url) {
+  fetch(url, { method: 'DELETE', headers: auth, keepalive: true }).catch(() => {});
 }
 
 /** No trickle: the offer goes with the candidates found in a second. */
@@ -129,7 +146,7 @@ function gathered(conn) {
 }
 
 function stop() {
-  if (resource) fetch(resource, { method: 'DELETE', headers: auth, keepalive: true }).catch(() => {});
+  if (resource) leave(resource);
   resource = undefined;
   if (pc) { const old = pc; pc = undefined; old.close(); }
 }
@@ -169,6 +186,7 @@ async function showStats() {
 }
 
 document.addEventListener('keydown', (e) => {
+  if (e.repeat || e.ctrlKey || e.metaKey || e.altKey) return;
   if (e.key === 'f') document.fullscreenElement ? document.exitFullscreen() : document.documentElement.requestFullscreen().catch(() => {});
   else if (e.key === 'm') { video.muted = !video.muted; say(video.muted ? 'm: sound on' : ''); }
   else if (e.key === 's') statsBox.hidden = !statsBox.hidden;
