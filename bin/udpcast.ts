@@ -38,6 +38,7 @@ const share: Table = {
   port: { type: 'number', default: DEFAULT_PORT, describe: 'UDP port of the embedded relay' },
   host: { type: 'string', default: '0.0.0.0', describe: 'address the embedded relay listens on' },
   'rtsp-port': { type: 'number', describe: `TCP port of the embedded relay's RTSP server, for players without udpcast (default ${RTSP_PORT_DEFAULT}, skipped with a line if taken); 0: none` },
+  http: { type: 'number', describe: `TCP port of the embedded relay's web page: viewers with only a browser open http://HOST:PORT/ (default ${HTTP_PORT_DEFAULT}, skipped with a line if taken); 0: none` },
   push: {
     type: 'string',
     array: true,
@@ -116,7 +117,7 @@ const relay: Table = {
     describe: 'datagrams in and out a batch per system call (recvmmsg/sendmmsg) when the native helper is built (Linux); --no-native: node:dgram, one call per datagram',
   },
   'rtsp-port': { type: 'number', describe: `TCP port of the RTSP server: every stream is rtsp://HOST:PORT/STREAM for ffplay, VLC, GStreamer (default ${RTSP_PORT_DEFAULT}, skipped with a line if it is taken); 0: none` },
-  http: { type: 'number', describe: `TCP port of the HTTP server: /streams.json (udpcast list) and /metrics for Prometheus (default ${HTTP_PORT_DEFAULT}, skipped with a line if it is taken); 0: none` },
+  http: { type: 'number', describe: `TCP port of the HTTP server: a page per stream for browsers (WebRTC; WHEP at /whep/STREAM), /streams.json (udpcast list), /metrics for Prometheus (default ${HTTP_PORT_DEFAULT}, skipped with a line if it is taken); 0: none` },
   push: {
     type: 'string',
     array: true,

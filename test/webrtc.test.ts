@@ -192,7 +192,8 @@ describe('relay --http serves browsers over WebRTC (WHEP)', { skip: skipUnless('
     relay = udpcast(['relay', '--host', '127.0.0.1', '--port', String(port), '--rtsp-port', '0', '--http', String(httpPort), '--no-dashboard', '--stats-json', relayStats]);
     await waitFor(() => relay.stderrText().includes(`http://127.0.0.1:${httpPort}/streams.json`), 10_000, 'the relay to say its HTTP address');
     // A long GOP (20 s): every join below is mid-GOP, served from the relay's keyframe cache.
-    share = udpcast(['share', '--relay', `127.0.0.1:${port}`, '--source', 'test', '--size', '640x360', '--gop', '600', '--audio', 'test', '--duration', '80', '--no-dashboard', '--stats-json', shareStats]);
+    // One layer: the picture a browser gets is the one the test judges (layer moves are the relay's, tested in its own tests).
+    share = udpcast(['share', '--relay', `127.0.0.1:${port}`, '--source', 'test', '--size', '640x360', '--layers', '1', '--gop', '600', '--audio', 'test', '--duration', '80', '--no-dashboard', '--stats-json', shareStats]);
     await waitFor(() => /publisher/.test(relay.stderrText()), 15_000, 'the sharer to publish');
     await sleep(1500);
 
@@ -210,7 +211,8 @@ describe('relay --http serves browsers over WebRTC (WHEP)', { skip: skipUnless('
       const file = join(dir, 'whep.h264');
       writeFileSync(file, data);
       const verdict = decode(file);
-      t.diagnostic(`${player.video.length} picture packets (${player.dropped} dropped on purpose, ${dropped} frames incomplete), ${player.audioPackets} sound packets; ffmpeg decoded ${verdict.frames} frames`);
+      const rs = lastStats(relayStats);
+      t.diagnostic(`${player.video.length} picture packets (${player.dropped} dropped on purpose, ${dropped} frames incomplete), ${player.audioPackets} sound packets; ffmpeg decoded ${verdict.frames} frames; the relay repaired ${rs.retransmissions}, could not ${rs.rtxMisses}; layer moves ${rs.layerMoves}, circuit breaks ${rs.circuitBreaks}`);
       assert.deepEqual(verdict.errors, []);
       assert.ok(verdict.frames >= 5 * 25, `${verdict.frames} frames decoded in 6 s`);
       assert.ok(player.dropped > 10, `only ${player.dropped} packets dropped: the loss was not tried`);
@@ -220,6 +222,10 @@ describe('relay --http serves browsers over WebRTC (WHEP)', { skip: skipUnless('
       const s = lastStats(relayStats);
       assert.ok(s.retransmissions > 10, `the relay repaired ${s.retransmissions} packets from its history`);
       assert.equal(s.webrtc.joined, 1);
+      // /metrics has the browsers' figures too, from the same snapshot as --stats-json.
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      assert.match(metrics, /^udpcast_relay_webrtc_joined_total 1$/m);
+      assert.match(metrics, /^udpcast_relay_webrtc_sessions_now 1$/m);
 
       // WHEP's DELETE of the session's resource: the viewer leaves at once.
       const del = await fetch(base + player.location, { method: 'DELETE' });
@@ -321,3 +327,40 @@ async function waitForAsync(cond: () => Promise<boolean>, ms: number, what: stri
   }
   throw new Error(`timed out after ${ms} ms waiting for ${what}`);
 }
+
+describe("share's embedded relay on the web, and --watch-key on WHEP", { skip: skipUnless('ffmpeg') }, () => {
+  test('share --http: the URL to open is printed, and a WHEP player gets the picture from the embedded relay', { timeout: 60_000 }, async () => {
+    const httpPort = await freeTcpPort();
+    const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(await freePort()), '--rtsp-port', '0', '--http', String(httpPort), '--source', 'test', '--size', '320x180', '--duration', '20', '--no-dashboard']);
+    let player: WhepPlayer | undefined;
+    try {
+      await waitFor(() => share.stderrText().includes(`open http://127.0.0.1:${httpPort}/ in a browser`), 15_000, 'share to print the page to open');
+      await waitFor(() => /publisher/.test(share.stderrText()), 15_000, 'the embedded relay to carry the stream');
+      await sleep(500);
+      player = await whepPlay(`http://127.0.0.1:${httpPort}/whep/main`);
+      assert.equal(player.status, 201, player.text);
+      await Promise.race([player.connected, sleep(10_000).then(() => assert.fail('no ICE and DTLS in 10 s'))]);
+      await waitFor(() => player!.video.length > 100, 5000, 'picture packets from the embedded relay');
+    } finally {
+      await player?.close();
+      share.child.kill('SIGKILL');
+    }
+  });
+
+  test('a relay with --watch-key: WHEP and the pages without it are 401, with it as a Bearer token they answer', { timeout: 30_000 }, async () => {
+    const httpPort = await freeTcpPort();
+    const relay = udpcast(['relay', '--host', '127.0.0.1', '--port', String(await freePort()), '--rtsp-port', '0', '--http', String(httpPort), '--watch-key', 'only us, please', '--no-dashboard']);
+    try {
+      await waitFor(() => relay.stderrText().includes(`open http://127.0.0.1:${httpPort}/?token=WATCH_KEY in a browser`), 10_000, 'the relay to say its page');
+      assert.doesNotMatch(relay.stderrText(), /only us/, 'the key is never printed');
+      const post = (headers: Record<string, string>) => fetch(`http://127.0.0.1:${httpPort}/whep/main`, { method: 'POST', headers: { 'Content-Type': 'application/sdp', ...headers }, body: CHROMIUM_LIKE_OFFER });
+      assert.equal((await post({})).status, 401);
+      assert.equal((await post({ Authorization: 'Bearer not us' })).status, 401);
+      assert.equal((await post({ Authorization: 'Bearer only us, please' })).status, 404, 'past the key: no stream main yet');
+      assert.equal((await fetch(`http://127.0.0.1:${httpPort}/watch/main`)).status, 401);
+      assert.equal((await fetch(`http://127.0.0.1:${httpPort}/watch/main?token=only%20us%2C%20please`)).status, 200);
+    } finally {
+      relay.child.kill('SIGKILL');
+    }
+  });
+});

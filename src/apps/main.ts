@@ -49,6 +49,11 @@ export interface Command {
   environment?: Record<string, string>;
 }
 
+/** --http of share's embedded relay and of relay: the port, and whether it was given (RelayOptions.httpPortGiven). */
+function httpPortOption(a: Record<string, unknown>): { httpPort: number; httpPortGiven: boolean } {
+  return { httpPort: a.http === undefined ? HTTP_PORT_DEFAULT : checkPort('http', a.http, true), httpPortGiven: a.http !== undefined };
+}
+
 /** --rtsp-port of share's embedded relay and of relay: the port, and whether it was given (RelayOptions.rtspPortGiven). */
 function rtspPortOption(a: Record<string, unknown>): { rtspPort: number; rtspPortGiven: boolean } {
   return { rtspPort: a.rtspPort === undefined ? RTSP_PORT_DEFAULT : checkPort('rtsp-port', a.rtspPort, true), rtspPortGiven: a.rtspPort !== undefined };
@@ -117,6 +122,7 @@ export function shareOptions(a: Record<string, unknown>): ShareOptions {
     host: String(a.host ?? '0.0.0.0'),
     port: checkPort('port', a.port ?? DEFAULT_PORT, true),
     ...rtspPortOption(a),
+    ...httpPortOption(a),
     source: String(a.source ?? 'screen'),
     sourceFormat: a.sourceFormat !== undefined ? checkSourceFormat(a.sourceFormat) : undefined,
     sourceOptions: a.sourceOption !== undefined ? [a.sourceOption].flat().map((v) => parseSourceOption(String(v))) : undefined,
@@ -165,8 +171,7 @@ export function relayOptions(a: Record<string, unknown>): RelayOptions {
     port: checkPort('port', a.port ?? DEFAULT_PORT, true),
     native: a.native !== false,
     ...rtspPortOption(a),
-    httpPort: a.http === undefined ? HTTP_PORT_DEFAULT : checkPort('http', a.http, true),
-    httpPortGiven: a.http !== undefined,
+    ...httpPortOption(a),
     push: parseRelayPush(a.push),
     ...commonOptions(a),
   };

@@ -43,6 +43,9 @@ export interface ShareOptions extends CommonOptions, Pick<Secrets, 'key' | 'encr
   /** --rtsp-port of the embedded relay (RelayOptions.rtspPort); unused with --relay. */
   rtspPort: number;
   rtspPortGiven: boolean;
+  /** --http of the embedded relay (RelayOptions.httpPort): its page for browsers; unused with --relay. */
+  httpPort: number;
+  httpPortGiven: boolean;
   source: string;
   /** --source-format: FFmpeg's `-f` for the input. */
   sourceFormat?: string;

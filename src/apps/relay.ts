@@ -9,7 +9,7 @@ import { whepRoutes } from '../relay/webrtc/whep.ts';
 import { pictureSummary } from '../relay/picture.ts';
 import { RelayMetrics } from '../dashboard/metrics.ts';
 import { fmt } from '../relay/core.ts';
-import { sentTo } from '../relay/routing.ts';
+import { sentTo, type StreamState } from '../relay/routing.ts';
 import { UsageError } from '../util/errors.ts';
 import { deriveMasterKey, deriveWatchKey } from '../transport/secure.ts';
 import type { RelayOptions } from './options.ts';
@@ -105,7 +105,7 @@ export async function startRtsp(
  * line, a taken port the person gave is their error (as for RTSP). `log` says where to look.
  */
 async function startHttp(
-  o: { host: string; httpPort: number; httpPortGiven: boolean; watchKey?: string },
+  o: { host: string; httpPort: number; httpPortGiven: boolean; watchKey?: string; shownHost?: string },
   routes: Record<string, () => HttpAnswer | Promise<HttpAnswer>>,
   prefixed: HttpRoute[],
   log: (line: string) => void,
@@ -114,11 +114,53 @@ async function startHttp(
   const start = () => HttpServer.start({ host: o.host, port: o.httpPort, routes: { '/': () => ({ type: 'text/html; charset=utf-8', body: indexPage() }), ...routes }, prefixed, token: o.watchKey, log });
   const http = await startBeside(start, { option: '--http', what: 'HTTP', port: o.httpPort, given: o.httpPortGiven, host: o.host }, log);
   if (!http) return undefined;
-  const shown = shownAt(o.host, http.port);
+  const shown = o.shownHost !== undefined ? fmt({ address: o.shownHost, port: http.port }) : shownAt(o.host, http.port);
   const token = o.watchKey !== undefined ? '?token=WATCH_KEY' : '';
   log(`http: open http://${shown}/${token} in a browser (each stream plays at /watch/STREAM${token}; WHEP at /whep/STREAM)`);
-  log(`http: http://${shown}/streams.json lists the streams, /metrics for Prometheus${o.watchKey !== undefined ? ' (the --watch-key as a Bearer token or ?token=)' : ''}; udpcast list ${shown}`);
+  const metrics = '/metrics' in routes ? ', /metrics for Prometheus' : '';
+  log(`http: http://${shown}/streams.json lists the streams${metrics}${o.watchKey !== undefined ? ' (the --watch-key as a Bearer token or ?token=)' : ''}; udpcast list ${shown}`);
   return http;
+}
+
+/** The rows of /streams.json and --stats-json's perStream: the published `streams`, each with its rate meter in `rates`. */
+export function streamRows(streams: readonly StreamState[], now: number, rates: Map<string, RateMeter>) {
+  return streams.map((s) => {
+    let meter = rates.get(s.name);
+    if (!meter) rates.set(s.name, (meter = new RateMeter()));
+    return {
+      name: s.name,
+      publisher: fmt(s.publisher!.endpoint),
+      ...pictureSummary(s),
+      sound: s.sound.ssrc !== undefined,
+      bitrateInKbps: round(meter.sample(s.bytesIn * 8, now) / 1000) ?? 0,
+      packetsIn: s.packetsIn,
+      packetsOut: s.packetsOut,
+      viewers: s.viewers.size,
+      dropped: s.dropped,
+    };
+  });
+}
+
+/**
+ * share's embedded relay on the web (--http): the pages, WHEP and /streams.json (the figures of
+ * /metrics are a standalone relay's; share writes its own with --stats-json).
+ */
+export async function startEmbeddedHttp(
+  server: RelayServer,
+  o: { host: string; httpPort: number; httpPortGiven: boolean; watchKey?: string; shownHost?: string },
+  log: (line: string) => void,
+): Promise<{ http?: HttpServer; browsers?: BrowserViewers }> {
+  if (o.httpPort === 0) return {};
+  const web = startBrowsers(server, o.host, log);
+  const rates = new Map<string, RateMeter>();
+  const rows = () => streamRows([...server.core.streams.values()].filter((s) => s.publisher), Date.now(), rates);
+  let http: HttpServer | undefined;
+  try {
+    http = await startHttp(o, { '/streams.json': () => ({ type: 'application/json', body: JSON.stringify({ streams: rows() }, null, 1) + '\n' }) }, web.routes, log);
+  } finally {
+    if (!http) web.browsers.closeAll();
+  }
+  return http ? { http, browsers: web.browsers } : {};
 }
 
 /** Browser viewers of `server`'s core (WHEP), and the routes that serve them. */
@@ -199,21 +241,7 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
         ...(pushers.length ? { push: pushers.map((p) => p.status) } : {}),
         ...(browsers ? { webrtc: { sessionsNow: browsers.size, ...browsers.counters } } : {}),
         handedToDgram: server.io.handedToDgram,
-        perStream: streams.map((s) => {
-          let meter = streamRates.get(s.name);
-          if (!meter) streamRates.set(s.name, (meter = new RateMeter()));
-          return {
-            name: s.name,
-            publisher: fmt(s.publisher!.endpoint),
-            ...pictureSummary(s),
-            sound: s.sound.ssrc !== undefined,
-            bitrateInKbps: round(meter.sample(s.bytesIn * 8, now) / 1000) ?? 0,
-            packetsIn: s.packetsIn,
-            packetsOut: s.packetsOut,
-            viewers: s.viewers.size,
-            dropped: s.dropped,
-          };
-        }),
+        perStream: streamRows(streams, now, streamRates),
         perViewer: all.flatMap((s) =>
           [...s.viewers.values()].map((v) => ({
             stream: s.name,

@@ -14,7 +14,7 @@ import { FrameUnsupportedError } from '../codecs/codec.ts';
 import { ffmpegEncoderHasOption, ffmpegHasFilter, locateFfmpeg } from '../encode/locate.ts';
 import type { RelayServer } from '../relay/io/server.ts';
 import type { RtspServer } from '../relay/rtsp/server.ts';
-import { listen, startPush, startRtsp } from './relay.ts';
+import { listen, startEmbeddedHttp, startPush, startRtsp } from './relay.ts';
 import { RelayCore, fmt } from '../relay/core.ts';
 import { RtspPusher } from '../relay/rtsp/push.ts';
 import { isRtp, rtpPayloadType, rtpSsrc } from '../rtp/packet.ts';
@@ -45,6 +45,15 @@ export interface ShareHandle {
  * it listens on every interface (loopback only when it has no other), else the one it is bound to.
  */
 export function watchHint(host: string, port: number, interfaces = networkInterfaces()): string {
+  const addresses = viewerAddresses(host, interfaces);
+  const at = (a: string) => fmt({ address: a, port });
+  const more = addresses.length > WATCH_HINT_MAX_ADDRESSES ? ', …' : '';
+  const others = addresses.slice(1, WATCH_HINT_MAX_ADDRESSES).map(at);
+  return `udpcast watch ${at(addresses[0])}` + (others.length ? ` (or ${others.join(', ')}${more})` : '');
+}
+
+/** The addresses viewers reach the embedded relay bound to `host` at, the likeliest first (see watchHint). */
+function viewerAddresses(host: string, interfaces = networkInterfaces()): string[] {
   const wildcard = host === '0.0.0.0' || host === '::';
   const addresses = wildcard
     ? Object.values(interfaces)
@@ -55,10 +64,7 @@ export function watchHint(host: string, port: number, interfaces = networkInterf
         .map((i) => i!.address)
     : [host];
   if (addresses.length === 0) addresses.push(host === '::' ? '::1' : '127.0.0.1');
-  const at = (a: string) => fmt({ address: a, port });
-  const more = addresses.length > WATCH_HINT_MAX_ADDRESSES ? ', …' : '';
-  const others = addresses.slice(1, WATCH_HINT_MAX_ADDRESSES).map(at);
-  return `udpcast watch ${at(addresses[0])}` + (others.length ? ` (or ${others.join(', ')}${more})` : '');
+  return addresses;
 }
 
 /** A host name from --host or --relay as an address; a name that does not resolve is the person's to fix. */
@@ -217,6 +223,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   const encryptMaster = o.encrypt !== undefined ? deriveMasterKey(o.encrypt) : undefined;
   let relay: RelayServer | undefined;
   let rtsp: RtspServer | undefined;
+  let web: Awaited<ReturnType<typeof startEmbeddedHttp>> = {};
   let target: { address: string; port: number };
   if (o.relay) {
     const r = await resolveOption('relay', o.relay.host, 'check the name or use the relay\'s IP address');
@@ -228,6 +235,13 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     target = { address: bind.family === 6 ? '::1' : '127.0.0.1', port: bound.port };
     log(`relay listening on ${fmt(bound)}; viewers run: ${watchHint(bound.address, bound.port)}` + (o.stream !== 'main' ? ` --stream ${o.stream}` : ''));
     rtsp = await startRtsp(relay, { host: bind.address, rtspPort: o.rtspPort, rtspPortGiven: o.rtspPortGiven, key: o.key }, (l) => log(`relay: ${l}`));
+    try {
+      const shownHost = viewerAddresses(bound.address)[0];
+      web = await startEmbeddedHttp(relay, { host: bind.address, shownHost, httpPort: o.httpPort, httpPortGiven: o.httpPortGiven }, (l) => log(`relay: ${l}`));
+    } catch (err) {
+      await Promise.all([relay.close(), rtsp?.close()]);
+      throw err;
+    }
   }
   // The path must carry every layer's bitrate plus RTP/UDP headers, RTCP and FEC parity.
   const shares = LAYER_SHARES.slice(0, layers);
@@ -446,7 +460,8 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
         // Let the embedded relay pass our BYE on to the viewers before its socket closes.
         const end = Date.now() + BYE_FLUSH_MS;
         while (relay.core.streams.get(o.stream)?.publisher && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
-        await Promise.all([relay.close(), rtsp?.close()]);
+        web.browsers?.closeAll();
+        await Promise.all([relay.close(), rtsp?.close(), web.http?.close()]);
       }
     })().then(
       () => finish(code),

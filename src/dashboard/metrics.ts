@@ -5,11 +5,12 @@
  * a scrape and a stats line agree.
  *
  *   udpcast_relay_<figure>[_total]                     the relay's own (datagrams, drops by cause...)
+ *   udpcast_relay_rtsp_<figure>[_total], udpcast_relay_webrtc_<figure>[_total]   the servers beside it
  *   udpcast_relay_stream_<figure>[_total]{stream}      per stream
  *   udpcast_relay_viewer_<figure>[_total]{stream,address}   per viewer
  */
 import { Counter, Gauge, Registry } from 'prom-client';
-import { RELAY_FIELDS, RELAY_ROWS, type FieldKind, type RelaySnapshot } from './snapshots.ts';
+import { RELAY_FIELDS, RELAY_ROWS, RELAY_SERVERS, type FieldKind, type RelaySnapshot } from './snapshots.ts';
 
 /** `bitrateInKbps` → `bitrate_in_kbps`. */
 export function snakeCase(name: string): string {
@@ -49,6 +50,14 @@ export class RelayMetrics {
         const v = numberOf(latest()?.[key as keyof RelaySnapshot]);
         return v === undefined ? [] : [{ labels: {}, value: v }];
       });
+    }
+    for (const [server, fields] of Object.entries(RELAY_SERVERS)) {
+      for (const [key, kind] of Object.entries(fields)) {
+        figure(`udpcast_relay_${server}_${snakeCase(key)}`, `relay ${server}.${key} (--stats-json)`, kind, [], () => {
+          const v = numberOf((latest()?.[server as keyof typeof RELAY_SERVERS] as Record<string, unknown> | undefined)?.[key]);
+          return v === undefined ? [] : [{ labels: {}, value: v }];
+        });
+      }
     }
     const rows = (list: 'perStream' | 'perViewer', prefix: string, labels: (r: Record<string, unknown>) => Record<string, string>) => {
       for (const [key, kind] of Object.entries(RELAY_ROWS[list])) {

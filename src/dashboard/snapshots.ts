@@ -5,6 +5,7 @@
  */
 import type { RtspCounters } from '../relay/rtsp/server.ts';
 import type { PushStatus } from '../relay/rtsp/push.ts';
+import type { BrowserCounters } from '../relay/webrtc/viewers.ts';
 import type { CodecName } from '../codecs/registry.ts';
 import type { ConnectionState } from '../player/viewer.ts';
 import type { RelayCounters } from '../relay/core.ts';
@@ -222,6 +223,8 @@ export interface RelaySnapshot extends RelayCounters {
   rtsp?: { port: number; sessionsNow: number } & RtspCounters;
   /** Each --push STREAM=URL: its state and counters (relay/rtsp/push.ts); absent without --push. */
   push?: PushStatus[];
+  /** Browser viewers (WebRTC, WHEP; relay/webrtc/viewers.ts): sessions now and counters; absent with --http 0. */
+  webrtc?: { sessionsNow: number } & BrowserCounters;
   /** Streams with a sharer. */
   streams: number;
   /** Stream names viewers wait on that nobody publishes (not counted in `streams`, not in perStream). */
@@ -391,6 +394,14 @@ export const RELAY_FIELDS = {
   layerMoves: 'counter',
   handedToDgram: 'counter',
 } as const satisfies FieldKinds<RelaySnapshot>;
+/** The servers beside the relay (RTSP, browsers), each figure's kind: /metrics has them as udpcast_relay_<server>_<figure>. */
+export const RELAY_SERVERS = {
+  rtsp: {
+    port: 'gauge', sessionsNow: 'gauge', connections: 'counter', requests: 'counter', badRequests: 'counter', sessions: 'counter', sessionsRefused: 'counter',
+    connectionsDropped: 'counter', sessionTimeouts: 'counter', tcpDropped: 'counter', unauthorized: 'counter', published: 'counter', publishRefused: 'counter', recordDropped: 'counter',
+  },
+  webrtc: { sessionsNow: 'gauge', offers: 'counter', refused: 'counter', joined: 'counter', neverConnected: 'counter', lost: 'counter', ended: 'counter', sendErrors: 'counter' },
+} as const satisfies { rtsp: FieldKinds<NonNullable<RelaySnapshot['rtsp']>>; webrtc: FieldKinds<NonNullable<RelaySnapshot['webrtc']>> };
 export const RELAY_ROWS = {
   perStream: { bitrateInKbps: 'gauge', packetsIn: 'counter', packetsOut: 'counter', viewers: 'gauge', dropped: 'counter' },
   perViewer: { uptimeS: 'gauge', lossPercent: 'gauge', jitterMs: 'gauge', rttMs: 'gauge', packetsOut: 'counter', sendErrors: 'counter', retransmissions: 'counter', layer: 'gauge', estimateKbps: 'gauge' },
