@@ -9,6 +9,8 @@
  */
 import { RTCPeerConnection, RTCRtpCodecParameters, useOPUS, type RtpPacket } from 'werift';
 
+const NACK_EVERY_MS = 20;
+
 export interface WhepPlayer {
   status: number;
   /** The answer's Location (the session's resource), or the refusal's text. */
@@ -61,6 +63,19 @@ export async function whepPlay(url: string, opts: { token?: string; loss?: numbe
       }
     }
     handle(packet, ...rest);
+  };
+  // werift asks again for every missing packet each 5 ms and gives up after 10 asks (50 ms): a
+  // NACK storm that a relay's retransmission budget rightly refuses, and no repair slower than
+  // 50 ms. A browser asks again about once per round trip (Chromium's NackRequester): so here,
+  // at most every NACK_EVERY_MS, for 10 asks.
+  const nack = (v.receiver as unknown as { nack: { sendNack: () => Promise<void> } }).nack;
+  const ask = nack.sendNack;
+  let askedAt = 0;
+  nack.sendNack = () => {
+    const now = Date.now();
+    if (now - askedAt < NACK_EVERY_MS) return Promise.resolve();
+    askedAt = now;
+    return ask();
   };
   pc.onTrack.subscribe((track) => {
     track.onReceiveRtp.subscribe((rtp) => {
