@@ -1,7 +1,9 @@
 /**
- * A headless Chromium driven over the Chrome DevTools Protocol, with no npm dependency: Chromium is
- * started with --remote-debugging-pipe, reads NUL-terminated JSON commands on its fd 3 and writes
- * answers and events on its fd 4. Just enough for tests: open a page, evaluate, take a screenshot.
+ * A Chromium driven over the Chrome DevTools Protocol, with no npm dependency: Chromium is started
+ * with --remote-debugging-pipe, reads NUL-terminated JSON commands on its fd 3 and writes answers
+ * and events on its fd 4. Just enough for tests: open a page, evaluate, take a screenshot. Headless
+ * by default; with `headless: false` a real window on the X display of `env.DISPLAY` (the glass
+ * benchmarks film it).
  */
 import { spawn, execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -54,27 +56,44 @@ process.on('exit', () => {
   }
 });
 
-export async function launchChromium(opts: { timeoutMs?: number } = {}): Promise<Browser> {
+export interface LaunchOptions {
+  /** How long a DevTools command may take, ms. Default 15 000 (the first answer: at least 30 s). */
+  timeoutMs?: number;
+  /**
+   * Default true. false: a real window on the X display of `env.DISPLAY`, the page's viewport
+   * whatever the window gives it (no 1280x720 override), and no --disable-gpu unless `extraArgs`
+   * says so.
+   */
+  headless?: boolean;
+  /** Chromium's environment (DISPLAY for a window). Default: this process's. */
+  env?: NodeJS.ProcessEnv;
+  /** --window-size, "W,H". Default "1280,720". */
+  windowSize?: string;
+  /** More flags, after the defaults (--kiosk, --window-position=0,0, …). */
+  extraArgs?: string[];
+}
+
+export async function launchChromium(opts: LaunchOptions = {}): Promise<Browser> {
   const timeoutMs = opts.timeoutMs ?? 15_000;
+  const headless = opts.headless ?? true;
   const bin = chromiumPath();
   if (!bin) throw new Error('chromium not found on PATH (apt-get install chromium)');
   const profile = mkdtempSync(join(tmpdir(), 'udpcast-chromium-'));
   const args = [
-    '--headless=new',
+    ...(headless ? ['--headless=new', '--disable-gpu'] : []),
     '--no-sandbox', // tests run as root, where the sandbox refuses to start
-    '--disable-gpu',
     '--disable-dev-shm-usage', // containers often have a 64 MB /dev/shm
     '--no-first-run',
     '--no-default-browser-check',
     `--user-data-dir=${profile}`,
     '--autoplay-policy=no-user-gesture-required',
     '--use-fake-ui-for-media-stream',
-    '--disable-features=WebRtcHideLocalIpsWithMdns', // real 127.0.0.1 candidates, not .local names
-    '--window-size=1280,720',
+    `--window-size=${opts.windowSize ?? '1280,720'}`,
     '--remote-debugging-pipe',
+    ...(opts.extraArgs ?? []),
     'about:blank', // last: Debian's wrapper script moves flags after the first non-flag argument
   ];
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'] });
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'], env: opts.env ?? process.env });
   const pid = child.pid!;
   live.add(pid);
 
@@ -186,8 +205,9 @@ export async function launchChromium(opts: { timeoutMs?: number } = {}): Promise
       const cmd = (method: string, params: object = {}) => send(method, params, sessionId);
       await cmd('Page.enable');
       await cmd('Runtime.enable');
-      // --window-size counts the (invisible) browser UI too: pin the page's viewport to exactly 1280x720.
-      await cmd('Emulation.setDeviceMetricsOverride', { width: 1280, height: 720, deviceScaleFactor: 1, mobile: false });
+      // Headless, --window-size counts the (invisible) browser UI too: pin the page's viewport to
+      // exactly 1280x720. A real window keeps the viewport it has (an override would scale the page in it).
+      if (headless) await cmd('Emulation.setDeviceMetricsOverride', { width: 1280, height: 720, deviceScaleFactor: 1, mobile: false });
       const loaded = waitEvent('Page.loadEventFired', sessionId);
       const nav = await cmd('Page.navigate', { url }).catch((e) => (loaded.cancel(), Promise.reject(e)));
       if (nav.errorText) {
