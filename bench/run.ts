@@ -21,6 +21,7 @@ import { stepBench } from './step.ts';
 import { soundBench } from './sound.ts';
 import { lipsyncBench } from './lipsync.ts';
 import { rtspBench } from './rtsp.ts';
+import { webrtcBench } from './webrtc.ts';
 
 const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchResult>> = {
   packetizer: packetizerBench,
@@ -37,6 +38,7 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchResult>> = {
   sound: soundBench,
   lipsync: lipsyncBench,
   rtsp: rtspBench,
+  webrtc: webrtcBench,
 };
 
 const argv = process.argv.slice(2);
