@@ -68,6 +68,8 @@ export interface BrowserCounters {
   ended: number;
   /** Packets the peer connection refused to send (counted, never thrown). */
   sendErrors: number;
+  /** Errors the WebRTC stack let escape as unhandled promise rejections: logged once each, counted, not fatal. */
+  stackErrors: number;
 }
 
 /** What an offer gets: an answer and the session's id, or a refusal with its HTTP status. */
@@ -93,7 +95,7 @@ interface Browser {
 const TICK_MS = 1000;
 
 export class BrowserViewers {
-  readonly counters: BrowserCounters = { offers: 0, refused: 0, joined: 0, neverConnected: 0, lost: 0, ended: 0, sendErrors: 0 };
+  readonly counters: BrowserCounters = { offers: 0, refused: 0, joined: 0, neverConnected: 0, lost: 0, ended: 0, sendErrors: 0, stackErrors: 0 };
   private readonly sessions = new Map<string, Browser>();
   /** Offers being answered (their peer connections exist, their sessions not yet), by address: counted against the caps. */
   private readonly pending = new Map<string, number>();
@@ -105,7 +107,22 @@ export class BrowserViewers {
     this.now = opts.now ?? Date.now;
     this.timer = setInterval(() => this.tick(), TICK_MS);
     this.timer.unref();
+    // werift runs a browser's ICE, DTLS and SRTP in promises, some of which it does not catch; by
+    // default node ends the process on one, and with it every viewer of the relay. Such an error
+    // is one browser's: said once, counted.
+    process.on('unhandledRejection', this.onStackError);
   }
+
+  private readonly said = new Set<string>();
+  private readonly onStackError = (err: unknown): void => {
+    this.counters.stackErrors++;
+    const where = err instanceof Error ? err.stack?.split('\n').find((l) => l.trim().startsWith('at '))?.trim() : undefined;
+    const text = `${err instanceof Error ? err.message : String(err)}${where ? ` (${where})` : ''}`;
+    if (this.said.size < 100 && !this.said.has(text)) {
+      this.said.add(text);
+      this.opts.log(`webrtc: an error nobody caught (werift leaves some of its own so); the relay goes on: ${text}`);
+    }
+  };
 
   get size(): number {
     return this.sessions.size;
@@ -202,6 +219,7 @@ export class BrowserViewers {
   closeAll(): void {
     this.closed = true;
     clearInterval(this.timer);
+    process.off('unhandledRejection', this.onStackError);
     for (const b of [...this.sessions.values()]) this.end(b, true);
   }
 
