@@ -263,6 +263,29 @@ describe('relay --http serves browsers over WebRTC (WHEP)', { skip: skipUnless('
     assert.ok(s.webrtc.refused >= 3, JSON.stringify(s.webrtc));
   });
 
+  test('a browser on a narrower path than the stream is paused by the circuit breaker (RFC 8083), not flooded', { timeout: 60_000 }, async (t) => {
+    assert.ok(base, 'the first test started the relay');
+    const breaksBefore = lastStats(relayStats).circuitBreaks;
+    // 1.2 Mbit/s with a 30 kB queue in front of the player (about 200 ms of it); the stream is about 3.8 Mbit/s.
+    const player = await whepPlay(`${base}/whep/main`, { bottleneckKbps: 1200, bufferBytes: 30_000 });
+    try {
+      assert.equal(player.status, 201, player.text);
+      await Promise.race([player.connected, sleep(10_000).then(() => assert.fail('no ICE and DTLS in 10 s'))]);
+      await waitFor(() => /viewer [^\n]* paused: [^\n]*circuit breaker/.test(relay.stderrText()), 20_000, 'the relay to pause the browser');
+      const line = relay.stderrText().split('\n').find((l) => /paused: .*circuit breaker/.test(l));
+      t.diagnostic(`${line}; ${player.video.length} packets through, ${player.dropped} dropped at the bottleneck`);
+      await sleep(1200);
+      assert.ok(lastStats(relayStats).circuitBreaks > breaksBefore);
+      // Paused: nothing more comes while the breaker holds (10 s).
+      const got = player.video.length;
+      await sleep(2000);
+      assert.ok(player.video.length - got < 20, `${player.video.length - got} packets came while paused`);
+    } finally {
+      if (player.location) await fetch(base + player.location, { method: 'DELETE' }).catch(() => undefined);
+      await player.close();
+    }
+  });
+
   test('Chromium plays the watch page: frames rising for 5 s, not black; a late joiner mid-GOP sees a picture within 1 s; a closed tab frees its viewer', { skip: skipUnless('chromium'), timeout: 120_000 }, async (t) => {
     assert.ok(base, 'the first test started the relay');
     let browser: Browser | undefined;

@@ -256,6 +256,15 @@ export class RelayCore {
     if (s) this.removeViewer(s, id);
   }
 
+  /**
+   * A viewer's round trip as its own transport measures it (a browser's: the peer connection's
+   * sender reports, which the relay's reports are not): the dashboard's and the circuit breaker's.
+   */
+  viewerRtt(name: string, id: string, rttMs: number): void {
+    const v = this.routing.streams.get(name)?.viewers.get(id);
+    if (v && Number.isFinite(rttMs) && rttMs >= 0) v.rttMs = rttMs;
+  }
+
   /** RTCP from a viewer of another transport (RR, NACK, PLI): as from a UDP viewer. */
   onViewerRtcp(id: string, buf: Buffer, now: number): Output[] {
     let packets: RtcpPacket[];

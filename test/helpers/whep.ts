@@ -10,6 +10,8 @@
 import { RTCPeerConnection, RTCRtpCodecParameters, useOPUS, type RtpPacket } from 'werift';
 
 const NACK_EVERY_MS = 20;
+/** Marks a packet let through the bottleneck's queue. */
+const QUEUED = Symbol('queued');
 
 export interface WhepPlayer {
   status: number;
@@ -25,7 +27,10 @@ export interface WhepPlayer {
   close(): Promise<void>;
 }
 
-export async function whepPlay(url: string, opts: { token?: string; loss?: number; offer?: (sdp: string) => string } = {}): Promise<WhepPlayer> {
+export async function whepPlay(
+  url: string,
+  opts: { token?: string; loss?: number; bottleneckKbps?: number; bufferBytes?: number; offer?: (sdp: string) => string } = {},
+): Promise<WhepPlayer> {
   const h264 = (profile: string, pt: number) =>
     new RTCRtpCodecParameters({
       mimeType: 'video/H264',
@@ -52,7 +57,25 @@ export async function whepPlay(url: string, opts: { token?: string; loss?: numbe
   // werift's receiver keeps handleRTP private; it is where its NACK generator first sees a packet.
   const receiver = v.receiver as unknown as { handleRTP: (packet: RtpPacket, ...rest: unknown[]) => void };
   const handle = receiver.handleRTP.bind(receiver);
+  // `bottleneckKbps`: a link that drains that fast in front of the player, with a `bufferBytes`
+  // queue: a packet waits its turn (the queue's delay), or is dropped when it finds the queue full.
+  let queued = 0;
+  let drainedAt = Date.now();
   receiver.handleRTP = (packet: RtpPacket, ...rest: unknown[]) => {
+    if (opts.bottleneckKbps && !(rest as unknown[]).includes(QUEUED)) {
+      const now = Date.now();
+      queued = Math.max(0, queued - ((now - drainedAt) * opts.bottleneckKbps) / 8);
+      drainedAt = now;
+      const size = packet.serializeSize + 28;
+      if (queued + size > (opts.bufferBytes ?? 30_000)) {
+        player.dropped++;
+        return;
+      }
+      queued += size;
+      setTimeout(() => receiver.handleRTP(packet, ...rest, QUEUED), (queued * 8) / opts.bottleneckKbps);
+      return;
+    }
+    if ((rest as unknown[]).includes(QUEUED)) rest = rest.filter((r) => r !== QUEUED);
     const seq = packet.header.sequenceNumber;
     if (opts.loss && !firstSeen.has(seq)) {
       firstSeen.add(seq);

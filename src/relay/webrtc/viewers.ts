@@ -330,6 +330,10 @@ export class BrowserViewers {
     if (p instanceof RtcpRrPacket) {
       const r = p.reports.find((x) => x.ssrc === sender.ssrc);
       if (!r) return undefined;
+      // The round trip werift measured from its own sender reports (the report's LSR names those,
+      // not the relay's): given to the relay before the report, whose circuit breaker reads both.
+      const rttS = (sender as unknown as { rtt?: number }).rtt;
+      if (video && rttS !== undefined) this.opts.core.viewerRtt(b.stream, b.sink!.id, rttS * 1000);
       const highest = video ? out.sourceSequence(r.highestSequence & 0xffff) : undefined;
       return {
         type: 'rr',
