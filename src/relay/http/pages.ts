@@ -180,7 +180,7 @@ async function showStats() {
     'rtt ' + (pair && pair.currentRoundTripTime !== undefined ? Math.round(pair.currentRoundTripTime * 1000) + ' ms' : '?') +
       '   jitter ' + Math.round((v.jitter ?? 0) * 1000) + ' ms   buffer ' + (v.jitterBufferEmittedCount ? Math.round((1000 * v.jitterBufferDelay) / v.jitterBufferEmittedCount) : 0) + ' ms',
     'frames ' + (v.framesDecoded ?? 0) + ' decoded, ' + q.droppedVideoFrames + ' dropped',
-    'first picture ' + (firstPictureMs ?? '?') + ' ms after the page opened (offer ' + steps.offered + ', answer ' + steps.answered + ', connected ' + steps.connected + ')',
+    'first picture ' + (firstPictureMs ?? '?') + ' ms after the page opened (offer ' + (steps.offered ?? '?') + ', answer ' + (steps.answered ?? '?') + ', connected ' + (steps.connected ?? '?') + ')',
     'keys: f full screen, m sound, s statistics, r reconnect',
   ].join('\\n');
 }
