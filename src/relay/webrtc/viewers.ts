@@ -23,10 +23,8 @@
  * interface for a wildcard --host).
  */
 import { randomBytes } from 'node:crypto';
-import {
-  GenericNack, PictureLossIndication, RTCPeerConnection, RTCRtpCodecParameters, RtcpPayloadSpecificFeedback, RtcpRrPacket, RtcpTransportLayerFeedback,
-  RtpPacket, useAbsSendTime, useOPUS, useSdesMid, type RTCRtpSender, type RtcpPacket as WeriftRtcp,
-} from 'werift';
+import type * as Werift from 'werift';
+import type { RTCPeerConnection, RTCRtpSender, RtcpPacket as WeriftRtcp, RtpPacket } from 'werift';
 import { WEBRTC_CONNECT_MS, WEBRTC_GATHER_MS, WEBRTC_MAX_SESSIONS, WEBRTC_MAX_SESSIONS_PER_ADDRESS, WEBRTC_SILENT_MS, isAudioPayloadType } from '../../defaults.ts';
 import type { Codec } from '../../codecs/codec.ts';
 import { isRtp, rtpPayloadType, rtpSequence } from '../../rtp/packet.ts';
@@ -93,6 +91,12 @@ interface Browser {
 }
 
 const TICK_MS = 1000;
+
+/**
+ * werift, loaded at the first offer: it takes about a third of a second to load, which every
+ * udpcast command (and every relay without a browser) would otherwise pay at start.
+ */
+let werift: typeof Werift | undefined;
 
 export class BrowserViewers {
   readonly counters: BrowserCounters = { offers: 0, refused: 0, joined: 0, neverConnected: 0, lost: 0, ended: 0, sendErrors: 0, stackErrors: 0 };
@@ -162,17 +166,19 @@ export class BrowserViewers {
 
   /** The peer connection for a narrowed offer, and its answer once its candidates are gathered. */
   private async answer(stream: string, sdp: string, remote: Endpoint, codec: Codec): Promise<OfferResult> {
-    const pc = new RTCPeerConnection({
+    const w = (werift ??= await import('werift'));
+    if (this.closed) return { status: 503, why: 'the relay is stopping' };
+    const pc = new w.RTCPeerConnection({
       iceServers: [],
       // One transport for picture and sound, as browsers bundle them: with werift's default
       // ("max-compat") the unused second transport's sockets outlive close().
       bundlePolicy: 'max-bundle',
       ...iceAddresses(this.opts.host),
       codecs: {
-        video: [new RTCRtpCodecParameters({ mimeType: `video/${codec.rtpmapName}`, clockRate: codec.clockRate, rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }] })],
-        audio: [useOPUS()],
+        video: [new w.RTCRtpCodecParameters({ mimeType: `video/${codec.rtpmapName}`, clockRate: codec.clockRate, rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }] })],
+        audio: [w.useOPUS()],
       },
-      headerExtensions: { video: [useSdesMid(), useAbsSendTime()], audio: [useSdesMid()] },
+      headerExtensions: { video: [w.useSdesMid(), w.useAbsSendTime()], audio: [w.useSdesMid()] },
     });
     const now = this.now();
     const b: Browser = { id: randomBytes(12).toString('hex'), stream, remote, pc, since: now, lastHeard: now, codecPayloadType: codec.payloadType };
@@ -291,7 +297,7 @@ export class BrowserViewers {
     if (!sender.codec || sender.dtlsTransport.state !== 'connected') return;
     let p: RtpPacket;
     try {
-      p = RtpPacket.deSerialize(pkt);
+      p = werift!.RtpPacket.deSerialize(pkt);
     } catch {
       return;
     }
@@ -314,6 +320,7 @@ export class BrowserViewers {
 
   /** A browser's NACK, PLI or report about `sender`'s track as the relay numbers that track. */
   private translate(b: Browser, out: OutgoingStream, sender: RTCRtpSender, p: WeriftRtcp): RtcpPacket | 'nack' | undefined {
+    const { GenericNack, PictureLossIndication, RtcpPayloadSpecificFeedback, RtcpRrPacket, RtcpTransportLayerFeedback } = werift!;
     const video = sender.kind === 'video';
     const mediaSsrc = video ? out.videoSsrc : out.audioSsrc;
     if (mediaSsrc === undefined) return undefined;
