@@ -2,7 +2,7 @@
 import { RelayServer, type RelayServerOptions } from '../relay/io/server.ts';
 import { RtspServer } from '../relay/rtsp/server.ts';
 import { RtspPusher } from '../relay/rtsp/push.ts';
-import { HttpServer, type HttpAnswer, type HttpRoute } from '../relay/http/server.ts';
+import { HttpServer, type HttpAnswer } from '../relay/http/server.ts';
 import { indexPage } from '../relay/http/pages.ts';
 import { BrowserViewers } from '../relay/webrtc/viewers.ts';
 import { whepRoutes } from '../relay/webrtc/whep.ts';
@@ -101,25 +101,39 @@ export async function startRtsp(
 }
 
 /**
- * The HTTP server beside a relay, unless `httpPort` is 0: a taken default port leaves it off with a
- * line, a taken port the person gave is their error (as for RTSP). `log` says where to look.
+ * The HTTP server beside a relay, unless `httpPort` is 0, and the browser viewers it serves
+ * (WHEP, the pages): a taken default port leaves both off with a line, a taken port the person gave
+ * is their error (as for RTSP). `routes` are the caller's (/streams.json, /metrics). `log` says
+ * where to look.
  */
 async function startHttp(
+  server: RelayServer,
   o: { host: string; httpPort: number; httpPortGiven: boolean; watchKey?: string; shownHost?: string },
   routes: Record<string, () => HttpAnswer | Promise<HttpAnswer>>,
-  prefixed: HttpRoute[],
   log: (line: string) => void,
-): Promise<HttpServer | undefined> {
-  if (o.httpPort === 0) return undefined;
-  const start = () => HttpServer.start({ host: o.host, port: o.httpPort, routes: { '/': () => ({ type: 'text/html; charset=utf-8', body: indexPage() }), ...routes }, prefixed, token: o.watchKey, log });
-  const http = await startBeside(start, { option: '--http', what: 'HTTP', port: o.httpPort, given: o.httpPortGiven, host: o.host }, log);
-  if (!http) return undefined;
+): Promise<{ http?: HttpServer; browsers?: BrowserViewers }> {
+  if (o.httpPort === 0) return {};
+  const browsers = new BrowserViewers({ core: server.core, host: o.host, send: (out) => server.sendFromTransport(out), pump: () => server.sendFromTransport([]), log });
+  let http: HttpServer | undefined;
+  try {
+    const start = () =>
+      HttpServer.start({ host: o.host, port: o.httpPort, routes: { '/': () => ({ type: 'text/html; charset=utf-8', body: indexPage() }), ...routes }, prefixed: whepRoutes(browsers), token: o.watchKey, log });
+    http = await startBeside(start, { option: '--http', what: 'HTTP', port: o.httpPort, given: o.httpPortGiven, host: o.host }, log);
+  } finally {
+    if (!http) browsers.closeAll();
+  }
+  if (!http) return {};
   const shown = o.shownHost !== undefined ? fmt({ address: o.shownHost, port: http.port }) : shownAt(o.host, http.port);
   const token = o.watchKey !== undefined ? '?token=WATCH_KEY' : '';
   log(`http: open http://${shown}/${token} in a browser (each stream plays at /watch/STREAM${token}; WHEP at /whep/STREAM)`);
   const metrics = '/metrics' in routes ? ', /metrics for Prometheus' : '';
   log(`http: http://${shown}/streams.json lists the streams${metrics}${o.watchKey !== undefined ? ' (the --watch-key as a Bearer token or ?token=)' : ''}; udpcast list ${shown}`);
-  return http;
+  return { http, browsers };
+}
+
+/** /streams.json's answer for these rows (streamRows). */
+function streamsJson(rows: ReturnType<typeof streamRows>): HttpAnswer {
+  return { type: 'application/json', body: JSON.stringify({ streams: rows }, null, 1) + '\n' };
 }
 
 /** The rows of /streams.json and --stats-json's perStream: the published `streams`, each with its rate meter in `rates`. */
@@ -145,28 +159,14 @@ export function streamRows(streams: readonly StreamState[], now: number, rates: 
  * share's embedded relay on the web (--http): the pages, WHEP and /streams.json (the figures of
  * /metrics are a standalone relay's; share writes its own with --stats-json).
  */
-export async function startEmbeddedHttp(
+export function startEmbeddedHttp(
   server: RelayServer,
   o: { host: string; httpPort: number; httpPortGiven: boolean; watchKey?: string; shownHost?: string },
   log: (line: string) => void,
 ): Promise<{ http?: HttpServer; browsers?: BrowserViewers }> {
-  if (o.httpPort === 0) return {};
-  const web = startBrowsers(server, o.host, log);
   const rates = new Map<string, RateMeter>();
   const rows = () => streamRows([...server.core.streams.values()].filter((s) => s.publisher), Date.now(), rates);
-  let http: HttpServer | undefined;
-  try {
-    http = await startHttp(o, { '/streams.json': () => ({ type: 'application/json', body: JSON.stringify({ streams: rows() }, null, 1) + '\n' }) }, web.routes, log);
-  } finally {
-    if (!http) web.browsers.closeAll();
-  }
-  return http ? { http, browsers: web.browsers } : {};
-}
-
-/** Browser viewers of `server`'s core (WHEP), and the routes that serve them. */
-export function startBrowsers(server: RelayServer, host: string, log: (line: string) => void): { browsers: BrowserViewers; routes: HttpRoute[] } {
-  const browsers = new BrowserViewers({ core: server.core, host, send: (out) => server.sendFromTransport(out), pump: () => server.sendFromTransport([]), log });
-  return { browsers, routes: whepRoutes(browsers) };
+  return startHttp(server, o, { '/streams.json': () => streamsJson(rows()) }, log);
 }
 
 /** A --push of a stream `server` carries (relay --push, or share's embedded relay): a viewer of its core. */
@@ -201,16 +201,13 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
   // The newest snapshot: what --stats-json wrote last, and what the HTTP server answers from.
   let latest: RelaySnapshot | undefined;
   const metrics = new RelayMetrics(() => latest);
-  const web = o.httpPort !== 0 ? startBrowsers(server, o.host, log) : undefined;
-  const http = await startHttp(o, {
-    '/streams.json': () => ({ type: 'application/json', body: JSON.stringify({ streams: (latest ??= snapshot()).perStream }, null, 1) + '\n' }),
+  const { http, browsers } = await startHttp(server, o, {
+    '/streams.json': () => streamsJson((latest ??= snapshot()).perStream),
     '/metrics': async () => {
       latest ??= snapshot();
       return { type: metrics.contentType, body: await metrics.text() };
     },
-  }, web?.routes ?? [], log);
-  if (!http) web?.browsers.closeAll();
-  const browsers = http ? web?.browsers : undefined;
+  }, log);
   const reporter = startReporter({
     statsJson: o.statsJson,
     dashboard: o.dashboard && { onQuit: () => stop(0) },
