@@ -9,7 +9,7 @@ import { RateMeter, round, startReporter } from './report.ts';
 import type { WatchOptions } from './options.ts';
 import { locateFfplay } from '../encode/locate.ts';
 import { UsageError } from '../util/errors.ts';
-import { resolveHost } from '../util/net.ts';
+import { resolveHost, widenBuffers } from '../util/net.ts';
 import { deriveMasterKey, deriveWatchKey } from '../transport/secure.ts';
 import { FileSink, type FrameSink } from '../player/sinks.ts';
 import { FfplaySink } from '../player/ffplay.ts';
@@ -123,6 +123,9 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
   // Gaps are given up and NACKs repeated on time even when no packet arrives to trigger it.
   const poller = setInterval(() => deliver(viewer.poll(Date.now())), POLL_MS);
   await new Promise<void>((resolve) => socket.bind(0, resolve));
+  // A keyframe burst, or a moment watch is not scheduled (a busy machine), must not overflow the
+  // kernel's ~208 KiB default: each datagram it drops is a loss to repair, or a glitch in the sound.
+  widenBuffers(socket);
   send(viewer.keepalive(Date.now()));
   const keepalive = setInterval(() => {
     send(viewer.keepalive(Date.now()));

@@ -19,7 +19,7 @@
 import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { performance } from 'node:perf_hooks';
-import { formatEndpoint, type HostPort } from '../util/net.ts';
+import { formatEndpoint, widenBuffers, type HostPort } from '../util/net.ts';
 import {
   ClientTable,
   ImpairCore,
@@ -37,8 +37,6 @@ export const MAX_CLIENTS = 1024;
  *  mapping timeout is typically 30-120 s; RFC 4787 REQ-5 asks for at least 2 minutes, but a rehearsal
  *  proxy can be quicker since our viewers refresh every KEEPALIVE_MS). */
 export const CLIENT_IDLE_MS = 60_000;
-/** Kernel buffers: a keyframe burst released at once by the delay line must not overflow them. */
-const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 
 export type Direction = 'up' | 'down';
 
@@ -144,7 +142,7 @@ export class ImpairProxy {
         resolve();
       });
     });
-    setBuffers(listen);
+    widenBuffers(listen);
     // One failed send (ICMP unreachable from a client that left) must not end the proxy.
     listen.on('error', (err) => opts.log?.(`impair listen socket: ${err.message}`));
     listen.on('message', (msg, rinfo) => proxy.fromClient(msg, rinfo));
@@ -220,7 +218,7 @@ export class ImpairProxy {
       client = fresh;
       // Bound to an ephemeral port on first use; replies from anyone but the target are ignored.
       socket.bind(0);
-      socket.on('listening', () => setBuffers(socket));
+      socket.on('listening', () => widenBuffers(socket));
       socket.on('error', (err) => this.opts.log?.(`impair upstream socket for ${formatEndpoint(fresh)}: ${err.message}`));
       socket.on('message', (reply, from) => {
         if (from.address !== this.target.host || from.port !== this.target.port) return;
@@ -356,15 +354,6 @@ function closeClient(c: Client): dgram.Socket | undefined {
  */
 function wallClock(atMs: number, nowMs: number): string {
   return new Date(Date.now() - (nowMs - atMs)).toISOString();
-}
-
-function setBuffers(s: dgram.Socket): void {
-  try {
-    s.setRecvBufferSize(SOCKET_BUFFER_BYTES);
-    s.setSendBufferSize(SOCKET_BUFFER_BYTES);
-  } catch {
-    // The kernel may cap buffer sizes (net.core.rmem_max); the defaults still work.
-  }
 }
 
 function formatBytes(n: number): string {

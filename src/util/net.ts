@@ -34,6 +34,23 @@ export function formatEndpoint(e: Endpoint): string {
   return e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
 }
 
+/**
+ * Kernel buffers asked for on a busy UDP socket: a keyframe burst, or a moment the process is
+ * not scheduled, must not overflow them (Linux's default is about 208 KiB, 150 full datagrams).
+ * The kernel caps the request at net.core.rmem_max / wmem_max.
+ */
+export const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
+
+/** Asks for SOCKET_BUFFER_BYTES each way on a bound socket; where the kernel refuses, its defaults still work. */
+export function widenBuffers(s: dgram.Socket): void {
+  try {
+    s.setRecvBufferSize(SOCKET_BUFFER_BYTES);
+    s.setSendBufferSize(SOCKET_BUFFER_BYTES);
+  } catch {
+    // Not bound yet, or a kernel that refuses the size: the defaults stay.
+  }
+}
+
 /** Listens on HOST:PORT; rejects with the bind's error (EADDRINUSE...), which the caller words for a person. */
 export function listenTcp(server: Server, port: number, host: string): Promise<void> {
   return new Promise<void>((resolve, reject) => {

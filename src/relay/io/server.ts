@@ -4,7 +4,7 @@
  */
 import dgram from 'node:dgram';
 import { RelayCore, type Output, type RelayCoreOptions } from '../core.ts';
-import type { Endpoint } from '../../util/net.ts';
+import { widenBuffers, type Endpoint } from '../../util/net.ts';
 import { FanoutSender, type IoPath } from './fanout-send.ts';
 import { receiveDatagrams, type Receiver } from './batch-receive.ts';
 import { loadNative, type Loaded } from './native.ts';
@@ -23,8 +23,6 @@ export interface RelayServerOptions extends RelayCoreOptions {
 const TICK_MS = 500;
 /** Catch-up pacing granularity: at 20 Mbit/s a 4 ms step is 10 KB, a few datagrams. */
 const PUMP_MS = 4;
-/** Kernel buffers: a burst of a keyframe to many viewers must not overflow them. */
-const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 
 export class RelayServer {
   readonly core: RelayCore;
@@ -56,12 +54,7 @@ export class RelayServer {
     const helper: Loaded = opts.native === false ? { why: '--no-native' } : loadNative();
     const server = new RelayServer(socket, opts.now ?? Date.now, { key: opts.key, watchKey: opts.watchKey }, helper);
     server.core.onLog = opts.log;
-    try {
-      socket.setRecvBufferSize(SOCKET_BUFFER_BYTES);
-      socket.setSendBufferSize(SOCKET_BUFFER_BYTES);
-    } catch {
-      // The kernel may cap buffer sizes (net.core.rmem_max); the defaults still work.
-    }
+    widenBuffers(socket); // a keyframe's burst to many viewers
     // A send error on one datagram (ICMP unreachable from a viewer that left) must not end the relay.
     socket.on('error', (err) => opts.log?.(`relay socket: ${err.message}`));
     const onDatagram = (msg: Buffer, from: Endpoint) => {
