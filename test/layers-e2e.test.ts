@@ -83,7 +83,12 @@ test('a viewer behind 1.2 Mbit/s gets a smaller layer at the full frame rate; a 
   const mean = (xs: Record<string, any>[], k: string) => xs.reduce((t, x) => t + x[k], 0) / xs.length;
   console.log(`# narrow: ${mean(n, 'fps').toFixed(1)} fps, ${n.map((x) => x.width).join(' ')}; clean: ${mean(c, 'fps').toFixed(1)} fps ${Math.round(mean(c, 'bitrateKbps'))} kbit/s`);
   assert.ok(mean(n, 'fps') >= 20, `narrow viewer: ${n.map((x) => x.fps).join(' ')}`);
-  assert.ok(c.every((x) => x.fps >= 28 && x.width === 1280), `clean viewer: ${c.map((x) => `${x.fps}@${x.width}`).join(' ')}`);
+  // The clean viewer keeps the top layer and loses no frame of it. Its rate is judged over the 8 s:
+  // one second's count can read 27 and the next 33 when the sharer's encoder (three layers on a
+  // shared 2-core machine) is late across a second's edge, with no frame lost.
+  assert.ok(c.every((x) => x.width === 1280), `clean viewer: ${c.map((x) => `${x.fps}@${x.width}`).join(' ')}`);
+  assert.ok(mean(c, 'fps') >= 28, `clean viewer: ${c.map((x) => x.fps).join(' ')} fps`);
+  assert.equal(c.at(-1)!.framesDropped + c.at(-1)!.framesSkipped, c[0].framesDropped + c[0].framesSkipped, 'the clean viewer drops no frame');
   assert.ok(mean(c, 'bitrateKbps') >= 2000, `clean viewer bitrate ${mean(c, 'bitrateKbps')}`);
   // The narrow viewer's recording decodes without an error, at the sizes it was sent.
   const d = decode(narrowOut, 'matroska');
