@@ -393,3 +393,62 @@ describe("share's embedded relay on the web, and --watch-key on WHEP", { skip: s
     }
   });
 });
+
+/** The width of every frame ffmpeg decodes from an H.264 elementary stream, in order. */
+function frameWidths(file: string): number[] {
+  const r = spawnSync('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'frame=width', '-of', 'csv=p=0', '-f', 'h264', file], { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
+  return r.stdout.split('\n').filter(Boolean).map(Number);
+}
+
+/** Pictures among RTP packets: the distinct timestamps of those with the marker bit (a frame's last packet). */
+function pictures(packets: Buffer[]): number {
+  return new Set(packets.filter((p) => (p[1] & 0x80) !== 0).map((p) => p.readUInt32BE(4))).size;
+}
+
+describe("a browser's own path chooses its layer (transport-wide congestion feedback)", { skip: skipUnless('ffmpeg', 'ffprobe') }, () => {
+  test('behind 1.2 Mbit/s a WHEP player is moved to a layer that fits and keeps its frame rate; one on a clean path keeps 1280x720', { timeout: 90_000 }, async (t) => {
+    const port = await freePort();
+    const httpPort = await freeTcpPort();
+    const stats = join(dir, 'layers-relay.json');
+    const relay = udpcast(['relay', '--host', '127.0.0.1', '--port', String(port), '--rtsp-port', '0', '--http', String(httpPort), '--no-dashboard', '--stats-json', stats]);
+    let share: Running | undefined;
+    const players: WhepPlayer[] = [];
+    try {
+      await waitFor(() => relay.stderrText().includes(`http://127.0.0.1:${httpPort}/streams.json`), 10_000, 'the relay to say its HTTP address');
+      share = udpcast(['share', '--relay', `127.0.0.1:${port}`, '--source', 'test', '--size', '1280x720', '--layers', '3', '--duration', '40', '--no-dashboard']);
+      await waitFor(() => /publisher/.test(relay.stderrText()), 15_000, 'the sharer to publish');
+      await sleep(1500);
+      // The same link as the UDP viewers' test (layers-e2e): 1.2 Mbit/s with a 30 kB queue; the top layer is 2.5 Mbit/s.
+      const narrow = await whepPlay(`http://127.0.0.1:${httpPort}/whep/main`, { bottleneckKbps: 1200, bufferBytes: 30_000 });
+      players.push(narrow);
+      const clean = await whepPlay(`http://127.0.0.1:${httpPort}/whep/main`);
+      players.push(clean);
+      for (const p of players) {
+        assert.equal(p.status, 201, p.text);
+        await Promise.race([p.connected, sleep(10_000).then(() => assert.fail('no ICE and DTLS in 10 s'))]);
+      }
+      await waitFor(() => /viewer [^\n]*(to layer [12] at its next keyframe|now gets layer [12], from its cache) \(down: /.test(relay.stderrText()), 20_000, 'the relay to move the narrow browser down');
+      const move = relay.stderrText().split('\n').find((l) => /\(down: /.test(l));
+      // Settled on its layer: the last 5 s of each.
+      await sleep(6000);
+      const from = players.map((p) => p.video.length);
+      await sleep(5000);
+      const [n, c] = players.map((p, i) => {
+        const file = join(dir, `layers-${i}.h264`);
+        writeFileSync(file, annexB(p.video).data);
+        return { widths: frameWidths(file), pictures: pictures(p.video.slice(from[i])) };
+      });
+      const rs = lastStats(stats);
+      t.diagnostic(`${move}; narrow: ${n.pictures} pictures in 5 s, last widths ${[...new Set(n.widths.slice(-100))].join('/')}, ${narrow.dropped} dropped at its bottleneck; clean: ${c.pictures} pictures, ${[...new Set(c.widths.slice(-100))].join('/')}; relay: layer moves ${rs.layerMoves}, circuit breaks ${rs.circuitBreaks}`);
+      assert.ok(n.widths.slice(-100).every((w) => w < 1280), `the narrow browser's last frames: ${n.widths.slice(-100).join(' ')}`);
+      assert.ok(n.pictures >= 5 * 20, `the narrow browser got ${n.pictures} pictures in 5 s`);
+      assert.ok(c.widths.slice(-100).every((w) => w === 1280), `the clean browser's last frames: ${c.widths.slice(-100).join(' ')}`);
+      assert.ok(c.pictures >= 5 * 25, `the clean browser got ${c.pictures} pictures in 5 s`);
+      assert.equal(rs.circuitBreaks, 0, 'a layer that fits, not a pause');
+    } finally {
+      for (const p of players) await p.close();
+      share?.child.kill('SIGKILL');
+      relay.child.kill('SIGKILL');
+    }
+  });
+});

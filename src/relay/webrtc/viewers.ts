@@ -17,6 +17,9 @@
  * - PLI: to the relay, which asks the sharer (coalesced with every other viewer's).
  * - receiver reports: loss and jitter for the dashboard; and they keep the viewer (a tab closed
  *   without a word sends none: it is dropped after WEBRTC_SILENT_MS).
+ * - transport-wide congestion feedback (transport-cc, offered on picture and sound): read as an
+ *   RFC 8888 report (twcc.ts), by which the relay chooses the browser's layer as it does a udpcast
+ *   viewer's.
  *
  * Bounded (defaults.ts WEBRTC_*): sessions in all and per address, the time to connect. ICE only
  * on the relay's own addresses: no STUN or TURN server, host candidates of --host (or every
@@ -27,7 +30,7 @@ import type * as Werift from 'werift';
 import type { RTCPeerConnection, RTCRtpSender, RtcpPacket as WeriftRtcp, RtpPacket } from 'werift';
 import { WEBRTC_CONNECT_MS, WEBRTC_GATHER_MS, WEBRTC_MAX_SESSIONS, WEBRTC_MAX_SESSIONS_PER_ADDRESS, WEBRTC_SILENT_MS, isAudioPayloadType } from '../../defaults.ts';
 import type { Codec } from '../../codecs/codec.ts';
-import { isRtp, rtpPayloadType, rtpSequence } from '../../rtp/packet.ts';
+import { isRtp, rtpPayloadType, rtpSequence, rtpSsrc } from '../../rtp/packet.ts';
 import { seqDiff } from '../../rtp/seq.ts';
 import { isRtcp, parseRtcp, serializeRtcp, type RtcpPacket } from '../../transport/rtcp.ts';
 import { ControlType, parseControl } from '../../transport/control.ts';
@@ -38,6 +41,7 @@ import { cachedPicture } from '../picture.ts';
 import type { DeliverySink, Output } from '../sink.ts';
 import { streamEncrypted } from '../rtsp/sdp.ts';
 import { narrowOffer } from './offer.ts';
+import { TwccReader } from './twcc.ts';
 
 export interface BrowserViewersOptions {
   core: RelayCore;
@@ -68,6 +72,8 @@ export interface BrowserCounters {
   sendErrors: number;
   /** Errors the WebRTC stack let escape as unhandled promise rejections: logged once each, counted, not fatal. */
   stackErrors: number;
+  /** Transport-wide congestion feedback reports read for the layer choice (browsers of a stream with layers). */
+  congestionReports: number;
 }
 
 /** What an offer gets: an answer and the session's id, or a refusal with its HTTP status. */
@@ -88,9 +94,13 @@ interface Browser {
   lastSent?: number;
   /** The relay's payload type of the picture's codec the browser was answered for. */
   codecPayloadType: number;
+  /** Its transport-wide congestion feedback, once a packet carried the number it reports on. */
+  twcc?: TwccReader;
 }
 
 const TICK_MS = 1000;
+/** RTCP feedback by transport-wide numbers (draft-holmer-rmcat-transport-wide-cc-extensions-01). */
+const TRANSPORT_CC = { type: 'transport-cc' };
 
 /**
  * werift, loaded at the first offer: it takes about a third of a second to load, which every
@@ -99,7 +109,7 @@ const TICK_MS = 1000;
 let werift: typeof Werift | undefined;
 
 export class BrowserViewers {
-  readonly counters: BrowserCounters = { offers: 0, refused: 0, joined: 0, neverConnected: 0, lost: 0, ended: 0, sendErrors: 0, stackErrors: 0 };
+  readonly counters: BrowserCounters = { offers: 0, refused: 0, joined: 0, neverConnected: 0, lost: 0, ended: 0, sendErrors: 0, stackErrors: 0, congestionReports: 0 };
   private readonly sessions = new Map<string, Browser>();
   /** Offers being answered (their peer connections exist, their sessions not yet), by address: counted against the caps. */
   private readonly pending = new Map<string, number>();
@@ -175,10 +185,12 @@ export class BrowserViewers {
       bundlePolicy: 'max-bundle',
       ...iceAddresses(this.opts.host),
       codecs: {
-        video: [new w.RTCRtpCodecParameters({ mimeType: `video/${codec.rtpmapName}`, clockRate: codec.clockRate, rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }] })],
-        audio: [w.useOPUS()],
+        video: [new w.RTCRtpCodecParameters({ mimeType: `video/${codec.rtpmapName}`, clockRate: codec.clockRate, rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, TRANSPORT_CC] })],
+        audio: [w.useOPUS({ rtcpFeedback: [TRANSPORT_CC] })],
       },
-      headerExtensions: { video: [w.useSdesMid(), w.useAbsSendTime()], audio: [w.useSdesMid()] },
+      // Transport-wide numbers on picture and sound alike: the browser's feedback about them is
+      // what the relay chooses its layer by (twcc.ts), as it reads a udpcast viewer's RFC 8888.
+      headerExtensions: { video: [w.useSdesMid(), w.useAbsSendTime(), w.useTransportWideCC()], audio: [w.useSdesMid(), w.useTransportWideCC()] },
     });
     const now = this.now();
     const b: Browser = { id: randomBytes(12).toString('hex'), stream, remote, pc, since: now, lastHeard: now, codecPayloadType: codec.payloadType };
@@ -201,8 +213,12 @@ export class BrowserViewers {
       this.counters.refused++;
       return { status: 503, why: 'the relay is stopping' };
     }
-    // Any RTCP from the browser keeps it (a report reaches a sender only while it has a block about it).
-    (b.video ?? b.audio)?.dtlsTransport.onRtcp.subscribe(() => (b.lastHeard = this.now()));
+    // Any RTCP from the browser keeps it (a report reaches a sender only while it has a block about
+    // it); its transport-wide feedback is read here, whichever track's SSRC it names.
+    (b.video ?? b.audio)?.dtlsTransport.onRtcp.subscribe((p) => {
+      b.lastHeard = this.now();
+      if (p instanceof w.RtcpTransportLayerFeedback && p.feedback instanceof w.TransportWideCC) this.congestion(b, p.feedback);
+    });
     if (b.video) this.readFeedback(b, b.video);
     if (b.audio) this.readFeedback(b, b.audio);
     pc.connectionStateChange.subscribe((state) => {
@@ -269,7 +285,7 @@ export class BrowserViewers {
     const pt = rtpPayloadType(data);
     if (isAudioPayloadType(pt)) {
       const opus = b.audio && out.nextSound(data);
-      if (opus) this.sendOn(b, b.audio!, opus);
+      if (opus) this.sendOn(b, b.audio!, opus, data);
       return true;
     }
     if (pt !== b.codecPayloadType || !b.video) return true; // FEC and the like, or a codec it was not answered for
@@ -277,15 +293,32 @@ export class BrowserViewers {
     const seq = rtpSequence(pkt);
     if (b.lastSent === undefined || seqDiff(b.lastSent, seq) > 0) {
       b.lastSent = seq;
-      this.sendOn(b, b.video, pkt);
+      this.sendOn(b, b.video, pkt, data);
     } else {
       this.resend(b, b.video, pkt);
     }
     return true;
   }
 
-  private sendOn(b: Browser, sender: RTCRtpSender, pkt: Buffer): void {
+  /** `pkt`, shaped for the browser, of `source` as the relay numbered it (what its feedback will be about). */
+  private sendOn(b: Browser, sender: RTCRtpSender, pkt: Buffer, source: Buffer): void {
+    const transport = sender.dtlsTransport;
+    const before = transport.transportSequenceNumber;
     sender.sendRtp(pkt).catch(() => this.counters.sendErrors++);
+    // The sender numbers the packet before its first wait: a number that moved is this packet's.
+    if (transport.transportSequenceNumber !== before) (b.twcc ??= new TwccReader()).sent(transport.transportSequenceNumber, rtpSsrc(source), rtpSequence(source));
+  }
+
+  /**
+   * A browser's transport-wide feedback, as RFC 8888 to the relay, whose layer choice reads it
+   * (only a stream with layers has a choice to make). werift's own estimator does not see it.
+   */
+  private congestion(b: Browser, fb: Werift.TransportWideCC): void {
+    if (!b.twcc || !b.sink || (this.opts.core.streams.get(b.stream)?.lanes.length ?? 0) < 2) return;
+    const now = this.now();
+    this.counters.congestionReports++;
+    const ccfb = b.twcc.read(fb, now, fb.senderSsrc);
+    if (ccfb) this.opts.send(this.opts.core.onViewerRtcp(b.sink.id, serializeRtcp([ccfb]), now));
   }
 
   /**
@@ -311,6 +344,7 @@ export class BrowserViewers {
     const own = sender.handleRtcpPacket.bind(sender);
     sender.handleRtcpPacket = (p: WeriftRtcp) => {
       b.lastHeard = this.now();
+      if (p instanceof werift!.RtcpTransportLayerFeedback && p.feedback instanceof werift!.TransportWideCC) return; // read by congestion()
       const ours = b.out && b.sink ? this.translate(b, b.out, sender, p) : undefined;
       if (ours === 'nack') return; // answered from the relay's history, not werift's
       own(p);
