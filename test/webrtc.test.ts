@@ -218,6 +218,16 @@ describe('relay --http serves browsers over WebRTC (WHEP)', { skip: skipUnless('
       assert.ok(player.dropped > 10, `only ${player.dropped} packets dropped: the loss was not tried`);
       assert.equal(dropped, 0, `${dropped} frames could not be completed: losses were not repaired`);
       assert.ok(player.audioPackets > 5 * 40, `${player.audioPackets} Opus packets in 6 s`);
+      // The sender reports carry the sharer's capture clock: between two of a track, the NTP time
+      // moved as far as the RTP time did (a sender that paired its send time with the last
+      // packet's capture time would be off by its pacing; werift's own were off by up to 1 s).
+      for (const [kind, rate] of [['video', 90], ['audio', 48]] as const) {
+        const r = player.reports[kind].filter((x, i, all) => i === 0 || x.ntpMs !== all[i - 1].ntpMs);
+        assert.ok(r.length >= 2, `${r.length} distinct ${kind} sender reports in 6 s`);
+        const worst = Math.max(...r.slice(1).map((x, i) => Math.abs(x.ntpMs - r[i].ntpMs - ((x.rtp - r[i].rtp) >>> 0) / rate)));
+        t.diagnostic(`${kind}: ${r.length} sender reports, NTP against RTP time off by at most ${worst.toFixed(2)} ms`);
+        assert.ok(worst <= 5, `${kind} sender reports: NTP and RTP time apart by ${worst} ms`);
+      }
       await sleep(1200);
       const s = lastStats(relayStats);
       assert.ok(s.retransmissions > 10, `the relay repaired ${s.retransmissions} packets from its history`);

@@ -12,13 +12,18 @@
  * lost packets out and measures its first delta from the previous report.
  */
 import { performance } from 'node:perf_hooks';
-import { RTCPeerConnection, RTCRtpCodecParameters, RTP_EXTENSION_URI, useOPUS, useSdesMid, useTransportWideCC, type RtpPacket } from 'werift';
+import { RTCPeerConnection, RTCRtpCodecParameters, RTP_EXTENSION_URI, RtcpSrPacket, useOPUS, useSdesMid, useTransportWideCC, type RtpPacket } from 'werift';
 
 const NACK_EVERY_MS = 20;
 /** How often the player reports arrivals by transport-wide number (Chromium: about every 50-100 ms). */
 const TWCC_EVERY_MS = 50;
 /** Marks a packet let through the bottleneck's queue. */
 const QUEUED = Symbol('queued');
+
+export interface SenderReport {
+  ntpMs: number;
+  rtp: number;
+}
 
 export interface WhepPlayer {
   status: number;
@@ -28,6 +33,8 @@ export interface WhepPlayer {
   /** Picture packets as they arrived (after any repair), serialized. */
   video: Buffer[];
   audioPackets: number;
+  /** The sender reports received for each track: their NTP time (ms) and RTP time. */
+  reports: { video: SenderReport[]; audio: SenderReport[] };
   /** Picture packets dropped on purpose (`loss`). */
   dropped: number;
   connected: Promise<void>;
@@ -58,7 +65,8 @@ export async function whepPlay(
     headerExtensions: { video: [useSdesMid(), useTransportWideCC()], audio: [useSdesMid(), useTransportWideCC()] },
   });
   const video: Buffer[] = [];
-  const player = { video, audioPackets: 0, dropped: 0 };
+  const reports: WhepPlayer['reports'] = { video: [], audio: [] };
+  const player = { video, audioPackets: 0, dropped: 0, reports };
   const firstSeen = new Set<number>();
   const v = pc.addTransceiver('video', { direction: 'recvonly' });
   const a = pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -66,6 +74,13 @@ export async function whepPlay(
   const receiver = v.receiver as unknown as { handleRTP: (packet: RtpPacket, ...rest: unknown[]) => void };
   const handle = receiver.handleRTP.bind(receiver);
   const twcc = new TwccReports();
+  for (const [kind, t] of [['video', v], ['audio', a]] as const) {
+    t.receiver.onRtcp.subscribe((p) => {
+      if (!(p instanceof RtcpSrPacket)) return;
+      const ntp = p.senderInfo.ntpTimestamp;
+      reports[kind].push({ ntpMs: Number(ntp >> 32n) * 1000 + (Number(ntp & 0xffffffffn) / 2 ** 32) * 1000, rtp: p.senderInfo.rtpTimestamp });
+    });
+  }
   const soundReceiver = a.receiver as unknown as { handleRTP: (packet: RtpPacket, extensions: Record<string, unknown>, ...rest: unknown[]) => void };
   const handleSound = soundReceiver.handleRTP.bind(soundReceiver);
   soundReceiver.handleRTP = (packet, extensions, ...rest) => {

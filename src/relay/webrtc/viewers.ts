@@ -27,7 +27,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type * as Werift from 'werift';
-import type { RTCPeerConnection, RTCRtpSender, RtcpPacket as WeriftRtcp, RtpPacket } from 'werift';
+import type { RTCPeerConnection, RTCRtpSender, RtcpPacket as WeriftRtcp } from 'werift';
 import { WEBRTC_CONNECT_MS, WEBRTC_GATHER_MS, WEBRTC_MAX_SESSIONS, WEBRTC_MAX_SESSIONS_PER_ADDRESS, WEBRTC_SILENT_MS, isAudioPayloadType } from '../../defaults.ts';
 import type { Codec } from '../../codecs/codec.ts';
 import { isRtp, rtpPayloadType, rtpSequence, rtpSsrc } from '../../rtp/packet.ts';
@@ -42,6 +42,7 @@ import type { DeliverySink, Output } from '../sink.ts';
 import { streamEncrypted } from '../rtsp/sdp.ts';
 import { narrowOffer } from './offer.ts';
 import { TwccReader } from './twcc.ts';
+import { BrowserTrack } from './track.ts';
 
 export interface BrowserViewersOptions {
   core: RelayCore;
@@ -96,6 +97,9 @@ interface Browser {
   codecPayloadType: number;
   /** Its transport-wide congestion feedback, once a packet carried the number it reports on. */
   twcc?: TwccReader;
+  /** What the relay sends on, from the join (ICE and DTLS done: the header extensions are known). */
+  videoTrack?: BrowserTrack;
+  audioTrack?: BrowserTrack;
 }
 
 const TICK_MS = 1000;
@@ -190,7 +194,7 @@ export class BrowserViewers {
       },
       // Transport-wide numbers on picture and sound alike: the browser's feedback about them is
       // what the relay chooses its layer by (twcc.ts), as it reads a udpcast viewer's RFC 8888.
-      headerExtensions: { video: [w.useSdesMid(), w.useAbsSendTime(), w.useTransportWideCC()], audio: [w.useSdesMid(), w.useTransportWideCC()] },
+      headerExtensions: { video: [w.useSdesMid(), w.useTransportWideCC()], audio: [w.useSdesMid(), w.useTransportWideCC()] },
     });
     const now = this.now();
     const b: Browser = { id: randomBytes(12).toString('hex'), stream, remote, pc, since: now, lastHeard: now, codecPayloadType: codec.payloadType };
@@ -258,6 +262,9 @@ export class BrowserViewers {
     const now = this.now();
     b.lastHeard = now;
     b.sink = sink;
+    const sendError = () => this.counters.sendErrors++;
+    if (b.video) b.videoTrack = new BrowserTrack(werift!, b.video, sendError);
+    if (b.audio) b.audioTrack = new BrowserTrack(werift!, b.audio, sendError);
     if (!this.opts.core.attach(b.stream, sink, now)) {
       this.counters.refused++;
       this.end(b, false);
@@ -273,40 +280,50 @@ export class BrowserViewers {
     const out = b.out;
     if (!out) return true;
     if (!isRtp(data)) {
-      // The sharer's sender reports: the peer connection makes its own. The relay's ENDED: the
+      // The sharer's sender reports: the browser's say the same (track.ts). The relay's ENDED: the
       // browser was answered for this sharer's picture (codec, profile, encryption); the page
       // offers again, for the next one's.
       if (isEnded(data)) {
         this.counters.ended++;
         queueMicrotask(() => this.end(b, true));
-      }
+      } else this.reports(b, out, data);
       return true;
     }
     const pt = rtpPayloadType(data);
     if (isAudioPayloadType(pt)) {
-      const opus = b.audio && out.nextSound(data);
-      if (opus) this.sendOn(b, b.audio!, opus, data);
+      const opus = b.audioTrack && out.nextSound(data);
+      if (opus) this.transmit(b, b.audioTrack!, opus, data, true);
       return true;
     }
-    if (pt !== b.codecPayloadType || !b.video) return true; // FEC and the like, or a codec it was not answered for
+    if (pt !== b.codecPayloadType || !b.videoTrack) return true; // FEC and the like, or a codec it was not answered for
     const pkt = out.nextPicture(data);
     const seq = rtpSequence(pkt);
-    if (b.lastSent === undefined || seqDiff(b.lastSent, seq) > 0) {
-      b.lastSent = seq;
-      this.sendOn(b, b.video, pkt, data);
-    } else {
-      this.resend(b, b.video, pkt);
-    }
+    // Older than the newest sent: a repair from the relay's history, as the browser numbered it first.
+    const fresh = b.lastSent === undefined || seqDiff(b.lastSent, seq) > 0;
+    if (fresh) b.lastSent = seq;
+    this.transmit(b, b.videoTrack, pkt, data, fresh);
     return true;
   }
 
-  /** `pkt`, shaped for the browser, of `source` as the relay numbered it (what its feedback will be about). */
-  private sendOn(b: Browser, sender: RTCRtpSender, pkt: Buffer, source: Buffer): void {
-    const transport = sender.dtlsTransport;
-    const before = transport.transportSequenceNumber;
-    sender.sendRtp(pkt).catch(() => this.counters.sendErrors++);
-    // The sender numbers the packet before its first wait: a number that moved is this packet's.
-    if (transport.transportSequenceNumber !== before) (b.twcc ??= new TwccReader()).sent(transport.transportSequenceNumber, rtpSsrc(source), rtpSequence(source));
+  /** `pkt`, shaped for the browser, of `source` as the relay numbered it (what its congestion feedback will be about). */
+  private transmit(b: Browser, track: BrowserTrack, pkt: Buffer, source: Buffer, fresh: boolean): void {
+    const tw = track.send(pkt, fresh);
+    if (tw !== undefined) (b.twcc ??= new TwccReader()).sent(tw, rtpSsrc(source), rtpSequence(source));
+  }
+
+  /** The sharer's sender reports, each to the browser's track it is about. */
+  private reports(b: Browser, out: OutgoingStream, data: Buffer): void {
+    let packets: RtcpPacket[];
+    try {
+      packets = parseRtcp(data);
+    } catch {
+      return;
+    }
+    for (const p of packets) {
+      if (p.type !== 'sr') continue;
+      const track = p.ssrc === out.videoSsrc ? b.videoTrack : p.ssrc === out.audioSsrc ? b.audioTrack : undefined;
+      track?.report(p.ntpSec, p.ntpFrac, p.rtpTimestamp);
+    }
   }
 
   /**
@@ -319,24 +336,6 @@ export class BrowserViewers {
     this.counters.congestionReports++;
     const ccfb = b.twcc.read(fb, now, fb.senderSsrc);
     if (ccfb) this.opts.send(this.opts.core.onViewerRtcp(b.sink.id, serializeRtcp([ccfb]), now));
-  }
-
-  /**
-   * A repair from the relay's history, as the browser numbered the packet first. Straight to the
-   * transport, as werift sends its own repairs: through the sender it would move the sender
-   * report's clock back to the lost packet's time.
-   */
-  private resend(b: Browser, sender: RTCRtpSender, pkt: Buffer): void {
-    if (!sender.codec || sender.dtlsTransport.state !== 'connected') return;
-    let p: RtpPacket;
-    try {
-      p = werift!.RtpPacket.deSerialize(pkt);
-    } catch {
-      return;
-    }
-    p.header.ssrc = sender.ssrc;
-    p.header.payloadType = sender.codec.payloadType;
-    sender.dtlsTransport.sendRtp(p.payload, p.header).catch(() => this.counters.sendErrors++);
   }
 
   /** The browser's RTCP about one track, in udpcast's terms, to the relay. */
