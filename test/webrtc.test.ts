@@ -376,7 +376,8 @@ describe("share's embedded relay on the web, and --watch-key on WHEP", { skip: s
       await waitFor(() => share.stderrText().includes(`open http://127.0.0.1:${httpPort}/ in a browser`), 15_000, 'share to print the page to open');
       await waitFor(() => /publisher/.test(share.stderrText()), 15_000, 'the embedded relay to carry the stream');
       await sleep(500);
-      player = await whepPlay(`http://127.0.0.1:${httpPort}/whep/main`);
+      // AEAD_AES_128_GCM here (werift's first choice); the other tests take Chromium's AES-CM.
+      player = await whepPlay(`http://127.0.0.1:${httpPort}/whep/main`, { srtp: 'gcm' });
       assert.equal(player.status, 201, player.text);
       await Promise.race([player.connected, sleep(10_000).then(() => assert.fail('no ICE and DTLS in 10 s'))]);
       await waitFor(() => player!.video.length > 100, 5000, 'picture packets from the embedded relay');

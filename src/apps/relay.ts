@@ -1,5 +1,6 @@
 /** `udpcast relay`: a standalone relay that fans streams out to their viewers. */
 import { RelayServer, type RelayServerOptions } from '../relay/io/server.ts';
+import { loadNative } from '../relay/io/native.ts';
 import { RtspServer } from '../relay/rtsp/server.ts';
 import { RtspPusher } from '../relay/rtsp/push.ts';
 import { HttpServer, type HttpAnswer } from '../relay/http/server.ts';
@@ -113,7 +114,9 @@ async function startHttp(
   log: (line: string) => void,
 ): Promise<{ http?: HttpServer; browsers?: BrowserViewers }> {
   if (o.httpPort === 0) return {};
-  const browsers = new BrowserViewers({ core: server.core, host: o.host, send: (out) => server.sendFromTransport(out), pump: () => server.sendFromTransport([]), log });
+  // Browsers' packets go through the native helper when the relay's own do (not with --no-native).
+  const native = server.io.path === 'native' ? loadNative().native : undefined;
+  const browsers = new BrowserViewers({ core: server.core, host: o.host, send: (out) => server.sendFromTransport(out), pump: () => server.sendFromTransport([]), log, native });
   let http: HttpServer | undefined;
   try {
     const start = () =>

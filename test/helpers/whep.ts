@@ -12,7 +12,7 @@
  * lost packets out and measures its first delta from the previous report.
  */
 import { performance } from 'node:perf_hooks';
-import { RTCPeerConnection, RTCRtpCodecParameters, RTP_EXTENSION_URI, RtcpSrPacket, useOPUS, useSdesMid, useTransportWideCC, type RtpPacket } from 'werift';
+import { ProtectionProfileAeadAes128Gcm, ProtectionProfileAes128CmHmacSha1_80, RTCPeerConnection, RTCRtpCodecParameters, RTP_EXTENSION_URI, RtcpSrPacket, useOPUS, useSdesMid, useTransportWideCC, type RtpPacket } from 'werift';
 
 const NACK_EVERY_MS = 20;
 /** How often the player reports arrivals by transport-wide number (Chromium: about every 50-100 ms). */
@@ -43,7 +43,7 @@ export interface WhepPlayer {
 
 export async function whepPlay(
   url: string,
-  opts: { token?: string; loss?: number; bottleneckKbps?: number; bufferBytes?: number; offer?: (sdp: string) => string } = {},
+  opts: { token?: string; loss?: number; bottleneckKbps?: number; bufferBytes?: number; offer?: (sdp: string) => string; srtp?: 'ctr' | 'gcm' } = {},
 ): Promise<WhepPlayer> {
   const h264 = (profile: string, pt: number) =>
     new RTCRtpCodecParameters({
@@ -147,6 +147,8 @@ export async function whepPlay(
     });
   });
   await pc.setLocalDescription(await pc.createOffer());
+  // SRTP: AES-CM with HMAC-SHA1-80 as Chromium ended with against the relay, unless asked for GCM.
+  (v.receiver.dtlsTransport as unknown as { srtpProfiles: number[] }).srtpProfiles = [opts.srtp === 'gcm' ? ProtectionProfileAeadAes128Gcm : ProtectionProfileAes128CmHmacSha1_80];
   await new Promise<void>((resolve) => {
     if (pc.iceGatheringState === 'complete') return resolve();
     const t = setTimeout(resolve, 2000);

@@ -43,6 +43,7 @@ import { streamEncrypted } from '../rtsp/sdp.ts';
 import { narrowOffer } from './offer.ts';
 import { TwccReader } from './twcc.ts';
 import { BrowserTrack } from './track.ts';
+import type { NativeHelper } from '../io/native.ts';
 
 export interface BrowserViewersOptions {
   core: RelayCore;
@@ -54,6 +55,8 @@ export interface BrowserViewersOptions {
   pump: () => void;
   log: (line: string) => void;
   now?: () => number;
+  /** The relay's native helper, when its datagrams go through it: browsers' packets do too (track.ts). */
+  native?: NativeHelper;
 }
 
 export interface BrowserCounters {
@@ -263,8 +266,8 @@ export class BrowserViewers {
     b.lastHeard = now;
     b.sink = sink;
     const sendError = () => this.counters.sendErrors++;
-    if (b.video) b.videoTrack = new BrowserTrack(werift!, b.video, sendError);
-    if (b.audio) b.audioTrack = new BrowserTrack(werift!, b.audio, sendError);
+    if (b.video) b.videoTrack = new BrowserTrack(werift!, b.video, sendError, this.opts.native);
+    if (b.audio) b.audioTrack = new BrowserTrack(werift!, b.audio, sendError, this.opts.native);
     if (!this.opts.core.attach(b.stream, sink, now)) {
       this.counters.refused++;
       this.end(b, false);
