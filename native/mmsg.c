@@ -17,6 +17,10 @@
  *   sendToMany(fd: number, data: Buffer | Buffer[], addresses: Buffer[], start: number): number
  *       sends data to addresses[start..]; returns how many were sent (> 0), or -errno when the
  *       first of them failed. Never throws for a send error; throws TypeError for bad arguments.
+ *   sendEach(fd: number, datagrams: Array<Buffer | Buffer[]>, address: Buffer, start: number): number
+ *       sends datagrams[start..] (each one Buffer, or up to 8 pieces gathered) to one address, in
+ *       order, a sendmmsg(2) per up to SEND_EACH_BATCH of them: a browser's packets, each encrypted
+ *       for it alone. Returns as sendToMany does.
  *   startReceiving(fd: number, slotBytes: number,
  *                  onBatch: (data: Buffer, ends: number[], addresses: string[], ports: number[]) => void,
  *                  onError: (errno: number, stopped: boolean) => void): object
@@ -186,6 +190,82 @@ static napi_value send_to_many(napi_env env, napi_callback_info info) {
     sent += r;
     next += (uint32_t)r;
     if ((uint32_t)r < batch) break; /* the next one would fail: the caller's next call says why */
+  }
+  napi_value out;
+  CHECK(env, napi_create_int32(env, sent, &out));
+  return out;
+}
+
+/* Datagrams of one sendEach call per sendmmsg(2): their iovecs are on the stack. */
+#define SEND_EACH_BATCH 64
+
+static napi_value send_each(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 4) return throw_type(env, "sendEach(fd, datagrams, address, start): four arguments");
+
+  int32_t fd = -1;
+  if (!dgram_fd_arg(env, argv[0], "sendEach", &fd)) return NULL;
+  bool is_array = false;
+  uint32_t count = 0;
+  CHECK(env, napi_is_array(env, argv[1], &is_array));
+  if (!is_array) return throw_type(env, "sendEach: datagrams must be an array");
+  CHECK(env, napi_get_array_length(env, argv[1], &count));
+  void *sa;
+  size_t salen;
+  if (napi_get_buffer_info(env, argv[2], &sa, &salen) != napi_ok ||
+      (salen != sizeof(struct sockaddr_in) && salen != sizeof(struct sockaddr_in6)))
+    return throw_type(env, "sendEach: the address must come from packAddress");
+  uint32_t start = 0;
+  if (napi_get_value_uint32(env, argv[3], &start) != napi_ok || start > count)
+    return throw_type(env, "sendEach: start must be 0..datagrams.length");
+
+  struct mmsghdr msgs[SEND_EACH_BATCH];
+  struct iovec iov[SEND_EACH_BATCH][MAX_PIECES];
+  int32_t sent = 0;
+  uint32_t next = start;
+  while (next < count) {
+    uint32_t batch = count - next < SEND_EACH_BATCH ? count - next : SEND_EACH_BATCH;
+    for (uint32_t i = 0; i < batch; i++) {
+      napi_value d;
+      size_t pieces = 0;
+      bool d_array = false;
+      CHECK(env, napi_get_element(env, argv[1], next + i, &d));
+      CHECK(env, napi_is_array(env, d, &d_array));
+      if (d_array) {
+        uint32_t n = 0;
+        CHECK(env, napi_get_array_length(env, d, &n));
+        if (n == 0 || n > MAX_PIECES) return throw_type(env, "sendEach: a datagram must have 1-8 pieces");
+        for (uint32_t j = 0; j < n; j++) {
+          napi_value piece;
+          CHECK(env, napi_get_element(env, d, j, &piece));
+          if (napi_get_buffer_info(env, piece, &iov[i][j].iov_base, &iov[i][j].iov_len) != napi_ok)
+            return throw_type(env, "sendEach: each piece must be a Buffer");
+        }
+        pieces = n;
+      } else {
+        if (napi_get_buffer_info(env, d, &iov[i][0].iov_base, &iov[i][0].iov_len) != napi_ok)
+          return throw_type(env, "sendEach: each datagram must be a Buffer or an array of Buffers");
+        pieces = 1;
+      }
+      memset(&msgs[i], 0, sizeof msgs[i]);
+      msgs[i].msg_hdr.msg_name = sa;
+      msgs[i].msg_hdr.msg_namelen = (socklen_t)salen;
+      msgs[i].msg_hdr.msg_iov = iov[i];
+      msgs[i].msg_hdr.msg_iovlen = pieces;
+    }
+    int r;
+    do {
+      r = sendmmsg(fd, msgs, batch, 0);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      if (sent == 0) sent = -errno;
+      break;
+    }
+    sent += r;
+    next += (uint32_t)r;
+    if ((uint32_t)r < batch) break;
   }
   napi_value out;
   CHECK(env, napi_create_int32(env, sent, &out));
@@ -492,6 +572,8 @@ NAPI_MODULE_INIT() {
   CHECK(env, napi_set_named_property(env, exports, "packAddress", fn));
   CHECK(env, napi_create_function(env, "sendToMany", NAPI_AUTO_LENGTH, send_to_many, NULL, &fn));
   CHECK(env, napi_set_named_property(env, exports, "sendToMany", fn));
+  CHECK(env, napi_create_function(env, "sendEach", NAPI_AUTO_LENGTH, send_each, NULL, &fn));
+  CHECK(env, napi_set_named_property(env, exports, "sendEach", fn));
   CHECK(env, napi_create_function(env, "startReceiving", NAPI_AUTO_LENGTH, start_receiving, NULL, &fn));
   CHECK(env, napi_set_named_property(env, exports, "startReceiving", fn));
   CHECK(env, napi_create_function(env, "stopReceiving", NAPI_AUTO_LENGTH, stop_receiving, NULL, &fn));

@@ -17,6 +17,12 @@ export interface NativeHelper {
   packAddress(ip: string, port: number): Buffer;
   /** Sends `data` to addresses[start..]: how many went (> 0), or -errno when the first failed. */
   sendToMany(fd: number, data: Buffer | readonly Buffer[], addresses: readonly Buffer[], start: number): number;
+  /**
+   * Sends datagrams[start..] (each a Buffer or its pieces) to one address, in order: how many went
+   * (> 0), or -errno when the first failed. Absent from a build older than it (the caller then
+   * sends one at a time).
+   */
+  sendEach?(fd: number, datagrams: ReadonlyArray<Buffer | readonly Buffer[]>, address: Buffer, start: number): number;
   /** Reads the socket in batches: datagram i is data[ends[i-1] .. ends[i]) from addresses[i]:ports[i]. */
   startReceiving(
     fd: number,

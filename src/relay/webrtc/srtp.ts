@@ -14,7 +14,7 @@
  * number wraps past 65535; a repair of a packet sent before the last wrap is sent under the counter
  * it had then.
  */
-import { createCipheriv, createHmac, type Cipher } from 'node:crypto';
+import { createCipheriv, hash, type Cipher } from 'node:crypto';
 import { seqDiff } from '../../rtp/seq.ts';
 
 /** The one-byte header extension profile (RFC 8285 §4.2). */
@@ -90,16 +90,25 @@ export class SrtpCtrSender implements SrtpSender {
   /** Counter blocks, rewritten per packet: salt ^ SSRC ^ index, then the block number. */
   private blocks = Buffer.alloc(0);
   private readonly iv = Buffer.alloc(16);
+  private readonly ipad: Buffer;
+  private readonly opad: Buffer;
 
   constructor(
     key: Buffer,
     /** 14 bytes. */
     private readonly salt: Buffer,
     /** 20 bytes. */
-    private readonly authKey: Buffer,
+    authKey: Buffer,
   ) {
     this.ecb = createCipheriv('aes-128-ecb', key, null);
     this.ecb.setAutoPadding(false);
+    // RFC 2104: the key (20 bytes, under SHA-1's 64-byte block) padded, XORed with 0x36 and 0x5c.
+    this.ipad = Buffer.alloc(64, 0x36);
+    this.opad = Buffer.alloc(64, 0x5c);
+    for (let i = 0; i < authKey.length; i++) {
+      this.ipad[i] ^= authKey[i];
+      this.opad[i] ^= authKey[i];
+    }
   }
 
   protect(p: RtpToSend, fresh: boolean): Buffer[] {
@@ -120,15 +129,45 @@ export class SrtpCtrSender implements SrtpSender {
       blocks[j * 16 + 14] = j >> 8;
       blocks[j * 16 + 15] = j & 0xff;
     }
-    const body = this.ecb.update(blocks.subarray(0, n * 16)).subarray(0, p.payload.length);
-    const payload = p.payload;
-    for (let i = 0; i < body.length; i++) body[i] ^= payload[i];
+    const body = xorInto(this.ecb.update(blocks.subarray(0, n * 16)), p.payload);
     const header = rtpHeader(p);
-    const rocBytes = Buffer.allocUnsafe(4);
-    rocBytes.writeUInt32BE(roc);
-    const tag = createHmac('sha1', this.authKey).update(header).update(body).update(rocBytes).digest().subarray(0, HMAC_TAG_BYTES);
-    return [header, body, tag];
+    return [header, body, this.tag(header, body, roc)];
   }
+
+  /**
+   * HMAC-SHA1 (RFC 2104) of header, payload and ROC, cut to 80 bits: two one-shot hashes over the
+   * padded key's halves (crypto.hash: 4 µs where createHmac took 6, measured).
+   */
+  private tag(header: Buffer, body: Buffer, roc: number): Buffer {
+    const inner = Buffer.allocUnsafe(64 + header.length + body.length + 4);
+    this.ipad.copy(inner, 0);
+    header.copy(inner, 64);
+    body.copy(inner, 64 + header.length);
+    inner.writeUInt32BE(roc, inner.length - 4);
+    const outer = Buffer.allocUnsafe(64 + 20);
+    this.opad.copy(outer, 0);
+    (hash('sha1', inner, 'buffer') as Buffer).copy(outer, 64);
+    return (hash('sha1', outer, 'buffer') as Buffer).subarray(0, HMAC_TAG_BYTES);
+  }
+}
+
+/**
+ * `keystream` XORed with `payload`, in `keystream`'s bytes (a buffer the cipher made for this
+ * packet), its first payload.length of them. Four bytes at a time where both line up (the
+ * keystream always does; a payload in the middle of a received batch often does not, and is
+ * copied to where it does first: a copy costs less than the bytes one by one).
+ */
+function xorInto(keystream: Buffer, payload: Buffer): Buffer {
+  const n = payload.length;
+  const src = payload.byteOffset % 4 === 0 ? payload : Buffer.from(payload);
+  const words = keystream.byteOffset % 4 === 0 && src.byteOffset % 4 === 0 ? n >> 2 : 0;
+  if (words > 0) {
+    const k = new Uint32Array(keystream.buffer, keystream.byteOffset, words);
+    const s = new Uint32Array(src.buffer, src.byteOffset, words);
+    for (let i = 0; i < words; i++) k[i] ^= s[i];
+  }
+  for (let i = words * 4; i < n; i++) keystream[i] ^= src[i];
+  return keystream.subarray(0, n);
 }
 
 export class SrtpGcmSender implements SrtpSender {

@@ -17,9 +17,9 @@
  * - PLI: to the relay, which asks the sharer (coalesced with every other viewer's).
  * - receiver reports: loss and jitter for the dashboard; and they keep the viewer (a tab closed
  *   without a word sends none: it is dropped after WEBRTC_SILENT_MS).
- * - transport-wide congestion feedback (transport-cc, offered on picture and sound): read as an
- *   RFC 8888 report (twcc.ts), by which the relay chooses the browser's layer as it does a udpcast
- *   viewer's.
+ * - transport-wide congestion feedback (transport-cc, offered on picture and sound for a stream
+ *   with layers): read as an RFC 8888 report (twcc.ts), by which the relay chooses the browser's
+ *   layer as it does a udpcast viewer's.
  *
  * Bounded (defaults.ts WEBRTC_*): sessions in all and per address, the time to connect. ICE only
  * on the relay's own addresses: no STUN or TURN server, host candidates of --host (or every
@@ -42,7 +42,7 @@ import type { DeliverySink, Output } from '../sink.ts';
 import { streamEncrypted } from '../rtsp/sdp.ts';
 import { narrowOffer } from './offer.ts';
 import { TwccReader } from './twcc.ts';
-import { BrowserTrack } from './track.ts';
+import { BrowserTrack, BrowserWire } from './track.ts';
 import type { NativeHelper } from '../io/native.ts';
 
 export interface BrowserViewersOptions {
@@ -122,6 +122,8 @@ export class BrowserViewers {
   private readonly pending = new Map<string, number>();
   private closed = false;
   private readonly timer: NodeJS.Timeout;
+  /** Wires with packets waiting for the end of this turn of the loop (track.ts BrowserWire). */
+  private readonly unsent = new Set<BrowserWire>();
   private readonly now: () => number;
 
   constructor(private readonly opts: BrowserViewersOptions) {
@@ -185,6 +187,12 @@ export class BrowserViewers {
   private async answer(stream: string, sdp: string, remote: Endpoint, codec: Codec): Promise<OfferResult> {
     const w = (werift ??= await import('werift'));
     if (this.closed) return { status: 503, why: 'the relay is stopping' };
+    // Transport-wide numbers on picture and sound alike, for a stream with layers: the browser's
+    // feedback about them is what the relay chooses its layer by (twcc.ts), as it reads a udpcast
+    // viewer's RFC 8888. With one layer there is no choice to make, and no feedback is asked for
+    // (Chromium sends about 15 reports a second, each decrypted and read).
+    const layered = (this.opts.core.streams.get(stream)?.lanes.length ?? 0) > 1;
+    const cc = layered ? [TRANSPORT_CC] : [];
     const pc = new w.RTCPeerConnection({
       iceServers: [],
       // One transport for picture and sound, as browsers bundle them: with werift's default
@@ -192,12 +200,13 @@ export class BrowserViewers {
       bundlePolicy: 'max-bundle',
       ...iceAddresses(this.opts.host),
       codecs: {
-        video: [new w.RTCRtpCodecParameters({ mimeType: `video/${codec.rtpmapName}`, clockRate: codec.clockRate, rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, TRANSPORT_CC] })],
-        audio: [w.useOPUS({ rtcpFeedback: [TRANSPORT_CC] })],
+        video: [new w.RTCRtpCodecParameters({ mimeType: `video/${codec.rtpmapName}`, clockRate: codec.clockRate, rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, ...cc] })],
+        audio: [w.useOPUS({ rtcpFeedback: cc })],
       },
-      // Transport-wide numbers on picture and sound alike: the browser's feedback about them is
-      // what the relay chooses its layer by (twcc.ts), as it reads a udpcast viewer's RFC 8888.
-      headerExtensions: { video: [w.useSdesMid(), w.useTransportWideCC()], audio: [w.useSdesMid(), w.useTransportWideCC()] },
+      headerExtensions: {
+        video: [w.useSdesMid(), ...(layered ? [w.useTransportWideCC()] : [])],
+        audio: [w.useSdesMid(), ...(layered ? [w.useTransportWideCC()] : [])],
+      },
     });
     const now = this.now();
     const b: Browser = { id: randomBytes(12).toString('hex'), stream, remote, pc, since: now, lastHeard: now, codecPayloadType: codec.payloadType };
@@ -265,9 +274,9 @@ export class BrowserViewers {
     const now = this.now();
     b.lastHeard = now;
     b.sink = sink;
-    const sendError = () => this.counters.sendErrors++;
-    if (b.video) b.videoTrack = new BrowserTrack(werift!, b.video, sendError, this.opts.native);
-    if (b.audio) b.audioTrack = new BrowserTrack(werift!, b.audio, sendError, this.opts.native);
+    const wire = new BrowserWire(this.opts.native, () => this.counters.sendErrors++, (w) => this.waiting(w));
+    if (b.video) b.videoTrack = new BrowserTrack(werift!, b.video, wire);
+    if (b.audio) b.audioTrack = new BrowserTrack(werift!, b.audio, wire);
     if (!this.opts.core.attach(b.stream, sink, now)) {
       this.counters.refused++;
       this.end(b, false);
@@ -306,6 +315,15 @@ export class BrowserViewers {
     if (fresh) b.lastSent = seq;
     this.transmit(b, b.videoTrack, pkt, data, fresh);
     return true;
+  }
+
+  /** `w` has packets to send at the end of this turn: one flush for every wire then. */
+  private waiting(w: BrowserWire): void {
+    if (this.unsent.size === 0) queueMicrotask(() => {
+      for (const x of this.unsent) x.flush();
+      this.unsent.clear();
+    });
+    this.unsent.add(w);
   }
 
   /** `pkt`, shaped for the browser, of `source` as the relay numbered it (what its congestion feedback will be about). */
