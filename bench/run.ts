@@ -22,6 +22,7 @@ import { soundBench } from './sound.ts';
 import { lipsyncBench } from './lipsync.ts';
 import { rtspBench } from './rtsp.ts';
 import { webrtcBench } from './webrtc.ts';
+import { browsersBench } from './browsers.ts';
 
 const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchResult>> = {
   packetizer: packetizerBench,
@@ -39,6 +40,7 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<BenchResult>> = {
   lipsync: lipsyncBench,
   rtsp: rtspBench,
   webrtc: webrtcBench,
+  browsers: browsersBench,
 };
 
 const argv = process.argv.slice(2);
