@@ -61,4 +61,19 @@ for (const profile of PROFILES) {
     const next = r.decrypt(Buffer.concat(s.protect(packet(3), true)));
     assert.deepEqual(next.subarray(12), packet(3).payload);
   });
+
+  test(`${profile.name}: full picture packets (keystream made ahead for AES-CM) across the wrap, with a longer one, a repair and a sound-sized one among them`, () => {
+    const { s, r } = pair(profile);
+    const full = (seq: number, bytes = 1160): RtpToSend => ({ ...packet(seq), payload: Buffer.alloc(bytes, seq & 0xff) });
+    let seq = 65_400;
+    for (let i = 0; i < 300; i++, seq = (seq + 1) & 0xffff) {
+      const bytes = i === 150 ? 1400 : i === 151 ? 90 : 1160;
+      const plain = r.decrypt(Buffer.concat(s.protect(full(seq, bytes), true)));
+      assert.deepEqual(plain.subarray(12), full(seq, bytes).payload, `packet ${seq}`);
+      if (i === 200) {
+        const back = (seq - 40) & 0xffff; // asked for again: made for itself
+        assert.deepEqual(r.decrypt(Buffer.concat(s.protect(full(back), false))).subarray(12), full(back).payload, `repair of ${back}`);
+      }
+    }
+  });
 }
