@@ -232,6 +232,12 @@ describe('relay --http serves browsers over WebRTC (WHEP)', { skip: skipUnless('
       const s = lastStats(relayStats);
       assert.ok(s.retransmissions > 10, `the relay repaired ${s.retransmissions} packets from its history`);
       assert.equal(s.webrtc.joined, 1);
+      // The round trip from the browser's receiver reports against the relay's sender reports
+      // (each report its own NTP time: a repeated one was read against the wrong report, short by
+      // up to 1.5 s, below zero even).
+      const rtt = s.perViewer.find((v: { address: string }) => v.address.startsWith('127.0.0.1'))?.rttMs;
+      t.diagnostic(`round trip ${rtt} ms`);
+      assert.ok(typeof rtt === 'number' && rtt >= 0 && rtt < 100, `round trip ${rtt} ms on loopback`);
       // /metrics has the browsers' figures too, from the same snapshot as --stats-json.
       const metrics = await (await fetch(`${base}/metrics`)).text();
       assert.match(metrics, /^udpcast_relay_webrtc_joined_total 1$/m);

@@ -104,6 +104,8 @@ export class SrtpCtrSender implements SrtpSender {
   private ahead?: { ssrc: number; first: number; stream: Buffer };
   /** The mean payload length of the latest packets: full ones get their keystream made ahead. */
   private meanLength = 0;
+  /** The index of the newest packet that took its keystream from `ahead`. */
+  private lastAhead?: number;
   private readonly ipad: Buffer;
   private readonly opad: Buffer;
 
@@ -131,8 +133,12 @@ export class SrtpCtrSender implements SrtpSender {
     const length = p.payload.length;
     this.meanLength += (length - this.meanLength) / 8;
     let keystream: Buffer;
-    if (fresh && length <= KEYSTREAM_BYTES && this.meanLength >= KEYSTREAM_BYTES / 2) {
-      const index = roc * 0x10000 + seq;
+    const index = roc * 0x10000 + seq;
+    // Each part of the keystream made ahead is used once (the payload is XORed into it in place):
+    // only for a packet numbered past the last one that took a part. Two packets under one
+    // number and key would give away the XOR of their contents.
+    if (fresh && length <= KEYSTREAM_BYTES && this.meanLength >= KEYSTREAM_BYTES / 2 && (this.lastAhead === undefined || index > this.lastAhead)) {
+      this.lastAhead = index;
       let a = this.ahead;
       if (!a || a.ssrc !== p.ssrc || index < a.first || index >= a.first + KEYSTREAM_AHEAD) a = this.ahead = this.makeAhead(p.ssrc, index);
       const at = (index - a.first) * KEYSTREAM_BYTES;

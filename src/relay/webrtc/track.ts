@@ -21,15 +21,15 @@
 import type { RTCRtpSender } from 'werift';
 import type * as Werift from 'werift';
 import type dgram from 'node:dgram';
+import { performance } from 'node:perf_hooks';
 import { checkedRtpHeaderLength, rtpMarker, rtpSequence, rtpTimestamp } from '../../rtp/packet.ts';
+import { msToNtp, ntpToMs } from '../../transport/ntp.ts';
 import { socketFd, type NativeHelper } from '../io/native.ts';
 import { GCM_TAG_BYTES, HMAC_TAG_BYTES, SrtpCtrSender, SrtpGcmSender, type SrtpSender } from './srtp.ts';
 
 /** What werift keeps on a sender, private in its types. */
 interface SenderState {
   headerExtensions: Array<{ uri: string; id: number }>;
-  ntpTimestamp: bigint;
-  rtpTimestamp: number;
   packetCount: number;
   octetCount: number;
   sequenceNumber?: number;
@@ -102,8 +102,15 @@ export class BrowserWire {
   flush(): void {
     const path = this.path;
     if (!path || this.queue.length === 0) return;
-    const sent = this.native!.sendEach!(path.fd, this.queue, path.address, 0);
     const socket = path.pair.protocol.transport!.socket!;
+    if (socketFd(socket) !== path.fd) {
+      // The peer connection closed its socket since (the browser left): the descriptor may be
+      // another socket's by now.
+      this.queue.length = 0;
+      this.onError();
+      return;
+    }
+    const sent = this.native!.sendEach!(path.fd, this.queue, path.address, 0);
     for (let i = Math.max(0, sent); i < this.queue.length; i++) this.byDgram(socket, path.pair, this.queue[i]);
     this.queue.length = 0;
   }
@@ -138,6 +145,9 @@ export class BrowserTrack {
   private readonly mid?: { id: number; payload: Buffer };
   private readonly twccId?: number;
   private reported = false;
+  /** The sharer's latest report for this track (its NTP time in ms), and when it came (performance.now()). */
+  private sharerReport?: { ntpMs: number; rtp: number; at: number };
+  private stamped?: { at: number; ntp: bigint; rtp: number };
   /** Our own SRTP (srtp.ts) for the peer connection's session, by the profile the handshake chose; null: werift's. */
   private srtp?: { session: object; sender: SrtpSender | null };
 
@@ -228,11 +238,37 @@ export class BrowserTrack {
    * starts them.
    */
   report(ntpSec: number, ntpFrac: number, rtpTimestamp: number): void {
-    this.state.ntpTimestamp = (BigInt(ntpSec >>> 0) << 32n) | BigInt(ntpFrac >>> 0);
-    this.state.rtpTimestamp = rtpTimestamp >>> 0;
+    this.sharerReport = { ntpMs: ntpToMs(ntpSec, ntpFrac), rtp: rtpTimestamp >>> 0, at: performance.now() };
+    this.stamped = undefined;
     if (!this.reported) {
       this.reported = true;
+      // werift reads the pair when it makes each report: what the sharer said, carried forward to
+      // that moment (RFC 3550 §6.4.1: the NTP time is when the report is sent, the RTP time the
+      // same instant on the media clock). Repeating the sharer's own pair would send one NTP time
+      // in two reports, and a receiver report answering the first would be read against the
+      // second (a round trip short by the time between them, even below zero).
+      Object.defineProperty(this.sender, 'ntpTimestamp', { configurable: true, get: () => this.stamp().ntp, set: () => undefined });
+      Object.defineProperty(this.sender, 'rtpTimestamp', { configurable: true, get: () => this.stamp().rtp, set: () => undefined });
       this.state.runRtcp().catch(() => undefined);
     }
   }
+
+  /**
+   * The sharer's pair carried forward to now, the same for STAMP_HOLD_MS (werift reads it twice
+   * for one report: into the report, then to remember it for the round trip).
+   */
+  private stamp(): { ntp: bigint; rtp: number } {
+    const now = performance.now();
+    const r = this.sharerReport!;
+    if (!this.stamped || now - this.stamped.at > STAMP_HOLD_MS) {
+      const elapsed = now - r.at;
+      const { sec, frac } = msToNtp(r.ntpMs + elapsed);
+      const rate = this.sender.codec?.clockRate ?? 90_000;
+      this.stamped = { at: now, ntp: (BigInt(sec >>> 0) << 32n) | BigInt(frac >>> 0), rtp: (r.rtp + Math.round((elapsed * rate) / 1000)) >>> 0 };
+    }
+    return this.stamped;
+  }
 }
+
+/** How long one carried-forward sender report pair is kept: far less than werift's 0.5-1.5 s between reports. */
+const STAMP_HOLD_MS = 50;
