@@ -13,7 +13,7 @@
 import dgram from 'node:dgram';
 import http from 'node:http';
 import { createInterface } from 'node:readline';
-import { ProtectionProfileAes128CmHmacSha1_80, RTCPeerConnection, RTCRtpCodecParameters, RtcpRrPacket, useOPUS, type RTCDtlsTransport } from 'werift';
+import { ProtectionProfileAes128CmHmacSha1_80, RTCPeerConnection, RTCRtpCodecParameters, RtcpReceiverInfo, RtcpRrPacket, useOPUS, type RTCDtlsTransport } from 'werift';
 import { ControlType, controlApp, parseControl } from '../src/transport/control.ts';
 import { isRtcp, parseRtcp, serializeRtcp } from '../src/transport/rtcp.ts';
 import { WEBRTC_MAX_SESSIONS_PER_ADDRESS } from '../src/defaults.ts';
@@ -85,17 +85,23 @@ async function webrtcViewer(url: string, address: string): Promise<void> {
   // werift drops every incoming media packet before decrypting it (its debug loss, drawn against
   // Math.random, at a rate no draw passes); the counter below sees them first.
   dtls.config.debug = { inboundPacketLoss: Number.MIN_VALUE };
+  /** The newest sequence number of each SSRC received (the header is in the clear), for the reports. */
+  const highest = new Map<number, number>();
   dtls.iceTransport.connection.onData.subscribe((data: Buffer) => {
     const pt = data[1] & 0x7f;
     if (data.length > 12 && (pt < 72 || pt > 79)) {
       packets++;
       bytes += data.length;
+      highest.set(data.readUInt32BE(8), data.readUInt16BE(2));
     }
   });
-  const rr = setInterval(() => dtls.sendRtcp([new RtcpRrPacket({ ssrc: 1, reports: [] })]).catch(() => undefined), 1000);
-  // Chromium's transport-wide feedback, about 15 reports a second (363 in 24 s, measured): the
-  // relay decrypts and reads each.
-  // Only when the relay asked for it, as Chromium does (the relay asks for a stream with layers).
+  // A receiver report a second with a block for each track, as Chromium sends: the relay
+  // decrypts it, werift hands it to the track's sender, the relay reads it (loss, circuit breaker).
+  const report = () => new RtcpRrPacket({ ssrc: 1, reports: [...highest].map(([ssrc, seq]) => new RtcpReceiverInfo({ ssrc, fractionLost: 0, packetsLost: 0, highestSequence: seq, jitter: 0, lsr: 0, dlsr: 0 })) });
+  const rr = setInterval(() => dtls.sendRtcp([report()]).catch(() => undefined), 1000);
+  // Chromium's transport-wide feedback, about 15 reports a second (363 in 24 s, measured), only
+  // when the relay asked for it (a stream with layers): the relay decrypts and reads each. (A fixed
+  // report: the relay reads it but finds no packet of its own named in it.)
   const feedback = { serialize: () => TWCC_REPORT };
   const twcc = r.text.includes('transport-wide-cc') ? setInterval(() => dtls.sendRtcp([feedback as never]).catch(() => undefined), TWCC_EVERY_MS) : undefined;
   closers.push(() => (clearInterval(rr), clearInterval(twcc)));
