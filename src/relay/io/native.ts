@@ -74,6 +74,17 @@ function handleOf(socket: dgram.Socket): Handle | undefined {
   return state && (socket as unknown as Record<symbol, { handle?: Handle }>)[state]?.handle;
 }
 
+/**
+ * A reader of the socket's descriptor as it is now, for a caller that asks per packet: node's
+ * handle found once (its look-up is a symbol search, 0.6 µs), its `fd` read each time (it turns
+ * negative when the socket closes).
+ */
+export function fdReader(socket: dgram.Socket): (() => number | undefined) | undefined {
+  const h = handleOf(socket);
+  if (!h) return undefined;
+  return () => (typeof h.fd === 'number' && Number.isInteger(h.fd) && h.fd >= 0 ? h.fd : undefined);
+}
+
 /** The OS descriptor of a bound dgram socket, or undefined. */
 export function socketFd(socket: dgram.Socket): number | undefined {
   const fd = handleOf(socket)?.fd;

@@ -24,7 +24,7 @@ import type dgram from 'node:dgram';
 import { performance } from 'node:perf_hooks';
 import { checkedRtpHeaderLength, rtpMarker, rtpSequence, rtpTimestamp } from '../../rtp/packet.ts';
 import { msToNtp, ntpToMs } from '../../transport/ntp.ts';
-import { socketFd, type NativeHelper } from '../io/native.ts';
+import { fdReader, type NativeHelper } from '../io/native.ts';
 import { GCM_TAG_BYTES, HMAC_TAG_BYTES, SrtpCtrSender, SrtpGcmSender, type SrtpSender } from './srtp.ts';
 
 /** What werift keeps on a sender, private in its types. */
@@ -54,6 +54,8 @@ interface IceConnection {
 interface NativePath {
   pair: IcePair;
   fd: number;
+  /** The socket's descriptor as it is now (undefined once it closed). */
+  fdNow: () => number | undefined;
   address: Buffer;
 }
 
@@ -103,7 +105,7 @@ export class BrowserWire {
     const path = this.path;
     if (!path || this.queue.length === 0) return;
     const socket = path.pair.protocol.transport!.socket!;
-    if (socketFd(socket) !== path.fd) {
+    if (path.fdNow() !== path.fd) {
       // The peer connection closed its socket since (the browser left): the descriptor may be
       // another socket's by now.
       this.queue.length = 0;
@@ -129,14 +131,15 @@ export class BrowserWire {
 
   private nativePath(pair: IcePair, socket: dgram.Socket): NativePath | null {
     if (!this.native?.sendEach) return null;
-    const fd = socketFd(socket);
+    const fdNow = fdReader(socket);
+    const fd = fdNow?.();
     let address: Buffer | undefined;
     try {
       address = this.native.packAddress(pair.remoteAddr[0], pair.remoteAddr[1]);
     } catch {
       address = undefined;
     }
-    return fd !== undefined && address ? { pair, fd, address } : null;
+    return fdNow && fd !== undefined && address ? { pair, fd, fdNow, address } : null;
   }
 }
 
