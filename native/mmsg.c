@@ -119,6 +119,57 @@ static bool dgram_fd_arg(napi_env env, napi_value v, const char *fn, int32_t *fd
   return false;
 }
 
+/* One datagram's bytes in iov: a Buffer, or an array of up to MAX_PIECES Buffers gathered; false
+   (with a TypeError thrown) otherwise. */
+static bool datagram_arg(napi_env env, napi_value v, const char *fn, struct iovec *iov, size_t *pieces) {
+  char msg[96];
+  bool is_array = false;
+  if (napi_is_array(env, v, &is_array) == napi_ok && is_array) {
+    uint32_t n = 0;
+    if (napi_get_array_length(env, v, &n) != napi_ok || n == 0 || n > MAX_PIECES) {
+      snprintf(msg, sizeof msg, "%s: a datagram must have 1-8 pieces", fn);
+      napi_throw_type_error(env, NULL, msg);
+      return false;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+      napi_value piece;
+      if (napi_get_element(env, v, i, &piece) != napi_ok ||
+          napi_get_buffer_info(env, piece, &iov[i].iov_base, &iov[i].iov_len) != napi_ok) {
+        snprintf(msg, sizeof msg, "%s: each piece of a datagram must be a Buffer", fn);
+        napi_throw_type_error(env, NULL, msg);
+        return false;
+      }
+    }
+    *pieces = n;
+    return true;
+  }
+  if (napi_get_buffer_info(env, v, &iov[0].iov_base, &iov[0].iov_len) != napi_ok) {
+    snprintf(msg, sizeof msg, "%s: a datagram must be a Buffer or an array of Buffers", fn);
+    napi_throw_type_error(env, NULL, msg);
+    return false;
+  }
+  *pieces = 1;
+  return true;
+}
+
+/* One sendmmsg(2) of msgs[0..batch) (retried on EINTR), counted into *sent and *next: true when
+   the caller may go on with the next batch. A failure of the batch's first message is reported
+   as -errno unless earlier ones went; a short batch stops (the next one would fail: the
+   caller's next call says why). */
+static bool send_batch(int fd, struct mmsghdr *msgs, uint32_t batch, int32_t *sent, uint32_t *next) {
+  int r;
+  do {
+    r = sendmmsg(fd, msgs, batch, 0);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    if (*sent == 0) *sent = -errno;
+    return false;
+  }
+  *sent += r;
+  *next += (uint32_t)r;
+  return (uint32_t)r == batch;
+}
+
 static napi_value send_to_many(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -131,24 +182,7 @@ static napi_value send_to_many(napi_env env, napi_callback_info info) {
   /* data: one Buffer, or an array of up to MAX_PIECES Buffers sent as one datagram. */
   struct iovec iov[MAX_PIECES];
   size_t pieces = 0;
-  bool is_array = false;
-  CHECK(env, napi_is_array(env, argv[1], &is_array));
-  if (is_array) {
-    uint32_t n = 0;
-    CHECK(env, napi_get_array_length(env, argv[1], &n));
-    if (n == 0 || n > MAX_PIECES) return throw_type(env, "sendToMany: data must have 1-8 pieces");
-    for (uint32_t i = 0; i < n; i++) {
-      napi_value piece;
-      CHECK(env, napi_get_element(env, argv[1], i, &piece));
-      if (napi_get_buffer_info(env, piece, &iov[i].iov_base, &iov[i].iov_len) != napi_ok)
-        return throw_type(env, "sendToMany: each piece of data must be a Buffer");
-    }
-    pieces = n;
-  } else {
-    if (napi_get_buffer_info(env, argv[1], &iov[0].iov_base, &iov[0].iov_len) != napi_ok)
-      return throw_type(env, "sendToMany: data must be a Buffer or an array of Buffers");
-    pieces = 1;
-  }
+  if (!datagram_arg(env, argv[1], "sendToMany", iov, &pieces)) return NULL;
 
   uint32_t count = 0;
   bool addresses_array = false;
@@ -178,18 +212,7 @@ static napi_value send_to_many(napi_env env, napi_callback_info info) {
       msgs[i].msg_hdr.msg_iov = iov;
       msgs[i].msg_hdr.msg_iovlen = pieces;
     }
-    int r;
-    do {
-      r = sendmmsg(fd, msgs, batch, 0);
-    } while (r < 0 && errno == EINTR);
-    if (r < 0) {
-      /* The first message of this batch failed; report it unless earlier ones went. */
-      if (sent == 0) sent = -errno;
-      break;
-    }
-    sent += r;
-    next += (uint32_t)r;
-    if ((uint32_t)r < batch) break; /* the next one would fail: the caller's next call says why */
+    if (!send_batch(fd, msgs, batch, &sent, &next)) break;
   }
   napi_value out;
   CHECK(env, napi_create_int32(env, sent, &out));
@@ -230,42 +253,15 @@ static napi_value send_each(napi_env env, napi_callback_info info) {
     for (uint32_t i = 0; i < batch; i++) {
       napi_value d;
       size_t pieces = 0;
-      bool d_array = false;
       CHECK(env, napi_get_element(env, argv[1], next + i, &d));
-      CHECK(env, napi_is_array(env, d, &d_array));
-      if (d_array) {
-        uint32_t n = 0;
-        CHECK(env, napi_get_array_length(env, d, &n));
-        if (n == 0 || n > MAX_PIECES) return throw_type(env, "sendEach: a datagram must have 1-8 pieces");
-        for (uint32_t j = 0; j < n; j++) {
-          napi_value piece;
-          CHECK(env, napi_get_element(env, d, j, &piece));
-          if (napi_get_buffer_info(env, piece, &iov[i][j].iov_base, &iov[i][j].iov_len) != napi_ok)
-            return throw_type(env, "sendEach: each piece must be a Buffer");
-        }
-        pieces = n;
-      } else {
-        if (napi_get_buffer_info(env, d, &iov[i][0].iov_base, &iov[i][0].iov_len) != napi_ok)
-          return throw_type(env, "sendEach: each datagram must be a Buffer or an array of Buffers");
-        pieces = 1;
-      }
+      if (!datagram_arg(env, d, "sendEach", iov[i], &pieces)) return NULL;
       memset(&msgs[i], 0, sizeof msgs[i]);
       msgs[i].msg_hdr.msg_name = sa;
       msgs[i].msg_hdr.msg_namelen = (socklen_t)salen;
       msgs[i].msg_hdr.msg_iov = iov[i];
       msgs[i].msg_hdr.msg_iovlen = pieces;
     }
-    int r;
-    do {
-      r = sendmmsg(fd, msgs, batch, 0);
-    } while (r < 0 && errno == EINTR);
-    if (r < 0) {
-      if (sent == 0) sent = -errno;
-      break;
-    }
-    sent += r;
-    next += (uint32_t)r;
-    if ((uint32_t)r < batch) break;
+    if (!send_batch(fd, msgs, batch, &sent, &next)) break;
   }
   napi_value out;
   CHECK(env, napi_create_int32(env, sent, &out));

@@ -42,6 +42,30 @@ async function sender(): Promise<dgram.Socket> {
   return s;
 }
 
+describe('native helper: sendEach (a browser\'s packets, each its own bytes, to one address)', { skip: skipNative }, () => {
+  test('datagrams arrive in order, whole or gathered from pieces, more than one batch (64) of them; from `start` on', async () => {
+    const [r] = await receivers(1);
+    const tx = await sender();
+    const addr = native!.packAddress('127.0.0.1', r.endpoint.port);
+    const datagrams = Array.from({ length: 150 }, (_, i) => (i % 2 ? [Buffer.from(`part ${i}/`), Buffer.from('rest')] : Buffer.from(`whole ${i}`)));
+    assert.equal(native!.sendEach!(socketFd(tx)!, datagrams, addr, 10), 140);
+    await waitFor(() => r.got.length === 140, 3000, '140 datagrams');
+    assert.deepEqual(r.got.map((g) => g.data.toString()), datagrams.slice(10).map((d, i) => (Array.isArray(d) ? `part ${i + 10}/rest` : `whole ${i + 10}`)));
+    assert.ok(r.got.every((g) => g.fromPort === tx.address().port));
+  });
+
+  test('bad arguments are TypeErrors; a refused destination is -errno', async () => {
+    const tx = await sender();
+    const fd = socketFd(tx)!;
+    const addr = native!.packAddress('127.0.0.1', 9);
+    assert.throws(() => native!.sendEach!(fd, 'a' as unknown as Buffer[], addr, 0), TypeError);
+    assert.throws(() => native!.sendEach!(fd, [[]], addr, 0), /1-8 pieces/);
+    assert.throws(() => native!.sendEach!(fd, [Buffer.from('a')], Buffer.alloc(3), 0), /packAddress/);
+    assert.throws(() => native!.sendEach!(fd, [Buffer.from('a')], addr, 2), TypeError);
+    assert.equal(native!.sendEach!(fd, [Buffer.from('a')], native!.packAddress('0.0.0.0', 0), 0), -constants.errno.EINVAL);
+  });
+});
+
 describe('native helper: sendToMany', { skip: skipNative }, () => {
   test('packAddress: sockaddr_in and sockaddr_in6 with the port in network order; anything else is a TypeError', () => {
     const v4 = native!.packAddress('127.0.0.1', 5004);
