@@ -161,7 +161,11 @@ export class BrowserTrack {
     private readonly wire: BrowserWire,
   ) {
     this.state = sender as unknown as SenderState;
-    const ext = (uri: string) => this.state.headerExtensions?.find((e) => e.uri === uri)?.id;
+    // One-byte header extensions (RFC 8285 §4.2) hold ids 1-14: one negotiated outside that is left out.
+    const ext = (uri: string) => {
+      const id = this.state.headerExtensions?.find((e) => e.uri === uri)?.id;
+      return id !== undefined && id >= 1 && id <= 14 ? id : undefined;
+    };
     const midId = ext(w.RTP_EXTENSION_URI.sdesMid);
     const mid = (sender as unknown as { mid?: string }).mid;
     if (midId !== undefined && mid) this.mid = { id: midId, payload: Buffer.from(mid) };
