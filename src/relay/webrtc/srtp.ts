@@ -16,9 +16,8 @@
  */
 import { createCipheriv, hash, type Cipher } from 'node:crypto';
 import { seqDiff } from '../../rtp/seq.ts';
+import { buildExtension, serializeRtp } from '../../rtp/packet.ts';
 
-/** The one-byte header extension profile (RFC 8285 §4.2). */
-const ONE_BYTE_PROFILE = 0xbede;
 /** RFC 7714 §8: the authentication tag's length. */
 export const GCM_TAG_BYTES = 16;
 
@@ -33,28 +32,10 @@ export interface RtpToSend {
   payload: Buffer;
 }
 
-/** The RTP header of `p`, with its extensions (RFC 3550 §5.1, RFC 8285). */
+/** The RTP header of `p`, with its extensions (RFC 3550 §5.1, RFC 8285), as rtp/packet.ts writes every header. */
 export function rtpHeader(p: RtpToSend): Buffer {
-  let extBytes = 0;
-  for (const e of p.extensions) extBytes += 1 + e.payload.length;
-  const extWords = Math.ceil(extBytes / 4);
-  const h = Buffer.alloc(12 + (p.extensions.length ? 4 + extWords * 4 : 0));
-  h[0] = 0x80 | (p.extensions.length ? 0x10 : 0);
-  h[1] = (p.marker ? 0x80 : 0) | (p.payloadType & 0x7f);
-  h.writeUInt16BE(p.sequenceNumber & 0xffff, 2);
-  h.writeUInt32BE(p.timestamp >>> 0, 4);
-  h.writeUInt32BE(p.ssrc >>> 0, 8);
-  if (p.extensions.length) {
-    h.writeUInt16BE(ONE_BYTE_PROFILE, 12);
-    h.writeUInt16BE(extWords, 14);
-    let at = 16;
-    for (const e of p.extensions) {
-      h[at++] = (e.id << 4) | (e.payload.length - 1);
-      e.payload.copy(h, at);
-      at += e.payload.length;
-    }
-  }
-  return h;
+  const extension = p.extensions.length ? buildExtension(p.extensions.map((e) => ({ id: e.id, data: e.payload }))) : undefined;
+  return serializeRtp({ padding: 0, marker: p.marker, payloadType: p.payloadType, sequenceNumber: p.sequenceNumber, timestamp: p.timestamp, ssrc: p.ssrc, csrc: [], extension, payload: [] })[0];
 }
 
 export interface SrtpSender {
