@@ -14,7 +14,7 @@ import { PT_OPUS, PT_RED, VIDEO_CLOCK_RATE, isAudioPayloadType } from '../defaul
 import { parseRed } from '../codecs/opus/red.ts';
 import { isRtp, parseRtp, rtpPayloadType, rtpSequence, rtpSsrc, rtpTimestamp, serializeRtpToBuffer, setRtpSequence, setRtpSsrc, setRtpTimestamp } from '../rtp/packet.ts';
 import { seqDiff, tsAdd, tsDiff } from '../rtp/seq.ts';
-import { parseRtcp, serializeRtcp, type RtcpPacket } from '../transport/rtcp.ts';
+import { parseRtcp, serializeRtcp, type RtcpPacket, type SenderReport } from '../transport/rtcp.ts';
 import type { StreamState, ViewerState } from './routing.ts';
 
 /**
@@ -152,21 +152,29 @@ export class OutgoingStream {
     return rtpPayloadType(data) === PT_RED ? primaryOpus(data) : data;
   }
 
-  /** The sender reports of a sharer's RTCP datagram, each for its track. */
-  reports(data: Buffer): Array<{ kind: 'video' | 'audio'; data: Buffer }> {
+  /** The sender reports of a sharer's RTCP datagram about the tracks this receiver gets, each with its track. */
+  senderReports(data: Buffer): Array<{ kind: 'video' | 'audio'; report: SenderReport }> {
     let packets: RtcpPacket[];
     try {
       packets = parseRtcp(data);
     } catch {
       return [];
     }
-    const out: Array<{ kind: 'video' | 'audio'; data: Buffer }> = [];
+    const out: Array<{ kind: 'video' | 'audio'; report: SenderReport }> = [];
     for (const p of packets) {
       if (p.type !== 'sr') continue;
-      if (p.ssrc === this.videoSsrc) out.push({ kind: 'video', data: serializeRtcp([this.videoOut ? { ...p, ssrc: this.videoOut.ssrc } : p]) });
-      else if (p.ssrc === this.audioSsrc) out.push({ kind: 'audio', data: serializeRtcp([p]) });
+      if (p.ssrc === this.videoSsrc) out.push({ kind: 'video', report: p });
+      else if (p.ssrc === this.audioSsrc) out.push({ kind: 'audio', report: p });
     }
     return out;
+  }
+
+  /** The sender reports of a sharer's RTCP datagram, each for its track, the picture's under the SSRC the receiver knows. */
+  reports(data: Buffer): Array<{ kind: 'video' | 'audio'; data: Buffer }> {
+    return this.senderReports(data).map(({ kind, report }) => ({
+      kind,
+      data: serializeRtcp([kind === 'video' && this.videoOut ? { ...report, ssrc: this.videoOut.ssrc } : report]),
+    }));
   }
 }
 

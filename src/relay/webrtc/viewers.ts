@@ -334,18 +334,9 @@ export class BrowserViewers {
 
   /** The sharer's sender reports, each to the browser's track it is about. */
   private reports(b: Browser, out: OutgoingStream, data: Buffer): void {
-    let packets: RtcpPacket[];
-    try {
-      packets = parseRtcp(data);
-    } catch {
-      return;
-    }
-    for (const p of packets) {
-      if (p.type !== 'sr') continue;
-      const track = p.ssrc === out.videoSsrc ? b.videoTrack : p.ssrc === out.audioSsrc ? b.audioTrack : undefined;
-      track?.report(p.ntpSec, p.ntpFrac, p.rtpTimestamp);
-    }
+    for (const { kind, report } of out.senderReports(data)) (kind === 'video' ? b.videoTrack : b.audioTrack)?.report(report.ntpSec, report.ntpFrac, report.rtpTimestamp);
   }
+
 
   /**
    * A browser's transport-wide feedback, as RFC 8888 to the relay, whose layer choice reads it
