@@ -148,7 +148,7 @@ describe('PlayerWatchdog: is the player keeping up?', () => {
     w.blocked(200); // the first time counts
     assert.equal(w.check(100 + PLAYER_STALL_MS), 'starting');
     assert.equal(w.check(101 + PLAYER_STALL_MS), 'stalled');
-    w.drained();
+    w.drained(900);
     assert.equal(w.check(1000), 'starting');
   });
 });
@@ -408,6 +408,22 @@ describe('FfplaySink (fake players, fake clock)', () => {
     await h.run(300, () => h.now() / 1000);
     h.sink.tick(h.now() + 1000); // the timer fired a second late
     assert.equal(h.sink.state, 'live');
+    await h.sink.close();
+  });
+
+  test('behind, then watch itself held up while the player stays paused: the excuse is not taken for the player speaking again', async () => {
+    const h = harness();
+    await tick();
+    h.sink.write(h.frame(true), h.now());
+    await h.run(PLAYER_STARTUP_GRACE_MS, () => h.now() / 1000);
+    await h.run(PLAYER_STALL_MS + 2 * PLAYER_CHECK_MS, () => undefined); // paused
+    assert.equal(h.sink.state, 'behind');
+    h.sink.tick(h.now() + 1000); // the timer fired a second late, the player still silent
+    await h.run(PLAYER_STALL_MS, () => undefined);
+    assert.equal(h.sink.restarts, 0, 'no restart while it stays paused');
+    assert.equal(h.sink.state, 'behind');
+    await h.run(100, () => h.now() / 1000); // resumed
+    assert.equal(h.sink.restarts, 1);
     await h.sink.close();
   });
 

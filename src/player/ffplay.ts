@@ -155,6 +155,8 @@ export type PlayerState = 'live' | 'behind';
 
 export class FfplaySink implements FrameSink {
   state: PlayerState = 'live';
+  /** When it fell behind: it is back only once it prints a status line after this. */
+  private behindSince = 0;
   /** Times the player was restarted because it had fallen behind (or the codec changed). */
   restarts = 0;
   /** Frames not given to a player that had stopped keeping up. */
@@ -295,11 +297,12 @@ export class FfplaySink implements FrameSink {
     const health = this.watchdog.check(now);
     if (this.state === 'live' && health === 'stalled') {
       this.state = 'behind';
+      this.behindSince = now;
       this.opts.log(
         `player fell behind (nothing read or shown for ${this.watchdog.silentMs(now)} ms: paused or stalled); ` +
           'holding frames back, it restarts live once it responds again',
       );
-    } else if (this.state === 'behind' && health !== 'stalled') {
+    } else if (this.state === 'behind' && health !== 'stalled' && this.watchdog.spokeSince(this.behindSince)) {
       this.restart(now, 'it responds again');
     } else if (this.state === 'live' && health === 'lagging' && now - this.lastRestart >= PLAYER_RESTART_MIN_MS) {
       this.restart(now, `it was ${Math.round(this.watchdog.lagMs)} ms behind (resumed after a pause, or too slow)`);
@@ -347,7 +350,7 @@ export class FfplaySink implements FrameSink {
     proc.on('died', (code: number | null, signal: NodeJS.Signals | null, expected: boolean) => {
       if (proc === this.proc && !expected && !this.closed) this.opts.onExit(describePlayerExit(code, signal, forced));
     });
-    proc.stdin?.on('drain', () => watchdog.drained());
+    proc.stdin?.on('drain', () => watchdog.drained(this.now()));
   }
 
   /**

@@ -48,6 +48,10 @@ export class PlayerWatchdog {
     return Number.isFinite(this.bestOffset) ? this.bestOffset : undefined;
   }
   private lastStatus?: number;
+  /** When the last status line really arrived (`excuse` moves lastStatus, never this). */
+  private lastLine?: number;
+  /** When the player last read all we wrote. */
+  private drainedAt?: number;
   private bestOffset = Infinity;
   private blockedSince?: number;
 
@@ -57,6 +61,7 @@ export class PlayerWatchdog {
   /** A status line arrived at `now`. Lines come in order, so the latest one says where the player is. */
   status(clockSec: number, dropped: number, now: number): void {
     this.lastStatus = now;
+    this.lastLine = now;
     this.dropped = dropped;
     if (Number.isNaN(clockSec)) return;
     const offset = now - clockSec * 1000;
@@ -69,9 +74,10 @@ export class PlayerWatchdog {
     this.blockedSince ??= now;
   }
 
-  /** The player read everything we wrote. */
-  drained(): void {
+  /** The player read everything we wrote (at `now`). */
+  drained(now: number): void {
     this.blockedSince = undefined;
+    this.drainedAt = now;
   }
 
   /**
@@ -92,6 +98,17 @@ export class PlayerWatchdog {
     if (spoke && this.blockedSince !== undefined && now - this.blockedSince > stallMs) return 'stalled';
     if (this.lagMs > PLAYER_LAG_MS) return 'lagging';
     return this.lastStatus === undefined ? 'starting' : 'live';
+  }
+
+  /**
+   * Has the player given a sign of life after `t`: a status line, or, from one that never printed
+   * one (still opening its window), reading what it was sent? Only that shows a stalled player is
+   * back: an excuse (watch itself ran late) clears the silence without the player doing anything,
+   * and a paused ffplay still reads its input until its queues are full.
+   */
+  spokeSince(t: number): boolean {
+    if (this.lastLine !== undefined) return this.lastLine > t;
+    return this.drainedAt !== undefined && this.drainedAt > t;
   }
 
   /** Time since the last sign of life, for messages. */
