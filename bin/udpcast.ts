@@ -8,6 +8,7 @@ import { hideBin } from 'yargs/helpers';
 import { run, type Command } from '../src/apps/main.ts';
 import { IMPAIRMENT_HELP } from '../src/apps/impair.ts';
 import { CODEC_NAMES, DEFAULT_CODEC } from '../src/codecs/registry.ts';
+import { DTX_HANGOVER_MS, DTX_KEEPALIVE_MS } from '../src/codecs/opus/dtx.ts';
 import {
   AUDIO_FRAME_CHOICES,
   AUDIO_FRAME_MS_DEFAULT,
@@ -95,6 +96,11 @@ const share: Table = {
   'audio-red': {
     type: 'number',
     describe: `with --audio: earlier sound packets each packet repeats (RFC 2198 RED), 0-${AUDIO_RED_MAX} (default ${AUDIO_RED_DEFAULT}): a lost packet's sound comes with the next one, no round trip; each copy adds the sound's bitrate again`,
+  },
+  'audio-dtx': {
+    type: 'boolean',
+    default: true,
+    describe: `with --audio: digital silence (a muted or paused source) is not sent after its first ${DTX_HANGOVER_MS} ms, but for a packet every ${DTX_KEEPALIVE_MS} ms (DTX, RFC 7587); viewers fill it with silence. --no-audio-dtx sends every packet`,
   },
   adapt: {
     type: 'boolean',

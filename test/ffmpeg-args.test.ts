@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { LAYER_MIN_HEIGHT, autoLayers, buildShareArgs, conformSize, layerSize, sizeNotice, type EncodeOptions } from '../src/encode/ffmpeg-args.ts';
 import { resolveH264Encoder } from '../src/codecs/h264/ffmpeg.ts';
 import { captureInputArgs, parseRegion, parseSourceOption, type CaptureOptions } from '../src/capture/source.ts';
-import { locateFfmpeg, locateFfplay, ffmpegEncoderHasOption, ffmpegHasFilter } from '../src/encode/locate.ts';
+import { locateFfmpeg, locateFfplay, ffmpegHasFilter } from '../src/encode/locate.ts';
 import { UsageError } from '../src/util/errors.ts';
 import { skipUnless, which } from './helpers/tools.ts';
 
@@ -384,15 +384,6 @@ describe('finding FFmpeg', () => {
   test('filter probe: this FFmpeg has testsrc2, and no made-up filter', { skip: skipUnless('ffmpeg') }, async () => {
     assert.equal(await ffmpegHasFilter(which('ffmpeg')!, 'testsrc2'), true);
     assert.equal(await ffmpegHasFilter(which('ffmpeg')!, 'nosuchfilter'), false);
-  });
-
-  test("ffmpegEncoderHasOption reads an encoder's private options (Debian 12's FFmpeg 5.1 has no libopus dtx); -dtx 1 only when asked", { skip: skipUnless('ffmpeg') }, async () => {
-    assert.equal(await ffmpegEncoderHasOption(which('ffmpeg')!, 'libopus', 'fec'), true);
-    assert.equal(await ffmpegEncoderHasOption(which('ffmpeg')!, 'libopus', 'nosuchoption'), false);
-    const capture: CaptureOptions = { source: 'test', fps: 30, size: { width: 320, height: 240 } };
-    const sound = (dtx: boolean) => buildShareArgs(capture, { ...h264, audio: { source: { kind: 'test' }, bitrateKbps: 64, dtx } });
-    assert.ok(sound(true).join(' ').includes('-dtx 1'));
-    assert.ok(!sound(false).includes('-dtx'));
   });
 });
 

@@ -146,6 +146,7 @@ export function shareOptions(a: Record<string, unknown>): ShareOptions {
     audio: parseAudio(a.audio === '' ? true : (a.audio as string | boolean | undefined), String(a.source ?? 'screen')),
     audioRedundancy: checkInt('audio-red', a.audioRed ?? AUDIO_RED_DEFAULT, 0, AUDIO_RED_MAX),
     audioFrameMs: Number(a.audioFrame ?? AUDIO_FRAME_MS_DEFAULT) as AudioFrameMs,
+    audioDtx: a.audioDtx !== false,
     key: readSecret('key', a.key, a.keyFile),
     encrypt: readSecret('encrypt', a.encrypt, a.encryptFile),
     push: checkPushUrls(a.push),

@@ -76,6 +76,8 @@ export interface ShareOptions extends CommonOptions, Pick<Secrets, 'key' | 'encr
   audio?: AudioSource;
   /** --audio-red: earlier Opus packets repeated in each sound packet (RFC 2198); 0: plain Opus. */
   audioRedundancy: number;
+  /** --audio-dtx (default) / --no-audio-dtx: silence not sent (codecs/opus/dtx.ts). */
+  audioDtx: boolean;
   /** --audio-frame: ms of sound per Opus packet. */
   audioFrameMs: AudioFrameMs;
   /** --push URL (repeatable): the stream also published to these RTSP servers (relay/rtsp/push.ts); checked by parsePushUrl. */

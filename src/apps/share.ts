@@ -5,13 +5,14 @@
 import type { AudioSource } from '../capture/audio.ts';
 import { availableParallelism, networkInterfaces } from 'node:os';
 import { CB_RESUME_MS, CONNECT_TIMEOUT_MS, DEFAULT_TEST_SIZE, KEEPALIVE_MS, VIEWER_TIMEOUT_MS, WATCH_HINT_MAX_ADDRESSES, isAudioPayloadType } from '../defaults.ts';
+import { DTX_HANGOVER_MS } from '../codecs/opus/dtx.ts';
 import type { ShareSnapshot } from '../dashboard/snapshots.ts';
 import { captureInputArgs, checkRegionInside, checkSourceExists, type CaptureOptions } from '../capture/source.ts';
 import { probeInputSize } from '../capture/probe.ts';
 import { Encoder, type CapturedFrame } from '../encode/encoder.ts';
 import { LAYERS_MAX, LAYER_SCALES, LAYER_SHARES, autoLayers, encodedInputSize, layerBitrates, layerSize, sizeNotice, type EncodeOptions } from '../encode/ffmpeg-args.ts';
 import { FrameUnsupportedError } from '../codecs/codec.ts';
-import { ffmpegEncoderHasOption, ffmpegHasFilter, locateFfmpeg } from '../encode/locate.ts';
+import { ffmpegHasFilter, locateFfmpeg } from '../encode/locate.ts';
 import type { RelayServer } from '../relay/io/server.ts';
 import type { RtspServer } from '../relay/rtsp/server.ts';
 import { listen, startEmbeddedHttp, startPush, startRtsp } from './relay.ts';
@@ -201,8 +202,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   };
   const encode: EncodeOptions = {
     codec: o.codec, encoder: o.encoder, bitrateKbps: o.bitrateKbps, fps: o.fps, gop: o.gop, quality: o.quality, size, layers: o.layers,
-    // Silence not sent (DTX) where this FFmpeg's libopus can mark it.
-    audio: o.audio ? { source: o.audio, bitrateKbps: AUDIO_BITRATE_KBPS, frameMs: o.audioFrameMs, dtx: await ffmpegEncoderHasOption(ffmpeg.path, 'libopus', 'dtx') } : undefined,
+    audio: o.audio ? { source: o.audio, bitrateKbps: AUDIO_BITRATE_KBPS, frameMs: o.audioFrameMs } : undefined,
   };
   checkSourceExists(capture);
   // A size the codec cannot carry is padded or scaled, and said once; a whole screen or a file
@@ -260,11 +260,12 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     layers,
     audio: o.audio !== undefined,
     audioRedundancy: o.audioRedundancy,
+    audioDtx: o.audioDtx,
     security: keyMaster || encryptMaster ? { key: keyMaster, encrypt: encryptMaster } : undefined,
   });
   if (o.audio) {
     const red = o.audioRedundancy ? `, each packet with copies of the ${o.audioRedundancy === 1 ? 'one' : o.audioRedundancy} before it (RED)` : '';
-    const dtx = encode.audio?.dtx ? '; silence is not sent (DTX)' : '';
+    const dtx = o.audioDtx ? `; silence is not sent after its first ${DTX_HANGOVER_MS} ms (DTX)` : '';
     log(`sound: ${describeAudio(o.audio)}, Opus at ${AUDIO_BITRATE_KBPS} kbit/s in ${o.audioFrameMs} ms packets${red}: about ${Math.round(soundKbps)} kbit/s on the path, kept before the picture's share${dtx}`);
   }
   // --push: pushers watch the embedded relay's core, or (with --relay) a core of their own that

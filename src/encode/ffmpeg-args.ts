@@ -43,11 +43,6 @@ export interface EncodeOptions {
 export interface AudioEncoding {
   source: AudioSource;
   bitrateKbps: number;
-  /**
-   * Discontinuous transmission (RFC 7587 §3.1.3): in silence the encoder marks most frames as
-   * empty, and the publisher does not send them. Only where this FFmpeg's libopus takes `-dtx`.
-   */
-  dtx?: boolean;
   /** Sound per Opus packet, ms (AUDIO_FRAME_CHOICES); AUDIO_FRAME_MS_DEFAULT when not given. */
   frameMs?: number;
 }
@@ -77,7 +72,7 @@ function audioOutput(audio: AudioEncoding, layers: number): string[] {
   // The picture's input is 0; a separate sound input is 1.
   const map = audio.source.kind === 'file' ? '0:a:0' : '1:a:0';
   const frameMs = audio.frameMs ?? AUDIO_FRAME_MS_DEFAULT;
-  return ['-map', map, '-vn', '-sn', ...opusArgs(frameMs), ...(audio.dtx ? ['-dtx', '1'] : []), '-b:a', `${audio.bitrateKbps}k`, '-f', 'opus', '-page_duration', String(frameMs * 1000), '-flush_packets', '1', `pipe:${audioFd(layers)}`];
+  return ['-map', map, '-vn', '-sn', ...opusArgs(frameMs), '-b:a', `${audio.bitrateKbps}k`, '-f', 'opus', '-page_duration', String(frameMs * 1000), '-flush_packets', '1', `pipe:${audioFd(layers)}`];
 }
 
 export const LAYERS_MAX = 3;

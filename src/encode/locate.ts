@@ -114,20 +114,6 @@ export function locateFfplay(opts: { env?: NodeJS.ProcessEnv; platform?: NodeJS.
   return p ? { path: p, source: 'path' } : null;
 }
 
-/**
- * Whether this FFmpeg's `encoder` takes the private option `option`, from `ffmpeg -h
- * encoder=NAME` (e.g. libopus's `dtx`, which FFmpeg 5.1 lacks).
- */
-export async function ffmpegEncoderHasOption(ffmpegPath: string, encoder: string, option: string): Promise<boolean> {
-  const { execFile } = await import('node:child_process');
-  return new Promise((resolve) => {
-    execFile(ffmpegPath, ['-hide_banner', '-h', `encoder=${encoder}`], { timeout: 5000, windowsHide: true }, (err, stdout) => {
-      if (err) return resolve(false);
-      resolve(new RegExp(`^\\s+-${option}\\s`, 'm').test(String(stdout)));
-    });
-  });
-}
-
 /** Whether this FFmpeg has a filter (e.g. ddagrab on Windows), from `ffmpeg -hide_banner -filters`. */
 export async function ffmpegHasFilter(ffmpegPath: string, filter: string): Promise<boolean> {
   const { execFile } = await import('node:child_process');

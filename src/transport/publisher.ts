@@ -9,7 +9,8 @@ import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { hostname } from 'node:os';
 import { KEEPALIVE_MS, RELAY_SILENT_MS, DEFAULT_PAYLOAD_LIMIT, PT_OPUS, PT_RED } from '../defaults.ts';
-import { OPUS_DTX_MAX_BYTES, OPUS_RATE } from '../codecs/opus/opus.ts';
+import { DtxGate } from '../codecs/opus/dtx.ts';
+import { OPUS_RATE } from '../codecs/opus/opus.ts';
 import { fitsRed, redPayload, type RedundantBlock } from '../codecs/opus/red.ts';
 import type { Endpoint } from '../util/net.ts';
 import { ControlType, PT_PROBE, RELAY_SSRC, RefuseReason, controlApp, parseControl } from './control.ts';
@@ -82,6 +83,8 @@ export interface PublisherOptions {
   audio?: boolean;
   /** Earlier Opus packets repeated in each sound packet (RFC 2198 RED, 0-AUDIO_RED_MAX); 0: plain Opus. */
   audioRedundancy?: number;
+  /** Silence is not sent (DTX) past its first DTX_HANGOVER_MS, but for a packet each DTX_KEEPALIVE_MS. Default on. */
+  audioDtx?: boolean;
   log?: (line: string) => void;
   now?: () => number;
 }
@@ -100,7 +103,7 @@ export interface PublisherCounters {
   keyframesSent: number;
   /** Opus packets sent (sendAudio). */
   audioPacketsSent: number;
-  /** Opus packets not sent: silence the encoder marked as such (DTX, RFC 7587 §3.1.3). */
+  /** Opus packets of silence not sent (DTX, RFC 7587 §3.1.3; codecs/opus/dtx.ts). */
   audioSilenceNotSent: number;
   packetsSent: number;
   bytesSent: number;
@@ -221,6 +224,7 @@ export class Publisher {
   private readonly payloadLimit: number;
   /** The last Opus packet was silence not sent: the next one sent starts a talkspurt. */
   private audioInSilence = false;
+  private readonly dtx: DtxGate;
   private probeTimer?: NodeJS.Timeout;
   /** The relay refused our PUBLISH (the stream is another sharer's, the relay is full, a bad key). */
   onRefused?: (reason: RefuseReason) => void;
@@ -273,6 +277,7 @@ export class Publisher {
     this.senders = Array.from({ length: layers }, () => new RtpSender({ payloadType: c.payloadType }));
     this.sender = this.senders[0];
     if (opts.audio) this.audioSender = new RtpSender({ payloadType: opts.audioRedundancy ? PT_RED : PT_OPUS });
+    this.dtx = new DtxGate(opts.audioDtx ?? true);
     this.payloadLimit = payloadLimit;
     this.packetizers = this.senders.map(() => c.packetizer({ payloadLimit }));
     if (opts.fec) this.fecs = this.senders.map((s) => new FecEncoder({ mediaSsrc: s.ssrc, ...opts.fec! }));
@@ -324,8 +329,8 @@ export class Publisher {
    */
   sendAudio(packet: { data: Buffer; captureUnixMs: number }): void {
     if (this.closed || !this.audioSender || this.breaker.open) return;
-    if (packet.data.length <= OPUS_DTX_MAX_BYTES) {
-      // DTX: the decoder makes comfort noise of the hole; the viewer fills it (player/audio.ts).
+    if (this.dtx.decide(packet.data) === 'skip') {
+      // DTX: the viewer fills the hole with silence as it goes (player/audio.ts).
       this.counters.audioSilenceNotSent++;
       this.audioInSilence = true;
       return;
@@ -617,7 +622,9 @@ export class Publisher {
     // Parity first, then everything paced goes at once, then BYE: nothing is left on a timer.
     for (const fec of this.fecs ?? []) for (const f of fec.flush()) this.transmit([f], true);
     this.pacer?.flush();
-    let bye: Buffer[] = [this.rtcp([{ type: 'bye', ssrcs: this.senders.map((s) => s.ssrc), reason }])];
+    // Every source that leaves (RFC 3550 §6.6): the sound's too, so a viewer stops filling its silence.
+    const ssrcs = [...this.senders.map((s) => s.ssrc), ...(this.audioSender ? [this.audioSender.ssrc] : [])];
+    let bye: Buffer[] = [this.rtcp([{ type: 'bye', ssrcs, reason }])];
     if (this.signer) bye = this.signer.sign(bye);
     await new Promise<void>((resolve) => {
       this.socket.send(bye, this.opts.relay.port, this.opts.relay.address, () => resolve());

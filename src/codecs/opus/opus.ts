@@ -18,12 +18,6 @@ import { PacketError, need } from '../../util/errors.ts';
 
 /** Opus's RTP clock and the rate its durations count in (RFC 7587 §4.1). */
 export const OPUS_RATE = 48000;
-/**
- * With DTX on, libopus marks a silent frame by a packet this short (its TOC and at most one more
- * byte: "a return value of 2 bytes or less means the packet need not be transmitted", the
- * opus_encode() documentation); RFC 7587 §3.1.3 lets the sender leave such packets out.
- */
-export const OPUS_DTX_MAX_BYTES = 2;
 
 /** The fields of an ID header (RFC 7845 §5.1). */
 export interface OpusHead {
