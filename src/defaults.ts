@@ -52,10 +52,18 @@ export const VIDEO_CLOCK_RATE = 90000;
  */
 export const AUDIO_CONCEAL_MAX_MS = 200;
 /**
- * The longest silence not sent (DTX) the viewer marks: libopus sends a frame every 400 ms in
- * silence, so every DTX hole fits; a longer one is a pause, left as a hole.
+ * The longest silence not sent (DTX) the viewer fills: a sharer's DTX sends a packet every 400 ms
+ * in silence (codecs/opus/dtx.ts), so every DTX hole fits, with one keepalive lost too; a longer
+ * one is a pause (the sharer stopped), left as a hole.
  */
 export const AUDIO_SILENCE_FILL_MS = 1000;
+/**
+ * After digital silence, how late the next sound packet may be before the viewer fills its time
+ * with silence (player/audio.ts): more than a packet's usual jitter, so sound that is only late
+ * seldom comes into a fill, and about one of ffplay's sound buffers (33 ms, player/ffplay.ts), the
+ * wait its device has at the start of each hole.
+ */
+export const AUDIO_FILL_LAG_MS = 40;
 /**
  * Sound per Opus packet, in ms (`share --audio-frame`): 20 is RFC 7587's usual packet and lets
  * the encoder use SILK for speech; 10 halves the wait for a packet's samples and codes CELT only

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { AudioReceiver, type SenderClock } from '../src/player/audio.ts';
 import { parseRed, redPayload, fitsRed, RED_MAX_TS_OFFSET } from '../src/codecs/opus/red.ts';
-import { AUDIO_CONCEAL_MAX_MS, PT_OPUS, PT_RED } from '../src/defaults.ts';
+import { AUDIO_CONCEAL_MAX_MS, AUDIO_FILL_LAG_MS, AUDIO_SILENCE_FILL_MS, PT_OPUS, PT_RED } from '../src/defaults.ts';
 import { msToNtp } from '../src/transport/ntp.ts';
 import type { RtpPacket } from '../src/rtp/packet.ts';
 import { PacketError } from '../src/util/errors.ts';
@@ -147,6 +147,95 @@ test('silence not sent (DTX): no number missing, the marker on the next packet: 
   q.push(packet(1), SR, SR);
   assert.deepEqual(said(q.push(rtp(2, 21 * FRAME, opus(21)), SR, SR)), ['21']);
   assert.deepEqual([q.counters.silence, q.counters.gaps], [0, 1]);
+});
+
+/** Digital silence as libopus codes it (codecs/opus/dtx.ts), 20 ms. */
+const hush = Buffer.from([TOC, 0xff, 0xfe]);
+const quiet = (seq: number, n: number, marker = false): RtpPacket => ({ ...rtp(seq, n * FRAME, hush), marker });
+/** Timestamps (in packets) of what came out, "s" for silence, "~" for a mark, else the number said. */
+const times = (out: ReturnType<AudioReceiver['push']>) => out.map((a) => `${a.data.equals(hush) ? 's' : a.concealed ? '~' : a.data[1]}@${a.timestamp / FRAME}`);
+
+test(`DTX after digital silence: filled with that silence as time passes, ${AUDIO_FILL_LAG_MS} ms late, up to AUDIO_SILENCE_FILL_MS; the keepalive after it fits on`, () => {
+  const r = new AudioReceiver();
+  r.push(packet(1), SR, SR, 20);
+  r.push(quiet(2, 2), SR, SR, 40);
+  assert.deepEqual(r.poll(SR, SR, 40 + 20 + AUDIO_FILL_LAG_MS - 1), [], 'not yet late enough');
+  assert.deepEqual(times(r.poll(SR, SR, 40 + 20 + AUDIO_FILL_LAG_MS)), ['s@3']);
+  assert.deepEqual(times(r.poll(SR, SR, 40 + 60 + AUDIO_FILL_LAG_MS)), ['s@4', 's@5']);
+  const filled = r.poll(SR, SR, 40 + 10_000);
+  assert.equal(filled.length, AUDIO_SILENCE_FILL_MS / 20 - 3, 'no more than AUDIO_SILENCE_FILL_MS in all');
+  assert.ok(filled.every((a) => !a.concealed && a.data.equals(hush)), 'real silence, for a live player too');
+  assert.equal(r.counters.silence, AUDIO_SILENCE_FILL_MS / 20);
+  // The sharer's keepalive 400 ms on (number 3, the marker bit): it follows where the fill stopped.
+  const s = new AudioReceiver();
+  s.push(quiet(1, 1), SR, SR, 20);
+  s.poll(SR, SR, 20 + 380);
+  assert.deepEqual(times(s.push(quiet(2, 21, true), SR, SR, 420)), ['s@19', 's@20', 's@21'], 'what the fill had not reached yet, then the keepalive');
+  assert.deepEqual([s.counters.silence, s.counters.lost, s.counters.gaps], [19, 0, 0]);
+  // The sharer said BYE for the sound: its end is not filled.
+  const b = new AudioReceiver();
+  b.push(quiet(1, 1), SR, SR, 20);
+  b.bye([0x1234]);
+  assert.equal(b.poll(SR, SR, 200).length, 7, 'a BYE for another source changes nothing');
+  b.bye([0x1234, AUDIO_SSRC]);
+  assert.deepEqual(b.poll(SR, SR, 1000), []);
+  // After sound that is not silence, a late packet is not filled: it may be a loss RED repairs.
+  const t = new AudioReceiver();
+  t.push(packet(1), SR, SR, 20);
+  assert.deepEqual(t.poll(SR, SR, 1000), []);
+});
+
+test('sound that comes into a fill is handed on right after it, the sound after it as late, and the next silence takes that back', () => {
+  const r = new AudioReceiver();
+  r.push(quiet(1, 1), SR, SR, 20);
+  // The fill went to packet 6's time; the sharer's sound resumed at 5 (its packet late by 60 ms).
+  assert.deepEqual(times(r.poll(SR, SR, 20 + 100 + AUDIO_FILL_LAG_MS)), ['s@2', 's@3', 's@4', 's@5', 's@6']);
+  assert.deepEqual(times(r.push({ ...packet(5), sequenceNumber: 2, marker: true }, SR, SR, 200)), ['5@7']);
+  assert.deepEqual(times(r.push({ ...packet(6), sequenceNumber: 3 }, SR, SR, 220)), ['6@8']);
+  // Silence again (at 7, handed on at 9), then DTX: two fill steps are not handed on.
+  assert.deepEqual(times(r.push(quiet(4, 7), SR, SR, 240)), ['s@9']);
+  assert.deepEqual(times(r.poll(SR, SR, 240 + 100 + AUDIO_FILL_LAG_MS)), ['s@10', 's@11', 's@12']);
+  assert.deepEqual(times(r.push(quiet(5, 13, true), SR, SR, 400)), ['s@13'], 'back on its own time');
+  assert.equal(r.counters.lost + r.counters.gaps + r.counters.late, 0);
+});
+
+test('in DTX: a keepalive late into the fill keeps it going and shifts nothing; a keepalive lost is silence, not sound lost', () => {
+  const r = new AudioReceiver();
+  r.push(quiet(1, 1), SR, SR, 20);
+  assert.equal(r.poll(SR, SR, 20 + 380 + AUDIO_FILL_LAG_MS).length, 19); // 2-20 filled
+  assert.deepEqual(r.push(quiet(2, 20, true), SR, SR, 440), [], 'its time is filled already');
+  assert.deepEqual([r.counters.late, r.counters.silence], [0, 19]);
+  // Filled on from 21 for another AUDIO_SILENCE_FILL_MS, counted from the keepalive.
+  assert.equal(r.poll(SR, SR, 440 + AUDIO_SILENCE_FILL_MS + AUDIO_FILL_LAG_MS).length, AUDIO_SILENCE_FILL_MS / 20);
+  assert.deepEqual(times(r.push(packet(71), SR, SR, 1500)).at(-1), '71@71', 'no shift: the fill stopped at 70');
+  // The keepalive (number 2) lost: number 3, silence again, 400 ms on, without the marker.
+  const q = new AudioReceiver();
+  q.push(quiet(1, 1), SR, SR, 20);
+  // (not polled: the fill did not run, so the hole is seen whole)
+  const out = q.push(quiet(3, 41), SR, SR, 820);
+  assert.ok(out.slice(0, -1).every((a) => a.concealed && a.data.equals(hush)), 'silence, not concealment marks');
+  assert.deepEqual([q.counters.silence, q.counters.concealed, q.counters.gaps, q.counters.lost], [39, 0, 0, 1]);
+});
+
+test("the first packet after DTX lost: RED's copy in the next one is not dropped, in the fill or after it; only sound lost for good is marked", () => {
+  const r = new AudioReceiver();
+  r.push(quiet(1, 1), SR, SR, 20);
+  assert.equal(r.poll(SR, SR, 20 + 80 + AUDIO_FILL_LAG_MS).length, 4); // 2-5 filled
+  // Sound from 4 on: number 2 (time 4) lost, number 3 (time 5) brings it as RED.
+  const next = rtp(3, 5 * FRAME, Buffer.concat(redPayload(PT_OPUS, opus(5), [{ tsOffset: FRAME, data: opus(4) }])), PT_RED);
+  assert.deepEqual(times(r.push(next, SR, SR, 140)), ['4@6', '5@7']);
+  assert.equal(r.counters.recovered, 1);
+  // Not filled yet (the fill lags): the hole is silence up to the sound, RED's copy gives that back.
+  const redAt = (seq: number, n: number) => rtp(seq, n * FRAME, Buffer.concat(redPayload(PT_OPUS, opus(n), [{ tsOffset: FRAME, data: opus(n - 1) }])), PT_RED);
+  const q = new AudioReceiver();
+  q.push(quiet(1, 1), SR, SR, 20);
+  assert.deepEqual(times(q.push(redAt(3, 10), SR, SR, 200)), ['s@2', 's@3', 's@4', 's@5', 's@6', 's@7', 's@8', '9@9', '10@10']);
+  assert.deepEqual([q.counters.silence, q.counters.concealed], [7, 0]);
+  // Three lost, one copy: the two before it were sound lost for good, marks; the rest silence.
+  const m = new AudioReceiver();
+  m.push(quiet(1, 1), SR, SR, 20);
+  assert.deepEqual(times(m.push(redAt(5, 10), SR, SR, 200)), ['s@2', 's@3', 's@4', 's@5', 's@6', '~@7', '~@8', '9@9', '10@10']);
+  assert.deepEqual([m.counters.silence, m.counters.concealed, m.counters.lost], [5, 2, 3]);
 });
 
 test('across the wrap of the 16-bit sequence number and the 32-bit timestamp: plain, RED and a hole alike', () => {

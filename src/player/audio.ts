@@ -11,13 +11,24 @@
  * downstream (ffplay's, a recording's player) conceals it and the sound keeps its length and
  * stays in step with the picture. Holes longer than AUDIO_CONCEAL_MAX_MS (the sharer paused, the
  * network went away) are left as they are: the next packet's time says where the sound resumes.
- * Silence the sharer did not send (DTX: no sequence number missing, the marker bit on the packet
- * after it) is marked the same way, up to AUDIO_SILENCE_FILL_MS, so the decoder makes its comfort
- * noise and a player that plays packets back to back does not pull the sound ahead of the picture.
+ *
+ * Silence the sharer did not send (DTX, codecs/opus/dtx.ts) is filled as it goes: once the last
+ * packet was digital silence and the next is AUDIO_FILL_LAG_MS overdue, a copy of that packet is
+ * handed on for each packet's time that passes, up to AUDIO_SILENCE_FILL_MS after it. A player
+ * fed sound as it plays (ffplay's sound device waits for it, and loses the time it waited) and a
+ * recording both get real silence, at its time. Should sound then come for a time already filled
+ * (its packet later than the fill's lag), it is handed on right after the fill instead, and the
+ * sound after it as much later, until the next silence takes that delay back (a fill step not
+ * handed on); silence for a time already filled is dropped, and keeps the fill going. A hole the
+ * fill did not cover is filled when the packet after it comes: as silence not sent when the marker
+ * bit says so (RFC 7587 §4.1) or digital silence came before it, but for the packets lost at its
+ * end when sound comes after it (a keepalive lost between silences is silence too). Silence is
+ * filled with that silence (marks where it was not digital silence), sound lost with marks.
  */
 import { OPUS_RATE, opusPacketSamples } from '../codecs/opus/opus.ts';
 import { parseRed, type RedBlock } from '../codecs/opus/red.ts';
-import { AUDIO_CONCEAL_MAX_MS, AUDIO_SILENCE_FILL_MS, PT_OPUS, PT_RED, VIDEO_CLOCK_RATE } from '../defaults.ts';
+import { isOpusSilence } from '../codecs/opus/dtx.ts';
+import { AUDIO_CONCEAL_MAX_MS, AUDIO_FILL_LAG_MS, AUDIO_SILENCE_FILL_MS, PT_OPUS, PT_RED, VIDEO_CLOCK_RATE } from '../defaults.ts';
 import type { RtpPacket } from '../rtp/packet.ts';
 import { seqDiff, tsDiff, TS_MOD } from '../rtp/seq.ts';
 import { ntpToMs } from '../transport/ntp.ts';
@@ -31,14 +42,17 @@ export interface SenderClock {
 }
 
 export interface ReceivedAudio {
-  /** One Opus packet (a concealment mark: its TOC byte alone). */
+  /** One Opus packet (a concealment mark: its TOC byte alone; a fill: the silence repeated). */
   data: Buffer;
   ssrc: number;
-  /** Its RTP timestamp (48 kHz). */
+  /** Its RTP timestamp (48 kHz), later by the shift when sound came into a fill (see the top). */
   timestamp: number;
   /** The picture's RTP timestamp (90 kHz) of the instant its first sample was captured. */
   videoTimestamp: number;
-  /** A mark for sound that never came, for the decoder to conceal. */
+  /**
+   * Filled in after its time, when the packet after a hole came: a mark for the decoder to conceal
+   * sound that never came, or silence not sent. A live player, whose time went on, skips it.
+   */
   concealed: boolean;
 }
 
@@ -55,7 +69,7 @@ export interface AudioCounters {
   concealed: number;
   /** Holes not marked: longer than AUDIO_CONCEAL_MAX_MS (AUDIO_SILENCE_FILL_MS for silence). */
   gaps: number;
-  /** Opus packets of silence the sharer did not send (DTX), marked for the decoder's comfort noise. */
+  /** Opus packets of silence the sharer did not send (DTX), filled in (player/audio.ts, above). */
   silence: number;
   /** Packets dropped because no SR has yet mapped the sound's clock or the picture's. */
   unsynced: number;
@@ -81,6 +95,15 @@ export class AudioReceiver {
   private jitter = 0;
   private lastTransit?: number;
   private latencyMs?: number;
+  /** The last packet handed on, when it was digital silence: what a fill repeats. */
+  private silenceBytes?: Buffer;
+  /** When the last packet that brought sound arrived (the wall clock, ms). */
+  private lastArrivalMs?: number;
+  /** Packets' times filled with silence since then, and the timestamp the fill began at. */
+  private filled = 0;
+  private fillFrom?: number;
+  /** 48 kHz ticks every packet is handed on later than its timestamp: sound that came into a fill. */
+  private shift = 0;
 
   get report(): AudioReport {
     return { jitterMs: (this.jitter * 1000) / OPUS_RATE, latencyMs: this.latencyMs };
@@ -105,13 +128,21 @@ export class AudioReceiver {
       this.nextTs = undefined;
       this.lastTransit = undefined;
       this.jitter = 0;
+      this.silenceBytes = undefined;
+      this.lastArrivalMs = undefined;
+      this.filled = 0;
+      this.fillFrom = undefined;
+      this.shift = 0;
     }
     let afterSilence = false;
     let newer = true;
+    /** Packets the network lost just before this one (RED's copies in it may give some back). */
+    let missing = 0;
     if (this.lastSeq === undefined) this.lastSeq = pkt.sequenceNumber;
     else {
       const d = seqDiff(this.lastSeq, pkt.sequenceNumber);
       afterSilence = d === 1 && pkt.marker;
+      missing = Math.max(0, d - 1);
       newer = d > 0;
       if (d > 0) {
         this.counters.lost += d - 1;
@@ -135,6 +166,11 @@ export class AudioReceiver {
     }
     const out: ReceivedAudio[] = [];
     let fresh = false;
+    let keptAlive = false;
+    // The packets lost for good: those missing, but for the copies of sound not handed on yet.
+    const nextTs = this.nextTs;
+    const copies = nextTs === undefined ? 0 : blocks.filter((b) => !b.primary && b.payloadType === PT_OPUS && tsDiff(nextTs, b.timestamp) >= 0).length;
+    const unrecovered = Math.max(0, missing - copies);
     for (const b of blocks) {
       if (b.payloadType !== PT_OPUS) continue;
       const samples = unlessMalformed(() => opusPacketSamples(b.data), 0);
@@ -145,15 +181,37 @@ export class AudioReceiver {
       // The first packet of a source: its copies are of sound from before this viewer came.
       if (this.nextTs === undefined && !b.primary) continue;
       if (this.nextTs !== undefined) {
-        const ahead = tsDiff(this.nextTs, b.timestamp);
+        let ahead = tsDiff(this.nextTs, b.timestamp);
+        if (this.fillFrom !== undefined && ahead < 0 && tsDiff(this.fillFrom, b.timestamp) >= -samples / 2) {
+          // Silence for a time filled with silence already: nothing to hand on, but the sharer is there.
+          if (isOpusSilence(b.data)) {
+            if (b.primary) {
+              this.lastArrivalMs = nowMs;
+              this.filled = 0;
+              keptAlive = true;
+            }
+            continue;
+          }
+          // Sound for a time a fill took already: handed on after the fill, and all after it as late.
+          this.shift -= ahead;
+          this.nextTs = b.timestamp;
+          ahead = 0;
+        }
         // A newer packet whose time went back further than a hole could be: the sharer's clock
         // stepped back (its capture times make the timestamps). Its sound starts afresh there.
         if (b.primary && (-ahead * 1000) / OPUS_RATE > AUDIO_CONCEAL_MAX_MS) this.nextTs = b.timestamp;
         else if (ahead < -samples / 2) continue; // handed on already
-        if (ahead > samples / 2) this.conceal(b, ahead, afterSilence && b.primary, audioSr, videoSr, out);
+        // A hole is silence not sent when the marker says so, or when digital silence came before it:
+        // all of it when silence comes after it too (a keepalive lost), else but for the packets
+        // lost at its end. Otherwise it is sound lost.
+        const silent = (afterSilence && b.primary) || this.silenceBytes !== undefined;
+        if (ahead > samples / 2) this.conceal(b, ahead, silent, isOpusSilence(b.data) ? 0 : unrecovered, audioSr, videoSr, out);
       }
       this.nextTs = (b.timestamp + samples) % TS_MOD;
       fresh = true;
+      this.silenceBytes = isOpusSilence(b.data) ? b.data : undefined;
+      this.filled = 0;
+      this.fillFrom = undefined;
       if (!b.primary) this.counters.recovered++;
       const a = this.place(b.data, b.timestamp, false, audioSr, videoSr);
       if (a) {
@@ -162,10 +220,47 @@ export class AudioReceiver {
       }
     }
     // Late: nothing new in it (not: new but unplaced for want of an SR, counted as unsynced).
-    if (!fresh) this.counters.late++;
+    if (fresh) this.lastArrivalMs = nowMs;
+    else if (!keptAlive) this.counters.late++;
     if (audioSr && out.some((a) => !a.concealed)) {
       const last = blocks.at(-1)!;
       this.latencyMs = nowMs - (ntpToMs(audioSr.ntpSec, audioSr.ntpFrac) + (tsDiff(audioSr.rtpTimestamp, last.timestamp) * 1000) / OPUS_RATE);
+    }
+    return out;
+  }
+
+  /** RTCP BYE for `ssrcs`: the sound's source left, so the silence after its last packet is not filled. */
+  bye(ssrcs: readonly number[]): void {
+    if (this.ssrc !== undefined && ssrcs.includes(this.ssrc)) this.silenceBytes = undefined;
+  }
+
+  /** The sound's source now (undefined before its first packet). */
+  get source(): number | undefined {
+    return this.ssrc;
+  }
+
+  /**
+   * Timer entry (every few ms): after digital silence, a copy of it for each packet's time that
+   * passed with nothing (DTX), once AUDIO_FILL_LAG_MS late, for at most AUDIO_SILENCE_FILL_MS.
+   */
+  poll(audioSr: SenderClock | undefined, videoSr: SenderClock | undefined, nowMs = Date.now()): ReceivedAudio[] {
+    const out: ReceivedAudio[] = [];
+    const silence = this.silenceBytes;
+    if (!silence || this.nextTs === undefined || this.lastArrivalMs === undefined) return out;
+    const frame = opusPacketSamples(silence);
+    const frameMs = (frame * 1000) / OPUS_RATE;
+    while ((this.filled + 1) * frameMs <= AUDIO_SILENCE_FILL_MS && nowMs >= this.lastArrivalMs + (this.filled + 1) * frameMs + AUDIO_FILL_LAG_MS) {
+      this.filled++;
+      this.fillFrom ??= this.nextTs;
+      if (this.shift >= frame) {
+        // Sound was handed on late once: this step of the silence takes a packet's time of it back.
+        this.shift -= frame;
+      } else {
+        this.counters.silence++;
+        const a = this.place(silence, this.nextTs, false, audioSr, videoSr);
+        if (a) out.push(a);
+      }
+      this.nextTs = (this.nextTs + frame) % TS_MOD;
     }
     return out;
   }
@@ -181,21 +276,33 @@ export class AudioReceiver {
     this.lastTransit = transit;
   }
 
-  /** Marks `ahead` ticks of missing sound (or of silence not sent) before `next`, in frames of `next`'s configuration. */
-  private conceal(next: RedBlock, ahead: number, silence: boolean, audioSr: SenderClock | undefined, videoSr: SenderClock | undefined, out: ReceivedAudio[]): void {
+  /**
+   * Fills the `ahead` ticks missing before `next`. A hole of silence not sent (`silence`) gets
+   * the silence that came before it (marks where that was not digital silence), but for its last
+   * `lost` packets: sound sent after the silence that the network lost and no copy gave back.
+   * Those, and a hole of lost sound, get marks for the decoder to conceal: code 0 (one frame), the
+   * frame's bytes left out, the TOC byte alone (RFC 6716 §3.1-3.2.2).
+   */
+  private conceal(next: RedBlock, ahead: number, silence: boolean, lost: number, audioSr: SenderClock | undefined, videoSr: SenderClock | undefined, out: ReceivedAudio[]): void {
     if ((ahead * 1000) / OPUS_RATE > (silence ? AUDIO_SILENCE_FILL_MS : AUDIO_CONCEAL_MAX_MS)) {
       this.counters.gaps++;
       return;
     }
-    // Code 0 (one frame), the frame's bytes left out: the TOC byte alone (RFC 6716 §3.1-3.2.2).
     const mark = Buffer.from([next.data[0] & ~0x03]);
-    const frame = opusPacketSamples(mark);
-    const count = Math.max(1, Math.round(ahead / frame));
-    for (let i = 0; i < count; i++) {
-      if (silence) this.counters.silence++;
+    const markFrame = opusPacketSamples(mark);
+    const lostTicks = silence ? Math.min(ahead, lost * opusPacketSamples(next.data)) : ahead;
+    const hush = this.silenceBytes ?? mark;
+    const hushFrame = opusPacketSamples(hush);
+    const hushCount = silence ? (lostTicks === 0 ? Math.max(1, Math.round(ahead / hushFrame)) : Math.round((ahead - lostTicks) / hushFrame)) : 0;
+    const markCount = lostTicks === 0 ? 0 : Math.max(1, Math.round((ahead - hushCount * hushFrame) / markFrame));
+    let at = this.nextTs!;
+    for (let i = 0; i < hushCount + markCount; i++) {
+      const silent = i < hushCount;
+      if (silent) this.counters.silence++;
       else this.counters.concealed++;
-      const a = this.place(mark, (this.nextTs! + i * frame) % TS_MOD, true, audioSr, videoSr);
+      const a = this.place(silent ? hush : mark, at, true, audioSr, videoSr);
       if (a) out.push(a);
+      at = (at + (silent ? hushFrame : markFrame)) % TS_MOD;
     }
   }
 
@@ -206,9 +313,9 @@ export class AudioReceiver {
       return undefined;
     }
     // The capture instant on the sharer's wall clock, then the picture's timestamp at it.
-    const atMs = ntpToMs(audioSr.ntpSec, audioSr.ntpFrac) + (tsDiff(audioSr.rtpTimestamp, timestamp) * 1000) / OPUS_RATE;
+    const atMs = ntpToMs(audioSr.ntpSec, audioSr.ntpFrac) + ((tsDiff(audioSr.rtpTimestamp, timestamp) + this.shift) * 1000) / OPUS_RATE;
     const fromVideoSr = ((atMs - ntpToMs(videoSr.ntpSec, videoSr.ntpFrac)) * VIDEO_CLOCK_RATE) / 1000;
     const videoTimestamp = (((videoSr.rtpTimestamp + Math.round(fromVideoSr)) % TS_MOD) + TS_MOD) % TS_MOD;
-    return { data, ssrc: this.ssrc!, timestamp, videoTimestamp, concealed };
+    return { data, ssrc: this.ssrc!, timestamp: (timestamp + this.shift) % TS_MOD, videoTimestamp, concealed };
   }
 }

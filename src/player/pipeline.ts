@@ -239,6 +239,8 @@ export class MediaPipeline {
   poll(now: number): PipelineOutput {
     const out = emptyOutput();
     if (this.ssrc !== undefined) this.drain(this.jitter.poll(now), now, out);
+    const sound = this.audio.source;
+    if (sound !== undefined) out.audio.push(...this.audio.poll(this.srs.get(sound)?.sr, this.ssrc === undefined ? undefined : this.srs.get(this.ssrc)?.sr, now));
     return out;
   }
 

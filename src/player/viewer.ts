@@ -45,6 +45,8 @@ export interface ViewerCounters extends PipelineCounters {
   /** Sound RED gave back, and sound concealed (player/audio.ts AudioCounters). */
   audioRecovered: number;
   audioConcealed: number;
+  /** Sound packets of silence the sharer did not send (DTX), filled with silence here. */
+  audioSilence: number;
 }
 
 export interface ViewerOutput {
@@ -140,6 +142,7 @@ export class ViewerCore {
       audioLate: this.pipeline.audio.counters.late,
       audioRecovered: this.pipeline.audio.counters.recovered,
       audioConcealed: this.pipeline.audio.counters.concealed,
+      audioSilence: this.pipeline.audio.counters.silence,
     };
   }
 
@@ -232,6 +235,7 @@ export class ViewerCore {
         this.pipeline.onSenderReport(p, now);
       } else if (p.type === 'bye') {
         this.session.onBye(p.ssrcs, this.pipeline.publisherSsrc);
+        this.pipeline.audio.bye(p.ssrcs);
       }
     }
   }
