@@ -74,6 +74,7 @@ function watchSnap(over: Partial<WatchSnapshot> = {}): WatchSnapshot {
     audioLate: 0,
     audioRecovered: 0,
     audioConcealed: 0,
+    audioSilence: 0,
     audioJitterMs: null,
     audioSyncMs: null,
     undecryptable: 0,

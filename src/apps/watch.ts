@@ -182,6 +182,7 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
       audioLate: c.audioLate,
       audioRecovered: c.audioRecovered,
       audioConcealed: c.audioConcealed,
+      audioSilence: c.audioSilence,
       audioJitterMs: c.audioPackets > 0 ? round(audio.jitterMs) : null,
       audioSyncMs: audio.latencyMs === undefined || viewer.lastLatencyMs === undefined ? null : round(audio.latencyMs - viewer.lastLatencyMs),
       undecryptable: c.undecryptable,

@@ -82,6 +82,8 @@ export interface WatchSnapshot {
   /** Of the sound lost, packets RED's copies gave back, and packets concealed (never came). */
   audioRecovered: number;
   audioConcealed: number;
+  /** Packets of silence the sharer did not send (DTX), filled with silence by the viewer. */
+  audioSilence: number;
   /** RFC 3550 jitter of the sound packets. */
   audioJitterMs: number | null;
   /** How much later the sound arrives than the picture captured at the same instant (negative: earlier). */
@@ -313,6 +315,7 @@ export const WATCH_FIELDS = {
   audioLate: 'counter',
   audioRecovered: 'counter',
   audioConcealed: 'counter',
+  audioSilence: 'counter',
   audioJitterMs: 'gauge',
   audioSyncMs: 'gauge',
   undecryptable: 'counter',

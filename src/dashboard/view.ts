@@ -459,6 +459,8 @@ function watchBody(s: WatchSnapshot, h: History, o: ViewOptions): string[] {
     ['Audio', `${fmtInt(s.audioPackets)} / ${fmtInt(s.audioLost)} lost / ${fmtInt(s.audioLate)} late`],
     // Of the sound lost: given back by RED's copies, or concealed by the decoder (heard as a glitch).
     ['Audio repair', `${fmtInt(s.audioRecovered)} by RED / ${fmtInt(s.audioConcealed)} concealed`],
+    // Packets of silence the sharer did not send (DTX), filled with silence here: not a repair, not heard.
+    ['Audio DTX', `${fmtInt(s.audioSilence)} filled`],
     // Jitter of the sound's packets; sync: the sound's arrival behind the picture's (+) or ahead (−).
     ['Audio timing', `jitter ${fmtMs(s.audioJitterMs)}, sync ${s.audioSyncMs === null ? NONE : `${s.audioSyncMs > 0 ? '+' : ''}${fmtMs(s.audioSyncMs)}`}`],
     ['Player', s.player === null ? NONE : `${s.player === 'behind' ? 'BEHIND' : 'live'}, ${fmtInt(s.playerRestarts)} restarts`],
