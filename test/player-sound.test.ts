@@ -199,8 +199,10 @@ describe('sound in the player window and on stdout', { skip }, () => {
       assert.ok(beeps.length >= 3, `${beeps.length} beeps played`);
       // One beep per second of the sharer's clock. The disk driver takes sound faster than real
       // time (an SDL_Delay of whole ms per buffer), so ffplay, always short of sound, plays it up
-      // to 10% faster (ffplay.c synchronize_audio).
-      for (const g of gaps) assert.ok(g >= 880 && g <= 1020, `beeps ${gaps.join(', ')} ms apart`);
+      // to 10% faster (ffplay.c synchronize_audio). And of each second's silence not sent (DTX),
+      // the last AUDIO_FILL_LAG_MS are not given to the window (the viewer fills that late, and a
+      // real device's time went on meanwhile); the disk driver's time did not: that much less.
+      for (const g of gaps) assert.ok(g >= 880 - AUDIO_FILL_LAG_MS && g <= 1020, `beeps ${gaps.join(', ')} ms apart`);
       assert.ok(flashesSeen(frames, watchStart).length >= 3, 'the picture plays');
     } finally {
       for (const r of [probe, share]) r.child.kill('SIGTERM');

@@ -360,7 +360,8 @@ describe('udpcast share --push: FFmpeg\'s RTSP listener records it', { skip: ski
       assert.match(audio, /^opus,\d+$/);
       assert.ok(Math.abs(Number(duration) - pushed) <= 1, `the file lasts ${duration} s, the push ${pushed.toFixed(2)} s`);
       assert.ok(Number(video.split(',')[1]) >= (pushed - 1) * 25, `${video}: about 30 pictures a second`);
-      assert.ok(Number(audio.split(',')[1]) >= (pushed - 1) * 90, `${audio}: 10 ms sound packets`);
+      // 100 a second, less the silence the sharer leaves out (DTX: about 20 a second of the beep's).
+      assert.ok(Number(audio.split(',')[1]) >= (pushed - 1) * 70, `${audio}: 10 ms sound packets`);
     } finally {
       if (share && share.child.exitCode === null) process.kill(share.pid, 'SIGKILL');
       if (listener?.pid && listener.exitCode === null) process.kill(listener.pid, 'SIGKILL');

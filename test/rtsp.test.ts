@@ -193,7 +193,8 @@ describe('udpcast relay --rtsp-port: real players', { skip: skipUnless('ffmpeg',
       assert.match(video, /^h264,640,\d+$/);
       assert.ok(Number(video.split(',')[2]) >= 5 * 25, `${transport}: ${video}: at least 5 s of 30 fps pictures`);
       assert.match(audio, /^opus,\d+$/);
-      assert.ok(Number(audio.split(',')[1]) >= 5 * 90, `${transport}: ${audio}: at least 5 s of 10 ms sound packets`);
+      // 100 a second, less the silence the sharer leaves out (DTX: about 20 a second of the beep's).
+      assert.ok(Number(audio.split(',')[1]) >= 5 * 70, `${transport}: ${audio}: at least 5 s of 10 ms sound packets`);
     }
   });
 
