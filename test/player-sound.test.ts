@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import dgram from 'node:dgram';
 import type { AddressInfo } from 'node:net';
 import { isRtp } from '../src/rtp/packet.ts';
-import { isAudioPayloadType } from '../src/defaults.ts';
+import { AUDIO_FILL_LAG_MS, isAudioPayloadType } from '../src/defaults.ts';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { spawnSync } from 'node:child_process';
