@@ -108,6 +108,8 @@ interface Browser {
 const TICK_MS = 1000;
 /** RTCP feedback by transport-wide numbers (draft-holmer-rmcat-transport-wide-cc-extensions-01). */
 const TRANSPORT_CC = { type: 'transport-cc' };
+/** The media stream id both tracks are announced in (a=msid); any token, the same for both. */
+const MEDIA_STREAM_ID = 'udpcast';
 
 /**
  * werift, loaded at the first offer: it takes about a third of a second to load, which every
@@ -214,6 +216,10 @@ export class BrowserViewers {
       await pc.setRemoteDescription({ type: 'offer', sdp });
       for (const t of pc.getTransceivers()) {
         t.setDirection('sendonly');
+        // One media stream for picture and sound (a=msid, RFC 8830): a browser plays the tracks of
+        // one stream in sync (Chromium's lip sync pairs only those), by the two sources' SRs.
+        // werift names none unless told, and then each track is on its own.
+        t.sender.streamIds = [MEDIA_STREAM_ID];
         if (t.kind === 'video') b.video ??= t.sender;
         else if (t.kind === 'audio') b.audio ??= t.sender;
       }
