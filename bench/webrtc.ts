@@ -37,7 +37,7 @@ const [WIDTH, HEIGHT] = SIZE.split('x').map(Number);
  * three not shown (measured once by hand). The rest keeps a page nobody looks at from being
  * throttled as hidden.
  */
-const CHROMIUM_FLAGS = [
+export const CHROMIUM_FLAGS = [
   '--kiosk',
   '--window-position=0,0',
   '--disable-gpu',
@@ -110,7 +110,7 @@ function watch(screens: Screens, port: number): Pipeline {
 }
 
 /** Polls `read` until it gives something other than null. */
-async function poll<T>(what: string, read: () => Promise<T | null>, timeoutMs: number, everyMs = 50): Promise<T> {
+export async function poll<T>(what: string, read: () => Promise<T | null>, timeoutMs: number, everyMs = 50): Promise<T> {
   const end = performance.now() + timeoutMs;
   for (;;) {
     const v = await read().catch(() => null);
