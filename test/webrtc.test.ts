@@ -203,6 +203,10 @@ describe('relay --http serves browsers over WebRTC (WHEP)', { skip: skipUnless('
       assert.equal(player.status, 201, player.text);
       assert.match(player.location ?? '', /^\/whep\/main\/[0-9a-f]{24}$/);
       assert.match(player.text, /^v=0\r\n/);
+      // Picture and sound in one media stream (a=msid): what a browser plays in sync.
+      const msids = player.text.split('\r\n').filter((l) => l.startsWith('a=msid:')).map((l) => l.split(' ')[0]);
+      assert.equal(msids.length, 2, player.text);
+      assert.equal(msids[0], msids[1], 'one stream for both tracks');
       await Promise.race([player.connected, sleep(10_000).then(() => assert.fail('no ICE and DTLS in 10 s'))]);
       await sleep(6000);
       const settled = player.video.length;
