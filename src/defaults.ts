@@ -65,6 +65,12 @@ export const AUDIO_SILENCE_FILL_MS = 1000;
  */
 export const AUDIO_FILL_LAG_MS = 40;
 /**
+ * Sound that came for a time the viewer had filled with silence is handed on after the fill, and
+ * the sound after it as much later, by at most this (player/audio.ts); the next silence takes it
+ * back. Kept small beside lip sync's window (ITU-R BT.1359: sound up to 125 ms late unnoticed).
+ */
+export const AUDIO_SHIFT_MAX_MS = 40;
+/**
  * Sound per Opus packet, in ms (`share --audio-frame`): 20 is RFC 7587's usual packet and lets
  * the encoder use SILK for speech; 10 halves the wait for a packet's samples and codes CELT only
  * (FFmpeg's `-application lowdelay`). 10 by default: in all six paired rounds of three lipsync

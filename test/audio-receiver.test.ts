@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { AudioReceiver, type SenderClock } from '../src/player/audio.ts';
 import { parseRed, redPayload, fitsRed, RED_MAX_TS_OFFSET } from '../src/codecs/opus/red.ts';
-import { AUDIO_CONCEAL_MAX_MS, AUDIO_FILL_LAG_MS, AUDIO_SILENCE_FILL_MS, PT_OPUS, PT_RED } from '../src/defaults.ts';
+import { AUDIO_CONCEAL_MAX_MS, AUDIO_FILL_LAG_MS, AUDIO_SHIFT_MAX_MS, AUDIO_SILENCE_FILL_MS, PT_OPUS, PT_RED } from '../src/defaults.ts';
 import { msToNtp } from '../src/transport/ntp.ts';
 import type { RtpPacket } from '../src/rtp/packet.ts';
 import { PacketError } from '../src/util/errors.ts';
@@ -155,58 +155,81 @@ const quiet = (seq: number, n: number, marker = false): RtpPacket => ({ ...rtp(s
 /** Timestamps (in packets) of what came out, "s" for silence, "~" for a mark, else the number said. */
 const times = (out: ReturnType<AudioReceiver['push']>) => out.map((a) => `${a.data.equals(hush) ? 's' : a.concealed ? '~' : a.data[1]}@${a.timestamp / FRAME}`);
 
+/** What `r.poll` gives called every 5 ms from `from` to `to` (ms), as watch calls it. */
+const polled = (r: AudioReceiver, from: number, to: number) => {
+  const out: ReturnType<AudioReceiver['poll']> = [];
+  for (let t = from; t <= to; t += 5) out.push(...r.poll(SR, SR, t));
+  return out;
+};
+
 test(`DTX after digital silence: filled with that silence as time passes, ${AUDIO_FILL_LAG_MS} ms late, up to AUDIO_SILENCE_FILL_MS; the keepalive after it fits on`, () => {
   const r = new AudioReceiver();
   r.push(packet(1), SR, SR, 20);
   r.push(quiet(2, 2), SR, SR, 40);
-  assert.deepEqual(r.poll(SR, SR, 40 + 20 + AUDIO_FILL_LAG_MS - 1), [], 'not yet late enough');
+  assert.deepEqual(polled(r, 40, 40 + 20 + AUDIO_FILL_LAG_MS - 5), [], 'not yet late enough');
   assert.deepEqual(times(r.poll(SR, SR, 40 + 20 + AUDIO_FILL_LAG_MS)), ['s@3']);
-  assert.deepEqual(times(r.poll(SR, SR, 40 + 60 + AUDIO_FILL_LAG_MS)), ['s@4', 's@5']);
-  const filled = r.poll(SR, SR, 40 + 10_000);
+  assert.deepEqual(times(polled(r, 105, 40 + 60 + AUDIO_FILL_LAG_MS)), ['s@4', 's@5']);
+  const filled = polled(r, 145, 40 + 10_000);
   assert.equal(filled.length, AUDIO_SILENCE_FILL_MS / 20 - 3, 'no more than AUDIO_SILENCE_FILL_MS in all');
   assert.ok(filled.every((a) => !a.concealed && a.data.equals(hush)), 'real silence, for a live player too');
   assert.equal(r.counters.silence, AUDIO_SILENCE_FILL_MS / 20);
   // The sharer's keepalive 400 ms on (number 3, the marker bit): it follows where the fill stopped.
   const s = new AudioReceiver();
   s.push(quiet(1, 1), SR, SR, 20);
-  s.poll(SR, SR, 20 + 380);
+  polled(s, 20, 20 + 380);
   assert.deepEqual(times(s.push(quiet(2, 21, true), SR, SR, 420)), ['s@19', 's@20', 's@21'], 'what the fill had not reached yet, then the keepalive');
   assert.deepEqual([s.counters.silence, s.counters.lost, s.counters.gaps], [19, 0, 0]);
   // The sharer said BYE for the sound: its end is not filled.
   const b = new AudioReceiver();
   b.push(quiet(1, 1), SR, SR, 20);
   b.bye([0x1234]);
-  assert.equal(b.poll(SR, SR, 200).length, 7, 'a BYE for another source changes nothing');
+  assert.equal(polled(b, 20, 200).length, 7, 'a BYE for another source changes nothing');
   b.bye([0x1234, AUDIO_SSRC]);
-  assert.deepEqual(b.poll(SR, SR, 1000), []);
+  assert.deepEqual(polled(b, 205, 1000), []);
+  // A poll held up (watch's event loop ran late) fills nothing; the next one, 5 ms on, does.
+  const h = new AudioReceiver();
+  h.push(quiet(1, 1), SR, SR, 20);
+  assert.deepEqual(h.poll(SR, SR, 21), []);
+  assert.deepEqual(h.poll(SR, SR, 200), []);
+  assert.equal(h.poll(SR, SR, 205).length, 7);
   // After sound that is not silence, a late packet is not filled: it may be a loss RED repairs.
   const t = new AudioReceiver();
   t.push(packet(1), SR, SR, 20);
-  assert.deepEqual(t.poll(SR, SR, 1000), []);
+  assert.deepEqual(polled(t, 20, 1000), []);
 });
 
-test('sound that comes into a fill is handed on right after it, the sound after it as late, and the next silence takes that back', () => {
+test(`sound that comes into a fill is handed on right after it, the sound after it as late (by at most ${AUDIO_SHIFT_MAX_MS} ms), and the next silence takes that back`, () => {
   const r = new AudioReceiver();
   r.push(quiet(1, 1), SR, SR, 20);
-  // The fill went to packet 6's time; the sharer's sound resumed at 5 (its packet late by 60 ms).
-  assert.deepEqual(times(r.poll(SR, SR, 20 + 100 + AUDIO_FILL_LAG_MS)), ['s@2', 's@3', 's@4', 's@5', 's@6']);
-  assert.deepEqual(times(r.push({ ...packet(5), sequenceNumber: 2, marker: true }, SR, SR, 200)), ['5@7']);
-  assert.deepEqual(times(r.push({ ...packet(6), sequenceNumber: 3 }, SR, SR, 220)), ['6@8']);
+  // The fill went to packet 6's time; the sharer's sound resumed at 5 (its packet 40 ms later than the fill's lag).
+  assert.deepEqual(times(polled(r, 20, 20 + 100 + AUDIO_FILL_LAG_MS)), ['s@2', 's@3', 's@4', 's@5', 's@6']);
+  assert.deepEqual(times(r.push({ ...packet(5), sequenceNumber: 2, marker: true }, SR, SR, 162)), ['5@7']);
+  assert.deepEqual(times(polled(r, 165, 175)), [], 'sound came: the fill is over');
+  assert.deepEqual(times(r.push({ ...packet(6), sequenceNumber: 3 }, SR, SR, 180)), ['6@8']);
   // Silence again (at 7, handed on at 9), then DTX: two fill steps are not handed on.
-  assert.deepEqual(times(r.push(quiet(4, 7), SR, SR, 240)), ['s@9']);
-  assert.deepEqual(times(r.poll(SR, SR, 240 + 100 + AUDIO_FILL_LAG_MS)), ['s@10', 's@11', 's@12']);
-  assert.deepEqual(times(r.push(quiet(5, 13, true), SR, SR, 400)), ['s@13'], 'back on its own time');
+  assert.deepEqual(times(r.push(quiet(4, 7), SR, SR, 200)), ['s@9']);
+  assert.deepEqual(times(polled(r, 205, 200 + 100 + AUDIO_FILL_LAG_MS)), ['s@10', 's@11', 's@12']);
+  assert.deepEqual(times(r.push(quiet(5, 13, true), SR, SR, 345)), ['s@13'], 'back on its own time');
   assert.equal(r.counters.lost + r.counters.gaps + r.counters.late, 0);
+  // Sound far later than the fill's lag (a stall): what a shift of AUDIO_SHIFT_MAX_MS cannot
+  // carry is dropped, as late; the rest follows the fill, and the fill ends.
+  const q = new AudioReceiver();
+  q.push(quiet(1, 1), SR, SR, 20);
+  assert.equal(polled(q, 20, 260).length, 10); // 2-11 filled
+  const out = [2, 3, 4, 5, 6, 7, 8].flatMap((seq) => times(q.push({ ...packet(seq + 3), sequenceNumber: seq }, SR, SR, 262 + seq)));
+  assert.deepEqual(out, ['10@12', '11@13'], 'sound 5-9 came 140-60 ms into the fill');
+  assert.equal(q.counters.late, 5);
+  assert.deepEqual(polled(q, 270, 2000), [], 'no fill after sound');
 });
 
 test('in DTX: a keepalive late into the fill keeps it going and shifts nothing; a keepalive lost is silence, not sound lost', () => {
   const r = new AudioReceiver();
   r.push(quiet(1, 1), SR, SR, 20);
-  assert.equal(r.poll(SR, SR, 20 + 380 + AUDIO_FILL_LAG_MS).length, 19); // 2-20 filled
+  assert.equal(polled(r, 20, 20 + 380 + AUDIO_FILL_LAG_MS).length, 19); // 2-20 filled
   assert.deepEqual(r.push(quiet(2, 20, true), SR, SR, 440), [], 'its time is filled already');
   assert.deepEqual([r.counters.late, r.counters.silence], [0, 19]);
   // Filled on from 21 for another AUDIO_SILENCE_FILL_MS, counted from the keepalive.
-  assert.equal(r.poll(SR, SR, 440 + AUDIO_SILENCE_FILL_MS + AUDIO_FILL_LAG_MS).length, AUDIO_SILENCE_FILL_MS / 20);
+  assert.equal(polled(r, 445, 440 + AUDIO_SILENCE_FILL_MS + AUDIO_FILL_LAG_MS).length, AUDIO_SILENCE_FILL_MS / 20);
   assert.deepEqual(times(r.push(packet(71), SR, SR, 1500)).at(-1), '71@71', 'no shift: the fill stopped at 70');
   // The keepalive (number 2) lost: number 3, silence again, 400 ms on, without the marker.
   const q = new AudioReceiver();
@@ -215,6 +238,13 @@ test('in DTX: a keepalive late into the fill keeps it going and shifts nothing; 
   const out = q.push(quiet(3, 41), SR, SR, 820);
   assert.ok(out.slice(0, -1).every((a) => a.concealed && a.data.equals(hush)), 'silence, not concealment marks');
   assert.deepEqual([q.counters.silence, q.counters.concealed, q.counters.gaps, q.counters.lost], [39, 0, 0, 1]);
+  // Lost before sound, with its copy (silence) in the sound's RED: silence too, nothing concealed.
+  const k = new AudioReceiver();
+  k.push(quiet(1, 1), SR, SR, 20);
+  polled(k, 20, 400); // 2-18 filled
+  const speech = rtp(3, 21 * FRAME, Buffer.concat(redPayload(PT_OPUS, opus(21), [{ tsOffset: 2 * FRAME, data: hush }])), PT_RED);
+  assert.deepEqual(times(k.push({ ...speech, marker: true }, SR, SR, 420)), ['s@19', 's@20', '21@21']);
+  assert.equal(k.counters.concealed, 0);
 });
 
 test("the first packet after DTX lost: RED's copy in the next one is not dropped, in the fill or after it; only sound lost for good is marked", () => {

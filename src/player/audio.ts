@@ -18,8 +18,10 @@
  * fed sound as it plays (ffplay's sound device waits for it, and loses the time it waited) and a
  * recording both get real silence, at its time. Should sound then come for a time already filled
  * (its packet later than the fill's lag), it is handed on right after the fill instead, and the
- * sound after it as much later, until the next silence takes that delay back (a fill step not
- * handed on); silence for a time already filled is dropped, and keeps the fill going. A hole the
+ * sound after it as much later (at most AUDIO_SHIFT_MAX_MS; sound later than that is dropped, as
+ * it would be late for a live player), until the next silence takes that delay back (a fill step
+ * not handed on); silence for a time already filled is dropped, and keeps the fill going. A poll
+ * held up (watch's event loop ran late) fills nothing: what arrived meanwhile is read first. A hole the
  * fill did not cover is filled when the packet after it comes: as silence not sent when the marker
  * bit says so (RFC 7587 §4.1) or digital silence came before it, but for the packets lost at its
  * end when sound comes after it (a keepalive lost between silences is silence too). Silence is
@@ -28,13 +30,16 @@
 import { OPUS_RATE, opusPacketSamples } from '../codecs/opus/opus.ts';
 import { parseRed, type RedBlock } from '../codecs/opus/red.ts';
 import { isOpusSilence } from '../codecs/opus/dtx.ts';
-import { AUDIO_CONCEAL_MAX_MS, AUDIO_FILL_LAG_MS, AUDIO_SILENCE_FILL_MS, PT_OPUS, PT_RED, VIDEO_CLOCK_RATE } from '../defaults.ts';
+import { AUDIO_CONCEAL_MAX_MS, AUDIO_FILL_LAG_MS, AUDIO_SHIFT_MAX_MS, AUDIO_SILENCE_FILL_MS, PT_OPUS, PT_RED, VIDEO_CLOCK_RATE } from '../defaults.ts';
 import type { RtpPacket } from '../rtp/packet.ts';
 import { seqDiff, tsDiff, TS_MOD } from '../rtp/seq.ts';
 import { ntpToMs } from '../transport/ntp.ts';
 import { unlessMalformed } from '../util/errors.ts';
 
 /** A sender's clock mapping from its latest SR. */
+/** A poll this long after the one before it was held up (watch polls every 5 ms): it fills nothing. */
+const POLL_LATE_MS = 20;
+
 export interface SenderClock {
   ntpSec: number;
   ntpFrac: number;
@@ -61,7 +66,10 @@ export interface AudioCounters {
   packets: number;
   /** Sequence numbers never seen: sound packets the network lost, before any repair. */
   lost: number;
-  /** Packets that brought nothing new: duplicates, stragglers, copies of sound already handed on. */
+  /**
+   * Packets that brought nothing new: duplicates, stragglers, copies of sound already handed on,
+   * sound for a time filled with silence more than AUDIO_SHIFT_MAX_MS before it came.
+   */
   late: number;
   /** Opus packets taken from a later packet's RED copy: sound the network lost and RED gave back. */
   recovered: number;
@@ -104,6 +112,8 @@ export class AudioReceiver {
   private fillFrom?: number;
   /** 48 kHz ticks every packet is handed on later than its timestamp: sound that came into a fill. */
   private shift = 0;
+  /** When poll was last called. */
+  private lastPollMs?: number;
 
   get report(): AudioReport {
     return { jitterMs: (this.jitter * 1000) / OPUS_RATE, latencyMs: this.latencyMs };
@@ -167,9 +177,10 @@ export class AudioReceiver {
     const out: ReceivedAudio[] = [];
     let fresh = false;
     let keptAlive = false;
-    // The packets lost for good: those missing, but for the copies of sound not handed on yet.
-    const nextTs = this.nextTs;
-    const copies = nextTs === undefined ? 0 : blocks.filter((b) => !b.primary && b.payloadType === PT_OPUS && tsDiff(nextTs, b.timestamp) >= 0).length;
+    // The packets lost for good: those missing, but for the copies of what came after the last
+    // packet that arrived (a fill since then may have taken their time).
+    const after = this.fillFrom ?? this.nextTs;
+    const copies = after === undefined ? 0 : blocks.filter((b) => !b.primary && b.payloadType === PT_OPUS && tsDiff(after, b.timestamp) >= 0).length;
     const unrecovered = Math.max(0, missing - copies);
     for (const b of blocks) {
       if (b.payloadType !== PT_OPUS) continue;
@@ -192,15 +203,23 @@ export class AudioReceiver {
             }
             continue;
           }
-          // Sound for a time a fill took already: handed on after the fill, and all after it as late.
+          // Sound for a time a fill took already: handed on after the fill, and all after it as
+          // late, by at most AUDIO_SHIFT_MAX_MS. Later than that, the fill ends here and the sound
+          // is dropped (a live player would find it late too) until it fits within that.
+          if (this.shift - ahead > (AUDIO_SHIFT_MAX_MS * OPUS_RATE) / 1000) {
+            this.silenceBytes = undefined;
+            continue;
+          }
           this.shift -= ahead;
           this.nextTs = b.timestamp;
           ahead = 0;
         }
         // A newer packet whose time went back further than a hole could be: the sharer's clock
         // stepped back (its capture times make the timestamps). Its sound starts afresh there.
-        if (b.primary && (-ahead * 1000) / OPUS_RATE > AUDIO_CONCEAL_MAX_MS) this.nextTs = b.timestamp;
-        else if (ahead < -samples / 2) continue; // handed on already
+        if (b.primary && (-ahead * 1000) / OPUS_RATE > AUDIO_CONCEAL_MAX_MS) {
+          this.nextTs = b.timestamp;
+          this.shift = 0;
+        } else if (ahead < -samples / 2) continue; // handed on already
         // A hole is silence not sent when the marker says so, or when digital silence came before it:
         // all of it when silence comes after it too (a keepalive lost), else but for the packets
         // lost at its end. Otherwise it is sound lost.
@@ -245,6 +264,11 @@ export class AudioReceiver {
    */
   poll(audioSr: SenderClock | undefined, videoSr: SenderClock | undefined, nowMs = Date.now()): ReceivedAudio[] {
     const out: ReceivedAudio[] = [];
+    // Called late (watch's event loop was held up): packets may be waiting unread in the socket,
+    // and a fill now would take their time. The next call, after they are read, fills if need be.
+    const late = this.lastPollMs !== undefined && nowMs - this.lastPollMs > POLL_LATE_MS;
+    this.lastPollMs = nowMs;
+    if (late) return out;
     const silence = this.silenceBytes;
     if (!silence || this.nextTs === undefined || this.lastArrivalMs === undefined) return out;
     const frame = opusPacketSamples(silence);
