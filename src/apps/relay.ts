@@ -119,8 +119,12 @@ async function startHttp(
   const browsers = new BrowserViewers({ core: server.core, host: o.host, send: (out) => server.sendFromTransport(out), pump: () => server.sendFromTransport([]), log, native });
   let http: HttpServer | undefined;
   try {
-    const start = () =>
-      HttpServer.start({ host: o.host, port: o.httpPort, routes: { '/': () => ({ type: 'text/html; charset=utf-8', body: indexPage() }), ...routes }, prefixed: whepRoutes(browsers), token: o.watchKey, log });
+    // The list of streams: a person with a browser is about to pick one (werift starts loading).
+    const index = () => {
+      browsers.warm();
+      return { type: 'text/html; charset=utf-8', body: indexPage() };
+    };
+    const start = () => HttpServer.start({ host: o.host, port: o.httpPort, routes: { '/': index, ...routes }, prefixed: whepRoutes(browsers), token: o.watchKey, log });
     http = await startBeside(start, { option: '--http', what: 'HTTP', port: o.httpPort, given: o.httpPortGiven, host: o.host }, log);
   } finally {
     if (!http) browsers.closeAll();

@@ -112,10 +112,14 @@ const TRANSPORT_CC = { type: 'transport-cc' };
 const MEDIA_STREAM_ID = 'udpcast';
 
 /**
- * werift, loaded at the first offer: it takes about a third of a second to load, which every
- * udpcast command (and every relay without a browser) would otherwise pay at start.
+ * werift, loaded when a watch page is first asked for (its offer follows a few hundred ms later),
+ * or else at the first offer: it takes a third of a second to load (plain node; 0.7-0.8 s in a
+ * relay run through tsx, measured), which every udpcast command, and every relay no browser
+ * comes to, would otherwise pay at start, and a browser's first picture at its join.
  */
 let werift: typeof Werift | undefined;
+let loading: Promise<typeof Werift> | undefined;
+const loadWerift = (): Promise<typeof Werift> => (loading ??= import('werift').then((m) => (werift = m)));
 
 export class BrowserViewers {
   readonly counters: BrowserCounters = { offers: 0, refused: 0, joined: 0, neverConnected: 0, lost: 0, ended: 0, sendErrors: 0, stackErrors: 0, congestionReports: 0 };
@@ -187,7 +191,7 @@ export class BrowserViewers {
 
   /** The peer connection for a narrowed offer, and its answer once its candidates are gathered. */
   private async answer(stream: string, sdp: string, remote: Endpoint, codec: Codec): Promise<OfferResult> {
-    const w = (werift ??= await import('werift'));
+    const w = await loadWerift();
     if (this.closed) return { status: 503, why: 'the relay is stopping' };
     // Transport-wide numbers on picture and sound alike, for a stream with layers: the browser's
     // feedback about them is what the relay chooses its layer by (twcc.ts), as it reads a udpcast
@@ -250,6 +254,11 @@ export class BrowserViewers {
     this.sessions.set(b.id, b);
     this.counters.offers++;
     return { answer: pc.localDescription!.sdp, id: b.id };
+  }
+
+  /** A page was asked for (the list, or a stream's): an offer may come soon, so werift starts loading. */
+  warm(): void {
+    loadWerift().catch(() => undefined);
   }
 
   /** WHEP's DELETE of the session's resource: the browser left. False: no such session. */

@@ -39,7 +39,11 @@ export function whepRoutes(viewers: BrowserViewers): HttpRoute[] {
     {
       prefix: '/watch/',
       methods: ['GET', 'HEAD'],
-      handle: ({ rest }): HttpReply => (rest ? { status: 200, type: 'text/html; charset=utf-8', body: watchPage(rest) } : { status: 404, body: 'GET /watch/STREAM; / lists the streams\n' }),
+      handle: ({ rest }): HttpReply => {
+        if (!rest) return { status: 404, body: 'GET /watch/STREAM; / lists the streams\n' };
+        viewers.warm();
+        return { status: 200, type: 'text/html; charset=utf-8', body: watchPage(rest) };
+      },
     },
   ];
 }
