@@ -130,6 +130,10 @@ async function startHttp(
     if (!http) browsers.closeAll();
   }
   if (!http) return {};
+  // --http given by name: browsers are expected, so werift loads now, before any viewer joins,
+  // rather than at the first page (0.3-1 s of loading, much of it on the relay's one thread, while
+  // the page waits for its answer).
+  if (o.httpPortGiven) browsers.warm();
   const shown = o.shownHost !== undefined ? fmt({ address: o.shownHost, port: http.port }) : shownAt(o.host, http.port);
   const token = o.watchKey !== undefined ? '?token=WATCH_KEY' : '';
   log(`http: open http://${shown}/${token} in a browser (each stream plays at /watch/STREAM${token}; WHEP at /whep/STREAM)`);
