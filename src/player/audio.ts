@@ -317,7 +317,8 @@ export class AudioReceiver {
     const lostTicks = silence ? Math.min(ahead, lost * opusPacketSamples(next.data)) : ahead;
     const hush = this.silenceBytes ?? mark;
     const hushFrame = opusPacketSamples(hush);
-    const hushCount = silence ? (lostTicks === 0 ? Math.max(1, Math.round(ahead / hushFrame)) : Math.round((ahead - lostTicks) / hushFrame)) : 0;
+    // (Not silence: lostTicks is the whole hole, so no silence.)
+    const hushCount = lostTicks === 0 ? Math.max(1, Math.round(ahead / hushFrame)) : Math.round((ahead - lostTicks) / hushFrame);
     const markCount = lostTicks === 0 ? 0 : Math.max(1, Math.round((ahead - hushCount * hushFrame) / markFrame));
     let at = this.nextTs!;
     for (let i = 0; i < hushCount + markCount; i++) {

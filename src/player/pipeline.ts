@@ -240,8 +240,13 @@ export class MediaPipeline {
     const out = emptyOutput();
     if (this.ssrc !== undefined) this.drain(this.jitter.poll(now), now, out);
     const sound = this.audio.source;
-    if (sound !== undefined) out.audio.push(...this.audio.poll(this.srs.get(sound)?.sr, this.ssrc === undefined ? undefined : this.srs.get(this.ssrc)?.sr, now));
+    if (sound !== undefined) out.audio.push(...this.audio.poll(this.senderClock(sound), this.senderClock(this.ssrc), now));
     return out;
+  }
+
+  /** The latest SR's clock mapping of a source, for placing the sound on the picture's clock. */
+  private senderClock(ssrc: number | undefined): SenderClock | undefined {
+    return ssrc === undefined ? undefined : this.srs.get(ssrc)?.sr;
   }
 
   private onRtp(buf: Buffer, pkt: RtpPacket, now: number, out: PipelineOutput): void {
@@ -253,8 +258,7 @@ export class MediaPipeline {
     }
     if (isAudioPayloadType(pkt.payloadType)) {
       // Sound: its own order and clock; it never makes the pipeline follow another publisher.
-      const sr = (ssrc: number | undefined) => (ssrc === undefined ? undefined : this.srs.get(ssrc)?.sr);
-      out.audio.push(...this.audio.push(pkt, sr(pkt.ssrc), sr(this.ssrc), now));
+      out.audio.push(...this.audio.push(pkt, this.senderClock(pkt.ssrc), this.senderClock(this.ssrc), now));
       return;
     }
     const name = codecOfPayloadType(pkt.payloadType)?.name;

@@ -82,12 +82,16 @@ function handleOf(socket: dgram.Socket): Handle | undefined {
 export function fdReader(socket: dgram.Socket): (() => number | undefined) | undefined {
   const h = handleOf(socket);
   if (!h) return undefined;
-  return () => (typeof h.fd === 'number' && Number.isInteger(h.fd) && h.fd >= 0 ? h.fd : undefined);
+  return () => openFd(h.fd);
 }
 
 /** The OS descriptor of a bound dgram socket, or undefined. */
 export function socketFd(socket: dgram.Socket): number | undefined {
-  const fd = handleOf(socket)?.fd;
+  return openFd(handleOf(socket)?.fd);
+}
+
+/** A handle's `fd` when it names an open descriptor (it is negative once the socket closed). */
+function openFd(fd: unknown): number | undefined {
   return typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 ? fd : undefined;
 }
 

@@ -112,10 +112,11 @@ const TRANSPORT_CC = { type: 'transport-cc' };
 const MEDIA_STREAM_ID = 'udpcast';
 
 /**
- * werift, loaded when a watch page is first asked for (its offer follows a few hundred ms later),
- * or else at the first offer: it takes a third of a second to load (plain node; 0.7-0.8 s in a
- * relay run through tsx, measured), which every udpcast command, and every relay no browser
- * comes to, would otherwise pay at start, and a browser's first picture at its join.
+ * werift, loaded by `warm()` (at start for a relay given --http by name, else when a page is first
+ * asked for: an offer follows a few hundred ms later) or at the first offer: it takes a third of
+ * a second to load (plain node; 0.7-1 s in a relay run through tsx, measured), which every udpcast
+ * command, and every relay no browser comes to, would otherwise pay at start, and a browser's
+ * first picture at its join.
  */
 let werift: typeof Werift | undefined;
 let loading: Promise<typeof Werift> | undefined;
@@ -351,7 +352,6 @@ export class BrowserViewers {
   private reports(b: Browser, out: OutgoingStream, data: Buffer): void {
     for (const { kind, report } of out.senderReports(data)) (kind === 'video' ? b.videoTrack : b.audioTrack)?.report(report.ntpSec, report.ntpFrac, report.rtpTimestamp);
   }
-
 
   /**
    * A browser's transport-wide feedback, as RFC 8888 to the relay, whose layer choice reads it
