@@ -8,7 +8,7 @@ import type { DeliverySink } from '../src/relay/sink.ts';
 import { ControlType, controlApp, parseControl } from '../src/transport/control.ts';
 import { parseRtcp, serializeRtcp } from '../src/transport/rtcp.ts';
 import { serializeRtpToBuffer } from '../src/rtp/packet.ts';
-import { PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS } from '../src/defaults.ts';
+import { PT_OPUS, PUBLISHER_TIMEOUT_MS, VIEWER_TIMEOUT_MS } from '../src/defaults.ts';
 
 const sharer = { address: '10.0.0.1', port: 4000 };
 const viewer = { address: '10.0.0.2', port: 5000 };
@@ -62,6 +62,32 @@ describe('relay ViewerSink', () => {
     const next = h264(31, 203_000, pSlice);
     relay.onDatagram(next, sharer, now);
     assert.equal(sink.got.at(-1), next, 'live now');
+  });
+
+  test('a sink that plays sound as it comes gets live sound at once during its catch-up; another gets it in order', () => {
+    const opus = (seq: number, ts: number) =>
+      serializeRtpToBuffer({ padding: 0, marker: false, payloadType: PT_OPUS, sequenceNumber: seq, timestamp: ts, ssrc: 0x5678, csrc: [], payload: Buffer.from([0xfc, 1, 2, 3]) });
+    for (const soundAtOnce of [true, false]) {
+      const relay = new RelayCore(0);
+      relay.onDatagram(publish(), sharer, 0);
+      const cached = [h264(1, 3000, stapSps), ...Array.from({ length: 200 }, (_, i) => h264(2 + i, 6000 + i * 3000, [...pSlice, ...new Array(1000).fill(i)]))];
+      for (const p of cached) relay.onDatagram(p, sharer, 1);
+      const sink = { ...rtspSink(), soundAtOnce };
+      sink.deliver = (d) => (sink.got.push(d), true);
+      relay.attach('main', sink, 10);
+      const picture = h264(300, 900_000, pSlice);
+      const sound = opus(1, 480_000);
+      relay.onDatagram(picture, sharer, 10);
+      relay.onDatagram(sound, sharer, 10);
+      assert.equal(relay.pumping, true, 'still catching up (200 kB at the join pace)');
+      assert.equal(sink.got.includes(sound), soundAtOnce, soundAtOnce ? 'the sound at once' : 'the sound queued');
+      assert.equal(sink.got.includes(picture), false, 'the live picture waits behind the cache');
+      let now = 10;
+      while (relay.pumping && now < 1000) relay.pump((now += 4));
+      assert.deepEqual(sink.got.filter((d) => d === sound).length, 1, 'the sound once');
+      assert.equal(sink.got.at(-1), soundAtOnce ? picture : sound, 'the rest in the order it came');
+      assert.equal(sink.got.filter((d) => d !== sound).length, cached.length + 1, 'every picture packet once');
+    }
   });
 
   test('its NACKs are answered by deliver(); its reports reach the sharer', () => {

@@ -311,7 +311,7 @@ export class RelayCore {
       }
       stream.sound.history.store(buf);
       if (stream.lanes.length > 1) stream.sent.onSent(ssrc, rtpSequence(buf), buf.length, now);
-      const out = this.fanOut(stream, buf);
+      const out = this.fanOut(stream, buf, undefined, true);
       this.congestionFeedback(stream.publisher!, buf, now, out);
       return out;
     }
@@ -697,14 +697,20 @@ export class RelayCore {
   /**
    * Sends `buf` to the stream's viewers (of `lane`, for media of one layer): queued for those
    * catching up, fanned out to the live ones. Per media packet: allocates the result and its one Output, nothing else, unless a
-   * viewer is catching up.
+   * viewer is catching up. `sound`: a sound packet, sent at once to a catching-up viewer whose
+   * sink asks for it (soundAtOnce).
    */
-  private fanOut(stream: StreamState, buf: Buffer, lane?: Lane): Output[] {
+  private fanOut(stream: StreamState, buf: Buffer, lane?: Lane, sound = false): Output[] {
     const out: Output[] = [];
     let overflowed: ViewerState[] | undefined;
     if (this.catchingUp.size > 0) {
       for (const v of this.catchingUp) {
-        if (v.stream !== stream || (lane && v.lane !== lane) || v.catchUp!.queueLive(buf)) continue;
+        if (v.stream !== stream || (lane && v.lane !== lane)) continue;
+        if (sound && v.sink.kind !== 'udp' && v.sink.soundAtOnce) {
+          this.routing.sendTo(v, buf, out);
+          continue;
+        }
+        if (v.catchUp!.queueLive(buf)) continue;
         // Cannot catch up at this pace: it goes live now, with the rest of its queue (this packet
         // included) in one go; into the fan-out lists after this packet's fan-out.
         this.endCatchUp(v, out);

@@ -64,6 +64,11 @@ export class OutgoingStream {
     return o;
   }
 
+  /** Pictures older than the live edge at the join are still to come (the catch-up is not over). */
+  get catchingUp(): boolean {
+    return this.videoEdge !== undefined;
+  }
+
   /**
    * A picture packet as the player gets it: picture(), a catch-up picture stamped nearer the edge.
    * A repair of a catch-up picture, even after the catch-up, gets the time it was first sent with

@@ -44,6 +44,13 @@ export interface DeliverySink {
    */
   deliver(data: Buffer): boolean;
   /**
+   * The transport leaves out the sound cached before the join (OutgoingStream.joining), so live
+   * sound reaches it at once during its catch-up instead of queued behind the cached pictures: a
+   * player plays sound as it comes and keeps a burst of it as delay (Chromium's sound buffer held
+   * 200-237 ms after a join, draining over some seconds, while its lip sync waited on it).
+   */
+  readonly soundAtOnce?: boolean;
+  /**
    * The relay dropped this viewer: it left, or went silent for VIEWER_TIMEOUT_MS (a stream that
    * ends keeps its viewers for the next sharer). The transport ends its session (an RTSP TEARDOWN, a closed peer connection); a later
    * attach() is a new viewer, caught up again. Not called for detach(), which the transport asked for.

@@ -487,6 +487,7 @@ export class RtspServer {
       endpoint: s.conn.remote,
       deliver: (data) => this.deliver(s, data),
       closed: () => this.end(s, false),
+      soundAtOnce: true,
     };
   }
 

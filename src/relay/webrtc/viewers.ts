@@ -286,6 +286,7 @@ export class BrowserViewers {
       endpoint: b.remote,
       deliver: (data) => this.deliver(b, data),
       closed: () => this.end(b, false),
+      soundAtOnce: true,
     };
     const now = this.now();
     b.lastHeard = now;
@@ -348,9 +349,18 @@ export class BrowserViewers {
     if (tw !== undefined) (b.twcc ??= new TwccReader()).sent(tw, rtpSsrc(source), rtpSequence(source));
   }
 
-  /** The sharer's sender reports, each to the browser's track it is about. */
+  /**
+   * The sharer's sender reports, each to the browser's track it is about; the picture's only once
+   * its catch-up is over. Chromium's lip sync compares when each track's packets arrive with when
+   * they were captured (the reports say that): a catch-up's pictures come up to its length late
+   * (they are paced), so a report in it had the browser hold the sound back by that much, and take
+   * seconds to undo it (the sound 235-609 ms after its picture after a join, bench lipsync).
+   */
   private reports(b: Browser, out: OutgoingStream, data: Buffer): void {
-    for (const { kind, report } of out.senderReports(data)) (kind === 'video' ? b.videoTrack : b.audioTrack)?.report(report.ntpSec, report.ntpFrac, report.rtpTimestamp);
+    for (const { kind, report } of out.senderReports(data)) {
+      if (kind === 'video' && out.catchingUp) continue;
+      (kind === 'video' ? b.videoTrack : b.audioTrack)?.report(report.ntpSec, report.ntpFrac, report.rtpTimestamp);
+    }
   }
 
   /**
