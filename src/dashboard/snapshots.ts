@@ -403,7 +403,7 @@ export const RELAY_SERVERS = {
     port: 'gauge', sessionsNow: 'gauge', connections: 'counter', requests: 'counter', badRequests: 'counter', sessions: 'counter', sessionsRefused: 'counter',
     connectionsDropped: 'counter', sessionTimeouts: 'counter', tcpDropped: 'counter', unauthorized: 'counter', published: 'counter', publishRefused: 'counter', recordDropped: 'counter',
   },
-  webrtc: { sessionsNow: 'gauge', offers: 'counter', refused: 'counter', joined: 'counter', neverConnected: 'counter', lost: 'counter', ended: 'counter', sendErrors: 'counter', stackErrors: 'counter', congestionReports: 'counter' },
+  webrtc: { sessionsNow: 'gauge', offers: 'counter', refused: 'counter', joined: 'counter', neverConnected: 'counter', lost: 'counter', ended: 'counter', sendErrors: 'counter', stackErrors: 'counter', congestionReports: 'counter', rembReports: 'counter', rembDropped: 'counter' },
 } as const satisfies { rtsp: FieldKinds<NonNullable<RelaySnapshot['rtsp']>>; webrtc: FieldKinds<NonNullable<RelaySnapshot['webrtc']>> };
 export const RELAY_ROWS = {
   perStream: { bitrateInKbps: 'gauge', packetsIn: 'counter', packetsOut: 'counter', viewers: 'gauge', dropped: 'counter' },

@@ -265,6 +265,22 @@ export class RelayCore {
     if (v && Number.isFinite(rttMs) && rttMs >= 0) v.rttMs = rttMs;
   }
 
+  /**
+   * A viewer's own estimate of what its path takes (kbit/s), as its transport reports it (a
+   * browser's REMB), on a stream with layers: a cap on its layer choice (layers.ts onEstimate).
+   * What to send: the keyframe request of a move, if one is made.
+   */
+  viewerEstimate(name: string, id: string, kbps: number, now: number): Output[] {
+    const out: Output[] = [];
+    const s = this.routing.streams.get(name);
+    const v = s?.viewers.get(id);
+    if (!s || !v || !Number.isFinite(kbps) || kbps <= 0 || s.lanes.length < 2 || v.catchUp || v.movingTo || v.breaker.open) return out;
+    v.choice ??= new LayerChoice(s.sent);
+    const move = v.choice.onEstimate(kbps, now, v.lane.index, this.laneViews(s, now));
+    if (move) this.moveViewer(s, v, move, now, out);
+    return out;
+  }
+
   /** RTCP from a viewer of another transport (RR, NACK, PLI): as from a UDP viewer. */
   onViewerRtcp(id: string, buf: Buffer, now: number): Output[] {
     let packets: RtcpPacket[];
@@ -532,7 +548,7 @@ export class RelayCore {
     const lane = s.lanes[move.to];
     // Down, onto a layer whose packets since its keyframe the viewer's path takes in CACHE_SWITCH_MS:
     // from that cache at once, as a joining viewer starts, instead of waiting for a fresh keyframe.
-    const est = v.choice?.cc.estimateKbps;
+    const est = v.choice?.estimateKbps(now);
     const cached = lane.keyframes.cachedBytes;
     if (move.to > v.lane.index && est !== undefined && cached > 0 && cached * 8 <= est * CACHE_SWITCH_MS) {
       this.routing.moveNow(v, lane, now);

@@ -9,7 +9,8 @@
  *
  * Like a browser it offers transport-wide sequence numbers and reports their arrivals
  * (draft-holmer-rmcat-transport-wide-cc-extensions-01), written here: werift's own report leaves
- * lost packets out and measures its first delta from the previous report.
+ * lost packets out and measures its first delta from the previous report. `transportCc: false`:
+ * none, as a browser that sends REMB instead; `sendRtcp` sends the test's own RTCP (a REMB).
  */
 import { performance } from 'node:perf_hooks';
 import { ProtectionProfileAeadAes128Gcm, ProtectionProfileAes128CmHmacSha1_80, RTCPeerConnection, RTCRtpCodecParameters, RTP_EXTENSION_URI, RtcpSrPacket, useOPUS, useSdesMid, useTransportWideCC, type RtpPacket } from 'werift';
@@ -38,12 +39,14 @@ export interface WhepPlayer {
   /** Picture packets dropped on purpose (`loss`). */
   dropped: number;
   connected: Promise<void>;
+  /** Sends `data` (RTCP, serialized) to the relay over the session's SRTCP. */
+  sendRtcp(data: Buffer): Promise<void>;
   close(): Promise<void>;
 }
 
 export async function whepPlay(
   url: string,
-  opts: { token?: string; loss?: number; bottleneckKbps?: number; bufferBytes?: number; offer?: (sdp: string) => string; srtp?: 'ctr' | 'gcm' } = {},
+  opts: { token?: string; loss?: number; bottleneckKbps?: number; bufferBytes?: number; offer?: (sdp: string) => string; srtp?: 'ctr' | 'gcm'; transportCc?: boolean } = {},
 ): Promise<WhepPlayer> {
   const h264 = (profile: string, pt: number) =>
     new RTCRtpCodecParameters({
@@ -87,9 +90,11 @@ export async function whepPlay(
     twcc.arrived(extensions);
     handleSound(packet, extensions, ...rest);
   };
+  const sendRtcp = (data: Buffer) =>
+    (v.receiver.dtlsTransport as unknown as { sendRtcp: (p: Array<{ serialize(): Buffer }>) => Promise<void> }).sendRtcp([{ serialize: () => data }]).catch(() => undefined);
   const twccTimer = setInterval(() => {
     const report = twcc.report();
-    if (report) (v.receiver.dtlsTransport as unknown as { sendRtcp: (p: Array<{ serialize(): Buffer }>) => Promise<void> }).sendRtcp([{ serialize: () => report }]).catch(() => undefined);
+    if (report && opts.transportCc !== false) sendRtcp(report);
   }, TWCC_EVERY_MS);
   // `bottleneckKbps`: a link that drains that fast in front of the player, with a `bufferBytes`
   // queue: a packet waits its turn (the queue's delay), or is dropped when it finds the queue full.
@@ -176,6 +181,7 @@ export async function whepPlay(
     location,
     text,
     connected,
+    sendRtcp,
     close: async () => {
       if (closed) return;
       closed = true;

@@ -20,6 +20,10 @@
  * - transport-wide congestion feedback (transport-cc, offered on picture and sound for a stream
  *   with layers): read as an RFC 8888 report (twcc.ts), by which the relay chooses the browser's
  *   layer as it does a udpcast viewer's.
+ * - its own estimate of its path (REMB, goog-remb, offered on the picture beside transport-cc; a
+ *   browser that does not send transport-wide feedback sends it): to the relay as that viewer's
+ *   cap on its layer (layers.ts onEstimate); one with no rate, or past REMB_MAX_KBPS, is counted
+ *   and dropped.
  *
  * Bounded (defaults.ts WEBRTC_*): sessions in all and per address, the time to connect. ICE only
  * on the relay's own addresses: no STUN or TURN server, host candidates of --host (or every
@@ -78,6 +82,10 @@ export interface BrowserCounters {
   stackErrors: number;
   /** Transport-wide congestion feedback reports read for the layer choice (browsers of a stream with layers). */
   congestionReports: number;
+  /** Receiver estimates (REMB) read for the layer choice (browsers of a stream with layers). */
+  rembReports: number;
+  /** REMBs dropped: another application feedback than REMB, a rate of 0, or one past REMB_MAX_KBPS. */
+  rembDropped: number;
 }
 
 /** What an offer gets: an answer and the session's id, or a refusal with its HTTP status. */
@@ -108,6 +116,10 @@ interface Browser {
 const TICK_MS = 1000;
 /** RTCP feedback by transport-wide numbers (draft-holmer-rmcat-transport-wide-cc-extensions-01). */
 const TRANSPORT_CC = { type: 'transport-cc' };
+/** RTCP feedback by the receiver's own estimate of its path (draft-alvestrand-rmcat-remb-03). */
+const GOOG_REMB = { type: 'goog-remb' };
+/** A REMB's rate above this (10 Gbit/s) is no path a viewer has: a broken REMB, dropped. */
+const REMB_MAX_KBPS = 10_000_000;
 /** The media stream id both tracks are announced in (a=msid); any token, the same for both. */
 const MEDIA_STREAM_ID = 'udpcast';
 
@@ -123,7 +135,7 @@ let loading: Promise<typeof Werift> | undefined;
 const loadWerift = (): Promise<typeof Werift> => (loading ??= import('werift').then((m) => (werift = m)));
 
 export class BrowserViewers {
-  readonly counters: BrowserCounters = { offers: 0, refused: 0, joined: 0, neverConnected: 0, lost: 0, ended: 0, sendErrors: 0, stackErrors: 0, congestionReports: 0 };
+  readonly counters: BrowserCounters = { offers: 0, refused: 0, joined: 0, neverConnected: 0, lost: 0, ended: 0, sendErrors: 0, stackErrors: 0, congestionReports: 0, rembReports: 0, rembDropped: 0 };
   private readonly sessions = new Map<string, Browser>();
   /** Offers being answered (their peer connections exist, their sessions not yet), by address: counted against the caps. */
   private readonly pending = new Map<string, number>();
@@ -196,10 +208,15 @@ export class BrowserViewers {
     if (this.closed) return { status: 503, why: 'the relay is stopping' };
     // Transport-wide numbers on picture and sound alike, for a stream with layers: the browser's
     // feedback about them is what the relay chooses its layer by (twcc.ts), as it reads a udpcast
-    // viewer's RFC 8888. With one layer there is no choice to make, and no feedback is asked for
-    // (Chromium sends about 15 reports a second, each decrypted and read).
+    // viewer's RFC 8888. With one layer there is no choice to make, and no numbers are sent to be
+    // reported on (Chromium sends about 15 reports a second, each decrypted and read). A browser's
+    // own estimate (REMB) is asked for on the picture too, for one that sends no transport-wide
+    // feedback. (werift 0.24's answer repeats the offer's rtcp-fb lines for the format it takes,
+    // whatever these list: goog-remb and transport-cc are answered wherever offered; the header
+    // extension is what only a stream with layers gets.)
     const layered = (this.opts.core.streams.get(stream)?.lanes.length ?? 0) > 1;
     const cc = layered ? [TRANSPORT_CC] : [];
+    const remb = layered ? [GOOG_REMB] : [];
     const pc = new w.RTCPeerConnection({
       iceServers: [],
       // One transport for picture and sound, as browsers bundle them: with werift's default
@@ -207,7 +224,7 @@ export class BrowserViewers {
       bundlePolicy: 'max-bundle',
       ...iceAddresses(this.opts.host),
       codecs: {
-        video: [new w.RTCRtpCodecParameters({ mimeType: `video/${codec.rtpmapName}`, clockRate: codec.clockRate, rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, ...cc] })],
+        video: [new w.RTCRtpCodecParameters({ mimeType: `video/${codec.rtpmapName}`, clockRate: codec.clockRate, rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, ...cc, ...remb] })],
         audio: [w.useOPUS({ rtcpFeedback: cc })],
       },
       headerExtensions: {
@@ -241,10 +258,11 @@ export class BrowserViewers {
       return { status: 503, why: 'the relay is stopping' };
     }
     // Any RTCP from the browser keeps it (a report reaches a sender only while it has a block about
-    // it); its transport-wide feedback is read here, whichever track's SSRC it names.
+    // it); its transport-wide feedback and its REMB are read here, whichever track's SSRC they name.
     (b.video ?? b.audio)?.dtlsTransport.onRtcp.subscribe((p) => {
       b.lastHeard = this.now();
       if (p instanceof w.RtcpTransportLayerFeedback && p.feedback instanceof w.TransportWideCC) this.congestion(b, p.feedback);
+      else if (p instanceof w.RtcpPayloadSpecificFeedback && p.feedback instanceof w.ReceiverEstimatedMaxBitrate) this.estimate(b, p.feedback);
     });
     if (b.video) this.readFeedback(b, b.video);
     if (b.audio) this.readFeedback(b, b.audio);
@@ -375,12 +393,30 @@ export class BrowserViewers {
     if (ccfb) this.opts.send(this.opts.core.onViewerRtcp(b.sink.id, serializeRtcp([ccfb]), now));
   }
 
+  /**
+   * A browser's REMB: its estimate of what its path takes, picture and sound together, to the relay
+   * as a cap on its layer (a stream with layers only, as congestion()). werift parses any
+   * application feedback as one and reads an exponent past 46 as 2^64 - 1: such a REMB, or one of
+   * rate 0, is counted and dropped.
+   */
+  private estimate(b: Browser, remb: Werift.ReceiverEstimatedMaxBitrate): void {
+    const kbps = rembKbps(remb);
+    if (kbps === undefined) {
+      this.counters.rembDropped++;
+      return;
+    }
+    if (!b.sink || (this.opts.core.streams.get(b.stream)?.lanes.length ?? 0) < 2) return;
+    this.counters.rembReports++;
+    this.opts.send(this.opts.core.viewerEstimate(b.stream, b.sink.id, kbps, this.now()));
+  }
+
   /** The browser's RTCP about one track, in udpcast's terms, to the relay. */
   private readFeedback(b: Browser, sender: RTCRtpSender): void {
     const own = sender.handleRtcpPacket.bind(sender);
     sender.handleRtcpPacket = (p: WeriftRtcp) => {
       b.lastHeard = this.now();
       if (p instanceof werift!.RtcpTransportLayerFeedback && p.feedback instanceof werift!.TransportWideCC) return; // read by congestion()
+      if (p instanceof werift!.RtcpPayloadSpecificFeedback && p.feedback instanceof werift!.ReceiverEstimatedMaxBitrate) return; // read by estimate()
       const ours = b.out && b.sink ? this.translate(b, b.out, sender, p) : undefined;
       if (ours === 'nack') return; // answered from the relay's history, not werift's
       own(p);
@@ -453,6 +489,17 @@ export class BrowserViewers {
     b.out = undefined;
     b.pc.close().catch(() => undefined);
   }
+}
+
+/**
+ * A REMB's rate in kbit/s (draft-alvestrand-rmcat-remb-03 §2.2: an 18-bit mantissa times 2 to a
+ * 6-bit exponent, in bit/s), or undefined for application feedback that is not REMB's or a rate no
+ * path has (0, past REMB_MAX_KBPS).
+ */
+export function rembKbps(remb: { uniqueID: string; bitrate: bigint }): number | undefined {
+  if (remb.uniqueID !== 'REMB' || typeof remb.bitrate !== 'bigint') return undefined;
+  const kbps = Number(remb.bitrate) / 1000;
+  return Number.isFinite(kbps) && kbps > 0 && kbps <= REMB_MAX_KBPS ? kbps : undefined;
 }
 
 /** Whether a datagram the relay sends its viewers is its ENDED notice (the sharer left). */
