@@ -8,7 +8,13 @@
  * - the sound once (a move to another layer's cache brings the sound alongside it again), as plain
  *   Opus (RFC 7587): a sharer's RED packet (RFC 2198) is cut to its primary block;
  * - each sender report on the RTCP of the track it is about, the picture's under the SSRC the
- *   receiver knows (the layers share one clock).
+ *   receiver knows (the layers share one clock);
+ * - picture times that never step back: a joiner's catch-up stamped just before the live edge
+ *   (catchUpStamps), and a move onto another layer's cached keyframe (RelayCore.moveViewer: its
+ *   pictures are up to a GOP older than the last one sent) stamped CATCH_UP_STEP apart after the
+ *   newest sent, until its own times pass that. libwebrtc's frame buffer skips a picture older than
+ *   the last it decoded (frame_buffer2.cc, FindNextFrame): a browser would not decode that cached
+ *   keyframe, nor anything after it until the next one; a recorder would see time go back.
  */
 import { PT_OPUS, PT_RED, VIDEO_CLOCK_RATE, isAudioPayloadType } from '../defaults.ts';
 import { parseRed } from '../codecs/opus/red.ts';
@@ -24,6 +30,8 @@ import type { StreamState, ViewerState } from './routing.ts';
 const CATCH_UP_STEP = VIDEO_CLOCK_RATE / 1000;
 /** A catch-up picture that is not in the cache seen at the join (a retransmission): this much nearer the edge. */
 const CATCH_UP_COMPRESS = 10;
+/** Pictures of one source remembered as restamped (for their repairs): more than a GOP of 60 fps for 5 s. */
+const RESTAMPED_MAX = 512;
 
 export class OutgoingStream {
   /** The picture's source as the relay sends it now (a layer's SSRC). */
@@ -42,6 +50,17 @@ export class OutgoingStream {
   private videoEdge?: number;
   private audioEdge?: number;
   private catchUp?: Map<number, number>;
+  /** The newest picture time sent (as the receiver got it), and the newest sequence number of the current source. */
+  private newestStamp?: number;
+  private newestSourceSeq?: number;
+  /**
+   * After a change of source (another layer), while its pictures are not newer than the last
+   * stamp given: that stamp. Only then are times changed: within one source they may go back
+   * (B-frames from a publisher's own encoder) and are left as they come.
+   */
+  private replayAfter?: number;
+  /** The current source's pictures so stamped, by their own time: their other packets and repairs get the same. */
+  private restamped = new Map<number, number>();
 
   /** The SSRCs the relay sends now (at the join), so the first sender report reaches its track. */
   constructor(videoSsrc?: number, audioSsrc?: number) {
@@ -75,9 +94,36 @@ export class OutgoingStream {
    * (a picture of two times would be two broken pictures to the player).
    */
   nextPicture(data: Buffer): Buffer {
-    const stamp = this.catchUp?.get(rtpTimestamp(data));
-    if (stamp !== undefined) return this.picture(data, withTimestamp(data, stamp));
-    return this.picture(data, this.videoEdge === undefined ? data : this.caughtUp(data));
+    const ts = rtpTimestamp(data);
+    const ssrc = rtpSsrc(data);
+    const seq = rtpSequence(data);
+    // Newer than what was sent of its source (the first of a new source is): not a repair.
+    const fresh = ssrc !== this.videoSsrc || this.newestSourceSeq === undefined || seqDiff(this.newestSourceSeq, seq) > 0;
+    if (ssrc !== this.videoSsrc) {
+      // Repairs are of the current source only (sourceSequence): the stamps of the source before,
+      // a joiner's catch-up's among them, are not this one's (the same times may be in both).
+      this.restamped.clear();
+      if (this.videoSsrc !== undefined) this.catchUp = this.videoEdge = undefined;
+      this.replayAfter = this.newestStamp;
+    }
+    if (fresh) this.newestSourceSeq = seq;
+    let stamp = this.catchUp?.get(ts);
+    if (stamp === undefined && this.videoEdge !== undefined) stamp = this.caughtUpStamp(ts);
+    stamp ??= this.restamped.get(ts);
+    if (stamp === undefined && fresh && this.replayAfter !== undefined) {
+      if (tsDiff(this.replayAfter, ts) <= 0) {
+        // Not newer than a picture already sent: the new source's cache, or a picture of the
+        // same instant as the old source's last.
+        stamp = this.replayAfter = tsAdd(this.replayAfter, CATCH_UP_STEP);
+        if (this.restamped.size >= RESTAMPED_MAX) this.restamped.clear();
+        this.restamped.set(ts, stamp);
+      } else {
+        this.replayAfter = undefined; // its own times are past the stamps given: as they come
+      }
+    }
+    const out = stamp ?? ts;
+    if (fresh && (this.newestStamp === undefined || tsDiff(this.newestStamp, out) > 0)) this.newestStamp = out;
+    return this.picture(data, out === ts ? data : withTimestamp(data, out));
   }
 
   /**
@@ -101,14 +147,13 @@ export class OutgoingStream {
    * up by at most 1%, or, with its picture as the clock, never). Pictures at the edge or newer end
    * the catch-up.
    */
-  private caughtUp(data: Buffer): Buffer {
-    const ts = rtpTimestamp(data);
+  private caughtUpStamp(ts: number): number | undefined {
     const behind = tsDiff(ts, this.videoEdge!);
     if (behind <= 0) {
       this.videoEdge = undefined; // the stamps stay, for repairs: at most a GOP of them
-      return data;
+      return undefined;
     }
-    return withTimestamp(data, tsAdd(this.videoEdge!, -Math.ceil(behind / CATCH_UP_COMPRESS)));
+    return tsAdd(this.videoEdge!, -Math.ceil(behind / CATCH_UP_COMPRESS));
   }
 
   /**
