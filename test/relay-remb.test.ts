@@ -57,6 +57,14 @@ describe('LayerChoice reads a receiver estimate (REMB)', () => {
     assert.equal(new LayerChoice(new SendLog()).onEstimate(100, 0, 0, lanes.map((l) => ({ ...l, kbps: 0 }))), undefined);
   });
 
+  test("what the path is known to take (the dashboard's figure): nothing until a REMB, then it, until it is old", () => {
+    const c = new LayerChoice(new SendLog());
+    assert.equal(c.knownKbps(0), undefined, 'no feedback with a limit, no estimate');
+    c.onEstimate(1300, 1000, 1, lanes);
+    assert.equal(c.knownKbps(1000), 1300);
+    assert.equal(c.knownKbps(1000 + LAYER_ESTIMATE_MS), undefined, 'an estimate not repeated holds no longer');
+  });
+
   test('up only after the back-off, and once room under the estimate has lasted LAYER_UP_AFTER_MS', () => {
     const c = new LayerChoice(new SendLog());
     assert.equal(c.onEstimate(1300, 1000, 0, lanes)?.to, 1);

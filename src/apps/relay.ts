@@ -263,7 +263,7 @@ export async function startRelay(o: RelayOptions, log: (line: string) => void): 
             retransmissions: v.retransmissions,
             // Quality layers: the one it gets, what its path takes by its own feedback, and why it last moved.
             layer: s.lanes.length > 1 ? v.lane.index : null,
-            estimateKbps: v.choice && v.choice.cc.reports > 0 && v.choice.cc.decreases > 0 ? round(v.choice.cc.estimateKbps) : null,
+            estimateKbps: round(v.choice?.knownKbps(now)) ?? null,
             layerWhy: v.choice?.why ?? null,
           })),
         ),

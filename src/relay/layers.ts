@@ -158,6 +158,16 @@ export class LayerChoice {
     return Math.min(this.cc.estimateKbps, this.receiverCap(now));
   }
 
+  /**
+   * What the viewer's path is known to take (kbit/s), for the dashboard and --stats-json:
+   * undefined until its feedback has shown a limit or it has sent its own estimate lately.
+   */
+  knownKbps(now: number): number | undefined {
+    const measured = this.cc.reports > 0 && this.cc.decreases > 0 ? this.cc.estimateKbps : Infinity;
+    const known = Math.min(measured, this.receiverCap(now));
+    return Number.isFinite(known) ? known : undefined;
+  }
+
   /** The viewer's lane stopped (the sharer paused it): the best live lane below, if any. */
   laneStopped(current: number, lanes: readonly LaneView[]): LayerMove | undefined {
     const to = lanes.find((l) => l.live && l.index > current) ?? lanes.filter((l) => l.live).at(-1);
