@@ -33,6 +33,24 @@ describe('OutgoingStream picture times', () => {
     assert.equal(sent(out, cache[3]).ts, newest + 4 * STEP);
   });
 
+  test("a new sharer's clock (a source far behind, or ahead) is left as it comes", () => {
+    for (const base of [5_000_000, 2_000_000_000]) {
+      const out = new OutgoingStream(A);
+      for (let i = 0; i < 5; i++) sent(out, pic(A, i, 1_000_000_000 + i * FRAME));
+      const got = [0, 1, 2].map((i) => sent(out, pic(B, 7000 + i, base + i * FRAME)));
+      assert.deepEqual(got.map((g) => g.ts), [base, base + FRAME, base + 2 * FRAME], `a new time base at ${base}: one jump, then its own pace`);
+    }
+  });
+
+  test('after a replay, a new picture of a time stamped before (the clock came round, 13 h on) keeps its own', () => {
+    const out = new OutgoingStream(A);
+    sent(out, pic(A, 1, 9000));
+    assert.equal(sent(out, pic(B, 40, 6000)).ts, 9000 + STEP, 'replayed');
+    assert.equal(sent(out, pic(B, 41, 12_000)).ts, 12_000, 'live');
+    assert.equal(sent(out, pic(B, 42, 6000)).ts, 6000, 'a new picture, not a repair of the replayed one');
+    assert.equal(sent(out, pic(B, 40, 6000)).ts, 9000 + STEP, 'while a repair gets its stamp');
+  });
+
   test("a layer's picture of the same instant as the last one sent is a picture of its own", () => {
     const out = new OutgoingStream(A);
     sent(out, pic(A, 1, 9000));

@@ -72,21 +72,30 @@ describe('relay ViewerSink', () => {
       relay.onDatagram(publish(), sharer, 0);
       const cached = [h264(1, 3000, stapSps), ...Array.from({ length: 200 }, (_, i) => h264(2 + i, 6000 + i * 3000, [...pSlice, ...new Array(1000).fill(i)]))];
       for (const p of cached) relay.onDatagram(p, sharer, 1);
+      const sr = serializeRtcp([{ type: 'sr', ssrc: 0x1234, ntpSec: 1, ntpFrac: 0, rtpTimestamp: 600_000, packetCount: 201, octetCount: 200_000, reports: [] }]);
+      relay.onDatagram(sr, sharer, 1);
       const sink = { ...rtspSink(), soundAtOnce };
       sink.deliver = (d) => (sink.got.push(d), true);
       relay.attach('main', sink, 10);
+      // Before the first pump: it waits behind the sender report the catch-up opens with.
+      const early = opus(1, 480_000);
+      relay.onDatagram(early, sharer, 10);
+      assert.equal(sink.got.length, 0, 'nothing before the catch-up begins');
+      relay.pump(12);
+      assert.deepEqual(sink.got[0], sr, 'the catch-up opens with the sender report');
       const picture = h264(300, 900_000, pSlice);
-      const sound = opus(1, 480_000);
-      relay.onDatagram(picture, sharer, 10);
-      relay.onDatagram(sound, sharer, 10);
+      const sound = opus(2, 480_480);
+      relay.onDatagram(picture, sharer, 12);
+      relay.onDatagram(sound, sharer, 12);
       assert.equal(relay.pumping, true, 'still catching up (200 kB at the join pace)');
       assert.equal(sink.got.includes(sound), soundAtOnce, soundAtOnce ? 'the sound at once' : 'the sound queued');
       assert.equal(sink.got.includes(picture), false, 'the live picture waits behind the cache');
-      let now = 10;
+      let now = 12;
       while (relay.pumping && now < 1000) relay.pump((now += 4));
       assert.deepEqual(sink.got.filter((d) => d === sound).length, 1, 'the sound once');
+      assert.ok(sink.got.indexOf(early) > sink.got.indexOf(sr), 'the early sound after the report');
       assert.equal(sink.got.at(-1), soundAtOnce ? picture : sound, 'the rest in the order it came');
-      assert.equal(sink.got.filter((d) => d !== sound).length, cached.length + 1, 'every picture packet once');
+      assert.equal(sink.got.filter((d) => d !== sound && d !== early && d !== sr).length, cached.length + 1, 'every picture packet once');
     }
   });
 

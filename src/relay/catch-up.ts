@@ -141,6 +141,11 @@ export class CatchUp {
     return out;
   }
 
+  /** Something is sent: the SR the queue opens with, when there is one, is out. */
+  get started(): boolean {
+    return this.head > 0;
+  }
+
   /** Everything is sent: the viewer can go live. */
   get done(): boolean {
     return this.head >= this.queue.length;

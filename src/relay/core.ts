@@ -714,7 +714,10 @@ export class RelayCore {
    * Sends `buf` to the stream's viewers (of `lane`, for media of one layer): queued for those
    * catching up, fanned out to the live ones. Per media packet: allocates the result and its one Output, nothing else, unless a
    * viewer is catching up. `sound`: a sound packet, sent at once to a catching-up viewer whose
-   * sink asks for it (soundAtOnce).
+   * sink asks for it (soundAtOnce), once its catch-up has begun: the sender report it opens with
+   * comes first (a player that gets its first report late moves its clock then). Sound before
+   * that waits in the queue, and is left out by the sink once newer sound has overtaken it: at
+   * most the few milliseconds before the first pump.
    */
   private fanOut(stream: StreamState, buf: Buffer, lane?: Lane, sound = false): Output[] {
     const out: Output[] = [];
@@ -722,7 +725,7 @@ export class RelayCore {
     if (this.catchingUp.size > 0) {
       for (const v of this.catchingUp) {
         if (v.stream !== stream || (lane && v.lane !== lane)) continue;
-        if (sound && v.sink.kind !== 'udp' && v.sink.soundAtOnce) {
+        if (sound && v.sink.kind !== 'udp' && v.sink.soundAtOnce && v.catchUp!.started) {
           this.routing.sendTo(v, buf, out);
           continue;
         }

@@ -12,7 +12,8 @@
  * - picture times that never step back: a joiner's catch-up stamped just before the live edge
  *   (catchUpStamps), and a move onto another layer's cached keyframe (RelayCore.moveViewer: its
  *   pictures are up to a GOP older than the last one sent) stamped CATCH_UP_STEP apart after the
- *   newest sent, until its own times pass that. libwebrtc's frame buffer skips a picture older than
+ *   newest sent, until its own times pass that (a source further behind is a new sharer's clock,
+ *   left as it comes). libwebrtc's frame buffer skips a picture older than
  *   the last it decoded (frame_buffer2.cc, FindNextFrame): a browser would not decode that cached
  *   keyframe, nor anything after it until the next one; a recorder would see time go back.
  */
@@ -30,8 +31,14 @@ import type { StreamState, ViewerState } from './routing.ts';
 const CATCH_UP_STEP = VIDEO_CLOCK_RATE / 1000;
 /** A catch-up picture that is not in the cache seen at the join (a retransmission): this much nearer the edge. */
 const CATCH_UP_COMPRESS = 10;
-/** Pictures of one source remembered as restamped (for their repairs): more than a GOP of 60 fps for 5 s. */
-const RESTAMPED_MAX = 512;
+/**
+ * A move's replay: how far behind the newest picture sent a new source's pictures may be to be
+ * taken for another layer's cache (30 s, past any cache a move replays). Further behind, or
+ * ahead, it is a new clock (a new sharer: its time base is its own) and its times pass as they come.
+ */
+const REPLAY_MAX_TICKS = 30 * VIDEO_CLOCK_RATE;
+/** Pictures of a replay stamped (their repairs get the same): 30 s at 60 fps; past it, times pass as they come. */
+const RESTAMPED_MAX = 1800;
 
 export class OutgoingStream {
   /** The picture's source as the relay sends it now (a layer's SSRC). */
@@ -83,11 +90,6 @@ export class OutgoingStream {
     return o;
   }
 
-  /** Pictures older than the live edge at the join are still to come (the catch-up is not over). */
-  get catchingUp(): boolean {
-    return this.videoEdge !== undefined;
-  }
-
   /**
    * A picture packet as the player gets it: picture(), a catch-up picture stamped nearer the edge.
    * A repair of a catch-up picture, even after the catch-up, gets the time it was first sent with
@@ -107,18 +109,20 @@ export class OutgoingStream {
       this.replayAfter = this.newestStamp;
     }
     if (fresh) this.newestSourceSeq = seq;
-    let stamp = this.catchUp?.get(ts);
+    // A time stamped before is looked up for a repair, or while its catch-up or replay goes on
+    // (its other packets): a new picture of the same time 13 h later (the clock wraps) is not it.
+    let stamp = !fresh || this.videoEdge !== undefined ? this.catchUp?.get(ts) : undefined;
     if (stamp === undefined && this.videoEdge !== undefined) stamp = this.caughtUpStamp(ts);
-    stamp ??= this.restamped.get(ts);
+    if (stamp === undefined && (!fresh || this.replayAfter !== undefined)) stamp = this.restamped.get(ts);
     if (stamp === undefined && fresh && this.replayAfter !== undefined) {
-      if (tsDiff(this.replayAfter, ts) <= 0) {
+      const behind = tsDiff(ts, this.replayAfter);
+      if (behind >= 0 && behind < REPLAY_MAX_TICKS && this.restamped.size < RESTAMPED_MAX) {
         // Not newer than a picture already sent: the new source's cache, or a picture of the
         // same instant as the old source's last.
         stamp = this.replayAfter = tsAdd(this.replayAfter, CATCH_UP_STEP);
-        if (this.restamped.size >= RESTAMPED_MAX) this.restamped.clear();
         this.restamped.set(ts, stamp);
       } else {
-        this.replayAfter = undefined; // its own times are past the stamps given: as they come
+        this.replayAfter = undefined; // its own times are past the stamps given (or another clock): as they come
       }
     }
     const out = stamp ?? ts;

@@ -581,7 +581,7 @@ export class RtspPusher {
         }
         c.videoBroken = false;
       }
-      const sent = this.sendTo(c, track, 'rtp', out.picture(data));
+      const sent = this.sendTo(c, track, 'rtp', out.nextPicture(data));
       if (!sent) c.videoBroken = true;
       return true;
     }

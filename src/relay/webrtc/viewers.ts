@@ -369,14 +369,16 @@ export class BrowserViewers {
 
   /**
    * The sharer's sender reports, each to the browser's track it is about; the picture's only once
-   * its catch-up is over. Chromium's lip sync compares when each track's packets arrive with when
-   * they were captured (the reports say that): a catch-up's pictures come up to its length late
-   * (they are paced), so a report in it had the browser hold the sound back by that much, and take
-   * seconds to undo it (the sound 235-609 ms after its picture after a join, bench lipsync).
+   * the relay has caught it up (a join's or a move's cache, and the live packets queued behind it).
+   * Chromium's lip sync compares when each track's packets arrive with when they were captured
+   * (the reports say that): a catch-up's pictures come up to its length late (they are paced), so
+   * a report in it had the browser hold the sound back by that much, and take seconds to undo it
+   * (the sound 235-609 ms after its picture after a join, bench lipsync).
    */
   private reports(b: Browser, out: OutgoingStream, data: Buffer): void {
+    const catchingUp = b.sink !== undefined && this.opts.core.streams.get(b.stream)?.viewers.get(b.sink.id)?.catchUp !== undefined;
     for (const { kind, report } of out.senderReports(data)) {
-      if (kind === 'video' && out.catchingUp) continue;
+      if (kind === 'video' && catchingUp) continue;
       (kind === 'video' ? b.videoTrack : b.audioTrack)?.report(report.ntpSec, report.ntpFrac, report.rtpTimestamp);
     }
   }
