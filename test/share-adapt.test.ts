@@ -111,6 +111,49 @@ test('the uplink\'s circuit breaker (RFC 8083): feedback stops, media stops; the
   }
 });
 
+test('a relay restart: media that stopped because the relay was gone goes again as soon as it answers, not 10 s later', async () => {
+  // A stand-in relay that goes silent (no ACK, no report: killed), then answers again (restarted).
+  const relay = dgram.createSocket('udp4');
+  await new Promise<void>((r) => relay.bind(0, '127.0.0.1', () => r()));
+  const log = new ArrivalLog();
+  let alive = true;
+  let mediaIn = 0;
+  relay.on('message', (msg, from) => {
+    if (!alive) return;
+    if (isRtcp(msg)) {
+      const app = parseRtcp(msg).find((p) => p.type === 'app');
+      const m = app && parseControl(app);
+      if (m?.kind === ControlType.Publish) relay.send(serializeRtcp([controlApp({ kind: ControlType.Ack, stream: 'main', live: true }, RELAY_SSRC)]), from.port, from.address);
+      return;
+    }
+    mediaIn++;
+    const report = log.arrived(msg, Date.now(), RELAY_SSRC);
+    if (report) relay.send(serializeRtcp([report]), from.port, from.address);
+  });
+  const pub = await Publisher.start({ relay: { address: '127.0.0.1', port: (relay.address() as { port: number }).port }, stream: 'main', codec: 'h264', congestion: { maxKbps: 3000 } });
+  const events: string[] = [];
+  pub.onBreaker = (state, why) => events.push(why ? `${state}: ${why}` : state);
+  let n = 0;
+  const frames = setInterval(() => pub.send({ codec: 'h264', units: [Buffer.alloc(3000, 0x41)], keyframe: n++ % 10 === 0, captureUnixMs: Date.now() }), 33);
+  try {
+    await waitFor(() => pub.congestion!.reports > 5, 5000, 'feedback to arrive');
+    alive = false;
+    await waitFor(() => events.length > 0 && pub.relay.state === 'not answering', 8000, 'the breaker to trip and the relay to be missed');
+    assert.match(events[0], /^open: none of the media sent over 3 reports arrived/);
+    const back = Date.now();
+    alive = true;
+    await waitFor(() => events.includes('closed'), 3000, 'media to go again once the relay answers');
+    const inAtResume = mediaIn;
+    await new Promise((r) => setTimeout(r, 700));
+    assert.ok(mediaIn > inAtResume, 'media flows again, from the next keyframe');
+    console.log(`# media again ${Date.now() - back - 700} ms after the relay answered again`);
+  } finally {
+    clearInterval(frames);
+    await pub.close();
+    relay.close();
+  }
+});
+
 test('closing with paced media and FEC queued: everything leaves before the BYE, nothing after the socket closes', async () => {
   const sink = dgram.createSocket('udp4');
   await new Promise<void>((r) => sink.bind(0, '127.0.0.1', () => r()));

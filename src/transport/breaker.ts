@@ -41,8 +41,8 @@ export function tcpFriendlyRate(packetBytes: number, rttS: number, p: number): n
 const kbps = (bytesPerS: number) => `${Math.round((bytesPerS * 8) / 1000)} kbit/s`;
 
 export class CircuitBreaker {
-  /** Set while media to the viewer is stopped: why, and since when. */
-  open?: { why: string; at: number };
+  /** Set while media to the viewer is stopped: why, since when, and which breaker (§4.2 or §4.3). */
+  open?: { why: string; at: number; cause: 'media timeout' | 'congestion' };
   /** Times it stopped media to this viewer. */
   trips = 0;
   private congested = 0;
@@ -58,6 +58,7 @@ export class CircuitBreaker {
     const bytes = sent.bytes - prev.sent.bytes;
     this.stalled = packets > 0 && r.highestSeq === prev.highestSeq ? this.stalled + 1 : 0;
     let why: string | undefined;
+    let cause: 'media timeout' | 'congestion' = 'congestion';
     if (r.fractionLost > 0 && r.rttMs !== undefined && packets > 0) {
       const fair = tcpFriendlyRate(bytes / packets, Math.max(r.rttMs, 1) / 1000, r.fractionLost);
       const rate = bytes / ((now - prev.at) / 1000);
@@ -68,9 +69,12 @@ export class CircuitBreaker {
     } else {
       this.congested = 0;
     }
-    if (this.stalled >= CB_INTERVALS) why = `none of the media sent over ${CB_INTERVALS} reports arrived`;
+    if (this.stalled >= CB_INTERVALS) {
+      why = `none of the media sent over ${CB_INTERVALS} reports arrived`;
+      cause = 'media timeout';
+    }
     if (!why) return undefined;
-    this.open = { why, at: now };
+    this.open = { why, at: now, cause };
     this.trips++;
     this.congested = 0;
     this.stalled = 0;

@@ -536,17 +536,14 @@ export class Publisher {
   /**
    * Once a second: the uplink's circuit breaker reads what the relay's feedback said over the last
    * second. Armed by the first feedback (a relay that sends none is an older one, not a dead path);
-   * media stops when it trips and goes again CB_RESUME_MS later if the relay answers by then.
+   * media stops when it trips and goes again CB_RESUME_MS later if the relay answers by then (or,
+   * stopped because none arrived while the relay was silent, as soon as it answers again).
    */
   private checkBreaker(now: number): void {
     const cc = this.congestion;
     if (!cc || cc.reports === 0) return;
     if (this.breaker.open) {
-      if (!this.breaker.mayResume(now) || this.relay.state !== 'ok') return;
-      this.breaker.resume();
-      // Frames were held, not numbered: a P-frame now would refer to pictures no viewer has.
-      for (let l = this.firstActive; l < this.senders.length; l++) this.waitingForKey.add(l);
-      this.onBreaker?.('closed');
+      if (this.breaker.mayResume(now) && this.relay.state === 'ok') this.resumeMedia();
       return;
     }
     const why = this.breaker.report({ fractionLost: cc.loss, highestSeq: this.ackedPackets, rttMs: this.relayRttMs }, this.rtpSent, now);
@@ -554,6 +551,14 @@ export class Publisher {
       this.pacer?.clear(); // not into the path just found not to carry it
       this.onBreaker?.('open', why);
     }
+  }
+
+  /** Media goes again after the circuit breaker, from the next keyframe of each layer. */
+  private resumeMedia(): void {
+    this.breaker.resume();
+    // Frames were held, not numbered: a P-frame now would refer to pictures no viewer has.
+    for (let l = this.firstActive; l < this.senders.length; l++) this.waitingForKey.add(l);
+    this.onBreaker?.('closed');
   }
 
   private onDatagram(msg: Buffer): void {
@@ -590,7 +595,13 @@ export class Publisher {
         if (msg.kind === ControlType.Ack) {
           if (this.announcedAt !== undefined && now - this.announcedAt < KEEPALIVE_MS) this.relayRttMs = now - this.announcedAt;
           const silent = this.relay.answered(now);
-          if (silent !== undefined) this.onRelayState?.('ok', silent);
+          if (silent !== undefined) {
+            this.onRelayState?.('ok', silent);
+            // Media stopped because none of it arrived while the relay was gone (killed,
+            // restarting): it answers again, so what stopped it has gone (RFC 8083 §4.5), and
+            // media goes at once rather than CB_RESUME_MS after the trip. A congestion trip waits.
+            if (this.breaker.open?.cause === 'media timeout') this.resumeMedia();
+          }
         } else if (msg.kind === ControlType.Refused && this.relay.state !== 'ok') {
           // At the start, or from a relay that came back and will not take us back (keyed now,
           // or the stream taken meanwhile).
