@@ -5,7 +5,8 @@
 import type { AudioSource } from '../capture/audio.ts';
 import type { AudioFrameMs } from '../defaults.ts';
 import { outputFormat } from '../player/sinks.ts';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { UsageError } from '../util/errors.ts';
 import { STREAM_NAME_RE } from '../transport/control.ts';
 import { DEFAULT_PORT } from '../defaults.ts';
@@ -234,8 +235,8 @@ export function readSecret(name: string, value: unknown, file?: unknown): string
 }
 
 /**
- * --output: '-' (stdout, not a terminal) or a file of a known container (outputFormat) that we can
- * create now, so a lost recording is an error at once.
+ * --output: '-' (stdout, not a terminal) or a file of a known container (outputFormat) that we
+ * could write now (its folder there and writable), so a lost recording is an error at once.
  */
 export function checkOutput(v: unknown, stdoutIsTTY = process.stdout.isTTY === true): string | undefined {
   if (v === undefined) return undefined;
@@ -247,8 +248,12 @@ export function checkOutput(v: unknown, stdoutIsTTY = process.stdout.isTTY === t
     return path;
   }
   outputFormat(path);
+  // Checked without opening it: an existing file is replaced only when the recording starts (FileSink).
   try {
-    closeSync(openSync(path, 'w'));
+    const file = statSync(path, { throwIfNoEntry: false });
+    if (file?.isDirectory()) throw Object.assign(new Error('a folder'), { code: 'EISDIR' });
+    if (!file && !statSync(dirname(path)).isDirectory()) throw Object.assign(new Error('not a folder'), { code: 'ENOTDIR' });
+    accessSync(file ? path : dirname(path), constants.W_OK);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     const why = e.code === 'ENOENT' ? 'its folder does not exist' : e.code === 'EISDIR' ? 'it is a folder' : (e.code ?? e.message);

@@ -93,9 +93,14 @@ function containerFor(format: 'mkv' | 'mp4', tracks: ContainerTracks = {}): Cont
 /**
  * A recording (.mkv/.mp4 with RTP's timestamps, or the raw stream) or stdout (Matroska stamped on
  * arrival, like the player's, so whatever reads the pipe can play it live).
+ *
+ * The file is opened (created, or an existing one replaced) with its first bytes, not before: a
+ * watch that ends before recording anything (no display, no relay, no such stream) leaves what
+ * was there untouched and no empty file behind.
  */
 export class FileSink implements FrameSink {
-  private readonly out: WriteStream | NodeJS.WriteStream;
+  /** stdout from the start; a file's stream from its first bytes on (emit). */
+  private out?: WriteStream | NodeJS.WriteStream;
   private readonly toStdout: boolean;
   private readonly format: OutputFormat;
   private container?: ContainerWriter;
@@ -134,25 +139,41 @@ export class FileSink implements FrameSink {
     this.container = this.format === 'mkv' || this.format === 'mp4' ? containerFor(this.format) : undefined;
     this.takesAudio = (this.format === 'mkv' || this.format === 'mp4') && opts.audio !== false;
     this.tracksSettled = !this.takesAudio;
-    this.out = this.toStdout ? process.stdout : createWriteStream(path);
+    if (this.toStdout) this.open(process.stdout);
+  }
+
+  private open(out: WriteStream | NodeJS.WriteStream): WriteStream | NodeJS.WriteStream {
+    this.out = out;
     // A closed stdout (EPIPE) or a full disk ends this output, not the viewer: said once.
-    this.out.on('error', (err: NodeJS.ErrnoException) => {
+    out.on('error', (err: NodeJS.ErrnoException) => {
       if (this.failed) return;
       this.failed = err.code ?? err.message;
       if (err.code !== 'EPIPE') this.opts.log?.(`--output ${this.path}: cannot write (${this.failed}); watching goes on without it`);
     });
+    return out;
+  }
+
+  /** Bytes for the output: the first ones open the file. */
+  private emit(bytes: Buffer): void {
+    if (bytes.length === 0) return;
+    (this.out ?? this.open(createWriteStream(this.path))).write(bytes);
+  }
+
+  /** Bytes given to the output and not yet written (0 before the file is opened). */
+  private get unwritten(): number {
+    return this.out?.writableLength ?? 0;
   }
 
   write(frame: SinkFrame, now: number): void {
     if (this.failed) return;
     // A reader that stopped reading (a paused player on the pipe) or a slow disk: frames wait for
     // the next keyframe instead of piling up here.
-    if (this.out.writableLength > OUTPUT_BUFFER_MAX_BYTES) {
+    if (this.unwritten > OUTPUT_BUFFER_MAX_BYTES) {
       if (!this.waitForKeyframe) this.opts.log?.(`--output ${this.path}: ${OUTPUT_BUFFER_MAX_BYTES >> 20} MB not yet written: frames skipped until it catches up`);
       this.waitForKeyframe = true;
     }
     if (this.waitForKeyframe) {
-      if (!frame.keyframe || this.out.writableLength > OUTPUT_BUFFER_MAX_BYTES / 2) {
+      if (!frame.keyframe || this.unwritten > OUTPUT_BUFFER_MAX_BYTES / 2) {
         this.framesNotWritten++;
         return;
       }
@@ -166,7 +187,7 @@ export class FileSink implements FrameSink {
       return;
     }
     if (!this.container) {
-      this.out.write(frame.data);
+      this.emit(frame.data);
       return;
     }
     const pts = this.toStdout
@@ -180,7 +201,7 @@ export class FileSink implements FrameSink {
       if (this.audioSeen || now - this.startWait.since >= wait) this.settleTracks();
       return;
     }
-    for (const b of this.container.write(f)) this.out.write(b);
+    for (const b of this.container.write(f)) this.emit(b);
   }
 
   /** One Opus packet: into a recording's second track, at its place on the frames' timeline. */
@@ -193,7 +214,7 @@ export class FileSink implements FrameSink {
       this.audioNotWritten++;
       return;
     }
-    for (const b of this.container.writeAudio({ data: packet.data, pts })) this.out.write(b);
+    for (const b of this.container.writeAudio({ data: packet.data, pts })) this.emit(b);
   }
 
   /**
@@ -219,7 +240,7 @@ export class FileSink implements FrameSink {
     if (this.audioSeen || this.soundHeard) this.container = containerFor(this.format as 'mkv' | 'mp4', { audio: { head: opusHead(2) } });
     const frames = this.startWait?.frames ?? [];
     this.startWait = undefined;
-    for (const f of frames) for (const b of this.container!.write(f)) this.out.write(b);
+    for (const f of frames) for (const b of this.container!.write(f)) this.emit(b);
   }
 
   /** Sound came (this sink takes it), placed or not. */
@@ -230,8 +251,9 @@ export class FileSink implements FrameSink {
   async close(): Promise<void> {
     if (!this.tracksSettled && this.startWait && !this.failed) this.settleTracks();
     const tail = this.container?.end() ?? [];
-    for (const b of tail) this.out.write(b);
-    if (this.toStdout) return;
+    for (const b of tail) this.emit(b);
+    // Nothing written: no file was opened, and one that was there is as it was.
+    if (this.toStdout || !this.out) return;
     await new Promise<void>((resolve) => (this.out as WriteStream).end(() => resolve()));
     // A finished .mkv gets its duration written into the space its header kept for it.
     const patch = this.container instanceof MkvWriter ? this.container.durationPatch() : undefined;
