@@ -60,6 +60,7 @@ describe('a share that runs', { skip: skipUnless('ffmpeg', 'ffprobe') }, () => {
     assert.match(text, new RegExp(`viewers run: udpcast watch 127\\.0\\.0\\.1:${port}\\n`));
     assert.doesNotMatch(text, /THIS_HOST/);
     const last = text.trim().split('\n').pop()!;
+    assert.equal(text.match(/ended after/g)?.length, 1, 'the last line once (a summary while stopping said it twice)');
     assert.match(last, /^share main ended after \d+(\.\d)? s: \d+ frames sent, on average [\d.]+ fps \d+(\.\d)? kbit\/s/);
     const avgFps = Number(/on average ([\d.]+) fps/.exec(last)![1]);
     assert.ok(avgFps > 25 && avgFps < 32, last);

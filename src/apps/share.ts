@@ -279,6 +279,8 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   let finish!: (code: number) => void;
   const done = new Promise<number>((resolve) => (finish = resolve));
   let stopping = false;
+  /** The final summary is being written (after the encoder has drained). */
+  let ending = false;
 
   const startedAt = Date.now();
   let firstFrameAt: number | undefined;
@@ -427,6 +429,8 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     // Nothing to say before the relay's first answer: the connect timeout's error is the line then.
     summary: (s) =>
       publisher.lastAckAt === undefined ? undefined :
+      // Stopping (the encoder draining): the next line is the last one, said once.
+      stopping && !ending ? undefined :
       // While the relay is silent, a sending rate and a viewer count would read as if all were fine.
       s.relayState === 'not answering' && !stopping ? `share ${s.stream}: relay ${s.relay} not answering for ${s.relaySilentS} s, retrying; ${s.framesEncoded} frames encoded` :
       (stopping
@@ -452,6 +456,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     clearTimeout(connectTimer);
     (async () => {
       await encoder.stop();
+      ending = true;
       reporter.stop(code === 0); // after the encoder, so the final line counts every frame sent
       await publisher.close();
       // Each push says TEARDOWN, so the server ends its recording cleanly.
