@@ -7,6 +7,7 @@ import yargs, { type Options } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { run, type Command } from '../src/apps/main.ts';
 import { IMPAIRMENT_HELP } from '../src/apps/impair.ts';
+import { refuseUrl, WATCH_TARGET } from '../src/apps/options.ts';
 import { CODEC_NAMES, DEFAULT_CODEC } from '../src/codecs/registry.ts';
 import { DTX_HANGOVER_MS, DTX_KEEPALIVE_MS } from '../src/codecs/opus/dtx.ts';
 import {
@@ -87,6 +88,8 @@ const share: Table = {
   },
   audio: {
     type: 'string',
+    // The one option whose value may be left out (requiringValues).
+    requiresArg: false,
     describe: "sound too, as Opus. Off by default, for the screen too (privacy: a screen share does not send what the machine plays unasked). list: print the sources this machine has (what each NAME can be) and exit; no value: the file's own sound with --source FILE, the beep with --source test, the desktop's sound with the screen (Linux: PulseAudio/PipeWire's default monitor); test: a 1 kHz beep each second while the test pattern flashes; NAME: a PulseAudio source, alsa:hw:N, a DirectShow device (Windows: enable \"Stereo Mix\" for the desktop's sound) or an AVFoundation device (macOS: a loopback device such as BlackHole)",
   },
   'audio-frame': {
@@ -150,7 +153,7 @@ const watch: Table = {
   'watch-key': { type: 'string', describe: "the relay's --watch-key, when it has one" },
   'watch-key-file': { type: 'string', describe: 'read --watch-key from the first line of FILE' },
   latency: { type: 'number', describe: 'ms (0-10000) a lost packet may hold frames back while it is re-sent (default: from RTT and loss, 40-500)' },
-  audio: { type: 'boolean', default: true, describe: "keep the sharer's sound (share --audio): in .mkv recordings for now; --no-audio leaves it out" },
+  audio: { type: 'boolean', default: true, describe: "keep the sharer's sound (share --audio) in the window, in .mkv and .mp4 recordings and on --output -; --no-audio leaves it out" },
 };
 
 const demo: Table = {
@@ -175,7 +178,8 @@ const impair: Table = {
 };
 
 const sdp: Table = {
-  stream: { type: 'string', default: DEFAULT_STREAM, describe: 'stream name' },
+  // No yargs default: whether --stream was given decides whether it or an rtsp:// target's path names the stream.
+  stream: { type: 'string', describe: `stream name (default: the path of an rtsp:// target, else ${DEFAULT_STREAM}); given, it wins over the path` },
   'watch-key': { type: 'string', describe: 'the relay\'s --watch-key, for its RTSP server (Digest: never sent as it is)' },
   'watch-key-file': { type: 'string', describe: 'read --watch-key from the first line of FILE' },
 };
@@ -185,7 +189,21 @@ const list: Table = {
   'watch-key-file': { type: 'string', describe: 'read --watch-key from the first line of FILE' },
 };
 
-const TABLES: Record<Command['name'], Table> = { share, relay, watch, demo, impair, sdp, list };
+/**
+ * Every option that takes a value refuses to be given without one: yargs would otherwise read
+ * `--relay --duration 6` as an empty --relay and go on with its default. Only an option whose
+ * table says `requiresArg: false` (share --audio) may stand alone; booleans never take one.
+ */
+function requiringValues(table: Table): Table {
+  return Object.fromEntries(Object.entries(table).map(([k, o]) => [k, o.type === 'boolean' ? o : { requiresArg: true, ...o }]));
+}
+
+// In --help's order, which the message for a missing command follows.
+const TABLES: Record<Command['name'], Table> = Object.fromEntries(
+  Object.entries({ share, relay, watch, sdp, list, demo, impair }).map(([name, t]) => [name, requiringValues(t)]),
+) as Record<Command['name'], Table>;
+const NAMES = Object.keys(TABLES);
+const NAME_A_COMMAND = `name a command: ${NAMES.slice(0, -1).join(', ')} or ${NAMES.at(-1)} (udpcast --help)`;
 
 const envName = (option: string) => `UDPCAST_${option.toUpperCase().replace(/-/g, '_')}`;
 const camel = (option: string) => option.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -270,7 +288,7 @@ const parser = yargs(argv)
     'capture the screen (or a test pattern), encode it with FFmpeg and publish it',
     (y) =>
       y
-        .options(share)
+        .options(TABLES.share)
         // Each example fits one line of an 80-column help: the command within half of it (yargs's
         // example column), the description within the rest.
         .example('$0 share', 'share the screen; it prints what viewers run')
@@ -285,7 +303,7 @@ const parser = yargs(argv)
     'receive streams and fan them out to every subscribed viewer',
     (y) =>
       y
-        .options(relay)
+        .options(TABLES.relay)
         .example('$0 relay --port 5004', 'relay every stream published to UDP 5004')
         .example('$0 relay --key-file relay.key', 'only sharers with the key may publish')
         .example('$0 relay --rtsp-port 8554', 'players open rtsp://HOST:8554/main'),
@@ -296,8 +314,17 @@ const parser = yargs(argv)
     'subscribe to a stream and play it with ffplay (or write it to a file)',
     (y) =>
       y
-        .positional('target', { type: 'string', default: `127.0.0.1:${DEFAULT_PORT}`, describe: 'relay or sharer, HOST[:PORT]' })
-        .options(watch)
+        .positional('target', {
+          type: 'string',
+          default: `127.0.0.1:${DEFAULT_PORT}`,
+          describe: 'relay or sharer, HOST[:PORT]',
+          // Here, not in main.ts's watchOptions, whose one line for a bad target would hide what a URL is for.
+          coerce: (v: unknown) => {
+            refuseUrl(String(v), WATCH_TARGET);
+            return v;
+          },
+        })
+        .options(TABLES.watch)
         .example('$0 watch 192.168.1.20', 'the sharer at 192.168.1.20:5004')
         .example('$0 watch relay --output talk.mkv', 'watch, and record in real time')
         .example('$0 watch relay:5004 --player none --output - | ffplay -probesize 32 -', '')
@@ -313,8 +340,8 @@ const parser = yargs(argv)
     'print the session description (SDP) of a stream, from a relay\'s RTSP server',
     (y) =>
       y
-        .positional('target', { type: 'string', default: `127.0.0.1:${RTSP_PORT_DEFAULT}`, describe: 'the relay (or sharer), HOST[:RTSP_PORT]' })
-        .options(sdp)
+        .positional('target', { type: 'string', default: `127.0.0.1:${RTSP_PORT_DEFAULT}`, describe: 'the relay (or sharer), HOST[:RTSP_PORT] or rtsp://HOST[:PORT]/STREAM' })
+        .options(TABLES.sdp)
         .example('$0 sdp relay --stream team', 'what team carries: codec, parameters, sound'),
     choose('sdp'),
   )
@@ -323,15 +350,15 @@ const parser = yargs(argv)
     'list the streams a relay carries now, from its HTTP server',
     (y) =>
       y
-        .positional('target', { type: 'string', default: `127.0.0.1:${HTTP_PORT_DEFAULT}`, describe: 'the relay, HOST[:HTTP_PORT]' })
-        .options(list)
-        .example('$0 list relay.example.org', 'each stream: codec, size, sound, viewers, bitrate'),
+        .positional('target', { type: 'string', default: `127.0.0.1:${HTTP_PORT_DEFAULT}`, describe: 'the relay, HOST[:HTTP_PORT] or http://HOST[:PORT]/...' })
+        .options(TABLES.list)
+        .example('$0 list relay.example.org', 'codec, size, sound, viewers, bitrate of each'),
     choose('list'),
   )
   .command(
     'demo',
     'share a test pattern, relay it and watch it, all in this process',
-    (y) => y.options(demo).example('$0 demo --duration 10', 'ten seconds of the whole pipeline on this machine'),
+    (y) => y.options(TABLES.demo).example('$0 demo --duration 10', 'ten seconds of the whole pipeline on this machine'),
     choose('demo'),
   )
   .command(
@@ -339,7 +366,7 @@ const parser = yargs(argv)
     'a UDP proxy that loses, delays, reorders, duplicates and rate-limits datagrams, both ways',
     (y) =>
       y
-        .options(impair)
+        .options(TABLES.impair)
         // Too long for yargs's example column: each on a line of its own, explained below.
         .example('$0 impair --listen 6000 --to 127.0.0.1:5004 --loss 5% --delay 10ms', '')
         .example('$0 impair --listen 6000 --to relay:5004 --down-loss 2% --down-burst 3', '')
@@ -350,7 +377,8 @@ const parser = yargs(argv)
         ),
     choose('impair'),
   )
-  .demandCommand(1, 'name a command: share, relay, watch, demo or impair (udpcast --help)')
+  .demandCommand(1, NAME_A_COMMAND)
+  .recommendCommands()
   .strict()
   .help()
   .alias('h', 'help')
@@ -360,6 +388,13 @@ const parser = yargs(argv)
   .fail((msg, err) => {
     // One line, whatever yargs composed (its choice errors span several).
     let line = String(msg ?? err?.message).replace(/\s*\n\s*/g, ' ');
+    // yargs's words for a mistyped command or a missing value, in ours.
+    const known = (NAMES as Array<string | undefined>).includes(command);
+    const suggested = /^Did you mean (\S+)\?$/.exec(line)?.[1];
+    if (suggested) line = `unknown command ${JSON.stringify(command)}: did you mean ${suggested}? (udpcast --help)`;
+    else if (!known && command !== undefined && /^Unknown arguments?: /.test(line)) line = `unknown command ${JSON.stringify(command)}: ${NAME_A_COMMAND}`;
+    const missing = /^Not enough arguments following: (\S+)$/.exec(line)?.[1];
+    if (missing) line = `--${missing} needs a value (udpcast ${command} --help)`;
     // A choice from a UDPCAST_* variable: say which one, as main.ts does for the other checks.
     const variable = Object.entries(environment).find(([k]) => line.includes(`Argument: ${k},`))?.[1];
     if (variable) line += ` (from ${variable})`;

@@ -2,16 +2,20 @@
  * What the command line says (issue 12, item 8): every option has a description in --help, every
  * example fits one line at 80 and 100 columns, a value that looks like a negative number reaches
  * its option's check, a repeated option takes its last value, and a bad value from a UDPCAST_*
- * variable is named as that variable. Each mistake is one line and exit code 2.
+ * variable is named as that variable. An option's missing value, a URL a command does not speak
+ * and a mistyped command are named too, and sdp and list take the URLs a relay prints. Each
+ * mistake is one line and exit code 2.
  */
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
 import { udpcast, killAll, exited, freePort } from './helpers/cli.ts';
 import { nameVariable } from '../src/apps/main.ts';
 
 after(killAll);
 
-const COMMANDS = ['share', 'relay', 'watch', 'demo', 'impair'];
+const COMMANDS = ['share', 'relay', 'watch', 'sdp', 'list', 'demo', 'impair'];
 
 /** `udpcast ARGS` to its end: exit code and trimmed stderr. */
 async function run(args: string[], env: NodeJS.ProcessEnv = {}) {
@@ -37,7 +41,7 @@ function section(help: string, title: string): string[] {
   return lines.slice(start + 1, end < 0 ? undefined : end);
 }
 
-describe('--help', () => {
+describe('--help', { concurrency: 4 }, () => {
   for (const columns of [80, 100]) {
     for (const command of COMMANDS) {
       test(`${command} --help at ${columns} columns: every option described, every example on one line`, async () => {
@@ -98,4 +102,96 @@ describe('values from UDPCAST_* variables', () => {
     assert.equal(nameVariable('--latency-x must be', from, env), '--latency-x must be', 'a longer option name is another option');
     assert.equal(nameVariable('no display', from, env), 'no display');
   });
+});
+
+describe('an option that takes a value, given without one', { concurrency: 4 }, () => {
+  // Each of these once fell back to the option's default and went on (share published to
+  // 127.0.0.1:5004, watch ran forever). A later value that fails its own check ends the old
+  // behaviour at once, so the test is quick either way, and the message says which check ran.
+  const cases: Array<[string[], string]> = [
+    [['share', '--source', 'test', '--relay', '--duration', '6', '--fps', '0'], 'relay'],
+    [['relay', '--port', '--duration', '0'], 'port'],
+    [['watch', '127.0.0.1', '--duration', '--player', 'none', '--latency', '-1'], 'duration'],
+    [['sdp', '127.0.0.1:1', '--stream', '--watch-key', 'short'], 'stream'],
+    [['share', '--fps', '--gop', '0'], 'fps'],
+    [['share', '--codec', '--fps', '0'], 'codec'],
+    [['impair', '--listen', '6000', '--to', '127.0.0.1:5004', '--loss', '--seed', 'x'], 'loss'],
+    // --audio alone is the source's own sound: the option named is the next one.
+    [['share', '--source', 'test', '--audio', '--fps', '--gop', '0'], 'fps'],
+  ];
+  for (const [args, option] of cases) {
+    test(args.join(' '), () => fails(args, new RegExp(`^udpcast: --${option} needs a value \\(udpcast ${args[0]} --help\\)$`)));
+  }
+});
+
+describe('URLs', { concurrency: 4 }, () => {
+  test('watch given an rtsp:// URL says what it is for and what watch takes', () =>
+    fails(
+      ['watch', 'rtsp://127.0.0.1:18554/main'],
+      /^udpcast: rtsp:\/\/127\.0\.0\.1:18554\/main is for RTSP players such as ffplay or VLC .*; watch reads the relay's UDP port: udpcast watch 127\.0\.0\.1\[:PORT\] --stream main /,
+    ));
+  test("the URL's password is not repeated", () =>
+    fails(['watch', 'rtsp://viewer:s3cret-key@127.0.0.1:18554/main'], /^udpcast: rtsp:\/\/viewer:\*\*\*@127\.0\.0\.1:18554\/main is for RTSP players/));
+  test('sdp given an http:// URL points to its rtsp:// form', () =>
+    fails(['sdp', 'http://127.0.0.1:18080/'], /^udpcast sdp: http:\/\/127\.0\.0\.1:18080\/ is for a browser .*: udpcast sdp rtsp:\/\/127\.0\.0\.1:8554\/STREAM /));
+  test('list given an rtsp:// URL points to its http:// form', () =>
+    fails(['list', 'rtsp://127.0.0.1:18554/main'], /^udpcast list: rtsp:\/\/127\.0\.0\.1:18554\/main is for RTSP players .*: udpcast list http:\/\/127\.0\.0\.1:8080\/ /));
+  test('share --relay given an rtsp:// URL says --relay takes HOST[:PORT]', () =>
+    fails(['share', '--source', 'test', '--relay', 'rtsp://127.0.0.1:8554/main', '--fps', '0'], /^udpcast share: rtsp:\/\/127\.0\.0\.1:8554\/main is for RTSP players .*; --relay takes HOST\[:PORT\]/));
+
+  /** An RTSP server on 127.0.0.1 that answers each DESCRIBE with `sdp`, and the request lines it got. */
+  async function rtspServer(sdp: string) {
+    const requests: string[] = [];
+    const server = net.createServer((socket) =>
+      socket.on('data', (d) => {
+        requests.push(d.toString().split('\r\n')[0]);
+        socket.end(`RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Type: application/sdp\r\nContent-Length: ${Buffer.byteLength(sdp)}\r\n\r\n${sdp}`);
+      }),
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return { server, requests, port: (server.address() as AddressInfo).port };
+  }
+
+  test('sdp takes rtsp://HOST:PORT/STREAM: the stream from the path, unless --stream names another', async () => {
+    const sdp = 'v=0\r\ns=udpcast\r\n';
+    const rtsp = await rtspServer(sdp);
+    try {
+      const url = `rtsp://127.0.0.1:${rtsp.port}/team`;
+      const fromPath = await run(['sdp', url]);
+      assert.equal(fromPath.code, 0, fromPath.err);
+      assert.equal(fromPath.out, sdp);
+      const given = await run(['sdp', url, '--stream', 'other']);
+      assert.equal(given.code, 0, given.err);
+      assert.deepEqual(rtsp.requests, [`DESCRIBE ${url} RTSP/1.0`, `DESCRIBE rtsp://127.0.0.1:${rtsp.port}/other RTSP/1.0`]);
+    } finally {
+      rtsp.server.close();
+    }
+  });
+
+  test('list takes http://HOST:PORT/?token=KEY as the relay prints it: the token is the --watch-key', async () => {
+    const seen: Array<{ url?: string; auth?: string }> = [];
+    const server = http.createServer((req, res) => {
+      seen.push({ url: req.url, auth: req.headers.authorization });
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"streams":[]}');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const r = await run(['list', `http://127.0.0.1:${port}/?token=watch-key-1`]);
+      assert.equal(r.code, 0, r.err);
+      assert.equal(r.out, `no streams on 127.0.0.1:${port} now\n`);
+      assert.deepEqual(seen, [{ url: '/streams.json', auth: 'Bearer watch-key-1' }]);
+    } finally {
+      server.close();
+    }
+  });
+});
+
+describe('commands', { concurrency: 4 }, () => {
+  test('no command: the message names all seven', () =>
+    fails([], /^udpcast: name a command: share, relay, watch, sdp, list, demo or impair \(udpcast --help\)$/));
+  test('a mistyped command: the closest one is suggested', () =>
+    fails(['shar', '--source', 'test'], /^udpcast: unknown command "shar": did you mean share\? \(udpcast --help\)$/));
+  test('a command like none: the commands are named', () =>
+    fails(['frobnicate'], /^udpcast: unknown command "frobnicate": name a command: share, relay, watch, sdp, list, demo or impair/));
 });

@@ -1,13 +1,14 @@
 /**
- * `udpcast list HOST[:PORT]`: the streams a relay carries now, from its HTTP server's
- * /streams.json (relay --http, default 8080), as a table on stdout.
+ * `udpcast list HOST[:PORT]`, or a URL the relay prints (`udpcast list http://HOST:PORT/?token=KEY`):
+ * the streams a relay carries now, from its HTTP server's /streams.json (relay --http, default
+ * 8080), as a table on stdout.
  */
 import http from 'node:http';
 import { HTTP_PORT_DEFAULT } from '../defaults.ts';
 import type { RelayStreamRow } from '../dashboard/snapshots.ts';
 import { UsageError } from '../util/errors.ts';
 import { formatEndpoint } from '../util/net.ts';
-import { parseHostPort, readSecret } from './options.ts';
+import { parseHostPort, readSecret, urlHost, type TargetForm } from './options.ts';
 
 /** How long the relay has to answer, and the most of an answer read. */
 const LIST_TIMEOUT_MS = 5000;
@@ -55,9 +56,17 @@ export function streamsTable(streams: readonly RelayStreamRow[]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ')).join('\n') + '\n';
 }
 
+/** list's target: the relay's HTTP server, as HOST[:PORT] or an http:// URL of it (any path). */
+const LIST_TARGET: TargetForm = {
+  scheme: 'http',
+  instead: (u) => `list asks the relay's HTTP server: udpcast list http://${urlHost(u)}:${HTTP_PORT_DEFAULT}/ (or ${urlHost(u)}:${HTTP_PORT_DEFAULT})`,
+};
+
+/** The --watch-key from the URL's ?token= (as the relay prints it), unless --watch-key[-file] is given: the option wins. */
 export async function listStreams(a: Record<string, unknown>): Promise<{ done: Promise<number>; stop(): void }> {
-  const target = parseHostPort('target', String(a.target ?? ''), HTTP_PORT_DEFAULT);
-  const streams = await fetchStreams(target.host, target.port, readSecret('watch-key', a.watchKey, a.watchKeyFile));
+  const target = parseHostPort('target', String(a.target ?? ''), HTTP_PORT_DEFAULT, LIST_TARGET);
+  const watchKey = a.watchKey !== undefined || a.watchKeyFile !== undefined ? readSecret('watch-key', a.watchKey, a.watchKeyFile) : (target.url?.query.get('token') ?? undefined);
+  const streams = await fetchStreams(target.host, target.port, watchKey);
   process.stdout.write(streams.length ? streamsTable(streams) : `no streams on ${formatEndpoint({ address: target.host, port: target.port })} now\n`);
   return { done: Promise.resolve(0), stop: () => {} };
 }

@@ -14,7 +14,7 @@ import type { CodecName } from '../codecs/registry.ts';
 import { parseRegion, parseSourceOption, type Region } from '../capture/source.ts';
 import { parsePushUrl, redactUrl } from '../relay/rtsp/push.ts';
 
-import type { HostPort } from '../util/net.ts';
+import { typedUrl, URL_DEFAULT_PORTS, type HostPort, type TypedUrl } from '../util/net.ts';
 
 export interface Size {
   width: number;
@@ -113,6 +113,18 @@ export interface WatchOptions extends CommonOptions, Pick<Secrets, 'encrypt' | '
   audio: boolean;
 }
 
+/**
+ * watch's target: the relay's (or sharer's) UDP port, never a URL. bin/udpcast.ts checks it as
+ * yargs reads it (refuseUrl).
+ */
+export const WATCH_TARGET: TargetForm = {
+  instead: (u) => {
+    const stream = urlStream(u);
+    const name = stream !== undefined && STREAM_NAME_RE.test(stream) ? stream : 'NAME';
+    return `watch reads the relay's UDP port: udpcast watch ${urlHost(u)}[:PORT] --stream ${name} (PORT: the relay's --port, default ${DEFAULT_PORT})`;
+  },
+};
+
 /** A value as the person typed it; yargs has already turned "abc" given for a number into NaN. */
 function shown(v: unknown): string {
   return typeof v === 'number' && Number.isNaN(v) ? 'something that is not a number' : String(v);
@@ -154,8 +166,67 @@ export function checkDuration(name: string, v: unknown): number | undefined {
   return n;
 }
 
-/** "HOST", "HOST:PORT", "[v6]:PORT" or ":PORT". */
-export function parseHostPort(name: string, v: string, defaultPort = DEFAULT_PORT): HostPort {
+/**
+ * What a command's HOST[:PORT] names, for the one line that refuses a URL given in its place.
+ */
+export interface TargetForm {
+  /** The scheme whose URLs the command takes itself (sdp: rtsp, list: http); any other is refused. */
+  scheme?: 'rtsp' | 'http';
+  /** What the command reads instead and how to name it, from the refused URL's parts. */
+  instead(url: TypedUrl): string;
+}
+
+/** Whom the URLs udpcast prints are for, said when one reaches a command that does not speak it. */
+const URL_USERS: Readonly<Record<string, string>> = {
+  rtsp: 'RTSP players such as ffplay or VLC (and udpcast sdp)',
+  http: 'a browser (and udpcast list)',
+};
+
+/** A URL's host as HOST[:PORT] takes it: an IPv6 address in brackets. */
+export const urlHost = (u: TypedUrl) => (u.host.includes(':') ? `[${u.host}]` : u.host);
+
+/**
+ * The stream a URL names, as udpcast prints them (rtsp://HOST:PORT/STREAM, http://HOST:PORT/watch/STREAM);
+ * undefined for none ('/'); a path that is no stream name is returned as it is, for checkStream.
+ */
+export function urlStream(u: TypedUrl): string | undefined {
+  const path = (u.scheme === 'http' ? (/^\/watch\/([^/]*)/.exec(u.path)?.[1] ?? '') : u.path.replace(/^\//, '')).replace(/\/$/, '');
+  if (path === '') return undefined;
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
+}
+
+/** An option's own form, for parseHostPort's callers that name none (share --relay). */
+const optionForm = (name: string): TargetForm => ({ instead: (u) => `--${name} takes HOST[:PORT], as in --${name} ${urlHost(u)}[:PORT]` });
+
+/** A URL as a message may show it: a password or a ?token= (a --watch-key) starred out. */
+const shownUrl = (v: string) => redactUrl(v.trim()).replace(/([?&]token=)[^&#]*/gi, '$1***');
+
+/**
+ * `v` as a URL when it is one (typedUrl) of `form.scheme`; undefined when it is no URL. A URL of
+ * another scheme is refused in one line: whom it is for, and what the command takes instead.
+ */
+export function refuseUrl(v: string, form: TargetForm): TypedUrl | undefined {
+  const url = typedUrl(v);
+  if (url === undefined || url.scheme === form.scheme) return url;
+  const users = URL_USERS[url.scheme];
+  throw new UsageError(`${shownUrl(v)} is ${users ? `for ${users}` : `a ${url.scheme}:// URL`}; ${form.instead(url)}`);
+}
+
+/**
+ * "HOST", "HOST:PORT", "[v6]:PORT" or ":PORT"; a URL only of `form.scheme` (its port defaults as
+ * any URL's, URL_DEFAULT_PORTS), returned with it as `url`, others refused (refuseUrl).
+ */
+export function parseHostPort(name: string, v: string, defaultPort = DEFAULT_PORT, form: TargetForm = optionForm(name)): HostPort & { url?: TypedUrl } {
+  const url = refuseUrl(v, form);
+  if (url) {
+    const port = url.port === undefined || url.port === '' ? URL_DEFAULT_PORTS[url.scheme] : checkPort(name, url.port);
+    if (!url.host || /\s/.test(url.host)) throw new UsageError(`--${name} must be ${url.scheme}://HOST[:PORT]/..., got ${JSON.stringify(shownUrl(v))}`);
+    return { host: url.host, port, url };
+  }
   const s = String(v).trim();
   const bracket = /^\[([^\]]+)\](?::(.*))?$/.exec(s);
   let host: string;

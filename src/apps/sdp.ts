@@ -1,13 +1,16 @@
 /**
- * `udpcast sdp HOST[:PORT] [--stream NAME]`: the session description of a stream, as the relay's
- * RTSP server gives it (DESCRIBE, RFC 2326 §10.2), on stdout: for a player or a tool that takes
- * SDP, or to see what a stream carries (codec, size parameters, sound).
+ * `udpcast sdp HOST[:PORT] [--stream NAME]`, or the URL a relay prints,
+ * `udpcast sdp rtsp://[USER:KEY@]HOST[:PORT]/STREAM`: the session description of a stream, as the
+ * relay's RTSP server gives it (DESCRIBE, RFC 2326 §10.2), on stdout: for a player or a tool that
+ * takes SDP, or to see what a stream carries (codec, size parameters, sound).
  */
 import net from 'node:net';
-import { RTSP_PORT_DEFAULT } from '../defaults.ts';
+import { DEFAULT_STREAM, RTSP_PORT_DEFAULT } from '../defaults.ts';
 import { UsageError } from '../util/errors.ts';
-import { parseHostPort, readSecret } from './options.ts';
+import { checkStream, parseHostPort, readSecret, urlHost, urlStream, type TargetForm } from './options.ts';
 import { digestAnswer } from '../relay/rtsp/digest.ts';
+import { redactUrl } from '../relay/rtsp/push.ts';
+import { STREAM_NAME_RE } from '../transport/control.ts';
 import { formatEndpoint } from '../util/net.ts';
 
 /** How long the relay has to answer. */
@@ -63,10 +66,24 @@ export async function fetchSdp(host: string, port: number, stream: string, watch
   return text.slice(text.indexOf('\r\n\r\n') + 4);
 }
 
+/** sdp's target: the relay's RTSP server, as HOST[:PORT] or its rtsp:// URL. */
+const SDP_TARGET: TargetForm = {
+  scheme: 'rtsp',
+  instead: (u) => `sdp asks the relay's RTSP server: udpcast sdp rtsp://${urlHost(u)}:${RTSP_PORT_DEFAULT}/${urlStream(u) ?? 'STREAM'} (or ${urlHost(u)}:${RTSP_PORT_DEFAULT} --stream NAME)`,
+};
+
+/**
+ * The stream and the --watch-key from the target's URL (rtsp://viewer:KEY@HOST:PORT/STREAM), unless
+ * --stream or --watch-key[-file] say otherwise: the options win.
+ */
 export async function printSdp(a: Record<string, unknown>): Promise<{ done: Promise<number>; stop(): void }> {
-  const target = parseHostPort('target', String(a.target ?? ''), RTSP_PORT_DEFAULT);
-  const stream = String(a.stream ?? 'main');
-  process.stdout.write(await fetchSdp(target.host, target.port, stream, readSecret('watch-key', a.watchKey, a.watchKeyFile)));
+  const target = parseHostPort('target', String(a.target ?? ''), RTSP_PORT_DEFAULT, SDP_TARGET);
+  const inUrl = target.url ? urlStream(target.url) : undefined;
+  if (a.stream === undefined && inUrl !== undefined && !STREAM_NAME_RE.test(inUrl)) {
+    throw new UsageError(`the path of ${redactUrl(String(a.target))} must be a stream name (1-64 letters, digits, '.', '_' or '-'), got ${JSON.stringify(inUrl)}`);
+  }
+  const stream = checkStream(a.stream ?? inUrl ?? DEFAULT_STREAM);
+  const watchKey = a.watchKey !== undefined || a.watchKeyFile !== undefined ? readSecret('watch-key', a.watchKey, a.watchKeyFile) : target.url?.password;
+  process.stdout.write(await fetchSdp(target.host, target.port, stream, watchKey));
   return { done: Promise.resolve(0), stop: () => {} };
 }
-

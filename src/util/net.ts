@@ -1,6 +1,7 @@
 /**
  * Addresses, as every part of udpcast names them: where a datagram comes from or goes to
- * (Endpoint), what a person typed (HostPort), and the one DNS look-up watch and share make.
+ * (Endpoint), what a person typed (HostPort, or a URL in its place: TypedUrl), and the one DNS
+ * look-up watch and share make.
  */
 import { lookup } from 'node:dns/promises';
 import dgram from 'node:dgram';
@@ -17,6 +18,54 @@ export interface Endpoint {
 export interface HostPort {
   host: string;
   port: number;
+}
+
+/**
+ * A URL given where a command takes HOST[:PORT]: udpcast prints rtsp:// and http:// URLs
+ * (rtsp://HOST:8554/main, http://HOST:8080/?token=KEY), and a person pastes them back. Parts as
+ * typed: the port is not checked here.
+ */
+export interface TypedUrl {
+  /** In lower case, without "://". */
+  scheme: string;
+  host: string;
+  /** undefined when the URL has none. */
+  port?: string;
+  /** From the first '/' (percent-escapes kept), '' when there is none. */
+  path: string;
+  query: URLSearchParams;
+  /** USER:PASSWORD@'s password, percent-decoded. */
+  password?: string;
+}
+
+/** The ports a URL without one means (RFC 2326 §3.2, RFC 9110 §4.2.1). */
+export const URL_DEFAULT_PORTS: Readonly<Record<string, number>> = { rtsp: 554, http: 80 };
+
+/** SCHEME://[USER[:PASSWORD]@]HOST[:PORT][/PATH][?QUERY]; HOST may be [v6]. */
+const URL_RE = /^([a-z][a-z0-9+.-]*):\/\/(?:[^@/?#]*?(?::([^@/?#]*))?@)?(\[[^\]]*\]|[^:/?#]*)(?::([^/?#]*))?([^?#]*)(?:\?([^#]*))?/i;
+
+/**
+ * `text` as a URL, or undefined when it is not one (HOST, HOST:PORT, [v6]:PORT, a bare IPv6
+ * address): recognized by its SCHEME://, so every command can say what a URL is for.
+ */
+export function typedUrl(text: string): TypedUrl | undefined {
+  const m = URL_RE.exec(text.trim());
+  if (!m) return undefined;
+  const decode = (s: string) => {
+    try {
+      return decodeURIComponent(s);
+    } catch {
+      return s;
+    }
+  };
+  return {
+    scheme: m[1].toLowerCase(),
+    host: m[3].replace(/^\[(.*)\]$/, '$1'),
+    port: m[4],
+    path: m[5],
+    query: new URLSearchParams(m[6] ?? ''),
+    password: m[2] === undefined ? undefined : decode(m[2]),
+  };
 }
 
 /** `host` resolved once; a name that does not resolve is the person's error, said in one line. */
