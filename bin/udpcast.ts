@@ -271,6 +271,14 @@ function lastWins(a: Record<string, unknown>, table: Table): Record<string, unkn
 const command = hideBin(process.argv).find((a) => !a.startsWith('-')) as Command['name'] | undefined;
 const table: Table = TABLES[command!] ?? {};
 const argv = joinDashValues(hideBin(process.argv), table);
+// `--relay=` is a value too, an empty one, which yargs takes for the default (a string) or 0 (a
+// number: `relay --port=` listened on a random port): refused as a missing value is.
+// (share --audio, whose value may be left out, may be left empty too.)
+const emptied = argv.find((a) => /^--[\w-]+=$/.test(a) && table[a.slice(2, -1)]?.requiresArg !== false);
+if (emptied) {
+  process.stderr.write(`udpcast: ${emptied.slice(0, -1)} needs a value (udpcast ${command ? `${command} ` : ''}--help)\n`);
+  process.exit(2);
+}
 scopeEnvironment(command);
 const environment = fromEnvironment(argv, table);
 

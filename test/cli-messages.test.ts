@@ -118,6 +118,9 @@ describe('an option that takes a value, given without one', { concurrency: 4 }, 
     [['impair', '--listen', '6000', '--to', '127.0.0.1:5004', '--loss', '--seed', 'x'], 'loss'],
     // --audio alone is the source's own sound: the option named is the next one.
     [['share', '--source', 'test', '--audio', '--fps', '--gop', '0'], 'fps'],
+    // Empty after '=': a string's default (--relay) or a number's 0 (relay --port= listened on a random port).
+    [['share', '--source', 'test', '--relay=', '--fps', '0'], 'relay'],
+    [['relay', '--port=', '--duration', '1'], 'port'],
   ];
   for (const [args, option] of cases) {
     test(args.join(' '), () => fails(args, new RegExp(`^udpcast: --${option} needs a value \\(udpcast ${args[0]} --help\\)$`)));
