@@ -63,94 +63,90 @@ test('a 1.2 Mbit/s uplink: the encoder is brought under it, and the viewer gets 
   await exited(relay, 5000);
 });
 
-test('the uplink\'s circuit breaker (RFC 8083): feedback stops, media stops; the relay answers, media goes again', async () => {
-  // A stand-in relay on 127.0.0.1: ACKs every PUBLISH, reports arrivals while `reporting`.
-  const relay = dgram.createSocket('udp4');
-  await new Promise<void>((r) => relay.bind(0, '127.0.0.1', () => r()));
+/**
+ * A stand-in relay on 127.0.0.1: while `answers`, it ACKs every PUBLISH and, while `reports` too,
+ * reports the media's arrivals (RFC 8888); `mediaIn` counts the media datagrams it got.
+ */
+async function standInRelay() {
+  const socket = dgram.createSocket('udp4');
+  await new Promise<void>((r) => socket.bind(0, '127.0.0.1', () => r()));
   const log = new ArrivalLog();
-  let reporting = true;
-  let mediaIn = 0;
-  relay.on('message', (msg, from) => {
+  const relay = { socket, answers: true, reports: true, mediaIn: 0, port: (socket.address() as { port: number }).port };
+  socket.on('message', (msg, from) => {
+    if (!relay.answers) return;
     if (isRtcp(msg)) {
       const app = parseRtcp(msg).find((p) => p.type === 'app');
       const m = app && parseControl(app);
-      if (m?.kind === ControlType.Publish) relay.send(serializeRtcp([controlApp({ kind: ControlType.Ack, stream: 'main', live: true }, RELAY_SSRC)]), from.port, from.address);
+      if (m?.kind === ControlType.Publish) socket.send(serializeRtcp([controlApp({ kind: ControlType.Ack, stream: 'main', live: true }, RELAY_SSRC)]), from.port, from.address);
       return;
     }
-    mediaIn++;
-    const report = reporting ? log.arrived(msg, Date.now(), RELAY_SSRC) : undefined;
-    if (report) relay.send(serializeRtcp([report]), from.port, from.address);
+    relay.mediaIn++;
+    const report = relay.reports ? log.arrived(msg, Date.now(), RELAY_SSRC) : undefined;
+    if (report) socket.send(serializeRtcp([report]), from.port, from.address);
   });
-  let skew = 0;
-  const pub = await Publisher.start({ relay: { address: '127.0.0.1', port: (relay.address() as { port: number }).port }, stream: 'main', codec: 'h264', congestion: { maxKbps: 3000 }, now: () => Date.now() + skew });
+  return relay;
+}
+
+/**
+ * A Publisher to `relay` sending a 3000-byte frame every 33 ms, a keyframe every 10 (after the
+ * breaker, media starts again from one), its breaker's changes in `events`; `now` its clock.
+ */
+async function sharing(relay: { port: number }, now = () => Date.now()) {
+  const pub = await Publisher.start({ relay: { address: '127.0.0.1', port: relay.port }, stream: 'main', codec: 'h264', congestion: { maxKbps: 3000 }, now });
   const events: string[] = [];
   pub.onBreaker = (state, why) => events.push(why ? `${state}: ${why}` : state);
-  // A keyframe every 10 frames: after the breaker, media starts again from one.
   let n = 0;
   const frames = setInterval(() => pub.send({ codec: 'h264', units: [Buffer.alloc(3000, 0x41)], keyframe: n++ % 10 === 0, captureUnixMs: Date.now() }), 33);
+  return { pub, events, frames };
+}
+
+test('the uplink\'s circuit breaker (RFC 8083): feedback stops, media stops; the relay answers, media goes again', async () => {
+  const relay = await standInRelay();
+  let skew = 0;
+  const { pub, events, frames } = await sharing(relay, () => Date.now() + skew);
   try {
     await waitFor(() => pub.congestion!.reports > 5, 5000, 'feedback to arrive');
-    reporting = false;
+    relay.reports = false;
     await waitFor(() => events.length > 0, 8000, 'the breaker to trip');
     assert.match(events[0], /^open: none of the media sent over 3 reports arrived/);
-    const inAtTrip = mediaIn;
+    const inAtTrip = relay.mediaIn;
     await new Promise((r) => setTimeout(r, 1500));
-    assert.ok(mediaIn - inAtTrip < 3, `media stopped (${mediaIn - inAtTrip} datagrams after the trip)`);
+    assert.ok(relay.mediaIn - inAtTrip < 3, `media stopped (${relay.mediaIn - inAtTrip} datagrams after the trip)`);
     assert.ok(pub.counters.framesHeld > 20);
     // CB_RESUME_MS later, with the relay still answering: media again.
     skew = CB_RESUME_MS;
-    reporting = true;
+    relay.reports = true;
     await waitFor(() => events.includes('closed'), 3000, 'the breaker to close');
-    const inAtResume = mediaIn;
+    const inAtResume = relay.mediaIn;
     await new Promise((r) => setTimeout(r, 700));
-    assert.ok(mediaIn > inAtResume, 'media flows again, from the next keyframe');
+    assert.ok(relay.mediaIn > inAtResume, 'media flows again, from the next keyframe');
   } finally {
     clearInterval(frames);
     await pub.close();
-    relay.close();
+    relay.socket.close();
   }
 });
 
 test('a relay restart: media that stopped because the relay was gone goes again as soon as it answers, not 10 s later', async () => {
-  // A stand-in relay that goes silent (no ACK, no report: killed), then answers again (restarted).
-  const relay = dgram.createSocket('udp4');
-  await new Promise<void>((r) => relay.bind(0, '127.0.0.1', () => r()));
-  const log = new ArrivalLog();
-  let alive = true;
-  let mediaIn = 0;
-  relay.on('message', (msg, from) => {
-    if (!alive) return;
-    if (isRtcp(msg)) {
-      const app = parseRtcp(msg).find((p) => p.type === 'app');
-      const m = app && parseControl(app);
-      if (m?.kind === ControlType.Publish) relay.send(serializeRtcp([controlApp({ kind: ControlType.Ack, stream: 'main', live: true }, RELAY_SSRC)]), from.port, from.address);
-      return;
-    }
-    mediaIn++;
-    const report = log.arrived(msg, Date.now(), RELAY_SSRC);
-    if (report) relay.send(serializeRtcp([report]), from.port, from.address);
-  });
-  const pub = await Publisher.start({ relay: { address: '127.0.0.1', port: (relay.address() as { port: number }).port }, stream: 'main', codec: 'h264', congestion: { maxKbps: 3000 } });
-  const events: string[] = [];
-  pub.onBreaker = (state, why) => events.push(why ? `${state}: ${why}` : state);
-  let n = 0;
-  const frames = setInterval(() => pub.send({ codec: 'h264', units: [Buffer.alloc(3000, 0x41)], keyframe: n++ % 10 === 0, captureUnixMs: Date.now() }), 33);
+  // Silent (no ACK, no report: killed), then answering again (restarted).
+  const relay = await standInRelay();
+  const { pub, events, frames } = await sharing(relay);
   try {
     await waitFor(() => pub.congestion!.reports > 5, 5000, 'feedback to arrive');
-    alive = false;
+    relay.answers = false;
     await waitFor(() => events.length > 0 && pub.relay.state === 'not answering', 8000, 'the breaker to trip and the relay to be missed');
     assert.match(events[0], /^open: none of the media sent over 3 reports arrived/);
     const back = Date.now();
-    alive = true;
+    relay.answers = true;
     await waitFor(() => events.includes('closed'), 3000, 'media to go again once the relay answers');
-    const inAtResume = mediaIn;
+    const inAtResume = relay.mediaIn;
     await new Promise((r) => setTimeout(r, 700));
-    assert.ok(mediaIn > inAtResume, 'media flows again, from the next keyframe');
+    assert.ok(relay.mediaIn > inAtResume, 'media flows again, from the next keyframe');
     console.log(`# media again ${Date.now() - back - 700} ms after the relay answered again`);
   } finally {
     clearInterval(frames);
     await pub.close();
-    relay.close();
+    relay.socket.close();
   }
 });
 
