@@ -107,10 +107,17 @@ describe("a browser's REMB caps its layer", { skip: skipUnless('ffmpeg') }, () =
     const log = () => relay!.stderrText();
 
     // Offers goog-remb (as Firefox or a Chromium without transport-cc does), no transport-wide feedback.
-    player = await whepPlay(`http://127.0.0.1:${httpPort}/whep/main`, {
-      transportCc: false,
-      offer: (sdp) => sdp.replace(/(a=rtcp-fb:(\d+) nack pli\r\n)/g, '$1a=rtcp-fb:$2 goog-remb\r\n'),
-    });
+    // Published is not yet pictured: 404 ("no picture of it yet") until the first keyframe is in.
+    const offerUntil = Date.now() + 10_000;
+    for (;;) {
+      player = await whepPlay(`http://127.0.0.1:${httpPort}/whep/main`, {
+        transportCc: false,
+        offer: (sdp) => sdp.replace(/(a=rtcp-fb:(\d+) nack pli\r\n)/g, '$1a=rtcp-fb:$2 goog-remb\r\n'),
+      });
+      if (player.status !== 404 || Date.now() > offerUntil) break;
+      await player.close();
+      await new Promise((r) => setTimeout(r, 200));
+    }
     assert.equal(player.status, 201, player.text);
     const video = player.text.split(/\r\nm=/).find((s) => s.startsWith('video'))!;
     const pt = /^video \d+ \S+ (\d+)/.exec(video)![1];
