@@ -129,10 +129,13 @@ describe('--output FILE: the check before watch starts', () => {
     refused(folder, 'it is a folder');
   });
 
-  test('udpcast watch with no relay answering (--duration 2) leaves --output as it was', { timeout: 20_000 }, async () => {
+  test('udpcast watch with no relay answering (--duration 2) leaves --output as it was, says so and exits 1', { timeout: 20_000 }, async () => {
     const existing = place('.mkv', true);
     const watch = udpcast(['watch', `127.0.0.1:${await freePort()}`, '--player', 'none', '--no-dashboard', '--output', existing, '--duration', '2']);
-    await exited(watch, 15_000);
+    const e = await exited(watch, 15_000);
     assert.ok(readFileSync(existing).equals(PRECIOUS), `the existing file unchanged; stderr:\n${watch.stderrText()}`);
+    // Its --duration ended before the 5 s a silent relay is given: still said, and not a success.
+    assert.equal(e.code, 1, watch.stderrText());
+    assert.match(watch.stderrText(), /no answer from relay 127\.0\.0\.1:\d+ after 2 s: /);
   });
 });

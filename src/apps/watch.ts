@@ -210,10 +210,17 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
       `jitter ${s.jitterMs} ms, latency ${s.latencyMs ?? '-'} ms, frames ${s.framesComplete} ok / ${s.framesDropped} dropped` +
       (s.player === 'behind' ? ', PLAYER BEHIND' : s.playerRestarts > 0 ? `, player restarted ${s.playerRestarts}x` : ''),
   });
+  /** Never heard from the relay at all: most likely a wrong address or a blocked port, so say so. */
+  const noAnswer = (seconds: number) =>
+    `no answer from relay ${o.target.host}:${o.target.port} after ${seconds} s: ` +
+    'is udpcast share or udpcast relay running there, and is its UDP port open?';
   const timer = o.duration
     ? setTimeout(() => {
-        // Nothing was ever published there: not a success, whatever the clock says.
-        if (viewer.publisherSsrc === undefined && viewer.state === 'waiting') {
+        // Nothing was ever heard, or nothing published there: not a success, whatever the clock says.
+        if (viewer.counters.datagrams === 0) {
+          log(noAnswer(o.duration!));
+          stop(1);
+        } else if (viewer.publisherSsrc === undefined && viewer.state === 'waiting') {
           log(`no sharer published ${where} in ${o.duration} s`);
           stop(1);
         } else {
@@ -221,14 +228,10 @@ export async function startWatch(o: WatchOptions, log: (line: string) => void): 
         }
       }, o.duration * 1000)
     : undefined;
-  // Never heard from the relay at all: most likely a wrong address or a blocked port, so say so.
   // Once it has answered, a silent relay is "reconnecting" and watch keeps trying.
   const connectTimer = setTimeout(() => {
     if (viewer.counters.datagrams > 0) return;
-    log(
-      `no answer from relay ${o.target.host}:${o.target.port} after ${CONNECT_TIMEOUT_MS / 1000} s: ` +
-        'is udpcast share or udpcast relay running there, and is its UDP port open?',
-    );
+    log(noAnswer(CONNECT_TIMEOUT_MS / 1000));
     stop(1);
   }, CONNECT_TIMEOUT_MS);
 
