@@ -172,7 +172,7 @@ describe('relay --http: /streams.json, udpcast list, /metrics', { skip: skipUnle
     }
     const closed = await freeTcpPort();
     const none = udpcast(['list', `127.0.0.1:${closed}`]);
-    assert.notEqual((await exited(none, 10_000)).code, 0);
+    assert.equal((await exited(none, 10_000)).code, 1, 'a failure, not a mistake: exit 1 as watch');
     assert.match(none.stderrText().trim(), /^udpcast list: no HTTP server at 127\.0\.0\.1:\d+ \(ECONNREFUSED\)/);
     relay.child.kill('SIGTERM');
     await exited(relay, 5000).catch(() => relay.child.kill('SIGKILL'));

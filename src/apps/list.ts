@@ -23,26 +23,26 @@ export async function fetchStreams(host: string, port: number, watchKey?: string
       let bytes = 0;
       res.on('data', (d: Buffer) => {
         bytes += d.length;
-        if (bytes > LIST_MAX_BYTES) req.destroy(new UsageError(`${at} sent more than ${LIST_MAX_BYTES} bytes: is it a udpcast relay's HTTP port?`));
+        if (bytes > LIST_MAX_BYTES) req.destroy(new Error(`${at} sent more than ${LIST_MAX_BYTES} bytes: is it a udpcast relay's HTTP port?`));
         else chunks.push(d);
       });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
       res.on('error', reject);
     });
-    req.on('timeout', () => req.destroy(new UsageError(`no answer from ${at} in ${timeoutMs / 1000} s: is it a udpcast relay's HTTP port (--http, default ${HTTP_PORT_DEFAULT})?`)));
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${at} in ${timeoutMs / 1000} s: is it a udpcast relay's HTTP port (--http, default ${HTTP_PORT_DEFAULT})?`)));
     req.on('error', (err: NodeJS.ErrnoException) =>
       reject(err.code === 'ECONNREFUSED' || err.code === 'ENOTFOUND' || err.code === 'EHOSTUNREACH'
-        ? new UsageError(`no HTTP server at ${at} (${err.code}): is the relay running, with --http ${port}?`)
+        ? new (err.code === 'ENOTFOUND' ? UsageError : Error)(`no HTTP server at ${at} (${err.code}): is the relay running, with --http ${port}?`)
         : err));
   });
   if (status === 401) throw new UsageError(watchKey === undefined ? `${at} asks for the relay's --watch-key: give it with --watch-key or --watch-key-file` : `${at} refused our --watch-key`);
-  if (status !== 200) throw new UsageError(`${at} answered HTTP ${status} to /streams.json: is it a udpcast relay?`);
+  if (status !== 200) throw new Error(`${at} answered HTTP ${status} to /streams.json: is it a udpcast relay?`);
   try {
     const parsed = JSON.parse(body) as { streams?: unknown };
     if (!Array.isArray(parsed.streams)) throw new Error('no streams');
     return parsed.streams as RelayStreamRow[];
   } catch {
-    throw new UsageError(`${at} answered /streams.json with something that is not a udpcast relay's list`);
+    throw new Error(`${at} answered /streams.json with something that is not a udpcast relay's list`);
   }
 }
 

@@ -24,7 +24,7 @@ async function ask(host: string, port: number, at: string, request: string, time
   try {
     return await new Promise<string>((resolve, reject) => {
       let got = Buffer.alloc(0);
-      const timer = setTimeout(() => reject(new UsageError(`no answer from ${at} in ${timeoutMs / 1000} s: is it a udpcast relay's RTSP port (--rtsp-port, default ${RTSP_PORT_DEFAULT})?`)), timeoutMs);
+      const timer = setTimeout(() => reject(new Error(`no answer from ${at} in ${timeoutMs / 1000} s: is it a udpcast relay's RTSP port (--rtsp-port, default ${RTSP_PORT_DEFAULT})?`)), timeoutMs);
       socket.on('connect', () => socket.write(request));
       socket.on('data', (d) => {
         got = Buffer.concat([got, d]);
@@ -38,12 +38,12 @@ async function ask(host: string, port: number, at: string, request: string, time
       socket.on('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(timer);
         reject(err.code === 'ECONNREFUSED' || err.code === 'ENOTFOUND' || err.code === 'EHOSTUNREACH'
-          ? new UsageError(`no RTSP server at ${at} (${err.code}): is the relay running, with --rtsp-port ${port}?`)
+          ? new (err.code === 'ENOTFOUND' ? UsageError : Error)(`no RTSP server at ${at} (${err.code}): is the relay running, with --rtsp-port ${port}?`)
           : err);
       });
       socket.on('close', () => {
         clearTimeout(timer);
-        reject(new UsageError(`${at} closed the connection without an answer: is it a udpcast relay's RTSP port?`));
+        reject(new Error(`${at} closed the connection without an answer: is it a udpcast relay's RTSP port?`));
       });
     });
   } finally {
@@ -60,9 +60,9 @@ export async function fetchSdp(host: string, port: number, stream: string, watch
   const status = () => /^RTSP\/\d\.\d (\d{3})/.exec(text)?.[1];
   const challenge = /\r\nWWW-Authenticate:\s*(Digest [^\r\n]*)/i.exec(text)?.[1];
   if (status() === '401' && challenge && watchKey !== undefined) text = await ask(host, port, at, describe(digestAnswer(challenge, 'DESCRIBE', url, watchKey)), timeoutMs);
-  if (status() === '404') throw new UsageError(`${at} has no stream "${stream}" now (is its sharer running? --stream names another)`);
+  if (status() === '404') throw new Error(`${at} has no stream "${stream}" now (is its sharer running? --stream names another)`);
   if (status() === '401') throw new UsageError(watchKey === undefined ? `${at} asks for the relay's --watch-key: give it with --watch-key or --watch-key-file` : `${at} refused our --watch-key`);
-  if (status() !== '200') throw new UsageError(`${at} answered ${status() ? `RTSP ${status()}` : 'something that is not RTSP'}`);
+  if (status() !== '200') throw new Error(`${at} answered ${status() ? `RTSP ${status()}` : 'something that is not RTSP'}`);
   return text.slice(text.indexOf('\r\n\r\n') + 4);
 }
 
