@@ -46,6 +46,14 @@ describe('refused in one line, exit 2', () => {
   });
 });
 
+test('a sound device FFmpeg cannot open: its words, and where the names come from (exit 1)', { skip: skipUnless('ffmpeg') }, async () => {
+  // No PulseAudio server here (or no such source in one): FFmpeg fails before a frame.
+  const r = udpcast(['share', '--source', 'test', '--audio', 'no-such-device-x1', '--no-dashboard', '--port', '0', '--duration', '5'], { PULSE_SERVER: 'unix:/nonexistent' });
+  const { code } = await exited(r, 20_000);
+  assert.equal(code, 1, r.stderrText());
+  assert.match(r.stderrText(), /before producing a frame: .*no-such-device-x1.* \(--audio no-such-device-x1: udpcast share --audio list prints the sound sources here\)/);
+});
+
 describe('a share that runs', { skip: skipUnless('ffmpeg', 'ffprobe') }, () => {
   test('--fps 29.97: accepted, the viewer records 29.97 fps; the hint names 127.0.0.1; the last line gives totals', async () => {
     const port = await freePort();

@@ -365,7 +365,11 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     stop(0);
   });
   encoder.on('fatal', (err: Error) => {
-    log(err.message);
+    // FFmpeg's words for a sound device it cannot open name the device and no way on
+    // ("nosuchdevice: No such process"): say where the names come from.
+    const device = o.audio?.kind === 'device' ? o.audio.name : undefined;
+    const hint = device && err.message.includes(device) ? ` (--audio ${device}: udpcast share --audio list prints the sound sources here)` : '';
+    log(err.message + hint);
     stop(1);
   });
   encoder.start();
