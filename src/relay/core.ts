@@ -274,9 +274,8 @@ export class RelayCore {
     const out: Output[] = [];
     const s = this.routing.streams.get(name);
     const v = s?.viewers.get(id);
-    if (!s || !v || !Number.isFinite(kbps) || kbps <= 0 || s.lanes.length < 2 || v.catchUp || v.movingTo || v.breaker.open) return out;
-    v.choice ??= new LayerChoice(s.sent);
-    const move = v.choice.onEstimate(kbps, now, v.lane.index, this.laneViews(s, now));
+    if (!s || !v || !Number.isFinite(kbps) || kbps <= 0) return out;
+    const move = this.choosing(s, v)?.onEstimate(kbps, now, v.lane.index, this.laneViews(s, now));
     if (move) this.moveViewer(s, v, move, now, out);
     return out;
   }
@@ -533,10 +532,17 @@ export class RelayCore {
    * and a move is made at the target layer's next keyframe, which the sharer is asked for.
    */
   private layerFeedback(s: StreamState, v: ViewerState, fb: Ccfb, now: number, out: Output[]): void {
-    if (s.lanes.length < 2 || v.catchUp || v.movingTo || v.breaker.open) return;
-    v.choice ??= new LayerChoice(s.sent);
-    const move = v.choice.onFeedback(fb, now, v.lane.index, v.liveSince, this.laneViews(s, now));
+    const move = this.choosing(s, v)?.onFeedback(fb, now, v.lane.index, v.liveSince, this.laneViews(s, now));
     if (move) this.moveViewer(s, v, move, now, out);
+  }
+
+  /**
+   * `v`'s layer choice, when one may be made now: the stream has layers, and the viewer is not
+   * catching up, moving or paused by its circuit breaker.
+   */
+  private choosing(s: StreamState, v: ViewerState): LayerChoice | undefined {
+    if (s.lanes.length < 2 || v.catchUp || v.movingTo || v.breaker.open) return undefined;
+    return (v.choice ??= new LayerChoice(s.sent));
   }
 
   private laneViews(s: StreamState, now: number): LaneView[] {

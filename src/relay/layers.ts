@@ -95,7 +95,6 @@ export class LayerChoice {
     const before = this.cc.decreases;
     this.feedbackAt = now;
     const estimate = Math.min(this.cc.onFeedback(fb, now, liveSince), this.receiverCap(now));
-    const below = lanes.filter((l) => l.live && l.index > current);
     if (this.cc.decreases !== before) {
       this.roomSince = undefined;
       // A decrease the viewer's own layer still fits: heavy random loss on a wide path (radio),
@@ -103,7 +102,7 @@ export class LayerChoice {
       // rate is not measured yet, 0, says nothing.)
       const here = lanes.find((l) => l.index === current);
       if (here?.live && here.kbps > 0 && here.kbps <= estimate * LAYER_FIT) return undefined;
-      const to = (below.find((l) => l.kbps <= estimate * LAYER_FIT) ?? below.at(-1))?.index;
+      const to = fittingBelow(lanes, current, estimate);
       if (to === undefined) return undefined;
       return this.down(to, now, `down: ${describeDecrease(this.cc.lastDecrease!)}, the path takes about ${Math.round(estimate)} kbit/s`);
     }
@@ -112,7 +111,7 @@ export class LayerChoice {
       return undefined;
     }
     this.roomSince ??= now;
-    const up = lanes.filter((l) => l.live && l.index < current).at(-1);
+    const up = nextUp(lanes, current);
     if (!up || now < this.upAt || now - this.roomSince < LAYER_UP_AFTER_MS) return undefined;
     const fits = up.kbps <= estimate * LAYER_UP_FIT;
     // No probe past the receiver's own estimate: it would move the viewer back down at once.
@@ -135,14 +134,12 @@ export class LayerChoice {
     if (here?.live && here.kbps > kbps * LAYER_FIT) {
       this.estimateRoomSince = undefined;
       // Where to: by the lower of this and the controller's estimate.
-      const estimate = this.estimateKbps(now);
-      const below = lanes.filter((l) => l.live && l.index > current);
-      const to = (below.find((l) => l.kbps <= estimate * LAYER_FIT) ?? below.at(-1))?.index;
+      const to = fittingBelow(lanes, current, this.estimateKbps(now));
       return to === undefined ? undefined : this.down(to, now, `down: the viewer estimates its path at ${Math.round(kbps)} kbit/s`);
     }
     // Up by this estimate only while no transport-wide feedback comes: when it does, onFeedback
     // moves up, under this cap.
-    const up = lanes.filter((l) => l.live && l.index < current).at(-1);
+    const up = nextUp(lanes, current);
     if (!up || now - this.feedbackAt < LAYER_ESTIMATE_MS || up.kbps > kbps * LAYER_UP_FIT) {
       this.estimateRoomSince = undefined;
       return undefined;
@@ -197,4 +194,18 @@ export class LayerChoice {
     this.moves++;
     return { to, why };
   }
+}
+
+/**
+ * Where a move down from layer `current` goes: the best live layer below it whose rate fits
+ * LAYER_FIT × `estimateKbps`, else the lowest live one; undefined when no live layer is below.
+ */
+function fittingBelow(lanes: readonly LaneView[], current: number, estimateKbps: number): number | undefined {
+  const below = lanes.filter((l) => l.live && l.index > current);
+  return (below.find((l) => l.kbps <= estimateKbps * LAYER_FIT) ?? below.at(-1))?.index;
+}
+
+/** The live layer just above `current` (the next better one), if any. */
+function nextUp(lanes: readonly LaneView[], current: number): LaneView | undefined {
+  return lanes.filter((l) => l.live && l.index < current).at(-1);
 }

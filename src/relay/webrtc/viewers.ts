@@ -214,7 +214,7 @@ export class BrowserViewers {
     // feedback. (werift 0.24's answer repeats the offer's rtcp-fb lines for the format it takes,
     // whatever these list: goog-remb and transport-cc are answered wherever offered; the header
     // extension is what only a stream with layers gets.)
-    const layered = (this.opts.core.streams.get(stream)?.lanes.length ?? 0) > 1;
+    const layered = this.layered(stream);
     const cc = layered ? [TRANSPORT_CC] : [];
     const remb = layered ? [GOOG_REMB] : [];
     const pc = new w.RTCPeerConnection({
@@ -388,7 +388,7 @@ export class BrowserViewers {
    * (only a stream with layers has a choice to make). werift's own estimator does not see it.
    */
   private congestion(b: Browser, fb: Werift.TransportWideCC): void {
-    if (!b.twcc || !b.sink || (this.opts.core.streams.get(b.stream)?.lanes.length ?? 0) < 2) return;
+    if (!b.twcc || !b.sink || !this.layered(b.stream)) return;
     const now = this.now();
     this.counters.congestionReports++;
     const ccfb = b.twcc.read(fb, now, fb.senderSsrc);
@@ -407,9 +407,14 @@ export class BrowserViewers {
       this.counters.rembDropped++;
       return;
     }
-    if (!b.sink || (this.opts.core.streams.get(b.stream)?.lanes.length ?? 0) < 2) return;
+    if (!b.sink || !this.layered(b.stream)) return;
     this.counters.rembReports++;
     this.opts.send(this.opts.core.viewerEstimate(b.stream, b.sink.id, kbps, this.now()));
+  }
+
+  /** Whether `stream` has quality layers: only then is there a layer to choose for a browser. */
+  private layered(stream: string): boolean {
+    return (this.opts.core.streams.get(stream)?.lanes.length ?? 0) > 1;
   }
 
   /** The browser's RTCP about one track, in udpcast's terms, to the relay. */
