@@ -269,6 +269,8 @@ function lastWins(a: Record<string, unknown>, table: Table): Record<string, unkn
 }
 
 const command = hideBin(process.argv).find((a) => !a.startsWith('-')) as Command['name'] | undefined;
+/** The one line for an option given without its value (`--relay --duration 6`, `--relay=`). */
+const needsValue = (option: string) => `--${option} needs a value (udpcast ${command ? `${command} ` : ''}--help)`;
 const table: Table = TABLES[command!] ?? {};
 const argv = joinDashValues(hideBin(process.argv), table);
 // `--relay=` is a value too, an empty one, which yargs takes for the default (a string) or 0 (a
@@ -276,7 +278,7 @@ const argv = joinDashValues(hideBin(process.argv), table);
 // (share --audio, whose value may be left out, may be left empty too.)
 const emptied = argv.find((a) => /^--[\w-]+=$/.test(a) && table[a.slice(2, -1)]?.requiresArg !== false);
 if (emptied) {
-  process.stderr.write(`udpcast: ${emptied.slice(0, -1)} needs a value (udpcast ${command ? `${command} ` : ''}--help)\n`);
+  process.stderr.write(`udpcast: ${needsValue(emptied.slice(2, -1))}\n`);
   process.exit(2);
 }
 scopeEnvironment(command);
@@ -402,7 +404,7 @@ const parser = yargs(argv)
     if (suggested) line = `unknown command ${JSON.stringify(command)}: did you mean ${suggested}? (udpcast --help)`;
     else if (!known && command !== undefined && /^Unknown arguments?: /.test(line)) line = `unknown command ${JSON.stringify(command)}: ${NAME_A_COMMAND}`;
     const missing = /^Not enough arguments following: (\S+)$/.exec(line)?.[1];
-    if (missing) line = `--${missing} needs a value (udpcast ${command} --help)`;
+    if (missing) line = needsValue(missing);
     // A choice from a UDPCAST_* variable: say which one, as main.ts does for the other checks.
     const variable = Object.entries(environment).find(([k]) => line.includes(`Argument: ${k},`))?.[1];
     if (variable) line += ` (from ${variable})`;

@@ -65,7 +65,7 @@ const LIST_TARGET: TargetForm = {
 /** The --watch-key from the URL's ?token= (as the relay prints it), unless --watch-key[-file] is given: the option wins. */
 export async function listStreams(a: Record<string, unknown>): Promise<{ done: Promise<number>; stop(): void }> {
   const target = parseHostPort('target', String(a.target ?? ''), HTTP_PORT_DEFAULT, LIST_TARGET);
-  const watchKey = a.watchKey !== undefined || a.watchKeyFile !== undefined ? readSecret('watch-key', a.watchKey, a.watchKeyFile) : (target.url?.query.get('token') ?? undefined);
+  const watchKey = readSecret('watch-key', a.watchKey, a.watchKeyFile) ?? target.url?.query.get('token') ?? undefined;
   const streams = await fetchStreams(target.host, target.port, watchKey);
   process.stdout.write(streams.length ? streamsTable(streams) : `no streams on ${formatEndpoint({ address: target.host, port: target.port })} now\n`);
   return { done: Promise.resolve(0), stop: () => {} };

@@ -14,7 +14,7 @@ import type { CodecName } from '../codecs/registry.ts';
 import { parseRegion, parseSourceOption, type Region } from '../capture/source.ts';
 import { parsePushUrl, redactUrl } from '../relay/rtsp/push.ts';
 
-import { typedUrl, URL_DEFAULT_PORTS, type HostPort, type TypedUrl } from '../util/net.ts';
+import { decodeUrlPart, typedUrl, URL_DEFAULT_PORTS, type HostPort, type TypedUrl } from '../util/net.ts';
 
 export interface Size {
   width: number;
@@ -191,12 +191,7 @@ export const urlHost = (u: TypedUrl) => (u.host.includes(':') ? `[${u.host}]` : 
  */
 export function urlStream(u: TypedUrl): string | undefined {
   const path = (u.scheme === 'http' ? (/^\/watch\/([^/]*)/.exec(u.path)?.[1] ?? '') : u.path.replace(/^\//, '')).replace(/\/$/, '');
-  if (path === '') return undefined;
-  try {
-    return decodeURIComponent(path);
-  } catch {
-    return path;
-  }
+  return path === '' ? undefined : decodeUrlPart(path);
 }
 
 /** An option's own form, for parseHostPort's callers that name none (share --relay). */

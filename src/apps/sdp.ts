@@ -83,7 +83,7 @@ export async function printSdp(a: Record<string, unknown>): Promise<{ done: Prom
     throw new UsageError(`the path of ${redactUrl(String(a.target))} must be a stream name (1-64 letters, digits, '.', '_' or '-'), got ${JSON.stringify(inUrl)}`);
   }
   const stream = checkStream(a.stream ?? inUrl ?? DEFAULT_STREAM);
-  const watchKey = a.watchKey !== undefined || a.watchKeyFile !== undefined ? readSecret('watch-key', a.watchKey, a.watchKeyFile) : target.url?.password;
+  const watchKey = readSecret('watch-key', a.watchKey, a.watchKeyFile) ?? target.url?.password;
   process.stdout.write(await fetchSdp(target.host, target.port, stream, watchKey));
   return { done: Promise.resolve(0), stop: () => {} };
 }

@@ -44,6 +44,15 @@ export const URL_DEFAULT_PORTS: Readonly<Record<string, number>> = { rtsp: 554, 
 /** SCHEME://[USER[:PASSWORD]@]HOST[:PORT][/PATH][?QUERY]; HOST may be [v6]. */
 const URL_RE = /^([a-z][a-z0-9+.-]*):\/\/(?:[^@/?#]*?(?::([^@/?#]*))?@)?(\[[^\]]*\]|[^:/?#]*)(?::([^/?#]*))?([^?#]*)(?:\?([^#]*))?/i;
 
+/** A part of a URL (a path segment, a password) percent-decoded; as typed when it is no valid escape ("100%"). */
+export function decodeUrlPart(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
 /**
  * `text` as a URL, or undefined when it is not one (HOST, HOST:PORT, [v6]:PORT, a bare IPv6
  * address): recognized by its SCHEME://, so every command can say what a URL is for.
@@ -51,20 +60,13 @@ const URL_RE = /^([a-z][a-z0-9+.-]*):\/\/(?:[^@/?#]*?(?::([^@/?#]*))?@)?(\[[^\]]
 export function typedUrl(text: string): TypedUrl | undefined {
   const m = URL_RE.exec(text.trim());
   if (!m) return undefined;
-  const decode = (s: string) => {
-    try {
-      return decodeURIComponent(s);
-    } catch {
-      return s;
-    }
-  };
   return {
     scheme: m[1].toLowerCase(),
     host: m[3].replace(/^\[(.*)\]$/, '$1'),
     port: m[4],
     path: m[5],
     query: new URLSearchParams(m[6] ?? ''),
-    password: m[2] === undefined ? undefined : decode(m[2]),
+    password: m[2] === undefined ? undefined : decodeUrlPart(m[2]),
   };
 }
 

@@ -40,7 +40,7 @@ import { isRtp, rtpPayloadType } from '../../rtp/packet.ts';
 import { startsKeyframe } from '../../transport/keyframe.ts';
 import { isRtcp } from '../../transport/rtcp.ts';
 import { UsageError } from '../../util/errors.ts';
-import { bindRtpPair, type Endpoint } from '../../util/net.ts';
+import { bindRtpPair, decodeUrlPart, type Endpoint } from '../../util/net.ts';
 import type { RelayCore } from '../core.ts';
 import type { DeliverySink } from '../sink.ts';
 import { digestAnswer } from './digest.ts';
@@ -90,19 +90,12 @@ export function parsePushUrl(text: string, option = '--push'): PushTarget {
     if (value !== 'tcp' && value !== 'udp') throw new UsageError(`${option}: ?transport= must be tcp or udp, got ${JSON.stringify(value)}`);
     transport = value;
   }
-  const decode = (s: string) => {
-    try {
-      return decodeURIComponent(s);
-    } catch {
-      return s;
-    }
-  };
   let user: string | undefined;
   let password: string | undefined;
   if (userinfo !== undefined) {
     const at = userinfo.indexOf(':');
-    user = decode(at < 0 ? userinfo : userinfo.slice(0, at));
-    password = at < 0 ? '' : decode(userinfo.slice(at + 1));
+    user = decodeUrlPart(at < 0 ? userinfo : userinfo.slice(0, at));
+    password = at < 0 ? '' : decodeUrlPart(userinfo.slice(at + 1));
   }
   const hostPort = `${hostText}${portText !== undefined ? `:${portText}` : ''}`;
   const query = kept.length ? `?${kept.join('&')}` : '';

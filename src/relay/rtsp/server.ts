@@ -31,7 +31,7 @@ import {
 import { codecOfPayloadType } from '../../codecs/registry.ts';
 import { isRtp, rtpPayloadType } from '../../rtp/packet.ts';
 import { isRtcp } from '../../transport/rtcp.ts';
-import { bindRtpPair, formatEndpoint, listenTcp, type Endpoint } from '../../util/net.ts';
+import { bindRtpPair, decodeUrlPart, formatEndpoint, listenTcp, type Endpoint } from '../../util/net.ts';
 import type { RelayCore } from '../core.ts';
 import { endpointKey, type DeliverySink, type Output } from '../sink.ts';
 import { DigestAuth } from './digest.ts';
@@ -610,13 +610,7 @@ export class RtspServer {
 export function rtspPath(uri: string): { stream: string; track?: number } | undefined {
   const m = /^rtsps?:\/\/[^/]+\/([^?#]*)/i.exec(uri);
   if (!m) return undefined;
-  const parts = m[1].split('/').filter(Boolean).map((p) => {
-    try {
-      return decodeURIComponent(p);
-    } catch {
-      return p;
-    }
-  });
+  const parts = m[1].split('/').filter(Boolean).map(decodeUrlPart);
   if (parts.length === 0) return undefined;
   const last = /^trackID=(\d{1,3})$/.exec(parts.at(-1)!);
   if (last && parts.length > 1) return { stream: parts.slice(0, -1).join('/'), track: Number(last[1]) };
