@@ -14,6 +14,7 @@ import { ControlType, controlApp, parseControl } from '../src/transport/control.
 import { CC_MEDIA_SHARE, LAYER_PAUSE_SHARE, SendLog, UplinkLayers, RETARGET_UP_AFTER_MS } from '../src/transport/congestion.ts';
 import { parseRtcp, serializeRtcp, type Ccfb } from '../src/transport/rtcp.ts';
 import type { Endpoint } from '../src/util/net.ts';
+import { ccfbReport as report } from './helpers/ccfb.ts';
 
 const TOP = 0x1000;
 const LOW = 0x2000;
@@ -118,16 +119,6 @@ describe('LayerChoice', () => {
     { index: 1, kbps: 1000, live: true },
     { index: 2, kbps: 375, live: true },
   ];
-  /** A report on packets 0..n-1 of SSRC 1, sent 10 ms apart, each `queue(i)` ms late. */
-  function report(log: SendLog, first: number, n: number, at: number, queue: (i: number) => number, bytes = 1200): Ccfb {
-    for (let i = first; i < first + n; i++) log.onSent(1, i, bytes, at - 500 + (i - first) * 10);
-    const rts = at + 1000;
-    return {
-      type: 'ccfb', senderSsrc: 2, reportTimestamp: Math.round((rts / 1000) * 65536),
-      streams: [{ ssrc: 1, beginSeq: first, packets: Array.from({ length: n }, (_, k) => ({ received: true, ecn: 0, ato: Math.round((500 - k * 10 - 50 - queue(k)) * 1.024) })) }],
-    };
-  }
-
   test('no move while there is room; a queue moves down at once to the best layer that fits', () => {
     const log = new SendLog();
     const c = new LayerChoice(log);

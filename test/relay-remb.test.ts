@@ -12,26 +12,15 @@ import { LayerChoice, LAYER_ESTIMATE_MS, LAYER_FIT, LAYER_UP_AFTER_MS, LAYER_UP_
 import { serializeRtpToBuffer } from '../src/rtp/packet.ts';
 import { ControlType, controlApp, parseControl } from '../src/transport/control.ts';
 import { SendLog } from '../src/transport/congestion.ts';
-import { parseRtcp, serializeRtcp, type Ccfb } from '../src/transport/rtcp.ts';
+import { parseRtcp, serializeRtcp } from '../src/transport/rtcp.ts';
 import type { Endpoint } from '../src/util/net.ts';
+import { ccfbReport as report } from './helpers/ccfb.ts';
 
 const lanes: LaneView[] = [
   { index: 0, kbps: 2500, live: true },
   { index: 1, kbps: 1000, live: true },
   { index: 2, kbps: 375, live: true },
 ];
-
-/**
- * A report on `n` packets of SSRC 1 from `first`, sent 10 ms apart ending 450 ms before `at`,
- * each arriving `queue(k)` ms later than the least delayed (the layers test's report, shorter).
- */
-function report(log: SendLog, first: number, n: number, at: number, queue: (k: number) => number = () => 0): Ccfb {
-  for (let i = first; i < first + n; i++) log.onSent(1, i, 1200, at - 500 + (i - first) * 10);
-  return {
-    type: 'ccfb', senderSsrc: 2, reportTimestamp: Math.round(((at + 1000) / 1000) * 65536),
-    streams: [{ ssrc: 1, beginSeq: first, packets: Array.from({ length: n }, (_, k) => ({ received: true, ecn: 0, ato: Math.round((500 - k * 10 - 50 - queue(k)) * 1.024) })) }],
-  };
-}
 
 /** REMBs of `kbps` every 500 ms from `from` until one moves the viewer on `current` or `until` passes: the move and its time. */
 function rembs(c: LayerChoice, kbps: number, from: number, until: number, current: number): { move?: LayerMove; at: number } {

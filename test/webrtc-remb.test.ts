@@ -16,6 +16,7 @@ import { rembKbps } from '../src/relay/webrtc/viewers.ts';
 import { udpcast, killAll, freePort, waitFor, type Running } from './helpers/cli.ts';
 import { freeTcpPort } from '../bench/lib.ts';
 import { skipUnless } from './helpers/tools.ts';
+import { lastStats } from './helpers/decode.ts';
 import { whepPlay, type WhepPlayer } from './helpers/whep.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'udpcast-remb-'));
@@ -79,10 +80,6 @@ async function within(p: Promise<void>, ms: number, why: string): Promise<void> 
   } finally {
     clearTimeout(timer);
   }
-}
-
-function lastStats(file: string): any {
-  return JSON.parse(readFileSync(file, 'utf8').trim().split('\n').at(-1)!);
 }
 
 describe("a browser's REMB caps its layer", { skip: skipUnless('ffmpeg') }, () => {
@@ -149,7 +146,7 @@ describe("a browser's REMB caps its layer", { skip: skipUnless('ffmpeg') }, () =
     } finally {
       clearInterval(timer);
     }
-    const s = lastStats(stats);
+    const s = lastStats(readFileSync(stats, 'utf8'));
     t.diagnostic(`webrtc: ${JSON.stringify(s.webrtc)}; layer moves ${s.layerMoves}`);
     assert.equal(s.webrtc.rembDropped, 3, 'three broken REMBs reached the relay (werift dropped the one cut short)');
     assert.ok(s.webrtc.rembReports >= 10, `${s.webrtc.rembReports} REMBs read`);
