@@ -106,7 +106,6 @@ export function parsePushUrl(text: string, option = '--push'): PushTarget {
   };
 }
 
-/** `text` with any password in it hidden, for an error message. */
 /**
  * `…scheme://USERINFO@rest` → the user info and the text without it. The user info runs to the
  * last '@' before any '?' or '#': a password may hold '@' or '/' that were not percent-encoded.
