@@ -76,3 +76,87 @@ describe('OutgoingStream picture times', () => {
     for (let i = 1; i < moved.length; i++) assert.ok(moved[i] > moved[i - 1], 'never back');
   });
 });
+
+describe('OutgoingStream.pictureEnd (the next picture delimited at once, for libavformat players)', () => {
+  const AUD = Buffer.from([0x09, 0xf0]);
+  const part = (seq: number, ts: number) =>
+    serializeRtpToBuffer({ padding: 0, marker: false, payloadType: 96, sequenceNumber: seq, timestamp: ts >>> 0, ssrc: A, csrc: [], payload: Buffer.from([0x41, 1]) });
+  /** `n` pictures of two packets each from `seq`, times `times(i)`; each sent packet and delimiter in order. */
+  function play(out: OutgoingStream, n: number, times: (i: number) => number, seq = 1000) {
+    const wire: Buffer[] = [];
+    for (let i = 0; i < n; i++) {
+      for (const p of [part(seq++, times(i)), pic(A, seq++, times(i))]) {
+        const o = out.nextPicture(p);
+        wire.push(o);
+        const d = out.pictureEnd(o, AUD);
+        if (d) wire.push(d);
+      }
+    }
+    return wire;
+  }
+
+  test('after 30 live pictures rising: a delimiter after each, stamped with the next time, numbers unbroken', () => {
+    const out = new OutgoingStream(A);
+    const wire = play(out, 40, (i) => 90_000 + i * FRAME);
+    const delims = wire.filter((p) => p.subarray(12).equals(AUD));
+    assert.equal(delims.length, 40 - 30, 'from the 31st picture on');
+    const seqs = wire.map(rtpSequence);
+    assert.deepEqual(seqs, seqs.map((_, i) => 1000 + i), 'numbers go on through the delimiters');
+    for (const d of delims) {
+      const at = wire.indexOf(d);
+      assert.equal(rtpTimestamp(d), rtpTimestamp(wire[at - 1]) + FRAME, 'the next picture\'s time');
+      assert.equal(d[1] & 0x80, 0, 'no marker');
+      assert.equal(rtpSsrc(d), A);
+    }
+    // The packet after a delimiter is numbered one on, and a NACK for one before it is not answered.
+    const last = wire.at(-1)!;
+    assert.equal(out.sourceSequence(rtpSequence(wire[0])), undefined);
+    assert.equal(out.sourceSequence(rtpSequence(last)), undefined, 'a delimiter is the newest: nothing after it to repair yet');
+    const next = out.nextPicture(part(1080, 90_000 + 40 * FRAME));
+    assert.equal(rtpSequence(next), rtpSequence(last) + 1);
+    assert.equal(out.sourceSequence(rtpSequence(next)), 1080, 'a packet since the last delimiter maps back');
+  });
+
+  test('times that go back (B-frames) stop delimiters for good; a gap over 1 s gets none', () => {
+    const out = new OutgoingStream(A);
+    const order = [0, 3, 1, 2, 6, 4, 5]; // I P B B P B B, in decoding order
+    const bframes = play(out, 70, (i) => 90_000 + (Math.floor(i / 7) * 7 + order[i % 7]) * FRAME);
+    assert.equal(bframes.filter((p) => p.subarray(12).equals(AUD)).length, 0);
+    const late = new OutgoingStream(A);
+    const gap = play(late, 40, (i) => 90_000 + i * FRAME + (i >= 35 ? 2 * 90_000 : 0));
+    const delims = gap.filter((p) => p.subarray(12).equals(AUD)).length;
+    assert.equal(delims, 40 - 30 - 1, 'none after the picture that came 2 s after the one before');
+  });
+
+  test("a joiner's catch-up and a replay (stamped 1 ms apart) count for nothing: their intervals are not the live ones", () => {
+    const out = new OutgoingStream(A);
+    // As OutgoingStream.joining makes it: 30 cached pictures, the live edge at the 31st.
+    (out as unknown as { videoEdge: number }).videoEdge = 30 * FRAME;
+    (out as unknown as { catchUp: Map<number, number> }).catchUp = new Map(Array.from({ length: 30 }, (_, i) => [i * FRAME, 30 * FRAME - (30 - i) * STEP]));
+    const wire = play(out, 70, (i) => i * FRAME);
+    const at = wire.flatMap((p, k) => (p.subarray(12).equals(AUD) ? [k] : []));
+    // Pictures 30.. are live; the 30th rise since the catch-up is picture 59's.
+    assert.equal(at.length, 70 - 59);
+    assert.equal(rtpTimestamp(wire[at[0] - 1]), 59 * FRAME);
+    assert.equal(rtpTimestamp(wire[at[0]]), 60 * FRAME, 'the live interval, not the catch-up\'s');
+    // A move onto another layer's cache (behind the newest sent): none while it is stamped 1 ms apart.
+    const moved: Buffer[] = [];
+    for (let i = 0; i < 5; i++) {
+      const o = out.nextPicture(pic(B, 50 + i, (65 + i) * FRAME));
+      moved.push(o);
+      const d = out.pictureEnd(o, AUD);
+      if (d) moved.push(d);
+    }
+    assert.equal(moved.filter((p) => p.subarray(12).equals(AUD)).length, 0);
+    assert.equal(new OutgoingStream(A).pictureEnd(pic(A, 1, 1), AUD), undefined, 'nothing sent yet: nothing to end');
+  });
+
+  test('a repair (not the newest packet) and a packet without the marker get none', () => {
+    const out = new OutgoingStream(A);
+    play(out, 31, (i) => 90_000 + i * FRAME);
+    const old = out.nextPicture(pic(A, 1001, 90_000));
+    assert.equal(out.pictureEnd(old, AUD), undefined);
+    const mid = out.nextPicture(part(1100, 90_000 + 31 * FRAME));
+    assert.equal(out.pictureEnd(mid, AUD), undefined);
+  });
+});

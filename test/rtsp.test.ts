@@ -18,6 +18,7 @@ import { serializeRtpToBuffer } from '../src/rtp/packet.ts';
 import { DIGEST_NONCE_MS, DigestAuth, digestAnswer, parseParams } from '../src/relay/rtsp/digest.ts';
 import { createHash } from 'node:crypto';
 import { parameterSets } from '../src/codecs/h264/codec.ts';
+import { NAL_AUD, nalType, splitAnnexB } from '../src/codecs/h264/annexb.ts';
 import { RTSP_MAX_CONNECTIONS, RTSP_MAX_HEADERS, RTSP_MAX_REQUEST_BYTES, RTSP_MAX_SESSIONS_PER_ADDRESS } from '../src/defaults.ts';
 import { udpcast, killAll, exited, freePort, waitFor, type Running } from './helpers/cli.ts';
 import { lastStats } from './helpers/decode.ts';
@@ -26,6 +27,13 @@ import { skipUnless } from './helpers/tools.ts';
 import { ask, conversation, request } from './helpers/rtsp.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'udpcast-rtsp-'));
+
+/** The NAL unit types of a recording's picture, in order (FFmpeg copies it out as an H.264 byte stream). */
+function nalTypes(file: string): number[] {
+  const raw = spawnSync('ffmpeg', ['-v', 'error', '-i', file, '-map', '0:v', '-c', 'copy', '-bsf:v', 'h264_mp4toannexb', '-f', 'h264', '-'], { maxBuffer: 256 * 1024 * 1024 });
+  assert.equal(raw.status, 0, String(raw.stderr));
+  return splitAnnexB(raw.stdout).map(nalType);
+}
 after(() => {
   killAll();
   rmSync(dir, { recursive: true, force: true });
@@ -178,9 +186,12 @@ describe('udpcast relay --rtsp-port: real players', { skip: skipUnless('ffmpeg',
     assert.match(describe, /m=video 0 RTP\/AVP 96\r\na=rtpmap:96 H264\/90000\r\na=fmtp:96 packetization-mode=1;profile-level-id=[0-9a-f]{6};sprop-parameter-sets=[A-Za-z0-9+/=]+,[A-Za-z0-9+/=]+/);
     assert.match(describe, /m=audio 0 RTP\/AVP 111\r\na=rtpmap:111 opus\/48000\/2/);
 
+    // Over UDP as another player (its User-Agent), over TCP as FFmpeg: only libavformat gets each
+    // next picture's delimiter at once (OutgoingStream.pictureEnd), and either way it all decodes.
     for (const transport of ['udp', 'tcp']) {
       const file = join(dir, `${transport}.mkv`);
-      const got = spawnSync('ffmpeg', ['-hide_banner', '-v', 'error', '-rtsp_transport', transport, '-i', url, '-t', '5', '-c', 'copy', '-y', file], { encoding: 'utf8', timeout: 30_000 });
+      const agent = transport === 'udp' ? ['-user_agent', 'LibVLC/3.0.18 (LIVE555 Streaming Media v2022.12.01)'] : [];
+      const got = spawnSync('ffmpeg', ['-hide_banner', '-v', 'error', '-rtsp_transport', transport, ...agent, '-i', url, '-t', '5', '-c', 'copy', '-y', file], { encoding: 'utf8', timeout: 30_000 });
       assert.equal(got.status, 0, got.stderr);
       // Judged from the recording: every frame of both tracks decodes, and it lasts 5 s. framemd5,
       // not the null muxer: the catch-up's pictures come stamped a few ms apart (server.ts
@@ -192,6 +203,9 @@ describe('udpcast relay --rtsp-port: real players', { skip: skipUnless('ffmpeg',
       console.log(`# ${transport}: ${video} / ${audio}`);
       assert.match(video, /^h264,640,\d+$/);
       assert.ok(Number(video.split(',')[2]) >= 5 * 25, `${transport}: ${video}: at least 5 s of 30 fps pictures`);
+      const delimiters = nalTypes(file).filter((t) => t === NAL_AUD).length;
+      if (transport === 'udp') assert.equal(delimiters, 0, 'another player gets the pictures as the sharer sent them');
+      else assert.ok(delimiters >= 50, `${delimiters} delimiters: FFmpeg gets one before each live picture (after 30)`);
       assert.match(audio, /^opus,\d+$/);
       // 100 a second, less the silence the sharer leaves out (DTX: about 20 a second of the beep's).
       assert.ok(Number(audio.split(',')[1]) >= 5 * 70, `${transport}: ${audio}: at least 5 s of 10 ms sound packets`);

@@ -121,6 +121,13 @@ export interface Codec {
    * none can. Absent: browsers get no picture of this codec.
    */
   webrtcFormat?(offered: readonly OfferedFormat[], payloads: readonly Buffer[]): number | undefined;
+  /**
+   * A payload that begins a picture and says so without coding any of it (H.264: an access unit
+   * delimiter, 7.3.2.4). The relay's RTSP server sends it ahead of the next picture to a player
+   * whose parser holds each picture until the next one's first bytes come (OutgoingStream.pictureEnd).
+   * Absent: the codec's pictures end on the RTP marker for every player (RFC 2435 JPEG).
+   */
+  readonly nextPictureDelimiter?: Buffer;
   /** Every picture stands alone: no reference to lose, nothing to ask a keyframe for. */
   readonly everyFrameKey: boolean;
   /** Picture sizes the encoder and payload format can carry: multiples of `unit`, at most `max`. */

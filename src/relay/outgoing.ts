@@ -19,7 +19,7 @@
  */
 import { PT_OPUS, PT_RED, VIDEO_CLOCK_RATE, isAudioPayloadType } from '../defaults.ts';
 import { parseRed } from '../codecs/opus/red.ts';
-import { isRtp, parseRtp, rtpPayloadType, rtpSequence, rtpSsrc, rtpTimestamp, serializeRtpToBuffer, setRtpSequence, setRtpSsrc, setRtpTimestamp } from '../rtp/packet.ts';
+import { isRtp, parseRtp, rtpMarker, rtpPayloadType, rtpSequence, rtpSsrc, rtpTimestamp, serializeRtpToBuffer, setRtpSequence, setRtpSsrc, setRtpTimestamp } from '../rtp/packet.ts';
 import { seqDiff, tsAdd, tsDiff } from '../rtp/seq.ts';
 import { parseRtcp, serializeRtcp, type RtcpPacket, type SenderReport } from '../transport/rtcp.ts';
 import type { StreamState, ViewerState } from './routing.ts';
@@ -39,6 +39,13 @@ const CATCH_UP_COMPRESS = 10;
 const REPLAY_MAX_TICKS = 30 * VIDEO_CLOCK_RATE;
 /** Pictures of a replay stamped (their repairs get the same): 30 s at 60 fps; past it, times pass as they come. */
 const RESTAMPED_MAX = 1800;
+/**
+ * pictureEnd: live pictures whose times went up in a row before a delimiter is sent (1 s at 30 fps):
+ * a publisher's B-frames take its times back within a few pictures, and then none is sent.
+ */
+const DELIMIT_AFTER = 30;
+/** pictureEnd: no delimiter after a gap between pictures longer than this (1 s): the next picture's time is anybody's guess. */
+const DELIMIT_MAX_INTERVAL = VIDEO_CLOCK_RATE;
 
 export class OutgoingStream {
   /** The picture's source as the relay sends it now (a layer's SSRC). */
@@ -68,6 +75,11 @@ export class OutgoingStream {
   private replayAfter?: number;
   /** The current source's pictures so stamped, by their own time: their other packets and repairs get the same. */
   private restamped = new Map<number, number>();
+  /**
+   * pictureEnd's: the last picture's time, live pictures whose times went up in a row, the last
+   * delimiter's time, and whether times ever went back (then no more delimiters).
+   */
+  private delimiting: { last?: number; rising: number; stamp?: number; off: boolean } = { rising: 0, off: false };
 
   /** The SSRCs the relay sends now (at the join), so the first sender report reaches its track. */
   constructor(videoSsrc?: number, audioSsrc?: number) {
@@ -161,6 +173,44 @@ export class OutgoingStream {
   }
 
   /**
+   * After the last packet of a picture (`sent`, as sent: its marker bit set), for a player whose
+   * parser holds each picture until the next one's first bytes come (libavformat's H.264 parser,
+   * so ffplay, mpv, OBS's media source: a picture a frame interval late, 33 ms at 30 fps): the next
+   * picture's `delimiter` (Codec.nextPictureDelimiter) as a packet of its own, numbered on and
+   * stamped with the time the next picture is expected (this one's plus the interval before it),
+   * so the parser hands this picture on at once. Only after DELIMIT_AFTER live pictures whose times
+   * went up: a stream whose times go back (B-frames) never gets one, as its next time cannot be
+   * told. A player gets its numbers in order, so a repair of a packet sent before the delimiter is
+   * not answered (sourceSequence); the players this is for ask for none (the SDP offers no NACK).
+   * Undefined: nothing to send.
+   */
+  pictureEnd(sent: Buffer, delimiter: Buffer): Buffer | undefined {
+    const o = this.videoOut;
+    const d = this.delimiting;
+    if (!o || d.off || !rtpMarker(sent) || rtpSequence(sent) !== o.last) return undefined;
+    const ts = rtpTimestamp(sent);
+    const before = d.last;
+    d.last = ts;
+    // A catch-up or a replay is stamped 1 ms apart: its intervals say nothing of the live ones.
+    if (before === undefined || this.videoEdge !== undefined || this.replayAfter !== undefined) {
+      d.rising = 0;
+      return undefined;
+    }
+    const interval = tsDiff(before, ts);
+    if (interval < 0) d.off = true;
+    if (interval <= 0) return undefined;
+    if (++d.rising < DELIMIT_AFTER || interval > DELIMIT_MAX_INTERVAL) return undefined;
+    let stamp = tsAdd(ts, interval);
+    if (d.stamp !== undefined && tsDiff(d.stamp, stamp) <= 0) stamp = tsAdd(d.stamp, 1);
+    d.stamp = stamp;
+    const seq = (o.last + 1) & 0xffff;
+    o.last = seq;
+    o.offset = (o.offset + 1) & 0xffff;
+    o.sourceFrom = (seq + 1) & 0xffff;
+    return serializeRtpToBuffer({ padding: 0, marker: false, payloadType: rtpPayloadType(sent), sequenceNumber: seq, timestamp: stamp, ssrc: o.ssrc, csrc: [], payload: delimiter });
+  }
+
+  /**
    * A picture packet as the receiver gets it: `out` (`orig`, or a copy of it already changed)
    * under the first SSRC, numbered on from the packets before. Never writes `orig`: it is every
    * viewer's, and the history's.
@@ -186,7 +236,8 @@ export class OutgoingStream {
 
   /**
    * A picture sequence number as the receiver got it → the relay's, under videoSsrc (to answer its
-   * NACK); undefined for one sent before the current source (another layer's: not in its history).
+   * NACK); undefined for one sent before the current source (another layer's: not in its history),
+   * or before the last delimiter pictureEnd sent (the numbers moved on by one there).
    */
   sourceSequence(seq: number): number | undefined {
     const o = this.videoOut;

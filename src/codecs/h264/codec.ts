@@ -4,7 +4,7 @@
 import { PT_H264, VIDEO_CLOCK_RATE } from '../../defaults.ts';
 import { unlessMalformed } from '../../util/errors.ts';
 import type { Codec } from '../codec.ts';
-import { FU_START, NAL_FU_A, NAL_IDR, NAL_PPS, NAL_SPS, NAL_STAP_A, NAL_TYPE_MASK, nalType, splitAnnexB } from './annexb.ts';
+import { FU_START, NAL_AUD, NAL_FU_A, NAL_IDR, NAL_PPS, NAL_SPS, NAL_STAP_A, NAL_TYPE_MASK, nalType, splitAnnexB } from './annexb.ts';
 import { spsSize } from './sps.ts';
 import { annexBToLengthPrefixed, avcConfig } from './avc.ts';
 import { H264Depacketizer } from './depacketize.ts';
@@ -100,6 +100,8 @@ export const h264 = {
       return undefined; // a size is a nicety: any unreadable SPS gives none
     }
   },
+  // nal_unit_type 9, then primary_pic_type 7 (any slice type may follow) and the stop bit.
+  nextPictureDelimiter: Buffer.from([NAL_AUD, 0b1111_0000]),
   everyFrameKey: false,
   // 4:2:0 halves the chroma planes, so libx264 (and the GPU encoders) refuse an odd size.
   sizeRule: { unit: 2, max: Infinity, what: 'H.264 needs an even width and height' },

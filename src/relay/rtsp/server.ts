@@ -99,6 +99,11 @@ interface Session {
   lastSeen: number;
   /** What it is sent, shaped for a player (outgoing.ts); from PLAY on. */
   out?: OutgoingStream;
+  /**
+   * The player reads RTP with libavformat (its User-Agent: FFmpeg, ffplay, mpv, OBS's media
+   * source): it is sent each next picture's delimiter at once (OutgoingStream.pictureEnd).
+   */
+  libavformat?: boolean;
   /** A publisher's session (ANNOUNCE, RECORD) instead of a player's: its tracks, and whether RECORD came. */
   record?: { uri: string; tracks: RecordTrack[]; recording: boolean };
 }
@@ -342,6 +347,7 @@ export class RtspServer {
           // that gets its first report late moves its clock then: a step back in its times).
           const stream = this.opts.core.streams.get(session.stream);
           session.out = OutgoingStream.joining(stream, stream?.viewers.get(sink.id));
+          session.libavformat = /^Lavf\d/.test(req.headers.get('user-agent') ?? '');
           this.opts.pump();
         }
         return reply(200, [['Session', `${session.id};timeout=${RTSP_SESSION_TIMEOUT_S}`], ['Range', 'npt=0.000-']]);
@@ -501,10 +507,15 @@ export class RtspServer {
         const opus = track && out.nextSound(data);
         return opus ? this.send(s, track, 'rtp', opus) : true;
       }
-      if (!codecOfPayloadType(pt)) return true; // FEC and the like: a player does not read them
+      const codec = codecOfPayloadType(pt);
+      if (!codec) return true; // FEC and the like: a player does not read them
       const track = s.tracks.find((t) => t.kind === 'video');
       if (!track) return true;
-      return this.send(s, track, 'rtp', out.nextPicture(data));
+      const sent = out.nextPicture(data);
+      const delivered = this.send(s, track, 'rtp', sent);
+      const next = s.libavformat && codec.nextPictureDelimiter && out.pictureEnd(sent, codec.nextPictureDelimiter);
+      if (next) this.send(s, track, 'rtp', next);
+      return delivered;
     }
     if (!isRtcp(data)) return true;
     for (const r of out.reports(data)) {
