@@ -194,6 +194,8 @@ export async function rtspBench(ctx: BenchContext): Promise<BenchResult> {
       'Both players have no sound, so ffplay runs them on its external clock, which for a network input it slows (to 0.9×) or speeds (to 1.01×) ' +
       'to keep 2 to 10 packets queued (ffplay.c check_external_clock_speed, EXTERNAL_CLOCK_MIN_FRAMES/MAX_FRAMES): the live figures are mostly that ' +
       'queue, set anew at each player start (a round differs from the next by up to 40%), hence many short paired rounds. ' +
+      'Both players parse H.264 with libavformat, which holds a picture until the next one begins; the relay sends (r) each next picture\'s ' +
+      'access unit delimiter as soon as a picture ends (README, "Any player"), (b) has none. ' +
       'Joins: a fresh sender each time, the player started at the same point of its first GOP for both systems; first picture = the player\'s window ' +
       'visible (ffplay shows it at its first picture), polled every 20 ms with xdotool, from its spawn; `local` is ffplay of a local testsrc2, ' +
       'a picture at once: ffplay\'s own start and the polling, in every figure. Plain RTP has nothing to start from before the next keyframe.',

@@ -15,7 +15,9 @@
  *   newest sent, until its own times pass that (a source further behind is a new sharer's clock,
  *   left as it comes). libwebrtc's frame buffer skips a picture older than
  *   the last it decoded (frame_buffer2.cc, FindNextFrame): a browser would not decode that cached
- *   keyframe, nor anything after it until the next one; a recorder would see time go back.
+ *   keyframe, nor anything after it until the next one; a recorder would see time go back;
+ * - for a player whose parser holds a picture until the next begins (libavformat), the next
+ *   picture's delimiter as soon as a picture ends (pictureEnd; the RTSP server asks for it).
  */
 import { PT_OPUS, PT_RED, VIDEO_CLOCK_RATE, isAudioPayloadType } from '../defaults.ts';
 import { parseRed } from '../codecs/opus/red.ts';

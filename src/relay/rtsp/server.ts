@@ -14,7 +14,9 @@
  *
  * What a viewer is sent: the stream's RTP as it comes (the sound's RED, RFC 2198, cut down to its
  * primary Opus block, since a player that reads RFC 7587 takes plain Opus), and each sender report
- * of the sharer on the RTCP of the track it is about, so the player maps both clocks to one.
+ * of the sharer on the RTCP of the track it is about, so the player maps both clocks to one. A
+ * libavformat player (ffplay, ffmpeg, mpv) is also sent each next picture's delimiter as soon as a
+ * picture ends (OutgoingStream.pictureEnd): its parser would hold the picture a frame longer.
  *
  * Bounded (defaults.ts RTSP_*): connections, sessions, request size and header count, a request that
  * does not complete in time (slowloris), a TCP reader too slow for the stream (its excess dropped and
