@@ -63,6 +63,23 @@ test('a 1.2 Mbit/s uplink: the encoder is brought under it, and the viewer gets 
   await exited(relay, 5000);
 });
 
+test('with its embedded relay the sharer fits no uplink: --bitrate as given, no estimate, no re-target', { skip: skipUnless('ffmpeg') }, async () => {
+  // Sharer and relay talk over this machine's loopback in one event loop: what the controller
+  // measured there was the machine's load (a browser starting read as a queue of 82 ms).
+  const sstats = join(dir, 'embedded.ndjson');
+  const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(await freePort()), '--rtsp-port', '0', '--http', '0', '--source', 'test', '--size', '320x240', '--bitrate', '800k', '--duration', '4', '--no-dashboard', '--stats-json', sstats]);
+  const e = await exited(share, 30_000);
+  assert.equal(e.code, 0, share.stderrText());
+  assert.doesNotMatch(share.stderrText(), /the path takes about/);
+  const s = lines(sstats);
+  assert.ok(s.length >= 2, `${s.length} stats lines`);
+  for (const x of s) {
+    assert.equal(x.estimateKbps, null);
+    assert.equal(x.targetKbps, 800);
+    assert.equal(x.retargets, 0);
+  }
+});
+
 /**
  * A stand-in relay on 127.0.0.1: while `answers`, it ACKs every PUBLISH and, while `reports` too,
  * reports the media's arrivals (RFC 8888); `mediaIn` counts the media datagrams it got.

@@ -109,7 +109,7 @@ function describeLayers(capture: CaptureOptions, encode: EncodeOptions): string 
     .join(', ');
 }
 
-/** The congestion controller's view for the dashboard and --stats-json (nulls before a report, or with --no-adapt). */
+/** The congestion controller's view for the dashboard and --stats-json (nulls before a report, with --no-adapt, or with the embedded relay). */
 function congestionFields(publisher: Publisher, encoder: Encoder) {
   const cc = publisher.congestion;
   const read = cc && cc.reports > 0 ? cc : undefined;
@@ -256,7 +256,11 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
     stream: o.stream,
     codec: o.codec,
     fec: o.fec,
-    congestion: o.adapt ? { maxKbps: pathMaxKbps } : undefined,
+    // Congestion control on the path to the relay; the embedded relay has none: it is this
+    // machine's loopback, where the controller would read this machine's load as a queue (one run
+    // with a browser starting: "a queue of 82 ms", encoder 2500 → 98 kbit/s). Each viewer's own
+    // path is fitted by the relay's choice of layer, as with any relay.
+    congestion: o.adapt && !relay ? { maxKbps: pathMaxKbps } : undefined,
     layers,
     audio: o.audio !== undefined,
     audioRedundancy: o.audioRedundancy,
@@ -324,7 +328,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
   // Congestion control: the encoder follows the path's estimate (down soon, up after lasting room),
   // when its rate is a bitrate (not MJPEG's fixed --quality) and a new run does not replay a file.
   // Upper layers are paused at once when the path narrows; the encoder follows after.
-  const plan = o.adapt && o.quality === undefined ? new UplinkLayers(o.bitrateKbps, shares, soundKbps) : undefined;
+  const plan = publisher.congestion && o.quality === undefined ? new UplinkLayers(o.bitrateKbps, shares, soundKbps) : undefined;
   publisher.onEstimate = (kbps, probed) => {
     if (!plan) return;
     const now = Date.now();

@@ -158,8 +158,8 @@ export interface ShareSnapshot {
   /**
    * Congestion control (--adapt, transport/congestion.ts): what the path takes by the relay's
    * RFC 8888 feedback, the encoder's bitrate now, the queue delay and loss the feedback shows, and
-   * the controller's last decision ('room', 'hold', 'queue', 'loss'). null with --no-adapt or
-   * before the first report.
+   * the controller's last decision ('room', 'hold', 'queue', 'loss'). null with --no-adapt, with
+   * the embedded relay (no uplink between them), or before the first report.
    */
   estimateKbps: number | null;
   targetKbps: number;
