@@ -117,11 +117,20 @@ describe('OutgoingStream.pictureEnd (the next picture delimited at once, for lib
     assert.equal(out.sourceSequence(rtpSequence(next)), 1080, 'a packet since the last delimiter maps back');
   });
 
-  test('times that go back (B-frames) stop delimiters for good; a gap over 1 s gets none', () => {
+  test('times that go back (B-frames) stop delimiters until another source; a gap over 1 s gets none', () => {
     const out = new OutgoingStream(A);
     const order = [0, 3, 1, 2, 6, 4, 5]; // I P B B P B B, in decoding order
     const bframes = play(out, 70, (i) => 90_000 + (Math.floor(i / 7) * 7 + order[i % 7]) * FRAME);
     assert.equal(bframes.filter((p) => p.subarray(12).equals(AUD)).length, 0);
+    // A restarted sharer (another SSRC, its own clock) without B-frames is looked at afresh.
+    const restarted: Buffer[] = [];
+    for (let i = 0; i < 40; i++) {
+      const o = out.nextPicture(pic(B, 3000 + i, 5_000_000 + i * FRAME));
+      restarted.push(o);
+      const d = out.pictureEnd(o, AUD);
+      if (d) restarted.push(d);
+    }
+    assert.equal(restarted.filter((p) => p.subarray(12).equals(AUD)).length, 40 - 30);
     const late = new OutgoingStream(A);
     const gap = play(late, 40, (i) => 90_000 + i * FRAME + (i >= 35 ? 2 * 90_000 : 0));
     const delims = gap.filter((p) => p.subarray(12).equals(AUD)).length;

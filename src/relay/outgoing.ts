@@ -78,10 +78,11 @@ export class OutgoingStream {
   /** The current source's pictures so stamped, by their own time: their other packets and repairs get the same. */
   private restamped = new Map<number, number>();
   /**
-   * pictureEnd's: the last picture's time, live pictures whose times went up in a row, the last
-   * delimiter's time, and whether times ever went back (then no more delimiters).
+   * pictureEnd's: the source it is about, its last picture's time, its live pictures whose times
+   * went up in a row, the last delimiter's time, and whether its times ever went back (then no
+   * more delimiters until another source).
    */
-  private delimiting: { last?: number; rising: number; stamp?: number; off: boolean } = { rising: 0, off: false };
+  private delimiting: { source?: number; last?: number; rising: number; stamp?: number; off: boolean } = { rising: 0, off: false };
 
   /** The SSRCs the relay sends now (at the join), so the first sender report reaches its track. */
   constructor(videoSsrc?: number, audioSsrc?: number) {
@@ -181,15 +182,17 @@ export class OutgoingStream {
    * picture's `delimiter` (Codec.nextPictureDelimiter) as a packet of its own, numbered on and
    * stamped with the time the next picture is expected (this one's plus the interval before it),
    * so the parser hands this picture on at once. Only after DELIMIT_AFTER live pictures whose times
-   * went up: a stream whose times go back (B-frames) never gets one, as its next time cannot be
-   * told. A player gets its numbers in order, so a repair of a packet sent before the delimiter is
+   * went up: a source whose times go back (B-frames) gets none, as its next time cannot be told
+   * (another source, a restarted sharer, is looked at afresh). A player gets its numbers in order, so a repair of a packet sent before the delimiter is
    * not answered (sourceSequence); the players this is for ask for none (the SDP offers no NACK).
    * Undefined: nothing to send.
    */
   pictureEnd(sent: Buffer, delimiter: Buffer): Buffer | undefined {
     const o = this.videoOut;
+    if (!o || !rtpMarker(sent) || rtpSequence(sent) !== o.last) return undefined;
+    if (this.delimiting.source !== this.videoSsrc) this.delimiting = { source: this.videoSsrc, rising: 0, off: false };
     const d = this.delimiting;
-    if (!o || d.off || !rtpMarker(sent) || rtpSequence(sent) !== o.last) return undefined;
+    if (d.off) return undefined;
     const ts = rtpTimestamp(sent);
     const before = d.last;
     d.last = ts;
