@@ -108,16 +108,51 @@ describe('OutgoingStream.pictureEnd (the next picture delimited at once, for lib
       assert.equal(d[1] & 0x80, 0, 'no marker');
       assert.equal(rtpSsrc(d), A);
     }
-    // The packet after a delimiter is numbered one on, and a NACK for one before it is not answered.
+    // NACKs map back through the delimiters; a delimiter's own number is no packet of the relay's.
     const last = wire.at(-1)!;
-    assert.equal(out.sourceSequence(rtpSequence(wire[0])), undefined);
-    assert.equal(out.sourceSequence(rtpSequence(last)), undefined, 'a delimiter is the newest: nothing after it to repair yet');
+    assert.equal(out.sourceSequence(rtpSequence(wire[0])), 1000);
+    assert.equal(out.sourceSequence(rtpSequence(last)), undefined);
+    for (const [k, p] of wire.entries()) {
+      if (!p.subarray(12).equals(AUD)) assert.equal(out.sourceSequence(rtpSequence(p)), 1000 + k - delims.filter((d) => wire.indexOf(d) < k).length);
+    }
     const next = out.nextPicture(part(1080, 90_000 + 40 * FRAME));
     assert.equal(rtpSequence(next), rtpSequence(last) + 1);
     assert.equal(out.sourceSequence(rtpSequence(next)), 1080, 'a packet since the last delimiter maps back');
   });
 
-  test('times that go back (B-frames) stop delimiters until another source; a gap over 1 s gets none', () => {
+  test('a packet of a picture that comes after its delimiter (reordered on the way in) keeps its own number', () => {
+    const out = new OutgoingStream(A);
+    const wire = play(out, 35, (i) => 90_000 + i * FRAME);
+    // The last picture's packets were 1068 (first) and 1069 (marker): the first comes again, late.
+    const lateFirst = out.nextPicture(part(1068, 90_000 + 34 * FRAME));
+    const sentFirst = wire.find((p) => rtpTimestamp(p) === 90_000 + 34 * FRAME && (p[1] & 0x80) === 0 && !p.subarray(12).equals(AUD))!;
+    assert.equal(rtpSequence(lateFirst), rtpSequence(sentFirst), 'the number it had');
+    assert.equal(new Set(wire.map(rtpSequence)).size, wire.length, 'no number twice');
+  });
+
+  test('a move onto a cached keyframe after a delimiter: the replay is stamped after the delimiter', () => {
+    const out = new OutgoingStream(A);
+    const wire = play(out, 32, (i) => 90_000 + i * FRAME);
+    const aud = wire.at(-1)!;
+    assert.ok(aud.subarray(12).equals(AUD));
+    const replay = [0, 1, 2].map((i) => rtpTimestamp(out.nextPicture(pic(B, 600 + i, 90_000 + (26 + i) * FRAME))));
+    assert.deepEqual(replay, [1, 2, 3].map((k) => rtpTimestamp(aud) + k * STEP), 'after the time the player gave the next picture');
+  });
+
+  test('a picture the encoder skipped does not put the next one late; delimiters are at least 1 ms apart', () => {
+    const out = new OutgoingStream(A);
+    const times = [...Array.from({ length: 33 }, (_, i) => i), 35, 36, 37].map((f) => 90_000 + f * FRAME);
+    const wire = play(out, times.length, (i) => times[i]);
+    const stamps = wire.filter((p) => p.subarray(12).equals(AUD)).map(rtpTimestamp);
+    // After picture 32 the next was expected at 33; it came at 35 (two skipped), then 36, 37.
+    assert.deepEqual(stamps.slice(-4), [33, 36, 37, 38].map((f) => 90_000 + f * FRAME));
+    const jitter = new OutgoingStream(A);
+    const close = play(jitter, 40, (i) => 90_000 + i * FRAME + (i === 35 ? FRAME - 10 : 0)); // picture 35 10 ticks before 36
+    const s = close.filter((p) => p.subarray(12).equals(AUD)).map(rtpTimestamp);
+    for (let i = 1; i < s.length; i++) assert.ok(s[i] - s[i - 1] >= STEP, `${s[i - 1]} → ${s[i]}`);
+  });
+
+  test('times that go back (B-frames) never let the count reach 30; a gap over 1 s starts it again', () => {
     const out = new OutgoingStream(A);
     const order = [0, 3, 1, 2, 6, 4, 5]; // I P B B P B B, in decoding order
     const bframes = play(out, 70, (i) => 90_000 + (Math.floor(i / 7) * 7 + order[i % 7]) * FRAME);
@@ -134,7 +169,7 @@ describe('OutgoingStream.pictureEnd (the next picture delimited at once, for lib
     const late = new OutgoingStream(A);
     const gap = play(late, 40, (i) => 90_000 + i * FRAME + (i >= 35 ? 2 * 90_000 : 0));
     const delims = gap.filter((p) => p.subarray(12).equals(AUD)).length;
-    assert.equal(delims, 40 - 30 - 1, 'none after the picture that came 2 s after the one before');
+    assert.equal(delims, 35 - 30, 'none from the picture that came 2 s after the one before: the count starts again');
   });
 
   test("a joiner's catch-up and a replay (stamped 1 ms apart) count for nothing: their intervals are not the live ones", () => {
@@ -144,10 +179,10 @@ describe('OutgoingStream.pictureEnd (the next picture delimited at once, for lib
     (out as unknown as { catchUp: Map<number, number> }).catchUp = new Map(Array.from({ length: 30 }, (_, i) => [i * FRAME, 30 * FRAME - (30 - i) * STEP]));
     const wire = play(out, 70, (i) => i * FRAME);
     const at = wire.flatMap((p, k) => (p.subarray(12).equals(AUD) ? [k] : []));
-    // Pictures 30.. are live; the 30th rise since the catch-up is picture 59's.
-    assert.equal(at.length, 70 - 59);
-    assert.equal(rtpTimestamp(wire[at[0] - 1]), 59 * FRAME);
-    assert.equal(rtpTimestamp(wire[at[0]]), 60 * FRAME, 'the live interval, not the catch-up\'s');
+    // Pictures 30.. are live; the 30th interval between live pictures ends at picture 60.
+    assert.equal(at.length, 70 - 60);
+    assert.equal(rtpTimestamp(wire[at[0] - 1]), 60 * FRAME);
+    assert.equal(rtpTimestamp(wire[at[0]]), 61 * FRAME, 'the live interval, not the catch-up\'s');
     // A move onto another layer's cache (behind the newest sent): none while it is stamped 1 ms apart.
     const moved: Buffer[] = [];
     for (let i = 0; i < 5; i++) {

@@ -43,11 +43,14 @@ const REPLAY_MAX_TICKS = 30 * VIDEO_CLOCK_RATE;
 const RESTAMPED_MAX = 1800;
 /**
  * pictureEnd: live pictures whose times went up in a row before a delimiter is sent (1 s at 30 fps):
- * a publisher's B-frames take its times back within a few pictures, and then none is sent.
+ * a publisher's B-frames take its times back within a few pictures, so it never gets one. The
+ * intervals between them, the last this many, give the next picture's expected time.
  */
 const DELIMIT_AFTER = 30;
 /** pictureEnd: no delimiter after a gap between pictures longer than this (1 s): the next picture's time is anybody's guess. */
 const DELIMIT_MAX_INTERVAL = VIDEO_CLOCK_RATE;
+/** Delimiters remembered, so a late packet of a picture before one keeps the number it had (2 s at 30 fps). */
+const DELIMITED_KEPT = 64;
 
 export class OutgoingStream {
   /** The picture's source as the relay sends it now (a layer's SSRC). */
@@ -78,11 +81,16 @@ export class OutgoingStream {
   /** The current source's pictures so stamped, by their own time: their other packets and repairs get the same. */
   private restamped = new Map<number, number>();
   /**
-   * pictureEnd's: the source it is about, its last picture's time, its live pictures whose times
-   * went up in a row, the last delimiter's time, and whether its times ever went back (then no
-   * more delimiters until another source).
+   * pictureEnd's: the source it is about, its last picture's time, the intervals between its live
+   * pictures since their times last failed to go up, and the last delimiter's time.
    */
-  private delimiting: { source?: number; last?: number; rising: number; stamp?: number; off: boolean } = { rising: 0, off: false };
+  private delimiting: { source?: number; last?: number; intervals: number[]; stamp?: number } = { intervals: [] };
+  /**
+   * The delimiters sent since the source changed, oldest first (DELIMITED_KEPT): the source number
+   * of the picture packet each followed, the numbering's offset before it, and its own number. A
+   * packet of an earlier picture that comes late is numbered with the offset of its time.
+   */
+  private delimited: Array<{ after: number; offset: number; seq: number }> = [];
 
   /** The SSRCs the relay sends now (at the join), so the first sender report reaches its track. */
   constructor(videoSsrc?: number, audioSsrc?: number) {
@@ -177,42 +185,54 @@ export class OutgoingStream {
 
   /**
    * After the last packet of a picture (`sent`, as sent: its marker bit set), for a player whose
-   * parser holds each picture until the next one's first bytes come (libavformat's H.264 parser,
-   * so ffplay, mpv, OBS's media source: a picture a frame interval late, 33 ms at 30 fps): the next
-   * picture's `delimiter` (Codec.nextPictureDelimiter) as a packet of its own, numbered on and
-   * stamped with the time the next picture is expected (this one's plus the interval before it),
-   * so the parser hands this picture on at once. Only after DELIMIT_AFTER live pictures whose times
-   * went up: a source whose times go back (B-frames) gets none, as its next time cannot be told
-   * (another source, a restarted sharer, is looked at afresh). A player gets its numbers in order, so a repair of a packet sent before the delimiter is
-   * not answered (sourceSequence); the players this is for ask for none (the SDP offers no NACK).
-   * Undefined: nothing to send.
+   * parser holds each picture until the next one's first bytes come (libavformat's H.264 parser:
+   * a picture a frame interval late, 33 ms at 30 fps): the next picture's `delimiter`
+   * (Codec.nextPictureDelimiter) as a packet of its own, numbered on, so the parser hands this
+   * picture on at once. libavformat gives a picture the time of the packet it begins in, the
+   * delimiter's, so that is stamped with the time the next picture is expected: this one's plus
+   * the shortest of the last DELIMIT_AFTER intervals (a picture the encoder skipped does not put
+   * the next one late), at least 1 ms after the last delimiter's. Only after DELIMIT_AFTER live
+   * pictures whose times went up: a source whose times go back (B-frames) gets none, as its next
+   * time cannot be told. Undefined: nothing to send.
    */
   pictureEnd(sent: Buffer, delimiter: Buffer): Buffer | undefined {
     const o = this.videoOut;
     if (!o || !rtpMarker(sent) || rtpSequence(sent) !== o.last) return undefined;
-    if (this.delimiting.source !== this.videoSsrc) this.delimiting = { source: this.videoSsrc, rising: 0, off: false };
+    if (this.delimiting.source !== this.videoSsrc) this.delimiting = { source: this.videoSsrc, intervals: [] };
     const d = this.delimiting;
-    if (d.off) return undefined;
-    const ts = rtpTimestamp(sent);
+    // A catch-up or a replay is stamped 1 ms apart: its intervals (and the one to the first live
+    // picture after it) say nothing of the live ones.
+    const live = this.videoEdge === undefined && this.replayAfter === undefined;
     const before = d.last;
-    d.last = ts;
-    // A catch-up or a replay is stamped 1 ms apart: its intervals say nothing of the live ones.
-    if (before === undefined || this.videoEdge !== undefined || this.replayAfter !== undefined) {
-      d.rising = 0;
+    d.last = live ? rtpTimestamp(sent) : undefined;
+    const interval = before === undefined || !live ? 0 : tsDiff(before, d.last!);
+    // Times that do not go up (B-frames, a clock stepping back) or a long gap: count again.
+    if (interval <= 0 || interval > DELIMIT_MAX_INTERVAL) {
+      d.intervals = [];
       return undefined;
     }
-    const interval = tsDiff(before, ts);
-    if (interval < 0) d.off = true;
-    if (interval <= 0) return undefined;
-    if (++d.rising < DELIMIT_AFTER || interval > DELIMIT_MAX_INTERVAL) return undefined;
-    let stamp = tsAdd(ts, interval);
-    if (d.stamp !== undefined && tsDiff(d.stamp, stamp) <= 0) stamp = tsAdd(d.stamp, 1);
+    const ts = d.last!;
+    d.intervals.push(interval);
+    if (d.intervals.length > DELIMIT_AFTER) d.intervals.shift();
+    if (d.intervals.length < DELIMIT_AFTER) return undefined;
+    let stamp = tsAdd(ts, Math.min(...d.intervals));
+    if (d.stamp !== undefined && tsDiff(d.stamp, stamp) < CATCH_UP_STEP) stamp = tsAdd(d.stamp, CATCH_UP_STEP);
     d.stamp = stamp;
+    // The next picture begins at this time for the player: a replay after a move starts after it.
+    if (this.newestStamp === undefined || tsDiff(this.newestStamp, stamp) > 0) this.newestStamp = stamp;
     const seq = (o.last + 1) & 0xffff;
+    this.delimited.push({ after: (o.last - o.offset) & 0xffff, offset: o.offset, seq });
+    if (this.delimited.length > DELIMITED_KEPT) this.delimited.shift();
     o.last = seq;
     o.offset = (o.offset + 1) & 0xffff;
-    o.sourceFrom = (seq + 1) & 0xffff;
     return serializeRtpToBuffer({ padding: 0, marker: false, payloadType: rtpPayloadType(sent), sequenceNumber: seq, timestamp: stamp, ssrc: o.ssrc, csrc: [], payload: delimiter });
+  }
+
+  /** The numbering's offset for source packet `seq` of the current source: the one before each delimiter that followed it. */
+  private offsetOf(seq: number): number {
+    let offset = this.videoOut!.offset;
+    for (let i = this.delimited.length - 1; i >= 0 && seqDiff(this.delimited[i].after, seq) <= 0; i--) offset = this.delimited[i].offset;
+    return offset;
   }
 
   /**
@@ -227,12 +247,14 @@ export class OutgoingStream {
     else if (ssrc !== this.videoSsrc) {
       this.videoOut.offset = (this.videoOut.last + 1 - seq) & 0xffff;
       this.videoOut.sourceFrom = (this.videoOut.last + 1) & 0xffff;
+      this.delimited = [];
     }
     this.videoSsrc = ssrc;
     const o = this.videoOut;
-    const outSeq = (seq + o.offset) & 0xffff;
+    const offset = this.delimited.length ? this.offsetOf(seq) : o.offset;
+    const outSeq = (seq + offset) & 0xffff;
     if (seqDiff(o.last, outSeq) > 0) o.last = outSeq;
-    if (ssrc === o.ssrc && o.offset === 0) return out;
+    if (ssrc === o.ssrc && offset === 0) return out;
     const copy = out === orig ? Buffer.from(orig) : out;
     setRtpSequence(copy, outSeq);
     setRtpSsrc(copy, o.ssrc);
@@ -242,12 +264,19 @@ export class OutgoingStream {
   /**
    * A picture sequence number as the receiver got it → the relay's, under videoSsrc (to answer its
    * NACK); undefined for one sent before the current source (another layer's: not in its history),
-   * or before the last delimiter pictureEnd sent (the numbers moved on by one there).
+   * and for a delimiter pictureEnd sent (no packet of the relay's).
    */
   sourceSequence(seq: number): number | undefined {
     const o = this.videoOut;
     if (!o || seqDiff(o.sourceFrom, seq) < 0) return undefined;
-    return (seq - o.offset) & 0xffff;
+    let offset = o.offset;
+    for (let i = this.delimited.length - 1; i >= 0; i--) {
+      const d = this.delimited[i];
+      if (seqDiff(d.seq, seq) > 0) break;
+      if (d.seq === seq) return undefined;
+      offset = d.offset;
+    }
+    return (seq - offset) & 0xffff;
   }
 
   /** Whether a sound packet is newer than what was sent of its source. */

@@ -15,8 +15,9 @@
  * What a viewer is sent: the stream's RTP as it comes (the sound's RED, RFC 2198, cut down to its
  * primary Opus block, since a player that reads RFC 7587 takes plain Opus), and each sender report
  * of the sharer on the RTCP of the track it is about, so the player maps both clocks to one. A
- * libavformat player (ffplay, ffmpeg, mpv) is also sent each next picture's delimiter as soon as a
- * picture ends (OutgoingStream.pictureEnd): its parser would hold the picture a frame longer.
+ * libavformat player (its User-Agent `Lavf…`: ffplay, ffmpeg, ffprobe) is also sent each next
+ * picture's delimiter as soon as a picture ends (OutgoingStream.pictureEnd): its parser would hold
+ * the picture a frame longer.
  *
  * Bounded (defaults.ts RTSP_*): connections, sessions, request size and header count, a request that
  * does not complete in time (slowloris), a TCP reader too slow for the stream (its excess dropped and
@@ -102,8 +103,8 @@ interface Session {
   /** What it is sent, shaped for a player (outgoing.ts); from PLAY on. */
   out?: OutgoingStream;
   /**
-   * The player reads RTP with libavformat (its User-Agent: FFmpeg, ffplay, mpv, OBS's media
-   * source): it is sent each next picture's delimiter at once (OutgoingStream.pictureEnd).
+   * The player reads RTP with libavformat and keeps its User-Agent (`Lavf…`: ffplay, ffmpeg,
+   * ffprobe): it is sent each next picture's delimiter at once (OutgoingStream.pictureEnd).
    */
   libavformat?: boolean;
   /** A publisher's session (ANNOUNCE, RECORD) instead of a player's: its tracks, and whether RECORD came. */
