@@ -251,7 +251,7 @@ describe('sound in the player window and on stdout', { skip }, () => {
     const { probe, frames } = film();
     const times: Record<string, number[]> = { sound: [], 'no-audio': [] };
     try {
-      for (let i = 0; i < 3; i++) {
+      for (let i = 0; i < 5; i++) {
         for (const mode of ['sound', 'no-audio'] as const) {
           const watchStart = performance.now();
           const watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard', ...(mode === 'no-audio' ? ['--no-audio'] : [])], { DISPLAY: display, SDL_AUDIODRIVER: 'dummy' });
@@ -269,6 +269,8 @@ describe('sound in the player window and on stdout', { skip }, () => {
       // the next), and a single start can be far off (CI, 2026-12-01: with sound 2626, 2806, 2541 ms;
       // --no-audio 2526, 2978, 2069: the fastest 472 ms apart, the medians 100). A sound track's own
       // cost is in every start, so it moves the median; a cost under 200 ms is not told from noise.
+      // Five of each since a CI run on a slow machine (2026-12-02: with sound 3217, 3364, 2498 ms;
+      // --no-audio 2899, 2196, 2375; the same commit here: 2004, 2149, 1741 and 2133, 2408, 2307).
       const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
       assert.ok(median(times.sound) <= median(times['no-audio']) + 200, JSON.stringify(times));
     } finally {
@@ -296,8 +298,12 @@ describe('sound in the player window and on stdout', { skip }, () => {
       // 34-46 ms after the flash here, past a symmetric 45 ms once; a recording of the same source
       // measures 23-24 ms (test/audio-e2e), so about 10-20 ms is the live pipe's placing of sound.
       // A flash in the file's first moments can have its beep begin before the file's sound did
-      // (no onset to find): flashes more than half a second before the first beep are not judged.
-      const judged = flashes.filter((t) => onsets.length > 0 && t > onsets[0] - 0.5);
+      // (no onset to find): a flash whose beep cannot be the first one heard, which comes later
+      // than the window allows (SOUND_LATE_MAX_MS, 50 ms to spare), is not judged. Seen: a file
+      // that began on the share's first picture, a flash (its beep from the share's first
+      // instant, before the first picture set the clock the sound is placed on), then flashes
+      // 0.329 s on (the catch-up's pictures come closer than their capture), beeps 17-24 ms after.
+      const judged = flashes.filter((t) => onsets.length > 0 && onsets[0] - t <= (SOUND_LATE_MAX_MS + 50) / 1000);
       assert.ok(judged.length >= 3, `${judged.length} flashes with their beeps`);
       const off = soundMinusPicture(judged.map((t) => t * 1000), onsets.map((t) => t * 1000));
       for (const o of off) assert.ok(o >= -SOUND_EARLY_MAX_MS && o <= SOUND_LATE_MAX_MS, `beeps ${off.join(', ')} ms after their flashes`);
