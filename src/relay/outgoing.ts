@@ -203,15 +203,15 @@ export class OutgoingStream {
     // A catch-up or a replay is stamped 1 ms apart: its intervals (and the one to the first live
     // picture after it) say nothing of the live ones.
     const live = this.videoEdge === undefined && this.replayAfter === undefined;
+    const ts = rtpTimestamp(sent);
     const before = d.last;
-    d.last = live ? rtpTimestamp(sent) : undefined;
-    const interval = before === undefined || !live ? 0 : tsDiff(before, d.last!);
+    d.last = live ? ts : undefined;
+    const interval = live && before !== undefined ? tsDiff(before, ts) : 0;
     // Times that do not go up (B-frames, a clock stepping back) or a long gap: count again.
     if (interval <= 0 || interval > DELIMIT_MAX_INTERVAL) {
       d.intervals = [];
       return undefined;
     }
-    const ts = d.last!;
     d.intervals.push(interval);
     if (d.intervals.length > DELIMIT_AFTER) d.intervals.shift();
     if (d.intervals.length < DELIMIT_AFTER) return undefined;
