@@ -3,7 +3,8 @@
 // layer's cached keyframe (libwebrtc skips a picture older than the last it decoded).
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { OutgoingStream } from '../src/relay/outgoing.ts';
+import { OutgoingStream, liveTime } from '../src/relay/outgoing.ts';
+import type { StreamState } from '../src/relay/routing.ts';
 import { rtpSequence, rtpSsrc, rtpTimestamp, serializeRtpToBuffer } from '../src/rtp/packet.ts';
 
 const A = 0xaaaa;
@@ -74,6 +75,70 @@ describe('OutgoingStream picture times', () => {
     const moved = [3, 4, 5, 6, 7].map((i, k) => sent(out, pic(B, 70 + k, i * FRAME)).ts);
     assert.deepEqual(moved, [6 * FRAME + STEP, 6 * FRAME + 2 * STEP, 6 * FRAME + 3 * STEP, 6 * FRAME + 4 * STEP, 7 * FRAME]);
     for (let i = 1; i < moved.length; i++) assert.ok(moved[i] > moved[i - 1], 'never back');
+  });
+});
+
+describe("OutgoingStream: a browser's catch-up, stamped as it is sent", () => {
+  const MS = STEP;
+  /** A sharer at 30 fps whose picture i (time i frames) reaches the relay at i / 30 s; a browser joins at picture 30. */
+  function joinAt30() {
+    const lane = { lastTs: 30 * FRAME, lastTsAt: 1000 };
+    let clock = 1000;
+    let next = 31;
+    const stream = { ssrc: A, sound: {}, lastTs: lane.lastTs, keyframes: { frame: [] } } as unknown as StreamState;
+    const out = OutgoingStream.joining(stream, undefined, () => liveTime(lane, clock));
+    /** The relay's clock to `ms`, with the pictures that came by then. */
+    const at = (ms: number) => {
+      clock = ms;
+      for (; (next * 1000) / 30 <= clock; next++) Object.assign(lane, { lastTs: next * FRAME, lastTsAt: (next * 1000) / 30 });
+      return next;
+    };
+    return { out, at, lane };
+  }
+
+  test('each picture gets the live time as it goes, so its time and arrival agree as a live one\'s do; then times as they come', () => {
+    const { out, at } = joinAt30();
+    const sends: Array<{ ms: number; own: number; ts: number }> = [];
+    const send = (ms: number, i: number) => sends.push({ ms, own: i * FRAME, ts: sent(out, pic(A, 100 + i, i * FRAME)).ts });
+    // The cache, pictures 0-30, paced out one each 10 ms; the keyframe in two packets.
+    at(1000);
+    const part = serializeRtpToBuffer({ padding: 0, marker: false, payloadType: 96, sequenceNumber: 99, timestamp: 0, ssrc: A, csrc: [], payload: Buffer.from([0x65, 1]) });
+    const keyPart = out.nextPicture(part);
+    for (let i = 0; i <= 30; i++) {
+      at(1000 + 10 * i);
+      send(1000 + 10 * i, i);
+    }
+    assert.equal(rtpTimestamp(keyPart), sends[0].ts, "a picture's packets share its stamp");
+    // The live pictures queued behind it (31-39 came meanwhile), all at once, then live ones as they come.
+    const queued = at(1310);
+    for (let i = 31; i < queued; i++) send(1310, i);
+    for (let i = queued; i < queued + 10; i++) {
+      at((i * 1000) / 30 + 0.5);
+      send((i * 1000) / 30 + 0.5, i);
+    }
+    for (let k = 1; k < sends.length; k++) assert.ok(sends[k].ts - sends[k - 1].ts >= MS, `picture ${k}: ${sends[k].ts} not 1 ms after ${sends[k - 1].ts}`);
+    // A live picture's time is its arrival (time / 90 = ms here): each sent one within 10 ms of that.
+    for (const s of sends) {
+      const ahead = s.ts / MS - s.ms;
+      assert.ok(ahead >= -1 && ahead <= 10, `sent at ${s.ms} ms stamped ${s.ts / MS} ms (its own ${s.own / MS})`);
+    }
+    assert.deepEqual(sends.slice(-10).map((s) => s.ts), sends.slice(-10).map((s) => s.own), 'live: their own times');
+    assert.equal(sent(out, pic(A, 105, 5 * FRAME)).ts, sends[5].ts, 'a repair: the stamp it was sent with');
+  });
+
+  test('with no cache to replay, the first picture is live and keeps its time', () => {
+    const { out, at } = joinAt30();
+    at(1034);
+    assert.equal(sent(out, pic(A, 131, 31 * FRAME)).ts, 31 * FRAME);
+    assert.equal(sent(out, pic(A, 132, 32 * FRAME)).ts, 32 * FRAME);
+  });
+
+  test("the live time runs on from the newest picture's, at most 1 s", () => {
+    assert.equal(liveTime({ lastTs: 9000, lastTsAt: 500 }, 600), 9000 + 100 * MS);
+    assert.equal(liveTime({ lastTs: 9000, lastTsAt: 500 }, 400), 9000, 'a clock read before the picture came');
+    assert.equal(liveTime({ lastTs: 9000, lastTsAt: 500 }, 60_000), 9000 + 1000 * MS);
+    assert.equal(liveTime({ lastTs: 0xffffffff - 10, lastTsAt: 0 }, 1), (0xffffffff - 10 + MS) >>> 0, 'wraps');
+    assert.equal(liveTime({ lastTsAt: -Infinity }, 0), undefined);
   });
 });
 

@@ -337,6 +337,7 @@ export class RelayCore {
       const ts = rtpTimestamp(buf);
       const keyframe = startsKeyframe(buf);
       if (keyframe && lane.index > 0) this.takeOverPaused(stream, lane, ts);
+      if (ts !== lane.lastTs) lane.lastTsAt = now;
       lane.lastTs = ts;
       // Viewers moving to this layer move at its keyframe, before it is fanned out.
       if (lane.joining.size > 0 && keyframe) this.moved(this.routing.moveAtKeyframe(lane, now));

@@ -10,12 +10,13 @@
  * - each sender report on the RTCP of the track it is about, the picture's under the SSRC the
  *   receiver knows (the layers share one clock);
  * - picture times that never step back: a joiner's catch-up stamped just before the live edge
- *   (catchUpStamps), and a move onto another layer's cached keyframe (RelayCore.moveViewer: its
- *   pictures are up to a GOP older than the last one sent) stamped CATCH_UP_STEP apart after the
- *   newest sent, until its own times pass that (a source further behind is a new sharer's clock,
- *   left as it comes). libwebrtc's frame buffer skips a picture older than
- *   the last it decoded (frame_buffer2.cc, FindNextFrame): a browser would not decode that cached
- *   keyframe, nor anything after it until the next one; a recorder would see time go back;
+ *   (catchUpStamps; a browser's as it is sent, sendingStamp), and a move onto another layer's
+ *   cached keyframe (RelayCore.moveViewer: its pictures are up to a GOP older than the last one
+ *   sent) stamped CATCH_UP_STEP apart after the newest sent, until its own times pass that (a
+ *   source further behind is a new sharer's clock, left as it comes). libwebrtc's frame buffer
+ *   skips a picture older than the last it decoded (frame_buffer2.cc, FindNextFrame): a browser
+ *   would not decode that cached keyframe, nor anything after it until the next one; a recorder
+ *   would see time go back;
  * - for a player whose parser holds a picture until the next begins (libavformat), the next
  *   picture's delimiter as soon as a picture ends (pictureEnd; the RTSP server asks for it).
  */
@@ -24,7 +25,7 @@ import { parseRed } from '../codecs/opus/red.ts';
 import { isRtp, parseRtp, rtpMarker, rtpPayloadType, rtpSequence, rtpSsrc, rtpTimestamp, serializeRtpToBuffer, setRtpSequence, setRtpSsrc, setRtpTimestamp } from '../rtp/packet.ts';
 import { seqDiff, tsAdd, tsDiff } from '../rtp/seq.ts';
 import { parseRtcp, serializeRtcp, type RtcpPacket, type SenderReport } from '../transport/rtcp.ts';
-import type { StreamState, ViewerState } from './routing.ts';
+import type { Lane, StreamState, ViewerState } from './routing.ts';
 
 /**
  * How far apart the catch-up pictures are stamped (see catchUpStamps), in RTP time: 1 ms, the
@@ -49,6 +50,13 @@ const RESTAMPED_MAX = 1800;
 const DELIMIT_AFTER = 30;
 /** pictureEnd: no delimiter after a gap between pictures longer than this (1 s): the next picture's time is anybody's guess. */
 const DELIMIT_MAX_INTERVAL = VIDEO_CLOCK_RATE;
+/**
+ * A browser's catch-up (sendingStamp): a picture whose own time is no more than this behind the
+ * live picture's as it is sent is live (3 ms: the clock read a tick after the picture came).
+ */
+const LIVE_SLACK = 3 * CATCH_UP_STEP;
+/** liveTime: how long the live picture's time runs on from the newest picture's without a newer one (1 s). */
+const LIVE_RUN_ON_MS = 1000;
 /** Delimiters remembered, so a late packet of a picture before one keeps the number it had (2 s at 30 fps). */
 const DELIMITED_KEPT = 64;
 
@@ -69,6 +77,8 @@ export class OutgoingStream {
   private videoEdge?: number;
   private audioEdge?: number;
   private catchUp?: Map<number, number>;
+  /** A browser's: the live picture's RTP time now (liveTime); its catch-up is stamped as it is sent (sendingStamp). */
+  private liveNow?: () => number | undefined;
   /** The newest picture time sent (as the receiver got it), and the newest sequence number of the current source. */
   private newestStamp?: number;
   private newestSourceSeq?: number;
@@ -100,14 +110,16 @@ export class OutgoingStream {
 
   /**
    * For a player that joined `stream` just now as `viewer` (RelayCore.attach): the SSRCs the relay
-   * sends it, and the live edge its catch-up is brought up to.
+   * sends it, and the live edge its catch-up is brought up to. `liveNow`, for a browser: its
+   * catch-up is stamped as it is sent (sendingStamp), not before the edge (catchUpStamps).
    */
-  static joining(stream: StreamState | undefined, viewer: ViewerState | undefined): OutgoingStream {
+  static joining(stream: StreamState | undefined, viewer: ViewerState | undefined, liveNow?: () => number | undefined): OutgoingStream {
     const o = new OutgoingStream(viewer?.lane.ssrc ?? stream?.ssrc, stream?.sound.ssrc);
     const lane = viewer?.lane ?? stream;
     o.videoEdge = lane?.lastTs;
     const cached = lane?.keyframes.frame ?? [];
-    o.catchUp = catchUpStamps(cached, o.videoEdge);
+    o.liveNow = liveNow;
+    o.catchUp = liveNow ? new Map() : catchUpStamps(cached, o.videoEdge);
     const sound = cached.filter((p) => isRtp(p) && isAudioPayloadType(rtpPayloadType(p)));
     o.audioEdge = sound.length ? rtpTimestamp(sound.at(-1)!) : undefined;
     return o;
@@ -135,7 +147,7 @@ export class OutgoingStream {
     // A time stamped before is looked up for a repair, or while its catch-up or replay goes on
     // (its other packets): a new picture of the same time 13 h later (the clock wraps) is not it.
     let stamp = !fresh || this.videoEdge !== undefined ? this.catchUp?.get(ts) : undefined;
-    if (stamp === undefined && this.videoEdge !== undefined) stamp = this.caughtUpStamp(ts);
+    if (stamp === undefined && this.videoEdge !== undefined) stamp = this.liveNow ? this.sendingStamp(ts) : this.caughtUpStamp(ts);
     if (stamp === undefined && (!fresh || this.replayAfter !== undefined)) stamp = this.restamped.get(ts);
     if (stamp === undefined && fresh && this.replayAfter !== undefined) {
       const behind = tsDiff(ts, this.replayAfter);
@@ -181,6 +193,33 @@ export class OutgoingStream {
       return undefined;
     }
     return tsAdd(this.videoEdge!, -Math.ceil(behind / CATCH_UP_COMPRESS));
+  }
+
+  /**
+   * A picture sent to a browser while it is caught up (the cached keyframe, the pictures after it
+   * and the live ones queued behind them): stamped with the live picture's time as it is sent
+   * (liveNow), at least CATCH_UP_STEP after the last stamp, so its time and its arrival agree as
+   * a live picture's do. libwebrtc times a picture's playout from its RTP time and the arrivals of
+   * the pictures before it; stamped 1 ms apart before the edge (catchUpStamps) but paced out over
+   * 350 ms, a catch-up's pictures arrived up to 306 ms late for their times and the live ones after
+   * it 233 ms early, and Chromium then sent every picture to its decoder at once (0 ms in its
+   * jitter buffer against a target of 13-88 ms): its lip sync, which delays the picture to meet the
+   * sound, had no effect and the sound stayed 80-140 ms after its picture. A picture that reaches
+   * the live time (within LIVE_SLACK) after the last stamp ends the catch-up: from it on, times
+   * pass as they come. Undefined: that picture's own time.
+   */
+  private sendingStamp(ts: number): number | undefined {
+    const after = this.newestStamp;
+    let stamp = this.liveNow!() ?? ts;
+    if (after !== undefined && tsDiff(after, stamp) < CATCH_UP_STEP) stamp = tsAdd(after, CATCH_UP_STEP);
+    const live = tsDiff(stamp, ts) >= -LIVE_SLACK && (after === undefined || tsDiff(after, ts) >= CATCH_UP_STEP);
+    // Bounded: a catch-up longer than RESTAMPED_MAX pictures is a sharer whose clock stopped.
+    if (live || this.catchUp!.size >= RESTAMPED_MAX) {
+      this.videoEdge = undefined;
+      return undefined;
+    }
+    this.catchUp!.set(ts, stamp);
+    return stamp;
   }
 
   /**
@@ -334,6 +373,16 @@ export function primaryOpus(data: Buffer): Buffer | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The RTP time of `lane`'s live picture at `now` (the relay's clock): its newest picture's, plus
+ * the time since that picture's first packet came, for at most LIVE_RUN_ON_MS.
+ */
+export function liveTime(lane: Pick<Lane, 'lastTs' | 'lastTsAt'>, now: number): number | undefined {
+  if (lane.lastTs === undefined) return undefined;
+  const sinceMs = Math.min(Math.max(now - lane.lastTsAt, 0), LIVE_RUN_ON_MS);
+  return tsAdd(lane.lastTs, Math.round(sinceMs * (VIDEO_CLOCK_RATE / 1000)));
 }
 
 /**

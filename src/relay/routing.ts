@@ -106,6 +106,8 @@ export interface Lane {
   lastMediaAt: number;
   /** The RTP timestamp (capture instant) of its latest media packet; undefined before any. */
   lastTs?: number;
+  /** When the first packet of that picture came (the relay's clock). */
+  lastTsAt: number;
   rateBytes: number;
   rateSince: number;
   /** Viewers moving to it at its next keyframe. */
@@ -420,6 +422,7 @@ function newLane(index: number, ssrc: number): Lane {
     keyframes: new KeyframeCache(),
     kbps: 0,
     lastMediaAt: -Infinity,
+    lastTsAt: -Infinity,
     rateBytes: 0,
     rateSince: 0,
     joining: new Set(),

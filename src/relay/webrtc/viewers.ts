@@ -40,7 +40,7 @@ import { isRtcp, parseRtcp, serializeRtcp, type RtcpPacket } from '../../transpo
 import { ControlType, parseControl } from '../../transport/control.ts';
 import type { Endpoint } from '../../util/net.ts';
 import type { RelayCore } from '../core.ts';
-import { OutgoingStream } from '../outgoing.ts';
+import { OutgoingStream, liveTime } from '../outgoing.ts';
 import { cachedPicture } from '../picture.ts';
 import type { DeliverySink, Output } from '../sink.ts';
 import { streamEncrypted } from '../rtsp/sdp.ts';
@@ -318,7 +318,13 @@ export class BrowserViewers {
       return;
     }
     const s = this.opts.core.streams.get(b.stream);
-    b.out = OutgoingStream.joining(s, s?.viewers.get(sink.id));
+    // The live picture's time as each catch-up picture goes (OutgoingStream.sendingStamp), of the
+    // layer the browser is on then.
+    const live = () => {
+      const v = this.opts.core.streams.get(b.stream)?.viewers.get(sink.id);
+      return v && liveTime(v.lane, this.now());
+    };
+    b.out = OutgoingStream.joining(s, s?.viewers.get(sink.id), live);
     this.counters.joined++;
     this.opts.pump();
   }
