@@ -354,6 +354,21 @@ describe('relay --http serves browsers over WebRTC (WHEP)', { skip: skipUnless('
       t.diagnostic(`late joiner: first picture ${firstMs} ms after its page opened (${JSON.stringify(await late.evaluate('steps'))}); sharer keyframes ${keyframesBefore} -> ${keyframesAfter} (its encoder's own: x264's scene cuts)`);
       assert.equal(requestsAfter, requestsBefore, 'the join asked the sharer for a keyframe');
       assert.ok(firstMs < 1000, `first picture ${firstMs} ms after the page opened`);
+      // After its catch-up, its pictures wait in Chromium's jitter buffer for their playout time
+      // and no longer: the page asks 80 ms with sound, and lip sync needs it kept. With the
+      // catch-up stamped 1 ms apart before the live edge, they waited 2487 ms here (this 20 s GOP;
+      // one run), and 0 ms with a 2 s GOP: Chromium's timing fits picture times to arrivals.
+      const held = () => late.evaluate<{ ms: number; n: number; target: number | null }>(`(async () => { let o = { ms: 0, n: 0, target: null }; (await pc.getStats()).forEach((s) => {
+          if (s.type === 'inbound-rtp' && s.kind === 'video') o = { ms: 1000 * s.jitterBufferDelay, n: s.jitterBufferEmittedCount, target: null }; });
+        o.target = pc.getReceivers().find((r) => r.track.kind === 'video').jitterBufferTarget; return o; })()`);
+      await sleep(2000); // its catch-up of up to 20 s of GOP done
+      const h0 = await held();
+      await sleep(2000);
+      const h1 = await held();
+      const heldMs = (h1.ms - h0.ms) / Math.max(1, h1.n - h0.n);
+      t.diagnostic(`late joiner: pictures held ${heldMs.toFixed(1)} ms in the jitter buffer (${h1.n - h0.n} in 2 s), the page's picture target ${h1.target} ms`);
+      assert.equal(h1.target, 80, 'the page with sound starts the picture at the delay the sound starts at');
+      assert.ok(heldMs >= 20 && heldMs <= 200, `pictures held ${heldMs.toFixed(1)} ms`);
 
       // Two browsers watch; closing a tab frees its viewer at the relay.
       const viewers = async () => (await json(`${base}/streams.json`)).body.streams[0].viewers as number;
