@@ -15,7 +15,7 @@
  * page as JSON and the page's text only through textContent.
  */
 
-/** The watch page's picture delay for a stream with sound, to start near the sound's (see the page's ontrack). */
+/** The watch page's picture delay once sound comes, to start near the sound's (see the page's holdForSound). */
 const SYNC_START_MS = 80;
 
 /** JSON inside a <script>: no "</script>" or "<!--" can end it early. */
@@ -92,7 +92,7 @@ const video = document.getElementById('video');
 const note = document.getElementById('note');
 const statsBox = document.getElementById('stats');
 let pc, resource, retryMs = 1000, retryTimer, last;
-/** The picture's jitter-buffer target when the stream has sound (see ontrack). */
+/** The picture's jitter-buffer target when the stream has sound (holdForSound). */
 const SYNC_START_MS = ${SYNC_START_MS};
 /** When the first picture showed, in ms since the page opened (performance.now()), and the steps before it; for a person and for tests. */
 let firstPictureMs;
@@ -113,16 +113,11 @@ async function start() {
     // The sound: the least delay the browser allows, no target for its jitter buffer. The picture
     // keeps its default timing (a playout delay of 0 has Chromium show each picture at once, and
     // its lip sync, which can then only hold the sound back, put it 19-221 ms after its picture,
-    // bench lipsync, one run), but with sound it starts at SYNC_START_MS: the sound's jitter buffer
-    // held it 80-150 ms in the first seconds, and Chromium's lip sync closes such a gap by adding
-    // picture delay ~20 ms every two seconds (libwebrtc's stream_synchronization.cc: a 4-report
-    // filter, no move under 30 ms, half the gap a move), so the first 10 s of sound came up to
-    // 148 ms after its picture. From there lip sync moves both as it would.
+    // bench lipsync, one run) until sound comes (holdForSound).
     if (e.track.kind === 'audio') {
       if ('jitterBufferTarget' in e.receiver) e.receiver.jitterBufferTarget = 0;
       e.receiver.playoutDelayHint = 0;
-      const picture = conn.getReceivers().find((r) => r.track.kind === 'video');
-      if (picture && 'jitterBufferTarget' in picture) picture.jitterBufferTarget = SYNC_START_MS;
+      holdForSound(conn, e.receiver);
     }
     media.addTrack(e.track);
     video.srcObject = media;
@@ -147,6 +142,25 @@ async function start() {
   } catch (e) {
     if (conn === pc) again(e.message);
   }
+}
+
+/**
+ * Once the sound's first packet comes (the answer has a sound track for a stream without sound
+ * too), the picture's jitter-buffer target goes to SYNC_START_MS. The sound's jitter buffer held it
+ * 80-150 ms in the first seconds and the picture 10-20 ms, and Chromium's lip sync closes such a
+ * gap by adding picture delay ~20 ms every two seconds (libwebrtc's stream_synchronization.cc: a
+ * 4-report filter, no move under 30 ms, half the gap a move): the first 10 s of sound came up to
+ * 148 ms after its picture. From SYNC_START_MS lip sync moves both as it would. Without sound the
+ * picture keeps the least delay.
+ */
+function holdForSound(conn, sound) {
+  const picture = conn.getReceivers().find((r) => r.track.kind === 'video');
+  if (!picture || !('jitterBufferTarget' in picture)) return;
+  (function check() {
+    if (conn !== pc) return;
+    if (sound.getSynchronizationSources().length > 0) picture.jitterBufferTarget = SYNC_START_MS;
+    else setTimeout(check, 100);
+  })();
 }
 
 function leave(url) {
