@@ -126,6 +126,35 @@ describe("OutgoingStream: a browser's catch-up, stamped as it is sent", () => {
     assert.equal(sent(out, pic(A, 105, 5 * FRAME)).ts, sends[5].ts, 'a repair: the stamp it was sent with');
   });
 
+  test("a move onto another layer's cached keyframe: its pictures get the live time as they go, then their own", () => {
+    const { out, at, lane } = joinAt30();
+    at(1034);
+    for (let i = 31; i <= 40; i++) {
+      at((i * 1000) / 30);
+      sent(out, pic(A, 100 + i, i * FRAME));
+    }
+    // At picture 40 (1333 ms) the browser moves to layer B, whose keyframe is picture 35: its cache
+    // is paced out one picture each 10 ms while B's live pictures (the same times) come.
+    const sends: Array<{ ms: number; own: number; ts: number }> = [];
+    for (let k = 0; k <= 8; k++) {
+      const ms = 1340 + 10 * k;
+      at(ms);
+      const i = 35 + k;
+      sends.push({ ms, own: i * FRAME, ts: sent(out, pic(B, 700 + k, i * FRAME)).ts });
+    }
+    assert.ok(lane.lastTs! >= 42 * FRAME, 'the live picture moved on meanwhile');
+    for (let k = 1; k < sends.length; k++) assert.ok(sends[k].ts - sends[k - 1].ts >= MS, 'never back, 1 ms apart at least');
+    assert.ok(sends[0].ts >= 40 * FRAME + MS, 'after the newest sent');
+    for (const s of sends.slice(0, 6)) {
+      const ahead = s.ts / MS - s.ms;
+      assert.ok(ahead >= -1 && ahead <= 10, `sent at ${s.ms} ms stamped ${s.ts / MS} ms (its own ${s.own / MS})`);
+    }
+    const next = 44 * FRAME;
+    at((44 * 1000) / 30);
+    assert.equal(sent(out, pic(B, 709, next)).ts, next, "past the stamps given: B's own time");
+    assert.equal(sent(out, pic(B, 702, 37 * FRAME)).ts, sends[2].ts, 'a repair: the stamp it was sent with');
+  });
+
   test('with no cache to replay, the first picture is live and keeps its time', () => {
     const { out, at } = joinAt30();
     at(1034);

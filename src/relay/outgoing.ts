@@ -12,8 +12,9 @@
  * - picture times that never step back: a joiner's catch-up stamped just before the live edge
  *   (catchUpStamps; a browser's as it is sent, sendingStamp), and a move onto another layer's
  *   cached keyframe (RelayCore.moveViewer: its pictures are up to a GOP older than the last one
- *   sent) stamped CATCH_UP_STEP apart after the newest sent, until its own times pass that (a
- *   source further behind is a new sharer's clock, left as it comes). libwebrtc's frame buffer
+ *   sent) stamped CATCH_UP_STEP apart after the newest sent (a browser's as it is sent, if later),
+ *   until its own times pass that (a source further behind is a new sharer's clock, left as it
+ *   comes). libwebrtc's frame buffer
  *   skips a picture older than the last it decoded (frame_buffer2.cc, FindNextFrame): a browser
  *   would not decode that cached keyframe, nor anything after it until the next one; a recorder
  *   would see time go back;
@@ -153,8 +154,12 @@ export class OutgoingStream {
       const behind = tsDiff(ts, this.replayAfter);
       if (behind >= 0 && behind < REPLAY_MAX_TICKS && this.restamped.size < RESTAMPED_MAX) {
         // Not newer than a picture already sent: the new source's cache, or a picture of the
-        // same instant as the old source's last.
-        stamp = this.replayAfter = tsAdd(this.replayAfter, CATCH_UP_STEP);
+        // same instant as the old source's last. A browser's: the live time as it is sent, if
+        // that is later (the reason is sendingStamp's).
+        let next = tsAdd(this.replayAfter, CATCH_UP_STEP);
+        const live = this.liveNow?.();
+        if (live !== undefined && tsDiff(next, live) > 0 && tsDiff(next, live) < REPLAY_MAX_TICKS) next = live;
+        stamp = this.replayAfter = next;
         this.restamped.set(ts, stamp);
       } else {
         this.replayAfter = undefined; // its own times are past the stamps given (or another clock): as they come
