@@ -82,15 +82,15 @@ describe("OutgoingStream: a browser's catch-up, stamped as it is sent", () => {
   const MS = STEP;
   /** A sharer at 30 fps whose picture i (time i frames) reaches the relay at i / 30 s; a browser joins at picture 30. */
   function joinAt30() {
-    const lane = { lastTs: 30 * FRAME, lastTsAt: 1000 };
+    const lane = { liveTs: 30 * FRAME, liveTsAt: 1000 };
     let clock = 1000;
     let next = 31;
-    const stream = { ssrc: A, sound: {}, lastTs: lane.lastTs, keyframes: { frame: [] } } as unknown as StreamState;
+    const stream = { ssrc: A, sound: {}, lastTs: lane.liveTs, keyframes: { frame: [] } } as unknown as StreamState;
     const out = OutgoingStream.joining(stream, undefined, () => liveTime(lane, clock));
     /** The relay's clock to `ms`, with the pictures that came by then. */
     const at = (ms: number) => {
       clock = ms;
-      for (; (next * 1000) / 30 <= clock; next++) Object.assign(lane, { lastTs: next * FRAME, lastTsAt: (next * 1000) / 30 });
+      for (; (next * 1000) / 30 <= clock; next++) Object.assign(lane, { liveTs: next * FRAME, liveTsAt: (next * 1000) / 30 });
       return next;
     };
     return { out, at, lane };
@@ -142,7 +142,7 @@ describe("OutgoingStream: a browser's catch-up, stamped as it is sent", () => {
       const i = 35 + k;
       sends.push({ ms, own: i * FRAME, ts: sent(out, pic(B, 700 + k, i * FRAME)).ts });
     }
-    assert.ok(lane.lastTs! >= 42 * FRAME, 'the live picture moved on meanwhile');
+    assert.ok(lane.liveTs! >= 42 * FRAME, 'the live picture moved on meanwhile');
     for (let k = 1; k < sends.length; k++) assert.ok(sends[k].ts - sends[k - 1].ts >= MS, 'never back, 1 ms apart at least');
     assert.ok(sends[0].ts >= 40 * FRAME + MS, 'after the newest sent');
     for (const s of sends.slice(0, 6)) {
@@ -155,6 +155,33 @@ describe("OutgoingStream: a browser's catch-up, stamped as it is sent", () => {
     assert.equal(sent(out, pic(B, 702, 37 * FRAME)).ts, sends[2].ts, 'a repair: the stamp it was sent with');
   });
 
+  test('a late packet of a picture never sent keeps its own time and moves nothing', () => {
+    const { out, at } = joinAt30();
+    const stamps = [0, 1, 2].map((i) => {
+      at(1000 + 10 * i);
+      return sent(out, pic(A, 100 + i, i * FRAME)).ts;
+    });
+    at(1030);
+    assert.equal(sent(out, pic(A, 99, 7 * FRAME)).ts, 7 * FRAME, 'older than the newest sent: not stamped');
+    const next = sent(out, pic(A, 103, 3 * FRAME)).ts;
+    assert.ok(next - stamps[2] >= MS, `the next picture ${next} after ${stamps[2]}`);
+  });
+
+  test('a catch-up that never reaches the live time (past RESTAMPED_MAX pictures, a sharer clock 1% slow): times never go back', () => {
+    const lane = { liveTs: 0, liveTsAt: 0 };
+    let clock = 0;
+    const stream = { ssrc: A, sound: {}, lastTs: 0, keyframes: { frame: [] } } as unknown as StreamState;
+    const out = OutgoingStream.joining(stream, undefined, () => liveTime(lane, clock));
+    let last = -MS;
+    for (let i = 0; i < 2500; i++) {
+      clock = Math.round(i * 33.67); // 1% faster than the pictures' clock (33.33 ms each)
+      Object.assign(lane, { liveTs: 90_000 + clock * MS, liveTsAt: clock }); // a second ahead, and pulling away
+      const ts = sent(out, pic(A, i, i * FRAME)).ts;
+      assert.ok(ts - last >= MS, `picture ${i}: ${ts} after ${last}`);
+      last = ts;
+    }
+  });
+
   test('with no cache to replay, the first picture is live and keeps its time', () => {
     const { out, at } = joinAt30();
     at(1034);
@@ -163,11 +190,11 @@ describe("OutgoingStream: a browser's catch-up, stamped as it is sent", () => {
   });
 
   test("the live time runs on from the newest picture's, at most 1 s", () => {
-    assert.equal(liveTime({ lastTs: 9000, lastTsAt: 500 }, 600), 9000 + 100 * MS);
-    assert.equal(liveTime({ lastTs: 9000, lastTsAt: 500 }, 400), 9000, 'a clock read before the picture came');
-    assert.equal(liveTime({ lastTs: 9000, lastTsAt: 500 }, 60_000), 9000 + 1000 * MS);
-    assert.equal(liveTime({ lastTs: 0xffffffff - 10, lastTsAt: 0 }, 1), (0xffffffff - 10 + MS) >>> 0, 'wraps');
-    assert.equal(liveTime({ lastTsAt: -Infinity }, 0), undefined);
+    assert.equal(liveTime({ liveTs: 9000, liveTsAt: 500 }, 600), 9000 + 100 * MS);
+    assert.equal(liveTime({ liveTs: 9000, liveTsAt: 500 }, 400), 9000, 'a clock read before the picture came');
+    assert.equal(liveTime({ liveTs: 9000, liveTsAt: 500 }, 60_000), 9000 + 1000 * MS);
+    assert.equal(liveTime({ liveTs: 0xffffffff - 10, liveTsAt: 0 }, 1), (0xffffffff - 10 + MS) >>> 0, 'wraps');
+    assert.equal(liveTime({ liveTsAt: -Infinity }, 0), undefined);
   });
 });
 

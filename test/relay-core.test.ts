@@ -39,6 +39,21 @@ function setup() {
 }
 
 describe('relay core', () => {
+  test("a layer's live picture time: the newest picture's and when it came, not a late packet's of an older one", () => {
+    const relay = setup();
+    relay.onDatagram(media(10), sharer, 1000);
+    relay.onDatagram(media(11), sharer, 1033);
+    relay.onDatagram(media(9), sharer, 1040); // late, reordered on the way in
+    const s = relay.streams.get('main')!;
+    assert.deepEqual([s.liveTs, s.liveTsAt], [11 * 3000, 1033]);
+    relay.onDatagram(media(12), sharer, 1066);
+    assert.deepEqual([s.liveTs, s.liveTsAt], [12 * 3000, 1066]);
+    // A time over a second back is a new sharer's clock: taken.
+    const restart = serializeRtpToBuffer({ padding: 0, marker: true, payloadType: 96, sequenceNumber: 13, timestamp: 3_000_000_000, ssrc: 0x1234, csrc: [], payload: Buffer.from([0x65, 1]) });
+    relay.onDatagram(restart, sharer, 1100);
+    assert.deepEqual([s.liveTs, s.liveTsAt], [3_000_000_000, 1100]);
+  });
+
   test('names only viewers asked for are no streams: they take no publisher\'s place (issue 12)', () => {
     const relay = new RelayCore(0);
     for (let i = 0; i < MAX_STREAMS; i++) join(relay, { address: `10.1.0.${i}`, port: 5000 }, 0, `awaited-${i}`);

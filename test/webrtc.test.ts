@@ -12,6 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { narrowOffer } from '../src/relay/webrtc/offer.ts';
+import { SYNC_START_MS } from '../src/relay/http/pages.ts';
 import { h264WebrtcFormat } from '../src/codecs/h264/webrtc.ts';
 import { codec } from '../src/codecs/registry.ts';
 import { parseRtp } from '../src/rtp/packet.ts';
@@ -355,7 +356,7 @@ describe('relay --http serves browsers over WebRTC (WHEP)', { skip: skipUnless('
       assert.equal(requestsAfter, requestsBefore, 'the join asked the sharer for a keyframe');
       assert.ok(firstMs < 1000, `first picture ${firstMs} ms after the page opened`);
       // After its catch-up, its pictures wait in Chromium's jitter buffer for their playout time
-      // and no longer: the page asks 80 ms with sound, and lip sync needs it kept. With the
+      // and no longer: the page asks SYNC_START_MS with sound, and lip sync needs it kept. With the
       // catch-up stamped 1 ms apart before the live edge, they waited 2487 ms here (this 20 s GOP;
       // one run), and 0 ms with a 2 s GOP: Chromium's timing fits picture times to arrivals.
       const held = () => late.evaluate<{ ms: number; n: number; target: number | null }>(`(async () => { let o = { ms: 0, n: 0, target: null }; (await pc.getStats()).forEach((s) => {
@@ -367,7 +368,7 @@ describe('relay --http serves browsers over WebRTC (WHEP)', { skip: skipUnless('
       const h1 = await held();
       const heldMs = (h1.ms - h0.ms) / Math.max(1, h1.n - h0.n);
       t.diagnostic(`late joiner: pictures held ${heldMs.toFixed(1)} ms in the jitter buffer (${h1.n - h0.n} in 2 s), the page's picture target ${h1.target} ms`);
-      assert.equal(h1.target, 80, 'the page with sound starts the picture at the delay the sound starts at');
+      assert.equal(h1.target, SYNC_START_MS, 'the page with sound starts the picture at the delay the sound starts at');
       assert.ok(heldMs >= 20 && heldMs <= 200, `pictures held ${heldMs.toFixed(1)} ms`);
 
       // Two browsers watch; closing a tab frees its viewer at the relay.

@@ -337,8 +337,14 @@ export class RelayCore {
       const ts = rtpTimestamp(buf);
       const keyframe = startsKeyframe(buf);
       if (keyframe && lane.index > 0) this.takeOverPaused(stream, lane, ts);
-      if (ts !== lane.lastTs) lane.lastTsAt = now;
       lane.lastTs = ts;
+      // The newest picture's time and when its first packet came: not a late packet of an older
+      // one; a time over a second back is a new sharer's clock (OutgoingStream.liveTime).
+      const ahead = lane.liveTs === undefined ? 1 : tsDiff(lane.liveTs, ts);
+      if (ahead > 0 || ahead < -VIDEO_CLOCK_RATE) {
+        lane.liveTs = ts;
+        lane.liveTsAt = now;
+      }
       // Viewers moving to this layer move at its keyframe, before it is fanned out.
       if (lane.joining.size > 0 && keyframe) this.moved(this.routing.moveAtKeyframe(lane, now));
       lane.history.store(buf);

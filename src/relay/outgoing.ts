@@ -73,7 +73,8 @@ export class OutgoingStream {
   /**
    * While a joiner is caught up: the picture's RTP time at the join (the live edge), and the
    * sound's. Older pictures (the cached keyframe and what followed it) are stamped closer to the
-   * edge (catchUpStamps), older sound is left out; see nextPicture() and nextSound().
+   * edge (catchUpStamps), older sound is left out; see nextPicture() and nextSound(). For a
+   * browser (liveNow) videoEdge only says the catch-up goes on: its pictures are stamped as sent.
    */
   private videoEdge?: number;
   private audioEdge?: number;
@@ -148,7 +149,11 @@ export class OutgoingStream {
     // A time stamped before is looked up for a repair, or while its catch-up or replay goes on
     // (its other packets): a new picture of the same time 13 h later (the clock wraps) is not it.
     let stamp = !fresh || this.videoEdge !== undefined ? this.catchUp?.get(ts) : undefined;
-    if (stamp === undefined && this.videoEdge !== undefined) stamp = this.liveNow ? this.sendingStamp(ts) : this.caughtUpStamp(ts);
+    if (stamp === undefined && this.videoEdge !== undefined) {
+      // A browser's: only a new picture is stamped (a late packet of one never sent keeps its time).
+      if (!this.liveNow) stamp = this.caughtUpStamp(ts);
+      else if (fresh) stamp = this.sendingStamp(ts);
+    }
     if (stamp === undefined && (!fresh || this.replayAfter !== undefined)) stamp = this.restamped.get(ts);
     if (stamp === undefined && fresh && this.replayAfter !== undefined) {
       const behind = tsDiff(ts, this.replayAfter);
@@ -218,9 +223,15 @@ export class OutgoingStream {
     let stamp = this.liveNow!() ?? ts;
     if (after !== undefined && tsDiff(after, stamp) < CATCH_UP_STEP) stamp = tsAdd(after, CATCH_UP_STEP);
     const live = tsDiff(stamp, ts) >= -LIVE_SLACK && (after === undefined || tsDiff(after, ts) >= CATCH_UP_STEP);
-    // Bounded: a catch-up longer than RESTAMPED_MAX pictures is a sharer whose clock stopped.
-    if (live || this.catchUp!.size >= RESTAMPED_MAX) {
+    if (live) {
       this.videoEdge = undefined;
+      return undefined;
+    }
+    if (this.catchUp!.size >= RESTAMPED_MAX) {
+      // Bounded: pictures that never reach the live time (a sharer's clock slower than the
+      // relay's) go on as a replay does, 1 ms apart after the newest, never back.
+      this.videoEdge = undefined;
+      this.replayAfter = after;
       return undefined;
     }
     this.catchUp!.set(ts, stamp);
@@ -384,10 +395,10 @@ export function primaryOpus(data: Buffer): Buffer | undefined {
  * The RTP time of `lane`'s live picture at `now` (the relay's clock): its newest picture's, plus
  * the time since that picture's first packet came, for at most LIVE_RUN_ON_MS.
  */
-export function liveTime(lane: Pick<Lane, 'lastTs' | 'lastTsAt'>, now: number): number | undefined {
-  if (lane.lastTs === undefined) return undefined;
-  const sinceMs = Math.min(Math.max(now - lane.lastTsAt, 0), LIVE_RUN_ON_MS);
-  return tsAdd(lane.lastTs, Math.round(sinceMs * (VIDEO_CLOCK_RATE / 1000)));
+export function liveTime(lane: Pick<Lane, 'liveTs' | 'liveTsAt'>, now: number): number | undefined {
+  if (lane.liveTs === undefined) return undefined;
+  const sinceMs = Math.min(Math.max(now - lane.liveTsAt, 0), LIVE_RUN_ON_MS);
+  return tsAdd(lane.liveTs, Math.round(sinceMs * (VIDEO_CLOCK_RATE / 1000)));
 }
 
 /**

@@ -106,8 +106,9 @@ export interface Lane {
   lastMediaAt: number;
   /** The RTP timestamp (capture instant) of its latest media packet; undefined before any. */
   lastTs?: number;
-  /** When the first packet of that picture came (the relay's clock). */
-  lastTsAt: number;
+  /** The RTP timestamp of its newest picture (a late packet of an older one leaves it), and when that picture's first packet came (the relay's clock). */
+  liveTs?: number;
+  liveTsAt: number;
   rateBytes: number;
   rateSince: number;
   /** Viewers moving to it at its next keyframe. */
@@ -422,7 +423,7 @@ function newLane(index: number, ssrc: number): Lane {
     keyframes: new KeyframeCache(),
     kbps: 0,
     lastMediaAt: -Infinity,
-    lastTsAt: -Infinity,
+    liveTsAt: -Infinity,
     rateBytes: 0,
     rateSince: 0,
     joining: new Set(),

@@ -16,7 +16,7 @@
  */
 
 /** The watch page's picture delay once sound comes, to start near the sound's (see the page's holdForSound). */
-const SYNC_START_MS = 80;
+export const SYNC_START_MS = 80;
 
 /** JSON inside a <script>: no "</script>" or "<!--" can end it early. */
 function scriptJson(value: unknown): string {
@@ -156,11 +156,10 @@ async function start() {
 function holdForSound(conn, sound) {
   const picture = conn.getReceivers().find((r) => r.track.kind === 'video');
   if (!picture || !('jitterBufferTarget' in picture)) return;
-  (function check() {
-    if (conn !== pc) return;
-    if (sound.getSynchronizationSources().length > 0) picture.jitterBufferTarget = SYNC_START_MS;
-    else setTimeout(check, 100);
-  })();
+  const hold = () => { if (conn === pc) picture.jitterBufferTarget = SYNC_START_MS; };
+  // A remote track is muted until its first packet comes (webrtc-pc, "unmute").
+  if (!sound.track.muted) hold();
+  else sound.track.addEventListener('unmute', hold, { once: true });
 }
 
 function leave(url) {
