@@ -14,10 +14,9 @@
  *   cached keyframe (RelayCore.moveViewer: its pictures are up to a GOP older than the last one
  *   sent) stamped CATCH_UP_STEP apart after the newest sent (a browser's as it is sent, if later),
  *   until its own times pass that (a source further behind is a new sharer's clock, left as it
- *   comes). libwebrtc's frame buffer
- *   skips a picture older than the last it decoded (frame_buffer2.cc, FindNextFrame): a browser
- *   would not decode that cached keyframe, nor anything after it until the next one; a recorder
- *   would see time go back;
+ *   comes). libwebrtc's frame buffer skips a picture older than the last it decoded
+ *   (frame_buffer2.cc, FindNextFrame): a browser would not decode that cached keyframe, nor
+ *   anything after it until the next one; a recorder would see time go back;
  * - for a player whose parser holds a picture until the next begins (libavformat), the next
  *   picture's delimiter as soon as a picture ends (pictureEnd; the RTSP server asks for it).
  */

@@ -7,10 +7,10 @@
  * The watch page asks the browser for the least delay it allows for the sound (jitterBufferTarget
  * 0, Chromium's playoutDelayHint 0) and lets it hold picture and sound in sync (the two tracks are
  * one stream in the relay's answer), the picture from SYNC_START_MS once sound comes; without
- * sound, the picture at the least delay too. It shows its own statistics as text (from getStats), starts
- * again by itself when the connection or the stream goes, and leaves (DELETE of its WHEP resource)
- * when the tab closes. Keys: f full screen, m sound on/off, s statistics, r reconnect. A
- * --watch-key given as ?token= in the page's address goes with every request.
+ * sound, the picture at the least delay too. It shows its own statistics as text (from
+ * getStats), starts again by itself when the connection or the stream goes, and leaves (DELETE of
+ * its WHEP resource) when the tab closes. Keys: f full screen, m sound on/off, s statistics, r
+ * reconnect. A --watch-key given as ?token= in the page's address goes with every request.
  *
  * Plain HTML and script, no build step and nothing from elsewhere; names of streams reach the
  * page as JSON and the page's text only through textContent.
