@@ -219,8 +219,7 @@ export class OutgoingStream {
    */
   private sendingStamp(ts: number): number | undefined {
     const after = this.newestStamp;
-    let stamp = this.liveNow!() ?? ts;
-    if (after !== undefined && tsDiff(after, stamp) < CATCH_UP_STEP) stamp = tsAdd(after, CATCH_UP_STEP);
+    const stamp = stepAfter(after, this.liveNow!() ?? ts);
     const live = tsDiff(stamp, ts) >= -LIVE_SLACK && (after === undefined || tsDiff(after, ts) >= CATCH_UP_STEP);
     if (live) {
       this.videoEdge = undefined;
@@ -269,9 +268,7 @@ export class OutgoingStream {
     d.intervals.push(interval);
     if (d.intervals.length > DELIMIT_AFTER) d.intervals.shift();
     if (d.intervals.length < DELIMIT_AFTER) return undefined;
-    let stamp = tsAdd(ts, Math.min(...d.intervals));
-    if (d.stamp !== undefined && tsDiff(d.stamp, stamp) < CATCH_UP_STEP) stamp = tsAdd(d.stamp, CATCH_UP_STEP);
-    d.stamp = stamp;
+    const stamp = (d.stamp = stepAfter(d.stamp, tsAdd(ts, Math.min(...d.intervals))));
     // The next picture begins at this time for the player: a replay after a move starts after it.
     if (this.newestStamp === undefined || tsDiff(this.newestStamp, stamp) > 0) this.newestStamp = stamp;
     const seq = (o.last + 1) & 0xffff;
@@ -388,6 +385,11 @@ export function primaryOpus(data: Buffer): Buffer | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** `stamp`, or CATCH_UP_STEP after `prev` when it is not that far after it: times a player keeps in order. */
+function stepAfter(prev: number | undefined, stamp: number): number {
+  return prev !== undefined && tsDiff(prev, stamp) < CATCH_UP_STEP ? tsAdd(prev, CATCH_UP_STEP) : stamp;
 }
 
 /**
