@@ -118,6 +118,9 @@ describe('PlayerWatchdog: is the player keeping up?', () => {
     assert.deepEqual(parseStatusLine('   0.26 A-V:    nan fd=  25 aq=    0KB vq=    0KB sq=    0B f=23/23'), { clockSec: 0.26, dropped: 25, avSec: NaN });
     assert.deepEqual(parseStatusLine('   1.05 A-V: -0.966 fd=  25 aq=    2KB vq=    0KB sq=    0B f=23/23'), { clockSec: 1.05, dropped: 25, avSec: -0.966 });
     assert.equal(parseStatusLine('[h264 @ 0x55] error while decoding MB 3 4'), undefined);
+    // A demuxer's warning begun on another thread, its context written just before the status line.
+    assert.deepEqual(parseStatusLine('[matroska,webm @ 0x7f78a8000c80]     nan    :  0.000 fd=   0 aq=    0KB vq=    0KB sq=    0B f=0/0   '), { clockSec: NaN, dropped: 0, avSec: NaN });
+    assert.deepEqual(parseStatusLine('[matroska,webm @ 0x7f78a8000c80]    2.04 A-V:  0.010 fd=   1 aq=    3KB vq=    0KB sq=    0B f=0/0'), { clockSec: 2.04, dropped: 1, avSec: 0.01 });
   });
 
   test('starting until it speaks; live while lines come; stalled when they stop; lagging after a pause', () => {

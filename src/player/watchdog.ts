@@ -21,13 +21,21 @@ export type PlayerHealth = 'starting' | 'live' | 'stalled' | 'lagging';
  */
 const STATUS_LINE = /^\s*(nan|-?\d+(?:\.\d+)?)\s+([AM])-V:\s*(nan|-?\d+(?:\.\d+)?).*\bfd=\s*(\d+)/;
 const STATUS_LINE_NO_CLOCK = /^\s*nan\s+:/;
+/**
+ * The context an FFmpeg log line starts with (`[matroska,webm @ 0x7f78a8000c80] `). av_log writes
+ * it and the message in separate writes, and ffplay prints its status line with a bare fprintf
+ * from another thread, so a status line can land between the two (seen in CI: a demuxer's warning
+ * split around one). What follows such a context is read as a line of its own.
+ */
+const LOG_CONTEXT = /^(?:\[[^\]]* @ 0x[0-9a-f]+\] ?)+/;
 
 /**
  * The master clock (seconds, NaN before the first picture), frames dropped, and the sound's clock
  * minus the picture's (A-V, seconds; NaN without sound or before it plays), or undefined for any
  * other line.
  */
-export function parseStatusLine(line: string): { clockSec: number; dropped: number; avSec: number } | undefined {
+export function parseStatusLine(raw: string): { clockSec: number; dropped: number; avSec: number } | undefined {
+  const line = raw.replace(LOG_CONTEXT, '');
   const m = STATUS_LINE.exec(line);
   if (m) return { clockSec: m[1] === 'nan' ? NaN : Number(m[1]), dropped: Number(m[4]), avSec: m[2] === 'A' && m[3] !== 'nan' ? Number(m[3]) : NaN };
   if (STATUS_LINE_NO_CLOCK.test(line)) return { clockSec: NaN, dropped: 0, avSec: NaN };
