@@ -109,10 +109,11 @@ describe('sound in the player window and on stdout', { skip }, () => {
     const ear = new Heard();
     ear.attach(rec.child.stdout!, () => performance.now());
     const { probe, frames } = film();
+    let watch: Running | undefined;
     try {
       await sleep(500);
       const watchStart = performance.now();
-      const watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard'], { DISPLAY: display, ...env});
+      watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard'], { DISPLAY: display, ...env});
       await waitFor(() => frames.list.some((f) => f.at > watchStart && f.level > 20), 15_000, 'the first picture in the window');
       const firstPicture = frames.list.find((f) => f.at > watchStart && f.level > 20)!.at - watchStart;
       await sleep(SETTLE_MS + 5000);
@@ -128,8 +129,8 @@ describe('sound in the player window and on stdout', { skip }, () => {
       watch.child.kill('SIGTERM');
       assert.equal((await exited(watch, 5000)).code, 0, watch.stderrText());
     } finally {
-      for (const r of [probe, rec, share, server]) r.child.kill('SIGTERM');
-      for (const r of [probe, rec, share, server]) await exited(r, 5000).catch(() => undefined);
+      for (const r of [watch, probe, rec, share, server]) r?.child.kill('SIGTERM');
+      for (const r of [watch, probe, rec, share, server]) if (r) await exited(r, 5000).catch(() => undefined);
     }
   });
 
@@ -159,8 +160,9 @@ describe('sound in the player window and on stdout', { skip }, () => {
     const ear = new Heard();
     ear.attach(rec.child.stdout!, () => performance.now());
     const { probe, frames } = film();
+    let watch: Running | undefined;
     try {
-      const watch = udpcast(['watch', `127.0.0.1:${(proxy.address() as AddressInfo).port}`, '--no-dashboard'], { DISPLAY: display, ...env });
+      watch = udpcast(['watch', `127.0.0.1:${(proxy.address() as AddressInfo).port}`, '--no-dashboard'], { DISPLAY: display, ...env });
       await sleep(SETTLE_MS + 1000);
       const from = performance.now();
       freeze = { from, to: from + FREEZE_MS };
@@ -178,8 +180,8 @@ describe('sound in the player window and on stdout', { skip }, () => {
     } finally {
       proxy.close();
       upstream.close();
-      for (const r of [probe, rec, share, server]) r.child.kill('SIGTERM');
-      for (const r of [probe, rec, share, server]) await exited(r, 5000).catch(() => undefined);
+      for (const r of [watch, probe, rec, share, server]) r?.child.kill('SIGTERM');
+      for (const r of [watch, probe, rec, share, server]) if (r) await exited(r, 5000).catch(() => undefined);
     }
   });
 
@@ -187,9 +189,10 @@ describe('sound in the player window and on stdout', { skip }, () => {
     const file = join(dir, 'played.raw');
     const { share, port } = await sharer();
     const { probe, frames } = film();
+    let watch: Running | undefined;
     try {
       const watchStart = performance.now();
-      const watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard'], { DISPLAY: display, SDL_AUDIODRIVER: 'disk', SDL_DISKAUDIOFILE: file });
+      watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard'], { DISPLAY: display, SDL_AUDIODRIVER: 'disk', SDL_DISKAUDIOFILE: file });
       // 6 s: ffplay's start takes 1-2 s of them, and 5 s left 3 beeps most runs, 2 in one (CI).
       await sleep(6000);
       watch.child.kill('SIGTERM');
@@ -208,8 +211,8 @@ describe('sound in the player window and on stdout', { skip }, () => {
       for (const g of gaps) assert.ok(g >= 900 - 3 * AUDIO_FILL_LAG_MS && g <= 1020, `beeps ${gaps.join(', ')} ms apart`);
       assert.ok(flashesSeen(frames, watchStart).length >= 3, 'the picture plays');
     } finally {
-      for (const r of [probe, share]) r.child.kill('SIGTERM');
-      for (const r of [probe, share]) await exited(r, 5000).catch(() => undefined);
+      for (const r of [watch, probe, share]) r?.child.kill('SIGTERM');
+      for (const r of [watch, probe, share]) if (r) await exited(r, 5000).catch(() => undefined);
     }
   });
 
@@ -229,9 +232,10 @@ describe('sound in the player window and on stdout', { skip }, () => {
     test(`${d.how}: the picture plays, from one player`, async () => {
       const { share, port } = await sharer();
       const { probe, frames } = film();
+      let watch: Running | undefined;
       try {
         const watchStart = performance.now();
-        const watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard', ...d.args], { DISPLAY: display, ...d.env });
+        watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard', ...d.args], { DISPLAY: display, ...d.env });
         await waitFor(() => flashesSeen(frames, watchStart).length >= 2, 10_000, `two flashes in the window:\n${watch.stderrText()}`);
         const err = watch.stderrText();
         assert.equal(ffplayPids(watch).length, 1, err);
@@ -240,8 +244,8 @@ describe('sound in the player window and on stdout', { skip }, () => {
         watch.child.kill('SIGTERM');
         assert.equal((await exited(watch, 5000)).code, 0, err);
       } finally {
-        for (const r of [probe, share]) r.child.kill('SIGTERM');
-        for (const r of [probe, share]) await exited(r, 5000).catch(() => undefined);
+        for (const r of [watch, probe, share]) r?.child.kill('SIGTERM');
+        for (const r of [watch, probe, share]) if (r) await exited(r, 5000).catch(() => undefined);
       }
     });
   }
@@ -250,11 +254,12 @@ describe('sound in the player window and on stdout', { skip }, () => {
     const { share, port } = await sharer();
     const { probe, frames } = film();
     const times: Record<string, number[]> = { sound: [], 'no-audio': [] };
+    let watch: Running | undefined;
     try {
       for (let i = 0; i < 5; i++) {
         for (const mode of ['sound', 'no-audio'] as const) {
           const watchStart = performance.now();
-          const watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard', ...(mode === 'no-audio' ? ['--no-audio'] : [])], { DISPLAY: display, SDL_AUDIODRIVER: 'dummy' });
+          watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard', ...(mode === 'no-audio' ? ['--no-audio'] : [])], { DISPLAY: display, SDL_AUDIODRIVER: 'dummy' });
           const first = () => frames.list.find((f) => f.at > watchStart && f.level > 20);
           await waitFor(() => first() !== undefined, 10_000, 'the first picture');
           times[mode].push(Math.round(first()!.at - watchStart));
@@ -274,15 +279,16 @@ describe('sound in the player window and on stdout', { skip }, () => {
       const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
       assert.ok(median(times.sound) <= median(times['no-audio']) + 200, JSON.stringify(times));
     } finally {
-      for (const r of [probe, share]) r.child.kill('SIGTERM');
-      for (const r of [probe, share]) await exited(r, 5000).catch(() => undefined);
+      for (const r of [watch, probe, share]) r?.child.kill('SIGTERM');
+      for (const r of [watch, probe, share]) if (r) await exited(r, 5000).catch(() => undefined);
     }
   });
 
   test('--output -: live Matroska with both tracks, each beep on its flash', async () => {
     const { share, port } = await sharer();
+    let watch: Running | undefined;
     try {
-      const watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', '6', '--output', '-']);
+      watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', '6', '--output', '-']);
       assert.equal((await exited(watch, 20_000)).code, 0, watch.stderrText());
       const file = join(dir, 'stdout.mkv');
       writeFileSync(file, Buffer.concat(watch.stdout));
@@ -308,8 +314,8 @@ describe('sound in the player window and on stdout', { skip }, () => {
       const off = soundMinusPicture(judged.map((t) => t * 1000), onsets.map((t) => t * 1000));
       for (const o of off) assert.ok(o >= -SOUND_EARLY_MAX_MS && o <= SOUND_LATE_MAX_MS, `beeps ${off.join(', ')} ms after their flashes`);
     } finally {
-      share.child.kill('SIGTERM');
-      await exited(share, 5000).catch(() => undefined);
+      for (const r of [watch, share]) r?.child.kill('SIGTERM');
+      for (const r of [watch, share]) if (r) await exited(r, 5000).catch(() => undefined);
     }
   });
 });
