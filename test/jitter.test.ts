@@ -26,6 +26,18 @@ describe('jitter buffer', () => {
     assert.deepEqual(seqs(jb.push(pkt(3), 30)), []);
     assert.deepEqual(seqs(jb.push(pkt(2), 31)), [2, 3, 4]);
     assert.equal(jb.counters.recoveredAfterNack, 2);
+    assert.deepEqual([jb.counters.repairWaits, jb.counters.repairWaitMs], [2, 29 + 30], 'each repair\'s wait from the gap\'s discovery');
+  });
+
+  test('a repair that comes after its gap was given up still says how long repairs take; a late original never asked for does not', () => {
+    const jb = new JitterBuffer({ latencyMs: 50, retryMs: 20 });
+    jb.push(pkt(1), 0);
+    jb.push(pkt(3), 10); // 2 missing from 10, asked for at once
+    jb.poll(60); // given up
+    jb.push(pkt(2), 95);
+    assert.deepEqual([jb.counters.late, jb.counters.repairWaits, jb.counters.repairWaitMs], [1, 1, 85]);
+    jb.push(pkt(2), 96);
+    assert.equal(jb.counters.repairWaits, 1, 'a second copy is no second sample');
   });
 
   test('a gap that outlives the budget is given up and the stream moves on', () => {

@@ -7,11 +7,21 @@ import assert from 'node:assert/strict';
 import { LatencyBudget } from '../src/player/budget.ts';
 import { LATENCY_BUDGET_INITIAL_MS, LATENCY_BUDGET_MAX_MS, LATENCY_BUDGET_MIN_MS } from '../src/defaults.ts';
 
-/** Feeds one keepalive interval of `n` packets with `lossPct` % lost; returns the running counts. */
-function interval(b: LatencyBudget, counts: { arrived: number; missed: number }, n: number, lossPct: number) {
+type Counts = { arrived: number; missed: number; repairWaitMs: number; repairWaits: number };
+const zero = (): Counts => ({ arrived: 0, missed: 0, repairWaitMs: 0, repairWaits: 0 });
+
+/**
+ * Feeds one keepalive interval of `n` packets with `lossPct` % lost, each repaired `repairMs` after
+ * it was found missing when given; returns the running counts.
+ */
+function interval(b: LatencyBudget, counts: Counts, n: number, lossPct: number, repairMs?: number) {
   const missed = Math.round((n * lossPct) / 100);
   counts.arrived += n - missed;
   counts.missed += missed;
+  if (repairMs !== undefined) {
+    counts.repairWaits += missed;
+    counts.repairWaitMs += missed * repairMs;
+  }
   b.sampleLoss(counts);
   return counts;
 }
@@ -28,7 +38,7 @@ describe('latency budget', () => {
     assert.equal(b.retryMs, 29);
     assert.equal(b.answerMs, 10, 'half the shortest round trip');
     assert.equal(b.latencyMs, 69);
-    const c = { arrived: 0, missed: 0 };
+    const c = zero();
     interval(b, c, 1000, 5);
     assert.equal(b.latencyMs, 127);
     interval(b, c, 1000, 20);
@@ -54,15 +64,30 @@ describe('latency budget', () => {
     assert.equal(c.answerMs, 15, 'from the shortest round trip seen');
     const fixed = new LatencyBudget(250);
     fixed.onRtt(20);
-    interval(fixed, { arrived: 0, missed: 0 }, 1000, 20);
+    interval(fixed, zero(), 1000, 20);
     assert.equal(fixed.latencyMs, 250);
     assert.equal(fixed.retryMs, 29, 'NACK pacing still follows the RTT');
+  });
+
+  test('repairs slower than the round trip (the loss was on the sharer\'s way, repaired from there): rounds of their length', () => {
+    const b = new LatencyBudget();
+    b.onRtt(1); // a viewer next to its relay
+    const c = interval(b, zero(), 1000, 5);
+    assert.equal(b.latencyMs, 51, 'from the round trip alone: 1 + 3 × 10 + 20');
+    interval(b, c, 1000, 5, 30);
+    assert.equal(b.repairMs, 30);
+    assert.equal(b.latencyMs, 173, '30 + 3 × 41 + 20');
+    assert.equal(b.retryMs, 10, 'its own NACKs still follow its round trip');
+    interval(b, c, 1000, 5, 2); // the sharer's path heals: falls slowly
+    assert.equal(b.repairMs, 24.4);
+    interval(b, c, 1000, 5); // no repairs at all this second: nothing new said
+    assert.equal(b.repairMs, 24.4);
   });
 
   test('a new sharer session starts a fresh loss sample (not one over the whole session so far)', () => {
     const b = new LatencyBudget();
     b.onRtt(20);
-    const c = interval(b, { arrived: 0, missed: 0 }, 1000, 0);
+    const c = interval(b, zero(), 1000, 0);
     // The old session's unsampled tail was lossy; then the sharer restarts.
     c.arrived += 1000;
     c.missed += 500;

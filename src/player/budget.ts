@@ -30,6 +30,14 @@ const RETRY_MIN_MS = 10;
  */
 const RTX_MIN_RTT_MS = 10;
 
+/** The jitter buffer's cumulative counts a budget samples (JitterCounters' fields of the same names). */
+export interface LossCounts {
+  arrived: number;
+  missed: number;
+  repairWaitMs: number;
+  repairWaits: number;
+}
+
 /** What the budget sets on the jitter buffer (JitterBuffer has these three fields). */
 export interface RepairTiming {
   /** How long a gap may hold the stream before it is given up. */
@@ -58,8 +66,14 @@ export class LatencyBudget implements RepairTiming {
   private minRttMs = Infinity;
   /** Loss before repair, smoothed over keepalive intervals (one second each). */
   private loss = 0;
+  /**
+   * How long a repair takes (ms from a gap's discovery), smoothed like the loss; undefined until
+   * repairs are seen. Over the round trip when the loss was on the sharer's way to the relay: the
+   * relay asks the sharer again, and the copy comes a sharer's round trip later.
+   */
+  repairMs?: number;
   /** The jitter buffer's cumulative counts at the last sample. */
-  private sampledAt = { arrived: 0, missed: 0 };
+  private sampledAt: LossCounts = { arrived: 0, missed: 0, repairWaitMs: 0, repairWaits: 0 };
 
   /** `fixedMs`: a --latency that stays whatever is measured. */
   constructor(private readonly fixedMs?: number) {
@@ -84,33 +98,38 @@ export class LatencyBudget implements RepairTiming {
    * One loss sample from the jitter buffer's cumulative counters (arrived, missed): the interval
    * since the last call. Call once per keepalive.
    */
-  sampleLoss(counts: { arrived: number; missed: number }): void {
+  sampleLoss(counts: LossCounts): void {
     const arrived = counts.arrived - this.sampledAt.arrived;
     const missed = counts.missed - this.sampledAt.missed;
-    this.sampledAt = { arrived: counts.arrived, missed: counts.missed };
-    if (arrived + missed < MIN_SAMPLE_PACKETS) return;
-    const sample = missed / (arrived + missed);
+    const waits = counts.repairWaits - this.sampledAt.repairWaits;
+    const waited = counts.repairWaitMs - this.sampledAt.repairWaitMs;
+    this.sampledAt = { ...counts };
     // Rise fast (a bad link must be met at once), fall slowly (loss comes in spells).
-    this.loss = sample > this.loss ? sample : 0.8 * this.loss + 0.2 * sample;
+    const smooth = (old: number, sample: number) => (sample > old ? sample : 0.8 * old + 0.2 * sample);
+    if (waits > 0) this.repairMs = smooth(this.repairMs ?? 0, waited / waits);
+    if (arrived + missed >= MIN_SAMPLE_PACKETS) this.loss = smooth(this.loss, missed / (arrived + missed));
     this.update();
   }
 
   /** A new sharer session: the next sample starts from here (the counters themselves go on). */
-  restartSample(counts: { arrived: number; missed: number }): void {
-    this.sampledAt = { arrived: counts.arrived, missed: counts.missed };
+  restartSample(counts: LossCounts): void {
+    this.sampledAt = { ...counts };
   }
 
   /**
    * The budget covers as many NACK rounds as the measured loss needs: enough tries that a packet
    * stays lost with probability under RESIDUAL_LOSS (loss^tries), at least 2 and at most 8.
    * budget = RTT (the first answer) + (tries − 1) retries + 20 ms of slack, within the bounds in
-   * defaults.ts. At 20 ms RTT: 0-1% loss → 69 ms, 5% → 127 ms, 20% → 185 ms.
+   * defaults.ts. At 20 ms RTT: 0-1% loss → 69 ms, 5% → 127 ms, 20% → 185 ms. When repairs take
+   * longer than the round trip (the loss is the sharer's, repaired from there), rounds of that
+   * length instead: 5% loss and repairs in 30 ms → 173 ms.
    */
   private update(): void {
     if (this.fixedMs !== undefined || this.rttMs === undefined) return;
     const loss = Math.max(MIN_LOSS, Math.min(MAX_LOSS, this.loss));
     const tries = Math.min(MAX_TRIES, Math.max(MIN_TRIES, Math.ceil(Math.log(RESIDUAL_LOSS) / Math.log(loss))));
-    const budget = this.rttMs + (tries - 1) * this.retryMs + SLACK_MS;
+    const round = Math.max(this.rttMs, this.repairMs ?? 0);
+    const budget = round + (tries - 1) * (round > this.rttMs ? retryFor(round) : this.retryMs) + SLACK_MS;
     this.latencyMs = Math.round(Math.min(LATENCY_BUDGET_MAX_MS, Math.max(LATENCY_BUDGET_MIN_MS, budget)));
   }
 }

@@ -17,6 +17,8 @@ import { seqAdd, seqDiff } from '../rtp/seq.ts';
 
 /** A jump this far ahead is a new stream position (a sender restart), not a gap to repair. */
 const MAX_GAP = 1000;
+/** Given-up gaps remembered for a repair that comes too late (about a second of a 720p stream). */
+const GIVEN_UP_KEPT = 256;
 
 export interface JitterCounters {
   /** Packets that arrived for a sequence number already released or given up. */
@@ -44,6 +46,13 @@ export interface JitterCounters {
   missed: number;
   /** Packets that arrived the first time, in sequence or ahead of a gap: expected = this + missed. */
   firstTime: number;
+  /**
+   * How long repairs took: the sum of the waits (ms, from the gap's discovery) and their number,
+   * of packets that came after a NACK, in time or after their gap was given up (`late` too). Where
+   * the loss is between the sharer and the relay, a repair takes the sharer's round trip, not ours.
+   */
+  repairWaitMs: number;
+  repairWaits: number;
 }
 
 export interface JitterOutput {
@@ -83,7 +92,11 @@ export class JitterBuffer {
     arrived: 0,
     missed: 0,
     firstTime: 0,
+    repairWaitMs: 0,
+    repairWaits: 0,
   };
+  /** Gaps asked for and given up, by sequence number, since when: a repair that comes too late still says how long repairs take. */
+  private readonly givenUpSince = new Map<number, number>();
   private next?: number;
   private readonly held = new Map<number, RtpPacket>();
   private readonly missing = new Map<number, Missing>();
@@ -110,6 +123,11 @@ export class JitterBuffer {
     const d = seqDiff(this.next, seq);
     if (d < 0) {
       this.counters.late++;
+      const since = this.givenUpSince.get(seq);
+      if (since !== undefined) {
+        this.givenUpSince.delete(seq);
+        this.repairWait(now - since);
+      }
       return this.poll(now);
     }
     if (this.held.has(seq)) {
@@ -131,8 +149,10 @@ export class JitterBuffer {
     if (m) {
       this.missing.delete(seq);
       if (recovered) this.counters.recoveredByFec++;
-      else if (m.tries > 0 && now - m.firstNack >= this.answerMs) this.counters.recoveredAfterNack++;
-      else this.counters.reordered++;
+      else if (m.tries > 0 && now - m.firstNack >= this.answerMs) {
+        this.counters.recoveredAfterNack++;
+        this.repairWait(now - m.since);
+      } else this.counters.reordered++;
     } else {
       for (let s = this.next; s !== seq; s = seqAdd(s, 1)) {
         if (!this.held.has(s) && !this.missing.has(s)) {
@@ -171,6 +191,7 @@ export class JitterBuffer {
       const overfull = this.held.size > JITTER_MAX_PACKETS;
       if (m && (now - m.since >= this.latencyMs || overfull)) {
         this.missing.delete(this.next);
+        if (m.tries > 0) this.rememberGivenUp(this.next, m.since);
         this.counters.givenUp++;
         gaveUp = true;
         this.next = seqAdd(this.next, 1);
@@ -191,8 +212,20 @@ export class JitterBuffer {
     return out;
   }
 
+  private repairWait(ms: number): void {
+    this.counters.repairWaitMs += ms;
+    this.counters.repairWaits++;
+  }
+
+  /** At most GIVEN_UP_KEPT gaps are remembered, the oldest forgotten first. */
+  private rememberGivenUp(seq: number, since: number): void {
+    if (this.givenUpSince.size >= GIVEN_UP_KEPT) this.givenUpSince.delete(this.givenUpSince.keys().next().value!);
+    this.givenUpSince.set(seq, since);
+  }
+
   /** Forgets everything (a new sender); open gaps count as given up. The counters go on. */
   reset(): void {
+    this.givenUpSince.clear();
     this.counters.givenUp += this.missing.size;
     if (this.missing.size) this.counters.giveUps++;
     this.next = undefined;
@@ -206,6 +239,7 @@ export class JitterBuffer {
     const pkts = [...this.held.values()].sort((a, b) => seqDiff(next, a.sequenceNumber) - seqDiff(next, b.sequenceNumber));
     this.counters.givenUp += this.missing.size + skipped;
     if (this.missing.size + skipped) this.counters.giveUps++;
+    this.givenUpSince.clear();
     this.held.clear();
     this.missing.clear();
     return pkts;

@@ -22,7 +22,7 @@ import type { MasterKey } from '../transport/secure.ts';
 import { ReceiverStats } from '../transport/stats.ts';
 import { startsKeyframe } from '../transport/keyframe.ts';
 import { PacketError } from '../util/errors.ts';
-import type { RepairTiming } from './budget.ts';
+import type { LossCounts, RepairTiming } from './budget.ts';
 import { MediaDecryptor } from './decrypt.ts';
 import { JitterBuffer, type JitterOutput } from './jitter.ts';
 
@@ -180,8 +180,9 @@ export class MediaPipeline {
   }
 
   /** The jitter buffer's cumulative arrivals and losses, for the latency budget's loss samples. */
-  get lossCounts(): { arrived: number; missed: number } {
-    return { arrived: this.jitter.counters.arrived, missed: this.jitter.counters.missed };
+  get lossCounts(): LossCounts {
+    const c = this.jitter.counters;
+    return { arrived: c.arrived, missed: c.missed, repairWaitMs: c.repairWaitMs, repairWaits: c.repairWaits };
   }
 
   /** Packets that should have arrived in sequence so far: those that did, and those lost on the wire. */
