@@ -166,6 +166,22 @@ export const RTX_SHARE = 0.25;
 /** Retransmissions a viewer may have in hand: a lost 720p keyframe is about 100 datagrams. */
 export const RTX_BURST = 128;
 /**
+ * Uplink repair: a packet missing from the sharer's numbering is asked for again (NACK to the
+ * sharer) at once, then again when the sharer's answer is overdue (a little over its measured
+ * answer time, at least UPLINK_NACK_RETRY_MIN_MS; UPLINK_NACK_RETRY_MS before one is measured),
+ * at most UPLINK_NACK_TRIES times; after UPLINK_REPAIR_MAX_MS it is given up: its frame is long
+ * broken for a live viewer by then, and with --key the relay's 128-packet replay window refuses a
+ * copy much older anyway.
+ */
+export const UPLINK_NACK_RETRY_MS = 100;
+export const UPLINK_NACK_RETRY_MIN_MS = 10;
+export const UPLINK_NACK_TRIES = 4;
+export const UPLINK_REPAIR_MAX_MS = 500;
+/** Sequence numbers missing at once per source the relay tracks; a longer run is not asked for. */
+export const UPLINK_MISSING_MAX = 256;
+/** Media packets the sharer keeps per source to send again: about 1.5 s of the top layer at 5 Mbit/s. */
+export const UPLINK_HISTORY_PACKETS = 1024;
+/**
  * After the relay forwards a keyframe request (PLI) to the sharer, further requests for the
  * stream wait for that keyframe this long: one encoder restart answers every viewer who asked
  * meanwhile (the restart delivers its IDR in ~0.2 s).

@@ -7,10 +7,11 @@ import { newRelayCounters } from '../src/relay/counters.ts';
 import { udpSink, type DeliverySink, type Output } from '../src/relay/sink.ts';
 import { TokenBucket } from '../src/util/token-bucket.ts';
 import { ArrivalLog } from '../src/transport/arrivals.ts';
+import { UplinkGaps } from '../src/relay/uplink.ts';
 import { MAX_STREAMS } from '../src/defaults.ts';
 import { serializeRtpToBuffer } from '../src/rtp/packet.ts';
 
-const pub = (key: string, ssrc = 1, now = 0): PublisherState => ({ endpoint: { address: key, port: 4000 }, key, ssrc, since: now, lastSeen: now, arrivals: new ArrivalLog(now) });
+const pub = (key: string, ssrc = 1, now = 0): PublisherState => ({ endpoint: { address: key, port: 4000 }, key, ssrc, since: now, lastSeen: now, arrivals: new ArrivalLog(now), gaps: new UplinkGaps() });
 const budget = () => new TokenBucket(1, 1, 0);
 const rtp = (seq: number) =>
   serializeRtpToBuffer({ padding: 0, marker: false, payloadType: 96, sequenceNumber: seq, timestamp: 0, ssrc: 1, csrc: [], payload: Buffer.from([0x65]) });

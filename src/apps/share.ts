@@ -421,6 +421,7 @@ export async function startShare(o: ShareOptions, log: (line: string) => void): 
           rttMs: round(r.rttMs),
         })),
         fecPacketsSent: c.fecPacketsSent,
+        resent: c.resent,
         keyframeRequests: c.keyframeRequests,
         keyframeRestarts: encoder.keyframeRestarts,
         encoderRestarts: encoder.restarts,

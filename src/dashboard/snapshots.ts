@@ -150,6 +150,8 @@ export interface ShareSnapshot {
   viewerReports: ShareViewerRow[];
   /** FEC parity packets among packetsSent (--fec). */
   fecPacketsSent: number;
+  /** Media packets sent again: the relay said they never arrived (its NACK; --relay only). */
+  resent: number;
   keyframeRequests: number;
   /** Encoder runs started to answer keyframe requests. */
   keyframeRestarts: number;
@@ -347,6 +349,7 @@ export const SHARE_FIELDS = {
   worstLossPercent: 'gauge',
   worstRttMs: 'gauge',
   fecPacketsSent: 'counter',
+  resent: 'counter',
   keyframeRequests: 'counter',
   keyframeRestarts: 'counter',
   encoderRestarts: 'counter',
@@ -386,6 +389,9 @@ export const RELAY_FIELDS = {
   sendErrors: 'counter',
   retransmissions: 'counter',
   rtxMisses: 'counter',
+  uplinkNacked: 'counter',
+  uplinkRepaired: 'counter',
+  uplinkCopies: 'counter',
   cacheJoins: 'counter',
   authFailures: 'counter',
   challenges: 'counter',

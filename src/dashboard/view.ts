@@ -503,6 +503,8 @@ function shareBody(s: ShareSnapshot, h: History, o: ViewOptions): string[] {
     ['Audio sent', `${fmtInt(s.audioPacketsSent)} / ${fmtInt(s.audioSilenceNotSent)} silent`],
     ['Packets', fmtInt(s.packetsSent)],
     ['FEC packets', fmtInt(s.fecPacketsSent)],
+    // Packets the relay said never reached it, sent again.
+    ['Re-sent', fmtInt(s.resent)],
     ['Sent', fmtBytes(s.bytesSent)],
     ['Send errors', fmtInt(s.sendErrors)],
 
@@ -566,6 +568,8 @@ function relayBody(s: RelaySnapshot, h: History, o: ViewOptions): string[] {
     ['Bytes out', fmtBytes(s.bytesOut)],
 
     ['Dropped', fmtInt(s.dropped)],
+    // Copies of the sharer's packets the relay already had (the path duplicated them): dropped.
+    ['Copies', fmtInt(s.uplinkCopies)],
     ['Malformed', fmtInt(s.malformed)],
     ['Unknown src', fmtInt(s.unknownSource)],
     ['Oversize', fmtInt(s.oversize)],
@@ -578,6 +582,8 @@ function relayBody(s: RelaySnapshot, h: History, o: ViewOptions): string[] {
     ['Send errors', fmtInt(s.sendErrors)],
     ['Retransmits', fmtInt(s.retransmissions)],
     ['RTX misses', fmtInt(s.rtxMisses)],
+    // The sharer's packets lost on the way here: asked for again (each try) / those that came back.
+    ['Uplink NACK', `${fmtInt(s.uplinkNacked)} / ${fmtInt(s.uplinkRepaired)} back`],
     ['Cache joins', fmtInt(s.cacheJoins)],
     ['Challenges', fmtInt(s.challenges)],
     // Viewers' keyframe requests not passed on: one was on its way, or the viewer asked again too soon.

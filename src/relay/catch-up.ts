@@ -6,8 +6,8 @@
  * cache does not overflow the viewer's path, and live packets queue behind it so the viewer sees
  * one unbroken sequence.
  */
-import { CATCHUP_MAX_PACKETS, JOIN_BURST_BYTES, JOIN_PACE_BYTES_PER_MS, KEYFRAME_CACHE_BYTES } from '../defaults.ts';
-import { rtpSequence, rtpTimestamp } from '../rtp/packet.ts';
+import { CATCHUP_MAX_PACKETS, JOIN_BURST_BYTES, JOIN_PACE_BYTES_PER_MS, KEYFRAME_CACHE_BYTES, MAX_DROPOUT } from '../defaults.ts';
+import { rtpSequence, rtpSsrc, rtpTimestamp } from '../rtp/packet.ts';
 import { seqDiff } from '../rtp/seq.ts';
 import { readFrameInfo } from '../transport/secure.ts';
 import { startsKeyframe } from '../transport/keyframe.ts';
@@ -40,10 +40,13 @@ export class KeyframeCache {
    */
   add(buf: Buffer): void {
     const seq = rtpSequence(buf);
-    if (this.lastSeq === undefined || seqDiff(this.lastSeq, seq) > 0) {
-      if (this.lastSeq !== undefined && seqDiff(this.lastSeq, seq) > 1) this.lostSinceKeyframe = true;
-      this.lastSeq = seq;
+    // Further back than MAX_DROPOUT is the sender starting over (RFC 3550 A.1): new, not late.
+    if (this.lastSeq !== undefined && seqDiff(this.lastSeq, seq) <= 0 && seqDiff(this.lastSeq, seq) >= -MAX_DROPOUT) {
+      this.late(buf, seq);
+      return;
     }
+    if (this.lastSeq !== undefined && seqDiff(this.lastSeq, seq) > 1) this.lostSinceKeyframe = true;
+    this.lastSeq = seq;
     const timestamp = rtpTimestamp(buf);
     const frameStart = timestamp !== this.lastTimestamp;
     this.lastTimestamp = timestamp;
@@ -55,6 +58,30 @@ export class KeyframeCache {
       this.lostSinceKeyframe = false; // a loss just before it was the frame before's
     } else {
       this.keep(buf);
+    }
+  }
+
+  /**
+   * A packet older than the newest (reordered, or asked for again from the sharer): put back in
+   * its place among the cached packets of its source, so a joiner's replay has the frame whole. One
+   * from before the cached keyframe, or a copy, is not kept; nor does it start a keyframe (a
+   * keyframe whose first packet came late is replayed from the keyframe before it).
+   */
+  private late(buf: Buffer, seq: number): void {
+    const packets = this.packets;
+    if (!packets) return;
+    const ssrc = rtpSsrc(buf);
+    for (let i = packets.length - 1; i >= 0; i--) {
+      const p = packets[i];
+      if (rtpSsrc(p) !== ssrc) continue;
+      const d = seqDiff(rtpSequence(p), seq);
+      if (d === 0) return;
+      if (d > 0) {
+        if (this.bytes + buf.length > KEYFRAME_CACHE_BYTES) return;
+        this.bytes += buf.length;
+        packets.splice(i + 1, 0, buf);
+        return;
+      }
     }
   }
 

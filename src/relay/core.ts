@@ -313,7 +313,9 @@ export class RelayCore {
     stream.packetsIn++;
     stream.bytesIn += buf.length;
     const ssrc = rtpSsrc(buf);
+    const out: Output[] = [];
     if (isAudioPayloadType(rtpPayloadType(buf))) {
+      if (!this.fromUplink(stream, stream.sound.ssrc === ssrc ? stream.sound.history : undefined, buf, now)) return this.copyDropped(stream, buf, now, out);
       // Sound: to every viewer, whatever layer it gets, and never held back to make room for a
       // picture; kept alongside each lane's cached keyframe (a joiner hears at once), measured
       // on its own, and added to every lane's rate when a viewer's layer is chosen.
@@ -326,7 +328,8 @@ export class RelayCore {
       }
       stream.sound.history.store(buf);
       if (stream.lanes.length > 1) stream.sent.onSent(ssrc, rtpSequence(buf), buf.length, now);
-      const out = this.fanOut(stream, buf, undefined, true);
+      this.fanOut(stream, buf, undefined, true, out);
+      this.askUplink(stream.publisher!, ssrc, now, out);
       this.congestionFeedback(stream.publisher!, buf, now, out);
       return out;
     }
@@ -334,8 +337,11 @@ export class RelayCore {
     lane.rateBytes += buf.length;
     lane.lastMediaAt = now;
     if (ssrc === lane.ssrc) {
+      const fresh = this.fromUplink(stream, lane.history, buf, now);
+      if (fresh === false) return this.copyDropped(stream, buf, now, out);
       const ts = rtpTimestamp(buf);
-      const keyframe = startsKeyframe(buf);
+      // A late packet (one asked for again) starts no keyframe to move or take over at.
+      const keyframe = fresh === 'new' && startsKeyframe(buf);
       if (keyframe && lane.index > 0) this.takeOverPaused(stream, lane, ts);
       lane.lastTs = ts;
       // The newest picture's time and when its first packet came: not a late packet of an older
@@ -352,7 +358,8 @@ export class RelayCore {
     }
     // With layers, every packet's departure is kept for the viewers' feedback (their layer choice).
     if (stream.lanes.length > 1) stream.sent.onSent(ssrc, rtpSequence(buf), buf.length, now);
-    const out = this.fanOut(stream, buf, lane);
+    this.fanOut(stream, buf, lane, false, out);
+    if (ssrc === lane.ssrc) this.askUplink(stream.publisher!, ssrc, now, out);
     this.congestionFeedback(stream.publisher!, buf, now, out);
     return out;
   }
@@ -379,6 +386,37 @@ export class RelayCore {
 
   private moved(viewers: ViewerState[]): void {
     for (const v of viewers) this.log(`stream ${v.stream.name}: viewer ${fmt(v.endpoint)} now gets layer ${v.lane.index}`);
+  }
+
+  /**
+   * Uplink repair (uplink.ts): notes a media packet of the publisher's. Returns false for a copy
+   * of a packet already in `history` (the relay drops it: every viewer has it), else whether it
+   * is new or late (asked for, reordered, or older than the gaps tracked). A publisher of another
+   * transport is not tracked: nothing there answers a NACK.
+   */
+  private fromUplink(stream: StreamState, history: RtxHistory | undefined, buf: Buffer, now: number): 'new' | 'late' | false {
+    const p = stream.publisher!;
+    if (p.deliver) return 'new';
+    const seq = rtpSequence(buf);
+    const arrival = p.gaps.arrived(rtpSsrc(buf), seq, now);
+    if (arrival === 'new') return 'new';
+    if (arrival === 'repaired') this.counters.uplinkRepaired++;
+    return arrival === 'old' && history?.get(seq)?.equals(buf) ? false : 'late';
+  }
+
+  /** Asks the publisher again (NACK, into `out`) for what of source `ssrc` never came, when due. */
+  private askUplink(p: PublisherState, ssrc: number, now: number, out: Output[]): void {
+    const lost = p.deliver ? undefined : p.gaps.due(ssrc, now);
+    if (!lost) return;
+    this.counters.uplinkNacked += lost.length;
+    this.toPublisher(p, serializeRtcp([{ type: 'nack', senderSsrc: RELAY_SSRC, mediaSsrc: ssrc, lost }]), out);
+  }
+
+  /** A copy of a packet the relay has: counted and dropped, its arrival still told to the sharer. */
+  private copyDropped(stream: StreamState, buf: Buffer, now: number, out: Output[]): Output[] {
+    this.counters.uplinkCopies++;
+    this.congestionFeedback(stream.publisher!, buf, now, out);
+    return out;
   }
 
   /** Notes the packet's arrival and, when due, tells the sharer what arrived when (RFC 8888): its congestion controller reads it. */
@@ -732,8 +770,7 @@ export class RelayCore {
    * that waits in the queue, and is left out by the sink once newer sound has overtaken it: at
    * most the few milliseconds before the first pump.
    */
-  private fanOut(stream: StreamState, buf: Buffer, lane?: Lane, sound = false): Output[] {
-    const out: Output[] = [];
+  private fanOut(stream: StreamState, buf: Buffer, lane?: Lane, sound = false, out: Output[] = []): Output[] {
     let overflowed: ViewerState[] | undefined;
     if (this.catchingUp.size > 0) {
       for (const v of this.catchingUp) {

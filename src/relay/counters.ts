@@ -23,6 +23,12 @@ export interface RelayCounters {
   retransmissions: number;
   /** NACKed packets the history no longer had, or over a viewer's retransmission budget. */
   rtxMisses: number;
+  /** Sequence numbers of the sharer's media asked for again (NACK), each try counted: lost on its uplink. */
+  uplinkNacked: number;
+  /** Of those, packets that came. */
+  uplinkRepaired: number;
+  /** Copies of media packets already here (the path duplicated them): dropped. */
+  uplinkCopies: number;
   /** Viewers that joined with the keyframe cache (instant start). */
   cacheJoins: number;
   /** Datagrams that failed --key authentication (tag, replay) or SUBSCRIBEs without a valid --watch-key proof. */
@@ -60,6 +66,9 @@ export function newRelayCounters(): RelayCounters {
     sendErrors: 0,
     retransmissions: 0,
     rtxMisses: 0,
+    uplinkNacked: 0,
+    uplinkRepaired: 0,
+    uplinkCopies: 0,
     cacheJoins: 0,
     challenges: 0,
     rateLimited: 0,

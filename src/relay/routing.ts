@@ -20,6 +20,7 @@ import { ArrivalLog } from '../transport/arrivals.ts';
 import { SendLog } from '../transport/congestion.ts';
 import { fecSsrcFor } from '../transport/fec.ts';
 import type { LayerChoice } from './layers.ts';
+import { UplinkGaps } from './uplink.ts';
 
 export interface PublisherState {
   endpoint: Endpoint;
@@ -33,6 +34,8 @@ export interface PublisherState {
   auth?: PublisherAuth;
   /** When its media arrived, for the RFC 8888 feedback it gets (fresh for each publisher session). */
   arrivals: ArrivalLog;
+  /** What of its media went missing on the way here, to ask it for again (uplink.ts; fresh for each session). */
+  gaps: UplinkGaps;
   /**
    * A publisher of another transport (RelayCore.publishFrom): what the relay says to a sharer
    * (keyframe requests, viewers' reports) goes here instead of to `endpoint`, and it gets no
@@ -195,7 +198,7 @@ export class Routing {
    * Refusals come before anything is stored: a refused name must leave no entry behind, or one
    * address publishing random names would grow the table without bound.
    */
-  publish(name: string, p: Omit<PublisherState, 'arrivals'>): { stream: StreamState; previous?: PublisherState } | 'taken' | 'full' {
+  publish(name: string, p: Omit<PublisherState, 'arrivals' | 'gaps'>): { stream: StreamState; previous?: PublisherState } | 'taken' | 'full' {
     let stream = this.streams.get(name);
     const current = stream?.publisher;
     const other = this.byPublisher.get(p.key);
@@ -222,6 +225,7 @@ export class Routing {
       salt: current ? current.salt : p.salt && Buffer.from(p.salt),
       auth: p.auth ?? current?.auth,
       arrivals: current?.ssrc === p.ssrc ? current.arrivals : new ArrivalLog(p.since),
+      gaps: current?.ssrc === p.ssrc ? current.gaps : new UplinkGaps(),
     };
     this.byPublisher.set(p.key, stream);
     return { stream, previous: current };

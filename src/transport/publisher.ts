@@ -31,6 +31,7 @@ import { startsKeyframe } from './keyframe.ts';
 import { msToNtp, rttMs } from './ntp.ts';
 import { isRtcp, parseRtcp, serializeRtcp, SDES_CNAME, type RtcpPacket } from './rtcp.ts';
 import { RtpSender } from './sender.ts';
+import { SentHistory } from './resend.ts';
 import { TS_MOD, tsDiff } from '../rtp/seq.ts';
 import { isRtp, rtpPayloadType, rtpSequence, rtpSsrc, rtpTimestamp } from '../rtp/packet.ts';
 import { CongestionController, PROBE_MS } from './congestion.ts';
@@ -48,6 +49,8 @@ interface Outgoing {
   bytes: number;
   fec: boolean;
   id?: { ssrc: number; seq: number };
+  /** A copy sent again (a NACK's answer), not kept again. */
+  again?: boolean;
 }
 
 export interface PublishableFrame {
@@ -118,6 +121,10 @@ export interface PublisherCounters {
   framesHeld: number;
   /** Probes of the uplink sent (congestion.ts): short clusters of padding the relay drops. */
   probes: number;
+  /** Media packets sent again: the relay's NACK said they never arrived (resend.ts). */
+  resent: number;
+  /** Packets the relay asked for that were no longer kept, or over the share re-sent. */
+  resendMisses: number;
 }
 
 /** 'connecting': no ACK yet; 'ok': the relay answers; 'not answering': it did, and has gone silent. */
@@ -176,6 +183,8 @@ export class Publisher {
     fecPacketsSent: 0,
     framesHeld: 0,
     probes: 0,
+    resent: 0,
+    resendMisses: 0,
   };
   /** Latest receiver report from each viewer (relayed), by the viewer's SSRC. */
   readonly viewerReports = new Map<number, ViewerReport>();
@@ -238,6 +247,8 @@ export class Publisher {
   /** The codec's RTP clock (Hz): timestamps and the jitter viewers report are in its ticks. */
   private readonly clockRate: number;
   private readonly fecs?: FecEncoder[];
+  /** What went lately, to send again when the relay says it never arrived. */
+  private readonly sentHistory: SentHistory<Outgoing>;
   /** Per-run salt of the stream keys, announced in PUBLISH; undefined without --key/--encrypt. */
   readonly salt?: Buffer;
   private readonly signer?: AuthSigner;
@@ -281,6 +292,7 @@ export class Publisher {
     this.payloadLimit = payloadLimit;
     this.packetizers = this.senders.map(() => c.packetizer({ payloadLimit }));
     if (opts.fec) this.fecs = this.senders.map((s) => new FecEncoder({ mediaSsrc: s.ssrc, ...opts.fec! }));
+    this.sentHistory = new SentHistory([...this.senders, ...(this.audioSender ? [this.audioSender] : [])].map((s) => s.ssrc));
     if (opts.congestion) {
       this.congestion = new CongestionController(opts.congestion.maxKbps, opts.congestion.maxKbps, undefined, true);
       this.pacer = new Pacer<Outgoing>(this.paceKbps(), (o) => this.sendNow(o));
@@ -411,6 +423,7 @@ export class Publisher {
 
   private sendNow(o: Outgoing): void {
     if (this.socketClosed) return;
+    if (!o.again && !o.fec) this.sentHistory.keep(o);
     this.counters.packetsSent++;
     this.counters.bytesSent += o.bytes;
     if (o.fec) this.counters.fecPacketsSent++;
@@ -616,6 +629,19 @@ export class Publisher {
         const probe = this.pacer!.queued === 0 && !this.breaker.open ? this.congestion.probeDue(now) : undefined;
         if (probe !== undefined) this.sendProbe(probe, now);
         this.onEstimate?.(kbps, this.congestion.takeProbed());
+      } else if (p.type === 'nack' && p.senderSsrc === RELAY_SSRC) {
+        // What never reached the relay (uplink.ts there): the same bytes again, paced like media.
+        for (const seq of p.lost) {
+          const o = this.breaker.open ? undefined : this.sentHistory.take(p.mediaSsrc, seq);
+          if (!o) {
+            this.counters.resendMisses++;
+            continue;
+          }
+          this.counters.resent++;
+          const copy = { ...o, again: true };
+          if (this.pacer) this.pacer.push(copy);
+          else this.sendNow(copy);
+        }
       } else if (p.type === 'pli' && this.isOurs(p.mediaSsrc)) {
         // A fresh encoder run starts every layer with a keyframe.
         this.counters.keyframeRequests++;
