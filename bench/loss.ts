@@ -19,6 +19,7 @@ import {
 import { decodeMd5, plainRtpRun } from './plain-rtp.ts';
 
 const GOP = 60;
+const UPLINK_SYSTEM = 'udpcast NACK, loss sharer → relay';
 const FPS = 30;
 const DELAY = '10ms';
 
@@ -38,16 +39,20 @@ interface Row {
   framesDropped?: number;
 }
 
-async function udpcastRun(loss: number, fec: boolean, seconds: number, seed: number): Promise<Row> {
-  const tag = `loss-udpcast-${fec ? 'fec' : 'nack'}-${loss}`;
+/**
+ * `uplink`: the loss is between the sharer and the relay (the sharer reaches the relay through
+ * the proxy, `--up-loss`), where it is every viewer's and the relay asks the sharer again; else
+ * between the relay and the viewer (`--down-loss`), where the relay's history repairs it.
+ */
+async function udpcastRun(loss: number, fec: boolean, seconds: number, seed: number, uplink = false): Promise<Row> {
+  const tag = `loss-udpcast-${fec ? 'fec' : 'nack'}-${uplink ? 'up-' : ''}${loss}`;
   const { out, wstats, sstats } = shareWatchFiles(tag);
-  // The viewer reaches the relay through the proxy: loss on the media direction, relay → viewer.
-  await relayBehindImpair(['--down-loss', `${loss}%`, '--delay', DELAY, '--seed', String(seed)], async ({ relayPort, impairPort }) => {
+  await relayBehindImpair([uplink ? '--up-loss' : '--down-loss', `${loss}%`, '--delay', DELAY, '--seed', String(seed)], async ({ relayPort, impairPort }) => {
     let watch, share;
     try {
-      watch = udpcast(['watch', `127.0.0.1:${impairPort}`, '--player', 'none', '--output', out, '--stats-json', wstats, '--no-dashboard']);
+      watch = udpcast(['watch', `127.0.0.1:${uplink ? relayPort : impairPort}`, '--player', 'none', '--output', out, '--stats-json', wstats, '--no-dashboard']);
       await sleep(1500);
-      share = udpcast(['share', '--relay', `127.0.0.1:${relayPort}`, '--source', 'test', '--gop', String(GOP), '--fps', String(FPS), '--duration', String(seconds), '--stats-json', sstats, '--no-dashboard', ...(fec ? ['--fec', '10'] : [])]);
+      share = udpcast(['share', '--relay', `127.0.0.1:${uplink ? impairPort : relayPort}`, '--source', 'test', '--gop', String(GOP), '--fps', String(FPS), '--duration', String(seconds), '--stats-json', sstats, '--no-dashboard', ...(fec ? ['--fec', '10'] : [])]);
       await Promise.race([exited(share), sleep((seconds + 20) * 1000)]);
       await sleep(1500);
     } finally {
@@ -62,7 +67,7 @@ async function udpcastRun(loss: number, fec: boolean, seconds: number, seed: num
   const framesSent = Number(s.framesSent ?? 0);
   const clean = Math.max(0, d.md5s.length - d.errors);
   return {
-    system: fec ? 'udpcast NACK + FEC 10%' : 'udpcast NACK (default)',
+    system: uplink ? UPLINK_SYSTEM : fec ? 'udpcast NACK + FEC 10%' : 'udpcast NACK (default)',
     lossPct: loss,
     framesSent,
     framesDecoded: d.md5s.length,
@@ -120,11 +125,15 @@ export async function lossBench(ctx: BenchContext): Promise<BenchResult> {
       rows.push(await udpcastRun(loss, fec, seconds, seed));
       ctx.log(`loss ${JSON.stringify(rows.at(-1))}`);
     }
+    if (loss >= 5) {
+      rows.push(await udpcastRun(loss, false, seconds, seed, true));
+      ctx.log(`loss ${JSON.stringify(rows.at(-1))}`);
+    }
     rows.push(await ffmpegRun(loss, ref, refMd5, refDecode.md5s.length, seed));
     ctx.log(`loss ${JSON.stringify(rows.at(-1))}`);
   }
   for (const r of rows) {
-    const base = rows.find((b) => b.system === r.system && b.lossPct === 0);
+    const base = rows.find((b) => b.system === (r.system === UPLINK_SYSTEM ? 'udpcast NACK (default)' : r.system) && b.lossPct === 0);
     if (r.latencyP50Ms != null && base?.latencyP50Ms != null) r.addedLatencyMs = round(r.latencyP50Ms - base.latencyP50Ms, 1);
   }
   const ff = (loss: number) => rows.find((r) => r.system === 'plain FFmpeg RTP' && r.lossPct === loss);
@@ -147,8 +156,10 @@ export async function lossBench(ctx: BenchContext): Promise<BenchResult> {
       'with `-re -c copy -f rtp`, received by FFmpeg reading an SDP (default options: its reorder buffer can only help it here), decoded to ' +
       'framemd5; clean = received pictures whose MD5 equals one of the lossless decode\'s. Latency: the viewer\'s ' +
       'capture → frame-complete latency (`latencyMs` in --stats-json, p50 over the run); "added" is against the same ' +
-      'system at 0% loss. FFmpeg\'s receiver has no such clock mapping here, so its latency is not measured. NACK ' +
-      'cannot be turned off from the CLI, so there is no "FEC only" row.',
+      'system at 0% loss (for the uplink rows, against the default\'s). FFmpeg\'s receiver has no such clock mapping here, so its latency is not measured. NACK ' +
+      'cannot be turned off from the CLI, so there is no "FEC only" row. "loss sharer → relay": the same loss on the ' +
+      'sharer\'s way to the relay instead (`--up-loss`, share → impair → relay → watch on a clean link), where every ' +
+      'viewer loses the packet and the relay asks the sharer for it again; NACKs and RTX there are the viewer\'s own.',
   ].join('\n');
   const at5 = rows.find((r) => r.system.startsWith('udpcast NACK (') && r.lossPct === 5);
   return {
