@@ -343,7 +343,7 @@ export class RelayCore {
       // A late packet (one asked for again) starts no keyframe to move or take over at.
       const keyframe = fresh === 'new' && startsKeyframe(buf);
       if (keyframe && lane.index > 0) this.takeOverPaused(stream, lane, ts);
-      lane.lastTs = ts;
+      if (fresh === 'new') lane.lastTs = ts;
       // The newest picture's time and when its first packet came: not a late packet of an older
       // one; a time over a second back is a new sharer's clock (OutgoingStream.liveTime).
       const ahead = lane.liveTs === undefined ? 1 : tsDiff(lane.liveTs, ts);
