@@ -178,24 +178,32 @@ describe('OwnedProcess with real children', () => {
     const p = new OwnedProcess({ command: node, args: ['-e', script], name: 'node', killGraceMs: 300 });
     if (p.pid) leftovers.push(p.pid);
     const log = record(p);
-    await once(p, 'stderr-line'); // 'ready': its SIGTERM handler is installed
-    assert.equal(liveChildren() >= 1, true);
-    const t0 = Date.now();
-    await Promise.all([p.kill(), p.kill()]);
-    assert.ok(Date.now() - t0 >= 250, 'waited for the grace period');
-    assert.deepEqual(log.filter((e) => e[0] === 'line'), [['line', 'ready'], ['line', 'ignoring SIGTERM']]);
-    assert.deepEqual(log.at(-1), ['died', null, 'SIGKILL', true]);
-    assert.throws(() => process.kill(p.pid!, 0), { code: 'ESRCH' });
+    try {
+      await once(p, 'stderr-line'); // 'ready': its SIGTERM handler is installed
+      assert.equal(liveChildren() >= 1, true);
+      const t0 = Date.now();
+      await Promise.all([p.kill(), p.kill()]);
+      assert.ok(Date.now() - t0 >= 250, 'waited for the grace period');
+      assert.deepEqual(log.filter((e) => e[0] === 'line'), [['line', 'ready'], ['line', 'ignoring SIGTERM']]);
+      assert.deepEqual(log.at(-1), ['died', null, 'SIGKILL', true]);
+      assert.throws(() => process.kill(p.pid!, 0), { code: 'ESRCH' });
+    } finally {
+      await p.kill(); // idempotent: the same kill, when the test got that far
+    }
   });
 
   test('killAllChildren ends every live child; the registry empties', async () => {
     const ps = [1, 2].map(() => new OwnedProcess({ command: node, args: ['-e', 'setInterval(() => {}, 1000)'], name: 'node' }));
-    await Promise.all(ps.map((p) => once(p, 'started')));
-    for (const p of ps) leftovers.push(p.pid!);
-    assert.equal(liveChildren(), 2);
-    await killAllChildren();
-    assert.equal(liveChildren(), 0);
-    for (const p of ps) assert.throws(() => process.kill(p.pid!, 0), { code: 'ESRCH' });
+    try {
+      await Promise.all(ps.map((p) => once(p, 'started')));
+      for (const p of ps) leftovers.push(p.pid!);
+      assert.equal(liveChildren(), 2);
+      await killAllChildren();
+      assert.equal(liveChildren(), 0);
+      for (const p of ps) assert.throws(() => process.kill(p.pid!, 0), { code: 'ESRCH' });
+    } finally {
+      await Promise.all(ps.map((p) => p.kill()));
+    }
   });
 
   test('a parent killed with SIGTERM takes its children with it', { skip: process.platform === 'win32' }, async () => {

@@ -29,45 +29,51 @@ describe('share → relay → watch', { skip }, () => {
       const relay = udpcast([
         'relay', '--host', '127.0.0.1', '--port', String(port), '--no-dashboard', '--duration', '14', ...(native ? [] : ['--no-native']),
       ]);
-      // Two lines, which may come in two reads of its stderr: 'listening', then how datagrams go.
-      await waitFor(() => relay.stderrText().includes('datagrams: '), 5000, 'the relay');
-      assert.match(relay.stderrText(), path === 'native' ? /datagrams: native helper, recvmmsg and sendmmsg/ : /datagrams: node:dgram, one system call each \(/);
       const viewers: Running[] = [];
-      for (let i = 0; i < 3; i++) {
-        viewers.push(
-          udpcast([
-            'watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', '9',
-            '--output', join(dir, `${codec}-${i}.${codec}`), '--stats-json', join(dir, `${codec}-${i}.json`),
-          ]),
-        );
-      }
-      await sleep(1000); // the viewers subscribe before the stream starts, so they see it all
-      const shareStats = join(dir, `${codec}-share.json`);
-      const share = udpcast([
-        'share', '--relay', `127.0.0.1:${port}`, '--source', 'test', '--codec', codec, '--size', '320x240',
-        '--fps', '25', '--duration', '4', '--no-dashboard', '--stats-json', shareStats,
-      ]);
-      assert.equal((await exited(share, 20_000)).code, 0, share.stderrText());
-      const sent = statsOf(shareStats).framesSent;
-      assert.ok(sent >= 60, `share sent only ${sent} frames in 4 s at 25 fps`);
-      const results = [];
-      for (const [i, v] of viewers.entries()) {
-        assert.equal((await exited(v, 20_000)).code, 0, v.stderrText());
-        const d = decode(join(dir, `${codec}-${i}.${codec}`), codec);
-        assert.equal(d.errors, '', `viewer ${i}: FFmpeg reported decode errors`);
-        assert.ok(d.frames >= 0.95 * sent, `viewer ${i}: ${d.frames} of ${sent} frames`);
-        const st = statsOf(join(dir, `${codec}-${i}.json`));
-        assert.equal(st.framesComplete, d.frames, 'the stats count the frames written');
-        for (const k of ['t', 'packetsReceived', 'lostOnWire', 'rfc3550Lost', 'jitterMs', 'bitrateKbps', 'fps', 'framesComplete', 'framesDropped', 'latencyMs']) {
-          assert.ok(k in st, `stats-json has ${k}`);
+      let share: Running | undefined;
+      try {
+        // Two lines, which may come in two reads of its stderr: 'listening', then how datagrams go.
+        await waitFor(() => relay.stderrText().includes('datagrams: '), 5000, 'the relay');
+        assert.match(relay.stderrText(), path === 'native' ? /datagrams: native helper, recvmmsg and sendmmsg/ : /datagrams: node:dgram, one system call each \(/);
+        for (let i = 0; i < 3; i++) {
+          viewers.push(
+            udpcast([
+              'watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', '9',
+              '--output', join(dir, `${codec}-${i}.${codec}`), '--stats-json', join(dir, `${codec}-${i}.json`),
+            ]),
+          );
         }
-        assert.ok(typeof st.latencyMs === 'number' && st.latencyMs >= 0 && st.latencyMs < 1000, `latency ${st.latencyMs} ms`);
-        results.push(d);
+        await sleep(1000); // the viewers subscribe before the stream starts, so they see it all
+        const shareStats = join(dir, `${codec}-share.json`);
+        share = udpcast([
+          'share', '--relay', `127.0.0.1:${port}`, '--source', 'test', '--codec', codec, '--size', '320x240',
+          '--fps', '25', '--duration', '4', '--no-dashboard', '--stats-json', shareStats,
+        ]);
+        assert.equal((await exited(share, 20_000)).code, 0, share.stderrText());
+        const sent = statsOf(shareStats).framesSent;
+        assert.ok(sent >= 60, `share sent only ${sent} frames in 4 s at 25 fps`);
+        const results = [];
+        for (const [i, v] of viewers.entries()) {
+          assert.equal((await exited(v, 20_000)).code, 0, v.stderrText());
+          const d = decode(join(dir, `${codec}-${i}.${codec}`), codec);
+          assert.equal(d.errors, '', `viewer ${i}: FFmpeg reported decode errors`);
+          assert.ok(d.frames >= 0.95 * sent, `viewer ${i}: ${d.frames} of ${sent} frames`);
+          const st = statsOf(join(dir, `${codec}-${i}.json`));
+          assert.equal(st.framesComplete, d.frames, 'the stats count the frames written');
+          for (const k of ['t', 'packetsReceived', 'lostOnWire', 'rfc3550Lost', 'jitterMs', 'bitrateKbps', 'fps', 'framesComplete', 'framesDropped', 'latencyMs']) {
+            assert.ok(k in st, `stats-json has ${k}`);
+          }
+          assert.ok(typeof st.latencyMs === 'number' && st.latencyMs >= 0 && st.latencyMs < 1000, `latency ${st.latencyMs} ms`);
+          results.push(d);
+        }
+        assert.deepEqual(results[1].md5s, results[0].md5s, 'viewers 0 and 1 decoded the same frames');
+        assert.deepEqual(results[2].md5s, results[0].md5s, 'viewers 0 and 2 decoded the same frames');
+        relay.child.kill('SIGTERM');
+        assert.equal((await exited(relay, 5000)).code, 0);
+      } finally {
+        for (const r of [share, ...viewers, relay]) r?.child.kill('SIGTERM');
+        for (const r of [share, ...viewers, relay]) if (r) await exited(r, 5000).catch(() => undefined);
       }
-      assert.deepEqual(results[1].md5s, results[0].md5s, 'viewers 0 and 1 decoded the same frames');
-      assert.deepEqual(results[2].md5s, results[0].md5s, 'viewers 0 and 2 decoded the same frames');
-      relay.child.kill('SIGTERM');
-      assert.equal((await exited(relay, 5000)).code, 0);
     });
   }
 
@@ -75,59 +81,78 @@ describe('share → relay → watch', { skip }, () => {
     const port = await freePort();
     const out = join(dir, 'late.h264');
     const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(port), '--source', 'test', '--size', '320x240', '--gop', '30', '--duration', '7', '--no-dashboard']);
-    await waitFor(() => share.stderrText().includes('listening'), 5000, 'the sharer');
-    await sleep(2500);
-    const watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', '3', '--output', out]);
-    assert.equal((await exited(watch, 15_000)).code, 0, watch.stderrText());
-    const d = decode(out, 'h264');
-    assert.equal(d.errors, '');
-    assert.ok(d.frames >= 30, `only ${d.frames} frames in 3 s`);
-    await exited(share, 15_000);
+    let watch: Running | undefined;
+    try {
+      await waitFor(() => share.stderrText().includes('listening'), 5000, 'the sharer');
+      await sleep(2500);
+      watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', '3', '--output', out]);
+      assert.equal((await exited(watch, 15_000)).code, 0, watch.stderrText());
+      const d = decode(out, 'h264');
+      assert.equal(d.errors, '');
+      assert.ok(d.frames >= 30, `only ${d.frames} frames in 3 s`);
+      await exited(share, 15_000);
+    } finally {
+      for (const r of [watch, share]) r?.child.kill('SIGTERM');
+      for (const r of [watch, share]) if (r) await exited(r, 5000).catch(() => undefined);
+    }
   });
 
   test('the relay killed and restarted mid-stream: the viewer resumes within 3 s', async () => {
     const port = await freePort();
     const relayArgs = ['relay', '--host', '127.0.0.1', '--port', String(port), '--no-dashboard'];
     let relay = udpcast(relayArgs);
-    await waitFor(() => relay.stderrText().includes('listening'), 5000, 'the relay');
-    const watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', '14', '--output', '-']);
-    const share = udpcast(['share', '--relay', `127.0.0.1:${port}`, '--source', 'test', '--size', '320x240', '--gop', '30', '--duration', '13', '--no-dashboard']);
-    await waitFor(() => watch.stdout.length > 10, 15_000, 'video before the restart');
-    relay.child.kill('SIGKILL');
-    await exited(relay, 5000);
-    await sleep(1000);
-    const before = watch.stdout.length;
-    relay = udpcast(relayArgs);
-    await waitFor(() => relay.stderrText().includes('listening'), 5000, 'the restarted relay');
-    const restartedAt = Date.now();
-    await waitFor(() => watch.stdout.length > before, 6000, 'video after the restart');
-    const resumedAfter = watch.stdoutTimes[before] - restartedAt;
-    assert.ok(resumedAfter <= 3000, `resumed ${resumedAfter} ms after the relay came back`);
-    watch.child.kill('SIGTERM');
-    share.child.kill('SIGTERM');
-    assert.equal((await exited(watch, 5000)).code, 0);
-    assert.equal((await exited(share, 5000)).code, 0);
-    // Piped, --output - is Matroska (framed and stamped on arrival).
-    const file = join(dir, 'restart.mkv');
-    const { writeFileSync } = await import('node:fs');
-    writeFileSync(file, Buffer.concat(watch.stdout));
-    assert.equal(decode(file, 'matroska').errors, '', 'frames around the restart decode cleanly');
+    let watch: Running | undefined;
+    let share: Running | undefined;
+    try {
+      await waitFor(() => relay.stderrText().includes('listening'), 5000, 'the relay');
+      watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', '14', '--output', '-']);
+      share = udpcast(['share', '--relay', `127.0.0.1:${port}`, '--source', 'test', '--size', '320x240', '--gop', '30', '--duration', '13', '--no-dashboard']);
+      await waitFor(() => watch!.stdout.length > 10, 15_000, 'video before the restart');
+      relay.child.kill('SIGKILL');
+      await exited(relay, 5000);
+      await sleep(1000);
+      const before = watch.stdout.length;
+      relay = udpcast(relayArgs);
+      await waitFor(() => relay.stderrText().includes('listening'), 5000, 'the restarted relay');
+      const restartedAt = Date.now();
+      await waitFor(() => watch!.stdout.length > before, 6000, 'video after the restart');
+      const resumedAfter = watch.stdoutTimes[before] - restartedAt;
+      assert.ok(resumedAfter <= 3000, `resumed ${resumedAfter} ms after the relay came back`);
+      watch.child.kill('SIGTERM');
+      share.child.kill('SIGTERM');
+      assert.equal((await exited(watch, 5000)).code, 0);
+      assert.equal((await exited(share, 5000)).code, 0);
+      // Piped, --output - is Matroska (framed and stamped on arrival).
+      const file = join(dir, 'restart.mkv');
+      const { writeFileSync } = await import('node:fs');
+      writeFileSync(file, Buffer.concat(watch.stdout));
+      assert.equal(decode(file, 'matroska').errors, '', 'frames around the restart decode cleanly');
+    } finally {
+      for (const r of [watch, share, relay]) r?.child.kill('SIGTERM');
+      for (const r of [watch, share, relay]) if (r) await exited(r, 5000).catch(() => undefined);
+    }
   });
 
   test('SIGTERM ends the sharer cleanly: FFmpeg gone, BYE sent, viewers told', async () => {
     const port = await freePort();
     const stats = join(dir, 'bye.json');
     const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(port), '--source', 'test', '--size', '320x240', '--no-dashboard']);
-    await waitFor(() => /ffmpeg started \(pid \d+\)/.test(share.stderrText()), 8000, 'ffmpeg');
-    const ffmpegPid = Number(/ffmpeg started \(pid (\d+)\)/.exec(share.stderrText())![1]);
-    const watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--stats-json', stats]);
-    await waitFor(() => existsSync(stats) && statSync(stats).size > 0 && statsOf(stats).framesComplete > 5, 8000, 'frames at the viewer');
-    share.child.kill('SIGTERM');
-    assert.equal((await exited(share, 5000)).code, 0, share.stderrText());
-    assert.throws(() => process.kill(ffmpegPid, 0), /ESRCH/, 'ffmpeg was killed with its sharer');
-    await waitFor(() => statsOf(stats).state === 'ended', 3000, 'the viewer to hear the stream ended');
-    watch.child.kill('SIGINT');
-    assert.equal((await exited(watch, 5000)).code, 0);
+    let watch: Running | undefined;
+    try {
+      await waitFor(() => /ffmpeg started \(pid \d+\)/.test(share.stderrText()), 8000, 'ffmpeg');
+      const ffmpegPid = Number(/ffmpeg started \(pid (\d+)\)/.exec(share.stderrText())![1]);
+      watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--stats-json', stats]);
+      await waitFor(() => existsSync(stats) && statSync(stats).size > 0 && statsOf(stats).framesComplete > 5, 8000, 'frames at the viewer');
+      share.child.kill('SIGTERM');
+      assert.equal((await exited(share, 5000)).code, 0, share.stderrText());
+      assert.throws(() => process.kill(ffmpegPid, 0), /ESRCH/, 'ffmpeg was killed with its sharer');
+      await waitFor(() => statsOf(stats).state === 'ended', 3000, 'the viewer to hear the stream ended');
+      watch.child.kill('SIGINT');
+      assert.equal((await exited(watch, 5000)).code, 0);
+    } finally {
+      for (const r of [watch, share]) r?.child.kill('SIGTERM');
+      for (const r of [watch, share]) if (r) await exited(r, 5000).catch(() => undefined);
+    }
   });
 });
 

@@ -130,11 +130,14 @@ describe('with real FFmpeg', { skip: skipUnless('ffmpeg') }, () => {
     let starts = 0;
     e.on('started', () => starts++);
     e.start();
-    const [pid] = (await once(e, 'started')) as [number];
-    await collect(e, 1, 5000);
-    process.kill(pid, 'SIGKILL');
-    await once(e, 'restart');
-    await e.stop();
+    try {
+      const [pid] = (await once(e, 'started')) as [number];
+      await collect(e, 1, 5000);
+      process.kill(pid, 'SIGKILL');
+      await once(e, 'restart');
+    } finally {
+      await e.stop();
+    }
     await new Promise((r) => setTimeout(r, 700)); // past the 500 ms backoff
     assert.equal(starts, 1);
     assert.equal(e.restarts, 0);

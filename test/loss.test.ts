@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ImpairProxy } from '../src/impair/proxy.ts';
 import { NO_IMPAIRMENT, type ImpairSettings } from '../src/impair/core.ts';
-import { udpcast, killAll, exited, freePort, sleep, waitFor } from './helpers/cli.ts';
+import { udpcast, killAll, exited, freePort, sleep, waitFor, type Running } from './helpers/cli.ts';
 import { decode, lastStats } from './helpers/decode.ts';
 import { skipUnless } from './helpers/tools.ts';
 import { spawnSync } from 'node:child_process';
@@ -22,17 +22,20 @@ const skip = skipUnless('ffmpeg');
 async function run(name: string, down: ImpairSettings, seconds: number, extraShare: string[] = []) {
   const port = await freePort();
   const relay = udpcast(['relay', '--host', '127.0.0.1', '--port', String(port), '--no-dashboard']);
-  await waitFor(() => relay.stderrText().includes('listening'), 5000, 'the relay');
-  // 10 ms each way: 20 ms RTT between relay and viewer.
-  const up = { ...NO_IMPAIRMENT, delayMs: 10 };
-  const proxy = await ImpairProxy.start({ listenPort: 0, listenHost: '127.0.0.1', target: { host: '127.0.0.1', port }, up, down: { ...down, delayMs: 10 }, seed: 42 });
+  let proxy: ImpairProxy | undefined;
+  let watch: Running | undefined;
+  let share: Running | undefined;
   try {
+    await waitFor(() => relay.stderrText().includes('listening'), 5000, 'the relay');
+    // 10 ms each way: 20 ms RTT between relay and viewer.
+    const up = { ...NO_IMPAIRMENT, delayMs: 10 };
+    proxy = await ImpairProxy.start({ listenPort: 0, listenHost: '127.0.0.1', target: { host: '127.0.0.1', port }, up, down: { ...down, delayMs: 10 }, seed: 42 });
     const out = join(dir, `${name}.h264`);
     const stats = join(dir, `${name}.json`);
-    const watch = udpcast(['watch', `127.0.0.1:${proxy.port}`, '--player', 'none', '--no-dashboard', '--output', out, '--stats-json', stats]);
+    watch = udpcast(['watch', `127.0.0.1:${proxy.port}`, '--player', 'none', '--no-dashboard', '--output', out, '--stats-json', stats]);
     await sleep(800);
     const shareStats = join(dir, `${name}-share.json`);
-    const share = udpcast([
+    share = udpcast([
       'share', '--relay', `127.0.0.1:${port}`, '--source', 'test', '--size', '640x360', '--fps', '30',
       '--duration', String(seconds), '--no-dashboard', '--stats-json', shareStats, ...extraShare,
     ]);
@@ -49,7 +52,9 @@ async function run(name: string, down: ImpairSettings, seconds: number, extraSha
       counters: proxy.counters.down,
     };
   } finally {
-    await proxy.close();
+    await proxy?.close();
+    for (const r of [share, watch, relay]) r?.child.kill('SIGTERM');
+    for (const r of [share, watch, relay]) if (r) await exited(r, 5000).catch(() => undefined);
   }
 }
 
@@ -95,21 +100,27 @@ describe('instant start', { skip }, () => {
   test('--gop 300 and a viewer joining 3 s in: decodes from its first frame, within 300 ms', async () => {
     const port = await freePort();
     const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(port), '--source', 'test', '--size', '640x360', '--gop', '300', '--duration', '8', '--no-dashboard']);
-    await waitFor(() => share.stderrText().includes('listening'), 5000, 'the sharer');
-    await sleep(3000);
-    const out = join(dir, 'late-gop300.mkv');
-    const stats = join(dir, 'late-gop300.json');
-    const watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', '3', '--output', out, '--stats-json', stats]);
-    assert.equal((await exited(watch, 15_000)).code, 0, watch.stderrText());
-    const d = decode(out, 'matroska');
-    assert.equal(d.errors, '', 'decodes from its first frame');
-    assert.ok(d.frames >= 60, `${d.frames} frames`);
-    // The player's own input options must not throw the cached keyframe away.
-    const asPlayer = spawnSync('ffmpeg', ['-v', 'error', ...playerInputArgs(), '-i', out, '-f', 'framemd5', '-'], { encoding: 'utf8' });
-    assert.equal(asPlayer.stdout.split('\n').filter((l) => l && !l.startsWith('#')).length, d.frames, 'the player decodes every frame, the first included');
-    const first = lastStats(readFileSync(stats, 'utf8')).firstFrameMs;
-    console.log(`# late join with a 10 s GOP: first frame ${first} ms after subscribing`);
-    assert.ok(first !== null && first <= 300, `first frame after ${first} ms`);
-    await exited(share, 15_000);
+    let watch: Running | undefined;
+    try {
+      await waitFor(() => share.stderrText().includes('listening'), 5000, 'the sharer');
+      await sleep(3000);
+      const out = join(dir, 'late-gop300.mkv');
+      const stats = join(dir, 'late-gop300.json');
+      watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', '3', '--output', out, '--stats-json', stats]);
+      assert.equal((await exited(watch, 15_000)).code, 0, watch.stderrText());
+      const d = decode(out, 'matroska');
+      assert.equal(d.errors, '', 'decodes from its first frame');
+      assert.ok(d.frames >= 60, `${d.frames} frames`);
+      // The player's own input options must not throw the cached keyframe away.
+      const asPlayer = spawnSync('ffmpeg', ['-v', 'error', ...playerInputArgs(), '-i', out, '-f', 'framemd5', '-'], { encoding: 'utf8' });
+      assert.equal(asPlayer.stdout.split('\n').filter((l) => l && !l.startsWith('#')).length, d.frames, 'the player decodes every frame, the first included');
+      const first = lastStats(readFileSync(stats, 'utf8')).firstFrameMs;
+      console.log(`# late join with a 10 s GOP: first frame ${first} ms after subscribing`);
+      assert.ok(first !== null && first <= 300, `first frame after ${first} ms`);
+      await exited(share, 15_000);
+    } finally {
+      for (const r of [watch, share]) r?.child.kill('SIGTERM');
+      for (const r of [watch, share]) if (r) await exited(r, 5000).catch(() => undefined);
+    }
   });
 });

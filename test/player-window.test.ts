@@ -69,14 +69,26 @@ function windowOf(pid: number): string {
   return win;
 }
 
+/** For `finally`: each process still running is ended by its handle (watch takes its ffplay), and given 5 s to exit. */
+async function end(...rs: Array<Running | undefined>): Promise<void> {
+  for (const r of rs) r?.child.kill('SIGTERM');
+  for (const r of rs) if (r) await exited(r, 5000).catch(() => undefined);
+}
+
 /** A sharer of the test pattern with its embedded relay, and a watch with a window on our display. */
 async function shareAndWatch(extraWatch: string[] = []): Promise<{ share: Running; watch: Running; ffplayPid: () => number }> {
   const port = await freePort();
   const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(port), '--source', 'test', '--size', '320x240', '--gop', '30', '--no-dashboard']);
-  await waitFor(() => share.stderrText().includes('listening'), 8000, 'the sharer');
-  const watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard', ...extraWatch], { DISPLAY: display });
-  const pids = () => [...watch.stderrText().matchAll(/ffplay started \(pid (\d+)\)/g)].map((m) => Number(m[1]));
-  await waitFor(() => pids().length > 0, 10_000, 'ffplay to start');
+  let watch: Running | undefined;
+  const pids = () => [...(watch?.stderrText() ?? '').matchAll(/ffplay started \(pid (\d+)\)/g)].map((m) => Number(m[1]));
+  try {
+    await waitFor(() => share.stderrText().includes('listening'), 8000, 'the sharer');
+    watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard', ...extraWatch], { DISPLAY: display });
+    await waitFor(() => pids().length > 0, 10_000, 'ffplay to start');
+  } catch (err) {
+    await end(watch, share);
+    throw err;
+  }
   return { share, watch, ffplayPid: () => pids().at(-1)! };
 }
 
@@ -91,76 +103,92 @@ describe('watch and its ffplay window', { skip }, () => {
 
   test('watch killed with SIGKILL: its ffplay ends too (end of input, -autoexit)', async () => {
     const { share, watch, ffplayPid } = await shareAndWatch();
-    const pid = ffplayPid();
-    await sleep(1000);
-    assert.ok(alive(pid), 'ffplay is playing');
-    watch.child.kill('SIGKILL');
-    await exited(watch, 5000);
-    await waitFor(() => !alive(pid), 5000, `ffplay ${pid} to end after its watch was killed`);
-    share.child.kill('SIGTERM');
-    await exited(share, 5000);
+    try {
+      const pid = ffplayPid();
+      await sleep(1000);
+      assert.ok(alive(pid), 'ffplay is playing');
+      watch.child.kill('SIGKILL');
+      await exited(watch, 5000);
+      await waitFor(() => !alive(pid), 5000, `ffplay ${pid} to end after its watch was killed`);
+      share.child.kill('SIGTERM');
+      await exited(share, 5000);
+    } finally {
+      await end(watch, share);
+    }
   });
 
   test('the terminal closed (SIGHUP): watch ends cleanly with 0 and takes ffplay with it', async () => {
     const { share, watch, ffplayPid } = await shareAndWatch();
-    const pid = ffplayPid();
-    await sleep(500);
-    watch.child.kill('SIGHUP');
-    assert.equal((await exited(watch, 5000)).code, 0, watch.stderrText());
-    await waitFor(() => !alive(pid), 3000, `ffplay ${pid} to end with its watch`);
-    share.child.kill('SIGTERM');
-    await exited(share, 5000);
+    try {
+      const pid = ffplayPid();
+      await sleep(500);
+      watch.child.kill('SIGHUP');
+      assert.equal((await exited(watch, 5000)).code, 0, watch.stderrText());
+      await waitFor(() => !alive(pid), 3000, `ffplay ${pid} to end with its watch`);
+      share.child.kill('SIGTERM');
+      await exited(share, 5000);
+    } finally {
+      await end(watch, share);
+    }
   });
 
   test('a 2 s player stall is noticed, frames are held back, and a new player starts live', async () => {
     const stats = join(dir, 'stall.ndjson');
     const { share, watch, ffplayPid } = await shareAndWatch(['--stats-json', stats]);
-    const first = ffplayPid();
-    await sleep(1500);
-    process.kill(first, 'SIGSTOP');
     try {
-      await sleep(2000);
+      const first = ffplayPid();
+      await sleep(1500);
+      process.kill(first, 'SIGSTOP');
+      try {
+        await sleep(2000);
+      } finally {
+        process.kill(first, 'SIGCONT');
+      }
+      await waitFor(() => /player restarted live/.test(watch.stderrText()), 5000, 'the restart');
+      // The new ffplay's "started (pid …)" line may follow the restart line by a moment.
+      await waitFor(() => ffplayPid() !== first, 5000, 'the new player\'s pid');
+      const second = ffplayPid();
+      assert.notEqual(second, first);
+      await waitFor(() => !alive(first), 5000, 'the stalled player to be gone');
+      await sleep(1500);
+      assert.ok(alive(second), 'the new player plays on');
+      assert.match(watch.stderrText(), /player fell behind \(nothing read or shown for \d+ ms: paused or stalled\)/);
+      const lines = readFileSync(stats, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      assert.ok(lines.some((s) => s.player === 'behind'), '--stats-json said the player was behind');
+      const last = lines.at(-1)!;
+      assert.equal(last.player, 'live');
+      assert.ok((last.playerRestarts as number) >= 1);
+      assert.ok((last.framesHeldBack as number) > 0);
+      watch.child.kill('SIGTERM');
+      assert.equal((await exited(watch, 5000)).code, 0);
+      await waitFor(() => !alive(second), 3000, 'the player to end with watch');
+      share.child.kill('SIGTERM');
+      await exited(share, 5000);
     } finally {
-      process.kill(first, 'SIGCONT');
+      await end(watch, share);
     }
-    await waitFor(() => /player restarted live/.test(watch.stderrText()), 5000, 'the restart');
-    // The new ffplay's "started (pid …)" line may follow the restart line by a moment.
-    await waitFor(() => ffplayPid() !== first, 5000, 'the new player\'s pid');
-    const second = ffplayPid();
-    assert.notEqual(second, first);
-    await waitFor(() => !alive(first), 5000, 'the stalled player to be gone');
-    await sleep(1500);
-    assert.ok(alive(second), 'the new player plays on');
-    assert.match(watch.stderrText(), /player fell behind \(nothing read or shown for \d+ ms: paused or stalled\)/);
-    const lines = readFileSync(stats, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    assert.ok(lines.some((s) => s.player === 'behind'), '--stats-json said the player was behind');
-    const last = lines.at(-1)!;
-    assert.equal(last.player, 'live');
-    assert.ok((last.playerRestarts as number) >= 1);
-    assert.ok((last.framesHeldBack as number) > 0);
-    watch.child.kill('SIGTERM');
-    assert.equal((await exited(watch, 5000)).code, 0);
-    await waitFor(() => !alive(second), 3000, 'the player to end with watch');
-    share.child.kill('SIGTERM');
-    await exited(share, 5000);
   });
 
   test('paused with p for 3 s (its clock stops and never catches up): noticed at once, restarted live on resume', { skip: skipUnless('xdotool') }, async () => {
     const { share, watch, ffplayPid } = await shareAndWatch();
-    const first = ffplayPid();
-    await sleep(1500);
-    const key = () => xdotool('key', '--window', windowOf(first), 'p');
-    key();
-    await waitFor(() => /player fell behind/.test(watch.stderrText()), 2000, 'the pause to be noticed');
-    await sleep(3000);
-    assert.ok(!/player restarted live/.test(watch.stderrText()), 'no restart while it stays paused');
-    key();
-    await waitFor(() => /player restarted live: it responds again/.test(watch.stderrText()), 3000, 'the restart on resume');
-    await waitFor(() => ffplayPid() !== first && !alive(first), 5000, 'the paused player replaced');
-    watch.child.kill('SIGTERM');
-    assert.equal((await exited(watch, 5000)).code, 0);
-    share.child.kill('SIGTERM');
-    await exited(share, 5000);
+    try {
+      const first = ffplayPid();
+      await sleep(1500);
+      const key = () => xdotool('key', '--window', windowOf(first), 'p');
+      key();
+      await waitFor(() => /player fell behind/.test(watch.stderrText()), 2000, 'the pause to be noticed');
+      await sleep(3000);
+      assert.ok(!/player restarted live/.test(watch.stderrText()), 'no restart while it stays paused');
+      key();
+      await waitFor(() => /player restarted live: it responds again/.test(watch.stderrText()), 3000, 'the restart on resume');
+      await waitFor(() => ffplayPid() !== first && !alive(first), 5000, 'the paused player replaced');
+      watch.child.kill('SIGTERM');
+      assert.equal((await exited(watch, 5000)).code, 0);
+      share.child.kill('SIGTERM');
+      await exited(share, 5000);
+    } finally {
+      await end(watch, share);
+    }
   });
 
   // Issue 12 (item 8): "ffplay exited with code 123 after the window was killed". Each way a
@@ -185,17 +213,21 @@ describe('watch and its ffplay window', { skip }, () => {
   for (const e of endings) {
     test(`the player ended by ${e.how}: watch says so in words and exits ${e.code}`, { skip: skipUnless('xdotool') }, async () => {
       const { share, watch, ffplayPid } = await shareAndWatch();
-      const pid = ffplayPid();
-      await sleep(1500); // the window is up and playing
-      e.end(pid);
-      const { code } = await exited(watch, 8000);
-      const err = watch.stderrText();
-      assert.match(err, e.line);
-      assert.doesNotMatch(err, /exited with code/);
-      assert.equal(code, e.code, err);
-      await waitFor(() => !alive(pid), 3000, `ffplay ${pid} to be gone`);
-      share.child.kill('SIGTERM');
-      await exited(share, 5000);
+      try {
+        const pid = ffplayPid();
+        await sleep(1500); // the window is up and playing
+        e.end(pid);
+        const { code } = await exited(watch, 8000);
+        const err = watch.stderrText();
+        assert.match(err, e.line);
+        assert.doesNotMatch(err, /exited with code/);
+        assert.equal(code, e.code, err);
+        await waitFor(() => !alive(pid), 3000, `ffplay ${pid} to be gone`);
+        share.child.kill('SIGTERM');
+        await exited(share, 5000);
+      } finally {
+        await end(watch, share);
+      }
     });
   }
 
@@ -210,27 +242,33 @@ describe('watch and its ffplay window', { skip }, () => {
     await xsetroot('white'); // ffplay's window is black before its first picture: white is a picture
     const port = await freePort();
     const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(port), '--source', 'screen', '--display', shared, '--fps', '30', '--gop', '90', '--no-dashboard']);
-    await waitFor(() => /ffmpeg started/.test(share.stderrText()), 10_000, "the sharer's FFmpeg");
-    await sleep(2500); // ~0.3 s to the first frame, then 2.2 s into the GOP
-    const watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard'], { DISPLAY: display });
-    // ffplay centres its window (the shared screen's size) on the viewer's screen; look at a
-    // square inside it, away from the centre where the shared cursor is drawn.
-    const x = (VIEWER_SCREEN.width - SHARED_SCREEN.width) / 2 + 60;
-    const y = (VIEWER_SCREEN.height - SHARED_SCREEN.height) / 2 + 60;
-    const probe = start('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', ...x11grabIn(`${display}+${x},${y}`, 100, { drawMouse: false, size: '8x8' }), ...TINY_OUT]);
-    const frames = new Frames();
-    frames.attach(probe.child.stdout!);
-    await waitFor(() => frames.firstAfter(0, 'white') !== undefined, 15_000, 'the white shared screen in the window');
-    const latencies: number[] = [];
-    for (const colour of ['black', 'white', 'black', 'white'] as const) {
-      const at = await xsetroot(colour);
-      await waitFor(() => frames.firstAfter(at, colour) !== undefined, 5000, `the window to turn ${colour}`);
-      latencies.push(Math.round(frames.firstAfter(at, colour)!.at - at));
-      await sleep(300);
+    let watch: Running | undefined;
+    let probe: Running | undefined;
+    try {
+      await waitFor(() => /ffmpeg started/.test(share.stderrText()), 10_000, "the sharer's FFmpeg");
+      await sleep(2500); // ~0.3 s to the first frame, then 2.2 s into the GOP
+      watch = udpcast(['watch', `127.0.0.1:${port}`, '--no-dashboard'], { DISPLAY: display });
+      // ffplay centres its window (the shared screen's size) on the viewer's screen; look at a
+      // square inside it, away from the centre where the shared cursor is drawn.
+      const x = (VIEWER_SCREEN.width - SHARED_SCREEN.width) / 2 + 60;
+      const y = (VIEWER_SCREEN.height - SHARED_SCREEN.height) / 2 + 60;
+      probe = start('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-nostdin', ...x11grabIn(`${display}+${x},${y}`, 100, { drawMouse: false, size: '8x8' }), ...TINY_OUT]);
+      const frames = new Frames();
+      frames.attach(probe.child.stdout!);
+      await waitFor(() => frames.firstAfter(0, 'white') !== undefined, 15_000, 'the white shared screen in the window');
+      const latencies: number[] = [];
+      for (const colour of ['black', 'white', 'black', 'white'] as const) {
+        const at = await xsetroot(colour);
+        await waitFor(() => frames.firstAfter(at, colour) !== undefined, 5000, `the window to turn ${colour}`);
+        latencies.push(Math.round(frames.firstAfter(at, colour)!.at - at));
+        await sleep(300);
+      }
+      console.log(`# glass after a mid-GOP join: ${latencies.join(', ')} ms`);
+      for (const l of latencies) assert.ok(l <= 700, `flips seen after ${latencies.join(', ')} ms`);
+      for (const r of [probe, watch, share]) r.child.kill('SIGTERM');
+      for (const r of [probe, watch, share]) await exited(r, 5000);
+    } finally {
+      await end(probe, watch, share);
     }
-    console.log(`# glass after a mid-GOP join: ${latencies.join(', ')} ms`);
-    for (const l of latencies) assert.ok(l <= 700, `flips seen after ${latencies.join(', ')} ms`);
-    for (const r of [probe, watch, share]) r.child.kill('SIGTERM');
-    for (const r of [probe, watch, share]) await exited(r, 5000);
   });
 });

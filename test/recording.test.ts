@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { udpcast, killAll, exited, freePort, waitFor } from './helpers/cli.ts';
+import { udpcast, killAll, exited, freePort, waitFor, type Running } from './helpers/cli.ts';
 import { probe } from './helpers/media.ts';
 import { skipUnless } from './helpers/tools.ts';
 
@@ -25,12 +25,18 @@ describe('recordings: --output .mkv and .mp4', { skip: skipUnless('ffmpeg', 'ffp
     test(`${codec}: both containers decode cleanly and last frames / ${FPS} s`, async () => {
       const port = await freePort();
       const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(port), '--source', 'test', '--size', '320x240', '--fps', String(FPS), '--codec', codec, '--duration', '12', '--no-dashboard']);
-      await waitFor(() => share.stderrText().includes('listening'), 8000, 'the sharer');
       const files = ['mkv', 'mp4'].map((ext) => join(dir, `${codec}.${ext}`));
-      const watches = files.map((f) => udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', '6', '--output', f]));
-      for (const w of watches) assert.equal((await exited(w, 20_000)).code, 0, w.stderrText());
-      share.child.kill('SIGTERM');
-      await exited(share, 5000);
+      let watches: Running[] = [];
+      try {
+        await waitFor(() => share.stderrText().includes('listening'), 8000, 'the sharer');
+        watches = files.map((f) => udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', '6', '--output', f]));
+        for (const w of watches) assert.equal((await exited(w, 20_000)).code, 0, w.stderrText());
+        share.child.kill('SIGTERM');
+        await exited(share, 5000);
+      } finally {
+        for (const r of [...watches, share]) r.child.kill('SIGTERM');
+        for (const r of [...watches, share]) await exited(r, 5000).catch(() => undefined);
+      }
       for (const f of files) {
         const p = probe(f);
         assert.equal(p.errors, '', `${f}: no decode errors`);

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { udpcast, killAll, exited, freePort, waitFor } from './helpers/cli.ts';
+import { udpcast, killAll, exited, freePort, waitFor, type Running } from './helpers/cli.ts';
 import { skipUnless } from './helpers/tools.ts';
 import dgram from 'node:dgram';
 import { Publisher } from '../src/transport/publisher.ts';
@@ -34,33 +34,40 @@ test('a 1.2 Mbit/s uplink: the encoder is brought under it, and the viewer gets 
   const impairPort = await freePort();
   const relay = udpcast(['relay', '--host', '127.0.0.1', '--port', String(relayPort), '--no-dashboard']);
   const impair = udpcast(['impair', '--listen', `127.0.0.1:${impairPort}`, '--to', `127.0.0.1:${relayPort}`, '--up-rate', '1.2M', '--up-queue', '12', '--delay', '10ms', '--seed', '1']);
-  await waitFor(() => relay.stderrText().includes('listening') && /impair: up/.test(impair.stderrText()), 15_000, 'relay and impair');
-  const wstats = join(dir, 'watch.ndjson');
-  const sstats = join(dir, 'share.ndjson');
-  const watch = udpcast(['watch', `127.0.0.1:${relayPort}`, '--player', 'none', '--no-dashboard', '--stats-json', wstats]);
-  const share = udpcast(['share', '--relay', `127.0.0.1:${impairPort}`, '--source', 'test', '--size', '1280x720', '--bitrate', '2500k', '--duration', '18', '--no-dashboard', '--stats-json', sstats]);
-  const e = await exited(share, 40_000);
-  assert.equal(e.code, 0, share.stderrText());
-  watch.child.kill('SIGTERM');
-  await exited(watch, 10_000);
+  let watch: Running | undefined;
+  let share: Running | undefined;
+  try {
+    await waitFor(() => relay.stderrText().includes('listening') && /impair: up/.test(impair.stderrText()), 15_000, 'relay and impair');
+    const wstats = join(dir, 'watch.ndjson');
+    const sstats = join(dir, 'share.ndjson');
+    watch = udpcast(['watch', `127.0.0.1:${relayPort}`, '--player', 'none', '--no-dashboard', '--stats-json', wstats]);
+    share = udpcast(['share', '--relay', `127.0.0.1:${impairPort}`, '--source', 'test', '--size', '1280x720', '--bitrate', '2500k', '--duration', '18', '--no-dashboard', '--stats-json', sstats]);
+    const e = await exited(share, 40_000);
+    assert.equal(e.code, 0, share.stderrText());
+    watch.child.kill('SIGTERM');
+    await exited(watch, 10_000);
 
-  const log = share.stderrText();
-  assert.match(log, /the path takes about \d+ kbit\/s \((a queue of \d+ ms|[\d.]+% loss)\): encoder 2500 → \d+ kbit\/s/);
-  const s = lines(sstats).at(-1)!;
-  assert.ok(s.targetKbps < 1200, `the encoder ends under the link: ${s.targetKbps} kbit/s`);
-  assert.ok(s.estimateKbps !== null && s.estimateKbps < 1500, `estimate ${s.estimateKbps}`);
-  assert.ok(s.retargets >= 1);
-  // The viewer's last 8 seconds (its stats come once a second).
-  const w = lines(wstats).filter((x) => typeof x.fps === 'number').slice(-9, -1);
-  const fps = w.reduce((n, x) => n + x.fps, 0) / w.length;
-  const latency = w.map((x) => x.latencyMs).filter((x) => typeof x === 'number').sort((a, b) => a - b);
-  console.log(`# viewer, last 8 s: ${fps.toFixed(1)} fps, latency p50 ${latency[Math.floor(latency.length / 2)]} ms; encoder at ${s.targetKbps} kbit/s`);
-  assert.ok(fps >= 20, `fps ${fps.toFixed(1)} over the last 8 s: ${w.map((x) => x.fps).join(' ')}`);
-  assert.ok(latency.length > 0 && latency[Math.floor(latency.length / 2)] < 400, `latency ${latency.join(' ')}`);
-  impair.child.kill('SIGTERM');
-  relay.child.kill('SIGTERM');
-  await exited(impair, 5000);
-  await exited(relay, 5000);
+    const log = share.stderrText();
+    assert.match(log, /the path takes about \d+ kbit\/s \((a queue of \d+ ms|[\d.]+% loss)\): encoder 2500 → \d+ kbit\/s/);
+    const s = lines(sstats).at(-1)!;
+    assert.ok(s.targetKbps < 1200, `the encoder ends under the link: ${s.targetKbps} kbit/s`);
+    assert.ok(s.estimateKbps !== null && s.estimateKbps < 1500, `estimate ${s.estimateKbps}`);
+    assert.ok(s.retargets >= 1);
+    // The viewer's last 8 seconds (its stats come once a second).
+    const w = lines(wstats).filter((x) => typeof x.fps === 'number').slice(-9, -1);
+    const fps = w.reduce((n, x) => n + x.fps, 0) / w.length;
+    const latency = w.map((x) => x.latencyMs).filter((x) => typeof x === 'number').sort((a, b) => a - b);
+    console.log(`# viewer, last 8 s: ${fps.toFixed(1)} fps, latency p50 ${latency[Math.floor(latency.length / 2)]} ms; encoder at ${s.targetKbps} kbit/s`);
+    assert.ok(fps >= 20, `fps ${fps.toFixed(1)} over the last 8 s: ${w.map((x) => x.fps).join(' ')}`);
+    assert.ok(latency.length > 0 && latency[Math.floor(latency.length / 2)] < 400, `latency ${latency.join(' ')}`);
+    impair.child.kill('SIGTERM');
+    relay.child.kill('SIGTERM');
+    await exited(impair, 5000);
+    await exited(relay, 5000);
+  } finally {
+    for (const r of [share, watch, impair, relay]) r?.child.kill('SIGTERM');
+    for (const r of [share, watch, impair, relay]) if (r) await exited(r, 5000).catch(() => undefined);
+  }
 });
 
 test('with its embedded relay the sharer fits no uplink: --bitrate as given, no estimate, no re-target', { skip: skipUnless('ffmpeg') }, async () => {

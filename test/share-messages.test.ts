@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import type { NetworkInterfaceInfo } from 'node:os';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { udpcast, killAll, exited, freePort, waitFor } from './helpers/cli.ts';
+import { udpcast, killAll, exited, freePort, waitFor, type Running } from './helpers/cli.ts';
 import { frameLuma, probe } from './helpers/media.ts';
 import { skipUnless } from './helpers/tools.ts';
 import { watchHint } from '../src/apps/share.ts';
@@ -59,10 +59,16 @@ describe('a share that runs', { skip: skipUnless('ffmpeg', 'ffprobe') }, () => {
     const port = await freePort();
     const rec = join(dir, 'ntsc.mkv');
     const share = udpcast(['share', '--source', 'test', '--size', '320x240', '--fps', '29.97', '--host', '127.0.0.1', '--port', String(port), '--duration', '9', '--no-dashboard']);
-    await waitFor(() => /listening/.test(share.stderrText()) || share.child.exitCode !== null, 10_000, 'the sharer');
-    const watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', '5', '--output', rec]);
-    assert.equal((await exited(share, 20_000)).code, 0, share.stderrText());
-    assert.equal((await exited(watch, 10_000)).code, 0, watch.stderrText());
+    let watch: Running | undefined;
+    try {
+      await waitFor(() => /listening/.test(share.stderrText()) || share.child.exitCode !== null, 10_000, 'the sharer');
+      watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', '5', '--output', rec]);
+      assert.equal((await exited(share, 20_000)).code, 0, share.stderrText());
+      assert.equal((await exited(watch, 10_000)).code, 0, watch.stderrText());
+    } finally {
+      for (const r of [watch, share]) r?.child.kill('SIGTERM');
+      for (const r of [watch, share]) if (r) await exited(r, 5000).catch(() => undefined);
+    }
     const text = share.stderrText();
     // Bound to 127.0.0.1: only this machine can watch, and the hint says exactly that address.
     assert.match(text, new RegExp(`viewers run: udpcast watch 127\\.0\\.0\\.1:${port}\\n`));

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { udpcast, killAll, exited, freePort, waitFor } from './helpers/cli.ts';
+import { udpcast, killAll, exited, freePort, waitFor, type Running } from './helpers/cli.ts';
 import { lastStats } from './helpers/decode.ts';
 import { skipUnless } from './helpers/tools.ts';
 import { RelayLiveness } from '../src/transport/publisher.ts';
@@ -54,52 +54,65 @@ describe('share --relay: a relay that dies and comes back', { skip }, () => {
     const port = await freePort();
     const relayArgs = ['relay', '--host', '127.0.0.1', '--port', String(port), '--no-dashboard'];
     const relay = udpcast(relayArgs);
-    await waitFor(() => relay.stderrText().includes('listening'), 10_000, 'the relay');
-    const stats = join(dir, 'share.json');
-    const share = udpcast(['share', '--relay', `127.0.0.1:${port}`, '--source', 'test', '--size', '320x240', '--no-dashboard', '--stats-json', stats]);
-    await waitFor(() => /publisher/.test(relay.stderrText()), 15_000, 'the sharer to publish');
-    await waitFor(() => latest(stats).relayState === 'ok', 5000, 'relayState ok');
+    let share: Running | undefined;
+    let again: Running | undefined;
+    try {
+      await waitFor(() => relay.stderrText().includes('listening'), 10_000, 'the relay');
+      const stats = join(dir, 'share.json');
+      share = udpcast(['share', '--relay', `127.0.0.1:${port}`, '--source', 'test', '--size', '320x240', '--no-dashboard', '--stats-json', stats]);
+      await waitFor(() => /publisher/.test(relay.stderrText()), 15_000, 'the sharer to publish');
+      await waitFor(() => latest(stats).relayState === 'ok', 5000, 'relayState ok');
 
-    process.kill(relay.pid, 'SIGKILL');
-    const killedAt = Date.now();
-    const silent = new RegExp(`relay 127\\.0\\.0\\.1:${port} not answering for \\d+ s: still sending, retrying every 1 s`);
-    await waitFor(() => silent.test(share.stderrText()), RELAY_SILENT_MS + KEEPALIVE_MS + 3000, 'the sharer to notice');
-    const noticedMs = Date.now() - killedAt;
-    assert.ok(noticedMs <= RELAY_SILENT_MS + KEEPALIVE_MS + 1000, `noticed after ${noticedMs} ms`);
-    await waitFor(() => latest(stats).relayState === 'not answering', 3000, 'relayState not answering');
-    const during = latest(stats);
-    assert.ok(during.relaySilentS >= RELAY_SILENT_MS / 1000, JSON.stringify(during));
-    assert.equal(during.relayOutages, 1);
-    // The summary line (every 5 s) says so instead of a sending rate.
-    const summary = new RegExp(`share main: relay 127\\.0\\.0\\.1:${port} not answering for \\d+ s, retrying; \\d+ frames encoded`);
-    await waitFor(() => summary.test(share.stderrText()), 8000, 'the summary line to say so');
-    assert.doesNotMatch(share.stderrText().split('not answering')[1], /kbit\/s/, 'no sending rate while the relay is silent');
+      process.kill(relay.pid, 'SIGKILL');
+      const killedAt = Date.now();
+      const silent = new RegExp(`relay 127\\.0\\.0\\.1:${port} not answering for \\d+ s: still sending, retrying every 1 s`);
+      await waitFor(() => silent.test(share!.stderrText()), RELAY_SILENT_MS + KEEPALIVE_MS + 3000, 'the sharer to notice');
+      const noticedMs = Date.now() - killedAt;
+      assert.ok(noticedMs <= RELAY_SILENT_MS + KEEPALIVE_MS + 1000, `noticed after ${noticedMs} ms`);
+      await waitFor(() => latest(stats).relayState === 'not answering', 3000, 'relayState not answering');
+      const during = latest(stats);
+      assert.ok(during.relaySilentS >= RELAY_SILENT_MS / 1000, JSON.stringify(during));
+      assert.equal(during.relayOutages, 1);
+      // The summary line (every 5 s) says so instead of a sending rate.
+      const summary = new RegExp(`share main: relay 127\\.0\\.0\\.1:${port} not answering for \\d+ s, retrying; \\d+ frames encoded`);
+      await waitFor(() => summary.test(share!.stderrText()), 8000, 'the summary line to say so');
+      assert.doesNotMatch(share.stderrText().split('not answering')[1], /kbit\/s/, 'no sending rate while the relay is silent');
 
-    const again = udpcast(relayArgs);
-    await waitFor(() => /answering again after \d+ s/.test(share.stderrText()), 10_000, 'the sharer to see the relay back');
-    await waitFor(() => /publisher/.test(again.stderrText()), 3000, 'the restarted relay to carry the stream');
-    await waitFor(() => latest(stats).relayState === 'ok', 3000, 'relayState ok again');
-    assert.equal(latest(stats).relaySilentS, null);
+      again = udpcast(relayArgs);
+      await waitFor(() => /answering again after \d+ s/.test(share!.stderrText()), 10_000, 'the sharer to see the relay back');
+      await waitFor(() => /publisher/.test(again!.stderrText()), 3000, 'the restarted relay to carry the stream');
+      await waitFor(() => latest(stats).relayState === 'ok', 3000, 'relayState ok again');
+      assert.equal(latest(stats).relaySilentS, null);
 
-    share.child.kill('SIGTERM');
-    assert.equal((await exited(share, 10_000)).code, 0);
-    again.child.kill('SIGTERM');
-    await exited(again, 5000);
+      share.child.kill('SIGTERM');
+      assert.equal((await exited(share, 10_000)).code, 0);
+      again.child.kill('SIGTERM');
+      await exited(again, 5000);
+    } finally {
+      for (const r of [share, again, relay]) r?.child.kill('SIGTERM');
+      for (const r of [share, again, relay]) if (r) await exited(r, 5000).catch(() => undefined);
+    }
   });
 
   test('a keyed relay and no --key: "requires a key", one line, exit 2', async () => {
     const port = await freePort();
     const relay = udpcast(['relay', '--host', '127.0.0.1', '--port', String(port), '--key', 'relay-secret-1', '--no-dashboard']);
-    await waitFor(() => relay.stderrText().includes('listening'), 10_000, 'the relay');
-    const share = udpcast(['share', '--relay', `127.0.0.1:${port}`, '--source', 'test', '--size', '320x240', '--no-dashboard']);
-    const e = await exited(share, 20_000);
-    const err = share.stderrText().trim();
-    assert.equal(e.code, 2, err);
-    // The line that ends the run (after FFmpeg's start) says what to do.
-    const last = err.split('\n').at(-1)!;
-    assert.match(last, new RegExp(`^cannot publish: relay 127\\.0\\.0\\.1:${port} requires a key: share with --key or --key-file`));
-    assert.doesNotMatch(err, /refused our key/, 'we sent no key to refuse');
-    relay.child.kill('SIGTERM');
-    await exited(relay, 5000);
+    let share: Running | undefined;
+    try {
+      await waitFor(() => relay.stderrText().includes('listening'), 10_000, 'the relay');
+      share = udpcast(['share', '--relay', `127.0.0.1:${port}`, '--source', 'test', '--size', '320x240', '--no-dashboard']);
+      const e = await exited(share, 20_000);
+      const err = share.stderrText().trim();
+      assert.equal(e.code, 2, err);
+      // The line that ends the run (after FFmpeg's start) says what to do.
+      const last = err.split('\n').at(-1)!;
+      assert.match(last, new RegExp(`^cannot publish: relay 127\\.0\\.0\\.1:${port} requires a key: share with --key or --key-file`));
+      assert.doesNotMatch(err, /refused our key/, 'we sent no key to refuse');
+      relay.child.kill('SIGTERM');
+      await exited(relay, 5000);
+    } finally {
+      for (const r of [share, relay]) r?.child.kill('SIGTERM');
+      for (const r of [share, relay]) if (r) await exited(r, 5000).catch(() => undefined);
+    }
   });
 });

@@ -32,14 +32,20 @@ const count = (text: string, re: RegExp) => text.split('\n').filter((l) => re.te
 async function shareAndRecord(args: string[], rec: string, seconds: number, env: NodeJS.ProcessEnv = {}, stats?: string) {
   const port = await freePort();
   const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(port), '--no-dashboard', '--duration', String(seconds), ...args], env);
-  await waitFor(() => /listening/.test(share.stderrText()) || share.child.exitCode !== null, 10_000, 'the sharer');
-  const watch = udpcast([
-    'watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', String(seconds), '--output', rec,
-    ...(stats ? ['--stats-json', stats] : []),
-  ]);
-  const shareExit = await exited(share, (seconds + 15) * 1000);
-  await exited(watch, 15_000);
-  return { share, watch, code: shareExit.code };
+  let watch: Running | undefined;
+  try {
+    await waitFor(() => /listening/.test(share.stderrText()) || share.child.exitCode !== null, 10_000, 'the sharer');
+    watch = udpcast([
+      'watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', String(seconds), '--output', rec,
+      ...(stats ? ['--stats-json', stats] : []),
+    ]);
+    const shareExit = await exited(share, (seconds + 15) * 1000);
+    await exited(watch, 15_000);
+    return { share, watch, code: shareExit.code };
+  } finally {
+    for (const r of [watch, share]) r?.child.kill('SIGTERM');
+    for (const r of [watch, share]) if (r) await exited(r, 5000).catch(() => undefined);
+  }
 }
 
 function assertShared(share: Running, code: number | null, notice: RegExp): void {

@@ -48,12 +48,18 @@ const at = (name: string) => join(dir, name);
 async function shareAndRecord(shareArgs: string[], rec: string, watchS: number): Promise<{ share: Running; watch: Running }> {
   const port = await freePort();
   const share = udpcast(['share', '--host', '127.0.0.1', '--port', String(port), '--fps', String(FPS), '--no-dashboard', ...shareArgs]);
-  await waitFor(() => /listening/.test(share.stderrText()) || share.child.exitCode !== null, 10_000, 'the sharer');
-  const watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', String(watchS), '--output', rec]);
-  await exited(watch, (watchS + 15) * 1000);
-  await exited(share, 15_000).catch(() => share.child.kill('SIGTERM'));
-  await exited(share, 5000);
-  return { share, watch };
+  let watch: Running | undefined;
+  try {
+    await waitFor(() => /listening/.test(share.stderrText()) || share.child.exitCode !== null, 10_000, 'the sharer');
+    watch = udpcast(['watch', `127.0.0.1:${port}`, '--player', 'none', '--no-dashboard', '--duration', String(watchS), '--output', rec]);
+    await exited(watch, (watchS + 15) * 1000);
+    await exited(share, 15_000).catch(() => share.child.kill('SIGTERM'));
+    await exited(share, 5000);
+    return { share, watch };
+  } finally {
+    for (const r of [watch, share]) r?.child.kill('SIGTERM');
+    for (const r of [watch, share]) if (r) await exited(r, 5000).catch(() => undefined);
+  }
 }
 
 /** One line of stderr that looks like a stack trace ("    at fn (file:line)"), if any. */

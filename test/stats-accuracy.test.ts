@@ -189,6 +189,8 @@ async function run(name: string, down: ImpairSettings, seed: number): Promise<Ou
     await exited(relay, 5000);
   } finally {
     await proxy?.close();
+    for (const r of Object.values(procs)) r.child.kill('SIGTERM');
+    for (const r of Object.values(procs)) await exited(r, 5000).catch(() => undefined);
   }
 
   const lines = readFileSync(statsFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
