@@ -46,7 +46,7 @@ const nacksIn = (data: Buffer): Array<{ mediaSsrc: number; lost: number[] }> =>
   parseRtcp(data).flatMap((p: RtcpPacket) => (p.type === 'nack' ? [{ mediaSsrc: p.mediaSsrc, lost: p.lost }] : []));
 
 describe('UplinkGaps: what went missing on the way in, asked for again', () => {
-  test('a gap is asked for at once, again every retry interval while packets come, then given up', () => {
+  test('a gap is asked for at once, again after the retry interval, doubled each time it goes unanswered, and given up after UPLINK_REPAIR_MAX_MS', () => {
     const g = new UplinkGaps();
     assert.equal(g.arrived(SSRC, 10, 0), 'new');
     assert.equal(g.due(SSRC, 0), undefined);
@@ -58,11 +58,16 @@ describe('UplinkGaps: what went missing on the way in, asked for again', () => {
     for (let t = 15; t <= 1000; t += 5) {
       if (g.due(SSRC, t)) asks.push(t);
     }
-    assert.equal(asks.length, UPLINK_NACK_TRIES, `asked at ${asks.join(', ')} ms`);
-    assert.deepEqual(asks, Array.from({ length: UPLINK_NACK_TRIES }, (_, i) => 5 + i * UPLINK_NACK_RETRY_MS));
+    // 100 ms, then 200 (RFC 6298 §5.5); the next would come at 705, after UPLINK_REPAIR_MAX_MS.
+    assert.deepEqual(asks, [5, 5 + UPLINK_NACK_RETRY_MS, 5 + 3 * UPLINK_NACK_RETRY_MS]);
     assert.equal(g.givenUp, 2);
-    assert.equal(g.nacked, 2 * UPLINK_NACK_TRIES);
+    assert.equal(g.nacked, 2 * 3);
     assert.equal(g.arrived(SSRC, 11, 1001), 'old', 'given up: no longer awaited');
+    // An answer measured puts the retry back to the answer time, without the doubling.
+    g.arrived(SSRC, 16, 1002);
+    g.due(SSRC, 1002);
+    g.arrived(SSRC, 15, 1032);
+    assert.equal(g.retryMs, 30 + 4 * 15);
   });
 
   test('what arrives is told apart: asked for (repaired), come by itself (reordered), a copy (old)', () => {
@@ -113,9 +118,12 @@ describe('UplinkGaps: what went missing on the way in, asked for again', () => {
     g.arrived(SSRC, 1, 1);
     assert.deepEqual(g.due(SSRC, 1), [65535, 0]);
     assert.equal(g.due(7, 1), undefined);
-    g.arrived(SSRC, 20000, 2);
+    assert.equal(g.arrived(SSRC, 20000, 2), 'old', 'one stray packet far off: nothing changes');
+    assert.equal(g.arrived(SSRC, 2, 2), 'new');
+    assert.equal(g.arrived(SSRC, 30000, 2), 'old');
+    assert.equal(g.arrived(SSRC, 30001, 2), 'new', 'followed by the next: the sender started over');
     assert.equal(g.due(SSRC, 2 + UPLINK_NACK_RETRY_MS), undefined, 'the old gaps dropped with the restart, none opened');
-    g.arrived(SSRC, 20000 + UPLINK_MISSING_MAX + 51, 3);
+    g.arrived(SSRC, 30001 + UPLINK_MISSING_MAX + 51, 3);
     assert.equal(g.due(SSRC, 3)!.length, UPLINK_MISSING_MAX);
     assert.equal(g.givenUp, 2 + 50);
   });
@@ -149,6 +157,22 @@ describe('the relay asks its sharer again for what it lost on the way', () => {
     const nack = serializeRtcp([{ type: 'rr', ssrc: 0x777, reports: [] }, { type: 'nack', senderSsrc: 0x777, mediaSsrc: SSRC, lost: [2] }]);
     const rtx = relay.onDatagram(nack, viewer, 50);
     assert.deepEqual(toViewer(rtx), [2], 'the viewer\'s own NACK is answered from the relay\'s history');
+  });
+
+  test('the sharer\'s congestion feedback reports a copy that came before the report as arrived: the controller reads the loss left after repair', () => {
+    const relay = setup();
+    const reports: RtcpPacket[] = [];
+    const take = (out: ReturnType<RelayCore['onDatagram']>) => {
+      for (const o of out) if (o.to.some((e) => e.address === sharer.address) && isRtcp(o.data)) reports.push(...parseRtcp(o.data));
+    };
+    take(relay.onDatagram(media(1), sharer, 10));
+    take(relay.onDatagram(media(3), sharer, 20));
+    take(relay.onDatagram(media(2), sharer, 30)); // the copy, before the next report
+    take(relay.onDatagram(media(4), sharer, 200));
+    const fb = reports.flatMap((p) => (p.type === 'ccfb' ? p.streams : [])).filter((s) => s.ssrc === SSRC);
+    const received = new Map<number, boolean>();
+    for (const s of fb) s.packets.forEach((p, i) => received.set((s.beginSeq + i) & 0xffff, p.received));
+    assert.deepEqual([1, 2, 3, 4].map((seq) => received.get(seq)), [true, true, true, true]);
   });
 
   test('a copy of a packet the relay has is dropped, and a late one it never had goes on', () => {
@@ -266,6 +290,7 @@ describe('end to end: 5% loss between the sharer and the relay', { skip: skipUnl
       const atRelay = lastStats(readFileSync(join(dir, 'relay.json'), 'utf8'));
       const decoded = decode(out, 'h264');
       const lost = proxy.counters.up.lost;
+      for (const l of share.stderrText().split('\n').filter((x) => /the path takes/.test(x))) console.log(`# sharer: ${l}`);
       console.log(`# uplink 5% loss: ${lost} lost on the way, relay asked ${atRelay.uplinkNacked} times, ${atRelay.uplinkRepaired} came back, sharer re-sent ${sent.resent}; viewer ${decoded.frames}/${sent.framesSent} frames, given up ${seen.framesGivenUp}`);
       assert.ok(lost > 50, `the proxy lost only ${lost} packets`);
       assert.ok(sent.resent >= lost * 0.8, `re-sent ${sent.resent} of ${lost} lost`);
