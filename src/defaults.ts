@@ -170,8 +170,7 @@ export const RTX_BURST = 128;
  * sharer) at once, then again when the sharer's answer is overdue (a little over its measured
  * answer time, at least UPLINK_NACK_RETRY_MIN_MS; UPLINK_NACK_RETRY_MS before one is measured),
  * at most UPLINK_NACK_TRIES times; after UPLINK_REPAIR_MAX_MS it is given up: its frame is long
- * broken for a live viewer by then, and with --key the relay's 128-packet replay window refuses a
- * copy much older anyway.
+ * broken for a live viewer by then.
  */
 export const UPLINK_NACK_RETRY_MS = 100;
 export const UPLINK_NACK_RETRY_MIN_MS = 10;

@@ -309,6 +309,16 @@ describe('Pacer', () => {
     pacer.flush();
   });
 
+  test('a copy sent again goes ahead of the queued media (first), not behind it', () => {
+    const out: number[] = [];
+    const pacer = new Pacer<{ bytes: number; n: number }>(100, (x) => out.push(x.n), () => 0);
+    for (let n = 0; n < 5; n++) pacer.push({ bytes: 1200, n });
+    const sent = out.length;
+    pacer.push({ bytes: 1200, n: 99 }, true);
+    pacer.flush();
+    assert.deepEqual(out.slice(sent), [99, ...[0, 1, 2, 3, 4].slice(sent)]);
+  });
+
   test('flush sends what is queued at once; a full queue drops and counts', () => {
     const out: number[] = [];
     const pacer = new Pacer<{ bytes: number; n: number }>(100, (x) => out.push(x.n));

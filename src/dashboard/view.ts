@@ -568,7 +568,7 @@ function relayBody(s: RelaySnapshot, h: History, o: ViewOptions): string[] {
     ['Bytes out', fmtBytes(s.bytesOut)],
 
     ['Dropped', fmtInt(s.dropped)],
-    // Copies of the sharer's packets the relay already had (the path duplicated them): dropped.
+    // Copies of the sharer's packets the relay already had (an ask answered twice, or the path duplicated one): dropped.
     ['Copies', fmtInt(s.uplinkCopies)],
     ['Malformed', fmtInt(s.malformed)],
     ['Unknown src', fmtInt(s.unknownSource)],

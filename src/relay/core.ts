@@ -549,7 +549,7 @@ export class RelayCore {
 
   /**
    * What of a viewer's RTCP goes on to the sharer: its reports, not its NACKs (answered here from
-   * history; the sharer keeps none), and a keyframe request (PLI) only when none for the stream is
+   * history; what never came here the relay asks the sharer for itself, uplink.ts), and a keyframe request (PLI) only when none for the stream is
    * already on its way (KEYFRAME_WAIT_MS, until a keyframe passes) and this viewer's last one was
    * VIEWER_KEYFRAME_MIN_MS ago, unless packets of that layer went missing on their way in since its
    * latest keyframe (then it is everyone's picture that is broken). The datagram as it came when

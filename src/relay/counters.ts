@@ -27,7 +27,7 @@ export interface RelayCounters {
   uplinkNacked: number;
   /** Of those, packets that came. */
   uplinkRepaired: number;
-  /** Copies of media packets already here (the path duplicated them): dropped. */
+  /** Copies of media packets already here (an ask answered twice, or the path duplicated one): dropped. */
   uplinkCopies: number;
   /** Viewers that joined with the keyframe cache (instant start). */
   cacheJoins: number;

@@ -61,13 +61,14 @@ export class Pacer<T extends { bytes: number }> {
     return this.queue.length;
   }
 
-  push(item: T): void {
+  push(item: T, first = false): void {
     const limit = Math.max(PACE_MIN_QUEUE * MIN_BURST_BYTES, (this.bucket.rate * PACE_MAX_QUEUE_MS) / 1000);
     if (this.queuedBytes + item.bytes > limit) {
       this.dropped++;
       return;
     }
-    this.queue.push(item);
+    if (first) this.queue.unshift(item);
+    else this.queue.push(item);
     this.queuedBytes += item.bytes;
     this.drain();
   }

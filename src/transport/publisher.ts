@@ -639,7 +639,8 @@ export class Publisher {
           }
           this.counters.resent++;
           const copy = { ...o, again: true };
-          if (this.pacer) this.pacer.push(copy);
+          // Ahead of queued media: it repairs a picture already late.
+          if (this.pacer) this.pacer.push(copy, true);
           else this.sendNow(copy);
         }
       } else if (p.type === 'pli' && this.isOurs(p.mediaSsrc)) {

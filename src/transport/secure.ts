@@ -39,7 +39,7 @@
  *    |          truncated to 128 bits (K = auth.rtp or auth.rtcp)    |
  *    +---------------------------------------------------------------+
  *
- * The relay checks the index against a 128-packet replay window per SSRC (window.ts, RFC 3711
+ * The relay checks the index against a 1024-packet replay window per SSRC (window.ts, RFC 3711
  * §3.3.2; index = ROC·2^16 + SEQ for RTP, the SRTCP index for RTCP), then the tag in constant
  * time, and forwards a view without the 20 trailer bytes (viewers have no K).
  *

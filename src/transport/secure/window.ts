@@ -7,8 +7,13 @@
  */
 import { SEQ_MOD, seqDiff } from '../../rtp/seq.ts';
 
-/** Packets the replay window remembers behind the highest one (RFC 3711 §3.3.2 asks for ≥ 64). */
-export const REPLAY_WINDOW = 128;
+/**
+ * Packets the replay window remembers behind the highest one (RFC 3711 §3.3.2 asks for ≥ 64). As
+ * many as the sharer keeps to send again (UPLINK_HISTORY_PACKETS): a copy of a packet that never
+ * arrived comes up to that far behind (after the rest of a keyframe, at a few Mbit/s) and must
+ * still be told from a replay. 128 bytes of bitmap per SSRC.
+ */
+export const REPLAY_WINDOW = 1024;
 /** RFC 3711 §3.3.1: the ROC is 32 bits, so the index is 48. */
 export const MAX_INDEX = 2 ** 48 - 1;
 /** SSRCs one tracker table follows (media, FEC, RTCP of one publisher, with room for restarts). */
