@@ -26,7 +26,7 @@ describe('jitter buffer', () => {
     assert.deepEqual(seqs(jb.push(pkt(3), 30)), []);
     assert.deepEqual(seqs(jb.push(pkt(2), 31)), [2, 3, 4]);
     assert.equal(jb.counters.recoveredAfterNack, 2);
-    assert.deepEqual([jb.counters.repairWaits, jb.counters.repairWaitMs], [2, 29 + 30], 'each repair\'s wait from the gap\'s discovery');
+    assert.deepEqual([jb.counters.repairWaits, jb.repairWaitMs], [2, 30], 'each repair\'s wait from the gap\'s discovery (29 and 30: the median)');
   });
 
   test('a repair that comes after its gap was given up still says how long repairs take; a late original never asked for does not', () => {
@@ -35,9 +35,36 @@ describe('jitter buffer', () => {
     jb.push(pkt(3), 10); // 2 missing from 10, asked for at once
     jb.poll(60); // given up
     jb.push(pkt(2), 95);
-    assert.deepEqual([jb.counters.late, jb.counters.repairWaits, jb.counters.repairWaitMs], [1, 1, 85]);
+    assert.deepEqual([jb.counters.late, jb.counters.repairWaits, jb.repairWaitMs], [1, 1, 85]);
     jb.push(pkt(2), 96);
     assert.equal(jb.counters.repairWaits, 1, 'a second copy is no second sample');
+  });
+
+  test('repair waits: the median of the latest, so a stray (a number given up a wrap ago, a joiner\'s late hole) moves nothing', () => {
+    const jb = new JitterBuffer({ latencyMs: 50, retryMs: 20 });
+    let seq = 0;
+    let t = 0;
+    jb.push(pkt(seq), t);
+    // Eleven gaps, each repaired 25 ms after it was found, and one after 400 ms (given up first).
+    for (let i = 0; i < 12; i++) {
+      const gap = seq + 1;
+      seq += 2;
+      t += 10;
+      jb.push(pkt(seq), t);
+      if (i === 5) {
+        jb.poll(t + 60); // given up
+        t += 400;
+      } else t += 25;
+      jb.push(pkt(gap), t);
+    }
+    assert.equal(jb.counters.repairWaits, 12);
+    assert.equal(jb.repairWaitMs, 25);
+    // A copy of a number given up more than REPAIR_WAIT_MAX_MS ago is not timed at all.
+    seq += 2;
+    jb.push(pkt(seq), t);
+    jb.poll(t + 60);
+    jb.push(pkt(seq - 1), t + 5000);
+    assert.equal(jb.counters.repairWaits, 12);
   });
 
   test('a gap that outlives the budget is given up and the stream moves on', () => {

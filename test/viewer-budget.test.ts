@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { LatencyBudget } from '../src/player/budget.ts';
 import { LATENCY_BUDGET_INITIAL_MS, LATENCY_BUDGET_MAX_MS, LATENCY_BUDGET_MIN_MS } from '../src/defaults.ts';
 
-type Counts = { arrived: number; missed: number; repairWaitMs: number; repairWaits: number };
-const zero = (): Counts => ({ arrived: 0, missed: 0, repairWaitMs: 0, repairWaits: 0 });
+type Counts = { arrived: number; missed: number; repairWaits: number; repairWaitMs?: number };
+const zero = (): Counts => ({ arrived: 0, missed: 0, repairWaits: 0 });
 
 /**
  * Feeds one keepalive interval of `n` packets with `lossPct` % lost, each repaired `repairMs` after
@@ -20,7 +20,7 @@ function interval(b: LatencyBudget, counts: Counts, n: number, lossPct: number, 
   counts.missed += missed;
   if (repairMs !== undefined) {
     counts.repairWaits += missed;
-    counts.repairWaitMs += missed * repairMs;
+    counts.repairWaitMs = repairMs;
   }
   b.sampleLoss(counts);
   return counts;
@@ -80,8 +80,8 @@ describe('latency budget', () => {
     assert.equal(b.retryMs, 10, 'its own NACKs still follow its round trip');
     interval(b, c, 1000, 5, 2); // the sharer's path heals: falls slowly
     assert.equal(b.repairMs, 24.4);
-    interval(b, c, 1000, 5); // no repairs at all this second: nothing new said
-    assert.equal(b.repairMs, 24.4);
+    interval(b, c, 1000, 0); // no repairs this second: toward the round trip
+    assert.equal(b.repairMs, 0.8 * 24.4 + 0.2 * 1);
   });
 
   test('a new sharer session starts a fresh loss sample (not one over the whole session so far)', () => {

@@ -30,12 +30,13 @@ const RETRY_MIN_MS = 10;
  */
 const RTX_MIN_RTT_MS = 10;
 
-/** The jitter buffer's cumulative counts a budget samples (JitterCounters' fields of the same names). */
+/** What a budget samples of the jitter buffer: its cumulative counts, and how long its repairs take now. */
 export interface LossCounts {
   arrived: number;
   missed: number;
-  repairWaitMs: number;
+  /** Repairs timed so far, and the median of the latest (JitterBuffer.repairWaitMs). */
   repairWaits: number;
+  repairWaitMs?: number;
 }
 
 /** What the budget sets on the jitter buffer (JitterBuffer has these three fields). */
@@ -73,7 +74,7 @@ export class LatencyBudget implements RepairTiming {
    */
   repairMs?: number;
   /** The jitter buffer's cumulative counts at the last sample. */
-  private sampledAt: LossCounts = { arrived: 0, missed: 0, repairWaitMs: 0, repairWaits: 0 };
+  private sampledAt: LossCounts = { arrived: 0, missed: 0, repairWaits: 0 };
 
   /** `fixedMs`: a --latency that stays whatever is measured. */
   constructor(private readonly fixedMs?: number) {
@@ -101,12 +102,13 @@ export class LatencyBudget implements RepairTiming {
   sampleLoss(counts: LossCounts): void {
     const arrived = counts.arrived - this.sampledAt.arrived;
     const missed = counts.missed - this.sampledAt.missed;
-    const waits = counts.repairWaits - this.sampledAt.repairWaits;
-    const waited = counts.repairWaitMs - this.sampledAt.repairWaitMs;
+    const repaired = counts.repairWaits > this.sampledAt.repairWaits;
     this.sampledAt = { ...counts };
     // Rise fast (a bad link must be met at once), fall slowly (loss comes in spells).
     const smooth = (old: number, sample: number) => (sample > old ? sample : 0.8 * old + 0.2 * sample);
-    if (waits > 0) this.repairMs = smooth(this.repairMs ?? 0, waited / waits);
+    // Without new repairs it falls back toward the round trip: an old spell says less and less.
+    if (repaired && counts.repairWaitMs !== undefined) this.repairMs = smooth(this.repairMs ?? 0, counts.repairWaitMs);
+    else if (this.repairMs !== undefined && this.rttMs !== undefined) this.repairMs = smooth(this.repairMs, this.rttMs);
     if (arrived + missed >= MIN_SAMPLE_PACKETS) this.loss = smooth(this.loss, missed / (arrived + missed));
     this.update();
   }

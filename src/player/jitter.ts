@@ -11,7 +11,7 @@
  * recoveredAfterNack, recoveredByFec, reordered, givenUp, or is still `pending`; so
  * missed = recoveredAfterNack + recoveredByFec + reordered + givenUp + pending at any moment.
  */
-import { JITTER_MAX_PACKETS, MAX_DROPOUT } from '../defaults.ts';
+import { JITTER_MAX_PACKETS, LATENCY_BUDGET_MAX_MS, MAX_DROPOUT } from '../defaults.ts';
 import type { RtpPacket } from '../rtp/packet.ts';
 import { seqAdd, seqDiff } from '../rtp/seq.ts';
 
@@ -19,6 +19,10 @@ import { seqAdd, seqDiff } from '../rtp/seq.ts';
 const MAX_GAP = 1000;
 /** Given-up gaps remembered for a repair that comes too late (about a second of a 720p stream). */
 const GIVEN_UP_KEPT = 256;
+/** Repair waits kept for their median. */
+const REPAIR_WAITS_KEPT = 31;
+/** A repair that comes later than this after its gap was found is not timed (twice the longest budget). */
+const REPAIR_WAIT_MAX_MS = 2 * LATENCY_BUDGET_MAX_MS;
 
 export interface JitterCounters {
   /** Packets that arrived for a sequence number already released or given up. */
@@ -47,11 +51,9 @@ export interface JitterCounters {
   /** Packets that arrived the first time, in sequence or ahead of a gap: expected = this + missed. */
   firstTime: number;
   /**
-   * How long repairs took: the sum of the waits (ms, from the gap's discovery) and their number,
-   * of packets that came after a NACK, in time or after their gap was given up (`late` too). Where
-   * the loss is between the sharer and the relay, a repair takes the sharer's round trip, not ours.
+   * Repairs timed (JitterBuffer.repairWaitMs): packets that came after a NACK, in time or after
+   * their gap was given up (`late` too, within REPAIR_WAIT_MAX_MS).
    */
-  repairWaitMs: number;
   repairWaits: number;
 }
 
@@ -92,9 +94,10 @@ export class JitterBuffer {
     arrived: 0,
     missed: 0,
     firstTime: 0,
-    repairWaitMs: 0,
     repairWaits: 0,
   };
+  /** The latest repairs' waits (ms), oldest first, at most REPAIR_WAITS_KEPT. */
+  private readonly waits: number[] = [];
   /** Gaps asked for and given up, by sequence number, since when: a repair that comes too late still says how long repairs take. */
   private readonly givenUpSince = new Map<number, number>();
   private next?: number;
@@ -126,7 +129,8 @@ export class JitterBuffer {
       const since = this.givenUpSince.get(seq);
       if (since !== undefined) {
         this.givenUpSince.delete(seq);
-        this.repairWait(now - since);
+        // A number given up a wrap ago, or a joiner's hole filled after its catch-up, says nothing.
+        if (now - since <= REPAIR_WAIT_MAX_MS) this.repairWait(now - since);
       }
       return this.poll(now);
     }
@@ -212,8 +216,20 @@ export class JitterBuffer {
     return out;
   }
 
+  /**
+   * How long a repair takes (ms from the gap's discovery): the median of the latest
+   * REPAIR_WAITS_KEPT, undefined before any. Where the loss is between the sharer and the relay, a
+   * repair takes the sharer's round trip, not ours; the median leaves out the repairs that needed
+   * more than one ask, and strays.
+   */
+  get repairWaitMs(): number | undefined {
+    if (this.waits.length === 0) return undefined;
+    return [...this.waits].sort((a, b) => a - b)[Math.floor(this.waits.length / 2)];
+  }
+
   private repairWait(ms: number): void {
-    this.counters.repairWaitMs += ms;
+    if (this.waits.length >= REPAIR_WAITS_KEPT) this.waits.shift();
+    this.waits.push(ms);
     this.counters.repairWaits++;
   }
 

@@ -182,7 +182,7 @@ export class MediaPipeline {
   /** The jitter buffer's cumulative arrivals and losses, for the latency budget's loss samples. */
   get lossCounts(): LossCounts {
     const c = this.jitter.counters;
-    return { arrived: c.arrived, missed: c.missed, repairWaitMs: c.repairWaitMs, repairWaits: c.repairWaits };
+    return { arrived: c.arrived, missed: c.missed, repairWaits: c.repairWaits, repairWaitMs: this.jitter.repairWaitMs };
   }
 
   /** Packets that should have arrived in sequence so far: those that did, and those lost on the wire. */
