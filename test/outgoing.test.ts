@@ -14,7 +14,7 @@ const STEP = 90; // 1 ms
 const pic = (ssrc: number, seq: number, ts: number) =>
   serializeRtpToBuffer({ padding: 0, marker: true, payloadType: 96, sequenceNumber: seq, timestamp: ts >>> 0, ssrc, csrc: [], payload: Buffer.from([0x41, 1]) });
 const sent = (out: OutgoingStream, p: Buffer) => {
-  const o = out.nextPicture(p);
+  const o = out.nextPicture(p)!;
   return { ssrc: rtpSsrc(o), seq: rtpSequence(o), ts: rtpTimestamp(o) };
 };
 
@@ -103,7 +103,7 @@ describe("OutgoingStream: a browser's catch-up, stamped as it is sent", () => {
     // The cache, pictures 0-30, paced out one each 10 ms; the keyframe in two packets.
     at(1000);
     const part = serializeRtpToBuffer({ padding: 0, marker: false, payloadType: 96, sequenceNumber: 99, timestamp: 0, ssrc: A, csrc: [], payload: Buffer.from([0x65, 1]) });
-    const keyPart = out.nextPicture(part);
+    const keyPart = out.nextPicture(part)!;
     for (let i = 0; i <= 30; i++) {
       at(1000 + 10 * i);
       send(1000 + 10 * i, i);
@@ -159,12 +159,25 @@ describe("OutgoingStream: a browser's catch-up, stamped as it is sent", () => {
     const { out, at } = joinAt30();
     const stamps = [0, 1, 2].map((i) => {
       at(1000 + 10 * i);
-      return sent(out, pic(A, 100 + i, i * FRAME)).ts;
+      return sent(out, pic(A, [100, 102, 103][i], i * FRAME)).ts;
     });
     at(1030);
-    assert.equal(sent(out, pic(A, 99, 7 * FRAME)).ts, 7 * FRAME, 'older than the newest sent: not stamped');
-    const next = sent(out, pic(A, 103, 3 * FRAME)).ts;
+    assert.equal(sent(out, pic(A, 101, 7 * FRAME)).ts, 7 * FRAME, 'older than the newest sent: not stamped');
+    const next = sent(out, pic(A, 104, 3 * FRAME)).ts;
     assert.ok(next - stamps[2] >= MS, `the next picture ${next} after ${stamps[2]}`);
+  });
+
+  test('a late packet of the source from before it was this player\'s is not sent; over RTSP/TCP (freshOnly) no late packet is', () => {
+    const out = new OutgoingStream(A);
+    assert.ok(out.nextPicture(pic(A, 100, 0)));
+    assert.ok(out.nextPicture(pic(A, 102, FRAME)));
+    assert.equal(out.nextPicture(pic(A, 99, 0)), undefined, 'before its first: another picture\'s past');
+    assert.ok(out.nextPicture(pic(A, 101, 0)), 'a repair after its first goes');
+    // Moved to layer B at its packet 500: B's packet 499, repaired since, would be numbered among A's.
+    assert.ok(out.nextPicture(pic(B, 500, 2 * FRAME)));
+    assert.equal(out.nextPicture(pic(B, 499, FRAME)), undefined);
+    assert.ok(out.nextPicture(pic(B, 501, 3 * FRAME), true));
+    assert.equal(out.nextPicture(pic(B, 500, 2 * FRAME), true), undefined, 'freshOnly: a late packet is left out');
   });
 
   test('a catch-up that never reaches the live time (past RESTAMPED_MAX pictures, a sharer clock 1% slow): times never go back', () => {
@@ -207,7 +220,7 @@ describe('OutgoingStream.pictureEnd (the next picture delimited at once, for lib
     const wire: Buffer[] = [];
     for (let i = 0; i < n; i++) {
       for (const p of [part(seq++, times(i)), pic(A, seq++, times(i))]) {
-        const o = out.nextPicture(p);
+        const o = out.nextPicture(p)!;
         wire.push(o);
         const d = out.pictureEnd(o, AUD);
         if (d) wire.push(d);
@@ -236,7 +249,7 @@ describe('OutgoingStream.pictureEnd (the next picture delimited at once, for lib
     for (const [k, p] of wire.entries()) {
       if (!p.subarray(12).equals(AUD)) assert.equal(out.sourceSequence(rtpSequence(p)), 1000 + k - delims.filter((d) => wire.indexOf(d) < k).length);
     }
-    const next = out.nextPicture(part(1080, 90_000 + 40 * FRAME));
+    const next = out.nextPicture(part(1080, 90_000 + 40 * FRAME))!;
     assert.equal(rtpSequence(next), rtpSequence(last) + 1);
     assert.equal(out.sourceSequence(rtpSequence(next)), 1080, 'a packet since the last delimiter maps back');
   });
@@ -245,7 +258,7 @@ describe('OutgoingStream.pictureEnd (the next picture delimited at once, for lib
     const out = new OutgoingStream(A);
     const wire = play(out, 35, (i) => 90_000 + i * FRAME);
     // The last picture's packets were 1068 (first) and 1069 (marker): the first comes again, late.
-    const lateFirst = out.nextPicture(part(1068, 90_000 + 34 * FRAME));
+    const lateFirst = out.nextPicture(part(1068, 90_000 + 34 * FRAME))!;
     const sentFirst = wire.find((p) => rtpTimestamp(p) === 90_000 + 34 * FRAME && (p[1] & 0x80) === 0 && !p.subarray(12).equals(AUD))!;
     assert.equal(rtpSequence(lateFirst), rtpSequence(sentFirst), 'the number it had');
     assert.equal(new Set(wire.map(rtpSequence)).size, wire.length, 'no number twice');
@@ -256,7 +269,7 @@ describe('OutgoingStream.pictureEnd (the next picture delimited at once, for lib
     const wire = play(out, 32, (i) => 90_000 + i * FRAME);
     const aud = wire.at(-1)!;
     assert.ok(aud.subarray(12).equals(AUD));
-    const replay = [0, 1, 2].map((i) => rtpTimestamp(out.nextPicture(pic(B, 600 + i, 90_000 + (26 + i) * FRAME))));
+    const replay = [0, 1, 2].map((i) => rtpTimestamp(out.nextPicture(pic(B, 600 + i, 90_000 + (26 + i) * FRAME))!));
     assert.deepEqual(replay, [1, 2, 3].map((k) => rtpTimestamp(aud) + k * STEP), 'after the time the player gave the next picture');
   });
 
@@ -281,7 +294,7 @@ describe('OutgoingStream.pictureEnd (the next picture delimited at once, for lib
     // A restarted sharer (another SSRC, its own clock) without B-frames is looked at afresh.
     const restarted: Buffer[] = [];
     for (let i = 0; i < 40; i++) {
-      const o = out.nextPicture(pic(B, 3000 + i, 5_000_000 + i * FRAME));
+      const o = out.nextPicture(pic(B, 3000 + i, 5_000_000 + i * FRAME))!;
       restarted.push(o);
       const d = out.pictureEnd(o, AUD);
       if (d) restarted.push(d);
@@ -307,7 +320,7 @@ describe('OutgoingStream.pictureEnd (the next picture delimited at once, for lib
     // A move onto another layer's cache (behind the newest sent): none while it is stamped 1 ms apart.
     const moved: Buffer[] = [];
     for (let i = 0; i < 5; i++) {
-      const o = out.nextPicture(pic(B, 50 + i, (65 + i) * FRAME));
+      const o = out.nextPicture(pic(B, 50 + i, (65 + i) * FRAME))!;
       moved.push(o);
       const d = out.pictureEnd(o, AUD);
       if (d) moved.push(d);
@@ -319,9 +332,9 @@ describe('OutgoingStream.pictureEnd (the next picture delimited at once, for lib
   test('a repair (not the newest packet) and a packet without the marker get none', () => {
     const out = new OutgoingStream(A);
     play(out, 31, (i) => 90_000 + i * FRAME);
-    const old = out.nextPicture(pic(A, 1001, 90_000));
+    const old = out.nextPicture(pic(A, 1001, 90_000))!;
     assert.equal(out.pictureEnd(old, AUD), undefined);
-    const mid = out.nextPicture(part(1100, 90_000 + 31 * FRAME));
+    const mid = out.nextPicture(part(1100, 90_000 + 31 * FRAME))!;
     assert.equal(out.pictureEnd(mid, AUD), undefined);
   });
 });

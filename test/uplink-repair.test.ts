@@ -296,8 +296,8 @@ describe('end to end: 5% loss between the sharer and the relay', { skip: skipUnl
       assert.ok(sent.resent >= lost * 0.8, `re-sent ${sent.resent} of ${lost} lost`);
       assert.ok(atRelay.uplinkRepaired >= lost * 0.8, `${atRelay.uplinkRepaired} repaired at the relay`);
       assert.equal(decoded.errors, '');
-      // Without the asks (turned off in the code): 16 of 230. With them, 213-236 of 222-236 over
-      // ten runs here: a copy lost again and again still costs a frame and what follows it.
+      // Without the asks (turned off in the code): 16 of 230. With them, 213-236 of 222-236 in the
+      // runs here: a copy lost again and again still costs a frame and what follows it.
       assert.ok(decoded.frames >= 0.9 * sent.framesSent, `${decoded.frames} of ${sent.framesSent} frames`);
     } finally {
       await proxy?.close();

@@ -83,6 +83,8 @@ export class OutgoingStream {
   /** The newest picture time sent (as the receiver got it), and the newest sequence number of the current source. */
   private newestStamp?: number;
   private newestSourceSeq?: number;
+  /** The first number of the current source sent: a packet of it from before (sent ahead of a layer move, repaired since) is not this player's. */
+  private sourceFirstSeq?: number;
   /**
    * After a change of source (another layer), while its pictures are not newer than the last
    * stamp given: that stamp. Only then are times changed: within one source they may go back
@@ -129,14 +131,20 @@ export class OutgoingStream {
   /**
    * A picture packet as the player gets it: picture(), a catch-up picture stamped nearer the edge.
    * A repair of a catch-up picture, even after the catch-up, gets the time it was first sent with
-   * (a picture of two times would be two broken pictures to the player).
+   * (a picture of two times would be two broken pictures to the player). Undefined for a packet
+   * not to send: one of the current source from before it became this player's (its number would
+   * land among the source before's), and with `freshOnly` any older than the newest sent (a
+   * player that reads packets in the order they come, as FFmpeg does over RTSP/TCP, would splice
+   * a late one into the picture it is on).
    */
-  nextPicture(data: Buffer): Buffer {
+  nextPicture(data: Buffer, freshOnly = false): Buffer | undefined {
     const ts = rtpTimestamp(data);
     const ssrc = rtpSsrc(data);
     const seq = rtpSequence(data);
     // Newer than what was sent of its source (the first of a new source is): not a repair.
     const fresh = ssrc !== this.videoSsrc || this.newestSourceSeq === undefined || seqDiff(this.newestSourceSeq, seq) > 0;
+    if (!fresh && (freshOnly || (this.sourceFirstSeq !== undefined && seqDiff(this.sourceFirstSeq, seq) < 0))) return undefined;
+    if (fresh && (ssrc !== this.videoSsrc || this.sourceFirstSeq === undefined)) this.sourceFirstSeq = seq;
     if (ssrc !== this.videoSsrc) {
       // Repairs are of the current source only (sourceSequence): the stamps of the source before,
       // a joiner's catch-up's among them, are not this one's (the same times may be in both).

@@ -573,7 +573,10 @@ export class RtspPusher {
         }
         c.videoBroken = false;
       }
-      const sent = this.sendTo(c, track, 'rtp', out.nextPicture(data));
+      // The server reads what it records in the order it comes: a late packet is left out over TCP.
+      const pkt = out.nextPicture(data, this.target.transport === 'tcp');
+      if (!pkt) return true;
+      const sent = this.sendTo(c, track, 'rtp', pkt);
       if (!sent) c.videoBroken = true;
       return true;
     }

@@ -514,7 +514,8 @@ export class RtspServer {
       if (!codec) return true; // FEC and the like: a player does not read them
       const track = s.tracks.find((t) => t.kind === 'video');
       if (!track) return true;
-      const sent = out.nextPicture(data);
+      const sent = out.nextPicture(data, track.transport.kind === 'tcp');
+      if (!sent) return true;
       const delivered = this.send(s, track, 'rtp', sent);
       const next = s.libavformat && codec.nextPictureDelimiter && out.pictureEnd(sent, codec.nextPictureDelimiter);
       if (next) this.send(s, track, 'rtp', next);

@@ -350,6 +350,7 @@ export class BrowserViewers {
     }
     if (pt !== b.codecPayloadType || !b.videoTrack) return true; // FEC and the like, or a codec it was not answered for
     const pkt = out.nextPicture(data);
+    if (!pkt) return true; // of its layer, from before the browser was moved onto it
     const seq = rtpSequence(pkt);
     // Older than the newest sent: a repair from the relay's history, as the browser numbered it first.
     const fresh = b.lastSent === undefined || seqDiff(b.lastSent, seq) > 0;
