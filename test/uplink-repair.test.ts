@@ -206,6 +206,25 @@ describe('the relay asks its sharer again for what it lost on the way', () => {
     const replay = cache.frame!.filter((p) => rtpSsrc(p) === SSRC).map(rtpSequence);
     assert.deepEqual(replay, [10, 11, 12, 13, 14, 15]);
   });
+
+  test('the keyframe cache: a hole filled is no loss since the keyframe; a keyframe whose first packet came late starts the cache', () => {
+    const cache = new KeyframeCache();
+    const idr = (seq: number, ts: number) => media(seq, { ts, payload: [0x65, 1] });
+    cache.add(idr(10, 9000));
+    cache.add(media(12, { ts: 12000 }));
+    assert.equal(cache.lostSinceKeyframe, true);
+    cache.add(media(11, { ts: 12000 }));
+    assert.equal(cache.lostSinceKeyframe, false, 'the hole came, asked for again');
+    // The next keyframe's first packet (20) is lost: its second comes, then the next frame, then it.
+    cache.add(media(13, { ts: 15000 }));
+    cache.add(media(21, { ts: 18000 })); // the keyframe's second packet: not a start
+    cache.add(media(22, { ts: 21000 }));
+    const before = cache.count;
+    assert.deepEqual(cache.frame!.map(rtpSequence), [10, 11, 12, 13, 21, 22], 'replayed from the keyframe before');
+    cache.add(idr(20, 18000));
+    assert.equal(cache.count, before + 1, 'a keyframe passed');
+    assert.deepEqual(cache.frame!.map(rtpSequence), [20, 21, 22]);
+  });
 });
 
 describe('the sharer keeps what it sent and sends it again', () => {

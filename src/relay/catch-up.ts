@@ -14,6 +14,11 @@ import { startsKeyframe } from '../transport/keyframe.ts';
 import { unlessMalformed } from '../util/errors.ts';
 import { TokenBucket } from '../util/token-bucket.ts';
 
+/** Whether `buf` starts a keyframe: its frame info says so (--encrypt), else its payload (a malformed element is no frame info). */
+function keyframeStart(buf: Buffer): boolean {
+  return unlessMalformed(() => readFrameInfo(buf), undefined)?.keyframeStart ?? startsKeyframe(buf);
+}
+
 /** One stream's packets since its latest keyframe, and its latest SR. */
 export class KeyframeCache {
   /** Undefined before the first keyframe, and after the frame outgrew KEYFRAME_CACHE_BYTES. */
@@ -25,10 +30,17 @@ export class KeyframeCache {
   count = 0;
   /**
    * Packets went missing on the way in since the latest keyframe began (its sequence numbers
-   * jumped): the picture is broken for every viewer until the next keyframe, so a viewer that asks
-   * for one asks for them all (the sharer's uplink just narrowed), not for its own path's losses.
+   * jumped) and have not come since (asked for again): the picture is broken for every viewer until
+   * the next keyframe, so a viewer that asks for one asks for them all (the sharer's uplink just
+   * narrowed), not for its own path's losses.
    */
-  lostSinceKeyframe = false;
+  get lostSinceKeyframe(): boolean {
+    return this.holes > 0;
+  }
+  /** Sequence numbers found missing since the latest keyframe began and not come since (asked for again, uplink.ts). */
+  private holes = 0;
+  /** The latest keyframe's first sequence number. */
+  private keyframeSeq?: number;
   /** Sequence number of the newest media packet. */
   private lastSeq?: number;
   /** The publisher's latest RTCP compound with an SR: a joining viewer gets it first. */
@@ -45,29 +57,33 @@ export class KeyframeCache {
       this.late(buf, seq);
       return;
     }
-    if (this.lastSeq !== undefined && seqDiff(this.lastSeq, seq) > 1) this.lostSinceKeyframe = true;
+    if (this.lastSeq !== undefined && seqDiff(this.lastSeq, seq) > 1) this.holes += Math.min(seqDiff(this.lastSeq, seq), MAX_DROPOUT) - 1;
     this.lastSeq = seq;
     const timestamp = rtpTimestamp(buf);
     const frameStart = timestamp !== this.lastTimestamp;
     this.lastTimestamp = timestamp;
     // A malformed frame-info element is no frame info: the payload still says whether it is a keyframe.
-    if (frameStart && (unlessMalformed(() => readFrameInfo(buf), undefined)?.keyframeStart ?? startsKeyframe(buf))) {
+    if (frameStart && keyframeStart(buf)) {
       this.packets = [buf];
       this.bytes = buf.length;
       this.count++;
-      this.lostSinceKeyframe = false; // a loss just before it was the frame before's
+      this.keyframeSeq = seq;
+      this.holes = 0; // a loss just before it was the frame before's
     } else {
       this.keep(buf);
     }
   }
 
   /**
-   * A packet older than the newest (reordered, or asked for again from the sharer): put back in
-   * its place among the cached packets of its source, so a joiner's replay has the frame whole. One
-   * from before the cached keyframe, or a copy, is not kept; nor does it start a keyframe (a
-   * keyframe whose first packet came late is replayed from the keyframe before it).
+   * A packet older than the newest (reordered, or asked for again from the sharer; the relay has
+   * dropped copies of what it had): a hole since the keyframe filled, and put back in its place
+   * among the cached packets of its source, so a joiner's replay has the frame whole. One from
+   * before the cached keyframe is not kept, unless it starts a newer keyframe (its first packet
+   * came late): then the cache starts there.
    */
   private late(buf: Buffer, seq: number): void {
+    const sinceKeyframe = this.keyframeSeq === undefined || seqDiff(this.keyframeSeq, seq) > 0;
+    if (sinceKeyframe && this.holes > 0) this.holes--;
     const packets = this.packets;
     if (!packets) return;
     const ssrc = rtpSsrc(buf);
@@ -77,6 +93,13 @@ export class KeyframeCache {
       const d = seqDiff(rtpSequence(p), seq);
       if (d === 0) return;
       if (d > 0) {
+        if (sinceKeyframe && keyframeStart(buf)) {
+          this.packets = [buf, ...packets.slice(i + 1)];
+          this.bytes = this.packets.reduce((n, b) => n + b.length, 0);
+          this.count++;
+          this.keyframeSeq = seq;
+          return;
+        }
         if (this.bytes + buf.length > KEYFRAME_CACHE_BYTES) return;
         this.bytes += buf.length;
         packets.splice(i + 1, 0, buf);
@@ -117,7 +140,8 @@ export class KeyframeCache {
     this.lastSr = undefined;
     this.lastTimestamp = undefined;
     this.lastSeq = undefined;
-    this.lostSinceKeyframe = false;
+    this.keyframeSeq = undefined;
+    this.holes = 0;
   }
 
   /** Bytes a catch-up would send now (the SR aside); 0 when there is no keyframe to start from. */
