@@ -10,8 +10,8 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
-import { exited, freePort, killAll, ROOT, sleep, udpcast, waitFor, type Running } from './helpers/cli.ts';
+import { rmSync } from 'node:fs';
+import { alive, exited, freePort, killAll, ROOT, sleep, udpcast, waitFor, type Running } from './helpers/cli.ts';
 import { skipUnless } from './helpers/tools.ts';
 
 const skip = skipUnless('tmux', 'ffmpeg');
@@ -37,15 +37,6 @@ function inTmux(args: string[]): string {
 
 const screen = (name: string) => tmux('capture-pane', '-p', '-t', name);
 
-/** Running, and not a zombie: a pane's orphan may never be reaped in a container. */
-const alive = (pid: number): boolean => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-};
 
 /**
  * For `finally`: a pane whose udpcast still runs (its test failed first) is closed with its session

@@ -9,7 +9,7 @@ import { spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { udpcast, killAll, exited, freePort, waitFor, sleep, type Running } from './helpers/cli.ts';
+import { alive, udpcast, killAll, exited, freePort, waitFor, sleep, type Running } from './helpers/cli.ts';
 import { skipUnless } from './helpers/tools.ts';
 import { Frames, TINY_OUT, x11grabIn, xvfb as startXvfb, type Colour } from '../bench/lib.ts';
 import { start } from './helpers/cli.ts';
@@ -48,15 +48,6 @@ after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** Running, and not a zombie: an orphaned ffplay is reaped by PID 1, which in a container may never happen. */
-const alive = (pid: number): boolean => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-};
 
 /** `xdotool ARGS` on the viewer's display. */
 const xdotool = (...args: string[]) => spawnSync('xdotool', args, { env: { ...process.env, DISPLAY: display }, encoding: 'utf8', timeout: 5000 });

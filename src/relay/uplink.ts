@@ -137,9 +137,4 @@ export class UplinkGaps {
     this.answerVarMs += (Math.abs(this.answerMs - ms) - this.answerVarMs) / 4;
     this.answerMs += (ms - this.answerMs) / 8;
   }
-
-  /** A new publisher session: nothing of the old one is asked for. */
-  clear(): void {
-    this.sources.clear();
-  }
 }

@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = 'bin/udpcast.ts';
@@ -94,5 +95,18 @@ export async function waitFor(cond: () => boolean, ms: number, what: string): Pr
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await sleep(50);
+  }
+}
+
+/**
+ * Running, and not a zombie: an orphan (ffplay after its watch, a tmux pane's process) is reaped
+ * by PID 1, which in a container may never happen.
+ */
+export function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
   }
 }
