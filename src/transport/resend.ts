@@ -18,7 +18,7 @@ export class SentHistory<T extends Sent> {
   private credit = RTX_BURST;
 
   /** `sources`: the SSRCs kept (each layer's, the sound's); others (FEC, probes) are not. */
-  constructor(private readonly sources: readonly number[]) {
+  constructor(sources: readonly number[]) {
     for (const s of sources) this.rings.set(s, new Array(UPLINK_HISTORY_PACKETS));
   }
 
