@@ -631,18 +631,16 @@ export class Publisher {
         this.onEstimate?.(kbps, this.congestion.takeProbed());
       } else if (p.type === 'nack' && p.senderSsrc === RELAY_SSRC) {
         // What never reached the relay (uplink.ts there): the same bytes again, paced like media.
+        const copies: Outgoing[] = [];
         for (const seq of p.lost) {
           const o = this.breaker.open ? undefined : this.sentHistory.take(p.mediaSsrc, seq);
-          if (!o) {
-            this.counters.resendMisses++;
-            continue;
-          }
-          this.counters.resent++;
-          const copy = { ...o, again: true };
-          // Ahead of queued media: it repairs a picture already late.
-          if (this.pacer) this.pacer.push(copy, true);
-          else this.sendNow(copy);
+          if (o) copies.push({ ...o, again: true });
+          else this.counters.resendMisses++;
         }
+        this.counters.resent += copies.length;
+        // Ahead of queued media, in the order asked: they repair pictures already late.
+        if (this.pacer) for (let i = copies.length - 1; i >= 0; i--) this.pacer.push(copies[i], true);
+        else for (const c of copies) this.sendNow(c);
       } else if (p.type === 'pli' && this.isOurs(p.mediaSsrc)) {
         // A fresh encoder run starts every layer with a keyframe.
         this.counters.keyframeRequests++;
