@@ -224,6 +224,13 @@ export const CATCHUP_MAX_PACKETS = 8192;
 /** Viewer latency budget when none is given: 3 RTTs + 20 ms, within these bounds (ms). */
 export const LATENCY_BUDGET_MIN_MS = 40;
 export const LATENCY_BUDGET_MAX_MS = 500;
+/**
+ * The most a budget is stretched for repairs slower than the round trip (a loss on the sharer's
+ * way, repaired from there): a call's delay. Through a congested uplink those repairs wait in its
+ * queue, and a budget that followed them held every frame behind a gap that long (CI: p50 529 ms
+ * behind a 1.2 Mbit/s uplink with the 500 ms cap).
+ */
+export const LATENCY_BUDGET_REPAIR_MAX_MS = 150;
 /** Budget before the first RTT measurement. */
 export const LATENCY_BUDGET_INITIAL_MS = 120;
 /** Packets a viewer holds waiting for a gap to fill; past it, the oldest gap is given up. */

@@ -5,7 +5,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { LatencyBudget } from '../src/player/budget.ts';
-import { LATENCY_BUDGET_INITIAL_MS, LATENCY_BUDGET_MAX_MS, LATENCY_BUDGET_MIN_MS } from '../src/defaults.ts';
+import { LATENCY_BUDGET_INITIAL_MS, LATENCY_BUDGET_MAX_MS, LATENCY_BUDGET_MIN_MS, LATENCY_BUDGET_REPAIR_MAX_MS } from '../src/defaults.ts';
 
 type Counts = { arrived: number; missed: number; repairWaits: number; repairWaitMs?: number };
 const zero = (): Counts => ({ arrived: 0, missed: 0, repairWaits: 0 });
@@ -74,10 +74,12 @@ describe('latency budget', () => {
     b.onRtt(1); // a viewer next to its relay
     const c = interval(b, zero(), 1000, 5);
     assert.equal(b.latencyMs, 51, 'from the round trip alone: 1 + 3 × 10 + 20');
-    interval(b, c, 1000, 5, 30);
-    assert.equal(b.repairMs, 30);
-    assert.equal(b.latencyMs, 173, '30 + 3 × 41 + 20');
+    interval(b, c, 1000, 5, 20);
+    assert.equal(b.repairMs, 20);
+    assert.equal(b.latencyMs, 127, '20 + 3 × 29 + 20');
     assert.equal(b.retryMs, 10, 'its own NACKs still follow its round trip');
+    interval(b, c, 1000, 5, 30);
+    assert.equal(b.latencyMs, LATENCY_BUDGET_REPAIR_MAX_MS, '30 + 3 × 41 + 20 = 173: a call\'s delay at most');
     interval(b, c, 1000, 5, 2); // the sharer's path heals: falls slowly
     assert.equal(b.repairMs, 24.4);
     interval(b, c, 1000, 0); // no repairs this second: toward the round trip

@@ -5,7 +5,7 @@
  * hands the resulting RepairTiming to the pipeline's jitter buffer. Kept apart so the model can be
  * read and tuned without the protocol around it.
  */
-import { LATENCY_BUDGET_INITIAL_MS, LATENCY_BUDGET_MAX_MS, LATENCY_BUDGET_MIN_MS } from '../defaults.ts';
+import { LATENCY_BUDGET_INITIAL_MS, LATENCY_BUDGET_MAX_MS, LATENCY_BUDGET_MIN_MS, LATENCY_BUDGET_REPAIR_MAX_MS } from '../defaults.ts';
 
 /** The aim: leave at most this fraction of packets unrepaired. */
 const RESIDUAL_LOSS = 1e-4;
@@ -124,14 +124,18 @@ export class LatencyBudget implements RepairTiming {
    * budget = RTT (the first answer) + (tries − 1) retries + 20 ms of slack, within the bounds in
    * defaults.ts. At 20 ms RTT: 0-1% loss → 69 ms, 5% → 127 ms, 20% → 185 ms. When repairs take
    * longer than the round trip (the loss is the sharer's, repaired from there), rounds of that
-   * length instead: 5% loss and repairs in 30 ms → 173 ms.
+   * length, up to LATENCY_BUDGET_REPAIR_MAX_MS: 1 ms RTT, 5% loss and repairs in 20 ms → 127 ms
+   * (51 ms from the round trip alone); in 30 ms → 150.
    */
   private update(): void {
     if (this.fixedMs !== undefined || this.rttMs === undefined) return;
     const loss = Math.max(MIN_LOSS, Math.min(MAX_LOSS, this.loss));
     const tries = Math.min(MAX_TRIES, Math.max(MIN_TRIES, Math.ceil(Math.log(RESIDUAL_LOSS) / Math.log(loss))));
-    const round = Math.max(this.rttMs, this.repairMs ?? 0);
-    const budget = round + (tries - 1) * (round > this.rttMs ? retryFor(round) : this.retryMs) + SLACK_MS;
+    let budget = this.rttMs + (tries - 1) * this.retryMs + SLACK_MS;
+    if (this.repairMs !== undefined && this.repairMs > this.rttMs) {
+      const forRepairs = this.repairMs + (tries - 1) * retryFor(this.repairMs) + SLACK_MS;
+      budget = Math.max(budget, Math.min(LATENCY_BUDGET_REPAIR_MAX_MS, forRepairs));
+    }
     this.latencyMs = Math.round(Math.min(LATENCY_BUDGET_MAX_MS, Math.max(LATENCY_BUDGET_MIN_MS, budget)));
   }
 }
