@@ -315,7 +315,7 @@ export class RelayCore {
     const ssrc = rtpSsrc(buf);
     const out: Output[] = [];
     if (isAudioPayloadType(rtpPayloadType(buf))) {
-      const fresh = this.fromUplink(stream, stream.sound.ssrc === ssrc ? stream.sound.history : undefined, buf, now);
+      const fresh = this.fromUplink(stream, ssrc, stream.sound.ssrc === ssrc ? stream.sound.history : undefined, buf, now);
       if (fresh === false) return this.copyDropped(stream, out);
       // Sound: to every viewer, whatever layer it gets, and never held back to make room for a
       // picture; kept alongside each lane's cached keyframe (a joiner hears at once), measured
@@ -337,10 +337,11 @@ export class RelayCore {
     const lane = this.routing.laneOf(stream, ssrc);
     lane.rateBytes += buf.length;
     lane.lastMediaAt = now;
-    // FEC parity is not asked for again: only the layer's own numbering is tracked.
-    const fresh = ssrc === lane.ssrc ? this.fromUplink(stream, lane.history, buf, now) : 'new';
+    // The layer's own numbering; FEC parity (another SSRC) is not asked for again.
+    const media = ssrc === lane.ssrc;
+    const fresh = media ? this.fromUplink(stream, ssrc, lane.history, buf, now) : 'new';
     if (fresh === false) return this.copyDropped(stream, out);
-    if (ssrc === lane.ssrc) {
+    if (media) {
       const ts = rtpTimestamp(buf);
       // A late packet (one asked for again) starts no keyframe to move or take over at.
       const keyframe = fresh === 'new' && startsKeyframe(buf);
@@ -361,7 +362,7 @@ export class RelayCore {
     // With layers, every packet's departure is kept for the viewers' feedback (their layer choice).
     if (stream.lanes.length > 1) stream.sent.onSent(ssrc, rtpSequence(buf), buf.length, now);
     this.fanOut(stream, buf, lane, false, out);
-    if (ssrc === lane.ssrc) this.askUplink(stream.publisher!, ssrc, now, out);
+    if (media) this.askUplink(stream.publisher!, ssrc, now, out);
     this.congestionFeedback(stream.publisher!, buf, now, out);
     return out;
   }
@@ -396,11 +397,11 @@ export class RelayCore {
    * is new or late (asked for, reordered, or older than the gaps tracked). A publisher of another
    * transport is not tracked: nothing there answers a NACK.
    */
-  private fromUplink(stream: StreamState, history: RtxHistory | undefined, buf: Buffer, now: number): 'new' | 'late' | false {
+  private fromUplink(stream: StreamState, ssrc: number, history: RtxHistory | undefined, buf: Buffer, now: number): 'new' | 'late' | false {
     const p = stream.publisher!;
     if (p.deliver) return 'new';
     const seq = rtpSequence(buf);
-    const arrival = p.gaps.arrived(rtpSsrc(buf), seq, now);
+    const arrival = p.gaps.arrived(ssrc, seq, now);
     if (arrival === 'new') return 'new';
     if (arrival === 'repaired') this.counters.uplinkRepaired++;
     return arrival === 'old' && history?.get(seq)?.equals(buf) ? false : 'late';
@@ -549,7 +550,8 @@ export class RelayCore {
 
   /**
    * What of a viewer's RTCP goes on to the sharer: its reports, not its NACKs (answered here from
-   * history; what never came here the relay asks the sharer for itself, uplink.ts), and a keyframe request (PLI) only when none for the stream is
+   * history; what never came here the relay asks the sharer for itself, uplink.ts), and a
+   * keyframe request (PLI) only when none for the stream is
    * already on its way (KEYFRAME_WAIT_MS, until a keyframe passes) and this viewer's last one was
    * VIEWER_KEYFRAME_MIN_MS ago, unless packets of that layer went missing on their way in since its
    * latest keyframe (then it is everyone's picture that is broken). The datagram as it came when
